@@ -1,0 +1,174 @@
+//! The platform's canonical documents: typed, versioned (`InsuredPerson@1`), each with a JSON
+//! Schema generated from its Rust type. Mappings produce JSON that must deserialize into one of
+//! these types; that is the validation. A published version never changes in place: a change of
+//! shape is a new version beside the old one.
+
+pub mod care_plan;
+pub mod common;
+pub mod insurance_card;
+pub mod insured_person;
+pub mod schema_walk;
+pub mod service_usage;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// Every canonical document kind and version this build knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DocKind {
+    /// `InsuredPerson@1`
+    InsuredPerson,
+    /// `InsuranceCard@1`
+    InsuranceCard,
+    /// `CarePlan@1`
+    CarePlan,
+    /// `ServiceUsage@1`
+    ServiceUsage,
+}
+
+/// All kinds, for listings and `--help`.
+pub const ALL: [DocKind; 4] = [
+    DocKind::InsuredPerson,
+    DocKind::InsuranceCard,
+    DocKind::CarePlan,
+    DocKind::ServiceUsage,
+];
+
+/// Why a JSON value is not a valid canonical document.
+#[derive(Debug, thiserror::Error)]
+#[error("not a valid {kind}: {message}")]
+pub struct InvalidDocument {
+    /// The document kind and version, e.g. `CarePlan@1`.
+    pub kind: &'static str,
+    /// What is wrong, with the JSON path where serde knows it.
+    pub message: String,
+}
+
+impl DocKind {
+    /// The versioned name, e.g. `InsuredPerson@1`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DocKind::InsuredPerson => "InsuredPerson@1",
+            DocKind::InsuranceCard => "InsuranceCard@1",
+            DocKind::CarePlan => "CarePlan@1",
+            DocKind::ServiceUsage => "ServiceUsage@1",
+        }
+    }
+
+    /// The platform category the document belongs to (DESIGN §7).
+    pub fn category(self) -> &'static str {
+        match self {
+            DocKind::InsuredPerson | DocKind::InsuranceCard => "certification",
+            DocKind::CarePlan | DocKind::ServiceUsage => "care-plan",
+        }
+    }
+
+    /// Looks a kind up by `Name@version`, or by bare name meaning the latest version.
+    pub fn parse(s: &str) -> Option<DocKind> {
+        ALL.into_iter()
+            .find(|k| k.name() == s || k.name().split('@').next() == Some(s))
+    }
+
+    /// The JSON Schema of this document (draft 2020-12), with Japanese terms in descriptions.
+    pub fn schema(self) -> Value {
+        let mut schema = match self {
+            DocKind::InsuredPerson => schemars::schema_for!(insured_person::InsuredPerson),
+            DocKind::InsuranceCard => schemars::schema_for!(insurance_card::InsuranceCard),
+            DocKind::CarePlan => schemars::schema_for!(care_plan::CarePlan),
+            DocKind::ServiceUsage => schemars::schema_for!(service_usage::ServiceUsage),
+        }
+        .to_value();
+        if let Some(obj) = schema.as_object_mut() {
+            obj.insert(
+                "$id".into(),
+                Value::String(format!("urn:kaigo-hub:{}", self.name())),
+            );
+            if let Some(doc) = obj
+                .get_mut("properties")
+                .and_then(|p| p.get_mut("document"))
+                .and_then(Value::as_object_mut)
+            {
+                doc.insert("const".into(), Value::String(self.name().into()));
+            }
+        }
+        schema
+    }
+
+    /// Checks `value` against the typed model and returns it re-serialized in canonical field
+    /// order. The `document` field must name this kind.
+    pub fn validate(self, value: Value) -> Result<String, InvalidDocument> {
+        match self {
+            DocKind::InsuredPerson => check::<insured_person::InsuredPerson>(self, value),
+            DocKind::InsuranceCard => check::<insurance_card::InsuranceCard>(self, value),
+            DocKind::CarePlan => check::<care_plan::CarePlan>(self, value),
+            DocKind::ServiceUsage => check::<service_usage::ServiceUsage>(self, value),
+        }
+    }
+}
+
+fn check<T: DeserializeOwned + Serialize>(
+    kind: DocKind,
+    value: Value,
+) -> Result<String, InvalidDocument> {
+    let declared = value.get("document").and_then(Value::as_str).unwrap_or("");
+    if declared != kind.name() {
+        return Err(InvalidDocument {
+            kind: kind.name(),
+            message: format!(
+                "field `document` is `{declared}`, expected `{}`",
+                kind.name()
+            ),
+        });
+    }
+    let typed: T = serde_json::from_value(value).map_err(|e| InvalidDocument {
+        kind: kind.name(),
+        message: e.to_string(),
+    })?;
+    serde_json::to_string(&typed).map_err(|e| InvalidDocument {
+        kind: kind.name(),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn every_kind_has_a_schema_with_its_const_document_name() {
+        for kind in ALL {
+            let schema = kind.schema();
+            assert_eq!(schema["properties"]["document"]["const"], kind.name());
+            assert!(
+                schema["description"].is_string(),
+                "{} has a description",
+                kind.name()
+            );
+        }
+    }
+
+    #[test]
+    fn validate_rejects_a_wrong_document_name() {
+        let err = DocKind::InsuredPerson
+            .validate(json!({"document": "CarePlan@1"}))
+            .unwrap_err();
+        assert!(err.message.contains("expected `InsuredPerson@1`"), "{err}");
+    }
+
+    #[test]
+    fn validate_rejects_unknown_fields_and_reports_them() {
+        let err = DocKind::InsuredPerson
+            .validate(json!({"document": "InsuredPerson@1", "nmae": {}}))
+            .unwrap_err();
+        assert!(err.message.contains("nmae"), "{err}");
+    }
+
+    #[test]
+    fn parse_accepts_bare_names_and_versions() {
+        assert_eq!(DocKind::parse("CarePlan"), Some(DocKind::CarePlan));
+        assert_eq!(DocKind::parse("CarePlan@1"), Some(DocKind::CarePlan));
+        assert_eq!(DocKind::parse("CarePlan@2"), None);
+    }
+}

@@ -1,0 +1,78 @@
+//! `kaigo-hub mappings check|test|list`: loads the mapping directory and reports every error
+//! (`file:line:column: …`), runs the golden tests, or lists what is loaded.
+
+use super::{Failure, load_mappings};
+use kaigo_hub::mapping::testing;
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Action {
+    /// Compile every mapping file and report all errors with file:line:column.
+    Check {
+        /// Directory (default: --mappings).
+        dir: Option<PathBuf>,
+    },
+    /// Run every mapping's golden tests (input → expected output).
+    Test {
+        /// Directory (default: --mappings).
+        dir: Option<PathBuf>,
+    },
+    /// List the loaded mappings: id, version, source → target, category.
+    List {
+        /// Directory (default: --mappings).
+        dir: Option<PathBuf>,
+    },
+}
+
+pub fn run(default_dir: &Path, action: Action) -> Result<u8, Failure> {
+    match action {
+        Action::Check { dir } => {
+            let dir = dir.unwrap_or_else(|| default_dir.to_path_buf());
+            let set = load_mappings(&dir).map_err(|f| Failure { code: 1, ..f })?;
+            let tests: usize = set.mappings.iter().map(|m| m.tests.len()).sum();
+            println!(
+                "{} mapping(s) OK under {} ({tests} golden test(s))",
+                set.mappings.len(),
+                dir.display()
+            );
+            Ok(0)
+        }
+        Action::Test { dir } => {
+            let dir = dir.unwrap_or_else(|| default_dir.to_path_buf());
+            let set = load_mappings(&dir).map_err(|f| Failure { code: 1, ..f })?;
+            let outcomes = testing::run_all(&set);
+            let mut failed = 0;
+            for o in &outcomes {
+                match &o.failure {
+                    None => println!("ok     {} {}", o.mapping, o.input),
+                    Some(why) => {
+                        failed += 1;
+                        println!("FAILED {} {} ({})\n       {why}", o.mapping, o.input, o.at);
+                    }
+                }
+            }
+            println!("{} passed, {failed} failed", outcomes.len() - failed);
+            Ok(if failed == 0 && !outcomes.is_empty() {
+                0
+            } else {
+                1
+            })
+        }
+        Action::List { dir } => {
+            let dir = dir.unwrap_or_else(|| default_dir.to_path_buf());
+            let set = load_mappings(&dir)?;
+            for m in &set.mappings {
+                println!(
+                    "{}\tv{}\t{} → {}\t{}\t{}",
+                    m.id,
+                    m.version,
+                    m.source.format.name(),
+                    m.target.name(),
+                    m.category.as_deref().unwrap_or("-"),
+                    m.description
+                );
+            }
+            Ok(0)
+        }
+    }
+}

@@ -1,0 +1,571 @@
+//! Character sets for Japanese interchange files: strict decoding of bytes in
+//! UTF-8, MS932 (Windows-31J, the Shift_JIS that ケアプランデータ連携 CSV uses) or
+//! ISO-2022-JP into Rust text, and strict encoding of text back into those
+//! bytes. What comes in is raw bytes (decode, sniff) or `&str` plus a
+//! caller-given context string (encode); what goes out is text, a guessed
+//! [`Charset`], or bytes — or a [`CharsetError`] that says where: line,
+//! column and byte offset for bad input bytes, the offending character, its
+//! code point and the caller's context for text the target cannot carry.
+//! This module must never substitute anything: no U+FFFD on decode, no `?`
+//! or `&#NNNN;` on encode, no silent lossy mapping (a character is only
+//! encoded if decoding its bytes gives the same character back), and it must
+//! never panic, whatever the bytes.
+//!
+//! Decisions worth knowing:
+//! * MS932 is encoding_rs's WHATWG `Shift_JIS`, which is Microsoft's table
+//!   (NEC row 13, NEC-selected and IBM extensions included). 0x8160 is
+//!   U+FF5E FULLWIDTH TILDE `～`; U+301C WAVE DASH `〜` has no MS932 byte
+//!   sequence and is refused by [`encode`] (callers that want it must map it
+//!   to U+FF5E before encoding). Likewise U+2212 `−` (encoding_rs would write
+//!   the bytes of U+FF0D `－`), U+00A5 `¥` and U+203E `‾` (they would become
+//!   `\` and `~`) are refused as lossy, as are U+2014, U+2016, U+00A2, U+00A3
+//!   and U+00AC, which MS932 does not have at all (nor U+3094 `ゔ`, nor
+//!   anything outside the BMP).
+//! * MS932 encode also refuses private-use characters (U+E000–U+F8FF): they
+//!   would land in the 外字 area, which the care-plan specification forbids.
+//!   Decode accepts those bytes (they are well-formed MS932).
+//! * ISO-2022-JP encode refuses half-width katakana (encoding_rs would widen
+//!   them to full-width).
+//! * [`sniff`] only picks ISO-2022-JP for 7-bit input containing one of its
+//!   escape sequences, because such input is also valid UTF-8.
+
+use std::borrow::Cow;
+
+use encoding_rs::{DecoderResult, EncoderResult, Encoding, ISO_2022_JP, SHIFT_JIS};
+
+/// A character set the hub reads and writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Charset {
+    /// UTF-8 (a leading BOM is stripped on decode, never written on encode).
+    Utf8,
+    /// MS932 / Windows-31J / CP932 (Shift_JIS with the Microsoft extensions).
+    Ms932,
+    /// ISO-2022-JP (JIS X 0208 via escape sequences, 7-bit).
+    Iso2022Jp,
+}
+
+impl Charset {
+    /// Parses a charset label, case-insensitively, ignoring surrounding
+    /// blanks. `shift_jis` and `sjis` are taken to mean MS932, because that is
+    /// what Japanese software writes under those names.
+    pub fn parse(name: &str) -> Option<Charset> {
+        let n = name.trim().to_ascii_lowercase();
+        match n.as_str() {
+            "utf-8" | "utf8" => Some(Charset::Utf8),
+            "ms932" | "cp932" | "windows-31j" | "windows-932" | "shift_jis" | "shift-jis"
+            | "sjis" | "x-sjis" => Some(Charset::Ms932),
+            "iso-2022-jp" | "iso2022jp" | "jis" => Some(Charset::Iso2022Jp),
+            _ => None,
+        }
+    }
+
+    /// The canonical name used in messages: `UTF-8`, `MS932`, `ISO-2022-JP`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Charset::Utf8 => "UTF-8",
+            Charset::Ms932 => "MS932",
+            Charset::Iso2022Jp => "ISO-2022-JP",
+        }
+    }
+
+    fn encoding(self) -> Option<&'static Encoding> {
+        match self {
+            Charset::Utf8 => None,
+            Charset::Ms932 => Some(SHIFT_JIS),
+            Charset::Iso2022Jp => Some(ISO_2022_JP),
+        }
+    }
+}
+
+impl std::fmt::Display for Charset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why bytes could not be decoded or text could not be encoded.
+#[derive(Debug, thiserror::Error)]
+pub enum CharsetError {
+    /// The input holds a byte sequence that is not valid in `charset`.
+    /// `line` and `column` are 1-based and counted in the text decoded before
+    /// the bad bytes (lines end at LF; columns count characters).
+    #[error(
+        "invalid byte sequence {} at line {line}, column {column} (byte offset {offset}) in {charset}",
+        hex_bytes(.bytes)
+    )]
+    Decode {
+        charset: Charset,
+        line: usize,
+        column: usize,
+        /// Byte offset of the first bad byte in the input given to [`decode`].
+        offset: usize,
+        /// The offending bytes (at most a few).
+        bytes: Vec<u8>,
+    },
+    /// `ch` has no exact representation in `charset`.
+    #[error(
+        "character '{ch}' ({}) cannot be represented in {charset} at {context}",
+        code_point(*.ch)
+    )]
+    Unrepresentable {
+        charset: Charset,
+        ch: char,
+        /// Where the character came from, as the caller described it.
+        context: String,
+    },
+}
+
+fn hex_bytes(bytes: &[u8]) -> String {
+    let parts: Vec<String> = bytes.iter().map(|b| format!("0x{b:02X}")).collect();
+    parts.join(" ")
+}
+
+fn code_point(ch: char) -> String {
+    format!("U+{:04X}", u32::from(ch))
+}
+
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// 1-based line and column of the end of `prefix` (lines end at LF,
+/// columns count characters).
+fn position_after(prefix: &str) -> (usize, usize) {
+    let line = prefix.bytes().filter(|&b| b == b'\n').count() + 1;
+    let last_line = match prefix.rfind('\n') {
+        Some(i) => prefix.get(i + 1..).unwrap_or(""),
+        None => prefix,
+    };
+    (line, last_line.chars().count() + 1)
+}
+
+/// Decodes `bytes` strictly. A UTF-8 BOM is stripped (for UTF-8 only); any
+/// malformed sequence is an error that gives its line, column and byte
+/// offset. Valid UTF-8 is returned borrowed.
+pub fn decode(bytes: &[u8], charset: Charset) -> Result<Cow<'_, str>, CharsetError> {
+    match charset.encoding() {
+        None => {
+            let (body, skipped) = match bytes.strip_prefix(UTF8_BOM) {
+                Some(rest) => (rest, UTF8_BOM.len()),
+                None => (bytes, 0),
+            };
+            match std::str::from_utf8(body) {
+                Ok(s) => Ok(Cow::Borrowed(s)),
+                Err(e) => {
+                    let good = e.valid_up_to();
+                    let prefix = body
+                        .get(..good)
+                        .and_then(|p| std::str::from_utf8(p).ok())
+                        .unwrap_or("");
+                    let (line, column) = position_after(prefix);
+                    let bad_len = e.error_len().unwrap_or(body.len().saturating_sub(good));
+                    let bad = body.get(good..good + bad_len).unwrap_or(&[]).to_vec();
+                    Err(CharsetError::Decode {
+                        charset,
+                        line,
+                        column,
+                        offset: skipped + good,
+                        bytes: bad,
+                    })
+                }
+            }
+        }
+        Some(encoding) => decode_with(bytes, encoding, charset).map(Cow::Owned),
+    }
+}
+
+fn decode_with(
+    bytes: &[u8],
+    encoding: &'static Encoding,
+    charset: Charset,
+) -> Result<String, CharsetError> {
+    let mut decoder = encoding.new_decoder_without_bom_handling();
+    let capacity = decoder
+        .max_utf8_buffer_length_without_replacement(bytes.len())
+        .unwrap_or(bytes.len());
+    let mut out = String::with_capacity(capacity);
+    let mut pos = 0usize;
+    loop {
+        let rest = bytes.get(pos..).unwrap_or(&[]);
+        let (result, read) = decoder.decode_to_string_without_replacement(rest, &mut out, true);
+        pos = pos.saturating_add(read);
+        match result {
+            DecoderResult::InputEmpty => {
+                // The capacity was sized for the worst case (up to 3x).
+                out.shrink_to_fit();
+                return Ok(out);
+            }
+            DecoderResult::OutputFull => {
+                let remaining = bytes.len().saturating_sub(pos);
+                let more = decoder
+                    .max_utf8_buffer_length_without_replacement(remaining)
+                    .unwrap_or(remaining);
+                out.reserve(more.saturating_add(16));
+            }
+            DecoderResult::Malformed(bad, extra) => {
+                let end = pos.saturating_sub(usize::from(extra));
+                let start = end.saturating_sub(usize::from(bad));
+                let (line, column) = position_after(&out);
+                return Err(CharsetError::Decode {
+                    charset,
+                    line,
+                    column,
+                    offset: start,
+                    bytes: bytes.get(start..end).unwrap_or(&[]).to_vec(),
+                });
+            }
+        }
+    }
+}
+
+/// Guesses the charset of `bytes`: a UTF-8 BOM means UTF-8; 7-bit input
+/// with an ISO-2022-JP escape sequence (`ESC $ @`, `ESC $ B`, `ESC ( B`,
+/// `ESC ( J`) means ISO-2022-JP; other valid UTF-8 (including plain ASCII)
+/// means UTF-8; anything else is taken as MS932. Short MS932 text can happen
+/// to be valid UTF-8, so callers that know the charset should say so.
+pub fn sniff(bytes: &[u8]) -> Charset {
+    if bytes.starts_with(UTF8_BOM) {
+        return Charset::Utf8;
+    }
+    if bytes.is_ascii() && has_iso2022jp_escape(bytes) {
+        return Charset::Iso2022Jp;
+    }
+    if std::str::from_utf8(bytes).is_ok() {
+        Charset::Utf8
+    } else {
+        Charset::Ms932
+    }
+}
+
+fn has_iso2022jp_escape(bytes: &[u8]) -> bool {
+    bytes.windows(3).any(|w| {
+        matches!(
+            w,
+            [0x1B, b'$', b'@'] | [0x1B, b'$', b'B'] | [0x1B, b'(', b'B'] | [0x1B, b'(', b'J']
+        )
+    })
+}
+
+/// Encodes `text` strictly into `charset`. A character the target cannot
+/// represent exactly is an error naming the character, its code point and
+/// `context` (e.g. `UP2KYO row 3, column 14 (サービス内容)`). See the module
+/// documentation for the characters refused although encoding_rs would
+/// write something for them.
+pub fn encode(text: &str, charset: Charset, context: &str) -> Result<Vec<u8>, CharsetError> {
+    let Some(encoding) = charset.encoding() else {
+        return Ok(text.as_bytes().to_vec());
+    };
+    let unrepresentable = |ch: char| CharsetError::Unrepresentable {
+        charset,
+        ch,
+        context: context.to_string(),
+    };
+    if charset == Charset::Ms932
+        && let Some(ch) = text.chars().find(|c| ('\u{E000}'..='\u{F8FF}').contains(c))
+    {
+        return Err(unrepresentable(ch));
+    }
+    let mut encoder = encoding.new_encoder();
+    let capacity = encoder
+        .max_buffer_length_from_utf8_without_replacement(text.len())
+        .unwrap_or(text.len());
+    let mut out = Vec::with_capacity(capacity);
+    let mut pos = 0usize;
+    loop {
+        let rest = text.get(pos..).unwrap_or("");
+        let (result, read) =
+            encoder.encode_from_utf8_to_vec_without_replacement(rest, &mut out, true);
+        pos = pos.saturating_add(read);
+        match result {
+            EncoderResult::InputEmpty => break,
+            EncoderResult::OutputFull => {
+                let remaining = text.len().saturating_sub(pos);
+                let more = encoder
+                    .max_buffer_length_from_utf8_without_replacement(remaining)
+                    .unwrap_or(remaining);
+                out.reserve(more.saturating_add(16));
+            }
+            EncoderResult::Unmappable(ch) => return Err(unrepresentable(ch)),
+        }
+    }
+    // Refuse lossy mappings: the bytes must decode to exactly the input.
+    // Every mapping of these encoders is one character to one character, so
+    // the first differing character is the culprit.
+    let back = decode_with(&out, encoding, charset).ok();
+    if back.as_deref() != Some(text) {
+        let back = back.unwrap_or_default();
+        let mut decoded = back.chars();
+        let culprit = text
+            .chars()
+            .find(|&c| decoded.next() != Some(c))
+            .or_else(|| text.chars().last())
+            .unwrap_or('\u{FFFD}');
+        return Err(unrepresentable(culprit));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms932(text: &str) -> Vec<u8> {
+        match encode(text, Charset::Ms932, "test") {
+            Ok(b) => b,
+            Err(e) => panic!("encoding {text:?}: {e}"),
+        }
+    }
+
+    #[test]
+    fn parse_accepts_common_labels_in_any_case() {
+        for (label, want) in [
+            ("utf-8", Charset::Utf8),
+            ("UTF8", Charset::Utf8),
+            ("ms932", Charset::Ms932),
+            ("CP932", Charset::Ms932),
+            ("Windows-31J", Charset::Ms932),
+            ("shift_jis", Charset::Ms932),
+            ("SJIS", Charset::Ms932),
+            (" iso-2022-jp ", Charset::Iso2022Jp),
+        ] {
+            assert_eq!(Charset::parse(label), Some(want), "{label}");
+        }
+        assert_eq!(Charset::parse("euc-jp"), None);
+        assert_eq!(Charset::parse(""), None);
+    }
+
+    #[test]
+    fn name_is_canonical_and_parses_back() {
+        for cs in [Charset::Utf8, Charset::Ms932, Charset::Iso2022Jp] {
+            assert_eq!(Charset::parse(cs.name()), Some(cs));
+        }
+        assert_eq!(Charset::Ms932.name(), "MS932");
+    }
+
+    #[test]
+    fn decode_valid_utf8_borrows_and_strips_bom() {
+        let plain = "居宅,ｶﾅ\r\n".as_bytes();
+        assert!(matches!(
+            decode(plain, Charset::Utf8),
+            Ok(Cow::Borrowed("居宅,ｶﾅ\r\n"))
+        ));
+        let mut with_bom = UTF8_BOM.to_vec();
+        with_bom.extend_from_slice(plain);
+        match decode(&with_bom, Charset::Utf8) {
+            Ok(Cow::Borrowed(s)) => assert_eq!(s, "居宅,ｶﾅ\r\n"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn decode_invalid_utf8_reports_line_column_and_offset() {
+        let bytes = b"ab\ncd\xFFef";
+        match decode(bytes, Charset::Utf8) {
+            Err(CharsetError::Decode {
+                line,
+                column,
+                offset,
+                bytes,
+                ..
+            }) => {
+                assert_eq!((line, column, offset), (2, 3, 5));
+                assert_eq!(bytes, vec![0xFF]);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn decode_ms932_kanji_and_half_width_kana() {
+        // 介護 = 89 EE 8C EC; ｶﾅ = B6 C5
+        let bytes = [0x89, 0xEE, 0x8C, 0xEC, b',', 0xB6, 0xC5];
+        assert_eq!(
+            decode(&bytes, Charset::Ms932).ok().as_deref(),
+            Some("介護,ｶﾅ")
+        );
+    }
+
+    #[test]
+    fn decode_invalid_ms932_reports_position_in_decoded_text() {
+        // line 2: "介護" then a lead byte followed by an invalid trail byte.
+        let mut bytes = b"x\r\n".to_vec();
+        bytes.extend_from_slice(&[0x89, 0xEE, 0x8C, 0xEC, 0x81, 0x7F]);
+        let err = decode(&bytes, Charset::Ms932).err();
+        match &err {
+            Some(CharsetError::Decode {
+                line,
+                column,
+                offset,
+                charset,
+                ..
+            }) => {
+                assert_eq!((*line, *column, *offset), (2, 3, 7));
+                assert_eq!(*charset, Charset::Ms932);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let msg = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            msg.contains("line 2, column 3 (byte offset 7) in MS932"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn decode_never_yields_replacement_character() {
+        for bad in [
+            &[0xA0u8][..],
+            &[0xFF],
+            &[0x81],
+            &[0x82, 0x20],
+            &[0xFD, 0xFE],
+        ] {
+            assert!(decode(bad, Charset::Ms932).is_err(), "{bad:?}");
+        }
+        assert!(decode(b"\x1B$B\xFF", Charset::Iso2022Jp).is_err());
+    }
+
+    #[test]
+    fn decode_iso2022jp() {
+        // "介護" in ISO-2022-JP: ESC $ B 32 70 38 6E ESC ( B
+        let bytes = b"\x1B$B2p8n\x1B(B!";
+        assert_eq!(
+            decode(bytes, Charset::Iso2022Jp).ok().as_deref(),
+            Some("介護!")
+        );
+    }
+
+    #[test]
+    fn sniff_distinguishes_bom_utf8_iso2022jp_and_ms932() {
+        assert_eq!(sniff(b"\xEF\xBB\xBFabc"), Charset::Utf8);
+        assert_eq!(sniff("介護".as_bytes()), Charset::Utf8);
+        assert_eq!(sniff(b"plain,ascii\r\n"), Charset::Utf8);
+        assert_eq!(sniff(b"\x1B$B2p8n\x1B(B"), Charset::Iso2022Jp);
+        assert_eq!(sniff(&[0x89, 0xEE, 0x8C, 0xEC]), Charset::Ms932);
+        assert_eq!(sniff(&[0xB6, 0xC5]), Charset::Ms932);
+    }
+
+    #[test]
+    fn encode_ms932_known_code_points() {
+        assert_eq!(ms932("～"), vec![0x81, 0x60]); // U+FF5E
+        assert_eq!(ms932("①"), vec![0x87, 0x40]);
+        assert_eq!(ms932("㈱"), vec![0x87, 0x8A]);
+        assert_eq!(ms932("髙"), vec![0xFB, 0xFC]); // IBM extension, not NEC-selected 0xEEE0
+        assert_eq!(ms932("﨑"), vec![0xFA, 0xB1]);
+        assert_eq!(ms932("ｱ"), vec![0xB1]);
+        assert_eq!(ms932("－"), vec![0x81, 0x7C]); // U+FF0D
+    }
+
+    #[test]
+    fn encode_refuses_wave_dash_and_names_it() {
+        let err = encode(
+            "期間〜",
+            Charset::Ms932,
+            "UP2KYO row 3, column 14 (サービス内容)",
+        );
+        match err {
+            Err(e @ CharsetError::Unrepresentable { ch: '〜', .. }) => {
+                assert_eq!(
+                    e.to_string(),
+                    "character '〜' (U+301C) cannot be represented in MS932 at UP2KYO row 3, column 14 (サービス内容)"
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn encode_refuses_lossy_minus_yen_and_overline() {
+        for ch in ['\u{2212}', '\u{00A5}', '\u{203E}'] {
+            match encode(&format!("a{ch}b"), Charset::Ms932, "ctx") {
+                Err(CharsetError::Unrepresentable { ch: got, .. }) => assert_eq!(got, ch),
+                other => panic!("U+{:04X}: unexpected {other:?}", u32::from(ch)),
+            }
+        }
+    }
+
+    #[test]
+    fn encode_refuses_non_bmp_and_emoji_and_private_use() {
+        for (text, ch) in [("吉𠮷野", '𠮷'), ("😀", '😀'), ("x\u{E000}", '\u{E000}')] {
+            let err = encode(text, Charset::Ms932, "ctx").err();
+            match &err {
+                Some(CharsetError::Unrepresentable { ch: got, .. }) => assert_eq!(*got, ch),
+                other => panic!("{text}: unexpected {other:?}"),
+            }
+            let msg = err.map(|e| e.to_string()).unwrap_or_default();
+            assert!(msg.contains(&format!("U+{:04X}", u32::from(ch))), "{msg}");
+        }
+    }
+
+    #[test]
+    fn encode_never_writes_question_mark_or_numeric_reference() {
+        assert!(encode("𠮷", Charset::Iso2022Jp, "ctx").is_err());
+        assert!(encode("😀", Charset::Ms932, "ctx").is_err());
+        // A literal '?' or '&#' in the input is of course kept as is.
+        assert_eq!(ms932("?&#1;"), b"?&#1;".to_vec());
+    }
+
+    #[test]
+    fn encode_iso2022jp_round_trips_and_refuses_half_width_kana() {
+        let bytes = encode("介護!", Charset::Iso2022Jp, "ctx").ok();
+        assert_eq!(bytes.as_deref(), Some(&b"\x1B$B2p8n\x1B(B!"[..]));
+        assert!(matches!(
+            encode("ｶ", Charset::Iso2022Jp, "ctx"),
+            Err(CharsetError::Unrepresentable { ch: 'ｶ', .. })
+        ));
+    }
+
+    #[test]
+    fn encode_utf8_is_identity_without_bom() {
+        assert_eq!(
+            encode("〜𠮷", Charset::Utf8, "ctx").ok(),
+            Some("〜𠮷".as_bytes().to_vec())
+        );
+    }
+
+    #[test]
+    fn representative_japanese_text_round_trips_or_is_refused() {
+        let sample = "居宅サービス計画書介護支援専門員課題長期目標短期目標援助内容頻度期間\
+                      髙﨑德濵彅隆神祇福祉用具貸与訪問看護通所介護\
+                      あいうえおがぱゃゎをんゔ\
+                      アイウエオガパャヮヲンヴヵヶー・\
+                      ｱｲｳｴｵｶﾞﾊﾟｬｰ｡｢｣､\
+                      ０１２３４５６７８９ＡＢＣＸＹＺａｂｃｘｙｚ\
+                      ①②⑳ⅠⅡⅰⅱ㈱㈲№℡㍉㌔∵≒≡∫∮√⊥∠∟⊿∩∪¬\
+                      ～〜−－ー―‐…‥「」『』【】〒※○●◎△▲□■☆★\
+                      ￥¥\\~‾＼￣｜‖∥¢£￠￡￢—\
+                      𠮷😀";
+        let mut refused = Vec::new();
+        for ch in sample.chars() {
+            let s = ch.to_string();
+            match encode(&s, Charset::Ms932, "sample") {
+                Ok(bytes) => {
+                    let back = decode(&bytes, Charset::Ms932).map(|c| c.into_owned()).ok();
+                    assert_eq!(back.as_deref(), Some(s.as_str()), "U+{:04X}", u32::from(ch));
+                }
+                Err(CharsetError::Unrepresentable {
+                    ch: got, charset, ..
+                }) => {
+                    assert_eq!(got, ch);
+                    assert_eq!(charset, Charset::Ms932);
+                    refused.push(ch);
+                }
+                Err(other) => panic!("unexpected {other}"),
+            }
+        }
+        // Exactly these are refused; everything else round-tripped above.
+        let expected: Vec<char> = "ゔ〜−¥‾‖¢£¬—𠮷😀".chars().collect();
+        let mut refused_sorted = refused.clone();
+        refused_sorted.sort_unstable();
+        let mut expected_sorted = expected;
+        expected_sorted.sort_unstable();
+        assert_eq!(refused_sorted, expected_sorted, "refused: {refused:?}");
+    }
+
+    #[test]
+    fn whole_text_encode_matches_per_character_encode() {
+        let text = "ＡＢＣ髙﨑①㈱ｶﾅ,\"x\"\r\n長期目標～";
+        let whole = ms932(text);
+        let pieces: Vec<u8> = text.chars().flat_map(|c| ms932(&c.to_string())).collect();
+        assert_eq!(whole, pieces);
+        assert_eq!(decode(&whole, Charset::Ms932).ok().as_deref(), Some(text));
+    }
+}

@@ -1,0 +1,249 @@
+//! One enum over every format's tree, node and compiled path, so the mapping engine selects
+//! values without knowing whether it reads HL7 v2, FHIR JSON, XML or CSV. Each arm delegates to
+//! its format file; this file adds only the CSV path grammar (`*` = every record, `3` = the third
+//! column, `被保険者番号` = a header column) and the dispatch.
+
+use super::{Format, csv, hl7v2, json, xml};
+use serde_json::Value;
+use std::borrow::Cow;
+
+/// Options a mapping gives the parser of its source format.
+#[derive(Clone, Debug, Default)]
+pub struct ParseOptions {
+    /// CSV character set, header and limits.
+    pub csv: csv::CsvOptions,
+    /// XML limits.
+    pub xml: xml::XmlLimits,
+}
+
+/// Bytes that do not parse in the expected format.
+#[derive(Debug, thiserror::Error)]
+pub enum FormatError {
+    /// HL7 v2.
+    #[error("HL7 v2: {0}")]
+    Hl7(#[from] hl7v2::Hl7Error),
+    /// FHIR/canonical JSON.
+    #[error("JSON: {0}")]
+    Json(#[from] json::JsonError),
+    /// XML.
+    #[error("XML: {0}")]
+    Xml(#[from] xml::XmlError),
+    /// CSV.
+    #[error("CSV: {0}")]
+    Csv(#[from] csv::CsvError),
+}
+
+/// A parsed input.
+pub enum Tree {
+    /// An HL7 v2 message.
+    Hl7(hl7v2::Message),
+    /// A JSON document (FHIR or canonical).
+    Json(Value),
+    /// An XML document.
+    Xml(xml::XmlDoc),
+    /// A CSV file.
+    Csv(csv::CsvFile),
+}
+
+/// A position in a tree.
+#[derive(Clone, Copy, Debug)]
+pub enum Node<'a> {
+    /// HL7 v2 segment, field, repetition, component or subcomponent.
+    Hl7(hl7v2::Node),
+    /// A JSON value.
+    Json(&'a Value),
+    /// An XML element or attribute.
+    Xml(xml::Node),
+    /// The whole CSV file.
+    CsvFile,
+    /// A CSV record (0-based).
+    CsvRow(usize),
+    /// A CSV field: record and column (0-based).
+    CsvCell(usize, usize),
+}
+
+/// A compiled path in one format's grammar.
+#[derive(Clone, Debug)]
+pub enum Path {
+    /// HL7 v2 (`PID-5[7=P].1`).
+    Hl7(hl7v2::Path),
+    /// JSON (`name[extension.valueCode=SYL].family`).
+    Json(json::Path),
+    /// XML (`/hk:card/hk:name/@type`).
+    Xml(xml::Path),
+    /// CSV.
+    Csv(CsvPath),
+}
+
+/// CSV path grammar.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CsvPath {
+    /// `*` — every record of the file.
+    Records,
+    /// `3` — a 1-based column number (stored 0-based).
+    Column(usize),
+    /// A header name.
+    Named(String),
+}
+
+impl Path {
+    /// Compiles `s` in the grammar of `format`; XML paths resolve prefixes with `namespaces`.
+    pub fn compile(
+        format: Format,
+        s: &str,
+        namespaces: &[(String, String)],
+    ) -> Result<Path, String> {
+        match format {
+            Format::Hl7v2 => hl7v2::Path::compile(s).map(Path::Hl7),
+            Format::Fhir | Format::Canonical => json::Path::compile(s).map(Path::Json),
+            Format::Xml => xml::Path::compile(s, namespaces).map(Path::Xml),
+            Format::Csv => {
+                let s = s.trim();
+                if s == "*" {
+                    Ok(Path::Csv(CsvPath::Records))
+                } else if let Ok(n) = s.parse::<usize>() {
+                    if n == 0 {
+                        Err("CSV columns are numbered from 1".into())
+                    } else {
+                        Ok(Path::Csv(CsvPath::Column(n - 1)))
+                    }
+                } else if s.is_empty() {
+                    Err("empty CSV path: write `*`, a column number or a header name".into())
+                } else {
+                    Ok(Path::Csv(CsvPath::Named(s.to_string())))
+                }
+            }
+        }
+    }
+}
+
+impl Tree {
+    /// Parses `bytes` as `format`.
+    pub fn parse(format: Format, bytes: &[u8], opts: &ParseOptions) -> Result<Tree, FormatError> {
+        Ok(match format {
+            Format::Hl7v2 => Tree::Hl7(hl7v2::parse(bytes)?),
+            Format::Fhir | Format::Canonical => Tree::Json(json::parse(bytes)?),
+            Format::Xml => Tree::Xml(xml::parse(bytes, &opts.xml)?),
+            Format::Csv => Tree::Csv(csv::parse(bytes, &opts.csv)?),
+        })
+    }
+
+    /// The node a whole-document path starts from.
+    pub fn root(&self) -> Node<'_> {
+        match self {
+            Tree::Hl7(m) => Node::Hl7(m.root()),
+            Tree::Json(v) => Node::Json(v),
+            Tree::Xml(d) => Node::Xml(d.root()),
+            Tree::Csv(_) => Node::CsvFile,
+        }
+    }
+
+    /// Pushes the nodes `path` selects from `from`, in document order.
+    pub fn select<'a>(&'a self, from: Node<'a>, path: &Path, out: &mut Vec<Node<'a>>) {
+        match (self, from, path) {
+            (Tree::Hl7(m), Node::Hl7(n), Path::Hl7(p)) => {
+                let mut tmp = Vec::new();
+                m.select(n, p, &mut tmp);
+                out.extend(tmp.into_iter().map(Node::Hl7));
+            }
+            (Tree::Json(root), Node::Json(n), Path::Json(p)) => {
+                let mut tmp = Vec::new();
+                json::select(root, n, p, &mut tmp);
+                out.extend(tmp.into_iter().map(Node::Json));
+            }
+            (Tree::Xml(d), Node::Xml(n), Path::Xml(p)) => {
+                let mut tmp = Vec::new();
+                d.select(n, p, &mut tmp);
+                out.extend(tmp.into_iter().map(Node::Xml));
+            }
+            (Tree::Csv(f), node, Path::Csv(p)) => select_csv(f, node, p, out),
+            _ => {}
+        }
+    }
+
+    /// The text at a node, or `None` when absent or empty.
+    pub fn value<'a>(&'a self, node: Node<'a>) -> Option<Cow<'a, str>> {
+        match (self, node) {
+            (Tree::Hl7(m), Node::Hl7(n)) => m.value(n),
+            (Tree::Json(_), Node::Json(v)) => json::text(v),
+            (Tree::Xml(d), Node::Xml(n)) => d.value(n),
+            (Tree::Csv(f), Node::CsvCell(r, c)) => f.field(r, c).filter(|v| !v.is_empty()),
+            _ => None,
+        }
+    }
+
+    /// Where a node is, for error messages (`PID-7 (segment 3)`, `line 4, column 14`).
+    pub fn location(&self, node: Node<'_>) -> Option<String> {
+        match (self, node) {
+            (Tree::Hl7(m), Node::Hl7(n)) => Some(m.location(n)),
+            (Tree::Xml(d), Node::Xml(n)) => Some(d.location(n)),
+            (Tree::Csv(f), Node::CsvCell(r, c)) => Some(format!(
+                "record {}, column {} (line {})",
+                r + 1,
+                c + 1,
+                f.line_of(r)
+            )),
+            (Tree::Csv(f), Node::CsvRow(r)) => {
+                Some(format!("record {} (line {})", r + 1, f.line_of(r)))
+            }
+            _ => None,
+        }
+    }
+
+    /// Every value with a path a mapping can use (for `kaigo-hub inspect`).
+    pub fn walk(&self, f: &mut dyn FnMut(&str, &str)) {
+        match self {
+            Tree::Hl7(m) => m.walk(f),
+            Tree::Json(v) => json::walk(v, f),
+            Tree::Xml(d) => d.walk(f),
+            Tree::Csv(file) => {
+                let header = file.header().map(|h| h.to_vec());
+                for r in 0..file.record_count() {
+                    for c in 0..file.field_count(r) {
+                        if let Some(v) = file.field(r, c).filter(|v| !v.is_empty()) {
+                            let name = header
+                                .as_ref()
+                                .and_then(|h| h.get(c))
+                                .map(|n| format!(" ({n})"))
+                                .unwrap_or_default();
+                            f(
+                                &format!(
+                                    "record {} line {} column {}{}",
+                                    r + 1,
+                                    file.line_of(r),
+                                    c + 1,
+                                    name
+                                ),
+                                &v,
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn select_csv<'a>(f: &csv::CsvFile, from: Node<'a>, p: &CsvPath, out: &mut Vec<Node<'a>>) {
+    let column = match p {
+        CsvPath::Records => {
+            if let Node::CsvFile = from {
+                out.extend((0..f.record_count()).map(Node::CsvRow));
+            }
+            return;
+        }
+        CsvPath::Column(c) => *c,
+        CsvPath::Named(n) => match f.column_index(n) {
+            Some(c) => c,
+            None => return,
+        },
+    };
+    let row = match from {
+        Node::CsvRow(r) => r,
+        Node::CsvFile if f.record_count() > 0 => 0,
+        _ => return,
+    };
+    if column < f.field_count(row) {
+        out.push(Node::CsvCell(row, column));
+    }
+}

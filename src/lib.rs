@@ -1,0 +1,12 @@
+//! kaigo-hub: an interoperability hub for Japan's long-term-care information platform
+//! (介護情報基盤). Hospital EHRs (FHIR R4, HL7 v2 SS-MIX2) and care software (vendor XML,
+//! ケアプラン CSV) are translated into the platform's canonical documents by declarative mapping
+//! files, and back into each recipient's format. See `../shared/DESIGN.md` for the house plan.
+//!
+//! - [`formats`]: bytes ⇄ navigable trees (HL7 v2, FHIR JSON, XML, CSV, Japanese charsets)
+//! - [`mapping`]: mapping files → compiled plans → canonical documents and outbound formats
+//! - [`canonical`]: the canonical documents, typed and versioned, with JSON Schemas
+
+pub mod canonical;
+pub mod formats;
+pub mod mapping;

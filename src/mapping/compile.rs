@@ -1,0 +1,856 @@
+//! Turns a mapping file into a plan: YAML → `spec` structs → checked, compiled `plan::Mapping`.
+//! Every mistake is reported once, as `file:line:column: what is wrong`: unknown target field
+//! (with the fields that exist there), unknown transform, missing table, type mismatch between a
+//! constant/table/transform and the target field, bad path syntax, unknown `$` metadata.
+
+use super::check_digit::IdRule;
+use super::error::MappingError;
+use super::plan::*;
+use super::spec::{self, MappingSpec, Pairs, RuleSpec, StrOrList, TargetSpec};
+use super::transform::Transform;
+use crate::canonical::{DocKind, schema_walk as sw};
+use crate::formats::charset::Charset;
+use crate::formats::tree::ParseOptions;
+use crate::formats::{Format, Path};
+use serde_json::Value;
+use serde_saphyr::Spanned;
+use std::path::Path as FsPath;
+
+/// Metadata keys every source has.
+const COMMON_META: &[&str] = &[
+    "$file.name",
+    "$file.stem",
+    "$mapping.id",
+    "$mapping.version",
+];
+/// Metadata keys from a ケアプラン CSV file name.
+const CAREPLAN_META: &[&str] = &[
+    "$file.prefix",
+    "$file.month",
+    "$file.from_office",
+    "$file.from_service_type",
+    "$file.to_office",
+    "$file.to_service_type",
+    "$file.timestamp",
+];
+
+/// Reads and compiles one mapping file.
+pub fn load_file(path: &FsPath) -> Result<Mapping, MappingError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| MappingError::at(path, 0, 0, format!("cannot read the mapping file: {e}")))?;
+    compile_str(&text, path)
+}
+
+/// Compiles mapping text; `file` names it in errors and anchors relative test paths.
+pub fn compile_str(text: &str, file: &FsPath) -> Result<Mapping, MappingError> {
+    let spec: MappingSpec = serde_saphyr::from_str(text).map_err(|e| {
+        let (line, column) = e
+            .location()
+            .map(|l| (l.line() as u32, l.column() as u32))
+            .unwrap_or((0, 0));
+        MappingError::at(file, line, column, yaml_message(&e.to_string()))
+    })?;
+    Compiler { file }.mapping(spec)
+}
+
+fn yaml_message(full: &str) -> String {
+    let first = full.lines().next().unwrap_or(full);
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    // Drop serde-saphyr's own "line N column M: " prefix; we print file:line:column.
+    match first.find(": ") {
+        Some(i) if first.starts_with("line ") => first[i + 2..].to_string(),
+        _ => first.to_string(),
+    }
+}
+
+struct Compiler<'f> {
+    file: &'f FsPath,
+}
+
+/// What a rule's target resolves to.
+enum Slot<'s> {
+    /// A canonical schema node.
+    Schema(&'s Value, &'s Value),
+    /// An outbound FHIR JSON tree: anything goes.
+    Free,
+    /// An outbound CSV record: numbered columns.
+    CsvRecord(usize),
+    /// The top of an outbound CSV mapping: only `records[+]`.
+    CsvTop(usize),
+}
+
+impl<'f> Compiler<'f> {
+    fn err<T>(&self, s: &Spanned<T>, msg: impl Into<String>) -> MappingError {
+        MappingError::at(
+            self.file,
+            s.referenced.line() as u32,
+            s.referenced.column() as u32,
+            msg,
+        )
+    }
+
+    fn loc<T>(&self, s: &Spanned<T>) -> Loc {
+        Loc {
+            file: self.file.to_path_buf(),
+            line: s.referenced.line() as u32,
+            column: s.referenced.column() as u32,
+        }
+    }
+
+    fn mapping(&self, spec: MappingSpec) -> Result<Mapping, MappingError> {
+        let src = &spec.source.value;
+        let format = Format::parse(&src.format.value).ok_or_else(|| {
+            self.err(
+                &src.format,
+                format!(
+                    "unknown source format `{}`: use hl7v2, fhir, xml, csv or canonical",
+                    src.format.value
+                ),
+            )
+        })?;
+        let namespaces: Vec<(String, String)> = src
+            .namespaces
+            .0
+            .iter()
+            .map(|(k, v)| (k.value.clone(), v.clone()))
+            .collect();
+        let mut parse = ParseOptions::default();
+        if let Some(cs) = &src.charset {
+            let charset = Charset::parse(cs).ok_or_else(|| {
+                self.err(
+                    &spec.source,
+                    format!("unknown charset `{cs}`: use ms932, utf-8 or iso-2022-jp"),
+                )
+            })?;
+            parse.csv.charset = Some(charset);
+        }
+        if let Some(h) = src.header {
+            parse.csv.header = h;
+        }
+        let file_name = match src.file_name.as_deref() {
+            None => None,
+            Some("careplan") => Some(FileNameConvention::Careplan),
+            Some(other) => {
+                return Err(self.err(
+                    &spec.source,
+                    format!("unknown file_name convention `{other}`: the known one is `careplan`"),
+                ));
+            }
+        };
+        let ctx = Ctx {
+            format,
+            namespaces: &namespaces,
+            careplan_meta: file_name.is_some(),
+        };
+        let mut matches = Vec::new();
+        for (key, values) in &src.match_.0 {
+            matches.push(self.cond(&ctx, key, values)?);
+        }
+
+        let target = match &spec.target.value {
+            TargetSpec::Document(name) => {
+                Target::Document(DocKind::parse(name).ok_or_else(|| {
+                    let known: Vec<&str> = crate::canonical::ALL.iter().map(|k| k.name()).collect();
+                    self.err(
+                        &spec.target,
+                        format!(
+                            "unknown target document `{name}`; known: {}",
+                            known.join(", ")
+                        ),
+                    )
+                })?)
+            }
+            TargetSpec::Format(out) => match out.format.as_str() {
+                "fhir" => Target::Fhir,
+                "csv" => {
+                    let columns = out
+                        .columns
+                        .ok_or_else(|| self.err(&spec.target, "a csv target needs `columns: N`"))?;
+                    let mut quoted = vec![false; columns];
+                    for &q in &out.quoted {
+                        if q == 0 || q > columns {
+                            return Err(self.err(
+                                &spec.target,
+                                format!("quoted column {q} is outside 1..={columns}"),
+                            ));
+                        }
+                        quoted[q - 1] = true;
+                    }
+                    let charset = match &out.charset {
+                        None => Charset::Ms932,
+                        Some(c) => Charset::parse(c).ok_or_else(|| {
+                            self.err(&spec.target, format!("unknown charset `{c}`"))
+                        })?,
+                    };
+                    let line_ending = match out.line_ending.as_deref() {
+                        None | Some("crlf") => "\r\n",
+                        Some("lf") => "\n",
+                        Some(o) => {
+                            return Err(self
+                                .err(&spec.target, format!("line_ending `{o}`: use crlf or lf")));
+                        }
+                    };
+                    Target::Csv(CsvTarget {
+                        columns,
+                        quoted,
+                        charset,
+                        line_ending,
+                    })
+                }
+                other => {
+                    return Err(self.err(
+                        &spec.target,
+                        format!("unknown outbound format `{other}`: use fhir or csv"),
+                    ));
+                }
+            },
+        };
+
+        let mut tables = Vec::new();
+        for (name, entries) in &spec.tables.0 {
+            let mut t = Table {
+                name: name.value.clone(),
+                entries: Vec::new(),
+                fallback: None,
+            };
+            for (k, v) in &entries.0 {
+                if k.value == "_default" {
+                    t.fallback = Some(v.clone());
+                } else if t.entries.iter().any(|(e, _)| *e == k.value) {
+                    return Err(self.err(
+                        k,
+                        format!("code `{}` appears twice in table `{}`", k.value, name.value),
+                    ));
+                } else {
+                    t.entries.push((k.value.clone(), v.clone()));
+                }
+            }
+            if tables.iter().any(|x: &Table| x.name == t.name) {
+                return Err(self.err(name, format!("table `{}` is defined twice", name.value)));
+            }
+            tables.push(t);
+        }
+
+        let documents = match &spec.documents {
+            None => None,
+            Some(d) => {
+                let each = d
+                    .value
+                    .each
+                    .0
+                    .iter()
+                    .map(|p| compile_path(&ctx, p).map_err(|e| self.err(d, e)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let group_by = d
+                    .value
+                    .group_by
+                    .iter()
+                    .map(|p| compile_path(&ctx, p).map_err(|e| self.err(d, e)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Some(Documents { each, group_by })
+            }
+        };
+
+        let schema = match &target {
+            Target::Document(k) => Some(k.schema()),
+            _ => None,
+        };
+        let top = match (&target, &schema) {
+            (Target::Document(_), Some(s)) => Slot::Schema(s, s),
+            (Target::Csv(c), _) => Slot::CsvTop(c.columns),
+            _ => Slot::Free,
+        };
+        let steps = self.steps(&ctx, &tables, &spec.fields, &top, "")?;
+
+        let dir = self.file.parent().unwrap_or(FsPath::new("."));
+        let tests = spec
+            .tests
+            .iter()
+            .map(|t| TestCase {
+                input: dir.join(&t.value.input),
+                expect: dir.join(&t.value.expect),
+                file_name: t.value.file_name.clone(),
+                loc: self.loc(t),
+            })
+            .collect();
+
+        Ok(Mapping {
+            id: spec.id.value.clone(),
+            version: spec.version,
+            description: spec.description.clone().unwrap_or_default(),
+            loc: self.loc(&spec.id),
+            source: Source {
+                format,
+                parse,
+                file_name,
+                matches,
+            },
+            category: spec
+                .category
+                .as_ref()
+                .map(|c| c.value.clone())
+                .or_else(|| match &target {
+                    Target::Document(k) => Some(k.category().to_string()),
+                    _ => None,
+                }),
+            target,
+            documents,
+            steps,
+            tables,
+            tests,
+        })
+    }
+
+    fn cond(
+        &self,
+        ctx: &Ctx,
+        key: &Spanned<String>,
+        values: &StrOrList,
+    ) -> Result<Cond, MappingError> {
+        let src = compile_src(ctx, &key.value).map_err(|e| self.err(key, e))?;
+        let test = match values.0.as_slice() {
+            [v] if v == "*" => CondTest::Present(true),
+            [v] if v.is_empty() => CondTest::Present(false),
+            vs => CondTest::AnyOf(vs.to_vec()),
+        };
+        Ok(Cond { src, test })
+    }
+
+    fn steps(
+        &self,
+        ctx: &Ctx,
+        tables: &[Table],
+        fields: &Pairs<Spanned<RuleSpec>>,
+        slot: &Slot,
+        prefix: &str,
+    ) -> Result<Vec<Step>, MappingError> {
+        let mut steps: Vec<Step> = Vec::new();
+        for (key, rule) in &fields.0 {
+            let full = format!("{prefix}{}", key.value);
+            if steps.iter().any(|s| s.name == full) {
+                return Err(self.err(key, format!("target `{}` is mapped twice", key.value)));
+            }
+            let target = parse_target(&key.value).map_err(|e| self.err(key, e))?;
+            let resolved = self
+                .resolve_target(slot, &target, &key.value)
+                .map_err(|e| self.err(key, e))?;
+            let r = &rule.value;
+            let kind = if let Some(each) = &r.each {
+                let Resolved::Array(item_slot) = resolved else {
+                    return Err(self.err(
+                        key,
+                        format!("`{}` repeats (`each`), so its target must end in `[+]` on an array field", key.value),
+                    ));
+                };
+                if r.from.is_some() || r.constant.is_some() || r.join.is_some() {
+                    return Err(self.err(
+                        rule,
+                        "a rule with `each` takes `fields`, not from/const/join",
+                    ));
+                }
+                let select = each
+                    .0
+                    .iter()
+                    .map(|p| {
+                        compile_src(ctx, p)
+                            .map_err(|e| self.err(rule, format!("rule `{}`: {e}", key.value)))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let when = self.conds(ctx, rule, r.when.as_ref())?;
+                let Some(fields) = &r.fields else {
+                    return Err(self.err(rule, "a rule with `each` needs `fields:` for each item"));
+                };
+                let steps = self.steps(ctx, tables, fields, &item_slot, &format!("{full}."))?;
+                StepKind::Each {
+                    select,
+                    when,
+                    steps,
+                    required: r.required,
+                }
+            } else {
+                let leaf = match resolved {
+                    Resolved::Leaf(l) => l,
+                    Resolved::Array(_) => {
+                        return Err(self.err(
+                            key,
+                            format!(
+                                "`{}` is an array: map its items with `each:` and `fields:`",
+                                key.value
+                            ),
+                        ));
+                    }
+                    Resolved::Object(names) => {
+                        return Err(self.err(
+                            key,
+                            format!(
+                                "`{}` is an object: map its fields ({}) instead",
+                                key.value,
+                                names.join(", ")
+                            ),
+                        ));
+                    }
+                };
+                StepKind::Value(Box::new(self.value_rule(ctx, tables, key, rule, leaf)?))
+            };
+            steps.push(Step {
+                name: full,
+                loc: self.loc(key),
+                target,
+                kind,
+            });
+        }
+        Ok(steps)
+    }
+
+    fn conds(
+        &self,
+        ctx: &Ctx,
+        at: &Spanned<RuleSpec>,
+        when: Option<&Pairs<StrOrList>>,
+    ) -> Result<Vec<Cond>, MappingError> {
+        let _ = at;
+        when.map(|w| w.0.iter().map(|(k, v)| self.cond(ctx, k, v)).collect())
+            .unwrap_or_else(|| Ok(Vec::new()))
+    }
+
+    fn value_rule(
+        &self,
+        ctx: &Ctx,
+        tables: &[Table],
+        key: &Spanned<String>,
+        rule: &Spanned<RuleSpec>,
+        leaf: Leaf,
+    ) -> Result<ValueRule, MappingError> {
+        let r = &rule.value;
+        let name = &key.value;
+        let bad = |msg: String| self.err(rule, format!("rule `{name}`: {msg}"));
+        if r.fields.is_some() {
+            return Err(bad("`fields` needs `each`".into()));
+        }
+        let sources = match &r.from {
+            Some(list) => list
+                .0
+                .iter()
+                .map(|p| compile_src(ctx, p))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(bad)?,
+            None => Vec::new(),
+        };
+        let join = match &r.join {
+            Some(list) => Some((
+                list.0
+                    .iter()
+                    .map(|p| compile_src(ctx, p))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(bad)?,
+                r.sep.clone().unwrap_or_else(|| " ".into()),
+            )),
+            None => None,
+        };
+        let given = [!sources.is_empty() || join.is_some(), r.constant.is_some()]
+            .iter()
+            .filter(|b| **b)
+            .count();
+        if given == 0 && r.default.is_none() {
+            return Err(bad(
+                "no value: give `from`, `join`, `const` or `default`".into()
+            ));
+        }
+        if given > 1 {
+            return Err(bad(
+                "`const` cannot be combined with `from` or `join`".into()
+            ));
+        }
+        let transforms = r
+            .then
+            .iter()
+            .map(Transform::compile)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(bad)?;
+        let lookup = match &r.lookup {
+            None => None,
+            Some(t) => {
+                let idx = tables.iter().position(|x| x.name == *t).ok_or_else(|| {
+                    let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
+                    bad(format!(
+                        "lookup table `{t}` is not defined under `tables:` (defined: {})",
+                        if names.is_empty() {
+                            "none".to_string()
+                        } else {
+                            names.join(", ")
+                        }
+                    ))
+                })?;
+                let fallback = tables[idx]
+                    .fallback
+                    .as_ref()
+                    .map(|f| ("_default".to_string(), f.clone()));
+                for (code, v) in tables[idx].entries.iter().chain(fallback.iter()) {
+                    coerce(v, &leaf).map_err(|e| {
+                        bad(format!(
+                            "table `{t}` maps `{code}` to `{v}`, but the target {e}"
+                        ))
+                    })?;
+                }
+                Some(idx)
+            }
+        };
+        let non_text = matches!(
+            leaf,
+            Leaf::Integer | Leaf::Number | Leaf::Boolean | Leaf::Enum(_)
+        );
+        if let Some(t) = transforms
+            .iter()
+            .rev()
+            .find(|t| t.makes_temporal())
+            .filter(|_| lookup.is_none() && non_text)
+        {
+            return Err(bad(format!(
+                "transform `{}` makes a date or time, but the target is {}",
+                t.name(),
+                leaf_name(&leaf)
+            )));
+        }
+        let constant = match &r.constant {
+            Some(c) => {
+                Some(coerce(c, &leaf).map_err(|e| bad(format!("const `{c}`: the target {e}")))?)
+            }
+            None => None,
+        };
+        let default = match &r.default {
+            Some(c) => {
+                Some(coerce(c, &leaf).map_err(|e| bad(format!("default `{c}`: the target {e}")))?)
+            }
+            None => None,
+        };
+        let pattern = match &r.pattern {
+            Some(p) => Some(regex_lite::Regex::new(p).map_err(|e| {
+                bad(format!(
+                    "pattern `{p}` is not a valid regular expression: {e}"
+                ))
+            })?),
+            None => None,
+        };
+        let check = match &r.check {
+            Some(c) => Some(IdRule::parse(c).map_err(bad)?),
+            None => None,
+        };
+        let when = self.conds(ctx, rule, r.when.as_ref())?;
+        Ok(ValueRule {
+            sources,
+            join,
+            constant,
+            transforms,
+            lookup,
+            default,
+            required: r.required,
+            pattern,
+            check,
+            when,
+            leaf,
+        })
+    }
+
+    fn resolve_target<'s>(
+        &self,
+        slot: &Slot<'s>,
+        target: &[TSeg],
+        written: &str,
+    ) -> Result<Resolved<'s>, String> {
+        match slot {
+            Slot::Free => Ok(match target.last() {
+                Some(TSeg::Append) => Resolved::Array(Slot::Free),
+                _ => Resolved::Leaf(Leaf::String),
+            }),
+            Slot::CsvTop(cols) => match target {
+                [TSeg::Key(k), TSeg::Append] if k == "records" => {
+                    Ok(Resolved::Array(Slot::CsvRecord(*cols)))
+                }
+                _ => Err(format!(
+                    "a csv target is written as `records[+]: {{ each: …, fields: {{ \"1\": …, \"2\": … }} }}`; `{written}` is not that"
+                )),
+            },
+            Slot::CsvRecord(cols) => match target {
+                [TSeg::Key(k)] => match k.parse::<usize>() {
+                    Ok(n) if n >= 1 && n <= *cols => Ok(Resolved::Leaf(Leaf::String)),
+                    _ => Err(format!(
+                        "csv column `{k}` must be a number from 1 to {cols}"
+                    )),
+                },
+                _ => Err(format!("csv column `{written}` must be a plain number")),
+            },
+            Slot::Schema(root, start) => {
+                let mut node: &Value = start;
+                let mut walked = String::new();
+                let mut i = 0;
+                while i < target.len() {
+                    match &target[i] {
+                        TSeg::Key(k) => {
+                            if walked.is_empty() && k == "document" {
+                                return Err("`document` is set by kaigo-hub from `target:`".into());
+                            }
+                            node = sw::property(root, node, k).ok_or_else(|| {
+                                let names = sw::property_names(root, node);
+                                let under = if walked.is_empty() { String::new() } else { format!(" under `{walked}`") };
+                                format!(
+                                    "unknown field `{k}`{under} in the target document (fields there: {})",
+                                    names.join(", ")
+                                )
+                            })?;
+                            if !walked.is_empty() {
+                                walked.push('.');
+                            }
+                            walked.push_str(k);
+                        }
+                        TSeg::Index(_) | TSeg::Append => {
+                            if sw::shape(root, node) != sw::Shape::Array {
+                                return Err(format!("`{walked}` is not an array; drop the `[..]`"));
+                            }
+                            let items = sw::items(root, node)
+                                .ok_or_else(|| format!("`{walked}` has no item schema"))?;
+                            if matches!(target[i], TSeg::Append) && i == target.len() - 1 {
+                                return Ok(Resolved::Array(Slot::Schema(root, items)));
+                            }
+                            node = items;
+                        }
+                    }
+                    i += 1;
+                }
+                Ok(match sw::shape(root, node) {
+                    sw::Shape::Object => Resolved::Object(sw::property_names(root, node)),
+                    sw::Shape::Array => Resolved::Array(Slot::Schema(
+                        root,
+                        sw::items(root, node)
+                            .ok_or_else(|| format!("`{walked}` has no item schema"))?,
+                    )),
+                    sw::Shape::String(None) | sw::Shape::Any => Resolved::Leaf(Leaf::String),
+                    sw::Shape::String(Some(v)) => Resolved::Leaf(Leaf::Enum(v)),
+                    sw::Shape::Integer => Resolved::Leaf(Leaf::Integer),
+                    sw::Shape::Number => Resolved::Leaf(Leaf::Number),
+                    sw::Shape::Boolean => Resolved::Leaf(Leaf::Boolean),
+                })
+            }
+        }
+    }
+}
+
+enum Resolved<'s> {
+    Leaf(Leaf),
+    Array(Slot<'s>),
+    Object(Vec<String>),
+}
+
+struct Ctx<'a> {
+    format: Format,
+    namespaces: &'a [(String, String)],
+    careplan_meta: bool,
+}
+
+fn compile_path(ctx: &Ctx, p: &str) -> Result<Path, String> {
+    Path::compile(ctx.format, p, ctx.namespaces).map_err(|e| format!("path `{p}`: {e}"))
+}
+
+fn compile_src(ctx: &Ctx, p: &str) -> Result<Src, String> {
+    if p == "@group" {
+        return Ok(Src::Group);
+    }
+    if p.starts_with('$') {
+        let known = COMMON_META.contains(&p) || (ctx.careplan_meta && CAREPLAN_META.contains(&p));
+        if !known {
+            let mut all: Vec<&str> = COMMON_META.to_vec();
+            if ctx.careplan_meta {
+                all.extend(CAREPLAN_META);
+            }
+            let hint = if CAREPLAN_META.contains(&p) {
+                " (set `source.file_name: careplan` to parse ケアプラン file names)"
+            } else {
+                ""
+            };
+            return Err(format!(
+                "unknown metadata `{p}`{hint}; known here: {}",
+                all.join(", ")
+            ));
+        }
+        return Ok(Src::Meta(p.to_string()));
+    }
+    Ok(Src::Path(compile_path(ctx, p)?, p.to_string()))
+}
+
+/// Parses a target key: `a.b`, `a[0].b`, `a[]`, `a[+]`, `a[+label]`.
+fn parse_target(s: &str) -> Result<Vec<TSeg>, String> {
+    let mut out = Vec::new();
+    if s.is_empty() {
+        return Err("empty target".into());
+    }
+    for part in s.split('.') {
+        let (key, mut rest) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if key.is_empty() {
+            return Err(format!("target `{s}` has an empty step"));
+        }
+        out.push(TSeg::Key(key.to_string()));
+        while let Some(r) = rest.strip_prefix('[') {
+            let end = r
+                .find(']')
+                .ok_or_else(|| format!("target `{s}`: unclosed `[`"))?;
+            let inner = &r[..end];
+            if inner.is_empty() || inner.starts_with('+') {
+                out.push(TSeg::Append);
+            } else {
+                let n = inner.parse::<usize>().map_err(|_| {
+                    format!("target `{s}`: `[{inner}]` must be an index, `[]` or `[+label]`")
+                })?;
+                out.push(TSeg::Index(n));
+            }
+            rest = &r[end + 1..];
+        }
+        if !rest.is_empty() {
+            return Err(format!("target `{s}`: unexpected `{rest}`"));
+        }
+    }
+    Ok(out)
+}
+
+fn leaf_name(leaf: &Leaf) -> String {
+    match leaf {
+        Leaf::String => "text".into(),
+        Leaf::Enum(v) => format!("one of {}", v.join(", ")),
+        Leaf::Integer => "an integer".into(),
+        Leaf::Number => "a number".into(),
+        Leaf::Boolean => "a boolean".into(),
+    }
+}
+
+/// Converts text to the JSON value a leaf expects; `Err` completes "the target …".
+pub fn coerce(text: &str, leaf: &Leaf) -> Result<Value, String> {
+    match leaf {
+        Leaf::String => Ok(Value::String(text.to_string())),
+        Leaf::Enum(allowed) => {
+            if allowed.iter().any(|a| a == text) {
+                Ok(Value::String(text.to_string()))
+            } else {
+                Err(format!("takes one of {}", allowed.join(", ")))
+            }
+        }
+        Leaf::Integer => text
+            .trim()
+            .parse::<i64>()
+            .map(|n| Value::Number(n.into()))
+            .map_err(|_| "is an integer".to_string()),
+        Leaf::Number => text
+            .trim()
+            .parse::<serde_json::Number>()
+            .map(Value::Number)
+            .map_err(|_| "is a number".to_string()),
+        Leaf::Boolean => match text {
+            "true" => Ok(Value::Bool(true)),
+            "false" => Ok(Value::Bool(false)),
+            _ => Err("is a boolean (`true` or `false`)".to_string()),
+        },
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_spec_used(_: spec::TestSpec) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compile(y: &str) -> Result<Mapping, MappingError> {
+        compile_str(y, FsPath::new("mappings/t.yaml"))
+    }
+
+    const HEAD: &str = "id: t\nversion: 1\nsource: { format: fhir }\ntarget: InsuredPerson@1\n";
+
+    #[test]
+    fn unknown_target_field_names_file_line_column_and_alternatives() {
+        let e = compile(&format!("{HEAD}fields:\n  name.kana.famliy: name.family\n")).unwrap_err();
+        let s = e.to_string();
+        assert!(s.starts_with("mappings/t.yaml:6:3: "), "{s}");
+        assert!(
+            s.contains("unknown field `famliy` under `name.kana`"),
+            "{s}"
+        );
+        assert!(s.contains("family, given, text"), "{s}");
+    }
+
+    #[test]
+    fn unknown_transform_is_reported_at_the_rule() {
+        let e = compile(&format!(
+            "{HEAD}fields:\n  birth_date: {{ from: birthDate, then: [frobnicate] }}\n"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("mappings/t.yaml:6:15"), "{e}");
+        assert!(
+            e.to_string().contains("unknown transform `frobnicate`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn missing_table_is_reported() {
+        let e = compile(&format!(
+            "{HEAD}fields:\n  sex: {{ from: gender, lookup: sexes }}\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("lookup table `sexes` is not defined"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn table_values_must_fit_the_target_type() {
+        let e = compile(&format!(
+            "{HEAD}fields:\n  sex: {{ from: gender, lookup: s }}\ntables:\n  s: {{ M: man }}\n"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("maps `M` to `man`"), "{e}");
+        assert!(e.to_string().contains("male"), "{e}");
+    }
+
+    #[test]
+    fn date_into_an_enum_is_a_type_mismatch() {
+        let e = compile(&format!(
+            "{HEAD}fields:\n  sex: {{ from: x, then: [{{ date: yyyyMMdd }}] }}\n"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("makes a date or time"), "{e}");
+    }
+
+    #[test]
+    fn yaml_typos_in_keys_are_errors_with_location() {
+        let e = compile(&format!(
+            "{HEAD}fields:\n  birth_date: {{ form: birthDate }}\n"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().starts_with("mappings/t.yaml:6:"), "{e}");
+        assert!(e.to_string().contains("form"), "{e}");
+    }
+
+    #[test]
+    fn arrays_need_each() {
+        let e = compile(&format!("{HEAD}fields:\n  identifiers: x\n")).unwrap_err();
+        assert!(e.to_string().contains("is an array"), "{e}");
+        let ok = compile(&format!(
+            "{HEAD}fields:\n  identifiers[+]:\n    each: identifier\n    fields:\n      system: system\n      value: value\n"
+        ));
+        assert!(ok.is_ok(), "{:?}", ok.err());
+    }
+
+    #[test]
+    fn unknown_metadata_is_refused_with_hint() {
+        let e = compile(&format!("{HEAD}fields:\n  birth_date: $file.prefix\n")).unwrap_err();
+        assert!(e.to_string().contains("file_name: careplan"), "{e}");
+    }
+
+    #[test]
+    fn bad_source_path_is_reported() {
+        let e = compile(&format!("{HEAD}fields:\n  birth_date: \"name[\"\n")).unwrap_err();
+        assert!(e.to_string().contains("path `name[`"), "{e}");
+    }
+}

@@ -1,0 +1,502 @@
+//! Declarative mappings (DESIGN §4): YAML files in `mappings/` that say how a wire format
+//! becomes a canonical document and back. `spec` reads a file, `compile` checks it and builds a
+//! plan, `run` executes the plan; transforms, kana, 和暦 and check digits are built in. This file
+//! is the front door: a `MappingSet` loaded from a directory picks the mapping whose match rule
+//! fits an input, translates it, validates the result against the canonical schema, and renders
+//! canonical documents into outbound formats. Knows nothing of brokers or HTTP.
+
+pub mod check_digit;
+pub mod compile;
+pub mod error;
+pub mod kana;
+pub mod plan;
+pub mod run;
+pub mod spec;
+pub mod testing;
+pub mod transform;
+pub mod wareki;
+
+pub use error::{MapError, MappingError};
+pub use plan::{Mapping, Target};
+pub use run::Meta;
+
+use crate::canonical::{DocKind, InvalidDocument};
+use crate::formats::charset::{self, CharsetError};
+use crate::formats::csv::{CsvWriter, parse_careplan_file_name};
+use crate::formats::tree::FormatError;
+use crate::formats::{Format, Tree};
+use plan::{CondTest, FileNameConvention, Src};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// All mappings of a directory, compiled.
+#[derive(Debug, Default, Clone)]
+pub struct MappingSet {
+    /// The mappings, in file-name order.
+    pub mappings: Vec<Arc<Mapping>>,
+}
+
+/// One input to translate.
+#[derive(Clone, Copy, Debug)]
+pub struct Input<'a> {
+    /// The raw bytes.
+    pub bytes: &'a [u8],
+    /// The file name, when there is one (drives `$file.*` metadata).
+    pub file_name: Option<&'a str>,
+}
+
+/// A canonical document produced by a translation.
+#[derive(Clone, Debug)]
+pub struct Document {
+    /// Its kind.
+    pub kind: DocKind,
+    /// Validated JSON, fields in canonical order.
+    pub json: String,
+}
+
+impl Document {
+    /// The document's subject (保険者番号, 被保険者番号), when it has one.
+    pub fn subject(&self) -> Option<(String, String)> {
+        let v: Value = serde_json::from_str(&self.json).ok()?;
+        let s = v.get("subject")?;
+        Some((
+            s.get("insurer_number")?.as_str()?.to_string(),
+            s.get("insured_number")?.as_str()?.to_string(),
+        ))
+    }
+}
+
+/// The result of translating one input.
+#[derive(Debug)]
+pub struct Translation {
+    /// The mapping used.
+    pub mapping: Arc<Mapping>,
+    /// The documents made (possibly none, e.g. a Bundle without a Patient).
+    pub documents: Vec<Document>,
+}
+
+/// An outbound rendering.
+#[derive(Debug)]
+pub enum Rendered {
+    /// JSON texts (FHIR resources), one per document.
+    Json(Vec<String>),
+    /// One CSV file's bytes.
+    Csv(Vec<u8>),
+}
+
+/// Why an input could not be translated.
+#[derive(Debug, thiserror::Error)]
+pub enum TranslateError {
+    /// The bytes are not the format the mapping reads.
+    #[error("{0}")]
+    Format(#[from] FormatError),
+    /// No mapping's match rule fits.
+    #[error("no mapping fits this {format} input{}", tried.iter().map(|(id, why)| format!("\n  - {id}: {why}")).collect::<String>())]
+    NoMapping {
+        /// The sniffed format.
+        format: &'static str,
+        /// Each candidate and why it did not fit.
+        tried: Vec<(String, String)>,
+    },
+    /// More than one mapping fits.
+    #[error("several mappings fit this input: {}; choose one with --mapping", .0.join(", "))]
+    Ambiguous(Vec<String>),
+    /// `--mapping` names no loaded mapping.
+    #[error("no mapping has id `{0}` (see `kaigo-hub mappings list`)")]
+    UnknownMapping(String),
+    /// The mapping reads another format than the input has.
+    #[error("mapping `{id}` reads {expected}, but the input looks like {found}")]
+    WrongFormat {
+        /// Mapping id.
+        id: String,
+        /// What it reads.
+        expected: &'static str,
+        /// What the input looks like.
+        found: &'static str,
+    },
+    /// A file name that the mapping needs is malformed.
+    #[error("{0}")]
+    FileName(String),
+    /// A rule failed.
+    #[error("{0}")]
+    Map(#[from] MapError),
+    /// The mapping's output is not a valid canonical document.
+    #[error("mapping `{id}` ({loc}) produced an invalid document: {error}")]
+    Invalid {
+        /// Mapping id.
+        id: String,
+        /// Where the mapping is.
+        loc: plan::Loc,
+        /// What is wrong.
+        error: InvalidDocument,
+    },
+    /// Outbound text cannot be written in the target character set.
+    #[error("{0}")]
+    Encode(#[from] CharsetError),
+    /// No outbound mapping renders this document as the requested format.
+    #[error("no outbound mapping renders {doc} as {to}{}", tried.iter().map(|(id, why)| format!("\n  - {id}: {why}")).collect::<String>())]
+    NoOutbound {
+        /// Document kind.
+        doc: String,
+        /// Requested format.
+        to: String,
+        /// Candidates tried and why they did not fit.
+        tried: Vec<(String, String)>,
+    },
+}
+
+impl MappingSet {
+    /// Loads every `*.yaml`/`*.yml` under `dir` (recursively, in name order). All errors are
+    /// collected so one run shows every broken file; duplicate ids are errors too.
+    pub fn load_dir(dir: &Path) -> Result<MappingSet, Vec<MappingError>> {
+        let mut files = Vec::new();
+        let mut errors = Vec::new();
+        collect_yaml(dir, &mut files, &mut errors);
+        files.sort();
+        let mut set = MappingSet::default();
+        for f in files {
+            match compile::load_file(&f) {
+                Ok(m) => {
+                    if let Some(other) = set.mappings.iter().find(|o| o.id == m.id) {
+                        errors.push(MappingError {
+                            loc: m.loc.clone(),
+                            message: format!(
+                                "mapping id `{}` is already used by {}",
+                                m.id, other.loc
+                            ),
+                        });
+                    } else {
+                        set.mappings.push(Arc::new(m));
+                    }
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(set)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The mapping with this id.
+    pub fn get(&self, id: &str) -> Option<&Arc<Mapping>> {
+        self.mappings.iter().find(|m| m.id == id)
+    }
+
+    /// Translates an input into canonical documents, with the named mapping or the one whose
+    /// match rule fits.
+    pub fn translate(
+        &self,
+        input: Input,
+        mapping: Option<&str>,
+    ) -> Result<Translation, TranslateError> {
+        let found = Format::sniff(input.bytes);
+        let candidates: Vec<&Arc<Mapping>> = match mapping {
+            Some(id) => {
+                let m = self
+                    .get(id)
+                    .ok_or_else(|| TranslateError::UnknownMapping(id.to_string()))?;
+                if !compatible(m.source.format, found) {
+                    return Err(TranslateError::WrongFormat {
+                        id: id.to_string(),
+                        expected: m.source.format.name(),
+                        found: found.name(),
+                    });
+                }
+                vec![m]
+            }
+            None => self
+                .mappings
+                .iter()
+                .filter(|m| {
+                    compatible(m.source.format, found) && matches!(m.target, Target::Document(_))
+                })
+                .collect(),
+        };
+        let mut parsed: Vec<(&Arc<Mapping>, Tree, Meta)> = Vec::new();
+        let mut tried = Vec::new();
+        let mut first_format_error = None;
+        for m in candidates {
+            let meta = match metadata(m, input.file_name) {
+                Ok(meta) => meta,
+                Err(e) if mapping.is_some() => return Err(TranslateError::FileName(e)),
+                Err(e) => {
+                    tried.push((m.id.clone(), e));
+                    continue;
+                }
+            };
+            let tree = match Tree::parse(m.source.format, input.bytes, &m.source.parse) {
+                Ok(t) => t,
+                Err(e) => {
+                    if mapping.is_some() {
+                        return Err(e.into());
+                    }
+                    tried.push((m.id.clone(), e.to_string()));
+                    first_format_error.get_or_insert(e);
+                    continue;
+                }
+            };
+            match why_not(m, &tree, &meta) {
+                None => parsed.push((m, tree, meta)),
+                Some(_) if mapping.is_some() => parsed.push((m, tree, meta)),
+                Some(why) => tried.push((m.id.clone(), why)),
+            }
+        }
+        if parsed.is_empty() {
+            // A parse error is the clearer message when every candidate failed the same way.
+            if let Some(e) =
+                first_format_error.filter(|e| tried.iter().all(|(_, w)| *w == e.to_string()))
+            {
+                return Err(e.into());
+            }
+            return Err(TranslateError::NoMapping {
+                format: found.name(),
+                tried,
+            });
+        }
+        if parsed.len() > 1 {
+            return Err(TranslateError::Ambiguous(
+                parsed.iter().map(|(m, _, _)| m.id.clone()).collect(),
+            ));
+        }
+        let (m, tree, meta) = parsed.remove(0);
+        let Target::Document(kind) = m.target else {
+            return Err(TranslateError::NoMapping {
+                format: found.name(),
+                tried: vec![(
+                    m.id.clone(),
+                    format!("it is an outbound mapping (target {})", m.target.name()),
+                )],
+            });
+        };
+        let values = run::run(m, &tree, &meta)?;
+        let mut documents = Vec::with_capacity(values.len());
+        for v in values {
+            let json = kind.validate(v).map_err(|error| TranslateError::Invalid {
+                id: m.id.clone(),
+                loc: m.loc.clone(),
+                error,
+            })?;
+            documents.push(Document { kind, json });
+        }
+        Ok(Translation {
+            mapping: m.clone(),
+            documents,
+        })
+    }
+
+    /// Renders canonical documents (JSON values) as `to` (`fhir` or `csv`), each with the named
+    /// outbound mapping or the one whose match rule fits it. CSV records of all documents are
+    /// written to one file.
+    pub fn render(
+        &self,
+        docs: &[Value],
+        to: &str,
+        mapping: Option<&str>,
+    ) -> Result<Rendered, TranslateError> {
+        let mut json_out = Vec::new();
+        let mut csv_out: Option<(CsvWriter, plan::CsvTarget)> = None;
+        for doc in docs {
+            let tree = Tree::Json(doc.clone());
+            let meta = Meta::default();
+            let mut chosen = Vec::new();
+            let mut tried = Vec::new();
+            for m in &self.mappings {
+                if m.source.format != Format::Canonical || m.target.name() != to {
+                    continue;
+                }
+                if mapping.is_some_and(|id| id != m.id) {
+                    continue;
+                }
+                match why_not(m, &tree, &meta) {
+                    None => chosen.push(m),
+                    Some(why) => tried.push((m.id.clone(), why)),
+                }
+            }
+            let doc_name = doc
+                .get("document")
+                .and_then(Value::as_str)
+                .unwrap_or("a document")
+                .to_string();
+            let m = match chosen.as_slice() {
+                [m] => *m,
+                [] => {
+                    if let Some(id) = mapping.filter(|id| self.get(id).is_none()) {
+                        return Err(TranslateError::UnknownMapping(id.to_string()));
+                    }
+                    return Err(TranslateError::NoOutbound {
+                        doc: doc_name,
+                        to: to.to_string(),
+                        tried,
+                    });
+                }
+                many => {
+                    return Err(TranslateError::Ambiguous(
+                        many.iter().map(|m| m.id.clone()).collect(),
+                    ));
+                }
+            };
+            let values = run::run(m, &tree, &meta)?;
+            match &m.target {
+                Target::Fhir => {
+                    for v in values {
+                        json_out.push(serde_json::to_string(&v).unwrap_or_default());
+                    }
+                }
+                Target::Csv(t) => {
+                    let (w, _) = csv_out
+                        .get_or_insert_with(|| (CsvWriter::new(b',', t.line_ending), t.clone()));
+                    for v in values {
+                        write_records(w, t, &v)?;
+                    }
+                }
+                Target::Document(_) => {}
+            }
+        }
+        match csv_out {
+            Some((w, t)) => Ok(Rendered::Csv(charset::encode(
+                &w.finish(),
+                t.charset,
+                "CSV output",
+            )?)),
+            None => Ok(Rendered::Json(json_out)),
+        }
+    }
+}
+
+fn write_records(w: &mut CsvWriter, t: &plan::CsvTarget, v: &Value) -> Result<(), TranslateError> {
+    let records = v
+        .get("records")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    for (ri, rec) in records.iter().enumerate() {
+        let mut fields: Vec<String> = Vec::with_capacity(t.columns);
+        for c in 1..=t.columns {
+            let text = match rec.get(c.to_string()) {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Null) | None => String::new(),
+                Some(other) => other.to_string(),
+            };
+            // Refuse unencodable characters with the record and column named.
+            charset::encode(&text, t.charset, &format!("record {}, column {c}", ri + 1))?;
+            fields.push(text);
+        }
+        w.write_record(
+            fields
+                .iter()
+                .enumerate()
+                .map(|(i, f)| (f.as_str(), t.quoted[i])),
+        );
+    }
+    Ok(())
+}
+
+fn compatible(reads: Format, found: Format) -> bool {
+    reads == found
+        || (reads == Format::Fhir && found == Format::Canonical)
+        || (reads == Format::Canonical && found == Format::Fhir)
+}
+
+/// `$file.*` metadata for an input, parsing the file name by the mapping's convention.
+pub fn metadata(m: &Mapping, file_name: Option<&str>) -> Result<Meta, String> {
+    let mut meta = Meta::default();
+    meta.set("$mapping.id", m.id.clone());
+    meta.set("$mapping.version", m.version.to_string());
+    let Some(name) = file_name else {
+        return Ok(meta);
+    };
+    let base = Path::new(name)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(name);
+    meta.set("$file.name", base);
+    meta.set(
+        "$file.stem",
+        base.rsplit_once('.').map(|(s, _)| s).unwrap_or(base),
+    );
+    if m.source.file_name == Some(FileNameConvention::Careplan) {
+        let f = parse_careplan_file_name(base)?;
+        meta.set("$file.prefix", f.prefix);
+        meta.set("$file.month", f.month.unwrap_or_default());
+        meta.set("$file.from_office", f.from_office);
+        meta.set(
+            "$file.from_service_type",
+            f.from_service_type.unwrap_or_default(),
+        );
+        meta.set("$file.to_office", f.to_office);
+        meta.set(
+            "$file.to_service_type",
+            f.to_service_type.unwrap_or_default(),
+        );
+        meta.set("$file.timestamp", f.timestamp);
+    }
+    Ok(meta)
+}
+
+/// Why a mapping's match rule does not fit, or `None` when it does.
+fn why_not(m: &Mapping, tree: &Tree, meta: &Meta) -> Option<String> {
+    for c in &m.source.matches {
+        let (label, value) = match &c.src {
+            Src::Meta(k) => (k.clone(), meta.get(k).map(String::from)),
+            Src::Path(p, text) => {
+                let mut nodes = Vec::new();
+                tree.select(tree.root(), p, &mut nodes);
+                (
+                    text.clone(),
+                    nodes
+                        .into_iter()
+                        .find_map(|n| tree.value(n))
+                        .map(|v| v.into_owned()),
+                )
+            }
+            Src::Group => continue,
+        };
+        let ok = match &c.test {
+            CondTest::Present(want) => value.is_some() == *want,
+            CondTest::AnyOf(opts) => value
+                .as_deref()
+                .is_some_and(|v| opts.iter().any(|o| o == v)),
+        };
+        if !ok {
+            let expected = match &c.test {
+                CondTest::Present(true) => "a value".to_string(),
+                CondTest::Present(false) => "no value".to_string(),
+                CondTest::AnyOf(o) => o.join(" or "),
+            };
+            return Some(match value {
+                Some(v) => format!("`{label}` is `{v}`, expected {expected}"),
+                None if label.starts_with("$file") && meta.get("$file.name").is_none() => {
+                    format!("`{label}` needs the file name (use --file-name when reading stdin)")
+                }
+                None => format!("`{label}` is empty, expected {expected}"),
+            });
+        }
+    }
+    None
+}
+
+fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<MappingError>) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            errors.push(MappingError::at(
+                dir,
+                0,
+                0,
+                format!("cannot read the mappings directory: {e}"),
+            ));
+            return;
+        }
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            collect_yaml(&p, out, errors);
+        } else if matches!(p.extension().and_then(|x| x.to_str()), Some("yaml" | "yml")) {
+            out.push(p);
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! The compiled form of a mapping file: paths compiled in the source format's grammar, target
+//! paths checked against the canonical schema, transforms and tables resolved. `compile.rs`
+//! builds it once; `run.rs` executes it for every message without re-reading the file.
+
+use super::check_digit::IdRule;
+use super::transform::Transform;
+use crate::canonical::DocKind;
+use crate::formats::charset::Charset;
+use crate::formats::tree::ParseOptions;
+use crate::formats::{Format, Path};
+use serde_json::Value;
+use std::path::PathBuf;
+
+/// Where in a mapping file something was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Loc {
+    /// The mapping file.
+    pub file: PathBuf,
+    /// 1-based line.
+    pub line: u32,
+    /// 1-based column.
+    pub column: u32,
+}
+
+impl std::fmt::Display for Loc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.column)
+    }
+}
+
+/// A compiled mapping.
+#[derive(Debug)]
+pub struct Mapping {
+    /// Unique id.
+    pub id: String,
+    /// The mapping's version.
+    pub version: u32,
+    /// One sentence on what it does.
+    pub description: String,
+    /// Where the `id:` was written.
+    pub loc: Loc,
+    /// Input side.
+    pub source: Source,
+    /// Output side.
+    pub target: Target,
+    /// Platform category of the documents it makes.
+    pub category: Option<String>,
+    /// How an input splits into documents.
+    pub documents: Option<Documents>,
+    /// The rules, in file order.
+    pub steps: Vec<Step>,
+    /// Lookup tables, indexed by `ValueRule::lookup`.
+    pub tables: Vec<Table>,
+    /// Golden tests.
+    pub tests: Vec<TestCase>,
+}
+
+/// The input side of a mapping.
+#[derive(Debug)]
+pub struct Source {
+    /// Wire format.
+    pub format: Format,
+    /// Parser options (CSV charset/header, XML limits).
+    pub parse: ParseOptions,
+    /// Parse the file name by this convention into `$file.*`.
+    pub file_name: Option<FileNameConvention>,
+    /// All must hold for the mapping to take an input.
+    pub matches: Vec<Cond>,
+}
+
+/// Known file-name conventions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileNameConvention {
+    /// ケアプラン標準仕様 CSV (`UP2KYO_0300000100_43_0300000005_11_20251025200201.CSV`).
+    Careplan,
+}
+
+/// The output side of a mapping.
+#[derive(Debug)]
+pub enum Target {
+    /// A canonical document.
+    Document(DocKind),
+    /// FHIR JSON (one resource or Bundle per document).
+    Fhir,
+    /// CSV records.
+    Csv(CsvTarget),
+}
+
+/// Outbound CSV settings.
+#[derive(Debug, Clone)]
+pub struct CsvTarget {
+    /// Columns per record.
+    pub columns: usize,
+    /// Which columns (0-based) are always quoted.
+    pub quoted: Vec<bool>,
+    /// Output character set.
+    pub charset: Charset,
+    /// `\r\n` or `\n`.
+    pub line_ending: &'static str,
+}
+
+impl Target {
+    /// A short name: the document (`CarePlan@1`) or the format (`csv`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Target::Document(k) => k.name(),
+            Target::Fhir => "fhir",
+            Target::Csv(_) => "csv",
+        }
+    }
+}
+
+/// `documents:` compiled.
+#[derive(Debug)]
+pub struct Documents {
+    /// Alternatives; the first that selects anything wins.
+    pub each: Vec<Path>,
+    /// Grouping keys, relative to each selected node.
+    pub group_by: Vec<Path>,
+}
+
+/// Where a value comes from.
+#[derive(Debug, Clone)]
+pub enum Src {
+    /// A path in the source format, with its text for messages.
+    Path(Path, String),
+    /// Envelope metadata such as `$file.from_office`.
+    Meta(String),
+    /// `@group`: the members of the current document's group.
+    Group,
+}
+
+/// A condition: the source's value is one of the listed values, or is present/absent.
+#[derive(Debug, Clone)]
+pub struct Cond {
+    /// What is tested.
+    pub src: Src,
+    /// How.
+    pub test: CondTest,
+}
+
+/// The test of a condition.
+#[derive(Debug, Clone)]
+pub enum CondTest {
+    /// Equals one of these.
+    AnyOf(Vec<String>),
+    /// `true`: has a value; `false`: has none.
+    Present(bool),
+}
+
+/// One compiled rule.
+#[derive(Debug)]
+pub struct Step {
+    /// The target key as written (for messages).
+    pub name: String,
+    /// Where it was written.
+    pub loc: Loc,
+    /// Where the value goes.
+    pub target: Vec<TSeg>,
+    /// What it does.
+    pub kind: StepKind,
+}
+
+/// A target path segment.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TSeg {
+    /// An object key.
+    Key(String),
+    /// A fixed array index (0-based).
+    Index(usize),
+    /// Append a new array item (`[+]`, `[+label]`).
+    Append,
+}
+
+/// The two kinds of rule.
+#[derive(Debug)]
+pub enum StepKind {
+    /// Compute one value.
+    Value(Box<ValueRule>),
+    /// Repeat nested rules for each selected item.
+    Each {
+        /// Item selectors; results of all are concatenated.
+        select: Vec<Src>,
+        /// Conditions on each item.
+        when: Vec<Cond>,
+        /// Rules relative to the item.
+        steps: Vec<Step>,
+        /// At least one item must be produced.
+        required: bool,
+    },
+}
+
+/// How one value is computed.
+#[derive(Debug)]
+pub struct ValueRule {
+    /// First source with a value wins.
+    pub sources: Vec<Src>,
+    /// When `sources` give nothing: join the values of these with `sep`.
+    pub join: Option<(Vec<Src>, String)>,
+    /// Or: a constant (already coerced to the leaf type).
+    pub constant: Option<Value>,
+    /// Applied in order to the text.
+    pub transforms: Vec<Transform>,
+    /// Table index.
+    pub lookup: Option<usize>,
+    /// Used when nothing else produced a value (already coerced).
+    pub default: Option<Value>,
+    /// No value is an error.
+    pub required: bool,
+    /// The final text must match.
+    pub pattern: Option<regex_lite::Regex>,
+    /// Identifier rule.
+    pub check: Option<IdRule>,
+    /// The rule applies only when all hold.
+    pub when: Vec<Cond>,
+    /// The JSON type the target expects.
+    pub leaf: Leaf,
+}
+
+/// The JSON type of a target value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Leaf {
+    /// Text.
+    String,
+    /// One of a fixed list.
+    Enum(Vec<String>),
+    /// Integer.
+    Integer,
+    /// Decimal number (digits kept).
+    Number,
+    /// `true`/`false`.
+    Boolean,
+}
+
+/// A lookup table.
+#[derive(Debug)]
+pub struct Table {
+    /// Name used by `lookup:`.
+    pub name: String,
+    /// Code → text (coerced at run time to the leaf type).
+    pub entries: Vec<(String, String)>,
+    /// The `_default` entry: used for codes not in the table (otherwise an unknown code is an error).
+    pub fallback: Option<String>,
+}
+
+impl Table {
+    /// The entry for `code`.
+    pub fn get(&self, code: &str) -> Option<&str> {
+        self.entries
+            .iter()
+            .find(|(k, _)| k == code)
+            .map(|(_, v)| v.as_str())
+            .or(self.fallback.as_deref())
+    }
+}
+
+/// A golden test.
+#[derive(Debug, Clone)]
+pub struct TestCase {
+    /// Input file (absolute or relative to the working directory).
+    pub input: PathBuf,
+    /// Expected output file.
+    pub expect: PathBuf,
+    /// File name to pretend.
+    pub file_name: Option<String>,
+    /// Where the test was written.
+    pub loc: Loc,
+}

@@ -1,0 +1,350 @@
+//! Executes a compiled mapping over a parsed tree: splits the input into documents, evaluates
+//! every rule (sources, transforms, lookups, checks), builds the output JSON and reports a
+//! failing value with its source location and the rule that failed. Never panics on any input;
+//! never touches the file system or a network.
+
+use super::error::MapError;
+use super::plan::*;
+use crate::formats::{Node, Tree};
+use serde_json::{Map, Value};
+use std::borrow::Cow;
+
+/// Envelope metadata (`$file.name`, `$file.prefix`, …) for one input.
+#[derive(Debug, Default, Clone)]
+pub struct Meta {
+    pairs: Vec<(&'static str, String)>,
+}
+
+impl Meta {
+    /// Sets a key.
+    pub fn set(&mut self, key: &'static str, value: impl Into<String>) {
+        let value = value.into();
+        match self.pairs.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.pairs.push((key, value)),
+        }
+    }
+
+    /// Reads a key.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Scope<'a, 'g> {
+    node: Node<'a>,
+    group: &'g [Node<'a>],
+}
+
+struct Runner<'a> {
+    m: &'a Mapping,
+    tree: &'a Tree,
+    meta: &'a Meta,
+}
+
+/// Runs `m` over `tree`, returning one JSON object per document (not yet validated).
+pub fn run(m: &Mapping, tree: &Tree, meta: &Meta) -> Result<Vec<Value>, MapError> {
+    let r = Runner { m, tree, meta };
+    let root = tree.root();
+    let groups: Vec<Vec<Node>> = match &m.documents {
+        None => vec![vec![root]],
+        Some(d) => {
+            let mut selected = Vec::new();
+            for p in &d.each {
+                tree.select(root, p, &mut selected);
+                if !selected.is_empty() {
+                    break;
+                }
+            }
+            if d.group_by.is_empty() {
+                selected.into_iter().map(|n| vec![n]).collect()
+            } else {
+                let mut groups: Vec<(Vec<Option<String>>, Vec<Node>)> = Vec::new();
+                for n in selected {
+                    let key: Vec<Option<String>> = d
+                        .group_by
+                        .iter()
+                        .map(|p| {
+                            let mut out = Vec::new();
+                            tree.select(n, p, &mut out);
+                            out.iter().find_map(|x| tree.value(*x)).map(Cow::into_owned)
+                        })
+                        .collect();
+                    match groups.iter_mut().find(|(k, _)| *k == key) {
+                        Some((_, members)) => members.push(n),
+                        None => groups.push((key, vec![n])),
+                    }
+                }
+                groups.into_iter().map(|(_, g)| g).collect()
+            }
+        }
+    };
+    let mut docs = Vec::with_capacity(groups.len());
+    for g in &groups {
+        let Some(first) = g.first() else { continue };
+        let scope = Scope {
+            node: *first,
+            group: g,
+        };
+        let mut out = Value::Object(Map::new());
+        if let Target::Document(k) = &m.target {
+            out["document"] = Value::String(k.name().to_string());
+        }
+        r.exec(&m.steps, scope, &mut out)?;
+        docs.push(out);
+    }
+    Ok(docs)
+}
+
+impl<'a> Runner<'a> {
+    fn exec(&self, steps: &[Step], scope: Scope<'a, '_>, out: &mut Value) -> Result<(), MapError> {
+        for step in steps {
+            match &step.kind {
+                StepKind::Value(rule) => {
+                    if !self.conds_hold(&rule.when, scope) {
+                        continue;
+                    }
+                    if let Some(v) = self.value(step, rule, scope)? {
+                        *slot(out, &step.target) = v;
+                    }
+                }
+                StepKind::Each {
+                    select,
+                    when,
+                    steps: inner,
+                    required,
+                } => {
+                    let mut items = Vec::new();
+                    for src in select {
+                        self.select(src, scope, &mut items);
+                    }
+                    let mut made = 0usize;
+                    for item in items {
+                        let one = [item];
+                        let item_scope = Scope {
+                            node: item,
+                            group: &one,
+                        };
+                        if !self.conds_hold(when, item_scope) {
+                            continue;
+                        }
+                        let mut obj = Value::Object(Map::new());
+                        self.exec(inner, item_scope, &mut obj)?;
+                        if obj.as_object().is_some_and(|o| !o.is_empty()) {
+                            *slot(out, &step.target) = obj;
+                            made += 1;
+                        }
+                    }
+                    if *required && made == 0 {
+                        return Err(self.error(
+                            step,
+                            None,
+                            "no item was found, but the rule is required".into(),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn select(&self, src: &Src, scope: Scope<'a, '_>, out: &mut Vec<Node<'a>>) {
+        match src {
+            Src::Path(p, _) => self.tree.select(scope.node, p, out),
+            Src::Group => out.extend_from_slice(scope.group),
+            Src::Meta(_) => {}
+        }
+    }
+
+    /// The first non-empty value of a source, with the node it came from.
+    fn first(&self, src: &Src, scope: Scope<'a, '_>) -> Option<(Cow<'a, str>, Option<Node<'a>>)> {
+        match src {
+            Src::Meta(k) => self.meta.get(k).map(|v| (Cow::Owned(v.to_string()), None)),
+            Src::Group => None,
+            Src::Path(p, _) => {
+                let mut nodes = Vec::new();
+                self.tree.select(scope.node, p, &mut nodes);
+                nodes
+                    .into_iter()
+                    .find_map(|n| self.tree.value(n).map(|v| (v, Some(n))))
+            }
+        }
+    }
+
+    fn conds_hold(&self, conds: &[Cond], scope: Scope<'a, '_>) -> bool {
+        conds.iter().all(|c| {
+            let v = self.first(&c.src, scope).map(|(v, _)| v);
+            match &c.test {
+                CondTest::Present(want) => v.is_some() == *want,
+                CondTest::AnyOf(opts) => v.is_some_and(|v| opts.iter().any(|o| *o == *v)),
+            }
+        })
+    }
+
+    fn value(
+        &self,
+        step: &Step,
+        rule: &ValueRule,
+        scope: Scope<'a, '_>,
+    ) -> Result<Option<Value>, MapError> {
+        if let Some(c) = &rule.constant {
+            return Ok(Some(c.clone()));
+        }
+        let mut node = None;
+        let mut text: Option<Cow<str>> = None;
+        let mut from_label = None;
+        for src in &rule.sources {
+            if let Some((v, n)) = self.first(src, scope) {
+                node = n;
+                from_label = Some(src);
+                text = Some(v);
+                break;
+            }
+        }
+        if let Some((srcs, sep)) = rule.join.as_ref().filter(|_| text.is_none()) {
+            let parts: Vec<Cow<str>> = srcs
+                .iter()
+                .filter_map(|s| self.first(s, scope).map(|(v, _)| v))
+                .collect();
+            if !parts.is_empty() {
+                text = Some(Cow::Owned(parts.join(sep)));
+            }
+        }
+        let at = |node: Option<Node>| -> Option<String> {
+            let label = from_label.map(src_label);
+            match (label, node.and_then(|n| self.tree.location(n))) {
+                (Some(l), Some(loc)) => Some(format!("`{l}` at {loc}")),
+                (Some(l), None) => Some(format!("`{l}`")),
+                (None, loc) => loc,
+            }
+        };
+        let mut text: Option<String> = text.map(Cow::into_owned);
+        for t in &rule.transforms {
+            let Some(cur) = text.take() else { break };
+            text = t.apply(&cur).map_err(|e| {
+                self.error(step, at(node), format!("{e} (transform `{}`)", t.name()))
+            })?;
+        }
+        if let (Some(idx), Some(cur)) = (rule.lookup, text.as_deref()) {
+            let table = &self.m.tables[idx];
+            match table.get(cur) {
+                Some(mapped) => text = Some(mapped.to_string()),
+                None => {
+                    let codes: Vec<&str> = table.entries.iter().map(|(k, _)| k.as_str()).collect();
+                    return Err(self.error(
+                        step,
+                        at(node),
+                        format!(
+                            "code `{cur}` is not in table `{}` (codes: {})",
+                            table.name,
+                            codes.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        let Some(text) = text else {
+            if let Some(d) = &rule.default {
+                return Ok(Some(d.clone()));
+            }
+            if rule.required {
+                let tried: Vec<String> = rule
+                    .sources
+                    .iter()
+                    .chain(rule.join.iter().flat_map(|(s, _)| s))
+                    .map(src_label)
+                    .collect();
+                return Err(self.error(
+                    step,
+                    None,
+                    format!("required value is missing (looked in {})", tried.join(", ")),
+                ));
+            }
+            return Ok(None);
+        };
+        if let Some(check) = rule.check {
+            check
+                .check(&text)
+                .map_err(|e| self.error(step, at(node), e))?;
+        }
+        if let Some(p) = rule.pattern.as_ref().filter(|p| !p.is_match(&text)) {
+            return Err(self.error(
+                step,
+                at(node),
+                format!("`{text}` does not match the pattern `{}`", p.as_str()),
+            ));
+        }
+        super::compile::coerce(&text, &rule.leaf)
+            .map(Some)
+            .map_err(|e| self.error(step, at(node), format!("`{text}`: the target {e}")))
+    }
+
+    fn error(&self, step: &Step, at: Option<String>, message: String) -> MapError {
+        MapError {
+            at,
+            rule: step.name.clone(),
+            loc: step.loc.clone(),
+            message,
+        }
+    }
+}
+
+fn src_label(s: &Src) -> String {
+    match s {
+        Src::Path(_, text) => text.clone(),
+        Src::Meta(k) => k.clone(),
+        Src::Group => "@group".into(),
+    }
+}
+
+/// The place a target path names inside `out`, creating objects and arrays on the way;
+/// `[+]` appends a new item.
+fn slot<'v>(out: &'v mut Value, path: &[TSeg]) -> &'v mut Value {
+    let mut cur = out;
+    for seg in path {
+        cur = match seg {
+            TSeg::Key(k) => {
+                if !cur.is_object() {
+                    *cur = Value::Object(Map::new());
+                }
+                match cur {
+                    Value::Object(m) => m.entry(k.clone()).or_insert(Value::Null),
+                    _ => unreachable!("made an object above"),
+                }
+            }
+            TSeg::Index(i) => {
+                if !cur.is_array() {
+                    *cur = Value::Array(Vec::new());
+                }
+                match cur {
+                    Value::Array(a) => {
+                        if a.len() <= *i {
+                            a.resize(*i + 1, Value::Null);
+                        }
+                        &mut a[*i]
+                    }
+                    _ => unreachable!("made an array above"),
+                }
+            }
+            TSeg::Append => {
+                if !cur.is_array() {
+                    *cur = Value::Array(Vec::new());
+                }
+                match cur {
+                    Value::Array(a) => {
+                        a.push(Value::Null);
+                        let last = a.len() - 1;
+                        &mut a[last]
+                    }
+                    _ => unreachable!("made an array above"),
+                }
+            }
+        };
+    }
+    cur
+}

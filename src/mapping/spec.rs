@@ -1,0 +1,363 @@
+//! The mapping file as written: the YAML document deserialized (serde-saphyr) into plain
+//! structs that keep each rule's line and column. Nothing is checked here beyond YAML shape and
+//! unknown keys; `compile.rs` turns a spec into a runnable plan and reports meaning errors.
+//!
+//! Scalars that are codes (`06`, `202407`, `Y`) are read as raw text wherever the field is
+//! text-only (`const`, `default`, `tables`, `lookup`, `sep`), so YAML never turns `06` into `6`.
+//! Where a field may be text *or* a list (`from`, `match`, `when`), a bare `06` reaches us as a
+//! YAML number: quote such codes there.
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_saphyr::Spanned;
+use std::fmt;
+
+/// A whole mapping file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappingSpec {
+    /// Unique id, e.g. `ssmix2-adt-insured-person`.
+    pub id: Spanned<String>,
+    /// The mapping's own version; bump it when its output changes.
+    pub version: u32,
+    /// What the mapping is for, in a sentence.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Input format and the rule that says which inputs this mapping takes.
+    pub source: Spanned<SourceSpec>,
+    /// `Document@version` for inbound mappings, or an outbound format block.
+    pub target: Spanned<TargetSpec>,
+    /// Platform category (certification, claims, life, care-plan, housing).
+    #[serde(default)]
+    pub category: Option<Spanned<String>>,
+    /// How one input becomes several documents (default: one document per input).
+    #[serde(default)]
+    pub documents: Option<Spanned<DocumentsSpec>>,
+    /// Target path → rule, in order.
+    pub fields: Pairs<Spanned<RuleSpec>>,
+    /// Lookup tables: name → (code → value).
+    #[serde(default)]
+    pub tables: Pairs<Pairs<String>>,
+    /// Golden tests: input file → expected output file, paths relative to the mapping file.
+    #[serde(default)]
+    pub tests: Vec<Spanned<TestSpec>>,
+}
+
+/// `source:` — input format, options and match rule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    /// `hl7v2`, `fhir`, `xml`, `csv` or `canonical`.
+    pub format: Spanned<String>,
+    /// Conditions that must all hold for this mapping to take an input.
+    #[serde(default, rename = "match")]
+    pub match_: Pairs<StrOrList>,
+    /// CSV/XML character set when not sniffed: `ms932`, `utf-8`.
+    #[serde(default)]
+    pub charset: Option<String>,
+    /// CSV: the first record is a header row.
+    #[serde(default)]
+    pub header: Option<bool>,
+    /// XML: prefix → namespace URI used in this file's paths.
+    #[serde(default)]
+    pub namespaces: Pairs<String>,
+    /// File-name convention to parse into `$file.*` metadata: `careplan`.
+    #[serde(default)]
+    pub file_name: Option<String>,
+}
+
+/// `target:` — either `Document@version` or an outbound format block.
+#[derive(Debug)]
+pub enum TargetSpec {
+    /// A canonical document, e.g. `InsuredPerson@1`.
+    Document(String),
+    /// An outbound wire format.
+    Format(OutboundSpec),
+}
+
+/// An outbound target format.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundSpec {
+    /// `fhir` (JSON) or `csv`.
+    pub format: String,
+    /// CSV: number of columns per record.
+    #[serde(default)]
+    pub columns: Option<usize>,
+    /// CSV: 1-based columns that are always quoted (free text in ケアプラン CSV).
+    #[serde(default)]
+    pub quoted: Vec<usize>,
+    /// CSV: output character set, default `ms932`.
+    #[serde(default)]
+    pub charset: Option<String>,
+    /// CSV: `crlf` (default) or `lf`.
+    #[serde(default)]
+    pub line_ending: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for TargetSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TargetSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("`Document@version` or `{ format: fhir|csv, … }`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<TargetSpec, E> {
+                Ok(TargetSpec::Document(v.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, m: A) -> Result<TargetSpec, A::Error> {
+                OutboundSpec::deserialize(de::value::MapAccessDeserializer::new(m))
+                    .map(TargetSpec::Format)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `documents:` — split one input into several documents.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentsSpec {
+    /// Paths selecting document roots; the first path that selects anything wins.
+    pub each: StrOrList,
+    /// Relative paths whose values group the selected nodes into one document each.
+    #[serde(default)]
+    pub group_by: Vec<String>,
+}
+
+/// One rule: a shorthand path string, or the full form.
+#[derive(Debug, Default)]
+pub struct RuleSpec {
+    /// Source path(s); several = the first that has a value.
+    pub from: Option<StrOrList>,
+    /// A constant value (text, coerced to the target's type).
+    pub constant: Option<String>,
+    /// Paths whose values are joined with `sep`.
+    pub join: Option<StrOrList>,
+    /// Separator for `join` (default one space).
+    pub sep: Option<String>,
+    /// Transforms applied in order.
+    pub then: Vec<TransformSpec>,
+    /// Lookup table name.
+    pub lookup: Option<String>,
+    /// Value when the source has none.
+    pub default: Option<String>,
+    /// Fail the document when no value results.
+    pub required: bool,
+    /// Regular expression the final text must match.
+    pub pattern: Option<String>,
+    /// Check-digit or identifier rule: `insurer_number`, `insured_number`, `office_number`.
+    pub check: Option<String>,
+    /// Conditions: all must hold for the rule to apply.
+    pub when: Option<Pairs<StrOrList>>,
+    /// Repetition: paths selecting the items to iterate.
+    pub each: Option<StrOrList>,
+    /// Rules for each item (with `each`), relative to the item.
+    pub fields: Option<Pairs<Spanned<RuleSpec>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleBody {
+    #[serde(default)]
+    from: Option<StrOrList>,
+    #[serde(default, rename = "const")]
+    constant: Option<String>,
+    #[serde(default)]
+    join: Option<StrOrList>,
+    #[serde(default)]
+    sep: Option<String>,
+    #[serde(default)]
+    then: Vec<TransformSpec>,
+    #[serde(default)]
+    lookup: Option<String>,
+    #[serde(default)]
+    default: Option<String>,
+    #[serde(default)]
+    required: bool,
+    #[serde(default)]
+    pattern: Option<String>,
+    #[serde(default)]
+    check: Option<String>,
+    #[serde(default)]
+    when: Option<Pairs<StrOrList>>,
+    #[serde(default)]
+    each: Option<StrOrList>,
+    #[serde(default)]
+    fields: Option<Pairs<Spanned<RuleSpec>>>,
+}
+
+impl<'de> Deserialize<'de> for RuleSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RuleSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a source path, or a rule like `{ from: PID-7, then: [...] }`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RuleSpec, E> {
+                Ok(RuleSpec {
+                    from: Some(StrOrList(vec![v.to_string()])),
+                    ..RuleSpec::default()
+                })
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RuleSpec, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<RuleSpec, E> {
+                Err(E::custom(yaml_number(v)))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, m: A) -> Result<RuleSpec, A::Error> {
+                let b = RuleBody::deserialize(de::value::MapAccessDeserializer::new(m))?;
+                Ok(RuleSpec {
+                    from: b.from,
+                    constant: b.constant,
+                    join: b.join,
+                    sep: b.sep,
+                    then: b.then,
+                    lookup: b.lookup,
+                    default: b.default,
+                    required: b.required,
+                    pattern: b.pattern,
+                    check: b.check,
+                    when: b.when,
+                    each: b.each,
+                    fields: b.fields,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A transform: `name` or `{ name: argument }`.
+#[derive(Debug, Clone)]
+pub struct TransformSpec {
+    /// Transform name, e.g. `fullwidth_kana`, `date`.
+    pub name: String,
+    /// Its argument, as text, e.g. `yyyyMMdd`.
+    pub arg: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for TransformSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TransformSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a transform name or `{ name: argument }`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<TransformSpec, E> {
+                Ok(TransformSpec {
+                    name: v.to_string(),
+                    arg: None,
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<TransformSpec, A::Error> {
+                let Some((name, arg)) = m.next_entry::<String, String>()? else {
+                    return Err(de::Error::custom("empty transform `{}`"));
+                };
+                if m.next_key::<String>()?.is_some() {
+                    return Err(de::Error::custom(
+                        "a transform is `{ name: argument }` with exactly one key",
+                    ));
+                }
+                Ok(TransformSpec {
+                    name,
+                    arg: Some(arg),
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A golden test of the mapping.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestSpec {
+    /// Input file, relative to the mapping file.
+    pub input: String,
+    /// Expected output file (JSON for documents, exact bytes for CSV), relative to the mapping file.
+    pub expect: String,
+    /// Pretend the input had this file name (for `$file.*` metadata).
+    #[serde(default)]
+    pub file_name: Option<String>,
+}
+
+/// One text value or a list of them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StrOrList(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for StrOrList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StrOrList;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a text value or a list of them")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<StrOrList, E> {
+                Ok(StrOrList(vec![v.to_string()]))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<StrOrList, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<StrOrList, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<StrOrList, E> {
+                Err(E::custom(yaml_number(v)))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<StrOrList, E> {
+                self.visit_str(if v { "true" } else { "false" })
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<StrOrList, A::Error> {
+                let mut v = Vec::new();
+                while let Some(x) = s.next_element::<String>()? {
+                    v.push(x);
+                }
+                Ok(StrOrList(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// An ordered map that keeps each key's location (YAML keys may repeat only if the file says so
+/// twice, which `compile.rs` reports).
+#[derive(Debug)]
+pub struct Pairs<V>(pub Vec<(Spanned<String>, V)>);
+
+impl<V> Default for Pairs<V> {
+    fn default() -> Self {
+        Pairs(Vec::new())
+    }
+}
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for Pairs<V> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Vis<V>(std::marker::PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> Visitor<'de> for Vis<V> {
+            type Value = Pairs<V>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Pairs<V>, A::Error> {
+                let mut v = Vec::new();
+                while let Some(k) = m.next_key::<Spanned<String>>()? {
+                    v.push((k, m.next_value()?));
+                }
+                Ok(Pairs(v))
+            }
+        }
+        d.deserialize_map(Vis(std::marker::PhantomData))
+    }
+}
+
+fn yaml_number(v: f64) -> String {
+    format!(
+        "YAML read this as the number {v}; quote paths, codes and decimals (e.g. \".1\", \"06\", \"1.50\")"
+    )
+}

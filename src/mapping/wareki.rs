@@ -1,0 +1,200 @@
+//! 和暦 ⇄ 西暦 for dates in Japanese forms and interfaces: 元号 codes 1–5 (明治, 大正, 昭和,
+//! 平成, 令和) as in `GYYMMDD` (`3230405` = 昭和23年4月5日), kanji forms (`昭和23年4月5日`,
+//! `平成元年1月8日`, full-width digits allowed) and letter forms (`S23.4.5`, `H01.01.08`). A date
+//! outside its era (昭和64年1月8日, 平成31年5月1日) is an error, never silently shifted.
+
+/// A Gregorian date as (year, month, day).
+type Ymd = (i32, u32, u32);
+
+/// (元号 code, kanji, letter, first day).
+const ERAS: [(u8, &str, char, Ymd); 5] = [
+    (1, "明治", 'M', (1868, 1, 25)),
+    (2, "大正", 'T', (1912, 7, 30)),
+    (3, "昭和", 'S', (1926, 12, 25)),
+    (4, "平成", 'H', (1989, 1, 8)),
+    (5, "令和", 'R', (2019, 5, 1)),
+];
+
+/// Days in a month of the Gregorian calendar.
+pub fn days_in_month(y: i32, m: u32) -> u32 {
+    match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        _ => 0,
+    }
+}
+
+fn era_index_by_code(code: u8) -> Option<usize> {
+    ERAS.iter().position(|e| e.0 == code)
+}
+
+/// Converts a 和暦 date to ISO `YYYY-MM-DD`.
+pub fn to_iso(input: &str) -> Result<String, String> {
+    let norm: String = input
+        .trim()
+        .chars()
+        .map(|c| match c {
+            '０'..='９' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+            _ => c,
+        })
+        .collect();
+    let (era, y, m, d) = parse_forms(&norm).ok_or_else(|| {
+        format!("`{input}` is not a 和暦 date (expected e.g. `3230405`, `昭和23年4月5日` or `S23.04.05`)")
+    })?;
+    let (code, name, _, start) = ERAS[era];
+    if y == 0 {
+        return Err(format!("`{input}`: era years start at 1 (元年)"));
+    }
+    let year = start.0 + y as i32 - 1;
+    if m == 0 || m > 12 || d == 0 || d > days_in_month(year, m) {
+        return Err(format!(
+            "`{input}`: {name}{y}年{m}月{d}日 is not a real date"
+        ));
+    }
+    let date = (year, m, d);
+    let end = ERAS.get(era + 1).map(|e| e.3);
+    if date < start || end.is_some_and(|e| date >= e) {
+        return Err(format!(
+            "`{input}`: {name}{y}年{m}月{d}日 is outside {name} (元号 code {code})"
+        ));
+    }
+    Ok(format!("{year:04}-{m:02}-{d:02}"))
+}
+
+fn parse_forms(s: &str) -> Option<(usize, u32, u32, u32)> {
+    // GYYMMDD
+    if s.len() == 7 && s.bytes().all(|b| b.is_ascii_digit()) {
+        let era = era_index_by_code(s.as_bytes()[0] - b'0')?;
+        let n = |a: usize| s[a..a + 2].parse::<u32>().ok();
+        return Some((era, n(1)?, n(3)?, n(5)?));
+    }
+    // Kanji: 昭和23年4月5日 / 平成元年1月8日
+    for (i, e) in ERAS.iter().enumerate() {
+        if let Some(rest) = s.strip_prefix(e.1) {
+            let (y, rest) = rest.split_once('年')?;
+            let y = if y == "元" { 1 } else { y.parse().ok()? };
+            let (m, rest) = rest.split_once('月')?;
+            let d = rest.strip_suffix('日')?;
+            return Some((i, y, m.parse().ok()?, d.parse().ok()?));
+        }
+    }
+    // Letter: S23.4.5, S23/04/05, S230405
+    let first = s.chars().next()?.to_ascii_uppercase();
+    let era = ERAS.iter().position(|e| e.2 == first)?;
+    let rest = &s[1..];
+    let parts: Vec<&str> = rest.split(['.', '/', '-']).collect();
+    let nums = if parts.len() == 3 {
+        (
+            parts[0].parse().ok()?,
+            parts[1].parse().ok()?,
+            parts[2].parse().ok()?,
+        )
+    } else if rest.len() == 6 && rest.bytes().all(|b| b.is_ascii_digit()) {
+        (
+            rest[0..2].parse().ok()?,
+            rest[2..4].parse().ok()?,
+            rest[4..6].parse().ok()?,
+        )
+    } else {
+        return None;
+    };
+    Some((era, nums.0, nums.1, nums.2))
+}
+
+/// How to write a 和暦 date.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Style {
+    /// `昭和23年4月5日` (元年 for year 1).
+    Kanji,
+    /// `3230405`.
+    Code,
+}
+
+/// Converts ISO `YYYY-MM-DD` to 和暦.
+pub fn from_iso(iso: &str, style: Style) -> Result<String, String> {
+    let bad = || format!("`{iso}` is not an ISO date YYYY-MM-DD");
+    let mut it = iso.split('-');
+    let y: i32 = it.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
+    let m: u32 = it.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
+    let d: u32 = it.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
+    if it.next().is_some() || m == 0 || m > 12 || d == 0 || d > days_in_month(y, m) {
+        return Err(bad());
+    }
+    let i = ERAS
+        .iter()
+        .rposition(|e| (y, m, d) >= e.3)
+        .ok_or_else(|| format!("`{iso}` is before 明治 (1868-01-25)"))?;
+    let (code, name, _, start) = ERAS[i];
+    let ey = (y - start.0 + 1) as u32;
+    Ok(match style {
+        Style::Kanji if ey == 1 => format!("{name}元年{m}月{d}日"),
+        Style::Kanji => format!("{name}{ey}年{m}月{d}日"),
+        Style::Code => format!("{code}{ey:02}{m:02}{d:02}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_kanji_and_letter_forms_agree() {
+        for s in [
+            "3230405",
+            "昭和23年4月5日",
+            "昭和２３年４月５日",
+            "S23.04.05",
+            "s230405",
+        ] {
+            assert_eq!(to_iso(s).unwrap(), "1948-04-05", "{s}");
+        }
+    }
+
+    #[test]
+    fn gannen_and_era_boundaries() {
+        assert_eq!(to_iso("平成元年1月8日").unwrap(), "1989-01-08");
+        assert_eq!(to_iso("4010108").unwrap(), "1989-01-08");
+        assert_eq!(to_iso("令和元年5月1日").unwrap(), "2019-05-01");
+        assert!(
+            to_iso("昭和64年1月8日")
+                .unwrap_err()
+                .contains("outside 昭和")
+        );
+        assert!(
+            to_iso("平成31年5月1日")
+                .unwrap_err()
+                .contains("outside 平成")
+        );
+        assert!(
+            to_iso("平成元年1月7日")
+                .unwrap_err()
+                .contains("outside 平成")
+        );
+    }
+
+    #[test]
+    fn impossible_dates_and_garbage_are_refused() {
+        assert!(to_iso("3230230").unwrap_err().contains("not a real date"));
+        assert!(to_iso("6230405").is_err());
+        assert!(to_iso("yesterday").is_err());
+    }
+
+    #[test]
+    fn iso_to_wareki_round_trips() {
+        assert_eq!(
+            from_iso("1948-04-05", Style::Kanji).unwrap(),
+            "昭和23年4月5日"
+        );
+        assert_eq!(
+            from_iso("1989-01-08", Style::Kanji).unwrap(),
+            "平成元年1月8日"
+        );
+        assert_eq!(from_iso("1989-01-07", Style::Code).unwrap(), "3640107");
+        for iso in ["1926-12-25", "2019-04-30", "2019-05-01", "2026-11-24"] {
+            let code = from_iso(iso, Style::Code).unwrap();
+            assert_eq!(to_iso(&code).unwrap(), iso);
+        }
+    }
+}
