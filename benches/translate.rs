@@ -1,1 +1,144 @@
-fn main() {}
+//! Translate throughput on one core: parse + map + validate + serialize, in messages/s and MB/s,
+//! for the three representative inputs of the translation core (SS-MIX2 ADT → InsuredPerson,
+//! JP Core Patient → InsuredPerson, ケアプラン UP2KYO CSV → CarePlan), plus HL7 v2 parse-only
+//! numbers for kaigo-hub's parser and for hl7-parser 0.3 on the same text. Prints numbers; asserts
+//! nothing about speed. Run: `cargo bench --bench translate`.
+
+use kaigo_hub::mapping::{Input, MappingSet};
+use std::hint::black_box;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const BUDGET: Duration = Duration::from_millis(1500);
+
+fn measure(name: &str, bytes_per_op: usize, mut op: impl FnMut()) {
+    // `cargo bench --bench translate -- WORD` runs only the cases whose name contains WORD.
+    if let Some(filter) = std::env::args().skip(1).find(|a| !a.starts_with('-'))
+        && !name.contains(&filter)
+    {
+        return;
+    }
+    for _ in 0..200 {
+        op();
+    }
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < BUDGET {
+        for _ in 0..256 {
+            op();
+        }
+        n += 256;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let per_s = n as f64 / secs;
+    println!(
+        "{name:<52} {:>10.0} msg/s {:>8.1} MB/s {:>8.2} µs/msg",
+        per_s,
+        per_s * bytes_per_op as f64 / 1e6,
+        1e6 / per_s
+    );
+}
+
+fn translate_case(set: &MappingSet, name: &str, path: &str, mapping: &str) {
+    let Ok(bytes) = std::fs::read(path) else {
+        println!("{name:<52} skipped: {path} not found");
+        return;
+    };
+    let file_name = Path::new(path)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .map(String::from);
+    let input = Input {
+        bytes: &bytes,
+        file_name: file_name.as_deref(),
+    };
+    match set.translate(input, Some(mapping)) {
+        Ok(t) if !t.documents.is_empty() => {}
+        other => {
+            println!("{name:<52} skipped: translate failed: {:?}", other.err());
+            return;
+        }
+    }
+    measure(name, bytes.len(), || {
+        let t = set
+            .translate(input, Some(mapping))
+            .expect("translated above");
+        black_box(t.documents);
+    });
+    measure(
+        &format!("{name} (mapping chosen by match)"),
+        bytes.len(),
+        || {
+            let t = set.translate(input, None).expect("translated above");
+            black_box(t.documents);
+        },
+    );
+}
+
+fn main() {
+    let set = MappingSet::load_dir(Path::new("mappings")).unwrap_or_else(|e| {
+        for x in e {
+            eprintln!("{x}");
+        }
+        std::process::exit(2)
+    });
+    println!(
+        "kaigo-hub translate benchmark, one thread, {} ms per case",
+        BUDGET.as_millis()
+    );
+    translate_case(
+        &set,
+        "SS-MIX2 ADT^A08 (ISO-2022-JP) -> InsuredPerson",
+        "samples/hl7v2/adt-a08.hl7",
+        "ssmix2-adt-insured-person",
+    );
+    translate_case(
+        &set,
+        "JP Core Patient (FHIR JSON) -> InsuredPerson",
+        "samples/fhir/patient-jpcore.json",
+        "jpcore-patient-insured-person",
+    );
+    let up2 = std::fs::read_dir("samples/careplan")
+        .ok()
+        .and_then(|d| {
+            d.flatten().map(|e| e.path()).find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("UP2KYO_") && n.ends_with(".CSV"))
+            })
+        })
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "samples/careplan/UP2KYO.CSV".into());
+    translate_case(
+        &set,
+        "ケアプラン UP2KYO CSV (MS932) -> CarePlan",
+        &up2,
+        "careplan-up2kyo-care-plan",
+    );
+
+    let adt = std::fs::read("samples/hl7v2/adt-a08.hl7").unwrap_or_default();
+    measure(
+        "HL7 v2 parse only: kaigo-hub (ISO-2022-JP bytes)",
+        adt.len(),
+        || {
+            black_box(kaigo_hub::formats::hl7v2::parse(&adt).ok());
+        },
+    );
+    let text: String = kaigo_hub::formats::hl7v2::parse(&adt)
+        .map(|m| m.text().to_string())
+        .unwrap_or_default();
+    measure(
+        "HL7 v2 parse only: kaigo-hub (UTF-8 text)",
+        text.len(),
+        || {
+            black_box(kaigo_hub::formats::hl7v2::parse(text.as_bytes()).ok());
+        },
+    );
+    measure(
+        "HL7 v2 parse only: hl7-parser 0.3 (UTF-8 text)",
+        text.len(),
+        || {
+            black_box(hl7_parser::parse_message(&text).ok());
+        },
+    );
+}

@@ -532,9 +532,11 @@ fn decode_strict(encoding: &'static Encoding, body: &[u8]) -> Result<String, usi
         match result {
             DecoderResult::InputEmpty => return Err(done.min(body.len())),
             DecoderResult::OutputFull => {
-                if read == 0 && src.is_empty() {
+                if src.is_empty() {
                     return Err(done);
                 }
+                // Always grow, so every round makes progress.
+                out.reserve(out.capacity().max(64));
             }
             DecoderResult::Malformed(bad, after) => {
                 return Err(done.saturating_sub(usize::from(bad) + usize::from(after)));
@@ -1030,7 +1032,9 @@ impl Message {
         nth_piece(b, cr, (!atomic).then_some(self.seps.subcomponent), n.sub)
     }
 
-    fn visit<F: FnMut(Node) -> bool>(&self, from: Node, path: &Path, f: &mut F) -> bool {
+    /// Calls `f` for each node `path` selects, in document order, until `f` returns false.
+    /// Returns false when stopped early. Allocates nothing.
+    pub fn visit<F: FnMut(Node) -> bool>(&self, from: Node, path: &Path, f: &mut F) -> bool {
         match &path.start {
             Start::Segment { name, occurrence } => {
                 let mut seen = 0u32;
@@ -1701,7 +1705,7 @@ fn apply_escape(content: &str, enc: &Separators, out: &mut String) -> bool {
 
 /// MSA-1 acknowledgement code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[allow(clippy::upper_case_acronyms)]
+
 pub enum AckCode {
     /// Application accept.
     AA,
@@ -1937,7 +1941,7 @@ fn encode_strict(encoding: &'static Encoding, text: &str) -> Result<Vec<u8>, (ch
         done += read;
         match result {
             EncoderResult::InputEmpty => return Ok(out),
-            EncoderResult::OutputFull => {}
+            EncoderResult::OutputFull => out.reserve(out.capacity().max(64)),
             EncoderResult::Unmappable(c) => return Err((c, done.saturating_sub(c.len_utf8()))),
         }
     }

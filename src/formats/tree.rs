@@ -142,9 +142,10 @@ impl Tree {
     pub fn select<'a>(&'a self, from: Node<'a>, path: &Path, out: &mut Vec<Node<'a>>) {
         match (self, from, path) {
             (Tree::Hl7(m), Node::Hl7(n), Path::Hl7(p)) => {
-                let mut tmp = Vec::new();
-                m.select(n, p, &mut tmp);
-                out.extend(tmp.into_iter().map(Node::Hl7));
+                m.visit(n, p, &mut |node| {
+                    out.push(Node::Hl7(node));
+                    true
+                });
             }
             (Tree::Json(root), Node::Json(n), Path::Json(p)) => {
                 let mut tmp = Vec::new();
@@ -159,6 +160,43 @@ impl Tree {
             (Tree::Csv(f), node, Path::Csv(p)) => select_csv(f, node, p, out),
             _ => {}
         }
+    }
+
+    /// The first non-empty value `path` selects from `from`, with its node. Allocation-free for
+    /// HL7 v2 (the hot path of SS-MIX2 translation).
+    pub fn first_value<'a>(
+        &'a self,
+        from: Node<'a>,
+        path: &Path,
+    ) -> Option<(Cow<'a, str>, Node<'a>)> {
+        if let (Tree::Hl7(m), Node::Hl7(n), Path::Hl7(p)) = (self, from, path) {
+            let mut found = None;
+            m.visit(n, p, &mut |node| match m.value(node) {
+                Some(v) => {
+                    found = Some((v, Node::Hl7(node)));
+                    false
+                }
+                None => true,
+            });
+            return found;
+        }
+        let mut nodes = Vec::new();
+        self.select(from, path, &mut nodes);
+        nodes
+            .into_iter()
+            .find_map(|n| self.value(n).map(|v| (v, n)))
+    }
+
+    /// True when `path` selects a non-empty value, or (JSON) a non-empty object or array:
+    /// what a `"*"` condition asks.
+    pub fn exists(&self, from: Node<'_>, path: &Path) -> bool {
+        let mut nodes = Vec::new();
+        self.select(from, path, &mut nodes);
+        nodes.into_iter().any(|n| match n {
+            Node::Json(Value::Object(m)) => !m.is_empty(),
+            Node::Json(Value::Array(a)) => !a.is_empty(),
+            n => self.value(n).is_some(),
+        })
     }
 
     /// The text at a node, or `None` when absent or empty.

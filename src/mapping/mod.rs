@@ -238,9 +238,14 @@ impl MappingSet {
                     continue;
                 }
             };
-            match why_not(m, &tree, &meta) {
+            // A mapping named by the caller is used without consulting its match rule.
+            let why = if mapping.is_some() {
+                None
+            } else {
+                why_not(m, &tree, &meta)
+            };
+            match why {
                 None => parsed.push((m, tree, meta)),
-                Some(_) if mapping.is_some() => parsed.push((m, tree, meta)),
                 Some(why) => tried.push((m.id.clone(), why)),
             }
         }
@@ -298,6 +303,8 @@ impl MappingSet {
     ) -> Result<Rendered, TranslateError> {
         let mut json_out = Vec::new();
         let mut csv_out: Option<(CsvWriter, plan::CsvTarget)> = None;
+        // Records written so far, so errors number records across the whole output file.
+        let mut written = 0usize;
         for doc in docs {
             let tree = Tree::Json(doc.clone());
             let meta = Meta::default();
@@ -349,7 +356,7 @@ impl MappingSet {
                     let (w, _) = csv_out
                         .get_or_insert_with(|| (CsvWriter::new(b',', t.line_ending), t.clone()));
                     for v in values {
-                        write_records(w, t, &v)?;
+                        write_records(w, t, &v, &mut written)?;
                     }
                 }
                 Target::Document(_) => {}
@@ -366,13 +373,19 @@ impl MappingSet {
     }
 }
 
-fn write_records(w: &mut CsvWriter, t: &plan::CsvTarget, v: &Value) -> Result<(), TranslateError> {
+fn write_records(
+    w: &mut CsvWriter,
+    t: &plan::CsvTarget,
+    v: &Value,
+    written: &mut usize,
+) -> Result<(), TranslateError> {
     let records = v
         .get("records")
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or(&[]);
-    for (ri, rec) in records.iter().enumerate() {
+    for rec in records {
+        *written += 1;
         let mut fields: Vec<String> = Vec::with_capacity(t.columns);
         for c in 1..=t.columns {
             let text = match rec.get(c.to_string()) {
@@ -381,7 +394,7 @@ fn write_records(w: &mut CsvWriter, t: &plan::CsvTarget, v: &Value) -> Result<()
                 Some(other) => other.to_string(),
             };
             // Refuse unencodable characters with the record and column named.
-            charset::encode(&text, t.charset, &format!("record {}, column {c}", ri + 1))?;
+            charset::encode(&text, t.charset, &format!("record {written}, column {c}"))?;
             fields.push(text);
         }
         w.write_record(
@@ -442,6 +455,11 @@ fn why_not(m: &Mapping, tree: &Tree, meta: &Meta) -> Option<String> {
         let (label, value) = match &c.src {
             Src::Meta(k) => (k.clone(), meta.get(k).map(String::from)),
             Src::Path(p, text) => {
+                if let CondTest::Present(want) = c.test
+                    && tree.exists(tree.root(), p) == want
+                {
+                    continue;
+                }
                 let mut nodes = Vec::new();
                 tree.select(tree.root(), p, &mut nodes);
                 (

@@ -166,18 +166,18 @@ impl<'a> Runner<'a> {
         match src {
             Src::Meta(k) => self.meta.get(k).map(|v| (Cow::Owned(v.to_string()), None)),
             Src::Group => None,
-            Src::Path(p, _) => {
-                let mut nodes = Vec::new();
-                self.tree.select(scope.node, p, &mut nodes);
-                nodes
-                    .into_iter()
-                    .find_map(|n| self.tree.value(n).map(|v| (v, Some(n))))
-            }
+            Src::Path(p, _) => self
+                .tree
+                .first_value(scope.node, p)
+                .map(|(v, n)| (v, Some(n))),
         }
     }
 
     fn conds_hold(&self, conds: &[Cond], scope: Scope<'a, '_>) -> bool {
         conds.iter().all(|c| {
+            if let (CondTest::Present(want), Src::Path(p, _)) = (&c.test, &c.src) {
+                return self.tree.exists(scope.node, p) == *want;
+            }
             let v = self.first(&c.src, scope).map(|(v, _)| v);
             match &c.test {
                 CondTest::Present(want) => v.is_some() == *want,
@@ -223,17 +223,17 @@ impl<'a> Runner<'a> {
                 (None, loc) => loc,
             }
         };
-        let mut text: Option<String> = text.map(Cow::into_owned);
         for t in &rule.transforms {
             let Some(cur) = text.take() else { break };
-            text = t.apply(&cur).map_err(|e| {
-                self.error(step, at(node), format!("{e} (transform `{}`)", t.name()))
-            })?;
+            text = t
+                .apply(&cur)
+                .map_err(|e| self.error(step, at(node), format!("{e} (transform `{}`)", t.name())))?
+                .map(Cow::Owned);
         }
         if let (Some(idx), Some(cur)) = (rule.lookup, text.as_deref()) {
             let table = &self.m.tables[idx];
             match table.get(cur) {
-                Some(mapped) => text = Some(mapped.to_string()),
+                Some(mapped) => text = Some(Cow::Borrowed(mapped)),
                 None => {
                     let codes: Vec<&str> = table.entries.iter().map(|(k, _)| k.as_str()).collect();
                     return Err(self.error(
@@ -279,6 +279,9 @@ impl<'a> Runner<'a> {
                 format!("`{text}` does not match the pattern `{}`", p.as_str()),
             ));
         }
+        if rule.leaf == Leaf::String {
+            return Ok(Some(Value::String(text.into_owned())));
+        }
         super::compile::coerce(&text, &rule.leaf)
             .map(Some)
             .map_err(|e| self.error(step, at(node), format!("`{text}`: the target {e}")))
@@ -313,7 +316,12 @@ fn slot<'v>(out: &'v mut Value, path: &[TSeg]) -> &'v mut Value {
                     *cur = Value::Object(Map::new());
                 }
                 match cur {
-                    Value::Object(m) => m.entry(k.clone()).or_insert(Value::Null),
+                    Value::Object(m) => {
+                        if !m.contains_key(k.as_str()) {
+                            m.insert(k.clone(), Value::Null);
+                        }
+                        m.get_mut(k.as_str()).expect("inserted just above")
+                    }
                     _ => unreachable!("made an object above"),
                 }
             }

@@ -34,7 +34,7 @@ pub enum Transform {
     Date(DatePattern),
     /// ISO 8601 in, pattern out.
     FormatDate(DatePattern),
-    /// 和暦 in, ISO date out.
+    /// 和暦 (or an ISO 西暦 date, checked) in, ISO date out.
     Wareki,
     /// ISO date in, 和暦 out.
     ToWareki(wareki::Style),

@@ -1,7 +1,9 @@
 //! 和暦 ⇄ 西暦 for dates in Japanese forms and interfaces: 元号 codes 1–5 (明治, 大正, 昭和,
 //! 平成, 令和) as in `GYYMMDD` (`3230405` = 昭和23年4月5日), kanji forms (`昭和23年4月5日`,
 //! `平成元年1月8日`, full-width digits allowed) and letter forms (`S23.4.5`, `H01.01.08`). A date
-//! outside its era (昭和64年1月8日, 平成31年5月1日) is an error, never silently shifted.
+//! outside its era (昭和64年1月8日, 平成31年5月1日) is an error, never silently shifted. An ISO
+//! 西暦 date (`1948-04-05`) is checked and passed through, so a field that a source fills in
+//! either calendar (生年月日 with a 和暦/西暦 flag) needs one rule.
 
 /// A Gregorian date as (year, month, day).
 type Ymd = (i32, u32, u32);
@@ -40,6 +42,12 @@ pub fn to_iso(input: &str) -> Result<String, String> {
             _ => c,
         })
         .collect();
+    if let Some((y, m, d)) = iso_date(&norm) {
+        if m == 0 || m > 12 || d == 0 || d > days_in_month(y, m) {
+            return Err(format!("`{input}` is not a real date"));
+        }
+        return Ok(format!("{y:04}-{m:02}-{d:02}"));
+    }
     let (era, y, m, d) = parse_forms(&norm).ok_or_else(|| {
         format!("`{input}` is not a 和暦 date (expected e.g. `3230405`, `昭和23年4月5日` or `S23.04.05`)")
     })?;
@@ -61,6 +69,21 @@ pub fn to_iso(input: &str) -> Result<String, String> {
         ));
     }
     Ok(format!("{year:04}-{m:02}-{d:02}"))
+}
+
+/// `YYYY-MM-DD` (西暦) as numbers, unchecked.
+fn iso_date(s: &str) -> Option<Ymd> {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let n = |a: usize, z: usize| -> Option<u32> {
+        s.get(a..z)
+            .filter(|x| x.bytes().all(|c| c.is_ascii_digit()))?
+            .parse()
+            .ok()
+    };
+    Some((n(0, 4)? as i32, n(5, 7)?, n(8, 10)?))
 }
 
 fn parse_forms(s: &str) -> Option<(usize, u32, u32, u32)> {
@@ -172,6 +195,19 @@ mod tests {
                 .unwrap_err()
                 .contains("outside 平成")
         );
+    }
+
+    #[test]
+    fn seireki_iso_dates_pass_through_checked() {
+        assert_eq!(to_iso("1938-11-23").unwrap(), "1938-11-23");
+        assert_eq!(to_iso("２０２４-０２-２９").unwrap(), "2024-02-29");
+        assert!(
+            to_iso("2023-02-29")
+                .unwrap_err()
+                .contains("not a real date")
+        );
+        assert!(to_iso("19381123").is_err());
+        assert!(to_iso("1938-1-23").is_err());
     }
 
     #[test]
