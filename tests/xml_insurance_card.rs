@@ -1,7 +1,7 @@
 //! Vendor XML 介護保険被保険者証 exports through the library, the way the hub runs them: the
 //! mappings in `mappings/` choose `vendor-xml-insurance-card` by its match rule, and each good
 //! sample under `samples/xml/` (UTF-8 and Shift_JIS, 和暦 and 西暦 birth dates, half-width kana)
-//! becomes exactly its golden `InsuranceCard@1`. The attacks under `samples/xml/bad/` (billion
+//! becomes exactly its golden `InsuranceCard@1`. The attacks under `tests/data/xml-attacks/` (billion
 //! laughs, XXE, an undefined entity) are refused before any mapping runs, with the line named. A
 //! wrong 保険者番号 check digit and a 和暦 date outside its era fail with the rule, the mapping's
 //! file:line:column, the source line and the value.
@@ -116,10 +116,18 @@ fn the_shift_jis_sample_really_is_shift_jis() {
 fn each_bad_sample_is_refused_naming_the_doctype_or_entity_and_its_line() {
     let set = mappings();
     for (input, needle, what) in [
-        ("samples/xml/bad/billion-laughs.xml", "<!DOCTYPE", "DOCTYPE"),
-        ("samples/xml/bad/xxe-file.xml", "<!DOCTYPE", "DOCTYPE"),
         (
-            "samples/xml/bad/undefined-entity.xml",
+            "tests/data/xml-attacks/billion-laughs.xml",
+            "<!DOCTYPE",
+            "DOCTYPE",
+        ),
+        (
+            "tests/data/xml-attacks/xxe-file.xml",
+            "<!DOCTYPE",
+            "DOCTYPE",
+        ),
+        (
+            "tests/data/xml-attacks/undefined-entity.xml",
             "花子&nbsp;",
             "undefined entity reference &nbsp;",
         ),

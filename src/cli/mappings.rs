@@ -30,7 +30,7 @@ pub fn run(default_dir: &Path, action: Action) -> Result<u8, Failure> {
             let dir = dir.unwrap_or_else(|| default_dir.to_path_buf());
             let set = load_mappings(&dir).map_err(|f| Failure { code: 1, ..f })?;
             let tests: usize = set.mappings.iter().map(|m| m.tests.len()).sum();
-            println!(
+            super::out!(
                 "{} mapping(s) OK under {} ({tests} golden test(s))",
                 set.mappings.len(),
                 dir.display()
@@ -44,14 +44,14 @@ pub fn run(default_dir: &Path, action: Action) -> Result<u8, Failure> {
             let mut failed = 0;
             for o in &outcomes {
                 match &o.failure {
-                    None => println!("ok     {} {}", o.mapping, o.input),
+                    None => super::out!("ok     {} {}", o.mapping, o.input),
                     Some(why) => {
                         failed += 1;
-                        println!("FAILED {} {} ({})\n       {why}", o.mapping, o.input, o.at);
+                        super::out!("FAILED {} {} ({})\n       {why}", o.mapping, o.input, o.at);
                     }
                 }
             }
-            println!("{} passed, {failed} failed", outcomes.len() - failed);
+            super::out!("{} passed, {failed} failed", outcomes.len() - failed);
             Ok(if failed == 0 && !outcomes.is_empty() {
                 0
             } else {
@@ -62,7 +62,7 @@ pub fn run(default_dir: &Path, action: Action) -> Result<u8, Failure> {
             let dir = dir.unwrap_or_else(|| default_dir.to_path_buf());
             let set = load_mappings(&dir)?;
             for m in &set.mappings {
-                println!(
+                super::out!(
                     "{}\tv{}\t{} → {}\t{}\t{}",
                     m.id,
                     m.version,

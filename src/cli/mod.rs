@@ -1,6 +1,15 @@
 //! Command-line surface: the clap definitions with help texts that teach, and the dispatch to
 //! one file per subcommand. Prints; holds no translation logic of its own.
 
+/// `println!` that never panics: a closed pipe (`kaigo-hub schema X | head`) just stops output.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+pub(crate) use out;
+
 mod inspect;
 mod mappings;
 mod schema;

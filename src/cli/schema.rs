@@ -12,7 +12,7 @@ pub struct Args {
 pub fn run(a: Args) -> Result<u8, Failure> {
     let Some(name) = a.name else {
         for k in canonical::ALL {
-            println!("{}\t{}", k.name(), k.category());
+            super::out!("{}\t{}", k.name(), k.category());
         }
         return Ok(0);
     };
@@ -23,7 +23,7 @@ pub fn run(a: Args) -> Result<u8, Failure> {
             known.join(", ")
         ))
     })?;
-    println!(
+    super::out!(
         "{}",
         serde_json::to_string_pretty(&kind.schema()).unwrap_or_default()
     );
