@@ -91,18 +91,23 @@ pub fn run(m: &Mapping, tree: &Tree, meta: &Meta) -> Result<Vec<Value>, MapError
             node: *first,
             group: g,
         };
-        let mut out = Value::Object(Map::new());
-        if let Target::Document(k) = &m.target {
-            out["document"] = Value::String(k.name().to_string());
+        let mut out = Out::Obj(Vec::with_capacity(m.steps.len() + 1));
+        if let (Target::Document(k), Out::Obj(fields)) = (&m.target, &mut out) {
+            fields.push(("document", Out::Val(Value::String(k.name().to_string()))));
         }
         r.exec(&m.steps, scope, &mut out)?;
-        docs.push(out);
+        docs.push(out.into_value());
     }
     Ok(docs)
 }
 
 impl<'a> Runner<'a> {
-    fn exec(&self, steps: &[Step], scope: Scope<'a, '_>, out: &mut Value) -> Result<(), MapError> {
+    fn exec(
+        &self,
+        steps: &'a [Step],
+        scope: Scope<'a, '_>,
+        out: &mut Out<'a>,
+    ) -> Result<(), MapError> {
         for step in steps {
             match &step.kind {
                 StepKind::Value(rule) => {
@@ -110,7 +115,7 @@ impl<'a> Runner<'a> {
                         continue;
                     }
                     if let Some(v) = self.value(step, rule, scope)? {
-                        *slot(out, &step.target) = v;
+                        *slot(out, &step.target) = Out::Val(v);
                     }
                 }
                 StepKind::Each {
@@ -133,9 +138,9 @@ impl<'a> Runner<'a> {
                         if !self.conds_hold(when, item_scope) {
                             continue;
                         }
-                        let mut obj = Value::Object(Map::new());
+                        let mut obj = Out::Obj(Vec::new());
                         self.exec(inner, item_scope, &mut obj)?;
-                        if obj.as_object().is_some_and(|o| !o.is_empty()) {
+                        if matches!(&obj, Out::Obj(f) if !f.is_empty()) {
                             *slot(out, &step.target) = obj;
                             made += 1;
                         }
@@ -305,52 +310,76 @@ fn src_label(s: &Src) -> String {
     }
 }
 
+/// The document under construction: an ordered tree whose keys borrow from the plan, so building
+/// it hashes and allocates nothing per key; it becomes a `serde_json::Value` once, at the end.
+enum Out<'p> {
+    Null,
+    Obj(Vec<(&'p str, Out<'p>)>),
+    Arr(Vec<Out<'p>>),
+    Val(Value),
+}
+
+impl Out<'_> {
+    fn into_value(self) -> Value {
+        match self {
+            Out::Null => Value::Null,
+            Out::Val(v) => v,
+            Out::Arr(items) => Value::Array(items.into_iter().map(Out::into_value).collect()),
+            Out::Obj(fields) => {
+                let mut m = Map::with_capacity(fields.len());
+                for (k, v) in fields {
+                    m.insert(k.to_string(), v.into_value());
+                }
+                Value::Object(m)
+            }
+        }
+    }
+}
+
 /// The place a target path names inside `out`, creating objects and arrays on the way;
 /// `[+]` appends a new item.
-fn slot<'v>(out: &'v mut Value, path: &[TSeg]) -> &'v mut Value {
+fn slot<'v, 'p>(out: &'v mut Out<'p>, path: &'p [TSeg]) -> &'v mut Out<'p> {
     let mut cur = out;
     for seg in path {
         cur = match seg {
             TSeg::Key(k) => {
-                if !cur.is_object() {
-                    *cur = Value::Object(Map::new());
+                if !matches!(cur, Out::Obj(_)) {
+                    *cur = Out::Obj(Vec::new());
                 }
-                match cur {
-                    Value::Object(m) => {
-                        if !m.contains_key(k.as_str()) {
-                            m.insert(k.clone(), Value::Null);
-                        }
-                        m.get_mut(k.as_str()).expect("inserted just above")
+                let Out::Obj(fields) = cur else {
+                    unreachable!("made an object above")
+                };
+                let i = match fields.iter().position(|(name, _)| *name == k.as_str()) {
+                    Some(i) => i,
+                    None => {
+                        fields.push((k.as_str(), Out::Null));
+                        fields.len() - 1
                     }
-                    _ => unreachable!("made an object above"),
-                }
+                };
+                &mut fields[i].1
             }
             TSeg::Index(i) => {
-                if !cur.is_array() {
-                    *cur = Value::Array(Vec::new());
+                if !matches!(cur, Out::Arr(_)) {
+                    *cur = Out::Arr(Vec::new());
                 }
-                match cur {
-                    Value::Array(a) => {
-                        if a.len() <= *i {
-                            a.resize(*i + 1, Value::Null);
-                        }
-                        &mut a[*i]
-                    }
-                    _ => unreachable!("made an array above"),
+                let Out::Arr(items) = cur else {
+                    unreachable!("made an array above")
+                };
+                while items.len() <= *i {
+                    items.push(Out::Null);
                 }
+                &mut items[*i]
             }
             TSeg::Append => {
-                if !cur.is_array() {
-                    *cur = Value::Array(Vec::new());
+                if !matches!(cur, Out::Arr(_)) {
+                    *cur = Out::Arr(Vec::new());
                 }
-                match cur {
-                    Value::Array(a) => {
-                        a.push(Value::Null);
-                        let last = a.len() - 1;
-                        &mut a[last]
-                    }
-                    _ => unreachable!("made an array above"),
-                }
+                let Out::Arr(items) = cur else {
+                    unreachable!("made an array above")
+                };
+                items.push(Out::Null);
+                let last = items.len() - 1;
+                &mut items[last]
             }
         };
     }
