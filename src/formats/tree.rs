@@ -199,6 +199,28 @@ impl Tree {
         })
     }
 
+    /// True when a node holds nothing at all (an empty HL7 field or CSV cell, JSON null or an
+    /// empty string/object/array, an XML element with no text, attributes or children): such a
+    /// node is not an item for `each`.
+    pub fn is_empty_node(&self, node: Node<'_>) -> bool {
+        match (self, node) {
+            (Tree::Json(_), Node::Json(v)) => match v {
+                Value::Null => true,
+                Value::String(s) => s.is_empty(),
+                Value::Object(m) => m.is_empty(),
+                Value::Array(a) => a.is_empty(),
+                _ => false,
+            },
+            (Tree::Xml(d), Node::Xml(n)) => {
+                d.value(n).is_none()
+                    && d.children(n).next().is_none()
+                    && d.attributes(n).next().is_none()
+            }
+            (_, Node::CsvFile | Node::CsvRow(_)) => false,
+            (t, n) => t.value(n).is_none(),
+        }
+    }
+
     /// The text at a node, or `None` when absent or empty.
     pub fn value<'a>(&'a self, node: Node<'a>) -> Option<Cow<'a, str>> {
         match (self, node) {

@@ -56,6 +56,16 @@ pub fn compile_str(text: &str, file: &FsPath) -> Result<Mapping, MappingError> {
 fn yaml_message(full: &str) -> String {
     let first = full.lines().next().unwrap_or(full);
     let first = first.strip_prefix("error: ").unwrap_or(first);
+    // serde-saphyr's hint names a Rust option; integrators need the YAML fix instead.
+    let first = first
+        .split(", set DuplicateKeyPolicy")
+        .next()
+        .unwrap_or(first);
+    if let Some(key) = first.split("duplicate mapping key: ").nth(1) {
+        return format!(
+            "`{key}` appears twice in the same map; each target, table and code may appear once (use `[+label]` to append to an array from two rules)"
+        );
+    }
     // Drop serde-saphyr's own "line N column M: " prefix; we print file:line:column.
     match first.find(": ") {
         Some(i) if first.starts_with("line ") => first[i + 2..].to_string(),
@@ -368,7 +378,20 @@ impl<'f> Compiler<'f> {
                     required: r.required,
                 }
             } else {
+                if target.contains(&TSeg::Append) {
+                    return Err(self.err(
+                        key,
+                        format!("`{}`: `[+]` appends an item, so it belongs on an `each` rule's target (e.g. `identifiers[+]: {{ each: …, fields: {{ … }} }}`)", key.value),
+                    ));
+                }
                 let leaf = match resolved {
+                    // Outbound FHIR has no schema here: `const: "true"`/`"false"` are booleans.
+                    Resolved::Leaf(_)
+                        if matches!(slot, Slot::Free)
+                            && matches!(r.constant.as_deref(), Some("true" | "false")) =>
+                    {
+                        Leaf::Boolean
+                    }
                     Resolved::Leaf(l) => l,
                     Resolved::Array(_) => {
                         return Err(self.err(
@@ -390,7 +413,7 @@ impl<'f> Compiler<'f> {
                         ));
                     }
                 };
-                StepKind::Value(Box::new(self.value_rule(ctx, tables, key, rule, leaf)?))
+                StepKind::Value(Box::new(self.value_rule(ctx, tables, &full, rule, leaf)?))
             };
             steps.push(Step {
                 name: full,
@@ -417,12 +440,11 @@ impl<'f> Compiler<'f> {
         &self,
         ctx: &Ctx,
         tables: &[Table],
-        key: &Spanned<String>,
+        name: &str,
         rule: &Spanned<RuleSpec>,
         leaf: Leaf,
     ) -> Result<ValueRule, MappingError> {
         let r = &rule.value;
-        let name = &key.value;
         let bad = |msg: String| self.err(rule, format!("rule `{name}`: {msg}"));
         if r.fields.is_some() {
             return Err(bad("`fields` needs `each`".into()));

@@ -345,6 +345,7 @@ impl MappingSet {
                     ));
                 }
             };
+            let meta = metadata(m, None).unwrap_or_default();
             let values = run::run(m, &tree, &meta)?;
             match &m.target {
                 Target::Fhir => {

@@ -130,6 +130,9 @@ impl<'a> Runner<'a> {
                     }
                     let mut made = 0usize;
                     for item in items {
+                        if self.tree.is_empty_node(item) {
+                            continue;
+                        }
                         let one = [item];
                         let item_scope = Scope {
                             node: item,

@@ -311,7 +311,9 @@ impl<'de> Deserialize<'de> for StrOrList {
                 Err(E::custom(yaml_number(v)))
             }
             fn visit_bool<E: de::Error>(self, v: bool) -> Result<StrOrList, E> {
-                self.visit_str(if v { "true" } else { "false" })
+                Err(E::custom(format!(
+                    "YAML read this as the boolean {v} (Y, N, yes, no, on, off and true/false all are); quote it, e.g. \"Y\""
+                )))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<StrOrList, A::Error> {
                 let mut v = Vec::new();

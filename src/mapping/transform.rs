@@ -434,9 +434,29 @@ fn expected(v: &str, toks: &[Tok]) -> String {
 }
 
 fn hl7_date(v: &str) -> Result<String, String> {
+    // HL7 DTM allows year or year-month precision: 1948 → 1948, 194804 → 1948-04.
     let digits: String = v.chars().take_while(char::is_ascii_digit).collect();
-    if digits.len() < 8 {
-        return Err(format!("`{v}` is not an HL7 date (YYYYMMDD…)"));
+    let rest = &v[digits.len()..];
+    // After the digits only a fraction of a second or a time zone may follow, and only after a
+    // full date: `1941-03-15` is not an HL7 date.
+    let tail_ok = rest.is_empty() || (digits.len() >= 8 && rest.starts_with(['.', '+', '-']));
+    if !tail_ok {
+        return Err(format!(
+            "`{v}` is not an HL7 date (YYYY[MM[DD[HHMM[SS[.S]]]]][+/-ZZZZ])"
+        ));
+    }
+    match digits.len() {
+        4 => return Ok(digits),
+        6 => {
+            let f = Fields {
+                y: digits[0..4].parse().ok(),
+                mo: digits[4..6].parse().ok(),
+                ..Fields::default()
+            };
+            return f.iso(v);
+        }
+        n if n >= 8 => {}
+        _ => return Err(format!("`{v}` is not an HL7 date (YYYY[MM[DD…]])")),
     }
     let f = Fields {
         y: digits[0..4].parse().ok(),
@@ -489,6 +509,20 @@ mod tests {
                 .unwrap()
                 .unwrap(),
             "2011-12-20"
+        );
+    }
+
+    #[test]
+    fn hl7_dates_may_have_year_or_month_precision() {
+        let d = t("date", Some("hl7"));
+        assert_eq!(d.apply("194804").unwrap().unwrap(), "1948-04");
+        assert_eq!(d.apply("1948").unwrap().unwrap(), "1948");
+        assert!(d.apply("19481").is_err());
+        assert!(d.apply("194813").is_err());
+        assert!(d.apply("1941-03-15").is_err());
+        assert_eq!(
+            d.apply("20251024101500.0000+0900").unwrap().unwrap(),
+            "2025-10-24"
         );
     }
 
