@@ -6,7 +6,11 @@
 //! - [`formats`]: bytes ⇄ navigable trees (HL7 v2, FHIR JSON, XML, CSV, Japanese charsets)
 //! - [`mapping`]: mapping files → compiled plans → canonical documents and outbound formats
 //! - [`canonical`]: the canonical documents, typed and versioned, with JSON Schemas
+//! - [`consent`]: consent grants, revocations and three-valued decisions (permit/deny/indeterminate)
+//! - [`audit`]: the hash-chained, append-only audit log, its verification and FHIR export
 
+pub mod audit;
 pub mod canonical;
+pub mod consent;
 pub mod formats;
 pub mod mapping;
