@@ -10,7 +10,16 @@
 //! - [`audit`]: the hash-chained, append-only audit log, its verification and FHIR export
 
 pub mod audit;
+pub mod bus;
 pub mod canonical;
+pub mod config;
 pub mod consent;
+pub mod demo;
 pub mod formats;
 pub mod mapping;
+pub mod parties;
+pub mod pipeline;
+pub mod serve;
+pub mod sinks;
+pub mod sources;
+pub mod store;

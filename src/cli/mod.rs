@@ -10,9 +10,13 @@ macro_rules! out {
 }
 pub(crate) use out;
 
+mod audit;
+mod consent;
 mod inspect;
 mod mappings;
+mod replay;
 mod schema;
+mod serve;
 mod translate;
 
 use clap::{Parser, Subcommand};
@@ -81,6 +85,34 @@ pub enum Command {
     },
     /// Print the JSON Schema of a canonical document (`InsuredPerson`, `CarePlan@1`, …), or list them.
     Schema(schema::Args),
+    /// Run the hub: HTTP (FHIR), MLLP (HL7 v2), file drop and AMQP sources, the translate and
+    /// deliver hops, consent at every hop, audit. Without KAIGO_AMQP_URL it runs on the embedded
+    /// in-memory bus.
+    Serve(serve::Args),
+    /// Grant, revoke, list and import consents; link a party's local id to a subject.
+    Consent {
+        /// Configuration file (for the database location).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: consent::Action,
+    },
+    /// Verify the audit log's hash chain, or query it.
+    Audit {
+        /// Configuration file (for the audit log location).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: audit::Action,
+    },
+    /// Re-drive messages from the dead-letter or quarantine queue (RabbitMQ).
+    Replay {
+        /// Configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        args: replay::Args,
+    },
 }
 
 pub fn run(cli: Cli) -> Result<u8, Failure> {
@@ -89,6 +121,10 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Inspect(a) => inspect::run(a),
         Command::Mappings { action } => mappings::run(&cli.mappings, action),
         Command::Schema(a) => schema::run(a),
+        Command::Serve(a) => serve::run(a),
+        Command::Consent { config, action } => consent::run(config, action),
+        Command::Audit { config, action } => audit::run(config, action),
+        Command::Replay { config, args } => replay::run(config, args),
     }
 }
 

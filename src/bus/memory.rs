@@ -1,0 +1,383 @@
+//! The in-process bus: exchanges (topic, direct, fanout), durable-in-memory queues with
+//! dead-lettering and a delivery limit, prefetch-bounded consumers, and redelivery of anything
+//! left unsettled when a delivery is dropped. It behaves like the RabbitMQ topology the hub
+//! declares, so the same pipeline runs on both; it keeps nothing across restarts, which is why
+//! production runs on RabbitMQ.
+
+use super::topology::{ExchangeKind, Topology, topic_matches};
+use super::{Acker, BoxFut, Bus, BusError, Consumer, Delivery, Props};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+
+#[derive(Clone)]
+struct Msg {
+    props: Props,
+    body: Vec<u8>,
+    exchange: String,
+    routing_key: String,
+    delivery_count: u32,
+}
+
+struct Queue {
+    items: Mutex<VecDeque<Msg>>,
+    notify: Notify,
+    dead_letter_exchange: Option<String>,
+    delivery_limit: Option<u32>,
+}
+
+#[derive(Default)]
+struct State {
+    exchanges: HashMap<String, (ExchangeKind, Vec<(String, String)>)>,
+    queues: HashMap<String, Arc<Queue>>,
+}
+
+/// The in-process bus. Cloning shares it.
+#[derive(Clone, Default)]
+pub struct MemoryBus {
+    state: Arc<Mutex<State>>,
+}
+
+impl MemoryBus {
+    /// An empty bus.
+    pub fn new() -> MemoryBus {
+        MemoryBus::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A poisoned lock only means another task panicked mid-update; the maps stay usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn declare_queue(&self, name: &str, dlx: Option<String>, limit: Option<u32>) {
+        self.lock()
+            .queues
+            .entry(name.to_string())
+            .or_insert_with(|| {
+                Arc::new(Queue {
+                    items: Mutex::new(VecDeque::new()),
+                    notify: Notify::new(),
+                    dead_letter_exchange: dlx,
+                    delivery_limit: limit,
+                })
+            });
+    }
+
+    fn bind(&self, queue: &str, exchange: &str, key: &str) {
+        let mut s = self.lock();
+        if let Some((_, bindings)) = s.exchanges.get_mut(exchange) {
+            let b = (queue.to_string(), key.to_string());
+            if !bindings.contains(&b) {
+                bindings.push(b);
+            }
+        }
+    }
+
+    fn route(&self, m: Msg) -> Result<(), BusError> {
+        let targets: Vec<Arc<Queue>> = {
+            let s = self.lock();
+            let (kind, bindings) = s
+                .exchanges
+                .get(&m.exchange)
+                .ok_or_else(|| BusError::Refused(format!("no exchange `{}`", m.exchange)))?;
+            bindings
+                .iter()
+                .filter(|(_, pattern)| match kind {
+                    ExchangeKind::Fanout => true,
+                    ExchangeKind::Direct => *pattern == m.routing_key,
+                    ExchangeKind::Topic => topic_matches(pattern, &m.routing_key),
+                })
+                .filter_map(|(q, _)| s.queues.get(q).cloned())
+                .collect()
+        };
+        for q in targets {
+            lock_items(&q).push_back(m.clone());
+            q.notify.notify_one();
+        }
+        Ok(())
+    }
+}
+
+fn lock_items(q: &Queue) -> std::sync::MutexGuard<'_, VecDeque<Msg>> {
+    q.items.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Bus for MemoryBus {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    fn declare<'a>(
+        &'a self,
+        t: &'a Topology,
+        recipients: &'a [String],
+    ) -> BoxFut<'a, Result<(), BusError>> {
+        Box::pin(async move {
+            {
+                let mut s = self.lock();
+                for e in t.exchanges() {
+                    s.exchanges
+                        .entry(e.name)
+                        .or_insert_with(|| (e.kind, Vec::new()));
+                }
+            }
+            for q in t.queues() {
+                self.declare_queue(&q.name, q.dead_letter_exchange, q.delivery_limit);
+            }
+            for b in t.bindings() {
+                self.bind(&b.queue, &b.exchange, &b.key);
+            }
+            for r in recipients {
+                let (q, b) = t.out_decl(r);
+                self.declare_queue(&q.name, q.dead_letter_exchange, q.delivery_limit);
+                self.bind(&b.queue, &b.exchange, &b.key);
+            }
+            Ok(())
+        })
+    }
+
+    fn publish<'a>(
+        &'a self,
+        exchange: &'a str,
+        key: &'a str,
+        props: &'a Props,
+        body: &'a [u8],
+    ) -> BoxFut<'a, Result<(), BusError>> {
+        Box::pin(async move {
+            self.route(Msg {
+                props: props.clone(),
+                body: body.to_vec(),
+                exchange: exchange.to_string(),
+                routing_key: key.to_string(),
+                delivery_count: 0,
+            })
+        })
+    }
+
+    fn consume<'a>(
+        &'a self,
+        queue: &'a str,
+        prefetch: u16,
+    ) -> BoxFut<'a, Result<Box<dyn Consumer>, BusError>> {
+        Box::pin(async move {
+            let q = self
+                .lock()
+                .queues
+                .get(queue)
+                .cloned()
+                .ok_or_else(|| BusError::Refused(format!("no queue `{queue}`")))?;
+            Ok(Box::new(MemoryConsumer {
+                bus: self.clone(),
+                queue: q,
+                permits: Arc::new(Semaphore::new(usize::from(prefetch.max(1)))),
+            }) as Box<dyn Consumer>)
+        })
+    }
+
+    fn queue_len<'a>(&'a self, queue: &'a str) -> BoxFut<'a, Result<u64, BusError>> {
+        Box::pin(async move {
+            let q = self.lock().queues.get(queue).cloned();
+            Ok(q.map(|q| lock_items(&q).len() as u64).unwrap_or(0))
+        })
+    }
+}
+
+struct MemoryConsumer {
+    bus: MemoryBus,
+    queue: Arc<Queue>,
+    permits: Arc<Semaphore>,
+}
+
+impl Consumer for MemoryConsumer {
+    fn next(&mut self) -> BoxFut<'_, Option<Result<Delivery, BusError>>> {
+        Box::pin(async move {
+            let permit = self.permits.clone().acquire_owned().await.ok()?;
+            loop {
+                let notified = self.queue.notify.notified();
+                let popped = lock_items(&self.queue).pop_front();
+                if let Some(m) = popped {
+                    // Wake another waiting consumer if more is queued.
+                    if !lock_items(&self.queue).is_empty() {
+                        self.queue.notify.notify_one();
+                    }
+                    let acker = MemoryAcker {
+                        bus: self.bus.clone(),
+                        queue: self.queue.clone(),
+                        msg: Some(m.clone()),
+                        _permit: permit,
+                    };
+                    return Some(Ok(Delivery::new(
+                        m.props,
+                        m.body,
+                        m.exchange,
+                        m.routing_key,
+                        m.delivery_count > 0,
+                        m.delivery_count,
+                        Box::new(acker),
+                    )));
+                }
+                notified.await;
+            }
+        })
+    }
+}
+
+struct MemoryAcker {
+    bus: MemoryBus,
+    queue: Arc<Queue>,
+    msg: Option<Msg>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl MemoryAcker {
+    fn dead_letter(&self, mut m: Msg, reason: &str) -> Result<(), BusError> {
+        match &self.queue.dead_letter_exchange {
+            Some(dlx) => {
+                m.props
+                    .headers
+                    .insert("x-death-reason".into(), reason.into());
+                m.props
+                    .headers
+                    .insert("x-first-death-exchange".into(), m.exchange.clone());
+                m.exchange = dlx.clone();
+                m.delivery_count = 0;
+                self.bus.route(m)
+            }
+            // Without a dead-letter exchange RabbitMQ drops it; the hub never configures that.
+            None => Ok(()),
+        }
+    }
+
+    fn requeue_msg(&self, mut m: Msg) -> Result<(), BusError> {
+        m.delivery_count += 1;
+        if self
+            .queue
+            .delivery_limit
+            .is_some_and(|l| m.delivery_count >= l)
+        {
+            return self.dead_letter(m, "delivery_limit");
+        }
+        lock_items(&self.queue).push_front(m);
+        self.queue.notify.notify_one();
+        Ok(())
+    }
+}
+
+impl Acker for MemoryAcker {
+    fn ack(mut self: Box<Self>) -> BoxFut<'static, Result<(), BusError>> {
+        self.msg = None;
+        Box::pin(async { Ok(()) })
+    }
+
+    fn reject(mut self: Box<Self>) -> BoxFut<'static, Result<(), BusError>> {
+        let r = match self.msg.take() {
+            Some(m) => self.dead_letter(m, "rejected"),
+            None => Ok(()),
+        };
+        Box::pin(async move { r })
+    }
+
+    fn requeue(mut self: Box<Self>) -> BoxFut<'static, Result<(), BusError>> {
+        let r = match self.msg.take() {
+            Some(m) => self.requeue_msg(m),
+            None => Ok(()),
+        };
+        Box::pin(async move { r })
+    }
+}
+
+impl Drop for MemoryAcker {
+    fn drop(&mut self) {
+        // Unsettled when dropped (a crashed hop): deliver it again, as a broker would.
+        if let Some(m) = self.msg.take() {
+            let _ = self.requeue_msg(m);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn setup() -> (MemoryBus, Topology) {
+        let bus = MemoryBus::new();
+        let t = Topology::new("t");
+        bus.declare(&t, &["0300000005".into()]).await.unwrap();
+        (bus, t)
+    }
+
+    #[tokio::test]
+    async fn topic_routing_reaches_the_bound_queue_and_ack_removes() {
+        let (bus, t) = setup().await;
+        bus.publish(&t.ingress(), "hl7v2.adt", &Props::default(), b"m1")
+            .await
+            .unwrap();
+        assert_eq!(bus.queue_len(&t.translate_queue()).await.unwrap(), 1);
+        let mut c = bus.consume(&t.translate_queue(), 1).await.unwrap();
+        let d = c.next().await.unwrap().unwrap();
+        assert_eq!(d.body, b"m1");
+        assert_eq!(d.routing_key, "hl7v2.adt");
+        d.ack().await.unwrap();
+        assert_eq!(bus.queue_len(&t.translate_queue()).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn reject_dead_letters_with_a_reason() {
+        let (bus, t) = setup().await;
+        bus.publish(&t.ingress(), "x", &Props::default(), b"bad")
+            .await
+            .unwrap();
+        let mut c = bus.consume(&t.translate_queue(), 1).await.unwrap();
+        c.next().await.unwrap().unwrap().reject().await.unwrap();
+        let mut dead = bus.consume(&t.dead_queue(), 1).await.unwrap();
+        let d = dead.next().await.unwrap().unwrap();
+        assert_eq!(d.props.header("x-death-reason"), Some("rejected"));
+        assert_eq!(d.body, b"bad");
+    }
+
+    #[tokio::test]
+    async fn requeue_past_the_delivery_limit_dead_letters() {
+        let (bus, t) = setup().await;
+        bus.publish(&t.ingress(), "x", &Props::default(), b"poison")
+            .await
+            .unwrap();
+        let mut c = bus.consume(&t.translate_queue(), 1).await.unwrap();
+        for i in 0..t.delivery_limit {
+            let d = c.next().await.unwrap().unwrap();
+            assert_eq!(d.delivery_count, i);
+            d.requeue().await.unwrap();
+        }
+        assert_eq!(bus.queue_len(&t.translate_queue()).await.unwrap(), 0);
+        assert_eq!(bus.queue_len(&t.dead_queue()).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn dropped_deliveries_come_back_and_prefetch_bounds_in_flight() {
+        let (bus, t) = setup().await;
+        for i in 0..3u8 {
+            bus.publish(&t.egress(), "0300000005", &Props::default(), &[i])
+                .await
+                .unwrap();
+        }
+        let mut c = bus.consume(&t.out_queue("0300000005"), 2).await.unwrap();
+        let a = c.next().await.unwrap().unwrap();
+        let _b = c.next().await.unwrap().unwrap();
+        // Third waits for a permit.
+        let third = tokio::time::timeout(std::time::Duration::from_millis(50), c.next()).await;
+        assert!(third.is_err(), "prefetch 2 must hold the third back");
+        drop(a);
+        let again = c.next().await.unwrap().unwrap();
+        assert_eq!(again.body, vec![0]);
+        assert!(again.redelivered);
+    }
+
+    #[tokio::test]
+    async fn unknown_exchange_is_refused() {
+        let bus = MemoryBus::new();
+        let e = bus
+            .publish("nope", "k", &Props::default(), b"")
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("nope"));
+    }
+}

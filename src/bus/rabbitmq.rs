@@ -1,0 +1,829 @@
+//! The RabbitMQ bus (lapin 4): one AMQP connection with lapin's auto-recovery, a dedicated
+//! publishing channel in confirm mode, and one channel per consumer with `basic.qos(prefetch)`.
+//! In: the topology of `topology.rs`, messages to publish, queues to consume. Out: deliveries
+//! with their properties and a per-delivery acker (ack / reject to the dead-letter exchange /
+//! requeue). It behaves like `memory.rs` so the pipeline cannot tell the two apart, with one
+//! documented difference: a [`Delivery`] dropped without being settled keeps its prefetch slot
+//! until its consumer is dropped; closing the consumer's channel makes the broker redeliver it
+//! (`redelivered = true`, and the quorum queue counts it as a delivery attempt).
+//! Must never: report a publish as done before the broker confirmed it, settle a delivery for
+//! the caller, or print the broker password.
+//!
+//! Mapping to the broker:
+//! - exchanges durable; queues durable, `x-queue-type: quorum`, `x-dead-letter-exchange` and
+//!   `x-delivery-limit` as the [`QueueDecl`] says. [`Topology::delivery_limit`] counts
+//!   *deliveries* (5 = delivered five times, then dead-lettered, like `memory.rs`), whereas
+//!   RabbitMQ's `x-delivery-limit` counts *returns* it tolerates (5 = six deliveries), so the
+//!   queue is declared with `x-delivery-limit = delivery_limit - 1`.
+//! - [`Delivery::delivery_count`] is the quorum queue's `x-delivery-count` header (absent on a
+//!   first delivery, so 0); that header is not copied into [`Props::headers`], so a republished
+//!   message starts afresh. On a dead-lettered message the broker's `x-death` array (not a
+//!   string, so not in `headers`) is summarised as `x-death-reason` (`rejected`,
+//!   `delivery_limit`, …), the header `memory.rs` sets; `x-first-death-*` arrive as sent.
+//! - Headers are published as AMQP long strings; received integer, boolean and timestamp
+//!   headers are rendered as decimal text, arrays and tables are left out.
+//! - `publish` is `mandatory = false`: a message no binding matches is confirmed and dropped,
+//!   as `memory.rs` does.
+
+use super::topology::{ExchangeKind, QueueDecl, Topology};
+use super::{Acker, BoxFut, Bus, BusError, Consumer, Delivery, Props};
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    BasicRejectOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
+};
+use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::uri::AMQPUri;
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ConsumerDelegate,
+    ErrorKind,
+};
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// How long `connect` may take to reach the broker's TCP port.
+const REACH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long `connect` may take for the AMQP handshake. lapin retries a failed handshake with
+/// the auto-recovery backoff (minutes); past this the broker is reported unavailable.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a publish waits for lapin to recover a dropped connection before giving up.
+const RECOVERY_WAIT: Duration = Duration::from_secs(30);
+/// Attempts per publish when the channel or connection fails under it (not when refused).
+const PUBLISH_ATTEMPTS: u32 = 3;
+/// The quorum queue's per-message delivery counter.
+const DELIVERY_COUNT_HEADER: &str = "x-delivery-count";
+
+/// The RabbitMQ bus. Share it behind an `Arc`; every method takes `&self`.
+pub struct RabbitBus {
+    conn: Connection,
+    /// The confirm-mode channel publishes go through; replaced when the broker closed it.
+    publisher: tokio::sync::Mutex<Option<Channel>>,
+    /// Where the broker is, e.g. ``127.0.0.1:5672 (vhost `/`)``, for messages (never the credentials).
+    broker: String,
+}
+
+impl RabbitBus {
+    /// Connects to `url` (`amqp://user:password@host:5672/%2f`), naming the connection
+    /// `connection_name` in the management UI. Auto-recovery is on: after a network failure
+    /// lapin reconnects and reopens the channels, their confirm mode, QoS and consumers.
+    /// An unreachable broker fails within seconds with [`BusError::Unavailable`].
+    pub async fn connect(url: &str, connection_name: &str) -> Result<RabbitBus, BusError> {
+        let uri: AMQPUri = url
+            .parse()
+            .map_err(|e| BusError::Unavailable(format!("the RabbitMQ URL is not an AMQP URL ({e}); expected amqp://user:password@host:5672/%2f")))?;
+        let vhost = if uri.vhost.is_empty() {
+            "/"
+        } else {
+            uri.vhost.as_str()
+        };
+        let broker = format!(
+            "{}:{} (vhost `{vhost}`)",
+            uri.authority.host, uri.authority.port
+        );
+        // lapin retries a refused TCP connect with the recovery backoff for minutes; a plain
+        // probe first turns "nothing listens there" into a prompt, clear error.
+        let addr = (uri.authority.host.clone(), uri.authority.port);
+        match tokio::time::timeout(REACH_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(_probe)) => {}
+            Ok(Err(e)) => {
+                return Err(BusError::Unavailable(format!(
+                    "cannot reach RabbitMQ at {broker}: {e}; is the broker running (`rabbitmq-server -detached`)?"
+                )));
+            }
+            Err(_) => {
+                return Err(BusError::Unavailable(format!(
+                    "cannot reach RabbitMQ at {broker}: no answer within {} s",
+                    REACH_TIMEOUT.as_secs()
+                )));
+            }
+        }
+        let properties = ConnectionProperties::default()
+            .with_connection_name(connection_name.into())
+            .enable_auto_recover();
+        let conn = match tokio::time::timeout(
+            HANDSHAKE_TIMEOUT,
+            Connection::connect_uri(uri, properties),
+        )
+        .await
+        {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => {
+                return Err(BusError::Unavailable(format!(
+                    "RabbitMQ at {broker} refused the connection: {e}"
+                )));
+            }
+            Err(_) => {
+                return Err(BusError::Unavailable(format!(
+                    "RabbitMQ at {broker} did not complete the AMQP handshake within {} s; check the user, password and vhost",
+                    HANDSHAKE_TIMEOUT.as_secs()
+                )));
+            }
+        };
+        Ok(RabbitBus {
+            conn,
+            publisher: tokio::sync::Mutex::new(None),
+            broker,
+        })
+    }
+
+    /// Graceful shutdown: closes the publishing channel and the connection. Deliveries not yet
+    /// settled go back to their queues (redelivered to the next consumer).
+    pub async fn close(&self) {
+        if let Some(ch) = self.publisher.lock().await.take()
+            && let Err(e) = ch.close(200, "OK".into()).await
+        {
+            tracing::debug!(error = %e, "closing the publishing channel");
+        }
+        if let Err(e) = self.conn.close(200, "kaigo-hub shutting down".into()).await {
+            tracing::debug!(error = %e, broker = %self.broker, "closing the RabbitMQ connection");
+        }
+    }
+
+    async fn channel(&self, what: &str) -> Result<Channel, BusError> {
+        self.conn.create_channel().await.map_err(|e| {
+            BusError::Unavailable(format!(
+                "{what}: cannot open a channel to RabbitMQ at {}: {e}",
+                self.broker
+            ))
+        })
+    }
+
+    async fn confirm_channel(&self, what: &str) -> Result<Channel, BusError> {
+        let ch = self.channel(what).await?;
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(|e| classify(what, e))?;
+        Ok(ch)
+    }
+
+    /// The shared publishing channel, reopened if the broker closed it (a refused publish
+    /// closes the channel it came on). A channel lapin is recovering is kept.
+    async fn publisher(&self, what: &str) -> Result<Channel, BusError> {
+        let mut slot = self.publisher.lock().await;
+        if let Some(ch) = slot.as_ref()
+            && (ch.status().connected() || ch.status().reconnecting())
+        {
+            return Ok(ch.clone());
+        }
+        let ch = self.confirm_channel(what).await?;
+        *slot = Some(ch.clone());
+        Ok(ch)
+    }
+
+    /// Publishes on a channel of its own. Used to find out whether a publish that failed with
+    /// a channel error was itself refused or merely shared the channel with one that was.
+    async fn publish_alone(&self, what: &str, msg: &Outgoing<'_>) -> Result<(), BusError> {
+        let ch = self.confirm_channel(what).await?;
+        let r = publish_confirmed(&ch, msg).await;
+        if ch.status().connected() {
+            let _ = ch.close(200, "OK".into()).await;
+        }
+        confirmation(what, r)
+    }
+
+    async fn declare_all(
+        &self,
+        ch: &Channel,
+        t: &Topology,
+        recipients: &[String],
+    ) -> Result<(), BusError> {
+        for e in t.exchanges() {
+            let what = format!("declaring exchange `{}`", e.name);
+            let kind = match e.kind {
+                ExchangeKind::Topic => lapin::ExchangeKind::Topic,
+                ExchangeKind::Direct => lapin::ExchangeKind::Direct,
+                ExchangeKind::Fanout => lapin::ExchangeKind::Fanout,
+            };
+            let options = ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            };
+            ch.exchange_declare(
+                short(&what, "name", &e.name)?,
+                kind,
+                options,
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|err| classify(&what, err))?;
+        }
+        let (out_queues, out_bindings): (Vec<_>, Vec<_>) =
+            recipients.iter().map(|r| t.out_decl(r)).unzip();
+        for q in t.queues().iter().chain(&out_queues) {
+            let what = format!("declaring queue `{}`", q.name);
+            let options = QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            };
+            ch.queue_declare(short(&what, "name", &q.name)?, options, queue_arguments(q))
+                .await
+                .map_err(|err| classify(&what, err))?;
+        }
+        for b in t.bindings().iter().chain(&out_bindings) {
+            let what = format!(
+                "binding queue `{}` to exchange `{}` with key `{}`",
+                b.queue, b.exchange, b.key
+            );
+            ch.queue_bind(
+                short(&what, "queue", &b.queue)?,
+                short(&what, "exchange", &b.exchange)?,
+                short(&what, "key", &b.key)?,
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|err| classify(&what, err))?;
+        }
+        Ok(())
+    }
+}
+
+impl Bus for RabbitBus {
+    fn name(&self) -> &'static str {
+        "rabbitmq"
+    }
+
+    fn declare<'a>(
+        &'a self,
+        t: &'a Topology,
+        recipients: &'a [String],
+    ) -> BoxFut<'a, Result<(), BusError>> {
+        Box::pin(async move {
+            // A channel of its own: an inequivalent declaration makes the broker close it.
+            let ch = self.channel("declaring the topology").await?;
+            let r = self.declare_all(&ch, t, recipients).await;
+            if ch.status().connected() {
+                let _ = ch.close(200, "OK".into()).await;
+            }
+            r
+        })
+    }
+
+    fn publish<'a>(
+        &'a self,
+        exchange: &'a str,
+        key: &'a str,
+        props: &'a Props,
+        body: &'a [u8],
+    ) -> BoxFut<'a, Result<(), BusError>> {
+        Box::pin(async move {
+            let what = format!("publishing to exchange `{exchange}` with key `{key}`");
+            let msg = Outgoing {
+                exchange: short(&what, "exchange", exchange)?,
+                key: short(&what, "routing key", key)?,
+                properties: basic_properties(&what, props)?,
+                body,
+            };
+            let mut attempt = 1;
+            loop {
+                let ch = self.publisher(&what).await?;
+                let err = match publish_confirmed(&ch, &msg).await {
+                    Ok(c) => return confirmation(&what, Ok(c)),
+                    Err(e) => e,
+                };
+                if err.is_amqp_soft_error() {
+                    // The broker closed the shared channel: because of this message, or of
+                    // another publish in flight on it. Only a try on its own channel tells.
+                    return self.publish_alone(&what, &msg).await;
+                }
+                if attempt >= PUBLISH_ATTEMPTS {
+                    return Err(classify(&what, err));
+                }
+                attempt += 1;
+                // The connection dropped: lapin is reconnecting; wait, then publish again (the
+                // first copy may have reached the queue: at-least-once, deduplicated by id).
+                // An error lapin cannot recover returns at once and the loop opens a new channel.
+                match tokio::time::timeout(RECOVERY_WAIT, ch.wait_for_recovery(err)).await {
+                    Ok(_) => {}
+                    Err(_) => {
+                        return Err(BusError::Unavailable(format!(
+                            "{what}: the connection to RabbitMQ at {} did not recover within {} s",
+                            self.broker,
+                            RECOVERY_WAIT.as_secs()
+                        )));
+                    }
+                }
+            }
+        })
+    }
+
+    fn consume<'a>(
+        &'a self,
+        queue: &'a str,
+        prefetch: u16,
+    ) -> BoxFut<'a, Result<Box<dyn Consumer>, BusError>> {
+        Box::pin(async move {
+            let what = format!("consuming queue `{queue}`");
+            let name = short(&what, "queue", queue)?;
+            let ch = self.channel(&what).await?;
+            // Prefetch 0 would mean "unbounded" to the broker; the memory bus treats it as 1.
+            ch.basic_qos(prefetch.max(1), BasicQosOptions::default())
+                .await
+                .map_err(|e| classify(&what, e))?;
+            let consumer = ch
+                .basic_consume(
+                    name,
+                    "".into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|e| classify(&what, e))?;
+            let inbox = Arc::new(Inbox::default());
+            consumer.set_delegate(Forward(inbox.clone()));
+            Ok(Box::new(RabbitConsumer {
+                queue: queue.to_string(),
+                inbox,
+                ended: false,
+                _consumer: consumer,
+                channel: ch,
+            }) as Box<dyn Consumer>)
+        })
+    }
+
+    fn queue_len<'a>(&'a self, queue: &'a str) -> BoxFut<'a, Result<u64, BusError>> {
+        Box::pin(async move {
+            let what = format!("counting queue `{queue}`");
+            let name = short(&what, "queue", queue)?;
+            // A channel of its own: a missing queue makes the broker close it.
+            let ch = self.channel(&what).await?;
+            let options = QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            };
+            match ch.queue_declare(name, options, FieldTable::default()).await {
+                Ok(q) => {
+                    let _ = ch.close(200, "OK".into()).await;
+                    Ok(u64::from(q.message_count()))
+                }
+                // Like the memory bus: a queue that does not exist holds nothing.
+                Err(e) if soft_error(&e) == Some(AMQPSoftError::NOTFOUND) => Ok(0),
+                Err(e) => Err(classify(&what, e)),
+            }
+        })
+    }
+}
+
+/// A message ready for the wire.
+struct Outgoing<'a> {
+    exchange: ShortString,
+    key: ShortString,
+    properties: BasicProperties,
+    body: &'a [u8],
+}
+
+async fn publish_confirmed(ch: &Channel, m: &Outgoing<'_>) -> lapin::Result<Confirmation> {
+    ch.basic_publish(
+        m.exchange.clone(),
+        m.key.clone(),
+        BasicPublishOptions::default(),
+        m.body,
+        m.properties.clone(),
+    )
+    .await?
+    .await
+}
+
+fn confirmation(what: &str, r: lapin::Result<Confirmation>) -> Result<(), BusError> {
+    match r {
+        Ok(Confirmation::Ack(_)) => Ok(()),
+        Ok(Confirmation::Nack(_)) => Err(BusError::Refused(format!(
+            "{what}: the broker nacked the message (a queue could not take it)"
+        ))),
+        // Every publishing channel is put in confirm mode before use.
+        Ok(Confirmation::NotRequested) => Err(BusError::Unavailable(format!(
+            "{what}: the channel was not in confirm mode"
+        ))),
+        Err(e) => Err(classify(what, e)),
+    }
+}
+
+/// The soft (channel-level) AMQP error in `e`, if that is what it is.
+fn soft_error(e: &lapin::Error) -> Option<AMQPSoftError> {
+    match e.kind() {
+        ErrorKind::ProtocolError(amqp) => match amqp.kind() {
+            AMQPErrorKind::Soft(s) => Some(s.clone()),
+            AMQPErrorKind::Hard(_) => None,
+        },
+        _ => None,
+    }
+}
+
+/// The broker said no to this operation (channel-level error: unknown exchange or queue,
+/// inequivalent declaration, forged `user_id`, no permission) → `Refused` with its words;
+/// anything else (network, connection closed, hard error) → `Unavailable`.
+fn classify(what: &str, e: lapin::Error) -> BusError {
+    match e.kind() {
+        ErrorKind::ProtocolError(amqp) if soft_error(&e).is_some() => {
+            BusError::Refused(format!("{what}: {}", amqp.get_message()))
+        }
+        _ => BusError::Unavailable(format!("{what}: {e}")),
+    }
+}
+
+/// An AMQP short string (names, routing keys, most properties: at most 255 bytes).
+fn short(what: &str, field: &str, s: &str) -> Result<ShortString, BusError> {
+    ShortString::try_new(s).map_err(|_| {
+        BusError::Refused(format!(
+            "{what}: the {field} is {} bytes long; AMQP allows at most 255",
+            s.len()
+        ))
+    })
+}
+
+fn queue_arguments(q: &QueueDecl) -> FieldTable {
+    let mut args = FieldTable::default();
+    if q.quorum {
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+    }
+    if let Some(dlx) = &q.dead_letter_exchange {
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString(dlx.as_str().into()),
+        );
+    }
+    if let Some(limit) = q.delivery_limit {
+        // Deliveries (ours) → tolerated returns (RabbitMQ's); see the file header.
+        let returns = i64::from(limit.max(1)) - 1;
+        args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(returns));
+    }
+    args
+}
+
+/// `Props` → AMQP basic properties: persistent, headers as long strings, `user_id` only when
+/// set (the broker refuses one that is not the connection's user).
+fn basic_properties(what: &str, p: &Props) -> Result<BasicProperties, BusError> {
+    let mut b = BasicProperties::default().with_delivery_mode(2);
+    if let Some(v) = &p.message_id {
+        b = b.with_message_id(short(what, "message_id", v)?);
+    }
+    if let Some(v) = &p.correlation_id {
+        b = b.with_correlation_id(short(what, "correlation_id", v)?);
+    }
+    if let Some(v) = &p.content_type {
+        b = b.with_content_type(short(what, "content_type", v)?);
+    }
+    if let Some(v) = &p.user_id {
+        b = b.with_user_id(short(what, "user_id", v)?);
+    }
+    if !p.headers.is_empty() {
+        let mut table = FieldTable::default();
+        for (k, v) in &p.headers {
+            let name = short(what, &format!("header name `{k}`"), k)?;
+            table.insert(name, AMQPValue::LongString(LongString::from(v.as_str())));
+        }
+        b = b.with_headers(table);
+    }
+    Ok(b)
+}
+
+/// AMQP basic properties → `Props` and the quorum queue's delivery count.
+fn props_from(b: &BasicProperties) -> (Props, u32) {
+    let text = |v: &Option<ShortString>| v.as_ref().map(|s| s.as_str().to_string());
+    let mut headers = BTreeMap::new();
+    let mut delivery_count = 0;
+    if let Some(table) = b.headers() {
+        for (k, v) in table.inner() {
+            match k.as_str() {
+                DELIVERY_COUNT_HEADER => {
+                    delivery_count =
+                        header_int(v).map_or(0, |n| u32::try_from(n.max(0)).unwrap_or(u32::MAX));
+                }
+                "x-death" => {
+                    if let Some(reason) = last_death_reason(v) {
+                        headers.insert("x-death-reason".to_string(), reason);
+                    }
+                }
+                _ => {
+                    if let Some(t) = header_text(v) {
+                        headers.entry(k.as_str().to_string()).or_insert(t);
+                    }
+                }
+            }
+        }
+    }
+    let props = Props {
+        message_id: text(b.message_id()),
+        correlation_id: text(b.correlation_id()),
+        content_type: text(b.content_type()),
+        user_id: text(b.user_id()),
+        headers,
+    };
+    (props, delivery_count)
+}
+
+/// The reason of the most recent death in an `x-death` array (the broker puts it first).
+fn last_death_reason(v: &AMQPValue) -> Option<String> {
+    let AMQPValue::FieldArray(deaths) = v else {
+        return None;
+    };
+    let AMQPValue::FieldTable(latest) = deaths.as_slice().first()? else {
+        return None;
+    };
+    latest.inner().get("reason").and_then(header_text)
+}
+
+fn header_int(v: &AMQPValue) -> Option<i128> {
+    Some(match v {
+        AMQPValue::ShortShortInt(n) => i128::from(*n),
+        AMQPValue::ShortShortUInt(n) => i128::from(*n),
+        AMQPValue::ShortInt(n) => i128::from(*n),
+        AMQPValue::ShortUInt(n) => i128::from(*n),
+        AMQPValue::LongInt(n) => i128::from(*n),
+        AMQPValue::LongUInt(n) => i128::from(*n),
+        AMQPValue::LongLongInt(n) => i128::from(*n),
+        AMQPValue::Timestamp(n) => i128::from(*n),
+        _ => return None,
+    })
+}
+
+fn header_text(v: &AMQPValue) -> Option<String> {
+    match v {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
+        AMQPValue::Boolean(b) => Some(b.to_string()),
+        other => header_int(other).map(|n| n.to_string()),
+    }
+}
+
+/// Deliveries handed over by lapin, in broker order, until `next()` takes them.
+#[derive(Default)]
+struct Inbox {
+    items: Mutex<VecDeque<lapin::message::DeliveryResult>>,
+    arrived: Notify,
+}
+
+impl Inbox {
+    fn items(&self) -> std::sync::MutexGuard<'_, VecDeque<lapin::message::DeliveryResult>> {
+        // A poisoned lock only means a task panicked mid-push; the queue stays usable.
+        self.items.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// lapin's delegate hook. It spawns the returned future per delivery, so spawned futures
+/// could run out of order: the delivery is queued here, synchronously, instead.
+struct Forward(Arc<Inbox>);
+
+impl ConsumerDelegate for Forward {
+    fn on_new_delivery(
+        &self,
+        delivery: lapin::message::DeliveryResult,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        self.0.items().push_back(delivery);
+        self.0.arrived.notify_one();
+        Box::pin(std::future::ready(()))
+    }
+
+    fn drop_prefetched_messages(&self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        // The channel is being recovered: deliveries not yet handed out can no longer be
+        // acknowledged, and the broker delivers them again.
+        self.0.items().retain(|d| !matches!(d, Ok(Some(_))));
+        Box::pin(std::future::ready(()))
+    }
+}
+
+/// One queue's consumer on a channel of its own. Dropping it closes the channel: the broker
+/// requeues every delivery of it not yet settled.
+struct RabbitConsumer {
+    queue: String,
+    inbox: Arc<Inbox>,
+    ended: bool,
+    _consumer: lapin::Consumer,
+    channel: Channel,
+}
+
+impl Drop for RabbitConsumer {
+    fn drop(&mut self) {
+        // lapin keeps a consumer that has a delegate, and so its channel, alive after the last
+        // handle is gone (the delegate runs on its own); only closing the channel ends it.
+        let ch = self.channel.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    // Mid-recovery the channel cannot be closed yet, and would come back with
+                    // the consumer on it: wait for recovery to finish (or fail) first.
+                    let deadline = tokio::time::Instant::now() + RECOVERY_WAIT;
+                    while ch.status().reconnecting() && tokio::time::Instant::now() < deadline {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    if ch.status().connected()
+                        && let Err(e) = ch.close(200, "OK".into()).await
+                    {
+                        tracing::debug!(error = %e, "closing a consumer's channel");
+                    }
+                });
+            }
+            Err(_) => tracing::warn!(
+                queue = %self.queue,
+                "consumer dropped outside a tokio runtime: its channel, and the deliveries it \
+                 holds, stay until the connection closes"
+            ),
+        }
+    }
+}
+
+impl Consumer for RabbitConsumer {
+    fn next(&mut self) -> BoxFut<'_, Option<Result<Delivery, BusError>>> {
+        Box::pin(async move {
+            if self.ended {
+                return None;
+            }
+            let item = loop {
+                let arrived = self.inbox.arrived.notified();
+                let popped = self.inbox.items().pop_front();
+                if let Some(item) = popped {
+                    break item;
+                }
+                arrived.await;
+            };
+            match item {
+                Ok(Some(d)) => {
+                    let (props, delivery_count) = props_from(&d.properties);
+                    let acker = RabbitAcker {
+                        acker: d.acker,
+                        queue: self.queue.clone(),
+                    };
+                    Some(Ok(Delivery::new(
+                        props,
+                        d.data,
+                        d.exchange.to_string(),
+                        d.routing_key.to_string(),
+                        d.redelivered,
+                        delivery_count,
+                        Box::new(acker),
+                    )))
+                }
+                // Cancelled: the queue was deleted, the channel closed, or the bus shut down.
+                Ok(None) => {
+                    self.ended = true;
+                    None
+                }
+                // Followed by deliveries again if lapin recovers the channel, else by the end.
+                Err(e) => Some(Err(classify(
+                    &format!("consuming queue `{}`", self.queue),
+                    e,
+                ))),
+            }
+        })
+    }
+}
+
+struct RabbitAcker {
+    acker: lapin::Acker,
+    queue: String,
+}
+
+impl RabbitAcker {
+    /// `Ok(false)` from lapin: the channel closed first, so the broker will redeliver.
+    fn settled(self, verb: &'static str, r: lapin::Result<bool>) -> Result<(), BusError> {
+        let what = || format!("{verb} of a delivery from queue `{}`", self.queue);
+        match r {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(BusError::Unavailable(format!(
+                "{}: its channel closed first; the broker will deliver it again",
+                what()
+            ))),
+            Err(e) => Err(classify(&what(), e)),
+        }
+    }
+}
+
+impl Acker for RabbitAcker {
+    fn ack(self: Box<Self>) -> BoxFut<'static, Result<(), BusError>> {
+        Box::pin(async move {
+            let r = self.acker.ack(BasicAckOptions::default()).await;
+            self.settled("ack", r)
+        })
+    }
+
+    fn reject(self: Box<Self>) -> BoxFut<'static, Result<(), BusError>> {
+        Box::pin(async move {
+            let r = self
+                .acker
+                .reject(BasicRejectOptions { requeue: false })
+                .await;
+            self.settled("reject", r)
+        })
+    }
+
+    fn requeue(self: Box<Self>) -> BoxFut<'static, Result<(), BusError>> {
+        Box::pin(async move {
+            let options = BasicNackOptions {
+                multiple: false,
+                requeue: true,
+            };
+            let r = self.acker.nack(options).await;
+            self.settled("requeue", r)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn props() -> Props {
+        let mut headers = BTreeMap::new();
+        headers.insert("x-kaigo-hop".to_string(), "translate".to_string());
+        headers.insert("x-kaigo-category".to_string(), "認定".to_string());
+        Props {
+            message_id: Some("env-1".into()),
+            correlation_id: Some("corr-1".into()),
+            content_type: Some("application/xml".into()),
+            user_id: None,
+            headers,
+        }
+    }
+
+    #[test]
+    fn props_survive_the_round_trip_through_amqp_properties() {
+        let b = basic_properties("test", &props()).unwrap();
+        assert_eq!(*b.delivery_mode(), Some(2));
+        assert_eq!(*b.user_id(), None, "user_id must stay unset when None");
+        let (back, count) = props_from(&b);
+        assert_eq!(back, props());
+        assert_eq!(count, 0);
+    }
+
+    #[test]
+    fn delivery_count_comes_from_the_quorum_header_and_is_not_a_header() {
+        let mut table = FieldTable::default();
+        table.insert(DELIVERY_COUNT_HEADER.into(), AMQPValue::LongLongInt(3));
+        table.insert("x-retries".into(), AMQPValue::LongInt(2));
+        let (p, count) = props_from(&BasicProperties::default().with_headers(table));
+        assert_eq!(count, 3);
+        assert_eq!(p.header(DELIVERY_COUNT_HEADER), None);
+        assert_eq!(p.header("x-retries"), Some("2"));
+    }
+
+    #[test]
+    fn the_latest_death_reason_is_summarised_like_the_memory_bus() {
+        let death = |reason: &str| {
+            let mut t = FieldTable::default();
+            t.insert("reason".into(), AMQPValue::LongString(reason.into()));
+            t.insert("count".into(), AMQPValue::LongLongInt(1));
+            AMQPValue::FieldTable(t)
+        };
+        let mut table = FieldTable::default();
+        table.insert(
+            "x-death".into(),
+            AMQPValue::FieldArray(vec![death("delivery_limit"), death("rejected")].into()),
+        );
+        table.insert(
+            "x-first-death-reason".into(),
+            AMQPValue::LongString("rejected".into()),
+        );
+        let (p, _) = props_from(&BasicProperties::default().with_headers(table));
+        assert_eq!(p.header("x-death-reason"), Some("delivery_limit"));
+        assert_eq!(p.header("x-first-death-reason"), Some("rejected"));
+        assert_eq!(p.header("x-death"), None);
+    }
+
+    #[test]
+    fn delivery_limit_counts_deliveries_not_returns() {
+        let q = |limit| QueueDecl {
+            name: "q".into(),
+            quorum: true,
+            dead_letter_exchange: Some("t.dead".into()),
+            delivery_limit: Some(limit),
+        };
+        let limit = |args: FieldTable| args.inner().get("x-delivery-limit").cloned();
+        assert_eq!(
+            limit(queue_arguments(&q(5))),
+            Some(AMQPValue::LongLongInt(4))
+        );
+        assert_eq!(
+            limit(queue_arguments(&q(1))),
+            Some(AMQPValue::LongLongInt(0))
+        );
+        assert_eq!(
+            limit(queue_arguments(&q(0))),
+            Some(AMQPValue::LongLongInt(0))
+        );
+        let args = queue_arguments(&q(5));
+        assert_eq!(
+            args.inner().get("x-queue-type"),
+            Some(&AMQPValue::LongString("quorum".into()))
+        );
+    }
+
+    #[test]
+    fn an_overlong_name_is_refused_with_the_field_not_a_panic() {
+        let mut p = props();
+        p.message_id = Some("x".repeat(300));
+        let e = basic_properties("publishing to exchange `t.ingress`", &p).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("message_id") && text.contains("300") && text.contains("t.ingress"),
+            "{text}"
+        );
+    }
+}

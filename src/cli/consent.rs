@@ -1,0 +1,167 @@
+//! `kaigo-hub consent grant|revoke|list|import|link`: manages the consent registry and the
+//! subject cross-reference in the hub's store (the same SQLite file `serve` reads at every hop, so
+//! a revoke takes effect for messages already waiting in queues).
+
+use super::Failure;
+use kaigo_hub::config::Config;
+use kaigo_hub::consent::{
+    Category, Consent, ConsentRegistry, Grantee, IsoDate, Subject, csv_import, fhir_import,
+};
+use kaigo_hub::store::Store;
+use kaigo_hub::store::sqlite::SqliteStore;
+use std::path::PathBuf;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Action {
+    /// Register a consent: SUBJECT lets GRANTEE receive CATEGORIES from a date.
+    Grant {
+        /// 保険者番号:被保険者番号, e.g. 131011:0000100001.
+        #[arg(long)]
+        subject: String,
+        /// A party id (医療機関コード / 事業所番号 / 保険者番号) or a party kind: hospital, provider, municipality, platform.
+        #[arg(long)]
+        to: String,
+        /// Comma-separated: certification, claims, life, care-plan, housing.
+        #[arg(long)]
+        categories: String,
+        /// First valid day, YYYY-MM-DD.
+        #[arg(long)]
+        from: String,
+        /// Last valid day (inclusive), YYYY-MM-DD; omit for "until revoked".
+        #[arg(long)]
+        until: Option<String>,
+        /// The one purpose the data may be used for.
+        #[arg(long)]
+        purpose: Option<String>,
+        /// Consent id (default: generated).
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Revoke a consent by id (takes effect at once, also for queued messages).
+    Revoke {
+        /// Consent id.
+        id: String,
+        /// When the person withdrew it (RFC 3339; default now).
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// List consents (optionally of one subject) as JSON lines.
+    List {
+        /// 保険者番号:被保険者番号.
+        #[arg(long)]
+        subject: Option<String>,
+    },
+    /// Import consents from a FHIR Consent JSON file or a CSV file (header: insurer_number,
+    /// insured_number,grantee,categories,valid_from,valid_to,purpose).
+    Import {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Record that PARTY knows SUBJECT under LOCAL_ID (e.g. a hospital 患者ID), so its messages
+    /// without 保険者番号/被保険者番号 resolve to the right person.
+    Link {
+        /// The party id.
+        #[arg(long)]
+        party: String,
+        /// The party's own id for the person.
+        #[arg(long)]
+        local_id: String,
+        /// 保険者番号:被保険者番号.
+        #[arg(long)]
+        subject: String,
+    },
+}
+
+fn subject(s: &str) -> Result<Subject, Failure> {
+    let (a, b) = s.split_once(':').ok_or_else(|| {
+        Failure::usage("subject is 保険者番号:被保険者番号, e.g. 131011:0000100001")
+    })?;
+    Subject::new(a, b).map_err(|e| Failure::input(e.to_string()))
+}
+
+pub fn run(config: Option<PathBuf>, action: Action) -> Result<u8, Failure> {
+    let cfg = Config::load(config.as_deref()).map_err(Failure::usage)?;
+    let store = SqliteStore::open(&cfg.sqlite_path()).map_err(|e| Failure::usage(e.to_string()))?;
+    let fail = |e: kaigo_hub::consent::ConsentError| Failure::input(e.to_string());
+    match action {
+        Action::Grant {
+            subject: s,
+            to,
+            categories,
+            from,
+            until,
+            purpose,
+            id,
+        } => {
+            let categories = categories
+                .split(',')
+                .map(|c| {
+                    c.trim()
+                        .parse::<Category>()
+                        .map_err(|e| Failure::input(e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let id = id.unwrap_or_else(kaigo_hub::pipeline::clock::envelope_id);
+            let consent = Consent {
+                id: id
+                    .parse()
+                    .map_err(|e: kaigo_hub::consent::ValueError| Failure::input(e.to_string()))?,
+                subject: subject(&s)?,
+                grantee: Grantee::parse(&to).map_err(|e| Failure::input(e.to_string()))?,
+                categories,
+                valid_from: IsoDate::parse(&from).map_err(|e| Failure::input(e.to_string()))?,
+                valid_to: until
+                    .map(|u| IsoDate::parse(&u))
+                    .transpose()
+                    .map_err(|e| Failure::input(e.to_string()))?,
+                purpose,
+                revoked_at: None,
+            };
+            store.grant(consent).map_err(fail)?;
+            super::out!("granted {id}");
+        }
+        Action::Revoke { id, at } => {
+            let at = at
+                .unwrap_or_else(|| kaigo_hub::pipeline::clock::now_rfc3339().replace(".000Z", "Z"));
+            store.revoke(&id, &at).map_err(fail)?;
+            super::out!("revoked {id} at {at}");
+        }
+        Action::List { subject: s } => {
+            let s = s.map(|s| subject(&s)).transpose()?;
+            for c in store.list(s.as_ref()) {
+                super::out!("{}", serde_json::to_string(&c).unwrap_or_default());
+            }
+        }
+        Action::Import { file } => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| Failure::input(format!("{}: {e}", file.display())))?;
+            let consents = if file
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+            {
+                csv_import::consents_from_csv(&text)
+                    .map_err(|e| Failure::input(format!("{}: {e}", file.display())))?
+            } else {
+                fhir_import::consents_from_fhir_json(&text)
+                    .map_err(|e| Failure::input(format!("{}: {e}", file.display())))?
+            };
+            let n = consents.len();
+            for c in consents {
+                store.grant(c).map_err(fail)?;
+            }
+            super::out!("imported {n} consent(s) from {}", file.display());
+        }
+        Action::Link {
+            party,
+            local_id,
+            subject: s,
+        } => {
+            store
+                .link(&party, &local_id, &subject(&s)?)
+                .map_err(|e| Failure::usage(e.to_string()))?;
+            super::out!("linked {party}/{local_id}");
+        }
+    }
+    Ok(0)
+}

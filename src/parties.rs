@@ -1,0 +1,287 @@
+//! The parties file: every hospital, provider, municipality and the platform itself that the
+//! hub talks to — its id (医療機関コード / 事業所番号 / 保険者番号), kind, credentials (API key
+//! hashes, MLLP peer addresses, AMQP user), what it receives in which format, and where that is
+//! delivered. Loaded once at start; an unknown key is an error with file:line:column.
+//! Must never: hold a secret in clear (API keys are stored as SHA-256 hex).
+
+use crate::consent::{PartyId, PartyKind, Recipient};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartiesFile {
+    /// The hub's own identity as a consent recipient (kind `platform`).
+    pub hub: HubIdentity,
+    /// Everyone else.
+    #[serde(default)]
+    pub parties: Vec<Party>,
+}
+
+/// The hub as a party.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubIdentity {
+    /// Its party id (10 digits), used as the recipient of consent #1 and #2.
+    pub id: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+}
+
+/// One party.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Party {
+    /// 医療機関コード (10), 事業所番号 (10) or 保険者番号 (6).
+    pub id: String,
+    /// Display name (never personal data).
+    #[serde(default)]
+    pub name: String,
+    /// `hospital`, `provider`, `municipality` or `platform`.
+    pub kind: PartyKind,
+    /// SHA-256 (hex) of each API key the party may present as `Authorization: Bearer <key>`.
+    #[serde(default)]
+    pub api_keys_sha256: Vec<String>,
+    /// IP addresses allowed to send HL7 v2 over MLLP as this party.
+    #[serde(default)]
+    pub mllp_peers: Vec<String>,
+    /// The RabbitMQ user this party publishes with (matched against the broker-validated `user_id`).
+    #[serde(default)]
+    pub amqp_user: Option<String>,
+    /// A directory the party drops files into (ケアプラン CSV); files are ingested once.
+    #[serde(default)]
+    pub inbox: Option<PathBuf>,
+    /// What the party receives.
+    #[serde(default)]
+    pub receives: Vec<Subscription>,
+    /// Where deliveries go.
+    #[serde(default)]
+    pub delivery: Option<DeliveryTarget>,
+}
+
+/// A document kind the party receives, in a format.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subscription {
+    /// Canonical document, e.g. `CarePlan@1` or `InsuredPerson` (any version).
+    pub document: String,
+    /// `canonical` (JSON), `fhir` or `csv`.
+    #[serde(default = "canonical")]
+    pub format: String,
+}
+
+fn canonical() -> String {
+    "canonical".into()
+}
+
+/// Where a party's deliveries go (exactly one).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+pub enum DeliveryTarget {
+    /// Its AMQP queue `<prefix>.out.<id>`.
+    Amqp,
+    /// Files in this directory.
+    Dir(PathBuf),
+    /// HTTP POST to this URL.
+    Http(String),
+}
+
+/// A parties file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {message}")]
+pub struct PartiesError {
+    /// The file.
+    pub file: PathBuf,
+    /// What is wrong, with line:column when the YAML reader knows it.
+    pub message: String,
+}
+
+/// The loaded parties.
+#[derive(Debug, Clone)]
+pub struct Parties {
+    /// The hub's identity.
+    pub hub: HubIdentity,
+    /// All parties.
+    pub all: Vec<Party>,
+}
+
+/// SHA-256 hex of an API key.
+pub fn key_hash(key: &str) -> String {
+    Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Parties {
+    /// Reads and checks the parties file.
+    pub fn load(path: &Path) -> Result<Parties, PartiesError> {
+        let fail = |message: String| PartiesError {
+            file: path.to_path_buf(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+        let file: PartiesFile = serde_saphyr::from_str(&text).map_err(|e| {
+            let at = e
+                .location()
+                .map(|l| format!("line {}, column {}: ", l.line(), l.column()))
+                .unwrap_or_default();
+            fail(format!(
+                "{at}{}",
+                e.to_string().lines().next().unwrap_or("")
+            ))
+        })?;
+        Self::check(file).map_err(fail)
+    }
+
+    /// Checks ids, duplicates and document names.
+    pub fn check(file: PartiesFile) -> Result<Parties, String> {
+        PartyId::parse(&file.hub.id).map_err(|e| format!("hub.id: {e}"))?;
+        for (i, p) in file.parties.iter().enumerate() {
+            PartyId::parse(&p.id).map_err(|e| format!("parties[{i}] ({}): {e}", p.id))?;
+            if file.parties[..i].iter().any(|q| q.id == p.id) {
+                return Err(format!("parties[{i}]: id {} appears twice", p.id));
+            }
+            for s in &p.receives {
+                if crate::canonical::DocKind::parse(&s.document).is_none() {
+                    return Err(format!(
+                        "parties[{i}] ({}): unknown document `{}`",
+                        p.id, s.document
+                    ));
+                }
+                if !matches!(s.format.as_str(), "canonical" | "fhir" | "csv") {
+                    return Err(format!(
+                        "parties[{i}] ({}): format `{}` must be canonical, fhir or csv",
+                        p.id, s.format
+                    ));
+                }
+            }
+            if !p.receives.is_empty() && p.delivery.is_none() {
+                return Err(format!(
+                    "parties[{i}] ({}): receives documents but has no `delivery`",
+                    p.id
+                ));
+            }
+            for h in &p.api_keys_sha256 {
+                if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(format!(
+                        "parties[{i}] ({}): api_keys_sha256 entries are 64 hex digits",
+                        p.id
+                    ));
+                }
+            }
+        }
+        Ok(Parties {
+            hub: file.hub,
+            all: file.parties,
+        })
+    }
+
+    /// The party with this id.
+    pub fn get(&self, id: &str) -> Option<&Party> {
+        self.all.iter().find(|p| p.id == id)
+    }
+
+    /// The party presenting this API key.
+    pub fn by_api_key(&self, key: &str) -> Option<&Party> {
+        let h = key_hash(key);
+        self.all
+            .iter()
+            .find(|p| p.api_keys_sha256.iter().any(|k| k.eq_ignore_ascii_case(&h)))
+    }
+
+    /// The party allowed to send MLLP from this address.
+    pub fn by_mllp_peer(&self, ip: &str) -> Option<&Party> {
+        self.all
+            .iter()
+            .find(|p| p.mllp_peers.iter().any(|a| a == ip))
+    }
+
+    /// The party publishing as this broker user.
+    pub fn by_amqp_user(&self, user: &str) -> Option<&Party> {
+        self.all
+            .iter()
+            .find(|p| p.amqp_user.as_deref() == Some(user))
+    }
+
+    /// Parties (other than `except`) that receive this document kind, with the format each wants.
+    pub fn recipients_of<'a>(&'a self, document: &str, except: &str) -> Vec<(&'a Party, &'a str)> {
+        let kind = crate::canonical::DocKind::parse(document);
+        self.all
+            .iter()
+            .filter(|p| p.id != except)
+            .filter_map(|p| {
+                p.receives
+                    .iter()
+                    .find(|s| crate::canonical::DocKind::parse(&s.document) == kind)
+                    .map(|s| (p, s.format.as_str()))
+            })
+            .collect()
+    }
+
+    /// AMQP recipients, whose queues the bus declares.
+    pub fn amqp_recipients(&self) -> Vec<String> {
+        self.all
+            .iter()
+            .filter(|p| matches!(p.delivery, Some(DeliveryTarget::Amqp)))
+            .map(|p| p.id.clone())
+            .collect()
+    }
+}
+
+impl Party {
+    /// This party as a consent recipient.
+    pub fn recipient(&self) -> Option<Recipient> {
+        Some(Recipient {
+            id: PartyId::parse(&self.id).ok()?,
+            kind: self.kind,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const YAML: &str = "hub: { id: \"9990000001\", name: hub }\nparties:\n  - id: \"1311234567\"\n    kind: hospital\n    api_keys_sha256: [\"KEY\"]\n  - id: \"0300000005\"\n    kind: provider\n    receives: [{ document: CarePlan@1, format: csv }, { document: InsuredPerson }]\n    delivery: { dir: data/out/0300000005 }\n";
+
+    fn parse(y: &str) -> Result<Parties, String> {
+        let f: PartiesFile = serde_saphyr::from_str(y).map_err(|e| e.to_string())?;
+        Parties::check(f)
+    }
+
+    #[test]
+    fn api_keys_are_matched_by_hash() {
+        let y = YAML.replace("KEY", &key_hash("demo-hospital-key"));
+        let p = parse(&y).unwrap();
+        assert_eq!(p.by_api_key("demo-hospital-key").unwrap().id, "1311234567");
+        assert!(p.by_api_key("wrong").is_none());
+    }
+
+    #[test]
+    fn recipients_are_found_by_document_and_exclude_the_sender() {
+        let y = YAML.replace("KEY", &key_hash("k"));
+        let p = parse(&y).unwrap();
+        let r = p.recipients_of("CarePlan@1", "1311234567");
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].1, "csv");
+        assert!(p.recipients_of("CarePlan@1", "0300000005").is_empty());
+        assert_eq!(p.recipients_of("InsuredPerson@1", "x")[0].1, "canonical");
+    }
+
+    #[test]
+    fn bad_files_say_what_is_wrong() {
+        let e = parse(&YAML.replace("KEY", "nothex")).unwrap_err();
+        assert!(e.contains("64 hex"), "{e}");
+        let e = parse(
+            &YAML
+                .replace("KEY", &key_hash("k"))
+                .replace("CarePlan@1", "CarePlan@9"),
+        )
+        .unwrap_err();
+        assert!(e.contains("unknown document"), "{e}");
+    }
+}

@@ -1,0 +1,100 @@
+//! Time and identifiers for the pipeline: RFC 3339 UTC timestamps for audit events, today's date
+//! in Japan (日本時間, UTC+9, no DST) for consent decisions, and unique envelope ids. std only.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+fn now_secs() -> (i64, u32) {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    (d.as_secs() as i64, d.subsec_millis())
+}
+
+/// Now as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn now_rfc3339() -> String {
+    let (s, ms) = now_secs();
+    let (y, m, d) = civil(s.div_euclid(86_400));
+    let t = s.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+        t / 3600,
+        (t / 60) % 60,
+        t % 60
+    )
+}
+
+/// Today's date in Japan, `YYYY-MM-DD`.
+pub fn today_jst() -> String {
+    let (s, _) = now_secs();
+    let (y, m, d) = civil((s + 9 * 3600).div_euclid(86_400));
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// HL7-style local timestamp `YYYYMMDDHHMMSS` in JST (for ACK MSH-7).
+pub fn now_hl7_jst() -> String {
+    let (s, _) = now_secs();
+    let s = s + 9 * 3600;
+    let (y, m, d) = civil(s.div_euclid(86_400));
+    let t = s.rem_euclid(86_400);
+    format!(
+        "{y:04}{m:02}{d:02}{:02}{:02}{:02}",
+        t / 3600,
+        (t / 60) % 60,
+        t % 60
+    )
+}
+
+/// A new envelope id: time-ordered and unique across processes (`k` + 26 hex digits).
+pub fn envelope_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    use std::hash::{BuildHasher, Hasher};
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let (s, ms) = now_secs();
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(n);
+    h.write_u32(std::process::id());
+    format!(
+        "k{:011x}{:015x}",
+        (s as u64) * 1000 + u64::from(ms),
+        h.finish() >> 4
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates_are_right_around_leap_years() {
+        assert_eq!(civil(0), (1970, 1, 1));
+        assert_eq!(civil(11_016), (2000, 2, 29));
+        assert_eq!(civil(20_513), (2026, 3, 1));
+    }
+
+    #[test]
+    fn formats_have_the_expected_shape() {
+        let t = now_rfc3339();
+        assert_eq!(t.len(), 24, "{t}");
+        assert!(t.ends_with('Z'));
+        assert_eq!(today_jst().len(), 10);
+        assert_eq!(now_hl7_jst().len(), 14);
+        let (a, b) = (envelope_id(), envelope_id());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 27);
+    }
+}

@@ -1,0 +1,284 @@
+//! Hop 1, called by every source with the authenticated party and the raw bytes: identify the
+//! format, document, subject and category (by running the mapping), ask consent #1 (may this
+//! person's data of this category come to the platform?), and publish the raw message to the
+//! ingress exchange. The source acknowledges its sender only after `accept` returned `Ok`, i.e.
+//! after the broker confirmed. Refusals are answered at once and nothing is lost: malformed input
+//! goes to the dead-letter queue, denied or unidentifiable input to quarantine, both with reasons.
+
+use super::clock;
+use super::headers as h;
+use super::metrics::Metrics;
+use super::{Hub, Verdict, key_word};
+use crate::audit::{Decision as AuditDecision, Hop};
+use crate::bus::Props;
+use crate::consent::{Category, Subject};
+use crate::formats::Format;
+use crate::mapping::Input;
+use crate::parties::Party;
+
+/// One message as a source received it.
+pub struct Submission<'a> {
+    /// The authenticated sender.
+    pub party: &'a Party,
+    /// The bytes, untouched.
+    pub bytes: &'a [u8],
+    /// File name, for file-based sources (ケアプラン CSV metadata).
+    pub file_name: Option<&'a str>,
+    /// The sender's own message id, kept as the correlation id.
+    pub correlation_id: Option<&'a str>,
+    /// Which source: `http`, `mllp`, `amqp`, `file`.
+    pub via: &'static str,
+}
+
+/// The message is on the bus.
+#[derive(Debug)]
+pub struct Accepted {
+    /// Envelope id (AMQP `message_id` on every hop).
+    pub envelope_id: String,
+    /// Mapping that identified it.
+    pub mapping: String,
+    /// Canonical documents it will become.
+    pub documents: usize,
+}
+
+/// Why a source must refuse the message.
+#[derive(Debug)]
+pub enum Refusal {
+    /// Not parseable or not mappable: kept in the dead-letter queue.
+    Malformed {
+        /// Envelope id of the dead-lettered copy.
+        envelope_id: String,
+        /// The precise error (file, segment/field, line/column, rule).
+        message: String,
+    },
+    /// Consent denied or subject unknown: kept in quarantine.
+    Forbidden {
+        /// Envelope id of the quarantined copy.
+        envelope_id: String,
+        /// Reason code.
+        reason: String,
+    },
+    /// The broker or registry is unreachable: nothing kept, the sender should retry.
+    Unavailable {
+        /// What was unreachable.
+        message: String,
+    },
+}
+
+fn content_type(f: Format) -> &'static str {
+    match f {
+        Format::Hl7v2 => "x-application/hl7-v2+er7",
+        Format::Fhir => "application/fhir+json",
+        Format::Canonical => "application/json",
+        Format::Xml => "application/xml",
+        Format::Csv => "text/csv",
+    }
+}
+
+/// Runs hop 1 for one submission.
+pub async fn accept(hub: &Hub, sub: Submission<'_>) -> Result<Accepted, Refusal> {
+    let id = clock::envelope_id();
+    let format = Format::sniff(sub.bytes);
+    let mut props = Props {
+        message_id: Some(id.clone()),
+        correlation_id: Some(sub.correlation_id.unwrap_or(&id).to_string()),
+        content_type: Some(content_type(format).into()),
+        user_id: None,
+        headers: Default::default(),
+    };
+    props.headers.insert(h::SOURCE.into(), sub.party.id.clone());
+    props.headers.insert(h::FORMAT.into(), format.name().into());
+    props.headers.insert(h::HOP.into(), "ingress".into());
+    if let Some(f) = sub.file_name {
+        props.headers.insert(h::FILE_NAME.into(), f.into());
+    }
+    let unavailable = |e: crate::bus::BusError| Refusal::Unavailable {
+        message: e.to_string(),
+    };
+    let refuse = |reason: &str| {
+        Metrics::inc(&hub.metrics.rejected);
+        hub.audit(Hop::Ingress, sub.via, &id, |d| {
+            d.party(sub.party.id.as_str())
+                .decision(AuditDecision::Rejected)
+                .reason(reason)
+        });
+    };
+
+    // Identify: the mapping tells the document, category and subject.
+    let mappings = hub.mappings.clone();
+    let (bytes, name) = (sub.bytes.to_vec(), sub.file_name.map(String::from));
+    let translated = tokio::task::spawn_blocking(move || {
+        mappings
+            .translate(
+                Input {
+                    bytes: &bytes,
+                    file_name: name.as_deref(),
+                },
+                None,
+            )
+            .map(|t| {
+                (
+                    t.mapping.id.clone(),
+                    t.mapping.version,
+                    t.mapping.category.clone(),
+                    t.documents,
+                )
+            })
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
+    let (mapping, version, category, docs) = match translated {
+        Ok(t) if !t.3.is_empty() => t,
+        Ok(_) => {
+            let message = "the message holds no document this hub maps".to_string();
+            hub.dead(&props, sub.bytes, &message)
+                .await
+                .map_err(unavailable)?;
+            refuse("no-document");
+            return Err(Refusal::Malformed {
+                envelope_id: id,
+                message,
+            });
+        }
+        Err(message) => {
+            hub.dead(&props, sub.bytes, &message)
+                .await
+                .map_err(unavailable)?;
+            refuse("malformed");
+            return Err(Refusal::Malformed {
+                envelope_id: id,
+                message,
+            });
+        }
+    };
+    let document = docs[0].kind.name();
+    props
+        .headers
+        .insert(h::MAPPING.into(), format!("{mapping}@{version}"));
+    props.headers.insert(h::DOCUMENT.into(), document.into());
+    let category: Option<Category> = category.as_deref().and_then(|c| c.parse().ok());
+    let Some(category) = category else {
+        let message = format!("mapping `{mapping}` names no platform category");
+        hub.dead(&props, sub.bytes, &message)
+            .await
+            .map_err(unavailable)?;
+        refuse("no-category");
+        return Err(Refusal::Malformed {
+            envelope_id: id,
+            message,
+        });
+    };
+    props
+        .headers
+        .insert(h::CATEGORY.into(), category.code().into());
+
+    // A party may only send as itself: a document naming another party as its sender (MSH-4,
+    // the ケアプラン file name's 送信元, …) is refused. Free-form sender ids are not party ids.
+    for d in &docs {
+        let v: serde_json::Value = serde_json::from_str(&d.json).unwrap_or_default();
+        let claimed = v
+            .pointer("/source/sender")
+            .and_then(|s| s.as_str())
+            .unwrap_or("");
+        let party_like =
+            matches!(claimed.len(), 6 | 10) && claimed.bytes().all(|b| b.is_ascii_digit());
+        if party_like && claimed != sub.party.id {
+            hub.quarantine(&props, sub.bytes, "sender-mismatch", None)
+                .await
+                .map_err(unavailable)?;
+            refuse("sender-mismatch");
+            return Err(Refusal::Forbidden {
+                envelope_id: id,
+                reason: "sender-mismatch".into(),
+            });
+        }
+    }
+
+    // Whose data is it? Every document must resolve to a subject.
+    let mut subjects: Vec<Subject> = Vec::new();
+    for d in &docs {
+        let v: serde_json::Value = serde_json::from_str(&d.json).unwrap_or_default();
+        match hub.subject_of(&sub.party.id, &v).await {
+            Ok(Some(s)) => {
+                if !subjects.contains(&s) {
+                    subjects.push(s);
+                }
+            }
+            Ok(None) => {
+                hub.quarantine(&props, sub.bytes, "unknown-subject", None)
+                    .await
+                    .map_err(unavailable)?;
+                refuse("unknown-subject");
+                return Err(Refusal::Forbidden {
+                    envelope_id: id,
+                    reason: "unknown-subject".into(),
+                });
+            }
+            Err(message) => return Err(Refusal::Unavailable { message }),
+        }
+    }
+    let hashes: Vec<String> = subjects.iter().map(|s| hub.subject_hash(s)).collect();
+    props.headers.insert(h::SUBJECT.into(), hashes.join(","));
+
+    // Consent #1: may each person's data of this category come to the platform?
+    let Some(platform) = hub.platform() else {
+        return Err(Refusal::Unavailable {
+            message: "the hub's own party id is invalid".into(),
+        });
+    };
+    for s in &subjects {
+        match hub
+            .decide(&super::Ask {
+                envelope: &id,
+                point: "ingress",
+                subject: s,
+                recipient: &platform,
+                category,
+                document,
+            })
+            .await
+        {
+            Verdict::Permit => {}
+            Verdict::Deny(reason) => {
+                let reason = format!("consent-denied:{reason}");
+                hub.quarantine(&props, sub.bytes, &reason, None)
+                    .await
+                    .map_err(unavailable)?;
+                refuse(&reason);
+                return Err(Refusal::Forbidden {
+                    envelope_id: id,
+                    reason,
+                });
+            }
+            Verdict::Indeterminate(message) => return Err(Refusal::Unavailable { message }),
+        }
+    }
+
+    let key = format!("{}.{}", format.name(), key_word(document));
+    hub.bus
+        .publish(&hub.topology.ingress(), &key, &props, sub.bytes)
+        .await
+        .map_err(unavailable)?;
+    Metrics::inc(&hub.metrics.accepted);
+    for hash in &hashes {
+        let hash = crate::audit::SubjectHash::from_hex(hash).ok();
+        hub.audit(Hop::Ingress, sub.via, &id, |d| {
+            let d = d
+                .party(sub.party.id.as_str())
+                .category(category.code())
+                .document(document)
+                .decision(AuditDecision::Accepted);
+            match hash {
+                Some(h) => d.subject(h),
+                None => d,
+            }
+        });
+    }
+    tracing::info!(envelope = %id, source = %sub.party.id, via = sub.via, mapping = %mapping, documents = docs.len(), "accepted");
+    Ok(Accepted {
+        envelope_id: id,
+        mapping,
+        documents: docs.len(),
+    })
+}

@@ -1,0 +1,94 @@
+//! Counters the hub exposes at `GET /metrics` in the Prometheus text format: messages accepted,
+//! rejected, translated, delivered, quarantined and dead-lettered, and consent decisions by outcome.
+//! Atomics only; reading never blocks the pipeline.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The hub's counters.
+#[derive(Default)]
+pub struct Metrics {
+    /// Messages accepted by a source (after consent #1 and the broker's confirm).
+    pub accepted: AtomicU64,
+    /// Messages refused at a source.
+    pub rejected: AtomicU64,
+    /// Canonical documents published by the translate hop.
+    pub translated: AtomicU64,
+    /// Documents delivered to a recipient.
+    pub delivered: AtomicU64,
+    /// Messages or copies sent to quarantine.
+    pub quarantined: AtomicU64,
+    /// Messages sent to the dead-letter queue.
+    pub dead: AtomicU64,
+    /// Consent decisions: permit.
+    pub permit: AtomicU64,
+    /// Consent decisions: deny.
+    pub deny: AtomicU64,
+    /// Consent decisions: indeterminate.
+    pub indeterminate: AtomicU64,
+}
+
+impl Metrics {
+    /// Adds one.
+    pub fn inc(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Prometheus exposition text.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mut counter = |name: &str, help: &str, v: &AtomicU64, labels: &str| {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name}{labels} {}\n",
+                v.load(Ordering::Relaxed)
+            ));
+        };
+        counter(
+            "kaigo_messages_accepted_total",
+            "Messages accepted by a source.",
+            &self.accepted,
+            "",
+        );
+        counter(
+            "kaigo_messages_rejected_total",
+            "Messages refused at a source.",
+            &self.rejected,
+            "",
+        );
+        counter(
+            "kaigo_documents_translated_total",
+            "Canonical documents published.",
+            &self.translated,
+            "",
+        );
+        counter(
+            "kaigo_documents_delivered_total",
+            "Documents delivered to recipients.",
+            &self.delivered,
+            "",
+        );
+        counter(
+            "kaigo_messages_quarantined_total",
+            "Messages or copies quarantined.",
+            &self.quarantined,
+            "",
+        );
+        counter(
+            "kaigo_messages_dead_total",
+            "Messages dead-lettered.",
+            &self.dead,
+            "",
+        );
+        out.push_str("# HELP kaigo_consent_decisions_total Consent decisions by outcome.\n# TYPE kaigo_consent_decisions_total counter\n");
+        for (label, v) in [
+            ("permit", &self.permit),
+            ("deny", &self.deny),
+            ("indeterminate", &self.indeterminate),
+        ] {
+            out.push_str(&format!(
+                "kaigo_consent_decisions_total{{decision=\"{label}\"}} {}\n",
+                v.load(Ordering::Relaxed)
+            ));
+        }
+        out
+    }
+}

@@ -1,0 +1,339 @@
+//! The three hops of DESIGN §1 — ingress (called by sources), translate and deliver (queue
+//! consumers) — and what they share: the `Hub` context (bus, topology, mappings, parties, store,
+//! audit, metrics), subject resolution, consent decisions that are audited and counted, and the
+//! quarantine and dead-letter paths. Knows nothing of HTTP, MLLP or HL7: sources hand it bytes and
+//! an authenticated party; sinks take rendered bytes. Acknowledges an input only after every
+//! output it caused was confirmed.
+
+pub mod audit_writer;
+pub mod clock;
+pub mod deliver;
+pub mod ingress;
+pub mod metrics;
+pub mod translate;
+
+use crate::audit::{AuditDraft, Decision as AuditDecision, Hop, SubjectHasher, Timestamp};
+use crate::bus::{Bus, BusError, Props, Topology};
+use crate::consent::{
+    Category, Decision, IsoDate, PartyId, PartyKind, Question, Recipient, Subject,
+};
+use crate::mapping::MappingSet;
+use crate::parties::Parties;
+use crate::store::Store;
+use audit_writer::AuditWriter;
+use metrics::Metrics;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Header names the hub writes on every message.
+pub mod headers {
+    /// The authenticated party that sent the message.
+    pub const SOURCE: &str = "x-kaigo-source";
+    /// Wire format of the original (hl7v2, fhir, xml, csv).
+    pub const FORMAT: &str = "x-kaigo-format";
+    /// Original file name, when there was one.
+    pub const FILE_NAME: &str = "x-kaigo-file-name";
+    /// Mapping id@version that identified the message.
+    pub const MAPPING: &str = "x-kaigo-mapping";
+    /// Platform category.
+    pub const CATEGORY: &str = "x-kaigo-category";
+    /// Canonical document kind.
+    pub const DOCUMENT: &str = "x-kaigo-document";
+    /// Keyed hashes of the subjects, comma-separated (never the numbers themselves).
+    pub const SUBJECT: &str = "x-kaigo-subject";
+    /// The hop that published the message.
+    pub const HOP: &str = "x-kaigo-hop";
+    /// Index of the document within its envelope.
+    pub const DOC_INDEX: &str = "x-kaigo-doc-index";
+    /// Why a message was dead-lettered (the precise error).
+    pub const ERROR: &str = "x-kaigo-error";
+    /// Why a message was quarantined (`consent-denied:<reason>`, `unknown-subject`).
+    pub const REASON: &str = "x-kaigo-reason";
+    /// The recipient a quarantined copy was meant for.
+    pub const RECIPIENT: &str = "x-kaigo-recipient";
+}
+
+/// Everything a hop needs.
+pub struct Hub {
+    /// The message bus.
+    pub bus: Arc<dyn Bus>,
+    /// Names and declarations.
+    pub topology: Topology,
+    /// Loaded mappings.
+    pub mappings: Arc<MappingSet>,
+    /// Loaded parties.
+    pub parties: Arc<Parties>,
+    /// Consents, cross-reference, idempotency.
+    pub store: Arc<dyn Store>,
+    /// Audit sink.
+    pub audit: AuditWriter,
+    /// Keyed subject hashing for headers, logs and audit.
+    pub hasher: SubjectHasher,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Unsettled deliveries per consumer.
+    pub prefetch: u16,
+    /// Purpose stated in consent questions (`None`: consents without a purpose only).
+    pub purpose: Option<String>,
+}
+
+/// One consent question as a hop asks it (who, for whom, what), with where it is asked.
+#[derive(Clone, Copy)]
+pub struct Ask<'a> {
+    /// Envelope id (for the audit event).
+    pub envelope: &'a str,
+    /// `ingress`, `translate` or `deliver`.
+    pub point: &'a str,
+    /// Whose data.
+    pub subject: &'a Subject,
+    /// Who would receive it.
+    pub recipient: &'a Recipient,
+    /// Which category.
+    pub category: Category,
+    /// Which document kind.
+    pub document: &'a str,
+}
+
+/// What a consent check concluded, reduced to what a hop does next.
+pub enum Verdict {
+    /// Go on.
+    Permit,
+    /// Quarantine with this reason code.
+    Deny(String),
+    /// Registry unreachable: retry later.
+    Indeterminate(String),
+}
+
+impl Hub {
+    /// The hub as a consent recipient (consent #1 and #2).
+    pub fn platform(&self) -> Option<Recipient> {
+        Some(Recipient {
+            id: PartyId::parse(&self.parties.hub.id).ok()?,
+            kind: PartyKind::Platform,
+        })
+    }
+
+    /// The keyed hash of a subject.
+    pub fn subject_hash(&self, s: &Subject) -> String {
+        self.hasher
+            .hash(s.insurer_number.as_str(), s.insured_number.as_str())
+            .into_string()
+    }
+
+    /// Records an audit event for `envelope` (ids and codes only).
+    pub fn audit(
+        &self,
+        hop: Hop,
+        actor: &str,
+        envelope: &str,
+        f: impl FnOnce(AuditDraft) -> AuditDraft,
+    ) {
+        let Ok(at) = Timestamp::parse(&clock::now_rfc3339()) else {
+            return;
+        };
+        self.audit
+            .record(f(AuditDraft::new(at, hop, actor).envelope_id(envelope)));
+    }
+
+    /// The subject of a canonical document: its own `subject`, or the cross-reference of one of
+    /// its identifiers as known by `source`. `Ok(None)` = unknown.
+    pub async fn subject_of(
+        &self,
+        source: &str,
+        doc: &serde_json::Value,
+    ) -> Result<Option<Subject>, String> {
+        if let Some(s) = doc.get("subject") {
+            let insurer = s
+                .get("insurer_number")
+                .and_then(|v| v.as_str())
+                .unwrap_or("");
+            let insured = s
+                .get("insured_number")
+                .and_then(|v| v.as_str())
+                .unwrap_or("");
+            return Ok(Subject::new(insurer, insured).ok());
+        }
+        let ids: Vec<String> = doc
+            .get("identifiers")
+            .and_then(|v| v.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|i| i.get("value").and_then(|v| v.as_str()).map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let store = self.store.clone();
+        let source = source.to_string();
+        tokio::task::spawn_blocking(move || {
+            for id in ids {
+                if let Some(s) = store.resolve(&source, &id).map_err(|e| e.0)? {
+                    return Ok(Some(s));
+                }
+            }
+            Ok(None)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    /// [`Hub::subject_of`], retried with backoff while the store is unreachable (a brief database
+    /// outage delays messages, it never dead-letters them); `Err(())` when shutdown was requested
+    /// while waiting.
+    pub async fn subject_of_retrying(
+        &self,
+        source: &str,
+        doc: &serde_json::Value,
+        shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> Result<Option<Subject>, ()> {
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match self.subject_of(source, doc).await {
+                Ok(s) => return Ok(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "store unavailable; retrying");
+                    tokio::select! {
+                        _ = shutdown.changed() => return Err(()),
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                    wait = (wait * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    /// Asks the registry, audits the decision and counts it.
+    pub async fn decide(&self, ask: &Ask<'_>) -> Verdict {
+        let Ask {
+            envelope,
+            point,
+            subject,
+            recipient,
+            category,
+            document,
+        } = *ask;
+        let q = Question {
+            subject: subject.clone(),
+            recipient: recipient.clone(),
+            category,
+            purpose: self.purpose.clone(),
+            on: IsoDate::parse(&clock::today_jst())
+                .unwrap_or_else(|_| IsoDate::parse("1970-01-01").expect("literal date")),
+        };
+        let store = self.store.clone();
+        let decision = tokio::task::spawn_blocking(move || store.consents().decide(&q))
+            .await
+            .unwrap_or_else(|e| Decision::Indeterminate {
+                reason: crate::consent::IndeterminateReason::RegistryUnavailable {
+                    detail: e.to_string(),
+                },
+            });
+        let (verdict, audit_decision, reason) = match &decision {
+            Decision::Permit { consent_id } => {
+                Metrics::inc(&self.metrics.permit);
+                (
+                    Verdict::Permit,
+                    AuditDecision::Permit,
+                    consent_id.as_str().to_string(),
+                )
+            }
+            Decision::Deny { reason } => {
+                Metrics::inc(&self.metrics.deny);
+                (
+                    Verdict::Deny(reason.code().to_string()),
+                    AuditDecision::Deny,
+                    reason.code().to_string(),
+                )
+            }
+            Decision::Indeterminate { .. } => {
+                Metrics::inc(&self.metrics.indeterminate);
+                let r = "registry-unavailable".to_string();
+                (
+                    Verdict::Indeterminate(r.clone()),
+                    AuditDecision::Indeterminate,
+                    r,
+                )
+            }
+        };
+        let hash = self.hasher.hash(
+            subject.insurer_number.as_str(),
+            subject.insured_number.as_str(),
+        );
+        self.audit(Hop::Consent, point, envelope, |d| {
+            d.party(recipient.id.as_str())
+                .subject(hash)
+                .category(category.code())
+                .document(document)
+                .decision(audit_decision)
+                .reason(reason)
+        });
+        tracing::debug!(envelope, point, recipient = recipient.id.as_str(), category = category.code(), decision = %decision, "consent");
+        verdict
+    }
+
+    /// Decides with retries while the registry is unreachable (never permits on doubt); gives
+    /// `None` when shutdown was requested while waiting.
+    pub async fn decide_until_known(
+        &self,
+        ask: &Ask<'_>,
+        shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> Option<Verdict> {
+        let (envelope, point) = (ask.envelope, ask.point);
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match self.decide(ask).await {
+                Verdict::Indeterminate(r) => {
+                    tracing::warn!(envelope, point, reason = %r, retry_in_ms = wait.as_millis() as u64, "consent indeterminate; retrying");
+                    tokio::select! {
+                        _ = shutdown.changed() => return None,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                    wait = (wait * 2).min(Duration::from_secs(10));
+                }
+                v => return Some(v),
+            }
+        }
+    }
+
+    /// Publishes a copy to quarantine with the reason (and the recipient it was meant for).
+    pub async fn quarantine(
+        &self,
+        props: &Props,
+        body: &[u8],
+        reason: &str,
+        recipient: Option<&str>,
+    ) -> Result<(), BusError> {
+        let mut p = props.clone();
+        // The hub publishes as its own broker user; a vendor's user_id would be refused.
+        p.user_id = None;
+        p.headers.insert(headers::REASON.into(), reason.into());
+        if let Some(r) = recipient {
+            p.headers.insert(headers::RECIPIENT.into(), r.into());
+        }
+        let key = p.header(headers::DOCUMENT).unwrap_or("unknown").to_string();
+        self.bus
+            .publish(&self.topology.quarantine(), &key, &p, body)
+            .await?;
+        Metrics::inc(&self.metrics.quarantined);
+        Ok(())
+    }
+
+    /// Publishes a copy to the dead-letter exchange with the precise error.
+    pub async fn dead(&self, props: &Props, body: &[u8], error: &str) -> Result<(), BusError> {
+        let mut p = props.clone();
+        p.user_id = None;
+        // Header values are bounded; the error names file, rule and location.
+        let e: String = error.chars().take(2000).collect();
+        p.headers.insert(headers::ERROR.into(), e);
+        let key = p.header(headers::FORMAT).unwrap_or("unknown").to_string();
+        self.bus
+            .publish(&self.topology.dead(), &key, &p, body)
+            .await?;
+        Metrics::inc(&self.metrics.dead);
+        Ok(())
+    }
+}
+
+/// Routing-key word for a document kind (`CarePlan@1` → `careplan-v1`).
+pub fn key_word(doc: &str) -> String {
+    doc.to_ascii_lowercase().replace('@', "-v")
+}

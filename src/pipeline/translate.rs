@@ -1,0 +1,208 @@
+//! Hop 2: consume raw messages from the translate queue, ask consent #2 (the message may have
+//! waited; the consent may have been revoked meanwhile), run the mapping, validate against the
+//! canonical schema, publish each canonical document to the canonical exchange, then ack the
+//! input. Mapping failures go to the dead-letter queue with the precise error; denials to
+//! quarantine; an unreachable registry is retried with backoff and never treated as permit.
+
+use super::headers as h;
+use super::metrics::Metrics;
+use super::{Hub, Verdict, key_word};
+use crate::audit::{Decision as AuditDecision, Hop};
+use crate::bus::{BusError, Delivery, Props};
+use crate::consent::Category;
+use crate::mapping::Input;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// Runs the translate hop until shutdown; in-flight messages are finished (or left unacked for
+/// redelivery) before it returns.
+pub async fn run(hub: Arc<Hub>, mut shutdown: watch::Receiver<bool>) -> Result<(), BusError> {
+    let mut consumer = hub
+        .bus
+        .consume(&hub.topology.translate_queue(), hub.prefetch)
+        .await?;
+    let mut tasks = JoinSet::new();
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = shutdown.changed() => break,
+            d = consumer.next() => d,
+        };
+        match next {
+            None => break,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "translate: consumer error");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Some(Ok(d)) => {
+                let (hub, sd) = (hub.clone(), shutdown.clone());
+                tasks.spawn(async move { handle(&hub, d, sd).await });
+            }
+        }
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+async fn handle(hub: &Hub, d: Delivery, mut shutdown: watch::Receiver<bool>) {
+    let envelope = d.props.message_id.clone().unwrap_or_default();
+    let source = d.props.header(h::SOURCE).unwrap_or("").to_string();
+    let mapping_id = d
+        .props
+        .header(h::MAPPING)
+        .and_then(|m| m.rsplit_once('@'))
+        .map(|(id, _)| id.to_string())
+        .filter(|id| hub.mappings.get(id).is_some());
+    let file_name = d.props.header(h::FILE_NAME).map(String::from);
+
+    let mappings = hub.mappings.clone();
+    let body = d.body.clone();
+    let translated = tokio::task::spawn_blocking(move || {
+        mappings
+            .translate(
+                Input {
+                    bytes: &body,
+                    file_name: file_name.as_deref(),
+                },
+                mapping_id.as_deref(),
+            )
+            .map(|t| {
+                (
+                    t.mapping.id.clone(),
+                    t.mapping.version,
+                    t.mapping.category.clone(),
+                    t.documents,
+                )
+            })
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
+    let (mapping, version, category, docs) = match translated {
+        Ok(t) => t,
+        Err(e) => return dead_and_ack(hub, d, &envelope, &e).await,
+    };
+    let Some(category) = category.as_deref().and_then(|c| c.parse::<Category>().ok()) else {
+        return dead_and_ack(
+            hub,
+            d,
+            &envelope,
+            &format!("mapping `{mapping}` names no platform category"),
+        )
+        .await;
+    };
+    let Some(platform) = hub.platform() else {
+        return;
+    };
+
+    let mut outputs = Vec::with_capacity(docs.len());
+    for (i, doc) in docs.iter().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(&doc.json).unwrap_or_default();
+        let subject = match hub.subject_of_retrying(&source, &v, &mut shutdown).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return quarantine_and_ack(hub, d, &envelope, "unknown-subject").await,
+            // Shutting down while the store is away: leave it unacked for redelivery.
+            Err(()) => return,
+        };
+        match hub
+            .decide_until_known(
+                &super::Ask {
+                    envelope: &envelope,
+                    point: "translate",
+                    subject: &subject,
+                    recipient: &platform,
+                    category,
+                    document: doc.kind.name(),
+                },
+                &mut shutdown,
+            )
+            .await
+        {
+            None => return, // shutting down: the unacked delivery is redelivered later
+            Some(Verdict::Deny(r)) => {
+                return quarantine_and_ack(hub, d, &envelope, &format!("consent-denied:{r}")).await;
+            }
+            Some(Verdict::Indeterminate(_)) => return requeue(d).await,
+            Some(Verdict::Permit) => {}
+        }
+        let mut props = Props {
+            message_id: Some(envelope.clone()),
+            correlation_id: d.props.correlation_id.clone(),
+            content_type: Some("application/json".into()),
+            user_id: None,
+            headers: d.props.headers.clone(),
+        };
+        props.headers.insert(h::HOP.into(), "translate".into());
+        props
+            .headers
+            .insert(h::MAPPING.into(), format!("{mapping}@{version}"));
+        props
+            .headers
+            .insert(h::DOCUMENT.into(), doc.kind.name().into());
+        props
+            .headers
+            .insert(h::CATEGORY.into(), category.code().into());
+        props.headers.insert(h::DOC_INDEX.into(), i.to_string());
+        props
+            .headers
+            .insert(h::SUBJECT.into(), hub.subject_hash(&subject));
+        outputs.push((props, doc.json.clone(), subject, doc.kind.name()));
+    }
+    for (props, json, subject, kind) in &outputs {
+        let key = format!("{}.{}", category.code(), key_word(kind));
+        if let Err(e) = hub
+            .bus
+            .publish(&hub.topology.canonical(), &key, props, json.as_bytes())
+            .await
+        {
+            tracing::warn!(envelope, error = %e, "translate: publish failed; requeue");
+            return requeue(d).await;
+        }
+        Metrics::inc(&hub.metrics.translated);
+        let hash = hub.hasher.hash(
+            subject.insurer_number.as_str(),
+            subject.insured_number.as_str(),
+        );
+        hub.audit(Hop::Translate, "translate", &envelope, |a| {
+            a.party(source.as_str())
+                .subject(hash)
+                .category(category.code())
+                .document(*kind)
+                .decision(AuditDecision::Accepted)
+        });
+    }
+    if let Err(e) = d.ack().await {
+        tracing::warn!(envelope, error = %e, "translate: ack failed (will be redelivered; deliver de-duplicates)");
+    }
+}
+
+async fn requeue(d: Delivery) {
+    let _ = d.requeue().await;
+}
+
+async fn dead_and_ack(hub: &Hub, d: Delivery, envelope: &str, error: &str) {
+    tracing::warn!(envelope, error, "translate: dead-lettered");
+    match hub.dead(&d.props, &d.body, error).await {
+        Ok(()) => {
+            hub.audit(Hop::Translate, "translate", envelope, |a| {
+                a.decision(AuditDecision::Dead).reason("mapping-failed")
+            });
+            let _ = d.ack().await;
+        }
+        Err(_) => requeue(d).await,
+    }
+}
+
+async fn quarantine_and_ack(hub: &Hub, d: Delivery, envelope: &str, reason: &str) {
+    match hub.quarantine(&d.props, &d.body, reason, None).await {
+        Ok(()) => {
+            hub.audit(Hop::Translate, "translate", envelope, |a| {
+                a.decision(AuditDecision::Quarantined).reason(reason)
+            });
+            let _ = d.ack().await;
+        }
+        Err(_) => requeue(d).await,
+    }
+}

@@ -1,0 +1,180 @@
+//! Assembles a running hub from a [`Config`]: bus (RabbitMQ or in-memory), topology, mappings,
+//! parties, store, audit writer; starts the translate and deliver hops and every source (HTTP,
+//! MLLP, file drop, AMQP vendor queue). `start` returns the bound addresses so tests can run a
+//! hub in-process on port 0; `Running::stop` shuts down gracefully: sources stop accepting, hops
+//! finish or leave in-flight messages unacked for redelivery, the audit log is synced.
+
+use crate::audit::SubjectHasher;
+use crate::bus::memory::MemoryBus;
+use crate::bus::{Bus, Topology};
+use crate::config::Config;
+use crate::mapping::MappingSet;
+use crate::parties::Parties;
+use crate::pipeline::audit_writer::AuditWriter;
+use crate::pipeline::metrics::Metrics;
+use crate::pipeline::{Hub, deliver, translate};
+use crate::sources;
+use crate::store::Store;
+use crate::store::sqlite::SqliteStore;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// A hub that is running.
+pub struct Running {
+    /// The HTTP address actually bound.
+    pub http_addr: SocketAddr,
+    /// The MLLP address actually bound.
+    pub mllp_addr: SocketAddr,
+    /// The hub context (for tests and metrics).
+    pub hub: Arc<Hub>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Builds the hub context without starting anything.
+pub async fn build(cfg: &Config) -> Result<Arc<Hub>, String> {
+    let mappings = MappingSet::load_dir(&cfg.mappings).map_err(|errs| {
+        let lines: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        format!(
+            "mappings under {}:\n{}",
+            cfg.mappings.display(),
+            lines.join("\n")
+        )
+    })?;
+    let parties = Parties::load(&cfg.parties).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&cfg.data_dir)
+        .map_err(|e| format!("{}: {e}", cfg.data_dir.display()))?;
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&cfg.sqlite_path()).map_err(|e| e.to_string())?);
+    let audit = AuditWriter::open(&cfg.audit_path())?;
+    let hasher = SubjectHasher::new(&subject_key(cfg)?).map_err(|e| e.to_string())?;
+    let topology = Topology::new(&cfg.prefix);
+    let bus: Arc<dyn Bus> = match &cfg.amqp_url {
+        Some(url) => Arc::new(
+            crate::bus::rabbitmq::RabbitBus::connect(url, "kaigo-hub")
+                .await
+                .map_err(|e| format!("RabbitMQ at {}: {e}", redact(url)))?,
+        ),
+        None => Arc::new(MemoryBus::new()),
+    };
+    bus.declare(&topology, &parties.amqp_recipients())
+        .await
+        .map_err(|e| format!("declaring the topology: {e}"))?;
+    Ok(Arc::new(Hub {
+        bus,
+        topology,
+        mappings: Arc::new(mappings),
+        parties: Arc::new(parties),
+        store,
+        audit,
+        hasher,
+        metrics: Arc::new(Metrics::default()),
+        prefetch: cfg.prefetch,
+        purpose: cfg.purpose.clone(),
+    }))
+}
+
+/// Starts the hops and sources.
+pub async fn start(cfg: &Config) -> Result<Running, String> {
+    let hub = build(cfg).await?;
+    let (tx, rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    for hop in ["translate", "deliver"] {
+        let (h, r) = (hub.clone(), rx.clone());
+        tasks.push(tokio::spawn(async move {
+            let res = if hop == "translate" {
+                translate::run(h, r).await
+            } else {
+                deliver::run(h, r).await
+            };
+            if let Err(e) = res {
+                tracing::error!(hop, error = %e, "hop stopped");
+            }
+        }));
+    }
+    let (http_addr, t) = sources::http::start(hub.clone(), cfg, rx.clone()).await?;
+    tasks.push(t);
+    let (mllp_addr, t) =
+        sources::mllp::start(hub.clone(), &cfg.mllp_addr, cfg.body_limit, rx.clone()).await?;
+    tasks.push(t);
+    tasks.push(sources::file_drop::start(
+        hub.clone(),
+        std::time::Duration::from_millis(cfg.poll_ms),
+        rx.clone(),
+    ));
+    tasks.push(sources::amqp::start(hub.clone(), rx.clone()));
+    tracing::info!(%http_addr, %mllp_addr, bus = hub.bus.name(), prefix = %cfg.prefix, "kaigo-hub serving");
+    Ok(Running {
+        http_addr,
+        mllp_addr,
+        hub,
+        shutdown: tx,
+        tasks,
+    })
+}
+
+impl Running {
+    /// Graceful shutdown: stop accepting, finish in-flight work, sync the audit log.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.hub.audit.flush();
+    }
+}
+
+fn subject_key(cfg: &Config) -> Result<Vec<u8>, String> {
+    let hex = match &cfg.subject_key {
+        Some(k) => k.clone(),
+        None => {
+            let path = cfg.data_dir.join("subject.key");
+            match std::fs::read_to_string(&path) {
+                Ok(k) => k.trim().to_string(),
+                Err(_) => {
+                    let k = random_hex(32);
+                    std::fs::write(&path, &k).map_err(|e| format!("{}: {e}", path.display()))?;
+                    k
+                }
+            }
+        }
+    };
+    if hex.len() < 32 || hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err("subject_key must be at least 32 hex digits".into());
+    }
+    Ok((0..hex.len())
+        .step_by(2)
+        .filter_map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+        .collect())
+}
+
+fn random_hex(bytes: usize) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut out = String::new();
+    while out.len() < bytes * 2 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos(),
+        );
+        out.push_str(&format!("{:016x}", h.finish()));
+    }
+    out.truncate(bytes * 2);
+    out
+}
+
+/// A URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..s + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}

@@ -1,0 +1,206 @@
+//! The AMQP source: vendor systems publish XML (被保険者証 exports and the like) to the
+//! `<prefix>.vendor.in` exchange with their own RabbitMQ user; the hub consumes the vendor queue,
+//! one message at a time so each vendor's order is kept. The sender is the broker-validated
+//! `user_id` property and nothing else (no header, no field of the body): it is looked up with
+//! `Parties::by_amqp_user`. A message with no `user_id`, or one no party publishes as, is copied
+//! to the dead-letter exchange with `x-kaigo-error` saying why, then acked. Otherwise it goes to
+//! `ingress::accept` (the vendor's `message_id` kept as correlation id): accepted, malformed
+//! (ingress dead-lettered it) and refused (ingress quarantined it) are acked; unavailable is
+//! requeued after a backoff that grows with the delivery count (the queue's delivery limit then
+//! dead-letters a message that never gets through). On shutdown it stops consuming after the
+//! message in hand. Must never take a sender's identity from anything but the broker's `user_id`,
+//! or ack a message before its copy or its next hop was confirmed.
+
+use crate::audit::{Decision as AuditDecision, Hop};
+use crate::bus::{Delivery, Props};
+use crate::pipeline::ingress::{self, Refusal, Submission};
+use crate::pipeline::metrics::Metrics;
+use crate::pipeline::{Hub, clock, headers};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Longest wait before a requeue, or before consuming again after a bus failure.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// First wait before a requeue or a new consume.
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+
+/// Consumes the vendor queue until `shutdown` turns true.
+pub fn start(hub: Arc<Hub>, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(run(hub, shutdown))
+}
+
+fn backoff(attempt: u32) -> Duration {
+    FIRST_BACKOFF
+        .saturating_mul(1u32 << attempt.min(16))
+        .min(MAX_BACKOFF)
+}
+
+/// Sleeps `wait`; false when shutdown came first.
+async fn pause(wait: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        biased;
+        _ = shutdown.wait_for(|stop| *stop) => false,
+        _ = tokio::time::sleep(wait) => true,
+    }
+}
+
+async fn run(hub: Arc<Hub>, mut shutdown: watch::Receiver<bool>) {
+    let queue = hub.topology.vendor_queue();
+    let mut failures = 0u32;
+    'consume: loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let mut consumer = match hub.bus.consume(&queue, hub.prefetch).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(queue = %queue, error = %e, "AMQP source: cannot consume; retrying");
+                if !pause(backoff(failures), &mut shutdown).await {
+                    return;
+                }
+                failures = failures.saturating_add(1);
+                continue;
+            }
+        };
+        tracing::info!(queue = %queue, "AMQP source: consuming");
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = shutdown.wait_for(|stop| *stop) => return,
+                d = consumer.next() => d,
+            };
+            match next {
+                Some(Ok(d)) => {
+                    failures = 0;
+                    handle(&hub, d, &mut shutdown).await;
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(queue = %queue, error = %e, "AMQP source: consumer error");
+                    if !pause(backoff(failures), &mut shutdown).await {
+                        return;
+                    }
+                    failures = failures.saturating_add(1);
+                }
+                None => {
+                    tracing::warn!(queue = %queue, "AMQP source: consumer closed; consuming again");
+                    if !pause(backoff(failures), &mut shutdown).await {
+                        return;
+                    }
+                    failures = failures.saturating_add(1);
+                    continue 'consume;
+                }
+            }
+        }
+    }
+}
+
+/// Authenticates, ingests and settles one vendor message.
+async fn handle(hub: &Hub, d: Delivery, shutdown: &mut watch::Receiver<bool>) {
+    let user = d.props.user_id.as_deref().filter(|u| !u.is_empty());
+    let Some(party) = user.and_then(|u| hub.parties.by_amqp_user(u)) else {
+        let reason = match user {
+            None => "unauthenticated: the message has no user_id property; vendors publish with their own broker user and user_id set to it".to_string(),
+            Some(u) => format!("unauthenticated: user_id `{u}` is not the amqp_user of any party"),
+        };
+        return dead(hub, d, &reason).await;
+    };
+    let result = ingress::accept(
+        hub,
+        Submission {
+            party,
+            bytes: &d.body,
+            file_name: None,
+            correlation_id: d.props.message_id.as_deref(),
+            via: "amqp",
+        },
+    )
+    .await;
+    match result {
+        Ok(accepted) => {
+            tracing::debug!(envelope = %accepted.envelope_id, party = %party.id, "AMQP source: accepted");
+            settle_ack(d).await;
+        }
+        Err(Refusal::Malformed { envelope_id, .. }) => {
+            tracing::info!(envelope = %envelope_id, party = %party.id, "AMQP source: malformed (dead-lettered)");
+            settle_ack(d).await;
+        }
+        Err(Refusal::Forbidden {
+            envelope_id,
+            reason,
+        }) => {
+            tracing::info!(envelope = %envelope_id, party = %party.id, reason = %reason, "AMQP source: refused (quarantined)");
+            settle_ack(d).await;
+        }
+        Err(Refusal::Unavailable { message }) => {
+            let wait = backoff(d.delivery_count);
+            tracing::warn!(party = %party.id, error = %message, retry_in_ms = wait.as_millis() as u64, "AMQP source: unavailable; requeue");
+            pause(wait, shutdown).await;
+            if let Err(e) = d.requeue().await {
+                tracing::warn!(error = %e, "AMQP source: requeue failed (the broker redelivers it)");
+            }
+        }
+    }
+}
+
+async fn settle_ack(d: Delivery) {
+    if let Err(e) = d.ack().await {
+        tracing::warn!(error = %e, "AMQP source: ack failed (the message will be redelivered)");
+    }
+}
+
+/// Dead-letters a message from an unproven sender, then acks it (requeues if the copy failed).
+async fn dead(hub: &Hub, d: Delivery, reason: &str) {
+    let envelope = clock::envelope_id();
+    // The sender's own `x-kaigo-*` headers are not ours to forward, and the broker would refuse
+    // a republish carrying someone else's `user_id`.
+    let mut props = Props {
+        message_id: Some(envelope.clone()),
+        correlation_id: d.props.message_id.clone(),
+        content_type: d.props.content_type.clone(),
+        user_id: None,
+        headers: d
+            .props
+            .headers
+            .iter()
+            .filter(|(k, _)| !k.to_ascii_lowercase().starts_with("x-kaigo-"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    };
+    props.headers.insert(
+        headers::FORMAT.into(),
+        crate::formats::Format::sniff(&d.body).name().into(),
+    );
+    props.headers.insert(headers::HOP.into(), "ingress".into());
+    match hub.dead(&props, &d.body, reason).await {
+        Ok(()) => {
+            Metrics::inc(&hub.metrics.rejected);
+            hub.audit(Hop::Ingress, "amqp", &envelope, |a| {
+                a.decision(AuditDecision::Rejected)
+                    .reason("unauthenticated")
+            });
+            tracing::warn!(envelope = %envelope, reason, "AMQP source: unauthenticated message dead-lettered");
+            settle_ack(d).await;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "AMQP source: cannot dead-letter; requeue");
+            tokio::time::sleep(FIRST_BACKOFF).await;
+            if let Err(e) = d.requeue().await {
+                tracing::warn!(error = %e, "AMQP source: requeue failed (the broker redelivers it)");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!(backoff(0), FIRST_BACKOFF);
+        assert_eq!(backoff(1), FIRST_BACKOFF * 2);
+        assert_eq!(backoff(40), MAX_BACKOFF);
+    }
+}

@@ -1,0 +1,348 @@
+//! The file-drop source: parties that exchange files (ケアプラン CSV, MS932) drop them into their
+//! own `inbox` directory; owning the inbox is what authenticates them. Every `poll`, each regular
+//! file directly in an inbox whose name does not start with `.` (senders write under a dot-name
+//! and rename when done) is claimed by renaming it into `<inbox>/processing/` — a rename either
+//! succeeds for exactly one hub process or fails, so a file is never ingested twice — then read
+//! and handed to `ingress::accept` with its original name. Where it goes next says what
+//! happened: `done/` once the broker confirmed; `failed/` with `<name>.error.txt` beside it (ids
+//! and the error, nothing else) when it was malformed or refused (ingress kept a copy in the
+//! dead-letter or quarantine queue); back into the inbox, for the next poll, when the bus or the
+//! registry was unavailable. Files found in `processing/` at start were claimed by a process that
+//! crashed and go back to the inbox first. Sub-directories are made when first needed; an inbox
+//! that does not exist is skipped. On shutdown the file in hand is finished, then the task ends.
+//! Must never ingest a file twice, lose one, or write personal data into an error file.
+
+use crate::parties::Party;
+use crate::pipeline::Hub;
+use crate::pipeline::ingress::{self, Refusal, Submission};
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Largest file ingested; a larger one goes to `failed/` unread.
+pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+const PROCESSING: &str = "processing";
+const DONE: &str = "done";
+const FAILED: &str = "failed";
+
+/// Scans every party's inbox every `poll` until `shutdown` turns true.
+pub fn start(hub: Arc<Hub>, poll: Duration, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(run(hub, poll, shutdown))
+}
+
+async fn run(hub: Arc<Hub>, poll: Duration, mut shutdown: watch::Receiver<bool>) {
+    let owners: Vec<Party> = hub
+        .parties
+        .all
+        .iter()
+        .filter(|p| p.inbox.is_some())
+        .cloned()
+        .collect();
+    if owners.is_empty() {
+        return;
+    }
+    for party in &owners {
+        if let Some(inbox) = &party.inbox {
+            recover(inbox).await;
+        }
+    }
+    let poll = poll.max(Duration::from_millis(10));
+    loop {
+        'scan: for party in &owners {
+            let Some(inbox) = &party.inbox else { continue };
+            for name in waiting(inbox).await {
+                if *shutdown.borrow() {
+                    return;
+                }
+                if ingest(&hub, party, inbox, &name).await == Outcome::Unavailable {
+                    // Everything else would be refused the same way: retry at the next poll.
+                    break 'scan;
+                }
+            }
+        }
+        tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|stop| *stop) => return,
+            _ = tokio::time::sleep(poll) => {}
+        }
+    }
+}
+
+/// Moves files a crashed process left in `processing/` back into the inbox.
+async fn recover(inbox: &Path) {
+    let processing = inbox.join(PROCESSING);
+    for name in regular_files(&processing).await {
+        let back = inbox.join(&name);
+        if tokio::fs::try_exists(&back).await.unwrap_or(true) {
+            tracing::warn!(inbox = %inbox.display(), file = %name, "file drop: a claimed file and a new one share a name; left in processing/");
+            continue;
+        }
+        match tokio::fs::rename(processing.join(&name), &back).await {
+            Ok(()) => {
+                tracing::warn!(inbox = %inbox.display(), file = %name, "file drop: unfinished file put back into the inbox")
+            }
+            Err(e) => {
+                tracing::warn!(inbox = %inbox.display(), file = %name, error = %e, "file drop: cannot put an unfinished file back")
+            }
+        }
+    }
+}
+
+/// Names of the files waiting in an inbox, oldest name first (names carry timestamps).
+async fn waiting(inbox: &Path) -> Vec<String> {
+    let mut names = regular_files(inbox).await;
+    names.sort();
+    names
+}
+
+/// Regular files directly in `dir` whose names are UTF-8 and do not start with `.`.
+async fn regular_files(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut entries = match tokio::fs::read_dir(dir).await {
+        Ok(e) => e,
+        Err(e) if e.kind() == ErrorKind::NotFound => return out,
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "file drop: cannot list");
+            return out;
+        }
+    };
+    loop {
+        match entries.next_entry().await {
+            Ok(Some(entry)) => {
+                let is_file = entry
+                    .file_type()
+                    .await
+                    .map(|t| t.is_file())
+                    .unwrap_or(false);
+                let name = entry.file_name();
+                match name.to_str() {
+                    Some(n) if is_file && !n.starts_with('.') => out.push(n.to_string()),
+                    Some(_) => {}
+                    None if is_file => {
+                        tracing::warn!(dir = %dir.display(), file = ?name, "file drop: file name is not UTF-8; skipped")
+                    }
+                    None => {}
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "file drop: cannot list");
+                break;
+            }
+        }
+    }
+    out
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    /// Accepted, refused or left alone: go on with the next file.
+    Settled,
+    /// The bus or registry is unreachable: the file is back in the inbox.
+    Unavailable,
+}
+
+/// Claims, reads, ingests and files away one file.
+async fn ingest(hub: &Hub, party: &Party, inbox: &Path, name: &str) -> Outcome {
+    let processing = inbox.join(PROCESSING);
+    let claimed = processing.join(name);
+    if let Err(e) = tokio::fs::create_dir_all(&processing).await {
+        tracing::warn!(inbox = %inbox.display(), error = %e, "file drop: cannot make processing/");
+        return Outcome::Settled;
+    }
+    if tokio::fs::try_exists(&claimed).await.unwrap_or(true) {
+        // Still being processed (here or by another hub): leave the new one for later.
+        return Outcome::Settled;
+    }
+    match tokio::fs::rename(inbox.join(name), &claimed).await {
+        Ok(()) => {}
+        // Another hub process claimed it first.
+        Err(e) if e.kind() == ErrorKind::NotFound => return Outcome::Settled,
+        Err(e) => {
+            tracing::warn!(inbox = %inbox.display(), file = name, error = %e, "file drop: cannot claim");
+            return Outcome::Settled;
+        }
+    }
+
+    let size = tokio::fs::metadata(&claimed)
+        .await
+        .map(|m| m.len())
+        .unwrap_or(0);
+    if size > MAX_FILE_BYTES {
+        let reason =
+            format!("file is {size} bytes, over the limit of {MAX_FILE_BYTES} bytes; not read");
+        fail(party, inbox, name, None, "too-large", &reason).await;
+        return Outcome::Settled;
+    }
+    let bytes = match tokio::fs::read(&claimed).await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(inbox = %inbox.display(), file = name, error = %e, "file drop: cannot read; put back");
+            put_back(inbox, name).await;
+            return Outcome::Settled;
+        }
+    };
+    let result = ingress::accept(
+        hub,
+        Submission {
+            party,
+            bytes: &bytes,
+            file_name: Some(name),
+            correlation_id: None,
+            via: "file",
+        },
+    )
+    .await;
+    match result {
+        Ok(accepted) => {
+            match settle(inbox, name, DONE).await {
+                Ok(to) => {
+                    tracing::info!(envelope = %accepted.envelope_id, party = %party.id, file = name, to = %to.display(), "file drop: accepted")
+                }
+                Err(e) => {
+                    tracing::error!(envelope = %accepted.envelope_id, party = %party.id, file = name, error = %e, "file drop: accepted, but cannot move it to done/ (it would be ingested again after a restart)")
+                }
+            }
+            Outcome::Settled
+        }
+        Err(Refusal::Malformed {
+            envelope_id,
+            message,
+        }) => {
+            fail(
+                party,
+                inbox,
+                name,
+                Some(&envelope_id),
+                "malformed",
+                &message,
+            )
+            .await;
+            Outcome::Settled
+        }
+        Err(Refusal::Forbidden {
+            envelope_id,
+            reason,
+        }) => {
+            fail(party, inbox, name, Some(&envelope_id), "refused", &reason).await;
+            Outcome::Settled
+        }
+        Err(Refusal::Unavailable { message }) => {
+            tracing::warn!(party = %party.id, file = name, error = %message, "file drop: unavailable; retried at the next poll");
+            put_back(inbox, name).await;
+            Outcome::Unavailable
+        }
+    }
+}
+
+/// Moves a claimed file to `failed/` and writes the reason beside it.
+async fn fail(
+    party: &Party,
+    inbox: &Path,
+    name: &str,
+    envelope: Option<&str>,
+    outcome: &str,
+    error: &str,
+) {
+    let to = match settle(inbox, name, FAILED).await {
+        Ok(to) => to,
+        Err(e) => {
+            tracing::error!(party = %party.id, file = name, error = %e, "file drop: cannot move to failed/");
+            return;
+        }
+    };
+    let moved_as = to
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(name)
+        .to_string();
+    let report = format!(
+        "file: {name}\nparty: {}\nenvelope: {}\noutcome: {outcome}\nerror: {error}\n",
+        party.id,
+        envelope.unwrap_or("-"),
+    );
+    let report_path = to.with_file_name(format!("{moved_as}.error.txt"));
+    if let Err(e) = tokio::fs::write(&report_path, report).await {
+        tracing::error!(file = %report_path.display(), error = %e, "file drop: cannot write the error file");
+    }
+    tracing::info!(envelope = envelope.unwrap_or("-"), party = %party.id, file = name, outcome, "file drop: failed");
+}
+
+/// Moves `processing/<name>` into `<inbox>/<dir>/`, never over an existing file (a second file
+/// of the same name becomes `<name>.1`, …). Returns where it went.
+async fn settle(inbox: &Path, name: &str, dir: &str) -> std::io::Result<PathBuf> {
+    let target_dir = inbox.join(dir);
+    tokio::fs::create_dir_all(&target_dir).await?;
+    let mut to = target_dir.join(name);
+    let mut n = 0u32;
+    while tokio::fs::try_exists(&to).await? {
+        n += 1;
+        to = target_dir.join(format!("{name}.{n}"));
+    }
+    tokio::fs::rename(inbox.join(PROCESSING).join(name), &to).await?;
+    Ok(to)
+}
+
+/// Returns a claimed file to the inbox for a later poll.
+async fn put_back(inbox: &Path, name: &str) {
+    if let Err(e) = tokio::fs::rename(inbox.join(PROCESSING).join(name), inbox.join(name)).await {
+        tracing::error!(inbox = %inbox.display(), file = name, error = %e, "file drop: cannot put the file back; it stays in processing/ until the next start");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "kaigo-file-drop-{tag}-{}-{}",
+            std::process::id(),
+            crate::pipeline::clock::envelope_id()
+        ));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[tokio::test]
+    async fn only_visible_regular_files_are_waiting_in_name_order() {
+        let d = temp("list");
+        std::fs::write(d.join("b.csv"), "x").unwrap();
+        std::fs::write(d.join("a.csv"), "x").unwrap();
+        std::fs::write(d.join(".partial.csv"), "x").unwrap();
+        std::fs::create_dir_all(d.join("done")).unwrap();
+        assert_eq!(waiting(&d).await, vec!["a.csv", "b.csv"]);
+        assert!(waiting(&d.join("missing")).await.is_empty());
+        let _ = std::fs::remove_dir_all(d);
+    }
+
+    #[tokio::test]
+    async fn settling_never_overwrites_and_recovery_puts_claimed_files_back() {
+        let d = temp("settle");
+        std::fs::create_dir_all(d.join(PROCESSING)).unwrap();
+        std::fs::write(d.join(PROCESSING).join("f.csv"), "one").unwrap();
+        assert_eq!(
+            settle(&d, "f.csv", DONE).await.unwrap(),
+            d.join(DONE).join("f.csv")
+        );
+        std::fs::write(d.join(PROCESSING).join("f.csv"), "two").unwrap();
+        assert_eq!(
+            settle(&d, "f.csv", DONE).await.unwrap(),
+            d.join(DONE).join("f.csv.1")
+        );
+        assert_eq!(
+            std::fs::read_to_string(d.join(DONE).join("f.csv")).unwrap(),
+            "one"
+        );
+
+        std::fs::write(d.join(PROCESSING).join("g.csv"), "crashed").unwrap();
+        recover(&d).await;
+        assert_eq!(std::fs::read_to_string(d.join("g.csv")).unwrap(), "crashed");
+        assert!(regular_files(&d.join(PROCESSING)).await.is_empty());
+        let _ = std::fs::remove_dir_all(d);
+    }
+}

@@ -1,0 +1,254 @@
+//! `POST /fhir` (a `Bundle`) and `POST /fhir/{type}` (one resource of `{type}`): a hospital hands
+//! the hub FHIR JSON. In: an authenticated request whose body is FHIR JSON of the type the URL
+//! names; out: the body, untouched, through `ingress::accept`, and the answer that mirrors what
+//! `accept` decided. 202 is sent only after `accept` returned `Ok` (the bus confirmed).
+//!
+//! | outcome | status | `X-Kaigo-Envelope` |
+//! |---|---|---|
+//! | on the bus | 202, `information` | yes |
+//! | no/unknown key | 401 + `WWW-Authenticate: Bearer` | no |
+//! | not FHIR JSON media type | 415 | no |
+//! | larger than `body_limit` | 413 | no |
+//! | not JSON / `resourceType` missing or not the URL's | 400 | no |
+//! | JSON that no mapping takes, or that fails its mapping | 422 (kept in the dead-letter queue) | yes |
+//! | consent denied or subject unknown | 403 (kept in quarantine) | yes |
+//! | bus or registry unreachable | 503 + `Retry-After` (nothing kept) | no |
+
+use super::State;
+use super::audit_trail;
+use super::auth;
+use super::body::{self, ResourceType};
+use super::outcome::{ENVELOPE_HEADER, Issue, REQUEST_ID_HEADER, Refused, clip, outcome};
+use crate::pipeline::ingress::{self, Refusal, Submission};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
+
+/// Longest `X-Request-Id` kept as the correlation id.
+const MAX_REQUEST_ID: usize = 128;
+
+/// `POST /fhir`: a Bundle.
+pub async fn bundle(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<State>,
+) -> HttpResponse {
+    submit(&req, payload, &state, None).await
+}
+
+/// `POST /fhir/{type}`: one resource of that type.
+pub async fn resource(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<State>,
+    path: web::Path<String>,
+) -> HttpResponse {
+    submit(&req, payload, &state, Some(path.as_str())).await
+}
+
+/// `url_type`: the type in the URL (`None` for `POST /fhir`, which takes a Bundle).
+async fn submit(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &State,
+    url_type: Option<&str>,
+) -> HttpResponse {
+    let hub = &state.hub;
+    let party = match auth::authenticate(req, &hub.parties) {
+        Ok(p) => p,
+        Err(r) => return r.into_response(),
+    };
+    let refused = |reason: &str, refused: Refused| {
+        audit_trail::refused_at_the_door(hub, &party.id, reason);
+        refused.into_response()
+    };
+    if let Err(r) = body::check_content_type(req) {
+        return refused(r.reason, r.refused);
+    }
+    let request_id = match request_id(req) {
+        Ok(id) => id,
+        Err(r) => return refused("bad-request-id", r),
+    };
+    let bytes = match body::read_limited(req, payload, state.body_limit).await {
+        Ok(b) => b,
+        Err(r) => return refused(r.reason, r.refused),
+    };
+    // A full JSON parse of up to `body_limit` bytes: off the reactor.
+    let check = {
+        let (bytes, url_type) = (bytes.clone(), url_type.map(String::from));
+        web::block(move || wrong_resource(&bytes, url_type.as_deref())).await
+    };
+    match check {
+        Ok(None) => {}
+        Ok(Some((reason, r))) => return refused(reason, r),
+        Err(e) => {
+            tracing::error!(error = %e, "HTTP submission: body check task failed");
+            return super::outcome::unavailable(
+                "the hub could not check the body; nothing was kept, send the message again after Retry-After seconds",
+            );
+        }
+    }
+
+    let result = ingress::accept(
+        hub,
+        Submission {
+            party: &party,
+            bytes: &bytes,
+            file_name: None,
+            correlation_id: request_id.as_deref(),
+            via: "http",
+        },
+    )
+    .await;
+    let builder = |code: StatusCode| {
+        let mut b = HttpResponse::build(code);
+        if let Some(id) = &request_id {
+            b.insert_header((REQUEST_ID_HEADER, id.as_str()));
+        }
+        b
+    };
+    let kept = |mut b: HttpResponseBuilder, envelope: &str| {
+        b.insert_header((ENVELOPE_HEADER, envelope));
+        b
+    };
+    match result {
+        Ok(a) => outcome(
+            kept(builder(StatusCode::ACCEPTED), &a.envelope_id),
+            Issue::Informational,
+            &format!(
+                "accepted as envelope {} (mapping {}, {} document{})",
+                a.envelope_id,
+                a.mapping,
+                a.documents,
+                if a.documents == 1 { "" } else { "s" }
+            ),
+        ),
+        Err(Refusal::Malformed {
+            envelope_id,
+            message,
+        }) => outcome(
+            kept(builder(StatusCode::UNPROCESSABLE_ENTITY), &envelope_id),
+            Issue::Processing,
+            &format!(
+                "{message} (envelope {envelope_id}, kept in the dead-letter queue; correct the message and send it again)"
+            ),
+        ),
+        Err(Refusal::Forbidden {
+            envelope_id,
+            reason,
+        }) => outcome(
+            kept(builder(StatusCode::FORBIDDEN), &envelope_id),
+            Issue::Forbidden,
+            &forbidden_diagnostics(&reason, &envelope_id),
+        ),
+        Err(Refusal::Unavailable { message }) => {
+            tracing::warn!(source = %party.id, error = %message, "HTTP submission: hub unavailable");
+            let mut b = builder(StatusCode::SERVICE_UNAVAILABLE);
+            b.insert_header(("Retry-After", super::outcome::RETRY_AFTER_SECS.to_string()));
+            outcome(
+                b,
+                Issue::Transient,
+                "the hub cannot take messages right now (message bus or consent registry unreachable); nothing was kept, send the message again after Retry-After seconds",
+            )
+        }
+    }
+}
+
+/// The 403 words: the reason code and the envelope id, and what clears it. Never the subject.
+fn forbidden_diagnostics(reason: &str, envelope_id: &str) -> String {
+    let next = if reason == "unknown-subject" {
+        "the hub does not know whose data this is (no 保険者番号 + 被保険者番号 in the message, and none linked to its patient identifiers); it is held in quarantine and re-driven once the link exists"
+    } else if reason.starts_with("consent-denied") {
+        "no consent lets this person's data of this category come to the platform; it is held in quarantine and re-driven once a consent is registered"
+    } else {
+        "it is held in quarantine for review"
+    };
+    format!("refused: {reason} (envelope {envelope_id}); {next}")
+}
+
+/// The sender's `X-Request-Id`: absent is fine; present must be 1–128 visible ASCII characters.
+fn request_id(req: &HttpRequest) -> Result<Option<String>, Refused> {
+    let Some(v) = req.headers().get(REQUEST_ID_HEADER) else {
+        return Ok(None);
+    };
+    match v.to_str() {
+        Ok(s)
+            if !s.is_empty()
+                && s.len() <= MAX_REQUEST_ID
+                && s.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            Ok(Some(s.to_string()))
+        }
+        _ => Err(Refused::new(
+            StatusCode::BAD_REQUEST,
+            Issue::Invalid,
+            format!(
+                "X-Request-Id must be 1 to {MAX_REQUEST_ID} visible ASCII characters (no spaces); leave it out to let the hub use the envelope id"
+            ),
+        )),
+    }
+}
+
+/// The 400 for a body that is not JSON, or not the resource the URL names.
+fn wrong_resource(bytes: &[u8], url_type: Option<&str>) -> Option<(&'static str, Refused)> {
+    let expected = url_type.unwrap_or("Bundle");
+    let bad = |reason, issue, text: String| {
+        Some((reason, Refused::new(StatusCode::BAD_REQUEST, issue, text)))
+    };
+    match body::resource_type(bytes) {
+        Err(e) => bad(
+            "not-json",
+            Issue::Structure,
+            format!("the body is not JSON: {e}; send one FHIR resource as JSON"),
+        ),
+        Ok(ResourceType::Unnamed) => bad(
+            "not-a-resource",
+            Issue::Invalid,
+            "the body is JSON but not a FHIR resource: it has no `resourceType` string at the top level".into(),
+        ),
+        Ok(ResourceType::Named(t)) if t != expected => {
+            let hint = match url_type {
+                None => format!("POST /fhir takes a Bundle; POST a single {} to /fhir/{}", clip(&t, 64), clip(&t, 64)),
+                Some(u) => format!("POST it to /fhir/{} or fix its resourceType (the URL names `{}`)", clip(&t, 64), clip(u, 64)),
+            };
+            bad(
+                "resource-type-mismatch",
+                Issue::Invalid,
+                format!("the body is a `{}`, not a `{expected}`: {hint}", clip(&t, 64)),
+            )
+        }
+        Ok(ResourceType::Named(_)) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bundle_url_takes_only_bundles_and_a_type_url_only_its_type() {
+        assert!(wrong_resource(br#"{"resourceType":"Bundle"}"#, None).is_none());
+        assert!(wrong_resource(br#"{"resourceType":"Patient"}"#, Some("Patient")).is_none());
+        let (reason, r) = wrong_resource(br#"{"resourceType":"Patient"}"#, None).expect("refused");
+        assert_eq!(
+            (reason, r.status),
+            ("resource-type-mismatch", StatusCode::BAD_REQUEST)
+        );
+        let (reason, _) =
+            wrong_resource(br#"{"resourceType":"Bundle"}"#, Some("Patient")).expect("refused");
+        assert_eq!(reason, "resource-type-mismatch");
+        let (reason, _) = wrong_resource(b"MSH|^~\\&|", Some("Patient")).expect("refused");
+        assert_eq!(reason, "not-json");
+        let (reason, _) = wrong_resource(b"{\"a\":1}", Some("Patient")).expect("refused");
+        assert_eq!(reason, "not-a-resource");
+    }
+
+    #[test]
+    fn forbidden_answers_name_the_reason_and_envelope_only() {
+        let d = forbidden_diagnostics("consent-denied:no-consent", "k123");
+        assert!(
+            d.contains("consent-denied:no-consent") && d.contains("k123"),
+            "{d}"
+        );
+        assert!(forbidden_diagnostics("unknown-subject", "k1").contains("link"));
+    }
+}

@@ -1,0 +1,298 @@
+//! The SQLite store (rusqlite, bundled SQLite): consents as JSON rows indexed by subject, the
+//! subject cross-reference and delivered keys. Grant/revoke rules are the registry's own
+//! (`consent::InMemoryRegistry` decides what a change means; this file persists the result), so
+//! the embedded store and the in-memory model cannot disagree. A database error is never a
+//! permit: `decide` answers `Indeterminate` and the hop retries.
+
+use super::{Store, StoreError};
+use crate::consent::{
+    Consent, ConsentError, ConsentRegistry, Decision, InMemoryRegistry, IndeterminateReason,
+    Question, Subject, decide_from,
+};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::Path;
+use std::sync::Mutex;
+
+/// SQLite-backed [`Store`].
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+fn err(e: impl std::fmt::Display) -> StoreError {
+    StoreError(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
+        }
+        let conn = Connection::open(path).map_err(|e| err(format!("{}: {e}", path.display())))?;
+        Self::init(conn)
+    }
+
+    /// A private in-memory database (tests).
+    pub fn in_memory() -> Result<SqliteStore, StoreError> {
+        Self::init(Connection::open_in_memory().map_err(err)?)
+    }
+
+    fn init(conn: Connection) -> Result<SqliteStore, StoreError> {
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL;
+             CREATE TABLE IF NOT EXISTS consents (
+                 id TEXT PRIMARY KEY, insurer TEXT NOT NULL, insured TEXT NOT NULL, body TEXT NOT NULL);
+             CREATE INDEX IF NOT EXISTS consents_subject ON consents(insurer, insured);
+             CREATE TABLE IF NOT EXISTS changes (n INTEGER NOT NULL);
+             INSERT INTO changes SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM changes);
+             CREATE TABLE IF NOT EXISTS xref (
+                 party TEXT NOT NULL, local_id TEXT NOT NULL, insurer TEXT NOT NULL, insured TEXT NOT NULL,
+                 PRIMARY KEY (party, local_id));
+             CREATE TABLE IF NOT EXISTS delivered (key TEXT PRIMARY KEY, at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP);",
+        )
+        .map_err(err)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
+        self.conn.lock().map_err(|_| err("store lock poisoned"))
+    }
+
+    fn rows(&self, sql: &str, args: &[&dyn rusqlite::ToSql]) -> Result<Vec<Consent>, StoreError> {
+        let conn = self.conn()?;
+        let mut st = conn.prepare_cached(sql).map_err(err)?;
+        let bodies: Vec<String> = st
+            .query_map(args, |r| r.get::<_, String>(0))
+            .map_err(err)?
+            .collect::<Result<_, _>>()
+            .map_err(err)?;
+        bodies
+            .iter()
+            .map(|b| {
+                serde_json::from_str(b)
+                    .map_err(|e| err(format!("stored consent is unreadable: {e}")))
+            })
+            .collect()
+    }
+
+    fn put(&self, c: &Consent) -> Result<(), StoreError> {
+        let body = serde_json::to_string(c).map_err(err)?;
+        let conn = self.conn()?;
+        conn.execute(
+            "INSERT INTO consents(id, insurer, insured, body) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(id) DO UPDATE SET body = excluded.body",
+            params![
+                c.id.as_str(),
+                c.subject.insurer_number.as_str(),
+                c.subject.insured_number.as_str(),
+                body
+            ],
+        )
+        .map_err(err)?;
+        conn.execute("UPDATE changes SET n = n + 1", [])
+            .map_err(err)?;
+        Ok(())
+    }
+
+    /// Applies a change with the registry's rules to the stored copy of the consent `id`.
+    fn apply(
+        &self,
+        id: &str,
+        change: impl FnOnce(&InMemoryRegistry) -> Result<(), ConsentError>,
+    ) -> Result<(), ConsentError> {
+        let unavailable = |e: StoreError| ConsentError::Unavailable { detail: e.0 };
+        let existing = self
+            .rows("SELECT body FROM consents WHERE id = ?1", &[&id])
+            .map_err(unavailable)?;
+        let model = InMemoryRegistry::new();
+        for c in existing.iter().cloned() {
+            model.grant(c)?;
+        }
+        let before = model.change_counter()?;
+        change(&model)?;
+        if model.change_counter()? != before {
+            for c in model.list(None) {
+                self.put(&c).map_err(unavailable)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ConsentRegistry for SqliteStore {
+    fn decide(&self, q: &Question) -> Decision {
+        match self.rows(
+            "SELECT body FROM consents WHERE insurer = ?1 AND insured = ?2",
+            &[
+                &q.subject.insurer_number.as_str(),
+                &q.subject.insured_number.as_str(),
+            ],
+        ) {
+            Ok(consents) => decide_from(consents.iter(), q),
+            Err(e) => Decision::Indeterminate {
+                reason: IndeterminateReason::RegistryUnavailable { detail: e.0 },
+            },
+        }
+    }
+
+    fn grant(&self, consent: Consent) -> Result<(), ConsentError> {
+        let id = consent.id.as_str().to_string();
+        self.apply(&id, |m| m.grant(consent))
+    }
+
+    fn revoke(&self, id: &str, at: &str) -> Result<(), ConsentError> {
+        self.apply(id, |m| m.revoke(id, at))
+    }
+
+    fn list(&self, subject: Option<&Subject>) -> Vec<Consent> {
+        let r = match subject {
+            Some(s) => self.rows(
+                "SELECT body FROM consents WHERE insurer = ?1 AND insured = ?2 ORDER BY id",
+                &[&s.insurer_number.as_str(), &s.insured_number.as_str()],
+            ),
+            None => self.rows("SELECT body FROM consents ORDER BY id", &[]),
+        };
+        r.unwrap_or_default()
+    }
+
+    fn change_counter(&self) -> Result<u64, ConsentError> {
+        let conn = self
+            .conn()
+            .map_err(|e| ConsentError::Unavailable { detail: e.0 })?;
+        conn.query_row("SELECT n FROM changes", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(|e| ConsentError::Unavailable {
+                detail: e.to_string(),
+            })
+    }
+}
+
+impl Store for SqliteStore {
+    fn consents(&self) -> &dyn ConsentRegistry {
+        self
+    }
+
+    fn link(&self, party: &str, local_id: &str, subject: &Subject) -> Result<(), StoreError> {
+        self.conn()?
+            .execute(
+                "INSERT INTO xref(party, local_id, insurer, insured) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(party, local_id) DO UPDATE SET insurer = excluded.insurer, insured = excluded.insured",
+                params![party, local_id, subject.insurer_number.as_str(), subject.insured_number.as_str()],
+            )
+            .map(|_| ())
+            .map_err(err)
+    }
+
+    fn resolve(&self, party: &str, local_id: &str) -> Result<Option<Subject>, StoreError> {
+        let row: Option<(String, String)> = self
+            .conn()?
+            .query_row(
+                "SELECT insurer, insured FROM xref WHERE party = ?1 AND local_id = ?2",
+                params![party, local_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(err)?;
+        match row {
+            None => Ok(None),
+            Some((a, b)) => Subject::new(&a, &b).map(Some).map_err(err),
+        }
+    }
+
+    fn was_delivered(&self, key: &str) -> Result<bool, StoreError> {
+        self.conn()?
+            .query_row(
+                "SELECT 1 FROM delivered WHERE key = ?1",
+                params![key],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|r| r.is_some())
+            .map_err(err)
+    }
+
+    fn mark_delivered(&self, key: &str) -> Result<(), StoreError> {
+        self.conn()?
+            .execute(
+                "INSERT OR IGNORE INTO delivered(key) VALUES (?1)",
+                params![key],
+            )
+            .map(|_| ())
+            .map_err(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consent::{Category, Grantee, IsoDate, PartyId, PartyKind, Recipient};
+
+    fn consent(id: &str) -> Consent {
+        Consent {
+            id: id.parse().unwrap(),
+            subject: Subject::new("131011", "0000100001").unwrap(),
+            grantee: Grantee::Party(PartyId::parse("0300000005").unwrap()),
+            categories: vec![Category::CarePlan],
+            valid_from: IsoDate::parse("2025-01-01").unwrap(),
+            valid_to: None,
+            purpose: None,
+            revoked_at: None,
+        }
+    }
+
+    fn question() -> Question {
+        Question {
+            subject: Subject::new("131011", "0000100001").unwrap(),
+            recipient: Recipient {
+                id: PartyId::parse("0300000005").unwrap(),
+                kind: PartyKind::Provider,
+            },
+            category: Category::CarePlan,
+            purpose: None,
+            on: IsoDate::parse("2025-11-20").unwrap(),
+        }
+    }
+
+    #[test]
+    fn grants_persist_and_decide_like_the_model() {
+        let dir = std::env::temp_dir().join(format!("kaigo-store-{}", std::process::id()));
+        let path = dir.join("t.sqlite");
+        {
+            let s = SqliteStore::open(&path).unwrap();
+            s.grant(consent("c1")).unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        assert!(s.decide(&question()).is_permit());
+        s.revoke("c1", "2025-11-21T00:00:00Z").unwrap();
+        assert!(!s.decide(&question()).is_permit());
+        assert_eq!(s.list(None).len(), 1);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn conflicting_regrant_is_refused_like_the_model() {
+        let s = SqliteStore::in_memory().unwrap();
+        s.grant(consent("c1")).unwrap();
+        let mut other = consent("c1");
+        other.categories = vec![Category::Claims];
+        assert!(s.grant(other).is_err());
+        assert!(s.change_counter().unwrap() >= 1);
+    }
+
+    #[test]
+    fn xref_and_delivery_keys_round_trip() {
+        let s = SqliteStore::in_memory().unwrap();
+        let subj = Subject::new("131011", "0000100001").unwrap();
+        assert_eq!(s.resolve("1311234567", "00012345").unwrap(), None);
+        s.link("1311234567", "00012345", &subj).unwrap();
+        assert_eq!(s.resolve("1311234567", "00012345").unwrap(), Some(subj));
+        assert!(!s.was_delivered("e1/0/r").unwrap());
+        s.mark_delivered("e1/0/r").unwrap();
+        s.mark_delivered("e1/0/r").unwrap();
+        assert!(s.was_delivered("e1/0/r").unwrap());
+    }
+}

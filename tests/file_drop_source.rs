@@ -1,0 +1,241 @@
+//! The file-drop source against a hub context built from the repo's mappings and a parties file
+//! whose inboxes live in a scratch directory (in-memory bus; the translate hop is not running,
+//! so an accepted file stays visible in the translate queue). A ケアプラン CSV dropped without
+//! consent ends in `failed/` with an error file naming the reason (and in quarantine); with
+//! consents for both of its subjects it ends in `done/` and is ingested exactly once, however
+//! many polls follow; a malformed CSV ends in `failed/` with the parse error (and in the
+//! dead-letter queue). Dot-files are left alone, and a file a crashed hub left in
+//! `processing/` is put back and ingested.
+
+use kaigo_hub::config::Config;
+use kaigo_hub::consent::{Category, Consent, Grantee, IsoDate, PartyKind, Subject};
+use kaigo_hub::pipeline::Hub;
+use kaigo_hub::serve;
+use kaigo_hub::sources::file_drop;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::sync::watch;
+
+const POLL: Duration = Duration::from_millis(30);
+const PATIENCE: Duration = Duration::from_secs(10);
+const UP2KYO: &str = "UP2KYO_0300000100_43_0300000005_11_20251025200201.CSV";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+struct Scratch {
+    dir: PathBuf,
+    hub: Arc<Hub>,
+}
+
+impl Scratch {
+    /// A hub context whose parties are the repo's, with every `data/` path in a scratch dir.
+    async fn new(tag: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!(
+            "kaigo-file-drop-{tag}-{}-{}",
+            std::process::id(),
+            kaigo_hub::pipeline::clock::envelope_id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = std::fs::read_to_string(repo().join("parties.yaml")).unwrap();
+        let moved = text.replace(": data/", &format!(": {}/", dir.join("data").display()));
+        assert_ne!(text, moved, "the demo parties have inboxes under data/");
+        std::fs::write(dir.join("parties.yaml"), moved).unwrap();
+        let cfg = Config {
+            data_dir: dir.join("state"),
+            parties: dir.join("parties.yaml"),
+            mappings: repo().join("mappings"),
+            ..Default::default()
+        };
+        let hub = serve::build(&cfg).await.expect("hub context");
+        Scratch { dir, hub }
+    }
+
+    /// The care manager's inbox (事業所番号 0300000100), created like a sender would.
+    fn inbox(&self) -> PathBuf {
+        let inbox = self.dir.join("data/inbox/0300000100");
+        std::fs::create_dir_all(&inbox).unwrap();
+        inbox
+    }
+
+    fn consent(&self, id: &str, insurer: &str, insured: &str) {
+        self.hub
+            .store
+            .consents()
+            .grant(Consent {
+                id: id.parse().unwrap(),
+                subject: Subject::new(insurer, insured).unwrap(),
+                grantee: Grantee::Kind(PartyKind::Platform),
+                categories: vec![Category::CarePlan],
+                valid_from: IsoDate::parse("2000-01-01").unwrap(),
+                valid_to: None,
+                purpose: None,
+                revoked_at: None,
+            })
+            .unwrap();
+    }
+
+    async fn queue_len(&self, queue: &str) -> u64 {
+        self.hub.bus.queue_len(queue).await.unwrap()
+    }
+
+    fn accepted(&self) -> u64 {
+        self.hub.metrics.accepted.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn sample() -> Vec<u8> {
+    std::fs::read(repo().join("samples/careplan").join(UP2KYO)).unwrap()
+}
+
+async fn eventually(what: &str, check: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| e.path().is_file())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_care_plan_without_consent_fails_with_the_reason() {
+    let s = Scratch::new("no-consent").await;
+    let inbox = s.inbox();
+    std::fs::write(inbox.join(UP2KYO), sample()).unwrap();
+    let (tx, rx) = watch::channel(false);
+    let task = file_drop::start(s.hub.clone(), POLL, rx);
+
+    let failed = inbox.join("failed");
+    eventually("moved to failed/", || failed.join(UP2KYO).is_file()).await;
+    let error_file = failed.join(format!("{UP2KYO}.error.txt"));
+    eventually("error file written", || error_file.is_file()).await;
+    let report = std::fs::read_to_string(&error_file).unwrap();
+    assert!(report.contains("consent-denied"), "{report}");
+    assert!(report.contains("party: 0300000100"), "{report}");
+    assert!(report.contains("envelope: k"), "{report}");
+    assert!(!report.contains("0000100001"), "no personal ids: {report}");
+    assert_eq!(
+        std::fs::read(failed.join(UP2KYO)).unwrap(),
+        sample(),
+        "kept as is"
+    );
+    assert_eq!(files(&inbox), Vec::<String>::new());
+    assert_eq!(
+        s.queue_len(&s.hub.topology.quarantine_queue()).await,
+        1,
+        "ingress kept it in quarantine"
+    );
+    assert_eq!(s.accepted(), 0);
+
+    tx.send(true).unwrap();
+    tokio::time::timeout(PATIENCE, task).await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consented_care_plan_is_done_and_ingested_once() {
+    let s = Scratch::new("consented").await;
+    s.consent("fd-1", "131011", "0000100001");
+    s.consent("fd-2", "435073", "0000200002");
+    let inbox = s.inbox();
+    std::fs::write(inbox.join(".UP2KYO_partial.CSV"), b"being written").unwrap();
+    std::fs::write(inbox.join(UP2KYO), sample()).unwrap();
+    let (tx, rx) = watch::channel(false);
+    let task = file_drop::start(s.hub.clone(), POLL, rx);
+
+    let done = inbox.join("done");
+    eventually("moved to done/", || done.join(UP2KYO).is_file()).await;
+    assert_eq!(std::fs::read(done.join(UP2KYO)).unwrap(), sample());
+    // Several more polls: nothing is ingested again.
+    tokio::time::sleep(POLL * 10).await;
+    assert_eq!(s.accepted(), 1);
+    assert_eq!(s.queue_len(&s.hub.topology.translate_queue()).await, 1);
+    assert_eq!(files(&done), vec![UP2KYO.to_string()]);
+    assert_eq!(files(&inbox), vec![".UP2KYO_partial.CSV".to_string()]);
+    assert_eq!(files(&inbox.join("processing")), Vec::<String>::new());
+    assert!(!inbox.join("failed").exists());
+
+    tx.send(true).unwrap();
+    tokio::time::timeout(PATIENCE, task).await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_csv_fails_with_the_parse_error() {
+    let s = Scratch::new("malformed").await;
+    let inbox = s.inbox();
+    std::fs::write(inbox.join(UP2KYO), b"202407,\"never closed\n").unwrap();
+    let (tx, rx) = watch::channel(false);
+    let task = file_drop::start(s.hub.clone(), POLL, rx);
+
+    let error_file = inbox.join("failed").join(format!("{UP2KYO}.error.txt"));
+    eventually("error file written", || error_file.is_file()).await;
+    let report = std::fs::read_to_string(&error_file).unwrap();
+    assert!(report.contains("outcome: malformed"), "{report}");
+    assert!(report.contains("unterminated"), "{report}");
+    assert!(report.contains("line"), "the error says where: {report}");
+    assert_eq!(s.queue_len(&s.hub.topology.dead_queue()).await, 1);
+    assert_eq!(s.accepted(), 0);
+
+    tx.send(true).unwrap();
+    tokio::time::timeout(PATIENCE, task).await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_left_in_processing_by_a_crash_is_put_back_and_ingested() {
+    let s = Scratch::new("crash").await;
+    s.consent("fd-1", "131011", "0000100001");
+    s.consent("fd-2", "435073", "0000200002");
+    let inbox = s.inbox();
+    std::fs::create_dir_all(inbox.join("processing")).unwrap();
+    std::fs::write(inbox.join("processing").join(UP2KYO), sample()).unwrap();
+    let (tx, rx) = watch::channel(false);
+    let task = file_drop::start(s.hub.clone(), POLL, rx);
+
+    eventually("moved to done/", || {
+        inbox.join("done").join(UP2KYO).is_file()
+    })
+    .await;
+    assert_eq!(s.accepted(), 1);
+    assert_eq!(files(&inbox.join("processing")), Vec::<String>::new());
+
+    tx.send(true).unwrap();
+    tokio::time::timeout(PATIENCE, task).await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_stops_the_scan() {
+    let s = Scratch::new("shutdown").await;
+    let inbox = s.inbox();
+    let (tx, rx) = watch::channel(false);
+    let task = file_drop::start(s.hub.clone(), POLL, rx);
+    tokio::time::sleep(POLL * 2).await;
+    tx.send(true).unwrap();
+    tokio::time::timeout(PATIENCE, task).await.unwrap().unwrap();
+    std::fs::write(inbox.join(UP2KYO), sample()).unwrap();
+    tokio::time::sleep(POLL * 5).await;
+    assert_eq!(
+        files(&inbox),
+        vec![UP2KYO.to_string()],
+        "untouched after shutdown"
+    );
+}
