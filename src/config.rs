@@ -16,8 +16,9 @@ pub struct Config {
     /// RabbitMQ URL, e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`; unset = the in-memory bus.
     /// Env `KAIGO_AMQP_URL`.
     pub amqp_url: Option<String>,
-    /// Database for consents, cross-reference and delivery keys: a SQLite file path (default
-    /// `<data_dir>/kaigo-hub.sqlite`). Env `KAIGO_DATABASE_URL`.
+    /// Database for consents, cross-reference and delivery keys: `postgres://user@host/db` (several
+    /// hub processes share it) or a SQLite file path (default `<data_dir>/kaigo-hub.sqlite`).
+    /// Env `KAIGO_DATABASE_URL`.
     pub database_url: Option<String>,
     /// Directory for the SQLite file, the audit log and the subject-hash key. Env `KAIGO_DATA_DIR`.
     pub data_dir: PathBuf,
@@ -158,11 +159,11 @@ impl Config {
         Ok(())
     }
 
-    /// The SQLite path.
-    pub fn sqlite_path(&self) -> PathBuf {
+    /// The store URL: `database_url`, or the SQLite file under `data_dir`.
+    pub fn store_url(&self) -> String {
         match &self.database_url {
-            Some(u) => PathBuf::from(u.strip_prefix("sqlite://").unwrap_or(u)),
-            None => self.data_dir.join("kaigo-hub.sqlite"),
+            Some(u) => u.clone(),
+            None => self.data_dir.join("kaigo-hub.sqlite").display().to_string(),
         }
     }
 

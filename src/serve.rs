@@ -15,7 +15,6 @@ use crate::pipeline::metrics::Metrics;
 use crate::pipeline::{Hub, deliver, translate};
 use crate::sources;
 use crate::store::Store;
-use crate::store::sqlite::SqliteStore;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -46,8 +45,9 @@ pub async fn build(cfg: &Config) -> Result<Arc<Hub>, String> {
     let parties = Parties::load(&cfg.parties).map_err(|e| e.to_string())?;
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| format!("{}: {e}", cfg.data_dir.display()))?;
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&cfg.sqlite_path()).map_err(|e| e.to_string())?);
+    let store: Arc<dyn Store> = crate::store::open(&cfg.store_url())
+        .await
+        .map_err(|e| format!("store {}: {e}", redact(&cfg.store_url())))?;
     let audit = AuditWriter::open(&cfg.audit_path())?;
     let hasher = SubjectHasher::new(&subject_key(cfg)?).map_err(|e| e.to_string())?;
     let topology = Topology::new(&cfg.prefix);

@@ -4,11 +4,7 @@
 
 use super::Failure;
 use kaigo_hub::config::Config;
-use kaigo_hub::consent::{
-    Category, Consent, ConsentRegistry, Grantee, IsoDate, Subject, csv_import, fhir_import,
-};
-use kaigo_hub::store::Store;
-use kaigo_hub::store::sqlite::SqliteStore;
+use kaigo_hub::consent::{Category, Consent, Grantee, IsoDate, Subject, csv_import, fhir_import};
 use std::path::PathBuf;
 
 #[derive(clap::Subcommand, Debug)]
@@ -81,7 +77,12 @@ fn subject(s: &str) -> Result<Subject, Failure> {
 
 pub fn run(config: Option<PathBuf>, action: Action) -> Result<u8, Failure> {
     let cfg = Config::load(config.as_deref()).map_err(Failure::usage)?;
-    let store = SqliteStore::open(&cfg.sqlite_path()).map_err(|e| Failure::usage(e.to_string()))?;
+    // The runtime drives a PostgreSQL client; it must outlive every store call below.
+    let rt = super::serve::runtime()?;
+    let store = rt
+        .block_on(kaigo_hub::store::open(&cfg.store_url()))
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    let store = store.as_ref();
     let fail = |e: kaigo_hub::consent::ConsentError| Failure::input(e.to_string());
     match action {
         Action::Grant {
@@ -117,18 +118,18 @@ pub fn run(config: Option<PathBuf>, action: Action) -> Result<u8, Failure> {
                 purpose,
                 revoked_at: None,
             };
-            store.grant(consent).map_err(fail)?;
+            store.consents().grant(consent).map_err(fail)?;
             super::out!("granted {id}");
         }
         Action::Revoke { id, at } => {
             let at = at
                 .unwrap_or_else(|| kaigo_hub::pipeline::clock::now_rfc3339().replace(".000Z", "Z"));
-            store.revoke(&id, &at).map_err(fail)?;
+            store.consents().revoke(&id, &at).map_err(fail)?;
             super::out!("revoked {id} at {at}");
         }
         Action::List { subject: s } => {
             let s = s.map(|s| subject(&s)).transpose()?;
-            for c in store.list(s.as_ref()) {
+            for c in store.consents().list(s.as_ref()) {
                 super::out!("{}", serde_json::to_string(&c).unwrap_or_default());
             }
         }
@@ -148,7 +149,7 @@ pub fn run(config: Option<PathBuf>, action: Action) -> Result<u8, Failure> {
             };
             let n = consents.len();
             for c in consents {
-                store.grant(c).map_err(fail)?;
+                store.consents().grant(c).map_err(fail)?;
             }
             super::out!("imported {n} consent(s) from {}", file.display());
         }

@@ -2,7 +2,8 @@
 //! is fixed (a mapping corrected, a consent registered). Raw messages go back to the ingress
 //! exchange (translate re-checks consent and re-maps), canonical documents to the canonical
 //! exchange (deliver re-checks consent per recipient). Messages that never passed a source's
-//! identity check (no `x-kaigo-source`) are left where they are. Needs RabbitMQ: the embedded
+//! identity check (no `x-kaigo-source`), or whose sender claimed another party's identity
+//! (`sender-mismatch`), are left where they are. Needs RabbitMQ: the embedded
 //! in-memory bus lives inside one `serve` process.
 
 use super::Failure;
@@ -61,7 +62,9 @@ pub fn run(config: Option<PathBuf>, a: Args) -> Result<u8, Failure> {
             };
             let id = d.props.message_id.clone().unwrap_or_default();
             let wanted = a.id.as_deref().is_none_or(|x| x == id);
-            if !wanted || d.props.header(h::SOURCE).is_none() {
+            // A sender that claimed another party's identity: no later fix makes that true.
+            let impostor = d.props.header(h::REASON) == Some("sender-mismatch");
+            if !wanted || d.props.header(h::SOURCE).is_none() || impostor {
                 // Keep it: back to the tail of the same queue, so each message is visited once.
                 kept += 1;
                 bus.publish(&park, &d.routing_key, &d.props, &d.body)

@@ -85,7 +85,7 @@ async fn handle(hub: &Hub, d: Delivery, mut shutdown: watch::Receiver<bool>) {
         Ok(Some(s)) => s,
         Ok(None) => {
             if hub
-                .quarantine(&d.props, &d.body, "unknown-subject", None)
+                .quarantine("deliver", &d.props, &d.body, "unknown-subject", None)
                 .await
                 .is_ok()
             {
@@ -138,7 +138,7 @@ async fn handle(hub: &Hub, d: Delivery, mut shutdown: watch::Receiver<bool>) {
             Some(Verdict::Deny(r)) => {
                 let reason = format!("consent-denied:{r}");
                 if hub
-                    .quarantine(&d.props, &d.body, &reason, Some(&party.id))
+                    .quarantine("deliver", &d.props, &d.body, &reason, Some(&party.id))
                     .await
                     .is_err()
                 {

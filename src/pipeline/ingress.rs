@@ -138,7 +138,7 @@ pub async fn accept(hub: &Hub, sub: Submission<'_>) -> Result<Accepted, Refusal>
             refuse("no-document");
             return Err(Refusal::Malformed {
                 envelope_id: id,
-                message,
+                message: for_sender(hub, &message),
             });
         }
         Err(message) => {
@@ -148,7 +148,7 @@ pub async fn accept(hub: &Hub, sub: Submission<'_>) -> Result<Accepted, Refusal>
             refuse("malformed");
             return Err(Refusal::Malformed {
                 envelope_id: id,
-                message,
+                message: for_sender(hub, &message),
             });
         }
     };
@@ -184,7 +184,7 @@ pub async fn accept(hub: &Hub, sub: Submission<'_>) -> Result<Accepted, Refusal>
         let party_like =
             matches!(claimed.len(), 6 | 10) && claimed.bytes().all(|b| b.is_ascii_digit());
         if party_like && claimed != sub.party.id {
-            hub.quarantine(&props, sub.bytes, "sender-mismatch", None)
+            hub.quarantine("ingress", &props, sub.bytes, "sender-mismatch", None)
                 .await
                 .map_err(unavailable)?;
             refuse("sender-mismatch");
@@ -206,7 +206,7 @@ pub async fn accept(hub: &Hub, sub: Submission<'_>) -> Result<Accepted, Refusal>
                 }
             }
             Ok(None) => {
-                hub.quarantine(&props, sub.bytes, "unknown-subject", None)
+                hub.quarantine("ingress", &props, sub.bytes, "unknown-subject", None)
                     .await
                     .map_err(unavailable)?;
                 refuse("unknown-subject");
@@ -242,7 +242,7 @@ pub async fn accept(hub: &Hub, sub: Submission<'_>) -> Result<Accepted, Refusal>
             Verdict::Permit => {}
             Verdict::Deny(reason) => {
                 let reason = format!("consent-denied:{reason}");
-                hub.quarantine(&props, sub.bytes, &reason, None)
+                hub.quarantine("ingress", &props, sub.bytes, &reason, None)
                     .await
                     .map_err(unavailable)?;
                 refuse(&reason);
@@ -281,4 +281,21 @@ pub async fn accept(hub: &Hub, sub: Submission<'_>) -> Result<Accepted, Refusal>
         mapping,
         documents: docs.len(),
     })
+}
+
+/// The error as an outside sender may see it: mapping files named without the server's
+/// directories (the dead-letter copy keeps the full text for operators).
+fn for_sender(hub: &Hub, message: &str) -> String {
+    let mut m = message.to_string();
+    for mapping in &hub.mappings.mappings {
+        if let Some(dir) = mapping
+            .loc
+            .file
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            m = m.replace(&format!("{}/", dir.display()), "");
+        }
+    }
+    m
 }

@@ -49,6 +49,8 @@ pub mod headers {
     pub const ERROR: &str = "x-kaigo-error";
     /// Why a message was quarantined (`consent-denied:<reason>`, `unknown-subject`).
     pub const REASON: &str = "x-kaigo-reason";
+    /// The hop whose check refused a quarantined message: ingress, translate or deliver.
+    pub const REFUSED_AT: &str = "x-kaigo-refused-at";
     /// The recipient a quarantined copy was meant for.
     pub const RECIPIENT: &str = "x-kaigo-recipient";
 }
@@ -153,11 +155,19 @@ impl Hub {
                 .unwrap_or("");
             return Ok(Subject::new(insurer, insured).ok());
         }
+        // Only identifiers the sender itself issued count (assigner = its id, or a JP Core
+        // patient-id system that carries its 医療機関コード): a value from another system that
+        // happens to equal a linked 患者ID must not resolve to that person.
         let ids: Vec<String> = doc
             .get("identifiers")
             .and_then(|v| v.as_array())
             .map(|a| {
                 a.iter()
+                    .filter(|i| {
+                        let assigner = i.get("assigner").and_then(|v| v.as_str());
+                        let system = i.get("system").and_then(|v| v.as_str()).unwrap_or("");
+                        assigner == Some(source) || (!source.is_empty() && system.ends_with(source))
+                    })
                     .filter_map(|i| i.get("value").and_then(|v| v.as_str()).map(String::from))
                     .collect()
             })
@@ -297,12 +307,16 @@ impl Hub {
     /// Publishes a copy to quarantine with the reason (and the recipient it was meant for).
     pub async fn quarantine(
         &self,
+        at: &str,
         props: &Props,
         body: &[u8],
         reason: &str,
         recipient: Option<&str>,
     ) -> Result<(), BusError> {
         let mut p = props.clone();
+        // Which check refused it: `ingress` (the sender was told 403/AR), `translate` or
+        // `deliver` (accepted, then withheld). Replay and operators read this.
+        p.headers.insert(headers::REFUSED_AT.into(), at.into());
         // The hub publishes as its own broker user; a vendor's user_id would be refused.
         p.user_id = None;
         p.headers.insert(headers::REASON.into(), reason.into());

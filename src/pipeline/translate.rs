@@ -196,7 +196,10 @@ async fn dead_and_ack(hub: &Hub, d: Delivery, envelope: &str, error: &str) {
 }
 
 async fn quarantine_and_ack(hub: &Hub, d: Delivery, envelope: &str, reason: &str) {
-    match hub.quarantine(&d.props, &d.body, reason, None).await {
+    match hub
+        .quarantine("translate", &d.props, &d.body, reason, None)
+        .await
+    {
         Ok(()) => {
             hub.audit(Hop::Translate, "translate", envelope, |a| {
                 a.decision(AuditDecision::Quarantined).reason(reason)

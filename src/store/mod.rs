@@ -1,12 +1,48 @@
 //! What the hub must remember across messages and restarts: consents (the registry behind every
 //! decision), the subject cross-reference (party + local id → 保険者番号 + 被保険者番号) and the
 //! idempotency keys that keep a recipient from getting a document twice. SQLite is the embedded
-//! default (`sqlite.rs`); every method is blocking, so async callers use `spawn_blocking`.
-//! `translate` never needs a store.
+//! default (`sqlite.rs`); PostgreSQL (`postgres.rs`) lets several hub processes share them. Every
+//! method is blocking, so async callers use `spawn_blocking`. `translate` never needs a store.
 
+pub mod postgres;
 pub mod sqlite;
 
-use crate::consent::{ConsentRegistry, Subject};
+use crate::consent::{Consent, ConsentError, ConsentRegistry, InMemoryRegistry, Subject};
+use std::sync::Arc;
+
+/// Opens the store a database URL names: `postgres://…` / `postgresql://…`, otherwise a SQLite
+/// file path (optionally `sqlite://path`). Must run inside a tokio runtime.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PostgresStore::connect(url).await?))
+    } else {
+        let path = std::path::PathBuf::from(url.strip_prefix("sqlite://").unwrap_or(url));
+        Ok(Arc::new(sqlite::SqliteStore::open(&path)?))
+    }
+}
+
+/// Applies a grant or revoke with the registry's own rules (`InMemoryRegistry` decides what the
+/// change means) to the stored copies of one consent id, then writes back what changed. Shared by
+/// every database so they cannot disagree with the model.
+pub fn apply_change(
+    load: impl FnOnce() -> Result<Vec<Consent>, StoreError>,
+    put: impl Fn(&Consent) -> Result<(), StoreError>,
+    change: impl FnOnce(&InMemoryRegistry) -> Result<(), ConsentError>,
+) -> Result<(), ConsentError> {
+    let unavailable = |e: StoreError| ConsentError::Unavailable { detail: e.0 };
+    let model = InMemoryRegistry::new();
+    for c in load().map_err(unavailable)? {
+        model.grant(c)?;
+    }
+    let before = model.change_counter()?;
+    change(&model)?;
+    if model.change_counter()? != before {
+        for c in model.list(None) {
+            put(&c).map_err(unavailable)?;
+        }
+    }
+    Ok(())
+}
 
 /// A store failure (the database is unreachable or refused the statement).
 #[derive(Debug, Clone, thiserror::Error)]

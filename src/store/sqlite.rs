@@ -4,10 +4,10 @@
 //! the embedded store and the in-memory model cannot disagree. A database error is never a
 //! permit: `decide` answers `Indeterminate` and the hop retries.
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, apply_change};
 use crate::consent::{
-    Consent, ConsentError, ConsentRegistry, Decision, InMemoryRegistry, IndeterminateReason,
-    Question, Subject, decide_from,
+    Consent, ConsentError, ConsentRegistry, Decision, IndeterminateReason, Question, Subject,
+    decide_from,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
@@ -97,30 +97,6 @@ impl SqliteStore {
             .map_err(err)?;
         Ok(())
     }
-
-    /// Applies a change with the registry's rules to the stored copy of the consent `id`.
-    fn apply(
-        &self,
-        id: &str,
-        change: impl FnOnce(&InMemoryRegistry) -> Result<(), ConsentError>,
-    ) -> Result<(), ConsentError> {
-        let unavailable = |e: StoreError| ConsentError::Unavailable { detail: e.0 };
-        let existing = self
-            .rows("SELECT body FROM consents WHERE id = ?1", &[&id])
-            .map_err(unavailable)?;
-        let model = InMemoryRegistry::new();
-        for c in existing.iter().cloned() {
-            model.grant(c)?;
-        }
-        let before = model.change_counter()?;
-        change(&model)?;
-        if model.change_counter()? != before {
-            for c in model.list(None) {
-                self.put(&c).map_err(unavailable)?;
-            }
-        }
-        Ok(())
-    }
 }
 
 impl ConsentRegistry for SqliteStore {
@@ -141,11 +117,19 @@ impl ConsentRegistry for SqliteStore {
 
     fn grant(&self, consent: Consent) -> Result<(), ConsentError> {
         let id = consent.id.as_str().to_string();
-        self.apply(&id, |m| m.grant(consent))
+        apply_change(
+            || self.rows("SELECT body FROM consents WHERE id = ?1", &[&id]),
+            |c| self.put(c),
+            |m| m.grant(consent),
+        )
     }
 
     fn revoke(&self, id: &str, at: &str) -> Result<(), ConsentError> {
-        self.apply(id, |m| m.revoke(id, at))
+        apply_change(
+            || self.rows("SELECT body FROM consents WHERE id = ?1", &[&id]),
+            |c| self.put(c),
+            |m| m.revoke(id, at),
+        )
     }
 
     fn list(&self, subject: Option<&Subject>) -> Vec<Consent> {

@@ -1,0 +1,298 @@
+//! The PostgreSQL store (tokio-postgres) for several hub processes sharing consents, the subject
+//! cross-reference and delivery keys: same tables and the same grant/revoke rules as the SQLite
+//! store. The `Store` interface is blocking (hops call it from `spawn_blocking`); this file drives
+//! its async client from there. A lost connection makes decisions `Indeterminate` (retried by the
+//! hops) and is re-established on the next call. Never a permit on doubt.
+
+use super::{Store, StoreError, apply_change};
+use crate::consent::{
+    Consent, ConsentError, ConsentRegistry, Decision, IndeterminateReason, Question, Subject,
+    decide_from,
+};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use tokio_postgres::{Client, NoTls};
+
+/// PostgreSQL-backed [`Store`].
+pub struct PostgresStore {
+    url: String,
+    client: Mutex<Option<Arc<Client>>>,
+    rt: tokio::runtime::Handle,
+}
+
+fn err(e: impl std::fmt::Display) -> StoreError {
+    StoreError(e.to_string())
+}
+
+/// A PostgreSQL error with its cause ("db error" alone says nothing).
+fn pg(e: tokio_postgres::Error) -> StoreError {
+    match e.as_db_error() {
+        Some(db) => StoreError(format!("PostgreSQL {}: {}", db.code().code(), db.message())),
+        None => StoreError(match std::error::Error::source(&e) {
+            Some(src) => format!("PostgreSQL: {e}: {src}"),
+            None => format!("PostgreSQL: {e}"),
+        }),
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS consents (
+    id TEXT PRIMARY KEY, insurer TEXT NOT NULL, insured TEXT NOT NULL, body TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS consents_subject ON consents(insurer, insured);
+CREATE TABLE IF NOT EXISTS consent_changes (n BIGINT NOT NULL);
+INSERT INTO consent_changes SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM consent_changes);
+CREATE TABLE IF NOT EXISTS xref (
+    party TEXT NOT NULL, local_id TEXT NOT NULL, insurer TEXT NOT NULL, insured TEXT NOT NULL,
+    PRIMARY KEY (party, local_id));
+CREATE TABLE IF NOT EXISTS delivered (key TEXT PRIMARY KEY, at TIMESTAMPTZ NOT NULL DEFAULT now());";
+
+async fn connect(url: &str) -> Result<Client, StoreError> {
+    let (client, conn) = tokio_postgres::connect(url, NoTls).await.map_err(pg)?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::warn!(error = %e, "PostgreSQL connection ended");
+        }
+    });
+    Ok(client)
+}
+
+impl PostgresStore {
+    /// Connects to `url` (e.g. `postgres://postgres@127.0.0.1/test`) and creates the tables. Must
+    /// be called inside a tokio runtime, which later drives the client.
+    pub async fn connect(url: &str) -> Result<PostgresStore, StoreError> {
+        let client = connect(url).await?;
+        client.batch_execute(SCHEMA).await.map_err(pg)?;
+        Ok(PostgresStore {
+            url: url.to_string(),
+            client: Mutex::new(Some(Arc::new(client))),
+            rt: tokio::runtime::Handle::current(),
+        })
+    }
+
+    /// Runs `f` with a live client, reconnecting first if the connection was lost.
+    fn with<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(Arc<Client>) -> Fut,
+        Fut: Future<Output = Result<T, tokio_postgres::Error>>,
+    {
+        let client = {
+            let mut slot = self.client.lock().map_err(|_| err("store lock poisoned"))?;
+            if slot.as_ref().is_none_or(|c| c.is_closed()) {
+                *slot = Some(Arc::new(self.block(connect(&self.url))?));
+            }
+            slot.clone().ok_or_else(|| err("no connection"))?
+        };
+        self.block(f(client)).map_err(pg)
+    }
+
+    /// Drives a future from blocking code: from a `spawn_blocking` thread (the hops) or, on a
+    /// multi-thread runtime worker, by stepping aside with `block_in_place`.
+    fn block<T>(&self, fut: impl Future<Output = T>) -> T {
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| h.block_on(fut))
+            }
+            _ => self.rt.block_on(fut),
+        }
+    }
+
+    fn rows(
+        &self,
+        sql: &'static str,
+        a: Option<(String, String)>,
+    ) -> Result<Vec<Consent>, StoreError> {
+        let bodies: Vec<String> = self.with(|c| {
+            let a = a.clone();
+            async move {
+                let rows = match &a {
+                    Some((x, y)) => c.query(sql, &[x, y]).await?,
+                    None => c.query(sql, &[]).await?,
+                };
+                Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
+            }
+        })?;
+        bodies
+            .iter()
+            .map(|b| {
+                serde_json::from_str(b)
+                    .map_err(|e| err(format!("stored consent is unreadable: {e}")))
+            })
+            .collect()
+    }
+
+    fn put(&self, consent: &Consent) -> Result<(), StoreError> {
+        let body = serde_json::to_string(consent).map_err(err)?;
+        let (id, a, b) = (
+            consent.id.as_str().to_string(),
+            consent.subject.insurer_number.as_str().to_string(),
+            consent.subject.insured_number.as_str().to_string(),
+        );
+        self.with(|c| {
+            let (id, a, b, body) = (id.clone(), a.clone(), b.clone(), body.clone());
+            async move {
+                c.execute(
+                    "INSERT INTO consents(id, insurer, insured, body) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT(id) DO UPDATE SET body = excluded.body",
+                    &[&id, &a, &b, &body],
+                )
+                .await?;
+                c.execute("UPDATE consent_changes SET n = n + 1", &[])
+                    .await?;
+                Ok(())
+            }
+        })
+    }
+}
+
+impl ConsentRegistry for PostgresStore {
+    fn decide(&self, q: &Question) -> Decision {
+        let key = (
+            q.subject.insurer_number.as_str().to_string(),
+            q.subject.insured_number.as_str().to_string(),
+        );
+        match self.rows(
+            "SELECT body FROM consents WHERE insurer = $1 AND insured = $2",
+            Some(key),
+        ) {
+            Ok(consents) => decide_from(consents.iter(), q),
+            Err(e) => Decision::Indeterminate {
+                reason: IndeterminateReason::RegistryUnavailable { detail: e.0 },
+            },
+        }
+    }
+
+    fn grant(&self, consent: Consent) -> Result<(), ConsentError> {
+        let id = consent.id.as_str().to_string();
+        apply_change(
+            || self.rows_by_id(&id),
+            |c| self.put(c),
+            |m| m.grant(consent),
+        )
+    }
+
+    fn revoke(&self, id: &str, at: &str) -> Result<(), ConsentError> {
+        apply_change(
+            || self.rows_by_id(id),
+            |c| self.put(c),
+            |m| m.revoke(id, at),
+        )
+    }
+
+    fn list(&self, subject: Option<&Subject>) -> Vec<Consent> {
+        match subject {
+            Some(s) => self.rows(
+                "SELECT body FROM consents WHERE insurer = $1 AND insured = $2 ORDER BY id",
+                Some((
+                    s.insurer_number.as_str().to_string(),
+                    s.insured_number.as_str().to_string(),
+                )),
+            ),
+            None => self.rows("SELECT body FROM consents ORDER BY id", None),
+        }
+        .unwrap_or_default()
+    }
+
+    fn change_counter(&self) -> Result<u64, ConsentError> {
+        self.with(|c| async move {
+            let row = c.query_one("SELECT n FROM consent_changes", &[]).await?;
+            Ok(row.get::<_, i64>(0) as u64)
+        })
+        .map_err(|e| ConsentError::Unavailable { detail: e.0 })
+    }
+}
+
+impl PostgresStore {
+    fn rows_by_id(&self, id: &str) -> Result<Vec<Consent>, StoreError> {
+        let id = id.to_string();
+        let bodies: Vec<String> = self.with(|c| {
+            let id = id.clone();
+            async move {
+                let rows = c
+                    .query("SELECT body FROM consents WHERE id = $1", &[&id])
+                    .await?;
+                Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
+            }
+        })?;
+        bodies
+            .iter()
+            .map(|b| {
+                serde_json::from_str(b)
+                    .map_err(|e| err(format!("stored consent is unreadable: {e}")))
+            })
+            .collect()
+    }
+}
+
+impl Store for PostgresStore {
+    fn consents(&self) -> &dyn ConsentRegistry {
+        self
+    }
+
+    fn link(&self, party: &str, local_id: &str, subject: &Subject) -> Result<(), StoreError> {
+        let v = [
+            party.to_string(),
+            local_id.to_string(),
+            subject.insurer_number.as_str().to_string(),
+            subject.insured_number.as_str().to_string(),
+        ];
+        self.with(|c| {
+            let v = v.clone();
+            async move {
+                c.execute(
+                    "INSERT INTO xref(party, local_id, insurer, insured) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT(party, local_id) DO UPDATE SET insurer = excluded.insurer, insured = excluded.insured",
+                    &[&v[0], &v[1], &v[2], &v[3]],
+                )
+                .await
+                .map(|_| ())
+            }
+        })
+    }
+
+    fn resolve(&self, party: &str, local_id: &str) -> Result<Option<Subject>, StoreError> {
+        let (p, l) = (party.to_string(), local_id.to_string());
+        let row: Option<(String, String)> = self.with(|c| {
+            let (p, l) = (p.clone(), l.clone());
+            async move {
+                let r = c
+                    .query_opt(
+                        "SELECT insurer, insured FROM xref WHERE party = $1 AND local_id = $2",
+                        &[&p, &l],
+                    )
+                    .await?;
+                Ok(r.map(|r| (r.get::<_, String>(0), r.get::<_, String>(1))))
+            }
+        })?;
+        match row {
+            None => Ok(None),
+            Some((a, b)) => Subject::new(&a, &b).map(Some).map_err(err),
+        }
+    }
+
+    fn was_delivered(&self, key: &str) -> Result<bool, StoreError> {
+        let k = key.to_string();
+        self.with(|c| {
+            let k = k.clone();
+            async move {
+                Ok(c.query_opt("SELECT 1 FROM delivered WHERE key = $1", &[&k])
+                    .await?
+                    .is_some())
+            }
+        })
+    }
+
+    fn mark_delivered(&self, key: &str) -> Result<(), StoreError> {
+        let k = key.to_string();
+        self.with(|c| {
+            let k = k.clone();
+            async move {
+                c.execute(
+                    "INSERT INTO delivered(key) VALUES ($1) ON CONFLICT DO NOTHING",
+                    &[&k],
+                )
+                .await
+                .map(|_| ())
+            }
+        })
+    }
+}

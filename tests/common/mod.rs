@@ -1,0 +1,535 @@
+//! A whole hub for the end-to-end tests, on the real RabbitMQ (amqp://guest:guest@127.0.0.1:5672/%2f
+//! or `KAIGO_TEST_AMQP_URL`) or, for the wide property runs, the in-memory bus. A [`Scratch`] is
+//! one test's world: a temp directory (state, inboxes, out dirs), a parties file derived from the
+//! shipped `parties.yaml` with every `data/` path moved into it, and a topology prefix of its own
+//! (`<tag>-<pid>-<n>`); dropping it deletes exactly the queues and exchanges of that prefix, also
+//! when the test failed. The rest is how a test talks to the hub and watches what comes out of
+//! it: a tiny HTTP/1.1 client, an MLLP client, queue taps and out-dir listings, bounded waits.
+//! A test that cannot reach the broker fails, saying how to start one; none is skipped.
+
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use kaigo_hub::bus::{Bus, Consumer, Props};
+use kaigo_hub::config::Config;
+use kaigo_hub::consent::{Category, Consent, Grantee, IsoDate, Subject};
+use kaigo_hub::formats::mllp::{Event, MllpDecoder, MllpLimits, encode_frame};
+use kaigo_hub::parties::Parties;
+use kaigo_hub::pipeline::Hub;
+use kaigo_hub::serve::{self, Running};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// How long a test waits for something that should arrive (quorum queues commit through Raft).
+pub const PATIENCE: Duration = Duration::from_secs(20);
+/// How long "nothing more arrives" is watched for.
+pub const QUIET: Duration = Duration::from_millis(800);
+
+/// 被保険者 of the samples: the FHIR Patient, SS-MIX2 A08 and the first ケアプラン row set.
+pub const PERSON_1: (&str, &str) = ("131011", "0000100001");
+/// The UTF-8 A01's patient and the second ケアプラン row set (not consented to 131011 in the demo).
+pub const PERSON_2: (&str, &str) = ("435073", "0000200002");
+/// The 被保険者証 of `card-wareki.xml`.
+pub const CARD_PERSON: (&str, &str) = ("131011", "0000123456");
+
+pub const HOSPITAL: &str = "1311234567";
+pub const HOSPITAL_2: &str = "2710000015";
+pub const CARE_MANAGER: &str = "0300000100";
+pub const PROVIDER: &str = "0300000005";
+pub const MUNICIPALITY: &str = "131011";
+pub const UP2KYO: &str = "UP2KYO_0300000100_43_0300000005_11_20251025200201.CSV";
+pub const UPJSK: &str = "UPJSK_202511_0300000005_11_0300000100_43_20251203090000.CSV";
+
+pub fn amqp_url() -> String {
+    std::env::var("KAIGO_TEST_AMQP_URL").unwrap_or_else(|_| DEFAULT_URL.to_string())
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn sample(rel: &str) -> Vec<u8> {
+    let p = repo().join("samples").join(rel);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// The SS-MIX2 sample as an MLLP payload (without a block terminator, should the file keep one).
+pub fn adt_a08() -> Vec<u8> {
+    let mut b = sample("hl7v2/adt-a08.hl7");
+    if b.last() == Some(&0x1C) {
+        b.pop();
+    }
+    b
+}
+
+pub fn subject(p: (&str, &str)) -> Subject {
+    Subject::new(p.0, p.1).expect("a valid sample subject")
+}
+
+/// Grants `id`: `subject` lets `grantee` receive `categories`, from 2000-01-01, no end, no purpose.
+pub fn grant(hub: &Hub, id: &str, who: (&str, &str), grantee: Grantee, categories: &[Category]) {
+    hub.store
+        .consents()
+        .grant(Consent {
+            id: id.parse().expect("a valid consent id"),
+            subject: subject(who),
+            grantee,
+            categories: categories.to_vec(),
+            valid_from: IsoDate::parse("2000-01-01").expect("literal date"),
+            valid_to: None,
+            purpose: None,
+            revoked_at: None,
+        })
+        .unwrap_or_else(|e| panic!("granting {id}: {e}"));
+}
+
+/// Links the hospitals' patient ids of the samples to their subjects (what the demo seed does).
+pub fn link_sample_patients(hub: &Hub) {
+    hub.store
+        .link(HOSPITAL, "00012345", &subject(PERSON_1))
+        .expect("link");
+    hub.store
+        .link(HOSPITAL_2, "A-778", &subject(PERSON_2))
+        .expect("link");
+}
+
+/// One test's world on the broker and on disk.
+pub struct Scratch {
+    pub dir: PathBuf,
+    pub prefix: String,
+    pub parties: PathBuf,
+    /// RabbitMQ URL; `None` = in-memory bus (nothing to clean on a broker).
+    pub amqp: Option<String>,
+    amqp_recipients: Vec<String>,
+}
+
+impl Scratch {
+    /// A scratch world on the real RabbitMQ; `edit` changes the derived parties text.
+    pub fn rabbit(tag: &str, edit: impl FnOnce(String) -> String) -> Scratch {
+        Self::new(tag, Some(amqp_url()), edit)
+    }
+
+    /// A scratch world on the in-memory bus.
+    pub fn memory(tag: &str, edit: impl FnOnce(String) -> String) -> Scratch {
+        Self::new(tag, None, edit)
+    }
+
+    fn new(tag: &str, amqp: Option<String>, edit: impl FnOnce(String) -> String) -> Scratch {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let prefix = format!("{tag}-{}-{n}", std::process::id());
+        let dir = std::env::temp_dir().join(format!(
+            "kaigo-{prefix}-{}",
+            kaigo_hub::pipeline::clock::envelope_id()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let text = std::fs::read_to_string(repo().join("parties.yaml")).expect("parties.yaml");
+        assert!(
+            !text.contains("amqp_user: guest"),
+            "the shipped parties.yaml must never name the broker's guest user"
+        );
+        let moved = text.replace(": data/", &format!(": {}/", dir.join("data").display()));
+        assert_ne!(
+            text, moved,
+            "the demo parties have inboxes and out dirs under data/"
+        );
+        let parties = dir.join("parties.yaml");
+        std::fs::write(&parties, edit(moved)).expect("write parties");
+        let amqp_recipients = Parties::load(&parties)
+            .unwrap_or_else(|e| panic!("the derived parties file does not load: {e}"))
+            .amqp_recipients();
+        Scratch {
+            dir,
+            prefix,
+            parties,
+            amqp,
+            amqp_recipients,
+        }
+    }
+
+    pub fn config(&self) -> Config {
+        Config {
+            http_addr: "127.0.0.1:0".into(),
+            mllp_addr: "127.0.0.1:0".into(),
+            amqp_url: self.amqp.clone(),
+            data_dir: self.dir.join("state"),
+            prefix: self.prefix.clone(),
+            mappings: repo().join("mappings"),
+            parties: self.parties.clone(),
+            poll_ms: 50,
+            ..Default::default()
+        }
+    }
+
+    /// Starts the whole hub (hops and sources).
+    pub async fn start(&self) -> Running {
+        match serve::start(&self.config()).await {
+            Ok(r) => r,
+            Err(e) => self.cannot_start(e),
+        }
+    }
+
+    /// Builds the hub context without running anything.
+    pub async fn build(&self) -> Arc<Hub> {
+        match serve::build(&self.config()).await {
+            Ok(h) => h,
+            Err(e) => self.cannot_start(e),
+        }
+    }
+
+    fn cannot_start(&self, e: String) -> ! {
+        if self.amqp.is_some() {
+            panic!(
+                "the hub did not start: {e}\n\
+                 these tests need RabbitMQ at {DEFAULT_URL} (or KAIGO_TEST_AMQP_URL); \
+                 start it with `rabbitmq-server -detached` (`.ci/run` does)"
+            )
+        }
+        panic!("the hub did not start: {e}")
+    }
+
+    /// A party's out directory in this world.
+    pub fn out_dir(&self, party: &str) -> PathBuf {
+        self.dir.join("data/out").join(party)
+    }
+
+    /// A party's inbox in this world (created, as a sender would).
+    pub fn inbox(&self, party: &str) -> PathBuf {
+        let d = self.dir.join("data/inbox").join(party);
+        std::fs::create_dir_all(&d).expect("inbox");
+        d
+    }
+
+    fn queues(&self) -> Vec<String> {
+        let t = kaigo_hub::bus::Topology::new(&self.prefix);
+        let mut q: Vec<String> = t.queues().into_iter().map(|q| q.name).collect();
+        q.extend(self.amqp_recipients.iter().map(|r| t.out_queue(r)));
+        q
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Some(url) = self.amqp.clone() {
+            let queues = self.queues();
+            let exchanges: Vec<String> = kaigo_hub::bus::Topology::new(&self.prefix)
+                .exchanges()
+                .into_iter()
+                .map(|e| e.name)
+                .collect();
+            // Drop cannot await: a thread with its own runtime deletes what the hub declared.
+            let cleaned = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                rt.block_on(delete(&url, queues, exchanges))
+            })
+            .join();
+            match cleaned {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => eprintln!("cleanup of `{}`.* failed: {e}", self.prefix),
+                Err(_) => eprintln!("cleanup of `{}`.* panicked", self.prefix),
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn delete(url: &str, queues: Vec<String>, exchanges: Vec<String>) -> Result<(), String> {
+    use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+    let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
+    for q in queues {
+        ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+            .await
+            .map_err(|e| format!("queue `{q}`: {e}"))?;
+    }
+    for x in exchanges {
+        ch.exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default())
+            .await
+            .map_err(|e| format!("exchange `{x}`: {e}"))?;
+    }
+    let _ = ch.close(200, "OK".into()).await;
+    conn.close(200, "OK".into())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+// ------------------------------------------------------------------------------------------------
+// Watching what comes out
+// ------------------------------------------------------------------------------------------------
+
+/// One message taken off a queue.
+#[derive(Clone, Debug)]
+pub struct Msg {
+    pub props: Props,
+    pub body: Vec<u8>,
+}
+
+impl Msg {
+    pub fn header(&self, k: &str) -> Option<&str> {
+        self.props.header(k)
+    }
+    pub fn envelope(&self) -> &str {
+        self.props.message_id.as_deref().unwrap_or("")
+    }
+}
+
+/// Everything a queue receives, consumed (and acked) in the background.
+pub struct Tap {
+    queue: String,
+    got: Arc<Mutex<Vec<Msg>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Tap {
+    pub async fn new(bus: &dyn Bus, queue: &str) -> Tap {
+        let mut consumer: Box<dyn Consumer> = bus
+            .consume(queue, 100)
+            .await
+            .unwrap_or_else(|e| panic!("consuming `{queue}`: {e}"));
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let sink = got.clone();
+        let task = tokio::spawn(async move {
+            while let Some(Ok(d)) = consumer.next().await {
+                let m = Msg {
+                    props: d.props.clone(),
+                    body: d.body.clone(),
+                };
+                let _ = d.ack().await;
+                sink.lock().expect("tap lock").push(m);
+            }
+        });
+        Tap {
+            queue: queue.to_string(),
+            got,
+            task,
+        }
+    }
+
+    pub fn all(&self) -> Vec<Msg> {
+        self.got.lock().expect("tap lock").clone()
+    }
+
+    /// Messages of one envelope.
+    pub fn of(&self, envelope: &str) -> Vec<Msg> {
+        self.all()
+            .into_iter()
+            .filter(|m| m.envelope() == envelope)
+            .collect()
+    }
+
+    /// Waits (bounded) until `done` holds for what arrived so far, and returns it.
+    pub async fn wait(&self, what: &str, done: impl Fn(&[Msg]) -> bool) -> Vec<Msg> {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let all = self.all();
+            if done(&all) {
+                return all;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                panic!(
+                    "timed out after {PATIENCE:?} on `{}`: {what}; got {} message(s): {:#?}",
+                    self.queue,
+                    all.len(),
+                    all.iter().map(|m| &m.props).collect::<Vec<_>>()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Tap {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The finished files in `dir` (names not starting with `.`), sorted, with their bytes.
+pub fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| e.path().is_file())
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    if name.starts_with('.') {
+                        return None;
+                    }
+                    std::fs::read(e.path()).ok().map(|b| (name, b))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// Waits (bounded) until `dir` holds a file `done` accepts.
+pub async fn wait_for_file(
+    dir: &Path,
+    what: &str,
+    done: impl Fn(&str) -> bool,
+) -> (String, Vec<u8>) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(f) = files(dir).into_iter().find(|(n, _)| done(n)) {
+            return f;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!(
+                "timed out after {PATIENCE:?}: {what}; {} holds {:?}",
+                dir.display(),
+                files(dir).iter().map(|f| &f.0).collect::<Vec<_>>()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits (bounded) until `check` is true.
+pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {PATIENCE:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn json(bytes: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
+}
+
+// ------------------------------------------------------------------------------------------------
+// Talking to the hub
+// ------------------------------------------------------------------------------------------------
+
+/// An HTTP answer.
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// `POST path` with a bearer key and a FHIR JSON body, on its own connection.
+pub async fn post_fhir(addr: SocketAddr, path: &str, key: &str, body: &[u8]) -> Reply {
+    let mut s = TcpStream::connect(addr)
+        .await
+        .expect("connect to the HTTP source");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Authorization: Bearer {key}\r\nContent-Type: application/fhir+json\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.expect("write head");
+    s.write_all(body).await.expect("write body");
+    let mut raw = Vec::new();
+    tokio::time::timeout(PATIENCE, s.read_to_end(&mut raw))
+        .await
+        .expect("an HTTP answer in time")
+        .expect("read the answer");
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(&raw)));
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line in {head:?}"));
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[end + 4..].to_vec();
+    if headers.iter().any(|(n, v)| {
+        n.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    }) {
+        body = dechunk(&body);
+    }
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = data.windows(2).position(|w| w == b"\r\n") {
+        let size = std::str::from_utf8(&data[..eol])
+            .ok()
+            .and_then(|s| usize::from_str_radix(s.split(';').next().unwrap_or("").trim(), 16).ok())
+            .unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        let start = eol + 2;
+        out.extend_from_slice(&data[start..(start + size).min(data.len())]);
+        data = &data[(start + size + 2).min(data.len())..];
+    }
+    out
+}
+
+/// Sends one HL7 v2 message over MLLP and returns the raw `ACK` payload.
+pub async fn mllp_send(addr: SocketAddr, payload: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .expect("connect to the MLLP source");
+    let mut framed = Vec::new();
+    encode_frame(payload, &mut framed);
+    stream.write_all(&framed).await.expect("write frame");
+    let mut decoder = MllpDecoder::new(MllpLimits::default());
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(e) = decoder.next_event() {
+            match e {
+                Event::Frame(f) => return f,
+                Event::Error(e) => panic!("bad framing from the hub: {e}"),
+            }
+        }
+        let n = tokio::time::timeout(PATIENCE, stream.read(&mut buf))
+            .await
+            .expect("an ACK in time")
+            .expect("read the ACK");
+        assert!(n > 0, "the hub closed the connection before answering");
+        decoder.push(&buf[..n]);
+    }
+}
+
+/// `MSA-1` of an `ACK` (`AA`, `AE`, `AR`).
+pub fn ack_code(ack: &[u8]) -> String {
+    use kaigo_hub::formats::hl7v2;
+    let m = hl7v2::parse(ack).unwrap_or_else(|e| panic!("the ACK does not parse: {e}"));
+    m.value_at(&hl7v2::Path::compile("MSA-1").expect("literal path"))
+        .map(|v| v.into_owned())
+        .unwrap_or_default()
+}

@@ -1,0 +1,1201 @@
+//! Consent is asked at every hop (DESIGN §1), and a denial anywhere means the data does not move:
+//! refused at ingress without consent (HTTP 403, HL7 `AR`) and kept in quarantine with the
+//! reason; a consent revoked while the message waited in the translate queue, or in the deliver
+//! queue, stops it there (`consent-denied:revoked`); a consent for one recipient never lets
+//! another receive the document, whose withheld copy names it. A property test draws random
+//! consent sets over two people × the recipient parties × categories and checks that what a
+//! fixed set of messages actually delivers is exactly what those consents permit — on the real
+//! RabbitMQ and, with more cases, on the in-memory bus. Last, the hub's logs (debug level) carry
+//! envelope ids and hashes, never the samples' names, birth dates or addresses.
+//!
+//! Every test runs under a topology prefix of its own, in a temp directory, on the broker at
+//! amqp://guest:guest@127.0.0.1:5672/%2f (or `KAIGO_TEST_AMQP_URL`); what it declared is deleted
+//! afterwards, also on failure. Every test of this file installs (once) a process-wide tracing
+//! subscriber that writes into a buffer, so the log test also sees what the other tests logged.
+
+mod common;
+
+use common::*;
+use kaigo_hub::consent::{Category, Consent, Grantee, IsoDate, PartyId, PartyKind};
+use kaigo_hub::pipeline::clock;
+use kaigo_hub::pipeline::ingress::{self, Refusal, Submission};
+use kaigo_hub::pipeline::{Hub, deliver, translate};
+use proptest::prelude::*;
+use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use tokio::sync::watch;
+
+const H_REASON: &str = "x-kaigo-reason";
+const H_RECIPIENT: &str = "x-kaigo-recipient";
+const H_DOC_INDEX: &str = "x-kaigo-doc-index";
+const HUB_ID: &str = "9990000001";
+
+// ------------------------------------------------------------------------------------------------
+// Captured logs
+// ------------------------------------------------------------------------------------------------
+
+#[derive(Clone, Default)]
+struct LogBuf(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs, once per process, a debug-level subscriber writing into a buffer; returns it.
+fn captured_logs() -> &'static LogBuf {
+    static LOGS: OnceLock<LogBuf> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = LogBuf::default();
+        let writer = buf.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .try_init()
+            .expect("no other global subscriber in this test binary");
+        buf
+    })
+}
+
+// ------------------------------------------------------------------------------------------------
+// Helpers
+// ------------------------------------------------------------------------------------------------
+
+fn party(hub: &Hub, id: &str) -> kaigo_hub::parties::Party {
+    hub.parties
+        .get(id)
+        .unwrap_or_else(|| panic!("party {id} is in the parties file"))
+        .clone()
+}
+
+async fn accept(
+    hub: &Hub,
+    from: &str,
+    bytes: &[u8],
+    file_name: Option<&str>,
+) -> Result<ingress::Accepted, Refusal> {
+    let p = party(hub, from);
+    ingress::accept(
+        hub,
+        Submission {
+            party: &p,
+            bytes,
+            file_name,
+            correlation_id: None,
+            via: "test",
+        },
+    )
+    .await
+}
+
+/// The translate and deliver hops, run by the test itself.
+struct Hops {
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Hops {
+    fn start(hub: &Arc<Hub>, translate_hop: bool, deliver_hop: bool) -> Hops {
+        let (stop, rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        if translate_hop {
+            let (h, r) = (hub.clone(), rx.clone());
+            tasks.push(tokio::spawn(async move {
+                translate::run(h, r).await.expect("the translate hop runs");
+            }));
+        }
+        if deliver_hop {
+            let (h, r) = (hub.clone(), rx.clone());
+            tasks.push(tokio::spawn(async move {
+                deliver::run(h, r).await.expect("the deliver hop runs");
+            }));
+        }
+        Hops { stop, tasks }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            tokio::time::timeout(PATIENCE, t)
+                .await
+                .expect("the hop stops in time")
+                .expect("the hop did not panic");
+        }
+    }
+}
+
+async fn queue_len(hub: &Hub, q: &str) -> u64 {
+    hub.bus.queue_len(q).await.expect("queue length")
+}
+
+fn consent_of(id: &str, who: (&str, &str), grantee: Grantee, categories: &[Category]) -> Consent {
+    Consent {
+        id: id.parse().expect("consent id"),
+        subject: subject(who),
+        grantee,
+        categories: categories.to_vec(),
+        valid_from: IsoDate::parse("2000-01-01").expect("date"),
+        valid_to: None,
+        purpose: None,
+        revoked_at: None,
+    }
+}
+
+fn party_grantee(id: &str) -> Grantee {
+    Grantee::Party(PartyId::parse(id).expect("party id"))
+}
+
+// ------------------------------------------------------------------------------------------------
+// 5. No consent: refused at ingress
+// ------------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_consent_ingress_refuses_and_quarantines_and_nothing_is_delivered() {
+    captured_logs();
+    let s = Scratch::rabbit("hop-none", |p| p);
+    let running = s.start().await;
+    link_sample_patients(&running.hub);
+    let (bus, t) = (running.hub.bus.as_ref(), running.hub.topology.clone());
+    let quarantine = Tap::new(bus, &t.quarantine_queue()).await;
+    let provider = Tap::new(bus, &t.out_queue(PROVIDER)).await;
+
+    let reply = post_fhir(
+        running.http_addr,
+        "/fhir/Patient",
+        "demo-hospital-key",
+        &sample("fhir/patient-jpcore.json"),
+    )
+    .await;
+    assert_eq!(reply.status, 403, "{}", reply.text());
+    let http_envelope = reply
+        .header("x-kaigo-envelope")
+        .expect("a kept message names its envelope")
+        .to_string();
+    assert!(
+        !reply.text().contains("試験"),
+        "no personal data in the answer: {}",
+        reply.text()
+    );
+
+    let ack = mllp_send(running.mllp_addr, &adt_a08()).await;
+    assert_eq!(ack_code(&ack), "AR", "{}", String::from_utf8_lossy(&ack));
+
+    let q = quarantine
+        .wait("both refusals quarantined", |m| m.len() >= 2)
+        .await;
+    assert!(q.iter().any(|m| m.envelope() == http_envelope));
+    for m in &q {
+        assert_eq!(
+            m.header(H_REASON),
+            Some("consent-denied:no-consent"),
+            "{:?}",
+            m.props.headers
+        );
+        assert_eq!(m.header("x-kaigo-hop"), Some("ingress"));
+        assert_eq!(m.header(H_RECIPIENT), None, "refused for everyone");
+    }
+
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(quarantine.all().len(), 2);
+    assert_eq!(provider.all().len(), 0, "nothing for 0300000005");
+    assert_eq!(
+        files(&s.out_dir(CARE_MANAGER)),
+        vec![],
+        "nothing for 0300000100"
+    );
+    assert_eq!(
+        queue_len(&running.hub, &t.translate_queue()).await,
+        0,
+        "nothing went on"
+    );
+    assert_eq!(queue_len(&running.hub, &t.dead_queue()).await, 0);
+    let m = &running.hub.metrics;
+    assert_eq!(m.accepted.load(Ordering::Relaxed), 0);
+    assert_eq!(m.delivered.load(Ordering::Relaxed), 0);
+    running.stop().await;
+}
+
+// ------------------------------------------------------------------------------------------------
+// 6. Revoked while waiting
+// ------------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_consent_revoked_while_the_message_waits_for_translate_stops_it_there() {
+    captured_logs();
+    let s = Scratch::rabbit("hop-revoke-t", |p| p);
+    let hub = s.build().await;
+    link_sample_patients(&hub);
+    let reg = hub.store.consents();
+    let platform = consent_of(
+        "rt-platform",
+        PERSON_1,
+        Grantee::Kind(PartyKind::Platform),
+        &[Category::Certification],
+    );
+    reg.grant(platform).unwrap();
+    reg.grant(consent_of(
+        "rt-providers",
+        PERSON_1,
+        Grantee::Kind(PartyKind::Provider),
+        &[Category::Certification],
+    ))
+    .unwrap();
+    let t = hub.topology.clone();
+    let quarantine = Tap::new(hub.bus.as_ref(), &t.quarantine_queue()).await;
+    let provider = Tap::new(hub.bus.as_ref(), &t.out_queue(PROVIDER)).await;
+
+    let a = accept(&hub, HOSPITAL, &sample("fhir/patient-jpcore.json"), None)
+        .await
+        .expect("consent #1 permits");
+    eventually("the message waits in the translate queue", async || {
+        queue_len(&hub, &t.translate_queue()).await == 1
+    })
+    .await;
+    reg.revoke("rt-platform", &clock::now_rfc3339()).unwrap();
+
+    let hops = Hops::start(&hub, true, true);
+    let q = quarantine
+        .wait("the revoked message quarantined", |m| !m.is_empty())
+        .await;
+    assert_eq!(q[0].envelope(), a.envelope_id);
+    assert_eq!(
+        q[0].header(H_REASON),
+        Some("consent-denied:revoked"),
+        "{:?}",
+        q[0].props.headers
+    );
+    eventually("the translate queue is empty", async || {
+        queue_len(&hub, &t.translate_queue()).await == 0
+    })
+    .await;
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(quarantine.all().len(), 1);
+    assert_eq!(provider.all().len(), 0, "nothing for 0300000005");
+    assert_eq!(
+        files(&s.out_dir(CARE_MANAGER)),
+        vec![],
+        "nothing for 0300000100"
+    );
+    assert_eq!(
+        queue_len(&hub, &t.deliver_queue()).await,
+        0,
+        "no canonical document"
+    );
+    assert_eq!(queue_len(&hub, &t.dead_queue()).await, 0);
+    assert_eq!(hub.metrics.translated.load(Ordering::Relaxed), 0);
+    assert_eq!(hub.metrics.delivered.load(Ordering::Relaxed), 0);
+    hops.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_consent_revoked_while_the_document_waits_for_deliver_withholds_it_from_that_recipient() {
+    captured_logs();
+    let s = Scratch::rabbit("hop-revoke-d", |p| p);
+    let hub = s.build().await;
+    link_sample_patients(&hub);
+    let reg = hub.store.consents();
+    let cert = [Category::Certification];
+    reg.grant(consent_of(
+        "rd-platform",
+        PERSON_1,
+        Grantee::Kind(PartyKind::Platform),
+        &cert,
+    ))
+    .unwrap();
+    reg.grant(consent_of(
+        "rd-provider",
+        PERSON_1,
+        party_grantee(PROVIDER),
+        &cert,
+    ))
+    .unwrap();
+    reg.grant(consent_of(
+        "rd-care-manager",
+        PERSON_1,
+        party_grantee(CARE_MANAGER),
+        &cert,
+    ))
+    .unwrap();
+    let t = hub.topology.clone();
+    let quarantine = Tap::new(hub.bus.as_ref(), &t.quarantine_queue()).await;
+    let provider = Tap::new(hub.bus.as_ref(), &t.out_queue(PROVIDER)).await;
+
+    let a = accept(&hub, HOSPITAL, &sample("fhir/patient-jpcore.json"), None)
+        .await
+        .expect("consent #1 permits");
+    let translating = Hops::start(&hub, true, false);
+    eventually(
+        "the canonical document waits in the deliver queue",
+        async || queue_len(&hub, &t.deliver_queue()).await == 1,
+    )
+    .await;
+    translating.stop().await;
+    assert_eq!(
+        queue_len(&hub, &t.translate_queue()).await,
+        0,
+        "translate acked its input"
+    );
+    reg.revoke("rd-provider", &clock::now_rfc3339()).unwrap();
+
+    let delivering = Hops::start(&hub, false, true);
+    wait_for_file(
+        &s.out_dir(CARE_MANAGER),
+        "0300000100's copy (still consented)",
+        |n| n == format!("{}-0.json", a.envelope_id),
+    )
+    .await;
+    let q = quarantine
+        .wait("the copy withheld from 0300000005", |m| !m.is_empty())
+        .await;
+    assert_eq!(q[0].envelope(), a.envelope_id);
+    assert_eq!(q[0].header(H_RECIPIENT), Some(PROVIDER));
+    assert_eq!(
+        q[0].header(H_REASON),
+        Some("consent-denied:revoked"),
+        "{:?}",
+        q[0].props.headers
+    );
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(provider.all().len(), 0, "0300000005's consent was revoked");
+    assert_eq!(quarantine.all().len(), 1);
+    assert_eq!(files(&s.out_dir(CARE_MANAGER)).len(), 1);
+    assert_eq!(queue_len(&hub, &t.deliver_queue()).await, 0);
+    assert_eq!(queue_len(&hub, &t.dead_queue()).await, 0);
+    assert_eq!(hub.metrics.delivered.load(Ordering::Relaxed), 1);
+    delivering.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_document_waiting_for_deliver_reaches_nobody_once_every_recipient_consent_is_revoked() {
+    captured_logs();
+    let s = Scratch::rabbit("hop-revoke-all", |p| p);
+    let hub = s.build().await;
+    link_sample_patients(&hub);
+    let reg = hub.store.consents();
+    let cert = [Category::Certification];
+    reg.grant(consent_of(
+        "ra-platform",
+        PERSON_1,
+        Grantee::Kind(PartyKind::Platform),
+        &cert,
+    ))
+    .unwrap();
+    reg.grant(consent_of(
+        "ra-providers",
+        PERSON_1,
+        Grantee::Kind(PartyKind::Provider),
+        &cert,
+    ))
+    .unwrap();
+    let t = hub.topology.clone();
+    let quarantine = Tap::new(hub.bus.as_ref(), &t.quarantine_queue()).await;
+    let provider = Tap::new(hub.bus.as_ref(), &t.out_queue(PROVIDER)).await;
+
+    let a = accept(&hub, HOSPITAL, &sample("fhir/patient-jpcore.json"), None)
+        .await
+        .expect("consent #1 permits");
+    let translating = Hops::start(&hub, true, false);
+    eventually(
+        "the canonical document waits in the deliver queue",
+        async || queue_len(&hub, &t.deliver_queue()).await == 1,
+    )
+    .await;
+    translating.stop().await;
+    reg.revoke("ra-providers", &clock::now_rfc3339()).unwrap();
+
+    let delivering = Hops::start(&hub, false, true);
+    let q = quarantine
+        .wait("a withheld copy per subscriber", |m| m.len() >= 2)
+        .await;
+    let named: BTreeSet<&str> = q.iter().filter_map(|m| m.header(H_RECIPIENT)).collect();
+    assert_eq!(named, BTreeSet::from([CARE_MANAGER, PROVIDER]));
+    for m in &q {
+        assert_eq!(m.envelope(), a.envelope_id);
+        assert_eq!(m.header(H_REASON), Some("consent-denied:revoked"));
+    }
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(provider.all().len(), 0);
+    assert_eq!(files(&s.out_dir(CARE_MANAGER)), vec![]);
+    assert_eq!(quarantine.all().len(), 2);
+    assert_eq!(hub.metrics.delivered.load(Ordering::Relaxed), 0);
+    delivering.stop().await;
+}
+
+// ------------------------------------------------------------------------------------------------
+// 7. Consent for one recipient only
+// ------------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn consent_for_one_recipient_never_lets_another_receive_and_the_withheld_copy_names_it() {
+    captured_logs();
+    let s = Scratch::rabbit("hop-one", |p| p);
+    let running = s.start().await;
+    let hub = running.hub.clone();
+    link_sample_patients(&hub);
+    let cert = [Category::Certification];
+    grant(
+        &hub,
+        "one-platform",
+        PERSON_1,
+        Grantee::Kind(PartyKind::Platform),
+        &cert,
+    );
+    grant(
+        &hub,
+        "one-care-manager",
+        PERSON_1,
+        party_grantee(CARE_MANAGER),
+        &cert,
+    );
+    // Consents that must not help 0300000005: another person, another category, another kind.
+    grant(
+        &hub,
+        "one-other-person",
+        PERSON_2,
+        party_grantee(PROVIDER),
+        &cert,
+    );
+    grant(
+        &hub,
+        "one-other-category",
+        PERSON_1,
+        party_grantee(PROVIDER),
+        &[Category::CarePlan],
+    );
+    grant(
+        &hub,
+        "one-other-kind",
+        PERSON_1,
+        Grantee::Kind(PartyKind::Hospital),
+        &cert,
+    );
+    let t = hub.topology.clone();
+    let quarantine = Tap::new(hub.bus.as_ref(), &t.quarantine_queue()).await;
+    let provider = Tap::new(hub.bus.as_ref(), &t.out_queue(PROVIDER)).await;
+
+    let reply = post_fhir(
+        running.http_addr,
+        "/fhir/Patient",
+        "demo-hospital-key",
+        &sample("fhir/patient-jpcore.json"),
+    )
+    .await;
+    assert_eq!(reply.status, 202, "{}", reply.text());
+    let envelope = reply
+        .header("x-kaigo-envelope")
+        .expect("envelope")
+        .to_string();
+
+    wait_for_file(&s.out_dir(CARE_MANAGER), "0300000100's copy", |n| {
+        n == format!("{envelope}-0.json")
+    })
+    .await;
+    let q = quarantine
+        .wait("the copy withheld from 0300000005", |m| !m.is_empty())
+        .await;
+    assert_eq!(q[0].envelope(), envelope);
+    assert_eq!(q[0].header(H_RECIPIENT), Some(PROVIDER));
+    assert_eq!(q[0].header(H_DOC_INDEX), Some("0"));
+    assert_eq!(
+        q[0].header(H_REASON),
+        Some("consent-denied:category-not-covered"),
+        "the most specific reason of the person's consents: {:?}",
+        q[0].props.headers
+    );
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(provider.all().len(), 0, "0300000005 receives nothing");
+    assert_eq!(quarantine.all().len(), 1);
+    assert_eq!(hub.metrics.delivered.load(Ordering::Relaxed), 1);
+    running.stop().await;
+}
+
+// ------------------------------------------------------------------------------------------------
+// 8. Delivered = permitted, for random consent sets
+// ------------------------------------------------------------------------------------------------
+
+/// Who a drawn consent names.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Who {
+    Kind(PartyKind),
+    Party(&'static str),
+}
+
+const GRANTEES: [Who; 8] = [
+    Who::Kind(PartyKind::Platform),
+    Who::Kind(PartyKind::Provider),
+    Who::Kind(PartyKind::Municipality),
+    Who::Kind(PartyKind::Hospital),
+    Who::Party(HUB_ID),
+    Who::Party(PROVIDER),
+    Who::Party(CARE_MANAGER),
+    Who::Party(MUNICIPALITY),
+];
+
+/// A drawn consent's period and state; the boundaries are today in Japan (日本時間), inclusive.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Validity {
+    Active,
+    EndsToday,
+    StartsToday,
+    EndedYesterday,
+    StartsTomorrow,
+    Revoked,
+    Expired,
+    NotYetValid,
+}
+
+impl Validity {
+    fn permits(self) -> bool {
+        matches!(
+            self,
+            Validity::Active | Validity::EndsToday | Validity::StartsToday
+        )
+    }
+}
+
+/// `YYYY-MM-DD` of the day `offset` days from today in Japan (UTC+9), computed here rather
+/// than with the hub's clock.
+fn jst_day(offset: i64) -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs() as i64;
+    // Howard Hinnant's civil_from_days.
+    let z = (secs + 9 * 3600).div_euclid(86_400) + offset + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// One drawn consent.
+#[derive(Clone, Debug)]
+struct Drawn {
+    person: usize,
+    who: Who,
+    categories: Vec<Category>,
+    validity: Validity,
+    /// The one purpose the consent is for; the hub asks without a purpose, so only `None` permits.
+    purpose: Option<&'static str>,
+}
+
+const PEOPLE: [(&str, &str); 2] = [PERSON_1, PERSON_2];
+
+fn drawn(grantees: &'static [Who]) -> impl Strategy<Value = Drawn> {
+    let categories = proptest::sample::subsequence(
+        vec![
+            Category::Certification,
+            Category::CarePlan,
+            Category::Claims,
+        ],
+        1..=3,
+    );
+    let validity = prop_oneof![
+        8 => Just(Validity::Active),
+        1 => Just(Validity::EndsToday),
+        1 => Just(Validity::StartsToday),
+        1 => Just(Validity::EndedYesterday),
+        1 => Just(Validity::StartsTomorrow),
+        1 => Just(Validity::Revoked),
+        1 => Just(Validity::Expired),
+        1 => Just(Validity::NotYetValid),
+    ];
+    let purpose = prop_oneof![6 => Just(None), 1 => Just(Some("research"))];
+    (
+        0..PEOPLE.len(),
+        proptest::sample::select(grantees),
+        categories,
+        validity,
+        purpose,
+    )
+        .prop_map(|(person, who, categories, validity, purpose)| Drawn {
+            person,
+            who,
+            categories,
+            validity,
+            purpose,
+        })
+}
+
+/// Platform consents drawn apart (so that messages often get past ingress), then any consents.
+fn consent_sets() -> impl Strategy<Value = Vec<Drawn>> {
+    static PLATFORM: [Who; 2] = [Who::Kind(PartyKind::Platform), Who::Party(HUB_ID)];
+    (
+        proptest::collection::vec(drawn(&PLATFORM), 1..=4),
+        proptest::collection::vec(drawn(&GRANTEES), 0..=10),
+    )
+        .prop_map(|(mut a, b)| {
+            a.extend(b);
+            a
+        })
+}
+
+/// The predicate the hub must implement: a consent of this person, in force today and not
+/// revoked, without a purpose, naming this party or its kind, covering this category.
+fn permits(set: &[Drawn], person: usize, party: &str, kind: PartyKind, c: Category) -> bool {
+    set.iter().any(|d| {
+        d.person == person
+            && d.validity.permits()
+            && d.purpose.is_none()
+            && d.categories.contains(&c)
+            && match d.who {
+                Who::Kind(k) => k == kind,
+                Who::Party(id) => id == party,
+            }
+    })
+}
+
+/// One of the fixed messages.
+struct Fixed {
+    file: &'static str,
+    from: &'static str,
+    file_name: Option<&'static str>,
+    /// The canonical document kind it becomes.
+    document: &'static str,
+    category: Category,
+    /// The person of each canonical document, by document index.
+    docs: &'static [usize],
+    /// Subscribers of the document kind (other than the sender): id and kind.
+    recipients: &'static [(&'static str, PartyKind)],
+}
+
+const FIXED: [Fixed; 4] = [
+    Fixed {
+        file: "fhir/patient-jpcore.json",
+        from: HOSPITAL,
+        file_name: None,
+        document: "InsuredPerson@1",
+        category: Category::Certification,
+        docs: &[0],
+        recipients: &[
+            (CARE_MANAGER, PartyKind::Provider),
+            (PROVIDER, PartyKind::Provider),
+        ],
+    },
+    Fixed {
+        file: "hl7v2/adt-a01-utf8.hl7",
+        from: HOSPITAL_2,
+        file_name: None,
+        document: "InsuredPerson@1",
+        category: Category::Certification,
+        docs: &[1],
+        recipients: &[
+            (CARE_MANAGER, PartyKind::Provider),
+            (PROVIDER, PartyKind::Provider),
+        ],
+    },
+    Fixed {
+        file: "careplan/UP2KYO_0300000100_43_0300000005_11_20251025200201.CSV",
+        from: CARE_MANAGER,
+        file_name: Some(UP2KYO),
+        document: "CarePlan@1",
+        category: Category::CarePlan,
+        docs: &[0, 1],
+        recipients: &[
+            (PROVIDER, PartyKind::Provider),
+            (MUNICIPALITY, PartyKind::Municipality),
+        ],
+    },
+    Fixed {
+        file: "careplan/UPJSK_202511_0300000005_11_0300000100_43_20251203090000.CSV",
+        from: PROVIDER,
+        file_name: Some(UPJSK),
+        document: "ServiceUsage@1",
+        category: Category::CarePlan,
+        docs: &[0],
+        recipients: &[(CARE_MANAGER, PartyKind::Provider)],
+    },
+];
+
+/// What happened to an envelope, as seen from outside the hub.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Seen {
+    /// Refused for everyone (ingress or translate quarantined the whole message).
+    Refused { envelope: String },
+    /// Document `index` reached `party`.
+    Delivered {
+        envelope: String,
+        index: String,
+        party: String,
+    },
+    /// Document `index` was withheld from `party` (quarantined copy naming it).
+    Withheld {
+        envelope: String,
+        index: String,
+        party: String,
+    },
+    /// Anything in the dead-letter queue.
+    Dead { envelope: String },
+}
+
+impl Seen {
+    fn envelope(&self) -> &str {
+        match self {
+            Seen::Refused { envelope }
+            | Seen::Delivered { envelope, .. }
+            | Seen::Withheld { envelope, .. }
+            | Seen::Dead { envelope } => envelope,
+        }
+    }
+}
+
+/// A hub with its hops, and taps on every place a document can end up.
+struct World {
+    s: Scratch,
+    hub: Arc<Hub>,
+    hops: Option<Hops>,
+    provider: Tap,
+    quarantine: Tap,
+    dead: Tap,
+    quiet: Duration,
+}
+
+impl World {
+    async fn new(s: Scratch, quiet: Duration) -> World {
+        let hub = s.build().await;
+        link_sample_patients(&hub);
+        for m in &FIXED {
+            let routed: Vec<(&str, PartyKind)> = hub
+                .parties
+                .recipients_of(m.document, m.from)
+                .into_iter()
+                .map(|(p, _)| (p.id.as_str(), p.kind))
+                .collect();
+            assert_eq!(
+                routed, m.recipients,
+                "{}: the parties file routes it differently than this test assumes",
+                m.file
+            );
+        }
+        let t = hub.topology.clone();
+        let bus = hub.bus.as_ref();
+        let provider = Tap::new(bus, &t.out_queue(PROVIDER)).await;
+        let quarantine = Tap::new(bus, &t.quarantine_queue()).await;
+        let dead = Tap::new(bus, &t.dead_queue()).await;
+        let hops = Some(Hops::start(&hub, true, true));
+        World {
+            s,
+            hub,
+            hops,
+            provider,
+            quarantine,
+            dead,
+            quiet,
+        }
+    }
+
+    /// Everything seen so far about `envelopes`.
+    fn seen(&self, envelopes: &BTreeSet<String>) -> BTreeSet<Seen> {
+        let mut out = BTreeSet::new();
+        for m in self.provider.all() {
+            out.insert(Seen::Delivered {
+                envelope: m.envelope().into(),
+                index: m.header(H_DOC_INDEX).unwrap_or("?").into(),
+                party: PROVIDER.into(),
+            });
+        }
+        for party in [CARE_MANAGER, MUNICIPALITY] {
+            for (name, _) in files(&self.s.out_dir(party)) {
+                let stem = name.rsplit_once('.').map_or(name.as_str(), |(s, _)| s);
+                let (envelope, index) = stem.rsplit_once('-').unwrap_or((stem, "?"));
+                out.insert(Seen::Delivered {
+                    envelope: envelope.into(),
+                    index: index.into(),
+                    party: party.into(),
+                });
+            }
+        }
+        for m in self.quarantine.all() {
+            out.insert(match m.header(H_RECIPIENT) {
+                Some(party) => Seen::Withheld {
+                    envelope: m.envelope().into(),
+                    index: m.header(H_DOC_INDEX).unwrap_or("?").into(),
+                    party: party.into(),
+                },
+                None => Seen::Refused {
+                    envelope: m.envelope().into(),
+                },
+            });
+        }
+        for m in self.dead.all() {
+            out.insert(Seen::Dead {
+                envelope: m.envelope().into(),
+            });
+        }
+        out.retain(|s| envelopes.contains(s.envelope()));
+        out
+    }
+
+    /// Runs the fixed messages under `set` and checks the outcome; returns what was expected.
+    /// The case's consents are revoked afterwards, whatever happened, so that they decide
+    /// nothing in the next case (shrinking included).
+    async fn case(
+        &self,
+        n: usize,
+        set: &[Drawn],
+    ) -> Result<(BTreeSet<String>, BTreeSet<Seen>), TestCaseError> {
+        let mut ids = Vec::new();
+        let result = self.run_case(n, set, &mut ids).await;
+        let reg = self.hub.store.consents();
+        let now = clock::now_rfc3339();
+        for id in &ids {
+            reg.revoke(id, &now)
+                .map_err(|e| TestCaseError::fail(format!("revoke {id}: {e}")))?;
+        }
+        result
+    }
+
+    async fn run_case(
+        &self,
+        n: usize,
+        set: &[Drawn],
+        ids: &mut Vec<String>,
+    ) -> Result<(BTreeSet<String>, BTreeSet<Seen>), TestCaseError> {
+        let reg = self.hub.store.consents();
+        let today = jst_day(0);
+        let day = |offset| IsoDate::parse(&jst_day(offset)).expect("date");
+        for (i, d) in set.iter().enumerate() {
+            let id = format!("p{n}-{i}");
+            let grantee = match d.who {
+                Who::Kind(k) => Grantee::Kind(k),
+                Who::Party(p) => party_grantee(p),
+            };
+            let mut c = consent_of(&id, PEOPLE[d.person], grantee, &d.categories);
+            c.purpose = d.purpose.map(String::from);
+            match d.validity {
+                Validity::Active => {}
+                Validity::EndsToday => c.valid_to = Some(day(0)),
+                Validity::StartsToday => c.valid_from = day(0),
+                Validity::EndedYesterday => c.valid_to = Some(day(-1)),
+                Validity::StartsTomorrow => c.valid_from = day(1),
+                Validity::Revoked => {
+                    c.revoked_at = Some("2020-01-01T00:00:00Z".parse().expect("timestamp"))
+                }
+                Validity::Expired => c.valid_to = Some(IsoDate::parse("2001-12-31").expect("date")),
+                Validity::NotYetValid => c.valid_from = IsoDate::parse("2999-01-01").expect("date"),
+            }
+            reg.grant(c)
+                .map_err(|e| TestCaseError::fail(format!("grant {id}: {e}")))?;
+            ids.push(id);
+        }
+
+        let mut envelopes = BTreeSet::new();
+        let mut expected = BTreeSet::new();
+        for m in &FIXED {
+            let platform_ok = m
+                .docs
+                .iter()
+                .all(|&p| permits(set, p, HUB_ID, PartyKind::Platform, m.category));
+            let r = accept(&self.hub, m.from, &sample(m.file), m.file_name).await;
+            let envelope = match (&r, platform_ok) {
+                (Ok(a), true) => a.envelope_id.clone(),
+                (
+                    Err(Refusal::Forbidden {
+                        envelope_id,
+                        reason,
+                    }),
+                    false,
+                ) => {
+                    prop_assert!(reason.starts_with("consent-denied:"), "{reason}");
+                    envelope_id.clone()
+                }
+                (r, _) => {
+                    return Err(TestCaseError::fail(format!(
+                        "{}: ingress answered {r:?}, but consent #1 should {}",
+                        m.file,
+                        if platform_ok { "permit" } else { "deny" }
+                    )));
+                }
+            };
+            envelopes.insert(envelope.clone());
+            if !platform_ok {
+                expected.insert(Seen::Refused { envelope });
+                continue;
+            }
+            for (index, &person) in m.docs.iter().enumerate() {
+                for &(party, kind) in m.recipients {
+                    let (envelope, index, party) =
+                        (envelope.clone(), index.to_string(), party.to_string());
+                    expected.insert(if permits(set, person, &party, kind, m.category) {
+                        Seen::Delivered {
+                            envelope,
+                            index,
+                            party,
+                        }
+                    } else {
+                        Seen::Withheld {
+                            envelope,
+                            index,
+                            party,
+                        }
+                    });
+                }
+            }
+        }
+
+        // Bounded wait for as many outcomes as expected, then a quiet spell for extra ones.
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while self.seen(&envelopes).len() < expected.len() && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(self.quiet).await;
+        if jst_day(0) != today {
+            // Midnight in Japan passed during the case: today's boundaries moved; inconclusive.
+            return Ok((BTreeSet::new(), BTreeSet::new()));
+        }
+        check(set, &expected, &self.seen(&envelopes))?;
+        Ok((envelopes, expected))
+    }
+}
+
+fn check(
+    set: &[Drawn],
+    expected: &BTreeSet<Seen>,
+    seen: &BTreeSet<Seen>,
+) -> Result<(), TestCaseError> {
+    if expected == seen {
+        return Ok(());
+    }
+    let missing: Vec<&Seen> = expected.difference(seen).collect();
+    let extra: Vec<&Seen> = seen.difference(expected).collect();
+    Err(TestCaseError::fail(format!(
+        "consents {set:#?}\nexpected but not seen: {missing:#?}\nseen but not permitted/expected: {extra:#?}"
+    )))
+}
+
+/// Runs `cases` random consent sets through one hub on `scratch`.
+fn delivered_equals_permitted(scratch: Scratch, cases: u32, quiet: Duration) {
+    captured_logs();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let world = rt.block_on(World::new(scratch, quiet));
+    let mut runner = TestRunner::new(ProptestConfig {
+        cases,
+        max_shrink_iters: 24,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let passed = Mutex::new(Vec::new());
+    let result = runner.run(&consent_sets(), |set| {
+        let n = next.fetch_add(1, Ordering::Relaxed);
+        let (envelopes, expected) = rt.block_on(world.case(n, &set))?;
+        passed
+            .lock()
+            .expect("lock")
+            .push((set, envelopes, expected));
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    // A late delivery would have been missed by its own case: look at all of them once more.
+    rt.block_on(async {
+        tokio::time::sleep(world.quiet).await;
+        for (set, envelopes, expected) in passed.lock().expect("lock").iter() {
+            if let Err(e) = check(set, expected, &world.seen(envelopes)) {
+                panic!("on a second look: {e}");
+            }
+        }
+        if let Some(h) = &world.hops {
+            assert!(
+                h.tasks.iter().all(|t| !t.is_finished()),
+                "the hops are still running"
+            );
+        }
+    });
+    let World { s, hops, .. } = world;
+    rt.block_on(async {
+        if let Some(h) = hops {
+            h.stop().await;
+        }
+    });
+    drop(s);
+}
+
+#[test]
+fn delivered_equals_permitted_for_random_consent_sets_on_rabbitmq() {
+    delivered_equals_permitted(
+        Scratch::rabbit("hop-prop", |p| p),
+        24,
+        Duration::from_millis(300),
+    );
+}
+
+#[test]
+fn delivered_equals_permitted_for_random_consent_sets_on_the_memory_bus() {
+    delivered_equals_permitted(
+        Scratch::memory("hop-prop-mem", |p| p),
+        64,
+        Duration::from_millis(60),
+    );
+}
+
+// ------------------------------------------------------------------------------------------------
+// 9. Logs: ids and hashes, never personal data
+// ------------------------------------------------------------------------------------------------
+
+/// Strings of the samples' personal data: names (kanji, kana, half-width kana), birth dates in
+/// both spellings, addresses, postal codes, phone numbers.
+const PERSONAL: &[&str] = &[
+    "試験",
+    "花子",
+    "シケン",
+    "ハナコ",
+    "ｼｹﾝ",
+    "ﾊﾅｺ",
+    "架空",
+    "一郎",
+    "カクウ",
+    "イチロウ",
+    "ｶｸｳ",
+    "1941-03-15",
+    "19410315",
+    "1938-07-04",
+    "19380704",
+    "1941-04-05",
+    "1941-13-45",
+    "19411399",
+    "架空町",
+    "静岡県",
+    "静岡市",
+    "大阪府",
+    "東京都",
+    "420-0853",
+    "530-0001",
+    "100-0099",
+    "054-000-1234",
+    "090-0000-5678",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn logs_carry_envelope_ids_and_never_names_birth_dates_or_addresses() {
+    let logs = captured_logs();
+    let s = Scratch::rabbit("hop-logs", |p| p);
+    let running = s.start().await;
+    let hub = running.hub.clone();
+    kaigo_hub::demo::seed(&hub).expect("demo seed");
+    tracing::debug!("log capture check");
+
+    let mut envelopes = Vec::new();
+    let reply = post_fhir(
+        running.http_addr,
+        "/fhir/Patient",
+        "demo-hospital-key",
+        &sample("fhir/patient-jpcore.json"),
+    )
+    .await;
+    assert_eq!(reply.status, 202, "{}", reply.text());
+    envelopes.push(
+        reply
+            .header("x-kaigo-envelope")
+            .expect("envelope")
+            .to_string(),
+    );
+    let ack = mllp_send(running.mllp_addr, &adt_a08()).await;
+    assert_eq!(ack_code(&ack), "AA", "{}", String::from_utf8_lossy(&ack));
+    // Refusals, whose errors are about personal data: a birth date that is no date.
+    let bad = String::from_utf8(sample("fhir/patient-jpcore.json"))
+        .expect("UTF-8")
+        .replace("1941-03-15", "1941-13-45");
+    // Its status is not asserted here: the FHIR mapping checks birthDate's shape only (a gap,
+    // reported), so today this one is accepted and travels on; either way it is logged.
+    let reply = post_fhir(
+        running.http_addr,
+        "/fhir/Patient",
+        "demo-hospital-key",
+        bad.as_bytes(),
+    )
+    .await;
+    assert!(reply.status < 500, "{} {}", reply.status, reply.text());
+    let mut bad = adt_a08();
+    let at = bad
+        .windows(8)
+        .position(|w| w == b"19410315")
+        .expect("PID-7 in the sample");
+    bad.splice(at..at + 8, b"19411399".iter().copied());
+    let ack = mllp_send(running.mllp_addr, &bad).await;
+    assert_eq!(ack_code(&ack), "AE", "{}", String::from_utf8_lossy(&ack));
+    // Every other sample, as its sender would send it (ケアプラン CSV through the inboxes).
+    for line in kaigo_hub::demo::feed(&hub, &repo().join("samples")).await {
+        if let Some(id) = line
+            .split("accepted as ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+        {
+            envelopes.push(id.to_string());
+        }
+    }
+    assert!(envelopes.len() >= 5, "{envelopes:?}");
+
+    // Let everything settle: inboxes empty, hop queues drained, deliveries stable.
+    let t = hub.topology.clone();
+    let inboxes = [s.inbox(CARE_MANAGER), s.inbox(PROVIDER)];
+    let mut last = u64::MAX;
+    eventually("the hub has finished with the samples", async || {
+        let waiting = inboxes
+            .iter()
+            .any(|i| files(i).iter().any(|(n, _)| n.ends_with(".CSV")))
+            || inboxes
+                .iter()
+                .any(|i| !files(&i.join("processing")).is_empty());
+        let busy =
+            queue_len(&hub, &t.translate_queue()).await + queue_len(&hub, &t.deliver_queue()).await;
+        let delivered = hub.metrics.delivered.load(Ordering::Relaxed);
+        let settled = !waiting && busy == 0 && delivered == last && delivered > 0;
+        last = delivered;
+        if !settled {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        settled
+    })
+    .await;
+    running.stop().await;
+
+    let text = String::from_utf8_lossy(&logs.0.lock().expect("log buffer")).into_owned();
+    assert!(
+        text.contains("log capture check"),
+        "the subscriber captures"
+    );
+    for id in &envelopes {
+        assert!(text.contains(id.as_str()), "the logs name envelope {id}");
+    }
+    let leaks: Vec<(&str, String)> = PERSONAL
+        .iter()
+        .filter_map(|p| {
+            text.lines()
+                .find(|l| l.contains(p))
+                .map(|l| (*p, l.chars().take(400).collect()))
+        })
+        .collect();
+    assert!(leaks.is_empty(), "personal data in the logs: {leaks:#?}");
+    // People are named by keyed hashes only: no 被保険者番号, no hospital patient id.
+    for id in [PERSON_1.1, PERSON_2.1, CARD_PERSON.1, "00012345", "A-778"] {
+        assert!(!text.contains(id), "`{id}` in the logs");
+    }
+
+    // The audit log keeps ids and hashes only, too.
+    let audit = std::fs::read_to_string(s.dir.join("state/audit.jsonl")).expect("audit log");
+    assert!(audit.lines().count() > envelopes.len());
+    for p in PERSONAL {
+        assert!(!audit.contains(p), "`{p}` in the audit log");
+    }
+}

@@ -1,0 +1,561 @@
+//! The whole hub, end to end, on the real RabbitMQ: each shipped sample enters through the source
+//! its sender would use — JP Core FHIR over HTTP, SS-MIX2 HL7 v2 over MLLP, a vendor's XML
+//! 被保険者証 over AMQP, a ケアプラン CSV dropped into an inbox — crosses ingress → translate →
+//! deliver, and must reach exactly the parties that subscribe to the document and whose consent
+//! allows it, each in its own format (FHIR on an AMQP queue, canonical JSON or MS932 CSV in a
+//! directory or on a queue), and nobody else. Consents and patient links are the demo seed
+//! (`kaigo_hub::demo::seed`): the second ケアプラン subject has not consented to the
+//! municipality, so its copy for 131011 is quarantined naming 131011. Around that: messages in
+//! flight when the hub stops are delivered once after a restart (and the audit chain still
+//! verifies); a withheld copy is delivered once its consent exists and `kaigo-hub replay
+//! quarantine` re-drives it, with nobody served twice; a care plan sent in another party's name
+//! is refused and never delivered, not even by a replay.
+//!
+//! Each test runs a hub in-process under a topology prefix of its own, in a temp directory, with
+//! a parties file derived from `parties.yaml`; the prefix's queues and exchanges are deleted
+//! afterwards, also when the test fails. Arrivals are awaited by bounded polling.
+
+mod common;
+
+use common::*;
+use kaigo_hub::bus::Props;
+use kaigo_hub::formats::charset::Charset;
+use kaigo_hub::formats::csv::{self, CsvOptions};
+use kaigo_hub::serve::Running;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+
+const H_REASON: &str = "x-kaigo-reason";
+const H_RECIPIENT: &str = "x-kaigo-recipient";
+const H_DOC_INDEX: &str = "x-kaigo-doc-index";
+
+/// Taps on the queues a test watches: the provider's AMQP queue, quarantine, dead letters.
+struct Watch {
+    provider: Tap,
+    quarantine: Tap,
+    dead: Tap,
+}
+
+impl Watch {
+    async fn new(running: &Running) -> Watch {
+        let (bus, t) = (running.hub.bus.as_ref(), &running.hub.topology);
+        Watch {
+            provider: Tap::new(bus, &t.out_queue(PROVIDER)).await,
+            quarantine: Tap::new(bus, &t.quarantine_queue()).await,
+            dead: Tap::new(bus, &t.dead_queue()).await,
+        }
+    }
+}
+
+/// `v` without its `source` block (where the message came from differs by transport).
+fn without_source(mut v: Value) -> Value {
+    if let Some(o) = v.as_object_mut() {
+        o.remove("source");
+    }
+    v
+}
+
+fn golden(rel: &str) -> Value {
+    json(&sample(rel))
+}
+
+/// What an InsuredPerson must become: FHIR on 0300000005's queue, canonical JSON in
+/// 0300000100's directory, nothing for 131011 (it does not subscribe), nothing quarantined.
+async fn insured_person_reaches_its_subscribers(
+    s: &Scratch,
+    running: &Running,
+    w: &Watch,
+    envelope: &str,
+    canonical_golden: &str,
+    fhir_golden: &str,
+) {
+    let got = w
+        .provider
+        .wait("the FHIR Patient for 0300000005", |m| {
+            m.iter().any(|m| m.envelope() == envelope)
+        })
+        .await;
+    let m = got
+        .iter()
+        .find(|m| m.envelope() == envelope)
+        .expect("found above");
+    assert_eq!(
+        m.props.content_type.as_deref(),
+        Some("application/fhir+json")
+    );
+    assert_eq!(m.header(H_RECIPIENT), Some(PROVIDER));
+    let patient = json(&m.body);
+    assert_eq!(patient["resourceType"], "Patient", "{patient}");
+    assert_eq!(patient, golden(fhir_golden), "the rendered Patient");
+
+    let (name, bytes) = wait_for_file(
+        &s.out_dir(CARE_MANAGER),
+        "the canonical InsuredPerson for 0300000100",
+        |n| n.starts_with(envelope),
+    )
+    .await;
+    assert_eq!(name, format!("{envelope}-0.json"));
+    let doc = json(&bytes);
+    assert_eq!(doc["document"], "InsuredPerson@1");
+    assert_eq!(
+        without_source(doc),
+        without_source(golden(canonical_golden)),
+        "the canonical document as its mapping's golden file says"
+    );
+
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(
+        files(&s.out_dir(MUNICIPALITY)),
+        vec![],
+        "131011 does not subscribe to InsuredPerson"
+    );
+    assert_eq!(
+        files(&s.out_dir(CARE_MANAGER)).len(),
+        1,
+        "one document, once"
+    );
+    assert_eq!(w.provider.all().len(), 1, "one document, once");
+    assert_eq!(w.quarantine.all().len(), 0, "{:#?}", w.quarantine.all());
+    assert_eq!(w.dead.all().len(), 0, "{:#?}", w.dead.all());
+    assert_eq!(running.hub.metrics.delivered.load(Ordering::Relaxed), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fhir_over_http_reaches_the_subscribers_in_their_formats() {
+    let s = Scratch::rabbit("e2e-fhir", |p| p);
+    let running = s.start().await;
+    kaigo_hub::demo::seed(&running.hub).expect("demo seed");
+    let w = Watch::new(&running).await;
+
+    let reply = post_fhir(
+        running.http_addr,
+        "/fhir/Patient",
+        "demo-hospital-key",
+        &sample("fhir/patient-jpcore.json"),
+    )
+    .await;
+    assert_eq!(reply.status, 202, "{}", reply.text());
+    let envelope = reply
+        .header("x-kaigo-envelope")
+        .expect("202 names the envelope")
+        .to_string();
+
+    insured_person_reaches_its_subscribers(
+        &s,
+        &running,
+        &w,
+        &envelope,
+        "fhir/patient-jpcore.insured-person.json",
+        "fhir/patient-jpcore.roundtrip.json",
+    )
+    .await;
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hl7v2_over_mllp_is_acked_aa_and_reaches_the_same_recipients() {
+    let s = Scratch::rabbit("e2e-mllp", |p| p);
+    let running = s.start().await;
+    kaigo_hub::demo::seed(&running.hub).expect("demo seed");
+    let w = Watch::new(&running).await;
+
+    let ack = mllp_send(running.mllp_addr, &adt_a08()).await;
+    assert_eq!(ack_code(&ack), "AA", "{}", String::from_utf8_lossy(&ack));
+    // The ACK does not name the envelope; the hub kept the sender's MSH-10 as correlation id.
+    let got = w
+        .provider
+        .wait("the A08's Patient for 0300000005", |m| !m.is_empty())
+        .await;
+    assert_eq!(got[0].props.correlation_id.as_deref(), Some("MSG000001"));
+    let envelope = got[0].envelope().to_string();
+
+    insured_person_reaches_its_subscribers(
+        &s,
+        &running,
+        &w,
+        &envelope,
+        "hl7v2/adt-a08.insured-person.json",
+        "fhir/adt-a08.jpcore-patient.json",
+    )
+    .await;
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn vendor_xml_over_amqp_reaches_only_the_subscriber() {
+    let s = Scratch::rabbit("e2e-vendor", |p| {
+        // The broker validates user_id against the connecting user, and the test connects as
+        // guest: in this copy only, the municipality's vendor publishes as guest.
+        let p2 = p.replace("amqp_user: kaigo-vendor-131011", "amqp_user: guest");
+        assert_ne!(p, p2, "parties.yaml names the municipality's broker user");
+        // A recipient of 被保険者証: the care manager, as canonical JSON into its out dir.
+        let sub = "      - { document: ServiceUsage@1, format: canonical }\n";
+        let p3 = p2.replace(
+            sub,
+            &format!("{sub}      - {{ document: InsuranceCard@1, format: canonical }}\n"),
+        );
+        assert_ne!(p2, p3, "parties.yaml lists 0300000100's subscriptions");
+        p3
+    });
+    let running = s.start().await;
+    kaigo_hub::demo::seed(&running.hub).expect("demo seed");
+    let w = Watch::new(&running).await;
+
+    let props = Props {
+        message_id: Some("vendor-card-e2e-1".into()),
+        content_type: Some("application/xml".into()),
+        user_id: Some("guest".into()),
+        ..Default::default()
+    };
+    running
+        .hub
+        .bus
+        .publish(
+            &running.hub.topology.vendor_in(),
+            "xml.insurance-card",
+            &props,
+            &sample("xml/card-wareki.xml"),
+        )
+        .await
+        .expect("the broker takes the vendor's message");
+
+    let (name, bytes) = wait_for_file(
+        &s.out_dir(CARE_MANAGER),
+        "the 被保険者証 for 0300000100",
+        |n| n.ends_with(".json"),
+    )
+    .await;
+    assert!(name.ends_with("-0.json"), "{name}");
+    let doc = json(&bytes);
+    assert_eq!(doc["document"], "InsuranceCard@1");
+    assert_eq!(
+        without_source(doc),
+        without_source(golden("xml/card-wareki.insurance-card.json"))
+    );
+
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(files(&s.out_dir(CARE_MANAGER)).len(), 1, "once");
+    assert_eq!(
+        files(&s.out_dir(MUNICIPALITY)),
+        vec![],
+        "the sender gets nothing back"
+    );
+    assert_eq!(w.provider.all().len(), 0, "0300000005 does not subscribe");
+    assert_eq!(w.quarantine.all().len(), 0, "{:#?}", w.quarantine.all());
+    assert_eq!(w.dead.all().len(), 0, "{:#?}", w.dead.all());
+    let t = &running.hub.topology;
+    assert_eq!(
+        running.hub.bus.queue_len(&t.vendor_queue()).await.unwrap(),
+        0
+    );
+    assert_eq!(running.hub.metrics.delivered.load(Ordering::Relaxed), 1);
+    running.stop().await;
+}
+
+/// Data records of an MS932 CSV, each as its fields.
+fn csv_rows(bytes: &[u8]) -> Vec<Vec<String>> {
+    let f = csv::parse(
+        bytes,
+        &CsvOptions {
+            charset: Some(Charset::Ms932),
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("not an MS932 CSV: {e}"));
+    (0..f.record_count())
+        .map(|r| {
+            (0..f.field_count(r))
+                .map(|c| f.field(r, c).unwrap_or_default().into_owned())
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_careplan_csv_drop_reaches_the_provider_as_ms932_and_the_municipality_only_where_consented()
+ {
+    let s = Scratch::rabbit("e2e-csv", |p| p);
+    let running = s.start().await;
+    kaigo_hub::demo::seed(&running.hub).expect("demo seed");
+    let w = Watch::new(&running).await;
+
+    let inbox = s.inbox(CARE_MANAGER);
+    let original = sample(&format!("careplan/{UP2KYO}"));
+    std::fs::write(inbox.join(format!(".{UP2KYO}.part")), &original).unwrap();
+    std::fs::rename(inbox.join(format!(".{UP2KYO}.part")), inbox.join(UP2KYO)).unwrap();
+
+    // 0300000005 (every provider is consented for both people): one CSV per care plan.
+    let got = w
+        .provider
+        .wait("both care plans for 0300000005", |m| m.len() >= 2)
+        .await;
+    let envelope = got[0].envelope().to_string();
+    let mut rows = Vec::new();
+    let mut indexes = Vec::new();
+    for m in &got {
+        assert_eq!(m.envelope(), envelope, "one file, one envelope");
+        assert_eq!(m.header(H_RECIPIENT), Some(PROVIDER));
+        assert_eq!(
+            m.props.content_type.as_deref(),
+            Some("text/csv; charset=Shift_JIS")
+        );
+        let r = csv_rows(&m.body);
+        assert!(!r.is_empty());
+        let people: std::collections::BTreeSet<(&str, &str)> =
+            r.iter().map(|f| (f[1].as_str(), f[2].as_str())).collect();
+        assert_eq!(people.len(), 1, "one care plan is one person's: {people:?}");
+        indexes.push(m.header(H_DOC_INDEX).unwrap_or("?").to_string());
+        rows.extend(r);
+    }
+    indexes.sort();
+    assert_eq!(indexes, ["0", "1"]);
+    let mut expected = csv_rows(&original);
+    expected.sort();
+    rows.sort();
+    assert_eq!(rows, expected, "the provider's rows are the sample's rows");
+
+    // 131011: the first person's care plan only, as canonical JSON.
+    let (name, bytes) = wait_for_file(
+        &s.out_dir(MUNICIPALITY),
+        "person 1's care plan for 131011",
+        |n| n.starts_with(&envelope),
+    )
+    .await;
+    let plan = json(&bytes);
+    assert_eq!(plan["document"], "CarePlan@1");
+    assert_eq!(plan["subject"]["insurer_number"], PERSON_1.0);
+    assert_eq!(plan["subject"]["insured_number"], PERSON_1.1);
+    let goldens = golden(&format!(
+        "careplan/{}",
+        UP2KYO.replace(".CSV", ".careplan.json")
+    ));
+    assert_eq!(plan, goldens[0], "the canonical care plan");
+    let index_1 = name
+        .strip_prefix(&format!("{envelope}-"))
+        .and_then(|n| n.strip_suffix(".json"))
+        .expect("<envelope>-<index>.json")
+        .to_string();
+
+    // …and a quarantined copy of the second person's, naming 131011.
+    let q = w
+        .quarantine
+        .wait("the copy withheld from 131011", |m| !m.is_empty())
+        .await;
+    assert_eq!(q[0].envelope(), envelope);
+    assert_eq!(q[0].header(H_RECIPIENT), Some(MUNICIPALITY));
+    assert_eq!(
+        q[0].header(H_REASON),
+        Some("consent-denied:recipient-not-covered"),
+        "{:?}",
+        q[0].props.headers
+    );
+    assert_ne!(q[0].header(H_DOC_INDEX), Some(index_1.as_str()));
+    let withheld = json(&q[0].body);
+    assert_eq!(withheld["subject"]["insured_number"], PERSON_2.1);
+
+    eventually("the file is done", async || {
+        inbox.join("done").join(UP2KYO).is_file()
+    })
+    .await;
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(w.provider.all().len(), 2, "each care plan once");
+    assert_eq!(files(&s.out_dir(MUNICIPALITY)).len(), 1, "person 2's never");
+    assert_eq!(w.quarantine.all().len(), 1, "{:#?}", w.quarantine.all());
+    assert_eq!(w.dead.all().len(), 0, "{:#?}", w.dead.all());
+    assert_eq!(
+        files(&s.out_dir(CARE_MANAGER)),
+        vec![],
+        "the sender gets nothing back"
+    );
+    assert_eq!(running.hub.metrics.delivered.load(Ordering::Relaxed), 3);
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn messages_in_flight_when_the_hub_stops_are_delivered_once_after_a_restart() {
+    let s = Scratch::rabbit("e2e-restart", |p| p);
+    let running = s.start().await;
+    kaigo_hub::demo::seed(&running.hub).expect("demo seed");
+    let mut envelopes = Vec::new();
+    for _ in 0..6 {
+        let reply = post_fhir(
+            running.http_addr,
+            "/fhir/Patient",
+            "demo-hospital-key",
+            &sample("fhir/patient-jpcore.json"),
+        )
+        .await;
+        assert_eq!(reply.status, 202, "{}", reply.text());
+        envelopes.push(
+            reply
+                .header("x-kaigo-envelope")
+                .expect("envelope")
+                .to_string(),
+        );
+    }
+    // Stop at once: some messages are in translate, some in deliver, some delivered.
+    running.stop().await;
+
+    let running = s.start().await;
+    let w = Watch::new(&running).await;
+    for e in &envelopes {
+        wait_for_file(
+            &s.out_dir(CARE_MANAGER),
+            "every accepted Patient for 0300000100",
+            |n| n.starts_with(e.as_str()),
+        )
+        .await;
+    }
+    tokio::time::sleep(QUIET).await;
+    let dir: Vec<String> = files(&s.out_dir(CARE_MANAGER))
+        .into_iter()
+        .map(|f| f.0)
+        .collect();
+    let mut expected: Vec<String> = envelopes.iter().map(|e| format!("{e}-0.json")).collect();
+    expected.sort();
+    assert_eq!(dir, expected, "each once");
+    // 0300000005's queue: what the first hub delivered is already there (the tap was not), so
+    // count over both: every envelope exactly once.
+    let mut on_queue: Vec<String> = w
+        .provider
+        .all()
+        .iter()
+        .map(|m| m.envelope().to_string())
+        .collect();
+    on_queue.sort();
+    let mut unique = on_queue.clone();
+    unique.dedup();
+    assert_eq!(on_queue, unique, "no envelope twice on 0300000005's queue");
+    let mut all = envelopes.clone();
+    all.sort();
+    assert_eq!(unique, all, "every envelope reached 0300000005");
+    assert_eq!(w.quarantine.all().len(), 0);
+    assert_eq!(w.dead.all().len(), 0);
+    running.stop().await;
+    // Two hub lifetimes appended to one audit log: the hash chain still verifies.
+    let report = kaigo_hub::audit::jsonl::verify_path(
+        s.dir.join("state/audit.jsonl"),
+        &kaigo_hub::audit::VerifyOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("the audit log does not verify after a restart: {e}"));
+    assert!(report.events > 0);
+}
+
+/// `kaigo-hub replay quarantine` against this test's broker prefix; its stdout.
+fn replay_quarantine(s: &Scratch) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kaigo-hub"))
+        .args(["replay", "quarantine"])
+        .current_dir(&s.dir)
+        .env("KAIGO_AMQP_URL", amqp_url())
+        .env("KAIGO_PREFIX", &s.prefix)
+        .output()
+        .expect("kaigo-hub runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "replay failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_care_plan_sent_in_another_partys_name_is_never_delivered_not_even_by_replay() {
+    let s = Scratch::rabbit("e2e-impostor", |p| p);
+    let running = s.start().await;
+    kaigo_hub::demo::seed(&running.hub).expect("demo seed");
+    let hub = running.hub.clone();
+    let t = hub.topology.clone();
+    // 0300000005 drops into its own inbox a care plan whose file name says 0300000100 sent it.
+    let inbox = s.inbox(PROVIDER);
+    std::fs::write(inbox.join(UP2KYO), sample(&format!("careplan/{UP2KYO}"))).unwrap();
+    wait_for_file(&inbox.join("failed"), "the file refused", |n| n == UP2KYO).await;
+    let quarantine = t.quarantine_queue();
+    eventually("a quarantined copy", async || {
+        hub.bus.queue_len(&quarantine).await.unwrap() == 1
+    })
+    .await;
+
+    // An operator re-drives quarantine (say, after registering consents): the impostor's copy
+    // stays where it is, and nobody receives the care plan.
+    let said = replay_quarantine(&s);
+    assert!(said.contains("0 replayed, 1 left"), "{said}");
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(
+        files(&s.out_dir(MUNICIPALITY)),
+        vec![],
+        "131011 received a forged care plan"
+    );
+    assert_eq!(hub.metrics.delivered.load(Ordering::Relaxed), 0);
+    let w = Watch::new(&running).await;
+    let kept = w
+        .quarantine
+        .wait("the copy is still there", |m| !m.is_empty())
+        .await;
+    assert_eq!(kept[0].header(H_REASON), Some("sender-mismatch"));
+    assert_eq!(kept[0].header("x-kaigo-source"), Some(PROVIDER));
+    assert_eq!(w.provider.all().len(), 0);
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_withheld_copy_is_delivered_once_consent_exists_and_quarantine_is_replayed() {
+    let s = Scratch::rabbit("e2e-replay", |p| p);
+    let running = s.start().await;
+    kaigo_hub::demo::seed(&running.hub).expect("demo seed");
+    let hub = running.hub.clone();
+    let t = hub.topology.clone();
+    let provider = Tap::new(hub.bus.as_ref(), &t.out_queue(PROVIDER)).await;
+    let inbox = s.inbox(CARE_MANAGER);
+    std::fs::write(inbox.join(UP2KYO), sample(&format!("careplan/{UP2KYO}"))).unwrap();
+    provider
+        .wait("both care plans for 0300000005", |m| m.len() == 2)
+        .await;
+    wait_for_file(&s.out_dir(MUNICIPALITY), "person 1's care plan", |_| true).await;
+    let quarantine = t.quarantine_queue();
+    eventually("person 2's copy for 131011 withheld", async || {
+        hub.bus.queue_len(&quarantine).await.unwrap() == 1
+    })
+    .await;
+
+    // Person 2 consents to the municipality; the operator re-drives quarantine.
+    grant(
+        &hub,
+        "replay-municipality",
+        PERSON_2,
+        kaigo_hub::consent::Grantee::Kind(kaigo_hub::consent::PartyKind::Municipality),
+        &[kaigo_hub::consent::Category::CarePlan],
+    );
+    let said = replay_quarantine(&s);
+    assert!(said.contains("1 replayed, 0 left"), "{said}");
+
+    let dir = s.out_dir(MUNICIPALITY);
+    eventually("person 2's care plan reaches 131011", async || {
+        files(&dir).len() == 2
+    })
+    .await;
+    let people: BTreeSet<String> = files(&dir)
+        .iter()
+        .map(|(_, b)| {
+            json(b)["subject"]["insured_number"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        people,
+        BTreeSet::from([PERSON_1.1.to_string(), PERSON_2.1.to_string()])
+    );
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(
+        provider.all().len(),
+        2,
+        "the re-drive gives 0300000005 nothing twice"
+    );
+    assert_eq!(files(&dir).len(), 2);
+    assert_eq!(hub.bus.queue_len(&quarantine).await.unwrap(), 0);
+    assert_eq!(hub.bus.queue_len(&t.dead_queue()).await.unwrap(), 0);
+    running.stop().await;
+}

@@ -1,0 +1,143 @@
+//! The PostgreSQL store against the real server on 127.0.0.1:5432 (database `test`, trust auth):
+//! consents, revocation and the cross-reference shared by two store instances (two hub
+//! processes), delivery keys, and an unreachable database making decisions indeterminate — never
+//! a permit. Each test works in its own schema and drops it. A server that cannot be reached
+//! fails the test loudly.
+
+use kaigo_hub::consent::{
+    Category, Consent, Decision, Grantee, IsoDate, PartyId, PartyKind, Question, Recipient, Subject,
+};
+use kaigo_hub::store::Store;
+use kaigo_hub::store::postgres::PostgresStore;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+const BASE: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+async fn schema() -> (String, String) {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let name = format!(
+        "kaigo_test_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    let (client, conn) = tokio_postgres::connect(BASE, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {BASE} is required for this test: {e}"));
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!("CREATE SCHEMA {name}"))
+        .await
+        .expect("create schema");
+    (
+        name.clone(),
+        format!("{BASE}?options=-csearch_path%3D{name}&application_name={name}"),
+    )
+}
+
+async fn drop_schema(name: &str) {
+    if let Ok((client, conn)) = tokio_postgres::connect(BASE, tokio_postgres::NoTls).await {
+        tokio::spawn(conn);
+        let _ = client
+            .batch_execute(&format!("DROP SCHEMA {name} CASCADE"))
+            .await;
+    }
+}
+
+fn consent(id: &str) -> Consent {
+    Consent {
+        id: id.parse().unwrap(),
+        subject: Subject::new("131011", "0000100001").unwrap(),
+        grantee: Grantee::Party(PartyId::parse("0300000005").unwrap()),
+        categories: vec![Category::CarePlan],
+        valid_from: IsoDate::parse("2025-01-01").unwrap(),
+        valid_to: None,
+        purpose: None,
+        revoked_at: None,
+    }
+}
+
+fn question() -> Question {
+    Question {
+        subject: Subject::new("131011", "0000100001").unwrap(),
+        recipient: Recipient {
+            id: PartyId::parse("0300000005").unwrap(),
+            kind: PartyKind::Provider,
+        },
+        category: Category::CarePlan,
+        purpose: None,
+        on: IsoDate::parse("2025-11-20").unwrap(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_hub_processes_share_consents_revocations_and_links() {
+    let (name, url) = schema().await;
+    let a = PostgresStore::connect(&url).await.expect("connect a");
+    let b = PostgresStore::connect(&url).await.expect("connect b");
+    assert!(
+        !b.consents().decide(&question()).is_permit(),
+        "no consent yet"
+    );
+    a.consents().grant(consent("pg-1")).unwrap();
+    assert!(
+        b.consents().decide(&question()).is_permit(),
+        "b sees a's grant"
+    );
+    b.consents().revoke("pg-1", "2025-11-21T00:00:00Z").unwrap();
+    match a.consents().decide(&question()) {
+        Decision::Deny { reason } => assert_eq!(reason.code(), "revoked"),
+        other => panic!("a must see b's revoke: {other:?}"),
+    }
+    let mut conflicting = consent("pg-1");
+    conflicting.categories = vec![Category::Claims];
+    assert!(
+        a.consents().grant(conflicting).is_err(),
+        "same rules as the in-memory model"
+    );
+    let s = Subject::new("131011", "0000100001").unwrap();
+    a.link("1311234567", "00012345", &s).unwrap();
+    assert_eq!(b.resolve("1311234567", "00012345").unwrap(), Some(s));
+    assert!(!b.was_delivered("e/0/r").unwrap());
+    a.mark_delivered("e/0/r").unwrap();
+    a.mark_delivered("e/0/r").unwrap();
+    assert!(b.was_delivered("e/0/r").unwrap());
+    assert_eq!(a.consents().list(None).len(), 1);
+    drop_schema(&name).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_database_is_indeterminate_never_permit() {
+    let (name, url) = schema().await;
+    let store = PostgresStore::connect(&url).await.expect("connect");
+    store.consents().grant(consent("pg-2")).unwrap();
+    assert!(store.consents().decide(&question()).is_permit());
+    // Kill this store's server connection: the next decision cannot be trusted to be fresh.
+    let (admin, conn) = tokio_postgres::connect(BASE, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    admin
+        .batch_execute(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{name}'"
+        ))
+        .await
+        .unwrap();
+    // Either the first call fails (indeterminate) and the store reconnects, or it reconnects at
+    // once; it must never answer permit from a failed query, and must recover.
+    let mut saw = Vec::new();
+    for _ in 0..3 {
+        saw.push(store.consents().decide(&question()));
+    }
+    assert!(
+        saw.iter()
+            .all(|d| matches!(d, Decision::Permit { .. } | Decision::Indeterminate { .. }))
+    );
+    assert!(
+        saw.last().is_some_and(|d| d.is_permit()),
+        "reconnects: {saw:?}"
+    );
+    // A database that is not there at all: indeterminate.
+    let gone = PostgresStore::connect("postgres://postgres@127.0.0.1:1/test").await;
+    assert!(gone.is_err(), "connecting to a closed port fails at start");
+    drop_schema(&name).await;
+}
