@@ -61,6 +61,13 @@ impl PostgresStore {
     /// be called inside a tokio runtime, which later drives the client.
     pub async fn connect(url: &str) -> Result<PostgresStore, StoreError> {
         let client = connect(url).await?;
+        // A schema named by `options=-csearch_path=NAME` (one per deployment or test) is created.
+        if let Some(schema) = search_path(url) {
+            client
+                .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                .await
+                .map_err(pg)?;
+        }
         client.batch_execute(SCHEMA).await.map_err(pg)?;
         Ok(PostgresStore {
             url: url.to_string(),
@@ -294,5 +301,39 @@ impl Store for PostgresStore {
                 .map(|_| ())
             }
         })
+    }
+}
+
+/// The schema a URL selects with `options=-csearch_path=NAME` (`%3D` for `=`), if it is a plain
+/// identifier.
+fn search_path(url: &str) -> Option<String> {
+    let q = url.split_once('?')?.1;
+    let opt = q.split('&').find_map(|kv| kv.strip_prefix("options="))?;
+    let opt = opt.replace("%3D", "=").replace("%3d", "=");
+    let name = opt
+        .strip_prefix("-csearch_path=")?
+        .split([',', ' ', '%'])
+        .next()?
+        .to_string();
+    (!name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        .then_some(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::search_path;
+
+    #[test]
+    fn search_path_is_read_from_the_url_options() {
+        assert_eq!(
+            search_path("postgres://u@h/db?options=-csearch_path%3Dkaigo_a&application_name=x")
+                .as_deref(),
+            Some("kaigo_a")
+        );
+        assert_eq!(search_path("postgres://u@h/db"), None);
+        assert_eq!(
+            search_path("postgres://u@h/db?options=-csearch_path%3Dx;drop"),
+            None
+        );
     }
 }

@@ -162,6 +162,7 @@ impl Scratch {
             mappings: repo().join("mappings"),
             parties: self.parties.clone(),
             poll_ms: 50,
+            database_url: database_url(&self.prefix),
             ..Default::default()
         }
     }
@@ -532,4 +533,25 @@ pub fn ack_code(ack: &[u8]) -> String {
     m.value_at(&hl7v2::Path::compile("MSA-1").expect("literal path"))
         .map(|v| v.into_owned())
         .unwrap_or_default()
+}
+
+/// With `KAIGO_TEST_DATABASE_URL=postgres://…` set, every scratch hub uses PostgreSQL in a schema
+/// of its own (created by the store); otherwise the embedded SQLite file. `.ci/run` runs the hub
+/// suites both ways.
+pub fn database_url(prefix: &str) -> Option<String> {
+    let base = std::env::var("KAIGO_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())?;
+    let schema: String = format!("kaigo_t_{prefix}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    Some(format!("{base}{sep}options=-csearch_path%3D{schema}"))
 }
