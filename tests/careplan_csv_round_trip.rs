@@ -1,6 +1,6 @@
 //! ケアプラン CSV through the library, the way the hub runs it: every shipped sample under
 //! `samples/careplan/` is translated by the mappings in `mappings/`, and those with an outbound
-//! CSV mapping (UP1KYO, UP2KYO) are rendered back and must give the very same MS932 bytes.
+//! CSV mapping (UP1KYO, UP2KYO, UP3KYO) are rendered back and must give the very same MS932 bytes.
 //! Also: text MS932 cannot carry is refused by `render` with the character named, and a
 //! 保険者番号 with a wrong check digit fails `translate` with the rule, record, line and value.
 
@@ -61,7 +61,7 @@ fn render_csv(set: &MappingSet, docs: &[Value]) -> Result<Vec<u8>, TranslateErro
 }
 
 /// Prefixes whose samples must come back byte for byte (they have outbound CSV mappings).
-const ROUND_TRIP: &[&str] = &["UP1KYO", "UP2KYO"];
+const ROUND_TRIP: &[&str] = &["UP1KYO", "UP2KYO", "UP3KYO"];
 
 #[test]
 fn every_careplan_sample_translates_and_round_trips_where_an_outbound_mapping_exists() {

@@ -57,6 +57,8 @@ pub enum DatePattern {
     Tokens(Vec<Tok>),
     /// HL7 v2 DTM `YYYY[MM[DD[HH[MM[SS[.S…]]]]]][+/-ZZZZ]`, read as a date.
     Hl7,
+    /// An ISO 8601 / FHIR `date`: `YYYY`, `YYYY-MM` or `YYYY-MM-DD`, checked and kept as is.
+    Iso,
 }
 
 /// One token of a date pattern.
@@ -259,6 +261,9 @@ impl DatePattern {
         if p.eq_ignore_ascii_case("hl7") {
             return Ok(DatePattern::Hl7);
         }
+        if p.eq_ignore_ascii_case("iso") {
+            return Ok(DatePattern::Iso);
+        }
         let mut toks = Vec::new();
         let mut rest = p;
         while !rest.is_empty() {
@@ -302,6 +307,7 @@ impl DatePattern {
     pub fn to_iso(&self, v: &str) -> Result<String, String> {
         let toks = match self {
             DatePattern::Hl7 => return hl7_date(v),
+            DatePattern::Iso => return iso_date(v),
             DatePattern::Tokens(t) => t,
         };
         let mut f = Fields::default();
@@ -335,7 +341,7 @@ impl DatePattern {
     /// Reads ISO 8601 (`YYYY-MM-DD`, `YYYY-MM`, `HH:MM`, `YYYY-MM-DDTHH:MM[:SS]`) and writes the pattern.
     pub fn from_iso(&self, v: &str) -> Result<String, String> {
         let toks = match self {
-            DatePattern::Hl7 => return Err("format_date needs a pattern".into()),
+            DatePattern::Hl7 | DatePattern::Iso => return Err("format_date needs a pattern".into()),
             DatePattern::Tokens(t) => t,
         };
         let digits: Vec<u32> = v
@@ -433,6 +439,33 @@ fn expected(v: &str, toks: &[Tok]) -> String {
     format!("`{v}` does not match the date pattern `{p}`")
 }
 
+fn iso_date(v: &str) -> Result<String, String> {
+    let bad = || format!("`{v}` is not a date (YYYY, YYYY-MM or YYYY-MM-DD)");
+    let parts: Vec<&str> = v.split('-').collect();
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    let ok = match parts.as_slice() {
+        [y] => digits(y, 4),
+        [y, m] => digits(y, 4) && digits(m, 2),
+        [y, m, d] => digits(y, 4) && digits(m, 2) && digits(d, 2),
+        _ => false,
+    };
+    if !ok {
+        return Err(bad());
+    }
+    let num = |i: usize| parts.get(i).and_then(|p| p.parse::<u32>().ok());
+    let f = Fields {
+        y: num(0),
+        mo: num(1),
+        d: num(2),
+        ..Fields::default()
+    };
+    if parts.len() == 1 {
+        Ok(v.to_string())
+    } else {
+        f.iso(v)
+    }
+}
+
 fn hl7_date(v: &str) -> Result<String, String> {
     // HL7 DTM allows year or year-month precision: 1948 → 1948, 194804 → 1948-04.
     let digits: String = v.chars().take_while(char::is_ascii_digit).collect();
@@ -510,6 +543,17 @@ mod tests {
                 .unwrap(),
             "2011-12-20"
         );
+    }
+
+    #[test]
+    fn iso_dates_are_checked_and_may_be_partial() {
+        let d = t("date", Some("iso"));
+        assert_eq!(d.apply("1941-03-15").unwrap().unwrap(), "1941-03-15");
+        assert_eq!(d.apply("1941-03").unwrap().unwrap(), "1941-03");
+        assert_eq!(d.apply("1941").unwrap().unwrap(), "1941");
+        assert!(d.apply("1941-13-45").is_err());
+        assert!(d.apply("1941-02-29").is_err());
+        assert!(d.apply("19410315").is_err());
     }
 
     #[test]
