@@ -2,8 +2,12 @@
 //! (never the sender itself), ask consent #3 per recipient (may *this* party receive *this*
 //! category of *this* person now?), render each recipient's format with an outbound mapping,
 //! hand it to the recipient's sink, record the delivery key, then ack. Deliveries are
-//! de-duplicated by envelope + document + recipient, so redelivery after a crash never gives a
-//! recipient the same document twice. A denied recipient gets nothing; a quarantined copy names it.
+//! de-duplicated by envelope + document + recipient, so a redelivered message does not give a
+//! recipient a copy already recorded. A copy sent but not yet recorded when the process dies
+//! (broker confirm in flight, or confirmed but not written) is sent again after the restart:
+//! across a crash delivery is at-least-once, and the copy carries the same `message_id` (the
+//! envelope), `x-kaigo-doc-index` and `x-kaigo-recipient` for the recipient to de-duplicate.
+//! A denied recipient gets nothing; a quarantined copy names it.
 
 use super::headers as h;
 use super::metrics::Metrics;
@@ -13,7 +17,10 @@ use crate::bus::{BusError, Delivery, Props};
 use crate::consent::Category;
 use crate::mapping::Rendered;
 use crate::sinks::{self, Outbound};
-use std::sync::Arc;
+use crate::store::{Store, StoreError};
+use std::collections::HashSet;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -103,15 +110,16 @@ async fn handle(hub: &Hub, d: Delivery, mut shutdown: watch::Receiver<bool>) {
 
     for (party, format) in hub.parties.recipients_of(&kind, &source) {
         let key = format!("{envelope}/{index}/{}", party.id);
-        let store = hub.store.clone();
+        // Check, send and record as one step per key in this process: after a lost broker
+        // connection the message comes back while its first handler may still be sending.
+        let Some(_claim) = Claim::take(&key, &mut shutdown).await else {
+            return;
+        };
         let k = key.clone();
-        match tokio::task::spawn_blocking(move || store.was_delivered(&k)).await {
-            Ok(Ok(true)) => continue,
-            Ok(Ok(false)) => {}
-            _ => {
-                let _ = d.requeue().await;
-                return;
-            }
+        match store_retrying(hub, &mut shutdown, move |s| s.was_delivered(&k)).await {
+            Some(true) => continue,
+            Some(false) => {}
+            None => return,
         }
         let Some(recipient) = party.recipient() else {
             continue;
@@ -203,9 +211,15 @@ async fn handle(hub: &Hub, d: Delivery, mut shutdown: watch::Receiver<bool>) {
             let _ = d.requeue().await;
             return;
         }
-        let store = hub.store.clone();
         let k = key.clone();
-        let _ = tokio::task::spawn_blocking(move || store.mark_delivered(&k)).await;
+        if store_retrying(hub, &mut shutdown, move |s| s.mark_delivered(&k))
+            .await
+            .is_none()
+        {
+            // Shutting down with the store away: sent but not recorded, so it is sent again
+            // after the redelivery (at-least-once; acking would lose the other recipients).
+            return;
+        }
         Metrics::inc(&hub.metrics.delivered);
         hub.audit(Hop::Deliver, "deliver", &envelope, |a| {
             a.party(party.id.as_str())
@@ -217,6 +231,65 @@ async fn handle(hub: &Hub, d: Delivery, mut shutdown: watch::Receiver<bool>) {
         tracing::info!(envelope, recipient = %party.id, format, "delivered");
     }
     let _ = d.ack().await;
+}
+
+/// Delivery keys being checked, sent and recorded by this process.
+static IN_HAND: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Mutex::default);
+
+/// This process's hold on one delivery key; released when dropped.
+struct Claim(String);
+
+impl Claim {
+    /// Waits until no other handler holds `key`; `None` when shutdown was requested meanwhile.
+    async fn take(key: &str, shutdown: &mut watch::Receiver<bool>) -> Option<Claim> {
+        loop {
+            if IN_HAND
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key.to_string())
+            {
+                return Some(Claim(key.to_string()));
+            }
+            tokio::select! {
+                _ = shutdown.changed() => return None,
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        }
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        IN_HAND
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.0);
+    }
+}
+
+/// A store call retried with backoff while the store is unreachable: a brief database outage
+/// delays a delivery; it neither counts towards the delivery limit nor forgets a delivery key.
+/// `None` when shutdown was requested while waiting.
+async fn store_retrying<T: Send + 'static>(
+    hub: &Hub,
+    shutdown: &mut watch::Receiver<bool>,
+    call: impl Fn(&dyn Store) -> Result<T, StoreError> + Clone + Send + 'static,
+) -> Option<T> {
+    let mut wait = Duration::from_millis(100);
+    loop {
+        let (store, call) = (hub.store.clone(), call.clone());
+        let error = match tokio::task::spawn_blocking(move || call(store.as_ref())).await {
+            Ok(Ok(v)) => return Some(v),
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        tracing::warn!(error = %error, retry_in_ms = wait.as_millis() as u64, "deliver: store unavailable; retrying");
+        tokio::select! {
+            _ = shutdown.changed() => return None,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        wait = (wait * 2).min(Duration::from_secs(10));
+    }
 }
 
 /// Renders a canonical document as `format`: bytes, MIME type, file extension.

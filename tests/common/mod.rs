@@ -114,6 +114,11 @@ impl Scratch {
         Self::new(tag, Some(amqp_url()), edit)
     }
 
+    /// A scratch world on the RabbitMQ at `url` (e.g. a virtual host of the test's own).
+    pub fn rabbit_at(tag: &str, url: &str, edit: impl FnOnce(String) -> String) -> Scratch {
+        Self::new(tag, Some(url.to_string()), edit)
+    }
+
     /// A scratch world on the in-memory bus.
     pub fn memory(tag: &str, edit: impl FnOnce(String) -> String) -> Scratch {
         Self::new(tag, None, edit)
