@@ -347,6 +347,44 @@ impl Hub {
     }
 }
 
+/// Consumes `queue` until shutdown, handling each delivery in its own task (at most `prefetch`
+/// are in flight, the bus bounds that), then waits for the tasks in hand: the shared loop of the
+/// translate and deliver hops.
+pub async fn consume_until_shutdown<F, Fut>(
+    hub: Arc<Hub>,
+    queue: &str,
+    hop: &'static str,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    handle: F,
+) -> Result<(), BusError>
+where
+    F: Fn(Arc<Hub>, crate::bus::Delivery, tokio::sync::watch::Receiver<bool>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut consumer = hub.bus.consume(queue, hub.prefetch).await?;
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = shutdown.changed() => break,
+            d = consumer.next() => d,
+        };
+        match next {
+            None => break,
+            Some(Err(e)) => {
+                tracing::warn!(hop, error = %e, "consumer error");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Some(Ok(d)) => {
+                tasks.spawn(handle(hub.clone(), d, shutdown.clone()));
+            }
+        }
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
 /// Routing-key word for a document kind (`CarePlan@1` → `careplan-v1`).
 pub fn key_word(doc: &str) -> String {
     doc.to_ascii_lowercase().replace('@', "-v")

@@ -13,37 +13,19 @@ use crate::consent::Category;
 use crate::mapping::Input;
 use std::sync::Arc;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 
 /// Runs the translate hop until shutdown; in-flight messages are finished (or left unacked for
 /// redelivery) before it returns.
-pub async fn run(hub: Arc<Hub>, mut shutdown: watch::Receiver<bool>) -> Result<(), BusError> {
-    let mut consumer = hub
-        .bus
-        .consume(&hub.topology.translate_queue(), hub.prefetch)
-        .await?;
-    let mut tasks = JoinSet::new();
-    loop {
-        let next = tokio::select! {
-            biased;
-            _ = shutdown.changed() => break,
-            d = consumer.next() => d,
-        };
-        match next {
-            None => break,
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, "translate: consumer error");
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            }
-            Some(Ok(d)) => {
-                let (hub, sd) = (hub.clone(), shutdown.clone());
-                tasks.spawn(async move { handle(&hub, d, sd).await });
-            }
-        }
-        while tasks.try_join_next().is_some() {}
-    }
-    while tasks.join_next().await.is_some() {}
-    Ok(())
+pub async fn run(hub: Arc<Hub>, shutdown: watch::Receiver<bool>) -> Result<(), BusError> {
+    let queue = hub.topology.translate_queue();
+    super::consume_until_shutdown(
+        hub,
+        &queue,
+        "translate",
+        shutdown,
+        |hub, d, sd| async move { handle(&hub, d, sd).await },
+    )
+    .await
 }
 
 async fn handle(hub: &Hub, d: Delivery, mut shutdown: watch::Receiver<bool>) {
