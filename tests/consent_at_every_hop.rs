@@ -1199,3 +1199,30 @@ async fn logs_carry_envelope_ids_and_never_names_birth_dates_or_addresses() {
         assert!(!audit.contains(p), "`{p}` in the audit log");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_municipality_may_only_send_cards_of_people_it_insures() {
+    let s = Scratch::memory("hop-insurer", |p| p);
+    let hub = s.build().await;
+    // card-sjis.xml is a 被保険者証 of insurer 019992; 131011 sending it speaks for someone else.
+    let foreign = accept(&hub, "131011", &sample("xml/card-sjis.xml"), None).await;
+    match foreign {
+        Err(Refusal::Forbidden { reason, .. }) => assert_eq!(reason, "insurer-mismatch"),
+        other => panic!("a foreign insurer's card must be refused: {other:?}"),
+    }
+    assert_eq!(
+        hub.bus
+            .queue_len(&hub.topology.quarantine_queue())
+            .await
+            .unwrap(),
+        1,
+        "kept in quarantine, not dropped"
+    );
+    // Its own card passes this check (and is then refused only for lack of consent).
+    let own = accept(&hub, "131011", &sample("xml/card-wareki.xml"), None).await;
+    match own {
+        Err(Refusal::Forbidden { reason, .. }) => assert_ne!(reason, "insurer-mismatch"),
+        Ok(_) => {}
+        other => panic!("unexpected: {other:?}"),
+    }
+}

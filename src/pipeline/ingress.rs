@@ -218,6 +218,22 @@ pub async fn accept(hub: &Hub, sub: Submission<'_>) -> Result<Accepted, Refusal>
             Err(message) => return Err(Refusal::Unavailable { message }),
         }
     }
+    // A municipality (保険者) speaks only for the people it insures: every subject's 保険者番号
+    // must be its own party id.
+    if sub.party.kind == crate::consent::PartyKind::Municipality
+        && subjects
+            .iter()
+            .any(|s| s.insurer_number.as_str() != sub.party.id)
+    {
+        hub.quarantine("ingress", &props, sub.bytes, "insurer-mismatch", None)
+            .await
+            .map_err(unavailable)?;
+        refuse("insurer-mismatch");
+        return Err(Refusal::Forbidden {
+            envelope_id: id,
+            reason: "insurer-mismatch".into(),
+        });
+    }
     let hashes: Vec<String> = subjects.iter().map(|s| hub.subject_hash(s)).collect();
     props.headers.insert(h::SUBJECT.into(), hashes.join(","));
 
