@@ -42,6 +42,12 @@ pub struct Config {
     pub subject_key: Option<String>,
     /// How often file-drop inboxes are scanned, milliseconds. Env `KAIGO_POLL_MS`.
     pub poll_ms: u64,
+    /// Seconds a hub process may answer consent questions from its own copy of a person's
+    /// consents (RabbitMQ only: the copy is dropped on every change announced on the
+    /// `<prefix>.consent` fanout, and not used while that subscription is lost). The expiry is a
+    /// backstop for a change made by a process that could not announce it. `0` = read the store
+    /// at every decision. Env `KAIGO_CONSENT_CACHE_SECS`.
+    pub consent_cache_secs: u64,
 }
 
 impl Default for Config {
@@ -61,6 +67,7 @@ impl Default for Config {
             purpose: None,
             subject_key: None,
             poll_ms: 500,
+            consent_cache_secs: 30,
         }
     }
 }
@@ -81,6 +88,7 @@ pub const KEYS: &[&str] = &[
     "purpose",
     "subject_key",
     "poll_ms",
+    "consent_cache_secs",
 ];
 
 impl Config {
@@ -149,6 +157,9 @@ impl Config {
         }
         if let Some(v) = get("KAIGO_POLL_MS") {
             self.poll_ms = num("KAIGO_POLL_MS", v)?;
+        }
+        if let Some(v) = get("KAIGO_CONSENT_CACHE_SECS") {
+            self.consent_cache_secs = num("KAIGO_CONSENT_CACHE_SECS", v)?;
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err(format!(

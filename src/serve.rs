@@ -8,6 +8,7 @@ use crate::audit::SubjectHasher;
 use crate::bus::memory::MemoryBus;
 use crate::bus::{Bus, Topology};
 use crate::config::Config;
+use crate::consent::cache::ConsentCache;
 use crate::mapping::MappingSet;
 use crate::parties::Parties;
 use crate::pipeline::audit_writer::AuditWriter;
@@ -62,6 +63,13 @@ pub async fn build(cfg: &Config) -> Result<Arc<Hub>, String> {
     bus.declare(&topology, &parties.amqp_recipients())
         .await
         .map_err(|e| format!("declaring the topology: {e}"))?;
+    // On the in-memory bus the CLI, a process of its own, cannot announce a change to this one:
+    // there every decision reads the store.
+    let consent_cache = (cfg.amqp_url.is_some() && cfg.consent_cache_secs > 0).then(|| {
+        Arc::new(ConsentCache::new(std::time::Duration::from_secs(
+            cfg.consent_cache_secs,
+        )))
+    });
     Ok(Arc::new(Hub {
         bus,
         topology,
@@ -73,6 +81,7 @@ pub async fn build(cfg: &Config) -> Result<Arc<Hub>, String> {
         metrics: Arc::new(Metrics::default()),
         prefetch: cfg.prefetch,
         purpose: cfg.purpose.clone(),
+        consent_cache,
     }))
 }
 
@@ -105,6 +114,14 @@ pub async fn start(cfg: &Config) -> Result<Running, String> {
         rx.clone(),
     ));
     tasks.push(sources::amqp::start(hub.clone(), rx.clone()));
+    if let Some(cache) = &hub.consent_cache {
+        tasks.push(tokio::spawn(crate::pipeline::consent_feed::run(
+            hub.bus.clone(),
+            hub.topology.clone(),
+            cache.clone(),
+            rx.clone(),
+        )));
+    }
     tracing::info!(%http_addr, %mllp_addr, bus = hub.bus.name(), prefix = %cfg.prefix, "kaigo-hub serving");
     Ok(Running {
         http_addr,

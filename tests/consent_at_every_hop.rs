@@ -19,7 +19,7 @@ use common::*;
 use kaigo_hub::consent::{Category, Consent, Grantee, IsoDate, PartyId, PartyKind};
 use kaigo_hub::pipeline::clock;
 use kaigo_hub::pipeline::ingress::{self, Refusal, Submission};
-use kaigo_hub::pipeline::{Hub, deliver, translate};
+use kaigo_hub::pipeline::{Hub, consent_feed, deliver, translate};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
 use std::collections::BTreeSet;
@@ -104,9 +104,20 @@ struct Hops {
 }
 
 impl Hops {
-    fn start(hub: &Arc<Hub>, translate_hop: bool, deliver_hop: bool) -> Hops {
+    /// Starts the hops and, as `serve` does on RabbitMQ, the consent feed that keeps the hub's
+    /// consent cache in step; returns once the cache answers.
+    async fn start(hub: &Arc<Hub>, translate_hop: bool, deliver_hop: bool) -> Hops {
         let (stop, rx) = watch::channel(false);
         let mut tasks = Vec::new();
+        if let Some(cache) = &hub.consent_cache {
+            tasks.push(tokio::spawn(consent_feed::run(
+                hub.bus.clone(),
+                hub.topology.clone(),
+                cache.clone(),
+                rx.clone(),
+            )));
+            eventually("the consent cache is live", async || cache.is_live()).await;
+        }
         if translate_hop {
             let (h, r) = (hub.clone(), rx.clone());
             tasks.push(tokio::spawn(async move {
@@ -234,20 +245,20 @@ async fn a_consent_revoked_while_the_message_waits_for_translate_stops_it_there(
     let s = Scratch::rabbit("hop-revoke-t", |p| p);
     let hub = s.build().await;
     link_sample_patients(&hub);
-    let reg = hub.store.consents();
     let platform = consent_of(
         "rt-platform",
         PERSON_1,
         Grantee::Kind(PartyKind::Platform),
         &[Category::Certification],
     );
-    reg.grant(platform).unwrap();
-    reg.grant(consent_of(
+    hub.grant_consent(platform).await.unwrap();
+    hub.grant_consent(consent_of(
         "rt-providers",
         PERSON_1,
         Grantee::Kind(PartyKind::Provider),
         &[Category::Certification],
     ))
+    .await
     .unwrap();
     let t = hub.topology.clone();
     let quarantine = Tap::new(hub.bus.as_ref(), &t.quarantine_queue()).await;
@@ -260,9 +271,11 @@ async fn a_consent_revoked_while_the_message_waits_for_translate_stops_it_there(
         queue_len(&hub, &t.translate_queue()).await == 1
     })
     .await;
-    reg.revoke("rt-platform", &clock::now_rfc3339()).unwrap();
+    hub.revoke_consent("rt-platform", &clock::now_rfc3339())
+        .await
+        .unwrap();
 
-    let hops = Hops::start(&hub, true, true);
+    let hops = Hops::start(&hub, true, true).await;
     let q = quarantine
         .wait("the revoked message quarantined", |m| !m.is_empty())
         .await;
@@ -302,28 +315,30 @@ async fn a_consent_revoked_while_the_document_waits_for_deliver_withholds_it_fro
     let s = Scratch::rabbit("hop-revoke-d", |p| p);
     let hub = s.build().await;
     link_sample_patients(&hub);
-    let reg = hub.store.consents();
     let cert = [Category::Certification];
-    reg.grant(consent_of(
+    hub.grant_consent(consent_of(
         "rd-platform",
         PERSON_1,
         Grantee::Kind(PartyKind::Platform),
         &cert,
     ))
+    .await
     .unwrap();
-    reg.grant(consent_of(
+    hub.grant_consent(consent_of(
         "rd-provider",
         PERSON_1,
         party_grantee(PROVIDER),
         &cert,
     ))
+    .await
     .unwrap();
-    reg.grant(consent_of(
+    hub.grant_consent(consent_of(
         "rd-care-manager",
         PERSON_1,
         party_grantee(CARE_MANAGER),
         &cert,
     ))
+    .await
     .unwrap();
     let t = hub.topology.clone();
     let quarantine = Tap::new(hub.bus.as_ref(), &t.quarantine_queue()).await;
@@ -332,7 +347,7 @@ async fn a_consent_revoked_while_the_document_waits_for_deliver_withholds_it_fro
     let a = accept(&hub, HOSPITAL, &sample("fhir/patient-jpcore.json"), None)
         .await
         .expect("consent #1 permits");
-    let translating = Hops::start(&hub, true, false);
+    let translating = Hops::start(&hub, true, false).await;
     eventually(
         "the canonical document waits in the deliver queue",
         async || queue_len(&hub, &t.deliver_queue()).await == 1,
@@ -344,9 +359,11 @@ async fn a_consent_revoked_while_the_document_waits_for_deliver_withholds_it_fro
         0,
         "translate acked its input"
     );
-    reg.revoke("rd-provider", &clock::now_rfc3339()).unwrap();
+    hub.revoke_consent("rd-provider", &clock::now_rfc3339())
+        .await
+        .unwrap();
 
-    let delivering = Hops::start(&hub, false, true);
+    let delivering = Hops::start(&hub, false, true).await;
     wait_for_file(
         &s.out_dir(CARE_MANAGER),
         "0300000100's copy (still consented)",
@@ -374,27 +391,114 @@ async fn a_consent_revoked_while_the_document_waits_for_deliver_withholds_it_fro
     delivering.stop().await;
 }
 
+/// Two hub processes share one database and one broker. The one that moves messages answers
+/// consent questions from its cache; a revoke made through the other reaches that cache through the
+/// `kaigo.consent` fanout, so the next document of the person is withheld although the cached copy
+/// had not expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revoke_in_one_hub_process_reaches_the_consent_cache_of_another_through_the_fanout() {
+    captured_logs();
+    let s = Scratch::rabbit("hop-feed", |p| p);
+    let mover = s.build().await;
+    let cache = mover
+        .consent_cache
+        .clone()
+        .expect("a RabbitMQ hub caches consents");
+    let mut admin_cfg = s.config();
+    admin_cfg.database_url = Some(admin_cfg.store_url());
+    admin_cfg.data_dir = s.dir.join("admin-state");
+    let admin = kaigo_hub::serve::build(&admin_cfg)
+        .await
+        .expect("the second hub process builds");
+    link_sample_patients(&mover);
+    let cert = [Category::Certification];
+    for (id, grantee) in [
+        ("fd-platform", Grantee::Kind(PartyKind::Platform)),
+        ("fd-provider", party_grantee(PROVIDER)),
+        ("fd-care-manager", party_grantee(CARE_MANAGER)),
+    ] {
+        admin
+            .grant_consent(consent_of(id, PERSON_1, grantee, &cert))
+            .await
+            .unwrap();
+    }
+    let t = mover.topology.clone();
+    let quarantine = Tap::new(mover.bus.as_ref(), &t.quarantine_queue()).await;
+    let provider = Tap::new(mover.bus.as_ref(), &t.out_queue(PROVIDER)).await;
+    let hops = Hops::start(&mover, true, true).await;
+
+    let first = accept(&mover, HOSPITAL, &sample("fhir/patient-jpcore.json"), None)
+        .await
+        .expect("consent #1 permits");
+    provider
+        .wait("the first document reaches 0300000005", |m| m.len() == 1)
+        .await;
+    assert_eq!(provider.all()[0].envelope(), first.envelope_id);
+    let hits = mover.metrics.consent_cache_hits.load(Ordering::Relaxed);
+    assert!(hits > 0, "the moving process answered from its cache");
+    assert!(!cache.is_empty(), "and holds the person's consents");
+
+    admin
+        .revoke_consent("fd-provider", &clock::now_rfc3339())
+        .await
+        .unwrap();
+    eventually("the fanout dropped the mover's copy", async || {
+        cache.is_empty()
+    })
+    .await;
+
+    let second = accept(&mover, HOSPITAL, &sample("fhir/patient-jpcore.json"), None)
+        .await
+        .expect("consent #1 still permits");
+    wait_for_file(
+        &s.out_dir(CARE_MANAGER),
+        "0300000100's copy of the second document",
+        |n| n == format!("{}-0.json", second.envelope_id),
+    )
+    .await;
+    let q = quarantine
+        .wait("the second document withheld from 0300000005", |m| {
+            !m.is_empty()
+        })
+        .await;
+    assert_eq!(q[0].envelope(), second.envelope_id);
+    assert_eq!(q[0].header(H_RECIPIENT), Some(PROVIDER));
+    assert_eq!(q[0].header(H_REASON), Some("consent-denied:revoked"));
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(
+        provider.all().len(),
+        1,
+        "only the first document reached 0300000005"
+    );
+    assert!(
+        mover.metrics.consent_cache_hits.load(Ordering::Relaxed) > hits,
+        "the second document was decided from a fresh cached copy too"
+    );
+    hops.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_document_waiting_for_deliver_reaches_nobody_once_every_recipient_consent_is_revoked() {
     captured_logs();
     let s = Scratch::rabbit("hop-revoke-all", |p| p);
     let hub = s.build().await;
     link_sample_patients(&hub);
-    let reg = hub.store.consents();
     let cert = [Category::Certification];
-    reg.grant(consent_of(
+    hub.grant_consent(consent_of(
         "ra-platform",
         PERSON_1,
         Grantee::Kind(PartyKind::Platform),
         &cert,
     ))
+    .await
     .unwrap();
-    reg.grant(consent_of(
+    hub.grant_consent(consent_of(
         "ra-providers",
         PERSON_1,
         Grantee::Kind(PartyKind::Provider),
         &cert,
     ))
+    .await
     .unwrap();
     let t = hub.topology.clone();
     let quarantine = Tap::new(hub.bus.as_ref(), &t.quarantine_queue()).await;
@@ -403,16 +507,18 @@ async fn a_document_waiting_for_deliver_reaches_nobody_once_every_recipient_cons
     let a = accept(&hub, HOSPITAL, &sample("fhir/patient-jpcore.json"), None)
         .await
         .expect("consent #1 permits");
-    let translating = Hops::start(&hub, true, false);
+    let translating = Hops::start(&hub, true, false).await;
     eventually(
         "the canonical document waits in the deliver queue",
         async || queue_len(&hub, &t.deliver_queue()).await == 1,
     )
     .await;
     translating.stop().await;
-    reg.revoke("ra-providers", &clock::now_rfc3339()).unwrap();
+    hub.revoke_consent("ra-providers", &clock::now_rfc3339())
+        .await
+        .unwrap();
 
-    let delivering = Hops::start(&hub, false, true);
+    let delivering = Hops::start(&hub, false, true).await;
     let q = quarantine
         .wait("a withheld copy per subscriber", |m| m.len() >= 2)
         .await;
@@ -448,14 +554,16 @@ async fn consent_for_one_recipient_never_lets_another_receive_and_the_withheld_c
         PERSON_1,
         Grantee::Kind(PartyKind::Platform),
         &cert,
-    );
+    )
+    .await;
     grant(
         &hub,
         "one-care-manager",
         PERSON_1,
         party_grantee(CARE_MANAGER),
         &cert,
-    );
+    )
+    .await;
     // Consents that must not help 0300000005: another person, another category, another kind.
     grant(
         &hub,
@@ -463,21 +571,24 @@ async fn consent_for_one_recipient_never_lets_another_receive_and_the_withheld_c
         PERSON_2,
         party_grantee(PROVIDER),
         &cert,
-    );
+    )
+    .await;
     grant(
         &hub,
         "one-other-category",
         PERSON_1,
         party_grantee(PROVIDER),
         &[Category::CarePlan],
-    );
+    )
+    .await;
     grant(
         &hub,
         "one-other-kind",
         PERSON_1,
         Grantee::Kind(PartyKind::Hospital),
         &cert,
-    );
+    )
+    .await;
     let t = hub.topology.clone();
     let quarantine = Tap::new(hub.bus.as_ref(), &t.quarantine_queue()).await;
     let provider = Tap::new(hub.bus.as_ref(), &t.out_queue(PROVIDER)).await;
@@ -786,7 +897,7 @@ impl World {
         let provider = Tap::new(bus, &t.out_queue(PROVIDER)).await;
         let quarantine = Tap::new(bus, &t.quarantine_queue()).await;
         let dead = Tap::new(bus, &t.dead_queue()).await;
-        let hops = Some(Hops::start(&hub, true, true));
+        let hops = Some(Hops::start(&hub, true, true).await);
         World {
             s,
             hub,
@@ -850,10 +961,11 @@ impl World {
     ) -> Result<(BTreeSet<String>, BTreeSet<Seen>), TestCaseError> {
         let mut ids = Vec::new();
         let result = self.run_case(n, set, &mut ids).await;
-        let reg = self.hub.store.consents();
         let now = clock::now_rfc3339();
         for id in &ids {
-            reg.revoke(id, &now)
+            self.hub
+                .revoke_consent(id, &now)
+                .await
                 .map_err(|e| TestCaseError::fail(format!("revoke {id}: {e}")))?;
         }
         result
@@ -865,7 +977,6 @@ impl World {
         set: &[Drawn],
         ids: &mut Vec<String>,
     ) -> Result<(BTreeSet<String>, BTreeSet<Seen>), TestCaseError> {
-        let reg = self.hub.store.consents();
         let today = jst_day(0);
         let day = |offset| IsoDate::parse(&jst_day(offset)).expect("date");
         for (i, d) in set.iter().enumerate() {
@@ -888,7 +999,9 @@ impl World {
                 Validity::Expired => c.valid_to = Some(IsoDate::parse("2001-12-31").expect("date")),
                 Validity::NotYetValid => c.valid_from = IsoDate::parse("2999-01-01").expect("date"),
             }
-            reg.grant(c)
+            self.hub
+                .grant_consent(c)
+                .await
                 .map_err(|e| TestCaseError::fail(format!("grant {id}: {e}")))?;
             ids.push(id);
         }

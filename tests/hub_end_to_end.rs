@@ -526,7 +526,8 @@ async fn a_withheld_copy_is_delivered_once_consent_exists_and_quarantine_is_repl
         PERSON_2,
         kaigo_hub::consent::Grantee::Kind(kaigo_hub::consent::PartyKind::Municipality),
         &[kaigo_hub::consent::Category::CarePlan],
-    );
+    )
+    .await;
     let said = replay_quarantine(&s);
     assert!(said.contains("1 replayed, 0 left"), "{said}");
 

@@ -30,6 +30,8 @@ struct Queue {
 struct State {
     exchanges: HashMap<String, (ExchangeKind, Vec<(String, String)>)>,
     queues: HashMap<String, Arc<Queue>>,
+    /// Counter for the names of subscription queues.
+    next_private: u64,
 }
 
 /// The in-process bus. Cloning shares it.
@@ -179,6 +181,53 @@ impl Bus for MemoryBus {
             let q = self.lock().queues.get(queue).cloned();
             Ok(q.map(|q| lock_items(&q).len() as u64).unwrap_or(0))
         })
+    }
+
+    fn subscribe<'a>(
+        &'a self,
+        exchange: &'a str,
+    ) -> BoxFut<'a, Result<Box<dyn Consumer>, BusError>> {
+        Box::pin(async move {
+            let name = {
+                let mut s = self.lock();
+                if !s.exchanges.contains_key(exchange) {
+                    return Err(BusError::Refused(format!("no exchange `{exchange}`")));
+                }
+                s.next_private += 1;
+                format!("amq.gen-memory-{}", s.next_private)
+            };
+            self.declare_queue(&name, None, None);
+            self.bind(&name, exchange, "");
+            let inner = self.consume(&name, u16::MAX).await?;
+            Ok(Box::new(PrivateConsumer {
+                bus: self.clone(),
+                name,
+                inner,
+            }) as Box<dyn Consumer>)
+        })
+    }
+}
+
+/// A subscription's consumer: its queue and bindings go when it is dropped.
+struct PrivateConsumer {
+    bus: MemoryBus,
+    name: String,
+    inner: Box<dyn Consumer>,
+}
+
+impl Consumer for PrivateConsumer {
+    fn next(&mut self) -> BoxFut<'_, Option<Result<Delivery, BusError>>> {
+        self.inner.next()
+    }
+}
+
+impl Drop for PrivateConsumer {
+    fn drop(&mut self) {
+        let mut s = self.bus.lock();
+        s.queues.remove(&self.name);
+        for (_, bindings) in s.exchanges.values_mut() {
+            bindings.retain(|(q, _)| *q != self.name);
+        }
     }
 }
 
@@ -369,6 +418,32 @@ mod tests {
         let again = c.next().await.unwrap().unwrap();
         assert_eq!(again.body, vec![0]);
         assert!(again.redelivered);
+    }
+
+    #[tokio::test]
+    async fn each_subscriber_gets_every_fanout_message_and_its_queue_goes_with_it() {
+        let (bus, t) = setup().await;
+        bus.publish(&t.consent(), "", &Props::default(), b"before")
+            .await
+            .unwrap();
+        let mut a = bus.subscribe(&t.consent()).await.unwrap();
+        let mut b = bus.subscribe(&t.consent()).await.unwrap();
+        bus.publish(&t.consent(), "", &Props::default(), b"change")
+            .await
+            .unwrap();
+        for c in [&mut a, &mut b] {
+            let d = c.next().await.unwrap().unwrap();
+            assert_eq!(
+                d.body, b"change",
+                "a subscriber sees only what came after it"
+            );
+            d.ack().await.unwrap();
+        }
+        drop(a);
+        drop(b);
+        let s = bus.lock();
+        assert!(!s.queues.keys().any(|q| q.starts_with("amq.gen-memory-")));
+        assert!(s.exchanges[&t.consent()].1.is_empty());
     }
 
     #[tokio::test]

@@ -148,4 +148,12 @@ pub trait Bus: Send + Sync {
     ) -> BoxFut<'a, Result<Box<dyn Consumer>, BusError>>;
     /// Messages waiting in a queue (for metrics, replay and tests).
     fn queue_len<'a>(&'a self, queue: &'a str) -> BoxFut<'a, Result<u64, BusError>>;
+    /// Subscribes to a fanout exchange through a private, transient queue of this process that
+    /// exists only while the returned consumer does (RabbitMQ: exclusive, auto-delete, server-
+    /// named). It sees only what is published after this call returned. A subscriber that loses
+    /// its consumer (error or end) may have missed messages, and must subscribe again.
+    fn subscribe<'a>(
+        &'a self,
+        exchange: &'a str,
+    ) -> BoxFut<'a, Result<Box<dyn Consumer>, BusError>>;
 }

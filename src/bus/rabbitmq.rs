@@ -346,6 +346,58 @@ impl Bus for RabbitBus {
         })
     }
 
+    fn subscribe<'a>(
+        &'a self,
+        exchange: &'a str,
+    ) -> BoxFut<'a, Result<Box<dyn Consumer>, BusError>> {
+        Box::pin(async move {
+            let what = format!("subscribing to exchange `{exchange}`");
+            let exchange_name = short(&what, "exchange", exchange)?;
+            let ch = self.channel(&what).await?;
+            // Exclusive + auto-delete: the queue is this connection's alone and goes with it.
+            let options = QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..QueueDeclareOptions::default()
+            };
+            let q = ch
+                .queue_declare("".into(), options, FieldTable::default())
+                .await
+                .map_err(|e| classify(&what, e))?;
+            let queue = q.name().clone();
+            ch.queue_bind(
+                queue.clone(),
+                exchange_name,
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| classify(&what, e))?;
+            ch.basic_qos(256, BasicQosOptions::default())
+                .await
+                .map_err(|e| classify(&what, e))?;
+            let consumer = ch
+                .basic_consume(
+                    queue.clone(),
+                    "".into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|e| classify(&what, e))?;
+            let inbox = Arc::new(Inbox::default());
+            consumer.set_delegate(Forward(inbox.clone()));
+            Ok(Box::new(RabbitConsumer {
+                queue: queue.to_string(),
+                inbox,
+                ended: false,
+                _consumer: consumer,
+                channel: ch,
+            }) as Box<dyn Consumer>)
+        })
+    }
+
     fn queue_len<'a>(&'a self, queue: &'a str) -> BoxFut<'a, Result<u64, BusError>> {
         Box::pin(async move {
             let what = format!("counting queue `{queue}`");

@@ -1,10 +1,14 @@
 //! `kaigo-hub consent grant|revoke|list|import|link`: manages the consent registry and the
-//! subject cross-reference in the hub's store (the same SQLite file `serve` reads at every hop, so
-//! a revoke takes effect for messages already waiting in queues).
+//! subject cross-reference in the hub's store (the database `serve` reads), then, when the config
+//! names RabbitMQ, announces each change on the `<prefix>.consent` fanout so that every running
+//! hub process drops its cached copy: a revoke takes effect for messages already waiting in queues.
 
 use super::Failure;
+use kaigo_hub::bus::rabbitmq::RabbitBus;
+use kaigo_hub::bus::{Bus, Topology};
 use kaigo_hub::config::Config;
 use kaigo_hub::consent::{Category, Consent, Grantee, IsoDate, Subject, csv_import, fhir_import};
+use kaigo_hub::pipeline::consent_feed::{ConsentChanged, announce};
 use std::path::PathBuf;
 
 #[derive(clap::Subcommand, Debug)]
@@ -84,6 +88,13 @@ pub fn run(config: Option<PathBuf>, action: Action) -> Result<u8, Failure> {
         .map_err(|e| Failure::usage(e.to_string()))?;
     let store = store.as_ref();
     let fail = |e: kaigo_hub::consent::ConsentError| Failure::input(e.to_string());
+    let change = |change: &str, id: &str| ConsentChanged {
+        change: change.into(),
+        consent: id.into(),
+        subject: None,
+        at: kaigo_hub::pipeline::clock::now_rfc3339(),
+    };
+    let mut changes: Vec<ConsentChanged> = Vec::new();
     match action {
         Action::Grant {
             subject: s,
@@ -120,12 +131,14 @@ pub fn run(config: Option<PathBuf>, action: Action) -> Result<u8, Failure> {
             };
             store.consents().grant(consent).map_err(fail)?;
             super::out!("granted {id}");
+            changes.push(change("grant", &id));
         }
         Action::Revoke { id, at } => {
             let at = at
                 .unwrap_or_else(|| kaigo_hub::pipeline::clock::now_rfc3339().replace(".000Z", "Z"));
             store.consents().revoke(&id, &at).map_err(fail)?;
             super::out!("revoked {id} at {at}");
+            changes.push(change("revoke", &id));
         }
         Action::List { subject: s } => {
             let s = s.map(|s| subject(&s)).transpose()?;
@@ -149,7 +162,14 @@ pub fn run(config: Option<PathBuf>, action: Action) -> Result<u8, Failure> {
             };
             let n = consents.len();
             for c in consents {
+                let id = c.id.as_str().to_string();
+                let what = if c.revoked_at.is_some() {
+                    "revoke"
+                } else {
+                    "grant"
+                };
                 store.consents().grant(c).map_err(fail)?;
+                changes.push(change(what, &id));
             }
             super::out!("imported {n} consent(s) from {}", file.display());
         }
@@ -164,5 +184,34 @@ pub fn run(config: Option<PathBuf>, action: Action) -> Result<u8, Failure> {
             super::out!("linked {party}/{local_id}");
         }
     }
+    if let (Some(url), false) = (&cfg.amqp_url, changes.is_empty()) {
+        rt.block_on(announce_all(url, &cfg.prefix, &changes))
+            .map_err(|e| {
+                Failure::input(format!(
+                    "the change is stored, but running hubs were not told: {e}; they see it within \
+                     consent_cache_secs ({} s) — run the command again to announce it",
+                    cfg.consent_cache_secs
+                ))
+            })?;
+    }
     Ok(0)
+}
+
+/// Announces `changes` on the consent fanout of the broker at `url`.
+async fn announce_all(url: &str, prefix: &str, changes: &[ConsentChanged]) -> Result<(), String> {
+    let bus = RabbitBus::connect(url, "kaigo-hub consent")
+        .await
+        .map_err(|e| format!("RabbitMQ at {}: {e}", kaigo_hub::serve::redact(url)))?;
+    let topology = Topology::new(prefix);
+    // Idempotent, and the same declarations `serve` makes: the fanout exists even before any
+    // hub process started.
+    let mut result = bus.declare(&topology, &[]).await.map_err(|e| e.to_string());
+    for c in changes.iter().take_while(|_| result.is_ok()) {
+        if let Err(e) = announce(&bus, &topology, c).await {
+            result = Err(e.to_string());
+            break;
+        }
+    }
+    bus.close().await;
+    result
 }

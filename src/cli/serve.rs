@@ -22,6 +22,8 @@ use std::path::PathBuf;
   purpose       KAIGO_PURPOSE       purpose stated in consent questions                    [unset]
   subject_key   KAIGO_SUBJECT_KEY   hex key for subject hashes; unset = data/subject.key   [generated]
   poll_ms       KAIGO_POLL_MS       file-drop inbox scan interval                          [500]
+  consent_cache_secs KAIGO_CONSENT_CACHE_SECS  seconds a process may reuse a person's consents
+                between changes announced on <prefix>.consent (RabbitMQ only; 0 = off)  [30]
 Log level: RUST_LOG (e.g. RUST_LOG=kaigo_hub=debug).
 
 Example: KAIGO_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f kaigo-hub serve"

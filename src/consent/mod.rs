@@ -22,6 +22,7 @@ use std::sync::{PoisonError, RwLock};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub mod cache;
 pub mod csv_import;
 pub mod fhir_import;
 
@@ -772,6 +773,10 @@ pub trait ConsentRegistry: Send + Sync {
     /// The stored consents (revoked ones too), of one subject or of all, in the order they were granted.
     fn list(&self, subject: Option<&Subject>) -> Vec<Consent>;
 
+    /// Every stored consent of `subject` (revoked ones too), or why the store cannot say: what a
+    /// cache keeps, so that a read error never looks like "no consent".
+    fn consents_of(&self, subject: &Subject) -> Result<Vec<Consent>, ConsentError>;
+
     /// A number that grows with every change that can alter a decision; a cache whose copy was taken at
     /// another number is stale. An error means the cache cannot know and must not answer from its copy.
     fn change_counter(&self) -> Result<u64, ConsentError>;
@@ -901,6 +906,17 @@ impl ConsentRegistry for InMemoryRegistry {
                 .filter_map(|&i| store.consents.get(i).cloned())
                 .collect(),
         }
+    }
+
+    fn consents_of(&self, subject: &Subject) -> Result<Vec<Consent>, ConsentError> {
+        let store = self.store.read().map_err(Self::unavailable)?;
+        Ok(store
+            .by_subject
+            .get(subject)
+            .into_iter()
+            .flatten()
+            .filter_map(|&i| store.consents.get(i).cloned())
+            .collect())
     }
 
     fn change_counter(&self) -> Result<u64, ConsentError> {

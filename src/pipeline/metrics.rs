@@ -25,6 +25,8 @@ pub struct Metrics {
     pub deny: AtomicU64,
     /// Consent decisions: indeterminate.
     pub indeterminate: AtomicU64,
+    /// Consent decisions answered from this process's cache (no store read).
+    pub consent_cache_hits: AtomicU64,
 }
 
 impl Metrics {
@@ -89,6 +91,11 @@ impl Metrics {
                 v.load(Ordering::Relaxed)
             ));
         }
+        out.push_str(&format!(
+            "# HELP kaigo_consent_cache_hits_total Consent decisions answered from the process's cache.\n\
+             # TYPE kaigo_consent_cache_hits_total counter\nkaigo_consent_cache_hits_total {}\n",
+            self.consent_cache_hits.load(Ordering::Relaxed)
+        ));
         out
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod audit_writer;
 pub mod clock;
+pub mod consent_feed;
 pub mod deliver;
 pub mod ingress;
 pub mod metrics;
@@ -14,8 +15,10 @@ pub mod translate;
 
 use crate::audit::{AuditDraft, Decision as AuditDecision, Hop, SubjectHasher, Timestamp};
 use crate::bus::{Bus, BusError, Props, Topology};
+use crate::consent::cache::ConsentCache;
 use crate::consent::{
-    Category, Decision, IsoDate, PartyId, PartyKind, Question, Recipient, Subject,
+    Category, Decision, IndeterminateReason, IsoDate, PartyId, PartyKind, Question, Recipient,
+    Subject, decide_from,
 };
 use crate::mapping::MappingSet;
 use crate::parties::Parties;
@@ -77,6 +80,10 @@ pub struct Hub {
     pub prefetch: u16,
     /// Purpose stated in consent questions (`None`: consents without a purpose only).
     pub purpose: Option<String>,
+    /// This process's copy of the consents it decided on, kept in step by the `kaigo.consent`
+    /// feed ([`consent_feed`]); `None` = every decision reads the store. Change consents through
+    /// [`Hub::grant_consent`] / [`Hub::revoke_consent`] (or the CLI), which announce the change.
+    pub consent_cache: Option<Arc<ConsentCache>>,
 }
 
 /// One consent question as a hop asks it (who, for whom, what), with where it is asked.
@@ -229,14 +236,7 @@ impl Hub {
             on: IsoDate::parse(&clock::today_jst())
                 .unwrap_or_else(|_| IsoDate::parse("1970-01-01").expect("literal date")),
         };
-        let store = self.store.clone();
-        let decision = tokio::task::spawn_blocking(move || store.consents().decide(&q))
-            .await
-            .unwrap_or_else(|e| Decision::Indeterminate {
-                reason: crate::consent::IndeterminateReason::RegistryUnavailable {
-                    detail: e.to_string(),
-                },
-            });
+        let decision = self.decision(q).await;
         let (verdict, audit_decision, reason) = match &decision {
             Decision::Permit { consent_id } => {
                 Metrics::inc(&self.metrics.permit);
@@ -278,6 +278,41 @@ impl Hub {
         });
         tracing::debug!(envelope, point, recipient = recipient.id.as_str(), category = category.code(), decision = %decision, "consent");
         verdict
+    }
+
+    /// The registry's answer: from this process's cache when it holds the subject, otherwise from
+    /// the store (and the cache keeps what the store said, unless a change arrived meanwhile).
+    async fn decision(&self, q: Question) -> Decision {
+        let ticket = match self.consent_cache.as_ref().map(|c| c.decide(&q)) {
+            Some(Ok(d)) => {
+                Metrics::inc(&self.metrics.consent_cache_hits);
+                return d;
+            }
+            Some(Err(ticket)) => ticket,
+            None => None,
+        };
+        let (store, cache) = (self.store.clone(), self.consent_cache.clone());
+        tokio::task::spawn_blocking(move || match (ticket, cache) {
+            (Some(ticket), Some(cache)) => match store.consents().consents_of(&q.subject) {
+                Ok(consents) => {
+                    let d = decide_from(consents.iter(), &q);
+                    cache.put(ticket, &q.subject, consents);
+                    d
+                }
+                Err(e) => Decision::Indeterminate {
+                    reason: IndeterminateReason::RegistryUnavailable {
+                        detail: e.to_string(),
+                    },
+                },
+            },
+            _ => store.consents().decide(&q),
+        })
+        .await
+        .unwrap_or_else(|e| Decision::Indeterminate {
+            reason: IndeterminateReason::RegistryUnavailable {
+                detail: e.to_string(),
+            },
+        })
     }
 
     /// Decides with retries while the registry is unreachable (never permits on doubt); gives

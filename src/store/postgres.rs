@@ -199,6 +199,17 @@ impl ConsentRegistry for PostgresStore {
         .unwrap_or_default()
     }
 
+    fn consents_of(&self, s: &Subject) -> Result<Vec<Consent>, ConsentError> {
+        self.rows(
+            "SELECT body FROM consents WHERE insurer = $1 AND insured = $2 ORDER BY id",
+            Some((
+                s.insurer_number.as_str().to_string(),
+                s.insured_number.as_str().to_string(),
+            )),
+        )
+        .map_err(|e| ConsentError::Unavailable { detail: e.0 })
+    }
+
     fn change_counter(&self) -> Result<u64, ConsentError> {
         self.with(|c| async move {
             let row = c.query_one("SELECT n FROM consent_changes", &[]).await?;

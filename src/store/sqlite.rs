@@ -146,6 +146,14 @@ impl ConsentRegistry for SqliteStore {
         r.unwrap_or_default()
     }
 
+    fn consents_of(&self, s: &Subject) -> Result<Vec<Consent>, ConsentError> {
+        self.rows(
+            "SELECT body FROM consents WHERE insurer = ?1 AND insured = ?2 ORDER BY id",
+            &[&s.insurer_number.as_str(), &s.insured_number.as_str()],
+        )
+        .map_err(|e| ConsentError::Unavailable { detail: e.0 })
+    }
+
     fn change_counter(&self) -> Result<u64, ConsentError> {
         let conn = self
             .conn()

@@ -72,20 +72,26 @@ pub fn subject(p: (&str, &str)) -> Subject {
 }
 
 /// Grants `id`: `subject` lets `grantee` receive `categories`, from 2000-01-01, no end, no purpose.
-pub fn grant(hub: &Hub, id: &str, who: (&str, &str), grantee: Grantee, categories: &[Category]) {
-    hub.store
-        .consents()
-        .grant(Consent {
-            id: id.parse().expect("a valid consent id"),
-            subject: subject(who),
-            grantee,
-            categories: categories.to_vec(),
-            valid_from: IsoDate::parse("2000-01-01").expect("literal date"),
-            valid_to: None,
-            purpose: None,
-            revoked_at: None,
-        })
-        .unwrap_or_else(|e| panic!("granting {id}: {e}"));
+/// Goes through [`Hub::grant_consent`], so a hub process's cached copy is dropped as in production.
+pub async fn grant(
+    hub: &Hub,
+    id: &str,
+    who: (&str, &str),
+    grantee: Grantee,
+    categories: &[Category],
+) {
+    hub.grant_consent(Consent {
+        id: id.parse().expect("a valid consent id"),
+        subject: subject(who),
+        grantee,
+        categories: categories.to_vec(),
+        valid_from: IsoDate::parse("2000-01-01").expect("literal date"),
+        valid_to: None,
+        purpose: None,
+        revoked_at: None,
+    })
+    .await
+    .unwrap_or_else(|e| panic!("granting {id}: {e}"));
 }
 
 /// Links the hospitals' patient ids of the samples to their subjects (what the demo seed does).

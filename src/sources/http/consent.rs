@@ -23,6 +23,7 @@ use super::outcome::{CONSENT_HEADER, Issue, outcome, status, unavailable};
 use crate::consent::fhir_import::{FhirProblem, consents_from_fhir_json};
 use crate::consent::{Consent, ConsentError, PartyKind};
 use crate::parties::Party;
+use crate::pipeline::consent_feed::ConsentChanged;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 
@@ -149,7 +150,23 @@ pub async fn register(
             c.subject.insurer_number.as_str(),
             c.subject.insured_number.as_str(),
         );
-        audit_trail::consent_registered(hub, &party.id, c.id.as_str(), hash);
+        audit_trail::consent_registered(hub, &party.id, c.id.as_str(), hash.clone());
+        let event = ConsentChanged {
+            change: if c.revoked_at.is_some() {
+                "revoke"
+            } else {
+                "grant"
+            }
+            .into(),
+            consent: c.id.as_str().to_string(),
+            subject: Some(hash.into_string()),
+            at: crate::pipeline::clock::now_rfc3339(),
+        };
+        // The registry holds it either way; a hub process that missed the word sees it when its
+        // cached copy expires (`consent_cache_secs`).
+        if let Err(e) = hub.changed(&event).await {
+            tracing::warn!(consent = c.id.as_str(), error = %e, "consent change not announced");
+        }
     }
     match stored {
         Ok(done) => {
