@@ -32,7 +32,7 @@ use kaigo_hub::consent::{
 use kaigo_hub::mapping::Input;
 use kaigo_hub::parties::{DeliveryTarget, Parties};
 use kaigo_hub::pipeline::ingress::{Submission, accept};
-use kaigo_hub::pipeline::{Hub, deliver, translate};
+use kaigo_hub::pipeline::{Hub, consent_feed, deliver, translate};
 use kaigo_hub::serve;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -997,6 +997,21 @@ async fn hub_case(
             tokio::spawn(translate::run(hub.clone(), stop_rx.clone())),
             tokio::spawn(deliver::run(hub.clone(), stop_rx.clone())),
         ];
+        // As `serve` does on RabbitMQ: the consent feed keeps the process's consent cache live.
+        let feed = hub.consent_cache.clone().map(|cache| {
+            tokio::spawn(consent_feed::run(
+                hub.bus.clone(),
+                hub.topology.clone(),
+                cache,
+                stop_rx.clone(),
+            ))
+        });
+        if let Some(cache) = &hub.consent_cache {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !cache.is_live() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
         // The recipient consumes on a connection of its own, as it would in production.
         let recipient_conn = match url {
             Some(u) => Some(Arc::new(
@@ -1032,6 +1047,9 @@ async fn hub_case(
             c.close().await;
         }
         let _ = stop_tx.send(true);
+        if let Some(f) = feed {
+            let _ = f.await;
+        }
         for h in hops {
             match tokio::time::timeout(Duration::from_secs(10), h).await {
                 Ok(Ok(Ok(()))) => {}
