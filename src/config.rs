@@ -48,6 +48,29 @@ pub struct Config {
     /// backstop for a change made by a process that could not announce it. `0` = read the store
     /// at every decision. Env `KAIGO_CONSENT_CACHE_SECS`.
     pub consent_cache_secs: u64,
+    /// PEM file with the HTTP listener's certificate chain, leaf first. Set together with
+    /// `tls_key`, the HTTP source serves HTTPS (rustls) instead of plain HTTP.
+    /// Env `KAIGO_TLS_CERT`.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM file with the private key of `tls_cert` (PKCS#8, PKCS#1 or SEC1). Env `KAIGO_TLS_KEY`.
+    pub tls_key: Option<PathBuf>,
+    /// PEM bundle of the CA certificates that issue client certificates (needs `tls_cert`). A
+    /// client may then present a certificate, which must chain to one of these (else the handshake
+    /// fails); its SHA-256 fingerprint names the party (`client_certs_sha256` in the parties
+    /// file). A client without a certificate still authenticates by API key.
+    /// Env `KAIGO_TLS_CLIENT_CA`.
+    pub tls_client_ca: Option<PathBuf>,
+}
+
+/// The files the HTTP source serves HTTPS with, from a [`Config`] whose TLS settings fit together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// `tls_cert`: the certificate chain (PEM).
+    pub cert: PathBuf,
+    /// `tls_key`: its private key (PEM).
+    pub key: PathBuf,
+    /// `tls_client_ca`: CAs for client certificates (PEM), when client certificates are asked for.
+    pub client_ca: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -68,6 +91,9 @@ impl Default for Config {
             subject_key: None,
             poll_ms: 500,
             consent_cache_secs: 30,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
         }
     }
 }
@@ -89,6 +115,9 @@ pub const KEYS: &[&str] = &[
     "subject_key",
     "poll_ms",
     "consent_cache_secs",
+    "tls_cert",
+    "tls_key",
+    "tls_client_ca",
 ];
 
 impl Config {
@@ -161,13 +190,54 @@ impl Config {
         if let Some(v) = get("KAIGO_CONSENT_CACHE_SECS") {
             self.consent_cache_secs = num("KAIGO_CONSENT_CACHE_SECS", v)?;
         }
+        if let Some(v) = get("KAIGO_TLS_CERT") {
+            self.tls_cert = Some(v).filter(|s| !s.is_empty()).map(PathBuf::from);
+        }
+        if let Some(v) = get("KAIGO_TLS_KEY") {
+            self.tls_key = Some(v).filter(|s| !s.is_empty()).map(PathBuf::from);
+        }
+        if let Some(v) = get("KAIGO_TLS_CLIENT_CA") {
+            self.tls_client_ca = Some(v).filter(|s| !s.is_empty()).map(PathBuf::from);
+        }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err(format!(
                 "log_format `{}` must be text or json",
                 self.log_format
             ));
         }
+        self.tls()?;
         Ok(())
+    }
+
+    /// The HTTPS files, `None` for plain HTTP, or an error naming the settings that are half set:
+    /// `tls_cert` and `tls_key` go together, and `tls_client_ca` needs both.
+    pub fn tls(&self) -> Result<Option<TlsFiles>, String> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Ok(Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: self.tls_client_ca.clone(),
+            })),
+            (Some(_), None) => Err(
+                "tls_cert is set but tls_key is not: HTTPS needs both the certificate chain and \
+                 its private key (tls_cert / KAIGO_TLS_CERT and tls_key / KAIGO_TLS_KEY), or \
+                 neither for plain HTTP"
+                    .into(),
+            ),
+            (None, Some(_)) => Err(
+                "tls_key is set but tls_cert is not: HTTPS needs both the certificate chain and \
+                 its private key (tls_cert / KAIGO_TLS_CERT and tls_key / KAIGO_TLS_KEY), or \
+                 neither for plain HTTP"
+                    .into(),
+            ),
+            (None, None) if self.tls_client_ca.is_some() => Err(
+                "tls_client_ca is set but tls_cert and tls_key are not: client certificates are \
+                 only asked for over HTTPS; set tls_cert and tls_key (KAIGO_TLS_CERT, \
+                 KAIGO_TLS_KEY) as well, or unset tls_client_ca (KAIGO_TLS_CLIENT_CA)"
+                    .into(),
+            ),
+            (None, None) => Ok(None),
+        }
     }
 
     /// The store URL: `database_url`, or the SQLite file under `data_dir`.
@@ -211,5 +281,51 @@ mod tests {
             c.apply_env(|k| (k == "KAIGO_PREFETCH").then(|| "many".into()))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn tls_is_off_by_default_and_on_with_cert_and_key() {
+        assert_eq!(Config::default().tls(), Ok(None));
+        let c: Config =
+            toml::from_str("tls_cert = \"s.pem\"\ntls_key = \"s.key\"\ntls_client_ca = \"ca.pem\"")
+                .expect("known keys");
+        assert_eq!(
+            c.tls(),
+            Ok(Some(TlsFiles {
+                cert: "s.pem".into(),
+                key: "s.key".into(),
+                client_ca: Some("ca.pem".into()),
+            }))
+        );
+    }
+
+    #[test]
+    fn half_set_tls_settings_are_errors_naming_the_keys() {
+        let cases: [(&str, &[&str]); 3] = [
+            ("KAIGO_TLS_CERT", &["tls_cert", "tls_key"]),
+            ("KAIGO_TLS_KEY", &["tls_key", "tls_cert"]),
+            (
+                "KAIGO_TLS_CLIENT_CA",
+                &["tls_client_ca", "tls_cert", "tls_key"],
+            ),
+        ];
+        for (var, named) in cases {
+            let mut c = Config::default();
+            let e = c
+                .apply_env(|k| (k == var).then(|| "some.pem".to_string()))
+                .expect_err("half-set TLS is refused at start");
+            for key in named {
+                assert!(e.contains(key), "{var}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_empty_tls_variable_unsets_the_setting() {
+        let mut c: Config =
+            toml::from_str("tls_cert = \"s.pem\"\ntls_key = \"s.key\"").expect("known keys");
+        c.apply_env(|k| k.starts_with("KAIGO_TLS_").then(String::new))
+            .expect("both unset is plain HTTP");
+        assert_eq!(c.tls(), Ok(None));
     }
 }

@@ -1,8 +1,8 @@
 //! The parties file: every hospital, provider, municipality and the platform itself that the
 //! hub talks to — its id (医療機関コード / 事業所番号 / 保険者番号), kind, credentials (API key
-//! hashes, MLLP peer addresses, AMQP user), what it receives in which format, and where that is
-//! delivered. Loaded once at start; an unknown key is an error with file:line:column.
-//! Must never: hold a secret in clear (API keys are stored as SHA-256 hex).
+//! hashes, client certificate fingerprints, MLLP peer addresses, AMQP user), what it receives in
+//! which format, and where that is delivered. Loaded once at start; an unknown key is an error with
+//! file:line:column. Must never: hold a secret in clear (API keys are stored as SHA-256 hex).
 
 use crate::consent::{PartyId, PartyKind, Recipient};
 use serde::Deserialize;
@@ -45,6 +45,11 @@ pub struct Party {
     /// SHA-256 (hex) of each API key the party may present as `Authorization: Bearer <key>`.
     #[serde(default)]
     pub api_keys_sha256: Vec<String>,
+    /// SHA-256 (hex) of the DER encoding of each client certificate the party presents over
+    /// HTTPS (the hub's `tls_client_ca` must have issued it), e.g. from
+    /// `openssl x509 -in client.pem -outform DER | sha256sum`.
+    #[serde(default)]
+    pub client_certs_sha256: Vec<String>,
     /// IP addresses allowed to send HL7 v2 over MLLP as this party.
     #[serde(default)]
     pub mllp_peers: Vec<String>,
@@ -110,10 +115,23 @@ pub struct Parties {
 
 /// SHA-256 hex of an API key.
 pub fn key_hash(key: &str) -> String {
-    Sha256::digest(key.as_bytes())
+    sha256_hex(key.as_bytes())
+}
+
+/// SHA-256 hex of a certificate's DER bytes: its fingerprint as `client_certs_sha256` lists it.
+pub fn cert_fingerprint(der: &[u8]) -> String {
+    sha256_hex(der)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+fn is_sha256_hex(h: &str) -> bool {
+    h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 impl Parties {
@@ -166,10 +184,31 @@ impl Parties {
                 ));
             }
             for h in &p.api_keys_sha256 {
-                if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                if !is_sha256_hex(h) {
                     return Err(format!(
                         "parties[{i}] ({}): api_keys_sha256 entries are 64 hex digits",
                         p.id
+                    ));
+                }
+            }
+            for h in &p.client_certs_sha256 {
+                if !is_sha256_hex(h) {
+                    return Err(format!(
+                        "parties[{i}] ({}): client_certs_sha256 entry `{h}` is not 64 hex digits; \
+                         take the SHA-256 of the certificate's DER form, e.g. \
+                         `openssl x509 -in client.pem -outform DER | sha256sum`",
+                        p.id
+                    ));
+                }
+                if let Some(q) = file.parties[..i].iter().find(|q| {
+                    q.client_certs_sha256
+                        .iter()
+                        .any(|g| g.eq_ignore_ascii_case(h))
+                }) {
+                    return Err(format!(
+                        "parties[{i}] ({}): client certificate {h} is also listed for party {}; \
+                         a certificate names exactly one party",
+                        p.id, q.id
                     ));
                 }
             }
@@ -191,6 +230,15 @@ impl Parties {
         self.all
             .iter()
             .find(|p| p.api_keys_sha256.iter().any(|k| k.eq_ignore_ascii_case(&h)))
+    }
+
+    /// The party whose client certificate has this SHA-256 fingerprint (hex).
+    pub fn by_client_cert(&self, sha256: &str) -> Option<&Party> {
+        self.all.iter().find(|p| {
+            p.client_certs_sha256
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(sha256))
+        })
     }
 
     /// The party allowed to send MLLP from this address.
@@ -283,5 +331,48 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("unknown document"), "{e}");
+    }
+
+    #[test]
+    fn client_certificates_are_matched_by_fingerprint_in_either_case() {
+        let fp = cert_fingerprint(b"not really DER, but bytes all the same");
+        let y = YAML.replace("KEY", &key_hash("k")).replace(
+            "    api_keys_sha256:",
+            &format!(
+                "    client_certs_sha256: [\"{}\"]\n    api_keys_sha256:",
+                fp.to_uppercase()
+            ),
+        );
+        let p = parse(&y).expect("valid parties");
+        assert_eq!(p.by_client_cert(&fp).expect("known").id, "1311234567");
+        assert!(p.by_client_cert(&cert_fingerprint(b"other")).is_none());
+        assert!(p.by_api_key("k").is_some(), "keys still work next to certs");
+    }
+
+    #[test]
+    fn client_certificate_fingerprints_are_64_hex_and_name_one_party() {
+        let with = |first: &str, second: &str| {
+            YAML.replace("KEY", &key_hash("k"))
+                .replace(
+                    "    api_keys_sha256:",
+                    &format!("    client_certs_sha256: [\"{first}\"]\n    api_keys_sha256:"),
+                )
+                .replace(
+                    "    kind: provider\n",
+                    &format!("    kind: provider\n    client_certs_sha256: [\"{second}\"]\n"),
+                )
+        };
+        let a = cert_fingerprint(b"a");
+        let b = cert_fingerprint(b"b");
+        assert!(parse(&with(&a, &b)).is_ok());
+        for bad in [&a[..63], "AB:CD", &format!("{}g", &a[..63])] {
+            let e = parse(&with(bad, &b)).expect_err("not a fingerprint");
+            assert!(
+                e.contains("client_certs_sha256") && e.contains("64 hex"),
+                "{e}"
+            );
+        }
+        let e = parse(&with(&a, &a.to_uppercase())).expect_err("one certificate, two parties");
+        assert!(e.contains("1311234567") && e.contains("0300000005"), "{e}");
     }
 }

@@ -22,6 +22,10 @@ use std::path::PathBuf;
   purpose       KAIGO_PURPOSE       purpose stated in consent questions                    [unset]
   subject_key   KAIGO_SUBJECT_KEY   hex key for subject hashes; unset = data/subject.key   [generated]
   poll_ms       KAIGO_POLL_MS       file-drop inbox scan interval                          [500]
+  tls_cert      KAIGO_TLS_CERT      PEM certificate chain; with tls_key, HTTP serves HTTPS [unset]
+  tls_key       KAIGO_TLS_KEY       PEM private key of tls_cert                            [unset]
+  tls_client_ca KAIGO_TLS_CLIENT_CA PEM CAs of client certificates (optional mTLS; a
+                                    party's client_certs_sha256 names it)                  [unset]
   consent_cache_secs KAIGO_CONSENT_CACHE_SECS  seconds a process may reuse a person's consents
                 between changes announced on <prefix>.consent (RabbitMQ only; 0 = off)  [30]
 Log level: RUST_LOG (e.g. RUST_LOG=kaigo_hub=debug).
@@ -63,15 +67,17 @@ pub fn run(a: Args) -> Result<u8, Failure> {
     init_logging(&cfg.log_format);
     runtime()?.block_on(async move {
         let running = kaigo_hub::serve::start(&cfg).await.map_err(Failure::usage)?;
+        // `Config::load` checked that tls_cert comes with tls_key.
+        let scheme = if cfg.tls_cert.is_some() { "https" } else { "http" };
         eprintln!(
-            "kaigo-hub: serving HTTP on http://{} and MLLP on {} ({} bus, prefix `{}`); Ctrl-C or SIGTERM stops",
+            "kaigo-hub: serving HTTP on {scheme}://{} and MLLP on {} ({} bus, prefix `{}`); Ctrl-C or SIGTERM stops",
             running.http_addr,
             running.mllp_addr,
             running.hub.bus.name(),
             cfg.prefix
         );
         if a.demo {
-            demo(&running, &cfg.audit_path()).await?;
+            demo(&running, &cfg.audit_path(), scheme).await?;
         }
         wait_for_signal().await;
         eprintln!("kaigo-hub: shutting down: no new messages; finishing in-flight work");
@@ -106,6 +112,7 @@ async fn wait_for_signal() {
 async fn demo(
     running: &kaigo_hub::serve::Running,
     audit_path: &std::path::Path,
+    scheme: &str,
 ) -> Result<(), Failure> {
     let hub = &running.hub;
     kaigo_hub::demo::seed(hub).map_err(|e| Failure::usage(format!("demo: {e}")))?;
@@ -147,7 +154,7 @@ async fn demo(
         }
     }
     eprintln!(
-        "  audit log: {}; try `kaigo-hub audit verify` and `curl -s http://{}/metrics`",
+        "  audit log: {}; try `kaigo-hub audit verify` and `curl -s {scheme}://{}/metrics`",
         audit_path.display(),
         running.http_addr
     );

@@ -1,15 +1,17 @@
 //! HTTP source: the hub's FHIR R4 face (actix-web 4). Hospitals POST FHIR JSON, municipalities
 //! register FHIR `Consent`s and search the audit trail, operators poll health and metrics. In: HTTP
-//! requests authenticated by `Authorization: Bearer <API key>` (matched against the parties file);
-//! out: FHIR JSON answers, the message handed to `pipeline::ingress::accept`. A sender hears `202`
-//! only after `accept` returned, i.e. after the bus confirmed the publish. Must never trust a
-//! claimed identity (the party is the key's owner, whatever the body says), and never echo
-//! another person's data in an answer.
+//! (or, with `tls_cert` and `tls_key`, HTTPS) requests authenticated by `Authorization: Bearer <API
+//! key>` and/or, with `tls_client_ca`, a verified client certificate (both matched against the
+//! parties file; see `auth.rs`); out: FHIR JSON answers, the message handed to
+//! `pipeline::ingress::accept`. A sender hears `202` only after `accept` returned, i.e. after the
+//! bus confirmed the publish. Must never trust a claimed identity (the party is the key's or the
+//! certificate's owner, whatever the body says), and never echo another person's data in an
+//! answer.
 //!
 //! | endpoint | who | answers |
 //! |---|---|---|
-//! | `POST /fhir` (a `Bundle`) | any party with a key | 202 · 400 · 401 · 403 · 413 · 415 · 422 · 503 |
-//! | `POST /fhir/{type}` (a resource of `{type}`) | any party with a key | as above |
+//! | `POST /fhir` (a `Bundle`) | any party with a key or client certificate | 202 · 400 · 401 · 403 · 413 · 415 · 422 · 503 |
+//! | `POST /fhir/{type}` (a resource of `{type}`) | any party with a key or client certificate | as above |
 //! | `POST /fhir/Consent` | municipality, platform | 201 · 200 · 400 · 401 · 403 · 409 · 413 · 415 · 422 · 503 |
 //! | `GET /fhir/AuditEvent?envelope=&subject=&party=&_count=` | municipality, platform | 200 · 400 · 401 · 403 · 500 |
 //! | `GET /fhir/metadata` | anyone | 200 (`CapabilityStatement`) |
@@ -35,6 +37,7 @@ mod health;
 mod metadata;
 mod outcome;
 mod submit;
+mod tls;
 
 use crate::config::Config;
 use crate::pipeline::Hub;
@@ -58,9 +61,10 @@ struct State {
     body_limit: usize,
 }
 
-/// Binds `cfg.http_addr`, serves until `shutdown` turns true, then stops gracefully (no new
-/// connections; in-flight requests get [`SHUTDOWN_GRACE_SECS`]). Returns the bound address and a
-/// task that completes once the server has stopped.
+/// Binds `cfg.http_addr` (HTTPS when `cfg` names a certificate and key), serves until `shutdown`
+/// turns true, then stops gracefully (no new connections; in-flight requests get
+/// [`SHUTDOWN_GRACE_SECS`]). Returns the bound address and a task that completes once the server
+/// has stopped. Half-set or unusable TLS settings are an error naming the setting and file.
 pub async fn start(
     hub: Arc<Hub>,
     cfg: &Config,
@@ -72,6 +76,11 @@ pub async fn start(
         body_limit: cfg.body_limit,
     });
     let limit = cfg.body_limit;
+    let tls = match cfg.tls()? {
+        Some(files) => Some(tls::server_config(&files).map_err(|e| format!("HTTP source: {e}"))?),
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
@@ -79,10 +88,15 @@ pub async fn start(
             .app_data(web::PayloadConfig::new(limit))
             .configure(routes)
     })
+    // Records the verified client certificate of a TLS connection for `auth.rs`.
+    .on_connect(tls::on_connect)
     // The hub owns shutdown (the watch channel), not actix's own signal handlers.
     .disable_signals()
-    .shutdown_timeout(SHUTDOWN_GRACE_SECS)
-    .bind(&cfg.http_addr)
+    .shutdown_timeout(SHUTDOWN_GRACE_SECS);
+    let server = match tls {
+        Some(tls) => server.bind_rustls_0_23(&cfg.http_addr, tls),
+        None => server.bind(&cfg.http_addr),
+    }
     .map_err(|e| {
         format!(
             "HTTP source cannot listen on {} (http_addr / KAIGO_HTTP_ADDR): {e}",
@@ -95,6 +109,7 @@ pub async fn start(
             cfg.http_addr
         )
     })?;
+    tracing::info!(%addr, scheme, "HTTP source listening");
     let server = server.run();
     let handle = server.handle();
     let task = tokio::spawn(async move {

@@ -33,7 +33,7 @@ pub fn statement() -> Value {
             "documentation": "POST /fhir takes a Bundle, POST /fhir/{type} one resource of that type; both answer 202 with an OperationOutcome and X-Kaigo-Envelope once the message is on the hub's bus. Every answer about a submission is an OperationOutcome.",
             "security": {
                 "cors": false,
-                "description": "Send `Authorization: Bearer <API key>`; the key names the sending party. Consent registration and AuditEvent search are for municipalities and the platform."
+                "description": "Send `Authorization: Bearer <API key>`, or, where the hub serves HTTPS with client certificates, present the client certificate registered to your organisation (its SHA-256 fingerprint); the key or certificate names the sending party. A certificate and a key sent together must belong to the same party. Consent registration and AuditEvent search are for municipalities and the platform."
             },
             "resource": [
                 {

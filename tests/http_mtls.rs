@@ -1,0 +1,620 @@
+//! The HTTP source over HTTPS with optional client certificates (mTLS), as a hospital meets it: a
+//! throwaway PKI made at test time with the `openssl` command line (a CA, a server certificate for
+//! 127.0.0.1/localhost, a client certificate registered to the hospital, one the CA issued but no
+//! party lists, and one from a CA the hub does not trust), a hub started in-process on the
+//! in-memory bus (`common::Scratch`) with `tls_cert`/`tls_key`/`tls_client_ca`, and a rustls
+//! client speaking raw HTTP/1.1. Fingerprints are taken with `openssl x509 -fingerprint`, not with
+//! the hub's own code, so a wrong fingerprint calculation in the hub fails here.
+//!
+//! The `openssl` CLI rather than `rcgen`: it is on every machine that runs these suites and costs
+//! no compile time; a missing `openssl` fails the test saying so.
+
+mod common;
+
+use common::{HOSPITAL, PATIENCE, PERSON_1, Reply, Scratch};
+use kaigo_hub::config::Config;
+use kaigo_hub::consent::{Category, Grantee, PartyKind};
+use kaigo_hub::serve::{self, Running};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+/// The municipality's demo key (another party than the hospital).
+const MUNICIPALITY_KEY: &str = "demo-municipality-key";
+const HOSPITAL_KEY: &str = "demo-hospital-key";
+
+// ------------------------------------------------------------------------------------------------
+// A throwaway PKI
+// ------------------------------------------------------------------------------------------------
+
+/// Extension profiles for `openssl req`/`openssl x509 -extfile`.
+const OPENSSL_CNF: &str = "\
+[req]
+distinguished_name = dn
+[dn]
+[test_ca]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign
+subjectKeyIdentifier = hash
+[test_server]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1,DNS:localhost
+[test_client]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = clientAuth
+";
+
+/// A certificate and its key, as PEM files.
+struct Identity {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+struct Pki {
+    ca: Identity,
+    server: Identity,
+    /// Issued by `ca`, registered to the hospital.
+    hospital: Identity,
+    /// Issued by `ca`, registered to nobody.
+    stranger: Identity,
+    /// Issued by a CA the hub does not trust.
+    foreign: Identity,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "these tests make their certificates with the `openssl` command ({e}); install it"
+            )
+        });
+    assert!(
+        out.status.success(),
+        "openssl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A self-signed CA named `name`.
+fn ca(dir: &Path, name: &str) -> Identity {
+    let (cert, key) = (format!("{name}.pem"), format!("{name}.key"));
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-new",
+            "-nodes",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-keyout",
+            &key,
+            "-out",
+            &cert,
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN=kaigo-hub test {name}"),
+            "-config",
+            "openssl.cnf",
+            "-extensions",
+            "test_ca",
+        ],
+    );
+    Identity {
+        cert: dir.join(cert),
+        key: dir.join(key),
+    }
+}
+
+/// A certificate `name` issued by `issuer` with the extension profile `profile`.
+fn issue(dir: &Path, issuer: &Identity, name: &str, profile: &str, serial: &str) -> Identity {
+    let (cert, key, csr) = (
+        format!("{name}.pem"),
+        format!("{name}.key"),
+        format!("{name}.csr"),
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-nodes",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            &format!("/CN={name}"),
+            "-config",
+            "openssl.cnf",
+        ],
+    );
+    let (ca_cert, ca_key) = (issuer.cert.display(), issuer.key.display());
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_cert.to_string(),
+            "-CAkey",
+            &ca_key.to_string(),
+            "-set_serial",
+            serial,
+            "-days",
+            "2",
+            "-out",
+            &cert,
+            "-extfile",
+            "openssl.cnf",
+            "-extensions",
+            profile,
+        ],
+    );
+    Identity {
+        cert: dir.join(cert),
+        key: dir.join(key),
+    }
+}
+
+impl Pki {
+    fn new(dir: &Path) -> Pki {
+        std::fs::create_dir_all(dir).expect("pki dir");
+        std::fs::write(dir.join("openssl.cnf"), OPENSSL_CNF).expect("openssl.cnf");
+        let ca = ca(dir, "ca");
+        let other_ca = self::ca(dir, "other-ca");
+        Pki {
+            server: issue(dir, &ca, "localhost", "test_server", "2"),
+            hospital: issue(dir, &ca, "hospital", "test_client", "3"),
+            stranger: issue(dir, &ca, "stranger", "test_client", "4"),
+            foreign: issue(dir, &other_ca, "foreign", "test_client", "5"),
+            ca,
+        }
+    }
+}
+
+/// SHA-256 of a certificate's DER form as `openssl` prints it, normalised to lowercase hex.
+fn fingerprint(cert: &Path) -> String {
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(cert)
+        .output()
+        .expect("openssl x509 -fingerprint");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let hex: String = text
+        .trim()
+        .rsplit('=')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| *c != ':')
+        .collect::<String>()
+        .to_lowercase();
+    assert_eq!(hex.len(), 64, "fingerprint of {}: {text}", cert.display());
+    hex
+}
+
+// ------------------------------------------------------------------------------------------------
+// A hub serving HTTPS
+// ------------------------------------------------------------------------------------------------
+
+struct World {
+    scratch: Scratch,
+    pki: Pki,
+    running: Running,
+}
+
+/// A hub whose parties file registers the hospital's client certificate, with the sample patient
+/// linked and consented to so that a Patient from the hospital is accepted (202).
+async fn world(tag: &str) -> World {
+    let scratch = Scratch::memory(tag, |text| text);
+    let pki = Pki::new(&scratch.dir.join("pki"));
+    let hospital_fp = fingerprint(&pki.hospital.cert);
+    let text = std::fs::read_to_string(&scratch.parties).expect("scratch parties");
+    let anchor = format!("  - id: \"{HOSPITAL}\"\n");
+    assert!(text.contains(&anchor), "the hospital is in parties.yaml");
+    let text = text.replacen(
+        &anchor,
+        &format!("{anchor}    client_certs_sha256: [\"{hospital_fp}\"]\n"),
+        1,
+    );
+    std::fs::write(&scratch.parties, text).expect("write scratch parties");
+    let running = match serve::start(&tls_config(&scratch, &pki)).await {
+        Ok(r) => r,
+        Err(e) => panic!("the hub did not start over HTTPS: {e}"),
+    };
+    common::link_sample_patients(&running.hub);
+    common::grant(
+        &running.hub,
+        "mtls-consent-1",
+        PERSON_1,
+        Grantee::Kind(PartyKind::Platform),
+        &[Category::Certification],
+    )
+    .await;
+    World {
+        scratch,
+        pki,
+        running,
+    }
+}
+
+fn tls_config(scratch: &Scratch, pki: &Pki) -> Config {
+    Config {
+        tls_cert: Some(pki.server.cert.clone()),
+        tls_key: Some(pki.server.key.clone()),
+        tls_client_ca: Some(pki.ca.cert.clone()),
+        ..scratch.config()
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// A rustls client speaking raw HTTP/1.1
+// ------------------------------------------------------------------------------------------------
+
+fn connector(pki: &Pki, identity: Option<&Identity>) -> TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(&pki.ca.cert).expect("ca.pem") {
+        roots
+            .add(c.expect("ca certificate"))
+            .expect("a usable root");
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots);
+    let config = match identity {
+        None => builder.with_no_client_auth(),
+        Some(id) => {
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&id.cert)
+                .expect("client cert")
+                .collect::<Result<_, _>>()
+                .expect("client cert PEM");
+            let key = PrivateKeyDer::from_pem_file(&id.key).expect("client key");
+            builder
+                .with_client_auth_cert(chain, key)
+                .expect("client identity")
+        }
+    };
+    TlsConnector::from(Arc::new(config))
+}
+
+/// One request over TLS on its own connection; `Err` says where the exchange broke.
+async fn exchange(
+    addr: SocketAddr,
+    tls: &TlsConnector,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Reply, String> {
+    let tcp = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let name = ServerName::IpAddress(addr.ip().into());
+    let mut s = tokio::time::timeout(PATIENCE, tls.connect(name, tcp))
+        .await
+        .map_err(|_| "handshake timed out".to_string())?
+        .map_err(|e| format!("handshake: {e}"))?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    s.write_all(head.as_bytes())
+        .await
+        .map_err(|e| format!("write: {e}"))?;
+    s.write_all(body).await.map_err(|e| format!("write: {e}"))?;
+    s.flush().await.map_err(|e| format!("flush: {e}"))?;
+    read_reply(&mut s).await
+}
+
+/// Reads until one whole `Content-Length` answer is in (not until EOF: whether the server
+/// sends `close_notify` is not what these tests are about).
+async fn read_reply(s: &mut (impl AsyncRead + Unpin)) -> Result<Reply, String> {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        if let Some(reply) = complete(&raw) {
+            return Ok(reply);
+        }
+        let n = tokio::time::timeout(PATIENCE, s.read(&mut buf))
+            .await
+            .map_err(|_| "no answer in time".to_string())?
+            .map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            return Err(format!(
+                "closed after {} bytes: {:?}",
+                raw.len(),
+                String::from_utf8_lossy(&raw)
+            ));
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
+}
+
+fn complete(raw: &[u8]) -> Option<Reply> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let len: usize = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let body = raw.get(end + 4..end + 4 + len)?.to_vec();
+    Some(Reply {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn patient() -> Vec<u8> {
+    common::sample("fhir/patient-jpcore.json")
+}
+
+async fn post_patient(
+    w: &World,
+    identity: Option<&Identity>,
+    key: Option<&str>,
+) -> Result<Reply, String> {
+    let bearer = key.map(|k| format!("Bearer {k}"));
+    let mut headers = vec![("Content-Type", "application/fhir+json")];
+    if let Some(b) = &bearer {
+        headers.push(("Authorization", b.as_str()));
+    }
+    exchange(
+        w.running.http_addr,
+        &connector(&w.pki, identity),
+        "POST",
+        "/fhir/Patient",
+        &headers,
+        &patient(),
+    )
+    .await
+}
+
+fn diagnostics(r: &Reply) -> String {
+    let v: Value = common::json(&r.body);
+    assert_eq!(v["resourceType"], "OperationOutcome", "{v}");
+    v["issue"][0]["diagnostics"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+// ------------------------------------------------------------------------------------------------
+// Tests
+// ------------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_is_served_over_tls_and_plain_http_gets_no_answer() {
+    let w = world("mtls-health").await;
+    let addr = w.running.http_addr;
+    for identity in [None, Some(&w.pki.hospital)] {
+        let r = exchange(
+            addr,
+            &connector(&w.pki, identity),
+            "GET",
+            "/health",
+            &[],
+            b"",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("GET /health over TLS: {e}"));
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(common::json(&r.body)["status"], "ok", "{}", r.text());
+    }
+
+    // The port speaks TLS only: a plain HTTP request gets no HTTP answer.
+    let mut plain = TcpStream::connect(addr).await.expect("connect");
+    plain
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut raw = Vec::new();
+    let _ = tokio::time::timeout(PATIENCE, plain.read_to_end(&mut raw)).await;
+    assert!(
+        !raw.starts_with(b"HTTP/"),
+        "plain HTTP was answered: {:?}",
+        String::from_utf8_lossy(&raw)
+    );
+    w.running.stop().await;
+    drop(w.scratch);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registered_client_certificate_is_the_party_without_an_api_key() {
+    let w = world("mtls-cert").await;
+    let r = post_patient(&w, Some(&w.pki.hospital), None)
+        .await
+        .unwrap_or_else(|e| panic!("hospital cert, no key: {e}"));
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert!(r.header("x-kaigo-envelope").is_some());
+
+    // Its own key along with it is fine too.
+    let r = post_patient(&w, Some(&w.pki.hospital), Some(HOSPITAL_KEY))
+        .await
+        .unwrap_or_else(|e| panic!("hospital cert and key: {e}"));
+    assert_eq!(r.status, 202, "{}", r.text());
+
+    // Without a certificate the API key works as over plain HTTP, and nothing at all is a 401.
+    let r = post_patient(&w, None, Some(HOSPITAL_KEY))
+        .await
+        .unwrap_or_else(|e| panic!("no cert, hospital key: {e}"));
+    assert_eq!(r.status, 202, "{}", r.text());
+    let r = post_patient(&w, None, None)
+        .await
+        .unwrap_or_else(|e| panic!("no credentials: {e}"));
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(
+        w.running
+            .hub
+            .metrics
+            .accepted
+            .load(std::sync::atomic::Ordering::Relaxed),
+        3
+    );
+    w.running.stop().await;
+    drop(w.scratch);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unregistered_certificates_and_another_partys_key_are_refused() {
+    let w = world("mtls-refuse").await;
+
+    // Issued by the trusted CA, but no party lists it: 401 saying so, even with a good key.
+    let stranger_fp = fingerprint(&w.pki.stranger.cert);
+    for key in [None, Some(HOSPITAL_KEY)] {
+        let r = post_patient(&w, Some(&w.pki.stranger), key)
+            .await
+            .unwrap_or_else(|e| panic!("stranger cert: {e}"));
+        assert_eq!(r.status, 401, "{key:?}: {}", r.text());
+        assert!(r.header("www-authenticate").is_some());
+        let d = diagnostics(&r);
+        assert!(
+            d.contains("client_certs_sha256") && d.contains(&stranger_fp),
+            "{d}"
+        );
+    }
+
+    // The hospital's certificate with the municipality's key: a party acts only as itself.
+    let r = post_patient(&w, Some(&w.pki.hospital), Some(MUNICIPALITY_KEY))
+        .await
+        .unwrap_or_else(|e| panic!("hospital cert, municipality key: {e}"));
+    assert_eq!(r.status, 403, "{}", r.text());
+    let d = diagnostics(&r);
+    assert!(d.contains(HOSPITAL) && d.contains("another party"), "{d}");
+    assert!(
+        !d.contains(MUNICIPALITY_KEY),
+        "the key is never echoed: {d}"
+    );
+
+    assert_eq!(
+        w.running
+            .hub
+            .metrics
+            .accepted
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "nothing refused was accepted"
+    );
+    w.running.stop().await;
+    drop(w.scratch);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_certificate_from_another_ca_fails_the_handshake() {
+    let w = world("mtls-foreign").await;
+    let addr = w.running.http_addr;
+
+    // In TLS 1.3 the server judges the client's certificate after the client's side of the
+    // handshake is done, so the verdict arrives as an alert on the first read.
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let name = ServerName::IpAddress(addr.ip().into());
+    let verdict = match connector(&w.pki, Some(&w.pki.foreign))
+        .connect(name, tcp)
+        .await
+    {
+        Err(e) => format!("handshake: {e}"),
+        Ok(mut s) => {
+            let mut buf = [0u8; 64];
+            match tokio::time::timeout(PATIENCE, s.read(&mut buf)).await {
+                Err(_) => panic!("the server neither refused nor closed the connection"),
+                Ok(Ok(n)) => panic!("the server sent {n} bytes to an untrusted client certificate"),
+                Ok(Err(e)) => e.to_string(),
+            }
+        }
+    };
+    assert!(
+        verdict.to_lowercase().contains("alert"),
+        "the server ends the handshake with an alert: {verdict}"
+    );
+
+    // A whole request gets no HTTP answer (the write may already meet the closed connection).
+    if let Ok(r) = post_patient(&w, Some(&w.pki.foreign), Some(HOSPITAL_KEY)).await {
+        panic!(
+            "a certificate from an untrusted CA got an HTTP answer: {} {}",
+            r.status,
+            r.text()
+        );
+    }
+
+    // The same request with the hospital's own certificate goes through (the setup is sound).
+    let r = post_patient(&w, Some(&w.pki.hospital), Some(HOSPITAL_KEY))
+        .await
+        .unwrap_or_else(|e| panic!("hospital cert: {e}"));
+    assert_eq!(r.status, 202, "{}", r.text());
+    w.running.stop().await;
+    drop(w.scratch);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unusable_tls_settings_stop_the_start_naming_the_setting_and_file() {
+    let scratch = Scratch::memory("mtls-config", |t| t);
+    let pki = Pki::new(&scratch.dir.join("pki"));
+
+    // A certificate where the key belongs.
+    let mut cfg = tls_config(&scratch, &pki);
+    cfg.tls_key = Some(pki.ca.cert.clone());
+    let e = serve::start(&cfg).await.err().expect("no usable key");
+    assert!(
+        e.contains("tls_key") && e.contains(&pki.ca.cert.display().to_string()),
+        "{e}"
+    );
+
+    // The key of another certificate.
+    let mut cfg = tls_config(&scratch, &pki);
+    cfg.tls_key = Some(pki.hospital.key.clone());
+    let e = serve::start(&cfg).await.err().expect("key and cert differ");
+    assert!(e.contains("tls_cert") && e.contains("tls_key"), "{e}");
+
+    // A CA bundle that is not PEM.
+    let junk = scratch.dir.join("junk.pem");
+    std::fs::write(&junk, "not a certificate").expect("write junk");
+    let mut cfg = tls_config(&scratch, &pki);
+    cfg.tls_client_ca = Some(junk.clone());
+    let e = serve::start(&cfg).await.err().expect("no CA certificates");
+    assert!(
+        e.contains("tls_client_ca") && e.contains(&junk.display().to_string()),
+        "{e}"
+    );
+
+    // Client CAs without a server certificate.
+    let cfg = Config {
+        tls_client_ca: Some(pki.ca.cert.clone()),
+        ..scratch.config()
+    };
+    let e = serve::start(&cfg).await.err().expect("half-set TLS");
+    assert!(e.contains("tls_client_ca") && e.contains("tls_cert"), "{e}");
+}
