@@ -595,6 +595,7 @@ struct Identified {
 async fn identify(hub: &Hub, s: &Sample) -> Result<Identified, String> {
     let t = hub
         .mappings
+        .current()
         .translate(
             Input {
                 bytes: &s.bytes,
@@ -1155,6 +1156,7 @@ fn step_costs(hub: &Arc<Hub>, s: &Sample, id: &Identified) {
     let translate = per_op(budget, |_| {
         let t = hub
             .mappings
+            .current()
             .translate(
                 Input {
                     bytes: &s.bytes,
@@ -1173,6 +1175,7 @@ fn step_costs(hub: &Arc<Hub>, s: &Sample, id: &Identified) {
     let render = per_op(budget, |_| {
         std::hint::black_box(
             hub.mappings
+                .current()
                 .render(std::slice::from_ref(&id.first_doc), format, None)
                 .ok(),
         );

@@ -40,8 +40,14 @@ pub struct Config {
     /// Key for hashing subjects in headers, logs and audit, as hex (≥ 32 hex digits); unset = a
     /// random key kept in `<data_dir>/subject.key`. Env `KAIGO_SUBJECT_KEY`.
     pub subject_key: Option<String>,
-    /// How often file-drop inboxes are scanned, milliseconds. Env `KAIGO_POLL_MS`.
+    /// How often file-drop inboxes (and, with `watch_mappings`, the mapping directory) are
+    /// scanned, milliseconds. Env `KAIGO_POLL_MS`.
     pub poll_ms: u64,
+    /// Reload the mapping directory when its files change, without a restart and without dropping
+    /// a message (`serve --watch`): each message uses the set in force when it started; files that
+    /// fail to load are reported (`file:line:column`) and the working set stays in force.
+    /// Env `KAIGO_WATCH_MAPPINGS` (`true`/`false`).
+    pub watch_mappings: bool,
     /// Seconds a hub process may answer consent questions from its own copy of a person's
     /// consents (RabbitMQ only: the copy is dropped on every change announced on the
     /// `<prefix>.consent` fanout, and not used while that subscription is lost). The expiry is a
@@ -90,6 +96,7 @@ impl Default for Config {
             purpose: None,
             subject_key: None,
             poll_ms: 500,
+            watch_mappings: false,
             consent_cache_secs: 30,
             tls_cert: None,
             tls_key: None,
@@ -114,6 +121,7 @@ pub const KEYS: &[&str] = &[
     "purpose",
     "subject_key",
     "poll_ms",
+    "watch_mappings",
     "consent_cache_secs",
     "tls_cert",
     "tls_key",
@@ -186,6 +194,13 @@ impl Config {
         }
         if let Some(v) = get("KAIGO_POLL_MS") {
             self.poll_ms = num("KAIGO_POLL_MS", v)?;
+        }
+        if let Some(v) = get("KAIGO_WATCH_MAPPINGS") {
+            self.watch_mappings = match v.to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => true,
+                "0" | "false" | "no" | "off" | "" => false,
+                _ => return Err(format!("KAIGO_WATCH_MAPPINGS=`{v}` is not true or false")),
+            };
         }
         if let Some(v) = get("KAIGO_CONSENT_CACHE_SECS") {
             self.consent_cache_secs = num("KAIGO_CONSENT_CACHE_SECS", v)?;

@@ -10,6 +10,7 @@ use crate::bus::{Bus, Topology};
 use crate::config::Config;
 use crate::consent::cache::ConsentCache;
 use crate::mapping::MappingSet;
+use crate::mapping::live::{self, LiveMappings, Reload};
 use crate::parties::Parties;
 use crate::pipeline::audit_writer::AuditWriter;
 use crate::pipeline::metrics::Metrics;
@@ -73,7 +74,7 @@ pub async fn build(cfg: &Config) -> Result<Arc<Hub>, String> {
     Ok(Arc::new(Hub {
         bus,
         topology,
-        mappings: Arc::new(mappings),
+        mappings: Arc::new(LiveMappings::new(mappings)),
         parties: Arc::new(parties),
         store,
         audit,
@@ -114,6 +115,28 @@ pub async fn start(cfg: &Config) -> Result<Running, String> {
         rx.clone(),
     ));
     tasks.push(sources::amqp::start(hub.clone(), rx.clone()));
+    if cfg.watch_mappings {
+        let metrics = hub.metrics.clone();
+        let dir = cfg.mappings.clone();
+        tasks.push(tokio::spawn(live::watch(
+            dir.clone(),
+            hub.mappings.clone(),
+            std::time::Duration::from_millis(cfg.poll_ms.max(50)),
+            rx.clone(),
+            move |r| match r {
+                Reload::Loaded { mappings } => {
+                    Metrics::inc(&metrics.mappings_reloaded);
+                    tracing::info!(dir = %dir.display(), mappings, "mappings changed: the new files are in force");
+                }
+                Reload::Refused { errors } => {
+                    Metrics::inc(&metrics.mappings_refused);
+                    for e in &errors {
+                        tracing::error!(error = %e, "mappings changed but do not load; the previous set stays in force");
+                    }
+                }
+            },
+        )));
+    }
     if let Some(cache) = &hub.consent_cache {
         tasks.push(tokio::spawn(crate::pipeline::consent_feed::run(
             hub.bus.clone(),

@@ -560,3 +560,91 @@ async fn a_withheld_copy_is_delivered_once_consent_exists_and_quarantine_is_repl
     assert_eq!(hub.bus.queue_len(&t.dead_queue()).await.unwrap(), 0);
     running.stop().await;
 }
+
+/// `serve --watch`: an integrator edits a mapping while the hub runs. The edit is in force for the
+/// next message (its mapping version shows in `x-kaigo-mapping`), a broken edit is refused with
+/// its location and the working set stays in force, and no message is lost on the way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_mapping_edited_while_the_hub_runs_is_in_force_for_the_next_message() {
+    let s = Scratch::rabbit("e2e-watch", |p| p);
+    let dir = s.dir.join("mappings");
+    std::fs::create_dir_all(&dir).expect("mappings dir");
+    for e in std::fs::read_dir(repo().join("mappings")).expect("shipped mappings") {
+        let p = e.expect("entry").path();
+        std::fs::copy(&p, dir.join(p.file_name().expect("name"))).expect("copy");
+    }
+    let mut cfg = s.config();
+    cfg.mappings = dir.clone();
+    cfg.watch_mappings = true;
+    let running = kaigo_hub::serve::start(&cfg)
+        .await
+        .expect("the hub starts on RabbitMQ");
+    kaigo_hub::demo::seed(&running.hub).expect("demo seed");
+    let w = Watch::new(&running).await;
+    let metrics = running.hub.metrics.clone();
+    let file = dir.join("jpcore-patient-insured-person.yaml");
+    let text = std::fs::read_to_string(&file).expect("mapping");
+
+    let mut envelopes = Vec::new();
+    for (step, edit, expect_version) in [
+        ("as shipped", None, "1"),
+        (
+            "edited",
+            Some(text.replace("\nversion: 1\n", "\nversion: 2\n")),
+            "2",
+        ),
+        (
+            "broken",
+            Some(text.replace("\nversion: 1\n", "\nversion: [\n")),
+            "2",
+        ),
+    ] {
+        if let Some(new_text) = edit {
+            let (reloaded, refused) = (
+                metrics.mappings_reloaded.load(Ordering::Relaxed),
+                metrics.mappings_refused.load(Ordering::Relaxed),
+            );
+            std::fs::write(&file, new_text).expect("edit the mapping");
+            eventually(&format!("the hub saw the {step} mapping"), async || {
+                metrics.mappings_reloaded.load(Ordering::Relaxed)
+                    + metrics.mappings_refused.load(Ordering::Relaxed)
+                    > reloaded + refused
+            })
+            .await;
+        }
+        let reply = post_fhir(
+            running.http_addr,
+            "/fhir/Patient",
+            "demo-hospital-key",
+            &sample("fhir/patient-jpcore.json"),
+        )
+        .await;
+        assert_eq!(reply.status, 202, "{step}: {}", reply.text());
+        let envelope = reply
+            .header("x-kaigo-envelope")
+            .expect("envelope")
+            .to_string();
+        let got = w
+            .provider
+            .wait(&format!("the {step} document"), |m| {
+                m.iter().any(|m| m.envelope() == envelope)
+            })
+            .await;
+        let m = got
+            .iter()
+            .find(|m| m.envelope() == envelope)
+            .expect("found above");
+        assert_eq!(
+            m.header("x-kaigo-mapping"),
+            Some(format!("jpcore-patient-insured-person@{expect_version}").as_str()),
+            "{step}"
+        );
+        envelopes.push(envelope);
+    }
+    assert_eq!(metrics.mappings_reloaded.load(Ordering::Relaxed), 1);
+    assert_eq!(metrics.mappings_refused.load(Ordering::Relaxed), 1);
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(w.provider.all().len(), 3, "each message once");
+    assert_eq!(w.dead.all().len(), 0, "{:#?}", w.dead.all());
+    running.stop().await;
+}

@@ -26,6 +26,7 @@ use std::path::PathBuf;
   tls_key       KAIGO_TLS_KEY       PEM private key of tls_cert                            [unset]
   tls_client_ca KAIGO_TLS_CLIENT_CA PEM CAs of client certificates (optional mTLS; a
                                     party's client_certs_sha256 names it)                  [unset]
+  watch_mappings KAIGO_WATCH_MAPPINGS reload changed mapping files (same as --watch)      [false]
   consent_cache_secs KAIGO_CONSENT_CACHE_SECS  seconds a process may reuse a person's consents
                 between changes announced on <prefix>.consent (RabbitMQ only; 0 = off)  [30]
 Log level: RUST_LOG (e.g. RUST_LOG=kaigo_hub=debug).
@@ -40,6 +41,11 @@ pub struct Args {
     /// sender would, and print what was delivered where (then keep serving).
     #[arg(long)]
     pub demo: bool,
+    /// Reload the mapping directory whenever its files change, without a restart and without
+    /// dropping a message; a broken edit is reported (file:line:column) and the working set stays
+    /// in force. Same as watch_mappings = true.
+    #[arg(long)]
+    pub watch: bool,
 }
 
 pub fn init_logging(format: &str) {
@@ -63,7 +69,8 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 }
 
 pub fn run(a: Args) -> Result<u8, Failure> {
-    let cfg = Config::load(a.config.as_deref()).map_err(Failure::usage)?;
+    let mut cfg = Config::load(a.config.as_deref()).map_err(Failure::usage)?;
+    cfg.watch_mappings |= a.watch;
     init_logging(&cfg.log_format);
     runtime()?.block_on(async move {
         let running = kaigo_hub::serve::start(&cfg).await.map_err(Failure::usage)?;

@@ -9,6 +9,7 @@ pub mod check_digit;
 pub mod compile;
 pub mod error;
 pub mod kana;
+pub mod live;
 pub mod plan;
 pub mod run;
 pub mod spec;

@@ -280,6 +280,7 @@ fn render(
         "canonical" => Ok((doc.to_string().into_bytes(), "application/json", "json")),
         to => match hub
             .mappings
+            .current()
             .render(std::slice::from_ref(doc), to, None)
             .map_err(|e| e.to_string())?
         {

@@ -105,7 +105,7 @@ pub async fn accept(hub: &Hub, sub: Submission<'_>) -> Result<Accepted, Refusal>
     };
 
     // Identify: the mapping tells the document, category and subject.
-    let mappings = hub.mappings.clone();
+    let mappings = hub.mappings.current();
     let (bytes, name) = (sub.bytes.to_vec(), sub.file_name.map(String::from));
     let translated = tokio::task::spawn_blocking(move || {
         mappings
@@ -303,7 +303,8 @@ pub async fn accept(hub: &Hub, sub: Submission<'_>) -> Result<Accepted, Refusal>
 /// directories (the dead-letter copy keeps the full text for operators).
 fn for_sender(hub: &Hub, message: &str) -> String {
     let mut m = message.to_string();
-    for mapping in &hub.mappings.mappings {
+    let set = hub.mappings.current();
+    for mapping in &set.mappings {
         if let Some(dir) = mapping
             .loc
             .file

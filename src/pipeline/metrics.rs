@@ -27,6 +27,10 @@ pub struct Metrics {
     pub indeterminate: AtomicU64,
     /// Consent decisions answered from this process's cache (no store read).
     pub consent_cache_hits: AtomicU64,
+    /// Changed mapping directories put in force (`serve --watch`).
+    pub mappings_reloaded: AtomicU64,
+    /// Changed mapping directories that failed to load (the previous set stayed in force).
+    pub mappings_refused: AtomicU64,
 }
 
 impl Metrics {
@@ -78,6 +82,18 @@ impl Metrics {
             "kaigo_messages_dead_total",
             "Messages dead-lettered.",
             &self.dead,
+            "",
+        );
+        counter(
+            "kaigo_mappings_reloaded_total",
+            "Changed mapping directories put in force (serve --watch).",
+            &self.mappings_reloaded,
+            "",
+        );
+        counter(
+            "kaigo_mappings_refused_total",
+            "Changed mapping directories that failed to load; the previous set stayed in force.",
+            &self.mappings_refused,
             "",
         );
         out.push_str("# HELP kaigo_consent_decisions_total Consent decisions by outcome.\n# TYPE kaigo_consent_decisions_total counter\n");

@@ -20,7 +20,7 @@ use crate::consent::{
     Category, Decision, IndeterminateReason, IsoDate, PartyId, PartyKind, Question, Recipient,
     Subject, decide_from,
 };
-use crate::mapping::MappingSet;
+use crate::mapping::live::LiveMappings;
 use crate::parties::Parties;
 use crate::store::Store;
 use audit_writer::AuditWriter;
@@ -64,8 +64,9 @@ pub struct Hub {
     pub bus: Arc<dyn Bus>,
     /// Names and declarations.
     pub topology: Topology,
-    /// Loaded mappings.
-    pub mappings: Arc<MappingSet>,
+    /// The mappings in force (replaced by `serve --watch`; take [`LiveMappings::current`] once
+    /// per message).
+    pub mappings: Arc<LiveMappings>,
     /// Loaded parties.
     pub parties: Arc<Parties>,
     /// Consents, cross-reference, idempotency.

@@ -31,15 +31,16 @@ pub async fn run(hub: Arc<Hub>, shutdown: watch::Receiver<bool>) -> Result<(), B
 async fn handle(hub: &Hub, d: Delivery, mut shutdown: watch::Receiver<bool>) {
     let envelope = d.props.message_id.clone().unwrap_or_default();
     let source = d.props.header(h::SOURCE).unwrap_or("").to_string();
+    // One mapping set for the whole message, even if `serve --watch` replaces it meanwhile.
+    let mappings = hub.mappings.current();
     let mapping_id = d
         .props
         .header(h::MAPPING)
         .and_then(|m| m.rsplit_once('@'))
         .map(|(id, _)| id.to_string())
-        .filter(|id| hub.mappings.get(id).is_some());
+        .filter(|id| mappings.get(id).is_some());
     let file_name = d.props.header(h::FILE_NAME).map(String::from);
 
-    let mappings = hub.mappings.clone();
     let body = d.body.clone();
     let translated = tokio::task::spawn_blocking(move || {
         mappings
