@@ -1,11 +1,14 @@
-//! The RabbitMQ bus (lapin 4): one AMQP connection with lapin's auto-recovery, a dedicated
-//! publishing channel in confirm mode, and one channel per consumer with `basic.qos(prefetch)`.
-//! In: the topology of `topology.rs`, messages to publish, queues to consume. Out: deliveries
-//! with their properties and a per-delivery acker (ack / reject to the dead-letter exchange /
-//! requeue). It behaves like `memory.rs` so the pipeline cannot tell the two apart, with one
-//! documented difference: a [`Delivery`] dropped without being settled keeps its prefetch slot
-//! until its consumer is dropped; closing the consumer's channel makes the broker redeliver it
-//! (`redelivered = true`, and the quorum queue counts it as a delivery attempt).
+//! The RabbitMQ bus (lapin 4): one AMQP connection at a time, supervised by the bus itself
+//! ([`Link`]: a connection that dies is replaced by a new one on next use, with bounded connect
+//! and handshake times), a dedicated publishing channel in confirm mode, and one channel per
+//! consumer with `basic.qos(prefetch)`. In: the topology of `topology.rs`, messages to publish,
+//! queues to consume. Out: deliveries with their properties and a per-delivery acker (ack /
+//! reject to the dead-letter exchange / requeue). It behaves like `memory.rs` so the pipeline
+//! cannot tell the two apart, with one documented difference: a [`Delivery`] dropped without
+//! being settled keeps its prefetch slot until its consumer is dropped; closing the consumer's
+//! channel makes the broker redeliver it (`redelivered = true`, and the quorum queue counts it as
+//! a delivery attempt). After a lost connection, queue consumers subscribe again by themselves;
+//! deliveries handed out before cannot be settled any more and come back from the broker.
 //! Must never: report a publish as done before the broker confirmed it, settle a delivery for
 //! the caller, or print the broker password.
 //!
@@ -42,51 +45,67 @@ use lapin::{
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 
 /// How long `connect` may take to reach the broker's TCP port.
 const REACH_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long `connect` may take for the AMQP handshake. lapin retries a failed handshake with
-/// the auto-recovery backoff (minutes); past this the broker is reported unavailable.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a publish waits for lapin to recover a dropped connection before giving up.
-const RECOVERY_WAIT: Duration = Duration::from_secs(30);
-/// Attempts per publish when the channel or connection fails under it (not when refused).
-const PUBLISH_ATTEMPTS: u32 = 3;
+/// How long `connect` may take for the AMQP handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a publish keeps trying (reconnecting as needed) before it reports the broker
+/// unavailable to its caller (who answers 503 / AE, or leaves its input to be redelivered).
+const RECOVERY_WAIT: Duration = Duration::from_secs(15);
+/// Pauses between a publish's attempts while the broker is away: the first, and the longest.
+const RETRY_MIN_DELAY: Duration = Duration::from_millis(100);
+const RETRY_MAX_DELAY: Duration = Duration::from_secs(2);
+/// After a failed attempt to reconnect, callers within this time get its error at once
+/// instead of starting another (no connect storm from every task at once).
+const RECONNECT_THROTTLE: Duration = Duration::from_millis(500);
+/// How often a waiting consumer checks that its channel is still alive.
+const HEALTH_TICK: Duration = Duration::from_secs(1);
 /// The quorum queue's per-message delivery counter.
 const DELIVERY_COUNT_HEADER: &str = "x-delivery-count";
 
 /// The RabbitMQ bus. Share it behind an `Arc`; every method takes `&self`.
 pub struct RabbitBus {
-    conn: Connection,
-    /// The confirm-mode channel publishes go through; replaced when the broker closed it.
-    publisher: tokio::sync::Mutex<Option<Channel>>,
-    /// Where the broker is, e.g. ``127.0.0.1:5672 (vhost `/`)``, for messages (never the credentials).
-    broker: String,
+    link: Arc<Link>,
 }
 
-impl RabbitBus {
-    /// Connects to `url` (`amqp://user:password@host:5672/%2f`), naming the connection
-    /// `connection_name` in the management UI. Auto-recovery is on: after a network failure
-    /// lapin reconnects and reopens the channels, their confirm mode, QoS and consumers.
-    /// An unreachable broker fails within seconds with [`BusError::Unavailable`].
-    pub async fn connect(url: &str, connection_name: &str) -> Result<RabbitBus, BusError> {
+/// The connection to the broker and what replaces it when it dies (the bus's supervisor).
+///
+/// lapin's own auto-recovery is not used: after a broker restart its reconnect was seen to hang
+/// for good (a TCP connection the stopping broker accepted and never answered, and no timeout on
+/// the handshake of a recovery), leaving the hub connected to nothing while it looked alive.
+/// Instead every user of the link asks [`Link::current`] for a live connection; a dead one is
+/// replaced by a new one opened with the same timeouts as the first, consumers subscribe again
+/// on it (their unsettled deliveries go back to the queue, as they would with lapin's
+/// recovery), and publishes that failed are retried on it.
+struct Link {
+    /// The URL, with its password: used to reconnect, never printed.
+    url: String,
+    /// The connection's name in the management UI.
+    name: String,
+    /// Where the broker is, e.g. ``127.0.0.1:5672 (vhost `/`)``, for messages (never the credentials).
+    broker: String,
+    /// The connection in use, with its generation (bumped by every replacement).
+    current: Mutex<(u64, Arc<Connection>)>,
+    /// Held while a replacement is being opened.
+    reconnecting: tokio::sync::Mutex<Option<(tokio::time::Instant, BusError)>>,
+    /// The confirm-mode channel publishes go through; replaced when it closed.
+    publisher: tokio::sync::Mutex<Option<Channel>>,
+    /// Set by `close`: nothing reconnects any more.
+    closed: AtomicBool,
+}
+
+impl Link {
+    /// Opens a connection: a TCP probe first (lapin alone turns "nothing listens" into minutes
+    /// of retries), then the AMQP handshake, each bounded in time.
+    async fn open(url: &str, name: &str, broker: &str) -> Result<Connection, BusError> {
         let uri: AMQPUri = url
             .parse()
             .map_err(|e| BusError::Unavailable(format!("the RabbitMQ URL is not an AMQP URL ({e}); expected amqp://user:password@host:5672/%2f")))?;
-        let vhost = if uri.vhost.is_empty() {
-            "/"
-        } else {
-            uri.vhost.as_str()
-        };
-        let broker = format!(
-            "{}:{} (vhost `{vhost}`)",
-            uri.authority.host, uri.authority.port
-        );
-        // lapin retries a refused TCP connect with the recovery backoff for minutes; a plain
-        // probe first turns "nothing listens there" into a prompt, clear error.
         let addr = (uri.authority.host.clone(), uri.authority.port);
         match tokio::time::timeout(REACH_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
             Ok(Ok(_probe)) => {}
@@ -102,55 +121,141 @@ impl RabbitBus {
                 )));
             }
         }
-        let properties = ConnectionProperties::default()
-            .with_connection_name(connection_name.into())
-            .enable_auto_recover();
-        let conn = match tokio::time::timeout(
-            HANDSHAKE_TIMEOUT,
-            Connection::connect_uri(uri, properties),
-        )
-        .await
+        let properties = ConnectionProperties::default().with_connection_name(name.into());
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, Connection::connect_uri(uri, properties))
+            .await
         {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => {
-                return Err(BusError::Unavailable(format!(
-                    "RabbitMQ at {broker} refused the connection: {e}"
-                )));
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(BusError::Unavailable(format!(
+                "RabbitMQ at {broker} refused the connection: {e}"
+            ))),
+            Err(_) => Err(BusError::Unavailable(format!(
+                "RabbitMQ at {broker} did not complete the AMQP handshake within {} s; check the user, password and vhost",
+                HANDSHAKE_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+
+    fn snapshot(&self) -> (u64, Arc<Connection>) {
+        // A poisoned lock only means a task panicked mid-swap of two plain values.
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// A live connection and its generation: the current one, or a new one replacing it.
+    async fn current(&self) -> Result<(u64, Arc<Connection>), BusError> {
+        let (n, conn) = self.snapshot();
+        if conn.status().connected() {
+            return Ok((n, conn));
+        }
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(BusError::Unavailable(format!(
+                "the connection to RabbitMQ at {} was closed by the hub",
+                self.broker
+            )));
+        }
+        let mut last_failure = self.reconnecting.lock().await;
+        let (n2, conn2) = self.snapshot();
+        if n2 != n && conn2.status().connected() {
+            return Ok((n2, conn2));
+        }
+        if let Some((at, e)) = last_failure.as_ref()
+            && at.elapsed() < RECONNECT_THROTTLE
+        {
+            return Err(e.clone());
+        }
+        match Link::open(&self.url, &self.name, &self.broker).await {
+            Ok(fresh) => {
+                let fresh = Arc::new(fresh);
+                *last_failure = None;
+                let n = n2 + 1;
+                let old = std::mem::replace(
+                    &mut *self.current.lock().unwrap_or_else(|p| p.into_inner()),
+                    (n, fresh.clone()),
+                )
+                .1;
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(2),
+                        old.close(320, "replaced by a new connection".into()),
+                    )
+                    .await;
+                });
+                tracing::warn!(broker = %self.broker, generation = n, "reconnected to RabbitMQ");
+                Ok((n, fresh))
             }
-            Err(_) => {
-                return Err(BusError::Unavailable(format!(
-                    "RabbitMQ at {broker} did not complete the AMQP handshake within {} s; check the user, password and vhost",
-                    HANDSHAKE_TIMEOUT.as_secs()
-                )));
+            Err(e) => {
+                *last_failure = Some((tokio::time::Instant::now(), e.clone()));
+                Err(e)
             }
+        }
+    }
+
+    async fn channel(&self, what: &str) -> Result<(u64, Channel), BusError> {
+        let (n, conn) = self.current().await?;
+        conn.create_channel().await.map(|ch| (n, ch)).map_err(|e| {
+            BusError::Unavailable(format!(
+                "{what}: cannot open a channel to RabbitMQ at {}: {e}",
+                self.broker
+            ))
+        })
+    }
+}
+
+impl RabbitBus {
+    /// Connects to `url` (`amqp://user:password@host:5672/%2f`), naming the connection
+    /// `connection_name` in the management UI. An unreachable broker fails within seconds with
+    /// [`BusError::Unavailable`]. Later, a connection that dies is replaced on the next use
+    /// (see [`Link`]): publishes retry for up to [`RECOVERY_WAIT`], consumers subscribe again.
+    pub async fn connect(url: &str, connection_name: &str) -> Result<RabbitBus, BusError> {
+        let uri: AMQPUri = url
+            .parse()
+            .map_err(|e| BusError::Unavailable(format!("the RabbitMQ URL is not an AMQP URL ({e}); expected amqp://user:password@host:5672/%2f")))?;
+        let vhost = if uri.vhost.is_empty() {
+            "/"
+        } else {
+            uri.vhost.as_str()
         };
+        let broker = format!(
+            "{}:{} (vhost `{vhost}`)",
+            uri.authority.host, uri.authority.port
+        );
+        let conn = Link::open(url, connection_name, &broker).await?;
         Ok(RabbitBus {
-            conn,
-            publisher: tokio::sync::Mutex::new(None),
-            broker,
+            link: Arc::new(Link {
+                url: url.to_string(),
+                name: connection_name.to_string(),
+                broker,
+                current: Mutex::new((0, Arc::new(conn))),
+                reconnecting: tokio::sync::Mutex::new(None),
+                publisher: tokio::sync::Mutex::new(None),
+                closed: AtomicBool::new(false),
+            }),
         })
     }
 
     /// Graceful shutdown: closes the publishing channel and the connection. Deliveries not yet
     /// settled go back to their queues (redelivered to the next consumer).
     pub async fn close(&self) {
-        if let Some(ch) = self.publisher.lock().await.take()
+        self.link.closed.store(true, Ordering::SeqCst);
+        if let Some(ch) = self.link.publisher.lock().await.take()
+            && ch.status().connected()
             && let Err(e) = ch.close(200, "OK".into()).await
         {
             tracing::debug!(error = %e, "closing the publishing channel");
         }
-        if let Err(e) = self.conn.close(200, "kaigo-hub shutting down".into()).await {
-            tracing::debug!(error = %e, broker = %self.broker, "closing the RabbitMQ connection");
+        let (_, conn) = self.link.snapshot();
+        if conn.status().connected()
+            && let Err(e) = conn.close(200, "kaigo-hub shutting down".into()).await
+        {
+            tracing::debug!(error = %e, broker = %self.link.broker, "closing the RabbitMQ connection");
         }
     }
 
     async fn channel(&self, what: &str) -> Result<Channel, BusError> {
-        self.conn.create_channel().await.map_err(|e| {
-            BusError::Unavailable(format!(
-                "{what}: cannot open a channel to RabbitMQ at {}: {e}",
-                self.broker
-            ))
-        })
+        self.link.channel(what).await.map(|(_, ch)| ch)
     }
 
     async fn confirm_channel(&self, what: &str) -> Result<Channel, BusError> {
@@ -161,12 +266,12 @@ impl RabbitBus {
         Ok(ch)
     }
 
-    /// The shared publishing channel, reopened if the broker closed it (a refused publish
-    /// closes the channel it came on). A channel lapin is recovering is kept.
+    /// The shared publishing channel, reopened when it closed (a refused publish closes the
+    /// channel it came on; a lost connection closes them all).
     async fn publisher(&self, what: &str) -> Result<Channel, BusError> {
-        let mut slot = self.publisher.lock().await;
+        let mut slot = self.link.publisher.lock().await;
         if let Some(ch) = slot.as_ref()
-            && (ch.status().connected() || ch.status().reconnecting())
+            && ch.status().connected()
         {
             return Ok(ch.clone());
         }
@@ -279,35 +384,34 @@ impl Bus for RabbitBus {
                 properties: basic_properties(&what, props)?,
                 body,
             };
-            let mut attempt = 1;
+            let deadline = tokio::time::Instant::now() + RECOVERY_WAIT;
+            let mut pause = RETRY_MIN_DELAY;
             loop {
-                let ch = self.publisher(&what).await?;
-                let err = match publish_confirmed(&ch, &msg).await {
-                    Ok(c) => return confirmation(&what, Ok(c)),
+                let err = match self.publisher(&what).await {
+                    Ok(ch) => match publish_confirmed(&ch, &msg).await {
+                        Ok(c) => return confirmation(&what, Ok(c)),
+                        Err(e) if e.is_amqp_soft_error() => {
+                            // The broker closed the shared channel: because of this message, or
+                            // of another publish in flight on it. Only a try on its own channel
+                            // tells.
+                            return self.publish_alone(&what, &msg).await;
+                        }
+                        Err(e) => classify(&what, e),
+                    },
                     Err(e) => e,
                 };
-                if err.is_amqp_soft_error() {
-                    // The broker closed the shared channel: because of this message, or of
-                    // another publish in flight on it. Only a try on its own channel tells.
-                    return self.publish_alone(&what, &msg).await;
+                // The connection dropped (or cannot be opened yet): try again on a new one until
+                // the deadline. The first copy may have reached the queue before its confirm was
+                // lost: at-least-once, deduplicated downstream by message id.
+                if tokio::time::Instant::now() + pause > deadline {
+                    return Err(BusError::Unavailable(format!(
+                        "{err}; RabbitMQ at {} was not back within {} s",
+                        self.link.broker,
+                        RECOVERY_WAIT.as_secs()
+                    )));
                 }
-                if attempt >= PUBLISH_ATTEMPTS {
-                    return Err(classify(&what, err));
-                }
-                attempt += 1;
-                // The connection dropped: lapin is reconnecting; wait, then publish again (the
-                // first copy may have reached the queue: at-least-once, deduplicated by id).
-                // An error lapin cannot recover returns at once and the loop opens a new channel.
-                match tokio::time::timeout(RECOVERY_WAIT, ch.wait_for_recovery(err)).await {
-                    Ok(_) => {}
-                    Err(_) => {
-                        return Err(BusError::Unavailable(format!(
-                            "{what}: the connection to RabbitMQ at {} did not recover within {} s",
-                            self.broker,
-                            RECOVERY_WAIT.as_secs()
-                        )));
-                    }
-                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(RETRY_MAX_DELAY);
             }
         })
     }
@@ -319,25 +423,15 @@ impl Bus for RabbitBus {
     ) -> BoxFut<'a, Result<Box<dyn Consumer>, BusError>> {
         Box::pin(async move {
             let what = format!("consuming queue `{queue}`");
-            let name = short(&what, "queue", queue)?;
-            let ch = self.channel(&what).await?;
-            // Prefetch 0 would mean "unbounded" to the broker; the memory bus treats it as 1.
-            ch.basic_qos(prefetch.max(1), BasicQosOptions::default())
-                .await
-                .map_err(|e| classify(&what, e))?;
-            let consumer = ch
-                .basic_consume(
-                    name,
-                    "".into(),
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(|e| classify(&what, e))?;
-            let inbox = Arc::new(Inbox::default());
-            consumer.set_delegate(Forward(inbox.clone()));
+            short(&what, "queue", queue)?;
+            let (generation, ch, consumer, inbox) =
+                open_consumer(&self.link, queue, prefetch).await?;
             Ok(Box::new(RabbitConsumer {
+                link: self.link.clone(),
                 queue: queue.to_string(),
+                prefetch,
+                resubscribe: true,
+                generation,
                 inbox,
                 ended: false,
                 _consumer: consumer,
@@ -353,7 +447,7 @@ impl Bus for RabbitBus {
         Box::pin(async move {
             let what = format!("subscribing to exchange `{exchange}`");
             let exchange_name = short(&what, "exchange", exchange)?;
-            let ch = self.channel(&what).await?;
+            let (generation, ch) = self.link.channel(&what).await?;
             // Exclusive + auto-delete: the queue is this connection's alone and goes with it.
             let options = QueueDeclareOptions {
                 exclusive: true,
@@ -374,22 +468,15 @@ impl Bus for RabbitBus {
             )
             .await
             .map_err(|e| classify(&what, e))?;
-            ch.basic_qos(256, BasicQosOptions::default())
-                .await
-                .map_err(|e| classify(&what, e))?;
-            let consumer = ch
-                .basic_consume(
-                    queue.clone(),
-                    "".into(),
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(|e| classify(&what, e))?;
-            let inbox = Arc::new(Inbox::default());
-            consumer.set_delegate(Forward(inbox.clone()));
+            let (consumer, inbox) = start_consuming(&ch, queue.as_str(), 256).await?;
             Ok(Box::new(RabbitConsumer {
+                link: self.link.clone(),
                 queue: queue.to_string(),
+                prefetch: 256,
+                // Its queue died with the connection: what was published meanwhile is lost, so
+                // the subscriber must hear of it and subscribe again itself.
+                resubscribe: false,
+                generation,
                 inbox,
                 ended: false,
                 _consumer: consumer,
@@ -419,6 +506,42 @@ impl Bus for RabbitBus {
             }
         })
     }
+}
+
+/// Sets `basic.qos(prefetch)` on `ch` and starts consuming `queue` into a new inbox.
+async fn start_consuming(
+    ch: &Channel,
+    queue: &str,
+    prefetch: u16,
+) -> Result<(lapin::Consumer, Arc<Inbox>), BusError> {
+    let what = format!("consuming queue `{queue}`");
+    // Prefetch 0 would mean "unbounded" to the broker; the memory bus treats it as 1.
+    ch.basic_qos(prefetch.max(1), BasicQosOptions::default())
+        .await
+        .map_err(|e| classify(&what, e))?;
+    let consumer = ch
+        .basic_consume(
+            short(&what, "queue", queue)?,
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| classify(&what, e))?;
+    let inbox = Arc::new(Inbox::default());
+    consumer.set_delegate(Forward(inbox.clone()));
+    Ok((consumer, inbox))
+}
+
+/// A channel of its own on the link's live connection, consuming `queue`.
+async fn open_consumer(
+    link: &Link,
+    queue: &str,
+    prefetch: u16,
+) -> Result<(u64, Channel, lapin::Consumer, Arc<Inbox>), BusError> {
+    let (generation, ch) = link.channel(&format!("consuming queue `{queue}`")).await?;
+    let (consumer, inbox) = start_consuming(&ch, queue, prefetch).await?;
+    Ok((generation, ch, consumer, inbox))
 }
 
 /// A message ready for the wire.
@@ -643,9 +766,17 @@ impl ConsumerDelegate for Forward {
 }
 
 /// One queue's consumer on a channel of its own. Dropping it closes the channel: the broker
-/// requeues every delivery of it not yet settled.
+/// requeues every delivery of it not yet settled. When its channel dies with the connection, a
+/// queue consumer subscribes again on the link's next connection (deliveries handed out before
+/// can no longer be settled; the broker delivers them again); a subscription ends instead.
 struct RabbitConsumer {
+    link: Arc<Link>,
     queue: String,
+    prefetch: u16,
+    /// Subscribe again after a lost connection (queue consumers), or end (subscriptions).
+    resubscribe: bool,
+    /// The link generation its channel belongs to.
+    generation: u64,
     inbox: Arc<Inbox>,
     ended: bool,
     _consumer: lapin::Consumer,
@@ -657,18 +788,13 @@ impl Drop for RabbitConsumer {
         // lapin keeps a consumer that has a delegate, and so its channel, alive after the last
         // handle is gone (the delegate runs on its own); only closing the channel ends it.
         let ch = self.channel.clone();
+        if !ch.status().connected() {
+            return;
+        }
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
                 rt.spawn(async move {
-                    // Mid-recovery the channel cannot be closed yet, and would come back with
-                    // the consumer on it: wait for recovery to finish (or fail) first.
-                    let deadline = tokio::time::Instant::now() + RECOVERY_WAIT;
-                    while ch.status().reconnecting() && tokio::time::Instant::now() < deadline {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                    if ch.status().connected()
-                        && let Err(e) = ch.close(200, "OK".into()).await
-                    {
+                    if let Err(e) = ch.close(200, "OK".into()).await {
                         tracing::debug!(error = %e, "closing a consumer's channel");
                     }
                 });
@@ -682,47 +808,106 @@ impl Drop for RabbitConsumer {
     }
 }
 
+impl RabbitConsumer {
+    /// Replaces the dead channel with a new consumer on a live connection.
+    async fn subscribe_again(&mut self) -> Result<(), BusError> {
+        let (generation, ch, consumer, inbox) =
+            open_consumer(&self.link, &self.queue, self.prefetch).await?;
+        let old = std::mem::replace(&mut self.channel, ch);
+        if old.status().connected() {
+            let _ = old.close(200, "OK".into()).await;
+        }
+        tracing::info!(queue = %self.queue, generation, "consuming again after a lost connection");
+        self.generation = generation;
+        self._consumer = consumer;
+        self.inbox = inbox;
+        Ok(())
+    }
+
+    /// The channel died: subscribe again, or end a subscription. `Some` is what `next` returns.
+    async fn lost(&mut self, why: BusError) -> Option<Result<Delivery, BusError>> {
+        if !self.resubscribe || self.link.closed.load(Ordering::SeqCst) {
+            self.ended = true;
+            return Some(Err(why));
+        }
+        match self.subscribe_again().await {
+            Ok(()) => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
+}
+
 impl Consumer for RabbitConsumer {
     fn next(&mut self) -> BoxFut<'_, Option<Result<Delivery, BusError>>> {
         Box::pin(async move {
-            if self.ended {
-                return None;
-            }
-            let item = loop {
-                let arrived = self.inbox.arrived.notified();
-                let popped = self.inbox.items().pop_front();
-                if let Some(item) = popped {
-                    break item;
+            loop {
+                if self.ended {
+                    return None;
                 }
-                arrived.await;
-            };
-            match item {
-                Ok(Some(d)) => {
-                    let (props, delivery_count) = props_from(&d.properties);
-                    let acker = RabbitAcker {
-                        acker: d.acker,
-                        queue: self.queue.clone(),
-                    };
-                    Some(Ok(Delivery::new(
-                        props,
-                        d.data,
-                        d.exchange.to_string(),
-                        d.routing_key.to_string(),
-                        d.redelivered,
-                        delivery_count,
-                        Box::new(acker),
-                    )))
+                if !self.channel.status().connected() {
+                    let why = BusError::Unavailable(format!(
+                        "consuming queue `{}`: the channel closed with the connection to RabbitMQ at {}",
+                        self.queue, self.link.broker
+                    ));
+                    match self.lost(why).await {
+                        None => continue,
+                        Some(r) => return Some(r),
+                    }
                 }
-                // Cancelled: the queue was deleted, the channel closed, or the bus shut down.
-                Ok(None) => {
-                    self.ended = true;
-                    None
+                let item = loop {
+                    let arrived = self.inbox.arrived.notified();
+                    let popped = self.inbox.items().pop_front();
+                    if let Some(item) = popped {
+                        break Some(item);
+                    }
+                    tokio::select! {
+                        _ = arrived => {}
+                        _ = tokio::time::sleep(HEALTH_TICK) => {
+                            if !self.channel.status().connected() {
+                                break None;
+                            }
+                        }
+                    }
+                };
+                match item {
+                    // The health check found the channel dead: handled at the top of the loop.
+                    None => continue,
+                    Some(Ok(Some(d))) => {
+                        let (props, delivery_count) = props_from(&d.properties);
+                        let acker = RabbitAcker {
+                            acker: d.acker,
+                            queue: self.queue.clone(),
+                        };
+                        return Some(Ok(Delivery::new(
+                            props,
+                            d.data,
+                            d.exchange.to_string(),
+                            d.routing_key.to_string(),
+                            d.redelivered,
+                            delivery_count,
+                            Box::new(acker),
+                        )));
+                    }
+                    // Cancelled with the channel still open: the queue was deleted, or the bus
+                    // shut down. With the channel gone: the connection died (top of the loop).
+                    Some(Ok(None)) => {
+                        if self.channel.status().connected()
+                            || self.link.closed.load(Ordering::SeqCst)
+                        {
+                            self.ended = true;
+                            return None;
+                        }
+                    }
+                    Some(Err(e)) => {
+                        let why = classify(&format!("consuming queue `{}`", self.queue), e);
+                        if self.channel.status().connected() {
+                            return Some(Err(why));
+                        }
+                        if let Some(r) = self.lost(why).await {
+                            return Some(r);
+                        }
+                    }
                 }
-                // Followed by deliveries again if lapin recovers the channel, else by the end.
-                Err(e) => Some(Err(classify(
-                    &format!("consuming queue `{}`", self.queue),
-                    e,
-                ))),
             }
         })
     }

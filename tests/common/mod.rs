@@ -311,13 +311,22 @@ impl Tap {
         let got = Arc::new(Mutex::new(Vec::new()));
         let sink = got.clone();
         let task = tokio::spawn(async move {
-            while let Some(Ok(d)) = consumer.next().await {
-                let m = Msg {
-                    props: d.props.clone(),
-                    body: d.body.clone(),
-                };
-                let _ = d.ack().await;
-                sink.lock().expect("tap lock").push(m);
+            // A lost connection shows as errors until the consumer has subscribed again; a
+            // delivery whose ack did not reach the broker comes back, and is recorded then.
+            loop {
+                match consumer.next().await {
+                    Some(Ok(d)) => {
+                        let m = Msg {
+                            props: d.props.clone(),
+                            body: d.body.clone(),
+                        };
+                        if d.ack().await.is_ok() {
+                            sink.lock().expect("tap lock").push(m);
+                        }
+                    }
+                    Some(Err(_)) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    None => break,
+                }
             }
         });
         Tap {
