@@ -66,6 +66,19 @@ pub struct Config {
     /// file). A client without a certificate still authenticates by API key.
     /// Env `KAIGO_TLS_CLIENT_CA`.
     pub tls_client_ca: Option<PathBuf>,
+    /// PEM bundle of the CA certificates the hub trusts for HTTP push recipients: a recipient
+    /// whose parties entry says `delivery: { http: "https://…" }` must present a certificate for
+    /// the URL's host (DNS name or IP address) that chains to one of these, else the delivery
+    /// fails and is retried, then dead-lettered. Required for `https://` push; no system roots
+    /// are used. Env `KAIGO_PUSH_CA`.
+    pub push_ca: Option<PathBuf>,
+    /// PEM file with the client certificate chain (leaf first) the hub presents to HTTPS push
+    /// recipients that ask for one (mTLS). Set together with `push_client_key`, and with
+    /// `push_ca`. Env `KAIGO_PUSH_CLIENT_CERT`.
+    pub push_client_cert: Option<PathBuf>,
+    /// PEM file with the private key of `push_client_cert` (PKCS#8, PKCS#1 or SEC1, unencrypted).
+    /// Env `KAIGO_PUSH_CLIENT_KEY`.
+    pub push_client_key: Option<PathBuf>,
 }
 
 /// The files the HTTP source serves HTTPS with, from a [`Config`] whose TLS settings fit together.
@@ -77,6 +90,17 @@ pub struct TlsFiles {
     pub key: PathBuf,
     /// `tls_client_ca`: CAs for client certificates (PEM), when client certificates are asked for.
     pub client_ca: Option<PathBuf>,
+}
+
+/// The files the HTTP push sink speaks HTTPS with, from a [`Config`] whose push settings fit
+/// together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushTlsFiles {
+    /// `push_ca`: the CAs trusted for recipients' certificates (PEM).
+    pub ca: PathBuf,
+    /// `push_client_cert` and `push_client_key`: the hub's own certificate chain and its key
+    /// (PEM), when it presents one.
+    pub client: Option<(PathBuf, PathBuf)>,
 }
 
 impl Default for Config {
@@ -101,6 +125,9 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
+            push_ca: None,
+            push_client_cert: None,
+            push_client_key: None,
         }
     }
 }
@@ -126,6 +153,9 @@ pub const KEYS: &[&str] = &[
     "tls_cert",
     "tls_key",
     "tls_client_ca",
+    "push_ca",
+    "push_client_cert",
+    "push_client_key",
 ];
 
 impl Config {
@@ -214,6 +244,15 @@ impl Config {
         if let Some(v) = get("KAIGO_TLS_CLIENT_CA") {
             self.tls_client_ca = Some(v).filter(|s| !s.is_empty()).map(PathBuf::from);
         }
+        if let Some(v) = get("KAIGO_PUSH_CA") {
+            self.push_ca = Some(v).filter(|s| !s.is_empty()).map(PathBuf::from);
+        }
+        if let Some(v) = get("KAIGO_PUSH_CLIENT_CERT") {
+            self.push_client_cert = Some(v).filter(|s| !s.is_empty()).map(PathBuf::from);
+        }
+        if let Some(v) = get("KAIGO_PUSH_CLIENT_KEY") {
+            self.push_client_key = Some(v).filter(|s| !s.is_empty()).map(PathBuf::from);
+        }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err(format!(
                 "log_format `{}` must be text or json",
@@ -221,6 +260,7 @@ impl Config {
             ));
         }
         self.tls()?;
+        self.push_tls()?;
         Ok(())
     }
 
@@ -249,6 +289,42 @@ impl Config {
                 "tls_client_ca is set but tls_cert and tls_key are not: client certificates are \
                  only asked for over HTTPS; set tls_cert and tls_key (KAIGO_TLS_CERT, \
                  KAIGO_TLS_KEY) as well, or unset tls_client_ca (KAIGO_TLS_CLIENT_CA)"
+                    .into(),
+            ),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// The HTTPS files of the HTTP push sink, `None` when `push_ca` is unset (then only `http://`
+    /// push works), or an error naming the settings that are half set: `push_client_cert` and
+    /// `push_client_key` go together, and they need `push_ca`.
+    pub fn push_tls(&self) -> Result<Option<PushTlsFiles>, String> {
+        const PAIR: &str = "the hub's client certificate for HTTPS push needs both the \
+             certificate chain and its private key (push_client_cert / KAIGO_PUSH_CLIENT_CERT and \
+             push_client_key / KAIGO_PUSH_CLIENT_KEY), or neither";
+        let client = match (&self.push_client_cert, &self.push_client_key) {
+            (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+            (Some(_), None) => {
+                return Err(format!(
+                    "push_client_cert is set but push_client_key is not: {PAIR}"
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(format!(
+                    "push_client_key is set but push_client_cert is not: {PAIR}"
+                ));
+            }
+            (None, None) => None,
+        };
+        match (&self.push_ca, client) {
+            (Some(ca), client) => Ok(Some(PushTlsFiles {
+                ca: ca.clone(),
+                client,
+            })),
+            (None, Some(_)) => Err(
+                "push_client_cert and push_client_key are set but push_ca is not: HTTPS push \
+                 needs the CAs that issue the recipients' certificates; set push_ca \
+                 (KAIGO_PUSH_CA) as well, or unset the client certificate"
                     .into(),
             ),
             (None, None) => Ok(None),
@@ -342,5 +418,81 @@ mod tests {
         c.apply_env(|k| k.starts_with("KAIGO_TLS_").then(String::new))
             .expect("both unset is plain HTTP");
         assert_eq!(c.tls(), Ok(None));
+    }
+
+    #[test]
+    fn push_tls_is_off_by_default_and_on_with_push_ca() {
+        assert_eq!(Config::default().push_tls(), Ok(None));
+        let c: Config = toml::from_str("push_ca = \"ca.pem\"").expect("known key");
+        assert_eq!(
+            c.push_tls(),
+            Ok(Some(PushTlsFiles {
+                ca: "ca.pem".into(),
+                client: None,
+            }))
+        );
+        let mut c = Config::default();
+        c.apply_env(|k| match k {
+            "KAIGO_PUSH_CA" => Some("ca.pem".into()),
+            "KAIGO_PUSH_CLIENT_CERT" => Some("hub.pem".into()),
+            "KAIGO_PUSH_CLIENT_KEY" => Some("hub.key".into()),
+            _ => None,
+        })
+        .expect("a whole push TLS setting");
+        assert_eq!(
+            c.push_tls(),
+            Ok(Some(PushTlsFiles {
+                ca: "ca.pem".into(),
+                client: Some(("hub.pem".into(), "hub.key".into())),
+            }))
+        );
+    }
+
+    #[test]
+    fn a_half_set_push_client_identity_is_an_error_naming_both_keys() {
+        for var in ["KAIGO_PUSH_CLIENT_CERT", "KAIGO_PUSH_CLIENT_KEY"] {
+            let mut c = Config::default();
+            let e = c
+                .apply_env(|k| match k {
+                    "KAIGO_PUSH_CA" => Some("ca.pem".into()),
+                    k if k == var => Some("some.pem".into()),
+                    _ => None,
+                })
+                .expect_err("half-set client identity is refused at start");
+            assert!(
+                e.contains("push_client_cert") && e.contains("push_client_key"),
+                "{var}: {e}"
+            );
+        }
+        let c: Config = toml::from_str("push_ca = \"ca.pem\"\npush_client_key = \"hub.key\"")
+            .expect("known keys");
+        let e = c.push_tls().expect_err("key without certificate");
+        assert!(
+            e.starts_with("push_client_key is set but push_client_cert"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_push_client_identity_without_push_ca_is_an_error_naming_push_ca() {
+        let c: Config =
+            toml::from_str("push_client_cert = \"hub.pem\"\npush_client_key = \"hub.key\"")
+                .expect("known keys");
+        let e = c.push_tls().expect_err("nothing to trust recipients by");
+        assert!(e.contains("push_ca") && e.contains("KAIGO_PUSH_CA"), "{e}");
+    }
+
+    #[test]
+    fn an_empty_push_variable_unsets_the_setting_and_push_keys_are_listed() {
+        let mut c: Config = toml::from_str(
+            "push_ca = \"ca.pem\"\npush_client_cert = \"hub.pem\"\npush_client_key = \"hub.key\"",
+        )
+        .expect("known keys");
+        c.apply_env(|k| k.starts_with("KAIGO_PUSH_").then(String::new))
+            .expect("all unset is plain http push only");
+        assert_eq!(c.push_tls(), Ok(None));
+        for key in ["push_ca", "push_client_cert", "push_client_key"] {
+            assert!(KEYS.contains(&key), "{key} is in KEYS");
+        }
     }
 }

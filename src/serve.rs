@@ -1,8 +1,9 @@
 //! Assembles a running hub from a [`Config`]: bus (RabbitMQ or in-memory), topology, mappings,
-//! parties, store, audit writer; starts the translate and deliver hops and every source (HTTP,
-//! MLLP, file drop, AMQP vendor queue). `start` returns the bound addresses so tests can run a
-//! hub in-process on port 0; `Running::stop` shuts down gracefully: sources stop accepting, hops
-//! finish or leave in-flight messages unacked for redelivery, the audit log is synced.
+//! parties, store, audit writer, the sinks' HTTPS push configuration; starts the translate and
+//! deliver hops and every source (HTTP, MLLP, file drop, AMQP vendor queue). `start` returns the
+//! bound addresses so tests can run a hub in-process on port 0; `Running::stop` shuts down
+//! gracefully: sources stop accepting, hops finish or leave in-flight messages unacked for
+//! redelivery, the audit log is synced.
 
 use crate::audit::SubjectHasher;
 use crate::bus::memory::MemoryBus;
@@ -15,6 +16,7 @@ use crate::parties::Parties;
 use crate::pipeline::audit_writer::AuditWriter;
 use crate::pipeline::metrics::Metrics;
 use crate::pipeline::{Hub, deliver, translate};
+use crate::sinks::Sinks;
 use crate::sources;
 use crate::store::Store;
 use std::net::SocketAddr;
@@ -45,6 +47,7 @@ pub async fn build(cfg: &Config) -> Result<Arc<Hub>, String> {
         )
     })?;
     let parties = Parties::load(&cfg.parties).map_err(|e| e.to_string())?;
+    let sinks = Sinks::new(cfg.push_tls()?.as_ref()).map_err(|e| format!("HTTP push sink: {e}"))?;
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| format!("{}: {e}", cfg.data_dir.display()))?;
     let store: Arc<dyn Store> = crate::store::open(&cfg.store_url())
@@ -83,6 +86,7 @@ pub async fn build(cfg: &Config) -> Result<Arc<Hub>, String> {
         prefetch: cfg.prefetch,
         purpose: cfg.purpose.clone(),
         consent_cache,
+        sinks,
     }))
 }
 

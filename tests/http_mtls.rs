@@ -6,11 +6,11 @@
 //! client speaking raw HTTP/1.1. Fingerprints are taken with `openssl x509 -fingerprint`, not with
 //! the hub's own code, so a wrong fingerprint calculation in the hub fails here.
 //!
-//! The `openssl` CLI rather than `rcgen`: it is on every machine that runs these suites and costs
-//! no compile time; a missing `openssl` fails the test saying so.
+//! The PKI helpers live in `common::pki` (shared with the HTTPS push sink's tests).
 
 mod common;
 
+use common::pki::{self, Identity, fingerprint, issue};
 use common::{HOSPITAL, PATIENCE, PERSON_1, Reply, Scratch};
 use kaigo_hub::config::Config;
 use kaigo_hub::consent::{Category, Grantee, PartyKind};
@@ -19,8 +19,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::Value;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -31,34 +30,8 @@ const MUNICIPALITY_KEY: &str = "demo-municipality-key";
 const HOSPITAL_KEY: &str = "demo-hospital-key";
 
 // ------------------------------------------------------------------------------------------------
-// A throwaway PKI
+// A throwaway PKI (common::pki)
 // ------------------------------------------------------------------------------------------------
-
-/// Extension profiles for `openssl req`/`openssl x509 -extfile`.
-const OPENSSL_CNF: &str = "\
-[req]
-distinguished_name = dn
-[dn]
-[test_ca]
-basicConstraints = critical,CA:TRUE
-keyUsage = critical,keyCertSign,cRLSign
-subjectKeyIdentifier = hash
-[test_server]
-basicConstraints = critical,CA:FALSE
-keyUsage = critical,digitalSignature
-extendedKeyUsage = serverAuth
-subjectAltName = IP:127.0.0.1,DNS:localhost
-[test_client]
-basicConstraints = critical,CA:FALSE
-keyUsage = critical,digitalSignature
-extendedKeyUsage = clientAuth
-";
-
-/// A certificate and its key, as PEM files.
-struct Identity {
-    cert: PathBuf,
-    key: PathBuf,
-}
 
 struct Pki {
     ca: Identity,
@@ -71,121 +44,11 @@ struct Pki {
     foreign: Identity,
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "these tests make their certificates with the `openssl` command ({e}); install it"
-            )
-        });
-    assert!(
-        out.status.success(),
-        "openssl {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A self-signed CA named `name`.
-fn ca(dir: &Path, name: &str) -> Identity {
-    let (cert, key) = (format!("{name}.pem"), format!("{name}.key"));
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-new",
-            "-nodes",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-keyout",
-            &key,
-            "-out",
-            &cert,
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN=kaigo-hub test {name}"),
-            "-config",
-            "openssl.cnf",
-            "-extensions",
-            "test_ca",
-        ],
-    );
-    Identity {
-        cert: dir.join(cert),
-        key: dir.join(key),
-    }
-}
-
-/// A certificate `name` issued by `issuer` with the extension profile `profile`.
-fn issue(dir: &Path, issuer: &Identity, name: &str, profile: &str, serial: &str) -> Identity {
-    let (cert, key, csr) = (
-        format!("{name}.pem"),
-        format!("{name}.key"),
-        format!("{name}.csr"),
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-new",
-            "-nodes",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            &format!("/CN={name}"),
-            "-config",
-            "openssl.cnf",
-        ],
-    );
-    let (ca_cert, ca_key) = (issuer.cert.display(), issuer.key.display());
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            &ca_cert.to_string(),
-            "-CAkey",
-            &ca_key.to_string(),
-            "-set_serial",
-            serial,
-            "-days",
-            "2",
-            "-out",
-            &cert,
-            "-extfile",
-            "openssl.cnf",
-            "-extensions",
-            profile,
-        ],
-    );
-    Identity {
-        cert: dir.join(cert),
-        key: dir.join(key),
-    }
-}
-
 impl Pki {
     fn new(dir: &Path) -> Pki {
-        std::fs::create_dir_all(dir).expect("pki dir");
-        std::fs::write(dir.join("openssl.cnf"), OPENSSL_CNF).expect("openssl.cnf");
-        let ca = ca(dir, "ca");
-        let other_ca = self::ca(dir, "other-ca");
+        pki::prepare(dir);
+        let ca = pki::ca(dir, "ca");
+        let other_ca = pki::ca(dir, "other-ca");
         Pki {
             server: issue(dir, &ca, "localhost", "test_server", "2"),
             hospital: issue(dir, &ca, "hospital", "test_client", "3"),
@@ -194,27 +57,6 @@ impl Pki {
             ca,
         }
     }
-}
-
-/// SHA-256 of a certificate's DER form as `openssl` prints it, normalised to lowercase hex.
-fn fingerprint(cert: &Path) -> String {
-    let out = Command::new("openssl")
-        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
-        .arg(cert)
-        .output()
-        .expect("openssl x509 -fingerprint");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let hex: String = text
-        .trim()
-        .rsplit('=')
-        .next()
-        .unwrap_or_default()
-        .chars()
-        .filter(|c| *c != ':')
-        .collect::<String>()
-        .to_lowercase();
-    assert_eq!(hex.len(), 64, "fingerprint of {}: {text}", cert.display());
-    hex
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -3,14 +3,33 @@
 //! own, with the envelope id in `X-Kaigo-Envelope`. A recipient that answers an error at first is
 //! tried again (the deliver hop requeues the copy) and the document arrives once it answers 2xx:
 //! nothing is dropped, and the other recipients get their copies regardless.
+//!
+//! Over HTTPS (`https://` URLs): a recipient of the test's own behind tokio-rustls, with a
+//! certificate for 127.0.0.1 from a throwaway CA (`common::pki`, the `openssl` command line) and
+//! requiring a client certificate from that CA, receives the document from a hub configured with
+//! `push_ca`, `push_client_cert` and `push_client_key`; a recipient whose certificate comes from
+//! another CA never receives it: the copy is tried once per delivery the queue allows and then
+//! dead-lettered with `x-kaigo-error` naming the TLS failure. The sink's errors (unknown CA, name
+//! mismatch, no client certificate, status) and the start-up checks of the settings are tested
+//! against the same PKI.
 
 mod common;
 
+use common::pki::{self, Identity};
 use common::*;
-use std::sync::atomic::Ordering;
+use kaigo_hub::bus::Props;
+use kaigo_hub::config::{Config, PushTlsFiles};
+use kaigo_hub::serve::{self, Running};
+use kaigo_hub::sinks::{http, push_tls};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 /// One POST the recipient's listener received.
 #[derive(Clone, Debug)]
@@ -36,48 +55,59 @@ async fn recipient(fail_first: usize) -> (String, Arc<Mutex<Vec<Request>>>) {
     let seen: Arc<Mutex<Vec<Request>>> = Arc::default();
     let log = seen.clone();
     tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            let head_end = loop {
-                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                    break Some(i);
-                }
-                match s.read(&mut chunk).await {
-                    Ok(0) | Err(_) => break None,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
-            };
-            let Some(head_end) = head_end else { continue };
-            let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-            let mut req = Request {
-                head,
-                body: buf[head_end + 4..].to_vec(),
-            };
-            let length: usize = req
-                .header("content-length")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            while req.body.len() < length {
-                match s.read(&mut chunk).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => req.body.extend_from_slice(&chunk[..n]),
-                }
-            }
-            let n = {
-                let mut l = log.lock().unwrap();
-                l.push(req);
-                l.len()
-            };
-            let answer: &[u8] = if n <= fail_first {
-                b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-            } else {
-                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-            };
-            let _ = s.write_all(answer).await;
+        while let Ok((s, _)) = listener.accept().await {
+            answer(s, &log, fail_first).await;
         }
     });
     (format!("http://{addr}/kaigo/inbox/{CARE_MANAGER}"), seen)
+}
+
+/// Reads one request from `s`, records it, and answers 503 while no more than `fail_first`
+/// requests have been recorded, 200 after.
+async fn answer(
+    mut s: impl AsyncRead + AsyncWrite + Unpin,
+    log: &Mutex<Vec<Request>>,
+    fail_first: usize,
+) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break Some(i);
+        }
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => break None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let Some(head_end) = head_end else { return };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut req = Request {
+        head,
+        body: buf[head_end + 4..].to_vec(),
+    };
+    let length: usize = req
+        .header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    while req.body.len() < length {
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => req.body.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let n = {
+        let mut l = log.lock().unwrap();
+        l.push(req);
+        l.len()
+    };
+    let answer: &[u8] = if n <= fail_first {
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    } else {
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    };
+    let _ = s.write_all(answer).await;
+    let _ = s.shutdown().await;
 }
 
 /// The parties file with the care manager delivering over HTTP to `url`.
@@ -180,4 +210,397 @@ async fn a_recipient_on_http_push_gets_its_document_after_answering_503_once() {
         "no directory any more"
     );
     running.stop().await;
+}
+
+// ------------------------------------------------------------------------------------------------
+// HTTPS push: a recipient behind TLS that asks for the hub's client certificate
+// ------------------------------------------------------------------------------------------------
+
+/// The certificates of the HTTPS tests (`common::pki`).
+struct Pki {
+    /// The CA the hub trusts (`push_ca`) and the recipients trust for client certificates.
+    ca: Identity,
+    /// The recipient's server certificate for 127.0.0.1, issued by `ca`.
+    recipient: Identity,
+    /// A server certificate from `ca`, but for another name than 127.0.0.1.
+    elsewhere: Identity,
+    /// A server certificate for 127.0.0.1 from a CA the hub does not trust.
+    foreign: Identity,
+    /// The hub's client certificate (`push_client_cert`), issued by `ca`.
+    hub: Identity,
+}
+
+impl Pki {
+    fn new(dir: &Path) -> Pki {
+        pki::prepare(dir);
+        let ca = pki::ca(dir, "ca");
+        let other_ca = pki::ca(dir, "other-ca");
+        Pki {
+            recipient: pki::issue(dir, &ca, "recipient", "test_server", "2"),
+            elsewhere: pki::issue(dir, &ca, "elsewhere", "test_server_elsewhere", "3"),
+            foreign: pki::issue(dir, &other_ca, "foreign", "test_server", "4"),
+            hub: pki::issue(dir, &ca, "hub", "test_client", "5"),
+            ca,
+        }
+    }
+
+    /// The hub's push settings: trust `ca`, present `hub`.
+    fn push_config(&self, base: Config) -> Config {
+        Config {
+            push_ca: Some(self.ca.cert.clone()),
+            push_client_cert: Some(self.hub.cert.clone()),
+            push_client_key: Some(self.hub.key.clone()),
+            ..base
+        }
+    }
+}
+
+fn pem_certs(file: &Path) -> Vec<CertificateDer<'static>> {
+    CertificateDer::pem_file_iter(file)
+        .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+}
+
+/// What an HTTPS recipient saw: TCP connections, handshakes that failed, the client certificate
+/// of each completed handshake (DER), and the requests.
+#[derive(Default)]
+struct Seen {
+    connections: AtomicUsize,
+    failed_handshakes: AtomicUsize,
+    client_certs: Mutex<Vec<Vec<u8>>>,
+    requests: Mutex<Vec<Request>>,
+}
+
+impl Seen {
+    fn requests(&self) -> Vec<Request> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+/// A recipient serving HTTPS with `server`'s certificate and requiring a client certificate
+/// issued by `client_ca`; answers the first `fail_first` requests 503, then 200.
+async fn https_recipient(
+    server: &Identity,
+    client_ca: &Path,
+    fail_first: usize,
+) -> (String, Arc<Seen>) {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in pem_certs(client_ca) {
+        roots.add(c).expect("a usable client CA");
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .expect("client verifier");
+    let key = PrivateKeyDer::from_pem_file(&server.key).expect("server key");
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(pem_certs(&server.cert), key)
+        .expect("server identity");
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let seen: Arc<Seen> = Arc::default();
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            log.connections.fetch_add(1, Ordering::SeqCst);
+            let (acceptor, log) = (acceptor.clone(), log.clone());
+            tokio::spawn(async move {
+                let tls = match tokio::time::timeout(PATIENCE, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => tls,
+                    _ => {
+                        log.failed_handshakes.fetch_add(1, Ordering::SeqCst);
+                        return;
+                    }
+                };
+                if let Some(leaf) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+                    log.client_certs.lock().unwrap().push(leaf.to_vec());
+                }
+                answer(tls, &log.requests, fail_first).await;
+            });
+        }
+    });
+    (format!("https://{addr}/kaigo/inbox/{CARE_MANAGER}"), seen)
+}
+
+/// Starts the hub of `scratch` with `cfg`.
+async fn start(cfg: &Config) -> Running {
+    match serve::start(cfg).await {
+        Ok(r) => r,
+        Err(e) => panic!(
+            "the hub did not start: {e}\nthese tests need RabbitMQ at {DEFAULT_URL} (or \
+             KAIGO_TEST_AMQP_URL); start it with `rabbitmq-server -detached`"
+        ),
+    }
+}
+
+/// Posts the sample Patient from the hospital; the envelope id.
+async fn post_patient(running: &Running) -> String {
+    let reply = post_fhir(
+        running.http_addr,
+        "/fhir/Patient",
+        "demo-hospital-key",
+        &sample("fhir/patient-jpcore.json"),
+    )
+    .await;
+    assert_eq!(reply.status, 202, "{}", reply.text());
+    reply
+        .header("x-kaigo-envelope")
+        .expect("202 names the envelope")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_recipient_on_https_push_with_client_certificates_gets_its_document() {
+    let scratch = Scratch::memory("push-tls-pki", |t| t);
+    let pki = Pki::new(&scratch.dir.join("pki"));
+    let (url, seen) = https_recipient(&pki.recipient, &pki.ca.cert, 0).await;
+    let s = Scratch::rabbit("push-tls", push_to(&url));
+    let running = start(&pki.push_config(s.config())).await;
+    kaigo_hub::demo::seed(&running.hub).expect("demo seed");
+    let t = running.hub.topology.clone();
+    let provider = Tap::new(running.hub.bus.as_ref(), &t.out_queue(PROVIDER)).await;
+    let dead = Tap::new(running.hub.bus.as_ref(), &t.dead_queue()).await;
+
+    let envelope = post_patient(&running).await;
+    eventually("the recipient received a POST over HTTPS", async || {
+        !seen.requests().is_empty()
+    })
+    .await;
+    provider
+        .wait("the FHIR copy for 0300000005", |m| m.len() == 1)
+        .await;
+    tokio::time::sleep(QUIET).await;
+
+    let got = seen.requests();
+    assert_eq!(got.len(), 1, "one POST, answered 200; no more");
+    let r = &got[0];
+    assert!(
+        r.head
+            .starts_with(&format!("POST /kaigo/inbox/{CARE_MANAGER} HTTP/1.1")),
+        "{}",
+        r.head
+    );
+    assert_eq!(r.header("x-kaigo-envelope"), Some(envelope.as_str()));
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(
+        r.header("content-type")
+            .is_some_and(|c| c.starts_with("application/json")),
+        "{}",
+        r.head
+    );
+    let doc = json(&r.body);
+    assert_eq!(doc["document"], "InsuredPerson@1");
+    let golden = json(&sample("fhir/patient-jpcore.insured-person.json"));
+    for field in ["birth_date", "name", "identifiers"] {
+        assert_eq!(
+            doc[field], golden[field],
+            "{field} as the mapping computes it"
+        );
+    }
+    // The hub presented push_client_cert (compared as DER, not through the hub's code).
+    assert_eq!(
+        *seen.client_certs.lock().unwrap(),
+        vec![pem_certs(&pki.hub.cert)[0].to_vec()],
+        "the hub's client certificate, once"
+    );
+    assert_eq!(seen.failed_handshakes.load(Ordering::SeqCst), 0);
+    assert_eq!(dead.all().len(), 0, "{:#?}", dead.all());
+    assert_eq!(running.hub.metrics.delivered.load(Ordering::Relaxed), 2);
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_recipient_with_a_certificate_from_another_ca_never_gets_it_and_the_copy_is_dead_lettered()
+ {
+    let scratch = Scratch::memory("push-tls-pki", |t| t);
+    let pki = Pki::new(&scratch.dir.join("pki"));
+    let (url, seen) = https_recipient(&pki.foreign, &pki.ca.cert, 0).await;
+    let s = Scratch::rabbit("push-tls-foreign", push_to(&url));
+    let running = start(&pki.push_config(s.config())).await;
+    kaigo_hub::demo::seed(&running.hub).expect("demo seed");
+    let t = running.hub.topology.clone();
+    let provider = Tap::new(running.hub.bus.as_ref(), &t.out_queue(PROVIDER)).await;
+    let dead = Tap::new(running.hub.bus.as_ref(), &t.dead_queue()).await;
+
+    let envelope = post_patient(&running).await;
+    let letters = dead
+        .wait("the care manager's copy in the dead-letter queue", |m| {
+            !m.is_empty()
+        })
+        .await;
+    provider
+        .wait("the FHIR copy for 0300000005 regardless", |m| m.len() == 1)
+        .await;
+    tokio::time::sleep(QUIET).await;
+
+    let letter = &letters[0];
+    assert_eq!(letter.envelope(), envelope);
+    assert_eq!(letter.header("x-kaigo-recipient"), Some(CARE_MANAGER));
+    let error = letter.header("x-kaigo-error").expect("x-kaigo-error");
+    assert!(error.starts_with(&url), "names the URL: {error}");
+    assert!(
+        error.contains("TLS handshake failed") && error.contains("unknown CA"),
+        "names the TLS failure: {error}"
+    );
+    assert!(
+        json(&letter.body)["document"] == "InsuredPerson@1",
+        "the dead letter keeps the canonical document"
+    );
+    assert_eq!(
+        dead.all().len(),
+        1,
+        "one dead letter, not another from the broker: {:#?}",
+        dead.all()
+    );
+    // Tried once per delivery the queue allows, never reaching HTTP.
+    assert_eq!(
+        seen.connections.load(Ordering::SeqCst),
+        t.delivery_limit as usize,
+        "one attempt per delivery"
+    );
+    assert_eq!(
+        seen.failed_handshakes.load(Ordering::SeqCst),
+        t.delivery_limit as usize
+    );
+    assert!(seen.requests().is_empty(), "{:#?}", seen.requests());
+    assert_eq!(running.hub.metrics.delivered.load(Ordering::Relaxed), 1);
+    assert_eq!(running.hub.metrics.dead.load(Ordering::Relaxed), 1);
+    running.stop().await;
+}
+
+/// One push straight to the sink (no hub), with the hub's TLS settings made from `files`.
+async fn push(url: &str, files: &PushTlsFiles) -> Result<(), String> {
+    let config = Arc::new(push_tls::client_config(files).map_err(|e| e.to_string())?);
+    let props = Props {
+        message_id: Some("env-1".into()),
+        ..Props::default()
+    };
+    http::post(url, Some(&config), "application/json", &props, b"{}")
+        .await
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn https_push_errors_name_the_url_and_what_failed() {
+    let scratch = Scratch::memory("push-tls-errors", |t| t);
+    let pki = Pki::new(&scratch.dir.join("pki"));
+    let full = PushTlsFiles {
+        ca: pki.ca.cert.clone(),
+        client: Some((pki.hub.cert.clone(), pki.hub.key.clone())),
+    };
+
+    // All fit: 2xx.
+    let (url, seen) = https_recipient(&pki.recipient, &pki.ca.cert, 0).await;
+    push(&url, &full)
+        .await
+        .unwrap_or_else(|e| panic!("a recipient all is right with: {e}"));
+    assert_eq!(seen.requests().len(), 1);
+
+    // Over TLS, a non-2xx status is still a failure.
+    let (url, _) = https_recipient(&pki.recipient, &pki.ca.cert, 1).await;
+    let e = push(&url, &full).await.expect_err("503");
+    assert!(e.starts_with(&url) && e.contains("status 503"), "{e}");
+
+    // The recipient's certificate is from a CA not in push_ca.
+    let (url, seen) = https_recipient(&pki.foreign, &pki.ca.cert, 0).await;
+    let e = push(&url, &full).await.expect_err("unknown CA");
+    assert!(
+        e.starts_with(&url) && e.contains("TLS handshake failed: unknown CA"),
+        "{e}"
+    );
+    assert!(seen.requests().is_empty());
+
+    // The recipient's certificate is from the right CA but for another name.
+    let (url, seen) = https_recipient(&pki.elsewhere, &pki.ca.cert, 0).await;
+    let e = push(&url, &full).await.expect_err("name mismatch");
+    assert!(
+        e.starts_with(&url)
+            && e.contains("TLS handshake failed: name mismatch")
+            && e.contains("elsewhere.invalid"),
+        "{e}"
+    );
+    assert!(seen.requests().is_empty());
+
+    // Without a client certificate, a recipient that requires one refuses the connection (in
+    // TLS 1.3 its verdict arrives after the client's side of the handshake).
+    let (url, seen) = https_recipient(&pki.recipient, &pki.ca.cert, 0).await;
+    let no_client = PushTlsFiles {
+        client: None,
+        ..full.clone()
+    };
+    let e = push(&url, &no_client).await.expect_err("no client cert");
+    assert!(e.starts_with(&url) && e.contains("push_client_cert"), "{e}");
+    assert!(seen.requests().is_empty());
+
+    // Plain HTTP still works as before, TLS settings or not.
+    let (url, plain) = recipient(0).await;
+    push(&url, &full)
+        .await
+        .unwrap_or_else(|e| panic!("http:// push: {e}"));
+    assert_eq!(plain.lock().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unusable_push_settings_stop_the_start_naming_the_setting_and_file() {
+    let scratch = Scratch::memory("push-tls-config", |t| t);
+    let pki = Pki::new(&scratch.dir.join("pki"));
+    let with = |f: &dyn Fn(&mut Config)| {
+        let mut cfg = pki.push_config(scratch.config());
+        f(&mut cfg);
+        cfg
+    };
+
+    // A CA bundle that is not PEM.
+    let junk = scratch.dir.join("junk.pem");
+    std::fs::write(&junk, "not a certificate").expect("write junk");
+    let e = serve::build(&with(&|c| c.push_ca = Some(junk.clone())))
+        .await
+        .err()
+        .expect("no CA certificates");
+    assert!(
+        e.contains("push_ca") && e.contains(&junk.display().to_string()),
+        "{e}"
+    );
+
+    // A certificate where the key belongs.
+    let e = serve::build(&with(&|c| c.push_client_key = Some(pki.ca.cert.clone())))
+        .await
+        .err()
+        .expect("no usable key");
+    assert!(
+        e.contains("push_client_key") && e.contains(&pki.ca.cert.display().to_string()),
+        "{e}"
+    );
+
+    // The key of another certificate.
+    let e = serve::build(&with(&|c| {
+        c.push_client_key = Some(pki.recipient.key.clone())
+    }))
+    .await
+    .err()
+    .expect("key and certificate differ");
+    assert!(
+        e.contains("push_client_cert") && e.contains("push_client_key"),
+        "{e}"
+    );
+
+    // Half a client identity.
+    let e = serve::build(&with(&|c| c.push_client_key = None))
+        .await
+        .err()
+        .expect("certificate without key");
+    assert!(
+        e.contains("push_client_cert") && e.contains("push_client_key"),
+        "{e}"
+    );
+
+    // The whole set loads (the setup is sound).
+    if let Err(e) = serve::build(&with(&|_| {})).await {
+        panic!("the push settings of the test PKI: {e}");
+    }
 }

@@ -26,6 +26,11 @@ use std::path::PathBuf;
   tls_key       KAIGO_TLS_KEY       PEM private key of tls_cert                            [unset]
   tls_client_ca KAIGO_TLS_CLIENT_CA PEM CAs of client certificates (optional mTLS; a
                                     party's client_certs_sha256 names it)                  [unset]
+  push_ca       KAIGO_PUSH_CA       PEM CAs trusted for https:// push recipients (needed
+                                    for https push; no system roots)                       [unset]
+  push_client_cert KAIGO_PUSH_CLIENT_CERT PEM chain the hub presents to https push
+                                    recipients (mTLS; with push_client_key)                [unset]
+  push_client_key KAIGO_PUSH_CLIENT_KEY PEM private key of push_client_cert               [unset]
   watch_mappings KAIGO_WATCH_MAPPINGS reload changed mapping files (same as --watch)      [false]
   consent_cache_secs KAIGO_CONSENT_CACHE_SECS  seconds a process may reuse a person's consents
                 between changes announced on <prefix>.consent (RabbitMQ only; 0 = off)  [30]

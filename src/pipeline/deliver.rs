@@ -7,7 +7,10 @@
 //! (broker confirm in flight, or confirmed but not written) is sent again after the restart:
 //! across a crash delivery is at-least-once, and the copy carries the same `message_id` (the
 //! envelope), `x-kaigo-doc-index` and `x-kaigo-recipient` for the recipient to de-duplicate.
-//! A denied recipient gets nothing; a quarantined copy names it.
+//! A denied recipient gets nothing; a quarantined copy names it. A sink that fails makes the hop
+//! requeue the message (the recipients already served are not served again); on the queue's last
+//! allowed delivery the copy for that recipient goes to the dead-letter queue with the sink's
+//! error in `x-kaigo-error` and the recipient in `x-kaigo-recipient`, and the others go on.
 
 use super::headers as h;
 use super::metrics::Metrics;
@@ -16,7 +19,7 @@ use crate::audit::{Decision as AuditDecision, Hop};
 use crate::bus::{BusError, Delivery, Props};
 use crate::consent::Category;
 use crate::mapping::Rendered;
-use crate::sinks::{self, Outbound};
+use crate::sinks::Outbound;
 use crate::store::{Store, StoreError};
 use std::collections::HashSet;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -184,10 +187,36 @@ async fn handle(hub: &Hub, d: Delivery, mut shutdown: watch::Receiver<bool>) {
             file_name: &file_name,
             props: &props,
         };
-        if let Err(e) = sinks::send(hub.bus.as_ref(), &hub.topology.egress(), target, &out).await {
-            tracing::warn!(envelope, recipient = %party.id, error = %e, "deliver: sink failed; requeue");
-            let _ = d.requeue().await;
-            return;
+        let sent = hub
+            .sinks
+            .send(hub.bus.as_ref(), &hub.topology.egress(), target, &out)
+            .await;
+        if let Err(e) = sent {
+            let attempt = d.delivery_count + 1;
+            if attempt < hub.topology.delivery_limit {
+                tracing::warn!(envelope, recipient = %party.id, error = %e, attempt, "deliver: sink failed; requeue");
+                let _ = d.requeue().await;
+                return;
+            }
+            // The queue's last delivery of this message: rather than let the broker dead-letter
+            // it without a word, keep this recipient's copy in the dead-letter queue with the
+            // sink's error, and go on with the other recipients.
+            let mut p = d.props.clone();
+            p.headers.insert(h::RECIPIENT.into(), party.id.clone());
+            if hub.dead(&p, &d.body, &e).await.is_err() {
+                let _ = d.requeue().await;
+                return;
+            }
+            hub.audit(Hop::Deliver, "deliver", &envelope, |a| {
+                a.party(party.id.as_str())
+                    .subject(hash.clone())
+                    .category(category.code())
+                    .document(kind.as_str())
+                    .decision(AuditDecision::Dead)
+                    .reason("sink-failed")
+            });
+            tracing::warn!(envelope, recipient = %party.id, error = %e, attempt, "deliver: sink failed at the delivery limit; dead-lettered");
+            continue;
         }
         let k = key.clone();
         if store_retrying(hub, &mut shutdown, move |s| s.mark_delivered(&k))

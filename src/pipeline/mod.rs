@@ -22,6 +22,7 @@ use crate::consent::{
 };
 use crate::mapping::live::LiveMappings;
 use crate::parties::Parties;
+use crate::sinks::Sinks;
 use crate::store::Store;
 use audit_writer::AuditWriter;
 use metrics::Metrics;
@@ -85,6 +86,9 @@ pub struct Hub {
     /// feed ([`consent_feed`]); `None` = every decision reads the store. Change consents through
     /// [`Hub::grant_consent`] / [`Hub::revoke_consent`] (or the CLI), which announce the change.
     pub consent_cache: Option<Arc<ConsentCache>>,
+    /// What the sinks are built with (the push sink's HTTPS client configuration), handed to
+    /// every delivery as it is.
+    pub sinks: Sinks,
 }
 
 /// One consent question as a hop asks it (who, for whom, what), with where it is asked.

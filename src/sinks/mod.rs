@@ -1,13 +1,19 @@
 //! Sinks: how a rendered document reaches a recipient — its AMQP queue (via the egress
-//! exchange), a directory (written atomically: temporary file, then rename), or an HTTP POST.
-//! A sink reports success only when the recipient side has the bytes (broker confirm, rename
-//! done, 2xx received); the deliver hop acks its input only then.
+//! exchange), a directory (written atomically: temporary file, then rename), or an HTTP POST
+//! (`http://`, or `https://` with the CAs of `push_ca` and optionally the hub's client
+//! certificate). A sink reports success only when the recipient side has the bytes (broker
+//! confirm, rename done, 2xx received); the deliver hop acks its input only then. [`Sinks`] is
+//! what the sinks are built with, once at start; the pipeline only passes it along.
 
 pub mod dir;
 pub mod http;
+pub mod push_tls;
 
 use crate::bus::{Bus, Props};
+use crate::config::PushTlsFiles;
 use crate::parties::DeliveryTarget;
+use push_tls::PushTlsError;
+use std::sync::Arc;
 
 /// One rendered document for one recipient.
 pub struct Outbound<'a> {
@@ -23,19 +29,48 @@ pub struct Outbound<'a> {
     pub props: &'a Props,
 }
 
-/// Sends `out` to `target`.
-pub async fn send(
-    bus: &dyn Bus,
-    egress_exchange: &str,
-    target: &DeliveryTarget,
-    out: &Outbound<'_>,
-) -> Result<(), String> {
-    match target {
-        DeliveryTarget::Amqp => bus
-            .publish(egress_exchange, out.recipient, out.props, out.body)
+/// What the sinks need from the configuration, loaded once at start.
+#[derive(Debug, Clone, Default)]
+pub struct Sinks {
+    /// The HTTPS client configuration of the push sink; `None` (no `push_ca`) = an `https://`
+    /// delivery fails saying that `push_ca` is needed.
+    https: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Sinks {
+    /// Sinks with the push sink's HTTPS files loaded (`None`: plain `http://` push only).
+    pub fn new(push_tls: Option<&PushTlsFiles>) -> Result<Sinks, PushTlsError> {
+        Ok(Sinks {
+            https: push_tls
+                .map(push_tls::client_config)
+                .transpose()?
+                .map(Arc::new),
+        })
+    }
+
+    /// Sends `out` to `target`.
+    pub async fn send(
+        &self,
+        bus: &dyn Bus,
+        egress_exchange: &str,
+        target: &DeliveryTarget,
+        out: &Outbound<'_>,
+    ) -> Result<(), String> {
+        match target {
+            DeliveryTarget::Amqp => bus
+                .publish(egress_exchange, out.recipient, out.props, out.body)
+                .await
+                .map_err(|e| e.to_string()),
+            DeliveryTarget::Dir(path) => dir::write(path, out.file_name, out.body).await,
+            DeliveryTarget::Http(url) => http::post(
+                url,
+                self.https.as_ref(),
+                out.content_type,
+                out.props,
+                out.body,
+            )
             .await
             .map_err(|e| e.to_string()),
-        DeliveryTarget::Dir(path) => dir::write(path, out.file_name, out.body).await,
-        DeliveryTarget::Http(url) => http::post(url, out.content_type, out.props, out.body).await,
+        }
     }
 }

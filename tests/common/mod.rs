@@ -9,6 +9,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod pki;
+
 use kaigo_hub::bus::{Bus, Consumer, Props};
 use kaigo_hub::config::Config;
 use kaigo_hub::consent::{Category, Consent, Grantee, IsoDate, Subject};
