@@ -18,6 +18,7 @@ pub mod demo;
 pub mod formats;
 pub mod mapping;
 pub mod parties;
+pub mod pem;
 pub mod pipeline;
 pub mod serve;
 pub mod sinks;

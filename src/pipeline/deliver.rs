@@ -194,7 +194,10 @@ async fn handle(hub: &Hub, d: Delivery, mut shutdown: watch::Receiver<bool>) {
         if let Err(e) = sent {
             let attempt = d.delivery_count + 1;
             if attempt < hub.topology.delivery_limit {
-                tracing::warn!(envelope, recipient = %party.id, error = %e, attempt, "deliver: sink failed; requeue");
+                // A recipient that is down for a moment must not use up its tries in a second.
+                let wait = super::retry::backoff(d.delivery_count);
+                tracing::warn!(envelope, recipient = %party.id, error = %e, attempt, retry_in_ms = wait.as_millis() as u64, "deliver: sink failed; requeue");
+                super::retry::pause(wait, &mut shutdown).await;
                 let _ = d.requeue().await;
                 return;
             }

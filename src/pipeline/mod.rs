@@ -11,6 +11,7 @@ pub mod consent_feed;
 pub mod deliver;
 pub mod ingress;
 pub mod metrics;
+pub mod retry;
 pub mod translate;
 
 use crate::audit::{AuditDraft, Decision as AuditDecision, Hop, SubjectHasher, Timestamp};

@@ -15,35 +15,15 @@ use crate::audit::{Decision as AuditDecision, Hop};
 use crate::bus::{Delivery, Props};
 use crate::pipeline::ingress::{self, Refusal, Submission};
 use crate::pipeline::metrics::Metrics;
+use crate::pipeline::retry::{FIRST_BACKOFF, backoff, pause};
 use crate::pipeline::{Hub, clock, headers};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-
-/// Longest wait before a requeue, or before consuming again after a bus failure.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// First wait before a requeue or a new consume.
-const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 
 /// Consumes the vendor queue until `shutdown` turns true.
 pub fn start(hub: Arc<Hub>, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
     tokio::spawn(run(hub, shutdown))
-}
-
-fn backoff(attempt: u32) -> Duration {
-    FIRST_BACKOFF
-        .saturating_mul(1u32 << attempt.min(16))
-        .min(MAX_BACKOFF)
-}
-
-/// Sleeps `wait`; false when shutdown came first.
-async fn pause(wait: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
-    tokio::select! {
-        biased;
-        _ = shutdown.wait_for(|stop| *stop) => false,
-        _ = tokio::time::sleep(wait) => true,
-    }
 }
 
 async fn run(hub: Arc<Hub>, mut shutdown: watch::Receiver<bool>) {
@@ -190,17 +170,5 @@ async fn dead(hub: &Hub, d: Delivery, reason: &str) {
                 tracing::warn!(error = %e, "AMQP source: requeue failed (the broker redelivers it)");
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        assert_eq!(backoff(0), FIRST_BACKOFF);
-        assert_eq!(backoff(1), FIRST_BACKOFF * 2);
-        assert_eq!(backoff(40), MAX_BACKOFF);
     }
 }

@@ -10,16 +10,16 @@
 
 use crate::config::TlsFiles;
 use crate::parties::cert_fingerprint;
+use crate::pem::{self, PemError};
 use actix_tls::accept::rustls_0_23::TlsStream;
 use actix_web::dev::Extensions;
 use actix_web::rt::net::TcpStream;
-use rustls::RootCertStore;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ServerConfig, WebPkiClientVerifier};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::any::Any;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+#[cfg(test)]
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// The verified client certificate of a connection, kept in its connection data.
@@ -29,57 +29,19 @@ pub struct ClientCert {
     pub sha256: String,
 }
 
-/// A TLS setting whose file cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    /// The file cannot be read.
-    #[error("{setting} {}: cannot read: {source}", file.display())]
-    Read {
-        /// `tls_cert`, `tls_key` or `tls_client_ca`.
-        setting: &'static str,
-        /// The file.
-        file: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The file is read but does not hold what the setting needs.
-    #[error("{setting} {}: {message}", file.display())]
-    Invalid {
-        /// `tls_cert`, `tls_key` or `tls_client_ca`.
-        setting: &'static str,
-        /// The file.
-        file: PathBuf,
-        /// What is wrong and what was expected.
-        message: String,
-    },
-    /// Each file is fine, but rustls refuses them together (e.g. the key is not the certificate's).
-    #[error("tls_cert {} with tls_key {}: {message}", cert.display(), key.display())]
-    Pair {
-        /// The certificate chain file.
-        cert: PathBuf,
-        /// The key file.
-        key: PathBuf,
-        /// What rustls said.
-        message: String,
-    },
-}
+/// A TLS setting whose file cannot be used (`tls_cert`, `tls_key`, `tls_client_ca`).
+pub type TlsError = PemError;
 
 /// The rustls server configuration for `files`: the chain and key, and client certificate
 /// verification against `client_ca` when it is set (optional client auth).
 pub fn server_config(files: &TlsFiles) -> Result<ServerConfig, TlsError> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let chain = certificates("tls_cert", &files.cert)?;
-    let key_pem = read("tls_key", &files.key)?;
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::Invalid {
-        setting: "tls_key",
-        file: files.key.clone(),
-        message: format!(
-            "no usable PEM private key ({e}); expected a `PRIVATE KEY`, `RSA PRIVATE KEY` or \
-             `EC PRIVATE KEY` block, unencrypted"
-        ),
-    })?;
-    let pair = |message: String| TlsError::Pair {
+    let provider = pem::provider();
+    let chain = pem::certificates("tls_cert", &files.cert)?;
+    let key = pem::private_key("tls_key", &files.key)?;
+    let pair = |message: String| PemError::Pair {
+        cert_setting: "tls_cert",
         cert: files.cert.clone(),
+        key_setting: "tls_key",
         key: files.key.clone(),
         message,
     };
@@ -100,51 +62,15 @@ fn client_verifier(
     file: &Path,
     provider: Arc<CryptoProvider>,
 ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
-    let invalid = |message: String| TlsError::Invalid {
-        setting: "tls_client_ca",
-        file: file.to_path_buf(),
-        message,
-    };
-    let mut roots = RootCertStore::empty();
-    for (i, ca) in certificates("tls_client_ca", file)?.into_iter().enumerate() {
-        roots
-            .add(ca)
-            .map_err(|e| invalid(format!("certificate {} is not a usable CA: {e}", i + 1)))?;
-    }
+    let roots = pem::roots("tls_client_ca", file)?;
     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
         .allow_unauthenticated()
         .build()
-        .map_err(|e| invalid(e.to_string()))
-}
-
-/// Every `CERTIFICATE` block of a PEM file, in order; at least one.
-fn certificates(
-    setting: &'static str,
-    file: &Path,
-) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem = read(setting, file)?;
-    let invalid = |message: String| TlsError::Invalid {
-        setting,
-        file: file.to_path_buf(),
-        message,
-    };
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| invalid(format!("not readable as PEM: {e}")))?;
-    if certs.is_empty() {
-        return Err(invalid(
-            "holds no `-----BEGIN CERTIFICATE-----` block; expected PEM certificates".into(),
-        ));
-    }
-    Ok(certs)
-}
-
-fn read(setting: &'static str, file: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(file).map_err(|source| TlsError::Read {
-        setting,
-        file: file.to_path_buf(),
-        source,
-    })
+        .map_err(|e| PemError::Invalid {
+            setting: "tls_client_ca",
+            file: file.to_path_buf(),
+            message: e.to_string(),
+        })
 }
 
 /// `HttpServer::on_connect`: on a TLS connection whose client presented a certificate (which
