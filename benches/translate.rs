@@ -9,6 +9,10 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// mimalloc instead of glibc malloc: measured in `cargo bench --bench translate` (README).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const BUDGET: Duration = Duration::from_millis(1500);
 
 fn measure(name: &str, bytes_per_op: usize, mut op: impl FnMut()) {
