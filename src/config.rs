@@ -267,31 +267,24 @@ impl Config {
     /// The HTTPS files, `None` for plain HTTP, or an error naming the settings that are half set:
     /// `tls_cert` and `tls_key` go together, and `tls_client_ca` needs both.
     pub fn tls(&self) -> Result<Option<TlsFiles>, String> {
-        match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) => Ok(Some(TlsFiles {
-                cert: cert.clone(),
-                key: key.clone(),
+        let pair = cert_key_pair(
+            "HTTPS",
+            ("tls_cert", &self.tls_cert),
+            ("tls_key", &self.tls_key),
+        )?;
+        match pair {
+            Some((cert, key)) => Ok(Some(TlsFiles {
+                cert,
+                key,
                 client_ca: self.tls_client_ca.clone(),
             })),
-            (Some(_), None) => Err(
-                "tls_cert is set but tls_key is not: HTTPS needs both the certificate chain and \
-                 its private key (tls_cert / KAIGO_TLS_CERT and tls_key / KAIGO_TLS_KEY), or \
-                 neither for plain HTTP"
-                    .into(),
-            ),
-            (None, Some(_)) => Err(
-                "tls_key is set but tls_cert is not: HTTPS needs both the certificate chain and \
-                 its private key (tls_cert / KAIGO_TLS_CERT and tls_key / KAIGO_TLS_KEY), or \
-                 neither for plain HTTP"
-                    .into(),
-            ),
-            (None, None) if self.tls_client_ca.is_some() => Err(
+            None if self.tls_client_ca.is_some() => Err(
                 "tls_client_ca is set but tls_cert and tls_key are not: client certificates are \
                  only asked for over HTTPS; set tls_cert and tls_key (KAIGO_TLS_CERT, \
                  KAIGO_TLS_KEY) as well, or unset tls_client_ca (KAIGO_TLS_CLIENT_CA)"
                     .into(),
             ),
-            (None, None) => Ok(None),
+            None => Ok(None),
         }
     }
 
@@ -299,23 +292,11 @@ impl Config {
     /// push works), or an error naming the settings that are half set: `push_client_cert` and
     /// `push_client_key` go together, and they need `push_ca`.
     pub fn push_tls(&self) -> Result<Option<PushTlsFiles>, String> {
-        const PAIR: &str = "the hub's client certificate for HTTPS push needs both the \
-             certificate chain and its private key (push_client_cert / KAIGO_PUSH_CLIENT_CERT and \
-             push_client_key / KAIGO_PUSH_CLIENT_KEY), or neither";
-        let client = match (&self.push_client_cert, &self.push_client_key) {
-            (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
-            (Some(_), None) => {
-                return Err(format!(
-                    "push_client_cert is set but push_client_key is not: {PAIR}"
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(format!(
-                    "push_client_key is set but push_client_cert is not: {PAIR}"
-                ));
-            }
-            (None, None) => None,
-        };
+        let client = cert_key_pair(
+            "the hub's client certificate for HTTPS push",
+            ("push_client_cert", &self.push_client_cert),
+            ("push_client_key", &self.push_client_key),
+        )?;
         match (&self.push_ca, client) {
             (Some(ca), client) => Ok(Some(PushTlsFiles {
                 ca: ca.clone(),
@@ -342,6 +323,30 @@ impl Config {
     /// The audit log path.
     pub fn audit_path(&self) -> PathBuf {
         self.data_dir.join("audit.jsonl")
+    }
+}
+
+/// A certificate chain and its private key, which `what` needs together: both set, neither, or
+/// an error naming the one that is missing (with both settings and their environment variables).
+fn cert_key_pair(
+    what: &str,
+    (cert_key, cert): (&str, &Option<PathBuf>),
+    (key_key, key): (&str, &Option<PathBuf>),
+) -> Result<Option<(PathBuf, PathBuf)>, String> {
+    let env = |k: &str| format!("KAIGO_{}", k.to_ascii_uppercase());
+    let half = |set: &str, unset: &str| {
+        format!(
+            "{set} is set but {unset} is not: {what} needs both the certificate chain and its \
+             private key ({cert_key} / {} and {key_key} / {}), or neither",
+            env(cert_key),
+            env(key_key)
+        )
+    };
+    match (cert, key) {
+        (Some(c), Some(k)) => Ok(Some((c.clone(), k.clone()))),
+        (Some(_), None) => Err(half(cert_key, key_key)),
+        (None, Some(_)) => Err(half(key_key, cert_key)),
+        (None, None) => Ok(None),
     }
 }
 

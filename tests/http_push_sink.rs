@@ -145,18 +145,7 @@ async fn a_recipient_on_http_push_gets_its_document_after_answering_503_once() {
     let provider = Tap::new(running.hub.bus.as_ref(), &t.out_queue(PROVIDER)).await;
     let dead = Tap::new(running.hub.bus.as_ref(), &t.dead_queue()).await;
 
-    let reply = post_fhir(
-        running.http_addr,
-        "/fhir/Patient",
-        "demo-hospital-key",
-        &sample("fhir/patient-jpcore.json"),
-    )
-    .await;
-    assert_eq!(reply.status, 202, "{}", reply.text());
-    let envelope = reply
-        .header("x-kaigo-envelope")
-        .expect("202 names the envelope")
-        .to_string();
+    let envelope = post_sample_patient(running.http_addr).await;
 
     eventually("the recipient answered 200 to a second POST", async || {
         seen.lock().unwrap().len() >= 2
@@ -338,22 +327,6 @@ async fn start(cfg: &Config) -> Running {
     }
 }
 
-/// Posts the sample Patient from the hospital; the envelope id.
-async fn post_patient(running: &Running) -> String {
-    let reply = post_fhir(
-        running.http_addr,
-        "/fhir/Patient",
-        "demo-hospital-key",
-        &sample("fhir/patient-jpcore.json"),
-    )
-    .await;
-    assert_eq!(reply.status, 202, "{}", reply.text());
-    reply
-        .header("x-kaigo-envelope")
-        .expect("202 names the envelope")
-        .to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_recipient_on_https_push_with_client_certificates_gets_its_document() {
     let scratch = Scratch::memory("push-tls-pki", |t| t);
@@ -366,7 +339,7 @@ async fn a_recipient_on_https_push_with_client_certificates_gets_its_document() 
     let provider = Tap::new(running.hub.bus.as_ref(), &t.out_queue(PROVIDER)).await;
     let dead = Tap::new(running.hub.bus.as_ref(), &t.dead_queue()).await;
 
-    let envelope = post_patient(&running).await;
+    let envelope = post_sample_patient(running.http_addr).await;
     eventually("the recipient received a POST over HTTPS", async || {
         !seen.requests().is_empty()
     })
@@ -427,7 +400,7 @@ async fn a_recipient_with_a_certificate_from_another_ca_never_gets_it_and_the_co
     let provider = Tap::new(running.hub.bus.as_ref(), &t.out_queue(PROVIDER)).await;
     let dead = Tap::new(running.hub.bus.as_ref(), &t.dead_queue()).await;
 
-    let envelope = post_patient(&running).await;
+    let envelope = post_sample_patient(running.http_addr).await;
     let letters = dead
         .wait("the care manager's copy in the dead-letter queue", |m| {
             !m.is_empty()

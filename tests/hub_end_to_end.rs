@@ -128,18 +128,7 @@ async fn fhir_over_http_reaches_the_subscribers_in_their_formats() {
     kaigo_hub::demo::seed(&running.hub).expect("demo seed");
     let w = Watch::new(&running).await;
 
-    let reply = post_fhir(
-        running.http_addr,
-        "/fhir/Patient",
-        "demo-hospital-key",
-        &sample("fhir/patient-jpcore.json"),
-    )
-    .await;
-    assert_eq!(reply.status, 202, "{}", reply.text());
-    let envelope = reply
-        .header("x-kaigo-envelope")
-        .expect("202 names the envelope")
-        .to_string();
+    let envelope = post_sample_patient(running.http_addr).await;
 
     insured_person_reaches_its_subscribers(
         &s,
@@ -612,18 +601,7 @@ async fn a_mapping_edited_while_the_hub_runs_is_in_force_for_the_next_message() 
             })
             .await;
         }
-        let reply = post_fhir(
-            running.http_addr,
-            "/fhir/Patient",
-            "demo-hospital-key",
-            &sample("fhir/patient-jpcore.json"),
-        )
-        .await;
-        assert_eq!(reply.status, 202, "{step}: {}", reply.text());
-        let envelope = reply
-            .header("x-kaigo-envelope")
-            .expect("envelope")
-            .to_string();
+        let envelope = post_sample_patient(running.http_addr).await;
         let got = w
             .provider
             .wait(&format!("the {step} document"), |m| {

@@ -83,8 +83,8 @@ pub struct RabbitBus {
 /// on it (their unsettled deliveries go back to the queue, as they would with lapin's
 /// recovery), and publishes that failed are retried on it.
 struct Link {
-    /// The URL, with its password: used to reconnect, never printed.
-    url: String,
+    /// The parsed URL, with its password: used to reconnect, never printed (it is `Debug`).
+    uri: AMQPUri,
     /// The connection's name in the management UI.
     name: String,
     /// Where the broker is, e.g. ``127.0.0.1:5672 (vhost `/`)``, for messages (never the credentials).
@@ -102,10 +102,7 @@ struct Link {
 impl Link {
     /// Opens a connection: a TCP probe first (lapin alone turns "nothing listens" into minutes
     /// of retries), then the AMQP handshake, each bounded in time.
-    async fn open(url: &str, name: &str, broker: &str) -> Result<Connection, BusError> {
-        let uri: AMQPUri = url
-            .parse()
-            .map_err(|e| BusError::Unavailable(format!("the RabbitMQ URL is not an AMQP URL ({e}); expected amqp://user:password@host:5672/%2f")))?;
+    async fn open(uri: &AMQPUri, name: &str, broker: &str) -> Result<Connection, BusError> {
         let addr = (uri.authority.host.clone(), uri.authority.port);
         match tokio::time::timeout(REACH_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
             Ok(Ok(_probe)) => {}
@@ -122,8 +119,11 @@ impl Link {
             }
         }
         let properties = ConnectionProperties::default().with_connection_name(name.into());
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, Connection::connect_uri(uri, properties))
-            .await
+        match tokio::time::timeout(
+            HANDSHAKE_TIMEOUT,
+            Connection::connect_uri(uri.clone(), properties),
+        )
+        .await
         {
             Ok(Ok(conn)) => Ok(conn),
             Ok(Err(e)) => Err(BusError::Unavailable(format!(
@@ -166,7 +166,7 @@ impl Link {
         {
             return Err(e.clone());
         }
-        match Link::open(&self.url, &self.name, &self.broker).await {
+        match Link::open(&self.uri, &self.name, &self.broker).await {
             Ok(fresh) => {
                 let fresh = Arc::new(fresh);
                 *last_failure = None;
@@ -222,10 +222,10 @@ impl RabbitBus {
             "{}:{} (vhost `{vhost}`)",
             uri.authority.host, uri.authority.port
         );
-        let conn = Link::open(url, connection_name, &broker).await?;
+        let conn = Link::open(&uri, connection_name, &broker).await?;
         Ok(RabbitBus {
             link: Arc::new(Link {
-                url: url.to_string(),
+                uri,
                 name: connection_name.to_string(),
                 broker,
                 current: Mutex::new((0, Arc::new(conn))),
@@ -758,8 +758,8 @@ impl ConsumerDelegate for Forward {
     }
 
     fn drop_prefetched_messages(&self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        // The channel is being recovered: deliveries not yet handed out can no longer be
-        // acknowledged, and the broker delivers them again.
+        // lapin calls this after `basic.recover` or an ack/nack of everything on the channel:
+        // deliveries not yet handed out are no longer this consumer's to settle.
         self.0.items().retain(|d| !matches!(d, Ok(Some(_))));
         Box::pin(std::future::ready(()))
     }

@@ -50,32 +50,23 @@ pub enum Reload {
     Refused { errors: Vec<MappingError> },
 }
 
-/// What the directory looks like: every YAML file with a hash of its bytes. Contents, not
-/// modification times: two saves within the file system's timestamp granularity that keep the
-/// size would otherwise look alike. The mapping directory is a few dozen small files.
+/// What the directory looks like: every mapping file [`MappingSet::load_dir`] would read, with a
+/// hash of its bytes. Contents, not modification times: two saves within the file system's
+/// timestamp granularity that keep the size would otherwise look alike. The mapping directory is
+/// a few dozen small files.
 fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64)> {
     use std::hash::{Hash, Hasher};
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let path = e.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path
-                .extension()
-                .and_then(|x| x.to_str())
-                .is_some_and(|x| x.eq_ignore_ascii_case("yaml") || x.eq_ignore_ascii_case("yml"))
-            {
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                std::fs::read(&path).ok().hash(&mut h);
-                out.push((path, h.finish()));
-            }
-        }
-    }
+    let mut files = Vec::new();
+    // An unreadable directory shows as no files; loading it then reports why.
+    super::collect_yaml(dir, &mut files, &mut Vec::new());
+    let mut out: Vec<(PathBuf, u64)> = files
+        .into_iter()
+        .map(|path| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            std::fs::read(&path).ok().hash(&mut h);
+            (path, h.finish())
+        })
+        .collect();
     out.sort();
     out
 }

@@ -498,7 +498,7 @@ fn why_not(m: &Mapping, tree: &Tree, meta: &Meta) -> Option<String> {
     None
 }
 
-fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<MappingError>) {
+pub(crate) fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<MappingError>) {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {

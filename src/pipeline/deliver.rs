@@ -105,6 +105,22 @@ async fn handle(hub: &Hub, d: Delivery, mut shutdown: watch::Receiver<bool>) {
         let Some(recipient) = party.recipient() else {
             continue;
         };
+        // What happened to this recipient's copy, for the audit log.
+        let audit_copy = |decision: AuditDecision, reason: &str| {
+            hub.audit(Hop::Deliver, "deliver", &envelope, |a| {
+                let a = a
+                    .party(party.id.as_str())
+                    .subject(hash.clone())
+                    .category(category.code())
+                    .document(kind.as_str())
+                    .decision(decision);
+                if reason.is_empty() {
+                    a
+                } else {
+                    a.reason(reason)
+                }
+            })
+        };
         match hub
             .decide_until_known(
                 &super::Ask {
@@ -134,14 +150,7 @@ async fn handle(hub: &Hub, d: Delivery, mut shutdown: watch::Receiver<bool>) {
                     let _ = d.requeue().await;
                     return;
                 }
-                hub.audit(Hop::Deliver, "deliver", &envelope, |a| {
-                    a.party(party.id.as_str())
-                        .subject(hash.clone())
-                        .category(category.code())
-                        .document(kind.as_str())
-                        .decision(AuditDecision::Quarantined)
-                        .reason(r)
-                });
+                audit_copy(AuditDecision::Quarantined, &r);
                 continue;
             }
             Some(Verdict::Permit) => {}
@@ -150,20 +159,14 @@ async fn handle(hub: &Hub, d: Delivery, mut shutdown: watch::Receiver<bool>) {
             Ok(r) => r,
             Err(e) => {
                 // The document cannot be rendered for this recipient: keep it with the error.
-                let mut p = d.props.clone();
-                p.headers.insert(h::RECIPIENT.into(), party.id.clone());
-                hub.audit(Hop::Deliver, "deliver", &envelope, |a| {
-                    a.party(party.id.as_str())
-                        .subject(hash.clone())
-                        .category(category.code())
-                        .document(kind.as_str())
-                        .decision(AuditDecision::Dead)
-                        .reason("render-failed")
-                });
-                if hub.dead(&p, &d.body, &e).await.is_err() {
+                if dead_copy(hub, &d.props, &d.body, &party.id, &e)
+                    .await
+                    .is_err()
+                {
                     let _ = d.requeue().await;
                     return;
                 }
+                audit_copy(AuditDecision::Dead, "render-failed");
                 continue;
             }
         };
@@ -204,20 +207,14 @@ async fn handle(hub: &Hub, d: Delivery, mut shutdown: watch::Receiver<bool>) {
             // The queue's last delivery of this message: rather than let the broker dead-letter
             // it without a word, keep this recipient's copy in the dead-letter queue with the
             // sink's error, and go on with the other recipients.
-            let mut p = d.props.clone();
-            p.headers.insert(h::RECIPIENT.into(), party.id.clone());
-            if hub.dead(&p, &d.body, &e).await.is_err() {
+            if dead_copy(hub, &d.props, &d.body, &party.id, &e)
+                .await
+                .is_err()
+            {
                 let _ = d.requeue().await;
                 return;
             }
-            hub.audit(Hop::Deliver, "deliver", &envelope, |a| {
-                a.party(party.id.as_str())
-                    .subject(hash.clone())
-                    .category(category.code())
-                    .document(kind.as_str())
-                    .decision(AuditDecision::Dead)
-                    .reason("sink-failed")
-            });
+            audit_copy(AuditDecision::Dead, "sink-failed");
             tracing::warn!(envelope, recipient = %party.id, error = %e, attempt, "deliver: sink failed at the delivery limit; dead-lettered");
             continue;
         }
@@ -231,16 +228,23 @@ async fn handle(hub: &Hub, d: Delivery, mut shutdown: watch::Receiver<bool>) {
             return;
         }
         Metrics::inc(&hub.metrics.delivered);
-        hub.audit(Hop::Deliver, "deliver", &envelope, |a| {
-            a.party(party.id.as_str())
-                .subject(hash.clone())
-                .category(category.code())
-                .document(kind.as_str())
-                .decision(AuditDecision::Delivered)
-        });
+        audit_copy(AuditDecision::Delivered, "");
         tracing::info!(envelope, recipient = %party.id, format, "delivered");
     }
     let _ = d.ack().await;
+}
+
+/// Keeps one recipient's copy in the dead-letter queue with `error`, naming the recipient.
+async fn dead_copy(
+    hub: &Hub,
+    props: &Props,
+    body: &[u8],
+    recipient: &str,
+    error: &str,
+) -> Result<(), BusError> {
+    let mut p = props.clone();
+    p.headers.insert(h::RECIPIENT.into(), recipient.to_string());
+    hub.dead(&p, body, error).await
 }
 
 /// Delivery keys being checked, sent and recorded by this process.

@@ -459,6 +459,23 @@ impl Reply {
     }
 }
 
+/// Posts the sample JP Core Patient as the demo hospital over HTTP, expects `202`, and returns
+/// the envelope id the answer names.
+pub async fn post_sample_patient(addr: SocketAddr) -> String {
+    let reply = post_fhir(
+        addr,
+        "/fhir/Patient",
+        "demo-hospital-key",
+        &sample("fhir/patient-jpcore.json"),
+    )
+    .await;
+    assert_eq!(reply.status, 202, "{}", reply.text());
+    reply
+        .header("x-kaigo-envelope")
+        .expect("202 names the envelope")
+        .to_string()
+}
+
 /// `POST path` with a bearer key and a FHIR JSON body, on its own connection.
 pub async fn post_fhir(addr: SocketAddr, path: &str, key: &str, body: &[u8]) -> Reply {
     let mut s = TcpStream::connect(addr)
