@@ -262,6 +262,60 @@ impl JsonlAuditStore {
         Ok(event)
     }
 
+    /// [`JsonlAuditStore::append`] for several events with one write: sealed in order, written
+    /// as one run of lines, synced per the [`SyncPolicy`] once at the end. A draft that cannot be
+    /// sealed is left out and its error returned in the list; the rest go in. All or none on
+    /// disk: on `Err` the file is cut back to where it was and the chain does not move.
+    pub fn append_batch(
+        &mut self,
+        drafts: impl IntoIterator<Item = AuditDraft>,
+    ) -> Result<Vec<StoreError>, StoreError> {
+        if self.poisoned {
+            return Err(StoreError::Poisoned {
+                path: self.path.clone(),
+            });
+        }
+        let (mut head, mut buf, mut n, mut refused) = (self.head.clone(), Vec::new(), 0u32, vec![]);
+        for draft in drafts {
+            let event = match head.seal(draft) {
+                Ok(e) => e,
+                Err(source) => {
+                    refused.push(StoreError::Draft {
+                        path: self.path.clone(),
+                        source,
+                    });
+                    continue;
+                }
+            };
+            serde_json::to_writer(&mut buf, &event)
+                .expect("a struct of strings, options and an integer always serialises");
+            buf.push(b'\n');
+            head = Checkpoint::after(&event);
+            n += 1;
+        }
+        if n == 0 {
+            return Ok(refused);
+        }
+        if let Err(source) = (&self.file).write_all(&buf) {
+            if self.file.set_len(self.len).is_err() {
+                self.poisoned = true;
+            }
+            return Err(io_error(&self.path, None, "append to")(source));
+        }
+        self.len += buf.len() as u64;
+        self.head = head;
+        self.unsynced = self.unsynced.saturating_add(n);
+        let due = match self.sync {
+            SyncPolicy::EveryAppend => true,
+            SyncPolicy::EveryN(k) => self.unsynced >= k.get(),
+            SyncPolicy::Manual => false,
+        };
+        if due {
+            self.sync()?;
+        }
+        Ok(refused)
+    }
+
     /// Force every appended line to disk. After a failed fsync the kernel may have dropped the
     /// data, so this handle stops appending ([`StoreError::Poisoned`]); reopen to go on.
     pub fn sync(&mut self) -> Result<(), StoreError> {
@@ -760,6 +814,51 @@ mod tests {
         let text = std::fs::read_to_string(&path).expect("reads");
         assert_eq!(text.lines().count(), 5);
         assert!(text.ends_with('\n'));
+    }
+
+    #[test]
+    fn a_batch_is_one_run_of_lines_that_continues_the_chain_and_leaves_out_a_bad_draft() {
+        let dir = Scratch::new("batch");
+        let path = dir.file("audit.jsonl");
+        let manual = StoreOptions {
+            sync: SyncPolicy::Manual,
+            ..StoreOptions::default()
+        };
+        let mut store = JsonlAuditStore::open_with(&path, manual).expect("opens");
+        let first = append_n(&mut store, 0, 2);
+        let bad = sample_draft(9).party("");
+        let refused = store
+            .append_batch([sample_draft(2), bad, sample_draft(3), sample_draft(4)])
+            .expect("the batch is written");
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert!(refused[0].to_string().contains("party"), "{}", refused[0]);
+        assert_eq!(store.unsynced(), 5);
+        let events = read_events(&path);
+        assert_eq!(events.len(), 5);
+        assert_eq!(&events[..2], &first[..]);
+        assert_eq!(
+            events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4, 5]
+        );
+        assert_eq!(events[2].prev_hash, first[1].hash);
+        assert_eq!(store.head(), &Checkpoint::after(&events[4]));
+        // Written one by one, the same drafts make the same chain.
+        let other = dir.file("one-by-one.jsonl");
+        let mut single = JsonlAuditStore::open(&other).expect("opens");
+        append_n(&mut single, 0, 5);
+        assert_eq!(read_events(&other), events);
+        assert!(
+            store
+                .append_batch(Vec::new())
+                .expect("nothing to write")
+                .is_empty()
+        );
+        assert_eq!(
+            verify_path(&path, &VerifyOptions::default())
+                .expect("verifies")
+                .events,
+            5
+        );
     }
 
     #[test]

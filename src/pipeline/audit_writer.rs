@@ -7,7 +7,16 @@ use crate::audit::{AuditChain, AuditDraft, AuditEvent};
 use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// A batch at least this long means events keep coming: pause [`BATCH_PAUSE`] before the next.
+const BUSY_BATCH: usize = 4;
+/// The most events written at once.
+const MAX_BATCH: usize = 4096;
+/// Longest an appended event waits for its fsync, busy or idle.
+const SYNC_EVERY: Duration = Duration::from_millis(100);
+/// How long the writer lets events gather while busy (a flush waits at most this much longer).
+const BATCH_PAUSE: Duration = Duration::from_millis(2);
 
 /// A message to the writer thread.
 pub enum Cmd {
@@ -44,28 +53,50 @@ impl AuditWriter {
         std::thread::Builder::new()
             .name("kaigo-audit".into())
             .spawn(move || {
+                let mut last_sync = Instant::now();
+                let mut batch: Vec<AuditDraft> = Vec::new();
                 loop {
-                    match rx.recv_timeout(Duration::from_millis(100)) {
-                        Ok(Cmd::Event(d)) => {
-                            if let Err(e) = store.append(*d) {
-                                tracing::error!(error = %e, "audit append failed");
-                            }
-                        }
-                        Ok(Cmd::Flush(done)) => {
-                            let _ = store.sync();
-                            let _ = done.send(());
-                        }
+                    let first = match rx.recv_timeout(SYNC_EVERY) {
+                        Ok(cmd) => cmd,
                         Err(mpsc::RecvTimeoutError::Timeout) => {
-                            if store.unsynced() > 0 {
-                                let _ = store.sync();
-                            }
-                        }
-                        Err(mpsc::RecvTimeoutError::Disconnected) => {
                             let _ = store.sync();
-                            break;
+                            last_sync = Instant::now();
+                            continue;
+                        }
+                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                    };
+                    // Take what has gathered as one batch, written with one `write`. A sender
+                    // wakes this thread only while it waits in `recv`, and a wake-up (a thread
+                    // switch each way) costs more than an event; so while events keep coming,
+                    // pause a moment between batches instead of waiting for each.
+                    let mut flushes = Vec::new();
+                    for cmd in std::iter::once(first).chain(rx.try_iter().take(MAX_BATCH)) {
+                        match cmd {
+                            Cmd::Event(d) => batch.push(*d),
+                            Cmd::Flush(done) => flushes.push(done),
                         }
                     }
+                    let busy = batch.len() >= BUSY_BATCH;
+                    match store.append_batch(batch.drain(..)) {
+                        Ok(refused) => {
+                            for e in refused {
+                                tracing::error!(error = %e, "audit event refused");
+                            }
+                        }
+                        Err(e) => tracing::error!(error = %e, "audit append failed"),
+                    }
+                    if !flushes.is_empty() || last_sync.elapsed() >= SYNC_EVERY {
+                        let _ = store.sync();
+                        last_sync = Instant::now();
+                        for done in flushes {
+                            let _ = done.send(());
+                        }
+                    }
+                    if busy {
+                        std::thread::sleep(BATCH_PAUSE);
+                    }
                 }
+                let _ = store.sync();
             })
             .map_err(|e| e.to_string())?;
         Ok(AuditWriter::File(tx))

@@ -291,10 +291,8 @@ async fn store_retrying<T: Send + 'static>(
 ) -> Option<T> {
     let mut wait = Duration::from_millis(100);
     loop {
-        let (store, call) = (hub.store.clone(), call.clone());
-        let error = match tokio::task::spawn_blocking(move || call(store.as_ref())).await {
-            Ok(Ok(v)) => return Some(v),
-            Ok(Err(e)) => e.to_string(),
+        let error = match crate::store::call(&hub.store, call.clone()).await {
+            Ok(v) => return Some(v),
             Err(e) => e.to_string(),
         };
         tracing::warn!(error = %error, retry_in_ms = wait.as_millis() as u64, "deliver: store unavailable; retrying");

@@ -107,7 +107,7 @@ pub async fn accept(hub: &Hub, sub: Submission<'_>) -> Result<Accepted, Refusal>
     // Identify: the mapping tells the document, category and subject.
     let mappings = hub.mappings.current();
     let (bytes, name) = (sub.bytes.to_vec(), sub.file_name.map(String::from));
-    let translated = tokio::task::spawn_blocking(move || {
+    let translated = super::cpu_work(bytes.len(), move || {
         mappings
             .translate(
                 Input {
@@ -126,8 +126,7 @@ pub async fn accept(hub: &Hub, sub: Submission<'_>) -> Result<Accepted, Refusal>
             })
             .map_err(|e| e.to_string())
     })
-    .await
-    .unwrap_or_else(|e| Err(e.to_string()));
+    .await;
     let (mapping, version, category, docs) = match translated {
         Ok(t) if !t.3.is_empty() => t,
         Ok(_) => {

@@ -185,18 +185,17 @@ impl Hub {
                     .collect()
             })
             .unwrap_or_default();
-        let store = self.store.clone();
         let source = source.to_string();
-        tokio::task::spawn_blocking(move || {
+        crate::store::call(&self.store, move |store| {
             for id in ids {
-                if let Some(s) = store.resolve(&source, &id).map_err(|e| e.0)? {
+                if let Some(s) = store.resolve(&source, &id)? {
                     return Ok(Some(s));
                 }
             }
             Ok(None)
         })
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(|e| e.0)
     }
 
     /// [`Hub::subject_of`], retried with backoff while the store is unreachable (a brief database
@@ -297,27 +296,27 @@ impl Hub {
             Some(Err(ticket)) => ticket,
             None => None,
         };
-        let (store, cache) = (self.store.clone(), self.consent_cache.clone());
-        tokio::task::spawn_blocking(move || match (ticket, cache) {
-            (Some(ticket), Some(cache)) => match store.consents().consents_of(&q.subject) {
-                Ok(consents) => {
-                    let d = decide_from(consents.iter(), &q);
-                    cache.put(ticket, &q.subject, consents);
-                    d
-                }
-                Err(e) => Decision::Indeterminate {
-                    reason: IndeterminateReason::RegistryUnavailable {
-                        detail: e.to_string(),
+        let cache = self.consent_cache.clone();
+        crate::store::call(&self.store, move |store| {
+            Ok(match (ticket, cache) {
+                (Some(ticket), Some(cache)) => match store.consents().consents_of(&q.subject) {
+                    Ok(consents) => {
+                        let d = decide_from(consents.iter(), &q);
+                        cache.put(ticket, &q.subject, consents);
+                        d
+                    }
+                    Err(e) => Decision::Indeterminate {
+                        reason: IndeterminateReason::RegistryUnavailable {
+                            detail: e.to_string(),
+                        },
                     },
                 },
-            },
-            _ => store.consents().decide(&q),
+                _ => store.consents().decide(&q),
+            })
         })
         .await
         .unwrap_or_else(|e| Decision::Indeterminate {
-            reason: IndeterminateReason::RegistryUnavailable {
-                detail: e.to_string(),
-            },
+            reason: IndeterminateReason::RegistryUnavailable { detail: e.0 },
         })
     }
 
@@ -424,6 +423,25 @@ where
     }
     while tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Messages up to this size are mapped on the hop's own thread: a mapping run is tens of µs
+/// there (`cargo bench --bench translate`), less than the two thread switches of a hand-off to
+/// the blocking pool. Larger ones (FHIR Bundles of MiBs) go to the pool so they never hold up
+/// the other tasks of a runtime thread.
+pub const INLINE_MAPPING_BYTES: usize = 32 * 1024;
+
+/// Runs CPU work of a message of `size` bytes: inline when small, on the blocking pool otherwise.
+pub async fn cpu_work<T: Send + 'static>(
+    size: usize,
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    if size <= INLINE_MAPPING_BYTES {
+        return f();
+    }
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()))
 }
 
 /// Routing-key word for a document kind (`CarePlan@1` → `careplan-v1`).

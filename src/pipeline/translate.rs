@@ -42,7 +42,7 @@ async fn handle(hub: &Hub, d: Delivery, mut shutdown: watch::Receiver<bool>) {
     let file_name = d.props.header(h::FILE_NAME).map(String::from);
 
     let body = d.body.clone();
-    let translated = tokio::task::spawn_blocking(move || {
+    let translated = super::cpu_work(body.len(), move || {
         mappings
             .translate(
                 Input {
@@ -61,8 +61,7 @@ async fn handle(hub: &Hub, d: Delivery, mut shutdown: watch::Receiver<bool>) {
             })
             .map_err(|e| e.to_string())
     })
-    .await
-    .unwrap_or_else(|e| Err(e.to_string()));
+    .await;
     let (mapping, version, category, docs) = match translated {
         Ok(t) => t,
         Err(e) => return dead_and_ack(hub, d, &envelope, &e).await,

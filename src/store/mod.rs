@@ -2,7 +2,8 @@
 //! decision), the subject cross-reference (party + local id → 保険者番号 + 被保険者番号) and the
 //! idempotency keys that keep a recipient from getting a document twice. SQLite is the embedded
 //! default (`sqlite.rs`); PostgreSQL (`postgres.rs`) lets several hub processes share them. Every
-//! method is blocking, so async callers use `spawn_blocking`. `translate` never needs a store.
+//! method is blocking: async callers hand a call to `spawn_blocking`, unless the store says its
+//! calls are local and take microseconds ([`Store::inline`]), as SQLite's are.
 
 pub mod postgres;
 pub mod sqlite;
@@ -61,4 +62,25 @@ pub trait Store: Send + Sync {
     fn was_delivered(&self, key: &str) -> Result<bool, StoreError>;
     /// Records a completed delivery.
     fn mark_delivered(&self, key: &str) -> Result<(), StoreError>;
+    /// True when every call is local and takes microseconds (no network, no wait but a file
+    /// lock), so an async caller may make it on its own thread: a hand-off to the blocking pool
+    /// costs two thread switches, more than such a call. False (the default) hands calls off.
+    fn inline(&self) -> bool {
+        false
+    }
+}
+
+/// Runs a store call from async code: on the caller's thread when the store is [`Store::inline`],
+/// otherwise on the blocking pool.
+pub async fn call<T: Send + 'static>(
+    store: &std::sync::Arc<dyn Store>,
+    f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    if store.inline() {
+        return f(store.as_ref());
+    }
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || f(store.as_ref()))
+        .await
+        .unwrap_or_else(|e| Err(StoreError(e.to_string())))
 }
