@@ -979,7 +979,7 @@ async fn hub_case(
             mappings: root().join("mappings"),
             parties: tmp.join("parties.yaml"),
             subject_key: Some(SUBJECT_KEY.into()),
-            prefetch: PREFETCH,
+            prefetch: env_num("KAIGO_BENCH_HUB_PREFETCH", PREFETCH as usize) as u16,
             ..Config::default()
         };
         let hub = serve::build(&cfg).await?;
