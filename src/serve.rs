@@ -87,6 +87,7 @@ pub async fn build(cfg: &Config) -> Result<Arc<Hub>, String> {
         purpose: cfg.purpose.clone(),
         consent_cache,
         sinks,
+        handoff: crate::pipeline::handoff::Handoff::new(crate::pipeline::HANDOFF_BYTES),
     }))
 }
 

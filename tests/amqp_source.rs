@@ -124,6 +124,9 @@ async fn a_vendor_card_with_its_broker_user_and_consent_goes_on() {
             && hub.metrics.translated.load(Ordering::Relaxed) >= 1
     })
     .await;
+    // Ingress mapped it; the translate hop of the same process took that result.
+    assert_eq!(hub.metrics.mapped_once.load(Ordering::Relaxed), 1);
+    assert_eq!(hub.handoff.held(), (0, 0));
     let t = &running.hub.topology;
     assert_eq!(
         running.hub.bus.queue_len(&t.vendor_queue()).await.unwrap(),

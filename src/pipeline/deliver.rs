@@ -69,7 +69,8 @@ async fn handle(hub: &Hub, d: Delivery, mut shutdown: watch::Receiver<bool>) {
         let _ = d.ack().await;
         return;
     };
-    let subject = match hub.subject_of_retrying(&source, &doc, &mut shutdown).await {
+    let who = super::Identity::of_value(&doc);
+    let subject = match hub.subject_of_retrying(&source, &who, &mut shutdown).await {
         Ok(Some(s)) => s,
         Ok(None) => {
             if hub

@@ -106,29 +106,29 @@ pub async fn accept(hub: &Hub, sub: Submission<'_>) -> Result<Accepted, Refusal>
 
     // Identify: the mapping tells the document, category and subject.
     let mappings = hub.mappings.current();
-    let (bytes, name) = (sub.bytes.to_vec(), sub.file_name.map(String::from));
+    let (set, bytes, name) = (
+        mappings.clone(),
+        sub.bytes.to_vec(),
+        sub.file_name.map(String::from),
+    );
     let translated = super::cpu_work(bytes.len(), move || {
-        mappings
-            .translate(
-                Input {
-                    bytes: &bytes,
-                    file_name: name.as_deref(),
-                },
-                None,
-            )
-            .map(|t| {
-                (
-                    t.mapping.id.clone(),
-                    t.mapping.version,
-                    t.mapping.category.clone(),
-                    t.documents,
-                )
-            })
-            .map_err(|e| e.to_string())
+        set.translate(
+            Input {
+                bytes: &bytes,
+                file_name: name.as_deref(),
+            },
+            None,
+        )
+        .map_err(|e| e.to_string())
     })
     .await;
-    let (mapping, version, category, docs) = match translated {
-        Ok(t) if !t.3.is_empty() => t,
+    let (mapping, version, category_text, docs) = match translated {
+        Ok(t) if !t.documents.is_empty() => (
+            t.mapping.id.clone(),
+            t.mapping.version,
+            t.mapping.category.clone(),
+            t.documents,
+        ),
         Ok(_) => {
             let message = "the message holds no document this hub maps".to_string();
             hub.dead(&props, sub.bytes, &message)
@@ -156,7 +156,7 @@ pub async fn accept(hub: &Hub, sub: Submission<'_>) -> Result<Accepted, Refusal>
         .headers
         .insert(h::MAPPING.into(), format!("{mapping}@{version}"));
     props.headers.insert(h::DOCUMENT.into(), document.into());
-    let category: Option<Category> = category.as_deref().and_then(|c| c.parse().ok());
+    let category: Option<Category> = category_text.as_deref().and_then(|c| c.parse().ok());
     let Some(category) = category else {
         let message = format!("mapping `{mapping}` names no platform category");
         hub.dead(&props, sub.bytes, &message)
@@ -174,12 +174,12 @@ pub async fn accept(hub: &Hub, sub: Submission<'_>) -> Result<Accepted, Refusal>
 
     // A party may only send as itself: a document naming another party as its sender (MSH-4,
     // the ケアプラン file name's 送信元, …) is refused. Free-form sender ids are not party ids.
-    for d in &docs {
-        let v: serde_json::Value = serde_json::from_str(&d.json).unwrap_or_default();
-        let claimed = v
-            .pointer("/source/sender")
-            .and_then(|s| s.as_str())
-            .unwrap_or("");
+    let identities: Vec<super::Identity> = docs
+        .iter()
+        .map(|d| super::Identity::of_json(&d.json))
+        .collect();
+    for who in &identities {
+        let claimed = who.sender();
         let party_like =
             matches!(claimed.len(), 6 | 10) && claimed.bytes().all(|b| b.is_ascii_digit());
         if party_like && claimed != sub.party.id {
@@ -196,9 +196,8 @@ pub async fn accept(hub: &Hub, sub: Submission<'_>) -> Result<Accepted, Refusal>
 
     // Whose data is it? Every document must resolve to a subject.
     let mut subjects: Vec<Subject> = Vec::new();
-    for d in &docs {
-        let v: serde_json::Value = serde_json::from_str(&d.json).unwrap_or_default();
-        match hub.subject_of(&sub.party.id, &v).await {
+    for who in &identities {
+        match hub.subject_of(&sub.party.id, who).await {
             Ok(Some(s)) => {
                 if !subjects.contains(&s) {
                     subjects.push(s);
@@ -271,10 +270,26 @@ pub async fn accept(hub: &Hub, sub: Submission<'_>) -> Result<Accepted, Refusal>
     }
 
     let key = format!("{}.{}", format.name(), key_word(document));
-    hub.bus
+    let documents = docs.len();
+    // Kept before publishing, so the translate hop cannot look before it is there.
+    hub.handoff.put(
+        &id,
+        super::handoff::Mapped {
+            set: mappings,
+            mapping: mapping.clone(),
+            version,
+            category: category_text,
+            documents: docs,
+        },
+    );
+    if let Err(e) = hub
+        .bus
         .publish(&hub.topology.ingress(), &key, &props, sub.bytes)
         .await
-        .map_err(unavailable)?;
+    {
+        hub.handoff.forget(&id);
+        return Err(unavailable(e));
+    }
     Metrics::inc(&hub.metrics.accepted);
     for hash in &hashes {
         let hash = crate::audit::SubjectHash::from_hex(hash).ok();
@@ -290,11 +305,11 @@ pub async fn accept(hub: &Hub, sub: Submission<'_>) -> Result<Accepted, Refusal>
             }
         });
     }
-    tracing::info!(envelope = %id, source = %sub.party.id, via = sub.via, mapping = %mapping, documents = docs.len(), "accepted");
+    tracing::info!(envelope = %id, source = %sub.party.id, via = sub.via, mapping = %mapping, documents, "accepted");
     Ok(Accepted {
         envelope_id: id,
         mapping,
-        documents: docs.len(),
+        documents,
     })
 }
 

@@ -27,6 +27,8 @@ pub struct Metrics {
     pub indeterminate: AtomicU64,
     /// Consent decisions answered from this process's cache (no store read).
     pub consent_cache_hits: AtomicU64,
+    /// Messages the translate hop took as ingress had mapped them (no second mapping run).
+    pub mapped_once: AtomicU64,
     /// Changed mapping directories put in force (`serve --watch`).
     pub mappings_reloaded: AtomicU64,
     /// Changed mapping directories that failed to load (the previous set stayed in force).
@@ -111,6 +113,11 @@ impl Metrics {
             "# HELP kaigo_consent_cache_hits_total Consent decisions answered from the process's cache.\n\
              # TYPE kaigo_consent_cache_hits_total counter\nkaigo_consent_cache_hits_total {}\n",
             self.consent_cache_hits.load(Ordering::Relaxed)
+        ));
+        out.push_str(&format!(
+            "# HELP kaigo_translate_mapped_at_ingress_total Messages the translate hop took as this process's ingress had mapped them.\n\
+             # TYPE kaigo_translate_mapped_at_ingress_total counter\nkaigo_translate_mapped_at_ingress_total {}\n",
+            self.mapped_once.load(Ordering::Relaxed)
         ));
         out
     }

@@ -9,6 +9,7 @@ pub mod audit_writer;
 pub mod clock;
 pub mod consent_feed;
 pub mod deliver;
+pub mod handoff;
 pub mod ingress;
 pub mod metrics;
 pub mod retry;
@@ -90,6 +91,70 @@ pub struct Hub {
     /// What the sinks are built with (the push sink's HTTPS client configuration), handed to
     /// every delivery as it is.
     pub sinks: Sinks,
+    /// Ingress's mapping results, for this process's translate hop ([`handoff`]).
+    pub handoff: handoff::Handoff,
+}
+
+/// Bytes of canonical documents ingress keeps for the translate hop (beyond them the oldest are
+/// mapped again).
+pub const HANDOFF_BYTES: usize = 64 << 20;
+
+/// What a canonical document says about whose data it is and who sent it: the few fields the
+/// hops read, taken from the JSON without building the whole document as a `Value`. A document
+/// that does not parse says nothing (no subject: the hop quarantines it as `unknown-subject`).
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct Identity {
+    /// `subject`, when the document has one (even `null`: then it names nobody).
+    #[serde(default, deserialize_with = "present")]
+    pub subject: Option<serde_json::Value>,
+    /// `identifiers`.
+    #[serde(default)]
+    pub identifiers: Vec<IdentityId>,
+    /// `source`.
+    #[serde(default)]
+    pub source: Option<IdentitySource>,
+}
+
+/// One of a document's `identifiers`.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct IdentityId {
+    /// Identifier system.
+    pub system: Option<String>,
+    /// The value.
+    pub value: Option<String>,
+    /// Who issued it.
+    pub assigner: Option<String>,
+}
+
+/// A document's `source`.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct IdentitySource {
+    /// The sender the document names (MSH-4, the ケアプラン file name's 送信元, …).
+    pub sender: Option<String>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde::Deserialize::deserialize(d).map(Some)
+}
+
+impl Identity {
+    /// From a document's JSON text.
+    pub fn of_json(json: &str) -> Identity {
+        serde_json::from_str(json).unwrap_or_default()
+    }
+
+    /// From a parsed document.
+    pub fn of_value(doc: &serde_json::Value) -> Identity {
+        serde::Deserialize::deserialize(doc).unwrap_or_default()
+    }
+
+    /// The sender the document names, if any.
+    pub fn sender(&self) -> &str {
+        self.source
+            .as_ref()
+            .and_then(|s| s.sender.as_deref())
+            .unwrap_or("")
+    }
 }
 
 /// One consent question as a hop asks it (who, for whom, what), with where it is asked.
@@ -155,9 +220,9 @@ impl Hub {
     pub async fn subject_of(
         &self,
         source: &str,
-        doc: &serde_json::Value,
+        doc: &Identity,
     ) -> Result<Option<Subject>, String> {
-        if let Some(s) = doc.get("subject") {
+        if let Some(s) = &doc.subject {
             let insurer = s
                 .get("insurer_number")
                 .and_then(|v| v.as_str())
@@ -172,19 +237,15 @@ impl Hub {
         // patient-id system that carries its 医療機関コード): a value from another system that
         // happens to equal a linked 患者ID must not resolve to that person.
         let ids: Vec<String> = doc
-            .get("identifiers")
-            .and_then(|v| v.as_array())
-            .map(|a| {
-                a.iter()
-                    .filter(|i| {
-                        let assigner = i.get("assigner").and_then(|v| v.as_str());
-                        let system = i.get("system").and_then(|v| v.as_str()).unwrap_or("");
-                        assigner == Some(source) || (!source.is_empty() && system.ends_with(source))
-                    })
-                    .filter_map(|i| i.get("value").and_then(|v| v.as_str()).map(String::from))
-                    .collect()
+            .identifiers
+            .iter()
+            .filter(|i| {
+                let system = i.system.as_deref().unwrap_or("");
+                i.assigner.as_deref() == Some(source)
+                    || (!source.is_empty() && system.ends_with(source))
             })
-            .unwrap_or_default();
+            .filter_map(|i| i.value.clone())
+            .collect();
         let source = source.to_string();
         crate::store::call(&self.store, move |store| {
             for id in ids {
@@ -204,7 +265,7 @@ impl Hub {
     pub async fn subject_of_retrying(
         &self,
         source: &str,
-        doc: &serde_json::Value,
+        doc: &Identity,
         shutdown: &mut tokio::sync::watch::Receiver<bool>,
     ) -> Result<Option<Subject>, ()> {
         let mut wait = Duration::from_millis(100);
@@ -447,4 +508,51 @@ pub async fn cpu_work<T: Send + 'static>(
 /// Routing-key word for a document kind (`CarePlan@1` → `careplan-v1`).
 pub fn key_word(doc: &str) -> String {
     doc.to_ascii_lowercase().replace('@', "-v")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_reads_subject_identifiers_and_sender_as_the_document_says_them() {
+        let who = Identity::of_json(
+            r#"{"document":"CarePlan@1","subject":{"insurer_number":"131011","insured_number":"0000100001"},
+                "source":{"sender":"1310100013","x":[1,2]},"plan":{"deep":[{"a":"\u3042"}]}}"#,
+        );
+        let s = who.subject.as_ref().expect("subject");
+        assert_eq!(s["insured_number"], "0000100001");
+        assert_eq!(who.sender(), "1310100013");
+        assert!(who.identifiers.is_empty());
+
+        let who = Identity::of_json(
+            r#"{"identifiers":[{"system":"urn:oid:1.2.392.100495.20.3.51.11310100013","value":"P1"},
+                {"assigner":"1310100013","value":"P2"},{"value":"P3"}]}"#,
+        );
+        assert!(who.subject.is_none());
+        assert_eq!(who.sender(), "");
+        let values: Vec<_> = who
+            .identifiers
+            .iter()
+            .map(|i| (i.assigner.as_deref(), i.value.as_deref()))
+            .collect();
+        assert_eq!(
+            values,
+            vec![
+                (None, Some("P1")),
+                (Some("1310100013"), Some("P2")),
+                (None, Some("P3"))
+            ]
+        );
+        // `subject: null` is a subject that names nobody, not a missing one (no fall-back to
+        // the identifiers); text that is not JSON says nothing.
+        let who = Identity::of_json(r#"{"subject":null,"identifiers":[{"value":"P1"}]}"#);
+        assert_eq!(who.subject, Some(serde_json::Value::Null));
+        let who = Identity::of_json("not json");
+        assert!(who.subject.is_none() && who.identifiers.is_empty());
+        // The same from a parsed document.
+        let v: serde_json::Value =
+            serde_json::from_str(r#"{"source":{"sender":"0300000005"}}"#).unwrap();
+        assert_eq!(Identity::of_value(&v).sender(), "0300000005");
+    }
 }

@@ -41,30 +41,43 @@ async fn handle(hub: &Hub, d: Delivery, mut shutdown: watch::Receiver<bool>) {
         .filter(|id| mappings.get(id).is_some());
     let file_name = d.props.header(h::FILE_NAME).map(String::from);
 
-    let body = d.body.clone();
-    let translated = super::cpu_work(body.len(), move || {
-        mappings
-            .translate(
-                Input {
-                    bytes: &body,
-                    file_name: file_name.as_deref(),
-                },
-                mapping_id.as_deref(),
-            )
-            .map(|t| {
-                (
-                    t.mapping.id.clone(),
-                    t.mapping.version,
-                    t.mapping.category.clone(),
-                    t.documents,
-                )
+    // Mapped by this process's ingress with this same set: take that result, not a second run.
+    let kept = hub
+        .handoff
+        .take(&envelope, &mappings)
+        .filter(|m| mapping_id.as_deref() == Some(m.mapping.as_str()));
+    let (mapping, version, category, docs) = match kept {
+        Some(m) => {
+            Metrics::inc(&hub.metrics.mapped_once);
+            (m.mapping, m.version, m.category, m.documents)
+        }
+        None => {
+            let body = d.body.clone();
+            let translated = super::cpu_work(body.len(), move || {
+                mappings
+                    .translate(
+                        Input {
+                            bytes: &body,
+                            file_name: file_name.as_deref(),
+                        },
+                        mapping_id.as_deref(),
+                    )
+                    .map(|t| {
+                        (
+                            t.mapping.id.clone(),
+                            t.mapping.version,
+                            t.mapping.category.clone(),
+                            t.documents,
+                        )
+                    })
+                    .map_err(|e| e.to_string())
             })
-            .map_err(|e| e.to_string())
-    })
-    .await;
-    let (mapping, version, category, docs) = match translated {
-        Ok(t) => t,
-        Err(e) => return dead_and_ack(hub, d, &envelope, &e).await,
+            .await;
+            match translated {
+                Ok(t) => t,
+                Err(e) => return dead_and_ack(hub, d, &envelope, &e).await,
+            }
+        }
     };
     let Some(category) = category.as_deref().and_then(|c| c.parse::<Category>().ok()) else {
         return dead_and_ack(
@@ -81,8 +94,8 @@ async fn handle(hub: &Hub, d: Delivery, mut shutdown: watch::Receiver<bool>) {
 
     let mut outputs = Vec::with_capacity(docs.len());
     for (i, doc) in docs.iter().enumerate() {
-        let v: serde_json::Value = serde_json::from_str(&doc.json).unwrap_or_default();
-        let subject = match hub.subject_of_retrying(&source, &v, &mut shutdown).await {
+        let who = super::Identity::of_json(&doc.json);
+        let subject = match hub.subject_of_retrying(&source, &who, &mut shutdown).await {
             Ok(Some(s)) => s,
             Ok(None) => return quarantine_and_ack(hub, d, &envelope, "unknown-subject").await,
             // Shutting down while the store is away: leave it unacked for redelivery.

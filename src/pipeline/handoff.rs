@@ -1,0 +1,194 @@
+//! Ingress already ran the mapping to learn a message's subject, document and category; when the
+//! translate hop of the same process takes that message, it takes ingress's result from here
+//! instead of running the same mapping on the same bytes again. Keyed by envelope id (minted by
+//! ingress, so no two messages share one) and tied to the mapping set that made it: after
+//! `serve --watch` put another set in force, or when the message reaches another process or comes
+//! back after a restart, nothing is found and the hop maps as before. Bounded by the bytes of
+//! the documents held; the oldest entries go first, which only costs a mapping run.
+
+use crate::mapping::{Document, MappingSet};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// What ingress's mapping run made of one message.
+pub struct Mapped {
+    /// The set the mapping came from (the entry counts only while that set is in force).
+    pub set: Arc<MappingSet>,
+    /// Mapping id.
+    pub mapping: String,
+    /// Mapping version.
+    pub version: u32,
+    /// The mapping's platform category, as written.
+    pub category: Option<String>,
+    /// The canonical documents.
+    pub documents: Vec<Document>,
+}
+
+impl Mapped {
+    fn bytes(&self) -> usize {
+        self.documents.iter().map(|d| d.json.len()).sum::<usize>() + 256
+    }
+}
+
+/// Results waiting for their translate hop, at most `capacity` bytes of documents.
+pub struct Handoff {
+    capacity: usize,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    held: usize,
+    entries: HashMap<String, Mapped>,
+    /// Ids in the order they came; a taken id stays until tidied away.
+    order: VecDeque<String>,
+}
+
+impl Inner {
+    /// Keeps `order` from growing past the entries it is for (amortised: a full pass only when
+    /// it holds twice as many ids as entries).
+    fn tidy(&mut self) {
+        while let Some(front) = self.order.front() {
+            if self.entries.contains_key(front) {
+                break;
+            }
+            self.order.pop_front();
+        }
+        if self.order.len() > 2 * self.entries.len() + 64 {
+            let entries = &self.entries;
+            self.order.retain(|id| entries.contains_key(id));
+        }
+    }
+}
+
+impl Handoff {
+    /// Holds at most `capacity` bytes of documents (0: holds nothing).
+    pub fn new(capacity: usize) -> Handoff {
+        Handoff {
+            capacity,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    /// Keeps `mapped` for the envelope's translate hop (before ingress publishes it, so the hop
+    /// cannot look before it is here).
+    pub fn put(&self, envelope: &str, mapped: Mapped) {
+        let size = mapped.bytes();
+        if size > self.capacity {
+            return;
+        }
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        while inner.held + size > self.capacity {
+            let Some(oldest) = inner.order.pop_front() else {
+                break;
+            };
+            if let Some(gone) = inner.entries.remove(&oldest) {
+                inner.held -= gone.bytes();
+            }
+        }
+        if let Some(old) = inner.entries.insert(envelope.to_string(), mapped) {
+            inner.held -= old.bytes();
+        } else {
+            inner.order.push_back(envelope.to_string());
+        }
+        inner.held += size;
+    }
+
+    /// Takes the result kept for `envelope`, if it was made by `set` (the set in force for this
+    /// message now); otherwise `None`, and the caller maps.
+    pub fn take(&self, envelope: &str, set: &Arc<MappingSet>) -> Option<Mapped> {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let mapped = inner.entries.remove(envelope)?;
+        inner.held -= mapped.bytes();
+        inner.tidy();
+        Arc::ptr_eq(&mapped.set, set).then_some(mapped)
+    }
+
+    /// Drops what is kept for `envelope` (ingress could not publish it).
+    pub fn forget(&self, envelope: &str) {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(gone) = inner.entries.remove(envelope) {
+            inner.held -= gone.bytes();
+        }
+        inner.tidy();
+    }
+
+    /// Entries and document bytes held now.
+    pub fn held(&self) -> (usize, usize) {
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        (inner.entries.len(), inner.held)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set() -> Arc<MappingSet> {
+        Arc::new(MappingSet::default())
+    }
+
+    fn mapped(set: &Arc<MappingSet>, json_len: usize) -> Mapped {
+        Mapped {
+            set: set.clone(),
+            mapping: "m".into(),
+            version: 1,
+            category: Some("care-plan".into()),
+            documents: vec![Document {
+                kind: crate::canonical::ALL[0],
+                json: "x".repeat(json_len),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_result_is_taken_once_and_only_with_the_set_that_made_it() {
+        let (a, b) = (set(), set());
+        let h = Handoff::new(1 << 20);
+        h.put("e1", mapped(&a, 10));
+        h.put("e2", mapped(&a, 10));
+        assert!(h.take("e1", &a).is_some());
+        assert!(h.take("e1", &a).is_none(), "taken twice");
+        // Another set in force (serve --watch reloaded): the hop maps again.
+        assert!(h.take("e2", &b).is_none());
+        assert_eq!(h.held(), (0, 0));
+        h.put("e3", mapped(&a, 10));
+        h.forget("e3");
+        assert!(h.take("e3", &a).is_none());
+        assert_eq!(h.held(), (0, 0));
+    }
+
+    #[test]
+    fn the_oldest_go_first_when_the_bytes_run_out() {
+        let a = set();
+        let one = mapped(&a, 1000).bytes();
+        let h = Handoff::new(3 * one);
+        for i in 0..5 {
+            h.put(&format!("e{i}"), mapped(&a, 1000));
+        }
+        assert_eq!(h.held(), (3, 3 * one));
+        assert!(h.take("e0", &a).is_none());
+        assert!(h.take("e1", &a).is_none());
+        for i in 2..5 {
+            assert!(h.take(&format!("e{i}"), &a).is_some(), "e{i}");
+        }
+        // Larger than the whole budget: not kept at all.
+        h.put("big", mapped(&a, 4 * one));
+        assert_eq!(h.held(), (0, 0));
+        assert!(Handoff::new(0).take("big", &a).is_none());
+    }
+
+    #[test]
+    fn taken_ids_do_not_pile_up() {
+        let a = set();
+        let h = Handoff::new(1 << 20);
+        h.put("first", mapped(&a, 1));
+        for i in 0..10_000 {
+            let id = format!("e{i}");
+            h.put(&id, mapped(&a, 1));
+            assert!(h.take(&id, &a).is_some());
+        }
+        let order = h.inner.lock().unwrap().order.len();
+        assert!(order <= 2 + 64, "{order} ids kept for 1 entry");
+    }
+}
