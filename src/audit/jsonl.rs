@@ -250,16 +250,22 @@ impl JsonlAuditStore {
         }
         self.len += line.len() as u64;
         self.head = Checkpoint::after(&event);
-        self.unsynced = self.unsynced.saturating_add(1);
+        self.appended(1)?;
+        Ok(event)
+    }
+
+    /// Counts `n` lines just written and fsyncs when the [`SyncPolicy`] says it is time.
+    fn appended(&mut self, n: u32) -> Result<(), StoreError> {
+        self.unsynced = self.unsynced.saturating_add(n);
         let due = match self.sync {
             SyncPolicy::EveryAppend => true,
-            SyncPolicy::EveryN(n) => self.unsynced >= n.get(),
+            SyncPolicy::EveryN(k) => self.unsynced >= k.get(),
             SyncPolicy::Manual => false,
         };
         if due {
             self.sync()?;
         }
-        Ok(event)
+        Ok(())
     }
 
     /// [`JsonlAuditStore::append`] for several events with one write: sealed in order, written
@@ -304,15 +310,7 @@ impl JsonlAuditStore {
         }
         self.len += buf.len() as u64;
         self.head = head;
-        self.unsynced = self.unsynced.saturating_add(n);
-        let due = match self.sync {
-            SyncPolicy::EveryAppend => true,
-            SyncPolicy::EveryN(k) => self.unsynced >= k.get(),
-            SyncPolicy::Manual => false,
-        };
-        if due {
-            self.sync()?;
-        }
+        self.appended(n)?;
         Ok(refused)
     }
 
