@@ -250,13 +250,29 @@ fn has_iso2022jp_escape(bytes: &[u8]) -> bool {
 /// documentation for the characters refused although encoding_rs would
 /// write something for them.
 pub fn encode(text: &str, charset: Charset, context: &str) -> Result<Vec<u8>, CharsetError> {
+    encode_in(text, charset, || context.to_string())
+}
+
+/// [`encode`] with the context described only when there is an error (a caller checking many
+/// fields pays no formatting for the ones that encode).
+pub fn encode_in(
+    text: &str,
+    charset: Charset,
+    context: impl Fn() -> String,
+) -> Result<Vec<u8>, CharsetError> {
     let Some(encoding) = charset.encoding() else {
         return Ok(text.as_bytes().to_vec());
     };
+    // MS932 writes every ASCII character as its own byte and reads it back as itself (WHATWG
+    // Shift_JIS), so ASCII text needs neither the encoder nor the check below. (Not so in
+    // ISO-2022-JP, which cannot carry ESC, SO or SI.)
+    if charset == Charset::Ms932 && text.is_ascii() {
+        return Ok(text.as_bytes().to_vec());
+    }
     let unrepresentable = |ch: char| CharsetError::Unrepresentable {
         charset,
         ch,
-        context: context.to_string(),
+        context: context(),
     };
     if charset == Charset::Ms932
         && let Some(ch) = text.chars().find(|c| ('\u{E000}'..='\u{F8FF}').contains(c))
@@ -312,6 +328,22 @@ mod tests {
             Ok(b) => b,
             Err(e) => panic!("encoding {text:?}: {e}"),
         }
+    }
+
+    #[test]
+    fn ascii_in_ms932_is_itself_both_ways() {
+        let all: String = (0u8..=0x7F).map(char::from).collect();
+        let bytes = ms932(&all);
+        assert_eq!(bytes, all.as_bytes());
+        // The same bytes the encoder itself writes, and they read back as the text.
+        let encoder = encoding_rs::SHIFT_JIS.encode(&all).0;
+        assert_eq!(&bytes[..], &encoder[..]);
+        let (back, _, lossy) = encoding_rs::SHIFT_JIS.decode(&bytes);
+        assert!(!lossy);
+        assert_eq!(back, all);
+        // The context is described only for an error.
+        let e = encode_in("ab〜", Charset::Ms932, || "record 2, column 3".into()).unwrap_err();
+        assert!(e.to_string().ends_with("at record 2, column 3"), "{e}");
     }
 
     #[test]

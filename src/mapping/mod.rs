@@ -386,17 +386,19 @@ fn write_records(
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or(&[]);
+    let keys: Vec<String> = (1..=t.columns).map(|c| c.to_string()).collect();
     for rec in records {
         *written += 1;
         let mut fields: Vec<String> = Vec::with_capacity(t.columns);
-        for c in 1..=t.columns {
-            let text = match rec.get(c.to_string()) {
+        for (i, key) in keys.iter().enumerate() {
+            let text = match rec.get(key) {
                 Some(Value::String(s)) => s.clone(),
                 Some(Value::Null) | None => String::new(),
                 Some(other) => other.to_string(),
             };
             // Refuse unencodable characters with the record and column named.
-            charset::encode(&text, t.charset, &format!("record {written}, column {c}"))?;
+            let n = *written;
+            charset::encode_in(&text, t.charset, || format!("record {n}, column {}", i + 1))?;
             fields.push(text);
         }
         w.write_record(
