@@ -187,13 +187,7 @@ async fn try_mllp(addr: SocketAddr, payload: &[u8]) -> Result<String, String> {
 /// Posts the JP Core Patient sample as the hospital: `Some(envelope)` on 202, `None` otherwise
 /// (503 while the broker or store is away: nothing was kept, the sender tries again).
 async fn post_patient(addr: SocketAddr) -> Option<String> {
-    let reply = post_fhir(
-        addr,
-        "/fhir/Patient",
-        "demo-hospital-key",
-        &sample("fhir/patient-jpcore.json"),
-    )
-    .await;
+    let reply = post_sample_patient_reply(addr).await;
     match reply.status {
         202 => Some(
             reply

@@ -135,15 +135,22 @@ fn push_to(url: &str) -> impl FnOnce(String) -> String + '_ {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_recipient_on_http_push_gets_its_document_after_answering_503_once() {
-    let (url, seen) = recipient(1).await;
-    let s = Scratch::rabbit("push", push_to(&url));
-    let running = s.start().await;
+/// A hub on RabbitMQ (the world `s`, started with `cfg`) whose care manager is pushed to over
+/// HTTP, seeded with the demo data, and taps on the provider's out queue and the dead letters.
+async fn pushing_hub(s: &Scratch, cfg: &Config) -> (Running, Tap, Tap) {
+    let running = s.start_with(cfg).await;
     kaigo_hub::demo::seed(&running.hub).expect("demo seed");
     let t = running.hub.topology.clone();
     let provider = Tap::new(running.hub.bus.as_ref(), &t.out_queue(PROVIDER)).await;
     let dead = Tap::new(running.hub.bus.as_ref(), &t.dead_queue()).await;
+    (running, provider, dead)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_recipient_on_http_push_gets_its_document_after_answering_503_once() {
+    let (url, seen) = recipient(1).await;
+    let s = Scratch::rabbit("push", push_to(&url));
+    let (running, provider, dead) = pushing_hub(&s, &s.config()).await;
 
     let envelope = post_sample_patient(running.http_addr).await;
 
@@ -316,28 +323,13 @@ async fn https_recipient(
     (format!("https://{addr}/kaigo/inbox/{CARE_MANAGER}"), seen)
 }
 
-/// Starts the hub of `scratch` with `cfg`.
-async fn start(cfg: &Config) -> Running {
-    match serve::start(cfg).await {
-        Ok(r) => r,
-        Err(e) => panic!(
-            "the hub did not start: {e}\nthese tests need RabbitMQ at {DEFAULT_URL} (or \
-             KAIGO_TEST_AMQP_URL); start it with `rabbitmq-server -detached`"
-        ),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_recipient_on_https_push_with_client_certificates_gets_its_document() {
     let scratch = Scratch::memory("push-tls-pki", |t| t);
     let pki = Pki::new(&scratch.dir.join("pki"));
     let (url, seen) = https_recipient(&pki.recipient, &pki.ca.cert, 0).await;
     let s = Scratch::rabbit("push-tls", push_to(&url));
-    let running = start(&pki.push_config(s.config())).await;
-    kaigo_hub::demo::seed(&running.hub).expect("demo seed");
-    let t = running.hub.topology.clone();
-    let provider = Tap::new(running.hub.bus.as_ref(), &t.out_queue(PROVIDER)).await;
-    let dead = Tap::new(running.hub.bus.as_ref(), &t.dead_queue()).await;
+    let (running, provider, dead) = pushing_hub(&s, &pki.push_config(s.config())).await;
 
     let envelope = post_sample_patient(running.http_addr).await;
     eventually("the recipient received a POST over HTTPS", async || {
@@ -394,11 +386,7 @@ async fn a_recipient_with_a_certificate_from_another_ca_never_gets_it_and_the_co
     let pki = Pki::new(&scratch.dir.join("pki"));
     let (url, seen) = https_recipient(&pki.foreign, &pki.ca.cert, 0).await;
     let s = Scratch::rabbit("push-tls-foreign", push_to(&url));
-    let running = start(&pki.push_config(s.config())).await;
-    kaigo_hub::demo::seed(&running.hub).expect("demo seed");
-    let t = running.hub.topology.clone();
-    let provider = Tap::new(running.hub.bus.as_ref(), &t.out_queue(PROVIDER)).await;
-    let dead = Tap::new(running.hub.bus.as_ref(), &t.dead_queue()).await;
+    let (running, provider, dead) = pushing_hub(&s, &pki.push_config(s.config())).await;
 
     let envelope = post_sample_patient(running.http_addr).await;
     let letters = dead
@@ -433,12 +421,12 @@ async fn a_recipient_with_a_certificate_from_another_ca_never_gets_it_and_the_co
     // Tried once per delivery the queue allows, never reaching HTTP.
     assert_eq!(
         seen.connections.load(Ordering::SeqCst),
-        t.delivery_limit as usize,
+        running.hub.topology.delivery_limit as usize,
         "one attempt per delivery"
     );
     assert_eq!(
         seen.failed_handshakes.load(Ordering::SeqCst),
-        t.delivery_limit as usize
+        running.hub.topology.delivery_limit as usize
     );
     assert!(seen.requests().is_empty(), "{:#?}", seen.requests());
     assert_eq!(running.hub.metrics.delivered.load(Ordering::Relaxed), 1);

@@ -6,11 +6,17 @@
 //! back after a restart, nothing is found and the hop maps as before. Bounded by the bytes of
 //! the documents held; the oldest entries go first, which only costs a mapping run.
 
-use crate::mapping::{Document, MappingSet};
+use crate::mapping::{Document, Input, MappingSet, Translation};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 
-/// What ingress's mapping run made of one message.
+/// Messages up to this size are mapped on the hop's own thread: a mapping run is tens of µs
+/// there (`cargo bench --bench translate`), less than the two thread switches of a hand-off to
+/// the blocking pool. Larger ones (FHIR Bundles of MiBs) go to the pool so they never hold up
+/// the other tasks of a runtime thread.
+pub const INLINE_MAPPING_BYTES: usize = 32 * 1024;
+
+/// What a mapping run made of one message.
 pub struct Mapped {
     /// The set the mapping came from (the entry counts only while that set is in force).
     pub set: Arc<MappingSet>,
@@ -25,6 +31,43 @@ pub struct Mapped {
 }
 
 impl Mapped {
+    /// Maps a message's `bytes` with `set` (with `mapping` when the message names it, otherwise
+    /// the one whose rules match): inline when small, on the blocking pool when large.
+    pub async fn run(
+        set: Arc<MappingSet>,
+        bytes: &[u8],
+        file_name: Option<&str>,
+        mapping: Option<&str>,
+    ) -> Result<Mapped, String> {
+        let made = |set: Arc<MappingSet>, t: Result<Translation, String>| {
+            t.map(|t| Mapped {
+                set,
+                mapping: t.mapping.id.clone(),
+                version: t.mapping.version,
+                category: t.mapping.category.clone(),
+                documents: t.documents,
+            })
+        };
+        if bytes.len() <= INLINE_MAPPING_BYTES {
+            let t = set.translate(Input { bytes, file_name }, mapping);
+            return made(set, t.map_err(|e| e.to_string()));
+        }
+        let (bytes, file_name) = (bytes.to_vec(), file_name.map(String::from));
+        let mapping = mapping.map(String::from);
+        tokio::task::spawn_blocking(move || {
+            let t = set.translate(
+                Input {
+                    bytes: &bytes,
+                    file_name: file_name.as_deref(),
+                },
+                mapping.as_deref(),
+            );
+            made(set.clone(), t.map_err(|e| e.to_string()))
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()))
+    }
+
     fn bytes(&self) -> usize {
         self.documents.iter().map(|d| d.json.len()).sum::<usize>() + 256
     }

@@ -13,7 +13,6 @@ use crate::audit::{Decision as AuditDecision, Hop};
 use crate::bus::Props;
 use crate::consent::{Category, Subject};
 use crate::formats::Format;
-use crate::mapping::Input;
 use crate::parties::Party;
 
 /// One message as a source received it.
@@ -105,30 +104,9 @@ pub async fn accept(hub: &Hub, sub: Submission<'_>) -> Result<Accepted, Refusal>
     };
 
     // Identify: the mapping tells the document, category and subject.
-    let mappings = hub.mappings.current();
-    let (set, bytes, name) = (
-        mappings.clone(),
-        sub.bytes.to_vec(),
-        sub.file_name.map(String::from),
-    );
-    let translated = super::cpu_work(bytes.len(), move || {
-        set.translate(
-            Input {
-                bytes: &bytes,
-                file_name: name.as_deref(),
-            },
-            None,
-        )
-        .map_err(|e| e.to_string())
-    })
-    .await;
-    let (mapping, version, category_text, docs) = match translated {
-        Ok(t) if !t.documents.is_empty() => (
-            t.mapping.id.clone(),
-            t.mapping.version,
-            t.mapping.category.clone(),
-            t.documents,
-        ),
+    let set = hub.mappings.current();
+    let mapped = match super::handoff::Mapped::run(set, sub.bytes, sub.file_name, None).await {
+        Ok(m) if !m.documents.is_empty() => m,
         Ok(_) => {
             let message = "the message holds no document this hub maps".to_string();
             hub.dead(&props, sub.bytes, &message)
@@ -151,12 +129,14 @@ pub async fn accept(hub: &Hub, sub: Submission<'_>) -> Result<Accepted, Refusal>
             });
         }
     };
+    let (mapping, version) = (mapped.mapping.clone(), mapped.version);
+    let docs = &mapped.documents;
     let document = docs[0].kind.name();
     props
         .headers
         .insert(h::MAPPING.into(), format!("{mapping}@{version}"));
     props.headers.insert(h::DOCUMENT.into(), document.into());
-    let category: Option<Category> = category_text.as_deref().and_then(|c| c.parse().ok());
+    let category: Option<Category> = mapped.category.as_deref().and_then(|c| c.parse().ok());
     let Some(category) = category else {
         let message = format!("mapping `{mapping}` names no platform category");
         hub.dead(&props, sub.bytes, &message)
@@ -272,16 +252,7 @@ pub async fn accept(hub: &Hub, sub: Submission<'_>) -> Result<Accepted, Refusal>
     let key = format!("{}.{}", format.name(), key_word(document));
     let documents = docs.len();
     // Kept before publishing, so the translate hop cannot look before it is there.
-    hub.handoff.put(
-        &id,
-        super::handoff::Mapped {
-            set: mappings,
-            mapping: mapping.clone(),
-            version,
-            category: category_text,
-            documents: docs,
-        },
-    );
+    hub.handoff.put(&id, mapped);
     if let Err(e) = hub
         .bus
         .publish(&hub.topology.ingress(), &key, &props, sub.bytes)

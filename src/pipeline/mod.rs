@@ -486,25 +486,6 @@ where
     Ok(())
 }
 
-/// Messages up to this size are mapped on the hop's own thread: a mapping run is tens of µs
-/// there (`cargo bench --bench translate`), less than the two thread switches of a hand-off to
-/// the blocking pool. Larger ones (FHIR Bundles of MiBs) go to the pool so they never hold up
-/// the other tasks of a runtime thread.
-pub const INLINE_MAPPING_BYTES: usize = 32 * 1024;
-
-/// Runs CPU work of a message of `size` bytes: inline when small, on the blocking pool otherwise.
-pub async fn cpu_work<T: Send + 'static>(
-    size: usize,
-    f: impl FnOnce() -> Result<T, String> + Send + 'static,
-) -> Result<T, String> {
-    if size <= INLINE_MAPPING_BYTES {
-        return f();
-    }
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|e| Err(e.to_string()))
-}
-
 /// Routing-key word for a document kind (`CarePlan@1` → `careplan-v1`).
 pub fn key_word(doc: &str) -> String {
     doc.to_ascii_lowercase().replace('@', "-v")

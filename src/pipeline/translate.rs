@@ -10,7 +10,6 @@ use super::{Hub, Verdict, key_word};
 use crate::audit::{Decision as AuditDecision, Hop};
 use crate::bus::{BusError, Delivery, Props};
 use crate::consent::Category;
-use crate::mapping::Input;
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -46,40 +45,31 @@ async fn handle(hub: &Hub, d: Delivery, mut shutdown: watch::Receiver<bool>) {
         .handoff
         .take(&envelope, &mappings)
         .filter(|m| mapping_id.as_deref() == Some(m.mapping.as_str()));
-    let (mapping, version, category, docs) = match kept {
+    let mapped = match kept {
         Some(m) => {
             Metrics::inc(&hub.metrics.mapped_once);
-            (m.mapping, m.version, m.category, m.documents)
+            m
         }
         None => {
-            let body = d.body.clone();
-            let translated = super::cpu_work(body.len(), move || {
-                mappings
-                    .translate(
-                        Input {
-                            bytes: &body,
-                            file_name: file_name.as_deref(),
-                        },
-                        mapping_id.as_deref(),
-                    )
-                    .map(|t| {
-                        (
-                            t.mapping.id.clone(),
-                            t.mapping.version,
-                            t.mapping.category.clone(),
-                            t.documents,
-                        )
-                    })
-                    .map_err(|e| e.to_string())
-            })
+            let mapped = super::handoff::Mapped::run(
+                mappings,
+                &d.body,
+                file_name.as_deref(),
+                mapping_id.as_deref(),
+            )
             .await;
-            match translated {
-                Ok(t) => t,
+            match mapped {
+                Ok(m) => m,
                 Err(e) => return dead_and_ack(hub, d, &envelope, &e).await,
             }
         }
     };
-    let Some(category) = category.as_deref().and_then(|c| c.parse::<Category>().ok()) else {
+    let (mapping, version, docs) = (&mapped.mapping, mapped.version, &mapped.documents);
+    let Some(category) = mapped
+        .category
+        .as_deref()
+        .and_then(|c| c.parse::<Category>().ok())
+    else {
         return dead_and_ack(
             hub,
             d,

@@ -182,7 +182,12 @@ impl Scratch {
 
     /// Starts the whole hub (hops and sources).
     pub async fn start(&self) -> Running {
-        match serve::start(&self.config()).await {
+        self.start_with(&self.config()).await
+    }
+
+    /// Starts the hub with `cfg` (this world's [`Scratch::config`], changed by the test).
+    pub async fn start_with(&self, cfg: &Config) -> Running {
+        match serve::start(cfg).await {
             Ok(r) => r,
             Err(e) => self.cannot_start(e),
         }
@@ -459,16 +464,21 @@ impl Reply {
     }
 }
 
-/// Posts the sample JP Core Patient as the demo hospital over HTTP, expects `202`, and returns
-/// the envelope id the answer names.
-pub async fn post_sample_patient(addr: SocketAddr) -> String {
-    let reply = post_fhir(
+/// Posts the sample JP Core Patient as the demo hospital over HTTP; the answer as it came.
+pub async fn post_sample_patient_reply(addr: SocketAddr) -> Reply {
+    post_fhir(
         addr,
         "/fhir/Patient",
         "demo-hospital-key",
         &sample("fhir/patient-jpcore.json"),
     )
-    .await;
+    .await
+}
+
+/// Posts the sample JP Core Patient as the demo hospital over HTTP, expects `202`, and returns
+/// the envelope id the answer names.
+pub async fn post_sample_patient(addr: SocketAddr) -> String {
+    let reply = post_sample_patient_reply(addr).await;
     assert_eq!(reply.status, 202, "{}", reply.text());
     reply
         .header("x-kaigo-envelope")
