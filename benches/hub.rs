@@ -3,7 +3,7 @@
 //!
 //! 1. Raw ceiling: the hub's own `RabbitBus` publishes N persistent messages (bodies and headers
 //!    the size of the hub's: the ケアプラン UP2KYO CSV and the SS-MIX2 ADT) with publisher confirms
-//!    to a durable quorum queue from concurrent tasks, while one consumer (prefetch 64) acks
+//!    to a durable quorum queue from concurrent tasks, while one consumer (the hub's prefetch) acks
 //!    them: publish-confirm msg/s, consume-ack msg/s, p50/p99 publish→consume latency.
 //! 2. The hub: `serve::build` on RabbitMQ (temporary data dir; a temporary parties file derived
 //!    from `parties.yaml` with exactly one recipient, on AMQP; consents granted for the sample's
@@ -15,14 +15,15 @@
 //!    the single-thread cost of each per-message step).
 //!
 //! Both the raw ceiling and the hub run twice: with a few producer tasks (4, like a handful of
-//! senders; the publish-confirm round trip then bounds the rate) and with 64 (the hops' prefetch,
-//! enough to saturate this box), so the verdict can be read against either ceiling.
+//! senders; the publish-confirm round trip then bounds the rate) and with 64 (enough to
+//! saturate this box), so the verdict can be read against either ceiling.
 //!
 //! Every RabbitMQ case uses a fresh `bench-hub-<pid>-<time>-<case>` prefix and deletes the
 //! queues and exchanges it declared afterwards. Environment: `KAIGO_BENCH_AMQP_URL` (default
 //! amqp://guest:guest@127.0.0.1:5672/%2f), `KAIGO_BENCH_RAW_N`, `KAIGO_BENCH_HUB_N`,
 //! `KAIGO_BENCH_TASKS` (the "few" producers, default 4), `KAIGO_BENCH_HUB_PREFETCH` (the hub's
-//! prefetch, default 64), `KAIGO_BENCH_ONLY` (`CSV` or `ADT`: one sample only).
+//! prefetch and the raw consumer's, default the hub's own, `Config::default().prefetch`),
+//! `KAIGO_BENCH_ONLY` (`CSV` or `ADT`: one sample only).
 
 use kaigo_hub::bus::rabbitmq::RabbitBus;
 use kaigo_hub::bus::{Bus, Props, Topology};
@@ -46,10 +47,9 @@ use std::time::{Duration, Instant};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-/// Unsettled deliveries per consumer (the hub's default `prefetch`).
-const PREFETCH: u16 = 64;
-/// Producer tasks of the saturating runs: as many as a hop may have in flight.
-const SATURATING: usize = PREFETCH as usize;
+/// Producer tasks of the saturating runs: enough to keep both cores of this box busy (the raw
+/// ceiling with 64 publishers already uses all the CPU the broker gets).
+const SATURATING: usize = 64;
 /// Longest a measured publishing / accepting phase may run.
 const PRODUCE_CAP: Duration = Duration::from_secs(20);
 /// Longest to wait for the last messages to arrive after producing stopped.
@@ -71,6 +71,16 @@ fn env_num(name: &str, default: usize) -> usize {
         .and_then(|v| v.parse().ok())
         .filter(|&n| n > 0)
         .unwrap_or(default)
+}
+
+/// Unsettled deliveries per consumer, the hub's and the raw ceiling's: the hub's default unless
+/// `KAIGO_BENCH_HUB_PREFETCH` says otherwise.
+fn prefetch() -> u16 {
+    env_num(
+        "KAIGO_BENCH_HUB_PREFETCH",
+        usize::from(Config::default().prefetch),
+    )
+    .min(usize::from(u16::MAX)) as u16
 }
 
 fn root() -> PathBuf {
@@ -268,7 +278,7 @@ fn spawn_collector(
 ) -> tokio::task::JoinHandle<Result<(), String>> {
     tokio::spawn(async move {
         let mut c = bus
-            .consume(&queue, PREFETCH)
+            .consume(&queue, prefetch())
             .await
             .map_err(|e| e.to_string())?;
         while !arrivals.stop.load(Ordering::SeqCst) {
@@ -981,7 +991,7 @@ async fn hub_case(
             mappings: root().join("mappings"),
             parties: tmp.join("parties.yaml"),
             subject_key: Some(SUBJECT_KEY.into()),
-            prefetch: env_num("KAIGO_BENCH_HUB_PREFETCH", PREFETCH as usize) as u16,
+            prefetch: prefetch(),
             ..Config::default()
         };
         let hub = serve::build(&cfg).await?;
@@ -1313,8 +1323,9 @@ async fn run() -> Result<(), String> {
         return Err(format!("KAIGO_BENCH_ONLY={only} matches no sample"));
     }
     println!(
-        "kaigo-hub end-to-end benchmark: RabbitMQ at {}, producers {few} and {SATURATING}, prefetch {PREFETCH}, {} cores",
+        "kaigo-hub end-to-end benchmark: RabbitMQ at {}, producers {few} and {SATURATING}, prefetch {}, {} cores",
         serve::redact(&url),
+        prefetch(),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
 

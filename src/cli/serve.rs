@@ -17,7 +17,8 @@ use std::path::PathBuf;
   mappings      KAIGO_MAPPINGS      mapping directory                                      [mappings]
   parties       KAIGO_PARTIES       parties file (ids, credentials, subscriptions)         [parties.yaml]
   body_limit    KAIGO_BODY_LIMIT    largest HTTP body / MLLP frame in bytes                [33554432]
-  prefetch      KAIGO_PREFETCH      unacknowledged deliveries per consumer                 [64]
+  prefetch      KAIGO_PREFETCH      unacknowledged deliveries per consumer (memory: this
+                                    × the largest message)                                 [128]
   log_format    KAIGO_LOG_FORMAT    text or json (logs carry ids and hashes, never names)  [text]
   purpose       KAIGO_PURPOSE       purpose stated in consent questions                    [unset]
   subject_key   KAIGO_SUBJECT_KEY   hex key for subject hashes; unset = data/subject.key   [generated]

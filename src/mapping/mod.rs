@@ -302,12 +302,22 @@ impl MappingSet {
         to: &str,
         mapping: Option<&str>,
     ) -> Result<Rendered, TranslateError> {
+        self.render_owned(docs.to_vec(), to, mapping)
+    }
+
+    /// [`MappingSet::render`] of documents the caller no longer needs (no copy of each).
+    pub fn render_owned(
+        &self,
+        docs: Vec<Value>,
+        to: &str,
+        mapping: Option<&str>,
+    ) -> Result<Rendered, TranslateError> {
         let mut json_out = Vec::new();
         let mut csv_out: Option<(CsvWriter, plan::CsvTarget)> = None;
         // Records written so far, so errors number records across the whole output file.
         let mut written = 0usize;
         for doc in docs {
-            let tree = Tree::Json(doc.clone());
+            let tree = Tree::Json(doc);
             let meta = Meta::default();
             let mut chosen = Vec::new();
             let mut tried = Vec::new();
@@ -323,11 +333,6 @@ impl MappingSet {
                     Some(why) => tried.push((m.id.clone(), why)),
                 }
             }
-            let doc_name = doc
-                .get("document")
-                .and_then(Value::as_str)
-                .unwrap_or("a document")
-                .to_string();
             let m = match chosen.as_slice() {
                 [m] => *m,
                 [] => {
@@ -335,7 +340,12 @@ impl MappingSet {
                         return Err(TranslateError::UnknownMapping(id.to_string()));
                     }
                     return Err(TranslateError::NoOutbound {
-                        doc: doc_name,
+                        doc: match &tree {
+                            Tree::Json(doc) => doc.get("document").and_then(Value::as_str),
+                            _ => None,
+                        }
+                        .unwrap_or("a document")
+                        .to_string(),
                         to: to.to_string(),
                         tried,
                     });
@@ -456,8 +466,9 @@ pub fn metadata(m: &Mapping, file_name: Option<&str>) -> Result<Meta, String> {
 /// Why a mapping's match rule does not fit, or `None` when it does.
 fn why_not(m: &Mapping, tree: &Tree, meta: &Meta) -> Option<String> {
     for c in &m.source.matches {
-        let (label, value) = match &c.src {
-            Src::Meta(k) => (k.clone(), meta.get(k).map(String::from)),
+        // Borrowed: a match rule is checked against every message, and only a failed one says why.
+        let (label, value): (&str, Option<std::borrow::Cow<'_, str>>) = match &c.src {
+            Src::Meta(k) => (k.as_str(), meta.get(k).map(std::borrow::Cow::Borrowed)),
             Src::Path(p, text) => {
                 if let CondTest::Present(want) = c.test
                     && tree.exists(tree.root(), p) == want
@@ -466,13 +477,7 @@ fn why_not(m: &Mapping, tree: &Tree, meta: &Meta) -> Option<String> {
                 }
                 let mut nodes = Vec::new();
                 tree.select(tree.root(), p, &mut nodes);
-                (
-                    text.clone(),
-                    nodes
-                        .into_iter()
-                        .find_map(|n| tree.value(n))
-                        .map(|v| v.into_owned()),
-                )
+                (text.as_str(), nodes.into_iter().find_map(|n| tree.value(n)))
             }
             Src::Group => continue,
         };

@@ -18,7 +18,7 @@ use super::{Hub, Verdict};
 use crate::audit::{Decision as AuditDecision, Hop};
 use crate::bus::{BusError, Delivery, Props};
 use crate::consent::Category;
-use crate::mapping::Rendered;
+use crate::mapping::{MappingSet, Rendered};
 use crate::sinks::Outbound;
 use crate::store::{Store, StoreError};
 use std::collections::HashSet;
@@ -39,25 +39,23 @@ async fn handle(hub: &Hub, d: Delivery, mut shutdown: watch::Receiver<bool>) {
     let envelope = d.props.message_id.clone().unwrap_or_default();
     let source = d.props.header(h::SOURCE).unwrap_or("").to_string();
     let index = d.props.header(h::DOC_INDEX).unwrap_or("0").to_string();
-    let doc: serde_json::Value = match serde_json::from_slice(&d.body) {
+    // What the hop reads itself; the whole document is parsed only for a recipient whose format
+    // needs an outbound mapping (see `Renders`).
+    let who: super::Identity = match serde_json::from_slice(&d.body) {
         Ok(v) => v,
         Err(e) => {
             let _ = hub
                 .dead(
                     &d.props,
                     &d.body,
-                    &format!("canonical document is not JSON: {e}"),
+                    &format!("canonical document is not a JSON object: {e}"),
                 )
                 .await;
             let _ = d.ack().await;
             return;
         }
     };
-    let kind = doc
-        .get("document")
-        .and_then(|v| v.as_str())
-        .unwrap_or("")
-        .to_string();
+    let kind = who.document.clone().unwrap_or_default();
     let Some(category) = d
         .props
         .header(h::CATEGORY)
@@ -69,7 +67,6 @@ async fn handle(hub: &Hub, d: Delivery, mut shutdown: watch::Receiver<bool>) {
         let _ = d.ack().await;
         return;
     };
-    let who = super::Identity::of_value(&doc);
     let subject = match hub.subject_of_retrying(&source, &who, &mut shutdown).await {
         Ok(Some(s)) => s,
         Ok(None) => {
@@ -90,7 +87,11 @@ async fn handle(hub: &Hub, d: Delivery, mut shutdown: watch::Receiver<bool>) {
         subject.insured_number.as_str(),
     );
 
-    for (party, format) in hub.parties.recipients_of(&kind, &source) {
+    let recipients = hub.parties.recipients_of(&kind, &source);
+    // One mapping set for the whole message, even if `serve --watch` replaces it meanwhile.
+    let mappings = hub.mappings.current();
+    let mut renders = Renders::new(&d.body, recipients.iter().map(|(_, f)| *f));
+    for (party, format) in recipients {
         let key = format!("{envelope}/{index}/{}", party.id);
         // Check, send and record as one step per key in this process: after a lost broker
         // connection the message comes back while its first handler may still be sending.
@@ -156,11 +157,11 @@ async fn handle(hub: &Hub, d: Delivery, mut shutdown: watch::Receiver<bool>) {
             }
             Some(Verdict::Permit) => {}
         }
-        let rendered = match render(hub, &doc, format) {
+        let rendered = match renders.get(&mappings, format) {
             Ok(r) => r,
             Err(e) => {
                 // The document cannot be rendered for this recipient: keep it with the error.
-                if dead_copy(hub, &d.props, &d.body, &party.id, &e)
+                if dead_copy(hub, &d.props, &d.body, &party.id, e)
                     .await
                     .is_err()
                 {
@@ -305,18 +306,65 @@ async fn store_retrying<T: Send + 'static>(
     }
 }
 
-/// Renders a canonical document as `format`: bytes, MIME type, file extension.
-fn render(
-    hub: &Hub,
-    doc: &serde_json::Value,
-    format: &str,
-) -> Result<(Vec<u8>, &'static str, &'static str), String> {
-    match format {
-        "canonical" => Ok((doc.to_string().into_bytes(), "application/json", "json")),
-        to => match hub
-            .mappings
-            .current()
-            .render(std::slice::from_ref(doc), to, None)
+/// A rendered copy: bytes, MIME type, file extension.
+type Copy = (Vec<u8>, &'static str, &'static str);
+
+/// One message's renderings, one per format however many recipients ask for it. `canonical` is
+/// the message body as it came; other formats run an outbound mapping over the document, which
+/// is parsed on the first such need and handed over (not copied) to the last one.
+struct Renders<'a> {
+    body: &'a [u8],
+    doc: Option<serde_json::Value>,
+    /// Formats still to render (a format appears once).
+    pending: Vec<&'a str>,
+    done: Vec<(&'a str, Result<Copy, String>)>,
+}
+
+impl<'a> Renders<'a> {
+    fn new(body: &'a [u8], formats: impl Iterator<Item = &'a str>) -> Self {
+        let mut pending: Vec<&str> = Vec::new();
+        for f in formats {
+            if f != "canonical" && !pending.contains(&f) {
+                pending.push(f);
+            }
+        }
+        Renders {
+            body,
+            doc: None,
+            pending,
+            done: Vec::new(),
+        }
+    }
+
+    fn get(&mut self, set: &MappingSet, format: &'a str) -> Result<&Copy, &String> {
+        let at = match self.done.iter().position(|(f, _)| *f == format) {
+            Some(at) => at,
+            None => {
+                let copy = self.render(set, format);
+                self.done.push((format, copy));
+                self.done.len() - 1
+            }
+        };
+        self.done[at].1.as_ref()
+    }
+
+    fn render(&mut self, set: &MappingSet, format: &'a str) -> Result<Copy, String> {
+        if format == "canonical" {
+            return Ok((self.body.to_vec(), "application/json", "json"));
+        }
+        self.pending.retain(|f| *f != format);
+        let doc = match self.doc.take() {
+            Some(doc) => doc,
+            None => serde_json::from_slice(self.body)
+                .map_err(|e| format!("canonical document is not JSON: {e}"))?,
+        };
+        let doc = if self.pending.is_empty() {
+            doc
+        } else {
+            self.doc.insert(doc).clone()
+        };
+        match set
+            .render_owned(vec![doc], format, None)
             .map_err(|e| e.to_string())?
         {
             Rendered::Json(texts) => Ok((
@@ -325,6 +373,93 @@ fn render(
                 "json",
             )),
             Rendered::Csv(bytes) => Ok((bytes, "text/csv; charset=Shift_JIS", "csv")),
-        },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn set() -> MappingSet {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        MappingSet::load_dir(&root.join("mappings")).expect("shipped mappings load")
+    }
+
+    fn sample(name: &str) -> Vec<u8> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(root.join("samples/careplan").join(name)).expect("sample")
+    }
+
+    /// The first document of the UP2KYO sample (the deliver hop gets one document per message)
+    /// as the body translate publishes.
+    fn first_care_plan() -> (serde_json::Value, Vec<u8>) {
+        let docs: Vec<serde_json::Value> = serde_json::from_slice(&sample(
+            "UP2KYO_0300000100_43_0300000005_11_20251025200201.careplan.json",
+        ))
+        .expect("sample is JSON");
+        let doc = docs.into_iter().next().expect("one document");
+        let body = serde_json::to_vec(&doc).expect("serialises");
+        (doc, body)
+    }
+
+    #[test]
+    fn each_format_is_rendered_once_from_the_body_and_canonical_is_the_body_itself() {
+        let set = set();
+        let (doc, body) = first_care_plan();
+        // The sample CSV holds this document's records first, then the next document's.
+        let sample_csv = sample("UP2KYO_0300000100_43_0300000005_11_20251025200201.CSV");
+        let formats = ["csv", "canonical", "csv", "canonical"];
+        let mut r = Renders::new(&body, formats.iter().copied());
+        assert_eq!(
+            r.pending,
+            vec!["csv"],
+            "canonical needs no mapping; csv once"
+        );
+
+        let (bytes, mime, ext) = r.get(&set, "canonical").expect("canonical").clone();
+        assert_eq!(
+            (bytes.as_slice(), mime, ext),
+            (body.as_slice(), "application/json", "json")
+        );
+        assert!(r.doc.is_none(), "canonical does not parse the document");
+
+        let (csv, mime, ext) = r.get(&set, "csv").expect("csv").clone();
+        assert_eq!((mime, ext), ("text/csv; charset=Shift_JIS", "csv"));
+        let Ok(Rendered::Csv(expected_csv)) = set.render(&[doc], "csv", None) else {
+            panic!("the mapping set renders the document as CSV");
+        };
+        assert_eq!(csv, expected_csv, "the same bytes as MappingSet::render");
+        assert!(csv.len() > 100 && sample_csv.starts_with(&csv) && csv.ends_with(b"\r\n"));
+        // The last format that needed the document took it; asking again reuses the copy.
+        assert!(r.pending.is_empty() && r.doc.is_none());
+        assert_eq!(r.get(&set, "csv").expect("csv again").0, expected_csv);
+        assert_eq!(r.done.len(), 2);
+    }
+
+    #[test]
+    fn the_document_is_kept_while_another_format_still_needs_it_and_errors_are_kept_per_format() {
+        let set = set();
+        let (_, body) = first_care_plan();
+        let mut r = Renders::new(&body, ["csv", "fhir"].into_iter());
+        assert!(r.get(&set, "csv").is_ok());
+        assert!(r.doc.is_some(), "fhir still needs the document");
+        // No outbound mapping renders a CarePlan as FHIR: the error names it, for that
+        // recipient only, and is the same for every recipient asking for it.
+        let e = r
+            .get(&set, "fhir")
+            .expect_err("no CarePlan -> FHIR mapping")
+            .clone();
+        assert!(e.contains("CarePlan@1"), "{e}");
+        assert_eq!(r.get(&set, "fhir").expect_err("again"), &e);
+        assert_eq!(
+            r.get(&set, "csv").map(|c| c.1),
+            Ok("text/csv; charset=Shift_JIS")
+        );
+
+        let mut r = Renders::new(b"{\"document\": [1, ", ["csv"].into_iter());
+        let e = r.get(&set, "csv").expect_err("broken JSON").clone();
+        assert!(e.starts_with("canonical document is not JSON"), "{e}");
     }
 }

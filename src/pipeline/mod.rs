@@ -104,6 +104,9 @@ pub const HANDOFF_BYTES: usize = 64 << 20;
 /// that does not parse says nothing (no subject: the hop quarantines it as `unknown-subject`).
 #[derive(Debug, Default, serde::Deserialize)]
 pub struct Identity {
+    /// `document`: the canonical kind (`CarePlan@1`).
+    #[serde(default)]
+    pub document: Option<String>,
     /// `subject`, when the document has one (even `null`: then it names nobody).
     #[serde(default, deserialize_with = "present")]
     pub subject: Option<serde_json::Value>,

@@ -133,18 +133,28 @@ async fn handle(hub: &Hub, d: Delivery, mut shutdown: watch::Receiver<bool>) {
         props
             .headers
             .insert(h::SUBJECT.into(), hub.subject_hash(&subject));
-        outputs.push((props, doc.json.clone(), subject, doc.kind.name()));
+        outputs.push((props, &doc.json, subject, doc.kind.name()));
     }
-    for (props, json, subject, kind) in &outputs {
-        let key = format!("{}.{}", category.code(), key_word(kind));
-        if let Err(e) = hub
-            .bus
-            .publish(&hub.topology.canonical(), &key, props, json.as_bytes())
-            .await
-        {
-            tracing::warn!(envelope, error = %e, "translate: publish failed; requeue");
-            return requeue(d).await;
+    // All documents are published at once, each waiting for its own confirm (a multi-document
+    // message costs one confirm round trip, not one per document); the input is acked only
+    // when every one was confirmed.
+    let category_code = category.code();
+    let exchange = &hub.topology.canonical();
+    let published = futures_util::future::join_all(outputs.iter().map(|(props, json, _, kind)| {
+        let key = format!("{category_code}.{}", key_word(kind));
+        async move {
+            hub.bus
+                .publish(exchange, &key, props, json.as_bytes())
+                .await
         }
+    }))
+    .await;
+    if let Some(e) = published.into_iter().find_map(Result::err) {
+        // Those confirmed are published again on the redelivery; deliver de-duplicates them.
+        tracing::warn!(envelope, error = %e, "translate: publish failed; requeue");
+        return requeue(d).await;
+    }
+    for (_, _, subject, kind) in &outputs {
         Metrics::inc(&hub.metrics.translated);
         let hash = hub.hasher.hash(
             subject.insurer_number.as_str(),
@@ -153,7 +163,7 @@ async fn handle(hub: &Hub, d: Delivery, mut shutdown: watch::Receiver<bool>) {
         hub.audit(Hop::Translate, "translate", &envelope, |a| {
             a.party(source.as_str())
                 .subject(hash)
-                .category(category.code())
+                .category(category_code)
                 .document(*kind)
                 .decision(AuditDecision::Accepted)
         });
