@@ -652,7 +652,11 @@ fn basic_properties(what: &str, p: &Props) -> Result<BasicProperties, BusError> 
     if !p.headers.is_empty() {
         let mut table = FieldTable::default();
         for (k, v) in &p.headers {
-            let name = short(what, &format!("header name `{k}`"), k)?;
+            // The error's wording is built only for a name that is too long.
+            let name = match ShortString::try_new(k.as_str()) {
+                Ok(name) => name,
+                Err(_) => short(what, &format!("header name `{k}`"), k)?,
+            };
             table.insert(name, AMQPValue::LongString(LongString::from(v.as_str())));
         }
         b = b.with_headers(table);
@@ -1060,6 +1064,18 @@ mod tests {
         let text = e.to_string();
         assert!(
             text.contains("message_id") && text.contains("300") && text.contains("t.ingress"),
+            "{text}"
+        );
+        let mut p = props();
+        p.headers
+            .insert(format!("x-{}", "n".repeat(260)), "v".into());
+        let text = basic_properties("publishing to exchange `t.ingress`", &p)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("header name `x-nnn")
+                && text.contains("262")
+                && text.contains("t.ingress"),
             "{text}"
         );
     }
