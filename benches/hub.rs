@@ -23,7 +23,10 @@
 //! amqp://guest:guest@127.0.0.1:5672/%2f), `KAIGO_BENCH_RAW_N`, `KAIGO_BENCH_HUB_N`,
 //! `KAIGO_BENCH_TASKS` (the "few" producers, default 4), `KAIGO_BENCH_HUB_PREFETCH` (the hub's
 //! prefetch and the raw consumer's, default the hub's own, `Config::default().prefetch`),
-//! `KAIGO_BENCH_ONLY` (`CSV` or `ADT`: one sample only).
+//! `KAIGO_BENCH_ONLY` (`CSV` or `ADT`: one sample only), `KAIGO_BENCH_DATABASE_URL` (the hub's
+//! store, e.g. PostgreSQL with a schema of its own:
+//! `postgres://postgres@127.0.0.1:5432/test?options=-csearch_path%3Dkaigo_bench`; default SQLite
+//! in the temporary directory).
 
 use kaigo_hub::bus::rabbitmq::RabbitBus;
 use kaigo_hub::bus::{Bus, Props, Topology};
@@ -763,11 +766,12 @@ fn grant(hub: &Hub, id: &Identified, recipient: &str) -> Result<(), String> {
 fn counters(hub: &Hub) -> String {
     let m = &hub.metrics;
     format!(
-        "accepted {} (of them mapped once, translate taking ingress's result: {}) translated {} delivered {} permit {} deny {} indeterminate {} quarantined {} dead {}",
+        "accepted {} (of them mapped once, translate taking ingress's result: {}) translated {} delivered {} (in {} delivery-key transactions) permit {} deny {} indeterminate {} quarantined {} dead {}",
         m.accepted.load(Ordering::Relaxed),
         m.mapped_once.load(Ordering::Relaxed),
         m.translated.load(Ordering::Relaxed),
         m.delivered.load(Ordering::Relaxed),
+        m.delivery_key_groups.load(Ordering::Relaxed),
         m.permit.load(Ordering::Relaxed),
         m.deny.load(Ordering::Relaxed),
         m.indeterminate.load(Ordering::Relaxed),
@@ -992,6 +996,7 @@ async fn hub_case(
             parties: tmp.join("parties.yaml"),
             subject_key: Some(SUBJECT_KEY.into()),
             prefetch: prefetch(),
+            database_url: std::env::var("KAIGO_BENCH_DATABASE_URL").ok(),
             ..Config::default()
         };
         let hub = serve::build(&cfg).await?;

@@ -74,15 +74,17 @@ pub async fn build(cfg: &Config) -> Result<Arc<Hub>, String> {
             cfg.consent_cache_secs,
         )))
     });
+    let metrics = Arc::new(Metrics::default());
     Ok(Arc::new(Hub {
         bus,
         topology,
         mappings: Arc::new(LiveMappings::new(mappings)),
         parties: Arc::new(parties),
+        delivery_keys: crate::pipeline::keys::DeliveryKeys::new(store.clone(), metrics.clone()),
         store,
         audit,
         hasher,
-        metrics: Arc::new(Metrics::default()),
+        metrics,
         prefetch: cfg.prefetch,
         purpose: cfg.purpose.clone(),
         consent_cache,

@@ -101,6 +101,15 @@ async fn two_hub_processes_share_consents_revocations_and_links() {
     a.mark_delivered("e/0/r").unwrap();
     a.mark_delivered("e/0/r").unwrap();
     assert!(b.was_delivered("e/0/r").unwrap());
+    // A group in one statement; keys already recorded (or twice in the group) are no error.
+    let keys: Vec<String> = ["e/0/r", "f/0/r", "f/1/r", "f/1/r"]
+        .map(String::from)
+        .into();
+    a.mark_delivered_all(&keys).unwrap();
+    for k in &keys {
+        assert!(b.was_delivered(k).unwrap(), "{k}");
+    }
+    assert!(!b.was_delivered("f/2/r").unwrap());
     assert_eq!(a.consents().list(None).len(), 1);
     drop_schema(&name).await;
 }

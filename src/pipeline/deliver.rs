@@ -220,11 +220,7 @@ async fn handle(hub: &Hub, d: Delivery, mut shutdown: watch::Receiver<bool>) {
             tracing::warn!(envelope, recipient = %party.id, error = %e, attempt, "deliver: sink failed at the delivery limit; dead-lettered");
             continue;
         }
-        let k = key.clone();
-        if store_retrying(hub, &mut shutdown, move |s| s.mark_delivered(&k))
-            .await
-            .is_none()
-        {
+        if record_retrying(hub, &mut shutdown, &key).await.is_none() {
             // Shutting down with the store away: sent but not recorded, so it is sent again
             // after the redelivery (at-least-once; acking would lose the other recipients).
             return;
@@ -291,9 +287,24 @@ async fn store_retrying<T: Send + 'static>(
     shutdown: &mut watch::Receiver<bool>,
     call: impl Fn(&dyn Store) -> Result<T, StoreError> + Clone + Send + 'static,
 ) -> Option<T> {
+    retrying(shutdown, || crate::store::call(&hub.store, call.clone())).await
+}
+
+/// Records a delivery key (in a group with the others waiting, [`super::keys`]), retried like
+/// [`store_retrying`].
+async fn record_retrying(hub: &Hub, shutdown: &mut watch::Receiver<bool>, key: &str) -> Option<()> {
+    retrying(shutdown, || hub.delivery_keys.record(key.to_string())).await
+}
+
+/// Tries `attempt` until it succeeds, waiting 0.1 s, 0.2 s, … up to 10 s between tries;
+/// `None` when shutdown was requested while waiting.
+async fn retrying<T, F: Future<Output = Result<T, StoreError>>>(
+    shutdown: &mut watch::Receiver<bool>,
+    mut attempt: impl FnMut() -> F,
+) -> Option<T> {
     let mut wait = Duration::from_millis(100);
     loop {
-        let error = match crate::store::call(&hub.store, call.clone()).await {
+        let error = match attempt().await {
             Ok(v) => return Some(v),
             Err(e) => e.to_string(),
         };

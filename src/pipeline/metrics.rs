@@ -29,6 +29,9 @@ pub struct Metrics {
     pub consent_cache_hits: AtomicU64,
     /// Messages the translate hop took as ingress had mapped them (no second mapping run).
     pub mapped_once: AtomicU64,
+    /// Transactions that recorded delivery keys (the deliver hop's group commit: documents
+    /// delivered ÷ this = keys per transaction).
+    pub delivery_key_groups: AtomicU64,
     /// Changed mapping directories put in force (`serve --watch`).
     pub mappings_reloaded: AtomicU64,
     /// Changed mapping directories that failed to load (the previous set stayed in force).
@@ -118,6 +121,11 @@ impl Metrics {
             "# HELP kaigo_translate_mapped_at_ingress_total Messages the translate hop took as this process's ingress had mapped them.\n\
              # TYPE kaigo_translate_mapped_at_ingress_total counter\nkaigo_translate_mapped_at_ingress_total {}\n",
             self.mapped_once.load(Ordering::Relaxed)
+        ));
+        out.push_str(&format!(
+            "# HELP kaigo_delivery_key_groups_total Transactions that recorded delivery keys (documents delivered / this = keys per transaction).\n\
+             # TYPE kaigo_delivery_key_groups_total counter\nkaigo_delivery_key_groups_total {}\n",
+            self.delivery_key_groups.load(Ordering::Relaxed)
         ));
         out
     }

@@ -11,6 +11,7 @@ pub mod consent_feed;
 pub mod deliver;
 pub mod handoff;
 pub mod ingress;
+pub mod keys;
 pub mod metrics;
 pub mod retry;
 pub mod translate;
@@ -93,6 +94,8 @@ pub struct Hub {
     pub sinks: Sinks,
     /// Ingress's mapping results, for this process's translate hop ([`handoff`]).
     pub handoff: handoff::Handoff,
+    /// The deliver hop's delivery keys, recorded in groups ([`keys`]); built on `store`.
+    pub delivery_keys: keys::DeliveryKeys,
 }
 
 /// Bytes of canonical documents ingress keeps for the translate hop (beyond them the oldest are

@@ -62,6 +62,12 @@ pub trait Store: Send + Sync {
     fn was_delivered(&self, key: &str) -> Result<bool, StoreError>;
     /// Records a completed delivery.
     fn mark_delivered(&self, key: &str) -> Result<(), StoreError>;
+    /// Records several completed deliveries in one transaction: all of them or, on error, none
+    /// (a key already recorded is no error). The deliver hop's group commit
+    /// ([`crate::pipeline::keys`]) calls this. The default records them one by one.
+    fn mark_delivered_all(&self, keys: &[String]) -> Result<(), StoreError> {
+        keys.iter().try_for_each(|k| self.mark_delivered(k))
+    }
     /// True when every call is local and takes microseconds (no network, no wait but a file
     /// lock), so an async caller may make it on its own thread: a hand-off to the blocking pool
     /// costs two thread switches, more than such a call. False (the default) hands calls off.

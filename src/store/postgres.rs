@@ -299,6 +299,22 @@ impl Store for PostgresStore {
         })
     }
 
+    fn mark_delivered_all(&self, keys: &[String]) -> Result<(), StoreError> {
+        // One statement: one round trip and one commit for the whole group.
+        let keys = keys.to_vec();
+        self.with(|c| {
+            let keys = keys.clone();
+            async move {
+                c.execute(
+                    "INSERT INTO delivered(key) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
+                    &[&keys],
+                )
+                .await
+                .map(|_| ())
+            }
+        })
+    }
+
     fn mark_delivered(&self, key: &str) -> Result<(), StoreError> {
         let k = key.to_string();
         self.with(|c| {

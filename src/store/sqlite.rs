@@ -213,6 +213,22 @@ impl Store for SqliteStore {
             .map_err(err)
     }
 
+    fn mark_delivered_all(&self, keys: &[String]) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
+        {
+            let mut st = tx
+                .prepare_cached("INSERT OR IGNORE INTO delivered(key) VALUES (?1)")
+                .map_err(err)?;
+            for k in keys {
+                st.execute(params![k]).map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
     /// A local file: every call is a few µs (a WAL commit is ~30 µs), waiting only when another
     /// process holds the write lock (`consent grant` from the CLI, for a moment).
     fn inline(&self) -> bool {
@@ -288,5 +304,15 @@ mod tests {
         s.mark_delivered("e1/0/r").unwrap();
         s.mark_delivered("e1/0/r").unwrap();
         assert!(s.was_delivered("e1/0/r").unwrap());
+        // Several in one transaction; a key already recorded (here twice over) is no error.
+        let keys: Vec<String> = ["e1/0/r", "e2/0/r", "e2/1/r", "e2/1/r"]
+            .map(String::from)
+            .into();
+        s.mark_delivered_all(&keys).unwrap();
+        for k in &keys {
+            assert!(s.was_delivered(k).unwrap(), "{k}");
+        }
+        assert!(!s.was_delivered("e2/2/r").unwrap());
+        s.mark_delivered_all(&[]).unwrap();
     }
 }
