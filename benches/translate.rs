@@ -1,7 +1,8 @@
 //! Translate throughput on one core: parse + map + validate + serialize, in messages/s and MB/s,
 //! for the three representative inputs of the translation core (SS-MIX2 ADT → InsuredPerson,
-//! JP Core Patient → InsuredPerson, ケアプラン UP2KYO CSV → CarePlan), plus HL7 v2 parse-only
-//! numbers for kaigo-hub's parser and for hl7-parser 0.3 on the same text. Prints numbers; asserts
+//! JP Core Patient → InsuredPerson, ケアプラン UP2KYO CSV → CarePlan), the way back (CarePlan →
+//! UP2KYO CSV in MS932, as the deliver hop renders it), plus HL7 v2 parse-only numbers for
+//! kaigo-hub's parser and for hl7-parser 0.3 on the same text. Prints numbers; asserts
 //! nothing about speed. Run: `cargo bench --bench translate`.
 
 use kaigo_hub::mapping::{Input, MappingSet};
@@ -119,6 +120,28 @@ fn main() {
         &up2,
         "careplan-up2kyo-care-plan",
     );
+
+    // The deliver hop renders one document per message, from a document it owns.
+    let plan: Option<serde_json::Value> = std::fs::read(up2.replace(".CSV", ".careplan.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Vec<serde_json::Value>>(&b).ok())
+        .and_then(|docs| docs.into_iter().next());
+    match plan {
+        Some(doc) if set.render(std::slice::from_ref(&doc), "csv", None).is_ok() => {
+            let size = doc.to_string().len();
+            measure(
+                "CarePlan -> ケアプラン UP2KYO CSV (MS932), render",
+                size,
+                || {
+                    let out = set
+                        .render_owned(vec![doc.clone()], "csv", None)
+                        .expect("rendered above");
+                    black_box(out);
+                },
+            );
+        }
+        _ => println!("CarePlan -> UP2KYO CSV render: skipped (sample missing or not rendered)"),
+    }
 
     let adt = std::fs::read("samples/hl7v2/adt-a08.hl7").unwrap_or_default();
     measure(

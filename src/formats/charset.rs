@@ -260,14 +260,28 @@ pub fn encode_in(
     charset: Charset,
     context: impl Fn() -> String,
 ) -> Result<Vec<u8>, CharsetError> {
+    let mut out = Vec::new();
+    encode_into(&mut out, text, charset, context)?;
+    Ok(out)
+}
+
+/// [`encode_in`] appending to `out`; on error `out` is as it was.
+pub fn encode_into(
+    out: &mut Vec<u8>,
+    text: &str,
+    charset: Charset,
+    context: impl Fn() -> String,
+) -> Result<(), CharsetError> {
     let Some(encoding) = charset.encoding() else {
-        return Ok(text.as_bytes().to_vec());
+        out.extend_from_slice(text.as_bytes());
+        return Ok(());
     };
     // MS932 writes every ASCII character as its own byte and reads it back as itself (WHATWG
     // Shift_JIS), so ASCII text needs neither the encoder nor the check below. (Not so in
     // ISO-2022-JP, which cannot carry ESC, SO or SI.)
     if charset == Charset::Ms932 && text.is_ascii() {
-        return Ok(text.as_bytes().to_vec());
+        out.extend_from_slice(text.as_bytes());
+        return Ok(());
     }
     let unrepresentable = |ch: char| CharsetError::Unrepresentable {
         charset,
@@ -279,16 +293,16 @@ pub fn encode_in(
     {
         return Err(unrepresentable(ch));
     }
+    let start = out.len();
     let mut encoder = encoding.new_encoder();
     let capacity = encoder
         .max_buffer_length_from_utf8_without_replacement(text.len())
         .unwrap_or(text.len());
-    let mut out = Vec::with_capacity(capacity);
+    out.reserve(capacity);
     let mut pos = 0usize;
     loop {
         let rest = text.get(pos..).unwrap_or("");
-        let (result, read) =
-            encoder.encode_from_utf8_to_vec_without_replacement(rest, &mut out, true);
+        let (result, read) = encoder.encode_from_utf8_to_vec_without_replacement(rest, out, true);
         pos = pos.saturating_add(read);
         match result {
             EncoderResult::InputEmpty => break,
@@ -299,14 +313,18 @@ pub fn encode_in(
                     .unwrap_or(remaining);
                 out.reserve(more.saturating_add(16));
             }
-            EncoderResult::Unmappable(ch) => return Err(unrepresentable(ch)),
+            EncoderResult::Unmappable(ch) => {
+                out.truncate(start);
+                return Err(unrepresentable(ch));
+            }
         }
     }
     // Refuse lossy mappings: the bytes must decode to exactly the input.
     // Every mapping of these encoders is one character to one character, so
     // the first differing character is the culprit.
-    let back = decode_with(&out, encoding, charset).ok();
+    let back = decode_with(out.get(start..).unwrap_or(&[]), encoding, charset).ok();
     if back.as_deref() != Some(text) {
+        out.truncate(start);
         let back = back.unwrap_or_default();
         let mut decoded = back.chars();
         let culprit = text
@@ -316,7 +334,7 @@ pub fn encode_in(
             .unwrap_or('\u{FFFD}');
         return Err(unrepresentable(culprit));
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -328,6 +346,24 @@ mod tests {
             Ok(b) => b,
             Err(e) => panic!("encoding {text:?}: {e}"),
         }
+    }
+
+    #[test]
+    fn encode_into_appends_and_leaves_the_buffer_as_it_was_on_error() {
+        let mut out = b"head,".to_vec();
+        encode_into(&mut out, "介護", Charset::Ms932, || "f".into()).expect("MS932 text");
+        assert_eq!(out, [b"head,".as_slice(), &ms932("介護")].concat());
+        let before = out.clone();
+        for bad in ["介護𠮷", "\u{E000}", "x\u{FEFF}"] {
+            let e = encode_into(&mut out, bad, Charset::Ms932, || {
+                "record 2, column 3".into()
+            })
+            .expect_err("not MS932");
+            assert!(e.to_string().contains("record 2, column 3"), "{e}");
+            assert_eq!(out, before, "{bad:?} left nothing behind");
+        }
+        encode_into(&mut out, "abc", Charset::Ms932, || "f".into()).expect("ASCII");
+        assert!(out.ends_with(b"abc"));
     }
 
     #[test]

@@ -480,10 +480,11 @@ impl CsvFile {
     }
 }
 
-/// Builds CSV text record by record.
+/// Builds CSV text record by record: as UTF-8 ([`CsvWriter::write_record`]) or with each field
+/// encoded as it is written ([`CsvWriter::write_record_with`]).
 #[derive(Clone, Debug)]
 pub struct CsvWriter {
-    out: String,
+    out: Vec<u8>,
     delimiter: char,
     line_ending: &'static str,
 }
@@ -494,7 +495,7 @@ impl CsvWriter {
     /// every record.
     pub fn new(delimiter: u8, line_ending: &'static str) -> Self {
         CsvWriter {
-            out: String::new(),
+            out: Vec::new(),
             delimiter: char::from(delimiter),
             line_ending,
         }
@@ -506,12 +507,36 @@ impl CsvWriter {
     /// line at the end of a file would not read back as a record). A record
     /// of no fields is written as a blank line.
     pub fn write_record<'a>(&mut self, fields: impl IntoIterator<Item = (&'a str, bool)>) {
+        let utf8 = |out: &mut Vec<u8>, text: &str, _: usize| {
+            out.extend_from_slice(text.as_bytes());
+            Ok::<(), std::convert::Infallible>(())
+        };
+        match self.write_record_with(fields, utf8) {
+            Ok(()) => {}
+            Err(never) => match never {},
+        }
+    }
+
+    /// [`CsvWriter::write_record`] with the fields' text written by `put(out, text, column)`
+    /// (column from 0), e.g. encoded into the file's charset. Quotes, delimiters and line
+    /// endings are written as ASCII, so `put` must write a charset in which ASCII is itself and
+    /// a piece of text encodes the same alone as within the field (UTF-8, MS932; not
+    /// ISO-2022-JP). A field with inner quotes is put in pieces split after each quote. On
+    /// error the record is left half written: discard the writer.
+    pub fn write_record_with<'a, E>(
+        &mut self,
+        fields: impl IntoIterator<Item = (&'a str, bool)>,
+        mut put: impl FnMut(&mut Vec<u8>, &'a str, usize) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut delimiter = [0u8; 4];
+        let delimiter = self.delimiter.encode_utf8(&mut delimiter).as_bytes();
         let mut count = 0usize;
         let mut last_bare_empty = false;
         for (value, quote) in fields {
             if count > 0 {
-                self.out.push(self.delimiter);
+                self.out.extend_from_slice(delimiter);
             }
+            let column = count;
             count += 1;
             // A leading U+FEFF would read back as a UTF-8 BOM and vanish.
             let bom_like = self.out.is_empty() && count == 1 && value.starts_with('\u{FEFF}');
@@ -521,27 +546,34 @@ impl CsvWriter {
                     .chars()
                     .any(|c| c == self.delimiter || c == '"' || c == '\r' || c == '\n');
             if needs {
-                self.out.push('"');
+                self.out.push(b'"');
                 for part in value.split_inclusive('"') {
-                    self.out.push_str(part);
+                    put(&mut self.out, part, column)?;
                     if part.ends_with('"') {
-                        self.out.push('"');
+                        self.out.push(b'"');
                     }
                 }
-                self.out.push('"');
+                self.out.push(b'"');
             } else {
-                self.out.push_str(value);
+                put(&mut self.out, value, column)?;
             }
             last_bare_empty = !needs && value.is_empty();
         }
         if count == 1 && last_bare_empty {
-            self.out.push_str("\"\"");
+            self.out.extend_from_slice(b"\"\"");
         }
-        self.out.push_str(self.line_ending);
+        self.out.extend_from_slice(self.line_ending.as_bytes());
+        Ok(())
     }
 
-    /// The text written so far.
+    /// The text written so far by [`CsvWriter::write_record`].
     pub fn finish(self) -> String {
+        String::from_utf8(self.out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    }
+
+    /// The bytes written so far (by [`CsvWriter::write_record_with`]: in its charset).
+    pub fn finish_bytes(self) -> Vec<u8> {
         self.out
     }
 }
@@ -1475,5 +1507,44 @@ mod tests {
                 }
             }
         }
+
+        #[test]
+        fn fields_encoded_one_by_one_are_the_whole_file_encoded(
+            records in proptest::collection::vec(
+                proptest::collection::vec(("[a,\"\r\n 介ｶ①]{0,6}", any::<bool>()), 1..6),
+                0..6,
+            ),
+        ) {
+            // What MappingSet::render writes for an MS932 target (each field encoded as it is
+            // written) against encoding the UTF-8 text afterwards (as for ISO-2022-JP).
+            let mut text = CsvWriter::new(b',', "\r\n");
+            let mut bytes = CsvWriter::new(b',', "\r\n");
+            for rec in &records {
+                text.write_record(rec.iter().map(|(v, q)| (v.as_str(), *q)));
+                let put = |out: &mut Vec<u8>, s: &str, column: usize| {
+                    charset::encode_into(out, s, Charset::Ms932, || format!("column {column}"))
+                };
+                let written = bytes.write_record_with(rec.iter().map(|(v, q)| (v.as_str(), *q)), put);
+                prop_assert!(written.is_ok(), "{:?}", written.err());
+            }
+            let whole = charset::encode(&text.finish(), Charset::Ms932, "file");
+            prop_assert!(whole.is_ok());
+            prop_assert_eq!(bytes.finish_bytes(), whole.unwrap_or_default());
+        }
+    }
+
+    #[test]
+    fn a_field_put_fails_with_its_column_and_the_charset_error() {
+        let mut w = CsvWriter::new(b',', "\r\n");
+        let put = |out: &mut Vec<u8>, s: &str, column: usize| {
+            charset::encode_into(out, s, Charset::Ms932, || format!("column {}", column + 1))
+        };
+        w.write_record_with([("ok", false), ("介護", true)], put)
+            .expect("MS932 text");
+        let e = w
+            .write_record_with([("a", false), ("b\"𠮷", true)], put)
+            .expect_err("𠮷 is not MS932");
+        let msg = e.to_string();
+        assert!(msg.contains("U+20BB7") && msg.contains("column 2"), "{msg}");
     }
 }

@@ -375,6 +375,8 @@ impl MappingSet {
             }
         }
         match csv_out {
+            // Written in its charset field by field.
+            Some((w, t)) if encodes_per_field(t.charset) => Ok(Rendered::Csv(w.finish_bytes())),
             Some((w, t)) => Ok(Rendered::Csv(charset::encode(
                 &w.finish(),
                 t.charset,
@@ -383,6 +385,13 @@ impl MappingSet {
             None => Ok(Rendered::Json(json_out)),
         }
     }
+}
+
+/// Whether a CSV target's fields are written already encoded (a charset in which ASCII is
+/// itself and a field encodes the same alone as within the file), instead of encoding the whole
+/// file at the end (ISO-2022-JP, whose escape sequences span fields).
+fn encodes_per_field(c: charset::Charset) -> bool {
+    matches!(c, charset::Charset::Utf8 | charset::Charset::Ms932)
 }
 
 fn write_records(
@@ -399,24 +408,37 @@ fn write_records(
     let keys: Vec<String> = (1..=t.columns).map(|c| c.to_string()).collect();
     for rec in records {
         *written += 1;
-        let mut fields: Vec<String> = Vec::with_capacity(t.columns);
-        for (i, key) in keys.iter().enumerate() {
-            let text = match rec.get(key) {
-                Some(Value::String(s)) => s.clone(),
-                Some(Value::Null) | None => String::new(),
-                Some(other) => other.to_string(),
-            };
-            // Refuse unencodable characters with the record and column named.
-            let n = *written;
-            charset::encode_in(&text, t.charset, || format!("record {n}, column {}", i + 1))?;
-            fields.push(text);
+        let n = *written;
+        let fields: Vec<std::borrow::Cow<'_, str>> = keys
+            .iter()
+            .map(|key| match rec.get(key) {
+                Some(Value::String(s)) => std::borrow::Cow::Borrowed(s.as_str()),
+                Some(Value::Null) | None => std::borrow::Cow::Borrowed(""),
+                Some(other) => std::borrow::Cow::Owned(other.to_string()),
+            })
+            .collect();
+        let quoted = |i: usize| t.quoted.get(i).copied().unwrap_or(false);
+        // Unencodable characters are refused with the record and column named.
+        let context = |column: usize| move || format!("record {n}, column {}", column + 1);
+        if encodes_per_field(t.charset) {
+            w.write_record_with(
+                fields
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| (f.as_ref(), quoted(i))),
+                |out, text, column| charset::encode_into(out, text, t.charset, context(column)),
+            )?;
+        } else {
+            for (i, f) in fields.iter().enumerate() {
+                charset::encode_in(f, t.charset, context(i))?;
+            }
+            w.write_record(
+                fields
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| (f.as_ref(), quoted(i))),
+            );
         }
-        w.write_record(
-            fields
-                .iter()
-                .enumerate()
-                .map(|(i, f)| (f.as_str(), t.quoted[i])),
-        );
     }
     Ok(())
 }
