@@ -214,6 +214,11 @@ impl Store for SqliteStore {
     }
 
     fn mark_delivered_all(&self, keys: &[String]) -> Result<(), StoreError> {
+        // A group of one (the common case on SQLite, whose commits are quick) needs no explicit
+        // transaction: the INSERT commits by itself.
+        if let [key] = keys {
+            return self.mark_delivered(key);
+        }
         let mut conn = self.conn()?;
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -314,5 +319,7 @@ mod tests {
         }
         assert!(!s.was_delivered("e2/2/r").unwrap());
         s.mark_delivered_all(&[]).unwrap();
+        s.mark_delivered_all(&["solo/0/r".to_string()]).unwrap();
+        assert!(s.was_delivered("solo/0/r").unwrap());
     }
 }
