@@ -199,6 +199,35 @@ fn parse_selector(inner: &str) -> Result<Selector, String> {
 }
 
 /// Pushes every value `path` selects from `from` (or from `root` when the path is absolute).
+/// What [`select`] gives when that is at most one node, found without allocating: for a path
+/// of plain keys (no selectors) that meets no array on its way or at its end. `Some(None)`:
+/// nothing there; `None`: use [`select`] (the path has selectors or meets an array).
+pub fn select_one<'a>(root: &'a Value, from: &'a Value, path: &Path) -> Option<Option<&'a Value>> {
+    let mut node = if path.absolute { root } else { from };
+    if matches!(node, Value::Array(_)) {
+        return None;
+    }
+    for step in &path.steps {
+        if !step.selectors.is_empty() {
+            return None;
+        }
+        let Some(key) = &step.key else {
+            return None;
+        };
+        node = match node {
+            Value::Object(m) => match m.get(key) {
+                Some(v) => v,
+                None => return Some(None),
+            },
+            _ => return Some(None),
+        };
+        if matches!(node, Value::Array(_)) {
+            return None;
+        }
+    }
+    Some(Some(node))
+}
+
 pub fn select<'a>(root: &'a Value, from: &'a Value, path: &Path, out: &mut Vec<&'a Value>) {
     let start = if path.absolute { root } else { from };
     let mut current = vec![start];
@@ -316,6 +345,60 @@ mod tests {
         out.iter()
             .filter_map(|v| text(v).map(|t| t.into_owned()))
             .collect()
+    }
+
+    #[test]
+    fn select_one_agrees_with_select_wherever_it_answers() {
+        let doc = json!({
+            "a": {"b": "x", "n": 1.50, "e": "", "z": null, "o": {"p": "deep"}},
+            "list": [{"b": "i0"}, {"b": "i1"}],
+            "s": "top",
+        });
+        let mut answered = 0;
+        for p in [
+            "a.b",
+            "a.n",
+            "a.e",
+            "a.z",
+            "a.o",
+            "a.o.p",
+            "a.missing",
+            "a.b.c",
+            "s",
+            "s.x",
+            "list",
+            "list.b",
+            "list[0].b",
+            "/a.b",
+            "a.o.p.q",
+            "nothing.at.all",
+        ] {
+            let path = Path::compile(p).unwrap();
+            let mut all = Vec::new();
+            select(&doc, &doc["a"], &path, &mut all);
+            let mut from_root = Vec::new();
+            select(&doc, &doc, &path, &mut from_root);
+            for (from, want) in [(&doc["a"], &all), (&doc, &from_root)] {
+                if let Some(one) = select_one(&doc, from, &path) {
+                    answered += 1;
+                    assert_eq!(one.into_iter().collect::<Vec<_>>(), *want, "{p}");
+                }
+            }
+        }
+        // Arrays and selectors are left to `select`.
+        assert_eq!(
+            select_one(&doc, &doc, &Path::compile("list").unwrap()),
+            None
+        );
+        assert_eq!(
+            select_one(&doc, &doc, &Path::compile("list.b").unwrap()),
+            None
+        );
+        assert_eq!(
+            select_one(&doc, &doc, &Path::compile("list[0].b").unwrap()),
+            None
+        );
+        assert!(answered > 15, "{answered}");
     }
 
     #[test]

@@ -180,6 +180,12 @@ impl Tree {
             });
             return found;
         }
+        if let (Tree::Json(root), Node::Json(n), Path::Json(p)) = (self, from, path)
+            && let Some(one) = json::select_one(root, n, p)
+        {
+            let node = Node::Json(one?);
+            return self.value(node).map(|v| (v, node));
+        }
         let mut nodes = Vec::new();
         self.select(from, path, &mut nodes);
         nodes
