@@ -196,6 +196,15 @@ impl Tree {
     /// True when `path` selects a non-empty value, or (JSON) a non-empty object or array:
     /// what a `"*"` condition asks.
     pub fn exists(&self, from: Node<'_>, path: &Path) -> bool {
+        if let (Tree::Json(root), Node::Json(n), Path::Json(p)) = (self, from, path)
+            && let Some(one) = json::select_one(root, n, p)
+        {
+            return match one {
+                None => false,
+                Some(Value::Object(m)) => !m.is_empty(),
+                Some(v) => self.value(Node::Json(v)).is_some(),
+            };
+        }
         let mut nodes = Vec::new();
         self.select(from, path, &mut nodes);
         nodes.into_iter().any(|n| match n {
@@ -311,5 +320,61 @@ fn select_csv<'a>(f: &csv::CsvFile, from: Node<'a>, p: &CsvPath, out: &mut Vec<N
     };
     if column < f.field_count(row) {
         out.push(Node::CsvCell(row, column));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `exists` and `first_value` as they were before their no-allocation path for plain JSON
+    /// keys: through `select`, for every path.
+    fn by_select(tree: &Tree, path: &Path) -> (bool, Option<String>) {
+        let mut nodes = Vec::new();
+        tree.select(tree.root(), path, &mut nodes);
+        let exists = nodes.iter().any(|n| match n {
+            Node::Json(Value::Object(m)) => !m.is_empty(),
+            Node::Json(Value::Array(a)) => !a.is_empty(),
+            n => tree.value(*n).is_some(),
+        });
+        let first = nodes
+            .into_iter()
+            .find_map(|n| tree.value(n))
+            .map(|v| v.into_owned());
+        (exists, first)
+    }
+
+    #[test]
+    fn json_exists_and_first_value_agree_with_select_for_every_kind_of_path() {
+        let doc = br#"{"document":"CarePlan@1","subject":{"insurer_number":"131011","insured_number":""},
+            "empty":{},"none":null,"n":0,"flag":false,"rows":[{"need":"a"},{"need":""},{"need":"c"}],
+            "table2":{"created_on":"2025-10-20","rows":[]}}"#;
+        let tree = Tree::parse(Format::Canonical, doc, &ParseOptions::default()).unwrap();
+        for p in [
+            "document",
+            "subject",
+            "subject.insurer_number",
+            "subject.insured_number",
+            "empty",
+            "none",
+            "n",
+            "flag",
+            "rows",
+            "rows.need",
+            "rows[1].need",
+            "table2.created_on",
+            "table2.rows",
+            "missing",
+            "document.x",
+            "subject.insurer_number.x",
+        ] {
+            let path = Path::compile(Format::Canonical, p, &[]).unwrap();
+            let (exists, first) = by_select(&tree, &path);
+            assert_eq!(tree.exists(tree.root(), &path), exists, "exists {p}");
+            let got = tree
+                .first_value(tree.root(), &path)
+                .map(|(v, _)| v.into_owned());
+            assert_eq!(got, first, "first_value {p}");
+        }
     }
 }

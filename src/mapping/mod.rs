@@ -497,9 +497,10 @@ fn why_not(m: &Mapping, tree: &Tree, meta: &Meta) -> Option<String> {
                 {
                     continue;
                 }
-                let mut nodes = Vec::new();
-                tree.select(tree.root(), p, &mut nodes);
-                (text.as_str(), nodes.into_iter().find_map(|n| tree.value(n)))
+                (
+                    text.as_str(),
+                    tree.first_value(tree.root(), p).map(|(v, _)| v),
+                )
             }
             Src::Group => continue,
         };
