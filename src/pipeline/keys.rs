@@ -3,7 +3,11 @@
 //! hop's costliest store call (~30 µs a SQLite WAL commit, a round trip and a WAL flush on
 //! PostgreSQL). Here every key waiting to be recorded joins the next group: one flusher task at
 //! a time takes all that are waiting, records them with [`Store::mark_delivered_all`] (all or
-//! none), and tells each waiter the outcome; keys that arrive meanwhile form the next group. A
+//! none), and tells each waiter the outcome; keys that arrive meanwhile form the next group.
+//! Before it takes a group the flusher lets the tasks that are ready run (one `yield_now`), so
+//! under load the deliveries in progress add their keys first: without that, a flusher spawned
+//! on a worker thread ran next and SQLite's groups held 1.1–1.2 keys; with it they hold ~6 at
+//! 64 producers through RabbitMQ and ~60 on the in-memory bus, and an idle hub pays nothing. A
 //! caller returns only when its own key's group is recorded, so the hop's order (send, record,
 //! ack) is unchanged. On error every waiter of that group gets the error and retries as before.
 //! Must never: report a key recorded before its transaction committed, or leave a waiter without
@@ -77,6 +81,10 @@ impl DeliveryKeys {
         }
         let stopped = Stopped(self);
         loop {
+            // Let the tasks that are ready run first: under load their keys join this group
+            // (a SQLite commit is over in ~30 µs, before many could arrive); when nothing else
+            // is ready this returns at once.
+            tokio::task::yield_now().await;
             let group = {
                 let mut p = self.pending();
                 if p.waiting.is_empty() {
@@ -200,6 +208,27 @@ mod tests {
         store.fail.store(false, Ordering::SeqCst);
         assert!(record_all(&keys, 5, "f").await.iter().all(Result::is_ok));
         assert!((0..5).all(|i| store.was_delivered(&format!("f-{i}/0/r")).unwrap()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn keys_of_tasks_ready_on_a_worker_thread_join_the_flushers_group() {
+        // Spawned on a worker thread, the flusher would run next (tokio's LIFO slot), before
+        // the callers already queued there: each group would hold one key. It lets them run
+        // first, so their keys join it.
+        let store = counting();
+        let keys = DeliveryKeys::new(store.clone(), Arc::default());
+        let on_worker = {
+            let keys = keys.clone();
+            tokio::spawn(async move { record_all(&keys, 50, "w").await })
+        };
+        let outcomes = on_worker.await.expect("task");
+        assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+        assert!((0..50).all(|i| store.was_delivered(&format!("w-{i}/0/r")).unwrap()));
+        let groups = store.groups.load(Ordering::SeqCst);
+        assert!(
+            groups <= 3,
+            "50 keys ready together took {groups} transactions"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

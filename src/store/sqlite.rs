@@ -214,7 +214,7 @@ impl Store for SqliteStore {
     }
 
     fn mark_delivered_all(&self, keys: &[String]) -> Result<(), StoreError> {
-        // A group of one (the common case on SQLite, whose commits are quick) needs no explicit
+        // A group of one (a lone delivery when the hub is not busy) needs no explicit
         // transaction: the INSERT commits by itself.
         if let [key] = keys {
             return self.mark_delivered(key);
