@@ -28,6 +28,7 @@ use crate::formats::tree::FormatError;
 use crate::formats::{Format, Tree};
 use plan::{CondTest, FileNameConvention, Src};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -357,18 +358,19 @@ impl MappingSet {
                 }
             };
             let meta = metadata(m, None).unwrap_or_default();
-            let values = run::run(m, &tree, &meta)?;
+            let outs = run::run_out(m, &tree, &meta)?;
             match &m.target {
                 Target::Fhir => {
-                    for v in values {
+                    for out in outs {
+                        let v = out.into_value();
                         json_out.push(serde_json::to_string(&v).unwrap_or_default());
                     }
                 }
                 Target::Csv(t) => {
                     let (w, _) = csv_out
                         .get_or_insert_with(|| (CsvWriter::new(b',', t.line_ending), t.clone()));
-                    for v in values {
-                        write_records(w, t, &v, &mut written)?;
+                    for out in &outs {
+                        write_records(w, t, out, &mut written)?;
                     }
                 }
                 Target::Document(_) => {}
@@ -394,29 +396,46 @@ fn encodes_per_field(c: charset::Charset) -> bool {
     matches!(c, charset::Charset::Utf8 | charset::Charset::Ms932)
 }
 
+/// The CSV column (1-based) a record member names: its key read as a number, as the compiler
+/// accepted it (so `"01"` is column 1), within the target's columns.
+fn column_of(key: &str, columns: usize) -> Option<usize> {
+    key.parse::<usize>()
+        .ok()
+        .filter(|c| (1..=columns).contains(c))
+}
+
+/// The text a record member is written as: a string as it is, null or nothing as an empty
+/// field, anything else as its JSON.
+fn field_text<'o>(v: &'o run::Out<'_>) -> Cow<'o, str> {
+    match v {
+        run::Out::Val(Value::String(s)) => Cow::Borrowed(s.as_str()),
+        run::Out::Null | run::Out::Val(Value::Null) => Cow::Borrowed(""),
+        run::Out::Val(other) => Cow::Owned(other.to_string()),
+        other => Cow::Owned(other.to_value().to_string()),
+    }
+}
+
 fn write_records(
     w: &mut CsvWriter,
     t: &plan::CsvTarget,
-    v: &Value,
+    out: &run::Out<'_>,
     written: &mut usize,
 ) -> Result<(), TranslateError> {
-    let records = v
-        .get("records")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[]);
-    let keys: Vec<String> = (1..=t.columns).map(|c| c.to_string()).collect();
+    let records = match out.get("records") {
+        Some(run::Out::Arr(items)) => items.as_slice(),
+        _ => &[],
+    };
     for rec in records {
         *written += 1;
         let n = *written;
-        let fields: Vec<std::borrow::Cow<'_, str>> = keys
-            .iter()
-            .map(|key| match rec.get(key) {
-                Some(Value::String(s)) => std::borrow::Cow::Borrowed(s.as_str()),
-                Some(Value::Null) | None => std::borrow::Cow::Borrowed(""),
-                Some(other) => std::borrow::Cow::Owned(other.to_string()),
-            })
-            .collect();
+        let mut fields: Vec<Cow<'_, str>> = vec![Cow::Borrowed(""); t.columns];
+        if let run::Out::Obj(members) = rec {
+            for (key, v) in members {
+                if let Some(c) = column_of(key, t.columns) {
+                    fields[c - 1] = field_text(v);
+                }
+            }
+        }
         let quoted = |i: usize| t.quoted.get(i).copied().unwrap_or(false);
         // Unencodable characters are refused with the record and column named.
         let context = |column: usize| move || format!("record {n}, column {}", column + 1);
@@ -548,5 +567,92 @@ pub(crate) fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<
         } else if matches!(p.extension().and_then(|x| x.to_str()), Some("yaml" | "yml")) {
             out.push(p);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outbound(yaml: &str) -> MappingSet {
+        let m = compile::compile_str(yaml, Path::new("test.yaml")).expect("compiles");
+        MappingSet {
+            mappings: vec![Arc::new(m)],
+        }
+    }
+
+    fn csv_text(set: &MappingSet, doc: Value) -> String {
+        match set.render_owned(vec![doc], "csv", None).expect("renders") {
+            Rendered::Csv(bytes) => String::from_utf8(bytes).expect("utf-8"),
+            Rendered::Json(_) => panic!("a csv target renders csv"),
+        }
+    }
+
+    #[test]
+    fn csv_records_are_written_by_column_number_whatever_the_values_types() {
+        let set = outbound(
+            r#"
+id: csv-columns-test
+version: 1
+source: { format: canonical, match: { document: CarePlan@1 } }
+target: { format: csv, columns: 5, charset: utf-8, quoted: [4] }
+fields:
+  records[+]:
+    each: table2.rows
+    fields:
+      "1": need_no
+      "2": insurance_covered
+      "4": need
+      "5": /subject.insured_number
+"#,
+        );
+        let doc = serde_json::json!({
+            "document": "CarePlan@1",
+            "subject": { "insurer_number": "131011", "insured_number": "0000012345" },
+            "table2": { "rows": [
+                { "need_no": 1, "need": "入浴", "insurance_covered": true },
+                { "need_no": 2, "insurance_covered": false }
+            ] }
+        });
+        // Column 3 is written by no rule, the second row has no `need`: both empty.
+        assert_eq!(
+            csv_text(&set, doc),
+            "1,true,,\"入浴\",0000012345\r\n2,false,,\"\",0000012345\r\n"
+        );
+    }
+
+    #[test]
+    fn a_column_number_written_with_a_leading_zero_is_that_column() {
+        // The compiler accepts "01" as column 1; the writer must put it there, not drop it.
+        let set = outbound(
+            r#"
+id: csv-leading-zero-test
+version: 1
+source: { format: canonical, match: { document: CarePlan@1 } }
+target: { format: csv, columns: 2, charset: utf-8 }
+fields:
+  records[+]:
+    each: table2.rows
+    fields:
+      "01": need
+      "2": /subject.insurer_number
+"#,
+        );
+        let doc = serde_json::json!({
+            "document": "CarePlan@1",
+            "subject": { "insurer_number": "131011", "insured_number": "0000012345" },
+            "table2": { "rows": [ { "need": "入浴" } ] }
+        });
+        assert_eq!(csv_text(&set, doc), "入浴,131011\r\n");
+    }
+
+    #[test]
+    fn column_of_reads_the_number_within_the_columns() {
+        assert_eq!(column_of("1", 3), Some(1));
+        assert_eq!(column_of("03", 3), Some(3));
+        assert_eq!(column_of("0", 3), None);
+        assert_eq!(column_of("4", 3), None);
+        assert_eq!(column_of("records", 3), None);
+        assert_eq!(column_of("", 3), None);
     }
 }

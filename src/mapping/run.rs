@@ -49,6 +49,19 @@ struct Runner<'a> {
 
 /// Runs `m` over `tree`, returning one JSON object per document (not yet validated).
 pub fn run(m: &Mapping, tree: &Tree, meta: &Meta) -> Result<Vec<Value>, MapError> {
+    Ok(run_out(m, tree, meta)?
+        .into_iter()
+        .map(Out::into_value)
+        .collect())
+}
+
+/// [`run`], leaving each document as the engine built it: a CSV render writes its records
+/// straight from it, with no `Value` (keys copied and hashed) made in between.
+pub(crate) fn run_out<'a>(
+    m: &'a Mapping,
+    tree: &'a Tree,
+    meta: &'a Meta,
+) -> Result<Vec<Out<'a>>, MapError> {
     let r = Runner { m, tree, meta };
     let root = tree.root();
     let groups: Vec<Vec<Node>> = match &m.documents {
@@ -96,7 +109,7 @@ pub fn run(m: &Mapping, tree: &Tree, meta: &Meta) -> Result<Vec<Value>, MapError
             fields.push(("document", Out::Val(Value::String(k.name().to_string()))));
         }
         r.exec(&m.steps, scope, &mut out)?;
-        docs.push(out.into_value());
+        docs.push(out);
     }
     Ok(docs)
 }
@@ -315,7 +328,7 @@ fn src_label(s: &Src) -> String {
 
 /// The document under construction: an ordered tree whose keys borrow from the plan, so building
 /// it hashes and allocates nothing per key; it becomes a `serde_json::Value` once, at the end.
-enum Out<'p> {
+pub(crate) enum Out<'p> {
     Null,
     Obj(Vec<(&'p str, Out<'p>)>),
     Arr(Vec<Out<'p>>),
@@ -323,7 +336,30 @@ enum Out<'p> {
 }
 
 impl Out<'_> {
-    fn into_value(self) -> Value {
+    /// The member `key` of an object (`None` for anything else), as `Value::get` would find it.
+    pub(crate) fn get(&self, key: &str) -> Option<&Self> {
+        match self {
+            Out::Obj(fields) => fields.iter().find(|(k, _)| *k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// The value this becomes, leaving it as it is.
+    pub(crate) fn to_value(&self) -> Value {
+        match self {
+            Out::Null => Value::Null,
+            Out::Val(v) => v.clone(),
+            Out::Arr(items) => Value::Array(items.iter().map(Out::to_value).collect()),
+            Out::Obj(fields) => Value::Object(
+                fields
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_value()))
+                    .collect(),
+            ),
+        }
+    }
+
+    pub(crate) fn into_value(self) -> Value {
         match self {
             Out::Null => Value::Null,
             Out::Val(v) => v,
