@@ -9,14 +9,16 @@ use crate::consent::{
     Consent, ConsentError, ConsentRegistry, Decision, IndeterminateReason, Question, Subject,
     decide_from,
 };
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Row, Statement};
 
 /// PostgreSQL-backed [`Store`].
 pub struct PostgresStore {
     url: String,
-    client: Mutex<Option<Arc<Client>>>,
+    client: Mutex<Option<Arc<Conn>>>,
     rt: tokio::runtime::Handle,
 }
 
@@ -56,6 +58,81 @@ async fn connect(url: &str) -> Result<Client, StoreError> {
     Ok(client)
 }
 
+/// A connection and the statements prepared on it. A query given as text is prepared by the
+/// server on every call (its own round trip: parse and plan, then bind and execute); each
+/// statement here is prepared once per connection, on first use, so a call is one round trip.
+struct Conn {
+    client: Client,
+    prepared: Mutex<HashMap<&'static str, Statement>>,
+}
+
+impl Conn {
+    fn new(client: Client) -> Conn {
+        Conn {
+            client,
+            prepared: Mutex::default(),
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
+    async fn statement(&self, sql: &'static str) -> Result<Statement, tokio_postgres::Error> {
+        let known = self
+            .prepared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(sql)
+            .cloned();
+        if let Some(st) = known {
+            return Ok(st);
+        }
+        let st = self.client.prepare(sql).await?;
+        self.prepared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(sql, st.clone());
+        Ok(st)
+    }
+
+    async fn query(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        let st = self.statement(sql).await?;
+        self.client.query(&st, params).await
+    }
+
+    async fn query_opt(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, tokio_postgres::Error> {
+        let st = self.statement(sql).await?;
+        self.client.query_opt(&st, params).await
+    }
+
+    async fn query_one(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, tokio_postgres::Error> {
+        let st = self.statement(sql).await?;
+        self.client.query_one(&st, params).await
+    }
+
+    async fn execute(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, tokio_postgres::Error> {
+        let st = self.statement(sql).await?;
+        self.client.execute(&st, params).await
+    }
+}
+
 impl PostgresStore {
     /// Connects to `url` (e.g. `postgres://postgres@127.0.0.1/test`) and creates the tables. Must
     /// be called inside a tokio runtime, which later drives the client.
@@ -71,7 +148,7 @@ impl PostgresStore {
         client.batch_execute(SCHEMA).await.map_err(pg)?;
         Ok(PostgresStore {
             url: url.to_string(),
-            client: Mutex::new(Some(Arc::new(client))),
+            client: Mutex::new(Some(Arc::new(Conn::new(client)))),
             rt: tokio::runtime::Handle::current(),
         })
     }
@@ -79,13 +156,13 @@ impl PostgresStore {
     /// Runs `f` with a live client, reconnecting first if the connection was lost.
     fn with<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
     where
-        F: FnOnce(Arc<Client>) -> Fut,
+        F: FnOnce(Arc<Conn>) -> Fut,
         Fut: Future<Output = Result<T, tokio_postgres::Error>>,
     {
         let client = {
             let mut slot = self.client.lock().map_err(|_| err("store lock poisoned"))?;
             if slot.as_ref().is_none_or(|c| c.is_closed()) {
-                *slot = Some(Arc::new(self.block(connect(&self.url))?));
+                *slot = Some(Arc::new(Conn::new(self.block(connect(&self.url))?)));
             }
             slot.clone().ok_or_else(|| err("no connection"))?
         };
@@ -348,7 +425,33 @@ fn search_path(url: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::search_path;
+    use super::{Conn, connect, search_path};
+
+    #[tokio::test]
+    async fn a_statement_is_prepared_once_per_connection() {
+        let url = "postgres://postgres@127.0.0.1:5432/test";
+        let client = connect(url)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {url} is required for this test: {e}"));
+        let conn = Conn::new(client);
+        let one = conn.statement("SELECT 1").await.expect("prepare");
+        let again = conn.statement("SELECT 1").await.expect("prepared");
+        let other = conn.statement("SELECT 2").await.expect("prepare");
+        let row = conn.query_one("SELECT 1", &[]).await.expect("query");
+        assert_eq!(row.get::<_, i32>(0), 1);
+        // The server's own list of this session's prepared statements, all three handles alive:
+        // preparing on every use would show three.
+        let on_server = conn
+            .client
+            .query(
+                "SELECT statement FROM pg_prepared_statements WHERE statement IN ('SELECT 1', 'SELECT 2')",
+                &[],
+            )
+            .await
+            .expect("pg_prepared_statements");
+        assert_eq!(on_server.len(), 2, "{on_server:?}");
+        drop((one, again, other));
+    }
 
     #[test]
     fn search_path_is_read_from_the_url_options() {
