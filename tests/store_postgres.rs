@@ -9,6 +9,7 @@ use kaigo_hub::consent::{
 };
 use kaigo_hub::store::Store;
 use kaigo_hub::store::postgres::PostgresStore;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 const BASE: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -148,5 +149,78 @@ async fn an_unreachable_database_is_indeterminate_never_permit() {
     // A database that is not there at all: indeterminate.
     let gone = PostgresStore::connect("postgres://postgres@127.0.0.1:1/test").await;
     assert!(gone.is_err(), "connecting to a closed port fails at start");
+    drop_schema(&name).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delivery_keys_from_async_callers_agree_with_the_blocking_calls_and_survive_a_lost_connection()
+ {
+    let (name, url) = schema().await;
+    let store: Arc<dyn Store> = Arc::new(PostgresStore::connect(&url).await.expect("connect"));
+    // Another process, under another application name so only `store`'s connection is killed.
+    let other_url = url.replace("application_name=", "application_name=other_");
+    let other = PostgresStore::connect(&other_url)
+        .await
+        .expect("connect other");
+    assert!(
+        store.was_delivered_async("a/0/r").is_some(),
+        "PostgreSQL answers async callers without the blocking pool"
+    );
+    assert!(
+        !kaigo_hub::store::was_delivered(&store, "a/0/r")
+            .await
+            .unwrap()
+    );
+    let keys: Vec<String> = ["a/0/r", "a/1/r", "a/1/r"].map(String::from).into();
+    kaigo_hub::store::mark_delivered_all(&store, keys.clone())
+        .await
+        .unwrap();
+    for k in &keys {
+        assert!(
+            other.was_delivered(k).unwrap(),
+            "{k} seen by another process"
+        );
+    }
+    other.mark_delivered("b/0/r").unwrap();
+    assert!(
+        kaigo_hub::store::was_delivered(&store, "b/0/r")
+            .await
+            .unwrap()
+    );
+
+    // Kill the store's server connection: an async call may fail once (the caller retries), then
+    // the store connects again by itself and the answers are the same.
+    let (admin, conn) = tokio_postgres::connect(BASE, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let killed: i64 = admin
+        .query_one(
+            &format!(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                 WHERE application_name = '{name}' AND pid <> pg_backend_pid()"
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(killed, 1, "the store's one connection");
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        answers.push(kaigo_hub::store::was_delivered(&store, "b/0/r").await);
+    }
+    assert!(
+        answers.iter().all(|a| matches!(a, Ok(true) | Err(_))),
+        "never a wrong answer: {answers:?}"
+    );
+    assert!(
+        matches!(answers.last(), Some(Ok(true))),
+        "reconnects: {answers:?}"
+    );
+    kaigo_hub::store::mark_delivered_all(&store, vec!["c/0/r".into()])
+        .await
+        .unwrap();
+    assert!(other.was_delivered("c/0/r").unwrap());
     drop_schema(&name).await;
 }

@@ -20,7 +20,7 @@ use crate::bus::{BusError, Delivery, Props};
 use crate::consent::Category;
 use crate::mapping::{MappingSet, Rendered};
 use crate::sinks::Outbound;
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
 use std::collections::HashSet;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
@@ -98,8 +98,11 @@ async fn handle(hub: &Hub, d: Delivery, mut shutdown: watch::Receiver<bool>) {
         let Some(_claim) = Claim::take(&key, &mut shutdown).await else {
             return;
         };
-        let k = key.clone();
-        match store_retrying(hub, &mut shutdown, move |s| s.was_delivered(&k)).await {
+        match retrying(&mut shutdown, || {
+            crate::store::was_delivered(&hub.store, &key)
+        })
+        .await
+        {
             Some(true) => continue,
             Some(false) => {}
             None => return,
@@ -279,25 +282,15 @@ impl Drop for Claim {
     }
 }
 
-/// A store call retried with backoff while the store is unreachable: a brief database outage
-/// delays a delivery; it neither counts towards the delivery limit nor forgets a delivery key.
-/// `None` when shutdown was requested while waiting.
-async fn store_retrying<T: Send + 'static>(
-    hub: &Hub,
-    shutdown: &mut watch::Receiver<bool>,
-    call: impl Fn(&dyn Store) -> Result<T, StoreError> + Clone + Send + 'static,
-) -> Option<T> {
-    retrying(shutdown, || crate::store::call(&hub.store, call.clone())).await
-}
-
 /// Records a delivery key (in a group with the others waiting, [`super::keys`]), retried like
-/// [`store_retrying`].
+/// every store call of this hop ([`retrying`]).
 async fn record_retrying(hub: &Hub, shutdown: &mut watch::Receiver<bool>, key: &str) -> Option<()> {
     retrying(shutdown, || hub.delivery_keys.record(key.to_string())).await
 }
 
-/// Tries `attempt` until it succeeds, waiting 0.1 s, 0.2 s, … up to 10 s between tries;
-/// `None` when shutdown was requested while waiting.
+/// Tries `attempt` until it succeeds, waiting 0.1 s, 0.2 s, … up to 10 s between tries: a
+/// brief database outage delays a delivery; it neither counts towards the delivery limit nor
+/// forgets a delivery key. `None` when shutdown was requested while waiting.
 async fn retrying<T, F: Future<Output = Result<T, StoreError>>>(
     shutdown: &mut watch::Receiver<bool>,
     mut attempt: impl FnMut() -> F,

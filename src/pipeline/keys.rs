@@ -98,8 +98,7 @@ impl DeliveryKeys {
             };
             let keys: Vec<String> = group.iter().map(|(k, _)| k.clone()).collect();
             Metrics::inc(&self.metrics.delivery_key_groups);
-            let outcome =
-                crate::store::call(&self.store, move |s| s.mark_delivered_all(&keys)).await;
+            let outcome = crate::store::mark_delivered_all(&self.store, keys).await;
             for (_, tx) in group {
                 let _ = tx.send(outcome.clone());
             }

@@ -9,7 +9,12 @@ pub mod postgres;
 pub mod sqlite;
 
 use crate::consent::{Consent, ConsentError, ConsentRegistry, InMemoryRegistry, Subject};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+
+/// A store call made without the blocking pool, by a store whose client is async.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// Opens the store a database URL names: `postgres://…` / `postgresql://…`, otherwise a SQLite
 /// file path (optionally `sqlite://path`). Must run inside a tokio runtime.
@@ -68,12 +73,43 @@ pub trait Store: Send + Sync {
     fn mark_delivered_all(&self, keys: &[String]) -> Result<(), StoreError> {
         keys.iter().try_for_each(|k| self.mark_delivered(k))
     }
+    /// [`Store::was_delivered`] for an async caller, when the store's client is async
+    /// (PostgreSQL): the call then waits on the network without a blocking-pool thread. `None`
+    /// (the default): use the blocking call. The deliver hop asks this once per copy.
+    fn was_delivered_async<'a>(&'a self, _key: &'a str) -> Option<StoreFuture<'a, bool>> {
+        None
+    }
+    /// [`Store::mark_delivered_all`] for an async caller, as [`Store::was_delivered_async`].
+    fn mark_delivered_all_async<'a>(&'a self, _keys: &'a [String]) -> Option<StoreFuture<'a, ()>> {
+        None
+    }
     /// True when every call is local and takes microseconds (no network, no wait but a file
     /// lock), so an async caller may make it on its own thread: a hand-off to the blocking pool
     /// costs two thread switches, more than such a call. False (the default) hands calls off.
     fn inline(&self) -> bool {
         false
     }
+}
+
+/// [`Store::was_delivered`] from async code: the store's async path if it has one, otherwise as
+/// [`call`] makes it.
+pub async fn was_delivered(store: &Arc<dyn Store>, key: &str) -> Result<bool, StoreError> {
+    if let Some(answer) = store.was_delivered_async(key) {
+        return answer.await;
+    }
+    let key = key.to_string();
+    call(store, move |s| s.was_delivered(&key)).await
+}
+
+/// [`Store::mark_delivered_all`] from async code, as [`was_delivered`].
+pub async fn mark_delivered_all(
+    store: &Arc<dyn Store>,
+    keys: Vec<String>,
+) -> Result<(), StoreError> {
+    if let Some(done) = store.mark_delivered_all_async(&keys) {
+        return done.await;
+    }
+    call(store, move |s| s.mark_delivered_all(&keys)).await
 }
 
 /// Runs a store call from async code: on the caller's thread when the store is [`Store::inline`],

@@ -4,7 +4,7 @@
 //! its async client from there. A lost connection makes decisions `Indeterminate` (retried by the
 //! hops) and is re-established on the next call. Never a permit on doubt.
 
-use super::{Store, StoreError, apply_change};
+use super::{Store, StoreError, StoreFuture, apply_change};
 use crate::consent::{
     Consent, ConsentError, ConsentRegistry, Decision, IndeterminateReason, Question, Subject,
     decide_from,
@@ -47,6 +47,11 @@ CREATE TABLE IF NOT EXISTS xref (
     party TEXT NOT NULL, local_id TEXT NOT NULL, insurer TEXT NOT NULL, insured TEXT NOT NULL,
     PRIMARY KEY (party, local_id));
 CREATE TABLE IF NOT EXISTS delivered (key TEXT PRIMARY KEY, at TIMESTAMPTZ NOT NULL DEFAULT now());";
+
+const WAS_DELIVERED: &str = "SELECT 1 FROM delivered WHERE key = $1";
+// One statement: one round trip and one commit for the whole group.
+const MARK_DELIVERED_ALL: &str =
+    "INSERT INTO delivered(key) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING";
 
 async fn connect(url: &str) -> Result<Client, StoreError> {
     let (client, conn) = tokio_postgres::connect(url, NoTls).await.map_err(pg)?;
@@ -167,6 +172,26 @@ impl PostgresStore {
             slot.clone().ok_or_else(|| err("no connection"))?
         };
         self.block(f(client)).map_err(pg)
+    }
+
+    /// A live connection, for async callers: the current one, or a new one when it was lost.
+    async fn live(&self) -> Result<Arc<Conn>, StoreError> {
+        let current = self
+            .client
+            .lock()
+            .map_err(|_| err("store lock poisoned"))?
+            .clone();
+        if let Some(c) = current.filter(|c| !c.is_closed()) {
+            return Ok(c);
+        }
+        let fresh = Arc::new(Conn::new(connect(&self.url).await?));
+        let mut slot = self.client.lock().map_err(|_| err("store lock poisoned"))?;
+        // Another caller may have reconnected meanwhile: theirs stays, this one is dropped.
+        if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(c.clone());
+        }
+        *slot = Some(fresh.clone());
+        Ok(fresh)
     }
 
     /// Drives a future from blocking code: from a `spawn_blocking` thread (the hops) or, on a
@@ -368,28 +393,36 @@ impl Store for PostgresStore {
         let k = key.to_string();
         self.with(|c| {
             let k = k.clone();
-            async move {
-                Ok(c.query_opt("SELECT 1 FROM delivered WHERE key = $1", &[&k])
-                    .await?
-                    .is_some())
-            }
+            async move { Ok(c.query_opt(WAS_DELIVERED, &[&k]).await?.is_some()) }
         })
     }
 
     fn mark_delivered_all(&self, keys: &[String]) -> Result<(), StoreError> {
-        // One statement: one round trip and one commit for the whole group.
         let keys = keys.to_vec();
         self.with(|c| {
             let keys = keys.clone();
-            async move {
-                c.execute(
-                    "INSERT INTO delivered(key) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
-                    &[&keys],
-                )
+            async move { c.execute(MARK_DELIVERED_ALL, &[&keys]).await.map(|_| ()) }
+        })
+    }
+
+    fn was_delivered_async<'a>(&'a self, key: &'a str) -> Option<StoreFuture<'a, bool>> {
+        Some(Box::pin(async move {
+            let c = self.live().await?;
+            c.query_opt(WAS_DELIVERED, &[&key])
+                .await
+                .map(|row| row.is_some())
+                .map_err(pg)
+        }))
+    }
+
+    fn mark_delivered_all_async<'a>(&'a self, keys: &'a [String]) -> Option<StoreFuture<'a, ()>> {
+        Some(Box::pin(async move {
+            let c = self.live().await?;
+            c.execute(MARK_DELIVERED_ALL, &[&keys])
                 .await
                 .map(|_| ())
-            }
-        })
+                .map_err(pg)
+        }))
     }
 
     fn mark_delivered(&self, key: &str) -> Result<(), StoreError> {
