@@ -3,7 +3,9 @@
 //! idempotency keys that keep a recipient from getting a document twice. SQLite is the embedded
 //! default (`sqlite.rs`); PostgreSQL (`postgres.rs`) lets several hub processes share them. Every
 //! method is blocking: async callers hand a call to `spawn_blocking`, unless the store says its
-//! calls are local and take microseconds ([`Store::inline`]), as SQLite's are.
+//! calls are local and take microseconds ([`Store::inline`]), as SQLite's are. The two calls the
+//! deliver hop makes for every copy also have async forms ([`was_delivered`],
+//! [`mark_delivered_all`]), which PostgreSQL answers on its async client directly.
 
 pub mod postgres;
 pub mod sqlite;

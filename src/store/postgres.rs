@@ -1,7 +1,8 @@
 //! The PostgreSQL store (tokio-postgres) for several hub processes sharing consents, the subject
 //! cross-reference and delivery keys: same tables and the same grant/revoke rules as the SQLite
 //! store. The `Store` interface is blocking (hops call it from `spawn_blocking`); this file drives
-//! its async client from there. A lost connection makes decisions `Indeterminate` (retried by the
+//! its async client from there, except for the deliver hop's delivery-key calls, which await the
+//! client directly (`Store::was_delivered_async`, `Store::mark_delivered_all_async`). A lost connection makes decisions `Indeterminate` (retried by the
 //! hops) and is re-established on the next call. Never a permit on doubt.
 
 use super::{Store, StoreError, StoreFuture, apply_change};
