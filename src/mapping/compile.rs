@@ -335,6 +335,8 @@ impl<'f> Compiler<'f> {
         prefix: &str,
     ) -> Result<Vec<Step>, MappingError> {
         let mut steps: Vec<Step> = Vec::new();
+        // CSV columns written so far in this record, by number ("1" and "01" are one column).
+        let mut columns: Vec<(usize, &str)> = Vec::new();
         for (key, rule) in &fields.0 {
             let full = format!("{prefix}{}", key.value);
             if steps.iter().any(|s| s.name == full) {
@@ -344,6 +346,18 @@ impl<'f> Compiler<'f> {
             let resolved = self
                 .resolve_target(slot, &target, &key.value)
                 .map_err(|e| self.err(key, e))?;
+            if let (Slot::CsvRecord(_), Ok(n)) = (slot, key.value.parse::<usize>()) {
+                if let Some((_, first)) = columns.iter().find(|(c, _)| *c == n) {
+                    return Err(self.err(
+                        key,
+                        format!(
+                            "csv column {n} is mapped twice (`{first}` and `{}`)",
+                            key.value
+                        ),
+                    ));
+                }
+                columns.push((n, key.value.as_str()));
+            }
             let r = &rule.value;
             let kind = if let Some(each) = &r.each {
                 let Resolved::Array(item_slot) = resolved else {
@@ -797,6 +811,21 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("family, given, text"), "{s}");
+    }
+
+    #[test]
+    fn a_csv_column_written_twice_is_named_with_both_spellings() {
+        let text = "id: t\nversion: 1\nsource: { format: canonical }\n\
+                    target: { format: csv, columns: 3 }\nfields:\n  records[+]:\n    each: rows\n\
+                    \x20   fields:\n      \"1\": a\n      \"01\": b\n";
+        let e = compile(text).unwrap_err().to_string();
+        assert!(e.starts_with("mappings/t.yaml:10:7: "), "{e}");
+        assert!(
+            e.contains("csv column 1 is mapped twice (`1` and `01`)"),
+            "{e}"
+        );
+        // Distinct columns compile.
+        compile(&text.replace("\"01\": b", "\"2\": b")).expect("two columns");
     }
 
     #[test]
