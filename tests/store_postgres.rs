@@ -10,7 +10,7 @@ use kaigo_hub::consent::{
 use kaigo_hub::store::Store;
 use kaigo_hub::store::postgres::PostgresStore;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 const BASE: &str = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -222,5 +222,119 @@ async fn delivery_keys_from_async_callers_agree_with_the_blocking_calls_and_surv
         .await
         .unwrap();
     assert!(other.was_delivered("c/0/r").unwrap());
+    drop_schema(&name).await;
+}
+
+/// A TCP relay to the real server that can stop passing bytes on: a server that stopped
+/// answering (a network partition, a paused container), not one that refuses.
+struct Relay {
+    port: u16,
+    held: Arc<AtomicBool>,
+}
+
+async fn relay() -> Relay {
+    use tokio::net::{TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let held = Arc::new(AtomicBool::new(false));
+    let h = held.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let server = TcpStream::connect("127.0.0.1:5432")
+                .await
+                .expect("PostgreSQL on 127.0.0.1:5432");
+            let (cr, cw) = client.into_split();
+            let (sr, sw) = server.into_split();
+            tokio::spawn(pump(cr, sw, h.clone()));
+            tokio::spawn(pump(sr, cw, h.clone()));
+        }
+    });
+    Relay { port, held }
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    held: Arc<AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        while held.load(Ordering::SeqCst) {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        while held.load(Ordering::SeqCst) {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_that_stops_answering_fails_calls_in_bounded_time_and_they_work_again_after() {
+    let (name, _) = schema().await;
+    let relay = relay().await;
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{}/test?options=-csearch_path%3D{name}",
+        relay.port
+    );
+    let store: Arc<dyn Store> = Arc::new(PostgresStore::connect(&url).await.expect("connect"));
+    kaigo_hub::store::mark_delivered_all(&store, vec!["h/0/r".into()])
+        .await
+        .unwrap();
+
+    relay.held.store(true, Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    let blocking = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.was_delivered("h/0/r"))
+    };
+    let asynchronous = kaigo_hub::store::was_delivered(&store, "h/0/r");
+    let connecting = PostgresStore::connect(&url);
+    let (blocking, asynchronous, connecting) =
+        tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            tokio::join!(blocking, asynchronous, connecting)
+        })
+        .await
+        .expect("calls to a server that stopped answering must fail within 30 s, not wait for it");
+    let waited = started.elapsed();
+    for (what, outcome) in [
+        ("blocking call", blocking.expect("task").map(|_| ())),
+        ("async call", asynchronous.map(|_| ())),
+        ("new connection", connecting.map(|_| ())),
+    ] {
+        let e = outcome.expect_err(what).to_string();
+        assert!(e.contains("did not answer within 10 s"), "{what}: {e}");
+    }
+    assert!(
+        waited < std::time::Duration::from_secs(30),
+        "failed after {waited:?}"
+    );
+
+    relay.held.store(false, Ordering::SeqCst);
+    // The late answers are told apart from the next ones: the same connection answers right.
+    assert!(
+        kaigo_hub::store::was_delivered(&store, "h/0/r")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !kaigo_hub::store::was_delivered(&store, "h/1/r")
+            .await
+            .unwrap()
+    );
+    let store2 = store.clone();
+    assert!(
+        tokio::task::spawn_blocking(move || store2.was_delivered("h/0/r"))
+            .await
+            .unwrap()
+            .unwrap()
+    );
     drop_schema(&name).await;
 }

@@ -13,6 +13,7 @@ use crate::consent::{
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row, Statement};
 
@@ -54,8 +55,33 @@ const WAS_DELIVERED: &str = "SELECT 1 FROM delivered WHERE key = $1";
 const MARK_DELIVERED_ALL: &str =
     "INSERT INTO delivered(key) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING";
 
+/// How long connecting, or one statement, may take before the call fails (and its caller
+/// retries, as for a refused connection): a server that stopped answering (a network partition, a
+/// paused container) is reported in the hops' warnings instead of holding them silently.
+const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+
+fn no_answer(what: &str) -> StoreError {
+    StoreError(format!(
+        "PostgreSQL did not answer within {} s ({what})",
+        ANSWER_WITHIN.as_secs()
+    ))
+}
+
+/// `call`, failing when the server does not answer within [`ANSWER_WITHIN`].
+async fn within<T>(
+    call: impl Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(ANSWER_WITHIN, call).await {
+        Ok(answer) => answer.map_err(pg),
+        Err(_) => Err(no_answer("a statement")),
+    }
+}
+
 async fn connect(url: &str) -> Result<Client, StoreError> {
-    let (client, conn) = tokio_postgres::connect(url, NoTls).await.map_err(pg)?;
+    let (client, conn) = tokio::time::timeout(ANSWER_WITHIN, tokio_postgres::connect(url, NoTls))
+        .await
+        .map_err(|_| no_answer("connecting"))?
+        .map_err(pg)?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::warn!(error = %e, "PostgreSQL connection ended");
@@ -146,12 +172,9 @@ impl PostgresStore {
         let client = connect(url).await?;
         // A schema named by `options=-csearch_path=NAME` (one per deployment or test) is created.
         if let Some(schema) = search_path(url) {
-            client
-                .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
-                .await
-                .map_err(pg)?;
+            within(client.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))).await?;
         }
-        client.batch_execute(SCHEMA).await.map_err(pg)?;
+        within(client.batch_execute(SCHEMA)).await?;
         Ok(PostgresStore {
             url: url.to_string(),
             client: Mutex::new(Some(Arc::new(Conn::new(client)))),
@@ -172,7 +195,7 @@ impl PostgresStore {
             }
             slot.clone().ok_or_else(|| err("no connection"))?
         };
-        self.block(f(client)).map_err(pg)
+        self.block(within(f(client)))
     }
 
     /// A live connection, for async callers: the current one, or a new one when it was lost.
@@ -409,20 +432,18 @@ impl Store for PostgresStore {
     fn was_delivered_async<'a>(&'a self, key: &'a str) -> Option<StoreFuture<'a, bool>> {
         Some(Box::pin(async move {
             let c = self.live().await?;
-            c.query_opt(WAS_DELIVERED, &[&key])
+            within(c.query_opt(WAS_DELIVERED, &[&key]))
                 .await
                 .map(|row| row.is_some())
-                .map_err(pg)
         }))
     }
 
     fn mark_delivered_all_async<'a>(&'a self, keys: &'a [String]) -> Option<StoreFuture<'a, ()>> {
         Some(Box::pin(async move {
             let c = self.live().await?;
-            c.execute(MARK_DELIVERED_ALL, &[&keys])
+            within(c.execute(MARK_DELIVERED_ALL, &[&keys]))
                 .await
                 .map(|_| ())
-                .map_err(pg)
         }))
     }
 
