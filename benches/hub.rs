@@ -746,7 +746,7 @@ fn grant(hub: &Hub, id: &Identified, recipient: &str) -> Result<(), String> {
         .enumerate()
         {
             let c = Consent {
-                id: format!("bench-{i}-{j}")
+                id: format!("bench-{}-{i}-{j}", id.category)
                     .parse()
                     .map_err(|e: kaigo_hub::consent::ValueError| e.to_string())?,
                 subject: s.clone(),

@@ -225,6 +225,43 @@ async fn delivery_keys_from_async_callers_agree_with_the_blocking_calls_and_surv
     drop_schema(&name).await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn the_first_linked_local_id_resolves_the_same_on_postgresql_and_sqlite() {
+    let (name, url) = schema().await;
+    let pg: Arc<dyn Store> = Arc::new(PostgresStore::connect(&url).await.expect("connect"));
+    assert!(
+        pg.resolve_async("1310000001", &["x".to_string()]).is_some(),
+        "PostgreSQL resolves without the blocking pool"
+    );
+    let lite: Arc<dyn Store> =
+        Arc::new(kaigo_hub::store::sqlite::SqliteStore::in_memory().expect("sqlite"));
+    let first = Subject::new("131011", "0000100001").unwrap();
+    let second = Subject::new("131011", "0000100002").unwrap();
+    for store in [&pg, &lite] {
+        store.link("1310000001", "P-2", &second).unwrap();
+        store.link("1310000001", "P-1", &first).unwrap();
+        // Another party's link for the same local id must not count.
+        store.link("1310000002", "P-3", &first).unwrap();
+    }
+    let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    for (asked, expected) in [
+        (ids(&["P-1", "P-2"]), Some(&first)),
+        (ids(&["P-2", "P-1"]), Some(&second)),
+        (ids(&["unknown", "P-2"]), Some(&second)),
+        (ids(&["P-3"]), None),
+        (ids(&["unknown"]), None),
+        (ids(&[]), None),
+    ] {
+        for (kind, store) in [("postgres", &pg), ("sqlite", &lite)] {
+            let got = kaigo_hub::store::resolve_first(store, "1310000001", asked.clone())
+                .await
+                .unwrap();
+            assert_eq!(got.as_ref(), expected, "{kind}: {asked:?}");
+        }
+    }
+    drop_schema(&name).await;
+}
+
 /// A TCP relay to the real server that can stop passing bytes on: a server that stopped
 /// answering (a network partition, a paused container), not one that refuses.
 struct Relay {

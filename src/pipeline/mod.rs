@@ -252,17 +252,9 @@ impl Hub {
             })
             .filter_map(|i| i.value.clone())
             .collect();
-        let source = source.to_string();
-        crate::store::call(&self.store, move |store| {
-            for id in ids {
-                if let Some(s) = store.resolve(&source, &id)? {
-                    return Ok(Some(s));
-                }
-            }
-            Ok(None)
-        })
-        .await
-        .map_err(|e| e.0)
+        crate::store::resolve_first(&self.store, source, ids)
+            .await
+            .map_err(|e| e.0)
     }
 
     /// [`Hub::subject_of`], retried with backoff while the store is unreachable (a brief database

@@ -4,8 +4,9 @@
 //! default (`sqlite.rs`); PostgreSQL (`postgres.rs`) lets several hub processes share them. Every
 //! method is blocking: async callers hand a call to `spawn_blocking`, unless the store says its
 //! calls are local and take microseconds ([`Store::inline`]), as SQLite's are. The two calls the
-//! deliver hop makes for every copy also have async forms ([`was_delivered`],
-//! [`mark_delivered_all`]), which PostgreSQL answers on its async client directly.
+//! deliver hop makes for every copy, and the subject lookup ingress and translate make for every
+//! message without a `subject`, also have async forms ([`was_delivered`], [`mark_delivered_all`],
+//! [`resolve_first`]), which PostgreSQL answers on its async client directly.
 
 pub mod postgres;
 pub mod sqlite;
@@ -85,6 +86,16 @@ pub trait Store: Send + Sync {
     fn mark_delivered_all_async<'a>(&'a self, _keys: &'a [String]) -> Option<StoreFuture<'a, ()>> {
         None
     }
+    /// The subject `party` knows under the first of `local_ids` that is linked, for an async
+    /// caller, as [`Store::was_delivered_async`]: one round trip for all of them. `None` (the
+    /// default): [`resolve_first`] asks [`Store::resolve`] for each id in turn.
+    fn resolve_async<'a>(
+        &'a self,
+        _party: &'a str,
+        _local_ids: &'a [String],
+    ) -> Option<StoreFuture<'a, Option<Subject>>> {
+        None
+    }
     /// True when every call is local and takes microseconds (no network, no wait but a file
     /// lock), so an async caller may make it on its own thread: a hand-off to the blocking pool
     /// costs two thread switches, more than such a call. False (the default) hands calls off.
@@ -112,6 +123,31 @@ pub async fn mark_delivered_all(
         return done.await;
     }
     call(store, move |s| s.mark_delivered_all(&keys)).await
+}
+
+/// The subject `party` knows under the first of `local_ids` (in their order) that is linked:
+/// the store's async path if it has one, otherwise one [`call`] that tries them in turn.
+pub async fn resolve_first(
+    store: &Arc<dyn Store>,
+    party: &str,
+    local_ids: Vec<String>,
+) -> Result<Option<Subject>, StoreError> {
+    if local_ids.is_empty() {
+        return Ok(None);
+    }
+    if let Some(answer) = store.resolve_async(party, &local_ids) {
+        return answer.await;
+    }
+    let party = party.to_string();
+    call(store, move |s| {
+        for id in &local_ids {
+            if let Some(subject) = s.resolve(&party, id)? {
+                return Ok(Some(subject));
+            }
+        }
+        Ok(None)
+    })
+    .await
 }
 
 /// Runs a store call from async code: on the caller's thread when the store is [`Store::inline`],

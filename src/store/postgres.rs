@@ -1,8 +1,9 @@
 //! The PostgreSQL store (tokio-postgres) for several hub processes sharing consents, the subject
 //! cross-reference and delivery keys: same tables and the same grant/revoke rules as the SQLite
 //! store. The `Store` interface is blocking (hops call it from `spawn_blocking`); this file drives
-//! its async client from there, except for the deliver hop's delivery-key calls, which await the
-//! client directly (`Store::was_delivered_async`, `Store::mark_delivered_all_async`). A lost connection makes decisions `Indeterminate` (retried by the
+//! its async client from there, except for the per-message calls (the deliver hop's delivery keys,
+//! the subject lookup), which await the client directly (`Store::was_delivered_async`,
+//! `Store::mark_delivered_all_async`, `Store::resolve_async`). A lost connection makes decisions `Indeterminate` (retried by the
 //! hops) and is re-established on the next call. Never a permit on doubt.
 
 use super::{Store, StoreError, StoreFuture, apply_change};
@@ -50,6 +51,9 @@ CREATE TABLE IF NOT EXISTS xref (
     PRIMARY KEY (party, local_id));
 CREATE TABLE IF NOT EXISTS delivered (key TEXT PRIMARY KEY, at TIMESTAMPTZ NOT NULL DEFAULT now());";
 
+// Every linked id at once; the caller picks the first in its own order.
+const RESOLVE: &str =
+    "SELECT local_id, insurer, insured FROM xref WHERE party = $1 AND local_id = ANY($2)";
 const WAS_DELIVERED: &str = "SELECT 1 FROM delivered WHERE key = $1";
 // One statement: one round trip and one commit for the whole group.
 const MARK_DELIVERED_ALL: &str =
@@ -427,6 +431,26 @@ impl Store for PostgresStore {
             let keys = keys.clone();
             async move { c.execute(MARK_DELIVERED_ALL, &[&keys]).await.map(|_| ()) }
         })
+    }
+
+    fn resolve_async<'a>(
+        &'a self,
+        party: &'a str,
+        local_ids: &'a [String],
+    ) -> Option<StoreFuture<'a, Option<Subject>>> {
+        Some(Box::pin(async move {
+            let c = self.live().await?;
+            let rows = within(c.query(RESOLVE, &[&party, &local_ids])).await?;
+            let linked = |id: &String| {
+                rows.iter()
+                    .find(|r| r.get::<_, &str>(0) == id.as_str())
+                    .map(|r| (r.get::<_, String>(1), r.get::<_, String>(2)))
+            };
+            match local_ids.iter().find_map(linked) {
+                None => Ok(None),
+                Some((a, b)) => Subject::new(&a, &b).map(Some).map_err(err),
+            }
+        }))
     }
 
     fn was_delivered_async<'a>(&'a self, key: &'a str) -> Option<StoreFuture<'a, bool>> {
