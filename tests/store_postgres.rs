@@ -375,3 +375,77 @@ async fn a_server_that_stops_answering_fails_calls_in_bounded_time_and_they_work
     );
     drop_schema(&name).await;
 }
+
+/// A blocking call that reconnects (a hop on the blocking pool) while an async call on a runtime
+/// worker needs the connection too: the blocking one must not hold anything the worker then waits
+/// on, since the connection it waits for is driven by that worker. One worker, so a worker stuck
+/// on a lock stops the runtime outright; the test watches from outside the runtime.
+#[test]
+fn a_reconnecting_blocking_call_does_not_stall_async_callers_on_the_runtime() {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        // Spawned, so the calls run on the one worker (`block_on`'s own future would run on
+        // this thread, leaving the worker free to drive the connection).
+        let outcome = rt.block_on(rt.spawn(async {
+            let (name, _) = schema().await;
+            let relay = relay().await;
+            let url = format!(
+                "postgres://postgres@127.0.0.1:{}/test?options=-csearch_path%3D{name}&application_name={name}",
+                relay.port
+            );
+            let store: Arc<dyn Store> =
+                Arc::new(PostgresStore::connect(&url).await.expect("connect"));
+            kaigo_hub::store::mark_delivered_all(&store, vec!["s/0/r".into()])
+                .await
+                .unwrap();
+            // The store's connection is lost, and new ones stall (a server coming back slowly).
+            let (admin, conn) = tokio_postgres::connect(BASE, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            admin
+                .execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE application_name = $1 AND pid <> pg_backend_pid()",
+                    &[&name],
+                )
+                .await
+                .unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            relay.held.store(true, Ordering::SeqCst);
+            let blocking = {
+                let store = store.clone();
+                tokio::task::spawn_blocking(move || store.was_delivered("s/0/r"))
+            };
+            // Let the blocking call start connecting before the async one asks.
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            let asynchronous = kaigo_hub::store::was_delivered(&store, "s/0/r").await;
+            let blocking = blocking.await.expect("task");
+            relay.held.store(false, Ordering::SeqCst);
+            let after = kaigo_hub::store::was_delivered(&store, "s/0/r").await;
+            drop_schema(&name).await;
+            (blocking.is_err(), asynchronous.is_err(), after)
+        }));
+        let _ = done.send(outcome);
+    });
+    let (blocking_failed, async_failed, after) = finished
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect(
+            "the runtime stalled: an async call waited on a lock a reconnecting blocking call held",
+        )
+        .expect("the test task panicked");
+    assert!(
+        blocking_failed,
+        "the stalled reconnect fails within its bound"
+    );
+    assert!(async_failed, "so does the async call's own reconnect");
+    assert!(
+        after.expect("works once the server answers"),
+        "s/0/r was recorded"
+    );
+}

@@ -192,29 +192,38 @@ impl PostgresStore {
         F: FnOnce(Arc<Conn>) -> Fut,
         Fut: Future<Output = Result<T, tokio_postgres::Error>>,
     {
-        let client = {
-            let mut slot = self.client.lock().map_err(|_| err("store lock poisoned"))?;
-            if slot.as_ref().is_none_or(|c| c.is_closed()) {
-                *slot = Some(Arc::new(Conn::new(self.block(connect(&self.url))?)));
-            }
-            slot.clone().ok_or_else(|| err("no connection"))?
+        let client = match self.current()? {
+            Some(c) => c,
+            None => self.install(Arc::new(Conn::new(self.block(connect(&self.url))?)))?,
         };
         self.block(within(f(client)))
     }
 
     /// A live connection, for async callers: the current one, or a new one when it was lost.
     async fn live(&self) -> Result<Arc<Conn>, StoreError> {
-        let current = self
+        match self.current()? {
+            Some(c) => Ok(c),
+            None => self.install(Arc::new(Conn::new(connect(&self.url).await?))),
+        }
+    }
+
+    /// The connection in use, unless it was lost. The lock is held only to copy the slot, never
+    /// while connecting: async callers take it on runtime workers, and a worker blocked on it
+    /// while a blocking-pool thread connected under it would stop the very I/O driver that
+    /// connection waits on (seen as a hang of every hop during a database outage).
+    fn current(&self) -> Result<Option<Arc<Conn>>, StoreError> {
+        Ok(self
             .client
             .lock()
             .map_err(|_| err("store lock poisoned"))?
-            .clone();
-        if let Some(c) = current.filter(|c| !c.is_closed()) {
-            return Ok(c);
-        }
-        let fresh = Arc::new(Conn::new(connect(&self.url).await?));
+            .clone()
+            .filter(|c| !c.is_closed()))
+    }
+
+    /// Puts a new connection in the slot, unless another caller reconnected meanwhile: theirs
+    /// stays and `fresh` is dropped.
+    fn install(&self, fresh: Arc<Conn>) -> Result<Arc<Conn>, StoreError> {
         let mut slot = self.client.lock().map_err(|_| err("store lock poisoned"))?;
-        // Another caller may have reconnected meanwhile: theirs stays, this one is dropped.
         if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
             return Ok(c.clone());
         }
