@@ -262,6 +262,50 @@ async fn the_first_linked_local_id_resolves_the_same_on_postgresql_and_sqlite() 
     drop_schema(&name).await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn the_async_consent_read_agrees_with_the_registry_and_is_never_a_permit_on_failure() {
+    let (name, url) = schema().await;
+    let store = Arc::new(PostgresStore::connect(&url).await.expect("connect"));
+    let subject = question().subject;
+    let read = |store: Arc<PostgresStore>| async move {
+        let subject = question().subject;
+        store
+            .consents_of_async(&subject)
+            .expect("PostgreSQL reads consents without the blocking pool")
+            .await
+    };
+    assert_eq!(read(store.clone()).await.unwrap(), vec![], "none yet");
+    store.consents().grant(consent("pg-b")).unwrap();
+    store.consents().grant(consent("pg-a")).unwrap();
+    store
+        .consents()
+        .revoke("pg-b", "2025-06-01T00:00:00Z")
+        .unwrap();
+    let got = read(store.clone()).await.unwrap();
+    assert_eq!(got, store.consents().consents_of(&subject).unwrap());
+    assert_eq!(
+        got.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+        ["pg-a", "pg-b"],
+        "ordered by id, the revoked one too"
+    );
+    assert_eq!(
+        kaigo_hub::consent::decide_from(got.iter(), &question()),
+        store.consents().decide(&question())
+    );
+    // The consents cannot be read (here: their table is gone): the read fails, so the caller
+    // decides indeterminate; it never answers an empty list.
+    let gone = Arc::new(PostgresStore::connect(&url).await.expect("connect"));
+    let (admin, conn) = tokio_postgres::connect(BASE, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    admin
+        .batch_execute(&format!("DROP SCHEMA {name} CASCADE"))
+        .await
+        .unwrap();
+    assert!(read(gone).await.is_err(), "a failed read is an error");
+}
+
 /// A TCP relay to the real server that can stop passing bytes on: a server that stopped
 /// answering (a network partition, a paused container), not one that refuses.
 struct Relay {

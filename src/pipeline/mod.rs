@@ -345,7 +345,8 @@ impl Hub {
     }
 
     /// The registry's answer: from this process's cache when it holds the subject, otherwise from
-    /// the store (and the cache keeps what the store said, unless a change arrived meanwhile).
+    /// the store (and the cache keeps what the store said, unless a change arrived meanwhile):
+    /// read on the store's async path when it has one, decided here by the shared rule.
     async fn decision(&self, q: Question) -> Decision {
         let ticket = match self.consent_cache.as_ref().map(|c| c.decide(&q)) {
             Some(Ok(d)) => {
@@ -355,6 +356,20 @@ impl Hub {
             Some(Err(ticket)) => ticket,
             None => None,
         };
+        if let Some(read) = self.store.consents_of_async(&q.subject) {
+            return match read.await {
+                Ok(consents) => {
+                    let d = decide_from(consents.iter(), &q);
+                    if let (Some(ticket), Some(cache)) = (ticket, &self.consent_cache) {
+                        cache.put(ticket, &q.subject, consents);
+                    }
+                    d
+                }
+                Err(e) => Decision::Indeterminate {
+                    reason: IndeterminateReason::RegistryUnavailable { detail: e.0 },
+                },
+            };
+        }
         let cache = self.consent_cache.clone();
         crate::store::call(&self.store, move |store| {
             Ok(match (ticket, cache) {

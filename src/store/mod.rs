@@ -4,9 +4,10 @@
 //! default (`sqlite.rs`); PostgreSQL (`postgres.rs`) lets several hub processes share them. Every
 //! method is blocking: async callers hand a call to `spawn_blocking`, unless the store says its
 //! calls are local and take microseconds ([`Store::inline`]), as SQLite's are. The two calls the
-//! deliver hop makes for every copy, and the subject lookup ingress and translate make for every
-//! message without a `subject`, also have async forms ([`was_delivered`], [`mark_delivered_all`],
-//! [`resolve_first`]), which PostgreSQL answers on its async client directly.
+//! deliver hop makes for every copy, the subject lookup ingress and translate make for every
+//! message without a `subject`, and the consent read behind every decision also have async forms
+//! ([`was_delivered`], [`mark_delivered_all`], [`resolve_first`], [`Store::consents_of_async`]),
+//! which PostgreSQL answers on its async client directly.
 
 pub mod postgres;
 pub mod sqlite;
@@ -94,6 +95,16 @@ pub trait Store: Send + Sync {
         _party: &'a str,
         _local_ids: &'a [String],
     ) -> Option<StoreFuture<'a, Option<Subject>>> {
+        None
+    }
+    /// The consents of one subject (revoked ones too, ordered by id), as the registry's
+    /// `consents_of`, for an async caller, as [`Store::was_delivered_async`]. The hub decides
+    /// from them itself (`consent::decide_from`, the rule every registry shares). `None` (the
+    /// default): the decision is made by the blocking registry.
+    fn consents_of_async<'a>(
+        &'a self,
+        _subject: &'a Subject,
+    ) -> Option<StoreFuture<'a, Vec<Consent>>> {
         None
     }
     /// True when every call is local and takes microseconds (no network, no wait but a file

@@ -2,8 +2,9 @@
 //! cross-reference and delivery keys: same tables and the same grant/revoke rules as the SQLite
 //! store. The `Store` interface is blocking (hops call it from `spawn_blocking`); this file drives
 //! its async client from there, except for the per-message calls (the deliver hop's delivery keys,
-//! the subject lookup), which await the client directly (`Store::was_delivered_async`,
-//! `Store::mark_delivered_all_async`, `Store::resolve_async`). A lost connection makes decisions `Indeterminate` (retried by the
+//! the subject lookup, the consent read behind a decision), which await the client directly
+//! (`Store::was_delivered_async`, `Store::mark_delivered_all_async`, `Store::resolve_async`,
+//! `Store::consents_of_async`). A lost connection makes decisions `Indeterminate` (retried by the
 //! hops) and is re-established on the next call. Never a permit on doubt.
 
 use super::{Store, StoreError, StoreFuture, apply_change};
@@ -51,6 +52,8 @@ CREATE TABLE IF NOT EXISTS xref (
     PRIMARY KEY (party, local_id));
 CREATE TABLE IF NOT EXISTS delivered (key TEXT PRIMARY KEY, at TIMESTAMPTZ NOT NULL DEFAULT now());";
 
+const CONSENTS_OF: &str =
+    "SELECT body FROM consents WHERE insurer = $1 AND insured = $2 ORDER BY id";
 // Every linked id at once; the caller picks the first in its own order.
 const RESOLVE: &str =
     "SELECT local_id, insurer, insured FROM xref WHERE party = $1 AND local_id = ANY($2)";
@@ -340,7 +343,7 @@ impl ConsentRegistry for PostgresStore {
 
     fn consents_of(&self, s: &Subject) -> Result<Vec<Consent>, ConsentError> {
         self.rows(
-            "SELECT body FROM consents WHERE insurer = $1 AND insured = $2 ORDER BY id",
+            CONSENTS_OF,
             Some((
                 s.insurer_number.as_str().to_string(),
                 s.insured_number.as_str().to_string(),
@@ -440,6 +443,26 @@ impl Store for PostgresStore {
             let keys = keys.clone();
             async move { c.execute(MARK_DELIVERED_ALL, &[&keys]).await.map(|_| ()) }
         })
+    }
+
+    fn consents_of_async<'a>(
+        &'a self,
+        subject: &'a Subject,
+    ) -> Option<StoreFuture<'a, Vec<Consent>>> {
+        Some(Box::pin(async move {
+            let c = self.live().await?;
+            let (insurer, insured) = (
+                subject.insurer_number.as_str(),
+                subject.insured_number.as_str(),
+            );
+            let rows = within(c.query(CONSENTS_OF, &[&insurer, &insured])).await?;
+            rows.iter()
+                .map(|r| {
+                    serde_json::from_str(r.get::<_, &str>(0))
+                        .map_err(|e| err(format!("stored consent is unreadable: {e}")))
+                })
+                .collect()
+        }))
     }
 
     fn resolve_async<'a>(
