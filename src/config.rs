@@ -57,6 +57,12 @@ pub struct Config {
     /// backstop for a change made by a process that could not announce it. `0` = read the store
     /// at every decision. Env `KAIGO_CONSENT_CACHE_SECS`.
     pub consent_cache_secs: u64,
+    /// Days a delivery key (envelope, document, recipient: what keeps a recipient from getting a
+    /// copy twice) is kept; older keys are forgotten once an hour. `0` (the default) keeps them
+    /// forever. Set it longer than any message may wait in a queue or in `dead`/`quarantine`
+    /// before a `replay`: a copy redelivered after its key was forgotten is sent again.
+    /// Env `KAIGO_DELIVERED_KEEP_DAYS`.
+    pub delivered_keep_days: u64,
     /// PEM file with the HTTP listener's certificate chain, leaf first. Set together with
     /// `tls_key`, the HTTP source serves HTTPS (rustls) instead of plain HTTP.
     /// Env `KAIGO_TLS_CERT`.
@@ -125,6 +131,7 @@ impl Default for Config {
             poll_ms: 500,
             watch_mappings: false,
             consent_cache_secs: 30,
+            delivered_keep_days: 0,
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
@@ -153,6 +160,7 @@ pub const KEYS: &[&str] = &[
     "poll_ms",
     "watch_mappings",
     "consent_cache_secs",
+    "delivered_keep_days",
     "tls_cert",
     "tls_key",
     "tls_client_ca",
@@ -237,6 +245,9 @@ impl Config {
         }
         if let Some(v) = get("KAIGO_CONSENT_CACHE_SECS") {
             self.consent_cache_secs = num("KAIGO_CONSENT_CACHE_SECS", v)?;
+        }
+        if let Some(v) = get("KAIGO_DELIVERED_KEEP_DAYS") {
+            self.delivered_keep_days = num("KAIGO_DELIVERED_KEEP_DAYS", v)?;
         }
         if let Some(v) = get("KAIGO_TLS_CERT") {
             self.tls_cert = Some(v).filter(|s| !s.is_empty()).map(PathBuf::from);
@@ -502,5 +513,20 @@ mod tests {
         for key in ["push_ca", "push_client_cert", "push_client_key"] {
             assert!(KEYS.contains(&key), "{key} is in KEYS");
         }
+    }
+
+    #[test]
+    fn delivery_keys_are_kept_forever_unless_delivered_keep_days_says_otherwise() {
+        assert_eq!(Config::default().delivered_keep_days, 0);
+        let mut c: Config = toml::from_str("delivered_keep_days = 90").expect("known key");
+        assert_eq!(c.delivered_keep_days, 90);
+        c.apply_env(|k| (k == "KAIGO_DELIVERED_KEEP_DAYS").then(|| "30".into()))
+            .unwrap();
+        assert_eq!(c.delivered_keep_days, 30);
+        let e = c
+            .apply_env(|k| (k == "KAIGO_DELIVERED_KEEP_DAYS").then(|| "a month".into()))
+            .unwrap_err();
+        assert!(e.contains("KAIGO_DELIVERED_KEEP_DAYS"), "{e}");
+        assert!(KEYS.contains(&"delivered_keep_days"));
     }
 }

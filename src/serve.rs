@@ -144,6 +144,15 @@ pub async fn start(cfg: &Config) -> Result<Running, String> {
             },
         )));
     }
+    if cfg.delivered_keep_days > 0 {
+        tasks.push(tokio::spawn(crate::pipeline::keys::expire(
+            hub.store.clone(),
+            hub.metrics.clone(),
+            std::time::Duration::from_secs(cfg.delivered_keep_days.saturating_mul(86_400)),
+            std::time::Duration::from_secs(3_600),
+            rx.clone(),
+        )));
+    }
     if let Some(cache) = &hub.consent_cache {
         tasks.push(tokio::spawn(crate::pipeline::consent_feed::run(
             hub.bus.clone(),

@@ -753,3 +753,64 @@ async fn metadata_health_and_metrics_have_their_shapes_and_stop_closes_the_port(
         "the port is closed after stop"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_forgets_delivery_keys_older_than_delivered_keep_days() {
+    let dir = TempDir::new();
+    let data = dir.0.join("data");
+    std::fs::create_dir_all(&data).expect("data dir");
+    // A store from an earlier run: one key recorded ten days ago, one just now.
+    {
+        let store = kaigo_hub::store::sqlite::SqliteStore::open(&data.join("kaigo-hub.sqlite"))
+            .expect("sqlite");
+        use kaigo_hub::store::Store;
+        store.mark_delivered("old/0/r").unwrap();
+        store.mark_delivered("new/0/r").unwrap();
+    }
+    rusqlite::Connection::open(data.join("kaigo-hub.sqlite"))
+        .and_then(|c| {
+            c.execute(
+                "UPDATE delivered SET at = datetime('now', '-10 days') WHERE key = 'old/0/r'",
+                [],
+            )
+        })
+        .expect("backdate");
+    // The repository's parties, their inboxes and outboxes moved into the temp dir.
+    let parties = std::fs::read_to_string(repo("parties.yaml"))
+        .expect("parties.yaml")
+        .replace("data/", &format!("{}/", dir.0.display()));
+    let parties_path = dir.0.join("parties.yaml");
+    std::fs::write(&parties_path, parties).expect("write parties");
+    let mut cfg = Config {
+        http_addr: "127.0.0.1:0".into(),
+        mllp_addr: "127.0.0.1:0".into(),
+        data_dir: data,
+        parties: parties_path,
+        mappings: repo("mappings"),
+        prefix: "test".into(),
+        delivered_keep_days: 7,
+        ..Default::default()
+    };
+    cfg.poll_ms = 60_000;
+    let running = serve::start(&cfg).await.expect("hub starts");
+    let addr = running.http_addr;
+    let mut text = String::new();
+    for _ in 0..200 {
+        text = get(addr, "/metrics", None).await.text();
+        if text
+            .lines()
+            .any(|l| l == "kaigo_delivery_keys_forgotten_total 1")
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(
+        text.lines()
+            .any(|l| l == "kaigo_delivery_keys_forgotten_total 1"),
+        "{text}"
+    );
+    assert!(!running.hub.store.was_delivered("old/0/r").unwrap());
+    assert!(running.hub.store.was_delivered("new/0/r").unwrap());
+    running.stop().await;
+}

@@ -306,6 +306,35 @@ async fn the_async_consent_read_agrees_with_the_registry_and_is_never_a_permit_o
     assert!(read(gone).await.is_err(), "a failed read is an error");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn delivery_keys_older_than_the_bound_are_forgotten_in_batches_the_rest_kept() {
+    let (name, url) = schema().await;
+    let store = PostgresStore::connect(&url).await.expect("connect");
+    let keys: Vec<String> = (0..5).map(|i| format!("old{i}/0/r")).collect();
+    store.mark_delivered_all(&keys).unwrap();
+    let (admin, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    admin
+        .batch_execute("UPDATE delivered SET at = now() - interval '10 days' WHERE key LIKE 'old%'")
+        .await
+        .unwrap();
+    store.mark_delivered("new/0/r").unwrap();
+    let week = std::time::Duration::from_secs(7 * 86_400);
+    assert_eq!(store.forget_delivered(week, 3).unwrap(), 3, "a full batch");
+    assert_eq!(store.forget_delivered(week, 3).unwrap(), 2, "the rest");
+    assert_eq!(store.forget_delivered(week, 3).unwrap(), 0, "none left");
+    for k in &keys {
+        assert!(!store.was_delivered(k).unwrap(), "{k} forgotten");
+    }
+    assert!(
+        store.was_delivered("new/0/r").unwrap(),
+        "a recent key is kept"
+    );
+    drop_schema(&name).await;
+}
+
 /// A TCP relay to the real server that can stop passing bytes on: a server that stopped
 /// answering (a network partition, a paused container), not one that refuses.
 struct Relay {

@@ -35,6 +35,8 @@ use std::path::PathBuf;
   watch_mappings KAIGO_WATCH_MAPPINGS reload changed mapping files (same as --watch)      [false]
   consent_cache_secs KAIGO_CONSENT_CACHE_SECS  seconds a process may reuse a person's consents
                 between changes announced on <prefix>.consent (RabbitMQ only; 0 = off)  [30]
+  delivered_keep_days KAIGO_DELIVERED_KEEP_DAYS  days a delivery key (no copy twice to a
+                recipient) is kept; longer than any replay may come; 0 = forever      [0]
 Log level: RUST_LOG (e.g. RUST_LOG=kaigo_hub=debug).
 
 Example: KAIGO_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f kaigo-hub serve"

@@ -106,6 +106,67 @@ impl DeliveryKeys {
     }
 }
 
+/// Keys forgotten per store call: each call is short, so the hops' own store calls are not held
+/// up behind one long `DELETE`.
+const FORGET_BATCH: usize = 1_000;
+
+/// Forgets the delivery keys recorded more than `keep` ago, in batches, off the hops' threads;
+/// returns how many. A copy redelivered after its key was forgotten would be sent again, so
+/// `keep` must outlast any redelivery or replay that may still come.
+pub async fn forget_older_than(
+    store: &Arc<dyn Store>,
+    metrics: &Metrics,
+    keep: std::time::Duration,
+) -> Result<u64, StoreError> {
+    let mut total = 0u64;
+    loop {
+        let s = store.clone();
+        let n = tokio::task::spawn_blocking(move || s.forget_delivered(keep, FORGET_BATCH))
+            .await
+            .unwrap_or_else(|e| Err(StoreError(e.to_string())))?;
+        total += n as u64;
+        metrics
+            .delivery_keys_forgotten
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        if n < FORGET_BATCH {
+            return Ok(total);
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+/// `serve`'s expiry of delivery keys (`delivered_keep_days` > 0): at start and then every
+/// `every`, forgets the keys older than `keep`; a store error is logged and tried again at the
+/// next turn. Ends when `shutdown` turns true.
+pub async fn expire(
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    keep: std::time::Duration,
+    every: std::time::Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        match forget_older_than(&store, &metrics, keep).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                forgotten = n,
+                keep_days = keep.as_secs() / 86_400,
+                "delivery keys older than delivered_keep_days forgotten"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "forgetting old delivery keys failed; trying again later")
+            }
+        }
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,11 +175,14 @@ mod tests {
     use crate::store::sqlite::SqliteStore;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-    /// SQLite, counting the group calls and failing them on demand.
+    /// SQLite, counting the group calls and failing them on demand; `old` keys are old enough
+    /// to forget (counted, not stored), `forgets` counts the calls that forgot.
     struct Counting {
         inner: SqliteStore,
         groups: AtomicUsize,
         fail: AtomicBool,
+        old: AtomicUsize,
+        forgets: AtomicUsize,
     }
 
     impl Store for Counting {
@@ -144,6 +208,19 @@ mod tests {
             }
             self.inner.mark_delivered_all(keys)
         }
+        fn forget_delivered(
+            &self,
+            older_than: std::time::Duration,
+            at_most: usize,
+        ) -> Result<usize, StoreError> {
+            self.forgets.fetch_add(1, Ordering::SeqCst);
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(StoreError("database is away".into()));
+            }
+            let n = self.old.load(Ordering::SeqCst).min(at_most);
+            self.old.fetch_sub(n, Ordering::SeqCst);
+            Ok(n + self.inner.forget_delivered(older_than, at_most - n)?)
+        }
         fn inline(&self) -> bool {
             true
         }
@@ -154,6 +231,8 @@ mod tests {
             inner: SqliteStore::in_memory().expect("sqlite"),
             groups: AtomicUsize::new(0),
             fail: AtomicBool::new(false),
+            old: AtomicUsize::new(0),
+            forgets: AtomicUsize::new(0),
         })
     }
 
@@ -239,5 +318,64 @@ mod tests {
         assert!((0..400).all(|i| store.was_delivered(&format!("m-{i}/0/r")).unwrap()));
         let groups = store.groups.load(Ordering::SeqCst);
         assert!((1..=400).contains(&groups), "{groups}");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn old_keys_are_forgotten_in_short_batches_until_a_batch_comes_back_short() {
+        let store = counting();
+        store.old.store(2 * FORGET_BATCH + 7, Ordering::SeqCst);
+        let metrics = Metrics::default();
+        let dyn_store: Arc<dyn Store> = store.clone();
+        let week = std::time::Duration::from_secs(7 * 86_400);
+        let n = forget_older_than(&dyn_store, &metrics, week).await.unwrap();
+        assert_eq!(n, 2 * FORGET_BATCH as u64 + 7);
+        assert_eq!(
+            store.forgets.load(Ordering::SeqCst),
+            3,
+            "two full batches and a short one"
+        );
+        assert_eq!(metrics.delivery_keys_forgotten.load(Ordering::Relaxed), n);
+        assert_eq!(
+            forget_older_than(&dyn_store, &metrics, week).await.unwrap(),
+            0
+        );
+        store.fail.store(true, Ordering::SeqCst);
+        assert!(forget_older_than(&dyn_store, &metrics, week).await.is_err());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_expiry_runs_at_start_and_every_turn_and_stops_on_shutdown() {
+        let store = counting();
+        store.old.store(5, Ordering::SeqCst);
+        let metrics = Arc::new(Metrics::default());
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let turn = std::time::Duration::from_millis(50);
+        let task = tokio::spawn(expire(
+            store.clone(),
+            metrics.clone(),
+            std::time::Duration::from_secs(86_400),
+            turn,
+            rx,
+        ));
+        let forgotten = || metrics.delivery_keys_forgotten.load(Ordering::Relaxed);
+        let wait_for = |n: u64| async move {
+            tokio::time::timeout(std::time::Duration::from_secs(10), async {
+                while forgotten() < n {
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+            })
+            .await
+            .unwrap_or_else(|_| panic!("{n} keys not forgotten within 10 s"))
+        };
+        wait_for(5).await;
+        // Keys that grow old later are forgotten at a later turn.
+        store.old.store(3, Ordering::SeqCst);
+        wait_for(8).await;
+        assert!(store.forgets.load(Ordering::SeqCst) >= 2);
+        tx.send(true).unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(10), task)
+            .await
+            .expect("the expiry ends on shutdown")
+            .expect("task");
     }
 }

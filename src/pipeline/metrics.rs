@@ -32,6 +32,8 @@ pub struct Metrics {
     /// Transactions that recorded delivery keys (the deliver hop's group commit: documents
     /// delivered ÷ this = keys per transaction).
     pub delivery_key_groups: AtomicU64,
+    /// Delivery keys forgotten because they were older than `delivered_keep_days`.
+    pub delivery_keys_forgotten: AtomicU64,
     /// Changed mapping directories put in force (`serve --watch`).
     pub mappings_reloaded: AtomicU64,
     /// Changed mapping directories that failed to load (the previous set stayed in force).
@@ -126,6 +128,11 @@ impl Metrics {
             "# HELP kaigo_delivery_key_groups_total Transactions that recorded delivery keys (documents delivered / this = keys per transaction).\n\
              # TYPE kaigo_delivery_key_groups_total counter\nkaigo_delivery_key_groups_total {}\n",
             self.delivery_key_groups.load(Ordering::Relaxed)
+        ));
+        out.push_str(&format!(
+            "# HELP kaigo_delivery_keys_forgotten_total Delivery keys forgotten because they were older than delivered_keep_days.\n\
+             # TYPE kaigo_delivery_keys_forgotten_total counter\nkaigo_delivery_keys_forgotten_total {}\n",
+            self.delivery_keys_forgotten.load(Ordering::Relaxed)
         ));
         out
     }

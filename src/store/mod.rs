@@ -77,6 +77,15 @@ pub trait Store: Send + Sync {
     fn mark_delivered_all(&self, keys: &[String]) -> Result<(), StoreError> {
         keys.iter().try_for_each(|k| self.mark_delivered(k))
     }
+    /// Forgets at most `at_most` delivery keys recorded more than `older_than` ago; returns how
+    /// many it forgot (fewer than `at_most`: none of that age is left). A copy redelivered after
+    /// its key was forgotten would be sent again, so keys are kept forever unless
+    /// `delivered_keep_days` says otherwise ([`crate::pipeline::keys::expire`]).
+    fn forget_delivered(
+        &self,
+        older_than: std::time::Duration,
+        at_most: usize,
+    ) -> Result<usize, StoreError>;
     /// [`Store::was_delivered`] for an async caller, when the store's client is async
     /// (PostgreSQL): the call then waits on the network without a blocking-pool thread. `None`
     /// (the default): use the blocking call. The deliver hop asks this once per copy.

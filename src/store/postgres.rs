@@ -57,6 +57,8 @@ const CONSENTS_OF: &str =
 // Every linked id at once; the caller picks the first in its own order.
 const RESOLVE: &str =
     "SELECT local_id, insurer, insured FROM xref WHERE party = $1 AND local_id = ANY($2)";
+const FORGET_DELIVERED: &str = "DELETE FROM delivered WHERE key IN (SELECT key FROM delivered \
+     WHERE at < now() - $1::bigint * interval '1 second' LIMIT $2)";
 const WAS_DELIVERED: &str = "SELECT 1 FROM delivered WHERE key = $1";
 // One statement: one round trip and one commit for the whole group.
 const MARK_DELIVERED_ALL: &str =
@@ -501,6 +503,19 @@ impl Store for PostgresStore {
                 .await
                 .map(|_| ())
         }))
+    }
+
+    fn forget_delivered(
+        &self,
+        older_than: std::time::Duration,
+        at_most: usize,
+    ) -> Result<usize, StoreError> {
+        let (secs, limit) = (older_than.as_secs() as i64, at_most as i64);
+        self.with(|c| async move {
+            c.execute(FORGET_DELIVERED, &[&secs, &limit])
+                .await
+                .map(|n| n as usize)
+        })
     }
 
     fn mark_delivered(&self, key: &str) -> Result<(), StoreError> {

@@ -234,6 +234,23 @@ impl Store for SqliteStore {
         tx.commit().map_err(err)
     }
 
+    fn forget_delivered(
+        &self,
+        older_than: std::time::Duration,
+        at_most: usize,
+    ) -> Result<usize, StoreError> {
+        // `at` is SQLite's CURRENT_TIMESTAMP (UTC, `YYYY-MM-DD HH:MM:SS`), which `datetime`
+        // writes the same way, so the text compares as the time does. Oldest rows first
+        // (rowid order is insertion order), a bounded batch per call.
+        self.conn()?
+            .prepare_cached(
+                "DELETE FROM delivered WHERE rowid IN (SELECT rowid FROM delivered \
+                 WHERE at < datetime('now', '-' || ?1 || ' seconds') ORDER BY rowid LIMIT ?2)",
+            )
+            .and_then(|mut st| st.execute(params![older_than.as_secs() as i64, at_most as i64]))
+            .map_err(err)
+    }
+
     /// A local file: every call is a few µs (a WAL commit is ~30 µs), waiting only when another
     /// process holds the write lock (`consent grant` from the CLI, for a moment).
     fn inline(&self) -> bool {
@@ -321,5 +338,32 @@ mod tests {
         s.mark_delivered_all(&[]).unwrap();
         s.mark_delivered_all(&["solo/0/r".to_string()]).unwrap();
         assert!(s.was_delivered("solo/0/r").unwrap());
+    }
+
+    #[test]
+    fn delivery_keys_older_than_the_bound_are_forgotten_in_batches_the_rest_kept() {
+        let s = SqliteStore::in_memory().unwrap();
+        let keys: Vec<String> = (0..5).map(|i| format!("old{i}/0/r")).collect();
+        s.mark_delivered_all(&keys).unwrap();
+        // Recorded ten days ago, as SQLite itself writes the time.
+        s.conn()
+            .unwrap()
+            .execute(
+                "UPDATE delivered SET at = datetime('now', '-10 days') WHERE key LIKE 'old%'",
+                [],
+            )
+            .unwrap();
+        s.mark_delivered("new/0/r").unwrap();
+        let week = std::time::Duration::from_secs(7 * 86_400);
+        assert_eq!(s.forget_delivered(week, 3).unwrap(), 3, "a full batch");
+        assert_eq!(s.forget_delivered(week, 3).unwrap(), 2, "the rest");
+        assert_eq!(s.forget_delivered(week, 3).unwrap(), 0, "none left");
+        for k in &keys {
+            assert!(!s.was_delivered(k).unwrap(), "{k} forgotten");
+        }
+        assert!(s.was_delivered("new/0/r").unwrap(), "a recent key is kept");
+        let eleven_days = std::time::Duration::from_secs(11 * 86_400);
+        s.mark_delivered("old9/0/r").unwrap();
+        assert_eq!(s.forget_delivered(eleven_days, 10).unwrap(), 0);
     }
 }
