@@ -63,6 +63,12 @@ pub struct Config {
     /// before a `replay`: a copy redelivered after its key was forgotten is sent again.
     /// Env `KAIGO_DELIVERED_KEEP_DAYS`.
     pub delivered_keep_days: u64,
+    /// Backpressure: while this many messages wait in the `translate` and `deliver` queues
+    /// (all hub processes on them together; read four times a second), the sources refuse new
+    /// ones as temporarily unavailable — HTTP 503 with `Retry-After`, MLLP `AE`, the AMQP source
+    /// requeues after a pause, the file drop leaves the file — and admit again below 90 % of it.
+    /// `0` (the default): no bound. Env `KAIGO_MAX_BACKLOG`.
+    pub max_backlog: u64,
     /// PEM file with the HTTP listener's certificate chain, leaf first. Set together with
     /// `tls_key`, the HTTP source serves HTTPS (rustls) instead of plain HTTP.
     /// Env `KAIGO_TLS_CERT`.
@@ -132,6 +138,7 @@ impl Default for Config {
             watch_mappings: false,
             consent_cache_secs: 30,
             delivered_keep_days: 0,
+            max_backlog: 0,
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
@@ -161,6 +168,7 @@ pub const KEYS: &[&str] = &[
     "watch_mappings",
     "consent_cache_secs",
     "delivered_keep_days",
+    "max_backlog",
     "tls_cert",
     "tls_key",
     "tls_client_ca",
@@ -248,6 +256,9 @@ impl Config {
         }
         if let Some(v) = get("KAIGO_DELIVERED_KEEP_DAYS") {
             self.delivered_keep_days = num("KAIGO_DELIVERED_KEEP_DAYS", v)?;
+        }
+        if let Some(v) = get("KAIGO_MAX_BACKLOG") {
+            self.max_backlog = num("KAIGO_MAX_BACKLOG", v)?;
         }
         if let Some(v) = get("KAIGO_TLS_CERT") {
             self.tls_cert = Some(v).filter(|s| !s.is_empty()).map(PathBuf::from);
@@ -528,5 +539,20 @@ mod tests {
             .unwrap_err();
         assert!(e.contains("KAIGO_DELIVERED_KEEP_DAYS"), "{e}");
         assert!(KEYS.contains(&"delivered_keep_days"));
+    }
+
+    #[test]
+    fn the_backlog_is_unbounded_unless_max_backlog_says_otherwise() {
+        assert_eq!(Config::default().max_backlog, 0);
+        let mut c: Config = toml::from_str("max_backlog = 50000").expect("known key");
+        assert_eq!(c.max_backlog, 50_000);
+        c.apply_env(|k| (k == "KAIGO_MAX_BACKLOG").then(|| "2000".into()))
+            .unwrap();
+        assert_eq!(c.max_backlog, 2_000);
+        assert!(
+            c.apply_env(|k| (k == "KAIGO_MAX_BACKLOG").then(|| "lots".into()))
+                .is_err()
+        );
+        assert!(KEYS.contains(&"max_backlog"));
     }
 }

@@ -90,6 +90,7 @@ pub async fn build(cfg: &Config) -> Result<Arc<Hub>, String> {
         consent_cache,
         sinks,
         handoff: crate::pipeline::handoff::Handoff::new(crate::pipeline::HANDOFF_BYTES),
+        backlog: crate::pipeline::backlog::Backlog::new(cfg.max_backlog),
     }))
 }
 
@@ -142,6 +143,13 @@ pub async fn start(cfg: &Config) -> Result<Running, String> {
                     }
                 }
             },
+        )));
+    }
+    if cfg.max_backlog > 0 {
+        tasks.push(tokio::spawn(crate::pipeline::backlog::watch(
+            hub.clone(),
+            std::time::Duration::from_millis(250),
+            rx.clone(),
         )));
     }
     if cfg.delivered_keep_days > 0 {

@@ -37,6 +37,8 @@ use std::path::PathBuf;
                 between changes announced on <prefix>.consent (RabbitMQ only; 0 = off)  [30]
   delivered_keep_days KAIGO_DELIVERED_KEEP_DAYS  days a delivery key (no copy twice to a
                 recipient) is kept; longer than any replay may come; 0 = forever      [0]
+  max_backlog   KAIGO_MAX_BACKLOG   messages waiting in translate + deliver at which the
+                sources refuse new ones (503 / AE / requeue / file kept); 0 = no bound [0]
 Log level: RUST_LOG (e.g. RUST_LOG=kaigo_hub=debug).
 
 Example: KAIGO_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f kaigo-hub serve"

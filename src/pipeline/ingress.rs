@@ -76,6 +76,10 @@ fn content_type(f: Format) -> &'static str {
 
 /// Runs hop 1 for one submission.
 pub async fn accept(hub: &Hub, sub: Submission<'_>) -> Result<Accepted, Refusal> {
+    if let Err(message) = hub.backlog.admit() {
+        Metrics::inc(&hub.metrics.busy);
+        return Err(Refusal::Unavailable { message });
+    }
     let id = clock::envelope_id();
     let format = Format::sniff(sub.bytes);
     let mut props = Props {

@@ -11,6 +11,8 @@ pub struct Metrics {
     pub accepted: AtomicU64,
     /// Messages refused at a source.
     pub rejected: AtomicU64,
+    /// Messages refused at a source because the backlog was at `max_backlog`.
+    pub busy: AtomicU64,
     /// Canonical documents published by the translate hop.
     pub translated: AtomicU64,
     /// Documents delivered to a recipient.
@@ -65,6 +67,12 @@ impl Metrics {
             "kaigo_messages_rejected_total",
             "Messages refused at a source.",
             &self.rejected,
+            "",
+        );
+        counter(
+            "kaigo_messages_busy_total",
+            "Messages refused at a source because the backlog was at max_backlog (the sender retries).",
+            &self.busy,
             "",
         );
         counter(

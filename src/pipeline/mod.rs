@@ -6,6 +6,7 @@
 //! output it caused was confirmed.
 
 pub mod audit_writer;
+pub mod backlog;
 pub mod clock;
 pub mod consent_feed;
 pub mod deliver;
@@ -96,6 +97,8 @@ pub struct Hub {
     pub handoff: handoff::Handoff,
     /// The deliver hop's delivery keys, recorded in groups ([`keys`]); built on `store`.
     pub delivery_keys: keys::DeliveryKeys,
+    /// Backpressure: ingress refuses new messages while this many wait ([`backlog`]).
+    pub backlog: backlog::Backlog,
 }
 
 /// Bytes of canonical documents ingress keeps for the translate hop (beyond them the oldest are

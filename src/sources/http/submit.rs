@@ -147,7 +147,7 @@ async fn submit(
             outcome(
                 b,
                 Issue::Transient,
-                "the hub cannot take messages right now (message bus or consent registry unreachable); nothing was kept, send the message again after Retry-After seconds",
+                "the hub cannot take messages right now (message bus or consent registry unreachable, or its backlog at max_backlog); nothing was kept, send the message again after Retry-After seconds",
             )
         }
     }
