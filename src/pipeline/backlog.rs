@@ -139,7 +139,7 @@ mod tests {
         assert_eq!(b.admit(), Ok(()), "admits again below 90 %");
         b.observe(95);
         assert_eq!(b.admit(), Ok(()), "and stays open until the bound");
-        assert_eq!(b.reads(), 7);
+        assert_eq!(b.reads(), 6);
     }
 
     #[test]
