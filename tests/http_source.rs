@@ -53,15 +53,21 @@ impl Drop for TempDir {
     }
 }
 
+/// The repository's parties file, its relative `data/` inboxes and outboxes moved into `dir`.
+fn moved_parties(dir: &TempDir) -> PathBuf {
+    let parties = std::fs::read_to_string(repo("parties.yaml"))
+        .expect("parties.yaml")
+        .replace("data/", &format!("{}/", dir.0.display()));
+    let path = dir.0.join("parties.yaml");
+    std::fs::write(&path, parties).expect("write parties");
+    path
+}
+
 /// Starts a hub on port 0 with the repository's parties and mappings. The parties file is the
 /// repository's, with its relative `data/` inboxes and outboxes moved into the temp dir so a test
 /// never writes into the working tree.
 async fn start_hub(dir: &TempDir, body_limit: Option<usize>) -> Running {
-    let parties = std::fs::read_to_string(repo("parties.yaml"))
-        .expect("parties.yaml")
-        .replace("data/", &format!("{}/", dir.0.display()));
-    let parties_path = dir.0.join("parties.yaml");
-    std::fs::write(&parties_path, parties).expect("write parties");
+    let parties_path = moved_parties(dir);
     let mut cfg = Config {
         http_addr: "127.0.0.1:0".into(),
         mllp_addr: "127.0.0.1:0".into(),
@@ -775,12 +781,7 @@ async fn serve_forgets_delivery_keys_older_than_delivered_keep_days() {
             )
         })
         .expect("backdate");
-    // The repository's parties, their inboxes and outboxes moved into the temp dir.
-    let parties = std::fs::read_to_string(repo("parties.yaml"))
-        .expect("parties.yaml")
-        .replace("data/", &format!("{}/", dir.0.display()));
-    let parties_path = dir.0.join("parties.yaml");
-    std::fs::write(&parties_path, parties).expect("write parties");
+    let parties_path = moved_parties(&dir);
     let mut cfg = Config {
         http_addr: "127.0.0.1:0".into(),
         mllp_addr: "127.0.0.1:0".into(),

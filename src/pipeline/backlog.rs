@@ -98,11 +98,7 @@ pub async fn watch(
         if let Some(n) = waiting {
             hub.backlog.observe(n);
         }
-        tokio::select! {
-            _ = shutdown.changed() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
-        if *shutdown.borrow() {
+        if !super::retry::pause(every, &mut shutdown).await {
             return;
         }
     }

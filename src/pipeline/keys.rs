@@ -157,11 +157,7 @@ pub async fn expire(
                 tracing::warn!(error = %e, "forgetting old delivery keys failed; trying again later")
             }
         }
-        tokio::select! {
-            _ = shutdown.changed() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
-        if *shutdown.borrow() {
+        if !super::retry::pause(every, &mut shutdown).await {
             return;
         }
     }
