@@ -1,5 +1,5 @@
 //! The RabbitMQ bus (lapin 4): one AMQP connection at a time, supervised by the bus itself
-//! ([`Link`]: a connection that dies is replaced by a new one on next use, with bounded connect
+//! (`Link`: a connection that dies is replaced by a new one on next use, with bounded connect
 //! and handshake times), a dedicated publishing channel in confirm mode, and one channel per
 //! consumer with `basic.qos(prefetch)`. In: the topology of `topology.rs`, messages to publish,
 //! queues to consume. Out: deliveries with their properties and a per-delivery acker (ack /
@@ -208,7 +208,7 @@ impl RabbitBus {
     /// Connects to `url` (`amqp://user:password@host:5672/%2f`), naming the connection
     /// `connection_name` in the management UI. An unreachable broker fails within seconds with
     /// [`BusError::Unavailable`]. Later, a connection that dies is replaced on the next use
-    /// (see [`Link`]): publishes retry for up to [`RECOVERY_WAIT`], consumers subscribe again.
+    /// (see `Link`): publishes retry for up to `RECOVERY_WAIT`, consumers subscribe again.
     pub async fn connect(url: &str, connection_name: &str) -> Result<RabbitBus, BusError> {
         let uri: AMQPUri = url
             .parse()

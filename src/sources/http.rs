@@ -63,7 +63,7 @@ struct State {
 
 /// Binds `cfg.http_addr` (HTTPS when `cfg` names a certificate and key), serves until `shutdown`
 /// turns true, then stops gracefully (no new connections; in-flight requests get
-/// [`SHUTDOWN_GRACE_SECS`]). Returns the bound address and a task that completes once the server
+/// `SHUTDOWN_GRACE_SECS`). Returns the bound address and a task that completes once the server
 /// has stopped. Half-set or unusable TLS settings are an error naming the setting and file.
 pub async fn start(
     hub: Arc<Hub>,
