@@ -1040,7 +1040,7 @@ async fn hub_case(
             // As `serve` runs it; it ends with the hops.
             tokio::spawn(kaigo_hub::pipeline::backlog::watch(
                 hub.clone(),
-                Duration::from_millis(250),
+                kaigo_hub::pipeline::backlog::READ_EVERY,
                 stop_rx.clone(),
             ));
         }

@@ -526,33 +526,30 @@ mod tests {
         }
     }
 
+    /// A numeric setting: 0 by default, read from the file, overridden by its variable, and a
+    /// variable that is not a number is an error naming it.
+    fn numeric_setting(key: &str, env: &str, field: fn(&Config) -> u64) {
+        assert_eq!(field(&Config::default()), 0, "{key} is off by default");
+        let mut c: Config = toml::from_str(&format!("{key} = 90")).expect("known key");
+        assert_eq!(field(&c), 90);
+        c.apply_env(|k| (k == env).then(|| "30".into())).unwrap();
+        assert_eq!(field(&c), 30);
+        let e = c
+            .apply_env(|k| (k == env).then(|| "a month".into()))
+            .unwrap_err();
+        assert!(e.contains(env), "{e}");
+        assert!(KEYS.contains(&key));
+    }
+
     #[test]
     fn delivery_keys_are_kept_forever_unless_delivered_keep_days_says_otherwise() {
-        assert_eq!(Config::default().delivered_keep_days, 0);
-        let mut c: Config = toml::from_str("delivered_keep_days = 90").expect("known key");
-        assert_eq!(c.delivered_keep_days, 90);
-        c.apply_env(|k| (k == "KAIGO_DELIVERED_KEEP_DAYS").then(|| "30".into()))
-            .unwrap();
-        assert_eq!(c.delivered_keep_days, 30);
-        let e = c
-            .apply_env(|k| (k == "KAIGO_DELIVERED_KEEP_DAYS").then(|| "a month".into()))
-            .unwrap_err();
-        assert!(e.contains("KAIGO_DELIVERED_KEEP_DAYS"), "{e}");
-        assert!(KEYS.contains(&"delivered_keep_days"));
+        numeric_setting("delivered_keep_days", "KAIGO_DELIVERED_KEEP_DAYS", |c| {
+            c.delivered_keep_days
+        });
     }
 
     #[test]
     fn the_backlog_is_unbounded_unless_max_backlog_says_otherwise() {
-        assert_eq!(Config::default().max_backlog, 0);
-        let mut c: Config = toml::from_str("max_backlog = 50000").expect("known key");
-        assert_eq!(c.max_backlog, 50_000);
-        c.apply_env(|k| (k == "KAIGO_MAX_BACKLOG").then(|| "2000".into()))
-            .unwrap();
-        assert_eq!(c.max_backlog, 2_000);
-        assert!(
-            c.apply_env(|k| (k == "KAIGO_MAX_BACKLOG").then(|| "lots".into()))
-                .is_err()
-        );
-        assert!(KEYS.contains(&"max_backlog"));
+        numeric_setting("max_backlog", "KAIGO_MAX_BACKLOG", |c| c.max_backlog);
     }
 }

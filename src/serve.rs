@@ -148,7 +148,7 @@ pub async fn start(cfg: &Config) -> Result<Running, String> {
     if cfg.max_backlog > 0 {
         tasks.push(tokio::spawn(crate::pipeline::backlog::watch(
             hub.clone(),
-            std::time::Duration::from_millis(250),
+            crate::pipeline::backlog::READ_EVERY,
             rx.clone(),
         )));
     }
@@ -157,7 +157,7 @@ pub async fn start(cfg: &Config) -> Result<Running, String> {
             hub.store.clone(),
             hub.metrics.clone(),
             std::time::Duration::from_secs(cfg.delivered_keep_days.saturating_mul(86_400)),
-            std::time::Duration::from_secs(3_600),
+            crate::pipeline::keys::EXPIRE_EVERY,
             rx.clone(),
         )));
     }

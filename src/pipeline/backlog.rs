@@ -15,6 +15,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+/// How often `serve` reads the queue depth.
+pub const READ_EVERY: Duration = Duration::from_millis(250);
+
 /// The bound and the last depth read. `bound == 0`: no bound, every message is admitted.
 #[derive(Debug, Default)]
 pub struct Backlog {
@@ -85,23 +88,23 @@ pub async fn watch(
 ) {
     let queues = [hub.topology.translate_queue(), hub.topology.deliver_queue()];
     loop {
-        let mut waiting = Some(0u64);
-        for q in &queues {
-            match hub.bus.queue_len(q).await {
-                Ok(n) => waiting = waiting.map(|w| w + n),
-                Err(e) => {
-                    tracing::debug!(queue = %q, error = %e, "backlog: queue depth unreadable");
-                    waiting = None;
-                }
-            }
-        }
-        if let Some(n) = waiting {
-            hub.backlog.observe(n);
+        match depth(&hub, &queues).await {
+            Ok(n) => hub.backlog.observe(n),
+            Err(e) => tracing::debug!(error = %e, "backlog: queue depth unreadable"),
         }
         if !super::retry::pause(every, &mut shutdown).await {
             return;
         }
     }
+}
+
+/// Messages waiting in `queues` together.
+async fn depth(hub: &Hub, queues: &[String]) -> Result<u64, crate::bus::BusError> {
+    let mut waiting = 0;
+    for q in queues {
+        waiting += hub.bus.queue_len(q).await?;
+    }
+    Ok(waiting)
 }
 
 #[cfg(test)]

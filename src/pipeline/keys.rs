@@ -106,6 +106,9 @@ impl DeliveryKeys {
     }
 }
 
+/// How often `serve` forgets old delivery keys (`delivered_keep_days`).
+pub const EXPIRE_EVERY: std::time::Duration = std::time::Duration::from_secs(3_600);
+
 /// Keys forgotten per store call: each call is short, so the hops' own store calls are not held
 /// up behind one long `DELETE`.
 const FORGET_BATCH: usize = 1_000;

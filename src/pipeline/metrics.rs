@@ -111,6 +111,30 @@ impl Metrics {
             &self.mappings_refused,
             "",
         );
+        counter(
+            "kaigo_consent_cache_hits_total",
+            "Consent decisions answered from the process's cache.",
+            &self.consent_cache_hits,
+            "",
+        );
+        counter(
+            "kaigo_translate_mapped_at_ingress_total",
+            "Messages the translate hop took as this process's ingress had mapped them.",
+            &self.mapped_once,
+            "",
+        );
+        counter(
+            "kaigo_delivery_key_groups_total",
+            "Transactions that recorded delivery keys (documents delivered / this = keys per transaction).",
+            &self.delivery_key_groups,
+            "",
+        );
+        counter(
+            "kaigo_delivery_keys_forgotten_total",
+            "Delivery keys forgotten because they were older than delivered_keep_days.",
+            &self.delivery_keys_forgotten,
+            "",
+        );
         out.push_str("# HELP kaigo_consent_decisions_total Consent decisions by outcome.\n# TYPE kaigo_consent_decisions_total counter\n");
         for (label, v) in [
             ("permit", &self.permit),
@@ -122,26 +146,6 @@ impl Metrics {
                 v.load(Ordering::Relaxed)
             ));
         }
-        out.push_str(&format!(
-            "# HELP kaigo_consent_cache_hits_total Consent decisions answered from the process's cache.\n\
-             # TYPE kaigo_consent_cache_hits_total counter\nkaigo_consent_cache_hits_total {}\n",
-            self.consent_cache_hits.load(Ordering::Relaxed)
-        ));
-        out.push_str(&format!(
-            "# HELP kaigo_translate_mapped_at_ingress_total Messages the translate hop took as this process's ingress had mapped them.\n\
-             # TYPE kaigo_translate_mapped_at_ingress_total counter\nkaigo_translate_mapped_at_ingress_total {}\n",
-            self.mapped_once.load(Ordering::Relaxed)
-        ));
-        out.push_str(&format!(
-            "# HELP kaigo_delivery_key_groups_total Transactions that recorded delivery keys (documents delivered / this = keys per transaction).\n\
-             # TYPE kaigo_delivery_key_groups_total counter\nkaigo_delivery_key_groups_total {}\n",
-            self.delivery_key_groups.load(Ordering::Relaxed)
-        ));
-        out.push_str(&format!(
-            "# HELP kaigo_delivery_keys_forgotten_total Delivery keys forgotten because they were older than delivered_keep_days.\n\
-             # TYPE kaigo_delivery_keys_forgotten_total counter\nkaigo_delivery_keys_forgotten_total {}\n",
-            self.delivery_keys_forgotten.load(Ordering::Relaxed)
-        ));
         out
     }
 }

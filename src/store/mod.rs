@@ -54,6 +54,19 @@ pub fn apply_change(
     Ok(())
 }
 
+/// The consents stored as JSON in the `body` column of `consents`, or which one is unreadable.
+fn consents_from<'a>(
+    bodies: impl IntoIterator<Item = &'a str>,
+) -> Result<Vec<Consent>, StoreError> {
+    bodies
+        .into_iter()
+        .map(|b| {
+            serde_json::from_str(b)
+                .map_err(|e| StoreError(format!("stored consent is unreadable: {e}")))
+        })
+        .collect()
+}
+
 /// A store failure (the database is unreachable or refused the statement).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("store unavailable: {0}")]

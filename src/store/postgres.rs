@@ -262,13 +262,7 @@ impl PostgresStore {
                 Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
             }
         })?;
-        bodies
-            .iter()
-            .map(|b| {
-                serde_json::from_str(b)
-                    .map_err(|e| err(format!("stored consent is unreadable: {e}")))
-            })
-            .collect()
+        super::consents_from(bodies.iter().map(String::as_str))
     }
 
     fn put(&self, consent: &Consent) -> Result<(), StoreError> {
@@ -375,13 +369,7 @@ impl PostgresStore {
                 Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
             }
         })?;
-        bodies
-            .iter()
-            .map(|b| {
-                serde_json::from_str(b)
-                    .map_err(|e| err(format!("stored consent is unreadable: {e}")))
-            })
-            .collect()
+        super::consents_from(bodies.iter().map(String::as_str))
     }
 }
 
@@ -458,12 +446,7 @@ impl Store for PostgresStore {
                 subject.insured_number.as_str(),
             );
             let rows = within(c.query(CONSENTS_OF, &[&insurer, &insured])).await?;
-            rows.iter()
-                .map(|r| {
-                    serde_json::from_str(r.get::<_, &str>(0))
-                        .map_err(|e| err(format!("stored consent is unreadable: {e}")))
-                })
-                .collect()
+            super::consents_from(rows.iter().map(|r| r.get::<_, &str>(0)))
         }))
     }
 

@@ -73,13 +73,7 @@ impl SqliteStore {
             .map_err(err)?
             .collect::<Result<_, _>>()
             .map_err(err)?;
-        bodies
-            .iter()
-            .map(|b| {
-                serde_json::from_str(b)
-                    .map_err(|e| err(format!("stored consent is unreadable: {e}")))
-            })
-            .collect()
+        super::consents_from(bodies.iter().map(String::as_str))
     }
 
     fn put(&self, c: &Consent) -> Result<(), StoreError> {
