@@ -1371,15 +1371,12 @@ async fn run() -> Result<(), String> {
     let mut on_rabbit: Vec<Option<Vec<HubResult>>> = Vec::new();
     for (i, s) in samples.iter().enumerate() {
         let label = format!("{} body ({} B)", s.label, s.bytes.len());
-        let before = raw_case(
-            &url,
-            &format!("{label}, before"),
-            s.bytes.clone(),
-            raw_n,
-            &counts,
-            &format!("raw{i}a"),
-        )
-        .await?;
+        let ceiling = |when: &str| {
+            let (label, tag) = (format!("{label}, {when}"), format!("raw{i}-{when}"));
+            let (url, counts, body) = (&url, &counts, s.bytes.clone());
+            async move { raw_case(url, &label, body, raw_n, counts, &tag).await }
+        };
+        let before = ceiling("before").await?;
         match hub_case(Some(&url), s, hub_n, &counts, &format!("hub{i}")).await {
             Ok((rs, hub, _, tmp)) => {
                 for (k, r) in rs.iter().enumerate() {
@@ -1395,16 +1392,7 @@ async fn run() -> Result<(), String> {
                 on_rabbit.push(None);
             }
         }
-        let after = raw_case(
-            &url,
-            &format!("{label}, after"),
-            s.bytes.clone(),
-            raw_n,
-            &counts,
-            &format!("raw{i}b"),
-        )
-        .await?;
-        raw.push([before, after]);
+        raw.push([before, ceiling("after").await?]);
     }
     let mut on_memory: Vec<Option<f64>> = Vec::new();
     let mut probe = None;
