@@ -121,9 +121,12 @@ pub async fn feed(hub: &Hub, samples: &Path) -> Vec<String> {
             let inbox = hub.parties.get(&from).and_then(|p| p.inbox.clone());
             match inbox {
                 Some(dir) => {
-                    let _ = std::fs::create_dir_all(&dir);
-                    let ok = std::fs::copy(samples.join("careplan").join(&name), dir.join(&name))
-                        .is_ok();
+                    // Written under a dot-name, then renamed: the file drop must never read
+                    // a half-copied file (it skips dot-names, as senders are told to do).
+                    let part = dir.join(format!(".{name}.part"));
+                    let ok = std::fs::create_dir_all(&dir).is_ok()
+                        && std::fs::copy(samples.join("careplan").join(&name), &part).is_ok()
+                        && std::fs::rename(&part, dir.join(&name)).is_ok();
                     report.push(format!(
                         "{name}: {} {}",
                         if ok {

@@ -271,8 +271,7 @@ async fn a_careplan_csv_drop_reaches_the_provider_as_ms932_and_the_municipality_
 
     let inbox = s.inbox(CARE_MANAGER);
     let original = sample(&format!("careplan/{UP2KYO}"));
-    std::fs::write(inbox.join(format!(".{UP2KYO}.part")), &original).unwrap();
-    std::fs::rename(inbox.join(format!(".{UP2KYO}.part")), inbox.join(UP2KYO)).unwrap();
+    put_atomically(&inbox.join(UP2KYO), &original);
 
     // 0300000005 (every provider is consented for both people): one CSV per care plan.
     let got = w
@@ -458,7 +457,7 @@ async fn a_care_plan_sent_in_another_partys_name_is_never_delivered_not_even_by_
     let t = hub.topology.clone();
     // 0300000005 drops into its own inbox a care plan whose file name says 0300000100 sent it.
     let inbox = s.inbox(PROVIDER);
-    std::fs::write(inbox.join(UP2KYO), sample(&format!("careplan/{UP2KYO}"))).unwrap();
+    put_atomically(&inbox.join(UP2KYO), &sample(&format!("careplan/{UP2KYO}")));
     wait_for_file(&inbox.join("failed"), "the file refused", |n| n == UP2KYO).await;
     let quarantine = t.quarantine_queue();
     eventually("a quarantined copy", async || {
@@ -497,7 +496,7 @@ async fn a_withheld_copy_is_delivered_once_consent_exists_and_quarantine_is_repl
     let t = hub.topology.clone();
     let provider = Tap::new(hub.bus.as_ref(), &t.out_queue(PROVIDER)).await;
     let inbox = s.inbox(CARE_MANAGER);
-    std::fs::write(inbox.join(UP2KYO), sample(&format!("careplan/{UP2KYO}"))).unwrap();
+    put_atomically(&inbox.join(UP2KYO), &sample(&format!("careplan/{UP2KYO}")));
     provider
         .wait("both care plans for 0300000005", |m| m.len() == 2)
         .await;
@@ -593,7 +592,7 @@ async fn a_mapping_edited_while_the_hub_runs_is_in_force_for_the_next_message() 
                 metrics.mappings_reloaded.load(Ordering::Relaxed),
                 metrics.mappings_refused.load(Ordering::Relaxed),
             );
-            std::fs::write(&file, new_text).expect("edit the mapping");
+            put_atomically(&file, new_text.as_bytes());
             eventually(&format!("the hub saw the {step} mapping"), async || {
                 metrics.mappings_reloaded.load(Ordering::Relaxed)
                     + metrics.mappings_refused.load(Ordering::Relaxed)

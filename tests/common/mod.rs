@@ -382,6 +382,16 @@ impl Drop for Tap {
     }
 }
 
+/// Writes `bytes` to `path` the way a careful sender does: under a dot-name beside it, then one
+/// rename. A watcher (the file drop, the mapping poll) never sees the file half written; a plain
+/// `fs::write` into a watched directory lets it read an empty or partial file now and then.
+pub fn put_atomically(path: &Path, bytes: &[u8]) {
+    let name = path.file_name().expect("a file name").to_string_lossy();
+    let part = path.with_file_name(format!(".{name}.part"));
+    std::fs::write(&part, bytes).expect("write the part file");
+    std::fs::rename(&part, path).expect("rename into place");
+}
+
 /// The finished files in `dir` (names not starting with `.`), sorted, with their bytes.
 pub fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
