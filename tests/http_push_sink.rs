@@ -1,8 +1,10 @@
 //! The HTTP push sink, end to end on the real RabbitMQ: a recipient whose parties entry says
 //! `delivery: { http: URL }` receives its documents as HTTP POSTs to a real listener of the test's
 //! own, with the envelope id in `X-Kaigo-Envelope`. A recipient that answers an error at first is
-//! tried again (the deliver hop requeues the copy) and the document arrives once it answers 2xx:
-//! nothing is dropped, and the other recipients get their copies regardless.
+//! tried again (its copy waits in one of the deliver hop's waiting rooms) and the document arrives
+//! once it answers 2xx: nothing is dropped, and the other recipients get their copies regardless;
+//! one that never answers 2xx holds up no one, and each of its copies is dead-lettered after
+//! `delivery_limit` tries.
 //!
 //! Over HTTPS (`https://` URLs): a recipient of the test's own behind tokio-rustls, with a
 //! certificate for 127.0.0.1 from a throwaway CA (`common::pki`, the `openssl` command line) and
@@ -205,6 +207,84 @@ async fn a_recipient_on_http_push_gets_its_document_after_answering_503_once() {
         vec![],
         "no directory any more"
     );
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_recipient_that_is_down_holds_up_no_one_and_each_copy_is_tried_then_dead_lettered() {
+    const MESSAGES: usize = 3;
+    let (url, seen) = recipient(usize::MAX).await;
+    let s = Scratch::rabbit("push-down", push_to(&url));
+    let (running, provider, dead) = pushing_hub(&s, &s.config()).await;
+    let hub = running.hub.clone();
+    let t = hub.topology.clone();
+    let limit = t.delivery_limit as usize;
+    // The failing recipient comes first in the parties file: a hop that waited for it before
+    // going on would hand the provider nothing until the care manager's tries were used up.
+    let order: Vec<String> = hub
+        .parties
+        .recipients_of("InsuredPerson@1", "1311234567")
+        .iter()
+        .map(|(p, _)| p.id.to_string())
+        .collect();
+    assert_eq!(order, vec![CARE_MANAGER.to_string(), PROVIDER.to_string()]);
+
+    let mut envelopes = Vec::new();
+    for _ in 0..MESSAGES {
+        envelopes.push(post_sample_patient(running.http_addr).await);
+    }
+    provider
+        .wait("every copy for 0300000005", |m| m.len() == MESSAGES)
+        .await;
+    let tried = seen.lock().unwrap().len();
+    assert!(
+        tried < MESSAGES * limit,
+        "the provider had its copies before the care manager's tries ran out ({tried} POSTs)"
+    );
+
+    let letters = dead
+        .wait("each care manager copy dead-lettered", |m| {
+            m.len() == MESSAGES
+        })
+        .await;
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        MESSAGES * limit,
+        "each copy tried delivery_limit times, no more"
+    );
+    let mut dead_envelopes: Vec<String> =
+        letters.iter().map(|m| m.envelope().to_string()).collect();
+    dead_envelopes.sort();
+    envelopes.sort();
+    assert_eq!(dead_envelopes, envelopes, "one dead letter per message");
+    for m in &letters {
+        assert_eq!(m.header("x-kaigo-recipient"), Some(CARE_MANAGER));
+        assert_eq!(
+            m.header("x-kaigo-attempt"),
+            Some(limit.to_string().as_str())
+        );
+        assert!(
+            m.header("x-kaigo-error").is_some_and(|e| e.contains("503")),
+            "{:?}",
+            m.header("x-kaigo-error")
+        );
+        assert_eq!(m.header("x-death-reason"), None, "no waiting-room marks");
+    }
+    assert_eq!(dead.all().len(), MESSAGES);
+    assert_eq!(provider.all().len(), MESSAGES, "the provider got each once");
+    for m in provider.all() {
+        assert_eq!(m.header("x-kaigo-attempt"), None);
+        assert_eq!(m.header("x-kaigo-retry-for"), None);
+    }
+    for room in 0..t.wait_rooms() {
+        assert_eq!(hub.bus.queue_len(&t.wait_queue(room)).await.unwrap(), 0);
+    }
+    assert_eq!(
+        hub.metrics.delivery_retries.load(Ordering::Relaxed) as usize,
+        MESSAGES * (limit - 1)
+    );
+    assert_eq!(hub.metrics.dead.load(Ordering::Relaxed) as usize, MESSAGES);
     running.stop().await;
 }
 

@@ -4,7 +4,7 @@
 //! declares, so the same pipeline runs on both; it keeps nothing across restarts, which is why
 //! production runs on RabbitMQ.
 
-use super::topology::{ExchangeKind, Topology, topic_matches};
+use super::topology::{ExchangeKind, QueueDecl, Topology, topic_matches};
 use super::{Acker, BoxFut, Bus, BusError, Consumer, Delivery, Props};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -24,6 +24,10 @@ struct Queue {
     notify: Notify,
     dead_letter_exchange: Option<String>,
     delivery_limit: Option<u32>,
+    /// A waiting room's time ([`QueueDecl::message_ttl`]): messages are held by a timer, not in
+    /// `items`, and dead-lettered when it fires; `waiting` counts them for `queue_len`.
+    message_ttl: Option<std::time::Duration>,
+    waiting: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -51,18 +55,17 @@ impl MemoryBus {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn declare_queue(&self, name: &str, dlx: Option<String>, limit: Option<u32>) {
-        self.lock()
-            .queues
-            .entry(name.to_string())
-            .or_insert_with(|| {
-                Arc::new(Queue {
-                    items: Mutex::new(VecDeque::new()),
-                    notify: Notify::new(),
-                    dead_letter_exchange: dlx,
-                    delivery_limit: limit,
-                })
-            });
+    fn declare_queue(&self, q: QueueDecl) {
+        self.lock().queues.entry(q.name).or_insert_with(|| {
+            Arc::new(Queue {
+                items: Mutex::new(VecDeque::new()),
+                notify: Notify::new(),
+                dead_letter_exchange: q.dead_letter_exchange,
+                delivery_limit: q.delivery_limit,
+                message_ttl: q.message_ttl,
+                waiting: Default::default(),
+            })
+        });
     }
 
     fn bind(&self, queue: &str, exchange: &str, key: &str) {
@@ -93,10 +96,40 @@ impl MemoryBus {
                 .collect()
         };
         for q in targets {
-            lock_items(&q).push_back(m.clone());
-            q.notify.notify_one();
+            match (q.message_ttl, &q.dead_letter_exchange) {
+                (Some(ttl), Some(dlx)) => self.wait_then_dead_letter(&q, ttl, dlx, m.clone()),
+                _ => {
+                    lock_items(&q).push_back(m.clone());
+                    q.notify.notify_one();
+                }
+            }
         }
         Ok(())
+    }
+
+    /// A waiting room: `ttl` after arrival the message goes to `dlx` with `x-death-reason:
+    /// expired`, as RabbitMQ does. Messages of one room all wait the same time, so a timer each
+    /// keeps them in order.
+    fn wait_then_dead_letter(&self, q: &Arc<Queue>, ttl: std::time::Duration, dlx: &str, m: Msg) {
+        use std::sync::atomic::Ordering;
+        let (bus, q, dlx) = (self.clone(), q.clone(), dlx.to_string());
+        q.waiting.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            tokio::time::sleep(ttl).await;
+            let mut m = m;
+            m.props
+                .headers
+                .insert("x-death-reason".into(), "expired".into());
+            m.props
+                .headers
+                .insert("x-first-death-exchange".into(), m.exchange.clone());
+            m.exchange = dlx;
+            m.delivery_count = 0;
+            q.waiting.fetch_sub(1, Ordering::Relaxed);
+            if let Err(e) = bus.route(m) {
+                tracing::error!(error = %e, "memory bus: a waiting message could not be handed on");
+            }
+        });
     }
 }
 
@@ -124,14 +157,14 @@ impl Bus for MemoryBus {
                 }
             }
             for q in t.queues() {
-                self.declare_queue(&q.name, q.dead_letter_exchange, q.delivery_limit);
+                self.declare_queue(q);
             }
             for b in t.bindings() {
                 self.bind(&b.queue, &b.exchange, &b.key);
             }
             for r in recipients {
                 let (q, b) = t.out_decl(r);
-                self.declare_queue(&q.name, q.dead_letter_exchange, q.delivery_limit);
+                self.declare_queue(q);
                 self.bind(&b.queue, &b.exchange, &b.key);
             }
             Ok(())
@@ -179,7 +212,10 @@ impl Bus for MemoryBus {
     fn queue_len<'a>(&'a self, queue: &'a str) -> BoxFut<'a, Result<u64, BusError>> {
         Box::pin(async move {
             let q = self.lock().queues.get(queue).cloned();
-            Ok(q.map(|q| lock_items(&q).len() as u64).unwrap_or(0))
+            Ok(q.map(|q| {
+                lock_items(&q).len() as u64 + q.waiting.load(std::sync::atomic::Ordering::Relaxed)
+            })
+            .unwrap_or(0))
         })
     }
 
@@ -196,7 +232,13 @@ impl Bus for MemoryBus {
                 s.next_private += 1;
                 format!("amq.gen-memory-{}", s.next_private)
             };
-            self.declare_queue(&name, None, None);
+            self.declare_queue(QueueDecl {
+                name: name.clone(),
+                quorum: false,
+                dead_letter_exchange: None,
+                delivery_limit: None,
+                message_ttl: None,
+            });
             self.bind(&name, exchange, "");
             let inner = self.consume(&name, u16::MAX).await?;
             Ok(Box::new(PrivateConsumer {
@@ -382,6 +424,31 @@ mod tests {
         let d = dead.next().await.unwrap().unwrap();
         assert_eq!(d.props.header("x-death-reason"), Some("rejected"));
         assert_eq!(d.body, b"bad");
+    }
+
+    #[tokio::test]
+    async fn a_waiting_room_hands_each_message_to_deliver_after_its_time_in_order() {
+        let (bus, t) = setup().await;
+        let mut c = bus.consume(&t.deliver_queue(), 8).await.unwrap();
+        let started = tokio::time::Instant::now();
+        for body in [b"first", b"later"] {
+            bus.publish(&t.wait(), "0", &Props::default(), body)
+                .await
+                .unwrap();
+        }
+        assert_eq!(bus.queue_len(&t.wait_queue(0)).await.unwrap(), 2);
+        assert_eq!(bus.queue_len(&t.deliver_queue()).await.unwrap(), 0);
+        let first = c.next().await.unwrap().unwrap();
+        assert!(started.elapsed() >= t.wait_time(0), "not before its time");
+        assert_eq!(first.body, b"first");
+        assert_eq!(first.props.header("x-death-reason"), Some("expired"));
+        assert_eq!(c.next().await.unwrap().unwrap().body, b"later");
+        assert_eq!(bus.queue_len(&t.wait_queue(0)).await.unwrap(), 0);
+        // Room 1 is the next one; an unknown room takes nothing (no binding).
+        bus.publish(&t.wait(), "1", &Props::default(), b"x")
+            .await
+            .unwrap();
+        assert_eq!(bus.queue_len(&t.wait_queue(1)).await.unwrap(), 1);
     }
 
     #[tokio::test]

@@ -17,7 +17,10 @@
 //!   `x-delivery-limit` as the [`QueueDecl`] says. [`Topology::delivery_limit`] counts
 //!   *deliveries* (5 = delivered five times, then dead-lettered, like `memory.rs`), whereas
 //!   RabbitMQ's `x-delivery-limit` counts *returns* it tolerates (5 = six deliveries), so the
-//!   queue is declared with `x-delivery-limit = delivery_limit - 1`.
+//!   queue is declared with `x-delivery-limit = delivery_limit - 1`. A queue with a
+//!   [`QueueDecl::message_ttl`] (the deliver hop's waiting rooms) gets `x-message-ttl` and, being
+//!   a quorum queue with a dead-letter exchange, `x-dead-letter-strategy: at-least-once` with
+//!   `x-overflow: reject-publish` (RabbitMQ ≥ 3.10).
 //! - [`Delivery::delivery_count`] is the quorum queue's `x-delivery-count` header (absent on a
 //!   first delivery, so 0); that header is not copied into [`Props::headers`], so a republished
 //!   message starts afresh. On a dead-lettered message the broker's `x-death` array (not a
@@ -630,6 +633,24 @@ fn queue_arguments(q: &QueueDecl) -> FieldTable {
         let returns = i64::from(limit.max(1)) - 1;
         args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(returns));
     }
+    if let Some(ttl) = q.message_ttl {
+        let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ms));
+        if q.quorum && q.dead_letter_exchange.is_some() {
+            // A waiting room's whole point is to hand every message on: a quorum queue
+            // dead-letters at most once unless told otherwise (a copy could vanish if the
+            // target did not take it), and at-least-once needs publishers refused, not
+            // messages dropped, when the queue is full.
+            args.insert(
+                "x-dead-letter-strategy".into(),
+                AMQPValue::LongString("at-least-once".into()),
+            );
+            args.insert(
+                "x-overflow".into(),
+                AMQPValue::LongString("reject-publish".into()),
+            );
+        }
+    }
     args
 }
 
@@ -1035,6 +1056,7 @@ mod tests {
             quorum: true,
             dead_letter_exchange: Some("t.dead".into()),
             delivery_limit: Some(limit),
+            message_ttl: None,
         };
         let limit = |args: FieldTable| args.inner().get("x-delivery-limit").cloned();
         assert_eq!(

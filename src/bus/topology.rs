@@ -33,6 +33,10 @@ pub struct QueueDecl {
     pub dead_letter_exchange: Option<String>,
     /// Deliveries before the broker dead-letters a message (poison handling).
     pub delivery_limit: Option<u32>,
+    /// A waiting room: each message is dead-lettered (to `dead_letter_exchange`) this long after
+    /// it arrived, and nobody consumes the queue. Every message of the queue waits the same time,
+    /// so they leave in the order they came (a broker expires messages only at a queue's head).
+    pub message_ttl: Option<std::time::Duration>,
 }
 
 /// One binding.
@@ -120,6 +124,31 @@ impl Topology {
     pub fn out_queue(&self, party: &str) -> String {
         self.n(&format!("out.{party}"))
     }
+    /// Exchange of copies waiting to be delivered again (direct; key = the waiting room's
+    /// number, see [`Topology::wait_queue`]).
+    pub fn wait(&self) -> String {
+        self.n("deliver.wait")
+    }
+    /// Fanout the waiting rooms dead-letter into once a copy's time is up; bound to the deliver
+    /// queue.
+    pub fn again(&self) -> String {
+        self.n("deliver.again")
+    }
+    /// Waiting room `room` (0, 1, …, [`Topology::wait_rooms`] − 1): a copy whose recipient's
+    /// sink failed on its attempt `room + 1` waits here [`Topology::wait_time`]`(room)`, then goes
+    /// back to the deliver queue, without holding up anything else.
+    pub fn wait_queue(&self, room: u32) -> String {
+        self.n(&format!("deliver.wait.{room}"))
+    }
+    /// How many waiting rooms: one per attempt that may still be followed by another.
+    pub fn wait_rooms(&self) -> u32 {
+        self.delivery_limit.saturating_sub(1).max(1)
+    }
+    /// How long a copy waits in room `room`: 0.5 s, 1 s, 2 s, … (the same backoff as every
+    /// other retry of the hub, [`crate::pipeline::retry::backoff`]).
+    pub fn wait_time(&self, room: u32) -> std::time::Duration {
+        crate::pipeline::retry::backoff(room)
+    }
 
     /// Exchanges to declare.
     pub fn exchanges(&self) -> Vec<ExchangeDecl> {
@@ -132,6 +161,8 @@ impl Topology {
             (self.dead(), Fanout),
             (self.quarantine(), Fanout),
             (self.consent(), Fanout),
+            (self.wait(), Direct),
+            (self.again(), Fanout),
         ]
         .into_iter()
         .map(|(name, kind)| ExchangeDecl { name, kind })
@@ -145,20 +176,30 @@ impl Topology {
             quorum: true,
             dead_letter_exchange: Some(self.dead()),
             delivery_limit: Some(self.delivery_limit),
+            message_ttl: None,
         };
         let parking = |name: String| QueueDecl {
             name,
             quorum: true,
             dead_letter_exchange: None,
             delivery_limit: None,
+            message_ttl: None,
         };
-        vec![
+        let mut queues = vec![
             work(self.translate_queue()),
             work(self.deliver_queue()),
             work(self.vendor_queue()),
             parking(self.dead_queue()),
             parking(self.quarantine_queue()),
-        ]
+        ];
+        queues.extend((0..self.wait_rooms()).map(|room| QueueDecl {
+            name: self.wait_queue(room),
+            quorum: true,
+            dead_letter_exchange: Some(self.again()),
+            delivery_limit: None,
+            message_ttl: Some(self.wait_time(room)),
+        }));
+        queues
     }
 
     /// A recipient's queue declaration.
@@ -169,6 +210,7 @@ impl Topology {
                 quorum: true,
                 dead_letter_exchange: None,
                 delivery_limit: None,
+                message_ttl: None,
             },
             BindingDecl {
                 queue: self.out_queue(party),
@@ -185,13 +227,20 @@ impl Topology {
             exchange,
             key: "#".into(),
         };
-        vec![
+        let mut bindings = vec![
             b(self.translate_queue(), self.ingress()),
             b(self.deliver_queue(), self.canonical()),
+            b(self.deliver_queue(), self.again()),
             b(self.vendor_queue(), self.vendor_in()),
             b(self.dead_queue(), self.dead()),
             b(self.quarantine_queue(), self.quarantine()),
-        ]
+        ];
+        bindings.extend((0..self.wait_rooms()).map(|room| BindingDecl {
+            queue: self.wait_queue(room),
+            exchange: self.wait(),
+            key: room.to_string(),
+        }));
+        bindings
     }
 }
 
@@ -225,6 +274,34 @@ mod tests {
         assert_eq!(t.translate_queue(), "t1.translate");
         assert_eq!(t.out_queue("0300000005"), "t1.out.0300000005");
         assert!(t.exchanges().iter().all(|e| e.name.starts_with("t1.")));
+    }
+
+    #[test]
+    fn each_attempt_but_the_last_has_a_waiting_room_that_leads_back_to_deliver() {
+        let t = Topology::new("t1");
+        assert_eq!(t.wait_rooms(), t.delivery_limit - 1);
+        let rooms: Vec<QueueDecl> = t
+            .queues()
+            .into_iter()
+            .filter(|q| q.message_ttl.is_some())
+            .collect();
+        assert_eq!(rooms.len() as u32, t.wait_rooms());
+        for (room, q) in (0..).zip(&rooms) {
+            assert_eq!(q.name, t.wait_queue(room));
+            assert_eq!(q.message_ttl, Some(t.wait_time(room)));
+            assert_eq!(q.dead_letter_exchange.as_deref(), Some(t.again().as_str()));
+            assert!(
+                t.bindings().iter().any(|b| b.queue == q.name
+                    && b.exchange == t.wait()
+                    && b.key == room.to_string())
+            );
+        }
+        assert!(t.wait_time(1) > t.wait_time(0), "later rooms wait longer");
+        assert!(
+            t.bindings()
+                .iter()
+                .any(|b| b.queue == t.deliver_queue() && b.exchange == t.again())
+        );
     }
 
     #[test]

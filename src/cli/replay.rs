@@ -74,15 +74,13 @@ pub fn run(config: Option<PathBuf>, a: Args) -> Result<u8, Failure> {
                 continue;
             }
             let mut props = d.props.clone();
-            for k in [
-                h::ERROR,
-                h::REASON,
-                h::RECIPIENT,
-                "x-death-reason",
-                "x-first-death-exchange",
-            ] {
+            // A fresh start: no verdict, no recipient, no attempts counted, no broker marks
+            // (a copy that ran out of attempts goes to every recipient again; those served
+            // before are skipped by their delivery keys).
+            for k in [h::ERROR, h::REASON, h::RECIPIENT, h::RETRY_FOR, h::ATTEMPT] {
                 props.headers.remove(k);
             }
+            h::strip_dead_letter_marks(&mut props.headers);
             props.headers.insert(h::HOP.into(), "replay".into());
             let canonical = d
                 .props

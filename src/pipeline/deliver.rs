@@ -7,10 +7,13 @@
 //! (broker confirm in flight, or confirmed but not written) is sent again after the restart:
 //! across a crash delivery is at-least-once, and the copy carries the same `message_id` (the
 //! envelope), `x-kaigo-doc-index` and `x-kaigo-recipient` for the recipient to de-duplicate.
-//! A denied recipient gets nothing; a quarantined copy names it. A sink that fails makes the hop
-//! requeue the message (the recipients already served are not served again); on the queue's last
-//! allowed delivery the copy for that recipient goes to the dead-letter queue with the sink's
-//! error in `x-kaigo-error` and the recipient in `x-kaigo-recipient`, and the others go on.
+//! A denied recipient gets nothing; a quarantined copy names it. When a recipient's sink fails,
+//! a copy for that recipient alone (`x-kaigo-retry-for`, `x-kaigo-attempt`) goes to a waiting
+//! room (`kaigo.deliver.wait.<n>`: 0.5 s, 1 s, 2 s, … by attempt) that hands it back to the
+//! deliver queue when its time is up, and the hop goes on with the other recipients and acks: a
+//! recipient that is down holds up neither the others nor the hop's prefetch window. Its
+//! attempt number `delivery_limit` is the last: that copy goes to the dead-letter queue with the
+//! sink's error in `x-kaigo-error` and the recipient in `x-kaigo-recipient`.
 
 use super::headers as h;
 use super::metrics::Metrics;
@@ -35,8 +38,19 @@ pub async fn run(hub: Arc<Hub>, shutdown: watch::Receiver<bool>) -> Result<(), B
     .await
 }
 
-async fn handle(hub: &Hub, d: Delivery, mut shutdown: watch::Receiver<bool>) {
+async fn handle(hub: &Hub, mut d: Delivery, mut shutdown: watch::Receiver<bool>) {
+    // Back from a waiting room, the copy carries the broker's dead-letter marks; they would
+    // mislead anyone reading the recipient's copy or a later dead letter.
+    h::strip_dead_letter_marks(&mut d.props.headers);
     let envelope = d.props.message_id.clone().unwrap_or_default();
+    // A copy from a waiting room is for one recipient, on its attempt `attempt`.
+    let retry_for = d.props.header(h::RETRY_FOR).map(String::from);
+    let attempt: u32 = d
+        .props
+        .header(h::ATTEMPT)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1)
+        .max(1);
     let source = d.props.header(h::SOURCE).unwrap_or("").to_string();
     let index = d.props.header(h::DOC_INDEX).unwrap_or("0").to_string();
     // What the hop reads itself; the whole document is parsed only for a recipient whose format
@@ -87,7 +101,10 @@ async fn handle(hub: &Hub, d: Delivery, mut shutdown: watch::Receiver<bool>) {
         subject.insured_number.as_str(),
     );
 
-    let recipients = hub.parties.recipients_of(&kind, &source);
+    let mut recipients = hub.parties.recipients_of(&kind, &source);
+    if let Some(only) = &retry_for {
+        recipients.retain(|(p, _)| p.id == *only);
+    }
     // One mapping set for the whole message, even if `serve --watch` replaces it meanwhile.
     let mappings = hub.mappings.current();
     let mut renders = Renders::new(&d.body, recipients.iter().map(|(_, f)| *f));
@@ -185,6 +202,8 @@ async fn handle(hub: &Hub, d: Delivery, mut shutdown: watch::Receiver<bool>) {
             user_id: None,
             headers: d.props.headers.clone(),
         };
+        props.headers.remove(h::RETRY_FOR);
+        props.headers.remove(h::ATTEMPT);
         props.headers.insert(h::HOP.into(), "deliver".into());
         props.headers.insert(h::RECIPIENT.into(), party.id.clone());
         let file_name = format!("{envelope}-{index}.{}", rendered.2);
@@ -200,17 +219,31 @@ async fn handle(hub: &Hub, d: Delivery, mut shutdown: watch::Receiver<bool>) {
             .send(hub.bus.as_ref(), &hub.topology.egress(), target, &out)
             .await;
         if let Err(e) = sent {
-            let attempt = d.delivery_count + 1;
             if attempt < hub.topology.delivery_limit {
-                // A recipient that is down for a moment must not use up its tries in a second.
-                let wait = super::retry::backoff(d.delivery_count);
-                tracing::warn!(envelope, recipient = %party.id, error = %e, attempt, retry_in_ms = wait.as_millis() as u64, "deliver: sink failed; requeue");
-                super::retry::pause(wait, &mut shutdown).await;
-                let _ = d.requeue().await;
-                return;
+                // A recipient that is down for a moment must not use up its tries in a second,
+                // nor make the others wait: its copy waits in a room of its own.
+                let room = attempt - 1;
+                let mut again = d.props.clone();
+                again.user_id = None;
+                again.headers.insert(h::RETRY_FOR.into(), party.id.clone());
+                again
+                    .headers
+                    .insert(h::ATTEMPT.into(), (attempt + 1).to_string());
+                let wait = hub.topology.wait_time(room);
+                if let Err(b) = hub
+                    .bus
+                    .publish(&hub.topology.wait(), &room.to_string(), &again, &d.body)
+                    .await
+                {
+                    tracing::warn!(envelope, recipient = %party.id, error = %b, "deliver: cannot put a copy in a waiting room; requeue");
+                    let _ = d.requeue().await;
+                    return;
+                }
+                Metrics::inc(&hub.metrics.delivery_retries);
+                tracing::warn!(envelope, recipient = %party.id, error = %e, attempt, retry_in_ms = wait.as_millis() as u64, "deliver: sink failed; tried again later");
+                continue;
             }
-            // The queue's last delivery of this message: rather than let the broker dead-letter
-            // it without a word, keep this recipient's copy in the dead-letter queue with the
+            // The last attempt: keep this recipient's copy in the dead-letter queue with the
             // sink's error, and go on with the other recipients.
             if dead_copy(hub, &d.props, &d.body, &party.id, &e)
                 .await

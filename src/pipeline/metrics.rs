@@ -17,6 +17,9 @@ pub struct Metrics {
     pub translated: AtomicU64,
     /// Documents delivered to a recipient.
     pub delivered: AtomicU64,
+    /// Copies whose recipient's sink failed and that were put in a waiting room to be tried
+    /// again.
+    pub delivery_retries: AtomicU64,
     /// Messages or copies sent to quarantine.
     pub quarantined: AtomicU64,
     /// Messages sent to the dead-letter queue.
@@ -85,6 +88,12 @@ impl Metrics {
             "kaigo_documents_delivered_total",
             "Documents delivered to recipients.",
             &self.delivered,
+            "",
+        );
+        counter(
+            "kaigo_delivery_retries_total",
+            "Copies whose recipient's sink failed, put in a waiting room to be tried again.",
+            &self.delivery_retries,
             "",
         );
         counter(
