@@ -69,6 +69,14 @@ pub struct Config {
     /// requeues after a pause, the file drop leaves the file — and admit again below 90 % of it.
     /// `0` (the default): no bound. Env `KAIGO_MAX_BACKLOG`.
     pub max_backlog: u64,
+    /// How long a recipient's copy waits before it is tried again after its sink failed (HTTP
+    /// push refused or unreachable, a directory that cannot be written), milliseconds, one entry
+    /// per retry: the copy is tried once more than there are entries, then dead-lettered (and
+    /// can be replayed). Each distinct delay is a waiting-room queue `<prefix>.deliver.wait.<ms>`;
+    /// a recipient that is down holds up no one meanwhile. `[]` = no retries. Default
+    /// `[1000, 5000, 30000, 120000, 600000]` (six attempts over 12½ minutes).
+    /// Env `KAIGO_RETRY_DELAYS_MS` (comma-separated, e.g. `1000,5000,30000`).
+    pub retry_delays_ms: Vec<u64>,
     /// PEM file with the HTTP listener's certificate chain, leaf first. Set together with
     /// `tls_key`, the HTTP source serves HTTPS (rustls) instead of plain HTTP.
     /// Env `KAIGO_TLS_CERT`.
@@ -139,6 +147,7 @@ impl Default for Config {
             consent_cache_secs: 30,
             delivered_keep_days: 0,
             max_backlog: 0,
+            retry_delays_ms: crate::bus::topology::DEFAULT_RETRY_DELAYS_MS.to_vec(),
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
@@ -169,6 +178,7 @@ pub const KEYS: &[&str] = &[
     "consent_cache_secs",
     "delivered_keep_days",
     "max_backlog",
+    "retry_delays_ms",
     "tls_cert",
     "tls_key",
     "tls_client_ca",
@@ -260,6 +270,14 @@ impl Config {
         if let Some(v) = get("KAIGO_MAX_BACKLOG") {
             self.max_backlog = num("KAIGO_MAX_BACKLOG", v)?;
         }
+        if let Some(v) = get("KAIGO_RETRY_DELAYS_MS") {
+            self.retry_delays_ms = v
+                .split(',')
+                .map(str::trim)
+                .filter(|ms| !ms.is_empty())
+                .map(|ms| num("KAIGO_RETRY_DELAYS_MS", ms.to_string()))
+                .collect::<Result<_, _>>()?;
+        }
         if let Some(v) = get("KAIGO_TLS_CERT") {
             self.tls_cert = Some(v).filter(|s| !s.is_empty()).map(PathBuf::from);
         }
@@ -286,7 +304,32 @@ impl Config {
         }
         self.tls()?;
         self.push_tls()?;
+        self.retry_delays()?;
         Ok(())
+    }
+
+    /// `retry_delays_ms` as durations, or an error naming the setting when one is 0 or longer
+    /// than a day (a broker message TTL; longer outages are what `replay dead` is for).
+    pub fn retry_delays(&self) -> Result<Vec<std::time::Duration>, String> {
+        const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+        if self.retry_delays_ms.len() > 20 {
+            return Err(format!(
+                "retry_delays_ms (KAIGO_RETRY_DELAYS_MS) has {} entries; at most 20",
+                self.retry_delays_ms.len()
+            ));
+        }
+        self.retry_delays_ms
+            .iter()
+            .map(|&ms| {
+                if ms == 0 || ms > DAY_MS {
+                    Err(format!(
+                        "retry_delays_ms (KAIGO_RETRY_DELAYS_MS): {ms} is not between 1 ms and a day ({DAY_MS})"
+                    ))
+                } else {
+                    Ok(std::time::Duration::from_millis(ms))
+                }
+            })
+            .collect()
     }
 
     /// The HTTPS files, `None` for plain HTTP, or an error naming the settings that are half set:
@@ -546,6 +589,31 @@ mod tests {
         numeric_setting("delivered_keep_days", "KAIGO_DELIVERED_KEEP_DAYS", |c| {
             c.delivered_keep_days
         });
+    }
+
+    #[test]
+    fn retry_delays_come_from_the_file_or_the_variable_and_nonsense_names_the_setting() {
+        let ms = std::time::Duration::from_millis;
+        let d = Config::default()
+            .retry_delays()
+            .expect("the default is valid");
+        assert_eq!(d.len(), 5);
+        assert!(d.windows(2).all(|w| w[0] < w[1]), "growing: {d:?}");
+        let mut c: Config = toml::from_str("retry_delays_ms = [200, 400]").expect("known key");
+        assert_eq!(c.retry_delays(), Ok(vec![ms(200), ms(400)]));
+        c.apply_env(|k| (k == "KAIGO_RETRY_DELAYS_MS").then(|| " 1000, 60000 ".into()))
+            .unwrap();
+        assert_eq!(c.retry_delays(), Ok(vec![ms(1000), ms(60_000)]));
+        c.apply_env(|k| (k == "KAIGO_RETRY_DELAYS_MS").then(String::new))
+            .unwrap();
+        assert_eq!(c.retry_delays(), Ok(vec![]), "empty: no retries");
+        for bad in ["5s", "0", "100000000", "1,,x"] {
+            let e = c
+                .apply_env(|k| (k == "KAIGO_RETRY_DELAYS_MS").then(|| bad.into()))
+                .expect_err(bad);
+            assert!(e.contains("KAIGO_RETRY_DELAYS_MS"), "{bad}: {e}");
+        }
+        assert!(KEYS.contains(&"retry_delays_ms"));
     }
 
     #[test]

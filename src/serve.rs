@@ -55,7 +55,8 @@ pub async fn build(cfg: &Config) -> Result<Arc<Hub>, String> {
         .map_err(|e| format!("store {}: {e}", redact(&cfg.store_url())))?;
     let audit = AuditWriter::open(&cfg.audit_path())?;
     let hasher = SubjectHasher::new(&subject_key(cfg)?).map_err(|e| e.to_string())?;
-    let topology = Topology::new(&cfg.prefix);
+    let mut topology = Topology::new(&cfg.prefix);
+    topology.retry_delays = cfg.retry_delays()?;
     let bus: Arc<dyn Bus> = match &cfg.amqp_url {
         Some(url) => Arc::new(
             crate::bus::rabbitmq::RabbitBus::connect(url, "kaigo-hub")

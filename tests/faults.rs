@@ -259,6 +259,15 @@ fn write_config(s: &Scratch, http: SocketAddr, mllp: SocketAddr) -> PathBuf {
         text(repo().join("mappings").display().to_string()),
     );
     put("poll_ms", toml::Value::Integer(50));
+    put(
+        "retry_delays_ms",
+        toml::Value::Array(
+            TEST_RETRY_DELAYS_MS
+                .iter()
+                .map(|ms| toml::Value::Integer(*ms as i64))
+                .collect(),
+        ),
+    );
     let path = s.dir.join("kaigo-hub.toml");
     std::fs::write(&path, toml::to_string(&t).expect("TOML")).expect("write kaigo-hub.toml");
     path

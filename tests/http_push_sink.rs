@@ -4,13 +4,13 @@
 //! tried again (its copy waits in one of the deliver hop's waiting rooms) and the document arrives
 //! once it answers 2xx: nothing is dropped, and the other recipients get their copies regardless;
 //! one that never answers 2xx holds up no one, and each of its copies is dead-lettered after
-//! `delivery_limit` tries.
+//! `retry_delays_ms` + 1 tries.
 //!
 //! Over HTTPS (`https://` URLs): a recipient of the test's own behind tokio-rustls, with a
 //! certificate for 127.0.0.1 from a throwaway CA (`common::pki`, the `openssl` command line) and
 //! requiring a client certificate from that CA, receives the document from a hub configured with
 //! `push_ca`, `push_client_cert` and `push_client_key`; a recipient whose certificate comes from
-//! another CA never receives it: the copy is tried once per delivery the queue allows and then
+//! another CA never receives it: the copy is tried once per attempt (`retry_delays_ms` + 1) and then
 //! dead-lettered with `x-kaigo-error` naming the TLS failure. The sink's errors (unknown CA, name
 //! mismatch, no client certificate, status) and the start-up checks of the settings are tested
 //! against the same PKI.
@@ -218,7 +218,8 @@ async fn a_recipient_that_is_down_holds_up_no_one_and_each_copy_is_tried_then_de
     let (running, provider, dead) = pushing_hub(&s, &s.config()).await;
     let hub = running.hub.clone();
     let t = hub.topology.clone();
-    let limit = t.delivery_limit as usize;
+    let limit = t.delivery_attempts() as usize;
+    assert_eq!(limit, TEST_RETRY_DELAYS_MS.len() + 1);
     // The failing recipient comes first in the parties file: a hop that waited for it before
     // going on would hand the provider nothing until the care manager's tries were used up.
     let order: Vec<String> = hub
@@ -251,7 +252,7 @@ async fn a_recipient_that_is_down_holds_up_no_one_and_each_copy_is_tried_then_de
     assert_eq!(
         seen.lock().unwrap().len(),
         MESSAGES * limit,
-        "each copy tried delivery_limit times, no more"
+        "each copy tried delivery_attempts times, no more"
     );
     let mut dead_envelopes: Vec<String> =
         letters.iter().map(|m| m.envelope().to_string()).collect();
@@ -277,8 +278,8 @@ async fn a_recipient_that_is_down_holds_up_no_one_and_each_copy_is_tried_then_de
         assert_eq!(m.header("x-kaigo-attempt"), None);
         assert_eq!(m.header("x-kaigo-retry-for"), None);
     }
-    for room in 0..t.wait_rooms() {
-        assert_eq!(hub.bus.queue_len(&t.wait_queue(room)).await.unwrap(), 0);
+    for delay in &t.retry_delays {
+        assert_eq!(hub.bus.queue_len(&t.wait_queue(*delay)).await.unwrap(), 0);
     }
     assert_eq!(
         hub.metrics.delivery_retries.load(Ordering::Relaxed) as usize,
@@ -498,15 +499,15 @@ async fn a_recipient_with_a_certificate_from_another_ca_never_gets_it_and_the_co
         "one dead letter, not another from the broker: {:#?}",
         dead.all()
     );
-    // Tried once per delivery the queue allows, never reaching HTTP.
+    // Tried once per attempt, never reaching HTTP.
     assert_eq!(
         seen.connections.load(Ordering::SeqCst),
-        running.hub.topology.delivery_limit as usize,
-        "one attempt per delivery"
+        running.hub.topology.delivery_attempts() as usize,
+        "one connection per attempt"
     );
     assert_eq!(
         seen.failed_handshakes.load(Ordering::SeqCst),
-        running.hub.topology.delivery_limit as usize
+        running.hub.topology.delivery_attempts() as usize
     );
     assert!(seen.requests().is_empty(), "{:#?}", seen.requests());
     assert_eq!(running.hub.metrics.delivered.load(Ordering::Relaxed), 1);

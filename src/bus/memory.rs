@@ -389,6 +389,7 @@ impl Drop for MemoryAcker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     async fn setup() -> (MemoryBus, Topology) {
         let bus = MemoryBus::new();
@@ -428,27 +429,51 @@ mod tests {
 
     #[tokio::test]
     async fn a_waiting_room_hands_each_message_to_deliver_after_its_time_in_order() {
-        let (bus, t) = setup().await;
+        let bus = MemoryBus::new();
+        let mut t = Topology::new("t");
+        let (short, long) = (Duration::from_millis(50), Duration::from_millis(400));
+        t.retry_delays = vec![short, long];
+        bus.declare(&t, &[]).await.unwrap();
         let mut c = bus.consume(&t.deliver_queue(), 8).await.unwrap();
         let started = tokio::time::Instant::now();
+        bus.publish(
+            &t.wait(),
+            &Topology::wait_key(long),
+            &Props::default(),
+            b"long",
+        )
+        .await
+        .unwrap();
         for body in [b"first", b"later"] {
-            bus.publish(&t.wait(), "0", &Props::default(), body)
-                .await
-                .unwrap();
-        }
-        assert_eq!(bus.queue_len(&t.wait_queue(0)).await.unwrap(), 2);
-        assert_eq!(bus.queue_len(&t.deliver_queue()).await.unwrap(), 0);
-        let first = c.next().await.unwrap().unwrap();
-        assert!(started.elapsed() >= t.wait_time(0), "not before its time");
-        assert_eq!(first.body, b"first");
-        assert_eq!(first.props.header("x-death-reason"), Some("expired"));
-        assert_eq!(c.next().await.unwrap().unwrap().body, b"later");
-        assert_eq!(bus.queue_len(&t.wait_queue(0)).await.unwrap(), 0);
-        // Room 1 is the next one; an unknown room takes nothing (no binding).
-        bus.publish(&t.wait(), "1", &Props::default(), b"x")
+            bus.publish(
+                &t.wait(),
+                &Topology::wait_key(short),
+                &Props::default(),
+                body,
+            )
             .await
             .unwrap();
-        assert_eq!(bus.queue_len(&t.wait_queue(1)).await.unwrap(), 1);
+        }
+        assert_eq!(bus.queue_len(&t.wait_queue(short)).await.unwrap(), 2);
+        assert_eq!(bus.queue_len(&t.wait_queue(long)).await.unwrap(), 1);
+        assert_eq!(bus.queue_len(&t.deliver_queue()).await.unwrap(), 0);
+        let first = c.next().await.unwrap().unwrap();
+        assert!(started.elapsed() >= short, "not before its time");
+        assert_eq!(
+            first.body, b"first",
+            "the shorter room does not wait for the longer"
+        );
+        assert_eq!(first.props.header("x-death-reason"), Some("expired"));
+        first.ack().await.unwrap();
+        let later = c.next().await.unwrap().unwrap();
+        assert_eq!(later.body, b"later");
+        later.ack().await.unwrap();
+        assert_eq!(bus.queue_len(&t.wait_queue(short)).await.unwrap(), 0);
+        let last = c.next().await.unwrap().unwrap();
+        assert_eq!(last.body, b"long");
+        assert!(started.elapsed() >= long);
+        last.ack().await.unwrap();
+        assert_eq!(bus.queue_len(&t.wait_queue(long)).await.unwrap(), 0);
     }
 
     #[tokio::test]

@@ -2,6 +2,8 @@
 //! configurable prefix (default `kaigo`) so tests and deployments can share one broker. Each bus
 //! implementation declares this description idempotently at start; nothing here talks to a broker.
 
+use std::time::Duration;
+
 /// Exchange kinds used by the hub.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExchangeKind {
@@ -36,7 +38,7 @@ pub struct QueueDecl {
     /// A waiting room: each message is dead-lettered (to `dead_letter_exchange`) this long after
     /// it arrived, and nobody consumes the queue. Every message of the queue waits the same time,
     /// so they leave in the order they came (a broker expires messages only at a queue's head).
-    pub message_ttl: Option<std::time::Duration>,
+    pub message_ttl: Option<Duration>,
 }
 
 /// One binding.
@@ -57,7 +59,15 @@ pub struct Topology {
     pub prefix: String,
     /// How many deliveries a message gets before it is dead-lettered.
     pub delivery_limit: u32,
+    /// How long a recipient's copy waits after its sink failed on attempt 1, 2, …; one attempt
+    /// more than there are delays, then the copy is dead-lettered. Each distinct delay is a
+    /// waiting room of its own ([`Topology::wait_queue`]). Config `retry_delays_ms`.
+    pub retry_delays: Vec<Duration>,
 }
+
+/// The default of `retry_delays_ms`: six attempts over 12½ minutes, so a recipient that
+/// restarts or is briefly unreachable does not see its copies dead-lettered.
+pub const DEFAULT_RETRY_DELAYS_MS: &[u64] = &[1_000, 5_000, 30_000, 120_000, 600_000];
 
 impl Topology {
     /// The topology under `prefix`.
@@ -65,6 +75,10 @@ impl Topology {
         Topology {
             prefix: prefix.to_string(),
             delivery_limit: 5,
+            retry_delays: DEFAULT_RETRY_DELAYS_MS
+                .iter()
+                .map(|ms| Duration::from_millis(*ms))
+                .collect(),
         }
     }
 
@@ -124,8 +138,8 @@ impl Topology {
     pub fn out_queue(&self, party: &str) -> String {
         self.n(&format!("out.{party}"))
     }
-    /// Exchange of copies waiting to be delivered again (direct; key = the waiting room's
-    /// number, see [`Topology::wait_queue`]).
+    /// Exchange of copies waiting to be delivered again (direct; key = the waiting time in
+    /// milliseconds, see [`Topology::wait_queue`]).
     pub fn wait(&self) -> String {
         self.n("deliver.wait")
     }
@@ -134,20 +148,32 @@ impl Topology {
     pub fn again(&self) -> String {
         self.n("deliver.again")
     }
-    /// Waiting room `room` (0, 1, …, [`Topology::wait_rooms`] − 1): a copy whose recipient's
-    /// sink failed on its attempt `room + 1` waits here [`Topology::wait_time`]`(room)`, then goes
-    /// back to the deliver queue, without holding up anything else.
-    pub fn wait_queue(&self, room: u32) -> String {
-        self.n(&format!("deliver.wait.{room}"))
+    /// The waiting room of copies that wait `delay` before the deliver hop tries their recipient
+    /// again: a queue nobody consumes whose messages all expire after `delay` (so they leave in
+    /// the order they came) into [`Topology::again`]. Named and keyed by the delay, so a changed
+    /// `retry_delays_ms` declares new rooms instead of clashing with the old ones' arguments.
+    pub fn wait_queue(&self, delay: Duration) -> String {
+        self.n(&format!("deliver.wait.{}", Self::wait_key(delay)))
     }
-    /// How many waiting rooms: one per attempt that may still be followed by another.
-    pub fn wait_rooms(&self) -> u32 {
-        self.delivery_limit.saturating_sub(1).max(1)
+    /// Routing key of a waiting room on [`Topology::wait`]: the delay in milliseconds.
+    pub fn wait_key(delay: Duration) -> String {
+        delay.as_millis().to_string()
     }
-    /// How long a copy waits in room `room`: 0.5 s, 1 s, 2 s, … (the same backoff as every
-    /// other retry of the hub, [`crate::pipeline::retry::backoff`]).
-    pub fn wait_time(&self, room: u32) -> std::time::Duration {
-        crate::pipeline::retry::backoff(room)
+    /// The delay after a sink failed on `attempt` (1, 2, …); `None` when that was the last.
+    pub fn retry_delay(&self, attempt: u32) -> Option<Duration> {
+        let i = usize::try_from(attempt.checked_sub(1)?).ok()?;
+        self.retry_delays.get(i).copied()
+    }
+    /// How many times the deliver hop tries a recipient before dead-lettering its copy.
+    pub fn delivery_attempts(&self) -> u32 {
+        u32::try_from(self.retry_delays.len()).unwrap_or(u32::MAX - 1) + 1
+    }
+    /// The distinct delays, each one waiting room.
+    fn wait_rooms(&self) -> Vec<Duration> {
+        let mut rooms = self.retry_delays.clone();
+        rooms.sort();
+        rooms.dedup();
+        rooms
     }
 
     /// Exchanges to declare.
@@ -192,12 +218,12 @@ impl Topology {
             parking(self.dead_queue()),
             parking(self.quarantine_queue()),
         ];
-        queues.extend((0..self.wait_rooms()).map(|room| QueueDecl {
-            name: self.wait_queue(room),
+        queues.extend(self.wait_rooms().into_iter().map(|delay| QueueDecl {
+            name: self.wait_queue(delay),
             quorum: true,
             dead_letter_exchange: Some(self.again()),
             delivery_limit: None,
-            message_ttl: Some(self.wait_time(room)),
+            message_ttl: Some(delay),
         }));
         queues
     }
@@ -235,10 +261,10 @@ impl Topology {
             b(self.dead_queue(), self.dead()),
             b(self.quarantine_queue(), self.quarantine()),
         ];
-        bindings.extend((0..self.wait_rooms()).map(|room| BindingDecl {
-            queue: self.wait_queue(room),
+        bindings.extend(self.wait_rooms().into_iter().map(|delay| BindingDecl {
+            queue: self.wait_queue(delay),
             exchange: self.wait(),
-            key: room.to_string(),
+            key: Self::wait_key(delay),
         }));
         bindings
     }
@@ -277,31 +303,44 @@ mod tests {
     }
 
     #[test]
-    fn each_attempt_but_the_last_has_a_waiting_room_that_leads_back_to_deliver() {
-        let t = Topology::new("t1");
-        assert_eq!(t.wait_rooms(), t.delivery_limit - 1);
+    fn each_distinct_retry_delay_is_a_waiting_room_that_leads_back_to_deliver() {
+        let mut t = Topology::new("t1");
+        let ms = Duration::from_millis;
+        t.retry_delays = vec![ms(100), ms(2000), ms(100)];
+        assert_eq!(t.delivery_attempts(), 4);
+        assert_eq!(t.retry_delay(1), Some(ms(100)));
+        assert_eq!(t.retry_delay(2), Some(ms(2000)));
+        assert_eq!(t.retry_delay(3), Some(ms(100)));
+        assert_eq!(t.retry_delay(4), None, "the last attempt");
+        assert_eq!(t.retry_delay(0), None);
         let rooms: Vec<QueueDecl> = t
             .queues()
             .into_iter()
             .filter(|q| q.message_ttl.is_some())
             .collect();
-        assert_eq!(rooms.len() as u32, t.wait_rooms());
-        for (room, q) in (0..).zip(&rooms) {
-            assert_eq!(q.name, t.wait_queue(room));
-            assert_eq!(q.message_ttl, Some(t.wait_time(room)));
+        assert_eq!(rooms.len(), 2, "one room per distinct delay");
+        for q in &rooms {
+            let delay = q.message_ttl.expect("a room");
+            assert_eq!(q.name, t.wait_queue(delay));
+            assert!(q.name.starts_with("t1.deliver.wait."), "{}", q.name);
             assert_eq!(q.dead_letter_exchange.as_deref(), Some(t.again().as_str()));
-            assert!(
-                t.bindings().iter().any(|b| b.queue == q.name
-                    && b.exchange == t.wait()
-                    && b.key == room.to_string())
-            );
+            assert!(t.bindings().iter().any(|b| b.queue == q.name
+                && b.exchange == t.wait()
+                && b.key == Topology::wait_key(delay)));
         }
-        assert!(t.wait_time(1) > t.wait_time(0), "later rooms wait longer");
+        assert_eq!(t.wait_queue(ms(2000)), "t1.deliver.wait.2000");
         assert!(
             t.bindings()
                 .iter()
                 .any(|b| b.queue == t.deliver_queue() && b.exchange == t.again())
         );
+        t.retry_delays.clear();
+        assert_eq!(
+            t.delivery_attempts(),
+            1,
+            "no retries: the first failure is the last"
+        );
+        assert!(t.queues().iter().all(|q| q.message_ttl.is_none()));
     }
 
     #[test]

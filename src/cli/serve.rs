@@ -39,6 +39,9 @@ use std::path::PathBuf;
                 recipient) is kept; longer than any replay may come; 0 = forever      [0]
   max_backlog   KAIGO_MAX_BACKLOG   messages waiting in translate + deliver at which the
                 sources refuse new ones (503 / AE / requeue / file kept); 0 = no bound [0]
+  retry_delays_ms KAIGO_RETRY_DELAYS_MS  waits before a recipient whose sink failed is tried
+                again, ms, comma-separated; then dead-lettered; a down recipient holds up
+                no one                                       [1000,5000,30000,120000,600000]
 Log level: RUST_LOG (e.g. RUST_LOG=kaigo_hub=debug).
 
 Example: KAIGO_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f kaigo-hub serve"

@@ -8,12 +8,13 @@
 //! across a crash delivery is at-least-once, and the copy carries the same `message_id` (the
 //! envelope), `x-kaigo-doc-index` and `x-kaigo-recipient` for the recipient to de-duplicate.
 //! A denied recipient gets nothing; a quarantined copy names it. When a recipient's sink fails,
-//! a copy for that recipient alone (`x-kaigo-retry-for`, `x-kaigo-attempt`) goes to a waiting
-//! room (`kaigo.deliver.wait.<n>`: 0.5 s, 1 s, 2 s, … by attempt) that hands it back to the
-//! deliver queue when its time is up, and the hop goes on with the other recipients and acks: a
-//! recipient that is down holds up neither the others nor the hop's prefetch window. Its
-//! attempt number `delivery_limit` is the last: that copy goes to the dead-letter queue with the
-//! sink's error in `x-kaigo-error` and the recipient in `x-kaigo-recipient`.
+//! a copy for that recipient alone (`x-kaigo-retry-for`, `x-kaigo-attempt`) goes to the waiting
+//! room of the delay `retry_delays_ms` gives for that attempt (`kaigo.deliver.wait.<ms>`), which
+//! hands it back to the deliver queue when its time is up, and the hop goes on with the other
+//! recipients and acks: a recipient that is down holds up neither the others nor the hop's
+//! prefetch window. The attempt with no delay left is the last: that copy goes to the
+//! dead-letter queue with the sink's error in `x-kaigo-error` and the recipient in
+//! `x-kaigo-recipient`.
 
 use super::headers as h;
 use super::metrics::Metrics;
@@ -219,20 +220,19 @@ async fn handle(hub: &Hub, mut d: Delivery, mut shutdown: watch::Receiver<bool>)
             .send(hub.bus.as_ref(), &hub.topology.egress(), target, &out)
             .await;
         if let Err(e) = sent {
-            if attempt < hub.topology.delivery_limit {
+            if let Some(wait) = hub.topology.retry_delay(attempt) {
                 // A recipient that is down for a moment must not use up its tries in a second,
                 // nor make the others wait: its copy waits in a room of its own.
-                let room = attempt - 1;
                 let mut again = d.props.clone();
                 again.user_id = None;
                 again.headers.insert(h::RETRY_FOR.into(), party.id.clone());
                 again
                     .headers
                     .insert(h::ATTEMPT.into(), (attempt + 1).to_string());
-                let wait = hub.topology.wait_time(room);
+                let room = crate::bus::Topology::wait_key(wait);
                 if let Err(b) = hub
                     .bus
-                    .publish(&hub.topology.wait(), &room.to_string(), &again, &d.body)
+                    .publish(&hub.topology.wait(), &room, &again, &d.body)
                     .await
                 {
                     tracing::warn!(envelope, recipient = %party.id, error = %b, "deliver: cannot put a copy in a waiting room; requeue");

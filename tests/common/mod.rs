@@ -41,6 +41,9 @@ pub const CARD_PERSON: (&str, &str) = ("131011", "0000123456");
 
 pub const HOSPITAL: &str = "1311234567";
 pub const HOSPITAL_2: &str = "2710000015";
+/// The waiting rooms of every test hub ([`Scratch::config`]): a recipient whose sink fails is
+/// tried five times within 1.5 s (the default takes 12½ minutes).
+pub const TEST_RETRY_DELAYS_MS: &[u64] = &[100, 200, 400, 800];
 pub const CARE_MANAGER: &str = "0300000100";
 pub const PROVIDER: &str = "0300000005";
 pub const MUNICIPALITY: &str = "131011";
@@ -176,6 +179,7 @@ impl Scratch {
             parties: self.parties.clone(),
             poll_ms: 50,
             database_url: database_url(&self.prefix),
+            retry_delays_ms: TEST_RETRY_DELAYS_MS.to_vec(),
             ..Default::default()
         }
     }
@@ -225,8 +229,15 @@ impl Scratch {
     }
 
     fn queues(&self) -> Vec<String> {
+        // The waiting rooms of the default `retry_delays_ms` too, for a hub a test configured
+        // otherwise (deleting a queue that was never declared is a no-op).
         let t = kaigo_hub::bus::Topology::new(&self.prefix);
         let mut q: Vec<String> = t.queues().into_iter().map(|q| q.name).collect();
+        q.extend(
+            TEST_RETRY_DELAYS_MS
+                .iter()
+                .map(|ms| t.wait_queue(Duration::from_millis(*ms))),
+        );
         q.extend(self.amqp_recipients.iter().map(|r| t.out_queue(r)));
         q
     }
