@@ -287,6 +287,79 @@ async fn a_recipient_that_is_down_holds_up_no_one_and_each_copy_is_tried_then_de
     );
     assert_eq!(hub.metrics.dead.load(Ordering::Relaxed) as usize, MESSAGES);
     running.stop().await;
+    // Every failed try is in the audit log: "retrying" with its attempt, then "dead".
+    let audit = std::fs::read_to_string(s.dir.join("state/audit.jsonl")).expect("audit log");
+    let about_cm: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON line"))
+        .filter(|e| e["party"] == CARE_MANAGER && e["hop"] == "deliver")
+        .collect();
+    let decisions = |d: &str| about_cm.iter().filter(|e| e["decision"] == d).count();
+    assert_eq!(
+        decisions("retrying"),
+        MESSAGES * (limit - 1),
+        "{about_cm:#?}"
+    );
+    assert_eq!(decisions("dead"), MESSAGES);
+    assert_eq!(decisions("delivered"), 0);
+    for attempt in 1..limit {
+        let reason = format!("sink-failed:attempt-{attempt}");
+        assert_eq!(
+            about_cm
+                .iter()
+                .filter(|e| e["reason"] == reason.as_str())
+                .count(),
+            MESSAGES,
+            "{reason}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_waiting_copy_whose_recipient_left_the_parties_file_is_dead_lettered_not_dropped() {
+    let (url, seen) = recipient(0).await;
+    let s = Scratch::rabbit("push-gone", push_to(&url));
+    let (running, provider, dead) = pushing_hub(&s, &s.config()).await;
+    let hub = running.hub.clone();
+    let t = hub.topology.clone();
+    post_sample_patient(running.http_addr).await;
+    let copy = provider
+        .wait("the provider's copy", |m| m.len() == 1)
+        .await
+        .remove(0);
+    eventually("the care manager's push", async || {
+        seen.lock().unwrap().len() == 1
+    })
+    .await;
+    // The canonical document as the deliver hop had it, back from a waiting room for a party
+    // the parties file (as the hub loaded it) does not list.
+    let canonical = seen.lock().unwrap()[0].body.clone();
+    let mut props: Props = copy.props.clone();
+    props.headers.remove("x-kaigo-recipient");
+    props
+        .headers
+        .insert("x-kaigo-hop".into(), "translate".into());
+    props
+        .headers
+        .insert("x-kaigo-retry-for".into(), "0399999999".into());
+    props.headers.insert("x-kaigo-attempt".into(), "2".into());
+    hub.bus
+        .publish(&t.again(), "", &props, &canonical)
+        .await
+        .expect("published");
+
+    let letters = dead.wait("the orphaned copy", |m| m.len() == 1).await;
+    let error = letters[0].header("x-kaigo-error").unwrap_or_default();
+    assert!(
+        error.contains("0399999999") && error.contains("no longer receives"),
+        "{error}"
+    );
+    assert_eq!(letters[0].header("x-kaigo-recipient"), Some("0399999999"));
+    assert_eq!(letters[0].body, canonical, "kept as it was");
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(seen.lock().unwrap().len(), 1, "nobody else got it again");
+    assert_eq!(provider.all().len(), 1);
+    running.stop().await;
 }
 
 // ------------------------------------------------------------------------------------------------

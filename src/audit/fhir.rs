@@ -186,7 +186,7 @@ fn action(hop: Hop) -> &'static str {
 fn outcome(decision: Decision) -> &'static str {
     match decision {
         Decision::Permit | Decision::Accepted | Decision::Delivered => "0",
-        Decision::Deny | Decision::Rejected | Decision::Quarantined => "4",
+        Decision::Deny | Decision::Rejected | Decision::Quarantined | Decision::Retrying => "4",
         Decision::Indeterminate | Decision::Dead => "8",
     }
 }
@@ -281,6 +281,7 @@ mod tests {
             (Decision::Deny, "4"),
             (Decision::Rejected, "4"),
             (Decision::Quarantined, "4"),
+            (Decision::Retrying, "4"),
             (Decision::Indeterminate, "8"),
             (Decision::Dead, "8"),
         ];

@@ -131,11 +131,14 @@ pub enum Decision {
     Dead,
     /// The message went to quarantine (consent denied, subject unknown).
     Quarantined,
+    /// A recipient's sink failed; its copy waits to be tried again (the attempt and the error
+    /// kind go in `reason`).
+    Retrying,
 }
 
 impl Decision {
     /// Every decision, in declaration order.
-    pub const ALL: [Decision; 8] = [
+    pub const ALL: [Decision; 9] = [
         Decision::Permit,
         Decision::Deny,
         Decision::Indeterminate,
@@ -144,6 +147,7 @@ impl Decision {
         Decision::Delivered,
         Decision::Dead,
         Decision::Quarantined,
+        Decision::Retrying,
     ];
 
     /// The wire name (`permit`, `deny`, …), as stored in [`AuditEvent::decision`].
@@ -157,6 +161,7 @@ impl Decision {
             Decision::Delivered => "delivered",
             Decision::Dead => "dead",
             Decision::Quarantined => "quarantined",
+            Decision::Retrying => "retrying",
         }
     }
 }

@@ -32,7 +32,7 @@ pub enum Action {
         /// Hop: ingress, translate, deliver, consent, replay, admin.
         #[arg(long)]
         hop: Option<String>,
-        /// Decision: permit, deny, indeterminate, accepted, rejected, delivered, dead, quarantined.
+        /// Decision: permit, deny, indeterminate, accepted, rejected, delivered, dead, quarantined, retrying.
         #[arg(long)]
         decision: Option<String>,
     },

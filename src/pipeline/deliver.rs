@@ -105,6 +105,29 @@ async fn handle(hub: &Hub, mut d: Delivery, mut shutdown: watch::Receiver<bool>)
     let mut recipients = hub.parties.recipients_of(&kind, &source);
     if let Some(only) = &retry_for {
         recipients.retain(|(p, _)| p.id == *only);
+        if recipients.is_empty() {
+            // The parties file changed while the copy waited: keep it where an operator sees it.
+            let error = format!(
+                "recipient {only} no longer receives {kind} from {source} (the parties file changed while its copy waited to be tried again)"
+            );
+            if dead_copy(hub, &d.props, &d.body, only, &error)
+                .await
+                .is_err()
+            {
+                let _ = d.requeue().await;
+                return;
+            }
+            hub.audit(Hop::Deliver, "deliver", &envelope, |a| {
+                a.party(only.as_str())
+                    .subject(hash.clone())
+                    .category(category.code())
+                    .document(kind.as_str())
+                    .decision(AuditDecision::Dead)
+                    .reason("not-a-recipient")
+            });
+            let _ = d.ack().await;
+            return;
+        }
     }
     // One mapping set for the whole message, even if `serve --watch` replaces it meanwhile.
     let mappings = hub.mappings.current();
@@ -240,6 +263,10 @@ async fn handle(hub: &Hub, mut d: Delivery, mut shutdown: watch::Receiver<bool>)
                     return;
                 }
                 Metrics::inc(&hub.metrics.delivery_retries);
+                audit_copy(
+                    AuditDecision::Retrying,
+                    &format!("sink-failed:attempt-{attempt}"),
+                );
                 tracing::warn!(envelope, recipient = %party.id, error = %e, attempt, retry_in_ms = wait.as_millis() as u64, "deliver: sink failed; tried again later");
                 continue;
             }
