@@ -194,6 +194,71 @@ async fn declaring_twice_is_idempotent_and_a_conflicting_queue_is_refused_by_nam
     bus.close().await;
 }
 
+/// Declares `queue` as a kaigo-hub before 2026-12-04 did a hop's queue: quorum, dead-letter
+/// exchange, delivery limit, and no `x-dead-letter-strategy`. The broker's refusal, if any.
+async fn declare_as_an_older_hub(queue: &str, dlx: &str) -> Result<(), String> {
+    use lapin::options::QueueDeclareOptions;
+    use lapin::types::{AMQPValue, FieldTable};
+    let conn = lapin::Connection::connect(&url(), lapin::ConnectionProperties::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString(dlx.into()),
+    );
+    args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(4));
+    let options = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    let r = ch
+        .queue_declare(queue.into(), options, args)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+    let _ = conn.close(200, "OK".into()).await;
+    r
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hop_queues_dead_letter_at_least_once_and_an_older_hubs_queue_is_used_as_it_is() {
+    let s = Scratch::new("older", &[]);
+    // The translate queue as an older hub left it on the broker.
+    declare_as_an_older_hub(&s.t.translate_queue(), &s.t.dead())
+        .await
+        .expect("a fresh queue");
+    let bus = connect("older").await;
+    bus.declare(&s.t, &[])
+        .await
+        .expect("the older hub's queue is taken as it is");
+    bus.declare(&s.t, &[]).await.expect("and again");
+    bus.publish(&s.t.ingress(), "hl7v2.adt", &props("env-older"), b"m")
+        .await
+        .unwrap();
+    wait_len(&bus, &s.t.translate_queue(), 1).await;
+
+    // The queues this hub declared itself carry the strategy: declared the older way, the
+    // broker refuses them as different.
+    let e = declare_as_an_older_hub(&s.t.deliver_queue(), &s.t.dead())
+        .await
+        .expect_err("the deliver queue dead-letters at least once");
+    assert!(
+        e.contains("PRECONDITION_FAILED") || e.contains("inequivalent"),
+        "{e}"
+    );
+    assert!(
+        e.contains("x-dead-letter-strategy") || e.contains("x-overflow"),
+        "{e}"
+    );
+    bus.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn publish_consume_ack_empties_the_queue() {
     let (bus, s) = setup("ack", &[]).await;

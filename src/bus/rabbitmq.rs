@@ -18,9 +18,11 @@
 //!   *deliveries* (5 = delivered five times, then dead-lettered, like `memory.rs`), whereas
 //!   RabbitMQ's `x-delivery-limit` counts *returns* it tolerates (5 = six deliveries), so the
 //!   queue is declared with `x-delivery-limit = delivery_limit - 1`. A queue with a
-//!   [`QueueDecl::message_ttl`] (the deliver hop's waiting rooms) gets `x-message-ttl` and, being
-//!   a quorum queue with a dead-letter exchange, `x-dead-letter-strategy: at-least-once` with
-//!   `x-overflow: reject-publish` (RabbitMQ ≥ 3.10).
+//!   [`QueueDecl::message_ttl`] (the deliver hop's waiting rooms) gets `x-message-ttl`. Every
+//!   quorum queue with a dead-letter exchange (the hops' queues, the waiting rooms) gets
+//!   `x-dead-letter-strategy: at-least-once` with `x-overflow: reject-publish` (RabbitMQ ≥
+//!   3.10). A hop queue an older kaigo-hub declared without them (the broker refuses the new
+//!   arguments as inequivalent) is used as it is, with a warning.
 //! - [`Delivery::delivery_count`] is the quorum queue's `x-delivery-count` header (absent on a
 //!   first delivery, so 0); that header is not copied into [`Props::headers`], so a republished
 //!   message starts afresh. On a dead-lettered message the broker's `x-death` array (not a
@@ -299,7 +301,8 @@ impl RabbitBus {
         ch: &Channel,
         t: &Topology,
         recipients: &[String],
-    ) -> Result<(), BusError> {
+        older: &[(String, BusError)],
+    ) -> Result<(), Declared> {
         for e in t.exchanges() {
             let what = format!("declaring exchange `{}`", e.name);
             let kind = match e.kind {
@@ -324,13 +327,38 @@ impl RabbitBus {
             recipients.iter().map(|r| t.out_decl(r)).unzip();
         for q in t.queues().iter().chain(&out_queues) {
             let what = format!("declaring queue `{}`", q.name);
+            // A queue refused once as inequivalent is declared again with the arguments an
+            // older kaigo-hub gave it (no at-least-once dead-lettering): if the broker accepts
+            // those, it is that hub's queue, used as it is (the broker keeps a queue's
+            // arguments for its life); if not, the first refusal says what really differs.
+            let first_refusal = older.iter().find(|(n, _)| *n == q.name).map(|(_, e)| e);
+            let as_older = first_refusal.is_some();
             let options = QueueDeclareOptions {
                 durable: true,
                 ..QueueDeclareOptions::default()
             };
-            ch.queue_declare(short(&what, "name", &q.name)?, options, queue_arguments(q))
+            let name = short(&what, "name", &q.name)?;
+            match ch
+                .queue_declare(name, options, queue_arguments(q, !as_older))
                 .await
-                .map_err(|err| classify(&what, err))?;
+            {
+                Ok(_) => {}
+                Err(err)
+                    if !as_older
+                        && at_least_once(q)
+                        && soft_error(&err) == Some(AMQPSoftError::PRECONDITIONFAILED) =>
+                {
+                    return Err(Declared::Older(q.name.clone(), classify(&what, err)));
+                }
+                Err(err) => {
+                    let e = classify(&what, err);
+                    return Err(match (first_refusal, &e) {
+                        (Some(first), BusError::Refused(_)) => first.clone(),
+                        _ => e,
+                    }
+                    .into());
+                }
+            }
         }
         for b in t.bindings().iter().chain(&out_bindings) {
             let what = format!(
@@ -362,13 +390,24 @@ impl Bus for RabbitBus {
         recipients: &'a [String],
     ) -> BoxFut<'a, Result<(), BusError>> {
         Box::pin(async move {
-            // A channel of its own: an inequivalent declaration makes the broker close it.
-            let ch = self.channel("declaring the topology").await?;
-            let r = self.declare_all(&ch, t, recipients).await;
-            if ch.status().connected() {
-                let _ = ch.close(200, "OK".into()).await;
+            let mut older: Vec<(String, BusError)> = Vec::new();
+            loop {
+                // A channel of its own: an inequivalent declaration makes the broker close it.
+                let ch = self.channel("declaring the topology").await?;
+                let r = self.declare_all(&ch, t, recipients, &older).await;
+                if ch.status().connected() {
+                    let _ = ch.close(200, "OK".into()).await;
+                }
+                match r {
+                    Ok(()) => break,
+                    Err(Declared::Failed(e)) => return Err(e),
+                    Err(Declared::Older(queue, refusal)) => older.push((queue, refusal)),
+                }
             }
-            r
+            for (queue, _) in &older {
+                tracing::warn!(queue = %queue, "an older kaigo-hub declared this queue without at-least-once dead-lettering; it is used as it is (what it dead-letters is at-most-once) until it is deleted, when empty, and declared again");
+            }
+            Ok(())
         })
     }
 
@@ -604,6 +643,22 @@ fn classify(what: &str, e: lapin::Error) -> BusError {
     }
 }
 
+/// Why declaring the topology stopped.
+enum Declared {
+    /// The broker said no, or could not be reached.
+    Failed(BusError),
+    /// Declaring this queue with at-least-once dead-lettering was refused as inequivalent: it
+    /// may be an older kaigo-hub's (declared again with that hub's arguments to find out; if
+    /// those are refused too, this refusal is the one reported).
+    Older(String, BusError),
+}
+
+impl From<BusError> for Declared {
+    fn from(e: BusError) -> Declared {
+        Declared::Failed(e)
+    }
+}
+
 /// An AMQP short string (names, routing keys, most properties: at most 255 bytes).
 fn short(what: &str, field: &str, s: &str) -> Result<ShortString, BusError> {
     ShortString::try_new(s).map_err(|_| {
@@ -614,7 +669,9 @@ fn short(what: &str, field: &str, s: &str) -> Result<ShortString, BusError> {
     })
 }
 
-fn queue_arguments(q: &QueueDecl) -> FieldTable {
+/// The arguments `q` is declared with; `current = false` gives those of a kaigo-hub before
+/// at-least-once dead-lettering (2026-12-04), to recognise its queues.
+fn queue_arguments(q: &QueueDecl, current: bool) -> FieldTable {
     let mut args = FieldTable::default();
     if q.quorum {
         args.insert(
@@ -636,22 +693,29 @@ fn queue_arguments(q: &QueueDecl) -> FieldTable {
     if let Some(ttl) = q.message_ttl {
         let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ms));
-        if q.quorum && q.dead_letter_exchange.is_some() {
-            // A waiting room's whole point is to hand every message on: a quorum queue
-            // dead-letters at most once unless told otherwise (a copy could vanish if the
-            // target did not take it), and at-least-once needs publishers refused, not
-            // messages dropped, when the queue is full.
-            args.insert(
-                "x-dead-letter-strategy".into(),
-                AMQPValue::LongString("at-least-once".into()),
-            );
-            args.insert(
-                "x-overflow".into(),
-                AMQPValue::LongString("reject-publish".into()),
-            );
-        }
+    }
+    if current && at_least_once(q) {
+        // Whatever a hop's queue or a waiting room dead-letters must arrive: a quorum queue
+        // dead-letters at most once unless told otherwise (the message is gone from the source
+        // whether or not the target took it), and at-least-once needs publishers refused, not
+        // messages dropped, should the queue ever be full (none of the hub's has a length
+        // limit, so `reject-publish` never fires).
+        args.insert(
+            "x-dead-letter-strategy".into(),
+            AMQPValue::LongString("at-least-once".into()),
+        );
+        args.insert(
+            "x-overflow".into(),
+            AMQPValue::LongString("reject-publish".into()),
+        );
     }
     args
+}
+
+/// Does the hub declare `q` with at-least-once dead-lettering? Every quorum queue that
+/// dead-letters does.
+fn at_least_once(q: &QueueDecl) -> bool {
+    q.quorum && q.dead_letter_exchange.is_some()
 }
 
 /// `Props` → AMQP basic properties: persistent, headers as long strings, `user_id` only when
@@ -1060,22 +1124,46 @@ mod tests {
         };
         let limit = |args: FieldTable| args.inner().get("x-delivery-limit").cloned();
         assert_eq!(
-            limit(queue_arguments(&q(5))),
+            limit(queue_arguments(&q(5), true)),
             Some(AMQPValue::LongLongInt(4))
         );
         assert_eq!(
-            limit(queue_arguments(&q(1))),
+            limit(queue_arguments(&q(1), true)),
             Some(AMQPValue::LongLongInt(0))
         );
         assert_eq!(
-            limit(queue_arguments(&q(0))),
+            limit(queue_arguments(&q(0), true)),
             Some(AMQPValue::LongLongInt(0))
         );
-        let args = queue_arguments(&q(5));
+        let args = queue_arguments(&q(5), true);
         assert_eq!(
             args.inner().get("x-queue-type"),
             Some(&AMQPValue::LongString("quorum".into()))
         );
+    }
+
+    #[test]
+    fn queues_that_dead_letter_do_so_at_least_once_unless_recognising_an_older_hubs() {
+        let t = Topology::new("t");
+        let strategy = |args: &FieldTable| {
+            args.inner()
+                .get("x-dead-letter-strategy")
+                .cloned()
+                .zip(args.inner().get("x-overflow").cloned())
+        };
+        let at_least_once = Some((
+            AMQPValue::LongString("at-least-once".into()),
+            AMQPValue::LongString("reject-publish".into()),
+        ));
+        for q in t.queues() {
+            let args = queue_arguments(&q, true);
+            if q.dead_letter_exchange.is_some() {
+                assert_eq!(strategy(&args), at_least_once, "{}", q.name);
+                assert_eq!(strategy(&queue_arguments(&q, false)), None, "{}", q.name);
+            } else {
+                assert_eq!(strategy(&args), None, "{} dead-letters nothing", q.name);
+            }
+        }
     }
 
     #[test]
