@@ -729,6 +729,19 @@ async fn metadata_health_and_metrics_have_their_shapes_and_stop_closes_the_port(
     assert_eq!(r.status, 200);
     assert_eq!(r.json(), json!({"status": "ok", "bus": "memory"}));
 
+    // A copy waiting in the longest of the default waiting rooms (10 minutes).
+    let t = running.hub.topology.clone();
+    running
+        .hub
+        .bus
+        .publish(
+            &t.wait(),
+            "600000",
+            &kaigo_hub::bus::Props::default(),
+            b"{}",
+        )
+        .await
+        .expect("published");
     let r = get(addr, "/metrics", None).await;
     assert_eq!(r.status, 200);
     assert!(
@@ -745,6 +758,8 @@ async fn metadata_health_and_metrics_have_their_shapes_and_stop_closes_the_port(
         "kaigo_queue_depth{queue=\"deliver\"} 0",
         "kaigo_queue_depth{queue=\"dead\"} 0",
         "kaigo_queue_depth{queue=\"quarantine\"} 0",
+        "kaigo_queue_depth{queue=\"deliver.wait.1000\"} 0",
+        "kaigo_queue_depth{queue=\"deliver.wait.600000\"} 1",
         "kaigo_bus_up 1",
     ] {
         assert!(

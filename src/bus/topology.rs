@@ -168,8 +168,8 @@ impl Topology {
     pub fn delivery_attempts(&self) -> u32 {
         u32::try_from(self.retry_delays.len()).unwrap_or(u32::MAX - 1) + 1
     }
-    /// The distinct delays, each one waiting room.
-    fn wait_rooms(&self) -> Vec<Duration> {
+    /// The distinct delays, each one waiting room, shortest first.
+    pub fn wait_rooms(&self) -> Vec<Duration> {
         let mut rooms = self.retry_delays.clone();
         rooms.sort();
         rooms.dedup();

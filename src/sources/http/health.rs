@@ -2,7 +2,8 @@
 //! `{"status":"ok","bus":…}` when the bus answers for the translate queue within
 //! [`PROBE_TIMEOUT`], else 503 `{"status":"unavailable",…}`) and `GET /metrics` (the hub's counters
 //! in the Prometheus text format 0.0.4, plus a `kaigo_queue_depth{queue=…}` gauge for the
-//! translate, deliver, dead-letter and quarantine queues and `kaigo_bus_up`).
+//! translate, deliver, dead-letter and quarantine queues and each of the deliver hop's waiting
+//! rooms (`deliver.wait.<ms>`: copies waiting to be tried again), and `kaigo_bus_up`).
 
 use super::State;
 use crate::pipeline::Hub;
@@ -46,12 +47,21 @@ pub async fn health(state: web::Data<State>) -> HttpResponse {
 pub async fn metrics(state: web::Data<State>) -> HttpResponse {
     let hub = &state.hub;
     let t = &hub.topology;
-    let queues = [
-        ("translate", t.translate_queue()),
-        ("deliver", t.deliver_queue()),
-        ("dead", t.dead_queue()),
-        ("quarantine", t.quarantine_queue()),
+    let mut queues = vec![
+        ("translate".to_string(), t.translate_queue()),
+        ("deliver".to_string(), t.deliver_queue()),
+        ("dead".to_string(), t.dead_queue()),
+        ("quarantine".to_string(), t.quarantine_queue()),
     ];
+    // Copies waiting to be tried again, per waiting room (`deliver.wait.<ms>`).
+    for delay in t.wait_rooms() {
+        let name = t.wait_queue(delay);
+        let role = name
+            .strip_prefix(&format!("{}.", t.prefix))
+            .unwrap_or(&name)
+            .to_string();
+        queues.push((role, name));
+    }
     let mut out = hub.metrics.render();
     out.push_str("# HELP kaigo_queue_depth Messages waiting in a hub queue.\n# TYPE kaigo_queue_depth gauge\n");
     let mut up = 1;
