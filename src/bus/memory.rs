@@ -24,11 +24,18 @@ struct Queue {
     notify: Notify,
     dead_letter_exchange: Option<String>,
     delivery_limit: Option<u32>,
-    /// A waiting room's time ([`QueueDecl::message_ttl`]): messages are held by a timer, not in
-    /// `items`, and dead-lettered when it fires; `waiting` counts them for `queue_len`.
+    /// A waiting room's time ([`QueueDecl::message_ttl`]): messages wait in `wait_line`, not in
+    /// `items`, and are dead-lettered when their time is up; `waiting` counts them for
+    /// `queue_len`.
     message_ttl: Option<std::time::Duration>,
     waiting: std::sync::atomic::AtomicU64,
+    /// The waiting room's line: one task per room takes the messages in the order they came and
+    /// hands each on at its time (all wait the same time, so the order holds, as a broker's
+    /// expiry at the head of a queue keeps it). Started by the first message.
+    wait_line: std::sync::OnceLock<WaitLine>,
 }
+
+type WaitLine = tokio::sync::mpsc::UnboundedSender<(tokio::time::Instant, Msg)>;
 
 #[derive(Default)]
 struct State {
@@ -64,6 +71,7 @@ impl MemoryBus {
                 delivery_limit: q.delivery_limit,
                 message_ttl: q.message_ttl,
                 waiting: Default::default(),
+                wait_line: Default::default(),
             })
         });
     }
@@ -108,28 +116,44 @@ impl MemoryBus {
     }
 
     /// A waiting room: `ttl` after arrival the message goes to `dlx` with `x-death-reason:
-    /// expired`, as RabbitMQ does. Messages of one room all wait the same time, so a timer each
-    /// keeps them in order.
+    /// expired`, as RabbitMQ does, in the order the messages came.
     fn wait_then_dead_letter(&self, q: &Arc<Queue>, ttl: std::time::Duration, dlx: &str, m: Msg) {
         use std::sync::atomic::Ordering;
-        let (bus, q, dlx) = (self.clone(), q.clone(), dlx.to_string());
-        q.waiting.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(async move {
-            tokio::time::sleep(ttl).await;
-            let mut m = m;
-            m.props
-                .headers
-                .insert("x-death-reason".into(), "expired".into());
-            m.props
-                .headers
-                .insert("x-first-death-exchange".into(), m.exchange.clone());
-            m.exchange = dlx;
-            m.delivery_count = 0;
-            q.waiting.fetch_sub(1, Ordering::Relaxed);
-            if let Err(e) = bus.route(m) {
-                tracing::error!(error = %e, "memory bus: a waiting message could not be handed on");
-            }
+        let line = q.wait_line.get_or_init(|| {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Msg)>();
+            // Weak: the task must not keep the bus (which holds the line's sender) alive.
+            let (state, room, dlx) = (
+                Arc::downgrade(&self.state),
+                Arc::downgrade(q),
+                dlx.to_string(),
+            );
+            tokio::spawn(async move {
+                while let Some((due, mut m)) = rx.recv().await {
+                    tokio::time::sleep_until(due).await;
+                    let (Some(state), Some(room)) = (state.upgrade(), room.upgrade()) else {
+                        return;
+                    };
+                    m.props
+                        .headers
+                        .insert("x-death-reason".into(), "expired".into());
+                    m.props
+                        .headers
+                        .insert("x-first-death-exchange".into(), m.exchange.clone());
+                    m.exchange = dlx.clone();
+                    m.delivery_count = 0;
+                    room.waiting.fetch_sub(1, Ordering::Relaxed);
+                    if let Err(e) = (MemoryBus { state }).route(m) {
+                        tracing::error!(error = %e, "memory bus: a waiting message could not be handed on");
+                    }
+                }
+            });
+            tx
         });
+        q.waiting.fetch_add(1, Ordering::Relaxed);
+        if line.send((tokio::time::Instant::now() + ttl, m)).is_err() {
+            q.waiting.fetch_sub(1, Ordering::Relaxed);
+            tracing::error!("memory bus: a waiting room's line is closed");
+        }
     }
 }
 
@@ -444,7 +468,8 @@ mod tests {
         )
         .await
         .unwrap();
-        for body in [b"first", b"later"] {
+        let bodies: Vec<Vec<u8>> = (0..20).map(|i| format!("m{i}").into_bytes()).collect();
+        for body in &bodies {
             bus.publish(
                 &t.wait(),
                 &Topology::wait_key(short),
@@ -454,20 +479,23 @@ mod tests {
             .await
             .unwrap();
         }
-        assert_eq!(bus.queue_len(&t.wait_queue(short)).await.unwrap(), 2);
+        assert_eq!(bus.queue_len(&t.wait_queue(short)).await.unwrap(), 20);
         assert_eq!(bus.queue_len(&t.wait_queue(long)).await.unwrap(), 1);
         assert_eq!(bus.queue_len(&t.deliver_queue()).await.unwrap(), 0);
         let first = c.next().await.unwrap().unwrap();
         assert!(started.elapsed() >= short, "not before its time");
-        assert_eq!(
-            first.body, b"first",
-            "the shorter room does not wait for the longer"
-        );
         assert_eq!(first.props.header("x-death-reason"), Some("expired"));
+        let mut got = vec![first.body.clone()];
         first.ack().await.unwrap();
-        let later = c.next().await.unwrap().unwrap();
-        assert_eq!(later.body, b"later");
-        later.ack().await.unwrap();
+        for _ in 1..bodies.len() {
+            let d = c.next().await.unwrap().unwrap();
+            got.push(d.body.clone());
+            d.ack().await.unwrap();
+        }
+        assert_eq!(
+            got, bodies,
+            "in the order they came; the shorter room does not wait for the longer"
+        );
         assert_eq!(bus.queue_len(&t.wait_queue(short)).await.unwrap(), 0);
         let last = c.next().await.unwrap().unwrap();
         assert_eq!(last.body, b"long");
