@@ -1,7 +1,9 @@
 //! How long to wait before trying a message again: a backoff that grows with the delivery count
 //! (the queue's delivery limit then ends the tries), and a pause that gives way to shutdown. Used
-//! by every consumer that requeues: the AMQP source when the hub is unavailable, the deliver hop
-//! when a recipient's sink fails. Never sleeps past a shutdown request.
+//! where the hub itself waits: the AMQP source before requeueing while the hub is unavailable,
+//! and the background loops (backlog, delivery-key expiry). The deliver hop does not wait on a
+//! failing recipient: its copy waits in a broker-side waiting room (`retry_delays_ms`). Never
+//! sleeps past a shutdown request.
 
 use std::time::Duration;
 use tokio::sync::watch;
