@@ -128,21 +128,13 @@ impl MemoryBus {
                 dlx.to_string(),
             );
             tokio::spawn(async move {
-                while let Some((due, mut m)) = rx.recv().await {
+                while let Some((due, m)) = rx.recv().await {
                     tokio::time::sleep_until(due).await;
                     let (Some(state), Some(room)) = (state.upgrade(), room.upgrade()) else {
                         return;
                     };
-                    m.props
-                        .headers
-                        .insert("x-death-reason".into(), "expired".into());
-                    m.props
-                        .headers
-                        .insert("x-first-death-exchange".into(), m.exchange.clone());
-                    m.exchange = dlx.clone();
-                    m.delivery_count = 0;
                     room.waiting.fetch_sub(1, Ordering::Relaxed);
-                    if let Err(e) = (MemoryBus { state }).route(m) {
+                    if let Err(e) = (MemoryBus { state }).route(dead_lettered(m, &dlx, "expired")) {
                         tracing::error!(error = %e, "memory bus: a waiting message could not be handed on");
                     }
                 }
@@ -155,6 +147,20 @@ impl MemoryBus {
             tracing::error!("memory bus: a waiting room's line is closed");
         }
     }
+}
+
+/// `m` on its way to `dlx`, marked as RabbitMQ marks it (`x-death-reason`, the summary the
+/// RabbitMQ bus makes of `x-death`, and `x-first-death-exchange`), its delivery count reset.
+fn dead_lettered(mut m: Msg, dlx: &str, reason: &str) -> Msg {
+    m.props
+        .headers
+        .insert("x-death-reason".into(), reason.into());
+    m.props
+        .headers
+        .insert("x-first-death-exchange".into(), m.exchange.clone());
+    m.exchange = dlx.to_string();
+    m.delivery_count = 0;
+    m
 }
 
 fn lock_items(q: &Queue) -> std::sync::MutexGuard<'_, VecDeque<Msg>> {
@@ -345,19 +351,9 @@ struct MemoryAcker {
 }
 
 impl MemoryAcker {
-    fn dead_letter(&self, mut m: Msg, reason: &str) -> Result<(), BusError> {
+    fn dead_letter(&self, m: Msg, reason: &str) -> Result<(), BusError> {
         match &self.queue.dead_letter_exchange {
-            Some(dlx) => {
-                m.props
-                    .headers
-                    .insert("x-death-reason".into(), reason.into());
-                m.props
-                    .headers
-                    .insert("x-first-death-exchange".into(), m.exchange.clone());
-                m.exchange = dlx.clone();
-                m.delivery_count = 0;
-                self.bus.route(m)
-            }
+            Some(dlx) => self.bus.route(dead_lettered(m, dlx, reason)),
             // Without a dead-letter exchange RabbitMQ drops it; the hub never configures that.
             None => Ok(()),
         }

@@ -38,6 +38,17 @@ impl Props {
     pub fn header(&self, k: &str) -> Option<&str> {
         self.headers.get(k).map(String::as_str)
     }
+
+    /// Drops what a bus adds when it dead-letters a message (`x-death-reason`,
+    /// `x-first-death-*`, `x-last-death-*`): they describe where the message was, not what it
+    /// is, and must not travel on with it when it is published again.
+    pub fn strip_dead_letter_marks(&mut self) {
+        self.headers.retain(|k, _| {
+            !(k.starts_with("x-death")
+                || k.starts_with("x-first-death")
+                || k.starts_with("x-last-death"))
+        });
+    }
 }
 
 /// A bus failure.

@@ -80,7 +80,7 @@ pub fn run(config: Option<PathBuf>, a: Args) -> Result<u8, Failure> {
             for k in [h::ERROR, h::REASON, h::RECIPIENT, h::RETRY_FOR, h::ATTEMPT] {
                 props.headers.remove(k);
             }
-            h::strip_dead_letter_marks(&mut props.headers);
+            props.strip_dead_letter_marks();
             props.headers.insert(h::HOP.into(), "replay".into());
             let canonical = d
                 .props

@@ -42,7 +42,7 @@ pub async fn run(hub: Arc<Hub>, shutdown: watch::Receiver<bool>) -> Result<(), B
 async fn handle(hub: &Hub, mut d: Delivery, mut shutdown: watch::Receiver<bool>) {
     // Back from a waiting room, the copy carries the broker's dead-letter marks; they would
     // mislead anyone reading the recipient's copy or a later dead letter.
-    h::strip_dead_letter_marks(&mut d.props.headers);
+    d.props.strip_dead_letter_marks();
     let envelope = d.props.message_id.clone().unwrap_or_default();
     // A copy from a waiting room is for one recipient, on its attempt `attempt`.
     let retry_for = d.props.header(h::RETRY_FOR).map(String::from);
@@ -102,6 +102,22 @@ async fn handle(hub: &Hub, mut d: Delivery, mut shutdown: watch::Receiver<bool>)
         subject.insured_number.as_str(),
     );
 
+    // What happened to one recipient's copy, for the audit log.
+    let audit_copy = |party: &str, decision: AuditDecision, reason: &str| {
+        hub.audit(Hop::Deliver, "deliver", &envelope, |a| {
+            let a = a
+                .party(party)
+                .subject(hash.clone())
+                .category(category.code())
+                .document(kind.as_str())
+                .decision(decision);
+            if reason.is_empty() {
+                a
+            } else {
+                a.reason(reason)
+            }
+        })
+    };
     let mut recipients = hub.parties.recipients_of(&kind, &source);
     if let Some(only) = &retry_for {
         recipients.retain(|(p, _)| p.id == *only);
@@ -117,14 +133,7 @@ async fn handle(hub: &Hub, mut d: Delivery, mut shutdown: watch::Receiver<bool>)
                 let _ = d.requeue().await;
                 return;
             }
-            hub.audit(Hop::Deliver, "deliver", &envelope, |a| {
-                a.party(only.as_str())
-                    .subject(hash.clone())
-                    .category(category.code())
-                    .document(kind.as_str())
-                    .decision(AuditDecision::Dead)
-                    .reason("not-a-recipient")
-            });
+            audit_copy(only, AuditDecision::Dead, "not-a-recipient");
             let _ = d.ack().await;
             return;
         }
@@ -150,22 +159,6 @@ async fn handle(hub: &Hub, mut d: Delivery, mut shutdown: watch::Receiver<bool>)
         }
         let Some(recipient) = party.recipient() else {
             continue;
-        };
-        // What happened to this recipient's copy, for the audit log.
-        let audit_copy = |decision: AuditDecision, reason: &str| {
-            hub.audit(Hop::Deliver, "deliver", &envelope, |a| {
-                let a = a
-                    .party(party.id.as_str())
-                    .subject(hash.clone())
-                    .category(category.code())
-                    .document(kind.as_str())
-                    .decision(decision);
-                if reason.is_empty() {
-                    a
-                } else {
-                    a.reason(reason)
-                }
-            })
         };
         match hub
             .decide_until_known(
@@ -196,7 +189,7 @@ async fn handle(hub: &Hub, mut d: Delivery, mut shutdown: watch::Receiver<bool>)
                     let _ = d.requeue().await;
                     return;
                 }
-                audit_copy(AuditDecision::Quarantined, &r);
+                audit_copy(&party.id, AuditDecision::Quarantined, &r);
                 continue;
             }
             Some(Verdict::Permit) => {}
@@ -212,7 +205,7 @@ async fn handle(hub: &Hub, mut d: Delivery, mut shutdown: watch::Receiver<bool>)
                     let _ = d.requeue().await;
                     return;
                 }
-                audit_copy(AuditDecision::Dead, "render-failed");
+                audit_copy(&party.id, AuditDecision::Dead, "render-failed");
                 continue;
             }
         };
@@ -264,6 +257,7 @@ async fn handle(hub: &Hub, mut d: Delivery, mut shutdown: watch::Receiver<bool>)
                 }
                 Metrics::inc(&hub.metrics.delivery_retries);
                 audit_copy(
+                    &party.id,
                     AuditDecision::Retrying,
                     &format!("sink-failed:attempt-{attempt}"),
                 );
@@ -279,7 +273,7 @@ async fn handle(hub: &Hub, mut d: Delivery, mut shutdown: watch::Receiver<bool>)
                 let _ = d.requeue().await;
                 return;
             }
-            audit_copy(AuditDecision::Dead, "sink-failed");
+            audit_copy(&party.id, AuditDecision::Dead, "sink-failed");
             tracing::warn!(envelope, recipient = %party.id, error = %e, attempt, "deliver: sink failed at the delivery limit; dead-lettered");
             continue;
         }
@@ -289,7 +283,7 @@ async fn handle(hub: &Hub, mut d: Delivery, mut shutdown: watch::Receiver<bool>)
             return;
         }
         Metrics::inc(&hub.metrics.delivered);
-        audit_copy(AuditDecision::Delivered, "");
+        audit_copy(&party.id, AuditDecision::Delivered, "");
         tracing::info!(envelope, recipient = %party.id, format, "delivered");
     }
     let _ = d.ack().await;

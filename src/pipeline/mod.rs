@@ -65,17 +65,6 @@ pub mod headers {
     pub const RETRY_FOR: &str = "x-kaigo-retry-for";
     /// On a copy back from a waiting room: which attempt at that recipient this is (2, 3, …).
     pub const ATTEMPT: &str = "x-kaigo-attempt";
-
-    /// Drops what the broker (or the memory bus) adds when it dead-letters a message
-    /// (`x-death-reason`, `x-first-death-*`, `x-last-death-*`): they describe where the message
-    /// was, not what it is, and must not travel on with it.
-    pub fn strip_dead_letter_marks(headers: &mut std::collections::BTreeMap<String, String>) {
-        headers.retain(|k, _| {
-            !(k.starts_with("x-death")
-                || k.starts_with("x-first-death")
-                || k.starts_with("x-last-death"))
-        });
-    }
 }
 
 /// Everything a hop needs.

@@ -47,26 +47,23 @@ pub async fn health(state: web::Data<State>) -> HttpResponse {
 pub async fn metrics(state: web::Data<State>) -> HttpResponse {
     let hub = &state.hub;
     let t = &hub.topology;
-    let mut queues = vec![
-        ("translate".to_string(), t.translate_queue()),
-        ("deliver".to_string(), t.deliver_queue()),
-        ("dead".to_string(), t.dead_queue()),
-        ("quarantine".to_string(), t.quarantine_queue()),
-    ];
-    // Copies waiting to be tried again, per waiting room (`deliver.wait.<ms>`).
-    for delay in t.wait_rooms() {
-        let name = t.wait_queue(delay);
-        let role = name
-            .strip_prefix(&format!("{}.", t.prefix))
-            .unwrap_or(&name)
-            .to_string();
-        queues.push((role, name));
-    }
+    // The hops' queues, the parked ones, and each waiting room (copies waiting to be tried
+    // again), labelled by their name without the prefix (`translate`, `deliver.wait.1000`).
+    let queues = [
+        t.translate_queue(),
+        t.deliver_queue(),
+        t.dead_queue(),
+        t.quarantine_queue(),
+    ]
+    .into_iter()
+    .chain(t.wait_rooms().into_iter().map(|delay| t.wait_queue(delay)));
+    let prefix = format!("{}.", t.prefix);
     let mut out = hub.metrics.render();
     out.push_str("# HELP kaigo_queue_depth Messages waiting in a hub queue.\n# TYPE kaigo_queue_depth gauge\n");
     let mut up = 1;
-    for (role, name) in &queues {
-        match depth(hub, name).await {
+    for name in queues {
+        let role = name.strip_prefix(&prefix).unwrap_or(&name);
+        match depth(hub, &name).await {
             Ok(n) => out.push_str(&format!("kaigo_queue_depth{{queue=\"{role}\"}} {n}\n")),
             Err(e) => {
                 up = 0;
