@@ -4,7 +4,8 @@
 //! tried again (its copy waits in one of the deliver hop's waiting rooms) and the document arrives
 //! once it answers 2xx: nothing is dropped, and the other recipients get their copies regardless;
 //! one that never answers 2xx holds up no one, and each of its copies is dead-lettered after
-//! `retry_delays_ms` + 1 tries.
+//! `retry_delays_ms` + 1 tries; one that refuses the content itself (422) is asked once, and the
+//! copy is dead-lettered at once.
 //!
 //! Over HTTPS (`https://` URLs): a recipient of the test's own behind tokio-rustls, with a
 //! certificate for 127.0.0.1 from a throwaway CA (`common::pki`, the `openssl` command line) and
@@ -49,27 +50,41 @@ impl Request {
     }
 }
 
+/// How a recipient that is down for a moment answers.
+const UNAVAILABLE: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
 /// A recipient's HTTP endpoint: answers the first `fail_first` requests 503, then 200, and
 /// records every request.
 async fn recipient(fail_first: usize) -> (String, Arc<Mutex<Vec<Request>>>) {
+    recipient_answering(fail_first, UNAVAILABLE).await
+}
+
+/// A recipient's HTTP endpoint: answers the first `fail_first` requests with `failure`, then
+/// 200, and records every request.
+async fn recipient_answering(
+    fail_first: usize,
+    failure: &'static [u8],
+) -> (String, Arc<Mutex<Vec<Request>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let seen: Arc<Mutex<Vec<Request>>> = Arc::default();
     let log = seen.clone();
     tokio::spawn(async move {
         while let Ok((s, _)) = listener.accept().await {
-            answer(s, &log, fail_first).await;
+            answer(s, &log, fail_first, failure).await;
         }
     });
     (format!("http://{addr}/kaigo/inbox/{CARE_MANAGER}"), seen)
 }
 
-/// Reads one request from `s`, records it, and answers 503 while no more than `fail_first`
-/// requests have been recorded, 200 after.
+/// Reads one request from `s`, records it, and answers `failure` while no more than
+/// `fail_first` requests have been recorded, 200 after.
 async fn answer(
     mut s: impl AsyncRead + AsyncWrite + Unpin,
     log: &Mutex<Vec<Request>>,
     fail_first: usize,
+    failure: &[u8],
 ) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -104,7 +119,7 @@ async fn answer(
         l.len()
     };
     let answer: &[u8] = if n <= fail_first {
-        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        failure
     } else {
         b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     };
@@ -288,12 +303,7 @@ async fn a_recipient_that_is_down_holds_up_no_one_and_each_copy_is_tried_then_de
     assert_eq!(hub.metrics.dead.load(Ordering::Relaxed) as usize, MESSAGES);
     running.stop().await;
     // Every failed try is in the audit log: "retrying" with its attempt, then "dead".
-    let audit = std::fs::read_to_string(s.dir.join("state/audit.jsonl")).expect("audit log");
-    let about_cm: Vec<serde_json::Value> = audit
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON line"))
-        .filter(|e| e["party"] == CARE_MANAGER && e["hop"] == "deliver")
-        .collect();
+    let about_cm = care_manager_copies_audited(&s);
     let decisions = |d: &str| about_cm.iter().filter(|e| e["decision"] == d).count();
     assert_eq!(
         decisions("retrying"),
@@ -313,6 +323,85 @@ async fn a_recipient_that_is_down_holds_up_no_one_and_each_copy_is_tried_then_de
             "{reason}"
         );
     }
+}
+
+/// The deliver hop's audit events about the care manager's copies, from the stopped hub's log.
+fn care_manager_copies_audited(s: &Scratch) -> Vec<serde_json::Value> {
+    let audit = std::fs::read_to_string(s.dir.join("state/audit.jsonl")).expect("audit log");
+    audit
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON line"))
+        .filter(|e| e["party"] == CARE_MANAGER && e["hop"] == "deliver")
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_recipient_that_refuses_the_content_is_not_asked_again_and_the_copy_is_dead_lettered_at_once()
+ {
+    const MESSAGES: usize = 2;
+    const UNPROCESSABLE: &[u8] = b"HTTP/1.1 422 Unprocessable Entity\r\nContent-Type: application/fhir+json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
+    let (url, seen) = recipient_answering(usize::MAX, UNPROCESSABLE).await;
+    let s = Scratch::rabbit("push-refused", push_to(&url));
+    let (running, provider, dead) = pushing_hub(&s, &s.config()).await;
+    let hub = running.hub.clone();
+    let t = hub.topology.clone();
+    assert!(t.delivery_attempts() > 1, "a 503 would be tried again");
+
+    let mut envelopes = Vec::new();
+    for _ in 0..MESSAGES {
+        envelopes.push(post_sample_patient(running.http_addr).await);
+    }
+    provider
+        .wait("every copy for 0300000005", |m| m.len() == MESSAGES)
+        .await;
+    let letters = dead
+        .wait("each care manager copy dead-lettered", |m| {
+            m.len() == MESSAGES
+        })
+        .await;
+    // The first waiting room is 100 ms: a copy put there would have been tried again by now.
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        MESSAGES,
+        "one POST per copy: the same bytes would be refused again"
+    );
+    let mut dead_envelopes: Vec<String> =
+        letters.iter().map(|m| m.envelope().to_string()).collect();
+    dead_envelopes.sort();
+    envelopes.sort();
+    assert_eq!(dead_envelopes, envelopes, "one dead letter per message");
+    for m in &letters {
+        assert_eq!(m.header("x-kaigo-recipient"), Some(CARE_MANAGER));
+        assert_eq!(m.header("x-kaigo-attempt"), None, "the first attempt");
+        let error = m.header("x-kaigo-error").unwrap_or_default();
+        assert!(
+            error.starts_with(&url)
+                && error.contains("status 422")
+                && error.contains("not tried again"),
+            "{error}"
+        );
+    }
+    assert_eq!(dead.all().len(), MESSAGES);
+    assert_eq!(provider.all().len(), MESSAGES, "the provider got each once");
+    for delay in &t.retry_delays {
+        assert_eq!(hub.bus.queue_len(&t.wait_queue(*delay)).await.unwrap(), 0);
+    }
+    assert_eq!(hub.metrics.delivery_retries.load(Ordering::Relaxed), 0);
+    assert_eq!(hub.metrics.dead.load(Ordering::Relaxed) as usize, MESSAGES);
+    running.stop().await;
+    let about_cm = care_manager_copies_audited(&s);
+    let decisions = |d: &str| about_cm.iter().filter(|e| e["decision"] == d).count();
+    assert_eq!(decisions("retrying"), 0, "{about_cm:#?}");
+    assert_eq!(decisions("delivered"), 0);
+    assert_eq!(
+        about_cm
+            .iter()
+            .filter(|e| e["decision"] == "dead" && e["reason"] == "sink-refused")
+            .count(),
+        MESSAGES,
+        "{about_cm:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -470,7 +559,7 @@ async fn https_recipient(
                 if let Some(leaf) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
                     log.client_certs.lock().unwrap().push(leaf.to_vec());
                 }
-                answer(tls, &log.requests, fail_first).await;
+                answer(tls, &log.requests, fail_first, UNAVAILABLE).await;
             });
         }
     });

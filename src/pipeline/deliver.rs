@@ -14,7 +14,8 @@
 //! recipients and acks: a recipient that is down holds up neither the others nor the hop's
 //! prefetch window. The attempt with no delay left is the last: that copy goes to the
 //! dead-letter queue with the sink's error in `x-kaigo-error` and the recipient in
-//! `x-kaigo-recipient`.
+//! `x-kaigo-recipient`. So does, at once, a copy whose recipient refused the content itself
+//! (HTTP 400, 413, 415, 422: `SinkError::refused`), which another try would send unchanged.
 
 use super::headers as h;
 use super::metrics::Metrics;
@@ -236,7 +237,13 @@ async fn handle(hub: &Hub, mut d: Delivery, mut shutdown: watch::Receiver<bool>)
             .send(hub.bus.as_ref(), &hub.topology.egress(), target, &out)
             .await;
         if let Err(e) = sent {
-            if let Some(wait) = hub.topology.retry_delay(attempt) {
+            // A recipient that refused the content itself would refuse the same bytes again.
+            let wait = if e.refused {
+                None
+            } else {
+                hub.topology.retry_delay(attempt)
+            };
+            if let Some(wait) = wait {
                 // A recipient that is down for a moment must not use up its tries in a second,
                 // nor make the others wait: its copy waits in a room of its own.
                 let mut again = d.props.clone();
@@ -264,17 +271,25 @@ async fn handle(hub: &Hub, mut d: Delivery, mut shutdown: watch::Receiver<bool>)
                 tracing::warn!(envelope, recipient = %party.id, error = %e, attempt, retry_in_ms = wait.as_millis() as u64, "deliver: sink failed; tried again later");
                 continue;
             }
-            // The last attempt: keep this recipient's copy in the dead-letter queue with the
-            // sink's error, and go on with the other recipients.
-            if dead_copy(hub, &d.props, &d.body, &party.id, &e)
+            // The last attempt, or a refusal of the content: keep this recipient's copy in the
+            // dead-letter queue with the sink's error, and go on with the other recipients.
+            let (error, reason) = if e.refused {
+                let error = format!(
+                    "{e}; not tried again: the recipient refused the content itself, and another try would send it unchanged"
+                );
+                (error, "sink-refused")
+            } else {
+                (e.message, "sink-failed")
+            };
+            if dead_copy(hub, &d.props, &d.body, &party.id, &error)
                 .await
                 .is_err()
             {
                 let _ = d.requeue().await;
                 return;
             }
-            audit_copy(&party.id, AuditDecision::Dead, "sink-failed");
-            tracing::warn!(envelope, recipient = %party.id, error = %e, attempt, "deliver: sink failed at the delivery limit; dead-lettered");
+            audit_copy(&party.id, AuditDecision::Dead, reason);
+            tracing::warn!(envelope, recipient = %party.id, error = %error, attempt, "deliver: sink failed at the delivery limit or refused the content; dead-lettered");
             continue;
         }
         if record_retrying(hub, &mut shutdown, &key).await.is_none() {

@@ -7,8 +7,10 @@
 //! `https://` URL without `push_ca` fails saying so. In: URL, TLS configuration, content type,
 //! envelope properties, body; out: `Ok` or a [`PushError`] naming the URL and what failed
 //! (connect, TLS handshake with rustls's reason, the status). A failure makes the deliver hop try
-//! again and finally dead-letter the copy — never drop it. Must never log or echo the body, nor
-//! the recipient's answer beyond its status code.
+//! again and finally dead-letter the copy — never drop it — except an answer that refuses the
+//! content itself ([`PushError::refuses_content`]: 400, 413, 415, 422), which another try would
+//! send unchanged: that copy is dead-lettered at once. Must never log or echo the body, nor the
+//! recipient's answer beyond its status code.
 
 use crate::bus::Props;
 use rustls::{AlertDescription, CertificateError, ClientConfig};
@@ -95,6 +97,20 @@ pub enum PushError {
         /// The recipient's URL.
         url: String,
     },
+}
+
+/// Statuses by which a recipient refuses the content itself (malformed, too large, a media type
+/// it does not take, failed validation): the same bytes sent again get the same answer.
+pub const CONTENT_REFUSED: [u16; 4] = [400, 413, 415, 422];
+
+impl PushError {
+    /// The recipient refused the content itself ([`CONTENT_REFUSED`]): trying again would send
+    /// the same bytes to the same answer. Every other failure (down, busy, 5xx, 408, 429, a
+    /// certificate or an address being changed, 401/403/404 while its configuration is fixed)
+    /// may pass on a later try.
+    pub fn refuses_content(&self) -> bool {
+        matches!(self, PushError::Status { status, .. } if CONTENT_REFUSED.contains(status))
+    }
 }
 
 /// POSTs `body` to `url`; `tls` is the HTTPS client configuration (`None`: no `push_ca`).
@@ -418,6 +434,40 @@ mod tests {
         .to_string();
         assert!(e.starts_with("https://***@host/x: "), "{e}");
         assert!(!e.contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn only_a_refusal_of_the_content_itself_is_final() {
+        let status = |status| PushError::Status {
+            url: "http://127.0.0.1:9/in".into(),
+            status,
+        };
+        for code in [400, 413, 415, 422] {
+            assert!(status(code).refuses_content(), "{code}");
+        }
+        // Down, busy, timing out, throttling, or a configuration being fixed (credentials, path,
+        // redirect): a later try may pass.
+        for code in [
+            301, 307, 401, 403, 404, 408, 409, 425, 429, 500, 502, 503, 504,
+        ] {
+            assert!(!status(code).refuses_content(), "{code}");
+        }
+        let url = || "http://127.0.0.1:9/in".to_string();
+        for e in [
+            PushError::Timeout { url: url() },
+            PushError::NoStatus { url: url() },
+            PushError::Handshake {
+                url: url(),
+                reason: "unknown issuer".into(),
+            },
+            PushError::Exchange {
+                url: url(),
+                step: "reading the answer",
+                reason: "reset".into(),
+            },
+        ] {
+            assert!(!e.refuses_content(), "{e}");
+        }
     }
 
     #[test]

@@ -55,13 +55,15 @@ impl Sinks {
         egress_exchange: &str,
         target: &DeliveryTarget,
         out: &Outbound<'_>,
-    ) -> Result<(), String> {
+    ) -> Result<(), SinkError> {
         match target {
             DeliveryTarget::Amqp => bus
                 .publish(egress_exchange, out.recipient, out.props, out.body)
                 .await
-                .map_err(|e| e.to_string()),
-            DeliveryTarget::Dir(path) => dir::write(path, out.file_name, out.body).await,
+                .map_err(|e| SinkError::failed(e.to_string())),
+            DeliveryTarget::Dir(path) => dir::write(path, out.file_name, out.body)
+                .await
+                .map_err(SinkError::failed),
             DeliveryTarget::Http(url) => http::post(
                 url,
                 self.https.as_ref(),
@@ -70,7 +72,36 @@ impl Sinks {
                 out.body,
             )
             .await
-            .map_err(|e| e.to_string()),
+            .map_err(|e| SinkError {
+                refused: e.refuses_content(),
+                message: e.to_string(),
+            }),
         }
+    }
+}
+
+/// Why a sink did not take a copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkError {
+    /// What failed, naming the target (never the body).
+    pub message: String,
+    /// The recipient refused the content itself: another try would get the same answer, so the
+    /// copy is dead-lettered at once (HTTP 400, 413, 415, 422; [`http::CONTENT_REFUSED`]).
+    pub refused: bool,
+}
+
+impl SinkError {
+    /// A failure another try may get past.
+    pub fn failed(message: String) -> SinkError {
+        SinkError {
+            message,
+            refused: false,
+        }
+    }
+}
+
+impl std::fmt::Display for SinkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
     }
 }
