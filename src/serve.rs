@@ -18,6 +18,7 @@ use crate::pipeline::metrics::Metrics;
 use crate::pipeline::{Hub, deliver, translate};
 use crate::sinks::Sinks;
 use crate::sources;
+use crate::sources::http::ServerIdentity;
 use crate::store::Store;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,6 +35,8 @@ pub struct Running {
     pub hub: Arc<Hub>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// Over HTTPS: the certificate the HTTP source serves.
+    server_identity: Option<Arc<ServerIdentity>>,
 }
 
 /// Builds the hub context without starting anything.
@@ -113,8 +116,9 @@ pub async fn start(cfg: &Config) -> Result<Running, String> {
             }
         }));
     }
-    let (http_addr, t) = sources::http::start(hub.clone(), cfg, rx.clone()).await?;
-    tasks.push(t);
+    let http = sources::http::start(hub.clone(), cfg, rx.clone()).await?;
+    let http_addr = http.addr;
+    tasks.push(http.task);
     let (mllp_addr, t) =
         sources::mllp::start(hub.clone(), &cfg.mllp_addr, cfg.body_limit, rx.clone()).await?;
     tasks.push(t);
@@ -177,10 +181,45 @@ pub async fn start(cfg: &Config) -> Result<Running, String> {
         hub,
         shutdown: tx,
         tasks,
+        server_identity: http.identity,
     })
 }
 
 impl Running {
+    /// Reads the certificate files of `cfg` again (`serve` does it on SIGHUP, for renewed
+    /// certificates and CAs): the HTTP source's own `tls_cert` / `tls_key`, and the push sink's
+    /// `push_ca`, `push_client_cert` / `push_client_key`. New connections and pushes use them;
+    /// open ones keep what they had. Each group that does not load keeps the files in force
+    /// before, and its error names the setting and file. `tls_client_ca`, and turning HTTPS on
+    /// or off, take a restart. One line per group: what is now in force, or why not.
+    pub fn reload_tls(&self, cfg: &Config) -> Vec<Result<String, String>> {
+        let mut out = Vec::new();
+        // The paths are those of `cfg`, checked at start; only the files' contents are new.
+        if let (Some(identity), Ok(Some(files))) = (&self.server_identity, cfg.tls()) {
+            out.push(
+                identity
+                    .reload(&files)
+                    .map(|fp| {
+                        format!(
+                            "HTTP source: tls_cert {} (leaf SHA-256 {fp})",
+                            files.cert.display()
+                        )
+                    })
+                    .map_err(|e| format!("HTTP source: {e}; the certificate in force stays")),
+            );
+        }
+        if let Ok(Some(files)) = cfg.push_tls() {
+            out.push(
+                self.hub
+                    .sinks
+                    .reload(&files)
+                    .map(|()| format!("HTTP push: push_ca {}", files.ca.display()))
+                    .map_err(|e| format!("HTTP push: {e}; the files in force stay")),
+            );
+        }
+        out
+    }
+
     /// Graceful shutdown: stop accepting, finish in-flight work, sync the audit log.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);

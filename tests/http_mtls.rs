@@ -4,7 +4,9 @@
 //! party lists, and one from a CA the hub does not trust), a hub started in-process on the
 //! in-memory bus (`common::Scratch`) with `tls_cert`/`tls_key`/`tls_client_ca`, and a rustls
 //! client speaking raw HTTP/1.1. Fingerprints are taken with `openssl x509 -fingerprint`, not with
-//! the hub's own code, so a wrong fingerprint calculation in the hub fails here.
+//! the hub's own code, so a wrong fingerprint calculation in the hub fails here. A renewed
+//! certificate is served after `Running::reload_tls` (a broken one is refused and the one in
+//! force stays), and `kaigo-hub serve` itself does that reload on SIGHUP and goes on serving.
 //!
 //! The PKI helpers live in `common::pki` (shared with the HTTPS push sink's tests).
 
@@ -459,4 +461,189 @@ async fn unusable_tls_settings_stop_the_start_naming_the_setting_and_file() {
     };
     let e = serve::start(&cfg).await.err().expect("half-set TLS");
     assert!(e.contains("tls_client_ca") && e.contains("tls_cert"), "{e}");
+}
+
+/// The leaf certificate (DER) the hub serves to a new connection.
+async fn served_leaf(addr: SocketAddr, tls: &TlsConnector) -> Vec<u8> {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let name = ServerName::IpAddress(addr.ip().into());
+    let s = tokio::time::timeout(PATIENCE, tls.connect(name, tcp))
+        .await
+        .expect("handshake in time")
+        .expect("handshake");
+    s.get_ref()
+        .1
+        .peer_certificates()
+        .expect("a server certificate")[0]
+        .to_vec()
+}
+
+fn der(pem_file: &Path) -> Vec<u8> {
+    CertificateDer::pem_file_iter(pem_file)
+        .expect("PEM file")
+        .next()
+        .expect("a certificate")
+        .expect("PEM certificate")
+        .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_renewed_certificate_is_served_after_a_reload_and_a_broken_one_is_not() {
+    let w = world("mtls-reload").await;
+    let addr = w.running.http_addr;
+    let cfg = tls_config(&w.scratch, &w.pki);
+    let tls = connector(&w.pki, None);
+    let first = der(&w.pki.server.cert);
+    assert_eq!(served_leaf(addr, &tls).await, first);
+
+    // The certificate is renewed in place (same files, a new key and serial), as an ACME client
+    // or an operator would, then SIGHUP's reload runs.
+    let dir = w.scratch.dir.join("pki");
+    let renewed = issue(&dir, &w.pki.ca, "localhost-renewed", "test_server", "9");
+    std::fs::copy(&renewed.cert, &w.pki.server.cert).expect("renewed certificate");
+    std::fs::copy(&renewed.key, &w.pki.server.key).expect("renewed key");
+    let outcomes = w.running.reload_tls(&cfg);
+    let expected = format!(
+        "HTTP source: tls_cert {} (leaf SHA-256 {})",
+        w.pki.server.cert.display(),
+        fingerprint(&renewed.cert)
+    );
+    assert_eq!(outcomes, vec![Ok(expected)]);
+    assert_ne!(der(&renewed.cert), first);
+    assert_eq!(served_leaf(addr, &tls).await, der(&renewed.cert));
+    let r = exchange(addr, &tls, "GET", "/health", &[], b"")
+        .await
+        .unwrap_or_else(|e| panic!("GET /health after the reload: {e}"));
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // A key that is not the certificate's own: refused, naming both files; the renewed pair
+    // stays in force.
+    std::fs::copy(&w.pki.hospital.key, &w.pki.server.key).expect("a mismatched key");
+    let outcomes = w.running.reload_tls(&cfg);
+    assert_eq!(outcomes.len(), 1);
+    let e = outcomes[0]
+        .clone()
+        .expect_err("a key of another certificate");
+    assert!(
+        e.contains("tls_cert")
+            && e.contains("tls_key")
+            && e.contains(&w.pki.server.key.display().to_string())
+            && e.ends_with("the certificate in force stays"),
+        "{e}"
+    );
+    assert_eq!(served_leaf(addr, &tls).await, der(&renewed.cert));
+    w.running.stop().await;
+    drop(w.scratch);
+}
+
+/// The leaf the hub at `addr` serves, or `None` while nothing completes a handshake there.
+async fn try_served_leaf(addr: SocketAddr, tls: &TlsConnector) -> Option<Vec<u8>> {
+    let tcp = TcpStream::connect(addr).await.ok()?;
+    let name = ServerName::IpAddress(addr.ip().into());
+    let s = tokio::time::timeout(PATIENCE, tls.connect(name, tcp))
+        .await
+        .ok()?
+        .ok()?;
+    Some(s.get_ref().1.peer_certificates()?.first()?.to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kaigo_hub_serve_reloads_its_certificate_on_sighup_and_keeps_serving() {
+    use std::process::{Command, Stdio};
+    let scratch = Scratch::memory("mtls-sighup", |t| t);
+    let pki = Pki::new(&scratch.dir.join("pki"));
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free local port")
+    };
+    let (http, mllp) = (free(), free());
+    let log = scratch.dir.join("serve.log");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kaigo-hub"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("KAIGO_") {
+            cmd.env_remove(k);
+        }
+    }
+    let path = |p: &Path| p.display().to_string();
+    let mut child = cmd
+        .arg("serve")
+        .current_dir(&scratch.dir)
+        .env("KAIGO_HTTP_ADDR", http.to_string())
+        .env("KAIGO_MLLP_ADDR", mllp.to_string())
+        .env("KAIGO_DATA_DIR", path(&scratch.dir.join("serve-data")))
+        .env("KAIGO_PARTIES", path(&scratch.parties))
+        .env("KAIGO_MAPPINGS", path(&common::repo().join("mappings")))
+        .env("KAIGO_TLS_CERT", path(&pki.server.cert))
+        .env("KAIGO_TLS_KEY", path(&pki.server.key))
+        .env("KAIGO_TLS_CLIENT_CA", path(&pki.ca.cert))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("kaigo-hub serve starts");
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let tls = connector(&pki, None);
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let first = loop {
+        if let Some(leaf) = try_served_leaf(http, &tls).await {
+            break leaf;
+        }
+        assert!(
+            child.try_wait().ok().flatten().is_none() && std::time::Instant::now() < deadline,
+            "kaigo-hub serve did not serve HTTPS:\n{}",
+            log_text()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(first, der(&pki.server.cert));
+
+    let renewed = issue(
+        &scratch.dir.join("pki"),
+        &pki.ca,
+        "localhost-renewed",
+        "test_server",
+        "9",
+    );
+    std::fs::copy(&renewed.cert, &pki.server.cert).expect("renewed certificate");
+    std::fs::copy(&renewed.key, &pki.server.key).expect("renewed key");
+    let pid = child.id().to_string();
+    let signal = |sig: &str| {
+        let sent = Command::new("kill").args([sig, &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill {sig} {pid}");
+    };
+    signal("-HUP");
+    common::eventually("the renewed certificate is served", async || {
+        try_served_leaf(http, &tls).await == Some(der(&renewed.cert))
+    })
+    .await;
+    assert!(
+        child.try_wait().expect("child status").is_none(),
+        "SIGHUP must not stop the hub:\n{}",
+        log_text()
+    );
+    assert!(
+        log_text().contains(&format!(
+            "SIGHUP: reloaded HTTP source: tls_cert {}",
+            pki.server.cert.display()
+        )),
+        "{}",
+        log_text()
+    );
+
+    signal("-TERM");
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("child status") {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "kaigo-hub serve did not stop on SIGTERM:\n{}",
+            log_text()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "{status}:\n{}", log_text());
+    assert!(log_text().contains("kaigo-hub: stopped"), "{}", log_text());
 }

@@ -12,9 +12,10 @@
 //! requiring a client certificate from that CA, receives the document from a hub configured with
 //! `push_ca`, `push_client_cert` and `push_client_key`; a recipient whose certificate comes from
 //! another CA never receives it: the copy is tried once per attempt (`retry_delays_ms` + 1) and then
-//! dead-lettered with `x-kaigo-error` naming the TLS failure. The sink's errors (unknown CA, name
-//! mismatch, no client certificate, status) and the start-up checks of the settings are tested
-//! against the same PKI.
+//! dead-lettered with `x-kaigo-error` naming the TLS failure, unless that CA is added to
+//! `push_ca` and the files reloaded (`Running::reload_tls`, SIGHUP) while the copy waits. The
+//! sink's errors (unknown CA, name mismatch, no client certificate, status) and the start-up
+//! checks of the settings are tested against the same PKI.
 
 mod common;
 
@@ -619,6 +620,75 @@ async fn a_recipient_on_https_push_with_client_certificates_gets_its_document() 
     assert_eq!(seen.failed_handshakes.load(Ordering::SeqCst), 0);
     assert_eq!(dead.all().len(), 0, "{:#?}", dead.all());
     assert_eq!(running.hub.metrics.delivered.load(Ordering::Relaxed), 2);
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_ca_added_to_push_ca_by_a_reload_lets_the_waiting_copy_through() {
+    let scratch = Scratch::memory("push-tls-reload-pki", |t| t);
+    let dir = scratch.dir.join("pki");
+    let pki = Pki::new(&dir);
+    // The recipient's certificate comes from a CA the hub does not trust yet.
+    let (url, seen) = https_recipient(&pki.foreign, &pki.ca.cert, 0).await;
+    let push_ca = scratch.dir.join("push-ca.pem");
+    std::fs::copy(&pki.ca.cert, &push_ca).expect("push_ca");
+    let s = Scratch::rabbit("push-tls-reload", push_to(&url));
+    // Rooms of the default schedule (Scratch removes them): after the failed first try the copy
+    // waits a second, time enough for the reload below.
+    let cfg = Config {
+        push_ca: Some(push_ca.clone()),
+        retry_delays_ms: vec![1_000, 5_000, 30_000],
+        ..pki.push_config(s.config())
+    };
+    let (running, provider, dead) = pushing_hub(&s, &cfg).await;
+
+    post_sample_patient(running.http_addr).await;
+    provider
+        .wait("the FHIR copy for 0300000005", |m| m.len() == 1)
+        .await;
+    eventually("the first push failed the handshake", async || {
+        seen.failed_handshakes.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    assert!(seen.requests().is_empty());
+
+    // The recipient's CA is added to push_ca, as an operator would, and SIGHUP's reload read.
+    let mut bundle = std::fs::read(&pki.ca.cert).expect("ca.pem");
+    bundle.extend(std::fs::read(dir.join("other-ca.pem")).expect("other-ca.pem"));
+    std::fs::write(&push_ca, bundle).expect("push_ca with both CAs");
+    let outcomes = running.reload_tls(&cfg);
+    assert_eq!(
+        outcomes,
+        vec![Ok(format!("HTTP push: push_ca {}", push_ca.display()))]
+    );
+
+    eventually("the waiting copy reached the recipient", async || {
+        !seen.requests().is_empty()
+    })
+    .await;
+    let got = seen.requests();
+    assert_eq!(got.len(), 1);
+    assert_eq!(json(&got[0].body)["document"], "InsuredPerson@1");
+    assert_eq!(dead.all().len(), 0, "{:#?}", dead.all());
+
+    // A push_ca that no longer parses is refused, naming the setting and file; pushes go on
+    // with the CAs in force.
+    std::fs::write(&push_ca, "not a certificate\n").expect("broken push_ca");
+    let outcomes = running.reload_tls(&cfg);
+    assert_eq!(outcomes.len(), 1);
+    let e = outcomes[0]
+        .clone()
+        .expect_err("a broken push_ca does not load");
+    assert!(
+        e.starts_with("HTTP push: push_ca") && e.contains(&push_ca.display().to_string()),
+        "{e}"
+    );
+    assert!(e.ends_with("the files in force stay"), "{e}");
+    post_sample_patient(running.http_addr).await;
+    eventually("the next copy reached the recipient too", async || {
+        seen.requests().len() == 2
+    })
+    .await;
     running.stop().await;
 }
 

@@ -1,5 +1,6 @@
 //! `kaigo-hub serve`: loads the configuration, sets up logging, starts the hub and waits for
-//! SIGTERM or Ctrl-C, then shuts down gracefully.
+//! SIGTERM or Ctrl-C, then shuts down gracefully; on SIGHUP it reads the certificate files
+//! again (`Running::reload_tls`) and goes on serving.
 
 use super::Failure;
 use kaigo_hub::config::Config;
@@ -43,6 +44,9 @@ use std::path::PathBuf;
                 again, ms, comma-separated; then dead-lettered; a down recipient holds up
                 no one                                       [1000,5000,30000,120000,600000]
 Log level: RUST_LOG (e.g. RUST_LOG=kaigo_hub=debug).
+Signals: SIGTERM or Ctrl-C stops gracefully. SIGHUP reads the certificate files again (renewed
+  certificates: tls_cert/tls_key, push_ca, push_client_cert/push_client_key) for new connections;
+  a file that does not load is reported and the one in force stays. tls_client_ca takes a restart.
 
 Example: KAIGO_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f kaigo-hub serve"
 )]
@@ -90,16 +94,18 @@ pub fn run(a: Args) -> Result<u8, Failure> {
         // `Config::load` checked that tls_cert comes with tls_key.
         let scheme = if cfg.tls_cert.is_some() { "https" } else { "http" };
         eprintln!(
-            "kaigo-hub: serving HTTP on {scheme}://{} and MLLP on {} ({} bus, prefix `{}`); Ctrl-C or SIGTERM stops",
+            "kaigo-hub: serving HTTP on {scheme}://{} and MLLP on {} ({} bus, prefix `{}`); Ctrl-C or SIGTERM stops, SIGHUP reloads certificates",
             running.http_addr,
             running.mllp_addr,
             running.hub.bus.name(),
             cfg.prefix
         );
+        // Taken over before the demo: SIGHUP's default action would end the process.
+        let signals = Signals::new();
         if a.demo {
             demo(&running, &cfg.audit_path(), scheme).await?;
         }
-        wait_for_signal().await;
+        signals.wait_for_stop(&running, &cfg).await;
         eprintln!("kaigo-hub: shutting down: no new messages; finishing in-flight work");
         running.stop().await;
         eprintln!("kaigo-hub: stopped");
@@ -107,25 +113,74 @@ pub fn run(a: Args) -> Result<u8, Failure> {
     })
 }
 
-async fn wait_for_signal() {
+/// The signals `serve` answers: stop (SIGTERM, Ctrl-C) and reload certificates (SIGHUP).
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    hangup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Signals {
+                term: signal(SignalKind::terminate()).ok(),
+                hangup: signal(SignalKind::hangup()).ok(),
             }
         }
+        #[cfg(not(unix))]
+        Signals {}
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    /// Waits for SIGTERM or Ctrl-C, reloading the certificate files on each SIGHUP meanwhile.
+    async fn wait_for_stop(mut self, running: &kaigo_hub::serve::Running, cfg: &Config) {
+        #[cfg(unix)]
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return,
+                _ = next(&mut self.term) => return,
+                _ = next(&mut self.hangup) => reload(running, cfg),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = (running, cfg);
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// The next delivery of `signal`; never, when it could not be installed.
+#[cfg(unix)]
+async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// SIGHUP: the certificate files again, each outcome logged and printed.
+fn reload(running: &kaigo_hub::serve::Running, cfg: &Config) {
+    let outcomes = running.reload_tls(cfg);
+    if outcomes.is_empty() {
+        tracing::info!("SIGHUP: no certificate files to reload (HTTPS and https push are off)");
+    }
+    for outcome in outcomes {
+        match outcome {
+            Ok(line) => {
+                tracing::info!(reloaded = %line, "SIGHUP: certificate files reloaded");
+                eprintln!("kaigo-hub: SIGHUP: reloaded {line}");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: certificate files not reloaded");
+                eprintln!("kaigo-hub: SIGHUP: not reloaded: {e}");
+            }
+        }
     }
 }
 

@@ -3,7 +3,8 @@
 //! (`http://`, or `https://` with the CAs of `push_ca` and optionally the hub's client
 //! certificate). A sink reports success only when the recipient side has the bytes (broker
 //! confirm, rename done, 2xx received); the deliver hop acks its input only then. [`Sinks`] is
-//! what the sinks are built with, once at start; the pipeline only passes it along.
+//! what the sinks are built with, at start (the push sink's TLS files again on `serve`'s SIGHUP);
+//! the pipeline only passes it along.
 
 pub mod dir;
 pub mod http;
@@ -13,7 +14,7 @@ use crate::bus::{Bus, Props};
 use crate::config::PushTlsFiles;
 use crate::parties::DeliveryTarget;
 use push_tls::PushTlsError;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 /// One rendered document for one recipient.
 pub struct Outbound<'a> {
@@ -29,23 +30,38 @@ pub struct Outbound<'a> {
     pub props: &'a Props,
 }
 
-/// What the sinks need from the configuration, loaded once at start.
+/// What the sinks need from the configuration, loaded at start (and again by [`Sinks::reload`]).
 #[derive(Debug, Clone, Default)]
 pub struct Sinks {
     /// The HTTPS client configuration of the push sink; `None` (no `push_ca`) = an `https://`
-    /// delivery fails saying that `push_ca` is needed.
-    https: Option<Arc<rustls::ClientConfig>>,
+    /// delivery fails saying that `push_ca` is needed. Shared by every clone, so a reload
+    /// reaches every delivery from then on.
+    https: Arc<RwLock<Option<Arc<rustls::ClientConfig>>>>,
 }
 
 impl Sinks {
     /// Sinks with the push sink's HTTPS files loaded (`None`: plain `http://` push only).
     pub fn new(push_tls: Option<&PushTlsFiles>) -> Result<Sinks, PushTlsError> {
+        let https = push_tls
+            .map(push_tls::client_config)
+            .transpose()?
+            .map(Arc::new);
         Ok(Sinks {
-            https: push_tls
-                .map(push_tls::client_config)
-                .transpose()?
-                .map(Arc::new),
+            https: Arc::new(RwLock::new(https)),
         })
+    }
+
+    /// Reads the push sink's HTTPS files again (renewed CAs or client certificate); pushes from
+    /// then on use them. Files that do not load leave those in force, and the error names the
+    /// setting and file.
+    pub fn reload(&self, push_tls: &PushTlsFiles) -> Result<(), PushTlsError> {
+        let config = Arc::new(push_tls::client_config(push_tls)?);
+        *self.https.write().unwrap_or_else(|p| p.into_inner()) = Some(config);
+        Ok(())
+    }
+
+    fn https(&self) -> Option<Arc<rustls::ClientConfig>> {
+        self.https.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Sends `out` to `target`.
@@ -66,7 +82,7 @@ impl Sinks {
                 .map_err(SinkError::failed),
             DeliveryTarget::Http(url) => http::post(
                 url,
-                self.https.as_ref(),
+                self.https().as_ref(),
                 out.content_type,
                 out.props,
                 out.body,

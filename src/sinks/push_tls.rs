@@ -2,7 +2,8 @@
 //! already builds): turns `push_ca` and, when set, `push_client_cert` / `push_client_key` into the
 //! rustls `ClientConfig` every `https://` push uses. In: [`PushTlsFiles`] from the configuration;
 //! out: the `ClientConfig`, or a [`PushTlsError`] naming the setting, the file and what to do.
-//! Loaded once at start, so a broken file stops the start instead of failing every delivery.
+//! Loaded at start, so a broken file stops the start instead of failing every delivery, and
+//! again on `serve`'s SIGHUP (`Sinks::reload`), when a broken file leaves those in force.
 //! Must never trust anything but the CAs of `push_ca` (no system roots, no verification turned
 //! off), or load a key it cannot pair with the certificate.
 

@@ -39,6 +39,8 @@ mod outcome;
 mod submit;
 mod tls;
 
+pub use tls::ServerIdentity;
+
 use crate::config::Config;
 use crate::pipeline::Hub;
 use actix_web::{App, HttpServer, web};
@@ -61,24 +63,39 @@ struct State {
     body_limit: usize,
 }
 
+/// The HTTP source as started: where it listens, the task that ends once it stopped, and over
+/// HTTPS the certificate it serves (reloadable).
+pub struct Started {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// Completes once the server has stopped.
+    pub task: JoinHandle<()>,
+    /// Over HTTPS: the hub's certificate and key, for [`ServerIdentity::reload`].
+    pub identity: Option<Arc<ServerIdentity>>,
+}
+
 /// Binds `cfg.http_addr` (HTTPS when `cfg` names a certificate and key), serves until `shutdown`
 /// turns true, then stops gracefully (no new connections; in-flight requests get
-/// `SHUTDOWN_GRACE_SECS`). Returns the bound address and a task that completes once the server
-/// has stopped. Half-set or unusable TLS settings are an error naming the setting and file.
+/// `SHUTDOWN_GRACE_SECS`). Half-set or unusable TLS settings are an error naming the setting and
+/// file.
 pub async fn start(
     hub: Arc<Hub>,
     cfg: &Config,
     mut shutdown: watch::Receiver<bool>,
-) -> Result<(SocketAddr, JoinHandle<()>), String> {
+) -> Result<Started, String> {
     let state = web::Data::new(State {
         hub,
         audit_path: cfg.audit_path(),
         body_limit: cfg.body_limit,
     });
     let limit = cfg.body_limit;
-    let tls = match cfg.tls()? {
-        Some(files) => Some(tls::server_config(&files).map_err(|e| format!("HTTP source: {e}"))?),
-        None => None,
+    let (tls, identity) = match cfg.tls()? {
+        Some(files) => {
+            let (config, identity) =
+                tls::server_config(&files).map_err(|e| format!("HTTP source: {e}"))?;
+            (Some(config), Some(identity))
+        }
+        None => (None, None),
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     let server = HttpServer::new(move || {
@@ -129,7 +146,11 @@ pub async fn start(
         }
         tracing::info!(%addr, "HTTP source stopped");
     });
-    Ok((addr, task))
+    Ok(Started {
+        addr,
+        task,
+        identity,
+    })
 }
 
 /// Resolves once shutdown is asked for (or the hub dropped the sender).

@@ -5,6 +5,9 @@
 //! [`TlsError`] naming the file and what to do; per connection a [`ClientCert`] in the
 //! connection's data. Client certificates are optional (a client without one still uses its API
 //! key), but one that is presented must chain to `tls_client_ca`, else the handshake fails.
+//! The hub's own certificate and key are a [`ServerIdentity`] that `reload` replaces while the
+//! server runs (SIGHUP, for a renewed certificate): new connections get the new pair, a file
+//! that does not load leaves the old pair in force. `tls_client_ca` is read at start only.
 //! Must never accept a client certificate it did not verify, or load a key it cannot pair with
 //! the certificate.
 
@@ -15,12 +18,13 @@ use actix_tls::accept::rustls_0_23::TlsStream;
 use actix_web::dev::Extensions;
 use actix_web::rt::net::TcpStream;
 use rustls::crypto::CryptoProvider;
-use rustls::server::{ServerConfig, WebPkiClientVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert, ServerConfig, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
 use std::any::Any;
 use std::path::Path;
 #[cfg(test)]
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 /// The verified client certificate of a connection, kept in its connection data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,28 +37,80 @@ pub struct ClientCert {
 pub type TlsError = PemError;
 
 /// The rustls server configuration for `files`: the chain and key, and client certificate
-/// verification against `client_ca` when it is set (optional client auth).
-pub fn server_config(files: &TlsFiles) -> Result<ServerConfig, TlsError> {
+/// verification against `client_ca` when it is set (optional client auth); with the
+/// [`ServerIdentity`] it serves, for [`ServerIdentity::reload`].
+pub fn server_config(files: &TlsFiles) -> Result<(ServerConfig, Arc<ServerIdentity>), TlsError> {
     let provider = pem::provider();
+    let identity = Arc::new(ServerIdentity {
+        current: RwLock::new(Arc::new(certified_key(files, &provider)?)),
+    });
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| pair(files, e.to_string()))?;
+    let builder = match &files.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => builder.with_client_cert_verifier(client_verifier(ca, provider)?),
+    };
+    Ok((builder.with_cert_resolver(identity.clone()), identity))
+}
+
+/// The HTTP source's own certificate chain and key, as new handshakes get them.
+#[derive(Debug)]
+pub struct ServerIdentity {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl ServerIdentity {
+    /// Reads `tls_cert` and `tls_key` again and serves them from the next handshake on; when
+    /// they do not load (or do not pair) the error names the setting and file, and the pair in
+    /// force stays. Returns the SHA-256 fingerprint of the new leaf certificate.
+    pub fn reload(&self, files: &TlsFiles) -> Result<String, TlsError> {
+        let key = Arc::new(certified_key(files, &pem::provider())?);
+        let fingerprint = leaf_fingerprint(&key);
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = key;
+        Ok(fingerprint)
+    }
+
+    /// SHA-256 (lowercase hex) of the leaf certificate in force.
+    pub fn fingerprint(&self) -> String {
+        leaf_fingerprint(&self.current.read().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl ResolvesServerCert for ServerIdentity {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        )
+    }
+}
+
+fn leaf_fingerprint(key: &CertifiedKey) -> String {
+    key.cert
+        .first()
+        .map(|leaf| cert_fingerprint(leaf.as_ref()))
+        .unwrap_or_default()
+}
+
+/// The chain of `tls_cert` with the key of `tls_key`, checked to pair.
+fn certified_key(files: &TlsFiles, provider: &CryptoProvider) -> Result<CertifiedKey, TlsError> {
     let chain = pem::certificates("tls_cert", &files.cert)?;
     let key = pem::private_key("tls_key", &files.key)?;
-    let pair = |message: String| PemError::Pair {
+    CertifiedKey::from_der(chain, key, provider)
+        .map_err(|e| pair(files, format!("{e}; is the key the certificate's own?")))
+}
+
+fn pair(files: &TlsFiles, message: String) -> PemError {
+    PemError::Pair {
         cert_setting: "tls_cert",
         cert: files.cert.clone(),
         key_setting: "tls_key",
         key: files.key.clone(),
         message,
-    };
-    let builder = ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| pair(e.to_string()))?;
-    let builder = match &files.client_ca {
-        None => builder.with_no_client_auth(),
-        Some(ca) => builder.with_client_cert_verifier(client_verifier(ca, provider)?),
-    };
-    builder
-        .with_single_cert(chain, key)
-        .map_err(|e| pair(format!("{e}; is the key the certificate's own?")))
+    }
 }
 
 /// Verifies client certificates against the CAs in `file`; a client may also present none.
