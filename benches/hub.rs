@@ -646,7 +646,7 @@ async fn identify(hub: &Hub, s: &Sample) -> Result<Identified, String> {
             sender = x.to_string();
         }
     }
-    if hub.parties.get(&sender).is_none() {
+    if hub.parties.current().get(&sender).is_none() {
         return Err(format!("the sample's sender `{sender}` is not a party"));
     }
     let mut subjects = Vec::new();
@@ -826,7 +826,12 @@ async fn accept_many(
         let (hub, s, sender) = (hub.clone(), s.clone(), sender.to_string());
         let share = n / tasks + usize::from(k < n % tasks);
         hs.push(tokio::spawn(async move {
-            let party = hub.parties.get(&sender).expect("sender checked").clone();
+            let party = hub
+                .parties
+                .current()
+                .get(&sender)
+                .expect("sender checked")
+                .clone();
             let (mut ok, mut refused, mut first) = (Vec::with_capacity(share), 0, None);
             for _ in 0..share {
                 if start.elapsed() > PRODUCE_CAP {
@@ -1024,7 +1029,11 @@ async fn hub_case(
             hub.store.link(party, local, &subject).map_err(|e| e.0)?;
         }
         let id = identify(&hub, s).await?;
-        let recipients = hub.parties.recipients_of(&id.kind, &id.sender).len();
+        let recipients = hub
+            .parties
+            .current()
+            .recipients_of(&id.kind, &id.sender)
+            .len();
         if recipients != 1 {
             return Err(format!(
                 "expected exactly one recipient of {}, found {recipients}",
@@ -1192,12 +1201,8 @@ fn per_op(budget: Duration, mut op: impl FnMut(usize)) -> Duration {
 fn step_costs(hub: &Arc<Hub>, s: &Sample, id: &Identified) {
     let budget = Duration::from_millis(300);
     let docs = id.docs as f64;
-    let Some((party, format)) = hub
-        .parties
-        .recipients_of(&id.kind, &id.sender)
-        .first()
-        .cloned()
-    else {
+    let parties = hub.parties.current();
+    let Some((party, format)) = parties.recipients_of(&id.kind, &id.sender).first().cloned() else {
         return;
     };
     let mut rows: Vec<(String, f64, Duration)> = Vec::new();

@@ -78,8 +78,9 @@ pub async fn feed(hub: &Hub, samples: &Path) -> Vec<String> {
         ("fhir/bundle-collection.json", "2710000015", "http"),
         ("xml/card-wareki.xml", "131011", "amqp"),
     ];
+    let parties = hub.parties.current();
     for (file, party, via) in direct {
-        let Some(p) = hub.parties.get(party) else {
+        let Some(p) = parties.get(party) else {
             report.push(format!("{file}: party {party} is not in the parties file"));
             continue;
         };
@@ -118,7 +119,7 @@ pub async fn feed(hub: &Hub, samples: &Path) -> Vec<String> {
             let from = crate::formats::csv::parse_careplan_file_name(&name)
                 .map(|f| f.from_office)
                 .unwrap_or_default();
-            let inbox = hub.parties.get(&from).and_then(|p| p.inbox.clone());
+            let inbox = parties.get(&from).and_then(|p| p.inbox.clone());
             match inbox {
                 Some(dir) => {
                     // Written under a dot-name, then renamed: the file drop must never read

@@ -1,13 +1,16 @@
 //! The parties file: every hospital, provider, municipality and the platform itself that the
 //! hub talks to — its id (医療機関コード / 事業所番号 / 保険者番号), kind, credentials (API key
 //! hashes, client certificate fingerprints, MLLP peer addresses, AMQP user), what it receives in
-//! which format, and where that is delivered. Loaded once at start; an unknown key is an error with
-//! file:line:column. Must never: hold a secret in clear (API keys are stored as SHA-256 hex).
+//! which format, and where that is delivered. Loaded at start, and again on `serve`'s SIGHUP
+//! ([`LiveParties`]: a file that does not load, or names another hub, leaves the parties in force);
+//! an unknown key is an error with file:line:column. Must never: hold a secret in clear (API keys
+//! are stored as SHA-256 hex).
 
 use crate::consent::{PartyId, PartyKind, Recipient};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -277,6 +280,45 @@ impl Parties {
             .filter(|p| matches!(p.delivery, Some(DeliveryTarget::Amqp)))
             .map(|p| p.id.clone())
             .collect()
+    }
+}
+
+/// The parties in force, replaceable while the hub runs. Each request, connection, message or
+/// inbox scan takes [`LiveParties::current`] once and keeps that copy to its end.
+#[derive(Debug)]
+pub struct LiveParties {
+    current: RwLock<Arc<Parties>>,
+}
+
+impl LiveParties {
+    /// Starts with `parties`.
+    pub fn new(parties: Parties) -> LiveParties {
+        LiveParties {
+            current: RwLock::new(Arc::new(parties)),
+        }
+    }
+
+    /// The parties in force now.
+    pub fn current(&self) -> Arc<Parties> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Puts `parties` in force from now on, unless they name another hub: the hub's id is the
+    /// recipient of consent #1 and #2, and changing it under messages in flight would decide
+    /// them against two identities (that takes a restart).
+    pub fn replace(&self, parties: Parties) -> Result<(), String> {
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        if parties.hub.id != current.hub.id {
+            return Err(format!(
+                "hub.id is {} in the file and {} in force; changing the hub's own id takes a restart",
+                parties.hub.id, current.hub.id
+            ));
+        }
+        *current = Arc::new(parties);
+        Ok(())
     }
 }
 

@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::consent::cache::ConsentCache;
 use crate::mapping::MappingSet;
 use crate::mapping::live::{self, LiveMappings, Reload};
-use crate::parties::Parties;
+use crate::parties::{LiveParties, Parties};
 use crate::pipeline::audit_writer::AuditWriter;
 use crate::pipeline::metrics::Metrics;
 use crate::pipeline::{Hub, deliver, translate};
@@ -83,7 +83,7 @@ pub async fn build(cfg: &Config) -> Result<Arc<Hub>, String> {
         bus,
         topology,
         mappings: Arc::new(LiveMappings::new(mappings)),
-        parties: Arc::new(parties),
+        parties: Arc::new(LiveParties::new(parties)),
         delivery_keys: crate::pipeline::keys::DeliveryKeys::new(store.clone(), metrics.clone()),
         store,
         audit,
@@ -186,8 +186,41 @@ pub async fn start(cfg: &Config) -> Result<Running, String> {
 }
 
 impl Running {
-    /// Reads the certificate files of `cfg` again (`serve` does it on SIGHUP, for renewed
-    /// certificates and CAs): the HTTP source's own `tls_cert` / `tls_key`, and the push sink's
+    /// Everything `serve` reads again on SIGHUP: the parties file ([`Running::reload_parties`]),
+    /// then the certificate files ([`Running::reload_tls`]). One line per part: what is now in
+    /// force, or why the part in force stays.
+    pub async fn reload(&self, cfg: &Config) -> Vec<Result<String, String>> {
+        let mut out = vec![self.reload_parties(cfg).await];
+        out.extend(self.reload_tls(cfg));
+        out
+    }
+
+    /// Reads the parties file again: parties, credentials, MLLP peers, inboxes, subscriptions
+    /// and delivery targets are in force for every request, connection, message and inbox scan
+    /// that starts from then on (the out queues of new AMQP recipients are declared first). A
+    /// file that does not load (the error names the file, line and column), or that names
+    /// another hub, leaves the parties in force. A copy waiting to be tried again for a
+    /// recipient the new file no longer lists is dead-lettered when it comes back, saying so.
+    pub async fn reload_parties(&self, cfg: &Config) -> Result<String, String> {
+        let file = cfg.parties.display();
+        let stays = "the parties in force stay";
+        let parties = Parties::load(&cfg.parties).map_err(|e| format!("parties: {e}; {stays}"))?;
+        self.hub
+            .bus
+            .declare(&self.hub.topology, &parties.amqp_recipients())
+            .await
+            .map_err(|e| {
+                format!("parties: {file}: declaring the AMQP recipients' out queues: {e}; {stays}")
+            })?;
+        let n = parties.all.len();
+        self.hub
+            .parties
+            .replace(parties)
+            .map_err(|e| format!("parties: {file}: {e}; {stays}"))?;
+        Ok(format!("parties: {file} ({n} parties)"))
+    }
+
+    /// Reads the certificate files of `cfg` again (renewed certificates and CAs): the HTTP source's own `tls_cert` / `tls_key`, and the push sink's
     /// `push_ca`, `push_client_cert` / `push_client_key`. New connections and pushes use them;
     /// open ones keep what they had. Each group that does not load keeps the files in force
     /// before, and its error names the setting and file. `tls_client_ca`, and turning HTTPS on

@@ -28,7 +28,8 @@ async fn refuses_at_the_bound_and_admits_once_drained(s: Scratch) {
         Duration::from_millis(20),
         rx.clone(),
     ));
-    let hospital = hub.parties.get(HOSPITAL).expect("the hospital party");
+    let parties = hub.parties.current();
+    let hospital = parties.get(HOSPITAL).expect("the hospital party");
     let patient = sample("fhir/patient-jpcore.json");
     let submit = || {
         accept(

@@ -72,6 +72,7 @@ fn captured_logs() -> &'static LogBuf {
 
 fn party(hub: &Hub, id: &str) -> kaigo_hub::parties::Party {
     hub.parties
+        .current()
         .get(id)
         .unwrap_or_else(|| panic!("party {id} is in the parties file"))
         .clone()
@@ -880,8 +881,8 @@ impl World {
         let hub = s.build().await;
         link_sample_patients(&hub);
         for m in &FIXED {
-            let routed: Vec<(&str, PartyKind)> = hub
-                .parties
+            let parties = hub.parties.current();
+            let routed: Vec<(&str, PartyKind)> = parties
                 .recipients_of(m.document, m.from)
                 .into_iter()
                 .map(|(p, _)| (p.id.as_str(), p.kind))

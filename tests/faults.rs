@@ -1068,7 +1068,8 @@ async fn a_store_outage_makes_decisions_indeterminate_and_loses_or_repeats_nothi
         .await
         .unwrap_or_else(|e| panic!("the hub did not build on RabbitMQ and PostgreSQL: {e}"));
     kaigo_hub::demo::seed(&front).expect("demo seed");
-    let hospital = front.parties.get(HOSPITAL).expect("the hospital party");
+    let parties = front.parties.current();
+    let hospital = parties.get(HOSPITAL).expect("the hospital party");
     let patient = sample("fhir/patient-jpcore.json");
     let mut accepted = BTreeSet::new();
     for _ in 0..STORE_MESSAGES {

@@ -9,6 +9,7 @@
 
 use kaigo_hub::config::Config;
 use kaigo_hub::consent::{Category, Consent, Grantee, IsoDate, PartyKind, Subject};
+use kaigo_hub::parties::Parties;
 use kaigo_hub::pipeline::Hub;
 use kaigo_hub::serve;
 use kaigo_hub::sources::file_drop;
@@ -174,6 +175,46 @@ async fn a_consented_care_plan_is_done_and_ingested_once() {
     assert_eq!(files(&inbox), vec![".UP2KYO_partial.CSV".to_string()]);
     assert_eq!(files(&inbox.join("processing")), Vec::<String>::new());
     assert!(!inbox.join("failed").exists());
+
+    tx.send(true).unwrap();
+    tokio::time::timeout(PATIENCE, task).await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inbox_the_parties_file_gains_while_the_hub_runs_is_scanned_from_then_on() {
+    let s = Scratch::new("reloaded").await;
+    s.consent("fd-r1", "131011", "0000100001");
+    s.consent("fd-r2", "435073", "0000200002");
+    let file = s.dir.join("parties.yaml");
+    let with_inbox = std::fs::read_to_string(&file).unwrap();
+    let inbox_line = format!(
+        "    inbox: {}\n",
+        s.dir.join("data/inbox/0300000100").display()
+    );
+    assert!(with_inbox.contains(&inbox_line), "{with_inbox}");
+    // The hub starts with parties in which the care manager has no inbox.
+    std::fs::write(&file, with_inbox.replace(&inbox_line, "")).unwrap();
+    s.hub
+        .parties
+        .replace(Parties::load(&file).unwrap())
+        .unwrap();
+    let inbox = s.inbox();
+    std::fs::write(inbox.join(UP2KYO), sample()).unwrap();
+    let (tx, rx) = watch::channel(false);
+    let task = file_drop::start(s.hub.clone(), POLL, rx);
+    tokio::time::sleep(POLL * 10).await;
+    assert_eq!(files(&inbox), vec![UP2KYO.to_string()], "not an inbox yet");
+    assert_eq!(s.accepted(), 0);
+
+    // The file gains the inbox again (what SIGHUP's reload puts in force).
+    std::fs::write(&file, &with_inbox).unwrap();
+    s.hub
+        .parties
+        .replace(Parties::load(&file).unwrap())
+        .unwrap();
+    let done = inbox.join("done");
+    eventually("moved to done/", || done.join(UP2KYO).is_file()).await;
+    assert_eq!(s.accepted(), 1);
 
     tx.send(true).unwrap();
     tokio::time::timeout(PATIENCE, task).await.unwrap().unwrap();

@@ -240,6 +240,7 @@ async fn a_recipient_that_is_down_holds_up_no_one_and_each_copy_is_tried_then_de
     // going on would hand the provider nothing until the care manager's tries were used up.
     let order: Vec<String> = hub
         .parties
+        .current()
         .recipients_of("InsuredPerson@1", "1311234567")
         .iter()
         .map(|(p, _)| p.id.to_string())

@@ -1,6 +1,6 @@
 //! `kaigo-hub serve`: loads the configuration, sets up logging, starts the hub and waits for
-//! SIGTERM or Ctrl-C, then shuts down gracefully; on SIGHUP it reads the certificate files
-//! again (`Running::reload_tls`) and goes on serving.
+//! SIGTERM or Ctrl-C, then shuts down gracefully; on SIGHUP it reads the parties file and the
+//! certificate files again (`Running::reload`) and goes on serving.
 
 use super::Failure;
 use kaigo_hub::config::Config;
@@ -44,9 +44,10 @@ use std::path::PathBuf;
                 again, ms, comma-separated; then dead-lettered; a down recipient holds up
                 no one                                       [1000,5000,30000,120000,600000]
 Log level: RUST_LOG (e.g. RUST_LOG=kaigo_hub=debug).
-Signals: SIGTERM or Ctrl-C stops gracefully. SIGHUP reads the certificate files again (renewed
-  certificates: tls_cert/tls_key, push_ca, push_client_cert/push_client_key) for new connections;
-  a file that does not load is reported and the one in force stays. tls_client_ca takes a restart.
+Signals: SIGTERM or Ctrl-C stops gracefully. SIGHUP reads the parties file (new parties, keys,
+  subscriptions, delivery targets) and the certificate files (tls_cert/tls_key, push_ca,
+  push_client_cert/push_client_key) again, for what starts from then on; a file that does not
+  load is reported and the one in force stays. tls_client_ca and hub.id take a restart.
 
 Example: KAIGO_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f kaigo-hub serve"
 )]
@@ -94,7 +95,7 @@ pub fn run(a: Args) -> Result<u8, Failure> {
         // `Config::load` checked that tls_cert comes with tls_key.
         let scheme = if cfg.tls_cert.is_some() { "https" } else { "http" };
         eprintln!(
-            "kaigo-hub: serving HTTP on {scheme}://{} and MLLP on {} ({} bus, prefix `{}`); Ctrl-C or SIGTERM stops, SIGHUP reloads certificates",
+            "kaigo-hub: serving HTTP on {scheme}://{} and MLLP on {} ({} bus, prefix `{}`); Ctrl-C or SIGTERM stops, SIGHUP reloads parties and certificates",
             running.http_addr,
             running.mllp_addr,
             running.hub.bus.name(),
@@ -142,7 +143,7 @@ impl Signals {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => return,
                 _ = next(&mut self.term) => return,
-                _ = next(&mut self.hangup) => reload(running, cfg),
+                _ = next(&mut self.hangup) => reload(running, cfg).await,
             }
         }
         #[cfg(not(unix))]
@@ -164,20 +165,16 @@ async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
     }
 }
 
-/// SIGHUP: the certificate files again, each outcome logged and printed.
-fn reload(running: &kaigo_hub::serve::Running, cfg: &Config) {
-    let outcomes = running.reload_tls(cfg);
-    if outcomes.is_empty() {
-        tracing::info!("SIGHUP: no certificate files to reload (HTTPS and https push are off)");
-    }
-    for outcome in outcomes {
+/// SIGHUP: the parties file and the certificate files again, each outcome logged and printed.
+async fn reload(running: &kaigo_hub::serve::Running, cfg: &Config) {
+    for outcome in running.reload(cfg).await {
         match outcome {
             Ok(line) => {
-                tracing::info!(reloaded = %line, "SIGHUP: certificate files reloaded");
+                tracing::info!(reloaded = %line, "SIGHUP: reloaded");
                 eprintln!("kaigo-hub: SIGHUP: reloaded {line}");
             }
             Err(e) => {
-                tracing::error!(error = %e, "SIGHUP: certificate files not reloaded");
+                tracing::error!(error = %e, "SIGHUP: not reloaded");
                 eprintln!("kaigo-hub: SIGHUP: not reloaded: {e}");
             }
         }
@@ -209,7 +206,7 @@ async fn demo(
         m.permit.load(Relaxed),
         m.deny.load(Relaxed),
     );
-    for p in &hub.parties.all {
+    for p in &hub.parties.current().all {
         match &p.delivery {
             Some(kaigo_hub::parties::DeliveryTarget::Dir(d)) => {
                 let n = std::fs::read_dir(d)

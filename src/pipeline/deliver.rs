@@ -119,7 +119,8 @@ async fn handle(hub: &Hub, mut d: Delivery, mut shutdown: watch::Receiver<bool>)
             }
         })
     };
-    let mut recipients = hub.parties.recipients_of(&kind, &source);
+    let parties = hub.parties.current();
+    let mut recipients = parties.recipients_of(&kind, &source);
     if let Some(only) = &retry_for {
         recipients.retain(|(p, _)| p.id == *only);
         if recipients.is_empty() {

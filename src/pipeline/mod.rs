@@ -25,7 +25,7 @@ use crate::consent::{
     Subject, decide_from,
 };
 use crate::mapping::live::LiveMappings;
-use crate::parties::Parties;
+use crate::parties::LiveParties;
 use crate::sinks::Sinks;
 use crate::store::Store;
 use audit_writer::AuditWriter;
@@ -76,8 +76,9 @@ pub struct Hub {
     /// The mappings in force (replaced by `serve --watch`; take [`LiveMappings::current`] once
     /// per message).
     pub mappings: Arc<LiveMappings>,
-    /// Loaded parties.
-    pub parties: Arc<Parties>,
+    /// The parties in force (replaced by `serve`'s SIGHUP; take [`LiveParties::current`] once
+    /// per message).
+    pub parties: Arc<LiveParties>,
     /// Consents, cross-reference, idempotency.
     pub store: Arc<dyn Store>,
     /// Audit sink.
@@ -201,7 +202,7 @@ impl Hub {
     /// The hub as a consent recipient (consent #1 and #2).
     pub fn platform(&self) -> Option<Recipient> {
         Some(Recipient {
-            id: PartyId::parse(&self.parties.hub.id).ok()?,
+            id: PartyId::parse(&self.parties.current().hub.id).ok()?,
             kind: PartyKind::Platform,
         })
     }

@@ -79,7 +79,8 @@ async fn run(hub: Arc<Hub>, mut shutdown: watch::Receiver<bool>) {
 /// Authenticates, ingests and settles one vendor message.
 async fn handle(hub: &Hub, d: Delivery, shutdown: &mut watch::Receiver<bool>) {
     let user = d.props.user_id.as_deref().filter(|u| !u.is_empty());
-    let Some(party) = user.and_then(|u| hub.parties.by_amqp_user(u)) else {
+    let parties = hub.parties.current();
+    let Some(party) = user.and_then(|u| parties.by_amqp_user(u)) else {
         let reason = match user {
             None => "unauthenticated: the message has no user_id property; vendors publish with their own broker user and user_id set to it".to_string(),
             Some(u) => format!("unauthenticated: user_id `{u}` is not the amqp_user of any party"),

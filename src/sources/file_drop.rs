@@ -15,6 +15,7 @@
 use crate::parties::Party;
 use crate::pipeline::Hub;
 use crate::pipeline::ingress::{self, Refusal, Submission};
+use std::collections::HashSet;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,24 +36,19 @@ pub fn start(hub: Arc<Hub>, poll: Duration, shutdown: watch::Receiver<bool>) -> 
 }
 
 async fn run(hub: Arc<Hub>, poll: Duration, mut shutdown: watch::Receiver<bool>) {
-    let owners: Vec<Party> = hub
-        .parties
-        .all
-        .iter()
-        .filter(|p| p.inbox.is_some())
-        .cloned()
-        .collect();
-    if owners.is_empty() {
-        return;
-    }
-    for party in &owners {
-        if let Some(inbox) = &party.inbox {
-            recover(inbox).await;
-        }
-    }
+    // Inboxes seen so far: each is recovered when first seen, at start or after a reload of the
+    // parties file added it.
+    let mut known: HashSet<PathBuf> = HashSet::new();
     let poll = poll.max(Duration::from_millis(10));
     loop {
-        'scan: for party in &owners {
+        let parties = hub.parties.current();
+        let owners: Vec<&Party> = parties.all.iter().filter(|p| p.inbox.is_some()).collect();
+        for inbox in owners.iter().filter_map(|p| p.inbox.as_ref()) {
+            if known.insert(inbox.clone()) {
+                recover(inbox).await;
+            }
+        }
+        'scan: for party in owners {
             let Some(inbox) = &party.inbox else { continue };
             for name in waiting(inbox).await {
                 if *shutdown.borrow() {

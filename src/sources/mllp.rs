@@ -199,8 +199,8 @@ async fn answer(hub: &Hub, ip: IpAddr, payload: Vec<u8>) -> Vec<u8> {
     };
     let payload = payload.as_slice();
     let ip_text = ip.to_string();
-    let candidates: Vec<&Party> = hub
-        .parties
+    let parties = hub.parties.current();
+    let candidates: Vec<&Party> = parties
         .all
         .iter()
         .filter(|p| p.mllp_peers.iter().any(|a| same_address(a, ip)))

@@ -221,6 +221,12 @@ impl Scratch {
         self.dir.join("data/out").join(party)
     }
 
+    /// Deletes `party`'s out queue with the rest of this world (a recipient the test added to
+    /// the parties file after the world was made).
+    pub fn clean_out_queue_too(&mut self, party: &str) {
+        self.amqp_recipients.push(party.to_string());
+    }
+
     /// A party's inbox in this world (created, as a sender would).
     pub fn inbox(&self, party: &str) -> PathBuf {
         let d = self.dir.join("data/inbox").join(party);

@@ -36,7 +36,7 @@ pub const SEARCH_PARAMS: [(&str, &str); 3] = [
 
 /// `GET /fhir/AuditEvent`.
 pub async fn search(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
-    let party = match auth::authenticate(&req, &state.hub.parties) {
+    let party = match auth::authenticate(&req, &state.hub.parties.current()) {
         Ok(p) => p,
         Err(r) => return r.into_response(),
     };

@@ -34,7 +34,7 @@ pub async fn register(
     state: web::Data<State>,
 ) -> HttpResponse {
     let hub = &state.hub;
-    let party = match auth::authenticate(&req, &hub.parties) {
+    let party = match auth::authenticate(&req, &hub.parties.current()) {
         Ok(p) => p,
         Err(r) => return r.into_response(),
     };

@@ -53,7 +53,7 @@ async fn submit(
     url_type: Option<&str>,
 ) -> HttpResponse {
     let hub = &state.hub;
-    let party = match auth::authenticate(req, &hub.parties) {
+    let party = match auth::authenticate(req, &hub.parties.current()) {
         Ok(p) => p,
         Err(r) => return r.into_response(),
     };
