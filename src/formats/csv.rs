@@ -33,7 +33,7 @@ pub const DEFAULT_MAX_BYTES: usize = 64 * 1024 * 1024;
 pub const DEFAULT_MAX_FIELDS: usize = 1024;
 
 /// How to read a CSV file.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CsvOptions {
     /// Character set of the bytes; `None` means [`charset::sniff`].
     pub charset: Option<Charset>,

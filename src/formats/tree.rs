@@ -8,7 +8,7 @@ use serde_json::Value;
 use std::borrow::Cow;
 
 /// Options a mapping gives the parser of its source format.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ParseOptions {
     /// CSV character set, header and limits.
     pub csv: csv::CsvOptions,

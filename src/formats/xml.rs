@@ -72,7 +72,7 @@ const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
 const CLIP: usize = 80;
 
 /// Bounds enforced while parsing untrusted input.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct XmlLimits {
     /// Largest input accepted, in bytes (before decoding). Default 16 MiB.
     pub max_bytes: usize,

@@ -24,7 +24,7 @@ pub use run::Meta;
 use crate::canonical::{DocKind, InvalidDocument};
 use crate::formats::charset::{self, CharsetError};
 use crate::formats::csv::{CsvWriter, parse_careplan_file_name};
-use crate::formats::tree::FormatError;
+use crate::formats::tree::{FormatError, ParseOptions};
 use crate::formats::{Format, Tree};
 use plan::{CondTest, FileNameConvention, Src};
 use serde_json::Value;
@@ -217,39 +217,69 @@ impl MappingSet {
                 })
                 .collect(),
         };
-        let mut parsed: Vec<(&Arc<Mapping>, Tree, Meta)> = Vec::new();
-        let mut tried = Vec::new();
+        // Candidates that read the bytes alike (same format and parser options: the ケアプラン
+        // CSV mappings) share one parse; each match rule then looks at that tree.
+        let mut reads: Vec<(Format, &ParseOptions, Result<Tree, String>)> = Vec::new();
         let mut first_format_error = None;
+        let mut looked_at = Vec::new();
         for m in candidates {
             let meta = match metadata(m, input.file_name) {
                 Ok(meta) => meta,
                 Err(e) if mapping.is_some() => return Err(TranslateError::FileName(e)),
                 Err(e) => {
-                    tried.push((m.id.clone(), e));
+                    looked_at.push((m, Err(e)));
                     continue;
                 }
             };
-            let tree = match Tree::parse(m.source.format, input.bytes, &m.source.parse) {
-                Ok(t) => t,
-                Err(e) => {
-                    if mapping.is_some() {
-                        return Err(e.into());
-                    }
-                    tried.push((m.id.clone(), e.to_string()));
-                    first_format_error.get_or_insert(e);
+            let (format, opts) = (m.source.format, &m.source.parse);
+            let read = match reads
+                .iter()
+                .position(|(f, o, _)| *f == format && *o == opts)
+            {
+                Some(read) => read,
+                None => {
+                    let tree = Tree::parse(format, input.bytes, opts).map_err(|e| {
+                        let text = e.to_string();
+                        first_format_error.get_or_insert(e);
+                        text
+                    });
+                    reads.push((format, opts, tree));
+                    reads.len() - 1
+                }
+            };
+            looked_at.push((m, Ok((meta, read))));
+        }
+        let mut parsed: Vec<(&Arc<Mapping>, &Tree, Meta)> = Vec::new();
+        let mut tried = Vec::new();
+        for (m, looked) in looked_at {
+            let (meta, tree) = match looked {
+                Err(why) => {
+                    tried.push((m.id.clone(), why));
                     continue;
                 }
+                Ok((meta, read)) => match &reads[read].2 {
+                    Ok(tree) => (meta, tree),
+                    Err(text) => {
+                        tried.push((m.id.clone(), text.clone()));
+                        continue;
+                    }
+                },
             };
             // A mapping named by the caller is used without consulting its match rule.
             let why = if mapping.is_some() {
                 None
             } else {
-                why_not(m, &tree, &meta)
+                why_not(m, tree, &meta)
             };
             match why {
                 None => parsed.push((m, tree, meta)),
                 Some(why) => tried.push((m.id.clone(), why)),
             }
+        }
+        if mapping.is_some()
+            && let Some(e) = first_format_error.take()
+        {
+            return Err(e.into());
         }
         if parsed.is_empty() {
             // A parse error is the clearer message when every candidate failed the same way.
@@ -278,7 +308,7 @@ impl MappingSet {
                 )],
             });
         };
-        let values = run::run(m, &tree, &meta)?;
+        let values = run::run(m, tree, &meta)?;
         let mut documents = Vec::with_capacity(values.len());
         for v in values {
             let json = kind.validate(v).map_err(|error| TranslateError::Invalid {
@@ -586,6 +616,89 @@ mod tests {
             Rendered::Csv(bytes) => String::from_utf8(bytes).expect("utf-8"),
             Rendered::Json(_) => panic!("a csv target renders csv"),
         }
+    }
+
+    #[test]
+    fn candidates_that_read_the_bytes_differently_get_their_own_parse() {
+        // Both read the same CSV; only the one reading a header row can match it by name. Were
+        // parses shared across different parser options, it would see the header-less tree.
+        let compile = |yaml: &str| {
+            Arc::new(compile::compile_str(yaml, Path::new("test.yaml")).expect("compiles"))
+        };
+        let no_header = compile(
+            r#"
+id: roster-no-header
+version: 1
+source: { format: csv, charset: utf-8, match: { "1": "999999" } }
+documents: { each: "*" }
+target: InsuredPerson@1
+fields:
+  subject.insurer_number: "1"
+  subject.insured_number: "2"
+"#,
+        );
+        let header = compile(
+            r#"
+id: roster-header
+version: 1
+source: { format: csv, charset: utf-8, header: true, match: { 保険者番号: "131011" } }
+documents: { each: "*" }
+target: InsuredPerson@1
+fields:
+  subject.insurer_number: 保険者番号
+  subject.insured_number: 被保険者番号
+"#,
+        );
+        let bytes = "保険者番号,被保険者番号\n131011,0000012345\n".as_bytes();
+        let input = || Input {
+            bytes,
+            file_name: None,
+        };
+        for order in [
+            vec![no_header.clone(), header.clone()],
+            vec![header.clone(), no_header.clone()],
+        ] {
+            let set = MappingSet { mappings: order };
+            let t = set
+                .translate(input(), None)
+                .expect("the header mapping matches");
+            assert_eq!(t.mapping.id, "roster-header");
+            let doc: Value = serde_json::from_str(&t.documents[0].json).expect("JSON");
+            assert_eq!(doc["subject"]["insured_number"], "0000012345");
+        }
+        // Alike options share the parse, and each match rule is still asked.
+        let twin = compile(
+            r#"
+id: roster-twin
+version: 1
+source: { format: csv, charset: utf-8, header: true, match: { 保険者番号: "131012" } }
+documents: { each: "*" }
+target: InsuredPerson@1
+fields:
+  subject.insurer_number: 保険者番号
+  subject.insured_number: 被保険者番号
+"#,
+        );
+        let set = MappingSet {
+            mappings: vec![twin.clone(), header.clone()],
+        };
+        assert_eq!(
+            set.translate(input(), None)
+                .expect("one matches")
+                .mapping
+                .id,
+            "roster-header"
+        );
+        let e = MappingSet {
+            mappings: vec![twin, no_header],
+        }
+        .translate(input(), None)
+        .expect_err("neither matches")
+        .to_string();
+        assert!(
+            e.contains("roster-twin") && e.contains("131012") && e.contains("roster-no-header"),
+            "{e}"
+        );
     }
 
     #[test]
