@@ -3,7 +3,8 @@
 //! deliver hops and every source (HTTP, MLLP, file drop, AMQP vendor queue). `start` returns the
 //! bound addresses so tests can run a hub in-process on port 0; `Running::stop` shuts down
 //! gracefully: sources stop accepting, hops finish or leave in-flight messages unacked for
-//! redelivery, the audit log is synced.
+//! redelivery, the audit log is synced; `Running::reload` (SIGHUP) puts a changed parties file
+//! and renewed certificate files in force.
 
 use crate::audit::SubjectHasher;
 use crate::bus::memory::MemoryBus;
@@ -220,9 +221,9 @@ impl Running {
         Ok(format!("parties: {file} ({n} parties)"))
     }
 
-    /// Reads the certificate files of `cfg` again (renewed certificates and CAs): the HTTP source's own `tls_cert` / `tls_key`, and the push sink's
-    /// `push_ca`, `push_client_cert` / `push_client_key`. New connections and pushes use them;
-    /// open ones keep what they had. Each group that does not load keeps the files in force
+    /// Reads the certificate files of `cfg` again (renewed certificates and CAs): the HTTP
+    /// source's own `tls_cert` / `tls_key`, and the push sink's `push_ca`, `push_client_cert` /
+    /// `push_client_key`. New connections and pushes use them; open ones keep what they had. Each group that does not load keeps the files in force
     /// before, and its error names the setting and file. `tls_client_ca`, and turning HTTPS on
     /// or off, take a restart. One line per group: what is now in force, or why not.
     pub fn reload_tls(&self, cfg: &Config) -> Vec<Result<String, String>> {

@@ -70,11 +70,6 @@ impl ServerIdentity {
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = key;
         Ok(fingerprint)
     }
-
-    /// SHA-256 (lowercase hex) of the leaf certificate in force.
-    pub fn fingerprint(&self) -> String {
-        leaf_fingerprint(&self.current.read().unwrap_or_else(|p| p.into_inner()))
-    }
 }
 
 impl ResolvesServerCert for ServerIdentity {
