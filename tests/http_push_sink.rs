@@ -226,6 +226,32 @@ async fn a_recipient_on_http_push_gets_its_document_after_answering_503_once() {
     running.stop().await;
 }
 
+/// Posts the sample patient `n` times; the envelope ids.
+async fn post_patients(running: &Running, n: usize) -> Vec<String> {
+    let mut envelopes = Vec::new();
+    for _ in 0..n {
+        envelopes.push(post_sample_patient(running.http_addr).await);
+    }
+    envelopes
+}
+
+/// Exactly one of `letters` for each of `envelopes`.
+fn assert_one_dead_letter_each(letters: &[Msg], envelopes: &[String]) {
+    let mut dead: Vec<&str> = letters.iter().map(Msg::envelope).collect();
+    let mut sent: Vec<&str> = envelopes.iter().map(String::as_str).collect();
+    dead.sort();
+    sent.sort();
+    assert_eq!(dead, sent, "one dead letter per message");
+}
+
+/// Nothing waits in any of the deliver hop's waiting rooms.
+async fn assert_waiting_rooms_empty(hub: &kaigo_hub::pipeline::Hub) {
+    let t = &hub.topology;
+    for delay in &t.retry_delays {
+        assert_eq!(hub.bus.queue_len(&t.wait_queue(*delay)).await.unwrap(), 0);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_recipient_that_is_down_holds_up_no_one_and_each_copy_is_tried_then_dead_lettered() {
     const MESSAGES: usize = 3;
@@ -247,10 +273,7 @@ async fn a_recipient_that_is_down_holds_up_no_one_and_each_copy_is_tried_then_de
         .collect();
     assert_eq!(order, vec![CARE_MANAGER.to_string(), PROVIDER.to_string()]);
 
-    let mut envelopes = Vec::new();
-    for _ in 0..MESSAGES {
-        envelopes.push(post_sample_patient(running.http_addr).await);
-    }
+    let envelopes = post_patients(&running, MESSAGES).await;
     provider
         .wait("every copy for 0300000005", |m| m.len() == MESSAGES)
         .await;
@@ -271,11 +294,7 @@ async fn a_recipient_that_is_down_holds_up_no_one_and_each_copy_is_tried_then_de
         MESSAGES * limit,
         "each copy tried delivery_attempts times, no more"
     );
-    let mut dead_envelopes: Vec<String> =
-        letters.iter().map(|m| m.envelope().to_string()).collect();
-    dead_envelopes.sort();
-    envelopes.sort();
-    assert_eq!(dead_envelopes, envelopes, "one dead letter per message");
+    assert_one_dead_letter_each(&letters, &envelopes);
     for m in &letters {
         assert_eq!(m.header("x-kaigo-recipient"), Some(CARE_MANAGER));
         assert_eq!(
@@ -295,9 +314,7 @@ async fn a_recipient_that_is_down_holds_up_no_one_and_each_copy_is_tried_then_de
         assert_eq!(m.header("x-kaigo-attempt"), None);
         assert_eq!(m.header("x-kaigo-retry-for"), None);
     }
-    for delay in &t.retry_delays {
-        assert_eq!(hub.bus.queue_len(&t.wait_queue(*delay)).await.unwrap(), 0);
-    }
+    assert_waiting_rooms_empty(&hub).await;
     assert_eq!(
         hub.metrics.delivery_retries.load(Ordering::Relaxed) as usize,
         MESSAGES * (limit - 1)
@@ -349,10 +366,7 @@ async fn a_recipient_that_refuses_the_content_is_not_asked_again_and_the_copy_is
     let t = hub.topology.clone();
     assert!(t.delivery_attempts() > 1, "a 503 would be tried again");
 
-    let mut envelopes = Vec::new();
-    for _ in 0..MESSAGES {
-        envelopes.push(post_sample_patient(running.http_addr).await);
-    }
+    let envelopes = post_patients(&running, MESSAGES).await;
     provider
         .wait("every copy for 0300000005", |m| m.len() == MESSAGES)
         .await;
@@ -368,11 +382,7 @@ async fn a_recipient_that_refuses_the_content_is_not_asked_again_and_the_copy_is
         MESSAGES,
         "one POST per copy: the same bytes would be refused again"
     );
-    let mut dead_envelopes: Vec<String> =
-        letters.iter().map(|m| m.envelope().to_string()).collect();
-    dead_envelopes.sort();
-    envelopes.sort();
-    assert_eq!(dead_envelopes, envelopes, "one dead letter per message");
+    assert_one_dead_letter_each(&letters, &envelopes);
     for m in &letters {
         assert_eq!(m.header("x-kaigo-recipient"), Some(CARE_MANAGER));
         assert_eq!(m.header("x-kaigo-attempt"), None, "the first attempt");
@@ -386,9 +396,7 @@ async fn a_recipient_that_refuses_the_content_is_not_asked_again_and_the_copy_is
     }
     assert_eq!(dead.all().len(), MESSAGES);
     assert_eq!(provider.all().len(), MESSAGES, "the provider got each once");
-    for delay in &t.retry_delays {
-        assert_eq!(hub.bus.queue_len(&t.wait_queue(*delay)).await.unwrap(), 0);
-    }
+    assert_waiting_rooms_empty(&hub).await;
     assert_eq!(hub.metrics.delivery_retries.load(Ordering::Relaxed), 0);
     assert_eq!(hub.metrics.dead.load(Ordering::Relaxed) as usize, MESSAGES);
     running.stop().await;

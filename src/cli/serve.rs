@@ -114,7 +114,8 @@ pub fn run(a: Args) -> Result<u8, Failure> {
     })
 }
 
-/// The signals `serve` answers: stop (SIGTERM, Ctrl-C) and reload certificates (SIGHUP).
+/// The signals `serve` answers: stop (SIGTERM, Ctrl-C) and reload (SIGHUP: the parties file and
+/// the certificate files).
 struct Signals {
     #[cfg(unix)]
     term: Option<tokio::signal::unix::Signal>,
@@ -136,7 +137,7 @@ impl Signals {
         Signals {}
     }
 
-    /// Waits for SIGTERM or Ctrl-C, reloading the certificate files on each SIGHUP meanwhile.
+    /// Waits for SIGTERM or Ctrl-C, reloading on each SIGHUP meanwhile.
     async fn wait_for_stop(mut self, running: &kaigo_hub::serve::Running, cfg: &Config) {
         #[cfg(unix)]
         loop {

@@ -637,18 +637,22 @@ fields:
   subject.insured_number: "2"
 "#,
         );
-        let header = compile(
-            r#"
-id: roster-header
+        // Reads the header row, and matches a file whose first 保険者番号 is `insurer`.
+        let by_name = |id: &str, insurer: &str| {
+            compile(&format!(
+                r#"
+id: {id}
 version: 1
-source: { format: csv, charset: utf-8, header: true, match: { 保険者番号: "131011" } }
-documents: { each: "*" }
+source: {{ format: csv, charset: utf-8, header: true, match: {{ 保険者番号: "{insurer}" }} }}
+documents: {{ each: "*" }}
 target: InsuredPerson@1
 fields:
   subject.insurer_number: 保険者番号
   subject.insured_number: 被保険者番号
-"#,
-        );
+"#
+            ))
+        };
+        let header = by_name("roster-header", "131011");
         let bytes = "保険者番号,被保険者番号\n131011,0000012345\n".as_bytes();
         let input = || Input {
             bytes,
@@ -667,18 +671,7 @@ fields:
             assert_eq!(doc["subject"]["insured_number"], "0000012345");
         }
         // Alike options share the parse, and each match rule is still asked.
-        let twin = compile(
-            r#"
-id: roster-twin
-version: 1
-source: { format: csv, charset: utf-8, header: true, match: { 保険者番号: "131012" } }
-documents: { each: "*" }
-target: InsuredPerson@1
-fields:
-  subject.insurer_number: 保険者番号
-  subject.insured_number: 被保険者番号
-"#,
-        );
+        let twin = by_name("roster-twin", "131012");
         let set = MappingSet {
             mappings: vec![twin.clone(), header.clone()],
         };

@@ -42,14 +42,17 @@ async fn run(hub: Arc<Hub>, poll: Duration, mut shutdown: watch::Receiver<bool>)
     let poll = poll.max(Duration::from_millis(10));
     loop {
         let parties = hub.parties.current();
-        let owners: Vec<&Party> = parties.all.iter().filter(|p| p.inbox.is_some()).collect();
-        for inbox in owners.iter().filter_map(|p| p.inbox.as_ref()) {
-            if known.insert(inbox.clone()) {
+        let inboxes: Vec<(&Party, &PathBuf)> = parties
+            .all
+            .iter()
+            .filter_map(|p| Some((p, p.inbox.as_ref()?)))
+            .collect();
+        for (_, inbox) in &inboxes {
+            if known.insert(inbox.to_path_buf()) {
                 recover(inbox).await;
             }
         }
-        'scan: for party in owners {
-            let Some(inbox) = &party.inbox else { continue };
+        'scan: for (party, inbox) in inboxes {
             for name in waiting(inbox).await {
                 if *shutdown.borrow() {
                     return;
