@@ -635,3 +635,87 @@ async fn publisher_and_consumer_recover_when_the_broker_drops_the_connection() {
     );
     bus.close().await;
 }
+
+/// Deletes one queue behind the hub's back, as an operator might in the management UI.
+async fn delete_queue(queue: &str) {
+    delete(vec![queue.to_string()], Vec::new())
+        .await
+        .unwrap_or_else(|e| panic!("deleting `{queue}`: {e}"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_no_declared_queue_takes_is_an_error_not_a_confirmed_loss() {
+    let (bus, s) = setup("unroutable", &["0300000005"]).await;
+    // A recipient the hub declared no queue for.
+    let e = bus
+        .publish(&s.t.egress(), "0400000006", &props("env-nowhere"), b"x")
+        .await
+        .expect_err("a message nothing is bound for");
+    assert!(matches!(e, BusError::Unroutable(_)), "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains(&s.t.egress()) && text.contains("0400000006"),
+        "{text}"
+    );
+    // The consent fanout with no hub process listening: the same answer at the bus (the
+    // announcer decides that this one is fine).
+    let e = bus
+        .publish(&s.t.consent(), "", &props("env-consent"), b"{}")
+        .await
+        .expect_err("a fanout nobody listens to");
+    assert!(matches!(e, BusError::Unroutable(_)), "{e}");
+    // Routed publishes are unaffected, and nothing went to the dead letters.
+    bus.publish(&s.t.egress(), "0300000005", &props("env-routed"), b"y")
+        .await
+        .unwrap();
+    wait_len(&bus, &s.t.out_queue("0300000005"), 1).await;
+    assert_eq!(bus.queue_len(&s.t.dead_queue()).await.unwrap(), 0);
+    bus.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_queue_deleted_under_the_hub_is_declared_again_and_holds_every_confirmed_message() {
+    let (bus, s) = setup("deleted", &["0300000005"]).await;
+    let out = s.t.out_queue("0300000005");
+    delete_queue(&out).await;
+    // Many publishes in flight on the shared channel at once, half of them returned, half routed
+    // to a quorum queue: the broker confirms several together, and lapin then may hand a
+    // returned message to another publish's confirm (seen in 1 of 4 runs of 200). Every message
+    // must still end in its queue, whichever publish held its return.
+    let bus = std::sync::Arc::new(bus);
+    let mut tasks = Vec::new();
+    for i in 0..200u8 {
+        let (bus, t) = (bus.clone(), s.t.clone());
+        tasks.push(tokio::spawn(async move {
+            let (exchange, key) = if i % 2 == 0 {
+                (t.egress(), "0300000005")
+            } else {
+                (t.ingress(), "hl7v2.adt")
+            };
+            bus.publish(&exchange, key, &props(&format!("env-{i}")), &[i])
+                .await
+        }));
+    }
+    for (i, task) in tasks.into_iter().enumerate() {
+        task.await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("publish {i}: {e}"));
+    }
+    for queue in [&out, &s.t.translate_queue()] {
+        let mut c = bus.consume(queue, 100).await.unwrap();
+        let mut ids = std::collections::BTreeSet::new();
+        while let Ok(got) = tokio::time::timeout(QUIET, c.next()).await {
+            let d = got.expect("consumer ended").expect("delivery");
+            assert!(ids.insert(d.props.message_id.clone().unwrap()), "twice");
+            d.ack().await.unwrap();
+        }
+        let first = usize::from(queue == &s.t.translate_queue());
+        let expected: std::collections::BTreeSet<String> = (first..200)
+            .step_by(2)
+            .map(|i| format!("env-{i}"))
+            .collect();
+        assert_eq!(ids, expected, "{queue}");
+    }
+    assert_eq!(bus.queue_len(&s.t.dead_queue()).await.unwrap(), 0);
+    bus.close().await;
+}

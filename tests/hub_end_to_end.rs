@@ -143,6 +143,30 @@ async fn fhir_over_http_reaches_the_subscribers_in_their_formats() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_recipient_queue_deleted_while_the_hub_runs_is_declared_again_and_gets_its_copy() {
+    let s = Scratch::rabbit("e2e-deleted-out", |p| p);
+    let running = s.start().await;
+    kaigo_hub::demo::seed(&running.hub).expect("demo seed");
+    let (bus, t) = (running.hub.bus.clone(), running.hub.topology.clone());
+    let out = t.out_queue(PROVIDER);
+    delete_queue(&out).await;
+
+    // Without the repair the broker would confirm the copy into nothing, and the hub would
+    // record it as delivered.
+    post_sample_patient(running.http_addr).await;
+    eventually(
+        "the provider's copy in its declared-again queue",
+        async || bus.queue_len(&out).await.expect("queue_len") == 1,
+    )
+    .await;
+    let w = Watch::new(&running).await;
+    let copy = w.provider.wait("the copy", |m| m.len() == 1).await;
+    assert_eq!(copy[0].header(H_RECIPIENT), Some(PROVIDER));
+    assert_eq!(w.dead.all().len(), 0, "{:#?}", w.dead.all());
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hl7v2_over_mllp_is_acked_aa_and_reaches_the_same_recipients() {
     let s = Scratch::rabbit("e2e-mllp", |p| p);
     let running = s.start().await;

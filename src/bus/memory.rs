@@ -103,6 +103,12 @@ impl MemoryBus {
                 .filter_map(|(q, _)| s.queues.get(q).cloned())
                 .collect()
         };
+        if targets.is_empty() {
+            return Err(BusError::Unroutable(format!(
+                "no queue is bound to exchange `{}` for key `{}`",
+                m.exchange, m.routing_key
+            )));
+        }
         for q in targets {
             match (q.message_ttl, &q.dead_letter_exchange) {
                 (Some(ttl), Some(dlx)) => self.wait_then_dead_letter(&q, ttl, dlx, m.clone()),
@@ -434,6 +440,17 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_message_no_queue_is_bound_for_is_unroutable_not_confirmed() {
+        let (bus, t) = setup().await;
+        let e = bus
+            .publish(&t.egress(), "nobody", &Props::default(), b"m")
+            .await
+            .expect_err("nothing is bound for `nobody`");
+        assert!(matches!(e, BusError::Unroutable(_)), "{e}");
+        assert!(e.to_string().contains("`nobody`"), "{e}");
+    }
+
+    #[tokio::test]
     async fn reject_dead_letters_with_a_reason() {
         let (bus, t) = setup().await;
         bus.publish(&t.ingress(), "x", &Props::default(), b"bad")
@@ -539,9 +556,13 @@ mod tests {
     #[tokio::test]
     async fn each_subscriber_gets_every_fanout_message_and_its_queue_goes_with_it() {
         let (bus, t) = setup().await;
-        bus.publish(&t.consent(), "", &Props::default(), b"before")
-            .await
-            .unwrap();
+        let before = bus
+            .publish(&t.consent(), "", &Props::default(), b"before")
+            .await;
+        assert!(
+            matches!(before, Err(BusError::Unroutable(_))),
+            "nobody listens yet: {before:?}"
+        );
         let mut a = bus.subscribe(&t.consent()).await.unwrap();
         let mut b = bus.subscribe(&t.consent()).await.unwrap();
         bus.publish(&t.consent(), "", &Props::default(), b"change")

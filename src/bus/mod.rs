@@ -60,6 +60,10 @@ pub enum BusError {
     /// The broker refused (nack, unknown exchange, precondition failed).
     #[error("broker refused: {0}")]
     Refused(String),
+    /// The exchange has no queue bound for the routing key, so nothing took the message (it was
+    /// not stored anywhere; RabbitMQ returned it to the publisher).
+    #[error("not routed: {0}")]
+    Unroutable(String),
 }
 
 /// A received message that must be settled exactly once.
@@ -143,7 +147,9 @@ pub trait Bus: Send + Sync {
         t: &'a Topology,
         recipients: &'a [String],
     ) -> BoxFut<'a, Result<(), BusError>>;
-    /// Publishes a persistent message; resolves once the broker confirmed it.
+    /// Publishes a persistent message; resolves once the broker confirmed it. A message that no
+    /// binding of `exchange` routes to a queue is an error ([`BusError::Unroutable`]), never a
+    /// quiet success: the broker would confirm it and keep nothing.
     fn publish<'a>(
         &'a self,
         exchange: &'a str,

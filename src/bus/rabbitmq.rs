@@ -30,8 +30,10 @@
 //!   `delivery_limit`, …), the header `memory.rs` sets; `x-first-death-*` arrive as sent.
 //! - Headers are published as AMQP long strings; received integer, boolean and timestamp
 //!   headers are rendered as decimal text, arrays and tables are left out.
-//! - `publish` is `mandatory = false`: a message no binding matches is confirmed and dropped,
-//!   as `memory.rs` does.
+//! - `publish` is `mandatory = true`: a message no binding matches comes back with its confirm
+//!   (`basic.return`) and is reported as [`BusError::Unroutable`], as `memory.rs` does, instead
+//!   of being confirmed and dropped (a deleted recipient queue would otherwise swallow copies
+//!   the hub records as delivered).
 
 use super::topology::{ExchangeKind, QueueDecl, Topology};
 use super::{Acker, BoxFut, Bus, BusError, Consumer, Delivery, Props};
@@ -76,6 +78,11 @@ const DELIVERY_COUNT_HEADER: &str = "x-delivery-count";
 /// The RabbitMQ bus. Share it behind an `Arc`; every method takes `&self`.
 pub struct RabbitBus {
     link: Arc<Link>,
+    /// What `declare` was given (the topology and every recipient named so far): what a
+    /// returned message is checked against, and what is declared again to repair it.
+    layout: Mutex<Option<(Topology, Vec<String>)>>,
+    /// Held while a repair declares the topology again, so a burst of returns repairs in turn.
+    repairing: tokio::sync::Mutex<()>,
 }
 
 /// The connection to the broker and what replaces it when it dies (the bus's supervisor).
@@ -238,6 +245,8 @@ impl RabbitBus {
                 publisher: tokio::sync::Mutex::new(None),
                 closed: AtomicBool::new(false),
             }),
+            layout: Mutex::new(None),
+            repairing: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -294,6 +303,161 @@ impl RabbitBus {
             let _ = ch.close(200, "OK".into()).await;
         }
         confirmation(what, r)
+    }
+
+    /// Adds a `declare` call's topology and recipients to what a repair declares.
+    fn remember(&self, t: &Topology, recipients: &[String]) {
+        let mut layout = self.layout.lock().unwrap_or_else(|p| p.into_inner());
+        let mut known = match layout.take() {
+            Some((old, known)) if old.prefix == t.prefix => known,
+            _ => Vec::new(),
+        };
+        for r in recipients {
+            if !known.contains(r) {
+                known.push(r.clone());
+            }
+        }
+        *layout = Some((t.clone(), known));
+    }
+
+    /// The outcome of a publish on the shared channel, given its confirm.
+    ///
+    /// The broker sends an unroutable message back (`basic.return`) just before confirming it,
+    /// and lapin hands the returned message to a confirm of the same channel: when the broker
+    /// confirms several publishes at once (`multiple`), not always to the publish it belongs to.
+    /// So a returned message is handled by whichever publish holds it: if the declarations say
+    /// it should have been routed (a queue or binding was deleted under the hub), the topology is
+    /// declared again and the returned copy published again, alone on a channel of its own,
+    /// where its confirm cannot be mixed up. The publish it belongs to, told `Ok` or not, thus
+    /// either reached a queue or, if it still cannot, is reported: to its own caller when the
+    /// holder is the owner ([`BusError::Unroutable`]), or, when not, dead-lettered with the
+    /// reason and logged as an error, since its owner was already told it was confirmed.
+    async fn settle(
+        &self,
+        what: &str,
+        msg: &Outgoing<'_>,
+        c: Confirmation,
+    ) -> Result<(), BusError> {
+        let (outcome, returned) = match c {
+            Confirmation::Ack(returned) => (Ok(()), returned),
+            Confirmation::Nack(returned) => {
+                (confirmation(what, Ok(Confirmation::Nack(None))), returned)
+            }
+            c @ Confirmation::NotRequested => (confirmation(what, Ok(c)), None),
+        };
+        let Some(returned) = returned else {
+            return outcome;
+        };
+        let d = &returned.delivery;
+        let own = d.exchange == msg.exchange
+            && d.routing_key == msg.key
+            && d.properties.message_id() == msg.properties.message_id()
+            && d.data == msg.body;
+        let again = Outgoing {
+            exchange: d.exchange.clone(),
+            key: d.routing_key.clone(),
+            properties: d.properties.clone(),
+            body: &d.data,
+        };
+        let what_again = format!(
+            "publishing to exchange `{}` with key `{}`",
+            again.exchange, again.key
+        );
+        let unbound = || {
+            BusError::Unroutable(format!(
+                "{what_again}: no queue is bound for it ({} {})",
+                returned.reply_code, returned.reply_text
+            ))
+        };
+        let (expected, again_outcome) = match self.repair(&again).await {
+            Ok(Expected::Routed) => (
+                Expected::Routed,
+                self.publish_alone(&what_again, &again).await,
+            ),
+            Ok(other) => (other, Err(unbound())),
+            Err(e) => (Expected::Routed, Err(e)),
+        };
+        if own {
+            return outcome.and(again_outcome);
+        }
+        match (again_outcome, expected) {
+            (Ok(()), _) => {}
+            // A fanout only hub processes subscribe to, with none listening: nobody to tell.
+            (Err(_), Expected::Subscribers) => {}
+            (Err(e), _) => self.dead_letter_orphan(&again, &e).await,
+        }
+        outcome
+    }
+
+    /// Whether `exchange` is a fanout the topology binds no queue to (`kaigo.consent`: only hub
+    /// processes' private queues listen, so "no queue" means "no process listening").
+    fn subscription_only(&self, exchange: &str) -> bool {
+        let layout = self.layout.lock().unwrap_or_else(|p| p.into_inner());
+        layout.as_ref().is_some_and(|(t, _)| {
+            t.exchanges()
+                .iter()
+                .any(|e| e.name == exchange && e.kind == ExchangeKind::Fanout)
+                && !t.bindings().iter().any(|b| b.exchange == exchange)
+        })
+    }
+
+    /// Declares the topology again if it should have routed `m`, and says what it expected.
+    async fn repair(&self, m: &Outgoing<'_>) -> Result<Expected, BusError> {
+        let layout = self
+            .layout
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let Some((t, recipients)) = layout else {
+            return Ok(Expected::Nowhere);
+        };
+        if !t.routes(m.exchange.as_str(), m.key.as_str(), &recipients) {
+            return Ok(if self.subscription_only(m.exchange.as_str()) {
+                Expected::Subscribers
+            } else {
+                Expected::Nowhere
+            });
+        }
+        let _turn = self.repairing.lock().await;
+        tracing::warn!(exchange = %m.exchange, key = %m.key, "RabbitMQ returned a message the hub's topology routes: a queue or binding was deleted; declaring the topology again");
+        self.declare(&t, &recipients).await?;
+        Ok(Expected::Routed)
+    }
+
+    /// A returned message whose publisher was told it was confirmed, and that could not be
+    /// published again: to the dead-letter exchange, with the reason.
+    async fn dead_letter_orphan(&self, m: &Outgoing<'_>, e: &BusError) {
+        let dead = self
+            .layout
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|(t, _)| t.dead());
+        let mut properties = m.properties.clone();
+        let mut headers = properties.headers().clone().unwrap_or_default();
+        headers.insert(
+            "x-kaigo-error".into(),
+            AMQPValue::LongString(LongString::from(e.to_string())),
+        );
+        properties = properties.with_headers(headers);
+        let sent = match dead
+            .as_deref()
+            .map(|x| short("dead-lettering", "exchange", x))
+        {
+            Some(Ok(exchange)) => {
+                let out = Outgoing {
+                    exchange,
+                    key: m.key.clone(),
+                    properties,
+                    body: m.body,
+                };
+                self.publish_alone("dead-lettering a returned message", &out)
+                    .await
+            }
+            Some(Err(e)) => Err(e),
+            None => Err(BusError::Unroutable("no topology was declared".into())),
+        };
+        tracing::error!(exchange = %m.exchange, key = %m.key, message_id = ?m.properties.message_id(), error = %e, dead_lettered = sent.is_ok(), "a returned message of another publish could not be published again");
     }
 
     async fn declare_all(
@@ -399,7 +563,10 @@ impl Bus for RabbitBus {
                     let _ = ch.close(200, "OK".into()).await;
                 }
                 match r {
-                    Ok(()) => break,
+                    Ok(()) => {
+                        self.remember(t, recipients);
+                        break;
+                    }
                     Err(Declared::Failed(e)) => return Err(e),
                     Err(Declared::Older(queue, refusal)) => older.push((queue, refusal)),
                 }
@@ -431,7 +598,7 @@ impl Bus for RabbitBus {
             loop {
                 let err = match self.publisher(&what).await {
                     Ok(ch) => match publish_confirmed(&ch, &msg).await {
-                        Ok(c) => return confirmation(&what, Ok(c)),
+                        Ok(c) => return self.settle(&what, &msg, c).await,
                         Err(e) if e.is_amqp_soft_error() => {
                             // The broker closed the shared channel: because of this message, or
                             // of another publish in flight on it. Only a try on its own channel
@@ -586,6 +753,16 @@ async fn open_consumer(
     Ok((generation, ch, consumer, inbox))
 }
 
+/// What the declared topology says about a message the broker returned.
+enum Expected {
+    /// A declared binding routes it: a queue or binding was deleted, and is declared again.
+    Routed,
+    /// A fanout only hub processes subscribe to.
+    Subscribers,
+    /// Nothing declared routes it.
+    Nowhere,
+}
+
 /// A message ready for the wire.
 struct Outgoing<'a> {
     exchange: ShortString,
@@ -598,7 +775,10 @@ async fn publish_confirmed(ch: &Channel, m: &Outgoing<'_>) -> lapin::Result<Conf
     ch.basic_publish(
         m.exchange.clone(),
         m.key.clone(),
-        BasicPublishOptions::default(),
+        BasicPublishOptions {
+            mandatory: true,
+            ..BasicPublishOptions::default()
+        },
         m.body,
         m.properties.clone(),
     )
@@ -608,7 +788,12 @@ async fn publish_confirmed(ch: &Channel, m: &Outgoing<'_>) -> lapin::Result<Conf
 
 fn confirmation(what: &str, r: lapin::Result<Confirmation>) -> Result<(), BusError> {
     match r {
-        Ok(Confirmation::Ack(_)) => Ok(()),
+        Ok(Confirmation::Ack(None)) => Ok(()),
+        // Alone on its channel (`publish_alone`), a publish gets its own message back.
+        Ok(Confirmation::Ack(Some(returned))) => Err(BusError::Unroutable(format!(
+            "{what}: no queue is bound for it ({} {})",
+            returned.reply_code, returned.reply_text
+        ))),
         Ok(Confirmation::Nack(_)) => Err(BusError::Refused(format!(
             "{what}: the broker nacked the message (a queue could not take it)"
         ))),

@@ -270,6 +270,34 @@ impl Topology {
     }
 }
 
+impl Topology {
+    /// Would this topology, with `recipients`' queues, route a message published to `exchange`
+    /// with `key` to at least one queue? The RabbitMQ bus asks when the broker returned a message
+    /// as unroutable: if the declarations say it should have routed, a queue or binding was
+    /// deleted under the hub and declaring them again repairs it; if not (a recipient without a
+    /// queue, the consent fanout with no hub listening), nothing is missing.
+    pub fn routes(&self, exchange: &str, key: &str, recipients: &[String]) -> bool {
+        let Some(kind) = self
+            .exchanges()
+            .into_iter()
+            .find(|e| e.name == exchange)
+            .map(|e| e.kind)
+        else {
+            return false;
+        };
+        let outs = recipients.iter().map(|r| self.out_decl(r).1);
+        self.bindings()
+            .into_iter()
+            .chain(outs)
+            .filter(|b| b.exchange == exchange)
+            .any(|b| match kind {
+                ExchangeKind::Fanout => true,
+                ExchangeKind::Direct => b.key == key,
+                ExchangeKind::Topic => topic_matches(&b.key, key),
+            })
+    }
+}
+
 /// Does a topic routing key match a binding pattern (`*` one word, `#` zero or more)?
 pub fn topic_matches(pattern: &str, key: &str) -> bool {
     fn go(p: &[&str], k: &[&str]) -> bool {
@@ -293,6 +321,24 @@ pub fn topic_matches(pattern: &str, key: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn routes_says_which_messages_the_declarations_bind_to_a_queue() {
+        let t = Topology::new("t1");
+        let recipients = ["1310000001".to_string()];
+        assert!(t.routes("t1.ingress", "csv.care-plan", &[]));
+        assert!(t.routes("t1.canonical", "care-plan.first", &[]));
+        assert!(t.routes("t1.dead", "", &[]));
+        assert!(t.routes("t1.deliver.wait", "1000", &[]));
+        assert!(t.routes("t1.egress", "1310000001", &recipients));
+        // A recipient with no AMQP queue, a waiting time with no room, the consent fanout
+        // (bound only by hub processes' private queues), an exchange of another prefix.
+        assert!(!t.routes("t1.egress", "1310000002", &recipients));
+        assert!(!t.routes("t1.egress", "1310000001", &[]));
+        assert!(!t.routes("t1.deliver.wait", "1001", &[]));
+        assert!(!t.routes("t1.consent", "", &recipients));
+        assert!(!t.routes("t2.ingress", "csv.care-plan", &[]));
+    }
 
     #[test]
     fn names_carry_the_prefix() {

@@ -68,7 +68,14 @@ pub struct Args {
 
 pub fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        // lapin logs a message RabbitMQ returned (unroutable) with its body: personal data, which
+        // no log may carry, whatever RUST_LOG says. The bus logs the return's exchange and key.
+        .add_directive(
+            "lapin::returned_messages=off"
+                .parse()
+                .expect("a valid directive"),
+        );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -35,6 +35,8 @@ pub struct ConsentChanged {
 pub const CONTENT_TYPE: &str = "application/vnd.kaigo.consent-changed+json";
 
 /// Publishes `event` to the topology's consent fanout; returns once the broker confirmed it.
+/// With no hub process listening (no queue bound to the fanout) there is no copy to drop, so
+/// the unroutable event is not an error.
 pub async fn announce(
     bus: &dyn Bus,
     topology: &Topology,
@@ -46,7 +48,10 @@ pub async fn announce(
         content_type: Some(CONTENT_TYPE.into()),
         ..Props::default()
     };
-    bus.publish(&topology.consent(), "", &props, &body).await
+    match bus.publish(&topology.consent(), "", &props, &body).await {
+        Err(BusError::Unroutable(_)) => Ok(()),
+        r => r,
+    }
 }
 
 impl Hub {
@@ -182,6 +187,24 @@ pub async fn run(
 mod tests {
     use super::*;
     use crate::bus::memory::MemoryBus;
+
+    #[tokio::test]
+    async fn an_announcement_nobody_listens_to_is_not_an_error_but_a_missing_fanout_is() {
+        let bus = MemoryBus::new();
+        let t = Topology::new("feed");
+        let event = ConsentChanged {
+            change: "grant".into(),
+            consent: "c-1".into(),
+            subject: None,
+            at: "2025-06-01T00:00:00Z".into(),
+        };
+        let missing = announce(&bus, &t, &event).await;
+        assert!(matches!(missing, Err(BusError::Refused(_))), "{missing:?}");
+        bus.declare(&t, &[]).await.expect("declare");
+        announce(&bus, &t, &event)
+            .await
+            .expect("no hub process listens: no copy to drop");
+    }
 
     #[tokio::test]
     async fn an_announced_change_clears_the_cache_of_a_subscribed_process() {

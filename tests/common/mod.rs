@@ -277,6 +277,13 @@ impl Drop for Scratch {
     }
 }
 
+/// Deletes one queue behind the hub's back, as an operator might in the management UI.
+pub async fn delete_queue(queue: &str) {
+    delete(&amqp_url(), vec![queue.to_string()], Vec::new())
+        .await
+        .unwrap_or_else(|e| panic!("deleting `{queue}`: {e}"));
+}
+
 async fn delete(url: &str, queues: Vec<String>, exchanges: Vec<String>) -> Result<(), String> {
     use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
     let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default())
