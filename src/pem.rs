@@ -61,13 +61,21 @@ pub fn certificates(
     setting: &'static str,
     file: &Path,
 ) -> Result<Vec<CertificateDer<'static>>, PemError> {
-    let pem = read(setting, file)?;
+    certificates_in(setting, file, &read(setting, file)?)
+}
+
+/// [`certificates`] of `pem`, the contents of `file`.
+fn certificates_in(
+    setting: &'static str,
+    file: &Path,
+    pem: &[u8],
+) -> Result<Vec<CertificateDer<'static>>, PemError> {
     let invalid = |message: String| PemError::Invalid {
         setting,
         file: file.to_path_buf(),
         message,
     };
-    let certs = CertificateDer::pem_slice_iter(&pem)
+    let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| invalid(format!("not readable as PEM: {e}")))?;
     if certs.is_empty() {
@@ -93,8 +101,13 @@ pub fn private_key(setting: &'static str, file: &Path) -> Result<PrivateKeyDer<'
 
 /// The CAs of a PEM bundle, as a store to verify peers against.
 pub fn roots(setting: &'static str, file: &Path) -> Result<RootCertStore, PemError> {
+    roots_in(setting, file, &read(setting, file)?)
+}
+
+/// [`roots`] of `pem`, the contents of `file` (read with [`read`]).
+pub fn roots_in(setting: &'static str, file: &Path, pem: &[u8]) -> Result<RootCertStore, PemError> {
     let mut roots = RootCertStore::empty();
-    for (i, ca) in certificates(setting, file)?.into_iter().enumerate() {
+    for (i, ca) in certificates_in(setting, file, pem)?.into_iter().enumerate() {
         roots.add(ca).map_err(|e| PemError::Invalid {
             setting,
             file: file.to_path_buf(),
@@ -104,7 +117,8 @@ pub fn roots(setting: &'static str, file: &Path) -> Result<RootCertStore, PemErr
     Ok(roots)
 }
 
-fn read(setting: &'static str, file: &Path) -> Result<Vec<u8>, PemError> {
+/// The bytes of `file`, the value of `setting`.
+pub fn read(setting: &'static str, file: &Path) -> Result<Vec<u8>, PemError> {
     std::fs::read(file).map_err(|source| PemError::Read {
         setting,
         file: file.to_path_buf(),

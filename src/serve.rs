@@ -19,7 +19,7 @@ use crate::pipeline::metrics::Metrics;
 use crate::pipeline::{Hub, deliver, translate};
 use crate::sinks::Sinks;
 use crate::sources;
-use crate::sources::http::ServerIdentity;
+use crate::sources::http::{ClientTrust, ServerIdentity};
 use crate::store::Store;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,6 +38,8 @@ pub struct Running {
     tasks: Vec<JoinHandle<()>>,
     /// Over HTTPS: the certificate the HTTP source serves.
     server_identity: Option<Arc<ServerIdentity>>,
+    /// Over HTTPS with `tls_client_ca`: the CAs client certificates are verified against.
+    client_trust: Option<Arc<ClientTrust>>,
 }
 
 /// Builds the hub context without starting anything.
@@ -183,6 +185,7 @@ pub async fn start(cfg: &Config) -> Result<Running, String> {
         shutdown: tx,
         tasks,
         server_identity: http.identity,
+        client_trust: http.trust,
     })
 }
 
@@ -223,9 +226,10 @@ impl Running {
 
     /// Reads the certificate files of `cfg` again (renewed certificates and CAs): the HTTP
     /// source's own `tls_cert` / `tls_key`, and the push sink's `push_ca`, `push_client_cert` /
-    /// `push_client_key`. New connections and pushes use them; open ones keep what they had. Each group that does not load keeps the files in force
-    /// before, and its error names the setting and file. `tls_client_ca`, and turning HTTPS on
-    /// or off, take a restart. One line per group: what is now in force, or why not.
+    /// `push_client_key`, and the CAs of `tls_client_ca`. New connections and pushes use them;
+    /// open ones keep what they had. Each group that does not load keeps the files in force
+    /// before, and its error names the setting and file. Turning HTTPS or client certificates
+    /// on or off takes a restart. One line per group: what is now in force, or why not.
     pub fn reload_tls(&self, cfg: &Config) -> Vec<Result<String, String>> {
         let mut out = Vec::new();
         // The paths are those of `cfg`, checked at start; only the files' contents are new.
@@ -240,6 +244,19 @@ impl Running {
                         )
                     })
                     .map_err(|e| format!("HTTP source: {e}; the certificate in force stays")),
+            );
+        }
+        if let (Some(trust), Ok(Some(files))) = (&self.client_trust, cfg.tls())
+            && let Some(ca) = &files.client_ca
+        {
+            out.push(
+                trust
+                    .reload(ca)
+                    .map(|(n, changed)| {
+                        let how = if changed { "" } else { ", unchanged" };
+                        format!("HTTP source: tls_client_ca {} ({n} CAs{how})", ca.display())
+                    })
+                    .map_err(|e| format!("HTTP source: {e}; the CAs in force stay")),
             );
         }
         if let Ok(Some(files)) = cfg.push_tls() {

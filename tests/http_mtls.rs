@@ -6,7 +6,9 @@
 //! client speaking raw HTTP/1.1. Fingerprints are taken with `openssl x509 -fingerprint`, not with
 //! the hub's own code, so a wrong fingerprint calculation in the hub fails here. A renewed
 //! certificate is served after `Running::reload_tls` (a broken one is refused and the one in
-//! force stays), and `kaigo-hub serve` itself does that reload on SIGHUP and goes on serving.
+//! force stays), and `kaigo-hub serve` itself does that reload on SIGHUP and goes on serving. A
+//! CA added to `tls_client_ca` admits its clients after a reload, and once taken out again
+//! admits none, not even one resuming an earlier TLS session.
 //!
 //! The PKI helpers live in `common::pki` (shared with the HTTPS push sink's tests).
 
@@ -508,7 +510,11 @@ async fn a_renewed_certificate_is_served_after_a_reload_and_a_broken_one_is_not(
         w.pki.server.cert.display(),
         fingerprint(&renewed.cert)
     );
-    assert_eq!(outcomes, vec![Ok(expected)]);
+    let cas = format!(
+        "HTTP source: tls_client_ca {} (1 CAs, unchanged)",
+        w.pki.ca.cert.display()
+    );
+    assert_eq!(outcomes, vec![Ok(expected), Ok(cas)]);
     assert_ne!(der(&renewed.cert), first);
     assert_eq!(served_leaf(addr, &tls).await, der(&renewed.cert));
     let r = exchange(addr, &tls, "GET", "/health", &[], b"")
@@ -520,7 +526,7 @@ async fn a_renewed_certificate_is_served_after_a_reload_and_a_broken_one_is_not(
     // stays in force.
     std::fs::copy(&w.pki.hospital.key, &w.pki.server.key).expect("a mismatched key");
     let outcomes = w.running.reload_tls(&cfg);
-    assert_eq!(outcomes.len(), 1);
+    assert_eq!(outcomes.len(), 2);
     let e = outcomes[0]
         .clone()
         .expect_err("a key of another certificate");
@@ -532,6 +538,79 @@ async fn a_renewed_certificate_is_served_after_a_reload_and_a_broken_one_is_not(
         "{e}"
     );
     assert_eq!(served_leaf(addr, &tls).await, der(&renewed.cert));
+    w.running.stop().await;
+    drop(w.scratch);
+}
+
+/// Whether the hub at `addr` lets a client through the handshake: the status of its answer to
+/// `GET /health`, or the TLS error that ended the connection.
+async fn health_over(addr: SocketAddr, tls: &TlsConnector) -> Result<u16, String> {
+    exchange(addr, tls, "GET", "/health", &[], b"")
+        .await
+        .map(|r| r.status)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ca_added_to_tls_client_ca_by_a_reload_admits_its_clients_and_a_broken_file_changes_nothing()
+ {
+    let w = world("mtls-ca-reload").await;
+    let cfg = tls_config(&w.scratch, &w.pki);
+    let addr = w.running.http_addr;
+    // Made while the CA file is intact (the clients trust the hub's certificate through it).
+    let (foreign, hospital) = (
+        connector(&w.pki, Some(&w.pki.foreign)),
+        connector(&w.pki, Some(&w.pki.hospital)),
+    );
+    let ca_file = &w.pki.ca.cert;
+    let original = std::fs::read(ca_file).expect("ca.pem");
+    assert!(
+        health_over(addr, &foreign).await.is_err(),
+        "the other CA is not trusted yet"
+    );
+
+    // The operator appends the other CA to the bundle (a CA rotation) and sends SIGHUP.
+    let other_ca = w.scratch.dir.join("pki").join("other-ca.pem");
+    let mut bundle = original.clone();
+    bundle.extend(std::fs::read(&other_ca).expect("other-ca.pem"));
+    std::fs::write(ca_file, &bundle).expect("the new bundle");
+    let outcomes = w.running.reload_tls(&cfg);
+    assert_eq!(
+        outcomes[1],
+        Ok(format!(
+            "HTTP source: tls_client_ca {} (2 CAs)",
+            ca_file.display()
+        )),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        health_over(addr, &foreign).await,
+        Ok(200),
+        "a client of the added CA passes the handshake"
+    );
+    assert_eq!(health_over(addr, &hospital).await, Ok(200));
+
+    // A file that is not PEM: refused, naming the setting and file; both CAs stay in force.
+    std::fs::write(ca_file, b"not a certificate\n").expect("a broken bundle");
+    let outcomes = w.running.reload_tls(&cfg);
+    let e = outcomes[1].clone().expect_err("a broken CA file");
+    assert!(
+        e.contains("tls_client_ca")
+            && e.contains(&ca_file.display().to_string())
+            && e.ends_with("the CAs in force stay"),
+        "{e}"
+    );
+    assert_eq!(health_over(addr, &foreign).await, Ok(200));
+
+    // The other CA taken out again: its clients no longer get through, not even by resuming the
+    // session the foreign client's connector remembers (a resumed session skips the check).
+    std::fs::write(ca_file, &original).expect("the first bundle");
+    let outcomes = w.running.reload_tls(&cfg);
+    assert!(
+        outcomes[1].as_ref().is_ok_and(|l| l.contains("(1 CAs)")),
+        "{outcomes:?}"
+    );
+    assert!(health_over(addr, &foreign).await.is_err());
+    assert_eq!(health_over(addr, &hospital).await, Ok(200));
     w.running.stop().await;
     drop(w.scratch);
 }

@@ -45,9 +45,9 @@ use std::path::PathBuf;
                 no one                                       [1000,5000,30000,120000,600000]
 Log level: RUST_LOG (e.g. RUST_LOG=kaigo_hub=debug).
 Signals: SIGTERM or Ctrl-C stops gracefully. SIGHUP reads the parties file (new parties, keys,
-  subscriptions, delivery targets) and the certificate files (tls_cert/tls_key, push_ca,
-  push_client_cert/push_client_key) again, for what starts from then on; a file that does not
-  load is reported and the one in force stays. tls_client_ca and hub.id take a restart.
+  subscriptions, delivery targets) and the certificate files (tls_cert/tls_key, tls_client_ca,
+  push_ca, push_client_cert/push_client_key) again, for what starts from then on; a file that
+  does not load is reported and the one in force stays. hub.id takes a restart.
 
 Example: KAIGO_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f kaigo-hub serve"
 )]

@@ -39,7 +39,7 @@ mod outcome;
 mod submit;
 mod tls;
 
-pub use tls::ServerIdentity;
+pub use tls::{ClientTrust, ServerIdentity};
 
 use crate::config::Config;
 use crate::pipeline::Hub;
@@ -72,6 +72,9 @@ pub struct Started {
     pub task: JoinHandle<()>,
     /// Over HTTPS: the hub's certificate and key, for [`ServerIdentity::reload`].
     pub identity: Option<Arc<ServerIdentity>>,
+    /// Over HTTPS with `tls_client_ca`: the CAs client certificates chain to, for
+    /// [`tls::ClientTrust::reload`].
+    pub trust: Option<Arc<tls::ClientTrust>>,
 }
 
 /// Binds `cfg.http_addr` (HTTPS when `cfg` names a certificate and key), serves until `shutdown`
@@ -89,13 +92,12 @@ pub async fn start(
         body_limit: cfg.body_limit,
     });
     let limit = cfg.body_limit;
-    let (tls, identity) = match cfg.tls()? {
+    let (tls, identity, trust) = match cfg.tls()? {
         Some(files) => {
-            let (config, identity) =
-                tls::server_config(&files).map_err(|e| format!("HTTP source: {e}"))?;
-            (Some(config), Some(identity))
+            let served = tls::server_config(&files).map_err(|e| format!("HTTP source: {e}"))?;
+            (Some(served.config), Some(served.identity), served.trust)
         }
-        None => (None, None),
+        None => (None, None, None),
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     let server = HttpServer::new(move || {
@@ -150,6 +152,7 @@ pub async fn start(
         addr,
         task,
         identity,
+        trust,
     })
 }
 
