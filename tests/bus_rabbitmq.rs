@@ -719,3 +719,49 @@ async fn a_queue_deleted_under_the_hub_is_declared_again_and_holds_every_confirm
     assert_eq!(bus.queue_len(&s.t.dead_queue()).await.unwrap(), 0);
     bus.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn acks_sent_together_never_settle_a_delivery_still_held_or_one_being_rejected() {
+    let (bus, s) = setup("acks", &[]).await;
+    for i in 0..10u8 {
+        bus.publish(&s.t.ingress(), "x", &props(&format!("env-{i}")), &[i])
+            .await
+            .unwrap();
+    }
+    wait_len(&bus, &s.t.translate_queue(), 10).await;
+    let mut c = bus.consume(&s.t.translate_queue(), 10).await.unwrap();
+    let mut held = Vec::new();
+    for _ in 0..10 {
+        held.push(next(&mut c).await);
+    }
+    // Acked in the order handlers might finish, around #2 (still in its handler's hands) and
+    // #4 (being rejected): one `multiple` ack past either would settle it.
+    let third = held.remove(2);
+    let fifth = held.remove(3);
+    assert_eq!((third.body[0], fifth.body[0]), (2, 4));
+    let acks: Vec<_> = held
+        .into_iter()
+        .rev()
+        .map(|d| tokio::spawn(async move { d.ack().await }))
+        .collect();
+    fifth.reject().await.unwrap();
+    for a in acks {
+        a.await.unwrap().unwrap();
+    }
+    // Dropped unsettled, then the consumer closes: the broker takes #2 back, and only #2.
+    drop(third);
+    drop(c);
+    wait_len(&bus, &s.t.translate_queue(), 1).await;
+    wait_len(&bus, &s.t.dead_queue(), 1).await;
+    let mut again = bus.consume(&s.t.translate_queue(), 1).await.unwrap();
+    let d = next(&mut again).await;
+    assert_eq!(d.body, [2]);
+    assert!(d.redelivered);
+    d.ack().await.unwrap();
+    let mut dead = bus.consume(&s.t.dead_queue(), 1).await.unwrap();
+    let d = next(&mut dead).await;
+    assert_eq!(d.body, [4]);
+    d.ack().await.unwrap();
+    assert_quiet(&mut again, "every other message was acked").await;
+    bus.close().await;
+}
