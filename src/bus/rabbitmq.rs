@@ -30,10 +30,6 @@
 //!   `delivery_limit`, …), the header `memory.rs` sets; `x-first-death-*` arrive as sent.
 //! - Headers are published as AMQP long strings; received integer, boolean and timestamp
 //!   headers are rendered as decimal text, arrays and tables are left out.
-//! - Acks go out through one flusher task per consumer channel (`flush_acks`): the acks of
-//!   deliveries below every delivery still open on the channel share one `multiple` ack; an
-//!   ack is never sent past a delivery in a caller's hands, in the inbox, or being rejected
-//!   or requeued. `Delivery::ack` returns once its frame went out, as with lapin's acker.
 //! - `publish` is `mandatory = true`: a message no binding matches comes back with its confirm
 //!   (`basic.return`) and is reported as [`BusError::Unroutable`], as `memory.rs` does, instead
 //!   of being confirmed and dropped (a deleted recipient queue would otherwise swallow copies
@@ -53,7 +49,7 @@ use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ConsumerDelegate,
     ErrorKind,
 };
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -78,12 +74,6 @@ const RECONNECT_THROTTLE: Duration = Duration::from_millis(500);
 const HEALTH_TICK: Duration = Duration::from_secs(1);
 /// The quorum queue's per-message delivery counter.
 const DELIVERY_COUNT_HEADER: &str = "x-delivery-count";
-/// How long an ack may wait for the deliveries before it to be settled, so that one
-/// `multiple` ack covers them all, before it is sent on its own (see `flush_acks`).
-const ACK_HOLD: Duration = Duration::from_millis(10);
-/// Acks waiting behind an unsettled delivery that are sent on their own at once, whatever
-/// their wait, so a slow delivery does not hold a large part of the prefetch window.
-const ACK_HOLD_MAX: usize = 32;
 
 /// The RabbitMQ bus. Share it behind an `Arc`; every method takes `&self`.
 pub struct RabbitBus {
@@ -749,7 +739,6 @@ async fn start_consuming(
         .map_err(|e| classify(&what, e))?;
     let inbox = Arc::new(Inbox::default());
     consumer.set_delegate(Forward(inbox.clone()));
-    tokio::spawn(flush_acks(ch.clone(), inbox.clone()));
     Ok((consumer, inbox))
 }
 
@@ -1014,101 +1003,17 @@ fn header_text(v: &AMQPValue) -> Option<String> {
     }
 }
 
-/// Deliveries handed over by lapin, in broker order, until `next()` takes them; and the acks
-/// of the channel's deliveries on their way to the broker.
+/// Deliveries handed over by lapin, in broker order, until `next()` takes them.
 #[derive(Default)]
 struct Inbox {
     items: Mutex<VecDeque<lapin::message::DeliveryResult>>,
     arrived: Notify,
-    acks: Mutex<Acks>,
-    /// Wakes `flush_acks`.
-    ack_asked: Notify,
-}
-
-/// The channel's delivery tags as the ack flusher sees them.
-#[derive(Default)]
-struct Acks {
-    /// Delivered by the broker and not yet settled on the wire: in the inbox, in a caller's
-    /// hands (also one dropped unsettled), or being rejected or requeued. A `multiple` ack
-    /// never reaches one of them.
-    open: BTreeSet<u64>,
-    /// Acked by their callers, waiting to be sent; each caller waits for its answer.
-    asked: Vec<(u64, tokio::sync::oneshot::Sender<bool>)>,
-    /// The flusher ended with the channel: an ack asked now cannot be sent.
-    ended: bool,
 }
 
 impl Inbox {
     fn items(&self) -> std::sync::MutexGuard<'_, VecDeque<lapin::message::DeliveryResult>> {
         // A poisoned lock only means a task panicked mid-push; the queue stays usable.
         self.items.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn acks(&self) -> std::sync::MutexGuard<'_, Acks> {
-        self.acks.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-/// Sends the acks of one consumer's channel, as few frames as it can: whenever callers acked
-/// deliveries below every delivery still open on the channel, one `multiple` ack settles them
-/// all (RabbitMQ spends far less per message on it: 24 µs against 65–90 µs for one ack per
-/// message, measured consuming a quorum queue). An ack above an open delivery waits for it up
-/// to `ACK_HOLD` (at most `ACK_HOLD_MAX` of them), then goes on its own. Callers wait for their
-/// ack to be sent, as they would for lapin's, so an input is never reported settled early (a
-/// graceful shutdown closes the channel only after). Ends with its channel: unsent acks then
-/// answer `false`, and the broker delivers those messages again.
-async fn flush_acks(ch: Channel, inbox: Arc<Inbox>) {
-    let mut held_since: Option<tokio::time::Instant> = None;
-    loop {
-        let wait = if held_since.is_some() {
-            ACK_HOLD
-        } else {
-            HEALTH_TICK
-        };
-        let _ = tokio::time::timeout(wait, inbox.ack_asked.notified()).await;
-        // Let the handlers that are ready to run ask for their acks first, so one frame carries
-        // them too. A consumer acking one delivery at a time has none running: no wait for it.
-        for _ in 0..2 {
-            tokio::task::yield_now().await;
-        }
-        if !ch.status().connected() {
-            let mut acks = inbox.acks();
-            acks.ended = true;
-            acks.asked.clear();
-            return;
-        }
-        let (below, alone) = {
-            let mut acks = inbox.acks();
-            let low = acks.open.first().copied().unwrap_or(u64::MAX);
-            acks.asked.sort_unstable_by_key(|(tag, _)| *tag);
-            let split = acks.asked.partition_point(|(tag, _)| *tag < low);
-            let below: Vec<_> = acks.asked.drain(..split).collect();
-            let held_out = held_since.is_some_and(|t| t.elapsed() >= ACK_HOLD);
-            let alone = if held_out || acks.asked.len() >= ACK_HOLD_MAX {
-                std::mem::take(&mut acks.asked)
-            } else {
-                Vec::new()
-            };
-            held_since = match (acks.asked.is_empty(), held_since) {
-                (true, _) => None,
-                (false, None) => Some(tokio::time::Instant::now()),
-                (false, since) => since,
-            };
-            (below, alone)
-        };
-        if let Some((last, _)) = below.last() {
-            let options = BasicAckOptions {
-                multiple: below.len() > 1,
-            };
-            let sent = ch.basic_ack(*last, options).await.is_ok();
-            for (_, answer) in below {
-                let _ = answer.send(sent);
-            }
-        }
-        for (tag, answer) in alone {
-            let sent = ch.basic_ack(tag, BasicAckOptions::default()).await.is_ok();
-            let _ = answer.send(sent);
-        }
     }
 }
 
@@ -1121,9 +1026,6 @@ impl ConsumerDelegate for Forward {
         &self,
         delivery: lapin::message::DeliveryResult,
     ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        if let Ok(Some(d)) = &delivery {
-            self.0.acks().open.insert(d.delivery_tag);
-        }
         self.0.items().push_back(delivery);
         self.0.arrived.notify_one();
         Box::pin(std::future::ready(()))
@@ -1248,8 +1150,6 @@ impl Consumer for RabbitConsumer {
                         let (props, delivery_count) = props_from(&d.properties);
                         let acker = RabbitAcker {
                             acker: d.acker,
-                            tag: d.delivery_tag,
-                            inbox: self.inbox.clone(),
                             queue: self.queue.clone(),
                         };
                         return Some(Ok(Delivery::new(
@@ -1289,9 +1189,6 @@ impl Consumer for RabbitConsumer {
 
 struct RabbitAcker {
     acker: lapin::Acker,
-    tag: u64,
-    /// The channel's inbox: its open tags and the acks `flush_acks` sends.
-    inbox: Arc<Inbox>,
     queue: String,
 }
 
@@ -1310,34 +1207,10 @@ impl RabbitAcker {
     }
 }
 
-impl RabbitAcker {
-    /// After a reject or requeue went out: the tag is no longer open, so a `multiple` ack may
-    /// pass it (only now: one sent before would have acked this message).
-    fn closed(&self) {
-        self.inbox.acks().open.remove(&self.tag);
-        self.inbox.ack_asked.notify_one();
-    }
-}
-
 impl Acker for RabbitAcker {
     fn ack(self: Box<Self>) -> BoxFut<'static, Result<(), BusError>> {
         Box::pin(async move {
-            // Sent by `flush_acks`, alone or with others in one `multiple` ack.
-            let (answer, sent) = tokio::sync::oneshot::channel();
-            let asked = {
-                let mut acks = self.inbox.acks();
-                acks.open.remove(&self.tag);
-                if !acks.ended {
-                    acks.asked.push((self.tag, answer));
-                }
-                !acks.ended
-            };
-            let r = if asked {
-                self.inbox.ack_asked.notify_one();
-                Ok(sent.await.unwrap_or(false))
-            } else {
-                Ok(false)
-            };
+            let r = self.acker.ack(BasicAckOptions::default()).await;
             self.settled("ack", r)
         })
     }
@@ -1348,7 +1221,6 @@ impl Acker for RabbitAcker {
                 .acker
                 .reject(BasicRejectOptions { requeue: false })
                 .await;
-            self.closed();
             self.settled("reject", r)
         })
     }
@@ -1360,7 +1232,6 @@ impl Acker for RabbitAcker {
                 requeue: true,
             };
             let r = self.acker.nack(options).await;
-            self.closed();
             self.settled("requeue", r)
         })
     }
