@@ -167,6 +167,36 @@ async fn a_recipient_queue_deleted_while_the_hub_runs_is_declared_again_and_gets
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_hops_queues_deleted_while_the_hub_runs_are_declared_again_and_consumed_again() {
+    let s = Scratch::rabbit("e2e-deleted-hops", |p| p);
+    let running = s.start().await;
+    kaigo_hub::demo::seed(&running.hub).expect("demo seed");
+    let t = running.hub.topology.clone();
+    let w = Watch::new(&running).await;
+    // The broker cancels the hop's consumer. Without the hop consuming again, the message would
+    // wait in a declared-again queue that nobody reads.
+    for (n, queue) in [t.translate_queue(), t.deliver_queue()].iter().enumerate() {
+        delete_queue(queue).await;
+        // RabbitMQ finishes deleting a quorum queue, and cancels its consumers, a moment after
+        // `delete-ok`; a message published in that moment can go with the queue (see the
+        // README). The test is about what follows.
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        let envelope = post_sample_patient(running.http_addr).await;
+        let copies = w
+            .provider
+            .wait(
+                &format!("the provider's copy after `{queue}` was deleted"),
+                |m| m.len() == n + 1,
+            )
+            .await;
+        assert_eq!(copies[n].envelope(), envelope);
+    }
+    assert_eq!(files(&s.out_dir(CARE_MANAGER)).len(), 2);
+    assert_eq!(w.dead.all().len(), 0, "{:#?}", w.dead.all());
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hl7v2_over_mllp_is_acked_aa_and_reaches_the_same_recipients() {
     let s = Scratch::rabbit("e2e-mllp", |p| p);
     let running = s.start().await;

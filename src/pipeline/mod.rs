@@ -467,6 +467,41 @@ impl Hub {
         Metrics::inc(&self.metrics.dead);
         Ok(())
     }
+
+    /// After a hop's consumer ended without a shutdown (its queue deleted under the hub):
+    /// declares the topology again and consumes `queue` again, retrying with a growing pause;
+    /// `None` once shutdown is asked for.
+    pub(crate) async fn consume_again(
+        &self,
+        queue: &str,
+        hop: &'static str,
+        shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> Option<Box<dyn crate::bus::Consumer>> {
+        let mut pause = Duration::from_millis(100);
+        loop {
+            tracing::error!(
+                hop,
+                queue,
+                "the broker ended the hop's consumer (was its queue deleted?); declaring the topology again and consuming again"
+            );
+            let recipients = self.parties.current().amqp_recipients();
+            let again = match self.bus.declare(&self.topology, &recipients).await {
+                Ok(()) => self.bus.consume(queue, self.prefetch).await,
+                Err(e) => Err(e),
+            };
+            match again {
+                Ok(c) => return Some(c),
+                Err(e) => {
+                    tracing::warn!(hop, queue, error = %e, "consuming again failed; retrying")
+                }
+            }
+            tokio::select! {
+                _ = shutdown.wait_for(|stop| *stop) => return None,
+                _ = tokio::time::sleep(pause) => {}
+            }
+            pause = (pause * 2).min(Duration::from_secs(10));
+        }
+    }
 }
 
 /// Consumes `queue` until shutdown, handling each delivery in its own task (at most `prefetch`
@@ -492,7 +527,13 @@ where
             d = consumer.next() => d,
         };
         match next {
-            None => break,
+            None if *shutdown.borrow() => break,
+            // The broker cancelled the consumer with its channel open: the queue was deleted
+            // under the hub. Ending here would leave the hop's messages to pile up unread.
+            None => match hub.consume_again(queue, hop, &mut shutdown).await {
+                Some(c) => consumer = c,
+                None => break,
+            },
             Some(Err(e)) => {
                 tracing::warn!(hop, error = %e, "consumer error");
                 tokio::time::sleep(Duration::from_millis(500)).await;

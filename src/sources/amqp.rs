@@ -29,7 +29,7 @@ pub fn start(hub: Arc<Hub>, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
 async fn run(hub: Arc<Hub>, mut shutdown: watch::Receiver<bool>) {
     let queue = hub.topology.vendor_queue();
     let mut failures = 0u32;
-    'consume: loop {
+    loop {
         if *shutdown.borrow() {
             return;
         }
@@ -63,14 +63,15 @@ async fn run(hub: Arc<Hub>, mut shutdown: watch::Receiver<bool>) {
                     }
                     failures = failures.saturating_add(1);
                 }
-                None => {
-                    tracing::warn!(queue = %queue, "AMQP source: consumer closed; consuming again");
-                    if !pause(backoff(failures), &mut shutdown).await {
-                        return;
-                    }
-                    failures = failures.saturating_add(1);
-                    continue 'consume;
-                }
+                // The broker cancelled the consumer with its channel open: the vendor queue was
+                // deleted under the hub.
+                None => match hub
+                    .consume_again(&queue, "amqp source", &mut shutdown)
+                    .await
+                {
+                    Some(c) => consumer = c,
+                    None => return,
+                },
             }
         }
     }
