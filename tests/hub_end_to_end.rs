@@ -151,6 +151,8 @@ async fn a_recipient_queue_deleted_while_the_hub_runs_is_declared_again_and_gets
     let out = t.out_queue(PROVIDER);
     delete_queue(&out).await;
 
+    // As in the next test, the deletion is let finish first.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     // Without the repair the broker would confirm the copy into nothing, and the hub would
     // record it as delivered.
     post_sample_patient(running.http_addr).await;
