@@ -195,6 +195,13 @@ async fn the_hops_queues_deleted_while_the_hub_runs_are_declared_again_and_consu
     }
     assert_eq!(files(&s.out_dir(CARE_MANAGER)).len(), 2);
     assert_eq!(w.dead.all().len(), 0, "{:#?}", w.dead.all());
+    let metrics = running.hub.metrics.render();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "kaigo_consumers_restarted_total 2"),
+        "{metrics}"
+    );
     running.stop().await;
 }
 

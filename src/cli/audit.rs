@@ -1,8 +1,10 @@
-//! `kaigo-hub audit verify|query`: checks the hash chain of the audit log (naming the first
-//! edited, deleted or reordered row) and prints events matching a filter as JSON lines.
+//! `kaigo-hub audit verify|query|set-aside-torn-tail`: checks the hash chain of the audit log
+//! (naming the first edited, deleted or reordered row), prints events matching a filter as JSON
+//! lines, and moves a last line a crash cut short out of the log (`serve` does that itself when
+//! it starts).
 
 use super::Failure;
-use kaigo_hub::audit::jsonl::{read_path, verify_path};
+use kaigo_hub::audit::jsonl::{read_path, set_aside_torn_tail, verify_path};
 use kaigo_hub::audit::{AuditFilter, Decision, Hop, SubjectHash, VerifyOptions};
 use kaigo_hub::config::Config;
 use std::path::PathBuf;
@@ -36,6 +38,14 @@ pub enum Action {
         #[arg(long)]
         decision: Option<String>,
     },
+    /// Move a last line that a crash cut short (no newline) into `<log>.torn-<offset>`, so that
+    /// verify and query read the log again; `serve` does this itself when it starts. Refused
+    /// while a hub holds the log open.
+    SetAsideTornTail {
+        /// Audit log (default: <data_dir>/audit.jsonl).
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
 }
 
 pub fn run(config: Option<PathBuf>, action: Action) -> Result<u8, Failure> {
@@ -48,7 +58,8 @@ pub fn run(config: Option<PathBuf>, action: Action) -> Result<u8, Failure> {
                     super::out!("{}: chain intact, {report:?}", path.display());
                     Ok(0)
                 }
-                Err(e) => Err(Failure::input(format!("{}: {e}", path.display()))),
+                // The error names the file (and line) itself.
+                Err(e) => Err(Failure::input(e.to_string())),
             }
         }
         Action::Query {
@@ -83,6 +94,23 @@ pub fn run(config: Option<PathBuf>, action: Action) -> Result<u8, Failure> {
                 if filter.matches(&ev) {
                     super::out!("{}", serde_json::to_string(&ev).unwrap_or_default());
                 }
+            }
+            Ok(0)
+        }
+        Action::SetAsideTornTail { file } => {
+            let path = file.unwrap_or_else(|| cfg.audit_path());
+            match set_aside_torn_tail(&path).map_err(|e| Failure::input(e.to_string()))? {
+                Some(t) => super::out!(
+                    "{}: line {} ({} bytes) set aside in {}",
+                    path.display(),
+                    t.line,
+                    t.bytes,
+                    t.moved_to.display()
+                ),
+                None => super::out!(
+                    "{}: ends on a whole line; nothing to set aside",
+                    path.display()
+                ),
             }
             Ok(0)
         }

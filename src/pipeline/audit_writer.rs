@@ -2,7 +2,9 @@
 //! (`audit::jsonl`), fed through a channel so no hop blocks on disk; it fsyncs at least every
 //! 100 ms and on shutdown. An in-memory chain serves tests. Events hold ids and keyed hashes only.
 
-use crate::audit::jsonl::{JsonlAuditStore, StoreOptions, SyncPolicy};
+use crate::audit::jsonl::{
+    JsonlAuditStore, StoreError, StoreOptions, SyncPolicy, set_aside_torn_tail,
+};
 use crate::audit::{AuditChain, AuditDraft, AuditEvent};
 use std::path::Path;
 use std::sync::mpsc;
@@ -36,18 +38,36 @@ pub enum AuditWriter {
 }
 
 impl AuditWriter {
-    /// Opens (or continues) the log at `path` and starts the writer thread.
+    /// Opens (or continues) the log at `path` and starts the writer thread. A last line that a
+    /// crash cut short (a *torn tail*: a batch this writer never finished writing, so no hop
+    /// waited for it) is set aside in `<path>.torn-<offset>`, said on stderr and in the log, and
+    /// the chain continues: a hub killed mid-write starts again by itself.
     pub fn open(path: &Path) -> Result<AuditWriter, String> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
-        let mut store = JsonlAuditStore::open_with(
-            path,
-            StoreOptions {
-                sync: SyncPolicy::Manual,
-                ..StoreOptions::default()
-            },
-        )
+        let options = || StoreOptions {
+            sync: SyncPolicy::Manual,
+            ..StoreOptions::default()
+        };
+        let mut store = match JsonlAuditStore::open_with(path, options()) {
+            Err(StoreError::TornTail { .. }) => {
+                if let Some(t) = set_aside_torn_tail(path).map_err(|e| e.to_string())? {
+                    let said = format!(
+                        "audit log {}: line {} ({} bytes) was cut short by a crash; set aside in {}, the chain goes on from line {}",
+                        path.display(),
+                        t.line,
+                        t.bytes,
+                        t.moved_to.display(),
+                        t.line
+                    );
+                    tracing::warn!("{said}");
+                    eprintln!("kaigo-hub: {said}");
+                }
+                JsonlAuditStore::open_with(path, options())
+            }
+            opened => opened,
+        }
         .map_err(|e| e.to_string())?;
         let (tx, rx) = mpsc::channel::<Cmd>();
         std::thread::Builder::new()
@@ -141,5 +161,30 @@ impl AuditWriter {
             AuditWriter::Memory(c) => c.lock().map(|c| c.events().to_vec()).unwrap_or_default(),
             AuditWriter::File(_) => Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_a_crash_cut_short_is_continued_and_the_torn_bytes_are_kept() {
+        let dir = std::env::temp_dir().join(format!("kaigo-audit-writer-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        let path = dir.join("audit.jsonl");
+        let torn = br#"{"seq":1,"at":"2026-12-04T00:00:00Z","hop":"ingr"#;
+        std::fs::write(&path, torn).expect("a torn log");
+
+        let writer = AuditWriter::open(&path).expect("serve starts on a torn log");
+        writer.flush();
+        assert_eq!(
+            std::fs::read(dir.join("audit.jsonl.torn-0")).expect("kept"),
+            torn
+        );
+        assert_eq!(std::fs::metadata(&path).expect("log").len(), 0);
+        drop(writer);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

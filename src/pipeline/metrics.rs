@@ -43,6 +43,8 @@ pub struct Metrics {
     pub mappings_reloaded: AtomicU64,
     /// Changed mapping directories that failed to load (the previous set stayed in force).
     pub mappings_refused: AtomicU64,
+    /// Hop consumers the broker ended (their queue deleted) that consume again.
+    pub consumers_restarted: AtomicU64,
 }
 
 impl Metrics {
@@ -118,6 +120,12 @@ impl Metrics {
             "kaigo_mappings_refused_total",
             "Changed mapping directories that failed to load; the previous set stayed in force.",
             &self.mappings_refused,
+            "",
+        );
+        counter(
+            "kaigo_consumers_restarted_total",
+            "Hop consumers the broker ended (their queue deleted under the hub) that declared the topology again and consume again.",
+            &self.consumers_restarted,
             "",
         );
         counter(

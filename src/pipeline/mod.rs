@@ -490,7 +490,10 @@ impl Hub {
                 Err(e) => Err(e),
             };
             match again {
-                Ok(c) => return Some(c),
+                Ok(c) => {
+                    Metrics::inc(&self.metrics.consumers_restarted);
+                    return Some(c);
+                }
                 Err(e) => {
                     tracing::warn!(hop, queue, error = %e, "consuming again failed; retrying")
                 }
