@@ -4,7 +4,7 @@
 //! declares, so the same pipeline runs on both; it keeps nothing across restarts, which is why
 //! production runs on RabbitMQ.
 
-use super::topology::{ExchangeKind, QueueDecl, Topology, topic_matches};
+use super::topology::{ExchangeKind, QueueDecl, Topology};
 use super::{Acker, BoxFut, Bus, BusError, Consumer, Delivery, Props};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -95,11 +95,7 @@ impl MemoryBus {
                 .ok_or_else(|| BusError::Refused(format!("no exchange `{}`", m.exchange)))?;
             bindings
                 .iter()
-                .filter(|(_, pattern)| match kind {
-                    ExchangeKind::Fanout => true,
-                    ExchangeKind::Direct => *pattern == m.routing_key,
-                    ExchangeKind::Topic => topic_matches(pattern, &m.routing_key),
-                })
+                .filter(|(_, pattern)| kind.routes(pattern, &m.routing_key))
                 .filter_map(|(q, _)| s.queues.get(q).cloned())
                 .collect()
         };

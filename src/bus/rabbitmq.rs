@@ -389,18 +389,6 @@ impl RabbitBus {
         outcome
     }
 
-    /// Whether `exchange` is a fanout the topology binds no queue to (`kaigo.consent`: only hub
-    /// processes' private queues listen, so "no queue" means "no process listening").
-    fn subscription_only(&self, exchange: &str) -> bool {
-        let layout = self.layout.lock().unwrap_or_else(|p| p.into_inner());
-        layout.as_ref().is_some_and(|(t, _)| {
-            t.exchanges()
-                .iter()
-                .any(|e| e.name == exchange && e.kind == ExchangeKind::Fanout)
-                && !t.bindings().iter().any(|b| b.exchange == exchange)
-        })
-    }
-
     /// Declares the topology again if it should have routed `m`, and says what it expected.
     async fn repair(&self, m: &Outgoing<'_>) -> Result<Expected, BusError> {
         let layout = self
@@ -412,7 +400,7 @@ impl RabbitBus {
             return Ok(Expected::Nowhere);
         };
         if !t.routes(m.exchange.as_str(), m.key.as_str(), &recipients) {
-            return Ok(if self.subscription_only(m.exchange.as_str()) {
+            return Ok(if t.subscription_only(m.exchange.as_str()) {
                 Expected::Subscribers
             } else {
                 Expected::Nowhere

@@ -15,6 +15,17 @@ pub enum ExchangeKind {
     Fanout,
 }
 
+impl ExchangeKind {
+    /// Does a binding with `pattern` take a message published with routing key `key`?
+    pub fn routes(self, pattern: &str, key: &str) -> bool {
+        match self {
+            ExchangeKind::Fanout => true,
+            ExchangeKind::Direct => pattern == key,
+            ExchangeKind::Topic => topic_matches(pattern, key),
+        }
+    }
+}
+
 /// One exchange.
 #[derive(Clone, Debug)]
 pub struct ExchangeDecl {
@@ -268,33 +279,35 @@ impl Topology {
         }));
         bindings
     }
-}
 
-impl Topology {
     /// Would this topology, with `recipients`' queues, route a message published to `exchange`
     /// with `key` to at least one queue? The RabbitMQ bus asks when the broker returned a message
     /// as unroutable: if the declarations say it should have routed, a queue or binding was
     /// deleted under the hub and declaring them again repairs it; if not (a recipient without a
     /// queue, the consent fanout with no hub listening), nothing is missing.
     pub fn routes(&self, exchange: &str, key: &str, recipients: &[String]) -> bool {
-        let Some(kind) = self
-            .exchanges()
-            .into_iter()
-            .find(|e| e.name == exchange)
-            .map(|e| e.kind)
-        else {
+        let Some(kind) = self.kind_of(exchange) else {
             return false;
         };
         let outs = recipients.iter().map(|r| self.out_decl(r).1);
         self.bindings()
             .into_iter()
             .chain(outs)
-            .filter(|b| b.exchange == exchange)
-            .any(|b| match kind {
-                ExchangeKind::Fanout => true,
-                ExchangeKind::Direct => b.key == key,
-                ExchangeKind::Topic => topic_matches(&b.key, key),
-            })
+            .any(|b| b.exchange == exchange && kind.routes(&b.key, key))
+    }
+
+    /// Is `exchange` a fanout this topology binds no queue to (`kaigo.consent`: only hub
+    /// processes' private queues listen, so "no queue" means "no process listening")?
+    pub fn subscription_only(&self, exchange: &str) -> bool {
+        self.kind_of(exchange) == Some(ExchangeKind::Fanout)
+            && !self.bindings().iter().any(|b| b.exchange == exchange)
+    }
+
+    fn kind_of(&self, exchange: &str) -> Option<ExchangeKind> {
+        self.exchanges()
+            .into_iter()
+            .find(|e| e.name == exchange)
+            .map(|e| e.kind)
     }
 }
 
@@ -338,6 +351,12 @@ mod tests {
         assert!(!t.routes("t1.deliver.wait", "1001", &[]));
         assert!(!t.routes("t1.consent", "", &recipients));
         assert!(!t.routes("t2.ingress", "csv.care-plan", &[]));
+        assert!(t.subscription_only("t1.consent"));
+        assert!(
+            !t.subscription_only("t1.dead"),
+            "a fanout with a declared queue"
+        );
+        assert!(!t.subscription_only("t1.ingress"));
     }
 
     #[test]
