@@ -495,8 +495,13 @@ async fn messages_in_flight_when_the_hub_stops_are_delivered_once_after_a_restar
 
 /// `kaigo-hub replay quarantine` against this test's broker prefix; its stdout.
 fn replay_quarantine(s: &Scratch) -> String {
+    replay(s, "quarantine")
+}
+
+/// `kaigo-hub replay <queue>` against this test's broker prefix; its stdout.
+fn replay(s: &Scratch, queue: &str) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_kaigo-hub"))
-        .args(["replay", "quarantine"])
+        .args(["replay", queue])
         .current_dir(&s.dir)
         .env("KAIGO_AMQP_URL", amqp_url())
         .env("KAIGO_PREFIX", &s.prefix)
@@ -531,7 +536,11 @@ async fn a_care_plan_sent_in_another_partys_name_is_never_delivered_not_even_by_
     // An operator re-drives quarantine (say, after registering consents): the impostor's copy
     // stays where it is, and nobody receives the care plan.
     let said = replay_quarantine(&s);
-    assert!(said.contains("0 replayed, 1 left"), "{said}");
+    assert!(said.contains("0 replayed, 1 kept"), "{said}");
+    assert!(
+        said.contains("sender-mismatch: no later fact can cure it"),
+        "{said}"
+    );
     tokio::time::sleep(QUIET).await;
     assert_eq!(
         files(&s.out_dir(MUNICIPALITY)),
@@ -547,6 +556,142 @@ async fn a_care_plan_sent_in_another_partys_name_is_never_delivered_not_even_by_
     assert_eq!(kept[0].header(H_REASON), Some("sender-mismatch"));
     assert_eq!(kept[0].header("x-kaigo-source"), Some(PROVIDER));
     assert_eq!(w.provider.all().len(), 0);
+    running.stop().await;
+}
+
+/// The vendor XML 被保険者証 sample, rewritten to be the card of person 2 (insurer 435073).
+fn card_of_person_2() -> Vec<u8> {
+    let xml = String::from_utf8(sample("xml/card-wareki.xml")).expect("UTF-8 sample");
+    xml.replace(
+        r#"<hk:保険者 number="131011">"#,
+        r#"<hk:保険者 number="435073">"#,
+    )
+    .replace(
+        r#"<hk:被保険者 number="0000123456""#,
+        r#"<hk:被保険者 number="0000200002""#,
+    )
+    .into_bytes()
+}
+
+/// Defect 1 of issue 13: a municipality sends the card of a person another insurer insures, who
+/// has consented to the platform and to providers. Ingress refuses it (`insurer-mismatch`);
+/// `replay quarantine` keeps it and says why; and the same message replayed from the dead-letter
+/// queue (where nothing says why it is wrong) is judged by translate as a new message would be,
+/// quarantined again, and reaches nobody. Before, replay released it and translate delivered it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn another_insurers_person_sent_by_a_municipality_is_never_released_by_replay() {
+    let s = Scratch::rabbit("e2e-foreign", |p| {
+        p.replace(
+            "      - { document: InsuredPerson@1, format: fhir }",
+            "      - { document: InsuredPerson@1, format: fhir }\n      - { document: InsuranceCard@1, format: canonical }",
+        )
+    });
+    let running = s.start().await;
+    let hub = running.hub.clone();
+    let t = hub.topology.clone();
+    use kaigo_hub::consent::{Category, Grantee, PartyKind};
+    for (id, kind) in [
+        ("f-platform", PartyKind::Platform),
+        ("f-provider", PartyKind::Provider),
+    ] {
+        grant(
+            &hub,
+            id,
+            PERSON_2,
+            Grantee::Kind(kind),
+            &[Category::Certification],
+        )
+        .await;
+    }
+    let municipality = hub
+        .parties
+        .current()
+        .get(MUNICIPALITY)
+        .expect("131011 in the parties file")
+        .clone();
+    let card = card_of_person_2();
+    let refused = kaigo_hub::pipeline::ingress::accept(
+        &hub,
+        kaigo_hub::pipeline::ingress::Submission {
+            party: &municipality,
+            bytes: &card,
+            file_name: None,
+            correlation_id: None,
+            via: "test",
+        },
+    )
+    .await;
+    let envelope = match refused {
+        Err(kaigo_hub::pipeline::ingress::Refusal::Forbidden {
+            envelope_id,
+            reason,
+            detail,
+        }) => {
+            assert_eq!(reason, "insurer-mismatch");
+            assert!(detail.contains("another insurer"), "{detail}");
+            assert!(
+                !detail.contains("435073"),
+                "no numbers in the words: {detail}"
+            );
+            envelope_id
+        }
+        other => panic!("another insurer's person must be refused: {other:?}"),
+    };
+    eventually("the refused card waits in quarantine", async || {
+        hub.bus.queue_len(&t.quarantine_queue()).await.unwrap() == 1
+    })
+    .await;
+    let said = replay_quarantine(&s);
+    assert!(said.contains("0 replayed, 1 kept"), "{said}");
+    assert!(
+        said.contains(&format!(
+            "kept {envelope}: insurer-mismatch: no later fact can cure it"
+        )),
+        "{said}"
+    );
+    assert_eq!(hub.bus.queue_len(&t.quarantine_queue()).await.unwrap(), 1);
+    // The same bytes parked in the dead-letter queue with nothing but where they came from: the
+    // replay releases them, and translate judges them as a new message.
+    let mut dead = Props {
+        message_id: Some("dead-foreign-card".into()),
+        ..Props::default()
+    };
+    for (k, v) in [
+        ("x-kaigo-source", MUNICIPALITY),
+        ("x-kaigo-hop", "ingress"),
+        ("x-kaigo-format", "xml"),
+        ("x-kaigo-error", "a mapping error, since fixed"),
+    ] {
+        dead.headers.insert(k.into(), v.into());
+    }
+    hub.bus
+        .publish(&t.dead(), "xml", &dead, &card)
+        .await
+        .expect("dead-lettered");
+    // Watch quarantine and the provider's queue (not dead: the replay must find it there).
+    let quarantine = Tap::new(hub.bus.as_ref(), &t.quarantine_queue()).await;
+    let provider = Tap::new(hub.bus.as_ref(), &t.out_queue(PROVIDER)).await;
+    let said = replay(&s, "dead");
+    assert!(said.contains("1 replayed, 0 kept"), "{said}");
+    let again = quarantine
+        .wait("quarantined again by translate", |m| {
+            m.iter().any(|m| m.envelope() == "dead-foreign-card")
+        })
+        .await;
+    let again: Vec<_> = again
+        .into_iter()
+        .filter(|m| m.envelope() == "dead-foreign-card")
+        .collect();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].header(H_REASON), Some("insurer-mismatch"));
+    assert_eq!(again[0].header("x-kaigo-refused-at"), Some("translate"));
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(
+        provider.all().len(),
+        0,
+        "the provider got another insurer's card"
+    );
+    assert_eq!(hub.metrics.delivered.load(Ordering::Relaxed), 0);
     running.stop().await;
 }
 
@@ -580,7 +725,7 @@ async fn a_withheld_copy_is_delivered_once_consent_exists_and_quarantine_is_repl
     )
     .await;
     let said = replay_quarantine(&s);
-    assert!(said.contains("1 replayed, 0 left"), "{said}");
+    assert!(said.contains("1 replayed, 0 kept"), "{said}");
 
     let dir = s.out_dir(MUNICIPALITY);
     eventually("person 2's care plan reaches 131011", async || {

@@ -19,7 +19,7 @@
 
 use super::headers as h;
 use super::metrics::Metrics;
-use super::{Hub, Verdict};
+use super::{Hub, Verdict, admission};
 use crate::audit::{Decision as AuditDecision, Hop};
 use crate::bus::{BusError, Delivery, Props};
 use crate::consent::Category;
@@ -83,20 +83,70 @@ async fn handle(hub: &Hub, mut d: Delivery, mut shutdown: watch::Receiver<bool>)
         let _ = d.ack().await;
         return;
     };
-    let subject = match hub.subject_of_retrying(&source, &who, &mut shutdown).await {
-        Ok(Some(s)) => s,
-        Ok(None) => {
-            if hub
-                .quarantine("deliver", &d.props, &d.body, "unknown-subject", None)
-                .await
-                .is_ok()
-            {
-                let _ = d.ack().await;
+    // A document translate vouched for just now needs only its subject; any other copy (one
+    // `replay` put back) is judged as a new message would be: sender, subject, insurer, and
+    // the person's consent to the platform, as in force now.
+    let from_translate = d.props.header(h::HOP) == Some("translate");
+    let withheld = if from_translate {
+        match hub.subject_of_retrying(&source, &who, &mut shutdown).await {
+            Ok(Some(s)) => Ok(s),
+            Ok(None) => Err(admission::Withheld::UnknownSubject {
+                document: index.parse::<usize>().map_or(1, |i| i + 1),
+                kind: kind.clone(),
+                source: source.clone(),
+            }),
+            // Shutting down while the store is away: leave it unacked for redelivery.
+            Err(()) => return,
+        }
+    } else {
+        let docs = [admission::Doc {
+            who: &who,
+            kind: &kind,
+        }];
+        let case = admission::Case {
+            envelope: &envelope,
+            point: "deliver",
+            source: &source,
+            category,
+            docs: &docs,
+        };
+        match admission::judge(hub, &case, Some(&mut shutdown)).await {
+            Ok(a) => Ok(a
+                .subjects
+                .into_iter()
+                .next()
+                .expect("one document, one subject")),
+            Err(admission::Refused::Withheld(w)) => Err(w),
+            Err(admission::Refused::Unavailable(message)) => {
+                tracing::warn!(envelope, error = %message, "deliver: cannot judge the copy now; requeue");
+                let _ = d.requeue().await;
+                return;
             }
+            Err(admission::Refused::Stopped) => return,
+        }
+    };
+    let subject = match withheld {
+        Ok(s) => s,
+        Err(w) => {
+            let (reason, detail) = (w.code(), w.detail());
+            if hub
+                .quarantine("deliver", &d.props, &d.body, &reason, &detail, None)
+                .await
+                .is_err()
+            {
+                let _ = d.requeue().await;
+                return;
+            }
+            hub.audit(Hop::Deliver, "deliver", &envelope, |a| {
+                a.party(source.as_str())
+                    .category(category.code())
+                    .document(kind.as_str())
+                    .decision(AuditDecision::Quarantined)
+                    .reason(reason)
+            });
+            let _ = d.ack().await;
             return;
         }
-        // Shutting down while the store is away: leave it unacked for redelivery.
-        Err(()) => return,
     };
     let hash = hub.hasher.hash(
         subject.insurer_number.as_str(),
@@ -182,16 +232,29 @@ async fn handle(hub: &Hub, mut d: Delivery, mut shutdown: watch::Receiver<bool>)
                 return;
             }
             Some(Verdict::Deny(r)) => {
-                let reason = format!("consent-denied:{r}");
+                let w = admission::Withheld::ConsentDenied {
+                    document: index.parse::<usize>().map_or(1, |i| i + 1),
+                    kind: kind.clone(),
+                    reason: r,
+                    category,
+                    recipient: recipient.clone(),
+                };
                 if hub
-                    .quarantine("deliver", &d.props, &d.body, &reason, Some(&party.id))
+                    .quarantine(
+                        "deliver",
+                        &d.props,
+                        &d.body,
+                        &w.code(),
+                        &w.detail(),
+                        Some(&party.id),
+                    )
                     .await
                     .is_err()
                 {
                     let _ = d.requeue().await;
                     return;
                 }
-                audit_copy(&party.id, AuditDecision::Quarantined, &r);
+                audit_copy(&party.id, AuditDecision::Quarantined, r.code());
                 continue;
             }
             Some(Verdict::Permit) => {}

@@ -8,10 +8,10 @@
 use super::clock;
 use super::headers as h;
 use super::metrics::Metrics;
-use super::{Hub, Verdict, key_word};
+use super::{Hub, admission, key_word};
 use crate::audit::{Decision as AuditDecision, Hop};
 use crate::bus::Props;
-use crate::consent::{Category, Subject};
+use crate::consent::Category;
 use crate::formats::Format;
 use crate::parties::Party;
 
@@ -50,12 +50,14 @@ pub enum Refusal {
         /// The precise error (file, segment/field, line/column, rule).
         message: String,
     },
-    /// Consent denied or subject unknown: kept in quarantine.
+    /// Consent denied, subject unknown, or a sender that may not send it: kept in quarantine.
     Forbidden {
         /// Envelope id of the quarantined copy.
         envelope_id: String,
-        /// Reason code.
+        /// Reason code (`consent-denied:no-consent`, `insurer-mismatch`, …).
         reason: String,
+        /// What is missing and what clears it (ids and codes only, never a personal value).
+        detail: String,
     },
     /// The broker or registry is unreachable: nothing kept, the sender should retry.
     Unavailable {
@@ -156,102 +158,57 @@ pub async fn accept(hub: &Hub, sub: Submission<'_>) -> Result<Accepted, Refusal>
         .headers
         .insert(h::CATEGORY.into(), category.code().into());
 
-    // A party may only send as itself: a document naming another party as its sender (MSH-4,
-    // the ケアプラン file name's 送信元, …) is refused. Free-form sender ids are not party ids.
+    // Who sent it, whose data it is, and may it come: the judgement translate (and deliver, for
+    // a replayed document) makes again, in `admission`.
     let identities: Vec<super::Identity> = docs
         .iter()
         .map(|d| super::Identity::of_json(&d.json))
         .collect();
-    for who in &identities {
-        let claimed = who.sender();
-        let party_like =
-            matches!(claimed.len(), 6 | 10) && claimed.bytes().all(|b| b.is_ascii_digit());
-        if party_like && claimed != sub.party.id {
-            hub.quarantine("ingress", &props, sub.bytes, "sender-mismatch", None)
+    let judged: Vec<admission::Doc<'_>> = identities
+        .iter()
+        .zip(docs)
+        .map(|(who, d)| admission::Doc {
+            who,
+            kind: d.kind.name(),
+        })
+        .collect();
+    let case = admission::Case {
+        envelope: &id,
+        point: "ingress",
+        source: &sub.party.id,
+        category,
+        docs: &judged,
+    };
+    let admitted = match admission::judge(hub, &case, None).await {
+        Ok(a) => a,
+        Err(admission::Refused::Withheld(w)) => {
+            let reason = w.code();
+            let detail = w.detail();
+            hub.quarantine("ingress", &props, sub.bytes, &reason, &detail, None)
                 .await
                 .map_err(unavailable)?;
-            refuse("sender-mismatch");
+            refuse(&reason);
             return Err(Refusal::Forbidden {
                 envelope_id: id,
-                reason: "sender-mismatch".into(),
+                reason,
+                detail,
             });
         }
-    }
-
-    // Whose data is it? Every document must resolve to a subject.
-    let mut subjects: Vec<Subject> = Vec::new();
-    for who in &identities {
-        match hub.subject_of(&sub.party.id, who).await {
-            Ok(Some(s)) => {
-                if !subjects.contains(&s) {
-                    subjects.push(s);
-                }
-            }
-            Ok(None) => {
-                hub.quarantine("ingress", &props, sub.bytes, "unknown-subject", None)
-                    .await
-                    .map_err(unavailable)?;
-                refuse("unknown-subject");
-                return Err(Refusal::Forbidden {
-                    envelope_id: id,
-                    reason: "unknown-subject".into(),
-                });
-            }
-            Err(message) => return Err(Refusal::Unavailable { message }),
+        Err(admission::Refused::Unavailable(message)) => {
+            return Err(Refusal::Unavailable { message });
         }
-    }
-    // A municipality (保険者) speaks only for the people it insures: every subject's 保険者番号
-    // must be its own party id.
-    if sub.party.kind == crate::consent::PartyKind::Municipality
-        && subjects
-            .iter()
-            .any(|s| s.insurer_number.as_str() != sub.party.id)
-    {
-        hub.quarantine("ingress", &props, sub.bytes, "insurer-mismatch", None)
-            .await
-            .map_err(unavailable)?;
-        refuse("insurer-mismatch");
-        return Err(Refusal::Forbidden {
-            envelope_id: id,
-            reason: "insurer-mismatch".into(),
-        });
-    }
-    let hashes: Vec<String> = subjects.iter().map(|s| hub.subject_hash(s)).collect();
-    props.headers.insert(h::SUBJECT.into(), hashes.join(","));
-
-    // Consent #1: may each person's data of this category come to the platform?
-    let Some(platform) = hub.platform() else {
-        return Err(Refusal::Unavailable {
-            message: "the hub's own party id is invalid".into(),
-        });
+        Err(admission::Refused::Stopped) => {
+            return Err(Refusal::Unavailable {
+                message: "the hub is shutting down".into(),
+            });
+        }
     };
-    for s in &subjects {
-        match hub
-            .decide(&super::Ask {
-                envelope: &id,
-                point: "ingress",
-                subject: s,
-                recipient: &platform,
-                category,
-                document,
-            })
-            .await
-        {
-            Verdict::Permit => {}
-            Verdict::Deny(reason) => {
-                let reason = format!("consent-denied:{reason}");
-                hub.quarantine("ingress", &props, sub.bytes, &reason, None)
-                    .await
-                    .map_err(unavailable)?;
-                refuse(&reason);
-                return Err(Refusal::Forbidden {
-                    envelope_id: id,
-                    reason,
-                });
-            }
-            Verdict::Indeterminate(message) => return Err(Refusal::Unavailable { message }),
-        }
-    }
+    let hashes: Vec<String> = admitted
+        .distinct()
+        .into_iter()
+        .map(|s| hub.subject_hash(s))
+        .collect();
+    props.headers.insert(h::SUBJECT.into(), hashes.join(","));
 
     let key = format!("{}.{}", format.name(), key_word(document));
     let documents = docs.len();

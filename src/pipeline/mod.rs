@@ -5,6 +5,7 @@
 //! an authenticated party; sinks take rendered bytes. Acknowledges an input only after every
 //! output it caused was confirmed.
 
+pub mod admission;
 pub mod audit_writer;
 pub mod backlog;
 pub mod clock;
@@ -14,6 +15,7 @@ pub mod handoff;
 pub mod ingress;
 pub mod keys;
 pub mod metrics;
+pub mod replay;
 pub mod retry;
 pub mod translate;
 
@@ -49,9 +51,10 @@ pub mod headers {
     pub const DOCUMENT: &str = "x-kaigo-document";
     /// Keyed hashes of the subjects, comma-separated (never the numbers themselves).
     pub const SUBJECT: &str = "x-kaigo-subject";
-    /// The hop that published the message.
+    /// The hop that published the message (`replay` for a replayed one).
     pub const HOP: &str = "x-kaigo-hop";
-    /// Index of the document within its envelope.
+    /// Index of the document within its envelope; present exactly on canonical documents (the
+    /// translate hop's output), which is how `replay` knows where a parked body goes back.
     pub const DOC_INDEX: &str = "x-kaigo-doc-index";
     /// Why a message was dead-lettered (the precise error).
     pub const ERROR: &str = "x-kaigo-error";
@@ -59,6 +62,10 @@ pub mod headers {
     pub const REASON: &str = "x-kaigo-reason";
     /// The hop whose check refused a quarantined message: ingress, translate or deliver.
     pub const REFUSED_AT: &str = "x-kaigo-refused-at";
+    /// On a quarantined copy: what is missing and what clears it (ids and codes, no values).
+    pub const DETAIL: &str = "x-kaigo-detail";
+    /// On a quarantined copy: when it was quarantined (RFC 3339), for `quarantine_keep_days`.
+    pub const QUARANTINED_AT: &str = "x-kaigo-quarantined-at";
     /// The recipient a quarantined copy was meant for.
     pub const RECIPIENT: &str = "x-kaigo-recipient";
     /// On a copy back from a waiting room: the one recipient it is for (the others were served).
@@ -192,8 +199,8 @@ pub struct Ask<'a> {
 pub enum Verdict {
     /// Go on.
     Permit,
-    /// Quarantine with this reason code.
-    Deny(String),
+    /// Quarantine: the registry's reason.
+    Deny(crate::consent::DenyReason),
     /// Registry unreachable: retry later.
     Indeterminate(String),
 }
@@ -321,7 +328,7 @@ impl Hub {
             Decision::Deny { reason } => {
                 Metrics::inc(&self.metrics.deny);
                 (
-                    Verdict::Deny(reason.code().to_string()),
+                    Verdict::Deny(*reason),
                     AuditDecision::Deny,
                     reason.code().to_string(),
                 )
@@ -426,22 +433,31 @@ impl Hub {
         }
     }
 
-    /// Publishes a copy to quarantine with the reason (and the recipient it was meant for).
+    /// Publishes a copy to quarantine with the reason code, what is missing (`detail`: ids and
+    /// codes only) and the recipient it was meant for, labelled with the hop that withheld it
+    /// (`x-kaigo-hop` and `x-kaigo-refused-at`) and when (`x-kaigo-quarantined-at`, which
+    /// `quarantine_keep_days` counts from).
     pub async fn quarantine(
         &self,
         at: &str,
         props: &Props,
         body: &[u8],
         reason: &str,
+        detail: &str,
         recipient: Option<&str>,
     ) -> Result<(), BusError> {
         let mut p = props.clone();
         // Which check refused it: `ingress` (the sender was told 403/AR), `translate` or
         // `deliver` (accepted, then withheld). Replay and operators read this.
         p.headers.insert(headers::REFUSED_AT.into(), at.into());
+        p.headers.insert(headers::HOP.into(), at.into());
+        p.headers
+            .insert(headers::QUARANTINED_AT.into(), clock::now_rfc3339());
         // The hub publishes as its own broker user; a vendor's user_id would be refused.
         p.user_id = None;
         p.headers.insert(headers::REASON.into(), reason.into());
+        let detail: String = detail.chars().take(1000).collect();
+        p.headers.insert(headers::DETAIL.into(), detail);
         if let Some(r) = recipient {
             p.headers.insert(headers::RECIPIENT.into(), r.into());
         }

@@ -6,7 +6,7 @@
 
 use super::headers as h;
 use super::metrics::Metrics;
-use super::{Hub, Verdict, key_word};
+use super::{Hub, admission, key_word};
 use crate::audit::{Decision as AuditDecision, Hop};
 use crate::bus::{BusError, Delivery, Props};
 use crate::consent::Category;
@@ -78,40 +78,43 @@ async fn handle(hub: &Hub, d: Delivery, mut shutdown: watch::Receiver<bool>) {
         )
         .await;
     };
-    let Some(platform) = hub.platform() else {
-        return;
+
+    // The same judgement as a new message's at ingress, asked again: a replayed message is not
+    // trusted because it was once seen, and parties or consents may have changed meanwhile.
+    let identities: Vec<super::Identity> = docs
+        .iter()
+        .map(|d| super::Identity::of_json(&d.json))
+        .collect();
+    let judged: Vec<admission::Doc<'_>> = identities
+        .iter()
+        .zip(docs)
+        .map(|(who, d)| admission::Doc {
+            who,
+            kind: d.kind.name(),
+        })
+        .collect();
+    let case = admission::Case {
+        envelope: &envelope,
+        point: "translate",
+        source: &source,
+        category,
+        docs: &judged,
+    };
+    let admitted = match admission::judge(hub, &case, Some(&mut shutdown)).await {
+        Ok(a) => a,
+        Err(admission::Refused::Withheld(w)) => {
+            return quarantine_and_ack(hub, d, &envelope, &w.code(), &w.detail()).await;
+        }
+        Err(admission::Refused::Unavailable(message)) => {
+            tracing::warn!(envelope, error = %message, "translate: cannot judge the message now; requeue");
+            return requeue(d).await;
+        }
+        // Shutting down while waiting: the unacked delivery is redelivered later.
+        Err(admission::Refused::Stopped) => return,
     };
 
     let mut outputs = Vec::with_capacity(docs.len());
-    for (i, doc) in docs.iter().enumerate() {
-        let who = super::Identity::of_json(&doc.json);
-        let subject = match hub.subject_of_retrying(&source, &who, &mut shutdown).await {
-            Ok(Some(s)) => s,
-            Ok(None) => return quarantine_and_ack(hub, d, &envelope, "unknown-subject").await,
-            // Shutting down while the store is away: leave it unacked for redelivery.
-            Err(()) => return,
-        };
-        match hub
-            .decide_until_known(
-                &super::Ask {
-                    envelope: &envelope,
-                    point: "translate",
-                    subject: &subject,
-                    recipient: &platform,
-                    category,
-                    document: doc.kind.name(),
-                },
-                &mut shutdown,
-            )
-            .await
-        {
-            None => return, // shutting down: the unacked delivery is redelivered later
-            Some(Verdict::Deny(r)) => {
-                return quarantine_and_ack(hub, d, &envelope, &format!("consent-denied:{r}")).await;
-            }
-            Some(Verdict::Indeterminate(_)) => return requeue(d).await,
-            Some(Verdict::Permit) => {}
-        }
+    for (i, (doc, subject)) in docs.iter().zip(admitted.subjects).enumerate() {
         let mut props = Props {
             message_id: Some(envelope.clone()),
             correlation_id: d.props.correlation_id.clone(),
@@ -190,9 +193,9 @@ async fn dead_and_ack(hub: &Hub, d: Delivery, envelope: &str, error: &str) {
     }
 }
 
-async fn quarantine_and_ack(hub: &Hub, d: Delivery, envelope: &str, reason: &str) {
+async fn quarantine_and_ack(hub: &Hub, d: Delivery, envelope: &str, reason: &str, detail: &str) {
     match hub
-        .quarantine("translate", &d.props, &d.body, reason, None)
+        .quarantine("translate", &d.props, &d.body, reason, detail, None)
         .await
     {
         Ok(()) => {

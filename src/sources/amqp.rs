@@ -111,6 +111,7 @@ async fn handle(hub: &Hub, d: Delivery, shutdown: &mut watch::Receiver<bool>) {
         Err(Refusal::Forbidden {
             envelope_id,
             reason,
+            ..
         }) => {
             tracing::info!(envelope = %envelope_id, party = %party.id, reason = %reason, "AMQP source: refused (quarantined)");
             settle_ack(d).await;

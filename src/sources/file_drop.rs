@@ -226,8 +226,10 @@ async fn ingest(hub: &Hub, party: &Party, inbox: &Path, name: &str) -> Outcome {
         Err(Refusal::Forbidden {
             envelope_id,
             reason,
+            detail,
         }) => {
-            fail(party, inbox, name, Some(&envelope_id), "refused", &reason).await;
+            let why = format!("{reason}: {detail}");
+            fail(party, inbox, name, Some(&envelope_id), "refused", &why).await;
             Outcome::Settled
         }
         Err(Refusal::Unavailable { message }) => {

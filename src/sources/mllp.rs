@@ -258,9 +258,14 @@ async fn answer(hub: &Hub, ip: IpAddr, payload: Vec<u8>) -> Vec<u8> {
         Err(Refusal::Forbidden {
             envelope_id,
             reason,
+            detail,
         }) => {
             tracing::info!(envelope = %envelope_id, party = %party.id, reason = %reason, "MLLP: AR (quarantined)");
-            ack(msg, AckCode::AR, Some(error("207", &reason)))
+            ack(
+                msg,
+                AckCode::AR,
+                Some(error("207", &format!("{reason}: {detail}"))),
+            )
         }
         Err(Refusal::Unavailable { message }) => {
             tracing::warn!(party = %party.id, error = %message, "MLLP: AE (unavailable; the sender should resend)");

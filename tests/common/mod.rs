@@ -335,10 +335,25 @@ pub struct Tap {
 
 impl Tap {
     pub async fn new(bus: &dyn Bus, queue: &str) -> Tap {
-        let mut consumer: Box<dyn Consumer> = bus
+        let consumer: Box<dyn Consumer> = bus
             .consume(queue, 100)
             .await
             .unwrap_or_else(|e| panic!("consuming `{queue}`: {e}"));
+        Self::on(consumer, queue)
+    }
+
+    /// A copy of everything published to the fanout `exchange` from now on, through a private
+    /// queue of the tap's own: the hub's queue behind the exchange keeps its messages (for a
+    /// replay to find).
+    pub async fn subscribed(bus: &dyn Bus, exchange: &str) -> Tap {
+        let consumer = bus
+            .subscribe(exchange)
+            .await
+            .unwrap_or_else(|e| panic!("subscribing to `{exchange}`: {e}"));
+        Self::on(consumer, exchange)
+    }
+
+    fn on(mut consumer: Box<dyn Consumer>, queue: &str) -> Tap {
         let got = Arc::new(Mutex::new(Vec::new()));
         let sink = got.clone();
         let task = tokio::spawn(async move {

@@ -135,10 +135,11 @@ async fn submit(
         Err(Refusal::Forbidden {
             envelope_id,
             reason,
+            detail,
         }) => outcome(
             kept(builder(StatusCode::FORBIDDEN), &envelope_id),
             Issue::Forbidden,
-            &forbidden_diagnostics(&reason, &envelope_id),
+            &forbidden_diagnostics(&reason, &detail, &envelope_id),
         ),
         Err(Refusal::Unavailable { message }) => {
             tracing::warn!(source = %party.id, error = %message, "HTTP submission: hub unavailable");
@@ -153,16 +154,10 @@ async fn submit(
     }
 }
 
-/// The 403 words: the reason code and the envelope id, and what clears it. Never the subject.
-fn forbidden_diagnostics(reason: &str, envelope_id: &str) -> String {
-    let next = if reason == "unknown-subject" {
-        "the hub does not know whose data this is (no 保険者番号 + 被保険者番号 in the message, and none linked to its patient identifiers); it is held in quarantine and re-driven once the link exists"
-    } else if reason.starts_with("consent-denied") {
-        "no consent lets this person's data of this category come to the platform; it is held in quarantine and re-driven once a consent is registered"
-    } else {
-        "it is held in quarantine for review"
-    };
-    format!("refused: {reason} (envelope {envelope_id}); {next}")
+/// The 403 words: the reason code, the envelope id, what is missing and what clears it
+/// ([`crate::pipeline::admission::Withheld::detail`]). Never the subject.
+fn forbidden_diagnostics(reason: &str, detail: &str, envelope_id: &str) -> String {
+    format!("refused: {reason} (envelope {envelope_id}, held in quarantine): {detail}")
 }
 
 /// The sender's `X-Request-Id`: absent is fine; present must be 1–128 visible ASCII characters.
@@ -243,12 +238,19 @@ mod tests {
     }
 
     #[test]
-    fn forbidden_answers_name_the_reason_and_envelope_only() {
-        let d = forbidden_diagnostics("consent-denied:no-consent", "k123");
-        assert!(
-            d.contains("consent-denied:no-consent") && d.contains("k123"),
-            "{d}"
+    fn forbidden_answers_name_the_reason_envelope_and_what_is_missing() {
+        let d = forbidden_diagnostics(
+            "consent-denied:no-consent",
+            "no consent in force lets care-plan go to the platform",
+            "k123",
         );
-        assert!(forbidden_diagnostics("unknown-subject", "k1").contains("link"));
+        for part in [
+            "consent-denied:no-consent",
+            "k123",
+            "quarantine",
+            "care-plan",
+        ] {
+            assert!(d.contains(part), "`{part}` missing: {d}");
+        }
     }
 }

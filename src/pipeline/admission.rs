@@ -1,0 +1,404 @@
+//! Admission: may this sender bring these documents, about these people, to the platform? The
+//! one judgement every message passes before the platform keeps or forwards it — asked by
+//! ingress of a new message, by translate of every message it maps (new or replayed), and by
+//! deliver of a copy that did not come through translate this time (a replayed canonical
+//! document). A message is never trusted because it was once seen: each asks again, with the
+//! parties and consents in force now.
+//!
+//! In: the sending party's id, the category, and each document's [`Identity`] and kind. Out:
+//! each document's subject ([`Admitted`]), or why it is withheld ([`Withheld`]: a reason code
+//! for headers and audit, a sentence for the sender and operators that says what is missing and
+//! what clears it, and whether any later fact can clear it at all), or that the store or registry
+//! could not answer.
+//!
+//! The checks, in order: the sender is a party of the parties file; no document names another
+//! party as its sender (`sender-mismatch`); every document resolves to a person
+//! (`unknown-subject`); a municipality speaks only for the people it insures
+//! (`insurer-mismatch`); every person consented to this category reaching the platform
+//! (`consent-denied:<why>`, consent #1/#2).
+//!
+//! Must never: echo a 保険者番号, 被保険者番号 or any other personal value in a reason or sentence,
+//! or let a reason that no later fact can cure be released by `replay`.
+
+use super::{Ask, Hub, Identity, Verdict};
+use crate::consent::{Category, DenyReason, PartyKind, Recipient, Subject};
+use tokio::sync::watch;
+
+/// One document to judge.
+#[derive(Clone, Copy)]
+pub struct Doc<'a> {
+    /// What the document says about whose it is and who sent it.
+    pub who: &'a Identity,
+    /// Its canonical kind (`CarePlan@1`).
+    pub kind: &'a str,
+}
+
+/// A message to judge.
+pub struct Case<'a> {
+    /// Envelope id (for the audit events of the consent decisions).
+    pub envelope: &'a str,
+    /// Where it is asked: `ingress`, `translate` or `deliver`.
+    pub point: &'a str,
+    /// The party the message came from: authenticated by the source (ingress), or as the
+    /// source recorded it in `x-kaigo-source` (the hops; only the hub writes that header).
+    pub source: &'a str,
+    /// The platform category of the documents.
+    pub category: Category,
+    /// The documents, in envelope order.
+    pub docs: &'a [Doc<'a>],
+}
+
+/// The message may come: each document's subject, in document order.
+#[derive(Debug)]
+pub struct Admitted {
+    /// The person of each document.
+    pub subjects: Vec<Subject>,
+}
+
+impl Admitted {
+    /// The distinct subjects, in first-seen order.
+    pub fn distinct(&self) -> Vec<&Subject> {
+        let mut out: Vec<&Subject> = Vec::new();
+        for s in &self.subjects {
+            if !out.contains(&s) {
+                out.push(s);
+            }
+        }
+        out
+    }
+}
+
+/// Why a message (or one recipient's copy) is withheld. Document numbers count from 1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Withheld {
+    /// The sender is not (or no longer) a party of the parties file.
+    UnknownSender {
+        /// The party id the message came from.
+        source: String,
+    },
+    /// A document names another party as its sender (MSH-4, the file name's 送信元, …).
+    SenderMismatch {
+        /// Which document.
+        document: usize,
+        /// The party id it names.
+        claimed: String,
+        /// The party it came from.
+        source: String,
+    },
+    /// A document carries no subject the hub can resolve.
+    UnknownSubject {
+        /// Which document.
+        document: usize,
+        /// Its kind.
+        kind: String,
+        /// The party whose identifiers were looked up.
+        source: String,
+    },
+    /// A municipality sent the data of a person another insurer insures.
+    InsurerMismatch {
+        /// Which document.
+        document: usize,
+        /// Its kind.
+        kind: String,
+        /// The municipality.
+        source: String,
+    },
+    /// No consent lets this category of this person go to `recipient`.
+    ConsentDenied {
+        /// Which document.
+        document: usize,
+        /// Its kind.
+        kind: String,
+        /// Why the registry said no.
+        reason: DenyReason,
+        /// The category asked for.
+        category: Category,
+        /// Who would have received it (the platform at ingress and translate).
+        recipient: Recipient,
+    },
+}
+
+/// Reason codes that no later fact can cure: a party claiming another's identity, a municipality
+/// sending another insurer's person. `replay` never releases a message parked for one of them.
+pub const INCURABLE: [&str; 2] = ["sender-mismatch", "insurer-mismatch"];
+
+/// Can a later fact (a consent granted, a link registered, a party added) cure a message parked
+/// with this reason code? Unknown codes are taken as curable: the hops judge again on replay.
+pub fn curable(reason: &str) -> bool {
+    !INCURABLE.contains(&reason)
+}
+
+impl Withheld {
+    /// The reason code for headers, audit events and the sender (`consent-denied:no-consent`).
+    pub fn code(&self) -> String {
+        match self {
+            Withheld::UnknownSender { .. } => "unknown-sender".into(),
+            Withheld::SenderMismatch { .. } => "sender-mismatch".into(),
+            Withheld::UnknownSubject { .. } => "unknown-subject".into(),
+            Withheld::InsurerMismatch { .. } => "insurer-mismatch".into(),
+            Withheld::ConsentDenied { reason, .. } => format!("consent-denied:{}", reason.code()),
+        }
+    }
+
+    /// True when a later fact can cure it (see [`curable`]).
+    pub fn curable(&self) -> bool {
+        curable(&self.code())
+    }
+
+    /// What is missing and what clears it, in one sentence with ids and codes only.
+    pub fn detail(&self) -> String {
+        match self {
+            Withheld::UnknownSender { source } => format!(
+                "the message came from party {source}, which the parties file does not list (any more); add the party again, then replay it"
+            ),
+            Withheld::SenderMismatch {
+                document,
+                claimed,
+                source,
+            } => format!(
+                "document {document} names party {claimed} as its sender, but it came from {source}: a party sends only as itself; no later fact makes this right, so replay keeps it"
+            ),
+            Withheld::UnknownSubject {
+                document,
+                kind,
+                source,
+            } => format!(
+                "document {document} ({kind}) carries no 保険者番号 + 被保険者番号 and none of its identifiers is linked for party {source}: link the person (kaigo-hub consent link --party {source} --local-id <id> --subject <保険者番号:被保険者番号>), then replay it"
+            ),
+            Withheld::InsurerMismatch {
+                document,
+                kind,
+                source,
+            } => format!(
+                "document {document} ({kind}) is about a person another insurer insures: municipality {source} sends only the data of the people it insures; no later fact makes this right, so replay keeps it"
+            ),
+            Withheld::ConsentDenied {
+                document,
+                kind,
+                reason,
+                category,
+                recipient,
+            } => {
+                let cat = category.code();
+                let who = match recipient.kind {
+                    PartyKind::Platform => format!("the platform (hub {})", recipient.id.as_str()),
+                    k => format!("{} {}", k.code(), recipient.id.as_str()),
+                };
+                let why = match reason {
+                    DenyReason::NoConsent => "the person has no consent registered".to_string(),
+                    DenyReason::RecipientNotCovered => {
+                        format!("no consent of the person names {who} or its kind")
+                    }
+                    DenyReason::CategoryNotCovered => {
+                        format!("the person's consents for {who} do not cover {cat}")
+                    }
+                    DenyReason::PurposeMismatch => {
+                        "the consent that covers it is for another purpose".to_string()
+                    }
+                    DenyReason::Expired => "the consent that covered it has ended".to_string(),
+                    DenyReason::NotYetValid => {
+                        "the consent that covers it starts later".to_string()
+                    }
+                    DenyReason::Revoked => {
+                        "the person revoked the consent that covered it".to_string()
+                    }
+                };
+                let to = match recipient.kind {
+                    PartyKind::Platform => "platform".to_string(),
+                    _ => recipient.id.as_str().to_string(),
+                };
+                format!(
+                    "document {document} ({kind}): no consent in force lets {cat} go to {who} ({why}); what is missing is the person's consent for {cat} to {to} (kaigo-hub consent grant --subject <保険者番号:被保険者番号> --to {to} --categories {cat} --from <YYYY-MM-DD>), then replay it"
+                )
+            }
+        }
+    }
+}
+
+/// Why a message was not admitted.
+#[derive(Debug)]
+pub enum Refused {
+    /// Withheld for a reason (quarantine it).
+    Withheld(Withheld),
+    /// The store or the consent registry did not answer (only without patience): retry later.
+    Unavailable(String),
+    /// Shutdown was asked for while waiting for the store or registry (only with patience):
+    /// leave the message unsettled.
+    Stopped,
+}
+
+/// Judges `case`. Without `patience` an unreachable store or registry is [`Refused::Unavailable`]
+/// at once (ingress: the sender is told to retry); with it, the question is asked again with
+/// backoff until answered or shutdown ([`Refused::Stopped`]).
+pub async fn judge(
+    hub: &Hub,
+    case: &Case<'_>,
+    mut patience: Option<&mut watch::Receiver<bool>>,
+) -> Result<Admitted, Refused> {
+    let parties = hub.parties.current();
+    let Some(party) = parties.get(case.source) else {
+        return Err(Refused::Withheld(Withheld::UnknownSender {
+            source: case.source.to_string(),
+        }));
+    };
+
+    // A party may only send as itself. Free-form sender ids are not party ids.
+    for (i, d) in case.docs.iter().enumerate() {
+        let claimed = d.who.sender();
+        let party_like =
+            matches!(claimed.len(), 6 | 10) && claimed.bytes().all(|b| b.is_ascii_digit());
+        if party_like && claimed != party.id {
+            return Err(Refused::Withheld(Withheld::SenderMismatch {
+                document: i + 1,
+                claimed: claimed.to_string(),
+                source: party.id.clone(),
+            }));
+        }
+    }
+
+    // Whose data is it? Every document must resolve to a person.
+    let mut subjects = Vec::with_capacity(case.docs.len());
+    for (i, d) in case.docs.iter().enumerate() {
+        let found = match patience.as_deref_mut() {
+            Some(shutdown) => hub
+                .subject_of_retrying(&party.id, d.who, shutdown)
+                .await
+                .map_err(|()| Refused::Stopped)?,
+            None => hub
+                .subject_of(&party.id, d.who)
+                .await
+                .map_err(Refused::Unavailable)?,
+        };
+        let Some(subject) = found else {
+            return Err(Refused::Withheld(Withheld::UnknownSubject {
+                document: i + 1,
+                kind: d.kind.to_string(),
+                source: party.id.clone(),
+            }));
+        };
+        // A municipality (保険者) speaks only for the people it insures.
+        if party.kind == PartyKind::Municipality && subject.insurer_number.as_str() != party.id {
+            return Err(Refused::Withheld(Withheld::InsurerMismatch {
+                document: i + 1,
+                kind: d.kind.to_string(),
+                source: party.id.clone(),
+            }));
+        }
+        subjects.push(subject);
+    }
+
+    // Consent #1 / #2: may each person's data of this category come to the platform?
+    let Some(platform) = hub.platform() else {
+        return Err(Refused::Unavailable(
+            "the hub's own party id (hub.id in the parties file) is not a valid party id".into(),
+        ));
+    };
+    let admitted = Admitted { subjects };
+    for subject in admitted.distinct() {
+        let document = admitted
+            .subjects
+            .iter()
+            .position(|s| s == subject)
+            .unwrap_or(0);
+        let kind = case.docs.get(document).map_or("", |d| d.kind);
+        let ask = Ask {
+            envelope: case.envelope,
+            point: case.point,
+            subject,
+            recipient: &platform,
+            category: case.category,
+            document: kind,
+        };
+        let verdict = match patience.as_deref_mut() {
+            Some(shutdown) => hub
+                .decide_until_known(&ask, shutdown)
+                .await
+                .ok_or(Refused::Stopped)?,
+            None => hub.decide(&ask).await,
+        };
+        match verdict {
+            Verdict::Permit => {}
+            Verdict::Deny(reason) => {
+                return Err(Refused::Withheld(Withheld::ConsentDenied {
+                    document: document + 1,
+                    kind: kind.to_string(),
+                    reason,
+                    category: case.category,
+                    recipient: platform.clone(),
+                }));
+            }
+            Verdict::Indeterminate(message) => return Err(Refused::Unavailable(message)),
+        }
+    }
+    Ok(admitted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consent::PartyId;
+
+    #[test]
+    fn only_a_false_identity_and_another_insurers_person_are_incurable() {
+        for code in ["sender-mismatch", "insurer-mismatch"] {
+            assert!(!curable(code), "{code}");
+        }
+        for code in [
+            "consent-denied:no-consent",
+            "consent-denied:revoked",
+            "unknown-subject",
+            "unknown-sender",
+            "something-new",
+        ] {
+            assert!(curable(code), "{code}");
+        }
+        let w = Withheld::InsurerMismatch {
+            document: 1,
+            kind: "InsuranceCard@1".into(),
+            source: "131011".into(),
+        };
+        assert_eq!(w.code(), "insurer-mismatch");
+        assert!(!w.curable());
+        assert!(w.detail().contains("replay keeps it"), "{}", w.detail());
+    }
+
+    #[test]
+    fn a_consent_refusal_names_the_category_the_party_that_lacks_it_and_what_to_grant() {
+        let platform = Recipient {
+            id: PartyId::parse("9990000001").expect("id"),
+            kind: PartyKind::Platform,
+        };
+        let w = Withheld::ConsentDenied {
+            document: 2,
+            kind: "CarePlan@1".into(),
+            reason: DenyReason::CategoryNotCovered,
+            category: Category::CarePlan,
+            recipient: platform,
+        };
+        assert_eq!(w.code(), "consent-denied:category-not-covered");
+        let d = w.detail();
+        for part in [
+            "document 2 (CarePlan@1)",
+            "care-plan",
+            "the platform (hub 9990000001)",
+            "--to platform --categories care-plan",
+        ] {
+            assert!(d.contains(part), "`{part}` missing from: {d}");
+        }
+        let provider = Recipient {
+            id: PartyId::parse("0300000005").expect("id"),
+            kind: PartyKind::Provider,
+        };
+        let w = Withheld::ConsentDenied {
+            document: 1,
+            kind: "CarePlan@1".into(),
+            reason: DenyReason::Revoked,
+            category: Category::CarePlan,
+            recipient: provider,
+        };
+        let d = w.detail();
+        assert!(d.contains("provider 0300000005"), "{d}");
+        assert!(d.contains("--to 0300000005"), "{d}");
+        assert!(d.contains("revoked"), "{d}");
+    }
+}
