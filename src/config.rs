@@ -57,6 +57,11 @@ pub struct Config {
     /// backstop for a change made by a process that could not announce it. `0` = read the store
     /// at every decision. Env `KAIGO_CONSENT_CACHE_SECS`.
     pub consent_cache_secs: u64,
+    /// Days a quarantined copy is kept (counted from when it was quarantined) before it is
+    /// dropped, with an audit event (`expired`): quarantine holds personal data no longer than
+    /// it must. Checked once an hour. `0` keeps them until replayed. Env
+    /// `KAIGO_QUARANTINE_KEEP_DAYS`.
+    pub quarantine_keep_days: u64,
     /// Days a delivery key (envelope, document, recipient: what keeps a recipient from getting a
     /// copy twice) is kept; older keys are forgotten once an hour. `0` (the default) keeps them
     /// forever. Set it longer than any message may wait in a queue or in `dead`/`quarantine`
@@ -145,6 +150,7 @@ impl Default for Config {
             poll_ms: 500,
             watch_mappings: false,
             consent_cache_secs: 30,
+            quarantine_keep_days: 30,
             delivered_keep_days: 0,
             max_backlog: 0,
             retry_delays_ms: crate::bus::topology::DEFAULT_RETRY_DELAYS_MS.to_vec(),
@@ -176,6 +182,7 @@ pub const KEYS: &[&str] = &[
     "poll_ms",
     "watch_mappings",
     "consent_cache_secs",
+    "quarantine_keep_days",
     "delivered_keep_days",
     "max_backlog",
     "retry_delays_ms",
@@ -266,6 +273,9 @@ impl Config {
         }
         if let Some(v) = get("KAIGO_DELIVERED_KEEP_DAYS") {
             self.delivered_keep_days = num("KAIGO_DELIVERED_KEEP_DAYS", v)?;
+        }
+        if let Some(v) = get("KAIGO_QUARANTINE_KEEP_DAYS") {
+            self.quarantine_keep_days = num("KAIGO_QUARANTINE_KEEP_DAYS", v)?;
         }
         if let Some(v) = get("KAIGO_MAX_BACKLOG") {
             self.max_backlog = num("KAIGO_MAX_BACKLOG", v)?;
@@ -569,10 +579,10 @@ mod tests {
         }
     }
 
-    /// A numeric setting: 0 by default, read from the file, overridden by its variable, and a
-    /// variable that is not a number is an error naming it.
-    fn numeric_setting(key: &str, env: &str, field: fn(&Config) -> u64) {
-        assert_eq!(field(&Config::default()), 0, "{key} is off by default");
+    /// A numeric setting: `default` by default, read from the file, overridden by its variable,
+    /// and a variable that is not a number is an error naming it.
+    fn numeric_setting(key: &str, env: &str, default: u64, field: fn(&Config) -> u64) {
+        assert_eq!(field(&Config::default()), default, "{key}'s default");
         let mut c: Config = toml::from_str(&format!("{key} = 90")).expect("known key");
         assert_eq!(field(&c), 90);
         c.apply_env(|k| (k == env).then(|| "30".into())).unwrap();
@@ -586,9 +596,19 @@ mod tests {
 
     #[test]
     fn delivery_keys_are_kept_forever_unless_delivered_keep_days_says_otherwise() {
-        numeric_setting("delivered_keep_days", "KAIGO_DELIVERED_KEEP_DAYS", |c| {
+        numeric_setting("delivered_keep_days", "KAIGO_DELIVERED_KEEP_DAYS", 0, |c| {
             c.delivered_keep_days
         });
+    }
+
+    #[test]
+    fn quarantined_copies_are_kept_thirty_days_unless_quarantine_keep_days_says_otherwise() {
+        numeric_setting(
+            "quarantine_keep_days",
+            "KAIGO_QUARANTINE_KEEP_DAYS",
+            30,
+            |c| c.quarantine_keep_days,
+        );
     }
 
     #[test]
@@ -618,6 +638,6 @@ mod tests {
 
     #[test]
     fn the_backlog_is_unbounded_unless_max_backlog_says_otherwise() {
-        numeric_setting("max_backlog", "KAIGO_MAX_BACKLOG", |c| c.max_backlog);
+        numeric_setting("max_backlog", "KAIGO_MAX_BACKLOG", 0, |c| c.max_backlog);
     }
 }

@@ -160,6 +160,11 @@ pub async fn start(cfg: &Config) -> Result<Running, String> {
             rx.clone(),
         )));
     }
+    tasks.push(tokio::spawn(crate::pipeline::retention::run(
+        hub.clone(),
+        cfg.quarantine_keep_days,
+        rx.clone(),
+    )));
     if cfg.delivered_keep_days > 0 {
         tasks.push(tokio::spawn(crate::pipeline::keys::expire(
             hub.store.clone(),

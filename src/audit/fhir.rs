@@ -185,7 +185,7 @@ fn action(hop: Hop) -> &'static str {
 
 fn outcome(decision: Decision) -> &'static str {
     match decision {
-        Decision::Permit | Decision::Accepted | Decision::Delivered => "0",
+        Decision::Permit | Decision::Accepted | Decision::Delivered | Decision::Expired => "0",
         Decision::Deny | Decision::Rejected | Decision::Quarantined | Decision::Retrying => "4",
         Decision::Indeterminate | Decision::Dead => "8",
     }
@@ -278,6 +278,7 @@ mod tests {
             (Decision::Permit, "0"),
             (Decision::Accepted, "0"),
             (Decision::Delivered, "0"),
+            (Decision::Expired, "0"),
             (Decision::Deny, "4"),
             (Decision::Rejected, "4"),
             (Decision::Quarantined, "4"),

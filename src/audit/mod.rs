@@ -134,11 +134,14 @@ pub enum Decision {
     /// A recipient's sink failed; its copy waits to be tried again (the attempt and the error
     /// kind go in `reason`).
     Retrying,
+    /// A parked copy was dropped after its retention (`quarantine_keep_days`; the reason it was
+    /// parked for goes in `reason`).
+    Expired,
 }
 
 impl Decision {
     /// Every decision, in declaration order.
-    pub const ALL: [Decision; 9] = [
+    pub const ALL: [Decision; 10] = [
         Decision::Permit,
         Decision::Deny,
         Decision::Indeterminate,
@@ -148,6 +151,7 @@ impl Decision {
         Decision::Dead,
         Decision::Quarantined,
         Decision::Retrying,
+        Decision::Expired,
     ];
 
     /// The wire name (`permit`, `deny`, …), as stored in [`AuditEvent::decision`].
@@ -162,6 +166,7 @@ impl Decision {
             Decision::Dead => "dead",
             Decision::Quarantined => "quarantined",
             Decision::Retrying => "retrying",
+            Decision::Expired => "expired",
         }
     }
 }

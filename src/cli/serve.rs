@@ -36,6 +36,8 @@ use std::path::PathBuf;
   watch_mappings KAIGO_WATCH_MAPPINGS reload changed mapping files (same as --watch)      [false]
   consent_cache_secs KAIGO_CONSENT_CACHE_SECS  seconds a process may reuse a person's consents
                 between changes announced on <prefix>.consent (RabbitMQ only; 0 = off)  [30]
+  quarantine_keep_days KAIGO_QUARANTINE_KEEP_DAYS  days a quarantined copy is kept, then
+                dropped with an audit event (expired); 0 = until replayed             [30]
   delivered_keep_days KAIGO_DELIVERED_KEEP_DAYS  days a delivery key (no copy twice to a
                 recipient) is kept; longer than any replay may come; 0 = forever      [0]
   max_backlog   KAIGO_MAX_BACKLOG   messages waiting in translate + deliver at which the

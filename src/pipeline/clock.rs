@@ -28,6 +28,32 @@ fn now_secs() -> (i64, u32) {
 /// Now as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub fn now_rfc3339() -> String {
     let (s, ms) = now_secs();
+    rfc3339_at(s, ms)
+}
+
+/// The moment `ago` before now, as [`now_rfc3339`] writes it: two such texts compare in time
+/// order as strings.
+pub fn rfc3339_before(ago: std::time::Duration) -> String {
+    let (s, ms) = now_secs();
+    let ago = i64::try_from(ago.as_secs()).unwrap_or(i64::MAX / 2);
+    rfc3339_at(s.saturating_sub(ago), ms)
+}
+
+/// Is `text` written as [`now_rfc3339`] writes (so that it compares with its results)?
+pub fn is_rfc3339(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.len() == 24
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
+            19 => *c == b'.',
+            23 => *c == b'Z',
+            _ => c.is_ascii_digit(),
+        })
+}
+
+fn rfc3339_at(s: i64, ms: u32) -> String {
     let (y, m, d) = civil(s.div_euclid(86_400));
     let t = s.rem_euclid(86_400);
     format!(
@@ -78,6 +104,21 @@ pub fn envelope_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_moment_before_now_is_written_as_now_is_and_compares_as_text() {
+        let now = now_rfc3339();
+        let day = std::time::Duration::from_secs(86_400);
+        let earlier = rfc3339_before(40 * day);
+        assert!(is_rfc3339(&now) && is_rfc3339(&earlier), "{now} {earlier}");
+        assert!(earlier < now);
+        assert!(rfc3339_before(41 * day) < earlier);
+        assert_eq!(rfc3339_at(0, 5), "1970-01-01T00:00:00.005Z");
+        assert_eq!(rfc3339_at(951_782_400, 0), "2000-02-29T00:00:00.000Z");
+        for not in ["2026-12-06T00:00:00Z", "2026-12-06 00:00:00.000Z", "", "x"] {
+            assert!(!is_rfc3339(not), "{not}");
+        }
+    }
 
     #[test]
     fn civil_dates_are_right_around_leap_years() {

@@ -24,6 +24,8 @@ pub struct Metrics {
     pub quarantined: AtomicU64,
     /// Messages sent to the dead-letter queue.
     pub dead: AtomicU64,
+    /// Quarantined copies dropped after `quarantine_keep_days`.
+    pub quarantine_expired: AtomicU64,
     /// Consent decisions: permit.
     pub permit: AtomicU64,
     /// Consent decisions: deny.
@@ -108,6 +110,12 @@ impl Metrics {
             "kaigo_messages_dead_total",
             "Messages dead-lettered.",
             &self.dead,
+            "",
+        );
+        counter(
+            "kaigo_quarantine_expired_total",
+            "Quarantined copies dropped after quarantine_keep_days (each audited).",
+            &self.quarantine_expired,
             "",
         );
         counter(

@@ -16,6 +16,7 @@ pub mod ingress;
 pub mod keys;
 pub mod metrics;
 pub mod replay;
+pub mod retention;
 pub mod retry;
 pub mod translate;
 
