@@ -887,3 +887,43 @@ async fn unusable_push_settings_stop_the_start_naming_the_setting_and_file() {
         panic!("the push settings of the test PKI: {e}");
     }
 }
+
+/// A copy waiting to be tried again is judged again when it comes back, as a new message would
+/// be (issue 13: nothing is delivered without every check a new message would pass): the person
+/// revoked the consent that let their data reach the platform while the care manager's endpoint
+/// was down, so the retry is quarantined at the deliver hop, never POSTed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_waiting_copy_is_judged_again_and_a_consent_revoked_meanwhile_keeps_it_back() {
+    let (url, seen) = recipient(1).await;
+    let s = Scratch::rabbit("push-revoked", push_to(&url));
+    let mut cfg = s.config();
+    cfg.retry_delays_ms = vec![1500];
+    let (running, _provider, _dead) = pushing_hub(&s, &cfg).await;
+    let hub = running.hub.clone();
+    let quarantine = Tap::new(hub.bus.as_ref(), &hub.topology.quarantine_queue()).await;
+
+    let envelope = post_sample_patient(running.http_addr).await;
+    eventually("the first POST was refused", async || {
+        seen.lock().unwrap().len() == 1
+    })
+    .await;
+    // demo-0-0: person 1's consent to the platform (kaigo_hub::demo::seed).
+    hub.revoke_consent("demo-0-0", &kaigo_hub::pipeline::clock::now_rfc3339())
+        .await
+        .expect("revoked");
+    let held = quarantine
+        .wait("the retried copy withheld", |m| !m.is_empty())
+        .await;
+    assert_eq!(held[0].envelope(), envelope);
+    assert_eq!(
+        held[0].header("x-kaigo-reason"),
+        Some("consent-denied:revoked")
+    );
+    assert_eq!(held[0].header("x-kaigo-refused-at"), Some("deliver"));
+    assert_eq!(held[0].header("x-kaigo-hop"), Some("deliver"));
+    let detail = held[0].header("x-kaigo-detail").unwrap_or_default();
+    assert!(detail.contains("the platform (hub 9990000001)"), "{detail}");
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(seen.lock().unwrap().len(), 1, "the retry was POSTed");
+    running.stop().await;
+}

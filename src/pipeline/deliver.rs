@@ -84,9 +84,10 @@ async fn handle(hub: &Hub, mut d: Delivery, mut shutdown: watch::Receiver<bool>)
         return;
     };
     // A document translate vouched for just now needs only its subject; any other copy (one
-    // `replay` put back) is judged as a new message would be: sender, subject, insurer, and
-    // the person's consent to the platform, as in force now.
-    let from_translate = d.props.header(h::HOP) == Some("translate");
+    // `replay` put back, one back from a waiting room minutes later) is judged as a new message
+    // would be: sender, subject, insurer, and the person's consent to the platform, as in force
+    // now.
+    let from_translate = d.props.header(h::HOP) == Some("translate") && retry_for.is_none();
     let withheld = if from_translate {
         match hub.subject_of_retrying(&source, &who, &mut shutdown).await {
             Ok(Some(s)) => Ok(s),
