@@ -17,7 +17,9 @@ pub struct Config {
     /// Env `KAIGO_AMQP_URL`.
     pub amqp_url: Option<String>,
     /// Database for consents, cross-reference and delivery keys: `postgres://user@host/db` (several
-    /// hub processes share it) or a SQLite file path (default `<data_dir>/kaigo-hub.sqlite`).
+    /// hub processes share it) or a SQLite file: a path, `sqlite:PATH`, `sqlite:///ABSOLUTE/PATH`
+    /// or `file:PATH` (default `<data_dir>/kaigo-hub.sqlite`; `sqlite::memory:` is refused).
+    /// `serve` creates it; every other command refuses one that does not exist.
     /// Env `KAIGO_DATABASE_URL`.
     pub database_url: Option<String>,
     /// Directory for the SQLite file, the audit log and the subject-hash key. Env `KAIGO_DATA_DIR`.
@@ -380,7 +382,9 @@ impl Config {
         }
     }
 
-    /// The store URL: `database_url`, or the SQLite file under `data_dir`.
+    /// The store URL: `database_url`, or the SQLite file under `data_dir`. `database_url` may be
+    /// `postgres://…` or a SQLite file as a path, `sqlite:PATH`, `sqlite:///ABSOLUTE/PATH` or
+    /// `file:PATH` (`store::Location::parse` says which forms are refused, and why).
     pub fn store_url(&self) -> String {
         match &self.database_url {
             Some(u) => u.clone(),

@@ -58,7 +58,7 @@ pub async fn build(cfg: &Config) -> Result<Arc<Hub>, String> {
         .map_err(|e| format!("{}: {e}", cfg.data_dir.display()))?;
     let store: Arc<dyn Store> = crate::store::open(&cfg.store_url())
         .await
-        .map_err(|e| format!("store {}: {e}", redact(&cfg.store_url())))?;
+        .map_err(|e| format!("store: {e}"))?;
     let audit = AuditWriter::open(&cfg.audit_path())?;
     let hasher = SubjectHasher::new(&subject_key(cfg)?).map_err(|e| e.to_string())?;
     let mut topology = Topology::new(&cfg.prefix);

@@ -1,5 +1,6 @@
 //! `kaigo-hub consent grant|revoke|list|import|link`: manages the consent registry and the
-//! subject cross-reference in the hub's store (the database `serve` reads), then, when the config
+//! subject cross-reference in the hub's store (the database `serve` reads; one that does not exist
+//! is refused, naming it), then, when the config
 //! names RabbitMQ, announces each change on the `<prefix>.consent` fanout so that every running
 //! hub process drops its cached copy: a revoke takes effect for messages already waiting in queues.
 
@@ -83,9 +84,9 @@ pub fn run(config: Option<PathBuf>, action: Action) -> Result<u8, Failure> {
     let cfg = Config::load(config.as_deref()).map_err(Failure::usage)?;
     // The runtime drives a PostgreSQL client; it must outlive every store call below.
     let rt = super::serve::runtime()?;
-    let store = rt
-        .block_on(kaigo_hub::store::open(&cfg.store_url()))
-        .map_err(|e| Failure::usage(e.to_string()))?;
+    let (store, place) = rt.block_on(super::open_store(&cfg))?;
+    // On stderr: `list` prints JSON lines on stdout.
+    eprintln!("kaigo-hub: store: {place}");
     let store = store.as_ref();
     let fail = |e: kaigo_hub::consent::ConsentError| Failure::input(e.to_string());
     let change = |change: &str, id: &str| ConsentChanged {

@@ -128,6 +128,39 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
     }
 }
 
+/// Opens the store `cfg` names, which must exist (only `serve` creates one), with what it is for
+/// messages ([`kaigo_hub::store::Location::describe`]). A missing store is a usage error naming
+/// it and the settings that choose it.
+pub async fn open_store(
+    cfg: &kaigo_hub::config::Config,
+) -> Result<(std::sync::Arc<dyn kaigo_hub::store::Store>, String), Failure> {
+    use kaigo_hub::store::{Location, OpenError, open_existing};
+    let url = cfg.store_url();
+    let chosen_by = match &cfg.database_url {
+        Some(_) => "database_url (KAIGO_DATABASE_URL)".to_string(),
+        None => format!(
+            "data_dir `{}` (KAIGO_DATA_DIR), relative to the working directory {}",
+            cfg.data_dir.display(),
+            std::env::current_dir()
+                .map(|d| d.display().to_string())
+                .unwrap_or_else(|_| "?".into())
+        ),
+    };
+    match open_existing(&url).await {
+        Ok(store) => {
+            let place = Location::parse(&url)
+                .map(|l| l.describe())
+                .unwrap_or_default();
+            Ok((store, place))
+        }
+        Err(e @ OpenError::Missing { .. }) => Err(Failure::usage(format!(
+            "{e}; this command uses the store chosen by {chosen_by}: point it at the hub's store \
+             with --config FILE, KAIGO_DATA_DIR or KAIGO_DATABASE_URL"
+        ))),
+        Err(e) => Err(Failure::usage(e.to_string())),
+    }
+}
+
 /// Loads the mapping directory or fails with every error, one per line.
 pub fn load_mappings(dir: &Path) -> Result<MappingSet, Failure> {
     MappingSet::load_dir(dir).map_err(|errors| {

@@ -12,7 +12,10 @@ use std::path::PathBuf;
   http_addr     KAIGO_HTTP_ADDR     HTTP listen address (FHIR API, /health, /metrics)   [127.0.0.1:8080]
   mllp_addr     KAIGO_MLLP_ADDR     MLLP listen address (HL7 v2)                        [127.0.0.1:2575]
   amqp_url      KAIGO_AMQP_URL      RabbitMQ URL; unset = embedded in-memory bus          [unset]
-  database_url  KAIGO_DATABASE_URL  SQLite file for consents, cross-reference, delivery keys [data/kaigo-hub.sqlite]
+  database_url  KAIGO_DATABASE_URL  store for consents, cross-reference and delivery keys:
+                postgres://user@host/db, or a SQLite file (PATH, sqlite:PATH,
+                sqlite:///ABS/PATH, file:PATH); serve creates it, other commands refuse one
+                that does not exist                           [<data_dir>/kaigo-hub.sqlite]
   data_dir      KAIGO_DATA_DIR      SQLite file, audit log (audit.jsonl), subject-hash key [data]
   prefix        KAIGO_PREFIX        prefix of every exchange and queue name                [kaigo]
   mappings      KAIGO_MAPPINGS      mapping directory                                      [mappings]

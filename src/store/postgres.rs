@@ -7,7 +7,7 @@
 //! `Store::consents_of_async`). A lost connection makes decisions `Indeterminate` (retried by the
 //! hops) and is re-established on the next call. Never a permit on doubt.
 
-use super::{Store, StoreError, StoreFuture, apply_change};
+use super::{Existing, Store, StoreError, StoreFuture, apply_change};
 use crate::consent::{
     Consent, ConsentError, ConsentRegistry, Decision, IndeterminateReason, Question, Subject,
     decide_from,
@@ -183,6 +183,35 @@ impl PostgresStore {
         if let Some(schema) = search_path(url) {
             within(client.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))).await?;
         }
+        Self::ready(url, client).await
+    }
+
+    /// Connects to `url` only if the hub's tables exist there (in the schema the URL's
+    /// `search_path` names, or the default one): what every command but `serve` does. Nothing is
+    /// created when they do not.
+    pub async fn connect_existing(url: &str) -> Result<PostgresStore, Existing> {
+        let client = connect(url).await.map_err(Existing::Unavailable)?;
+        let row = within(client.query_one("SELECT to_regclass('consents') IS NOT NULL", &[]))
+            .await
+            .map_err(Existing::Unavailable)?;
+        if !row.get::<_, bool>(0) {
+            return Err(Existing::Missing(match search_path(url) {
+                Some(schema) => format!(
+                    "schema `{schema}` has no kaigo-hub tables (`kaigo-hub serve` creates them \
+                     when it first starts)"
+                ),
+                None => "the database has no kaigo-hub tables in its search_path (`kaigo-hub \
+                         serve` creates them when it first starts)"
+                    .into(),
+            }));
+        }
+        Self::ready(url, client)
+            .await
+            .map_err(Existing::Unavailable)
+    }
+
+    /// Creates the tables that are missing (a newer version's), and the store on `client`.
+    async fn ready(url: &str, client: Client) -> Result<PostgresStore, StoreError> {
         within(client.batch_execute(SCHEMA)).await?;
         Ok(PostgresStore {
             url: url.to_string(),

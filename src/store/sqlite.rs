@@ -4,7 +4,7 @@
 //! the embedded store and the in-memory model cannot disagree. A database error is never a
 //! permit: `decide` answers `Indeterminate` and the hop retries.
 
-use super::{Store, StoreError, apply_change};
+use super::{Existing, Store, StoreError, apply_change};
 use crate::consent::{
     Consent, ConsentError, ConsentRegistry, Decision, IndeterminateReason, Question, Subject,
     decide_from,
@@ -30,6 +30,35 @@ impl SqliteStore {
         }
         let conn = Connection::open(path).map_err(|e| err(format!("{}: {e}", path.display())))?;
         Self::init(conn)
+    }
+
+    /// Opens the database at `path` only if it exists and is a kaigo-hub store (what every
+    /// command but `serve` does): nothing is created.
+    pub fn open_existing(path: &Path) -> Result<SqliteStore, Existing> {
+        if !path.exists() {
+            return Err(Existing::Missing(
+                "the file does not exist (`kaigo-hub serve` creates it when it first starts)"
+                    .into(),
+            ));
+        }
+        let flags =
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)
+            .map_err(|e| Existing::Unavailable(err(format!("{}: {e}", path.display()))))?;
+        let ours: Option<i64> = conn
+            .query_row(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'consents'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| Existing::Unavailable(err(format!("{}: {e}", path.display()))))?;
+        if ours.is_none() {
+            return Err(Existing::Missing(
+                "the file is there but is not a kaigo-hub store (it has no consents table)".into(),
+            ));
+        }
+        Self::init(conn).map_err(Existing::Unavailable)
     }
 
     /// A private in-memory database (tests).
@@ -332,6 +361,37 @@ mod tests {
         s.mark_delivered_all(&[]).unwrap();
         s.mark_delivered_all(&["solo/0/r".to_string()]).unwrap();
         assert!(s.was_delivered("solo/0/r").unwrap());
+    }
+
+    #[test]
+    fn an_existing_store_is_opened_and_a_missing_one_is_not_created() {
+        let dir = std::env::temp_dir().join(format!(
+            "kaigo-store-existing-{}",
+            crate::pipeline::clock::envelope_id()
+        ));
+        let path = dir.join("sub").join("hub.sqlite");
+        match SqliteStore::open_existing(&path) {
+            Err(Existing::Missing(why)) => assert!(why.contains("does not exist"), "{why}"),
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+        assert!(!dir.exists(), "nothing was created");
+        std::fs::create_dir_all(&dir).unwrap();
+        let stranger = dir.join("other.sqlite");
+        Connection::open(&stranger)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x INTEGER)")
+            .unwrap();
+        match SqliteStore::open_existing(&stranger) {
+            Err(Existing::Missing(why)) => assert!(why.contains("not a kaigo-hub store"), "{why}"),
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+        SqliteStore::open(&path)
+            .unwrap()
+            .grant(consent("c1"))
+            .unwrap();
+        let s = SqliteStore::open_existing(&path).expect("an existing store opens");
+        assert_eq!(s.list(None).len(), 1);
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
