@@ -104,6 +104,12 @@ pub struct Config {
     /// PEM file with the private key of `push_client_cert` (PKCS#8, PKCS#1 or SEC1, unencrypted).
     /// Env `KAIGO_PUSH_CLIENT_KEY`.
     pub push_client_key: Option<PathBuf>,
+    /// Seconds a consent change (`kaigo-hub consent …`, `POST /fhir/Consent`) waits for every
+    /// running hub process that answers from a consent cache to acknowledge it (each registers
+    /// in the store; see `consent_cache_secs`). A process that has not acknowledged by then is
+    /// named (the command exits 3), with the time by which the change is in force there anyway.
+    /// Env `KAIGO_CONSENT_ACK_SECS`.
+    pub consent_ack_secs: u64,
 }
 
 /// The files the HTTP source serves HTTPS with, from a [`Config`] whose TLS settings fit together.
@@ -156,6 +162,7 @@ impl Default for Config {
             push_ca: None,
             push_client_cert: None,
             push_client_key: None,
+            consent_ack_secs: 5,
         }
     }
 }
@@ -187,6 +194,7 @@ pub const KEYS: &[&str] = &[
     "push_ca",
     "push_client_cert",
     "push_client_key",
+    "consent_ack_secs",
 ];
 
 impl Config {
@@ -297,6 +305,9 @@ impl Config {
         }
         if let Some(v) = get("KAIGO_PUSH_CLIENT_KEY") {
             self.push_client_key = Some(v).filter(|s| !s.is_empty()).map(PathBuf::from);
+        }
+        if let Some(v) = get("KAIGO_CONSENT_ACK_SECS") {
+            self.consent_ack_secs = num("KAIGO_CONSENT_ACK_SECS", v)?;
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err(format!(
@@ -623,5 +634,20 @@ mod tests {
     #[test]
     fn the_backlog_is_unbounded_unless_max_backlog_says_otherwise() {
         numeric_setting("max_backlog", "KAIGO_MAX_BACKLOG", |c| c.max_backlog);
+    }
+
+    #[test]
+    fn a_consent_change_waits_five_seconds_for_acknowledgements_unless_told_otherwise() {
+        assert_eq!(Config::default().consent_ack_secs, 5);
+        let mut c: Config = toml::from_str("consent_ack_secs = 2").expect("known key");
+        assert_eq!(c.consent_ack_secs, 2);
+        c.apply_env(|k| (k == "KAIGO_CONSENT_ACK_SECS").then(|| "1".into()))
+            .unwrap();
+        assert_eq!(c.consent_ack_secs, 1);
+        let e = c
+            .apply_env(|k| (k == "KAIGO_CONSENT_ACK_SECS").then(|| "soon".into()))
+            .unwrap_err();
+        assert!(e.contains("KAIGO_CONSENT_ACK_SECS"), "{e}");
+        assert!(KEYS.contains(&"consent_ack_secs"));
     }
 }

@@ -115,6 +115,7 @@ impl Hops {
                 hub.bus.clone(),
                 hub.topology.clone(),
                 cache.clone(),
+                Some(hub.presence.acknowledger(hub.store.clone())),
                 rx.clone(),
             )));
             eventually("the consent cache is live", async || cache.is_live()).await;

@@ -25,7 +25,8 @@ use std::path::{Path, PathBuf};
 
 /// A failure to report on stderr with an exit code.
 pub struct Failure {
-    /// 1 bad input, 2 usage/configuration.
+    /// 1 bad input, 2 usage/configuration, 3 a consent change stored but not acknowledged by
+    /// every running hub process.
     pub code: u8,
     /// One line (details may follow on further lines).
     pub message: String,
@@ -90,6 +91,13 @@ pub enum Command {
     /// in-memory bus.
     Serve(serve::Args),
     /// Grant, revoke, list and import consents; link a party's local id to a subject.
+    ///
+    /// Works on the store `serve` uses (refused when it does not exist). A change is announced to
+    /// every running hub process registered in that store, on the bus and prefix it recorded, and
+    /// the command waits (consent_ack_secs, default 5 s) for each to acknowledge: exit 0 when all
+    /// did, 3 when some did not (named, with the time by which the change is in force there
+    /// anyway), 1 when the change was refused, 2 for a usage or configuration error. It logs in
+    /// to a broker with the user and password of its own amqp_url (KAIGO_AMQP_URL), else as guest.
     Consent {
         /// Configuration file (for the database location).
         #[arg(long)]

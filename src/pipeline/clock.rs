@@ -19,15 +19,22 @@ fn civil(days: i64) -> (i64, u32, u32) {
 }
 
 fn now_secs() -> (i64, u32) {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    secs(SystemTime::now())
+}
+
+fn secs(t: SystemTime) -> (i64, u32) {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     (d.as_secs() as i64, d.subsec_millis())
 }
 
 /// Now as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub fn now_rfc3339() -> String {
-    let (s, ms) = now_secs();
+    rfc3339(SystemTime::now())
+}
+
+/// `t` as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn rfc3339(t: SystemTime) -> String {
+    let (s, ms) = secs(t);
     let (y, m, d) = civil(s.div_euclid(86_400));
     let t = s.rem_euclid(86_400);
     format!(

@@ -10,9 +10,11 @@
 //! which PostgreSQL answers on its async client directly. Where the store is comes from one
 //! database URL ([`Location`]); `serve` creates a store that does not exist yet ([`open`]), every
 //! other command refuses it ([`open_existing`]), so a command run from the wrong directory cannot
-//! answer from an empty database.
+//! answer from an empty database. The registry of running hub processes is kept here too
+//! ([`processes`]).
 
 pub mod postgres;
+pub mod processes;
 pub mod sqlite;
 
 use crate::consent::{Consent, ConsentError, ConsentRegistry, InMemoryRegistry, Subject};
@@ -364,6 +366,14 @@ pub trait Store: Send + Sync {
     /// costs two thread switches, more than such a call. False (the default) hands calls off.
     fn inline(&self) -> bool {
         false
+    }
+
+    // --- The registry of running hub processes (`processes.rs`) ---------------------------------
+
+    /// The running hub processes registered in this store, and the consent changes each applied.
+    /// The default (a test double's) keeps none: every call fails.
+    fn processes(&self) -> &dyn processes::ProcessRegistry {
+        &processes::NoRegistry
     }
 }
 
