@@ -1064,6 +1064,7 @@ async fn hub_case(
                 hub.bus.clone(),
                 hub.topology.clone(),
                 cache,
+                None,
                 stop_rx.clone(),
             ))
         });

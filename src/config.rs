@@ -17,7 +17,9 @@ pub struct Config {
     /// Env `KAIGO_AMQP_URL`.
     pub amqp_url: Option<String>,
     /// Database for consents, cross-reference and delivery keys: `postgres://user@host/db` (several
-    /// hub processes share it) or a SQLite file path (default `<data_dir>/kaigo-hub.sqlite`).
+    /// hub processes share it) or a SQLite file: a path, `sqlite:PATH`, `sqlite:///ABSOLUTE/PATH`
+    /// or `file:PATH` (default `<data_dir>/kaigo-hub.sqlite`; `sqlite::memory:` is refused).
+    /// `serve` creates it; every other command refuses one that does not exist.
     /// Env `KAIGO_DATABASE_URL`.
     pub database_url: Option<String>,
     /// Directory for the SQLite file, the audit log and the subject-hash key. Env `KAIGO_DATA_DIR`.
@@ -107,6 +109,12 @@ pub struct Config {
     /// PEM file with the private key of `push_client_cert` (PKCS#8, PKCS#1 or SEC1, unencrypted).
     /// Env `KAIGO_PUSH_CLIENT_KEY`.
     pub push_client_key: Option<PathBuf>,
+    /// Seconds a consent change (`kaigo-hub consent …`, `POST /fhir/Consent`) waits for every
+    /// running hub process that answers from a consent cache to acknowledge it (each registers
+    /// in the store; see `consent_cache_secs`). A process that has not acknowledged by then is
+    /// named (the command exits 3), with the time by which the change is in force there anyway.
+    /// Env `KAIGO_CONSENT_ACK_SECS`.
+    pub consent_ack_secs: u64,
 }
 
 /// The files the HTTP source serves HTTPS with, from a [`Config`] whose TLS settings fit together.
@@ -160,6 +168,7 @@ impl Default for Config {
             push_ca: None,
             push_client_cert: None,
             push_client_key: None,
+            consent_ack_secs: 5,
         }
     }
 }
@@ -192,6 +201,7 @@ pub const KEYS: &[&str] = &[
     "push_ca",
     "push_client_cert",
     "push_client_key",
+    "consent_ack_secs",
 ];
 
 impl Config {
@@ -306,6 +316,9 @@ impl Config {
         if let Some(v) = get("KAIGO_PUSH_CLIENT_KEY") {
             self.push_client_key = Some(v).filter(|s| !s.is_empty()).map(PathBuf::from);
         }
+        if let Some(v) = get("KAIGO_CONSENT_ACK_SECS") {
+            self.consent_ack_secs = num("KAIGO_CONSENT_ACK_SECS", v)?;
+        }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err(format!(
                 "log_format `{}` must be text or json",
@@ -390,7 +403,9 @@ impl Config {
         }
     }
 
-    /// The store URL: `database_url`, or the SQLite file under `data_dir`.
+    /// The store URL: `database_url`, or the SQLite file under `data_dir`. `database_url` may be
+    /// `postgres://…` or a SQLite file as a path, `sqlite:PATH`, `sqlite:///ABSOLUTE/PATH` or
+    /// `file:PATH` (`store::Location::parse` says which forms are refused, and why).
     pub fn store_url(&self) -> String {
         match &self.database_url {
             Some(u) => u.clone(),
@@ -639,5 +654,20 @@ mod tests {
     #[test]
     fn the_backlog_is_unbounded_unless_max_backlog_says_otherwise() {
         numeric_setting("max_backlog", "KAIGO_MAX_BACKLOG", 0, |c| c.max_backlog);
+    }
+
+    #[test]
+    fn a_consent_change_waits_five_seconds_for_acknowledgements_unless_told_otherwise() {
+        assert_eq!(Config::default().consent_ack_secs, 5);
+        let mut c: Config = toml::from_str("consent_ack_secs = 2").expect("known key");
+        assert_eq!(c.consent_ack_secs, 2);
+        c.apply_env(|k| (k == "KAIGO_CONSENT_ACK_SECS").then(|| "1".into()))
+            .unwrap();
+        assert_eq!(c.consent_ack_secs, 1);
+        let e = c
+            .apply_env(|k| (k == "KAIGO_CONSENT_ACK_SECS").then(|| "soon".into()))
+            .unwrap_err();
+        assert!(e.contains("KAIGO_CONSENT_ACK_SECS"), "{e}");
+        assert!(KEYS.contains(&"consent_ack_secs"));
     }
 }

@@ -1,6 +1,7 @@
 //! The `kaigo-hub` command: argument parsing and exit codes only. Each subcommand's work is in
 //! `cli/` (presentation) on top of the library (`kaigo_hub::…`), which holds all the logic.
-//! Exit codes: 0 success, 1 bad input (or a failed check/test), 2 usage or configuration error.
+//! Exit codes: 0 success, 1 bad input (or a failed check/test), 2 usage or configuration error,
+//! 3 a consent change stored but not acknowledged by every running hub process.
 
 mod cli;
 

@@ -1,10 +1,12 @@
 //! Assembles a running hub from a [`Config`]: bus (RabbitMQ or in-memory), topology, mappings,
 //! parties, store, audit writer, the sinks' HTTPS push configuration; starts the translate and
 //! deliver hops and every source (HTTP, MLLP, file drop, AMQP vendor queue). `start` returns the
-//! bound addresses so tests can run a hub in-process on port 0; `Running::stop` shuts down
-//! gracefully: sources stop accepting, hops finish or leave in-flight messages unacked for
-//! redelivery, the audit log is synced; `Running::reload` (SIGHUP) puts a changed parties file
-//! and renewed certificate files in force.
+//! bound addresses so tests can run a hub in-process on port 0. `start` registers the process in
+//! the store's process registry (bus without credentials, prefix, `consent_cache_secs`) before its
+//! consent feed subscribes, and keeps a heartbeat there, so consent commands can reach it.
+//! `Running::stop` shuts down gracefully: sources stop accepting, hops finish or leave in-flight
+//! messages unacked for redelivery, the audit log is synced, the registration is removed;
+//! `Running::reload` (SIGHUP) puts a changed parties file and renewed certificate files in force.
 
 use crate::audit::SubjectHasher;
 use crate::bus::memory::MemoryBus;
@@ -58,7 +60,7 @@ pub async fn build(cfg: &Config) -> Result<Arc<Hub>, String> {
         .map_err(|e| format!("{}: {e}", cfg.data_dir.display()))?;
     let store: Arc<dyn Store> = crate::store::open(&cfg.store_url())
         .await
-        .map_err(|e| format!("store {}: {e}", redact(&cfg.store_url())))?;
+        .map_err(|e| format!("store: {e}"))?;
     let audit = AuditWriter::open(&cfg.audit_path())?;
     let hasher = SubjectHasher::new(&subject_key(cfg)?).map_err(|e| e.to_string())?;
     let mut topology = Topology::new(&cfg.prefix);
@@ -81,6 +83,11 @@ pub async fn build(cfg: &Config) -> Result<Arc<Hub>, String> {
             cfg.consent_cache_secs,
         )))
     });
+    let cached_secs = if consent_cache.is_some() {
+        cfg.consent_cache_secs
+    } else {
+        0
+    };
     let metrics = Arc::new(Metrics::default());
     Ok(Arc::new(Hub {
         bus,
@@ -98,14 +105,31 @@ pub async fn build(cfg: &Config) -> Result<Arc<Hub>, String> {
         sinks,
         handoff: crate::pipeline::handoff::Handoff::new(crate::pipeline::HANDOFF_BYTES),
         backlog: crate::pipeline::backlog::Backlog::new(cfg.max_backlog),
+        presence: crate::pipeline::presence::Presence::new(
+            cfg.amqp_url.as_deref(),
+            &cfg.prefix,
+            cached_secs,
+            std::time::Duration::from_secs(cfg.consent_ack_secs),
+        ),
     }))
 }
 
 /// Starts the hops and sources.
 pub async fn start(cfg: &Config) -> Result<Running, String> {
     let hub = build(cfg).await?;
+    // Before the consent feed subscribes: a consent command that does not find this process in
+    // the registry can count on its cache holding nothing read before the change.
+    crate::pipeline::presence::register(&hub.store, &hub.presence, hub.consent_cache.as_deref())
+        .await
+        .map_err(|e| format!("registering this process in the store's process registry: {e}"))?;
     let (tx, rx) = watch::channel(false);
     let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(crate::pipeline::presence::run(
+        hub.store.clone(),
+        hub.presence.clone(),
+        hub.consent_cache.clone(),
+        rx.clone(),
+    )));
     for hop in ["translate", "deliver"] {
         let (h, r) = (hub.clone(), rx.clone());
         tasks.push(tokio::spawn(async move {
@@ -179,10 +203,11 @@ pub async fn start(cfg: &Config) -> Result<Running, String> {
             hub.bus.clone(),
             hub.topology.clone(),
             cache.clone(),
+            Some(hub.presence.acknowledger(hub.store.clone())),
             rx.clone(),
         )));
     }
-    tracing::info!(%http_addr, %mllp_addr, bus = hub.bus.name(), prefix = %cfg.prefix, "kaigo-hub serving");
+    tracing::info!(%http_addr, %mllp_addr, bus = hub.bus.name(), prefix = %cfg.prefix, process = %hub.presence.record.id, "kaigo-hub serving");
     Ok(Running {
         http_addr,
         mllp_addr,
@@ -276,13 +301,15 @@ impl Running {
         out
     }
 
-    /// Graceful shutdown: stop accepting, finish in-flight work, sync the audit log.
+    /// Graceful shutdown: stop accepting, finish in-flight work, sync the audit log, and remove
+    /// this process from the store's process registry (its consent cache is gone with its hops).
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
         }
         self.hub.audit.flush();
+        crate::pipeline::presence::deregister(&self.hub.store, &self.hub.presence).await;
     }
 }
 

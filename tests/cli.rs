@@ -1,6 +1,8 @@
 //! The `kaigo-hub` binary as a user runs it: exit codes (0 ok, 1 bad input, 2 usage), one clear
 //! error line with the location, `--dir` over the real SS-MIX2 storage, `inspect`, `schema`,
-//! `mappings check|test`, and a broken mapping file reported as file:line:column.
+//! `mappings check|test`, a broken mapping file reported as file:line:column, and the store a
+//! command works on: the usual SQLite URL forms, and a store that does not exist refused by name
+//! (never created empty).
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -148,6 +150,120 @@ fn a_broken_mapping_is_reported_with_file_line_column() {
     let err = stderr(&o);
     assert!(err.contains("broken.yaml:6:3:"), "{err}");
     assert!(err.contains("famliy"), "{err}");
+}
+
+/// `kaigo-hub ARGS` run in `dir` with none of the test's `KAIGO_*` variables, but `env`.
+fn hub_in(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kaigo-hub"));
+    c.current_dir(dir);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("KAIGO_") {
+            c.env_remove(k);
+        }
+    }
+    c.envs(env.iter().copied())
+        .args(args)
+        .output()
+        .expect("binary runs")
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_command_pointed_at_a_missing_sqlite_store_names_it_and_creates_nothing() {
+    let dir = tempdir();
+    let o = hub_in(&dir, &[], &["consent", "list"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    let expected = dir.join("data").join("kaigo-hub.sqlite");
+    assert!(
+        err.contains(&format!(
+            "no kaigo-hub store at SQLite file {}",
+            expected.display()
+        )),
+        "{err}"
+    );
+    for hint in ["--config", "KAIGO_DATA_DIR", "KAIGO_DATABASE_URL"] {
+        assert!(err.contains(hint), "hints at {hint}: {err}");
+    }
+    let o = hub_in(
+        &dir,
+        &[("KAIGO_DATABASE_URL", "sqlite:./x.db")],
+        &["consent", "revoke", "c-1"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("SQLite file {}", dir.join("x.db").display())),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(entries(&dir), Vec::<String>::new(), "nothing was created");
+}
+
+#[test]
+fn the_usual_sqlite_url_forms_reach_the_same_store_and_an_in_memory_one_is_refused() {
+    let dir = tempdir();
+    // The store as `serve` creates it.
+    kaigo_hub::store::sqlite::SqliteStore::open(&dir.join("x.db")).expect("store");
+    let abs = format!("sqlite://{}", dir.join("x.db").display());
+    let o = hub_in(
+        &dir,
+        &[("KAIGO_DATABASE_URL", "sqlite:./x.db")],
+        &[
+            "consent",
+            "grant",
+            "--id",
+            "forms-1",
+            "--subject",
+            "131011:0000100001",
+            "--to",
+            "provider",
+            "--categories",
+            "care-plan",
+            "--from",
+            "2025-04-01",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    for url in [
+        "sqlite://x.db",
+        abs.as_str(),
+        "file:x.db",
+        "x.db",
+        "sqlite:x.db",
+    ] {
+        let o = hub_in(&dir, &[("KAIGO_DATABASE_URL", url)], &["consent", "list"]);
+        assert_eq!(o.status.code(), Some(0), "{url}: {}", stderr(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("forms-1"),
+            "{url} reaches the store the grant went to: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        assert!(
+            stderr(&o).contains(&format!("SQLite file {}", dir.join("x.db").display())),
+            "{url}: names the store: {}",
+            stderr(&o)
+        );
+    }
+    let o = hub_in(
+        &dir,
+        &[("KAIGO_DATABASE_URL", "sqlite::memory:")],
+        &["consent", "list"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("in-memory"), "{}", stderr(&o));
+    assert!(
+        entries(&dir).iter().all(|n| n.starts_with("x.db")),
+        "no file named after the URL: {:?}",
+        entries(&dir)
+    );
 }
 
 fn tempdir() -> std::path::PathBuf {

@@ -116,6 +116,7 @@ impl Hops {
                 hub.bus.clone(),
                 hub.topology.clone(),
                 cache.clone(),
+                Some(hub.presence.acknowledger(hub.store.clone())),
                 rx.clone(),
             )));
             eventually("the consent cache is live", async || cache.is_live()).await;
@@ -1250,6 +1251,7 @@ impl World {
         self.hub
             .grant_consent(c)
             .await
+            .map(|_| ())
             .map_err(|e| TestCaseError::fail(format!("grant {id}: {e}")))
     }
 

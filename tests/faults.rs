@@ -404,7 +404,11 @@ async fn a_hub_killed_mid_stream_and_restarted_loses_no_accepted_message() {
 
     // Seed the SQLite file `serve` will read, with the operator's commands: the people consent
     // to the platform and to providers for certification data; each message's 患者ID is linked.
+    // The commands refuse a store that does not exist: it is created first, as `serve` does.
     let config = write_config(&s, free_addr(), free_addr());
+    kaigo_hub::store::open(&s.dir.join("state/kaigo-hub.sqlite").display().to_string())
+        .await
+        .expect("the store, as serve creates it");
     let people: Vec<String> = (1..=KILL_PEOPLE)
         .map(|i| format!("131011:0000900{i:03}"))
         .collect();

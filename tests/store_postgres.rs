@@ -1,8 +1,9 @@
 //! The PostgreSQL store against the real server on 127.0.0.1:5432 (database `test`, trust auth):
 //! consents, revocation and the cross-reference shared by two store instances (two hub
 //! processes), delivery keys, and an unreachable database making decisions indeterminate — never
-//! a permit. Each test works in its own schema and drops it. A server that cannot be reached
-//! fails the test loudly.
+//! a permit; a command other than `serve` pointed at a schema without the hub's tables refuses
+//! it, naming it, and creates nothing. Each test works in its own schema and drops it. A server
+//! that cannot be reached fails the test loudly.
 
 use kaigo_hub::consent::{
     Category, Consent, Decision, Grantee, IsoDate, PartyId, PartyKind, Question, Recipient, Subject,
@@ -112,6 +113,64 @@ async fn two_hub_processes_share_consents_revocations_and_links() {
     }
     assert!(!b.was_delivered("f/2/r").unwrap());
     assert_eq!(a.consents().list(None).len(), 1);
+    drop_schema(&name).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_pointed_at_a_schema_without_a_store_refuses_it_and_creates_nothing() {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let name = format!(
+        "kaigo_test_absent_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    let url = format!("{BASE}?options=-csearch_path%3D{name}");
+    let command = || {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_kaigo-hub"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("KAIGO_") {
+                c.env_remove(k);
+            }
+        }
+        c.current_dir(std::env::temp_dir())
+            .env("KAIGO_DATABASE_URL", &url)
+            .args(["consent", "list"]);
+        c.output().expect("kaigo-hub runs")
+    };
+    let o = command();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("no kaigo-hub store at PostgreSQL {url}"))
+            && err.contains(&format!("schema `{name}` has no kaigo-hub tables")),
+        "{err}"
+    );
+    assert!(err.contains("KAIGO_DATABASE_URL"), "{err}");
+    let (admin, conn) = tokio_postgres::connect(BASE, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {BASE} is required for this test: {e}"));
+    tokio::spawn(conn);
+    let made = admin
+        .query(
+            "SELECT 1 FROM information_schema.schemata WHERE schema_name = $1",
+            &[&name],
+        )
+        .await
+        .expect("schemata");
+    assert!(made.is_empty(), "the command created schema {name}");
+    // Once `serve` (here its store) made it, the command works on it.
+    let store = PostgresStore::connect(&url)
+        .await
+        .expect("create the store");
+    store.consents().grant(consent("pg-absent-1")).unwrap();
+    let o = command();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("pg-absent-1"));
     drop_schema(&name).await;
 }
 

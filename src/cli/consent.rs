@@ -1,14 +1,17 @@
 //! `kaigo-hub consent grant|revoke|list|import|link`: manages the consent registry and the
-//! subject cross-reference in the hub's store (the database `serve` reads), then, when the config
-//! names RabbitMQ, announces each change on the `<prefix>.consent` fanout so that every running
-//! hub process drops its cached copy: a revoke takes effect for messages already waiting in queues.
+//! subject cross-reference in the hub's store (the database `serve` reads; one that does not exist
+//! is refused, naming it), then tells every running hub process registered in that store of each
+//! change (on the bus and prefix each one recorded, whatever this command's own configuration
+//! says) and waits for each to acknowledge that it dropped its cached copy: a revoke takes effect
+//! for messages already waiting in queues. Exit 0: stored, and every process that answers from a
+//! cache acknowledged; 3: stored, but some did not (named, with the time by which the change is in
+//! force there anyway); 1: the change was refused (nothing stored); 2: usage or configuration.
 
 use super::Failure;
-use kaigo_hub::bus::rabbitmq::RabbitBus;
-use kaigo_hub::bus::{Bus, Topology};
 use kaigo_hub::config::Config;
 use kaigo_hub::consent::{Category, Consent, Grantee, IsoDate, Subject, csv_import, fhir_import};
-use kaigo_hub::pipeline::consent_feed::{ConsentChanged, announce};
+use kaigo_hub::pipeline::consent_feed::ConsentChanged;
+use kaigo_hub::pipeline::consent_reach::Teller;
 use std::path::PathBuf;
 
 #[derive(clap::Subcommand, Debug)]
@@ -83,10 +86,10 @@ pub fn run(config: Option<PathBuf>, action: Action) -> Result<u8, Failure> {
     let cfg = Config::load(config.as_deref()).map_err(Failure::usage)?;
     // The runtime drives a PostgreSQL client; it must outlive every store call below.
     let rt = super::serve::runtime()?;
-    let store = rt
-        .block_on(kaigo_hub::store::open(&cfg.store_url()))
-        .map_err(|e| Failure::usage(e.to_string()))?;
-    let store = store.as_ref();
+    let (store_arc, place) = rt.block_on(super::open_store(&cfg))?;
+    // On stderr: `list` prints JSON lines on stdout.
+    eprintln!("kaigo-hub: store: {place}");
+    let store = store_arc.as_ref();
     let fail = |e: kaigo_hub::consent::ConsentError| Failure::input(e.to_string());
     let change = |change: &str, id: &str| ConsentChanged {
         change: change.into(),
@@ -184,34 +187,32 @@ pub fn run(config: Option<PathBuf>, action: Action) -> Result<u8, Failure> {
             super::out!("linked {party}/{local_id}");
         }
     }
-    if let (Some(url), false) = (&cfg.amqp_url, changes.is_empty()) {
-        rt.block_on(announce_all(url, &cfg.prefix, &changes))
-            .map_err(|e| {
-                Failure::input(format!(
-                    "the change is stored, but running hubs were not told: {e}; they see it within \
-                     consent_cache_secs ({} s) — run the command again to announce it",
-                    cfg.consent_cache_secs
-                ))
-            })?;
+    if changes.is_empty() {
+        return Ok(0);
     }
-    Ok(0)
-}
-
-/// Announces `changes` on the consent fanout of the broker at `url`.
-async fn announce_all(url: &str, prefix: &str, changes: &[ConsentChanged]) -> Result<(), String> {
-    let bus = RabbitBus::connect(url, "kaigo-hub consent")
-        .await
-        .map_err(|e| format!("RabbitMQ at {}: {e}", kaigo_hub::serve::redact(url)))?;
-    let topology = Topology::new(prefix);
-    // Idempotent, and the same declarations `serve` makes: the fanout exists even before any
-    // hub process started.
-    let mut result = bus.declare(&topology, &[]).await.map_err(|e| e.to_string());
-    for c in changes.iter().take_while(|_| result.is_ok()) {
-        if let Err(e) = announce(&bus, &topology, c).await {
-            result = Err(e.to_string());
-            break;
+    // Every running hub process registered in this store, on the bus and prefix it recorded:
+    // this command's own amqp_url only lends its user and password.
+    let reach = rt.block_on(
+        Teller {
+            store: &store_arc,
+            own: None,
+            credentials: cfg.amqp_url.as_deref(),
+            exclude: None,
+            wait: std::time::Duration::from_secs(cfg.consent_ack_secs),
         }
+        .tell(&changes, std::time::SystemTime::now()),
+    );
+    for line in reach.lines() {
+        super::out!("{line}");
     }
-    bus.close().await;
-    result
+    match reach.shortfall() {
+        None => {
+            super::out!("in force in every running hub process now");
+            Ok(0)
+        }
+        Some(shortfall) => Err(Failure {
+            code: 3,
+            message: shortfall,
+        }),
+    }
 }

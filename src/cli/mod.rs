@@ -25,7 +25,8 @@ use std::path::{Path, PathBuf};
 
 /// A failure to report on stderr with an exit code.
 pub struct Failure {
-    /// 1 bad input, 2 usage/configuration.
+    /// 1 bad input, 2 usage/configuration, 3 a consent change stored but not acknowledged by
+    /// every running hub process.
     pub code: u8,
     /// One line (details may follow on further lines).
     pub message: String,
@@ -90,6 +91,13 @@ pub enum Command {
     /// in-memory bus.
     Serve(serve::Args),
     /// Grant, revoke, list and import consents; link a party's local id to a subject.
+    ///
+    /// Works on the store `serve` uses (refused when it does not exist). A change is announced to
+    /// every running hub process registered in that store, on the bus and prefix it recorded, and
+    /// the command waits (consent_ack_secs, default 5 s) for each to acknowledge: exit 0 when all
+    /// did, 3 when some did not (named, with the time by which the change is in force there
+    /// anyway), 1 when the change was refused, 2 for a usage or configuration error. It logs in
+    /// to a broker with the user and password of its own amqp_url (KAIGO_AMQP_URL), else as guest.
     Consent {
         /// Configuration file (for the database location).
         #[arg(long)]
@@ -125,6 +133,39 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Consent { config, action } => consent::run(config, action),
         Command::Audit { config, action } => audit::run(config, action),
         Command::Replay { config, args } => replay::run(config, args),
+    }
+}
+
+/// Opens the store `cfg` names, which must exist (only `serve` creates one), with what it is for
+/// messages ([`kaigo_hub::store::Location::describe`]). A missing store is a usage error naming
+/// it and the settings that choose it.
+pub async fn open_store(
+    cfg: &kaigo_hub::config::Config,
+) -> Result<(std::sync::Arc<dyn kaigo_hub::store::Store>, String), Failure> {
+    use kaigo_hub::store::{Location, OpenError, open_existing};
+    let url = cfg.store_url();
+    let chosen_by = match &cfg.database_url {
+        Some(_) => "database_url (KAIGO_DATABASE_URL)".to_string(),
+        None => format!(
+            "data_dir `{}` (KAIGO_DATA_DIR), relative to the working directory {}",
+            cfg.data_dir.display(),
+            std::env::current_dir()
+                .map(|d| d.display().to_string())
+                .unwrap_or_else(|_| "?".into())
+        ),
+    };
+    match open_existing(&url).await {
+        Ok(store) => {
+            let place = Location::parse(&url)
+                .map(|l| l.describe())
+                .unwrap_or_default();
+            Ok((store, place))
+        }
+        Err(e @ OpenError::Missing { .. }) => Err(Failure::usage(format!(
+            "{e}; this command uses the store chosen by {chosen_by}: point it at the hub's store \
+             with --config FILE, KAIGO_DATA_DIR or KAIGO_DATABASE_URL"
+        ))),
+        Err(e) => Err(Failure::usage(e.to_string())),
     }
 }
 

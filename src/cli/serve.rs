@@ -12,7 +12,10 @@ use std::path::PathBuf;
   http_addr     KAIGO_HTTP_ADDR     HTTP listen address (FHIR API, /health, /metrics)   [127.0.0.1:8080]
   mllp_addr     KAIGO_MLLP_ADDR     MLLP listen address (HL7 v2)                        [127.0.0.1:2575]
   amqp_url      KAIGO_AMQP_URL      RabbitMQ URL; unset = embedded in-memory bus          [unset]
-  database_url  KAIGO_DATABASE_URL  SQLite file for consents, cross-reference, delivery keys [data/kaigo-hub.sqlite]
+  database_url  KAIGO_DATABASE_URL  store for consents, cross-reference, delivery keys and the
+                registry of running hub processes: postgres://user@host/db, or a SQLite file
+                (PATH, sqlite:PATH, sqlite:///ABS/PATH, file:PATH); serve creates it, other
+                commands refuse one that does not exist       [<data_dir>/kaigo-hub.sqlite]
   data_dir      KAIGO_DATA_DIR      SQLite file, audit log (audit.jsonl), subject-hash key [data]
   prefix        KAIGO_PREFIX        prefix of every exchange and queue name                [kaigo]
   mappings      KAIGO_MAPPINGS      mapping directory                                      [mappings]
@@ -38,6 +41,9 @@ use std::path::PathBuf;
                 between changes announced on <prefix>.consent (RabbitMQ only; 0 = off)  [30]
   quarantine_keep_days KAIGO_QUARANTINE_KEEP_DAYS  days a quarantined copy is kept, then
                 dropped with an audit event (expired); 0 = until replayed             [30]
+  consent_ack_secs KAIGO_CONSENT_ACK_SECS  seconds a consent change (kaigo-hub consent …,
+                POST /fhir/Consent) waits for every running hub process registered in the
+                store to acknowledge it; the CLI exits 3 naming those that did not      [5]
   delivered_keep_days KAIGO_DELIVERED_KEEP_DAYS  days a delivery key (no copy twice to a
                 recipient) is kept; longer than any replay may come; 0 = forever      [0]
   max_backlog   KAIGO_MAX_BACKLOG   messages waiting in translate + deliver at which the
@@ -45,6 +51,9 @@ use std::path::PathBuf;
   retry_delays_ms KAIGO_RETRY_DELAYS_MS  waits before a recipient whose sink failed is tried
                 again, ms, comma-separated; then dead-lettered; a down recipient holds up
                 no one                                       [1000,5000,30000,120000,600000]
+Registry: serve records itself in the store (host, pid, bus URL without credentials, prefix,
+  consent_cache_secs) with a heartbeat every 5 s, and removes itself when it stops gracefully; a
+  consent command reads the registry to reach every running process on its own bus and prefix.
 Log level: RUST_LOG (e.g. RUST_LOG=kaigo_hub=debug).
 Signals: SIGTERM or Ctrl-C stops gracefully. SIGHUP reads the parties file (new parties, keys,
   subscriptions, delivery targets) and the certificate files (tls_cert/tls_key, tls_client_ca,

@@ -9,8 +9,14 @@
 //!   until a new subscription exists ([`ConsentCache::set_live`]);
 //! - every change clears everything, and a copy that was being read from the registry while a
 //!   change arrived is not kept (the *generation* check in [`ConsentCache::put`]);
-//! - each copy expires after `ttl`, a backstop for a change made by a process that could not
-//!   announce it.
+//! - each copy expires `ttl` after the read that filled it *began*, a backstop for a change made
+//!   by a process that could not announce it: a copy read before a change was stored is gone
+//!   `ttl` after that change at the latest, which is the time a consent command names when a
+//!   process did not acknowledge the change;
+//! - in a registered `serve` process, it answers only while the process's heartbeat in the
+//!   store's process registry is recent ([`ConsentCache::vouch`]): a process whose heartbeat
+//!   stopped (paused, cut off from the store) drops its copy, so a consent command may pass over
+//!   a registration whose heartbeat is old.
 
 use super::{Consent, Decision, Question, Subject, decide_from};
 use std::collections::HashMap;
@@ -24,8 +30,30 @@ struct Inner {
     live: bool,
     /// Bumped by every invalidation; a `put` that began under another generation is dropped.
     generation: u64,
-    /// Subject → (its consents, when they were read).
+    /// Subject → (its consents, when the read of them began).
     subjects: HashMap<Subject, (Arc<[Consent]>, Instant)>,
+    /// Set by [`ConsentCache::vouch`]: answers only before this instant.
+    vouched_until: Option<Instant>,
+}
+
+impl Inner {
+    /// Forgets every copy, and refuses copies being read right now.
+    fn forget(&mut self) {
+        self.generation += 1;
+        self.subjects.clear();
+    }
+
+    /// False once a vouch lapsed; the copy is forgotten then, so that a later vouch does not
+    /// bring back copies kept from before the lapse.
+    fn vouched(&mut self, now: Instant) -> bool {
+        match self.vouched_until {
+            Some(until) if now >= until => {
+                self.forget();
+                false
+            }
+            _ => true,
+        }
+    }
 }
 
 /// The cache. Share it behind an `Arc`.
@@ -35,9 +63,9 @@ pub struct ConsentCache {
 }
 
 /// A read of the registry that may be stored with [`ConsentCache::put`]: it remembers the
-/// generation it began under.
+/// generation it began under, and when.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ticket(u64);
+pub struct Ticket(u64, Instant);
 
 impl ConsentCache {
     /// An empty cache that is not live yet; copies expire after `ttl`.
@@ -48,6 +76,11 @@ impl ConsentCache {
         }
     }
 
+    /// How long a copy may be used.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // Every update is one step that leaves the maps whole; a panicking holder changes nothing.
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
@@ -56,34 +89,42 @@ impl ConsentCache {
     /// Decides from the copy of `question.subject`'s consents, or says why it cannot: `Err` with
     /// a [`Ticket`] to read the registry under, then [`put`](Self::put) what was read.
     pub fn decide(&self, question: &Question) -> Result<Decision, Option<Ticket>> {
-        let inner = self.lock();
-        if !inner.live {
+        let mut inner = self.lock();
+        let now = Instant::now();
+        if !inner.live || !inner.vouched(now) {
             return Err(None);
         }
         match inner.subjects.get(&question.subject) {
-            Some((consents, read_at)) if read_at.elapsed() < self.ttl => {
+            Some((consents, read_at)) if now.duration_since(*read_at) < self.ttl => {
                 Ok(decide_from(consents.iter(), question))
             }
-            _ => Err(Some(Ticket(inner.generation))),
+            _ => Err(Some(Ticket(inner.generation, now))),
         }
     }
 
     /// Keeps `consents` (everything the registry holds for `subject`, revoked ones too) unless a
-    /// change arrived since `ticket` was issued or the cache is not live.
+    /// change arrived since `ticket` was issued or the cache is not live. The copy expires `ttl`
+    /// after the ticket was issued (before the read began).
     pub fn put(&self, ticket: Ticket, subject: &Subject, consents: Vec<Consent>) {
         let mut inner = self.lock();
-        if inner.live && inner.generation == ticket.0 {
+        if inner.live && inner.generation == ticket.0 && inner.vouched(Instant::now()) {
             inner
                 .subjects
-                .insert(subject.clone(), (consents.into(), Instant::now()));
+                .insert(subject.clone(), (consents.into(), ticket.1));
         }
     }
 
     /// The registry changed: forget everything, and refuse copies being read right now.
     pub fn invalidate(&self) {
+        self.lock().forget();
+    }
+
+    /// Answers only until `until` (renewed by every heartbeat of a registered process). A vouch
+    /// that lapsed before it was renewed has dropped the copy: the cache starts from nothing.
+    pub fn vouch(&self, until: Instant) {
         let mut inner = self.lock();
-        inner.generation += 1;
-        inner.subjects.clear();
+        inner.vouched(Instant::now());
+        inner.vouched_until = Some(until);
     }
 
     /// Starts (`true`: a subscription to the change feed now exists) or stops answering. Either
@@ -91,8 +132,7 @@ impl ConsentCache {
     pub fn set_live(&self, live: bool) {
         let mut inner = self.lock();
         inner.live = live;
-        inner.generation += 1;
-        inner.subjects.clear();
+        inner.forget();
     }
 
     /// True while answering.
@@ -156,7 +196,7 @@ mod tests {
     fn a_cache_without_a_feed_never_answers() {
         let c = ConsentCache::new(Duration::from_secs(60));
         assert_eq!(c.decide(&question()).unwrap_err(), None);
-        c.put(Ticket(0), &subject(), vec![consent(false)]);
+        c.put(Ticket(0, Instant::now()), &subject(), vec![consent(false)]);
         assert!(c.is_empty(), "nothing is kept while not live");
     }
 
@@ -195,6 +235,41 @@ mod tests {
         assert_eq!(c.decide(&question()).unwrap_err(), None);
         c.set_live(true);
         assert!(c.is_empty(), "a new subscription starts from nothing");
+    }
+
+    #[test]
+    fn a_copy_expires_ttl_after_its_read_began_not_after_it_was_kept() {
+        let c = live(Duration::from_millis(200));
+        let t = c.decide(&question()).unwrap_err().expect("a ticket");
+        std::thread::sleep(Duration::from_millis(250)); // a slow read of the registry
+        c.put(t, &subject(), vec![consent(false)]);
+        assert!(
+            c.decide(&question()).is_err(),
+            "a read that began more than ttl ago is already stale"
+        );
+    }
+
+    #[test]
+    fn a_lapsed_vouch_stops_answers_and_a_renewed_one_starts_from_nothing() {
+        let c = live(Duration::from_secs(60));
+        c.vouch(Instant::now() + Duration::from_secs(60));
+        let t = c.decide(&question()).unwrap_err().expect("a ticket");
+        c.put(t, &subject(), vec![consent(false)]);
+        assert!(c.decide(&question()).is_ok(), "answers while vouched for");
+        // The heartbeat stopped (the process was paused): the vouch lapses unrenewed.
+        c.vouch(Instant::now() + Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(80));
+        assert_eq!(c.decide(&question()).unwrap_err(), None, "no answer");
+        c.vouch(Instant::now() + Duration::from_secs(60));
+        assert!(c.is_empty(), "the copy from before the lapse is gone");
+        // Lapsed and renewed without a decision in between: still gone.
+        let t = c.decide(&question()).unwrap_err().expect("a ticket");
+        c.put(t, &subject(), vec![consent(false)]);
+        c.vouch(Instant::now() + Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(30));
+        c.vouch(Instant::now() + Duration::from_secs(60));
+        assert!(c.is_empty(), "a renewal after a lapse starts from nothing");
+        assert!(c.decide(&question()).is_err());
     }
 
     #[test]

@@ -19,24 +19,23 @@ fn civil(days: i64) -> (i64, u32, u32) {
 }
 
 fn now_secs() -> (i64, u32) {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    secs(SystemTime::now())
+}
+
+fn secs(t: SystemTime) -> (i64, u32) {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     (d.as_secs() as i64, d.subsec_millis())
 }
 
 /// Now as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub fn now_rfc3339() -> String {
-    let (s, ms) = now_secs();
-    rfc3339_at(s, ms)
+    rfc3339(SystemTime::now())
 }
 
 /// The moment `ago` before now, as [`now_rfc3339`] writes it: two such texts compare in time
 /// order as strings.
 pub fn rfc3339_before(ago: std::time::Duration) -> String {
-    let (s, ms) = now_secs();
-    let ago = i64::try_from(ago.as_secs()).unwrap_or(i64::MAX / 2);
-    rfc3339_at(s.saturating_sub(ago), ms)
+    rfc3339(SystemTime::now().checked_sub(ago).unwrap_or(UNIX_EPOCH))
 }
 
 /// Is `text` written as [`now_rfc3339`] writes (so that it compares with its results)?
@@ -53,7 +52,9 @@ pub fn is_rfc3339(text: &str) -> bool {
         })
 }
 
-fn rfc3339_at(s: i64, ms: u32) -> String {
+/// `t` as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn rfc3339(t: SystemTime) -> String {
+    let (s, ms) = secs(t);
     let (y, m, d) = civil(s.div_euclid(86_400));
     let t = s.rem_euclid(86_400);
     format!(
@@ -113,8 +114,9 @@ mod tests {
         assert!(is_rfc3339(&now) && is_rfc3339(&earlier), "{now} {earlier}");
         assert!(earlier < now);
         assert!(rfc3339_before(41 * day) < earlier);
-        assert_eq!(rfc3339_at(0, 5), "1970-01-01T00:00:00.005Z");
-        assert_eq!(rfc3339_at(951_782_400, 0), "2000-02-29T00:00:00.000Z");
+        let at = |ms| rfc3339(UNIX_EPOCH + std::time::Duration::from_millis(ms));
+        assert_eq!(at(5), "1970-01-01T00:00:00.005Z");
+        assert_eq!(at(951_782_400_000), "2000-02-29T00:00:00.000Z");
         for not in ["2026-12-06T00:00:00Z", "2026-12-06 00:00:00.000Z", "", "x"] {
             assert!(!is_rfc3339(not), "{not}");
         }

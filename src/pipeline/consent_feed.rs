@@ -2,19 +2,23 @@
 //! fanout, and every hub process listening there drops its [`ConsentCache`] copy, so a revoke takes
 //! effect in every process for messages already waiting in `kaigo.translate` or `kaigo.deliver`.
 //! In: consent changes (from the CLI, `POST /fhir/Consent`, [`Hub::grant_consent`] and
-//! [`Hub::revoke_consent`]). Out: one small JSON event per change on the fanout, and the cache of
-//! this process kept live only while its subscription stands.
+//! [`Hub::revoke_consent`]). Out: one small JSON event per change on the fanout (its message id is
+//! the change's id), the cache of this process kept live only while its subscription stands, and,
+//! in a registered `serve` process, each change recorded as applied once the copy is dropped, for
+//! its announcer to see ([`super::consent_reach`]).
 //!
 //! Must never: carry a 被保険者番号 or a name (the event names the consent id and the subject's
 //! keyed hash only), or let the cache answer while the subscription is lost.
 
 use super::Hub;
+use super::consent_reach::{OwnBus, Reach, Teller};
+use super::presence::Acknowledger;
 use crate::bus::{Bus, BusError, Props, Topology};
 use crate::consent::cache::ConsentCache;
 use crate::consent::{Consent, ConsentError};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
 /// One consent change, as announced on the fanout.
@@ -34,31 +38,33 @@ pub struct ConsentChanged {
 /// Content type of the events.
 pub const CONTENT_TYPE: &str = "application/vnd.kaigo.consent-changed+json";
 
-/// Publishes `event` to the topology's consent fanout; returns once the broker confirmed it.
-/// With no hub process listening (no queue bound to the fanout) there is no copy to drop, so
-/// the unroutable event is not an error.
+/// Publishes `event` to the topology's consent fanout; returns the change's id (the message id
+/// it was published with) once the broker confirmed it. With no hub process listening (no queue
+/// bound to the fanout) there is no copy to drop, so the unroutable event is not an error.
 pub async fn announce(
     bus: &dyn Bus,
     topology: &Topology,
     event: &ConsentChanged,
-) -> Result<(), BusError> {
+) -> Result<String, BusError> {
     let body = serde_json::to_vec(event).map_err(|e| BusError::Refused(e.to_string()))?;
+    let id = super::clock::envelope_id();
     let props = Props {
-        message_id: Some(super::clock::envelope_id()),
+        message_id: Some(id.clone()),
         content_type: Some(CONTENT_TYPE.into()),
         ..Props::default()
     };
     match bus.publish(&topology.consent(), "", &props, &body).await {
-        Err(BusError::Unroutable(_)) => Ok(()),
-        r => r,
+        Ok(()) | Err(BusError::Unroutable(_)) => Ok(id),
+        Err(e) => Err(e),
     }
 }
 
 impl Hub {
     /// Stores a consent, then tells every hub process (this one at once, the others through the
-    /// fanout). The grant stands even when the announcement fails; the error says so, and the
-    /// other processes see the change when their copies expire.
-    pub async fn grant_consent(&self, consent: Consent) -> Result<(), ConsentError> {
+    /// fanout) and waits, bounded, for the registered ones to acknowledge ([`Hub::changed`]). The
+    /// grant stands whatever the [`Reach`] says; a process that did not hear sees the change
+    /// when its cached copies expire.
+    pub async fn grant_consent(&self, consent: Consent) -> Result<Reach, ConsentError> {
         let event = ConsentChanged {
             change: "grant".into(),
             consent: consent.id.as_str().to_string(),
@@ -67,11 +73,11 @@ impl Hub {
         };
         let store = self.store.clone();
         blocking(move || store.consents().grant(consent)).await?;
-        self.changed(&event).await
+        Ok(self.changed(&[event]).await)
     }
 
     /// Revokes consent `id` as of `at`, then tells every hub process, like [`Hub::grant_consent`].
-    pub async fn revoke_consent(&self, id: &str, at: &str) -> Result<(), ConsentError> {
+    pub async fn revoke_consent(&self, id: &str, at: &str) -> Result<Reach, ConsentError> {
         let event = ConsentChanged {
             change: "revoke".into(),
             consent: id.to_string(),
@@ -80,22 +86,39 @@ impl Hub {
         };
         let (store, id, at) = (self.store.clone(), id.to_string(), at.to_string());
         blocking(move || store.consents().revoke(&id, &at)).await?;
-        self.changed(&event).await
+        Ok(self.changed(&[event]).await)
     }
 
-    /// After a change reached the store: drop this process's copy, then announce it.
-    pub async fn changed(&self, event: &ConsentChanged) -> Result<(), ConsentError> {
+    /// After changes reached the store: drop this process's copy, announce them on this
+    /// process's bus and to every other registered process, and wait up to `consent_ack_secs`
+    /// for those that may answer from a cached copy to acknowledge ([`Teller::tell`]). What did
+    /// not reach a process is logged (process names and ids, never a subject).
+    pub async fn changed(&self, events: &[ConsentChanged]) -> Reach {
+        let stored_at = SystemTime::now();
         if let Some(cache) = &self.consent_cache {
             cache.invalidate();
         }
-        announce(self.bus.as_ref(), &self.topology, event)
-            .await
-            .map_err(|e| ConsentError::Unavailable {
-                detail: format!(
-                    "the change is stored, but other hub processes were not told ({e}); they see it \
-                     once their cached copy expires"
-                ),
-            })
+        let presence = &self.presence;
+        let reach = Teller {
+            store: &self.store,
+            own: Some(OwnBus {
+                bus: self.bus.as_ref(),
+                url: presence.record.bus_url.as_deref(),
+                topology: &self.topology,
+            }),
+            credentials: presence.credentials(),
+            exclude: Some(&presence.record.id),
+            wait: presence.ack_wait,
+        }
+        .tell(events, stored_at)
+        .await;
+        if let Some(shortfall) = reach.shortfall() {
+            tracing::warn!(shortfall = %shortfall, "consent change not acknowledged everywhere");
+        }
+        for p in &reach.problems {
+            tracing::warn!(problem = %p, "consent change not announced on this process's bus");
+        }
+        reach
     }
 }
 
@@ -110,12 +133,13 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Keeps `cache` in step with the fanout until shutdown: subscribes, marks the cache live, drops
-/// the copy on every event; on any trouble marks it not live (decisions go to the store) and
-/// subscribes again with backoff.
+/// the copy on every event (then, with an `acknowledger`, records the event's id as applied); on
+/// any trouble marks it not live (decisions go to the store) and subscribes again with backoff.
 pub async fn run(
     bus: Arc<dyn Bus>,
     topology: Topology,
     cache: Arc<ConsentCache>,
+    acknowledger: Option<Acknowledger>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let exchange = topology.consent();
@@ -143,6 +167,9 @@ pub async fn run(
                     match next {
                         Some(Ok(d)) => {
                             cache.invalidate();
+                            if let (Some(a), Some(change)) = (&acknowledger, &d.props.message_id) {
+                                a.applied(change).await;
+                            }
                             match serde_json::from_slice::<ConsentChanged>(&d.body) {
                                 Ok(e) => {
                                     tracing::debug!(change = %e.change, consent = %e.consent, "consent changed")
@@ -213,7 +240,22 @@ mod tests {
         bus.declare(&t, &[]).await.expect("declare");
         let cache = Arc::new(ConsentCache::new(Duration::from_secs(60)));
         let (tx, rx) = watch::channel(false);
-        let task = tokio::spawn(run(bus.clone(), t.clone(), cache.clone(), rx));
+        let store: Arc<dyn crate::store::Store> =
+            Arc::new(crate::store::sqlite::SqliteStore::in_memory().expect("store"));
+        let acknowledger = super::super::presence::Presence::new(
+            Some("amqp://127.0.0.1:5672/%2f"),
+            "feed",
+            60,
+            Duration::from_secs(1),
+        )
+        .acknowledger(store.clone());
+        let task = tokio::spawn(run(
+            bus.clone(),
+            t.clone(),
+            cache.clone(),
+            Some(acknowledger),
+            rx,
+        ));
         for _ in 0..100 {
             if cache.is_live() {
                 break;
@@ -241,14 +283,23 @@ mod tests {
             subject: None,
             at: "2025-06-01T00:00:00Z".into(),
         };
-        announce(bus.as_ref(), &t, &event).await.expect("announce");
+        let change = announce(bus.as_ref(), &t, &event).await.expect("announce");
         for _ in 0..100 {
-            if cache.is_empty() {
+            if cache.is_empty() && !store.processes().applied_by(&change).unwrap().is_empty() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert!(cache.is_empty(), "the event dropped the copy");
+        assert_eq!(
+            store
+                .processes()
+                .applied_by(&change)
+                .expect("applied")
+                .len(),
+            1,
+            "and the process recorded the change as applied"
+        );
         tx.send(true).expect("shutdown");
         task.await.expect("feed task");
         assert!(!cache.is_live(), "a stopped feed leaves the cache silent");

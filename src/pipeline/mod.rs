@@ -10,11 +10,13 @@ pub mod audit_writer;
 pub mod backlog;
 pub mod clock;
 pub mod consent_feed;
+pub mod consent_reach;
 pub mod deliver;
 pub mod handoff;
 pub mod ingress;
 pub mod keys;
 pub mod metrics;
+pub mod presence;
 pub mod replay;
 pub mod retention;
 pub mod retry;
@@ -112,6 +114,9 @@ pub struct Hub {
     pub delivery_keys: keys::DeliveryKeys,
     /// Backpressure: ingress refuses new messages while this many wait ([`backlog`]).
     pub backlog: backlog::Backlog,
+    /// Who this process is in the store's process registry (registered by `serve`), and how a
+    /// consent change made here is announced to the others ([`presence`], [`consent_reach`]).
+    pub presence: presence::Presence,
 }
 
 /// Bytes of canonical documents ingress keeps for the translate hop (beyond them the oldest are

@@ -7,7 +7,8 @@
 //! `Store::consents_of_async`). A lost connection makes decisions `Indeterminate` (retried by the
 //! hops) and is re-established on the next call. Never a permit on doubt.
 
-use super::{Store, StoreError, StoreFuture, apply_change};
+use super::processes::{ListedProcess, ProcessRecord, ProcessRegistry};
+use super::{Existing, Store, StoreError, StoreFuture, apply_change};
 use crate::consent::{
     Consent, ConsentError, ConsentRegistry, Decision, IndeterminateReason, Question, Subject,
     decide_from,
@@ -183,7 +184,37 @@ impl PostgresStore {
         if let Some(schema) = search_path(url) {
             within(client.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))).await?;
         }
+        Self::ready(url, client).await
+    }
+
+    /// Connects to `url` only if the hub's tables exist there (in the schema the URL's
+    /// `search_path` names, or the default one): what every command but `serve` does. Nothing is
+    /// created when they do not.
+    pub async fn connect_existing(url: &str) -> Result<PostgresStore, Existing> {
+        let client = connect(url).await.map_err(Existing::Unavailable)?;
+        let row = within(client.query_one("SELECT to_regclass('consents') IS NOT NULL", &[]))
+            .await
+            .map_err(Existing::Unavailable)?;
+        if !row.get::<_, bool>(0) {
+            return Err(Existing::Missing(match search_path(url) {
+                Some(schema) => format!(
+                    "schema `{schema}` has no kaigo-hub tables (`kaigo-hub serve` creates them \
+                     when it first starts)"
+                ),
+                None => "the database has no kaigo-hub tables in its search_path (`kaigo-hub \
+                         serve` creates them when it first starts)"
+                    .into(),
+            }));
+        }
+        Self::ready(url, client)
+            .await
+            .map_err(Existing::Unavailable)
+    }
+
+    /// Creates the tables that are missing (a newer version's), and the store on `client`.
+    async fn ready(url: &str, client: Client) -> Result<PostgresStore, StoreError> {
         within(client.batch_execute(SCHEMA)).await?;
+        within(client.batch_execute(PROCESS_TABLES)).await?;
         Ok(PostgresStore {
             url: url.to_string(),
             client: Mutex::new(Some(Arc::new(Conn::new(client)))),
@@ -515,6 +546,157 @@ impl Store for PostgresStore {
             }
         })
     }
+
+    fn processes(&self) -> &dyn ProcessRegistry {
+        self
+    }
+}
+
+// --- The registry of running hub processes ------------------------------------------------------
+
+/// The registry's tables. Heartbeats and applied-change times are the server's `now()`, so the
+/// clocks of the hub hosts do not matter.
+const PROCESS_TABLES: &str = "
+CREATE TABLE IF NOT EXISTS hub_processes (
+    id TEXT PRIMARY KEY, host TEXT NOT NULL, pid BIGINT NOT NULL, started_at TEXT NOT NULL,
+    bus TEXT NOT NULL, bus_url TEXT, prefix TEXT NOT NULL, consent_cache_secs BIGINT NOT NULL,
+    heartbeat_at TIMESTAMPTZ NOT NULL DEFAULT now());
+CREATE TABLE IF NOT EXISTS consent_applied (
+    change TEXT NOT NULL, process TEXT NOT NULL, at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (change, process));";
+
+impl ProcessRegistry for PostgresStore {
+    fn register(&self, p: &ProcessRecord) -> Result<(), StoreError> {
+        let p = p.clone();
+        self.with(|c| async move {
+            c.execute(
+                "INSERT INTO hub_processes(id, host, pid, started_at, bus, bus_url, prefix, \
+                 consent_cache_secs, heartbeat_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now()) \
+                 ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid, \
+                 started_at = excluded.started_at, bus = excluded.bus, bus_url = excluded.bus_url, \
+                 prefix = excluded.prefix, consent_cache_secs = excluded.consent_cache_secs, \
+                 heartbeat_at = now()",
+                &[
+                    &p.id,
+                    &p.host,
+                    &i64::from(p.pid),
+                    &p.started_at,
+                    &p.bus,
+                    &p.bus_url,
+                    &p.prefix,
+                    &(p.consent_cache_secs.min(i64::MAX as u64) as i64),
+                ],
+            )
+            .await
+            .map(|_| ())
+        })
+    }
+
+    fn heartbeat(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.with(|c| async move {
+            c.execute(
+                "UPDATE hub_processes SET heartbeat_at = now() WHERE id = $1",
+                &[&id],
+            )
+            .await
+            .map(|n| n > 0)
+        })
+    }
+
+    fn deregister(&self, id: &str) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.with(|c| async move {
+            c.execute("DELETE FROM consent_applied WHERE process = $1", &[&id])
+                .await?;
+            c.execute("DELETE FROM hub_processes WHERE id = $1", &[&id])
+                .await
+                .map(|_| ())
+        })
+    }
+
+    fn registered(&self) -> Result<Vec<ListedProcess>, StoreError> {
+        let rows = self.with(|c| async move {
+            c.query(
+                "SELECT id, host, pid, started_at, bus, bus_url, prefix, consent_cache_secs, \
+                 (EXTRACT(EPOCH FROM (now() - heartbeat_at)) * 1000)::BIGINT \
+                 FROM hub_processes ORDER BY started_at, id",
+                &[],
+            )
+            .await
+        })?;
+        Ok(rows
+            .iter()
+            .map(|r| ListedProcess {
+                record: ProcessRecord {
+                    id: r.get(0),
+                    host: r.get(1),
+                    pid: u32::try_from(r.get::<_, i64>(2)).unwrap_or(0),
+                    started_at: r.get(3),
+                    bus: r.get(4),
+                    bus_url: r.get(5),
+                    prefix: r.get(6),
+                    consent_cache_secs: r.get::<_, i64>(7).max(0) as u64,
+                },
+                heartbeat_age: Duration::from_millis(r.get::<_, i64>(8).max(0) as u64),
+            })
+            .collect())
+    }
+
+    fn record_applied(&self, process: &str, change: &str) -> Result<(), StoreError> {
+        let (process, change) = (process.to_string(), change.to_string());
+        self.with(|c| async move {
+            c.execute(
+                "INSERT INTO consent_applied(change, process) VALUES ($1, $2) \
+                 ON CONFLICT DO NOTHING",
+                &[&change, &process],
+            )
+            .await
+            .map(|_| ())
+        })
+    }
+
+    fn applied_by(&self, change: &str) -> Result<Vec<String>, StoreError> {
+        let change = change.to_string();
+        self.with(|c| async move {
+            let rows = c
+                .query(
+                    "SELECT process FROM consent_applied WHERE change = $1",
+                    &[&change],
+                )
+                .await?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
+    fn forget_changes(&self, changes: &[String]) -> Result<(), StoreError> {
+        let changes = changes.to_vec();
+        self.with(|c| async move {
+            c.execute(
+                "DELETE FROM consent_applied WHERE change = ANY($1)",
+                &[&changes],
+            )
+            .await
+            .map(|_| ())
+        })
+    }
+
+    fn prune(&self, older_than: Duration) -> Result<usize, StoreError> {
+        let secs = older_than.as_secs_f64();
+        self.with(|c| async move {
+            c.execute(
+                "DELETE FROM consent_applied WHERE at < now() - $1::float8 * interval '1 second'",
+                &[&secs],
+            )
+            .await?;
+            c.execute(
+                "DELETE FROM hub_processes WHERE heartbeat_at < now() - $1::float8 * interval '1 second'",
+                &[&secs],
+            )
+            .await
+            .map(|n| n as usize)
+        })
+    }
 }
 
 /// The schema a URL selects with `options=-csearch_path=NAME` (`%3D` for `=`), if it is a plain
@@ -560,6 +742,53 @@ mod tests {
             .expect("pg_prepared_statements");
         assert_eq!(on_server.len(), 2, "{on_server:?}");
         drop((one, again, other));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_process_registry_holds_its_contract() {
+        let base = "postgres://postgres@127.0.0.1:5432/test";
+        let schema = format!(
+            "kaigo_test_registry_{}",
+            crate::pipeline::clock::envelope_id().to_ascii_lowercase()
+        );
+        let admin = connect(base)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {base} is required for this test: {e}"));
+        let url = format!("{base}?options=-csearch_path%3D{schema}");
+        let store = super::PostgresStore::connect(&url).await.expect("store");
+        let handle = tokio::runtime::Handle::current();
+        let age = |id: &str, by: std::time::Duration| {
+            let secs = by.as_secs_f64();
+            tokio::task::block_in_place(|| {
+                handle.block_on(async {
+                    for table in [
+                        "hub_processes SET heartbeat_at = heartbeat_at",
+                        "consent_applied SET at = at",
+                    ] {
+                        let column = if table.starts_with("hub") {
+                            "id"
+                        } else {
+                            "process"
+                        };
+                        admin
+                            .execute(
+                                &format!(
+                                    "UPDATE {schema}.{table} - $1::float8 * interval '1 second' \
+                                     WHERE {column} = $2"
+                                ),
+                                &[&secs, &id],
+                            )
+                            .await
+                            .expect("age a row");
+                    }
+                })
+            })
+        };
+        super::super::processes::contract::holds(&store, &age);
+        admin
+            .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+            .await
+            .expect("drop the schema");
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! the embedded store and the in-memory model cannot disagree. A database error is never a
 //! permit: `decide` answers `Indeterminate` and the hop retries.
 
-use super::{Store, StoreError, apply_change};
+use super::processes::{ListedProcess, ProcessRecord, ProcessRegistry};
+use super::{Existing, Store, StoreError, apply_change};
 use crate::consent::{
     Consent, ConsentError, ConsentRegistry, Decision, IndeterminateReason, Question, Subject,
     decide_from,
@@ -32,6 +33,35 @@ impl SqliteStore {
         Self::init(conn)
     }
 
+    /// Opens the database at `path` only if it exists and is a kaigo-hub store (what every
+    /// command but `serve` does): nothing is created.
+    pub fn open_existing(path: &Path) -> Result<SqliteStore, Existing> {
+        if !path.exists() {
+            return Err(Existing::Missing(
+                "the file does not exist (`kaigo-hub serve` creates it when it first starts)"
+                    .into(),
+            ));
+        }
+        let flags =
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)
+            .map_err(|e| Existing::Unavailable(err(format!("{}: {e}", path.display()))))?;
+        let ours: Option<i64> = conn
+            .query_row(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'consents'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| Existing::Unavailable(err(format!("{}: {e}", path.display()))))?;
+        if ours.is_none() {
+            return Err(Existing::Missing(
+                "the file is there but is not a kaigo-hub store (it has no consents table)".into(),
+            ));
+        }
+        Self::init(conn).map_err(Existing::Unavailable)
+    }
+
     /// A private in-memory database (tests).
     pub fn in_memory() -> Result<SqliteStore, StoreError> {
         Self::init(Connection::open_in_memory().map_err(err)?)
@@ -56,6 +86,7 @@ impl SqliteStore {
              CREATE TABLE IF NOT EXISTS delivered (key TEXT PRIMARY KEY, at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP);",
         )
         .map_err(err)?;
+        conn.execute_batch(PROCESS_TABLES).map_err(err)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
         })
@@ -250,6 +281,150 @@ impl Store for SqliteStore {
     fn inline(&self) -> bool {
         true
     }
+
+    fn processes(&self) -> &dyn ProcessRegistry {
+        self
+    }
+}
+
+// --- The registry of running hub processes ------------------------------------------------------
+
+/// The registry's tables. Times are milliseconds since 1970 of this machine's clock: a SQLite
+/// file is shared only by processes on one machine.
+const PROCESS_TABLES: &str = "
+CREATE TABLE IF NOT EXISTS hub_processes (
+    id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, started_at TEXT NOT NULL,
+    bus TEXT NOT NULL, bus_url TEXT, prefix TEXT NOT NULL, consent_cache_secs INTEGER NOT NULL,
+    heartbeat_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS consent_applied (
+    change TEXT NOT NULL, process TEXT NOT NULL, at_ms INTEGER NOT NULL,
+    PRIMARY KEY (change, process));";
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl ProcessRegistry for SqliteStore {
+    fn register(&self, p: &ProcessRecord) -> Result<(), StoreError> {
+        self.conn()?
+            .execute(
+                "INSERT OR REPLACE INTO hub_processes(id, host, pid, started_at, bus, bus_url, \
+                 prefix, consent_cache_secs, heartbeat_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    p.id,
+                    p.host,
+                    p.pid,
+                    p.started_at,
+                    p.bus,
+                    p.bus_url,
+                    p.prefix,
+                    p.consent_cache_secs as i64,
+                    now_ms()
+                ],
+            )
+            .map(|_| ())
+            .map_err(err)
+    }
+
+    fn heartbeat(&self, id: &str) -> Result<bool, StoreError> {
+        self.conn()?
+            .execute(
+                "UPDATE hub_processes SET heartbeat_ms = ?1 WHERE id = ?2",
+                params![now_ms(), id],
+            )
+            .map(|n| n > 0)
+            .map_err(err)
+    }
+
+    fn deregister(&self, id: &str) -> Result<(), StoreError> {
+        let conn = self.conn()?;
+        conn.execute(
+            "DELETE FROM consent_applied WHERE process = ?1",
+            params![id],
+        )
+        .map_err(err)?;
+        conn.execute("DELETE FROM hub_processes WHERE id = ?1", params![id])
+            .map(|_| ())
+            .map_err(err)
+    }
+
+    fn registered(&self) -> Result<Vec<ListedProcess>, StoreError> {
+        let now = now_ms();
+        let conn = self.conn()?;
+        let mut st = conn
+            .prepare_cached(
+                "SELECT id, host, pid, started_at, bus, bus_url, prefix, consent_cache_secs, \
+                 heartbeat_ms FROM hub_processes ORDER BY started_at, id",
+            )
+            .map_err(err)?;
+        st.query_map([], |r| {
+            Ok(ListedProcess {
+                record: ProcessRecord {
+                    id: r.get(0)?,
+                    host: r.get(1)?,
+                    pid: r.get(2)?,
+                    started_at: r.get(3)?,
+                    bus: r.get(4)?,
+                    bus_url: r.get(5)?,
+                    prefix: r.get(6)?,
+                    consent_cache_secs: r.get::<_, i64>(7)?.max(0) as u64,
+                },
+                heartbeat_age: std::time::Duration::from_millis(
+                    (now - r.get::<_, i64>(8)?).max(0) as u64
+                ),
+            })
+        })
+        .map_err(err)?
+        .collect::<Result<_, _>>()
+        .map_err(err)
+    }
+
+    fn record_applied(&self, process: &str, change: &str) -> Result<(), StoreError> {
+        self.conn()?
+            .execute(
+                "INSERT OR IGNORE INTO consent_applied(change, process, at_ms) VALUES (?1, ?2, ?3)",
+                params![change, process, now_ms()],
+            )
+            .map(|_| ())
+            .map_err(err)
+    }
+
+    fn applied_by(&self, change: &str) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn()?;
+        let mut st = conn
+            .prepare_cached("SELECT process FROM consent_applied WHERE change = ?1")
+            .map_err(err)?;
+        st.query_map(params![change], |r| r.get(0))
+            .map_err(err)?
+            .collect::<Result<_, _>>()
+            .map_err(err)
+    }
+
+    fn forget_changes(&self, changes: &[String]) -> Result<(), StoreError> {
+        let conn = self.conn()?;
+        for c in changes {
+            conn.execute("DELETE FROM consent_applied WHERE change = ?1", params![c])
+                .map_err(err)?;
+        }
+        Ok(())
+    }
+
+    fn prune(&self, older_than: std::time::Duration) -> Result<usize, StoreError> {
+        let before = now_ms() - older_than.as_millis() as i64;
+        let conn = self.conn()?;
+        conn.execute(
+            "DELETE FROM consent_applied WHERE at_ms < ?1",
+            params![before],
+        )
+        .map_err(err)?;
+        conn.execute(
+            "DELETE FROM hub_processes WHERE heartbeat_ms < ?1",
+            params![before],
+        )
+        .map_err(err)
+    }
 }
 
 #[cfg(test)]
@@ -332,6 +507,58 @@ mod tests {
         s.mark_delivered_all(&[]).unwrap();
         s.mark_delivered_all(&["solo/0/r".to_string()]).unwrap();
         assert!(s.was_delivered("solo/0/r").unwrap());
+    }
+
+    #[test]
+    fn the_process_registry_holds_its_contract() {
+        let s = SqliteStore::in_memory().unwrap();
+        crate::store::processes::contract::holds(&s, &|id, age| {
+            s.conn()
+                .unwrap()
+                .execute(
+                    "UPDATE hub_processes SET heartbeat_ms = heartbeat_ms - ?1 WHERE id = ?2",
+                    params![age.as_millis() as i64, id],
+                )
+                .unwrap();
+            s.conn()
+                .unwrap()
+                .execute(
+                    "UPDATE consent_applied SET at_ms = at_ms - ?1 WHERE process = ?2",
+                    params![age.as_millis() as i64, id],
+                )
+                .unwrap();
+        });
+    }
+
+    #[test]
+    fn an_existing_store_is_opened_and_a_missing_one_is_not_created() {
+        let dir = std::env::temp_dir().join(format!(
+            "kaigo-store-existing-{}",
+            crate::pipeline::clock::envelope_id()
+        ));
+        let path = dir.join("sub").join("hub.sqlite");
+        match SqliteStore::open_existing(&path) {
+            Err(Existing::Missing(why)) => assert!(why.contains("does not exist"), "{why}"),
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+        assert!(!dir.exists(), "nothing was created");
+        std::fs::create_dir_all(&dir).unwrap();
+        let stranger = dir.join("other.sqlite");
+        Connection::open(&stranger)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x INTEGER)")
+            .unwrap();
+        match SqliteStore::open_existing(&stranger) {
+            Err(Existing::Missing(why)) => assert!(why.contains("not a kaigo-hub store"), "{why}"),
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+        SqliteStore::open(&path)
+            .unwrap()
+            .grant(consent("c1"))
+            .unwrap();
+        let s = SqliteStore::open_existing(&path).expect("an existing store opens");
+        assert_eq!(s.list(None).len(), 1);
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

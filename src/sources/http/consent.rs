@@ -5,6 +5,15 @@
 //! insured persons only (the subject's 保険者番号 must be its party id); the platform may register
 //! any. Must never store a grant the importer refused, or echo the subject in an answer.
 //!
+//! A stored change is announced to every running hub process as the CLI does
+//! (`pipeline::consent_reach`), waiting up to `consent_ack_secs` for their acknowledgements. The
+//! answer stays 201 (the registry holds it); when a process did not acknowledge, the
+//! `OperationOutcome` adds a warning saying how many did not and by when the change is in force
+//! in every process anyway, and `X-Kaigo-Consent-In-Force-By` gives that time. Without a warning
+//! the change is in force everywhere now; a warning without the header means the registry of
+//! processes could not be read, so no time can be given beyond `consent_cache_secs`. Which
+//! processes did not acknowledge is logged, not told the sender (it names the hub's hosts).
+//!
 //! | outcome | status |
 //! |---|---|
 //! | stored (or, `status: inactive`, revoked) | 201, `X-Kaigo-Consent: <grant ids>` |
@@ -19,7 +28,7 @@ use super::State;
 use super::audit_trail;
 use super::auth;
 use super::body;
-use super::outcome::{CONSENT_HEADER, Issue, outcome, status, unavailable};
+use super::outcome::{CONSENT_HEADER, FHIR_JSON, Issue, outcome_json, status, unavailable};
 use crate::consent::fhir_import::{FhirProblem, consents_from_fhir_json};
 use crate::consent::{Consent, ConsentError, PartyKind};
 use crate::parties::Party;
@@ -142,6 +151,7 @@ pub async fn register(
     let done = match &stored {
         Ok(done) | Err((done, _)) => done,
     };
+    let mut events = Vec::new();
     for c in consents
         .iter()
         .filter(|c| done.iter().any(|d| d == c.id.as_str()))
@@ -151,7 +161,7 @@ pub async fn register(
             c.subject.insured_number.as_str(),
         );
         audit_trail::consent_registered(hub, &party.id, c.id.as_str(), hash.clone());
-        let event = ConsentChanged {
+        events.push(ConsentChanged {
             change: if c.revoked_at.is_some() {
                 "revoke"
             } else {
@@ -161,20 +171,21 @@ pub async fn register(
             consent: c.id.as_str().to_string(),
             subject: Some(hash.into_string()),
             at: crate::pipeline::clock::now_rfc3339(),
-        };
-        // The registry holds it either way; a hub process that missed the word sees it when its
-        // cached copy expires (`consent_cache_secs`).
-        if let Err(e) = hub.changed(&event).await {
-            tracing::warn!(consent = c.id.as_str(), error = %e, "consent change not announced");
-        }
+        });
     }
+    // The registry holds it either way; a hub process that missed the word sees it when its
+    // cached copy expires (`consent_cache_secs`). `changed` logs which did not hear.
+    let reach = if events.is_empty() {
+        None
+    } else {
+        Some(hub.changed(&events).await)
+    };
     match stored {
         Ok(done) => {
             tracing::info!(source = %party.id, grants = done.len(), "consents registered");
-            outcome(
-                HttpResponse::build(StatusCode::CREATED)
-                    .insert_header((CONSENT_HEADER, done.join(",")))
-                    .take(),
+            let mut answer = HttpResponse::build(StatusCode::CREATED);
+            answer.insert_header((CONSENT_HEADER, done.join(",")));
+            let mut body = outcome_json(
                 Issue::Informational,
                 &format!(
                     "registered {} consent grant{}: {}",
@@ -182,7 +193,35 @@ pub async fn register(
                     if done.len() == 1 { "" } else { "s" },
                     done.join(", ")
                 ),
-            )
+            );
+            if let Some(reach) = reach.filter(|r| !r.complete()) {
+                let by = reach.in_force_everywhere_by();
+                let by_text = by.map(crate::pipeline::clock::rfc3339);
+                if let Some(t) = &by_text {
+                    answer.insert_header((IN_FORCE_HEADER, t.as_str()));
+                }
+                let diagnostics = match by_text {
+                    Some(t) => format!(
+                        "{} running hub process{} did not acknowledge the change within {} s; it \
+                         is in force in every hub process by {t} at the latest, when their cached \
+                         copies expire",
+                        reach.unheard.len(),
+                        if reach.unheard.len() == 1 { "" } else { "es" },
+                        hub.presence.ack_wait.as_secs()
+                    ),
+                    None => "the running hub processes could not be told of the change; each \
+                             sees it when its cached copies expire"
+                        .to_string(),
+                };
+                if let Some(issues) = body["issue"].as_array_mut() {
+                    issues.push(serde_json::json!({
+                        "severity": "warning",
+                        "code": "incomplete",
+                        "diagnostics": diagnostics,
+                    }));
+                }
+            }
+            answer.content_type(FHIR_JSON).body(body.to_string())
         }
         Err((done, e)) => {
             let before = if done.is_empty() {
@@ -220,6 +259,10 @@ pub async fn register(
         }
     }
 }
+
+/// On a 201 whose change not every running hub process acknowledged: the time (RFC 3339) by
+/// which it is in force in all of them anyway.
+pub const IN_FORCE_HEADER: &str = "X-Kaigo-Consent-In-Force-By";
 
 /// A municipality may only register consents of persons it insures.
 fn not_own_insured(party: &Party, consents: &[Consent]) -> Option<HttpResponse> {
