@@ -102,6 +102,14 @@ pub struct Config {
     /// PEM file with the private key of `push_client_cert` (PKCS#8, PKCS#1 or SEC1, unencrypted).
     /// Env `KAIGO_PUSH_CLIENT_KEY`.
     pub push_client_key: Option<PathBuf>,
+    /// The key that seals the audit chains (HMAC-SHA256), as hex (≥ 32 hex digits); set this or
+    /// `audit_key_file`, not both. Whoever holds it can re-seal an edited log, so keep it from
+    /// those who can write the log; `kaigo-hub audit verify` needs it. Env `KAIGO_AUDIT_KEY`.
+    pub audit_key: Option<String>,
+    /// File holding the audit key as hex (default `<data_dir>/audit.key`, created 0600 with 32
+    /// random bytes by `serve` or a consent command when missing; `audit verify` never creates
+    /// it). Env `KAIGO_AUDIT_KEY_FILE`.
+    pub audit_key_file: Option<PathBuf>,
 }
 
 /// The files the HTTP source serves HTTPS with, from a [`Config`] whose TLS settings fit together.
@@ -154,6 +162,8 @@ impl Default for Config {
             push_ca: None,
             push_client_cert: None,
             push_client_key: None,
+            audit_key: None,
+            audit_key_file: None,
         }
     }
 }
@@ -185,6 +195,8 @@ pub const KEYS: &[&str] = &[
     "push_ca",
     "push_client_cert",
     "push_client_key",
+    "audit_key",
+    "audit_key_file",
 ];
 
 impl Config {
@@ -296,6 +308,19 @@ impl Config {
         if let Some(v) = get("KAIGO_PUSH_CLIENT_KEY") {
             self.push_client_key = Some(v).filter(|s| !s.is_empty()).map(PathBuf::from);
         }
+        if let Some(v) = get("KAIGO_AUDIT_KEY") {
+            self.audit_key = Some(v).filter(|s| !s.is_empty());
+        }
+        if let Some(v) = get("KAIGO_AUDIT_KEY_FILE") {
+            self.audit_key_file = Some(v).filter(|s| !s.is_empty()).map(PathBuf::from);
+        }
+        if self.audit_key.is_some() && self.audit_key_file.is_some() {
+            return Err(
+                "audit_key and audit_key_file are both set: give the audit key one way, as hex \
+                 (audit_key / KAIGO_AUDIT_KEY) or as a file (audit_key_file / KAIGO_AUDIT_KEY_FILE)"
+                    .into(),
+            );
+        }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err(format!(
                 "log_format `{}` must be text or json",
@@ -391,6 +416,13 @@ impl Config {
     /// The audit log path.
     pub fn audit_path(&self) -> PathBuf {
         self.data_dir.join("audit.jsonl")
+    }
+
+    /// The audit key file: `audit_key_file`, or `<data_dir>/audit.key`.
+    pub fn audit_key_path(&self) -> PathBuf {
+        self.audit_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("audit.key"))
     }
 }
 

@@ -59,7 +59,7 @@ pub async fn build(cfg: &Config) -> Result<Arc<Hub>, String> {
     let store: Arc<dyn Store> = crate::store::open(&cfg.store_url())
         .await
         .map_err(|e| format!("store {}: {e}", redact(&cfg.store_url())))?;
-    let audit = AuditWriter::open(&cfg.audit_path())?;
+    let audit = AuditWriter::for_config(cfg, store.clone())?;
     let hasher = SubjectHasher::new(&subject_key(cfg)?).map_err(|e| e.to_string())?;
     let mut topology = Topology::new(&cfg.prefix);
     topology.retry_delays = cfg.retry_delays()?;

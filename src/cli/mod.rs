@@ -97,7 +97,7 @@ pub enum Command {
         #[command(subcommand)]
         action: consent::Action,
     },
-    /// Verify the audit log's hash chain, or query it.
+    /// Verify the audit chains (keyed, checked against the store's checkpoints), or query them.
     Audit {
         /// Configuration file (for the audit log location).
         #[arg(long)]

@@ -43,6 +43,9 @@ use std::path::PathBuf;
   retry_delays_ms KAIGO_RETRY_DELAYS_MS  waits before a recipient whose sink failed is tried
                 again, ms, comma-separated; then dead-lettered; a down recipient holds up
                 no one                                       [1000,5000,30000,120000,600000]
+  audit_key     KAIGO_AUDIT_KEY     hex key sealing the audit chains (HMAC); or:           [unset]
+  audit_key_file KAIGO_AUDIT_KEY_FILE  file with that key; made 0600 on first use; keep it
+                apart from the log (audit verify needs it)             [data/audit.key]
 Log level: RUST_LOG (e.g. RUST_LOG=kaigo_hub=debug).
 Signals: SIGTERM or Ctrl-C stops gracefully. SIGHUP reads the parties file (new parties, keys,
   subscriptions, delivery targets) and the certificate files (tls_cert/tls_key, tls_client_ca,
