@@ -281,7 +281,9 @@ impl Running {
     }
 }
 
-fn subject_key(cfg: &Config) -> Result<Vec<u8>, String> {
+/// The subject-hashing key the settings give (`subject_key`, or `<data_dir>/subject.key`, made
+/// on first use): what `serve` and the CLI's consent commands hash subjects with.
+pub fn subject_key(cfg: &Config) -> Result<Vec<u8>, String> {
     let hex = match &cfg.subject_key {
         Some(k) => k.clone(),
         None => {

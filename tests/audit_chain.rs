@@ -1,9 +1,10 @@
 //! The audit log as a security tester attacks it and an operator checks it: a hub writes its log,
 //! then a row is edited and every later row re-hashed (all one can do without the audit key), or
 //! the last rows are cut; `kaigo-hub audit verify` must say so, naming the seq, against the
-//! checkpoints kept in the store (SQLite and PostgreSQL). A log written before chains were keyed
-//! is closed when `serve` starts and still checked; verify answers in sentences, with exit codes
-//! 0 intact, 1 tampered, 2 no key.
+//! checkpoints kept in the store (SQLite and PostgreSQL). The CLI's consent commands audit their
+//! changes in a chain of their own while a hub holds its log; a log written before chains were
+//! keyed is closed when `serve` starts and still checked; verify answers in sentences, with exit
+//! codes 0 intact, 1 tampered, 2 no key.
 //!
 //! The tampering is done on the JSON lines with plain SHA-256, as an attacker with a text editor
 //! and `sha256sum` would, not through the hub's own types.
@@ -249,6 +250,135 @@ async fn a_cut_tail_is_found_against_the_checkpoint_in_postgresql() {
     })
     .await;
     drop(schema);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consent_commands_audit_in_their_own_chain_while_a_hub_holds_its_log() {
+    let s = Scratch::memory("audit-cli", |p| p);
+    let cfg = s.config();
+    let running = s.start_with(&cfg).await;
+    let config = config_file(&s, &cfg);
+    let ok = |o: Output| {
+        assert_eq!(o.status.code(), Some(0), "{}", said(&o));
+        o
+    };
+    ok(kaigo(
+        &s,
+        &config,
+        &[
+            "consent",
+            "grant",
+            "--subject",
+            "131011:0000300003",
+            "--to",
+            "provider",
+            "--categories",
+            "care-plan",
+            "--from",
+            "2025-01-01",
+            "--id",
+            "cli-audit-1",
+        ],
+    ));
+    ok(kaigo(
+        &s,
+        &config,
+        &[
+            "consent",
+            "link",
+            "--party",
+            HOSPITAL,
+            "--local-id",
+            "P-3003",
+            "--subject",
+            "131011:0000300003",
+        ],
+    ));
+    ok(kaigo(&s, &config, &["consent", "revoke", "cli-audit-1"]));
+    let csv = s.dir.join("consents.csv");
+    std::fs::write(
+        &csv,
+        "insurer_number,insured_number,grantee,categories,valid_from,valid_to,purpose\n\
+         131011,0000300004,provider,care-plan,2025-01-01,,\n",
+    )
+    .expect("write the CSV");
+    ok(kaigo(
+        &s,
+        &config,
+        &["consent", "import", csv.to_str().expect("UTF-8 path")],
+    ));
+    // A refused change is audited too: the id is taken by another consent.
+    let refused = kaigo(
+        &s,
+        &config,
+        &[
+            "consent",
+            "grant",
+            "--subject",
+            "131011:0000300005",
+            "--to",
+            "provider",
+            "--categories",
+            "life",
+            "--from",
+            "2025-01-01",
+            "--id",
+            "cli-audit-1",
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(1), "{}", said(&refused));
+
+    // While the hub still holds its log: both chains verify, the CLI's with its checkpoint.
+    let out = ok(kaigo(&s, &config, &["audit", "verify"]));
+    let text = stdout(&out);
+    assert!(
+        text.contains("audit-cli.jsonl: intact. Chain cli-"),
+        "{text}"
+    );
+    assert!(text.contains("5 events (seq 1-5)"), "{text}");
+
+    let events: Vec<serde_json::Value> = log_lines(&cfg.data_dir.join("audit-cli.jsonl"))
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    let reasons: Vec<&str> = events
+        .iter()
+        .map(|e| e["reason"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(reasons[0], "cli-audit-1", "{events:#?}");
+    assert_eq!(reasons[1], "link");
+    assert_eq!(reasons[2], "revoke:cli-audit-1");
+    assert_eq!(reasons[4], "consent-id-in-use");
+    let decisions: Vec<&str> = events
+        .iter()
+        .map(|e| e["decision"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        decisions,
+        ["accepted", "accepted", "accepted", "accepted", "rejected"]
+    );
+    for e in &events {
+        assert_eq!(e["hop"], "admin");
+        assert!(
+            e["actor"].as_str().is_some_and(|a| a.starts_with("cli")),
+            "{e}"
+        );
+    }
+    assert_eq!(events[1]["party"], HOSPITAL);
+    // The subject as its keyed hash, never the numbers; the local id is not recorded.
+    let text = log_lines(&cfg.data_dir.join("audit-cli.jsonl")).join("\n");
+    for raw in ["0000300003", "0000300004", "P-3003"] {
+        assert!(!text.contains(raw), "`{raw}` in the CLI's audit log");
+    }
+    assert!(
+        events[0]["subject"].as_str().is_some_and(|h| h.len() == 64),
+        "{:?}",
+        events[0]
+    );
+    // `audit query` finds them beside the hub's.
+    let q = ok(kaigo(&s, &config, &["audit", "query", "--hop", "admin"]));
+    assert!(stdout(&q).contains("revoke:cli-audit-1"), "{}", said(&q));
+    running.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,8 +2,10 @@
 //! subject cross-reference in the hub's store (the database `serve` reads), then, when the config
 //! names RabbitMQ, announces each change on the `<prefix>.consent` fanout so that every running
 //! hub process drops its cached copy: a revoke takes effect for messages already waiting in queues.
+//! Each change (and each refusal) is audited in the CLI's own chain (`super::audit_trail`).
 
 use super::Failure;
+use super::audit_trail::Trail;
 use kaigo_hub::bus::rabbitmq::RabbitBus;
 use kaigo_hub::bus::{Bus, Topology};
 use kaigo_hub::config::Config;
@@ -86,8 +88,8 @@ pub fn run(config: Option<PathBuf>, action: Action) -> Result<u8, Failure> {
     let store = rt
         .block_on(kaigo_hub::store::open(&cfg.store_url()))
         .map_err(|e| Failure::usage(e.to_string()))?;
+    let mut trail = Trail::open(&cfg, store.clone(), !matches!(action, Action::List { .. }))?;
     let store = store.as_ref();
-    let fail = |e: kaigo_hub::consent::ConsentError| Failure::input(e.to_string());
     let change = |change: &str, id: &str| ConsentChanged {
         change: change.into(),
         consent: id.into(),
@@ -129,14 +131,23 @@ pub fn run(config: Option<PathBuf>, action: Action) -> Result<u8, Failure> {
                 purpose,
                 revoked_at: None,
             };
-            store.consents().grant(consent).map_err(fail)?;
+            let audited = consent.clone();
+            store
+                .consents()
+                .grant(consent)
+                .map_err(|e| trail.refused(e))?;
+            trail.granted(&audited)?;
             super::out!("granted {id}");
             changes.push(change("grant", &id));
         }
         Action::Revoke { id, at } => {
             let at = at
                 .unwrap_or_else(|| kaigo_hub::pipeline::clock::now_rfc3339().replace(".000Z", "Z"));
-            store.consents().revoke(&id, &at).map_err(fail)?;
+            store
+                .consents()
+                .revoke(&id, &at)
+                .map_err(|e| trail.refused(e))?;
+            trail.revoked(&id)?;
             super::out!("revoked {id} at {at}");
             changes.push(change("revoke", &id));
         }
@@ -168,7 +179,9 @@ pub fn run(config: Option<PathBuf>, action: Action) -> Result<u8, Failure> {
                 } else {
                     "grant"
                 };
-                store.consents().grant(c).map_err(fail)?;
+                let audited = c.clone();
+                store.consents().grant(c).map_err(|e| trail.refused(e))?;
+                trail.granted(&audited)?;
                 changes.push(change(what, &id));
             }
             super::out!("imported {n} consent(s) from {}", file.display());
@@ -178,12 +191,15 @@ pub fn run(config: Option<PathBuf>, action: Action) -> Result<u8, Failure> {
             local_id,
             subject: s,
         } => {
+            let who = subject(&s)?;
             store
-                .link(&party, &local_id, &subject(&s)?)
+                .link(&party, &local_id, &who)
                 .map_err(|e| Failure::usage(e.to_string()))?;
+            trail.linked(&party, &who)?;
             super::out!("linked {party}/{local_id}");
         }
     }
+    trail.finish()?;
     if let (Some(url), false) = (&cfg.amqp_url, changes.is_empty()) {
         rt.block_on(announce_all(url, &cfg.prefix, &changes))
             .map_err(|e| {

@@ -11,6 +11,7 @@ macro_rules! out {
 pub(crate) use out;
 
 mod audit;
+mod audit_trail;
 mod consent;
 mod inspect;
 mod mappings;
