@@ -59,7 +59,7 @@ pub async fn build(cfg: &Config) -> Result<Arc<Hub>, String> {
     let store: Arc<dyn Store> = crate::store::open(&cfg.store_url())
         .await
         .map_err(|e| format!("store {}: {e}", redact(&cfg.store_url())))?;
-    let audit = AuditWriter::for_config(cfg, store.clone())?;
+    let audit = AuditWriter::start(cfg, store.clone()).await?;
     let hasher = SubjectHasher::new(&subject_key(cfg)?).map_err(|e| e.to_string())?;
     let mut topology = Topology::new(&cfg.prefix);
     topology.retry_delays = cfg.retry_delays()?;
@@ -277,7 +277,9 @@ impl Running {
         for t in self.tasks {
             let _ = t.await;
         }
-        self.hub.audit.flush();
+        // Blocking (an fsync, then the checkpoint's store write), so off the runtime's threads.
+        let audit = self.hub.audit.clone();
+        let _ = tokio::task::spawn_blocking(move || audit.flush()).await;
     }
 }
 

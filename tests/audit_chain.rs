@@ -523,3 +523,33 @@ async fn metrics_show_the_checkpoint_that_verify_checks_while_the_hub_runs() {
     );
     running.stop().await;
 }
+
+#[tokio::test]
+async fn a_hub_on_a_current_thread_runtime_opens_its_chain_against_postgresql() {
+    // Opening the chain reads the store's checkpoint, a blocking call: it must not run on the
+    // runtime's only thread (PostgreSQL's client would then be driven from inside the runtime).
+    let s = Scratch::memory("audit-ct", |p| p);
+    let pg = PgSchema::new(&s.prefix);
+    let mut cfg = s.config();
+    cfg.database_url = Some(pg.url.clone());
+    let running = s.start_with(&cfg).await;
+    for _ in 0..3 {
+        post_sample_patient_reply(running.http_addr).await;
+    }
+    let started = std::time::Instant::now();
+    running.stop().await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "stop waited {:?}",
+        started.elapsed()
+    );
+    // The stop's checkpoint is recorded before `stop` returns: the last event is checkpointed.
+    let out = kaigo(&s, &config_file(&s, &cfg), &["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(0), "{}", said(&out));
+    assert!(
+        stdout(&out).contains("audit.jsonl: intact.")
+            && !stdout(&out).contains("not checkpointed yet"),
+        "{}",
+        said(&out)
+    );
+}

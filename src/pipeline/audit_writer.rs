@@ -190,6 +190,15 @@ impl AuditWriter {
         Ok(AuditWriter::File { tx, gauges })
     }
 
+    /// [`AuditWriter::for_config`] from async code: opening reads the log's tail and the store's
+    /// checkpoint, blocking work that goes to the blocking pool.
+    pub async fn start(cfg: &Config, store: Arc<dyn Store>) -> Result<AuditWriter, String> {
+        let cfg = cfg.clone();
+        tokio::task::spawn_blocking(move || AuditWriter::for_config(&cfg, store))
+            .await
+            .map_err(|e| format!("opening the audit log: {e}"))?
+    }
+
     /// [`AuditWriter::open`] on the hub's log (`cfg.audit_path()`) with the audit key the
     /// settings give (`audit_key`, or the file `audit_key_file`, made on first use and said so).
     pub fn for_config(cfg: &Config, store: Arc<dyn Store>) -> Result<AuditWriter, String> {
