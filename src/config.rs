@@ -115,6 +115,14 @@ pub struct Config {
     /// named (the command exits 3), with the time by which the change is in force there anyway.
     /// Env `KAIGO_CONSENT_ACK_SECS`.
     pub consent_ack_secs: u64,
+    /// The key that seals the audit chains (HMAC-SHA256), as hex (≥ 32 hex digits); set this or
+    /// `audit_key_file`, not both. Whoever holds it can re-seal an edited log, so keep it from
+    /// those who can write the log; `kaigo-hub audit verify` needs it. Env `KAIGO_AUDIT_KEY`.
+    pub audit_key: Option<String>,
+    /// File holding the audit key as hex (default `<data_dir>/audit.key`, created 0600 with 32
+    /// random bytes by `serve` or a consent command when missing; `audit verify` never creates
+    /// it). Env `KAIGO_AUDIT_KEY_FILE`.
+    pub audit_key_file: Option<PathBuf>,
 }
 
 /// The files the HTTP source serves HTTPS with, from a [`Config`] whose TLS settings fit together.
@@ -169,6 +177,8 @@ impl Default for Config {
             push_client_cert: None,
             push_client_key: None,
             consent_ack_secs: 5,
+            audit_key: None,
+            audit_key_file: None,
         }
     }
 }
@@ -202,6 +212,8 @@ pub const KEYS: &[&str] = &[
     "push_client_cert",
     "push_client_key",
     "consent_ack_secs",
+    "audit_key",
+    "audit_key_file",
 ];
 
 impl Config {
@@ -319,6 +331,19 @@ impl Config {
         if let Some(v) = get("KAIGO_CONSENT_ACK_SECS") {
             self.consent_ack_secs = num("KAIGO_CONSENT_ACK_SECS", v)?;
         }
+        if let Some(v) = get("KAIGO_AUDIT_KEY") {
+            self.audit_key = Some(v).filter(|s| !s.is_empty());
+        }
+        if let Some(v) = get("KAIGO_AUDIT_KEY_FILE") {
+            self.audit_key_file = Some(v).filter(|s| !s.is_empty()).map(PathBuf::from);
+        }
+        if self.audit_key.is_some() && self.audit_key_file.is_some() {
+            return Err(
+                "audit_key and audit_key_file are both set: give the audit key one way, as hex \
+                 (audit_key / KAIGO_AUDIT_KEY) or as a file (audit_key_file / KAIGO_AUDIT_KEY_FILE)"
+                    .into(),
+            );
+        }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err(format!(
                 "log_format `{}` must be text or json",
@@ -416,6 +441,13 @@ impl Config {
     /// The audit log path.
     pub fn audit_path(&self) -> PathBuf {
         self.data_dir.join("audit.jsonl")
+    }
+
+    /// The audit key file: `audit_key_file`, or `<data_dir>/audit.key`.
+    pub fn audit_key_path(&self) -> PathBuf {
+        self.audit_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("audit.key"))
     }
 }
 

@@ -61,7 +61,7 @@ pub async fn build(cfg: &Config) -> Result<Arc<Hub>, String> {
     let store: Arc<dyn Store> = crate::store::open(&cfg.store_url())
         .await
         .map_err(|e| format!("store: {e}"))?;
-    let audit = AuditWriter::open(&cfg.audit_path())?;
+    let audit = AuditWriter::start(cfg, store.clone()).await?;
     let hasher = SubjectHasher::new(&subject_key(cfg)?).map_err(|e| e.to_string())?;
     let mut topology = Topology::new(&cfg.prefix);
     topology.retry_delays = cfg.retry_delays()?;
@@ -308,12 +308,16 @@ impl Running {
         for t in self.tasks {
             let _ = t.await;
         }
-        self.hub.audit.flush();
+        // Blocking (an fsync, then the checkpoint's store write), so off the runtime's threads.
+        let audit = self.hub.audit.clone();
+        let _ = tokio::task::spawn_blocking(move || audit.flush()).await;
         crate::pipeline::presence::deregister(&self.hub.store, &self.hub.presence).await;
     }
 }
 
-fn subject_key(cfg: &Config) -> Result<Vec<u8>, String> {
+/// The subject-hashing key the settings give (`subject_key`, or `<data_dir>/subject.key`, made
+/// on first use): what `serve` and the CLI's consent commands hash subjects with.
+pub fn subject_key(cfg: &Config) -> Result<Vec<u8>, String> {
     let hex = match &cfg.subject_key {
         Some(k) => k.clone(),
         None => {

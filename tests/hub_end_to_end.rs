@@ -484,13 +484,28 @@ async fn messages_in_flight_when_the_hub_stops_are_delivered_once_after_a_restar
     assert_eq!(w.quarantine.all().len(), 0);
     assert_eq!(w.dead.all().len(), 0);
     running.stop().await;
-    // Two hub lifetimes appended to one audit log: the hash chain still verifies.
-    let report = kaigo_hub::audit::jsonl::verify_path(
-        s.dir.join("state/audit.jsonl"),
-        &kaigo_hub::audit::VerifyOptions::default(),
+    // Two hub lifetimes appended to one audit log: the keyed chain still verifies, and the
+    // store's checkpoint (recorded as the second life stopped) is its last event.
+    let cfg = s.config();
+    let key = kaigo_hub::audit::AuditKey::read(&cfg.audit_key_path()).expect("the hub's key");
+    let store = kaigo_hub::store::open(&cfg.store_url())
+        .await
+        .expect("store");
+    let report = kaigo_hub::audit::chains::verify_chain(
+        kaigo_hub::audit::chains::Writer::Hub,
+        &cfg.audit_path(),
+        &key,
+        store
+            .audit_checkpoints()
+            .expect("the store keeps checkpoints"),
     )
-    .unwrap_or_else(|e| panic!("the audit log does not verify after a restart: {e}"));
-    assert!(report.events > 0);
+    .expect("verifies");
+    match &report.verdict {
+        kaigo_hub::audit::chains::Verdict::Intact {
+            head, checkpoint, ..
+        } => assert_eq!(head.seq, checkpoint.seq, "{report}"),
+        _ => panic!("the audit log does not verify after a restart: {report}"),
+    }
 }
 
 /// `kaigo-hub replay quarantine` against this test's broker prefix; its stdout.

@@ -581,3 +581,49 @@ fn a_reconnecting_blocking_call_does_not_stall_async_callers_on_the_runtime() {
         "s/0/r was recorded"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_audit_checkpoint_moves_only_from_the_row_its_writer_saw() {
+    use kaigo_hub::store::{Advance, StoredCheckpoint};
+    let (name, url) = schema().await;
+    let a = PostgresStore::connect(&url).await.expect("connect a");
+    let b = PostgresStore::connect(&url).await.expect("connect b");
+    let (a, b) = (
+        a.audit_checkpoints().expect("kept"),
+        b.audit_checkpoints().expect("kept"),
+    );
+    let cp = |seq: u64, hash: &str| StoredCheckpoint {
+        chain: "hub-0123456789ab".into(),
+        seq,
+        hash: hash.into(),
+        file: "/var/lib/kaigo/audit.jsonl".into(),
+        at: "2026-01-01T00:00:00Z".into(),
+    };
+    assert_eq!(a.checkpoint_of("hub-0123456789ab").unwrap(), None);
+    assert_eq!(
+        a.advance_checkpoint(&cp(5, "a"), None).unwrap(),
+        Advance::Stored
+    );
+    // Another process that saw no row, or an older one, is told what the row holds.
+    assert_eq!(
+        b.advance_checkpoint(&cp(6, "x"), None).unwrap(),
+        Advance::Moved(Some(cp(5, "a")))
+    );
+    assert_eq!(
+        b.advance_checkpoint(&cp(6, "x"), Some((4, "z"))).unwrap(),
+        Advance::Moved(Some(cp(5, "a")))
+    );
+    assert_eq!(
+        a.advance_checkpoint(&cp(9, "b"), Some((5, "a"))).unwrap(),
+        Advance::Stored
+    );
+    assert_eq!(
+        b.checkpoint_of("hub-0123456789ab").unwrap(),
+        Some(cp(9, "b"))
+    );
+    let mut other = cp(1, "c");
+    other.chain = "cli-0123456789ab".into();
+    assert_eq!(b.advance_checkpoint(&other, None).unwrap(), Advance::Stored);
+    assert_eq!(a.every_checkpoint().unwrap(), vec![other, cp(9, "b")]);
+    drop_schema(&name).await;
+}

@@ -193,7 +193,7 @@ fn outcome(decision: Decision) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{hasher, ts};
+    use super::super::tests::{chain_key, hasher, ts};
     use super::super::{AuditChain, AuditDraft};
     use super::*;
 
@@ -201,7 +201,7 @@ mod tests {
     const INSURED: &str = "0000012345";
 
     fn consent_event(decision: Decision) -> AuditEvent {
-        AuditChain::new()
+        AuditChain::new(chain_key())
             .append(
                 AuditDraft::new(ts("2025-04-01T09:30:00.250Z"), Hop::Consent, "hub:deliver")
                     .party("care-office-1310100001")
@@ -294,7 +294,7 @@ mod tests {
 
     #[test]
     fn minimal_event_has_one_agent_the_chain_entity_and_no_outcome() {
-        let event = AuditChain::new()
+        let event = AuditChain::new(chain_key())
             .append(AuditDraft::new(
                 ts("2025-04-01T00:00:00Z"),
                 Hop::Admin,

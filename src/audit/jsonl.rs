@@ -5,8 +5,10 @@
 //! [`StoreError`] that names the file, the line and, for chain breaks, the seq.
 //!
 //! Opening a file reads only its tail to continue the chain, and refuses to append after a last
-//! line that does not parse or does not hash to itself. A crash in the middle of a write leaves a
-//! last line without its newline (a *torn tail*): that is reported, with its line and byte offset,
+//! line that does not parse or is not sealed by the chain's key ([`super::ChainKey`]); a log
+//! written before chains were keyed is told apart ([`StoreError::Unkeyed`]), so that its owner
+//! can close it and start a keyed chain after it (`super::chains`). A crash in the middle of a
+//! write leaves a last line without its newline (a *torn tail*): that is reported, with its line and byte offset,
 //! by [`JsonlAuditStore::open`] and by [`read_path`]; it is never dropped silently. The event in it
 //! was never acknowledged (an append returns only after the line is written and, by default,
 //! fsynced), so [`set_aside_torn_tail`] may move those bytes to a `.torn-<offset>` file beside the
@@ -22,7 +24,7 @@ use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
 use super::{
-    AuditDraft, AuditEvent, AuditFilter, Checkpoint, DraftError, Verifier, VerifyError,
+    AuditDraft, AuditEvent, AuditFilter, ChainKey, Checkpoint, DraftError, Verifier, VerifyError,
     VerifyOptions, VerifyReport,
 };
 
@@ -145,6 +147,32 @@ pub enum StoreError {
         /// What is wrong with it.
         source: DraftError,
     },
+    /// The last line is not sealed by this chain's key (and not by the unkeyed chain either).
+    #[error(
+        "{}:{line}: the last event (seq {seq}) is not sealed by the key of audit chain {chain}: either the audit key (audit_key / audit_key_file) is not the one this log was written with, or the line was edited. Nothing was appended; `kaigo-hub audit verify` tells which",
+        .path.display()
+    )]
+    NotSealed {
+        /// The file.
+        path: PathBuf,
+        /// The last line.
+        line: u64,
+        /// Its seq.
+        seq: u64,
+        /// The chain whose key was tried.
+        chain: String,
+    },
+    /// The log was written by a kaigo-hub before audit chains were keyed.
+    #[error(
+        "{}: written by a kaigo-hub before audit chains were keyed (unkeyed SHA-256 chain, last seq {}); `kaigo-hub serve` closes such a log and starts a keyed chain after it",
+        .path.display(), .head.seq
+    )]
+    Unkeyed {
+        /// The file.
+        path: PathBuf,
+        /// Its last event.
+        head: Checkpoint,
+    },
     /// An earlier write or fsync failed and could not be undone, so the file's end is unknown.
     #[error(
         "{}: an earlier write or fsync failed, so this handle no longer appends; reopen the log (which checks its tail)",
@@ -179,6 +207,7 @@ fn io_error(
 pub struct JsonlAuditStore {
     path: PathBuf,
     file: File,
+    key: ChainKey,
     head: Checkpoint,
     /// Bytes known to hold whole lines; the file's length unless a write just failed.
     len: u64,
@@ -188,13 +217,18 @@ pub struct JsonlAuditStore {
 }
 
 impl JsonlAuditStore {
-    /// Open (or create) the log at `path`, fsync after every append, chain from genesis if empty.
-    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        Self::open_with(path, StoreOptions::default())
+    /// Open (or create) the log at `path` of the chain `key` seals, fsync after every append,
+    /// chain from genesis if empty.
+    pub fn open(path: impl AsRef<Path>, key: ChainKey) -> Result<Self, StoreError> {
+        Self::open_with(path, key, StoreOptions::default())
     }
 
-    /// Open (or create) the log at `path` with `options`.
-    pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Self, StoreError> {
+    /// Open (or create) the log at `path` of the chain `key` seals, with `options`.
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        key: ChainKey,
+        options: StoreOptions,
+    ) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
         let file = OpenOptions::new()
             .read(true)
@@ -211,11 +245,12 @@ impl JsonlAuditStore {
             sync_parent_dir(&path)?;
             options.start
         } else {
-            Checkpoint::after(&read_tail(&file, len, &path)?)
+            Checkpoint::after(&read_tail(&file, len, &path, &key)?)
         };
         Ok(JsonlAuditStore {
             path,
             file,
+            key,
             head,
             len,
             sync: options.sync,
@@ -234,10 +269,13 @@ impl JsonlAuditStore {
                 path: self.path.clone(),
             });
         }
-        let event = self.head.seal(draft).map_err(|source| StoreError::Draft {
-            path: self.path.clone(),
-            source,
-        })?;
+        let event = self
+            .head
+            .seal(draft, &self.key)
+            .map_err(|source| StoreError::Draft {
+                path: self.path.clone(),
+                source,
+            })?;
         let mut line = serde_json::to_vec(&event)
             .expect("a struct of strings, options and an integer always serialises");
         line.push(b'\n');
@@ -283,7 +321,7 @@ impl JsonlAuditStore {
         }
         let (mut head, mut buf, mut n, mut refused) = (self.head.clone(), Vec::new(), 0u32, vec![]);
         for draft in drafts {
-            let event = match head.seal(draft) {
+            let event = match head.seal(draft, &self.key) {
                 Ok(e) => e,
                 Err(source) => {
                     refused.push(StoreError::Draft {
@@ -343,6 +381,18 @@ impl JsonlAuditStore {
         &self.path
     }
 
+    /// The chain's key.
+    pub fn key(&self) -> &ChainKey {
+        &self.key
+    }
+
+    /// The event with this `seq`, looked for from the end of the file backwards (reading only the
+    /// lines after it): what a writer compares with the checkpoint the store holds. `None` when
+    /// no whole, parseable line from the end back to it has that seq.
+    pub fn find(&self, seq: u64) -> Result<Option<AuditEvent>, StoreError> {
+        find_backwards(&self.file, self.len, seq).map_err(io_error(&self.path, None, "read"))
+    }
+
     /// Stream every event written so far, oldest first (only whole lines this handle knows of).
     pub fn read_all(&self) -> Result<AuditLines<BufReader<io::Take<File>>>, StoreError> {
         let file = File::open(&self.path).map_err(io_error(&self.path, None, "open"))?;
@@ -354,7 +404,7 @@ impl JsonlAuditStore {
 
     /// Verify the whole file against `options`.
     pub fn verify(&self, options: &VerifyOptions) -> Result<VerifyReport, StoreError> {
-        verify_lines(self.read_all()?, options)
+        verify_lines(self.read_all()?, &self.key, options)
     }
 
     /// Stream the events that match `filter`; errors pass through and end the stream.
@@ -405,8 +455,8 @@ fn sync_parent_dir(path: &Path) -> Result<(), StoreError> {
 }
 
 /// Read `len` bytes' worth of file backwards to its last line, which must be whole, parse and
-/// hash to itself.
-fn read_tail(file: &File, len: u64, path: &Path) -> Result<AuditEvent, StoreError> {
+/// be sealed by `key` (or by the unkeyed chain: [`StoreError::Unkeyed`]).
+fn read_tail(file: &File, len: u64, path: &Path, key: &ChainKey) -> Result<AuditEvent, StoreError> {
     let io = |action| io_error(path, None, action);
     let mut last = [0u8; 1];
     read_at(file, len - 1, &mut last).map_err(io("read the tail of"))?;
@@ -450,17 +500,18 @@ fn read_tail(file: &File, len: u64, path: &Path) -> Result<AuditEvent, StoreErro
             });
         }
     };
-    let computed = event.compute_hash();
-    if computed != event.hash {
-        return Err(StoreError::Chain {
+    if event.compute_hash(key) != event.hash {
+        if key.is_keyed() && event.compute_hash(&ChainKey::unkeyed()) == event.hash {
+            return Err(StoreError::Unkeyed {
+                path: path.to_path_buf(),
+                head: Checkpoint::after(&event),
+            });
+        }
+        return Err(StoreError::NotSealed {
             path: path.to_path_buf(),
             line: line_number().map_err(io("count the lines of"))?,
-            source: VerifyError::HashMismatch {
-                seq: event.seq,
-                stored: event.hash,
-                computed,
-                hint: super::EditHint::Unknown,
-            },
+            seq: event.seq,
+            chain: key.id().to_string(),
         });
     }
     Ok(event)
@@ -529,6 +580,7 @@ pub struct AuditLines<R> {
     line: u64,
     offset: u64,
     done: bool,
+    partial_is_end: bool,
 }
 
 /// Stream the events of the log at `path`, as it is now; a torn last line is an error.
@@ -538,19 +590,24 @@ pub fn read_path(path: impl AsRef<Path>) -> Result<AuditLines<BufReader<File>>, 
     Ok(AuditLines::new(path, BufReader::new(file)))
 }
 
-/// Verify the log at `path` against `options` (genesis and no anchor by default).
+/// Verify the log at `path` of the chain `key` seals against `options` (genesis and no anchor
+/// by default).
 pub fn verify_path(
     path: impl AsRef<Path>,
+    key: &ChainKey,
     options: &VerifyOptions,
 ) -> Result<VerifyReport, StoreError> {
-    verify_lines(read_path(path)?, options)
+    verify_lines(read_path(path)?, key, options)
 }
 
-fn verify_lines<R: BufRead>(
+/// [`verify_path`] over lines already opened; `on_event` sees each event that verified.
+pub fn verify_lines_with<R: BufRead>(
     mut lines: AuditLines<R>,
+    key: &ChainKey,
     options: &VerifyOptions,
+    mut on_event: impl FnMut(u64, &AuditEvent),
 ) -> Result<VerifyReport, StoreError> {
-    let mut verifier = Verifier::new(options.clone());
+    let mut verifier = Verifier::new(key.clone(), options.clone());
     let mut last_line = 0;
     let path = lines.path.clone();
     let chain = |line, source| StoreError::Chain {
@@ -569,8 +626,59 @@ fn verify_lines<R: BufRead>(
             };
             return Err(chain(at, err));
         }
+        on_event(line, &event);
     }
     verifier.finish().map_err(|err| chain(last_line, err))
+}
+
+fn verify_lines<R: BufRead>(
+    lines: AuditLines<R>,
+    key: &ChainKey,
+    options: &VerifyOptions,
+) -> Result<VerifyReport, StoreError> {
+    verify_lines_with(lines, key, options, |_, _| {})
+}
+
+/// Is another process appending to the log at `path` now (holding its lock)? A reader then
+/// takes a last line without its newline for an append in progress, not a torn tail.
+pub fn held_by_a_writer(path: impl AsRef<Path>) -> bool {
+    let Ok(file) = File::open(path.as_ref()) else {
+        return false;
+    };
+    matches!(file.try_lock_shared(), Err(TryLockError::WouldBlock))
+}
+
+/// The event with `seq` among the whole lines of `file[..len]`, read backwards from the end a
+/// chunk at a time; stops at the first line with a smaller seq. A line that does not parse ends
+/// the search (`None`): the caller then verifies the file forwards, which names it.
+fn find_backwards(file: &File, len: u64, seq: u64) -> io::Result<Option<AuditEvent>> {
+    const CHUNK: u64 = 64 * 1024;
+    let (mut hi, mut carry) = (len, Vec::new());
+    while hi > 0 {
+        let lo = hi.saturating_sub(CHUNK);
+        let mut buf = vec![0u8; usize::try_from(hi - lo).unwrap_or(0)];
+        read_at(file, lo, &mut buf)?;
+        buf.extend_from_slice(&carry);
+        let mut pieces: Vec<&[u8]> = buf.split(|b| *b == b'\n').collect();
+        // The first piece may be the end of a line that began before `lo`.
+        let first = if lo > 0 { pieces.remove(0) } else { &[][..] };
+        for line in pieces.iter().rev().filter(|l| !l.is_empty()) {
+            let Ok(event) = serde_json::from_slice::<AuditEvent>(line) else {
+                return Ok(None);
+            };
+            match event.seq.cmp(&seq) {
+                std::cmp::Ordering::Equal => return Ok(Some(event)),
+                std::cmp::Ordering::Less => return Ok(None),
+                std::cmp::Ordering::Greater => {}
+            }
+        }
+        if first.len() > MAX_LINE_BYTES {
+            return Ok(None);
+        }
+        carry = first.to_vec();
+        hi = lo;
+    }
+    Ok(None)
 }
 
 enum LineRead {
@@ -587,7 +695,15 @@ impl<R: BufRead> AuditLines<R> {
             line: 0,
             offset: 0,
             done: false,
+            partial_is_end: false,
         }
+    }
+
+    /// Take a last line without its newline for an append in progress (a writer holds the log,
+    /// [`held_by_a_writer`]): the events end before it, instead of a [`StoreError::TornTail`].
+    pub fn partial_last_line_is_end(mut self) -> Self {
+        self.partial_is_end = true;
+        self
     }
 
     /// The number of the line last read (0 before the first).
@@ -615,6 +731,12 @@ impl<R: BufRead> AuditLines<R> {
                 line,
                 max: MAX_LINE_BYTES,
             }),
+            Ok(LineRead::Line {
+                terminated: false, ..
+            }) if self.partial_is_end => {
+                self.done = true;
+                return None;
+            }
             Ok(LineRead::Line {
                 bytes,
                 terminated: false,
@@ -742,7 +864,7 @@ pub fn set_aside_torn_tail(path: impl AsRef<Path>) -> Result<Option<TornTail>, S
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{sample_draft, ts};
+    use super::super::tests::{chain_key, sample_draft, ts};
     use super::super::{AuditChain, Hop};
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -798,7 +920,7 @@ mod tests {
     fn appended_events_read_back_identical_and_verify() {
         let dir = Scratch::new("round-trip");
         let path = dir.file("audit.jsonl");
-        let mut store = JsonlAuditStore::open(&path).expect("opens");
+        let mut store = JsonlAuditStore::open(&path, chain_key()).expect("opens");
         let written = append_n(&mut store, 0, 5);
         let read: Vec<AuditEvent> = store
             .read_all()
@@ -822,7 +944,7 @@ mod tests {
             sync: SyncPolicy::Manual,
             ..StoreOptions::default()
         };
-        let mut store = JsonlAuditStore::open_with(&path, manual).expect("opens");
+        let mut store = JsonlAuditStore::open_with(&path, chain_key(), manual).expect("opens");
         let first = append_n(&mut store, 0, 2);
         let bad = sample_draft(9).party("");
         let refused = store
@@ -842,7 +964,7 @@ mod tests {
         assert_eq!(store.head(), &Checkpoint::after(&events[4]));
         // Written one by one, the same drafts make the same chain.
         let other = dir.file("one-by-one.jsonl");
-        let mut single = JsonlAuditStore::open(&other).expect("opens");
+        let mut single = JsonlAuditStore::open(&other, chain_key()).expect("opens");
         append_n(&mut single, 0, 5);
         assert_eq!(read_events(&other), events);
         assert!(
@@ -852,7 +974,7 @@ mod tests {
                 .is_empty()
         );
         assert_eq!(
-            verify_path(&path, &VerifyOptions::default())
+            verify_path(&path, &chain_key(), &VerifyOptions::default())
                 .expect("verifies")
                 .events,
             5
@@ -864,16 +986,16 @@ mod tests {
         let dir = Scratch::new("reopen");
         let path = dir.file("audit.jsonl");
         let first = {
-            let mut store = JsonlAuditStore::open(&path).expect("opens");
+            let mut store = JsonlAuditStore::open(&path, chain_key()).expect("opens");
             append_n(&mut store, 0, 3)
         };
-        let mut store = JsonlAuditStore::open(&path).expect("reopens");
+        let mut store = JsonlAuditStore::open(&path, chain_key()).expect("reopens");
         assert_eq!(store.head(), &Checkpoint::after(&first[2]));
         let next = store.append(sample_draft(3)).expect("appends");
         assert_eq!(next.seq, 4);
         assert_eq!(next.prev_hash, first[2].hash);
         drop(store);
-        let report = verify_path(&path, &VerifyOptions::default()).expect("verifies");
+        let report = verify_path(&path, &chain_key(), &VerifyOptions::default()).expect("verifies");
         assert_eq!(report.events, 4);
     }
 
@@ -884,7 +1006,7 @@ mod tests {
         let events = sample_chain_events(3);
         write_lines(&path, &events);
         let whole = std::fs::metadata(&path).expect("exists").len();
-        let next = AuditChain::resume(Checkpoint::after(&events[2]))
+        let next = AuditChain::resume(chain_key(), Checkpoint::after(&events[2]))
             .append(sample_draft(3))
             .expect("valid");
         let line = serde_json::to_string(&next).expect("serialises");
@@ -893,7 +1015,7 @@ mod tests {
         file.write_all(torn).expect("writes");
         drop(file);
 
-        let err = JsonlAuditStore::open(&path).expect_err("torn tail refuses open");
+        let err = JsonlAuditStore::open(&path, chain_key()).expect_err("torn tail refuses open");
         match &err {
             StoreError::TornTail {
                 line,
@@ -916,7 +1038,7 @@ mod tests {
         ));
         assert!(lines.next().is_none());
         assert!(matches!(
-            verify_path(&path, &VerifyOptions::default()),
+            verify_path(&path, &chain_key(), &VerifyOptions::default()),
             Err(StoreError::TornTail { line: 4, .. })
         ));
 
@@ -926,7 +1048,7 @@ mod tests {
         assert_eq!((moved.line, moved.offset), (4, whole));
         assert_eq!(std::fs::read(&moved.moved_to).expect("kept"), torn);
         assert_eq!(set_aside_torn_tail(&path).expect("nothing left"), None);
-        let mut store = JsonlAuditStore::open(&path).expect("opens after set-aside");
+        let mut store = JsonlAuditStore::open(&path, chain_key()).expect("opens after set-aside");
         assert_eq!(store.append(sample_draft(3)).expect("appends").seq, 4);
         assert_eq!(
             store
@@ -943,7 +1065,7 @@ mod tests {
         let path = dir.file("audit.jsonl");
         std::fs::write(&path, b"{\"seq\":1,\"at\":").expect("writes");
         assert!(matches!(
-            JsonlAuditStore::open(&path),
+            JsonlAuditStore::open(&path, chain_key()),
             Err(StoreError::TornTail {
                 line: 1,
                 offset: 0,
@@ -959,7 +1081,8 @@ mod tests {
         let mut events = sample_chain_events(4);
         events[1].envelope_id = Some("env-forged".into());
         write_lines(&path, &events);
-        let err = verify_path(&path, &VerifyOptions::default()).expect_err("edit found");
+        let err =
+            verify_path(&path, &chain_key(), &VerifyOptions::default()).expect_err("edit found");
         match &err {
             StoreError::Chain { line, source, .. } => {
                 assert_eq!((*line, source.seq()), (2, 2));
@@ -976,18 +1099,19 @@ mod tests {
         let mut events = sample_chain_events(3);
         events[2].decision = Some("permit".into());
         write_lines(&path, &events);
-        let err = JsonlAuditStore::open(&path).expect_err("broken tail refuses open");
+        let err = JsonlAuditStore::open(&path, chain_key()).expect_err("broken tail refuses open");
         assert!(
             matches!(
                 &err,
-                StoreError::Chain {
+                StoreError::NotSealed {
                     line: 3,
-                    source: VerifyError::HashMismatch { seq: 3, .. },
+                    seq: 3,
                     ..
                 }
             ),
             "{err}"
         );
+        assert!(err.to_string().contains("audit_key"), "{err}");
     }
 
     #[test]
@@ -999,7 +1123,8 @@ mod tests {
         let mut text = std::fs::read_to_string(&path).expect("reads");
         text = text.replacen("\"hop\":", "\"note\":\"x\",\"hop\":", 1);
         std::fs::write(&path, text).expect("writes");
-        let err = verify_path(&path, &VerifyOptions::default()).expect_err("bad line");
+        let err =
+            verify_path(&path, &chain_key(), &VerifyOptions::default()).expect_err("bad line");
         assert!(matches!(err, StoreError::Parse { line: 1, .. }), "{err}");
         assert!(err.to_string().contains("unknown field `note`"), "{err}");
     }
@@ -1016,11 +1141,11 @@ mod tests {
             .expect("writes");
         drop(file);
         assert!(matches!(
-            verify_path(&path, &VerifyOptions::default()),
+            verify_path(&path, &chain_key(), &VerifyOptions::default()),
             Err(StoreError::LineTooLong { line: 2, .. })
         ));
         assert!(matches!(
-            JsonlAuditStore::open(&path),
+            JsonlAuditStore::open(&path, chain_key()),
             Err(StoreError::LineTooLong { line: 2, .. })
         ));
     }
@@ -1029,13 +1154,13 @@ mod tests {
     fn second_writer_is_refused_while_the_first_is_open() {
         let dir = Scratch::new("locked");
         let path = dir.file("audit.jsonl");
-        let store = JsonlAuditStore::open(&path).expect("opens");
+        let store = JsonlAuditStore::open(&path, chain_key()).expect("opens");
         assert!(matches!(
-            JsonlAuditStore::open(&path),
+            JsonlAuditStore::open(&path, chain_key()),
             Err(StoreError::Locked { .. })
         ));
         drop(store);
-        assert!(JsonlAuditStore::open(&path).is_ok());
+        assert!(JsonlAuditStore::open(&path, chain_key()).is_ok());
     }
 
     #[test]
@@ -1046,7 +1171,7 @@ mod tests {
             sync: SyncPolicy::EveryN(NonZeroU32::new(3).expect("non-zero")),
             start: Checkpoint::genesis(),
         };
-        let mut store = JsonlAuditStore::open_with(&path, options).expect("opens");
+        let mut store = JsonlAuditStore::open_with(&path, chain_key(), options).expect("opens");
         append_n(&mut store, 0, 2);
         assert_eq!(store.unsynced(), 2);
         append_n(&mut store, 2, 1);
@@ -1061,7 +1186,7 @@ mod tests {
         let dir = Scratch::new("rotated");
         let (old, new) = (dir.file("audit-1.jsonl"), dir.file("audit-2.jsonl"));
         let head = {
-            let mut store = JsonlAuditStore::open(&old).expect("opens");
+            let mut store = JsonlAuditStore::open(&old, chain_key()).expect("opens");
             append_n(&mut store, 0, 3);
             store.head().clone()
         };
@@ -1069,7 +1194,7 @@ mod tests {
             sync: SyncPolicy::EveryAppend,
             start: head.clone(),
         };
-        let mut store = JsonlAuditStore::open_with(&new, options).expect("opens");
+        let mut store = JsonlAuditStore::open_with(&new, chain_key(), options).expect("opens");
         assert_eq!(store.append(sample_draft(3)).expect("appends").seq, 4);
         drop(store);
         let from_head = VerifyOptions {
@@ -1077,10 +1202,13 @@ mod tests {
             anchor: None,
         };
         assert_eq!(
-            verify_path(&new, &from_head).map(|r| r.events).ok(),
+            verify_path(&new, &chain_key(), &from_head)
+                .map(|r| r.events)
+                .ok(),
             Some(1)
         );
-        let err = verify_path(&new, &VerifyOptions::default()).expect_err("not from genesis");
+        let err = verify_path(&new, &chain_key(), &VerifyOptions::default())
+            .expect_err("not from genesis");
         assert!(matches!(
             err,
             StoreError::Chain {
@@ -1098,7 +1226,7 @@ mod tests {
     fn invalid_draft_is_not_written() {
         let dir = Scratch::new("invalid-draft");
         let path = dir.file("audit.jsonl");
-        let mut store = JsonlAuditStore::open(&path).expect("opens");
+        let mut store = JsonlAuditStore::open(&path, chain_key()).expect("opens");
         let err = store
             .append(AuditDraft::new(ts("2025-04-01T00:00:00Z"), Hop::Admin, ""))
             .expect_err("empty actor");
@@ -1111,7 +1239,7 @@ mod tests {
     fn query_streams_matching_events() {
         let dir = Scratch::new("query");
         let path = dir.file("audit.jsonl");
-        let mut store = JsonlAuditStore::open(&path).expect("opens");
+        let mut store = JsonlAuditStore::open(&path, chain_key()).expect("opens");
         append_n(&mut store, 0, 8);
         let filter = AuditFilter {
             envelope_id: Some("env-3".into()),
@@ -1125,6 +1253,38 @@ mod tests {
             .expect("parses");
         assert_eq!(seqs, vec![7, 8]);
         assert_eq!(read_events(&path).len(), 8);
+    }
+
+    #[test]
+    fn a_log_written_before_chains_were_keyed_is_told_apart_from_an_edited_one() {
+        let dir = Scratch::new("unkeyed");
+        let path = dir.file("audit.jsonl");
+        {
+            let mut old = JsonlAuditStore::open(&path, ChainKey::unkeyed()).expect("opens");
+            append_n(&mut old, 0, 3);
+        }
+        match JsonlAuditStore::open(&path, chain_key()) {
+            Err(StoreError::Unkeyed { head, .. }) => assert_eq!(head.seq, 3),
+            other => panic!("expected an unkeyed log, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn find_looks_back_from_the_end_for_a_seq() {
+        let dir = Scratch::new("find");
+        let path = dir.file("audit.jsonl");
+        let mut store = JsonlAuditStore::open(&path, chain_key()).expect("opens");
+        // Enough lines to span several 64 KiB chunks read backwards.
+        let written = append_n(&mut store, 0, 600);
+        for seq in [1, 2, 299, 599, 600] {
+            assert_eq!(
+                store.find(seq).expect("reads").as_ref(),
+                Some(&written[seq as usize - 1]),
+                "seq {seq}"
+            );
+        }
+        assert_eq!(store.find(601).expect("reads"), None);
+        assert_eq!(store.find(0).expect("reads"), None);
     }
 
     fn sample_chain_events(n: u64) -> Vec<AuditEvent> {

@@ -1,10 +1,12 @@
-//! The audit log: one event per hop and per consent decision, linked into a hash chain so that any
-//! later edit, deletion or reordering of a row is detected by [`verify`].
+//! The audit log: one event per hop and per consent decision, linked into a keyed hash chain so
+//! that any later edit, deletion or reordering of a row is detected by [`verify`], and re-sealing
+//! the rows needs the key.
 //!
 //! In: an [`AuditDraft`] (what happened, when, by whom, about which envelope and which subject hash).
 //! Out: a sealed [`AuditEvent`] carrying `seq`, `prev_hash` and `hash`; a [`VerifyReport`] or a
 //! [`VerifyError`] naming the first broken `seq`; the events that match an [`AuditFilter`].
-//! Storage lives next door ([`jsonl`]); the FHIR `AuditEvent` view too ([`fhir`]).
+//! Storage lives next door ([`jsonl`]); the key ([`key`]); the chains of a data directory and
+//! their checkpoints in the store ([`chains`]); the FHIR `AuditEvent` view too ([`fhir`]).
 //!
 //! This room must never hold message bodies or personal data. An event carries ids (envelope, party,
 //! document kind), codes (hop, decision, reason code) and a *keyed* hash of the subject, nothing more:
@@ -14,10 +16,12 @@
 //!
 //! ## The chain
 //!
-//! `hash = hex(SHA-256(prev_hash || canonical))`, where `prev_hash` is the previous event's `hash` as
-//! its 64 ASCII hex characters (for the first event: [`GENESIS_HASH`], 64 zeros), and `canonical` is
-//! the compact `serde_json` serialisation of the event *without* `hash`, with its fields in this fixed
-//! order, absent options written as `null`:
+//! `hash = hex(HMAC-SHA256(chain key, prev_hash || canonical))`, where the chain key is derived
+//! from the audit key for one writer ([`key::ChainKey`]; the `hub` and the `cli` each have a chain
+//! of their own), `prev_hash` is the previous event's `hash` as its 64 ASCII hex characters (for
+//! the first event: [`GENESIS_HASH`], 64 zeros), and `canonical` is the compact `serde_json`
+//! serialisation of the event *without* `hash`, with its fields in this fixed order, absent options
+//! written as `null`:
 //!
 //! `seq, at, hop, actor, party, subject, category, document, decision, reason, envelope_id, prev_hash`
 //!
@@ -25,12 +29,21 @@
 //! needs a new genesis. `seq` starts at 1 and grows by one per event. A chain can also start from a
 //! [`Checkpoint`] (the `seq` and `hash` of the last event of an earlier, rotated file).
 //!
-//! What a chain alone cannot show is a cut *tail* (the newest rows removed): record the head
-//! ([`VerifyReport::head`]) somewhere else from time to time and verify with it as an
+//! Logs written before the chain was keyed used `hash = hex(SHA-256(prev_hash || canonical))`
+//! ([`key::ChainKey::unkeyed`]); they can still be read and checked, and `serve` closes such a log
+//! and starts a keyed chain whose first event records its last seq and hash
+//! ([`chains::ChainNotice::AfterUnkeyed`]).
+//!
+//! What a chain alone cannot show is a cut *tail* (the newest rows removed): the writers record
+//! their head in the store from time to time ([`chains`]), and verification takes it as an
 //! [`VerifyOptions::anchor`].
 
+pub mod chains;
 pub mod fhir;
 pub mod jsonl;
+pub mod key;
+
+pub use key::{AuditKey, AuditKeyError, ChainKey};
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -38,7 +51,7 @@ use std::str::FromStr;
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 /// `prev_hash` of the first event of a chain: 64 zeros.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -246,7 +259,7 @@ pub struct AuditEvent {
     pub envelope_id: Option<String>,
     /// The previous event's `hash` (hex), or [`GENESIS_HASH`].
     pub prev_hash: String,
-    /// `hex(SHA-256(prev_hash || canonical))`, see the module documentation.
+    /// `hex(HMAC-SHA256(chain key, prev_hash || canonical))`, see the module documentation.
     pub hash: String,
 }
 
@@ -288,12 +301,10 @@ impl AuditEvent {
             .expect("a struct of strings, options and an integer always serialises")
     }
 
-    /// The hash this event should carry, recomputed from its contents and `prev_hash`.
-    pub fn compute_hash(&self) -> String {
-        let mut digest = Sha256::new();
-        digest.update(self.prev_hash.as_bytes());
-        digest.update(self.canonical_bytes());
-        hex(&digest.finalize())
+    /// The hash this event should carry in the chain `key` seals, recomputed from its contents
+    /// and `prev_hash`.
+    pub fn compute_hash(&self, key: &ChainKey) -> String {
+        key.seal(&self.prev_hash, &self.canonical_bytes())
     }
 }
 
@@ -744,9 +755,9 @@ impl Checkpoint {
         self.seq == 0 && self.hash == GENESIS_HASH
     }
 
-    /// The event that would follow this point, sealed, without moving anything: callers that must
-    /// store the event first (see [`jsonl`]) advance only once it is stored.
-    pub fn seal(&self, draft: AuditDraft) -> Result<AuditEvent, DraftError> {
+    /// The event that would follow this point, sealed with `key`, without moving anything: callers
+    /// that must store the event first (see [`jsonl`]) advance only once it is stored.
+    pub fn seal(&self, draft: AuditDraft, key: &ChainKey) -> Result<AuditEvent, DraftError> {
         let seq = self
             .seq
             .checked_add(1)
@@ -767,7 +778,7 @@ impl Checkpoint {
             prev_hash: self.hash.clone(),
             hash: String::new(),
         };
-        event.hash = event.compute_hash();
+        event.hash = event.compute_hash(key);
         Ok(event)
     }
 }
@@ -780,22 +791,24 @@ impl Default for Checkpoint {
 
 /// An in-memory audit log: the chain's head plus every event appended. For tests, the embedded
 /// default and tools; the durable store is [`jsonl::JsonlAuditStore`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct AuditChain {
+    key: ChainKey,
     start: Checkpoint,
     head: Checkpoint,
     events: Vec<AuditEvent>,
 }
 
 impl AuditChain {
-    /// An empty chain from genesis.
-    pub fn new() -> Self {
-        AuditChain::default()
+    /// An empty chain from genesis, sealed with `key`.
+    pub fn new(key: ChainKey) -> Self {
+        AuditChain::resume(key, Checkpoint::genesis())
     }
 
     /// An empty chain continuing from `start` (the last event of an earlier log).
-    pub fn resume(start: Checkpoint) -> Self {
+    pub fn resume(key: ChainKey, start: Checkpoint) -> Self {
         AuditChain {
+            key,
             head: start.clone(),
             start,
             events: Vec::new(),
@@ -804,7 +817,7 @@ impl AuditChain {
 
     /// Seal `draft` as the next event and keep it.
     pub fn append(&mut self, draft: AuditDraft) -> Result<AuditEvent, DraftError> {
-        let event = self.head.seal(draft)?;
+        let event = self.head.seal(draft, &self.key)?;
         self.head = Checkpoint::after(&event);
         self.events.push(event.clone());
         Ok(event)
@@ -824,6 +837,7 @@ impl AuditChain {
     pub fn verify(&self) -> Result<VerifyReport, VerifyError> {
         verify_with(
             self.events.iter().cloned(),
+            &self.key,
             &VerifyOptions {
                 start: self.start.clone(),
                 anchor: None,
@@ -1014,6 +1028,7 @@ struct PendingMismatch {
 /// `hash` field was changed.
 #[derive(Debug, Clone)]
 pub struct Verifier {
+    key: ChainKey,
     options: VerifyOptions,
     head: Checkpoint,
     events: u64,
@@ -1023,9 +1038,10 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    /// A verifier starting at `options.start`.
-    pub fn new(options: VerifyOptions) -> Self {
+    /// A verifier of the chain `key` seals, starting at `options.start`.
+    pub fn new(key: ChainKey, options: VerifyOptions) -> Self {
         Verifier {
+            key,
             head: options.start.clone(),
             options,
             events: 0,
@@ -1076,7 +1092,7 @@ impl Verifier {
                 found: event.prev_hash.clone(),
             });
         }
-        let computed = event.compute_hash();
+        let computed = event.compute_hash(&self.key);
         if computed != event.hash {
             self.pending = Some(PendingMismatch {
                 seq: event.seq,
@@ -1135,18 +1151,22 @@ fn mismatch(pending: PendingMismatch, hint: EditHint) -> VerifyError {
     }
 }
 
-/// Verify a whole log from genesis: seqs 1, 2, 3… each linking to the one before, each hashing
-/// to its stored hash.
-pub fn verify(events: impl Iterator<Item = AuditEvent>) -> Result<VerifyReport, VerifyError> {
-    verify_with(events, &VerifyOptions::default())
+/// Verify a whole log of the chain `key` seals, from genesis: seqs 1, 2, 3… each linking to the
+/// one before, each hashing to its stored hash.
+pub fn verify(
+    events: impl Iterator<Item = AuditEvent>,
+    key: &ChainKey,
+) -> Result<VerifyReport, VerifyError> {
+    verify_with(events, key, &VerifyOptions::default())
 }
 
 /// Verify from a checkpoint and/or up to an anchor.
 pub fn verify_with(
     events: impl Iterator<Item = AuditEvent>,
+    key: &ChainKey,
     options: &VerifyOptions,
 ) -> Result<VerifyReport, VerifyError> {
-    let mut verifier = Verifier::new(options.clone());
+    let mut verifier = Verifier::new(key.clone(), options.clone());
     for event in events {
         verifier.push(&event)?;
     }
@@ -1232,6 +1252,13 @@ pub(crate) mod tests {
         Timestamp::parse(text).expect("test timestamp is valid")
     }
 
+    /// The hub's chain under a fixed test key.
+    pub(crate) fn chain_key() -> ChainKey {
+        AuditKey::new(b"audit key: thirty-two bytes long")
+            .expect("key is long enough")
+            .chain("hub")
+    }
+
     pub(crate) fn hasher() -> SubjectHasher {
         SubjectHasher::new(b"test key: thirty-two bytes long!").expect("key is long enough")
     }
@@ -1259,7 +1286,7 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn sample_chain(n: u64) -> AuditChain {
-        let mut chain = AuditChain::new();
+        let mut chain = AuditChain::new(chain_key());
         for i in 0..n {
             chain
                 .append(sample_draft(i))
@@ -1278,7 +1305,8 @@ pub(crate) mod tests {
             assert_eq!(pair[1].prev_hash, pair[0].hash);
             assert_eq!(pair[1].seq, pair[0].seq + 1);
         }
-        let report = verify(events.iter().cloned()).expect("untampered chain verifies");
+        let report =
+            verify(events.iter().cloned(), &chain_key()).expect("untampered chain verifies");
         assert_eq!(report.events, 5);
         assert_eq!(report.first_seq, Some(1));
         assert_eq!(report.head, Checkpoint::after(&events[4]));
@@ -1287,14 +1315,14 @@ pub(crate) mod tests {
 
     #[test]
     fn empty_log_verifies_to_genesis() {
-        let report = verify(std::iter::empty()).expect("empty log verifies");
+        let report = verify(std::iter::empty(), &chain_key()).expect("empty log verifies");
         assert_eq!(report.events, 0);
         assert!(report.head.is_genesis());
     }
 
     #[test]
     fn canonical_bytes_have_the_documented_field_order_and_nulls() {
-        let event = AuditChain::new()
+        let event = AuditChain::new(chain_key())
             .append(AuditDraft::new(
                 ts("2025-04-01T00:00:00Z"),
                 Hop::Admin,
@@ -1308,17 +1336,33 @@ pub(crate) mod tests {
                 r#"{{"seq":1,"at":"2025-04-01T00:00:00Z","hop":"admin","actor":"op","party":null,"subject":null,"category":null,"document":null,"decision":null,"reason":null,"envelope_id":null,"prev_hash":"{GENESIS_HASH}"}}"#
             )
         );
-        let mut digest = Sha256::new();
-        digest.update(GENESIS_HASH.as_bytes());
-        digest.update(text.as_bytes());
-        assert_eq!(event.hash, hex(&digest.finalize()));
+        // The documented derivation, spelt out again: the hub's chain key, then the event's HMAC.
+        let hmac = |key: &[u8], parts: &[&[u8]]| {
+            let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("any length");
+            for p in parts {
+                mac.update(p);
+            }
+            mac.finalize().into_bytes()
+        };
+        let chain = hmac(
+            b"audit key: thirty-two bytes long",
+            &[b"kaigo-hub/audit-chain/v2\0", b"hub"],
+        );
+        let sealed = hmac(&chain, &[GENESIS_HASH.as_bytes(), text.as_bytes()]);
+        assert_eq!(event.hash, hex(&sealed));
+        // Pinned (computed independently with Python's hmac), so that an accidental change of the
+        // sealing, which would make every existing log fail to verify, fails here first.
+        assert_eq!(
+            event.hash,
+            "6c9133345d4b55bf587942443041b5eead008b5fbee0d410a8820ab683f37a8e"
+        );
     }
 
     #[test]
     fn content_edit_names_the_seq_and_says_content_changed() {
         let mut events = sample_chain(4).into_events();
         events[1].actor = "someone-else".into();
-        let err = verify(events.into_iter()).expect_err("edit is detected");
+        let err = verify(events.into_iter(), &chain_key()).expect_err("edit is detected");
         assert_eq!(err.seq(), 2);
         assert!(matches!(
             err,
@@ -1334,7 +1378,7 @@ pub(crate) mod tests {
     fn hash_field_edit_is_told_apart_from_content_edit() {
         let mut events = sample_chain(3).into_events();
         events[0].hash = GENESIS_HASH.into();
-        let err = verify(events.into_iter()).expect_err("edit is detected");
+        let err = verify(events.into_iter(), &chain_key()).expect_err("edit is detected");
         assert!(matches!(
             err,
             VerifyError::HashMismatch {
@@ -1349,7 +1393,7 @@ pub(crate) mod tests {
     fn edit_of_the_last_row_is_reported_at_finish() {
         let mut events = sample_chain(3).into_events();
         events[2].reason = Some("other".into());
-        let err = verify(events.into_iter()).expect_err("edit is detected");
+        let err = verify(events.into_iter(), &chain_key()).expect_err("edit is detected");
         assert!(matches!(
             err,
             VerifyError::HashMismatch {
@@ -1364,8 +1408,8 @@ pub(crate) mod tests {
     fn rewritten_and_rehashed_row_breaks_the_next_link() {
         let mut events = sample_chain(3).into_events();
         events[1].decision = Some("permit".into());
-        events[1].hash = events[1].compute_hash();
-        let err = verify(events.into_iter()).expect_err("rewrite is detected");
+        events[1].hash = events[1].compute_hash(&chain_key());
+        let err = verify(events.into_iter(), &chain_key()).expect_err("rewrite is detected");
         assert!(
             matches!(err, VerifyError::BrokenLink { seq: 3, .. }),
             "{err}"
@@ -1373,10 +1417,41 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_row_edited_and_the_chain_resealed_without_the_key_is_detected_at_that_row() {
+        // What passed as intact with the unkeyed chain: edit a row, then hash it and every later
+        // row again (all one can do without the key) so that each links to the one before.
+        let forge = |mut events: Vec<AuditEvent>| {
+            events[2].decision = Some("permit".into());
+            let mut prev = events[1].hash.clone();
+            for event in &mut events[2..] {
+                event.prev_hash = prev;
+                event.hash = event.compute_hash(&ChainKey::unkeyed());
+                prev = event.hash.clone();
+            }
+            events
+        };
+        let mut unkeyed = AuditChain::new(ChainKey::unkeyed());
+        for i in 0..5 {
+            unkeyed.append(sample_draft(i)).expect("valid");
+        }
+        let forged = forge(unkeyed.into_events());
+        assert!(verify(forged.into_iter(), &ChainKey::unkeyed()).is_ok());
+        let forged = forge(sample_chain(5).into_events());
+        let err = verify(forged.into_iter(), &chain_key()).expect_err("resealing is detected");
+        assert_eq!(err.seq(), 3, "{err}");
+        // Another writer's key does not verify the hub's chain either.
+        let cli = AuditKey::new(b"audit key: thirty-two bytes long")
+            .expect("long enough")
+            .chain("cli");
+        let err = verify(sample_chain(2).into_events().into_iter(), &cli).expect_err("cli");
+        assert_eq!(err.seq(), 1);
+    }
+
+    #[test]
     fn deleted_middle_row_is_a_seq_gap() {
         let mut events = sample_chain(4).into_events();
         events.remove(2);
-        let err = verify(events.into_iter()).expect_err("deletion is detected");
+        let err = verify(events.into_iter(), &chain_key()).expect_err("deletion is detected");
         assert_eq!(
             err,
             VerifyError::SeqGap {
@@ -1389,7 +1464,8 @@ pub(crate) mod tests {
     #[test]
     fn deleted_first_row_is_a_truncated_head_unless_verified_from_a_checkpoint() {
         let events = sample_chain(4).into_events();
-        let err = verify(events[1..].iter().cloned()).expect_err("truncation is detected");
+        let err =
+            verify(events[1..].iter().cloned(), &chain_key()).expect_err("truncation is detected");
         assert_eq!(
             err,
             VerifyError::TruncatedHead {
@@ -1401,7 +1477,8 @@ pub(crate) mod tests {
             start: Checkpoint::after(&events[0]),
             anchor: None,
         };
-        let report = verify_with(events[1..].iter().cloned(), &options).expect("rotated file");
+        let report =
+            verify_with(events[1..].iter().cloned(), &chain_key(), &options).expect("rotated file");
         assert_eq!(report.events, 3);
         assert_eq!(report.first_seq, Some(2));
     }
@@ -1416,7 +1493,8 @@ pub(crate) mod tests {
             },
             anchor: None,
         };
-        let err = verify_with(events[1..].iter().cloned(), &options).expect_err("wrong start");
+        let err = verify_with(events[1..].iter().cloned(), &chain_key(), &options)
+            .expect_err("wrong start");
         assert!(matches!(err, VerifyError::BrokenLink { seq: 2, .. }));
     }
 
@@ -1424,7 +1502,7 @@ pub(crate) mod tests {
     fn swapped_rows_are_detected() {
         let mut events = sample_chain(4).into_events();
         events.swap(1, 2);
-        let err = verify(events.into_iter()).expect_err("swap is detected");
+        let err = verify(events.into_iter(), &chain_key()).expect_err("swap is detected");
         assert_eq!(err.seq(), 2);
     }
 
@@ -1432,7 +1510,7 @@ pub(crate) mod tests {
     fn duplicated_row_is_not_increasing() {
         let mut events = sample_chain(3).into_events();
         events.insert(2, events[1].clone());
-        let err = verify(events.into_iter()).expect_err("duplicate is detected");
+        let err = verify(events.into_iter(), &chain_key()).expect_err("duplicate is detected");
         assert_eq!(
             err,
             VerifyError::SeqNotIncreasing {
@@ -1446,12 +1524,13 @@ pub(crate) mod tests {
     fn cut_tail_is_detected_only_with_an_anchor() {
         let events = sample_chain(5).into_events();
         let anchor = Checkpoint::after(&events[4]);
-        assert!(verify(events[..3].iter().cloned()).is_ok());
+        assert!(verify(events[..3].iter().cloned(), &chain_key()).is_ok());
         let options = VerifyOptions {
             start: Checkpoint::genesis(),
             anchor: Some(anchor.clone()),
         };
-        let err = verify_with(events[..3].iter().cloned(), &options).expect_err("cut tail");
+        let err =
+            verify_with(events[..3].iter().cloned(), &chain_key(), &options).expect_err("cut tail");
         assert_eq!(
             err,
             VerifyError::TruncatedTail {
@@ -1459,27 +1538,29 @@ pub(crate) mod tests {
                 anchor_seq: 5
             }
         );
-        let report = verify_with(events.iter().cloned(), &options).expect("whole log");
+        let report =
+            verify_with(events.iter().cloned(), &chain_key(), &options).expect("whole log");
         assert!(report.anchored);
     }
 
     #[test]
     fn rewritten_log_fails_its_anchor() {
         let events = sample_chain(3).into_events();
-        let mut other = AuditChain::new();
+        let mut other = AuditChain::new(chain_key());
         other.append(sample_draft(7)).expect("valid");
         let options = VerifyOptions {
             start: Checkpoint::genesis(),
             anchor: Some(Checkpoint::after(&events[0])),
         };
-        let err = verify_with(other.into_events().into_iter(), &options).expect_err("rewritten");
+        let err = verify_with(other.into_events().into_iter(), &chain_key(), &options)
+            .expect_err("rewritten");
         assert!(matches!(err, VerifyError::AnchorMismatch { seq: 1, .. }));
     }
 
     #[test]
     fn resumed_chain_continues_from_its_checkpoint() {
         let first = sample_chain(2);
-        let mut second = AuditChain::resume(first.head().clone());
+        let mut second = AuditChain::resume(chain_key(), first.head().clone());
         let event = second.append(sample_draft(9)).expect("valid");
         assert_eq!(event.seq, 3);
         assert_eq!(event.prev_hash, first.head().hash);
@@ -1532,7 +1613,7 @@ pub(crate) mod tests {
     #[test]
     fn oversized_reason_is_refused_without_echoing_it() {
         let secret = "山田太郎 1948-04-05 ".repeat(20);
-        let err = AuditChain::new()
+        let err = AuditChain::new(chain_key())
             .append(sample_draft(0).reason(secret.clone()))
             .expect_err("too long");
         assert!(matches!(
@@ -1548,7 +1629,7 @@ pub(crate) mod tests {
 
     #[test]
     fn empty_actor_and_control_characters_are_refused() {
-        let mut chain = AuditChain::new();
+        let mut chain = AuditChain::new(chain_key());
         let err = chain
             .append(AuditDraft::new(ts("2025-01-01T00:00:00Z"), Hop::Admin, ""))
             .expect_err("empty actor");
@@ -1572,7 +1653,9 @@ pub(crate) mod tests {
             seq: u64::MAX,
             hash: GENESIS_HASH.into(),
         };
-        let err = start.seal(sample_draft(0)).expect_err("no seq left");
+        let err = start
+            .seal(sample_draft(0), &chain_key())
+            .expect_err("no seq left");
         assert_eq!(err, DraftError::SeqExhausted { last: u64::MAX });
     }
 
@@ -1743,7 +1826,7 @@ pub(crate) mod tests {
     }
 
     fn build(drafts: Vec<AuditDraft>) -> Vec<AuditEvent> {
-        let mut chain = AuditChain::new();
+        let mut chain = AuditChain::new(chain_key());
         for draft in drafts {
             chain.append(draft).expect("generated drafts are valid");
         }
@@ -1775,7 +1858,12 @@ pub(crate) mod tests {
             9 => event.reason = other(&event.reason, salt),
             10 => event.envelope_id = other(&event.envelope_id, salt),
             11 => event.prev_hash = format!("{}{salt}", &event.prev_hash[1..]).replace('0', "1"),
-            _ => event.hash = hex(&Sha256::digest(format!("{}{salt}", event.hash))),
+            _ => {
+                event.hash = hex(&<Sha256 as sha2::Digest>::digest(format!(
+                    "{}{salt}",
+                    event.hash
+                )))
+            }
         }
     }
 
@@ -1786,7 +1874,7 @@ pub(crate) mod tests {
         fn untampered_chains_always_verify(drafts in proptest::collection::vec(arb_draft(), 0..24)) {
             let n = drafts.len() as u64;
             let events = build(drafts);
-            let report = verify(events.iter().cloned());
+            let report = verify(events.iter().cloned(), &chain_key());
             prop_assert!(report.is_ok(), "{:?}", report);
             prop_assert_eq!(report.map(|r| r.events), Ok(n));
         }
@@ -1803,7 +1891,7 @@ pub(crate) mod tests {
             let before = events[i].clone();
             edit(&mut events[i], field, &salt);
             prop_assume!(events[i] != before);
-            let err = verify(events.iter().cloned());
+            let err = verify(events.iter().cloned(), &chain_key());
             prop_assert!(err.is_err(), "edit of field {} at seq {} went unnoticed", field, i + 1);
             prop_assert_eq!(err.map_err(|e| e.seq()).err(), Some(i as u64 + 1));
         }
@@ -1818,7 +1906,7 @@ pub(crate) mod tests {
             let i = row.index(events.len());
             events.remove(i);
             let options = VerifyOptions { start: Checkpoint::genesis(), anchor };
-            let err = verify_with(events.iter().cloned(), &options);
+            let err = verify_with(events.iter().cloned(), &chain_key(), &options);
             prop_assert_eq!(err.map_err(|e| e.seq()).err(), Some(i as u64 + 1));
         }
 
@@ -1832,7 +1920,7 @@ pub(crate) mod tests {
             let (i, j) = (a.index(events.len()), b.index(events.len()));
             prop_assume!(i != j);
             events.swap(i, j);
-            let err = verify(events.iter().cloned());
+            let err = verify(events.iter().cloned(), &chain_key());
             prop_assert_eq!(err.map_err(|e| e.seq()).err(), Some(i.min(j) as u64 + 1));
         }
     }

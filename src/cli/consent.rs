@@ -3,11 +3,13 @@
 //! is refused, naming it), then tells every running hub process registered in that store of each
 //! change (on the bus and prefix each one recorded, whatever this command's own configuration
 //! says) and waits for each to acknowledge that it dropped its cached copy: a revoke takes effect
-//! for messages already waiting in queues. Exit 0: stored, and every process that answers from a
-//! cache acknowledged; 3: stored, but some did not (named, with the time by which the change is in
-//! force there anyway); 1: the change was refused (nothing stored); 2: usage or configuration.
+//! for messages already waiting in queues. Each change (and each refusal) is audited in the CLI's
+//! own chain (`super::audit_trail`). Exit 0: stored, and every process that answers from a cache
+//! acknowledged; 3: stored, but some did not (named, with the time by which the change is in force
+//! there anyway); 1: the change was refused (nothing stored); 2: usage or configuration.
 
 use super::Failure;
+use super::audit_trail::Trail;
 use kaigo_hub::config::Config;
 use kaigo_hub::consent::{Category, Consent, Grantee, IsoDate, Subject, csv_import, fhir_import};
 use kaigo_hub::pipeline::consent_feed::ConsentChanged;
@@ -89,8 +91,12 @@ pub fn run(config: Option<PathBuf>, action: Action) -> Result<u8, Failure> {
     let (store_arc, place) = rt.block_on(super::open_store(&cfg))?;
     // On stderr: `list` prints JSON lines on stdout.
     eprintln!("kaigo-hub: store: {place}");
+    let mut trail = Trail::open(
+        &cfg,
+        store_arc.clone(),
+        !matches!(action, Action::List { .. }),
+    )?;
     let store = store_arc.as_ref();
-    let fail = |e: kaigo_hub::consent::ConsentError| Failure::input(e.to_string());
     let change = |change: &str, id: &str| ConsentChanged {
         change: change.into(),
         consent: id.into(),
@@ -132,14 +138,23 @@ pub fn run(config: Option<PathBuf>, action: Action) -> Result<u8, Failure> {
                 purpose,
                 revoked_at: None,
             };
-            store.consents().grant(consent).map_err(fail)?;
+            let audited = consent.clone();
+            store
+                .consents()
+                .grant(consent)
+                .map_err(|e| trail.refused(e))?;
+            trail.granted(&audited)?;
             super::out!("granted {id}");
             changes.push(change("grant", &id));
         }
         Action::Revoke { id, at } => {
             let at = at
                 .unwrap_or_else(|| kaigo_hub::pipeline::clock::now_rfc3339().replace(".000Z", "Z"));
-            store.consents().revoke(&id, &at).map_err(fail)?;
+            store
+                .consents()
+                .revoke(&id, &at)
+                .map_err(|e| trail.refused(e))?;
+            trail.revoked(&id)?;
             super::out!("revoked {id} at {at}");
             changes.push(change("revoke", &id));
         }
@@ -171,7 +186,9 @@ pub fn run(config: Option<PathBuf>, action: Action) -> Result<u8, Failure> {
                 } else {
                     "grant"
                 };
-                store.consents().grant(c).map_err(fail)?;
+                let audited = c.clone();
+                store.consents().grant(c).map_err(|e| trail.refused(e))?;
+                trail.granted(&audited)?;
                 changes.push(change(what, &id));
             }
             super::out!("imported {n} consent(s) from {}", file.display());
@@ -181,12 +198,15 @@ pub fn run(config: Option<PathBuf>, action: Action) -> Result<u8, Failure> {
             local_id,
             subject: s,
         } => {
+            let who = subject(&s)?;
             store
-                .link(&party, &local_id, &subject(&s)?)
+                .link(&party, &local_id, &who)
                 .map_err(|e| Failure::usage(e.to_string()))?;
+            trail.linked(&party, &who)?;
             super::out!("linked {party}/{local_id}");
         }
     }
+    trail.finish()?;
     if changes.is_empty() {
         return Ok(0);
     }

@@ -11,6 +11,7 @@ macro_rules! out {
 pub(crate) use out;
 
 mod audit;
+mod audit_trail;
 mod consent;
 mod inspect;
 mod mappings;
@@ -105,7 +106,7 @@ pub enum Command {
         #[command(subcommand)]
         action: consent::Action,
     },
-    /// Verify the audit log's hash chain, or query it.
+    /// Verify the audit chains (keyed, checked against the store's checkpoints), or query them.
     Audit {
         /// Configuration file (for the audit log location).
         #[arg(long)]

@@ -51,6 +51,9 @@ use std::path::PathBuf;
   retry_delays_ms KAIGO_RETRY_DELAYS_MS  waits before a recipient whose sink failed is tried
                 again, ms, comma-separated; then dead-lettered; a down recipient holds up
                 no one                                       [1000,5000,30000,120000,600000]
+  audit_key     KAIGO_AUDIT_KEY     hex key sealing the audit chains (HMAC); or:           [unset]
+  audit_key_file KAIGO_AUDIT_KEY_FILE  file with that key; made 0600 on first use; keep it
+                apart from the log (audit verify needs it)             [data/audit.key]
 Registry: serve records itself in the store (host, pid, bus URL without credentials, prefix,
   consent_cache_secs) with a heartbeat every 5 s, and removes itself when it stops gracefully; a
   consent command reads the registry to reach every running process on its own bus and prefix.

@@ -11,7 +11,8 @@
 //! database URL ([`Location`]); `serve` creates a store that does not exist yet ([`open`]), every
 //! other command refuses it ([`open_existing`]), so a command run from the wrong directory cannot
 //! answer from an empty database. The registry of running hub processes is kept here too
-//! ([`processes`]).
+//! ([`processes`]), and the audit chains' checkpoints ([`AuditCheckpoints`]), apart from the log
+//! files they vouch for.
 
 pub mod postgres;
 pub mod processes;
@@ -375,6 +376,14 @@ pub trait Store: Send + Sync {
     fn processes(&self) -> &dyn processes::ProcessRegistry {
         &processes::NoRegistry
     }
+
+    // ----- audit checkpoints (see `AuditCheckpoints` below) -----
+
+    /// The audit chains' checkpoints kept in this store; `None` (the default) for a store that
+    /// keeps none (a test double): its hub's audit log then cannot show a cut tail.
+    fn audit_checkpoints(&self) -> Option<&dyn AuditCheckpoints> {
+        None
+    }
 }
 
 /// [`Store::was_delivered`] from async code: the store's async path if it has one, otherwise as
@@ -436,6 +445,59 @@ pub async fn call<T: Send + 'static>(
     tokio::task::spawn_blocking(move || f(store.as_ref()))
         .await
         .unwrap_or_else(|e| Err(StoreError(e.to_string())))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Audit checkpoints
+// ---------------------------------------------------------------------------------------------
+
+/// One audit chain's checkpoint as the store keeps it (table `audit_checkpoints`, one row per
+/// chain): the seq and hash of an event its writer had made durable, and when and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    /// The chain's id (`hub-3f2a9c1b7d4e`, `cli-…`: `audit::ChainKey::id`).
+    pub chain: String,
+    /// The seq of the event.
+    pub seq: u64,
+    /// Its hash (64 hex).
+    pub hash: String,
+    /// The log file, as its writer named it (for messages).
+    pub file: String,
+    /// When it was recorded (RFC 3339 UTC, the writer's clock).
+    pub at: String,
+}
+
+/// What [`AuditCheckpoints::advance_checkpoint`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Advance {
+    /// The new checkpoint is stored.
+    Stored,
+    /// Not stored: the row is not the one the caller expected (another writer keeps this chain,
+    /// or the row was changed); here is what it holds (`None`: no row).
+    Moved(Option<StoredCheckpoint>),
+}
+
+/// The audit chains' checkpoints (`audit::chains`): kept in the store, apart from the log
+/// files, so that a log cut short or re-sealed no longer matches what its writer recorded. One
+/// row per chain; a writer moves its row forward only from the row it last saw, so two writers on
+/// one chain are noticed instead of overwriting each other.
+pub trait AuditCheckpoints: Send + Sync {
+    /// The checkpoint of `chain`, if one was recorded.
+    fn checkpoint_of(&self, chain: &str) -> Result<Option<StoredCheckpoint>, StoreError>;
+    /// Every chain's checkpoint, ordered by chain.
+    fn every_checkpoint(&self) -> Result<Vec<StoredCheckpoint>, StoreError>;
+    /// Stores `new` for `new.chain` if the row holds `expected` (seq, hash) now, or, with
+    /// `expected` `None`, if there is no row yet.
+    fn advance_checkpoint(
+        &self,
+        new: &StoredCheckpoint,
+        expected: Option<(u64, &str)>,
+    ) -> Result<Advance, StoreError>;
+}
+
+/// A seq as the databases' signed 64-bit integer.
+fn seq_to_i64(seq: u64) -> Result<i64, StoreError> {
+    i64::try_from(seq).map_err(|_| StoreError(format!("audit seq {seq} is beyond 2^63")))
 }
 
 #[cfg(test)]

@@ -5,10 +5,14 @@
 //! the subject lookup, the consent read behind a decision), which await the client directly
 //! (`Store::was_delivered_async`, `Store::mark_delivered_all_async`, `Store::resolve_async`,
 //! `Store::consents_of_async`). A lost connection makes decisions `Indeterminate` (retried by the
-//! hops) and is re-established on the next call. Never a permit on doubt.
+//! hops) and is re-established on the next call. Never a permit on doubt. The audit chains'
+//! checkpoints have a table of their own (`audit_checkpoints`, at the foot of this file).
 
 use super::processes::{ListedProcess, ProcessRecord, ProcessRegistry};
-use super::{Existing, Store, StoreError, StoreFuture, apply_change};
+use super::{
+    Advance, AuditCheckpoints, Existing, Store, StoreError, StoreFuture, StoredCheckpoint,
+    apply_change, seq_to_i64,
+};
 use crate::consent::{
     Consent, ConsentError, ConsentRegistry, Decision, IndeterminateReason, Question, Subject,
     decide_from,
@@ -215,6 +219,7 @@ impl PostgresStore {
     async fn ready(url: &str, client: Client) -> Result<PostgresStore, StoreError> {
         within(client.batch_execute(SCHEMA)).await?;
         within(client.batch_execute(PROCESS_TABLES)).await?;
+        within(client.batch_execute(AUDIT_CHECKPOINTS)).await?;
         Ok(PostgresStore {
             url: url.to_string(),
             client: Mutex::new(Some(Arc::new(Conn::new(client)))),
@@ -550,6 +555,10 @@ impl Store for PostgresStore {
     fn processes(&self) -> &dyn ProcessRegistry {
         self
     }
+
+    fn audit_checkpoints(&self) -> Option<&dyn AuditCheckpoints> {
+        Some(self)
+    }
 }
 
 // --- The registry of running hub processes ------------------------------------------------------
@@ -696,6 +705,92 @@ impl ProcessRegistry for PostgresStore {
             .await
             .map(|n| n as usize)
         })
+    }
+}
+
+// ----- audit checkpoints -----
+
+const AUDIT_CHECKPOINTS: &str = "CREATE TABLE IF NOT EXISTS audit_checkpoints (
+    chain TEXT PRIMARY KEY, seq BIGINT NOT NULL, hash TEXT NOT NULL, file TEXT NOT NULL,
+    at TEXT NOT NULL);";
+const CHECKPOINT_OF: &str =
+    "SELECT chain, seq, hash, file, at FROM audit_checkpoints WHERE chain = $1";
+const EVERY_CHECKPOINT: &str =
+    "SELECT chain, seq, hash, file, at FROM audit_checkpoints ORDER BY chain";
+const FIRST_CHECKPOINT: &str = "INSERT INTO audit_checkpoints(chain, seq, hash, file, at) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (chain) DO NOTHING";
+const NEXT_CHECKPOINT: &str = "UPDATE audit_checkpoints SET seq = $2, hash = $3, file = $4, \
+     at = $5 WHERE chain = $1 AND seq = $6 AND hash = $7";
+
+fn checkpoint_row(r: &Row) -> StoredCheckpoint {
+    StoredCheckpoint {
+        chain: r.get(0),
+        seq: u64::try_from(r.get::<_, i64>(1)).unwrap_or(0),
+        hash: r.get(2),
+        file: r.get(3),
+        at: r.get(4),
+    }
+}
+
+impl AuditCheckpoints for PostgresStore {
+    fn checkpoint_of(&self, chain: &str) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let chain = chain.to_string();
+        self.with(|c| async move {
+            Ok(c.query_opt(CHECKPOINT_OF, &[&chain])
+                .await?
+                .as_ref()
+                .map(checkpoint_row))
+        })
+    }
+
+    fn every_checkpoint(&self) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        self.with(|c| async move {
+            Ok(c.query(EVERY_CHECKPOINT, &[])
+                .await?
+                .iter()
+                .map(checkpoint_row)
+                .collect())
+        })
+    }
+
+    fn advance_checkpoint(
+        &self,
+        new: &StoredCheckpoint,
+        expected: Option<(u64, &str)>,
+    ) -> Result<Advance, StoreError> {
+        let seq = seq_to_i64(new.seq)?;
+        let was = match expected {
+            Some((s, h)) => Some((seq_to_i64(s)?, h.to_string())),
+            None => None,
+        };
+        let changed = self.with(|c| {
+            let (new, was) = (new.clone(), was.clone());
+            async move {
+                match &was {
+                    None => {
+                        c.execute(
+                            FIRST_CHECKPOINT,
+                            &[&new.chain, &seq, &new.hash, &new.file, &new.at],
+                        )
+                        .await
+                    }
+                    Some((was_seq, was_hash)) => {
+                        c.execute(
+                            NEXT_CHECKPOINT,
+                            &[
+                                &new.chain, &seq, &new.hash, &new.file, &new.at, was_seq, was_hash,
+                            ],
+                        )
+                        .await
+                    }
+                }
+            }
+        })?;
+        if changed == 1 {
+            Ok(Advance::Stored)
+        } else {
+            Ok(Advance::Moved(self.checkpoint_of(&new.chain)?))
+        }
     }
 }
 

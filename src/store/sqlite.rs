@@ -2,10 +2,14 @@
 //! subject cross-reference and delivered keys. Grant/revoke rules are the registry's own
 //! (`consent::InMemoryRegistry` decides what a change means; this file persists the result), so
 //! the embedded store and the in-memory model cannot disagree. A database error is never a
-//! permit: `decide` answers `Indeterminate` and the hop retries.
+//! permit: `decide` answers `Indeterminate` and the hop retries. The audit chains' checkpoints
+//! have a table of their own (`audit_checkpoints`, at the foot of this file).
 
 use super::processes::{ListedProcess, ProcessRecord, ProcessRegistry};
-use super::{Existing, Store, StoreError, apply_change};
+use super::{
+    Advance, AuditCheckpoints, Existing, Store, StoreError, StoredCheckpoint, apply_change,
+    seq_to_i64,
+};
 use crate::consent::{
     Consent, ConsentError, ConsentRegistry, Decision, IndeterminateReason, Question, Subject,
     decide_from,
@@ -87,6 +91,7 @@ impl SqliteStore {
         )
         .map_err(err)?;
         conn.execute_batch(PROCESS_TABLES).map_err(err)?;
+        conn.execute_batch(AUDIT_CHECKPOINTS).map_err(err)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
         })
@@ -285,6 +290,10 @@ impl Store for SqliteStore {
     fn processes(&self) -> &dyn ProcessRegistry {
         self
     }
+
+    fn audit_checkpoints(&self) -> Option<&dyn AuditCheckpoints> {
+        Some(self)
+    }
 }
 
 // --- The registry of running hub processes ------------------------------------------------------
@@ -424,6 +433,83 @@ impl ProcessRegistry for SqliteStore {
             params![before],
         )
         .map_err(err)
+    }
+}
+
+// ----- audit checkpoints -----
+
+const AUDIT_CHECKPOINTS: &str = "CREATE TABLE IF NOT EXISTS audit_checkpoints (
+    chain TEXT PRIMARY KEY, seq INTEGER NOT NULL, hash TEXT NOT NULL, file TEXT NOT NULL,
+    at TEXT NOT NULL);";
+
+fn checkpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredCheckpoint> {
+    Ok(StoredCheckpoint {
+        chain: r.get(0)?,
+        seq: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+        hash: r.get(2)?,
+        file: r.get(3)?,
+        at: r.get(4)?,
+    })
+}
+
+impl AuditCheckpoints for SqliteStore {
+    fn checkpoint_of(&self, chain: &str) -> Result<Option<StoredCheckpoint>, StoreError> {
+        self.conn()?
+            .prepare_cached(
+                "SELECT chain, seq, hash, file, at FROM audit_checkpoints WHERE chain = ?1",
+            )
+            .and_then(|mut st| st.query_row(params![chain], checkpoint_row).optional())
+            .map_err(err)
+    }
+
+    fn every_checkpoint(&self) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        let conn = self.conn()?;
+        let mut st = conn
+            .prepare_cached(
+                "SELECT chain, seq, hash, file, at FROM audit_checkpoints ORDER BY chain",
+            )
+            .map_err(err)?;
+        st.query_map([], checkpoint_row)
+            .map_err(err)?
+            .collect::<Result<_, _>>()
+            .map_err(err)
+    }
+
+    fn advance_checkpoint(
+        &self,
+        new: &StoredCheckpoint,
+        expected: Option<(u64, &str)>,
+    ) -> Result<Advance, StoreError> {
+        let seq = seq_to_i64(new.seq)?;
+        let changed = {
+            let conn = self.conn()?;
+            match expected {
+                None => conn.execute(
+                    "INSERT INTO audit_checkpoints(chain, seq, hash, file, at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(chain) DO NOTHING",
+                    params![new.chain, seq, new.hash, new.file, new.at],
+                ),
+                Some((was_seq, was_hash)) => conn.execute(
+                    "UPDATE audit_checkpoints SET seq = ?2, hash = ?3, file = ?4, at = ?5 \
+                     WHERE chain = ?1 AND seq = ?6 AND hash = ?7",
+                    params![
+                        new.chain,
+                        seq,
+                        new.hash,
+                        new.file,
+                        new.at,
+                        seq_to_i64(was_seq)?,
+                        was_hash
+                    ],
+                ),
+            }
+            .map_err(err)?
+        };
+        if changed == 1 {
+            Ok(Advance::Stored)
+        } else {
+            Ok(Advance::Moved(self.checkpoint_of(&new.chain)?))
+        }
     }
 }
 
@@ -586,5 +672,40 @@ mod tests {
         let eleven_days = std::time::Duration::from_secs(11 * 86_400);
         s.mark_delivered("old9/0/r").unwrap();
         assert_eq!(s.forget_delivered(eleven_days, 10).unwrap(), 0);
+    }
+
+    #[test]
+    fn an_audit_checkpoint_moves_only_from_the_row_its_writer_saw() {
+        let s = SqliteStore::in_memory().unwrap();
+        let cp = |seq: u64, hash: &str| StoredCheckpoint {
+            chain: "hub-0123456789ab".into(),
+            seq,
+            hash: hash.into(),
+            file: "data/audit.jsonl".into(),
+            at: "2026-01-01T00:00:00Z".into(),
+        };
+        assert_eq!(s.checkpoint_of("hub-0123456789ab").unwrap(), None);
+        assert_eq!(
+            s.advance_checkpoint(&cp(5, "a"), None).unwrap(),
+            Advance::Stored
+        );
+        // A second writer that saw no row, or an older one, is told what the row holds.
+        assert_eq!(
+            s.advance_checkpoint(&cp(6, "x"), None).unwrap(),
+            Advance::Moved(Some(cp(5, "a")))
+        );
+        assert_eq!(
+            s.advance_checkpoint(&cp(6, "x"), Some((4, "z"))).unwrap(),
+            Advance::Moved(Some(cp(5, "a")))
+        );
+        assert_eq!(
+            s.advance_checkpoint(&cp(9, "b"), Some((5, "a"))).unwrap(),
+            Advance::Stored
+        );
+        assert_eq!(
+            s.checkpoint_of("hub-0123456789ab").unwrap(),
+            Some(cp(9, "b"))
+        );
+        assert_eq!(s.every_checkpoint().unwrap(), vec![cp(9, "b")]);
     }
 }

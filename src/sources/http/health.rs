@@ -3,7 +3,9 @@
 //! [`PROBE_TIMEOUT`], else 503 `{"status":"unavailable",…}`) and `GET /metrics` (the hub's counters
 //! in the Prometheus text format 0.0.4, plus a `kaigo_queue_depth{queue=…}` gauge for the
 //! translate, deliver, dead-letter and quarantine queues and each of the deliver hop's waiting
-//! rooms (`deliver.wait.<ms>`: copies waiting to be tried again), and `kaigo_bus_up`).
+//! rooms (`deliver.wait.<ms>`: copies waiting to be tried again), `kaigo_bus_up`, and the audit
+//! chains' checkpoints in the store, `kaigo_audit_checkpoint_seq{chain=…}` and
+//! `kaigo_audit_checkpoint_head{chain=…}`, from memory).
 
 use super::State;
 use crate::pipeline::Hub;
@@ -59,6 +61,7 @@ pub async fn metrics(state: web::Data<State>) -> HttpResponse {
     .chain(t.wait_rooms().into_iter().map(|delay| t.wait_queue(delay)));
     let prefix = format!("{}.", t.prefix);
     let mut out = hub.metrics.render();
+    out.push_str(&hub.audit.render_metrics());
     out.push_str("# HELP kaigo_queue_depth Messages waiting in a hub queue.\n# TYPE kaigo_queue_depth gauge\n");
     let mut up = 1;
     for name in queues {
