@@ -104,16 +104,37 @@ pub struct Config {
     pub push_client_key: Option<PathBuf>,
 }
 
-/// The files the HTTP source serves HTTPS with, from a [`Config`] whose TLS settings fit together.
+/// The files a listening source serves TLS with (the HTTP source's `tls_*`, the MLLP source's
+/// `mllp_tls_*`), from a [`Config`] whose TLS settings fit together.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {
-    /// `tls_cert`: the certificate chain (PEM).
+    /// The certificate chain (PEM).
     pub cert: PathBuf,
-    /// `tls_key`: its private key (PEM).
+    /// Its private key (PEM).
     pub key: PathBuf,
-    /// `tls_client_ca`: CAs for client certificates (PEM), when client certificates are asked for.
+    /// CAs for client certificates (PEM), when client certificates are asked for.
     pub client_ca: Option<PathBuf>,
+    /// The settings these files come from, for messages.
+    pub settings: TlsSettings,
 }
+
+/// The names of one listener's TLS settings, as messages name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// The certificate chain's setting.
+    pub cert: &'static str,
+    /// The private key's setting.
+    pub key: &'static str,
+    /// The client CAs' setting.
+    pub client_ca: &'static str,
+}
+
+/// The HTTP source's TLS settings.
+pub const HTTP_TLS: TlsSettings = TlsSettings {
+    cert: "tls_cert",
+    key: "tls_key",
+    client_ca: "tls_client_ca",
+};
 
 /// The files the HTTP push sink speaks HTTPS with, from a [`Config`] whose push settings fit
 /// together.
@@ -345,6 +366,7 @@ impl Config {
                 cert,
                 key,
                 client_ca: self.tls_client_ca.clone(),
+                settings: HTTP_TLS,
             })),
             None if self.tls_client_ca.is_some() => Err(
                 "tls_client_ca is set but tls_cert and tls_key are not: client certificates are \
@@ -459,6 +481,7 @@ mod tests {
                 cert: "s.pem".into(),
                 key: "s.key".into(),
                 client_ca: Some("ca.pem".into()),
+                settings: HTTP_TLS,
             }))
         );
     }

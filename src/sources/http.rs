@@ -39,7 +39,7 @@ mod outcome;
 mod submit;
 mod tls;
 
-pub use tls::{ClientTrust, ServerIdentity};
+pub use crate::sources::tls::{ClientTrust, ServerIdentity};
 
 use crate::config::Config;
 use crate::pipeline::Hub;
@@ -73,8 +73,8 @@ pub struct Started {
     /// Over HTTPS: the hub's certificate and key, for [`ServerIdentity::reload`].
     pub identity: Option<Arc<ServerIdentity>>,
     /// Over HTTPS with `tls_client_ca`: the CAs client certificates chain to, for
-    /// [`tls::ClientTrust::reload`].
-    pub trust: Option<Arc<tls::ClientTrust>>,
+    /// [`ClientTrust::reload`].
+    pub trust: Option<Arc<ClientTrust>>,
 }
 
 /// Binds `cfg.http_addr` (HTTPS when `cfg` names a certificate and key), serves until `shutdown`
@@ -94,7 +94,8 @@ pub async fn start(
     let limit = cfg.body_limit;
     let (tls, identity, trust) = match cfg.tls()? {
         Some(files) => {
-            let served = tls::server_config(&files).map_err(|e| format!("HTTP source: {e}"))?;
+            let served = crate::sources::tls::server_config(&files)
+                .map_err(|e| format!("HTTP source: {e}"))?;
             (Some(served.config), Some(served.identity), served.trust)
         }
         None => (None, None, None),

@@ -9,3 +9,4 @@ pub mod amqp;
 pub mod file_drop;
 pub mod http;
 pub mod mllp;
+pub mod tls;
