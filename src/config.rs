@@ -28,7 +28,11 @@ pub struct Config {
     pub mappings: PathBuf,
     /// Parties file. Env `KAIGO_PARTIES`.
     pub parties: PathBuf,
-    /// Largest accepted HTTP body / MLLP frame, bytes. Env `KAIGO_BODY_LIMIT`.
+    /// Largest input accepted at every door, bytes: an HTTP body, an MLLP frame, an AMQP vendor
+    /// message, a file dropped into an inbox. A larger one is refused at its door, naming this
+    /// setting and the size (HTTP 413, MLLP `AR`, the AMQP message dead-lettered, the file moved
+    /// to `failed/` unread). Between 1 and 512 MiB; keep it at or below RabbitMQ's
+    /// `max_message_size` (128 MiB by default). Env `KAIGO_BODY_LIMIT`.
     pub body_limit: usize,
     /// Unacknowledged deliveries per consumer. Env `KAIGO_PREFETCH`. A hop holds at most this
     /// many messages at once (memory: prefetch × the largest message); the consuming hops need
@@ -323,6 +327,7 @@ impl Config {
                 self.log_format
             ));
         }
+        crate::sources::body_limit::BodyLimit::new(self.body_limit)?;
         self.tls()?;
         self.push_tls()?;
         self.retry_delays()?;

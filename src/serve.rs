@@ -19,6 +19,7 @@ use crate::pipeline::metrics::Metrics;
 use crate::pipeline::{Hub, deliver, translate};
 use crate::sinks::Sinks;
 use crate::sources;
+use crate::sources::body_limit::BodyLimit;
 use crate::sources::http::{ClientTrust, ServerIdentity};
 use crate::store::Store;
 use std::net::SocketAddr;
@@ -103,6 +104,7 @@ pub async fn build(cfg: &Config) -> Result<Arc<Hub>, String> {
 
 /// Starts the hops and sources.
 pub async fn start(cfg: &Config) -> Result<Running, String> {
+    let body_limit = BodyLimit::new(cfg.body_limit)?;
     let hub = build(cfg).await?;
     let (tx, rx) = watch::channel(false);
     let mut tasks = Vec::new();
@@ -123,14 +125,15 @@ pub async fn start(cfg: &Config) -> Result<Running, String> {
     let http_addr = http.addr;
     tasks.push(http.task);
     let (mllp_addr, t) =
-        sources::mllp::start(hub.clone(), &cfg.mllp_addr, cfg.body_limit, rx.clone()).await?;
+        sources::mllp::start(hub.clone(), &cfg.mllp_addr, body_limit, rx.clone()).await?;
     tasks.push(t);
     tasks.push(sources::file_drop::start(
         hub.clone(),
         std::time::Duration::from_millis(cfg.poll_ms),
+        body_limit,
         rx.clone(),
     ));
-    tasks.push(sources::amqp::start(hub.clone(), rx.clone()));
+    tasks.push(sources::amqp::start(hub.clone(), body_limit, rx.clone()));
     if cfg.watch_mappings {
         let metrics = hub.metrics.clone();
         let dir = cfg.mappings.clone();

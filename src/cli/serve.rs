@@ -17,7 +17,8 @@ use std::path::PathBuf;
   prefix        KAIGO_PREFIX        prefix of every exchange and queue name                [kaigo]
   mappings      KAIGO_MAPPINGS      mapping directory                                      [mappings]
   parties       KAIGO_PARTIES       parties file (ids, credentials, subscriptions)         [parties.yaml]
-  body_limit    KAIGO_BODY_LIMIT    largest HTTP body / MLLP frame in bytes                [33554432]
+  body_limit    KAIGO_BODY_LIMIT    largest input at every door (HTTP body, MLLP frame,
+                                    AMQP message, dropped file), bytes; at most 512 MiB   [33554432]
   prefetch      KAIGO_PREFETCH      unacknowledged deliveries per consumer (memory: this
                                     × the largest message)                                 [128]
   log_format    KAIGO_LOG_FORMAT    text or json (logs carry ids and hashes, never names)  [text]

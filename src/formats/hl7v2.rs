@@ -10,8 +10,9 @@
 //! It must never panic on any bytes, never split the text before decoding it
 //! (ISO-2022-JP and Shift_JIS double-byte characters contain the bytes of
 //! `|^~\&`), never silently substitute characters (no `?`, no `&#NNNN;`),
-//! and never let one message use unbounded memory (see [`MAX_MESSAGE_BYTES`],
-//! [`MAX_SEGMENTS`], [`MAX_FIELDS`]). Every error names where it happened.
+//! and never let one message use more memory than its size calls for (structural
+//! bounds [`MAX_SEGMENTS`], [`MAX_FIELDS`]; the size itself is bounded by the door
+//! the message came through, `body_limit`). Every error names where it happened.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -20,8 +21,6 @@ use std::fmt::Write as _;
 
 use encoding_rs::{DecoderResult, EncoderResult, Encoding, ISO_2022_JP, SHIFT_JIS};
 
-/// Largest input accepted by [`parse`], in bytes.
-pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 /// Largest number of (non-empty) segments in one message.
 pub const MAX_SEGMENTS: usize = 100_000;
 /// Largest number of field separators in one message.
@@ -37,6 +36,7 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 /// Everything that can go wrong; each variant says where.
 #[derive(Debug, thiserror::Error)]
 pub enum Hl7Error {
+    /// Decoded text beyond what the `u32` offsets of the index can address (4 GiB).
     #[error("message: {size} bytes is more than the limit of {max} bytes")]
     TooLarge { size: usize, max: usize },
     #[error(
@@ -194,12 +194,6 @@ impl Separators {
 
 /// Parses one message. See the module documentation for what is accepted.
 pub fn parse(bytes: &[u8]) -> Result<Message, Hl7Error> {
-    if bytes.len() > MAX_MESSAGE_BYTES {
-        return Err(Hl7Error::TooLarge {
-            size: bytes.len(),
-            max: MAX_MESSAGE_BYTES,
-        });
-    }
     let (prefix, body) = strip_framing(bytes);
     if !body.starts_with(b"MSH") {
         return Err(Hl7Error::NotHl7 {
@@ -2488,8 +2482,6 @@ mod tests {
         assert!(parse(b"MSH|^~\\&#|A").is_ok(), "v2.7 truncation character");
         assert!(parse(b"MSH|^~\\&").is_ok());
 
-        let big = vec![b'A'; MAX_MESSAGE_BYTES + 1];
-        assert!(matches!(parse(&big), Err(Hl7Error::TooLarge { .. })));
         let mut many = b"MSH|^~\\&".to_vec();
         for _ in 0..MAX_SEGMENTS {
             many.extend_from_slice(b"\rZZZ");

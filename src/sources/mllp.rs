@@ -21,6 +21,7 @@ use crate::parties::Party;
 use crate::pipeline::Hub;
 use crate::pipeline::clock;
 use crate::pipeline::ingress::{self, Refusal, Submission};
+use crate::sources::body_limit::{BodyLimit, TooLarge};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::LazyLock;
@@ -46,13 +47,13 @@ const NOT_ALLOWED: &str = "sender not allowed";
 static MSH4: LazyLock<Path> =
     LazyLock::new(|| Path::compile("MSH-4.1").expect("a literal, valid HL7 path"));
 
-/// Binds `addr` and serves MLLP until `shutdown` turns true. `limit` is the largest frame
-/// payload in bytes. Returns the bound address (port 0 picks one) and the listener's task, which
+/// Binds `addr` and serves MLLP until `shutdown` turns true. `limit` (`body_limit`) bounds a
+/// frame's payload. Returns the bound address (port 0 picks one) and the listener's task, which
 /// ends after every connection closed.
 pub async fn start(
     hub: Arc<Hub>,
     addr: &str,
-    limit: usize,
+    limit: BodyLimit,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, JoinHandle<()>), String> {
     let listener = TcpListener::bind(addr)
@@ -61,7 +62,7 @@ pub async fn start(
     let bound = listener
         .local_addr()
         .map_err(|e| format!("MLLP: address of the listener on {addr}: {e}"))?;
-    tracing::info!(addr = %bound, max_frame_bytes = limit, "MLLP listening");
+    tracing::info!(addr = %bound, max_frame_bytes = limit.bytes(), "MLLP listening");
     let task = tokio::spawn(serve(hub, listener, limit, shutdown));
     Ok((bound, task))
 }
@@ -70,7 +71,7 @@ pub async fn start(
 async fn serve(
     hub: Arc<Hub>,
     listener: TcpListener,
-    limit: usize,
+    limit: BodyLimit,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -115,13 +116,13 @@ async fn connection(
     hub: &Hub,
     mut stream: TcpStream,
     peer: SocketAddr,
-    limit: usize,
+    limit: BodyLimit,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let ip = peer.ip().to_canonical();
     tracing::debug!(%peer, "MLLP: connection opened");
     let mut decoder = MllpDecoder::new(MllpLimits {
-        max_frame_bytes: limit,
+        max_frame_bytes: limit.bytes(),
     });
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
@@ -131,7 +132,7 @@ async fn connection(
                 Event::Frame(payload) => answer(hub, ip, payload).await,
                 Event::Error(e) if e.awaits_reply() => {
                     tracing::warn!(%peer, error = %e, "MLLP: block refused");
-                    reject_block(&e)
+                    reject_block(hub, ip, limit, &e)
                 }
                 Event::Error(e) => {
                     tracing::warn!(%peer, error = %e, "MLLP: stream damage");
@@ -284,9 +285,16 @@ fn same_address(entry: &str, ip: IpAddr) -> bool {
     }
 }
 
-/// `AR` for a completed block the codec discarded (too large, empty).
-fn reject_block(e: &MllpError) -> Vec<u8> {
-    ack(None, AckCode::AR, Some(error("207", &e.to_string())))
+/// `AR` for a completed block the codec discarded (too large: audited and counted; empty).
+fn reject_block(hub: &Hub, ip: IpAddr, limit: BodyLimit, e: &MllpError) -> Vec<u8> {
+    let text = match e {
+        MllpError::FrameTooLarge { len, .. } => {
+            refused_sender(hub, &ip.to_string(), TooLarge::REASON);
+            limit.exceeded("the frame", Some(*len)).to_string()
+        }
+        other => other.to_string(),
+    };
+    ack(None, AckCode::AR, Some(error("207", &text)))
 }
 
 /// Audits and counts a frame refused before ingress (no party is named: it is unproven).
