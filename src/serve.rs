@@ -54,6 +54,9 @@ pub async fn build(cfg: &Config) -> Result<Arc<Hub>, String> {
         )
     })?;
     let parties = Parties::load(&cfg.parties).map_err(|e| e.to_string())?;
+    parties
+        .check_mllp_identities(false)
+        .map_err(|e| format!("{}: {e}", cfg.parties.display()))?;
     let sinks = Sinks::new(cfg.push_tls()?.as_ref()).map_err(|e| format!("HTTP push sink: {e}"))?;
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| format!("{}: {e}", cfg.data_dir.display()))?;
@@ -212,6 +215,9 @@ impl Running {
         let file = cfg.parties.display();
         let stays = "the parties in force stay";
         let parties = Parties::load(&cfg.parties).map_err(|e| format!("parties: {e}; {stays}"))?;
+        parties
+            .check_mllp_identities(false)
+            .map_err(|e| format!("parties: {file}: {e}; {stays}"))?;
         self.hub
             .bus
             .declare(&self.hub.topology, &parties.amqp_recipients())

@@ -201,11 +201,7 @@ async fn answer(hub: &Hub, ip: IpAddr, payload: Vec<u8>) -> Vec<u8> {
     let payload = payload.as_slice();
     let ip_text = ip.to_string();
     let parties = hub.parties.current();
-    let candidates: Vec<&Party> = parties
-        .all
-        .iter()
-        .filter(|p| p.mllp_peers.iter().any(|a| same_address(a, ip)))
-        .collect();
+    let candidates: Vec<&Party> = parties.mllp_peers_at(ip);
     let msg = parsed.as_ref().ok();
     // The claimed sender: MSH-4.1, read leniently from the raw bytes when the message does not
     // parse (so that its party still gets it dead-lettered with the precise error).
@@ -274,14 +270,6 @@ async fn answer(hub: &Hub, ip: IpAddr, payload: Vec<u8>) -> Vec<u8> {
                 )),
             )
         }
-    }
-}
-
-/// Does an `mllp_peers` entry name this address? Compared as addresses (`::1` = `0:0::1`).
-fn same_address(entry: &str, ip: IpAddr) -> bool {
-    match entry.trim().parse::<IpAddr>() {
-        Ok(a) => a.to_canonical() == ip,
-        Err(_) => entry.trim() == ip.to_string(),
     }
 }
 
