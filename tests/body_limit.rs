@@ -128,6 +128,8 @@ async fn an_mllp_frame_over_body_limit_is_refused_naming_the_setting_and_its_siz
     let ack = hl7v2::parse(&ack).expect("the ACK parses");
     assert_eq!(text(&ack, "MSA-1"), "AR", "{}", ack.text());
     names_the_setting_and_sizes(&text(&ack, "ERR-8"), adt.len(), limit);
+    assert_eq!(text(&ack, "ERR-5.1"), "body-too-large", "{}", ack.text());
+    assert_eq!(text(&ack, "ERR-3.1"), "", "no code of table 0357 fits");
     let m = &running.hub.metrics;
     assert_eq!(m.accepted.load(Ordering::Relaxed), 0);
     assert_eq!(m.rejected.load(Ordering::Relaxed), 1);

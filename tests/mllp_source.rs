@@ -313,7 +313,7 @@ async fn malformed_frames_are_answered_with_the_error() {
         .await;
     let ack = c.ack().await;
     assert_eq!(field(&ack, "MSA-1"), "AE", "{}", ack.text());
-    assert_eq!(field(&ack, "ERR-3.1"), "102");
+    assert_eq!(field(&ack, "ERR-3.1"), "100", "a segment without a name");
     assert!(field(&ack, "ERR-8").contains("segment 2"), "{}", ack.text());
     assert_eq!(queue_len(&running, &dead).await, 1);
 

@@ -2,7 +2,7 @@
 //! listener, one task per connection, socket reads fed to the sans-IO [`MllpDecoder`]. Each
 //! frame is answered by exactly one `ACK`, strictly in the order the frames arrived, and only
 //! after `ingress::accept` returned: `AA` once the broker confirmed, `AE`/`AR` with an `ERR`
-//! segment otherwise. Completed blocks the codec could not deliver (too large, empty) get an
+//! segment otherwise (which codes say what: `mllp/ack.rs`, docs/mllp.md). Completed blocks the codec could not deliver (too large, empty) get an
 //! `AR` in their position; other stream damage (garbage, truncation) is logged, not answered.
 //!
 //! Who is sending: the peer's IP address picks the candidate parties (`mllp_peers`), and MSH-4
@@ -14,18 +14,20 @@
 //! is processing, answers it and closes. Must never trust MSH-4 alone, ingest a frame from a
 //! sender it could not identify, or acknowledge `AA` before the broker confirmed.
 
+pub mod ack;
+
 use crate::audit::{Decision as AuditDecision, Hop};
-use crate::formats::hl7v2::{self, AckCode, AckError, Charset, Message, Path};
-use crate::formats::mllp::{Event, MllpDecoder, MllpError, MllpLimits, encode_frame};
+use crate::formats::hl7v2::{self, Message, Path};
+use crate::formats::mllp::{Event, MllpDecoder, MllpError, MllpLimits};
 use crate::parties::Party;
 use crate::pipeline::Hub;
 use crate::pipeline::clock;
 use crate::pipeline::ingress::{self, Refusal, Submission};
 use crate::sources::body_limit::{BodyLimit, TooLarge};
+use ack::{Cause, LocalCode, Verdict};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::LazyLock;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -38,8 +40,6 @@ const MAX_CONNECTIONS: usize = 256;
 const READ_CHUNK: usize = 64 * 1024;
 /// How long writing one `ACK` may take before the connection is considered dead.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Longest error text put in `MSA-3` / `ERR-8` (characters).
-const MAX_ERROR_CHARS: usize = 400;
 /// `ERR-8` text for a sender that is not allowed (nothing more is said to it).
 const NOT_ALLOWED: &str = "sender not allowed";
 
@@ -183,22 +183,17 @@ async fn write(stream: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()> {
 /// The framed `ACK` for one frame: identify the sender, ingest, answer.
 async fn answer(hub: &Hub, ip: IpAddr, payload: Vec<u8>) -> Vec<u8> {
     // Parsing a large frame is blocking work; the bytes travel there and back, uncopied.
-    let (parsed, payload) = match tokio::task::spawn_blocking(move || {
-        (hl7v2::parse(&payload).map_err(|e| e.to_string()), payload)
-    })
-    .await
-    {
-        Ok(done) => done,
-        Err(e) => {
-            tracing::error!(error = %e, "MLLP: the parser stopped");
-            return ack(
-                None,
-                AckCode::AE,
-                Some(error("207", "internal error; please resend")),
-            );
-        }
-    };
-    let payload = payload.as_slice();
+    let (parsed, payload) =
+        match tokio::task::spawn_blocking(move || (hl7v2::parse(&payload), payload)).await {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::error!(error = %e, "MLLP: the parser stopped");
+                return ack::frame(
+                    None,
+                    &Verdict::error(Cause::hl7("207"), "internal error; please resend"),
+                );
+            }
+        };
     let ip_text = ip.to_string();
     let parties = hub.parties.current();
     let candidates: Vec<&Party> = parties.mllp_peers_at(ip);
@@ -207,7 +202,7 @@ async fn answer(hub: &Hub, ip: IpAddr, payload: Vec<u8>) -> Vec<u8> {
     // parse (so that its party still gets it dead-lettered with the precise error).
     let claimed: Option<String> = match msg {
         Some(m) => m.value_at(&MSH4).map(|v| v.trim().to_string()),
-        None => raw_msh4(payload),
+        None => raw_msh4(&payload),
     };
     let party = claimed
         .as_deref()
@@ -216,73 +211,89 @@ async fn answer(hub: &Hub, ip: IpAddr, payload: Vec<u8>) -> Vec<u8> {
         if let (Err(parse_error), None, false) = (&parsed, &claimed, candidates.is_empty()) {
             // An allowed address sent something whose sender cannot even be read: say why.
             refused_sender(hub, &ip_text, "unidentified");
-            return ack(
+            return ack::frame(
                 None,
-                AckCode::AR,
-                Some(error(
-                    "102",
-                    &format!("{parse_error}; MSH-4 unreadable, not kept"),
-                )),
+                &Verdict::reject(
+                    Cause::of_parse_error(parse_error),
+                    format!("{parse_error}; MSH-4 unreadable, not kept"),
+                ),
             );
         }
-        refused_sender(hub, &ip_text, "sender-not-allowed");
-        return ack(msg, AckCode::AR, Some(error("207", NOT_ALLOWED)));
+        refused_sender(hub, &ip_text, LocalCode::SenderNotAllowed.code());
+        return ack::frame(
+            msg,
+            &Verdict::reject(Cause::local(LocalCode::SenderNotAllowed), NOT_ALLOWED),
+        );
     };
     let control_id = msg.and_then(Message::control_id);
     let result = ingress::accept(
         hub,
         Submission {
             party,
-            bytes: payload,
+            bytes: &payload,
             file_name: None,
             correlation_id: control_id.as_deref(),
             via: "mllp",
         },
     )
     .await;
-    match result {
+    let verdict = match result {
         Ok(accepted) => {
             tracing::debug!(envelope = %accepted.envelope_id, party = %party.id, "MLLP: AA");
-            ack(msg, AckCode::AA, None)
+            Verdict::accepted()
         }
         Err(Refusal::Malformed {
             envelope_id,
             message,
         }) => {
             tracing::info!(envelope = %envelope_id, party = %party.id, "MLLP: AE (dead-lettered)");
-            ack(msg, AckCode::AE, Some(error("102", &message)))
+            let cause = match &parsed {
+                Err(e) => Cause::of_parse_error(e),
+                Ok(_) => {
+                    let set = hub.mappings.current();
+                    tokio::task::spawn_blocking(move || Cause::of_unmappable(&set, &payload))
+                        .await
+                        .unwrap_or(Cause::local(LocalCode::MappingFailed))
+                }
+            };
+            Verdict::error(cause, message)
         }
         Err(Refusal::Forbidden {
             envelope_id,
             reason,
         }) => {
             tracing::info!(envelope = %envelope_id, party = %party.id, reason = %reason, "MLLP: AR (quarantined)");
-            ack(msg, AckCode::AR, Some(error("207", &reason)))
+            let local = LocalCode::of_refusal(&reason);
+            Verdict::reject(
+                Cause::local(local),
+                format!("{reason}; kept in quarantine as {envelope_id}"),
+            )
         }
         Err(Refusal::Unavailable { message }) => {
             tracing::warn!(party = %party.id, error = %message, "MLLP: AE (unavailable; the sender should resend)");
-            ack(
-                msg,
-                AckCode::AE,
-                Some(error(
-                    "207",
-                    "the hub is temporarily unavailable; nothing was kept, please resend",
-                )),
+            Verdict::error(
+                Cause::local(LocalCode::HubUnavailable),
+                "the hub is temporarily unavailable; nothing was kept, please resend",
             )
         }
-    }
+    };
+    ack::frame(msg, &verdict)
 }
 
 /// `AR` for a completed block the codec discarded (too large: audited and counted; empty).
 fn reject_block(hub: &Hub, ip: IpAddr, limit: BodyLimit, e: &MllpError) -> Vec<u8> {
-    let text = match e {
+    let verdict = match e {
         MllpError::FrameTooLarge { len, .. } => {
             refused_sender(hub, &ip.to_string(), TooLarge::REASON);
-            limit.exceeded("the frame", Some(*len)).to_string()
+            Verdict::reject(
+                Cause::local(LocalCode::BodyTooLarge),
+                limit.exceeded("the frame", Some(*len)).to_string(),
+            )
         }
-        other => other.to_string(),
+        // An empty block: the required MSH segment is missing.
+        other => Verdict::reject(Cause::hl7("100"), other.to_string()),
     };
-    ack(None, AckCode::AR, Some(error("207", &text)))
+    ack::frame(None, &verdict)
 }
 
 /// Audits and counts a frame refused before ingress (no party is named: it is unproven).
@@ -293,73 +304,6 @@ fn refused_sender(hub: &Hub, ip: &str, reason: &str) {
     hub.audit(Hop::Ingress, "mllp", &envelope, |d| {
         d.decision(AuditDecision::Rejected).reason(reason)
     });
-}
-
-fn error(code: &str, message: &str) -> AckError {
-    let mut text: String = message.chars().take(MAX_ERROR_CHARS).collect();
-    if text.len() < message.len() {
-        text.push('…');
-    }
-    AckError {
-        code: code.into(),
-        location: None,
-        message: text,
-    }
-}
-
-/// Builds, encodes (in the original's charset) and frames an `ACK`.
-fn ack(original: Option<&Message>, code: AckCode, err: Option<AckError>) -> Vec<u8> {
-    let charset = original.map(Message::charset).unwrap_or(Charset::Utf8);
-    let text = hl7v2::build_ack(
-        original,
-        code,
-        err.as_ref(),
-        &clock::now_hl7_jst(),
-        &ack_control_id(),
-    );
-    let bytes = match hl7v2::encode(&text, charset) {
-        Ok(b) => b,
-        Err(first) => {
-            // An error text the charset cannot carry: spell those characters out, so MSH-18
-            // still tells the truth; UTF-8 only if even that fails.
-            let spelled = err.map(|mut e| {
-                e.message = e
-                    .message
-                    .chars()
-                    .map(|c| {
-                        let one = c.to_string();
-                        if hl7v2::encode(&one, charset).is_ok() {
-                            one
-                        } else {
-                            format!("U+{:04X}", u32::from(c))
-                        }
-                    })
-                    .collect();
-                e
-            });
-            let text2 = hl7v2::build_ack(
-                original,
-                code,
-                spelled.as_ref(),
-                &clock::now_hl7_jst(),
-                &ack_control_id(),
-            );
-            hl7v2::encode(&text2, charset).unwrap_or_else(|_| {
-                tracing::warn!(error = %first, "MLLP: ACK sent as UTF-8");
-                text.into_bytes()
-            })
-        }
-    };
-    let mut out = Vec::with_capacity(bytes.len() + 3);
-    encode_frame(&bytes, &mut out);
-    out
-}
-
-/// MSH-10 of an `ACK`: 20 characters (the HL7 v2.5 length), JST time + a process counter.
-fn ack_control_id() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed) % 1_000_000;
-    format!("{}{n:06}", clock::now_hl7_jst())
 }
 
 /// MSH-4.1 read from bytes that do not parse: `MSH` + field separator, the fourth field, up to
@@ -415,39 +359,5 @@ mod tests {
         let m =
             hl7v2::parse(b"MSH|^~\\&|HIS|1311234567|HUB|P|20250101||ADT^A08|M1|P|2.5\r").unwrap();
         assert_eq!(m.value_at(&MSH4).as_deref(), Some("1311234567"));
-    }
-
-    #[test]
-    fn ack_control_ids_are_twenty_characters_and_distinct() {
-        let (a, b) = (ack_control_id(), ack_control_id());
-        assert_eq!(a.len(), 20, "{a}");
-        assert_ne!(a, b);
-    }
-
-    #[test]
-    fn long_errors_are_cut_and_marked() {
-        let e = error("102", &"x".repeat(5000));
-        assert_eq!(e.message.chars().count(), MAX_ERROR_CHARS + 1);
-        assert!(e.message.ends_with('…'));
-        assert_eq!(error("102", "short").message, "short");
-    }
-
-    #[test]
-    fn an_ack_keeps_the_charset_of_the_message_and_spells_out_what_it_cannot_carry() {
-        let m = hl7v2::parse(
-            b"MSH|^~\\&|HIS|1311234567|HUB|P|20250101||ADT^A08|M1|P|2.5||||||~ISO IR87\r",
-        )
-        .unwrap();
-        let framed = ack(Some(&m), AckCode::AE, Some(error("102", "値 `昭和` ☃")));
-        let body = &framed[1..framed.len() - 2];
-        assert!(
-            body.windows(3).any(|w| w == b"\x1b$B"),
-            "ISO-2022-JP expected"
-        );
-        let back = hl7v2::parse(body).unwrap();
-        assert_eq!(back.charset(), Charset::Iso2022Jp);
-        assert!(back.text().contains("昭和"), "{}", back.text());
-        assert!(back.text().contains("U+2603"), "{}", back.text());
-        assert!(back.text().contains("MSA|AE|M1"), "{}", back.text());
     }
 }
