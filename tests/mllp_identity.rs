@@ -5,16 +5,27 @@
 //! own and refused from the other's. A parties file in which one address serves two parties
 //! does not start a hub, and is not put in force by a reload, naming the address and both
 //! parties. `kaigo-hub serve --demo` starts with the shipped file.
+//!
+//! Over TLS (`mllp_tls_cert`, `mllp_tls_key`, `mllp_tls_client_ca`; a throwaway PKI made with the
+//! `openssl` command, `common::pki`) a hospital is its client certificate: both hospitals behind
+//! one address are told apart by theirs, each may send only as itself, a connection without a
+//! certificate or with one no party lists is answered `AR` and nothing is kept, one from a CA the
+//! hub does not trust fails the handshake, and plain TCP gets no answer. The parties file must
+//! give every MLLP party a certificate then. A renewed certificate is served after a reload.
 
 mod common;
 
+use common::pki::{self, Identity, fingerprint, issue};
 use common::*;
 use kaigo_hub::consent::{Category, Grantee, PartyKind};
 use kaigo_hub::formats::hl7v2::{self, Message};
 use kaigo_hub::formats::mllp::{Event, MllpDecoder, MllpLimits, encode_frame};
 use kaigo_hub::serve;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -233,4 +244,320 @@ async fn kaigo_hub_serve_demo_starts_with_the_shipped_parties_file() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     };
     assert!(status.success(), "{status}:\n{}", log_text());
+}
+
+// ------------------------------------------------------------------------------------------------
+// MLLP over TLS
+// ------------------------------------------------------------------------------------------------
+
+struct Pki {
+    ca: Identity,
+    server: Identity,
+    /// Registered to the first hospital.
+    hospital: Identity,
+    /// Registered to the second hospital.
+    hospital_2: Identity,
+    /// Issued by `ca`, registered to nobody.
+    stranger: Identity,
+    /// Issued by a CA the hub does not trust.
+    foreign: Identity,
+}
+
+impl Pki {
+    fn new(dir: &Path) -> Pki {
+        pki::prepare(dir);
+        let ca = pki::ca(dir, "ca");
+        let other_ca = pki::ca(dir, "other-ca");
+        Pki {
+            server: issue(dir, &ca, "localhost", "test_server", "2"),
+            hospital: issue(dir, &ca, "hospital", "test_client", "3"),
+            hospital_2: issue(dir, &ca, "hospital-2", "test_client", "4"),
+            stranger: issue(dir, &ca, "stranger", "test_client", "5"),
+            foreign: issue(dir, &other_ca, "foreign", "test_client", "6"),
+            ca,
+        }
+    }
+}
+
+/// The shipped parties text with each hospital's certificate registered and both hospitals at
+/// the first address (over TLS their certificates tell them apart).
+fn certified(text: String, pki: &Pki) -> String {
+    let mut text = shared_address(text);
+    for (id, who) in [(HOSPITAL, &pki.hospital), (HOSPITAL_2, &pki.hospital_2)] {
+        let anchor = format!("  - id: \"{id}\"\n");
+        assert!(text.contains(&anchor), "{id} is in parties.yaml");
+        text = text.replacen(
+            &anchor,
+            &format!(
+                "{anchor}    client_certs_sha256: [\"{}\"]\n",
+                fingerprint(&who.cert)
+            ),
+            1,
+        );
+    }
+    text
+}
+
+fn tls_config(s: &Scratch, pki: &Pki) -> kaigo_hub::config::Config {
+    kaigo_hub::config::Config {
+        mllp_tls_cert: Some(pki.server.cert.clone()),
+        mllp_tls_key: Some(pki.server.key.clone()),
+        mllp_tls_client_ca: Some(pki.ca.cert.clone()),
+        ..s.config()
+    }
+}
+
+/// A hub serving MLLP over TLS, both sample patients linked and consented.
+async fn tls_world(tag: &str) -> (Scratch, Pki, serve::Running) {
+    let s = Scratch::rabbit(tag, |t| t);
+    let pki = Pki::new(&s.dir.join("pki"));
+    let text = std::fs::read_to_string(&s.parties).expect("the parties file");
+    put_atomically(&s.parties, certified(text, &pki).as_bytes());
+    let running = s.start_with(&tls_config(&s, &pki)).await;
+    link_and_consent(&running.hub).await;
+    (s, pki, running)
+}
+
+fn connector(pki: &Pki, identity: Option<&Identity>) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(&pki.ca.cert).expect("ca.pem") {
+        roots
+            .add(c.expect("a CA certificate"))
+            .expect("a usable root");
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots);
+    let config = match identity {
+        None => builder.with_no_client_auth(),
+        Some(id) => {
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&id.cert)
+                .expect("client certificate")
+                .collect::<Result<_, _>>()
+                .expect("client certificate PEM");
+            let key = PrivateKeyDer::from_pem_file(&id.key).expect("client key");
+            builder
+                .with_client_auth_cert(chain, key)
+                .expect("client identity")
+        }
+    };
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+/// A TLS connection to the hub's MLLP port with `identity` (or none).
+async fn tls_connect(
+    at: SocketAddr,
+    pki: &Pki,
+    identity: Option<&Identity>,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+    let tcp = TcpStream::connect(at)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    tls_over(tcp, at, pki, identity).await
+}
+
+/// TLS over the connection `tcp` to `at`.
+async fn tls_over(
+    tcp: TcpStream,
+    at: SocketAddr,
+    pki: &Pki,
+    identity: Option<&Identity>,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+    let name = ServerName::IpAddress(at.ip().into());
+    tokio::time::timeout(PATIENCE, connector(pki, identity).connect(name, tcp))
+        .await
+        .map_err(|_| "handshake timed out".to_string())?
+        .map_err(|e| format!("handshake: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn over_tls_a_hospital_is_its_certificate_and_may_send_only_as_itself() {
+    let (_s, pki, running) = tls_world("mllp-tls").await;
+    let at = running.mllp_addr;
+
+    // Both hospitals connect from 127.0.0.1; each one's certificate says who it is.
+    let mut first = tls_connect(at, &pki, Some(&pki.hospital))
+        .await
+        .expect("the first hospital's handshake");
+    let ack = exchange(&mut first, &adt_a08()).await;
+    assert_eq!(field(&ack, "MSA-1"), "AA", "{}", ack.text());
+    // The second hospital's MSH-4 over the first one's certificate: refused, nothing kept.
+    let ack = exchange(&mut first, &adt_a01()).await;
+    assert_eq!(field(&ack, "MSA-1"), "AR", "{}", ack.text());
+    assert_eq!(
+        field(&ack, "ERR-5.1"),
+        "sender-not-allowed",
+        "{}",
+        ack.text()
+    );
+
+    let mut second = tls_connect(at, &pki, Some(&pki.hospital_2))
+        .await
+        .expect("the second hospital's handshake");
+    let ack = exchange(&mut second, &adt_a01()).await;
+    assert_eq!(field(&ack, "MSA-1"), "AA", "{}", ack.text());
+    let ack = exchange(&mut second, &adt_a08()).await;
+    assert_eq!(
+        field(&ack, "ERR-5.1"),
+        "sender-not-allowed",
+        "{}",
+        ack.text()
+    );
+
+    // The first hospital lists mllp_peers: over TLS they still narrow where it may send from.
+    let elsewhere = connect_from(SECOND, at).await;
+    let mut elsewhere = tls_over(elsewhere, at, &pki, Some(&pki.hospital))
+        .await
+        .expect("the handshake itself succeeds");
+    let ack = exchange(&mut elsewhere, &adt_a08()).await;
+    assert_eq!(
+        field(&ack, "ERR-5.1"),
+        "sender-not-allowed",
+        "{}",
+        ack.text()
+    );
+
+    let m = &running.hub.metrics;
+    assert_eq!(m.accepted.load(Ordering::Relaxed), 2);
+    assert_eq!(m.rejected.load(Ordering::Relaxed), 3);
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn over_tls_no_certificate_or_an_unregistered_one_is_refused_and_a_foreign_one_fails() {
+    let (_s, pki, running) = tls_world("mllp-tls-refuse").await;
+    let at = running.mllp_addr;
+
+    let mut anonymous = tls_connect(at, &pki, None)
+        .await
+        .expect("a handshake without a client certificate");
+    let ack = exchange(&mut anonymous, &adt_a08()).await;
+    assert_eq!(field(&ack, "MSA-1"), "AR", "{}", ack.text());
+    assert_eq!(field(&ack, "ERR-5.1"), "cert-required", "{}", ack.text());
+
+    let mut stranger = tls_connect(at, &pki, Some(&pki.stranger))
+        .await
+        .expect("the stranger's certificate chains to the CA");
+    let ack = exchange(&mut stranger, &adt_a08()).await;
+    assert_eq!(field(&ack, "MSA-1"), "AR", "{}", ack.text());
+    assert_eq!(
+        field(&ack, "ERR-5.1"),
+        "cert-not-registered",
+        "{}",
+        ack.text()
+    );
+    assert!(
+        field(&ack, "ERR-8").contains(&fingerprint(&pki.stranger.cert)),
+        "{}",
+        ack.text()
+    );
+
+    // A certificate of a CA the hub does not trust: no frame is ever answered.
+    let foreign = match tls_connect(at, &pki, Some(&pki.foreign)).await {
+        Err(e) => e,
+        Ok(mut s) => {
+            let mut framed = Vec::new();
+            encode_frame(&adt_a08(), &mut framed);
+            let _ = s.write_all(&framed).await;
+            let mut buf = [0u8; 64];
+            match tokio::time::timeout(PATIENCE, s.read(&mut buf)).await {
+                Err(_) => panic!("the hub neither refused nor closed the connection"),
+                Ok(Ok(0)) => "closed".to_string(),
+                Ok(Ok(n)) => panic!("the hub sent {n} bytes to an untrusted certificate"),
+                Ok(Err(e)) => e.to_string(),
+            }
+        }
+    };
+    assert!(
+        foreign.to_lowercase().contains("alert") || foreign == "closed",
+        "{foreign}"
+    );
+
+    // Plain TCP on the TLS port gets no ACK.
+    let mut plain = TcpStream::connect(at).await.expect("connect");
+    let mut framed = Vec::new();
+    encode_frame(&adt_a08(), &mut framed);
+    plain.write_all(&framed).await.expect("write");
+    let mut raw = Vec::new();
+    let _ = tokio::time::timeout(PATIENCE, plain.read_to_end(&mut raw)).await;
+    assert!(
+        !raw.windows(3).any(|w| w == b"MSA"),
+        "plain MLLP was answered: {:?}",
+        String::from_utf8_lossy(&raw)
+    );
+
+    let m = &running.hub.metrics;
+    assert_eq!(
+        m.accepted.load(Ordering::Relaxed),
+        0,
+        "nothing refused was kept"
+    );
+    assert_eq!(m.rejected.load(Ordering::Relaxed), 2);
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn over_tls_every_mllp_party_needs_a_certificate_and_a_renewed_one_is_served_after_a_reload()
+{
+    let s = Scratch::rabbit("mllp-tls-start", |t| t);
+    let pki = Pki::new(&s.dir.join("pki"));
+    // The shipped file: the hospitals list addresses but no certificates.
+    let e = serve::start(&tls_config(&s, &pki))
+        .await
+        .err()
+        .expect("MLLP parties without certificates over TLS");
+    assert!(
+        e.contains(HOSPITAL) && e.contains(HOSPITAL_2) && e.contains("client_certs_sha256"),
+        "{e}"
+    );
+
+    let text = std::fs::read_to_string(&s.parties).expect("the parties file");
+    put_atomically(&s.parties, certified(text, &pki).as_bytes());
+    let cfg = tls_config(&s, &pki);
+    let running = s.start_with(&cfg).await;
+    let served = async || -> Vec<u8> {
+        let s = tls_connect(running.mllp_addr, &pki, Some(&pki.hospital))
+            .await
+            .expect("handshake");
+        s.get_ref()
+            .1
+            .peer_certificates()
+            .expect("a server certificate")[0]
+            .to_vec()
+    };
+    let first = served().await;
+
+    let dir = s.dir.join("pki");
+    let renewed = issue(&dir, &pki.ca, "localhost-renewed", "test_server", "9");
+    std::fs::copy(&renewed.cert, &pki.server.cert).expect("renewed certificate");
+    std::fs::copy(&renewed.key, &pki.server.key).expect("renewed key");
+    let outcomes = running.reload_tls(&cfg);
+    assert_eq!(
+        outcomes,
+        vec![
+            Ok(format!(
+                "MLLP source: mllp_tls_cert {} (leaf SHA-256 {})",
+                pki.server.cert.display(),
+                fingerprint(&renewed.cert)
+            )),
+            Ok(format!(
+                "MLLP source: mllp_tls_client_ca {} (1 CAs, unchanged)",
+                pki.ca.cert.display()
+            )),
+        ]
+    );
+    let now = served().await;
+    assert_ne!(now, first);
+    assert_eq!(
+        fingerprint_of_der(&now),
+        fingerprint(&renewed.cert),
+        "the renewed certificate is served"
+    );
+    running.stop().await;
+}
+
+fn fingerprint_of_der(der: &[u8]) -> String {
+    kaigo_hub::parties::cert_fingerprint(der)
 }

@@ -5,34 +5,42 @@
 //! segment otherwise (which codes say what: `mllp/ack.rs`, docs/mllp.md). Completed blocks the codec could not deliver (too large, empty) get an
 //! `AR` in their position; other stream damage (garbage, truncation) is logged, not answered.
 //!
-//! Who is sending: the peer's IP address picks the candidate parties (`mllp_peers`), and MSH-4
-//! (sending facility) must name one of them. A frame from an unknown address, or naming a party
-//! not allowed from that address, is refused with `AR` and never ingested. The `ACK` is written
+//! Who is sending: over plain TCP the peer's IP address picks the party (`mllp_peers`; the
+//! parties file may give an address to one party only), and MSH-4 (sending facility) must name
+//! it. Over TLS (`mllp_tls_*`, the same rustls code as the HTTP source, `sources/tls.rs`) the
+//! client certificate the handshake verified names the party (`client_certs_sha256`; its
+//! `mllp_peers`, when listed, narrow the addresses), and MSH-4 must name that party. A frame from
+//! an unknown address, without a certificate or with one no party lists, or naming a party this
+//! connection may not send as, is refused with `AR` and never ingested. The `ACK` is written
 //! in the charset of the message it answers (MSH-18 kept). Memory is bounded by the frame limit
 //! (the codec), by reading only when the previous frames were answered, and by a cap on open
 //! connections. On shutdown the listener stops accepting; each connection finishes the frame it
 //! is processing, answers it and closes. Must never trust MSH-4 alone, ingest a frame from a
-//! sender it could not identify, or acknowledge `AA` before the broker confirmed.
+//! sender it could not identify, or acknowledge `AA` before the broker confirmed. A TLS
+//! handshake has `HANDSHAKE_TIMEOUT` to finish.
 
 pub mod ack;
 
 use crate::audit::{Decision as AuditDecision, Hop};
 use crate::formats::hl7v2::{self, Message, Path};
 use crate::formats::mllp::{Event, MllpDecoder, MllpError, MllpLimits};
-use crate::parties::Party;
+use crate::parties::{Parties, Party};
 use crate::pipeline::Hub;
 use crate::pipeline::clock;
 use crate::pipeline::ingress::{self, Refusal, Submission};
 use crate::sources::body_limit::{BodyLimit, TooLarge};
+use crate::sources::tls::{ClientCert, client_cert};
 use ack::{Cause, LocalCode, Verdict};
+use rustls::ServerConfig;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::LazyLock;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::TlsAcceptor;
 
 /// Connections served at once; further peers wait in the kernel's backlog.
 const MAX_CONNECTIONS: usize = 256;
@@ -40,6 +48,8 @@ const MAX_CONNECTIONS: usize = 256;
 const READ_CHUNK: usize = 64 * 1024;
 /// How long writing one `ACK` may take before the connection is considered dead.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a client may take over the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// `ERR-8` text for a sender that is not allowed (nothing more is said to it).
 const NOT_ALLOWED: &str = "sender not allowed";
 
@@ -47,13 +57,37 @@ const NOT_ALLOWED: &str = "sender not allowed";
 static MSH4: LazyLock<Path> =
     LazyLock::new(|| Path::compile("MSH-4.1").expect("a literal, valid HL7 path"));
 
-/// Binds `addr` and serves MLLP until `shutdown` turns true. `limit` (`body_limit`) bounds a
+/// Who is at the other end of a connection, as far as the connection itself proves it.
+#[derive(Clone, Debug)]
+enum Peer {
+    /// Plain TCP: the address, and nothing else. MSH-4 must name the party listing it.
+    Address(IpAddr),
+    /// TLS: the address, and the client certificate the handshake verified (if any).
+    Certified {
+        /// The peer's address.
+        ip: IpAddr,
+        /// The verified certificate; `None` when the client presented none.
+        cert: Option<ClientCert>,
+    },
+}
+
+impl Peer {
+    fn ip(&self) -> IpAddr {
+        match self {
+            Peer::Address(ip) | Peer::Certified { ip, .. } => *ip,
+        }
+    }
+}
+
+/// Binds `addr` and serves MLLP until `shutdown` turns true — over TLS when `tls` is given
+/// (client certificates verified by it name the parties). `limit` (`body_limit`) bounds a
 /// frame's payload. Returns the bound address (port 0 picks one) and the listener's task, which
 /// ends after every connection closed.
 pub async fn start(
     hub: Arc<Hub>,
     addr: &str,
     limit: BodyLimit,
+    tls: Option<Arc<ServerConfig>>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, JoinHandle<()>), String> {
     let listener = TcpListener::bind(addr)
@@ -62,8 +96,10 @@ pub async fn start(
     let bound = listener
         .local_addr()
         .map_err(|e| format!("MLLP: address of the listener on {addr}: {e}"))?;
-    tracing::info!(addr = %bound, max_frame_bytes = limit.bytes(), "MLLP listening");
-    let task = tokio::spawn(serve(hub, listener, limit, shutdown));
+    let scheme = if tls.is_some() { "tls" } else { "tcp" };
+    tracing::info!(addr = %bound, scheme, max_frame_bytes = limit.bytes(), "MLLP listening");
+    let tls = tls.map(TlsAcceptor::from);
+    let task = tokio::spawn(serve(hub, listener, limit, tls, shutdown));
     Ok((bound, task))
 }
 
@@ -72,6 +108,7 @@ async fn serve(
     hub: Arc<Hub>,
     listener: TcpListener,
     limit: BodyLimit,
+    tls: Option<TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -92,9 +129,19 @@ async fn serve(
         };
         match accepted {
             Ok((stream, peer)) => {
-                let (hub, sd) = (hub.clone(), shutdown.clone());
+                let (hub, sd, tls) = (hub.clone(), shutdown.clone(), tls.clone());
                 connections.spawn(async move {
-                    connection(&hub, stream, peer, limit, sd).await;
+                    let ip = peer.ip().to_canonical();
+                    match tls {
+                        None => connection(&hub, stream, peer, Peer::Address(ip), limit, sd).await,
+                        Some(acceptor) => {
+                            if let Some(stream) = handshake(&acceptor, stream, peer).await {
+                                let cert = client_cert(stream.get_ref().1);
+                                let who = Peer::Certified { ip, cert };
+                                connection(&hub, stream, peer, who, limit, sd).await;
+                            }
+                        }
+                    }
                     drop(slot);
                 });
             }
@@ -111,15 +158,48 @@ async fn serve(
     while connections.join_next().await.is_some() {}
 }
 
-/// Serves one connection: answers every frame in order, until EOF, an I/O error or shutdown.
-async fn connection(
-    hub: &Hub,
-    mut stream: TcpStream,
+/// The TLS handshake of a new connection, bounded in time; `None` (logged) when it failed: a
+/// certificate that does not chain to `mllp_tls_client_ca`, a client that does not speak TLS.
+async fn handshake(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
     peer: SocketAddr,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => Some(s),
+        Ok(Err(e)) => {
+            tracing::warn!(%peer, error = %e, "MLLP: TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(%peer, "MLLP: TLS handshake timed out");
+            None
+        }
+    }
+}
+
+/// Serves one connection, then closes it (over TLS with `close_notify`).
+async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
+    hub: &Hub,
+    mut stream: S,
+    peer: SocketAddr,
+    who: Peer,
+    limit: BodyLimit,
+    shutdown: watch::Receiver<bool>,
+) {
+    frames(hub, &mut stream, peer, &who, limit, shutdown).await;
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.shutdown()).await;
+}
+
+/// Answers every frame of a connection in order, until EOF, an I/O error or shutdown.
+async fn frames<S: AsyncRead + AsyncWrite + Unpin>(
+    hub: &Hub,
+    stream: &mut S,
+    peer: SocketAddr,
+    who: &Peer,
     limit: BodyLimit,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let ip = peer.ip().to_canonical();
     tracing::debug!(%peer, "MLLP: connection opened");
     let mut decoder = MllpDecoder::new(MllpLimits {
         max_frame_bytes: limit.bytes(),
@@ -129,17 +209,17 @@ async fn connection(
         // Answer everything complete before reading more: this bounds what is buffered.
         while let Some(event) = decoder.next_event() {
             let reply = match event {
-                Event::Frame(payload) => answer(hub, ip, payload).await,
+                Event::Frame(payload) => answer(hub, who, payload).await,
                 Event::Error(e) if e.awaits_reply() => {
                     tracing::warn!(%peer, error = %e, "MLLP: block refused");
-                    reject_block(hub, ip, limit, &e)
+                    reject_block(hub, who.ip(), limit, &e)
                 }
                 Event::Error(e) => {
                     tracing::warn!(%peer, error = %e, "MLLP: stream damage");
                     continue;
                 }
             };
-            if let Err(e) = write(&mut stream, &reply).await {
+            if let Err(e) = write(stream, &reply).await {
                 tracing::warn!(%peer, error = %e, "MLLP: cannot send the ACK; closing");
                 return;
             }
@@ -170,8 +250,12 @@ async fn connection(
     }
 }
 
-async fn write(stream: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()> {
-    match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(bytes)).await {
+async fn write<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> std::io::Result<()> {
+    let written = async {
+        stream.write_all(bytes).await?;
+        stream.flush().await
+    };
+    match tokio::time::timeout(WRITE_TIMEOUT, written).await {
         Ok(r) => r,
         Err(_) => Err(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
@@ -180,8 +264,38 @@ async fn write(stream: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()> {
     }
 }
 
+/// The parties this connection may send as: over plain TCP those listing its address; over TLS
+/// the party of its certificate (if it lists `mllp_peers`, only from one of them). `Err` is the
+/// answer to a TLS peer whose certificate names no party.
+fn candidates<'p>(parties: &'p Parties, who: &Peer) -> Result<Vec<&'p Party>, (LocalCode, String)> {
+    match who {
+        Peer::Address(ip) => Ok(parties.mllp_peers_at(*ip)),
+        Peer::Certified { cert: None, .. } => Err((
+            LocalCode::CertificateRequired,
+            "no client certificate: this MLLP port knows senders by the TLS client certificate \
+             registered for their party (client_certs_sha256); connect with it"
+                .into(),
+        )),
+        Peer::Certified {
+            ip,
+            cert: Some(cert),
+        } => match parties.by_client_cert(&cert.sha256) {
+            None => Err((
+                LocalCode::CertificateNotRegistered,
+                format!(
+                    "client certificate {} is not registered for any party \
+                     (client_certs_sha256); ask the hub's operator to list it",
+                    cert.sha256
+                ),
+            )),
+            Some(p) if p.mllp_peers.is_empty() || p.is_mllp_peer(*ip) => Ok(vec![p]),
+            Some(_) => Ok(Vec::new()),
+        },
+    }
+}
+
 /// The framed `ACK` for one frame: identify the sender, ingest, answer.
-async fn answer(hub: &Hub, ip: IpAddr, payload: Vec<u8>) -> Vec<u8> {
+async fn answer(hub: &Hub, who: &Peer, payload: Vec<u8>) -> Vec<u8> {
     // Parsing a large frame is blocking work; the bytes travel there and back, uncopied.
     let (parsed, payload) =
         match tokio::task::spawn_blocking(move || (hl7v2::parse(&payload), payload)).await {
@@ -194,10 +308,16 @@ async fn answer(hub: &Hub, ip: IpAddr, payload: Vec<u8>) -> Vec<u8> {
                 );
             }
         };
-    let ip_text = ip.to_string();
+    let ip_text = who.ip().to_string();
     let parties = hub.parties.current();
-    let candidates: Vec<&Party> = parties.mllp_peers_at(ip);
     let msg = parsed.as_ref().ok();
+    let candidates = match candidates(&parties, who) {
+        Ok(c) => c,
+        Err((code, text)) => {
+            refused_sender(hub, &ip_text, code.code());
+            return ack::frame(msg, &Verdict::reject(Cause::local(code), text));
+        }
+    };
     // The claimed sender: MSH-4.1, read leniently from the raw bytes when the message does not
     // parse (so that its party still gets it dead-lettered with the precise error).
     let claimed: Option<String> = match msg {
