@@ -1,11 +1,11 @@
-//! The MLLP source of a hub running in-process (in-memory bus, port 0): SS-MIX2 ADT in
-//! ISO-2022-JP over a real TCP connection. Without consent the answer is `AR` and the message is
-//! in quarantine; once the hospital's patient id is linked and the platform holds a consent, the
-//! same message is answered `AA` and travels on. Several frames on one connection get one `ACK`
-//! each, in order, with each MSA-2 the frame's MSH-10. A frame that cannot be parsed or mapped is
-//! answered `AE`/`AR` with the error; a sender whose MSH-4 is not allowed from 127.0.0.1 gets
-//! `AR` and nothing is ingested (who may send from which address, and over TLS with which
-//! certificate: `tests/mllp_identity.rs`). An `ACK` for an ISO-2022-JP message is ISO-2022-JP, MSH-18 kept.
+//! The MLLP source of a hub running in-process (in-memory bus, port 0): SS-MIX2 ADT in ISO-2022-JP
+//! over a real TCP connection. Without consent the answer is `AR` and the message is in quarantine;
+//! once the hospital's patient id is linked and the platform holds a consent, the same message is
+//! answered `AA` and travels on. Several frames on one connection get one `ACK` each, in order,
+//! with each MSA-2 the frame's MSH-10. A frame that cannot be parsed or mapped is answered
+//! `AE`/`AR` with the error; a sender whose MSH-4 is not allowed from 127.0.0.1 gets `AR` and
+//! nothing is ingested (who may send from which address, and over TLS with which certificate:
+//! `tests/mllp_identity.rs`). An `ACK` for an ISO-2022-JP message is ISO-2022-JP, MSH-18 kept.
 //! Shutdown closes open connections and stops accepting.
 
 use kaigo_hub::bus::Delivery;

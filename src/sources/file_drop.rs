@@ -6,12 +6,13 @@
 //! and handed to `ingress::accept` with its original name. Where it goes next says what
 //! happened: `done/` once the broker confirmed; `failed/` with `<name>.error.txt` beside it (ids
 //! and the error, nothing else) when it was malformed or refused (ingress kept a copy in the
-//! dead-letter or quarantine queue), or, unread, when it is larger than `body_limit` (the limit
-//! of every door: its length is looked at before a byte is read); back into the inbox, for the next poll, when the bus or the
-//! registry was unavailable. Files found in `processing/` at start were claimed by a process that
-//! crashed and go back to the inbox first. Sub-directories are made when first needed; an inbox
-//! that does not exist is skipped. On shutdown the file in hand is finished, then the task ends.
-//! Must never ingest a file twice, lose one, or write personal data into an error file.
+//! dead-letter or quarantine queue), or unread when it is larger than `body_limit` (the limit of
+//! every door: its length is looked at before a byte is read); back into the inbox, for the next
+//! poll, when the bus or the registry was unavailable. Files found in `processing/` at start were
+//! claimed by a process that crashed and go back to the inbox first. Sub-directories are made when
+//! first needed; an inbox that does not exist is skipped. On shutdown the file in hand is
+//! finished, then the task ends. Must never ingest a file twice, lose one, or write personal data
+//! into an error file.
 
 use crate::audit::{Decision as AuditDecision, Hop};
 use crate::parties::Party;

@@ -1,23 +1,23 @@
-//! The MLLP source: hospitals send HL7 v2 (SS-MIX2, usually ISO-2022-JP) over TCP. In: a
-//! listener, one task per connection, socket reads fed to the sans-IO [`MllpDecoder`]. Each
-//! frame is answered by exactly one `ACK`, strictly in the order the frames arrived, and only
-//! after `ingress::accept` returned: `AA` once the broker confirmed, `AE`/`AR` with an `ERR`
-//! segment otherwise (which codes say what: `mllp/ack.rs`, docs/mllp.md). Completed blocks the codec could not deliver (too large, empty) get an
-//! `AR` in their position; other stream damage (garbage, truncation) is logged, not answered.
+//! The MLLP source: hospitals send HL7 v2 (SS-MIX2, usually ISO-2022-JP) over TCP. In: a listener,
+//! one task per connection, socket reads fed to the sans-IO [`MllpDecoder`]. Each frame is answered
+//! by exactly one `ACK`, strictly in the order the frames arrived, and only after `ingress::accept`
+//! returned: `AA` once the broker confirmed, `AE`/`AR` with an `ERR` segment otherwise (which codes
+//! say what: `mllp/ack.rs`, docs/mllp.md). Completed blocks the codec could not deliver (too large,
+//! empty) get an `AR` in their position; other stream damage (garbage, truncation) is logged, not
+//! answered.
 //!
-//! Who is sending: over plain TCP the peer's IP address picks the party (`mllp_peers`; the
-//! parties file may give an address to one party only), and MSH-4 (sending facility) must name
-//! it. Over TLS (`mllp_tls_*`, the same rustls code as the HTTP source, `sources/tls.rs`) the
-//! client certificate the handshake verified names the party (`client_certs_sha256`; its
-//! `mllp_peers`, when listed, narrow the addresses), and MSH-4 must name that party. A frame from
-//! an unknown address, without a certificate or with one no party lists, or naming a party this
-//! connection may not send as, is refused with `AR` and never ingested. The `ACK` is written
-//! in the charset of the message it answers (MSH-18 kept). Memory is bounded by the frame limit
-//! (the codec), by reading only when the previous frames were answered, and by a cap on open
-//! connections. On shutdown the listener stops accepting; each connection finishes the frame it
-//! is processing, answers it and closes. Must never trust MSH-4 alone, ingest a frame from a
-//! sender it could not identify, or acknowledge `AA` before the broker confirmed. A TLS
-//! handshake has `HANDSHAKE_TIMEOUT` to finish.
+//! Who is sending: over plain TCP the peer's IP address picks the party (`mllp_peers`; the parties
+//! file may give an address to one party only), and MSH-4 (sending facility) must name it. Over TLS
+//! (`mllp_tls_*`, the same rustls code as the HTTP source, `sources/tls.rs`) the client certificate
+//! the handshake verified names the party (`client_certs_sha256`; its `mllp_peers`, when listed,
+//! narrow the addresses), and MSH-4 must name that party. A frame from an unknown address, without
+//! a certificate or with one no party lists, or naming a party this connection may not send as, is
+//! refused with `AR` and never ingested. The `ACK` is written in the charset of the message it
+//! answers (MSH-18 kept). Memory is bounded by the frame limit (the codec), by reading only when
+//! the previous frames were answered, and by a cap on open connections. On shutdown the listener
+//! stops accepting; each connection finishes the frame it is processing, answers it and closes.
+//! Must never trust MSH-4 alone, ingest a frame from a sender it could not identify, or acknowledge
+//! `AA` before the broker confirmed. A TLS handshake has `HANDSHAKE_TIMEOUT` to finish.
 
 pub mod ack;
 

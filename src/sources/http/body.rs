@@ -1,7 +1,8 @@
 //! The request body of a FHIR POST: its media type (`application/fhir+json` or `application/json`,
 //! UTF-8), its size (at most `body_limit`, the limit of every door, refused from `Content-Length`
-//! before reading when it says so), and what resource it is (`resourceType`). In: the request and its payload; out: the
-//! bytes untouched, or the 413/415/400 answer. Must never read past the limit.
+//! before reading when it says so), and what resource it is (`resourceType`). In: the request and
+//! its payload; out: the bytes untouched, or the 413/415/400 answer. Must never read past the
+//! limit.
 
 use super::outcome::{Issue, Refused};
 use crate::sources::body_limit::{BodyLimit, TooLarge};
