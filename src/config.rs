@@ -30,7 +30,11 @@ pub struct Config {
     pub mappings: PathBuf,
     /// Parties file. Env `KAIGO_PARTIES`.
     pub parties: PathBuf,
-    /// Largest accepted HTTP body / MLLP frame, bytes. Env `KAIGO_BODY_LIMIT`.
+    /// Largest input accepted at every door, bytes: an HTTP body, an MLLP frame, an AMQP vendor
+    /// message, a file dropped into an inbox. A larger one is refused at its door, naming this
+    /// setting and the size (HTTP 413, MLLP `AR`, the AMQP message dead-lettered, the file moved
+    /// to `failed/` unread). Between 1 and 512 MiB; keep it at or below RabbitMQ's
+    /// `max_message_size` (128 MiB by default). Env `KAIGO_BODY_LIMIT`.
     pub body_limit: usize,
     /// Unacknowledged deliveries per consumer. Env `KAIGO_PREFETCH`. A hop holds at most this
     /// many messages at once (memory: prefetch × the largest message); the consuming hops need
@@ -123,18 +127,59 @@ pub struct Config {
     /// random bytes by `serve` or a consent command when missing; `audit verify` never creates
     /// it). Env `KAIGO_AUDIT_KEY_FILE`.
     pub audit_key_file: Option<PathBuf>,
+    /// PEM file with the MLLP listener's certificate chain, leaf first. Set together with
+    /// `mllp_tls_key` and `mllp_tls_client_ca`, the MLLP source speaks TLS only, and a hospital is
+    /// known by its client certificate (`client_certs_sha256` in the parties file) instead of by
+    /// its address; MSH-4 must name the certificate's party. May name the same file as
+    /// `tls_cert`. Env `KAIGO_MLLP_TLS_CERT`.
+    pub mllp_tls_cert: Option<PathBuf>,
+    /// PEM file with the private key of `mllp_tls_cert` (PKCS#8, PKCS#1 or SEC1).
+    /// Env `KAIGO_MLLP_TLS_KEY`.
+    pub mllp_tls_key: Option<PathBuf>,
+    /// PEM bundle of the CA certificates that issue the MLLP senders' client certificates; a
+    /// certificate that does not chain to one fails the handshake, a connection without one is
+    /// answered `AR` (MLLP has no other credential). Env `KAIGO_MLLP_TLS_CLIENT_CA`.
+    pub mllp_tls_client_ca: Option<PathBuf>,
 }
 
-/// The files the HTTP source serves HTTPS with, from a [`Config`] whose TLS settings fit together.
+/// The files a listening source serves TLS with (the HTTP source's `tls_*`, the MLLP source's
+/// `mllp_tls_*`), from a [`Config`] whose TLS settings fit together.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {
-    /// `tls_cert`: the certificate chain (PEM).
+    /// The certificate chain (PEM).
     pub cert: PathBuf,
-    /// `tls_key`: its private key (PEM).
+    /// Its private key (PEM).
     pub key: PathBuf,
-    /// `tls_client_ca`: CAs for client certificates (PEM), when client certificates are asked for.
+    /// CAs for client certificates (PEM), when client certificates are asked for.
     pub client_ca: Option<PathBuf>,
+    /// The settings these files come from, for messages.
+    pub settings: TlsSettings,
 }
+
+/// The names of one listener's TLS settings, as messages name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// The certificate chain's setting.
+    pub cert: &'static str,
+    /// The private key's setting.
+    pub key: &'static str,
+    /// The client CAs' setting.
+    pub client_ca: &'static str,
+}
+
+/// The HTTP source's TLS settings.
+pub const HTTP_TLS: TlsSettings = TlsSettings {
+    cert: "tls_cert",
+    key: "tls_key",
+    client_ca: "tls_client_ca",
+};
+
+/// The MLLP source's TLS settings.
+pub const MLLP_TLS: TlsSettings = TlsSettings {
+    cert: "mllp_tls_cert",
+    key: "mllp_tls_key",
+    client_ca: "mllp_tls_client_ca",
+};
 
 /// The files the HTTP push sink speaks HTTPS with, from a [`Config`] whose push settings fit
 /// together.
@@ -179,6 +224,9 @@ impl Default for Config {
             consent_ack_secs: 5,
             audit_key: None,
             audit_key_file: None,
+            mllp_tls_cert: None,
+            mllp_tls_key: None,
+            mllp_tls_client_ca: None,
         }
     }
 }
@@ -214,6 +262,9 @@ pub const KEYS: &[&str] = &[
     "consent_ack_secs",
     "audit_key",
     "audit_key_file",
+    "mllp_tls_cert",
+    "mllp_tls_key",
+    "mllp_tls_client_ca",
 ];
 
 impl Config {
@@ -344,13 +395,24 @@ impl Config {
                     .into(),
             );
         }
+        if let Some(v) = get("KAIGO_MLLP_TLS_CERT") {
+            self.mllp_tls_cert = Some(v).filter(|s| !s.is_empty()).map(PathBuf::from);
+        }
+        if let Some(v) = get("KAIGO_MLLP_TLS_KEY") {
+            self.mllp_tls_key = Some(v).filter(|s| !s.is_empty()).map(PathBuf::from);
+        }
+        if let Some(v) = get("KAIGO_MLLP_TLS_CLIENT_CA") {
+            self.mllp_tls_client_ca = Some(v).filter(|s| !s.is_empty()).map(PathBuf::from);
+        }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err(format!(
                 "log_format `{}` must be text or json",
                 self.log_format
             ));
         }
+        crate::sources::body_limit::BodyLimit::new(self.body_limit)?;
         self.tls()?;
+        self.mllp_tls()?;
         self.push_tls()?;
         self.retry_delays()?;
         Ok(())
@@ -393,6 +455,7 @@ impl Config {
                 cert,
                 key,
                 client_ca: self.tls_client_ca.clone(),
+                settings: HTTP_TLS,
             })),
             None if self.tls_client_ca.is_some() => Err(
                 "tls_client_ca is set but tls_cert and tls_key are not: client certificates are \
@@ -401,6 +464,40 @@ impl Config {
                     .into(),
             ),
             None => Ok(None),
+        }
+    }
+
+    /// The MLLP source's TLS files, `None` for plain MLLP, or an error naming the settings that
+    /// are missing: `mllp_tls_cert`, `mllp_tls_key` and `mllp_tls_client_ca` go together (over
+    /// MLLP a client certificate is the only credential TLS can add).
+    pub fn mllp_tls(&self) -> Result<Option<TlsFiles>, String> {
+        let pair = cert_key_pair(
+            "MLLP over TLS",
+            ("mllp_tls_cert", &self.mllp_tls_cert),
+            ("mllp_tls_key", &self.mllp_tls_key),
+        )?;
+        match (pair, &self.mllp_tls_client_ca) {
+            (Some((cert, key)), Some(ca)) => Ok(Some(TlsFiles {
+                cert,
+                key,
+                client_ca: Some(ca.clone()),
+                settings: MLLP_TLS,
+            })),
+            (None, None) => Ok(None),
+            (Some(_), None) => Err(
+                "mllp_tls_cert and mllp_tls_key are set but mllp_tls_client_ca is not: over MLLP \
+                 a hospital is known by its client certificate, so TLS needs the CAs that issue \
+                 them; set mllp_tls_client_ca (KAIGO_MLLP_TLS_CLIENT_CA) as well, or unset the \
+                 certificate and key for plain MLLP"
+                    .into(),
+            ),
+            (None, Some(_)) => Err(
+                "mllp_tls_client_ca is set but mllp_tls_cert and mllp_tls_key are not: client \
+                 certificates are only asked for over TLS; set mllp_tls_cert and mllp_tls_key \
+                 (KAIGO_MLLP_TLS_CERT, KAIGO_MLLP_TLS_KEY) as well, or unset mllp_tls_client_ca \
+                 (KAIGO_MLLP_TLS_CLIENT_CA)"
+                    .into(),
+            ),
         }
     }
 
@@ -516,6 +613,7 @@ mod tests {
                 cert: "s.pem".into(),
                 key: "s.key".into(),
                 client_ca: Some("ca.pem".into()),
+                settings: HTTP_TLS,
             }))
         );
     }
@@ -623,6 +721,52 @@ mod tests {
         assert_eq!(c.push_tls(), Ok(None));
         for key in ["push_ca", "push_client_cert", "push_client_key"] {
             assert!(KEYS.contains(&key), "{key} is in KEYS");
+        }
+    }
+
+    #[test]
+    fn mllp_tls_is_off_by_default_and_on_with_all_three_files() {
+        assert_eq!(Config::default().mllp_tls(), Ok(None));
+        let mut c = Config::default();
+        c.apply_env(|k| match k {
+            "KAIGO_MLLP_TLS_CERT" => Some("m.pem".into()),
+            "KAIGO_MLLP_TLS_KEY" => Some("m.key".into()),
+            "KAIGO_MLLP_TLS_CLIENT_CA" => Some("ca.pem".into()),
+            _ => None,
+        })
+        .expect("all three");
+        assert_eq!(
+            c.mllp_tls(),
+            Ok(Some(TlsFiles {
+                cert: "m.pem".into(),
+                key: "m.key".into(),
+                client_ca: Some("ca.pem".into()),
+                settings: MLLP_TLS,
+            }))
+        );
+        assert_eq!(c.tls(), Ok(None), "the HTTP source stays as it was");
+        for key in ["mllp_tls_cert", "mllp_tls_key", "mllp_tls_client_ca"] {
+            assert!(KEYS.contains(&key), "{key} is in KEYS");
+        }
+    }
+
+    #[test]
+    fn a_half_set_mllp_tls_is_an_error_naming_what_is_missing() {
+        let cases: [(&[&str], &str); 4] = [
+            (&["KAIGO_MLLP_TLS_CERT"], "mllp_tls_key"),
+            (&["KAIGO_MLLP_TLS_KEY"], "mllp_tls_cert"),
+            (&["KAIGO_MLLP_TLS_CLIENT_CA"], "mllp_tls_cert"),
+            (
+                &["KAIGO_MLLP_TLS_CERT", "KAIGO_MLLP_TLS_KEY"],
+                "mllp_tls_client_ca",
+            ),
+        ];
+        for (set, missing) in cases {
+            let mut c = Config::default();
+            let e = c
+                .apply_env(|k| set.contains(&k).then(|| "some.pem".to_string()))
+                .expect_err("half-set MLLP TLS is refused at start");
+            assert!(e.contains(missing), "{set:?}: {e}");
         }
     }
 

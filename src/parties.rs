@@ -9,6 +9,7 @@
 use crate::consent::{PartyId, PartyKind, Recipient};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -53,7 +54,10 @@ pub struct Party {
     /// `openssl x509 -in client.pem -outform DER | sha256sum`.
     #[serde(default)]
     pub client_certs_sha256: Vec<String>,
-    /// IP addresses allowed to send HL7 v2 over MLLP as this party.
+    /// IP addresses allowed to send HL7 v2 over MLLP as this party. Over plain MLLP the address
+    /// is all that tells parties apart (MSH-4 is the sender's own claim), so no address may serve
+    /// two parties; over MLLP TLS the party is its client certificate's (`client_certs_sha256`),
+    /// and these addresses, when listed, only narrow where it may connect from.
     #[serde(default)]
     pub mllp_peers: Vec<String>,
     /// The RabbitMQ user this party publishes with (matched against the broker-validated `user_id`).
@@ -186,6 +190,15 @@ impl Parties {
                     p.id
                 ));
             }
+            for a in &p.mllp_peers {
+                if a.trim().parse::<IpAddr>().is_err() {
+                    return Err(format!(
+                        "parties[{i}] ({}): mllp_peers entry `{a}` is not an IP address; list the \
+                         addresses the party connects from, e.g. \"192.0.2.10\" or \"::1\"",
+                        p.id
+                    ));
+                }
+            }
             for h in &p.api_keys_sha256 {
                 if !is_sha256_hex(h) {
                     return Err(format!(
@@ -244,11 +257,66 @@ impl Parties {
         })
     }
 
-    /// The party allowed to send MLLP from this address.
-    pub fn by_mllp_peer(&self, ip: &str) -> Option<&Party> {
-        self.all
+    /// The parties that list `ip` among their `mllp_peers` (compared as addresses: `::1` is
+    /// `0:0::1`, `::ffff:127.0.0.1` is `127.0.0.1`). Over plain MLLP at most one, once
+    /// [`Parties::check_mllp_identities`] passed.
+    pub fn mllp_peers_at(&self, ip: IpAddr) -> Vec<&Party> {
+        self.all.iter().filter(|p| p.is_mllp_peer(ip)).collect()
+    }
+
+    /// Whether every MLLP sender can be told apart by something it cannot forge, for an MLLP
+    /// source with (`tls`) or without TLS client certificates. Without, a sender is known by its
+    /// address alone (MSH-4 is its own claim): an address listed for two parties would let either
+    /// send as the other, and is refused, naming the address and the parties. With, a sender is
+    /// known by its certificate: a party that lists `mllp_peers` but no `client_certs_sha256`
+    /// could never send, and is refused too. Checked at start and on every reload.
+    pub fn check_mllp_identities(&self, tls: bool) -> Result<(), String> {
+        if tls {
+            let uncertified: Vec<&str> = self
+                .all
+                .iter()
+                .filter(|p| !p.mllp_peers.is_empty() && p.client_certs_sha256.is_empty())
+                .map(|p| p.id.as_str())
+                .collect();
+            if uncertified.is_empty() {
+                return Ok(());
+            }
+            return Err(format!(
+                "parties {} list mllp_peers but no client_certs_sha256: over MLLP TLS a sender is \
+                 known by its client certificate; list each one's certificate fingerprint, or \
+                 take mllp_peers out",
+                uncertified.join(", ")
+            ));
+        }
+        let mut shared: Vec<(IpAddr, Vec<&str>)> = Vec::new();
+        for p in &self.all {
+            for a in &p.mllp_peers {
+                let Ok(ip) = a.trim().parse::<IpAddr>().map(|ip| ip.to_canonical()) else {
+                    continue;
+                };
+                match shared.iter_mut().find(|(at, _)| *at == ip) {
+                    Some((_, ids)) if !ids.contains(&p.id.as_str()) => ids.push(&p.id),
+                    Some(_) => {}
+                    None => shared.push((ip, vec![&p.id])),
+                }
+            }
+        }
+        let clashes: Vec<String> = shared
             .iter()
-            .find(|p| p.mllp_peers.iter().any(|a| a == ip))
+            .filter(|(_, ids)| ids.len() > 1)
+            .map(|(ip, ids)| format!("{ip} serves parties {}", ids.join(" and ")))
+            .collect();
+        if clashes.is_empty() {
+            return Ok(());
+        }
+        Err(format!(
+            "mllp_peers: {}; over plain MLLP a sender is told apart only by its address (MSH-4 \
+             is the sender's own claim, which another party at that address could write too), \
+             so an address may serve one party: give each party its own address, or serve MLLP \
+             over TLS (mllp_tls_cert, mllp_tls_key, mllp_tls_client_ca) and list each party's \
+             client_certs_sha256",
+            clashes.join("; ")
+        ))
     }
 
     /// The party publishing as this broker user.
@@ -322,7 +390,20 @@ impl LiveParties {
     }
 }
 
+/// Does an `mllp_peers` entry name this address? Compared as addresses.
+fn same_address(entry: &str, ip: IpAddr) -> bool {
+    entry
+        .trim()
+        .parse::<IpAddr>()
+        .is_ok_and(|a| a.to_canonical() == ip.to_canonical())
+}
+
 impl Party {
+    /// Whether `ip` is among this party's `mllp_peers`.
+    pub fn is_mllp_peer(&self, ip: IpAddr) -> bool {
+        self.mllp_peers.iter().any(|a| same_address(a, ip))
+    }
+
     /// This party as a consent recipient.
     pub fn recipient(&self) -> Option<Recipient> {
         Some(Recipient {
@@ -373,6 +454,80 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("unknown document"), "{e}");
+    }
+
+    /// Two hospitals with these `mllp_peers` entries (and client certificates when given).
+    fn two_hospitals(a: &str, b: &str, certs: bool) -> String {
+        let cert = |seed: &[u8]| {
+            if certs {
+                format!(
+                    "    client_certs_sha256: [\"{}\"]\n",
+                    cert_fingerprint(seed)
+                )
+            } else {
+                String::new()
+            }
+        };
+        format!(
+            "hub: {{ id: \"9990000001\" }}\nparties:\n  - id: \"1311234567\"\n    kind: hospital\n    mllp_peers: [{a}]\n{}  - id: \"2710000015\"\n    kind: hospital\n    mllp_peers: [{b}]\n{}",
+            cert(b"one"),
+            cert(b"two")
+        )
+    }
+
+    #[test]
+    fn one_address_serving_two_parties_over_plain_mllp_is_refused_naming_both() {
+        for (a, b) in [
+            ("\"127.0.0.1\"", "\"127.0.0.1\""),
+            ("\"127.0.0.1\"", "\"::ffff:127.0.0.1\""),
+            ("\"192.0.2.7\", \"::1\"", "\"0:0::1\""),
+        ] {
+            let p = parse(&two_hospitals(a, b, false)).expect("loads");
+            let e = p.check_mllp_identities(false).expect_err("shared address");
+            assert!(
+                e.contains("1311234567 and 2710000015") && e.contains("serves parties"),
+                "{e}"
+            );
+            assert!(e.contains("127.0.0.1") || e.contains("::1"), "{e}");
+            assert!(e.contains("mllp_tls_cert"), "says what to do: {e}");
+            // The same parties with certificates, over MLLP TLS: told apart by those.
+            let p = parse(&two_hospitals(a, b, true)).expect("loads");
+            assert_eq!(p.check_mllp_identities(true), Ok(()));
+            assert!(
+                p.check_mllp_identities(false).is_err(),
+                "certs do not help without TLS"
+            );
+        }
+        let p = parse(&two_hospitals("\"127.0.0.1\"", "\"127.0.0.2\"", false)).expect("loads");
+        assert_eq!(p.check_mllp_identities(false), Ok(()));
+        let ip = |s: &str| s.parse::<IpAddr>().expect("an address");
+        assert_eq!(p.mllp_peers_at(ip("127.0.0.2"))[0].id, "2710000015");
+        assert_eq!(p.mllp_peers_at(ip("::ffff:127.0.0.1"))[0].id, "1311234567");
+        assert!(p.mllp_peers_at(ip("127.0.0.3")).is_empty());
+    }
+
+    #[test]
+    fn over_mllp_tls_a_party_with_peers_but_no_certificate_is_refused() {
+        let p = parse(&two_hospitals("\"127.0.0.1\"", "\"127.0.0.2\"", false)).expect("loads");
+        let e = p.check_mllp_identities(true).expect_err("no certificates");
+        assert!(
+            e.contains("1311234567, 2710000015") && e.contains("client_certs_sha256"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn mllp_peers_are_ip_addresses() {
+        let e = parse(&two_hospitals("\"localhost\"", "\"127.0.0.2\"", false))
+            .expect_err("a host name");
+        assert!(e.contains("`localhost` is not an IP address"), "{e}");
+    }
+
+    #[test]
+    fn the_shipped_parties_file_tells_its_mllp_senders_apart() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("parties.yaml");
+        let p = Parties::load(&file).expect("the shipped parties file loads");
+        assert_eq!(p.check_mllp_identities(false), Ok(()));
     }
 
     #[test]

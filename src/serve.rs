@@ -21,6 +21,7 @@ use crate::pipeline::metrics::Metrics;
 use crate::pipeline::{Hub, deliver, translate};
 use crate::sinks::Sinks;
 use crate::sources;
+use crate::sources::body_limit::BodyLimit;
 use crate::sources::http::{ClientTrust, ServerIdentity};
 use crate::store::Store;
 use std::net::SocketAddr;
@@ -42,6 +43,8 @@ pub struct Running {
     server_identity: Option<Arc<ServerIdentity>>,
     /// Over HTTPS with `tls_client_ca`: the CAs client certificates are verified against.
     client_trust: Option<Arc<ClientTrust>>,
+    /// Over MLLP TLS: the MLLP source's certificate, and the CAs of its clients' certificates.
+    mllp_tls: Option<(Arc<ServerIdentity>, Arc<ClientTrust>)>,
 }
 
 /// Builds the hub context without starting anything.
@@ -55,6 +58,9 @@ pub async fn build(cfg: &Config) -> Result<Arc<Hub>, String> {
         )
     })?;
     let parties = Parties::load(&cfg.parties).map_err(|e| e.to_string())?;
+    parties
+        .check_mllp_identities(cfg.mllp_tls()?.is_some())
+        .map_err(|e| format!("{}: {e}", cfg.parties.display()))?;
     let sinks = Sinks::new(cfg.push_tls()?.as_ref()).map_err(|e| format!("HTTP push sink: {e}"))?;
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| format!("{}: {e}", cfg.data_dir.display()))?;
@@ -116,6 +122,7 @@ pub async fn build(cfg: &Config) -> Result<Arc<Hub>, String> {
 
 /// Starts the hops and sources.
 pub async fn start(cfg: &Config) -> Result<Running, String> {
+    let body_limit = BodyLimit::new(cfg.body_limit)?;
     let hub = build(cfg).await?;
     // Before the consent feed subscribes: a consent command that does not find this process in
     // the registry can count on its cache holding nothing read before the change.
@@ -146,15 +153,36 @@ pub async fn start(cfg: &Config) -> Result<Running, String> {
     let http = sources::http::start(hub.clone(), cfg, rx.clone()).await?;
     let http_addr = http.addr;
     tasks.push(http.task);
-    let (mllp_addr, t) =
-        sources::mllp::start(hub.clone(), &cfg.mllp_addr, cfg.body_limit, rx.clone()).await?;
+    let (mllp_tls, mllp_config) = match cfg.mllp_tls()? {
+        Some(files) => {
+            let served =
+                sources::tls::server_config(&files).map_err(|e| format!("MLLP source: {e}"))?;
+            let trust = served
+                .trust
+                .ok_or("MLLP source: TLS without client certificates is not offered")?;
+            (
+                Some((served.identity, trust)),
+                Some(Arc::new(served.config)),
+            )
+        }
+        None => (None, None),
+    };
+    let (mllp_addr, t) = sources::mllp::start(
+        hub.clone(),
+        &cfg.mllp_addr,
+        body_limit,
+        mllp_config,
+        rx.clone(),
+    )
+    .await?;
     tasks.push(t);
     tasks.push(sources::file_drop::start(
         hub.clone(),
         std::time::Duration::from_millis(cfg.poll_ms),
+        body_limit,
         rx.clone(),
     ));
-    tasks.push(sources::amqp::start(hub.clone(), rx.clone()));
+    tasks.push(sources::amqp::start(hub.clone(), body_limit, rx.clone()));
     if cfg.watch_mappings {
         let metrics = hub.metrics.clone();
         let dir = cfg.mappings.clone();
@@ -216,6 +244,7 @@ pub async fn start(cfg: &Config) -> Result<Running, String> {
         tasks,
         server_identity: http.identity,
         client_trust: http.trust,
+        mllp_tls,
     })
 }
 
@@ -239,6 +268,9 @@ impl Running {
         let file = cfg.parties.display();
         let stays = "the parties in force stay";
         let parties = Parties::load(&cfg.parties).map_err(|e| format!("parties: {e}; {stays}"))?;
+        parties
+            .check_mllp_identities(self.mllp_tls.is_some())
+            .map_err(|e| format!("parties: {file}: {e}; {stays}"))?;
         self.hub
             .bus
             .declare(&self.hub.topology, &parties.amqp_recipients())
@@ -255,8 +287,9 @@ impl Running {
     }
 
     /// Reads the certificate files of `cfg` again (renewed certificates and CAs): the HTTP
-    /// source's own `tls_cert` / `tls_key`, and the push sink's `push_ca`, `push_client_cert` /
-    /// `push_client_key`, and the CAs of `tls_client_ca`. New connections and pushes use them;
+    /// source's own `tls_cert` / `tls_key` and the CAs of `tls_client_ca`, the MLLP source's
+    /// `mllp_tls_cert` / `mllp_tls_key` and `mllp_tls_client_ca`, and the push sink's `push_ca`,
+    /// `push_client_cert` / `push_client_key`. New connections and pushes use them;
     /// open ones keep what they had. Each group that does not load keeps the files in force
     /// before, and its error names the setting and file. Turning HTTPS or client certificates
     /// on or off takes a restart. One line per group: what is now in force, or why not.
@@ -288,6 +321,33 @@ impl Running {
                     })
                     .map_err(|e| format!("HTTP source: {e}; the CAs in force stay")),
             );
+        }
+        if let (Some((identity, trust)), Ok(Some(files))) = (&self.mllp_tls, cfg.mllp_tls()) {
+            out.push(
+                identity
+                    .reload(&files)
+                    .map(|fp| {
+                        format!(
+                            "MLLP source: mllp_tls_cert {} (leaf SHA-256 {fp})",
+                            files.cert.display()
+                        )
+                    })
+                    .map_err(|e| format!("MLLP source: {e}; the certificate in force stays")),
+            );
+            if let Some(ca) = &files.client_ca {
+                out.push(
+                    trust
+                        .reload(ca)
+                        .map(|(n, changed)| {
+                            let how = if changed { "" } else { ", unchanged" };
+                            format!(
+                                "MLLP source: mllp_tls_client_ca {} ({n} CAs{how})",
+                                ca.display()
+                            )
+                        })
+                        .map_err(|e| format!("MLLP source: {e}; the CAs in force stay")),
+                );
+            }
         }
         if let Ok(Some(files)) = cfg.push_tls() {
             out.push(

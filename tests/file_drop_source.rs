@@ -12,6 +12,7 @@ use kaigo_hub::consent::{Category, Consent, Grantee, IsoDate, PartyKind, Subject
 use kaigo_hub::parties::Parties;
 use kaigo_hub::pipeline::Hub;
 use kaigo_hub::serve;
+use kaigo_hub::sources::body_limit::BodyLimit;
 use kaigo_hub::sources::file_drop;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -94,6 +95,11 @@ impl Drop for Scratch {
     }
 }
 
+/// The default `body_limit`.
+fn limit() -> BodyLimit {
+    BodyLimit::new(Config::default().body_limit).expect("the default limit is valid")
+}
+
 fn sample() -> Vec<u8> {
     std::fs::read(repo().join("samples/careplan").join(UP2KYO)).unwrap()
 }
@@ -125,7 +131,7 @@ async fn a_care_plan_without_consent_fails_with_the_reason() {
     let inbox = s.inbox();
     std::fs::write(inbox.join(UP2KYO), sample()).unwrap();
     let (tx, rx) = watch::channel(false);
-    let task = file_drop::start(s.hub.clone(), POLL, rx);
+    let task = file_drop::start(s.hub.clone(), POLL, limit(), rx);
 
     let failed = inbox.join("failed");
     eventually("moved to failed/", || failed.join(UP2KYO).is_file()).await;
@@ -162,7 +168,7 @@ async fn a_consented_care_plan_is_done_and_ingested_once() {
     std::fs::write(inbox.join(".UP2KYO_partial.CSV"), b"being written").unwrap();
     std::fs::write(inbox.join(UP2KYO), sample()).unwrap();
     let (tx, rx) = watch::channel(false);
-    let task = file_drop::start(s.hub.clone(), POLL, rx);
+    let task = file_drop::start(s.hub.clone(), POLL, limit(), rx);
 
     let done = inbox.join("done");
     eventually("moved to done/", || done.join(UP2KYO).is_file()).await;
@@ -201,7 +207,7 @@ async fn an_inbox_the_parties_file_gains_while_the_hub_runs_is_scanned_from_then
     let inbox = s.inbox();
     std::fs::write(inbox.join(UP2KYO), sample()).unwrap();
     let (tx, rx) = watch::channel(false);
-    let task = file_drop::start(s.hub.clone(), POLL, rx);
+    let task = file_drop::start(s.hub.clone(), POLL, limit(), rx);
     tokio::time::sleep(POLL * 10).await;
     assert_eq!(files(&inbox), vec![UP2KYO.to_string()], "not an inbox yet");
     assert_eq!(s.accepted(), 0);
@@ -226,7 +232,7 @@ async fn a_malformed_csv_fails_with_the_parse_error() {
     let inbox = s.inbox();
     std::fs::write(inbox.join(UP2KYO), b"202407,\"never closed\n").unwrap();
     let (tx, rx) = watch::channel(false);
-    let task = file_drop::start(s.hub.clone(), POLL, rx);
+    let task = file_drop::start(s.hub.clone(), POLL, limit(), rx);
 
     let error_file = inbox.join("failed").join(format!("{UP2KYO}.error.txt"));
     eventually("error file written", || error_file.is_file()).await;
@@ -250,7 +256,7 @@ async fn a_file_left_in_processing_by_a_crash_is_put_back_and_ingested() {
     std::fs::create_dir_all(inbox.join("processing")).unwrap();
     std::fs::write(inbox.join("processing").join(UP2KYO), sample()).unwrap();
     let (tx, rx) = watch::channel(false);
-    let task = file_drop::start(s.hub.clone(), POLL, rx);
+    let task = file_drop::start(s.hub.clone(), POLL, limit(), rx);
 
     eventually("moved to done/", || {
         inbox.join("done").join(UP2KYO).is_file()
@@ -268,7 +274,7 @@ async fn shutdown_stops_the_scan() {
     let s = Scratch::new("shutdown").await;
     let inbox = s.inbox();
     let (tx, rx) = watch::channel(false);
-    let task = file_drop::start(s.hub.clone(), POLL, rx);
+    let task = file_drop::start(s.hub.clone(), POLL, limit(), rx);
     tokio::time::sleep(POLL * 2).await;
     tx.send(true).unwrap();
     tokio::time::timeout(PATIENCE, task).await.unwrap().unwrap();

@@ -1,10 +1,11 @@
-//! The MLLP source of a hub running in-process (in-memory bus, port 0): SS-MIX2 ADT in
-//! ISO-2022-JP over a real TCP connection. Without consent the answer is `AR` and the message is
-//! in quarantine; once the hospital's patient id is linked and the platform holds a consent, the
-//! same message is answered `AA` and travels on. Several frames on one connection get one `ACK`
-//! each, in order, with each MSA-2 the frame's MSH-10. A frame that cannot be parsed or mapped is
-//! answered `AE`/`AR` with the error; a sender whose MSH-4 is not allowed from 127.0.0.1 gets
-//! `AR` and nothing is ingested. An `ACK` for an ISO-2022-JP message is ISO-2022-JP, MSH-18 kept.
+//! The MLLP source of a hub running in-process (in-memory bus, port 0): SS-MIX2 ADT in ISO-2022-JP
+//! over a real TCP connection. Without consent the answer is `AR` and the message is in quarantine;
+//! once the hospital's patient id is linked and the platform holds a consent, the same message is
+//! answered `AA` and travels on. Several frames on one connection get one `ACK` each, in order,
+//! with each MSA-2 the frame's MSH-10. A frame that cannot be parsed or mapped is answered
+//! `AE`/`AR` with the error; a sender whose MSH-4 is not allowed from 127.0.0.1 gets `AR` and
+//! nothing is ingested (who may send from which address, and over TLS with which certificate:
+//! `tests/mllp_identity.rs`). An `ACK` for an ISO-2022-JP message is ISO-2022-JP, MSH-18 kept.
 //! Shutdown closes open connections and stops accepting.
 
 use kaigo_hub::bus::Delivery;
@@ -85,6 +86,17 @@ fn variant(control_id: &str, msh4: Option<&str>) -> Vec<u8> {
         );
     }
     text
+}
+
+/// `variant(control_id, None)` about a patient id (PID-3) no one linked to a 被保険者.
+fn unlinked_patient(control_id: &str) -> Vec<u8> {
+    let mut b = variant(control_id, None);
+    let at = b
+        .windows(16)
+        .position(|w| w == b"|00012345^^^^PI|")
+        .unwrap();
+    b.splice(at + 1..at + 9, b"99999999".iter().copied());
+    b
 }
 
 struct Client {
@@ -243,7 +255,7 @@ async fn several_frames_on_one_connection_get_one_ack_each_in_order() {
         variant("M-2", Some("0300000100")), // a party, but not allowed over MLLP
         bad_date,
         variant("M-3", None),
-        variant("M-4", Some("2710000015")), // allowed from 127.0.0.1, but not linked
+        unlinked_patient("M-4"), // the hospital's, but its patient id is linked to nobody
     ];
     let mut c = Client::connect(&running).await;
     let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
@@ -301,7 +313,7 @@ async fn malformed_frames_are_answered_with_the_error() {
         .await;
     let ack = c.ack().await;
     assert_eq!(field(&ack, "MSA-1"), "AE", "{}", ack.text());
-    assert_eq!(field(&ack, "ERR-3.1"), "102");
+    assert_eq!(field(&ack, "ERR-3.1"), "100", "a segment without a name");
     assert!(field(&ack, "ERR-8").contains("segment 2"), "{}", ack.text());
     assert_eq!(queue_len(&running, &dead).await, 1);
 

@@ -20,7 +20,8 @@ use std::path::PathBuf;
   prefix        KAIGO_PREFIX        prefix of every exchange and queue name                [kaigo]
   mappings      KAIGO_MAPPINGS      mapping directory                                      [mappings]
   parties       KAIGO_PARTIES       parties file (ids, credentials, subscriptions)         [parties.yaml]
-  body_limit    KAIGO_BODY_LIMIT    largest HTTP body / MLLP frame in bytes                [33554432]
+  body_limit    KAIGO_BODY_LIMIT    largest input at every door (HTTP body, MLLP frame,
+                                    AMQP message, dropped file), bytes; at most 512 MiB   [33554432]
   prefetch      KAIGO_PREFETCH      unacknowledged deliveries per consumer (memory: this
                                     × the largest message)                                 [128]
   log_format    KAIGO_LOG_FORMAT    text or json (logs carry ids and hashes, never names)  [text]
@@ -36,6 +37,12 @@ use std::path::PathBuf;
   push_client_cert KAIGO_PUSH_CLIENT_CERT PEM chain the hub presents to https push
                                     recipients (mTLS; with push_client_key)                [unset]
   push_client_key KAIGO_PUSH_CLIENT_KEY PEM private key of push_client_cert               [unset]
+  mllp_tls_cert KAIGO_MLLP_TLS_CERT PEM chain; with mllp_tls_key and mllp_tls_client_ca,
+                                    MLLP speaks TLS only and a hospital is known by its
+                                    client certificate (client_certs_sha256)              [unset]
+  mllp_tls_key  KAIGO_MLLP_TLS_KEY  PEM private key of mllp_tls_cert                       [unset]
+  mllp_tls_client_ca KAIGO_MLLP_TLS_CLIENT_CA  PEM CAs of the hospitals' client
+                                    certificates (required with mllp_tls_cert)             [unset]
   watch_mappings KAIGO_WATCH_MAPPINGS reload changed mapping files (same as --watch)      [false]
   consent_cache_secs KAIGO_CONSENT_CACHE_SECS  seconds a process may reuse a person's consents
                 between changes announced on <prefix>.consent (RabbitMQ only; 0 = off)  [30]
@@ -60,8 +67,9 @@ Registry: serve records itself in the store (host, pid, bus URL without credenti
 Log level: RUST_LOG (e.g. RUST_LOG=kaigo_hub=debug).
 Signals: SIGTERM or Ctrl-C stops gracefully. SIGHUP reads the parties file (new parties, keys,
   subscriptions, delivery targets) and the certificate files (tls_cert/tls_key, tls_client_ca,
-  push_ca, push_client_cert/push_client_key) again, for what starts from then on; a file that
-  does not load is reported and the one in force stays. hub.id takes a restart.
+  mllp_tls_cert/mllp_tls_key, mllp_tls_client_ca, push_ca, push_client_cert/push_client_key)
+  again, for what starts from then on; a file that does not load is reported and the one in
+  force stays. hub.id, and turning TLS on or off, take a restart.
 
 Example: KAIGO_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f kaigo-hub serve"
 )]
@@ -115,8 +123,9 @@ pub fn run(a: Args) -> Result<u8, Failure> {
         let running = kaigo_hub::serve::start(&cfg).await.map_err(Failure::usage)?;
         // `Config::load` checked that tls_cert comes with tls_key.
         let scheme = if cfg.tls_cert.is_some() { "https" } else { "http" };
+        let mllp = if cfg.mllp_tls_cert.is_some() { "MLLP over TLS" } else { "MLLP" };
         eprintln!(
-            "kaigo-hub: serving HTTP on {scheme}://{} and MLLP on {} ({} bus, prefix `{}`); Ctrl-C or SIGTERM stops, SIGHUP reloads parties and certificates",
+            "kaigo-hub: serving HTTP on {scheme}://{} and {mllp} on {} ({} bus, prefix `{}`); Ctrl-C or SIGTERM stops, SIGHUP reloads parties and certificates",
             running.http_addr,
             running.mllp_addr,
             running.hub.bus.name(),

@@ -27,8 +27,6 @@ use std::borrow::Cow;
 
 use super::charset::{self, Charset, CharsetError};
 
-/// Default for [`CsvOptions::max_bytes`]: 64 MiB.
-pub const DEFAULT_MAX_BYTES: usize = 64 * 1024 * 1024;
 /// Default for [`CsvOptions::max_fields`].
 pub const DEFAULT_MAX_FIELDS: usize = 1024;
 
@@ -42,9 +40,8 @@ pub struct CsvOptions {
     pub header: bool,
     /// Field delimiter: an ASCII byte other than `"`, CR and LF.
     pub delimiter: u8,
-    /// Largest input accepted, in bytes.
-    pub max_bytes: usize,
-    /// Most fields accepted in one record (header included).
+    /// Most fields accepted in one record (header included): a structural bound. The input's
+    /// size is bounded by the door it came through (`body_limit`), not here.
     pub max_fields: usize,
 }
 
@@ -54,7 +51,6 @@ impl Default for CsvOptions {
             charset: None,
             header: false,
             delimiter: b',',
-            max_bytes: DEFAULT_MAX_BYTES,
             max_fields: DEFAULT_MAX_FIELDS,
         }
     }
@@ -65,10 +61,6 @@ impl Default for CsvOptions {
 /// field's number in its record.
 #[derive(Debug, thiserror::Error)]
 pub enum CsvError {
-    /// The input is larger than [`CsvOptions::max_bytes`] (checked before
-    /// decoding, so there is no position).
-    #[error("input is {size} bytes, more than the limit of {max} bytes")]
-    TooLarge { size: usize, max: usize },
     /// [`CsvOptions::delimiter`] cannot be used (no position: not the
     /// file's fault).
     #[error(
@@ -156,15 +148,9 @@ pub struct CsvFile {
     data_start: usize,
 }
 
-/// Reads CSV `bytes`: checks the size, decodes (strictly) and splits into
-/// records. See the module documentation for the rules.
+/// Reads CSV `bytes`: decodes (strictly) and splits into records. See the module
+/// documentation for the rules.
 pub fn parse(bytes: &[u8], opts: &CsvOptions) -> Result<CsvFile, CsvError> {
-    if bytes.len() > opts.max_bytes {
-        return Err(CsvError::TooLarge {
-            size: bytes.len(),
-            max: opts.max_bytes,
-        });
-    }
     let d = opts.delimiter;
     if !d.is_ascii() || d == b'"' || d == b'\r' || d == b'\n' {
         return Err(CsvError::BadDelimiter { delimiter: d });
@@ -1088,16 +1074,7 @@ mod tests {
     }
 
     #[test]
-    fn limits_on_size_and_fields_are_enforced() {
-        let opts = CsvOptions {
-            max_bytes: 4,
-            ..CsvOptions::default()
-        };
-        assert!(matches!(
-            parse_err(b"a,b,c", &opts),
-            CsvError::TooLarge { size: 5, max: 4 }
-        ));
-        assert!(parse(b"a,bc", &opts).is_ok());
+    fn the_limit_on_fields_per_record_is_enforced() {
         let opts = CsvOptions {
             max_fields: 2,
             ..CsvOptions::default()

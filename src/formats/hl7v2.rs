@@ -10,8 +10,9 @@
 //! It must never panic on any bytes, never split the text before decoding it
 //! (ISO-2022-JP and Shift_JIS double-byte characters contain the bytes of
 //! `|^~\&`), never silently substitute characters (no `?`, no `&#NNNN;`),
-//! and never let one message use unbounded memory (see [`MAX_MESSAGE_BYTES`],
-//! [`MAX_SEGMENTS`], [`MAX_FIELDS`]). Every error names where it happened.
+//! and never let one message use more memory than its size calls for (structural
+//! bounds [`MAX_SEGMENTS`], [`MAX_FIELDS`]; the size itself is bounded by the door
+//! the message came through, `body_limit`). Every error names where it happened.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -20,8 +21,6 @@ use std::fmt::Write as _;
 
 use encoding_rs::{DecoderResult, EncoderResult, Encoding, ISO_2022_JP, SHIFT_JIS};
 
-/// Largest input accepted by [`parse`], in bytes.
-pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 /// Largest number of (non-empty) segments in one message.
 pub const MAX_SEGMENTS: usize = 100_000;
 /// Largest number of field separators in one message.
@@ -37,6 +36,7 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 /// Everything that can go wrong; each variant says where.
 #[derive(Debug, thiserror::Error)]
 pub enum Hl7Error {
+    /// Decoded text beyond what the `u32` offsets of the index can address (4 GiB).
     #[error("message: {size} bytes is more than the limit of {max} bytes")]
     TooLarge { size: usize, max: usize },
     #[error(
@@ -194,12 +194,6 @@ impl Separators {
 
 /// Parses one message. See the module documentation for what is accepted.
 pub fn parse(bytes: &[u8]) -> Result<Message, Hl7Error> {
-    if bytes.len() > MAX_MESSAGE_BYTES {
-        return Err(Hl7Error::TooLarge {
-            size: bytes.len(),
-            max: MAX_MESSAGE_BYTES,
-        });
-    }
     let (prefix, body) = strip_framing(bytes);
     if !body.starts_with(b"MSH") {
         return Err(Hl7Error::NotHl7 {
@@ -1728,13 +1722,30 @@ impl AckCode {
 /// What to report in ERR.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AckError {
-    /// HL7 table 0357 code, e.g. `101` required field missing, `102` data
-    /// type error, `207` application internal error.
-    pub code: String,
+    /// ERR-3: the HL7 table 0357 code, e.g. `101` required field missing,
+    /// `102` data type error, `207` application internal error; `None` when
+    /// no code of the table fits (ERR-3 stays empty and ERR-5 says what
+    /// happened).
+    pub code: Option<String>,
     /// ERR-2 error location (ERL, components joined by `^`), e.g. `PID^1^7`.
     pub location: Option<String>,
+    /// ERR-5: the application's own error code (HL7 user-defined table
+    /// 0533), e.g. `consent-denied^Consent denied^99KHB`.
+    pub application: Option<Coded>,
     /// ERR-8 user message (also MSA-3).
     pub message: String,
+}
+
+/// A coded value (CWE): identifier, text and the coding system they come
+/// from (`99zzz` for a locally defined one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Coded {
+    /// CWE.1, e.g. `consent-denied`.
+    pub code: String,
+    /// CWE.2, e.g. `Consent denied`.
+    pub text: String,
+    /// CWE.3, e.g. `99KHB`.
+    pub system: String,
 }
 
 /// HL7 table 0357 text for `code`, empty when unknown.
@@ -1762,7 +1773,8 @@ pub fn table_0357_text(code: &str) -> &'static str {
 /// original, MSH-9 `ACK^<trigger>^ACK`, MSH-11/12/18/20 as the original,
 /// MSH-11 `P` and MSH-12 `2.5` when there is none), MSA (code, original
 /// MSH-10, error text) and, when `error` is given, ERR (ERR-2 location,
-/// ERR-3 `code^text^HL70357`, ERR-4 `E`, ERR-8 message). All text is escaped.
+/// ERR-3 `code^text^HL70357` when there is a code, ERR-4 `E`, ERR-5 the
+/// application's code, ERR-8 message). All text is escaped.
 pub fn build_ack(
     original: Option<&Message>,
     code: AckCode,
@@ -1850,12 +1862,35 @@ pub fn build_ack(
                     .join("^")
             })
             .unwrap_or_default();
+        let hl7_code = e
+            .code
+            .as_deref()
+            .map(|c| {
+                format!(
+                    "{}^{}^HL70357",
+                    escape(c, &seps),
+                    escape(table_0357_text(c), &seps)
+                )
+            })
+            .unwrap_or_default();
+        let application = e
+            .application
+            .as_ref()
+            .map(|a| {
+                format!(
+                    "{}^{}^{}",
+                    escape(&a.code, &seps),
+                    escape(&a.text, &seps),
+                    escape(&a.system, &seps)
+                )
+            })
+            .unwrap_or_default();
         let _ = write!(
             out,
-            "ERR||{}|{}^{}^HL70357|E||||{}\r",
+            "ERR||{}|{}|E|{}|||{}\r",
             location,
-            escape(&e.code, &seps),
-            escape(table_0357_text(&e.code), &seps),
+            hl7_code,
+            application,
             escape(&e.message, &seps)
         );
     }
@@ -2488,8 +2523,6 @@ mod tests {
         assert!(parse(b"MSH|^~\\&#|A").is_ok(), "v2.7 truncation character");
         assert!(parse(b"MSH|^~\\&").is_ok());
 
-        let big = vec![b'A'; MAX_MESSAGE_BYTES + 1];
-        assert!(matches!(parse(&big), Err(Hl7Error::TooLarge { .. })));
         let mut many = b"MSH|^~\\&".to_vec();
         for _ in 0..MAX_SEGMENTS {
             many.extend_from_slice(b"\rZZZ");
@@ -2505,8 +2538,9 @@ mod tests {
     fn ack_round_trips_through_iso2022jp() {
         let orig = adt00();
         let err = AckError {
-            code: "101".into(),
+            code: Some("101".into()),
             location: Some("PID^1^7".into()),
+            application: None,
             message: "生年月日がありません | ^~\\& 確認".into(),
         };
         let ack = build_ack(
@@ -2551,6 +2585,34 @@ mod tests {
             assert_eq!(v(&m, path).as_deref(), Some(want), "{path}");
         }
         assert_eq!(v(&m, "ERR-1"), None);
+        assert_eq!(v(&m, "ERR-5"), None);
+    }
+
+    #[test]
+    fn an_ack_error_without_a_table_0357_code_carries_the_applications_own_in_err_5() {
+        let err = AckError {
+            code: None,
+            location: None,
+            application: Some(Coded {
+                code: "consent-denied".into(),
+                text: "Consent denied".into(),
+                system: "99KHB".into(),
+            }),
+            message: "consent-denied:no-consent".into(),
+        };
+        let ack = build_ack(Some(&adt00()), AckCode::AR, Some(&err), "20240101", "X1");
+        assert!(
+            ack.ends_with(
+                "ERR||||E|consent-denied^Consent denied^99KHB|||consent-denied:no-consent\r"
+            ),
+            "{ack}"
+        );
+        let m = parse(ack.as_bytes()).expect("parses");
+        assert_eq!(v(&m, "ERR-3"), None);
+        assert_eq!(v(&m, "ERR-4").as_deref(), Some("E"));
+        assert_eq!(v(&m, "ERR-5.1").as_deref(), Some("consent-denied"));
+        assert_eq!(v(&m, "ERR-5.3").as_deref(), Some("99KHB"));
+        assert_eq!(v(&m, "ERR-8").as_deref(), Some("consent-denied:no-consent"));
     }
 
     #[test]

@@ -17,9 +17,6 @@
 use serde_json::Value;
 use std::borrow::Cow;
 
-/// Largest JSON document accepted, in bytes.
-pub const MAX_BYTES: usize = 64 * 1024 * 1024;
-
 /// A JSON document that failed to parse.
 #[derive(Debug, thiserror::Error)]
 pub enum JsonError {
@@ -33,16 +30,11 @@ pub enum JsonError {
         /// What serde_json said.
         message: String,
     },
-    /// Larger than [`MAX_BYTES`].
-    #[error("JSON document is {0} bytes; the limit is {MAX_BYTES}")]
-    TooLarge(usize),
 }
 
-/// Parses UTF-8 JSON bytes (a UTF-8 BOM is skipped).
+/// Parses UTF-8 JSON bytes (a UTF-8 BOM is skipped). The size is bounded by the door the bytes
+/// came through (`body_limit`), the nesting by serde_json (128 levels).
 pub fn parse(bytes: &[u8]) -> Result<Value, JsonError> {
-    if bytes.len() > MAX_BYTES {
-        return Err(JsonError::TooLarge(bytes.len()));
-    }
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     serde_json::from_slice(bytes).map_err(|e| JsonError::Syntax {
         line: e.line(),

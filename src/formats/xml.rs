@@ -19,9 +19,10 @@
 //! which shuts out XXE and billion-laughs attacks); fetch anything; recurse on the
 //! nesting depth of the input (parsing, [`XmlDoc::select`], [`XmlDoc::walk`],
 //! [`XmlDoc::location`] and dropping a document all use loops); or panic on any
-//! bytes. Comments and processing instructions are ignored. Limits on input size,
-//! depth, node count (elements plus attributes) and attributes per element are
-//! enforced while parsing.
+//! bytes. Comments and processing instructions are ignored. Structural limits —
+//! depth, node count (elements plus attributes) and attributes per element — are
+//! enforced while parsing; the input's size is not limited here but at the hub's
+//! doors (`body_limit`), so no second, smaller byte limit hides in this file.
 //!
 //! # Path grammar
 //!
@@ -71,11 +72,10 @@ const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
 /// How many characters of an input-derived name or detail go into a message.
 const CLIP: usize = 80;
 
-/// Bounds enforced while parsing untrusted input.
+/// Structural bounds enforced while parsing untrusted input (its size in bytes is bounded by
+/// the door it came through: `body_limit`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct XmlLimits {
-    /// Largest input accepted, in bytes (before decoding). Default 16 MiB.
-    pub max_bytes: usize,
     /// Deepest element nesting accepted; the document element is at depth 1. Default 64.
     pub max_depth: usize,
     /// Most elements plus attributes (namespace declarations excluded). Default 1,000,000.
@@ -87,7 +87,6 @@ pub struct XmlLimits {
 impl Default for XmlLimits {
     fn default() -> Self {
         XmlLimits {
-            max_bytes: 16 * 1024 * 1024,
             max_depth: 64,
             max_nodes: 1_000_000,
             max_attributes: 256,
@@ -100,15 +99,6 @@ impl Default for XmlLimits {
 /// (size, encoding declaration) point at line 1, column 1.
 #[derive(Debug, thiserror::Error)]
 pub enum XmlError {
-    #[error(
-        "line {line}, column {column}: the input is {size} bytes, more than the limit of {limit} bytes; hint: raise XmlLimits::max_bytes only if files this large are expected, otherwise split the export"
-    )]
-    TooLarge {
-        line: usize,
-        column: usize,
-        size: usize,
-        limit: usize,
-    },
     #[error(
         "line {line}, column {column}: the input is not valid {encoding}: {detail} at byte offset {byte_offset}; hint: re-export the file in the encoding its XML declaration names, or correct the declaration"
     )]
@@ -241,8 +231,7 @@ impl XmlError {
     /// The 1-based line and column the error points at.
     pub fn position(&self) -> (usize, usize) {
         match self {
-            XmlError::TooLarge { line, column, .. }
-            | XmlError::Encoding { line, column, .. }
+            XmlError::Encoding { line, column, .. }
             | XmlError::UnsupportedEncoding { line, column, .. }
             | XmlError::EncodingMismatch { line, column, .. }
             | XmlError::InvalidCharacter { line, column, .. }
@@ -349,14 +338,6 @@ pub struct XmlDoc {
 
 /// Parses `bytes` into a document, enforcing `limits`.
 pub fn parse(bytes: &[u8], limits: &XmlLimits) -> Result<XmlDoc, XmlError> {
-    if bytes.len() > limits.max_bytes {
-        return Err(XmlError::TooLarge {
-            line: 1,
-            column: 1,
-            size: bytes.len(),
-            limit: limits.max_bytes,
-        });
-    }
     let decoded = decode(bytes)?;
     let text: &str = &decoded.text;
     if let Some((offset, ch)) = text.char_indices().find(|&(_, c)| !is_xml_char(c)) {
@@ -2591,19 +2572,12 @@ mod tests {
     }
 
     #[test]
-    fn size_node_and_attribute_limits_are_enforced() {
-        let limits = XmlLimits {
-            max_bytes: 10,
-            ..XmlLimits::default()
-        };
-        assert!(matches!(
-            parse(b"<a>0123456789</a>", &limits),
-            Err(XmlError::TooLarge {
-                size: 17,
-                limit: 10,
-                ..
-            })
-        ));
+    fn node_and_attribute_limits_are_enforced_and_size_is_left_to_the_door() {
+        // 17 MiB of text in one element: more than the 16 MiB this file once refused on its own.
+        let mut big = b"<a>".to_vec();
+        big.resize(17 * 1024 * 1024, b'x');
+        big.extend_from_slice(b"</a>");
+        assert!(parse(&big, &XmlLimits::default()).is_ok());
         let limits = XmlLimits {
             max_nodes: 3,
             ..XmlLimits::default()

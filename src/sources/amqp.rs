@@ -3,7 +3,8 @@
 //! one message at a time so each vendor's order is kept. The sender is the broker-validated
 //! `user_id` property and nothing else (no header, no field of the body): it is looked up with
 //! `Parties::by_amqp_user`. A message with no `user_id`, or one no party publishes as, is copied
-//! to the dead-letter exchange with `x-kaigo-error` saying why, then acked. Otherwise it goes to
+//! to the dead-letter exchange with `x-kaigo-error` saying why, then acked; so is one larger than
+//! `body_limit` (the limit of every door), never handed to ingress. Otherwise it goes to
 //! `ingress::accept` (the vendor's `message_id` kept as correlation id): accepted, malformed
 //! (ingress dead-lettered it) and refused (ingress quarantined it) are acked; unavailable is
 //! requeued after a backoff that grows with the delivery count (the queue's delivery limit then
@@ -13,20 +14,23 @@
 
 use crate::audit::{Decision as AuditDecision, Hop};
 use crate::bus::{Delivery, Props};
+use crate::parties::Party;
 use crate::pipeline::ingress::{self, Refusal, Submission};
 use crate::pipeline::metrics::Metrics;
 use crate::pipeline::retry::{FIRST_BACKOFF, backoff, pause};
 use crate::pipeline::{Hub, clock, headers};
+use crate::sources::body_limit::{BodyLimit, TooLarge};
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// Consumes the vendor queue until `shutdown` turns true.
-pub fn start(hub: Arc<Hub>, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
-    tokio::spawn(run(hub, shutdown))
+/// Consumes the vendor queue until `shutdown` turns true; a message larger than `limit`
+/// (`body_limit`) is dead-lettered, saying so.
+pub fn start(hub: Arc<Hub>, limit: BodyLimit, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(run(hub, limit, shutdown))
 }
 
-async fn run(hub: Arc<Hub>, mut shutdown: watch::Receiver<bool>) {
+async fn run(hub: Arc<Hub>, limit: BodyLimit, mut shutdown: watch::Receiver<bool>) {
     let queue = hub.topology.vendor_queue();
     let mut failures = 0u32;
     loop {
@@ -54,7 +58,7 @@ async fn run(hub: Arc<Hub>, mut shutdown: watch::Receiver<bool>) {
             match next {
                 Some(Ok(d)) => {
                     failures = 0;
-                    handle(&hub, d, &mut shutdown).await;
+                    handle(&hub, d, limit, &mut shutdown).await;
                 }
                 Some(Err(e)) => {
                     tracing::warn!(queue = %queue, error = %e, "AMQP source: consumer error");
@@ -77,8 +81,8 @@ async fn run(hub: Arc<Hub>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-/// Authenticates, ingests and settles one vendor message.
-async fn handle(hub: &Hub, d: Delivery, shutdown: &mut watch::Receiver<bool>) {
+/// Authenticates, checks the size of, ingests and settles one vendor message.
+async fn handle(hub: &Hub, d: Delivery, limit: BodyLimit, shutdown: &mut watch::Receiver<bool>) {
     let user = d.props.user_id.as_deref().filter(|u| !u.is_empty());
     let parties = hub.parties.current();
     let Some(party) = user.and_then(|u| parties.by_amqp_user(u)) else {
@@ -86,8 +90,18 @@ async fn handle(hub: &Hub, d: Delivery, shutdown: &mut watch::Receiver<bool>) {
             None => "unauthenticated: the message has no user_id property; vendors publish with their own broker user and user_id set to it".to_string(),
             Some(u) => format!("unauthenticated: user_id `{u}` is not the amqp_user of any party"),
         };
-        return dead(hub, d, &reason).await;
+        return dead(hub, d, None, "unauthenticated", &reason).await;
     };
+    if let Err(too_large) = limit.check("the message", d.body.len() as u64) {
+        return dead(
+            hub,
+            d,
+            Some(party),
+            TooLarge::REASON,
+            &too_large.to_string(),
+        )
+        .await;
+    }
     let result = ingress::accept(
         hub,
         Submission {
@@ -133,8 +147,10 @@ async fn settle_ack(d: Delivery) {
     }
 }
 
-/// Dead-letters a message from an unproven sender, then acks it (requeues if the copy failed).
-async fn dead(hub: &Hub, d: Delivery, reason: &str) {
+/// Dead-letters a message ingress must not see — from an unproven sender (`party` is `None`), or
+/// too large — with `reason` as `x-kaigo-error` and `code` in the audit event, then acks it
+/// (requeues if the copy failed).
+async fn dead(hub: &Hub, d: Delivery, party: Option<&Party>, code: &str, reason: &str) {
     let envelope = clock::envelope_id();
     // The sender's own `x-kaigo-*` headers are not ours to forward, and the broker would refuse
     // a republish carrying someone else's `user_id`.
@@ -156,14 +172,20 @@ async fn dead(hub: &Hub, d: Delivery, reason: &str) {
         crate::formats::Format::sniff(&d.body).name().into(),
     );
     props.headers.insert(headers::HOP.into(), "ingress".into());
+    if let Some(p) = party {
+        props.headers.insert(headers::SOURCE.into(), p.id.clone());
+    }
     match hub.dead(&props, &d.body, reason).await {
         Ok(()) => {
             Metrics::inc(&hub.metrics.rejected);
             hub.audit(Hop::Ingress, "amqp", &envelope, |a| {
-                a.decision(AuditDecision::Rejected)
-                    .reason("unauthenticated")
+                let a = a.decision(AuditDecision::Rejected).reason(code);
+                match party {
+                    Some(p) => a.party(p.id.as_str()),
+                    None => a,
+                }
             });
-            tracing::warn!(envelope = %envelope, reason, "AMQP source: unauthenticated message dead-lettered");
+            tracing::warn!(envelope = %envelope, party = party.map(|p| p.id.as_str()), reason, "AMQP source: message dead-lettered before ingress");
             settle_ack(d).await;
         }
         Err(e) => {

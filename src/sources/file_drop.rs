@@ -6,36 +6,45 @@
 //! and handed to `ingress::accept` with its original name. Where it goes next says what
 //! happened: `done/` once the broker confirmed; `failed/` with `<name>.error.txt` beside it (ids
 //! and the error, nothing else) when it was malformed or refused (ingress kept a copy in the
-//! dead-letter or quarantine queue); back into the inbox, for the next poll, when the bus or the
-//! registry was unavailable. Files found in `processing/` at start were claimed by a process that
-//! crashed and go back to the inbox first. Sub-directories are made when first needed; an inbox
-//! that does not exist is skipped. On shutdown the file in hand is finished, then the task ends.
-//! Must never ingest a file twice, lose one, or write personal data into an error file.
+//! dead-letter or quarantine queue), or unread when it is larger than `body_limit` (the limit of
+//! every door: its length is looked at before a byte is read); back into the inbox, for the next
+//! poll, when the bus or the registry was unavailable. Files found in `processing/` at start were
+//! claimed by a process that crashed and go back to the inbox first. Sub-directories are made when
+//! first needed; an inbox that does not exist is skipped. On shutdown the file in hand is
+//! finished, then the task ends. Must never ingest a file twice, lose one, or write personal data
+//! into an error file.
 
+use crate::audit::{Decision as AuditDecision, Hop};
 use crate::parties::Party;
-use crate::pipeline::Hub;
 use crate::pipeline::ingress::{self, Refusal, Submission};
+use crate::pipeline::metrics::Metrics;
+use crate::pipeline::{Hub, clock};
+use crate::sources::body_limit::{BodyLimit, TooLarge};
 use std::collections::HashSet;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-
-/// Largest file ingested; a larger one goes to `failed/` unread.
-pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
 
 const PROCESSING: &str = "processing";
 const DONE: &str = "done";
 const FAILED: &str = "failed";
 
-/// Scans every party's inbox every `poll` until `shutdown` turns true.
-pub fn start(hub: Arc<Hub>, poll: Duration, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
-    tokio::spawn(run(hub, poll, shutdown))
+/// Scans every party's inbox every `poll` until `shutdown` turns true; a file larger than `limit`
+/// (`body_limit`) goes to `failed/` unread.
+pub fn start(
+    hub: Arc<Hub>,
+    poll: Duration,
+    limit: BodyLimit,
+    shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(run(hub, poll, limit, shutdown))
 }
 
-async fn run(hub: Arc<Hub>, poll: Duration, mut shutdown: watch::Receiver<bool>) {
+async fn run(hub: Arc<Hub>, poll: Duration, limit: BodyLimit, mut shutdown: watch::Receiver<bool>) {
     // Inboxes seen so far: each is recovered when first seen, at start or after a reload of the
     // parties file added it.
     let mut known: HashSet<PathBuf> = HashSet::new();
@@ -57,7 +66,7 @@ async fn run(hub: Arc<Hub>, poll: Duration, mut shutdown: watch::Receiver<bool>)
                 if *shutdown.borrow() {
                     return;
                 }
-                if ingest(&hub, party, inbox, &name).await == Outcome::Unavailable {
+                if ingest(&hub, party, inbox, &name, limit).await == Outcome::Unavailable {
                     // Everything else would be refused the same way: retry at the next poll.
                     break 'scan;
                 }
@@ -146,7 +155,7 @@ enum Outcome {
 }
 
 /// Claims, reads, ingests and files away one file.
-async fn ingest(hub: &Hub, party: &Party, inbox: &Path, name: &str) -> Outcome {
+async fn ingest(hub: &Hub, party: &Party, inbox: &Path, name: &str, limit: BodyLimit) -> Outcome {
     let processing = inbox.join(PROCESSING);
     let claimed = processing.join(name);
     if let Err(e) = tokio::fs::create_dir_all(&processing).await {
@@ -167,18 +176,21 @@ async fn ingest(hub: &Hub, party: &Party, inbox: &Path, name: &str) -> Outcome {
         }
     }
 
-    let size = tokio::fs::metadata(&claimed)
-        .await
-        .map(|m| m.len())
-        .unwrap_or(0);
-    if size > MAX_FILE_BYTES {
-        let reason =
-            format!("file is {size} bytes, over the limit of {MAX_FILE_BYTES} bytes; not read");
-        fail(party, inbox, name, None, "too-large", &reason).await;
-        return Outcome::Settled;
-    }
-    let bytes = match tokio::fs::read(&claimed).await {
-        Ok(b) => b,
+    let bytes = match read_limited(&claimed, limit).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(too_large)) => {
+            // Not read: nothing of it reaches the bus. The size is no personal data.
+            Metrics::inc(&hub.metrics.rejected);
+            let envelope = clock::envelope_id();
+            hub.audit(Hop::Ingress, "file", &envelope, |d| {
+                d.party(party.id.as_str())
+                    .decision(AuditDecision::Rejected)
+                    .reason(TooLarge::REASON)
+            });
+            let reason = format!("{too_large}; the file was not read");
+            fail(party, inbox, name, None, TooLarge::REASON, &reason).await;
+            return Outcome::Settled;
+        }
         Err(e) => {
             tracing::warn!(inbox = %inbox.display(), file = name, error = %e, "file drop: cannot read; put back");
             put_back(inbox, name).await;
@@ -238,6 +250,24 @@ async fn ingest(hub: &Hub, party: &Party, inbox: &Path, name: &str) -> Outcome {
             Outcome::Unavailable
         }
     }
+}
+
+/// The bytes of the claimed file at `path`, or, when it is larger than `limit`, its refusal: the
+/// length is looked at first, and the read stops one byte past the limit, should the file have
+/// grown since (a sender still writing into a name it should not have used yet).
+async fn read_limited(path: &Path, limit: BodyLimit) -> std::io::Result<Result<Vec<u8>, TooLarge>> {
+    let mut file = tokio::fs::File::open(path).await?;
+    let len = file.metadata().await?.len();
+    if let Err(too_large) = limit.check("the file", len) {
+        return Ok(Err(too_large));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    let cap = limit.bytes() as u64 + 1;
+    (&mut file).take(cap).read_to_end(&mut bytes).await?;
+    if bytes.len() > limit.bytes() {
+        return Ok(Err(limit.exceeded("the file", None)));
+    }
+    Ok(Ok(bytes))
 }
 
 /// Moves a claimed file to `failed/` and writes the reason beside it.

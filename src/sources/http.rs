@@ -39,10 +39,11 @@ mod outcome;
 mod submit;
 mod tls;
 
-pub use tls::{ClientTrust, ServerIdentity};
+pub use crate::sources::tls::{ClientTrust, ServerIdentity};
 
 use crate::config::Config;
 use crate::pipeline::Hub;
+use crate::sources::body_limit::BodyLimit;
 use actix_web::{App, HttpServer, web};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -59,8 +60,8 @@ struct State {
     hub: Arc<Hub>,
     /// The audit log read by `GET /fhir/AuditEvent`.
     audit_path: PathBuf,
-    /// Largest accepted body, bytes.
-    body_limit: usize,
+    /// Largest accepted body (`body_limit`, the limit of every door).
+    body_limit: BodyLimit,
 }
 
 /// The HTTP source as started: where it listens, the task that ends once it stopped, and over
@@ -73,8 +74,8 @@ pub struct Started {
     /// Over HTTPS: the hub's certificate and key, for [`ServerIdentity::reload`].
     pub identity: Option<Arc<ServerIdentity>>,
     /// Over HTTPS with `tls_client_ca`: the CAs client certificates chain to, for
-    /// [`tls::ClientTrust::reload`].
-    pub trust: Option<Arc<tls::ClientTrust>>,
+    /// [`ClientTrust::reload`].
+    pub trust: Option<Arc<ClientTrust>>,
 }
 
 /// Binds `cfg.http_addr` (HTTPS when `cfg` names a certificate and key), serves until `shutdown`
@@ -86,15 +87,17 @@ pub async fn start(
     cfg: &Config,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<Started, String> {
+    let body_limit = BodyLimit::new(cfg.body_limit)?;
     let state = web::Data::new(State {
         hub,
         audit_path: cfg.audit_path(),
-        body_limit: cfg.body_limit,
+        body_limit,
     });
-    let limit = cfg.body_limit;
+    let limit = body_limit.bytes();
     let (tls, identity, trust) = match cfg.tls()? {
         Some(files) => {
-            let served = tls::server_config(&files).map_err(|e| format!("HTTP source: {e}"))?;
+            let served = crate::sources::tls::server_config(&files)
+                .map_err(|e| format!("HTTP source: {e}"))?;
             (Some(served.config), Some(served.identity), served.trust)
         }
         None => (None, None, None),

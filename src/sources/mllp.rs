@@ -1,35 +1,46 @@
-//! The MLLP source: hospitals send HL7 v2 (SS-MIX2, usually ISO-2022-JP) over TCP. In: a
-//! listener, one task per connection, socket reads fed to the sans-IO [`MllpDecoder`]. Each
-//! frame is answered by exactly one `ACK`, strictly in the order the frames arrived, and only
-//! after `ingress::accept` returned: `AA` once the broker confirmed, `AE`/`AR` with an `ERR`
-//! segment otherwise. Completed blocks the codec could not deliver (too large, empty) get an
-//! `AR` in their position; other stream damage (garbage, truncation) is logged, not answered.
+//! The MLLP source: hospitals send HL7 v2 (SS-MIX2, usually ISO-2022-JP) over TCP. In: a listener,
+//! one task per connection, socket reads fed to the sans-IO [`MllpDecoder`]. Each frame is answered
+//! by exactly one `ACK`, strictly in the order the frames arrived, and only after `ingress::accept`
+//! returned: `AA` once the broker confirmed, `AE`/`AR` with an `ERR` segment otherwise (which codes
+//! say what: `mllp/ack.rs`, docs/mllp.md). Completed blocks the codec could not deliver (too large,
+//! empty) get an `AR` in their position; other stream damage (garbage, truncation) is logged, not
+//! answered.
 //!
-//! Who is sending: the peer's IP address picks the candidate parties (`mllp_peers`), and MSH-4
-//! (sending facility) must name one of them. A frame from an unknown address, or naming a party
-//! not allowed from that address, is refused with `AR` and never ingested. The `ACK` is written
-//! in the charset of the message it answers (MSH-18 kept). Memory is bounded by the frame limit
-//! (the codec), by reading only when the previous frames were answered, and by a cap on open
-//! connections. On shutdown the listener stops accepting; each connection finishes the frame it
-//! is processing, answers it and closes. Must never trust MSH-4 alone, ingest a frame from a
-//! sender it could not identify, or acknowledge `AA` before the broker confirmed.
+//! Who is sending: over plain TCP the peer's IP address picks the party (`mllp_peers`; the parties
+//! file may give an address to one party only), and MSH-4 (sending facility) must name it. Over TLS
+//! (`mllp_tls_*`, the same rustls code as the HTTP source, `sources/tls.rs`) the client certificate
+//! the handshake verified names the party (`client_certs_sha256`; its `mllp_peers`, when listed,
+//! narrow the addresses), and MSH-4 must name that party. A frame from an unknown address, without
+//! a certificate or with one no party lists, or naming a party this connection may not send as, is
+//! refused with `AR` and never ingested. The `ACK` is written in the charset of the message it
+//! answers (MSH-18 kept). Memory is bounded by the frame limit (the codec), by reading only when
+//! the previous frames were answered, and by a cap on open connections. On shutdown the listener
+//! stops accepting; each connection finishes the frame it is processing, answers it and closes.
+//! Must never trust MSH-4 alone, ingest a frame from a sender it could not identify, or acknowledge
+//! `AA` before the broker confirmed. A TLS handshake has `HANDSHAKE_TIMEOUT` to finish.
+
+pub mod ack;
 
 use crate::audit::{Decision as AuditDecision, Hop};
-use crate::formats::hl7v2::{self, AckCode, AckError, Charset, Message, Path};
-use crate::formats::mllp::{Event, MllpDecoder, MllpError, MllpLimits, encode_frame};
-use crate::parties::Party;
+use crate::formats::hl7v2::{self, Message, Path};
+use crate::formats::mllp::{Event, MllpDecoder, MllpError, MllpLimits};
+use crate::parties::{Parties, Party};
 use crate::pipeline::Hub;
 use crate::pipeline::clock;
 use crate::pipeline::ingress::{self, Refusal, Submission};
+use crate::sources::body_limit::{BodyLimit, TooLarge};
+use crate::sources::tls::{ClientCert, client_cert};
+use ack::{Cause, LocalCode, Verdict};
+use rustls::ServerConfig;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::LazyLock;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::TlsAcceptor;
 
 /// Connections served at once; further peers wait in the kernel's backlog.
 const MAX_CONNECTIONS: usize = 256;
@@ -37,8 +48,8 @@ const MAX_CONNECTIONS: usize = 256;
 const READ_CHUNK: usize = 64 * 1024;
 /// How long writing one `ACK` may take before the connection is considered dead.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Longest error text put in `MSA-3` / `ERR-8` (characters).
-const MAX_ERROR_CHARS: usize = 400;
+/// How long a client may take over the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// `ERR-8` text for a sender that is not allowed (nothing more is said to it).
 const NOT_ALLOWED: &str = "sender not allowed";
 
@@ -46,13 +57,37 @@ const NOT_ALLOWED: &str = "sender not allowed";
 static MSH4: LazyLock<Path> =
     LazyLock::new(|| Path::compile("MSH-4.1").expect("a literal, valid HL7 path"));
 
-/// Binds `addr` and serves MLLP until `shutdown` turns true. `limit` is the largest frame
-/// payload in bytes. Returns the bound address (port 0 picks one) and the listener's task, which
+/// Who is at the other end of a connection, as far as the connection itself proves it.
+#[derive(Clone, Debug)]
+enum Peer {
+    /// Plain TCP: the address, and nothing else. MSH-4 must name the party listing it.
+    Address(IpAddr),
+    /// TLS: the address, and the client certificate the handshake verified (if any).
+    Certified {
+        /// The peer's address.
+        ip: IpAddr,
+        /// The verified certificate; `None` when the client presented none.
+        cert: Option<ClientCert>,
+    },
+}
+
+impl Peer {
+    fn ip(&self) -> IpAddr {
+        match self {
+            Peer::Address(ip) | Peer::Certified { ip, .. } => *ip,
+        }
+    }
+}
+
+/// Binds `addr` and serves MLLP until `shutdown` turns true — over TLS when `tls` is given
+/// (client certificates verified by it name the parties). `limit` (`body_limit`) bounds a
+/// frame's payload. Returns the bound address (port 0 picks one) and the listener's task, which
 /// ends after every connection closed.
 pub async fn start(
     hub: Arc<Hub>,
     addr: &str,
-    limit: usize,
+    limit: BodyLimit,
+    tls: Option<Arc<ServerConfig>>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, JoinHandle<()>), String> {
     let listener = TcpListener::bind(addr)
@@ -61,8 +96,10 @@ pub async fn start(
     let bound = listener
         .local_addr()
         .map_err(|e| format!("MLLP: address of the listener on {addr}: {e}"))?;
-    tracing::info!(addr = %bound, max_frame_bytes = limit, "MLLP listening");
-    let task = tokio::spawn(serve(hub, listener, limit, shutdown));
+    let scheme = if tls.is_some() { "tls" } else { "tcp" };
+    tracing::info!(addr = %bound, scheme, max_frame_bytes = limit.bytes(), "MLLP listening");
+    let tls = tls.map(TlsAcceptor::from);
+    let task = tokio::spawn(serve(hub, listener, limit, tls, shutdown));
     Ok((bound, task))
 }
 
@@ -70,7 +107,8 @@ pub async fn start(
 async fn serve(
     hub: Arc<Hub>,
     listener: TcpListener,
-    limit: usize,
+    limit: BodyLimit,
+    tls: Option<TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -91,9 +129,19 @@ async fn serve(
         };
         match accepted {
             Ok((stream, peer)) => {
-                let (hub, sd) = (hub.clone(), shutdown.clone());
+                let (hub, sd, tls) = (hub.clone(), shutdown.clone(), tls.clone());
                 connections.spawn(async move {
-                    connection(&hub, stream, peer, limit, sd).await;
+                    let ip = peer.ip().to_canonical();
+                    match tls {
+                        None => connection(&hub, stream, peer, Peer::Address(ip), limit, sd).await,
+                        Some(acceptor) => {
+                            if let Some(stream) = handshake(&acceptor, stream, peer).await {
+                                let cert = client_cert(stream.get_ref().1);
+                                let who = Peer::Certified { ip, cert };
+                                connection(&hub, stream, peer, who, limit, sd).await;
+                            }
+                        }
+                    }
                     drop(slot);
                 });
             }
@@ -110,35 +158,68 @@ async fn serve(
     while connections.join_next().await.is_some() {}
 }
 
-/// Serves one connection: answers every frame in order, until EOF, an I/O error or shutdown.
-async fn connection(
-    hub: &Hub,
-    mut stream: TcpStream,
+/// The TLS handshake of a new connection, bounded in time; `None` (logged) when it failed: a
+/// certificate that does not chain to `mllp_tls_client_ca`, a client that does not speak TLS.
+async fn handshake(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
     peer: SocketAddr,
-    limit: usize,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => Some(s),
+        Ok(Err(e)) => {
+            tracing::warn!(%peer, error = %e, "MLLP: TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(%peer, "MLLP: TLS handshake timed out");
+            None
+        }
+    }
+}
+
+/// Serves one connection, then closes it (over TLS with `close_notify`).
+async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
+    hub: &Hub,
+    mut stream: S,
+    peer: SocketAddr,
+    who: Peer,
+    limit: BodyLimit,
+    shutdown: watch::Receiver<bool>,
+) {
+    frames(hub, &mut stream, peer, &who, limit, shutdown).await;
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.shutdown()).await;
+}
+
+/// Answers every frame of a connection in order, until EOF, an I/O error or shutdown.
+async fn frames<S: AsyncRead + AsyncWrite + Unpin>(
+    hub: &Hub,
+    stream: &mut S,
+    peer: SocketAddr,
+    who: &Peer,
+    limit: BodyLimit,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let ip = peer.ip().to_canonical();
     tracing::debug!(%peer, "MLLP: connection opened");
     let mut decoder = MllpDecoder::new(MllpLimits {
-        max_frame_bytes: limit,
+        max_frame_bytes: limit.bytes(),
     });
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
         // Answer everything complete before reading more: this bounds what is buffered.
         while let Some(event) = decoder.next_event() {
             let reply = match event {
-                Event::Frame(payload) => answer(hub, ip, payload).await,
+                Event::Frame(payload) => answer(hub, who, payload).await,
                 Event::Error(e) if e.awaits_reply() => {
                     tracing::warn!(%peer, error = %e, "MLLP: block refused");
-                    reject_block(&e)
+                    reject_block(hub, who.ip(), limit, &e)
                 }
                 Event::Error(e) => {
                     tracing::warn!(%peer, error = %e, "MLLP: stream damage");
                     continue;
                 }
             };
-            if let Err(e) = write(&mut stream, &reply).await {
+            if let Err(e) = write(stream, &reply).await {
                 tracing::warn!(%peer, error = %e, "MLLP: cannot send the ACK; closing");
                 return;
             }
@@ -169,8 +250,12 @@ async fn connection(
     }
 }
 
-async fn write(stream: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()> {
-    match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(bytes)).await {
+async fn write<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> std::io::Result<()> {
+    let written = async {
+        stream.write_all(bytes).await?;
+        stream.flush().await
+    };
+    match tokio::time::timeout(WRITE_TIMEOUT, written).await {
         Ok(r) => r,
         Err(_) => Err(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
@@ -179,38 +264,65 @@ async fn write(stream: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()> {
     }
 }
 
+/// The parties this connection may send as: over plain TCP those listing its address; over TLS
+/// the party of its certificate (if it lists `mllp_peers`, only from one of them). `Err` is the
+/// answer to a TLS peer whose certificate names no party.
+fn candidates<'p>(parties: &'p Parties, who: &Peer) -> Result<Vec<&'p Party>, (LocalCode, String)> {
+    match who {
+        Peer::Address(ip) => Ok(parties.mllp_peers_at(*ip)),
+        Peer::Certified { cert: None, .. } => Err((
+            LocalCode::CertificateRequired,
+            "no client certificate: this MLLP port knows senders by the TLS client certificate \
+             registered for their party (client_certs_sha256); connect with it"
+                .into(),
+        )),
+        Peer::Certified {
+            ip,
+            cert: Some(cert),
+        } => match parties.by_client_cert(&cert.sha256) {
+            None => Err((
+                LocalCode::CertificateNotRegistered,
+                format!(
+                    "client certificate {} is not registered for any party \
+                     (client_certs_sha256); ask the hub's operator to list it",
+                    cert.sha256
+                ),
+            )),
+            Some(p) if p.mllp_peers.is_empty() || p.is_mllp_peer(*ip) => Ok(vec![p]),
+            Some(_) => Ok(Vec::new()),
+        },
+    }
+}
+
 /// The framed `ACK` for one frame: identify the sender, ingest, answer.
-async fn answer(hub: &Hub, ip: IpAddr, payload: Vec<u8>) -> Vec<u8> {
+async fn answer(hub: &Hub, who: &Peer, payload: Vec<u8>) -> Vec<u8> {
     // Parsing a large frame is blocking work; the bytes travel there and back, uncopied.
-    let (parsed, payload) = match tokio::task::spawn_blocking(move || {
-        (hl7v2::parse(&payload).map_err(|e| e.to_string()), payload)
-    })
-    .await
-    {
-        Ok(done) => done,
-        Err(e) => {
-            tracing::error!(error = %e, "MLLP: the parser stopped");
-            return ack(
-                None,
-                AckCode::AE,
-                Some(error("207", "internal error; please resend")),
-            );
+    let (parsed, payload) =
+        match tokio::task::spawn_blocking(move || (hl7v2::parse(&payload), payload)).await {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::error!(error = %e, "MLLP: the parser stopped");
+                return ack::frame(
+                    None,
+                    &Verdict::error(Cause::hl7("207"), "internal error; please resend"),
+                );
+            }
+        };
+    let ip_text = who.ip().to_string();
+    let parties = hub.parties.current();
+    let msg = parsed.as_ref().ok();
+    let candidates = match candidates(&parties, who) {
+        Ok(c) => c,
+        Err((code, text)) => {
+            refused_sender(hub, &ip_text, code.code());
+            return ack::frame(msg, &Verdict::reject(Cause::local(code), text));
         }
     };
-    let payload = payload.as_slice();
-    let ip_text = ip.to_string();
-    let parties = hub.parties.current();
-    let candidates: Vec<&Party> = parties
-        .all
-        .iter()
-        .filter(|p| p.mllp_peers.iter().any(|a| same_address(a, ip)))
-        .collect();
-    let msg = parsed.as_ref().ok();
     // The claimed sender: MSH-4.1, read leniently from the raw bytes when the message does not
     // parse (so that its party still gets it dead-lettered with the precise error).
     let claimed: Option<String> = match msg {
         Some(m) => m.value_at(&MSH4).map(|v| v.trim().to_string()),
-        None => raw_msh4(payload),
+        None => raw_msh4(&payload),
     };
     let party = claimed
         .as_deref()
@@ -219,41 +331,52 @@ async fn answer(hub: &Hub, ip: IpAddr, payload: Vec<u8>) -> Vec<u8> {
         if let (Err(parse_error), None, false) = (&parsed, &claimed, candidates.is_empty()) {
             // An allowed address sent something whose sender cannot even be read: say why.
             refused_sender(hub, &ip_text, "unidentified");
-            return ack(
+            return ack::frame(
                 None,
-                AckCode::AR,
-                Some(error(
-                    "102",
-                    &format!("{parse_error}; MSH-4 unreadable, not kept"),
-                )),
+                &Verdict::reject(
+                    Cause::of_parse_error(parse_error),
+                    format!("{parse_error}; MSH-4 unreadable, not kept"),
+                ),
             );
         }
-        refused_sender(hub, &ip_text, "sender-not-allowed");
-        return ack(msg, AckCode::AR, Some(error("207", NOT_ALLOWED)));
+        refused_sender(hub, &ip_text, LocalCode::SenderNotAllowed.code());
+        return ack::frame(
+            msg,
+            &Verdict::reject(Cause::local(LocalCode::SenderNotAllowed), NOT_ALLOWED),
+        );
     };
     let control_id = msg.and_then(Message::control_id);
     let result = ingress::accept(
         hub,
         Submission {
             party,
-            bytes: payload,
+            bytes: &payload,
             file_name: None,
             correlation_id: control_id.as_deref(),
             via: "mllp",
         },
     )
     .await;
-    match result {
+    let verdict = match result {
         Ok(accepted) => {
             tracing::debug!(envelope = %accepted.envelope_id, party = %party.id, "MLLP: AA");
-            ack(msg, AckCode::AA, None)
+            Verdict::accepted()
         }
         Err(Refusal::Malformed {
             envelope_id,
             message,
         }) => {
             tracing::info!(envelope = %envelope_id, party = %party.id, "MLLP: AE (dead-lettered)");
-            ack(msg, AckCode::AE, Some(error("102", &message)))
+            let cause = match &parsed {
+                Err(e) => Cause::of_parse_error(e),
+                Ok(_) => {
+                    let set = hub.mappings.current();
+                    tokio::task::spawn_blocking(move || Cause::of_unmappable(&set, &payload))
+                        .await
+                        .unwrap_or(Cause::local(LocalCode::MappingFailed))
+                }
+            };
+            Verdict::error(cause, message)
         }
         Err(Refusal::Forbidden {
             envelope_id,
@@ -261,37 +384,37 @@ async fn answer(hub: &Hub, ip: IpAddr, payload: Vec<u8>) -> Vec<u8> {
             detail,
         }) => {
             tracing::info!(envelope = %envelope_id, party = %party.id, reason = %reason, "MLLP: AR (quarantined)");
-            ack(
-                msg,
-                AckCode::AR,
-                Some(error("207", &format!("{reason}: {detail}"))),
+            let local = LocalCode::of_refusal(&reason);
+            Verdict::reject(
+                Cause::local(local),
+                format!("{reason}; kept in quarantine as {envelope_id}: {detail}"),
             )
         }
         Err(Refusal::Unavailable { message }) => {
             tracing::warn!(party = %party.id, error = %message, "MLLP: AE (unavailable; the sender should resend)");
-            ack(
-                msg,
-                AckCode::AE,
-                Some(error(
-                    "207",
-                    "the hub is temporarily unavailable; nothing was kept, please resend",
-                )),
+            Verdict::error(
+                Cause::local(LocalCode::HubUnavailable),
+                "the hub is temporarily unavailable; nothing was kept, please resend",
             )
         }
-    }
+    };
+    ack::frame(msg, &verdict)
 }
 
-/// Does an `mllp_peers` entry name this address? Compared as addresses (`::1` = `0:0::1`).
-fn same_address(entry: &str, ip: IpAddr) -> bool {
-    match entry.trim().parse::<IpAddr>() {
-        Ok(a) => a.to_canonical() == ip,
-        Err(_) => entry.trim() == ip.to_string(),
-    }
-}
-
-/// `AR` for a completed block the codec discarded (too large, empty).
-fn reject_block(e: &MllpError) -> Vec<u8> {
-    ack(None, AckCode::AR, Some(error("207", &e.to_string())))
+/// `AR` for a completed block the codec discarded (too large: audited and counted; empty).
+fn reject_block(hub: &Hub, ip: IpAddr, limit: BodyLimit, e: &MllpError) -> Vec<u8> {
+    let verdict = match e {
+        MllpError::FrameTooLarge { len, .. } => {
+            refused_sender(hub, &ip.to_string(), TooLarge::REASON);
+            Verdict::reject(
+                Cause::local(LocalCode::BodyTooLarge),
+                limit.exceeded("the frame", Some(*len)).to_string(),
+            )
+        }
+        // An empty block: the required MSH segment is missing.
+        other => Verdict::reject(Cause::hl7("100"), other.to_string()),
+    };
+    ack::frame(None, &verdict)
 }
 
 /// Audits and counts a frame refused before ingress (no party is named: it is unproven).
@@ -302,73 +425,6 @@ fn refused_sender(hub: &Hub, ip: &str, reason: &str) {
     hub.audit(Hop::Ingress, "mllp", &envelope, |d| {
         d.decision(AuditDecision::Rejected).reason(reason)
     });
-}
-
-fn error(code: &str, message: &str) -> AckError {
-    let mut text: String = message.chars().take(MAX_ERROR_CHARS).collect();
-    if text.len() < message.len() {
-        text.push('…');
-    }
-    AckError {
-        code: code.into(),
-        location: None,
-        message: text,
-    }
-}
-
-/// Builds, encodes (in the original's charset) and frames an `ACK`.
-fn ack(original: Option<&Message>, code: AckCode, err: Option<AckError>) -> Vec<u8> {
-    let charset = original.map(Message::charset).unwrap_or(Charset::Utf8);
-    let text = hl7v2::build_ack(
-        original,
-        code,
-        err.as_ref(),
-        &clock::now_hl7_jst(),
-        &ack_control_id(),
-    );
-    let bytes = match hl7v2::encode(&text, charset) {
-        Ok(b) => b,
-        Err(first) => {
-            // An error text the charset cannot carry: spell those characters out, so MSH-18
-            // still tells the truth; UTF-8 only if even that fails.
-            let spelled = err.map(|mut e| {
-                e.message = e
-                    .message
-                    .chars()
-                    .map(|c| {
-                        let one = c.to_string();
-                        if hl7v2::encode(&one, charset).is_ok() {
-                            one
-                        } else {
-                            format!("U+{:04X}", u32::from(c))
-                        }
-                    })
-                    .collect();
-                e
-            });
-            let text2 = hl7v2::build_ack(
-                original,
-                code,
-                spelled.as_ref(),
-                &clock::now_hl7_jst(),
-                &ack_control_id(),
-            );
-            hl7v2::encode(&text2, charset).unwrap_or_else(|_| {
-                tracing::warn!(error = %first, "MLLP: ACK sent as UTF-8");
-                text.into_bytes()
-            })
-        }
-    };
-    let mut out = Vec::with_capacity(bytes.len() + 3);
-    encode_frame(&bytes, &mut out);
-    out
-}
-
-/// MSH-10 of an `ACK`: 20 characters (the HL7 v2.5 length), JST time + a process counter.
-fn ack_control_id() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed) % 1_000_000;
-    format!("{}{n:06}", clock::now_hl7_jst())
 }
 
 /// MSH-4.1 read from bytes that do not parse: `MSH` + field separator, the fourth field, up to
@@ -424,39 +480,5 @@ mod tests {
         let m =
             hl7v2::parse(b"MSH|^~\\&|HIS|1311234567|HUB|P|20250101||ADT^A08|M1|P|2.5\r").unwrap();
         assert_eq!(m.value_at(&MSH4).as_deref(), Some("1311234567"));
-    }
-
-    #[test]
-    fn ack_control_ids_are_twenty_characters_and_distinct() {
-        let (a, b) = (ack_control_id(), ack_control_id());
-        assert_eq!(a.len(), 20, "{a}");
-        assert_ne!(a, b);
-    }
-
-    #[test]
-    fn long_errors_are_cut_and_marked() {
-        let e = error("102", &"x".repeat(5000));
-        assert_eq!(e.message.chars().count(), MAX_ERROR_CHARS + 1);
-        assert!(e.message.ends_with('…'));
-        assert_eq!(error("102", "short").message, "short");
-    }
-
-    #[test]
-    fn an_ack_keeps_the_charset_of_the_message_and_spells_out_what_it_cannot_carry() {
-        let m = hl7v2::parse(
-            b"MSH|^~\\&|HIS|1311234567|HUB|P|20250101||ADT^A08|M1|P|2.5||||||~ISO IR87\r",
-        )
-        .unwrap();
-        let framed = ack(Some(&m), AckCode::AE, Some(error("102", "値 `昭和` ☃")));
-        let body = &framed[1..framed.len() - 2];
-        assert!(
-            body.windows(3).any(|w| w == b"\x1b$B"),
-            "ISO-2022-JP expected"
-        );
-        let back = hl7v2::parse(body).unwrap();
-        assert_eq!(back.charset(), Charset::Iso2022Jp);
-        assert!(back.text().contains("昭和"), "{}", back.text());
-        assert!(back.text().contains("U+2603"), "{}", back.text());
-        assert!(back.text().contains("MSA|AE|M1"), "{}", back.text());
     }
 }

@@ -624,6 +624,45 @@ pub async fn mllp_send(addr: SocketAddr, payload: &[u8]) -> Vec<u8> {
     }
 }
 
+/// Sends HL7 v2 messages over MLLP on one connection from the local address `from` (on Linux
+/// any of 127.0.0.0/8) and returns the raw `ACK` payloads, one per message, in order.
+pub async fn mllp_send_from(from: &str, addr: SocketAddr, payloads: &[&[u8]]) -> Vec<Vec<u8>> {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    let source: std::net::IpAddr = from.parse().expect("an address");
+    socket
+        .bind(SocketAddr::new(source, 0))
+        .unwrap_or_else(|e| panic!("binding the source address {from}: {e}"));
+    let mut stream = socket
+        .connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("connecting from {from}: {e}"));
+    let mut framed = Vec::new();
+    for p in payloads {
+        encode_frame(p, &mut framed);
+    }
+    stream.write_all(&framed).await.expect("write the frames");
+    let mut decoder = MllpDecoder::new(MllpLimits::default());
+    let mut acks = Vec::new();
+    let mut buf = [0u8; 4096];
+    while acks.len() < payloads.len() {
+        match decoder.next_event() {
+            Some(Event::Frame(f)) => {
+                acks.push(f);
+                continue;
+            }
+            Some(Event::Error(e)) => panic!("bad framing from the hub: {e}"),
+            None => {}
+        }
+        let n = tokio::time::timeout(PATIENCE, stream.read(&mut buf))
+            .await
+            .expect("an ACK in time")
+            .expect("read the ACK");
+        assert!(n > 0, "the hub closed the connection before answering");
+        decoder.push(&buf[..n]);
+    }
+    acks
+}
+
 /// `MSA-1` of an `ACK` (`AA`, `AE`, `AR`).
 pub fn ack_code(ack: &[u8]) -> String {
     use kaigo_hub::formats::hl7v2;

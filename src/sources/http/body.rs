@@ -1,9 +1,11 @@
 //! The request body of a FHIR POST: its media type (`application/fhir+json` or `application/json`,
-//! UTF-8), its size (at most `body_limit`, refused from `Content-Length` before reading when it
-//! says so), and what resource it is (`resourceType`). In: the request and its payload; out: the
-//! bytes untouched, or the 413/415/400 answer. Must never read past the limit.
+//! UTF-8), its size (at most `body_limit`, the limit of every door, refused from `Content-Length`
+//! before reading when it says so), and what resource it is (`resourceType`). In: the request and
+//! its payload; out: the bytes untouched, or the 413/415/400 answer. Must never read past the
+//! limit.
 
 use super::outcome::{Issue, Refused};
+use crate::sources::body_limit::{BodyLimit, TooLarge};
 use actix_web::HttpRequest;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
@@ -66,20 +68,18 @@ pub fn check_content_type(req: &HttpRequest) -> Result<(), BodyRefusal> {
     Ok(())
 }
 
-/// Reads the whole body, refusing it once it is larger than `limit` bytes.
+/// Reads the whole body, refusing it once it is larger than `limit`.
 pub async fn read_limited(
     req: &HttpRequest,
     payload: Payload,
-    limit: usize,
+    limit: BodyLimit,
 ) -> Result<Bytes, BodyRefusal> {
-    let too_large = || {
+    let too_large = |size: Option<u64>| {
         refuse(
-            "body-too-large",
+            TooLarge::REASON,
             StatusCode::PAYLOAD_TOO_LARGE,
             Issue::TooLong,
-            &format!(
-                "the body is larger than this hub's limit of {limit} bytes (body_limit); split the Bundle or ask the operator to raise the limit"
-            ),
+            &limit.exceeded("the body", size).to_string(),
         )
     };
     let declared = req
@@ -87,11 +87,13 @@ pub async fn read_limited(
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
+    if let Some(n) = declared
+        && limit.check("the body", n).is_err()
+    {
+        return Err(too_large(Some(n)));
     }
-    let bytes = match payload.to_bytes_limited(limit).await {
-        Err(_) => return Err(too_large()),
+    let bytes = match payload.to_bytes_limited(limit.bytes()).await {
+        Err(_) => return Err(too_large(declared)),
         Ok(Err(e)) => {
             return Err(refuse(
                 "body-unreadable",
