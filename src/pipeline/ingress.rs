@@ -14,6 +14,7 @@ use crate::bus::Props;
 use crate::consent::{Category, Subject};
 use crate::formats::Format;
 use crate::parties::Party;
+use crate::redact::ErrorText;
 
 /// One message as a source received it.
 pub struct Submission<'a> {
@@ -47,8 +48,9 @@ pub enum Refusal {
     Malformed {
         /// Envelope id of the dead-lettered copy.
         envelope_id: String,
-        /// The precise error (file, segment/field, line/column, rule).
-        message: String,
+        /// The precise error (file, segment/field, line/column, rule): its `Display` without the
+        /// message's values (for logs and side files), `for_sender()` with them, for the answer.
+        message: ErrorText,
     },
     /// Consent denied or subject unknown: kept in quarantine.
     Forbidden {
@@ -112,24 +114,24 @@ pub async fn accept(hub: &Hub, sub: Submission<'_>) -> Result<Accepted, Refusal>
     let mapped = match super::handoff::Mapped::run(set, sub.bytes, sub.file_name, None).await {
         Ok(m) if !m.documents.is_empty() => m,
         Ok(_) => {
-            let message = "the message holds no document this hub maps".to_string();
-            hub.dead(&props, sub.bytes, &message)
+            let message = ErrorText::plain("the message holds no document this hub maps");
+            hub.dead(&props, sub.bytes, &message.to_string())
                 .await
                 .map_err(unavailable)?;
             refuse("no-document");
             return Err(Refusal::Malformed {
                 envelope_id: id,
-                message: for_sender(hub, &message),
+                message: for_sender(hub, message),
             });
         }
         Err(message) => {
-            hub.dead(&props, sub.bytes, &message)
+            hub.dead(&props, sub.bytes, &message.to_string())
                 .await
                 .map_err(unavailable)?;
             refuse("malformed");
             return Err(Refusal::Malformed {
                 envelope_id: id,
-                message: for_sender(hub, &message),
+                message: for_sender(hub, message),
             });
         }
     };
@@ -149,7 +151,7 @@ pub async fn accept(hub: &Hub, sub: Submission<'_>) -> Result<Accepted, Refusal>
         refuse("no-category");
         return Err(Refusal::Malformed {
             envelope_id: id,
-            message,
+            message: ErrorText::plain(message),
         });
     };
     props
@@ -290,18 +292,20 @@ pub async fn accept(hub: &Hub, sub: Submission<'_>) -> Result<Accepted, Refusal>
 
 /// The error as an outside sender may see it: mapping files named without the server's
 /// directories (the dead-letter copy keeps the full text for operators).
-fn for_sender(hub: &Hub, message: &str) -> String {
-    let mut m = message.to_string();
+fn for_sender(hub: &Hub, message: ErrorText) -> ErrorText {
     let set = hub.mappings.current();
-    for mapping in &set.mappings {
-        if let Some(dir) = mapping
-            .loc
-            .file
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-        {
-            m = m.replace(&format!("{}/", dir.display()), "");
+    message.map(|text| {
+        let mut m = text.to_string();
+        for mapping in &set.mappings {
+            if let Some(dir) = mapping
+                .loc
+                .file
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+            {
+                m = m.replace(&format!("{}/", dir.display()), "");
+            }
         }
-    }
-    m
+        m
+    })
 }

@@ -21,6 +21,7 @@ use crate::parties::Party;
 use crate::pipeline::Hub;
 use crate::pipeline::clock;
 use crate::pipeline::ingress::{self, Refusal, Submission};
+use crate::redact::Disclose;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::LazyLock;
@@ -183,7 +184,9 @@ async fn write(stream: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()> {
 async fn answer(hub: &Hub, ip: IpAddr, payload: Vec<u8>) -> Vec<u8> {
     // Parsing a large frame is blocking work; the bytes travel there and back, uncopied.
     let (parsed, payload) = match tokio::task::spawn_blocking(move || {
-        (hl7v2::parse(&payload).map_err(|e| e.to_string()), payload)
+        // Told to the sender in the ACK only, so with the values it quotes.
+        let parsed = hl7v2::parse(&payload).map_err(|e| e.for_sender().to_string());
+        (parsed, payload)
     })
     .await
     {
@@ -253,7 +256,11 @@ async fn answer(hub: &Hub, ip: IpAddr, payload: Vec<u8>) -> Vec<u8> {
             message,
         }) => {
             tracing::info!(envelope = %envelope_id, party = %party.id, "MLLP: AE (dead-lettered)");
-            ack(msg, AckCode::AE, Some(error("102", &message)))
+            ack(
+                msg,
+                AckCode::AE,
+                Some(error("102", &message.for_sender().to_string())),
+            )
         }
         Err(Refusal::Forbidden {
             envelope_id,
