@@ -11,6 +11,8 @@
 //!   municipality, whose 被保険者番号, birth date or postal code fail, one with an undefined entity
 //!   named like the person, and one without a `user_id` (dead-lettered as unauthenticated);
 //! - the file drop: ケアプラン CSVs with a bad 被保険者番号, and one saved as UTF-8 instead of MS932;
+//! - the deliver hop: a consented ケアプラン whose text holds a 外字 (a private-use character, which
+//!   MS932 reads but the provider's MS932 CSV must not write), dead-lettered for that recipient;
 //!
 //! then `kaigo-hub replay dead` sends every dead letter through the translate hop again, where it
 //! fails the same way. Each refusal is checked to have happened (the sender of an HTTP or MLLP
@@ -43,7 +45,11 @@ const BIRTH_HL7: &str = "19480405x";
 const BIRTH_ISO: &str = "1948-04-05x";
 const POSTAL: &str = "150-00Z1";
 const PHONE: &str = "03-9999-0001";
-const MARKERS: [&str; 6] = [NAME, INSURED, BIRTH_HL7, BIRTH_ISO, POSTAL, PHONE];
+/// A 外字 in a person's record: MS932 bytes F0 41, read as U+E001.
+const GAIJI: &str = "\u{E001}";
+const MARKERS: [&str; 8] = [
+    NAME, INSURED, BIRTH_HL7, BIRTH_ISO, POSTAL, PHONE, GAIJI, "U+E001",
+];
 
 // ------------------------------------------------------------------------------------------------
 // The hub process
@@ -79,6 +85,32 @@ fn write_config(s: &Scratch, http: SocketAddr, mllp: SocketAddr) -> PathBuf {
     let path = s.dir.join("kaigo-hub.toml");
     std::fs::write(&path, toml::to_string(&t).expect("TOML")).expect("write kaigo-hub.toml");
     path
+}
+
+/// `kaigo-hub consent grant` of `category` to `to` for `who`, which must succeed.
+fn grant_cli(s: &Scratch, config: &Path, who: (&str, &str), to: &str, category: &str) {
+    let subject = format!("{}:{}", who.0, who.1);
+    let out = hub_command(s)
+        .args(["consent", "--config"])
+        .arg(config)
+        .args([
+            "grant",
+            "--subject",
+            &subject,
+            "--to",
+            to,
+            "--categories",
+            category,
+        ])
+        .args(["--from", "2000-01-01"])
+        .output()
+        .expect("kaigo-hub consent runs");
+    assert!(
+        out.status.success(),
+        "kaigo-hub consent grant {subject} to {to}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// `kaigo-hub` run in the scratch dir, configured by its `--config` file only.
@@ -251,6 +283,27 @@ fn careplan_csv_text() -> String {
     altered(&text, PERSON_1.1, INSURED)
 }
 
+/// The UP2KYO ケアプラン CSV (MS932) whose first person's family support row names a 外字.
+fn careplan_with_gaiji() -> Vec<u8> {
+    let bytes = sample(&format!("careplan/{UP2KYO}"));
+    let from = charset::encode("長男（架空）", Charset::Ms932, "test").expect("MS932");
+    let at = bytes
+        .windows(from.len())
+        .position(|w| w == from.as_slice())
+        .expect("the sample names 長男（架空）");
+    let mut out = bytes[..at].to_vec();
+    out.extend_from_slice(&[0xF0, 0x41]);
+    out.extend_from_slice(&bytes[at..]);
+    assert_eq!(
+        charset::decode(&out, Charset::Ms932)
+            .expect("外字 bytes are MS932")
+            .matches(GAIJI)
+            .count(),
+        1
+    );
+    out
+}
+
 /// `UP2KYO` with another timestamp, so several files can wait in one inbox.
 fn up2kyo_named(seconds: u32) -> String {
     altered(
@@ -264,11 +317,16 @@ fn up2kyo_named(seconds: u32) -> String {
 // What the hub wrote
 // ------------------------------------------------------------------------------------------------
 
-/// The ways a marker can be written down: as UTF-8, and as MS932 (what a CSV error could copy).
+/// The ways a marker can be written down: as UTF-8, escaped as Rust's `Debug` writes it (a
+/// private-use character becomes `\u{e001}`), and as MS932 (what a CSV error could copy).
 fn marker_forms() -> Vec<(String, Vec<u8>)> {
     let mut forms = Vec::new();
     for m in MARKERS {
         forms.push((m.to_string(), m.as_bytes().to_vec()));
+        let escaped = m.escape_debug().to_string();
+        if escaped != m {
+            forms.push((format!("{m:?} (escaped)"), escaped.into_bytes()));
+        }
         if let Ok(b) = charset::encode(m, Charset::Ms932, "marker")
             && b != m.as_bytes()
         {
@@ -315,6 +373,27 @@ fn is_message_body(p: &Path) -> bool {
         .unwrap_or("");
     let under_out = p.components().any(|c| c.as_os_str() == "out");
     ((parent == "failed" || parent == "done") && !name.ends_with(".error.txt")) || under_out
+}
+
+/// A message's properties and headers as they are, one per line (not `Debug`, which escapes).
+fn props_text(p: &Props) -> String {
+    let mut out = String::new();
+    for v in [
+        &p.message_id,
+        &p.correlation_id,
+        &p.content_type,
+        &p.user_id,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        out.push_str(v);
+        out.push('\n');
+    }
+    for (k, v) in &p.headers {
+        out.push_str(&format!("{k}: {v}\n"));
+    }
+    out
 }
 
 /// Every message in `queue`, taken off it (the hub is stopped by then).
@@ -372,6 +451,12 @@ async fn personal_values_in_refused_inputs_reach_only_their_senders() {
     });
     let t = Topology::new(&s.prefix);
     let mut hub = HubProcess::start(&s).await;
+    // Both people of the UP2KYO sample may come to the platform; the first one's care plan may
+    // go to providers (the municipality has no consent: its copies wait in quarantine).
+    for who in [PERSON_1, PERSON_2] {
+        grant_cli(&s, &hub.config, who, "platform", "care-plan");
+    }
+    grant_cli(&s, &hub.config, PERSON_1, "provider", "care-plan");
 
     // --- HTTP (FHIR) -----------------------------------------------------------------------
     let key = "demo-hospital-key";
@@ -477,8 +562,10 @@ async fn personal_values_in_refused_inputs_reach_only_their_senders() {
     let inbox = s.inbox(CARE_MANAGER);
     let bad_number = charset::encode(&careplan_csv_text(), Charset::Ms932, "test").expect("MS932");
     let utf8_name = up2kyo_named(2);
+    let gaiji_name = up2kyo_named(3);
     put_atomically(&inbox.join(UP2KYO), &bad_number);
     put_atomically(&inbox.join(&utf8_name), careplan_csv_text().as_bytes());
+    put_atomically(&inbox.join(&gaiji_name), &careplan_with_gaiji());
 
     // --- Each refusal happened ---------------------------------------------------------------
     let failed = inbox.join("failed");
@@ -504,8 +591,15 @@ async fn personal_values_in_refused_inputs_reach_only_their_senders() {
         ));
     }
 
-    // HTTP 2, MLLP 3, AMQP 4 + 1, file 2.
-    let dead_letters = 12;
+    // The 外字 care plan was accepted; its provider's copy could not be written in MS932.
+    let done = inbox.join("done").join(&gaiji_name);
+    eventually("the care plan with a 外字 accepted", async || {
+        done.is_file()
+    })
+    .await;
+
+    // HTTP 2, MLLP 3, AMQP 4 + 1, file 2, deliver 1.
+    let dead_letters = 13;
     let reader = RabbitBus::connect(&amqp_url(), "privacy-test-reader")
         .await
         .expect("RabbitMQ for the test");
@@ -528,8 +622,9 @@ async fn personal_values_in_refused_inputs_reach_only_their_senders() {
         d.iter()
             .filter(|d| *d == "ingress/rejected/malformed")
             .count() as u64
-            == dead_letters - 1
+            == dead_letters - 2
             && d.iter().any(|d| d == "ingress/rejected/unauthenticated")
+            && d.iter().any(|d| d == "deliver/dead/render-failed")
     })
     .await;
     let before = refusals(&audit);
@@ -549,7 +644,8 @@ async fn personal_values_in_refused_inputs_reach_only_their_senders() {
         "replay: {}",
         String::from_utf8_lossy(&replay_out)
     );
-    // The unauthenticated one stays where it is; the others are mapped again and fail again.
+    // The unauthenticated one stays where it is; the others are mapped or rendered again and
+    // fail again.
     let replayed = dead_letters - 1;
     let translate = t.translate_queue();
     eventually(
@@ -587,11 +683,11 @@ async fn personal_values_in_refused_inputs_reach_only_their_senders() {
     let mut queues: Vec<String> = t.queues().into_iter().map(|q| q.name).collect();
     let parties = Parties::load(&s.parties).expect("the parties file loads");
     queues.extend(parties.amqp_recipients().iter().map(|r| t.out_queue(r)));
-    let mut letters = 0;
+    let (mut letters, mut rendered_for_provider) = (0, false);
     for q in &queues {
         for props in drain(&reader, q).await {
             letters += 1;
-            let said = format!("{props:?}");
+            let said = props_text(&props);
             for m in markers_in(said.as_bytes()) {
                 leaks.push(format!(
                     "a message in `{q}` holds {m} in its properties: {said}"
@@ -600,9 +696,20 @@ async fn personal_values_in_refused_inputs_reach_only_their_senders() {
             if q == &dead {
                 let error = props.header("x-kaigo-error").unwrap_or("");
                 assert!(!error.is_empty(), "a dead letter says why: {said}");
+                if props.header("x-kaigo-recipient") == Some(PROVIDER) {
+                    rendered_for_provider = true;
+                    assert!(
+                        error.contains("cannot be represented in MS932 at record"),
+                        "where the character is, not which: {said}"
+                    );
+                }
             }
         }
     }
+    assert!(
+        rendered_for_provider,
+        "the provider's copy was dead-lettered"
+    );
     assert!(
         letters > dead_letters,
         "dead letters and the quarantined copy: {letters}"
