@@ -53,8 +53,13 @@ pub enum Hl7Error {
         /// The text found instead (for the sender only).
         found: Option<Quoted>,
     },
-    #[error("MSH-18: unknown character set `{value}`")]
-    UnknownCharset { value: String },
+    #[error(
+        "MSH-18: unknown character set (known: ISO IR87, ISO IR14, ISO IR6, UNICODE UTF-8, SHIFT_JIS)"
+    )]
+    UnknownCharset {
+        /// The field's value (for the sender only).
+        value: Quoted,
+    },
     #[error(
         "MSH-18: empty, and the bytes are neither ISO-2022-JP nor valid UTF-8 (first invalid byte at offset {offset}, line {line})"
     )]
@@ -99,6 +104,9 @@ impl Disclose for Hl7Error {
     fn fmt_for_sender(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Hl7Error::NotHl7 { found } => write!(f, "{self}, found {}", found.reveal()),
+            Hl7Error::UnknownCharset { value } => {
+                write!(f, "MSH-18: unknown character set `{}`", value.reveal())
+            }
             Hl7Error::BadEncodingCharacters {
                 found: Some(found), ..
             } => write!(f, "{self} ({:?})", found.reveal()),
@@ -423,7 +431,7 @@ fn detect_charset(body: &[u8], seps: &Separators, prefix: usize) -> Result<Chars
         match Charset::from_msh18(r) {
             None => {
                 return Err(Hl7Error::UnknownCharset {
-                    value: r.to_string(),
+                    value: Quoted::new(r),
                 });
             }
             Some(c) => {
@@ -2409,7 +2417,14 @@ mod tests {
         }
         let text = "MSH|^~\\&|A|B|C|D|2024||ADT^A01|1|P|2.5||||||EBCDIC\rPID|1";
         let err = parse(text.as_bytes()).expect_err("unknown charset");
-        assert_eq!(err.to_string(), "MSH-18: unknown character set `EBCDIC`");
+        assert_eq!(
+            err.for_sender().to_string(),
+            "MSH-18: unknown character set `EBCDIC`"
+        );
+        assert!(
+            !err.to_string().contains("EBCDIC"),
+            "a field's value: {err}"
+        );
     }
 
     #[test]
