@@ -9,7 +9,8 @@
 //! - MLLP: HL7 v2 ADTs whose PID-7 or PID-11.5 fail (AE), one with a broken segment (AE);
 //! - AMQP: vendor XML cards on `<prefix>.vendor.in` with the broker-validated `user_id` of the
 //!   municipality, whose 被保険者番号, birth date or postal code fail, one with an undefined entity
-//!   named like the person, and one without a `user_id` (dead-lettered as unauthenticated);
+//!   named like the person, and one without a `user_id` whose own headers name the person
+//!   (dead-lettered as unauthenticated);
 //! - the file drop: ケアプラン CSVs with a bad 被保険者番号, and one saved as UTF-8 instead of MS932;
 //! - the deliver hop: a consented ケアプラン whose text holds a 外字 (a private-use character, which
 //!   MS932 reads but the provider's MS932 CSV must not write), dead-lettered for that recipient;
@@ -548,11 +549,12 @@ async fn personal_values_in_refused_inputs_reach_only_their_senders() {
             .await
             .expect("the vendor publishes");
     }
-    // No user_id: nobody is proven to have sent it.
-    let props = Props {
+    // No user_id: nobody is proven to have sent it. Its own headers name the person.
+    let mut props = Props {
         message_id: Some("PRIV-A5".into()),
         ..Default::default()
     };
+    props.headers.insert("patient-name".into(), NAME.into());
     vendor
         .publish(&t.vendor_in(), "xml.insurance-card", &props, &cards[0])
         .await
