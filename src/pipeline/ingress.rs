@@ -121,7 +121,7 @@ pub async fn accept(hub: &Hub, sub: Submission<'_>) -> Result<Accepted, Refusal>
             refuse("no-document");
             return Err(Refusal::Malformed {
                 envelope_id: id,
-                message: for_sender(hub, message),
+                message: message.map(|m| for_sender(hub, m)),
             });
         }
         Err(message) => {
@@ -131,7 +131,7 @@ pub async fn accept(hub: &Hub, sub: Submission<'_>) -> Result<Accepted, Refusal>
             refuse("malformed");
             return Err(Refusal::Malformed {
                 envelope_id: id,
-                message: for_sender(hub, message),
+                message: message.map(|m| for_sender(hub, m)),
             });
         }
     };
@@ -292,20 +292,18 @@ pub async fn accept(hub: &Hub, sub: Submission<'_>) -> Result<Accepted, Refusal>
 
 /// The error as an outside sender may see it: mapping files named without the server's
 /// directories (the dead-letter copy keeps the full text for operators).
-fn for_sender(hub: &Hub, message: ErrorText) -> ErrorText {
+fn for_sender(hub: &Hub, message: &str) -> String {
+    let mut m = message.to_string();
     let set = hub.mappings.current();
-    message.map(|text| {
-        let mut m = text.to_string();
-        for mapping in &set.mappings {
-            if let Some(dir) = mapping
-                .loc
-                .file
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-            {
-                m = m.replace(&format!("{}/", dir.display()), "");
-            }
+    for mapping in &set.mappings {
+        if let Some(dir) = mapping
+            .loc
+            .file
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            m = m.replace(&format!("{}/", dir.display()), "");
         }
-        m
-    })
+    }
+    m
 }

@@ -4,13 +4,13 @@
 //! `user_id` property and nothing else (no header, no field of the body): it is looked up with
 //! `Parties::by_amqp_user`. A message with no `user_id`, or one no party publishes as, is copied
 //! to the dead-letter exchange with `x-kaigo-error` saying why (and none of the sender's own
-//! headers), then acked. Otherwise it goes to
-//! `ingress::accept` (the vendor's `message_id` kept as correlation id): accepted, malformed
-//! (ingress dead-lettered it) and refused (ingress quarantined it) are acked; unavailable is
-//! requeued after a backoff that grows with the delivery count (the queue's delivery limit then
-//! dead-letters a message that never gets through). On shutdown it stops consuming after the
-//! message in hand. Must never take a sender's identity from anything but the broker's `user_id`,
-//! or ack a message before its copy or its next hop was confirmed.
+//! headers), then acked. Otherwise it goes to `ingress::accept` (the vendor's `message_id` kept
+//! as correlation id): accepted, malformed (ingress dead-lettered it) and refused (ingress
+//! quarantined it) are acked; unavailable is requeued after a backoff that grows with the
+//! delivery count (the queue's delivery limit then dead-letters a message that never gets
+//! through). On shutdown it stops consuming after the message in hand. Must never take a
+//! sender's identity from anything but the broker's `user_id`, or ack a message before its copy
+//! or its next hop was confirmed.
 
 use crate::audit::{Decision as AuditDecision, Hop};
 use crate::bus::{Delivery, Props};
