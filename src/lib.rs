@@ -8,6 +8,7 @@
 //! - [`canonical`]: the canonical documents, typed and versioned, with JSON Schemas
 //! - [`consent`]: consent grants, revocations and three-valued decisions (permit/deny/indeterminate)
 //! - [`audit`]: the hash-chained, append-only audit log, its verification and FHIR export
+//! - [`redact`]: errors that keep a message's values apart, for its sender only
 
 pub mod audit;
 pub mod bus;
@@ -20,6 +21,7 @@ pub mod mapping;
 pub mod parties;
 pub mod pem;
 pub mod pipeline;
+pub mod redact;
 pub mod serve;
 pub mod sinks;
 pub mod sources;

@@ -26,6 +26,7 @@
 use kaigo_hub::formats::charset;
 use kaigo_hub::mapping::compile::compile_str;
 use kaigo_hub::mapping::{Input, MappingSet, Rendered, Target, testing};
+use kaigo_hub::redact::Disclose;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -356,7 +357,7 @@ fn run_example(ex: &Example) -> Result<(), String> {
         let result = set.render(&docs, to, Some(&id));
         if let Some(err) = &ex.error {
             return match result {
-                Err(e) => check_error(&e.to_string(), err),
+                Err(e) => check_error(&e.for_sender().to_string(), err),
                 Ok(_) => Err("expected a render error, but rendering succeeded".into()),
             };
         }
@@ -407,7 +408,8 @@ fn run_example(ex: &Example) -> Result<(), String> {
     };
     if let Some(err) = &ex.error {
         return match set.translate(inp, None) {
-            Err(e) => check_error(&e.to_string(), err),
+            // As `kaigo-hub translate` prints it: with the value.
+            Err(e) => check_error(&e.for_sender().to_string(), err),
             Ok(t) => Err(format!(
                 "expected a translate error, but it made {} document(s)",
                 t.documents.len()

@@ -9,6 +9,7 @@
 //! Run from the package root (cargo does), since mapping locations are printed relative to it.
 
 use kaigo_hub::mapping::{Input, MappingSet, TranslateError};
+use kaigo_hub::redact::Disclose;
 use serde_json::Value;
 use std::path::Path;
 
@@ -141,7 +142,7 @@ fn each_bad_sample_is_refused_naming_the_doctype_or_entity_and_its_line() {
             matches!(err, TranslateError::Format(_)),
             "{input}: refused by the XML reader, not by a mapping: {err:?}"
         );
-        let msg = err.to_string();
+        let msg = err.for_sender().to_string();
         let line = line_of(&bytes, needle);
         assert!(msg.contains(what), "{input}: {msg}");
         assert!(
@@ -156,7 +157,9 @@ fn each_bad_sample_is_refused_naming_the_doctype_or_entity_and_its_line() {
 fn a_wrong_insurer_check_digit_names_the_rule_the_mapping_location_and_the_value() {
     let bytes = edited_card("number=\"131011\"", "number=\"131012\"");
     let err = translate(&mappings(), &bytes, "card.xml").expect_err("131012 fails its check digit");
-    let msg = err.to_string();
+    // The number is said to its sender (and to `kaigo-hub translate`), never to a log.
+    assert!(!err.to_string().contains("131012"), "{err}");
+    let msg = err.for_sender().to_string();
     assert!(matches!(err, TranslateError::Map(_)), "{msg}");
     assert!(msg.contains("rule `subject.insurer_number`"), "{msg}");
     assert!(
@@ -173,7 +176,8 @@ fn a_wrong_insurer_check_digit_names_the_rule_the_mapping_location_and_the_value
 fn a_wareki_date_outside_its_era_names_the_rule() {
     let bytes = edited_card(">3160405<", ">昭和64年1月8日<");
     let err = translate(&mappings(), &bytes, "card.xml").expect_err("昭和64年1月8日 is 平成");
-    let msg = err.to_string();
+    assert!(!err.to_string().contains("昭和"), "{err}");
+    let msg = err.for_sender().to_string();
     assert!(msg.contains("rule `birth_date`"), "{msg}");
     assert!(msg.contains(&rule_location("birth_date")), "{msg}");
     assert!(msg.contains("昭和64年1月8日"), "{msg}");
@@ -202,7 +206,7 @@ fn care_level_names_map_to_codes_in_either_width() {
     }
     let err = translate(&set, &edited_card(">要介護２<", ">要介護６<"), "card.xml")
         .expect_err("要介護６ does not exist");
-    let msg = err.to_string();
+    let msg = err.for_sender().to_string();
     assert!(
         msg.contains("`要介護6` is not in table `care_level`"),
         "{msg}"
@@ -218,6 +222,7 @@ fn an_impossible_seireki_birth_date_is_refused() {
     );
     let msg = translate(&mappings(), &bytes, "card.xml")
         .expect_err("1941 is no leap year")
+        .for_sender()
         .to_string();
     assert!(msg.contains("rule `birth_date`"), "{msg}");
     assert!(msg.contains("1941-02-29"), "{msg}");

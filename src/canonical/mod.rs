@@ -10,6 +10,7 @@ pub mod insured_person;
 pub mod schema_walk;
 pub mod service_usage;
 
+use crate::redact::{Disclose, Quoted};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -35,14 +36,92 @@ pub const ALL: [DocKind; 4] = [
     DocKind::ServiceUsage,
 ];
 
-/// Why a JSON value is not a valid canonical document.
+/// Why a JSON value is not a valid canonical document. `Display` says what is wrong without the
+/// value (serde's words quote it: `invalid type: string "…"`); its sender reads serde's words.
 #[derive(Debug, thiserror::Error)]
 #[error("not a valid {kind}: {message}")]
 pub struct InvalidDocument {
     /// The document kind and version, e.g. `CarePlan@1`.
     pub kind: &'static str,
-    /// What is wrong, with the JSON path where serde knows it.
+    /// What is wrong, value-free.
     pub message: String,
+    /// serde's own words, which may quote the value: for the sender only.
+    pub detail: Option<Quoted>,
+}
+
+impl Disclose for InvalidDocument {
+    fn fmt_for_sender(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let said = self
+            .detail
+            .as_ref()
+            .map_or(self.message.as_str(), Quoted::reveal);
+        write!(f, "not a valid {}: {said}", self.kind)
+    }
+}
+
+impl InvalidDocument {
+    fn serde(kind: DocKind, e: &serde_json::Error) -> InvalidDocument {
+        let said = e.to_string();
+        InvalidDocument {
+            kind: kind.name(),
+            message: without_values(&said),
+            detail: Some(Quoted::new(said)),
+        }
+    }
+}
+
+/// serde's data-error words with the value taken out: the kind of value found (`a string`),
+/// what was expected, and field names (which the mapping wrote, not the message). Words serde
+/// does not use for these errors are not repeated at all.
+fn without_values(said: &str) -> String {
+    /// serde's `Unexpected` words, longest first where one starts another.
+    const KINDS: [&str; 18] = [
+        "number",
+        "null",
+        "boolean",
+        "integer",
+        "floating point",
+        "character",
+        "string",
+        "byte array",
+        "unit value",
+        "Option value",
+        "newtype struct",
+        "sequence",
+        "map",
+        "unit variant",
+        "newtype variant",
+        "tuple variant",
+        "struct variant",
+        "enum",
+    ];
+    for lead in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = said.strip_prefix(lead)
+            && let Some((found, expected)) = rest.rsplit_once(", expected ")
+        {
+            let kind = KINDS
+                .iter()
+                .find(|k| found.starts_with(*k))
+                .copied()
+                .unwrap_or("value");
+            return format!("{lead}{kind}, expected {expected}");
+        }
+    }
+    if let Some(rest) = said.strip_prefix("unknown variant `")
+        && let Some((_, expected)) = rest.rsplit_once("`, expected ")
+    {
+        return format!("unknown variant, expected {expected}");
+    }
+    let keeps = [
+        "invalid length ",
+        "missing field `",
+        "unknown field `",
+        "duplicate field `",
+    ];
+    if keeps.iter().any(|k| said.starts_with(k)) {
+        return said.to_string();
+    }
+    "the document does not fit its schema".to_string()
 }
 
 impl DocKind {
@@ -119,16 +198,11 @@ fn check<T: DeserializeOwned + Serialize>(
                 "field `document` is `{declared}`, expected `{}`",
                 kind.name()
             ),
+            detail: None,
         });
     }
-    let typed: T = serde_json::from_value(value).map_err(|e| InvalidDocument {
-        kind: kind.name(),
-        message: e.to_string(),
-    })?;
-    serde_json::to_string(&typed).map_err(|e| InvalidDocument {
-        kind: kind.name(),
-        message: e.to_string(),
-    })
+    let typed: T = serde_json::from_value(value).map_err(|e| InvalidDocument::serde(kind, &e))?;
+    serde_json::to_string(&typed).map_err(|e| InvalidDocument::serde(kind, &e))
 }
 
 #[cfg(test)]
@@ -170,5 +244,36 @@ mod tests {
         assert_eq!(DocKind::parse("CarePlan"), Some(DocKind::CarePlan));
         assert_eq!(DocKind::parse("CarePlan@1"), Some(DocKind::CarePlan));
         assert_eq!(DocKind::parse("CarePlan@2"), None);
+    }
+
+    #[test]
+    fn values_serde_quotes_are_left_for_the_sender() {
+        let err = DocKind::InsuredPerson
+            .validate(json!({"document": "InsuredPerson@1", "sex": "秘匿"}))
+            .unwrap_err();
+        let plain = err.to_string();
+        assert!(!plain.contains("秘匿"), "{plain}");
+        assert!(plain.contains("unknown variant, expected"), "{plain}");
+        assert!(err.for_sender().to_string().contains("`秘匿`"), "{err:?}");
+        let err = DocKind::InsuredPerson
+            .validate(json!({"document": "InsuredPerson@1", "birth_date": 19480405}))
+            .unwrap_err();
+        let plain = err.to_string();
+        assert!(!plain.contains("19480405"), "{plain}");
+        assert!(plain.contains("invalid type: number, expected"), "{plain}");
+        for said in [
+            "invalid type: string \"a, expected b\", expected a date",
+            "invalid value: integer `5`, expected a month",
+        ] {
+            let free = without_values(said);
+            assert!(
+                !free.contains('5') && !free.contains("a, expected b"),
+                "{free}"
+            );
+        }
+        assert_eq!(
+            without_values("some custom words quoting 秘匿"),
+            "the document does not fit its schema"
+        );
     }
 }

@@ -4,6 +4,7 @@
 use super::Failure;
 use kaigo_hub::formats::tree::ParseOptions;
 use kaigo_hub::formats::{Format, Tree, charset::Charset};
+use kaigo_hub::redact::Disclose;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -38,7 +39,7 @@ pub fn run(a: Args) -> Result<u8, Failure> {
         );
     }
     let tree = Tree::parse(format, &bytes, &opts)
-        .map_err(|e| Failure::input(format!("{}: {e}", a.file.display())))?;
+        .map_err(|e| Failure::input(format!("{}: {}", a.file.display(), e.for_sender())))?;
     let out = std::io::stdout();
     let mut out = out.lock();
     let header = match &tree {

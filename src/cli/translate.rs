@@ -3,6 +3,8 @@
 
 use super::{Failure, load_mappings};
 use kaigo_hub::mapping::{Input, MappingSet, Rendered, TranslateError, testing};
+// The user's own file: errors say its values (`for_sender`), as they would to its sender.
+use kaigo_hub::redact::Disclose;
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -81,7 +83,7 @@ pub fn run(mappings: &Path, a: Args) -> Result<u8, Failure> {
         .clone()
         .or_else(|| (file != Path::new("-")).then(|| file.display().to_string()));
     let label = name.clone().unwrap_or_else(|| "stdin".into());
-    let fail = |e: TranslateError| Failure::input(format!("{label}: {e}"));
+    let fail = |e: TranslateError| Failure::input(format!("{label}: {}", e.for_sender()));
 
     let is_canonical =
         kaigo_hub::formats::Format::sniff(&bytes) == kaigo_hub::formats::Format::Canonical;
@@ -279,13 +281,13 @@ fn convert(set: &MappingSet, f: &Path, a: &Args) -> Outcome {
                         Ok(Rendered::Csv(_)) => {
                             Outcome::Failed("csv output is not supported with --dir".into())
                         }
-                        Err(e) => Outcome::Failed(e.to_string()),
+                        Err(e) => Outcome::Failed(e.for_sender().to_string()),
                     }
                 }
             }
         }
         Err(TranslateError::NoMapping { .. }) => Outcome::Skipped,
-        Err(e) => Outcome::Failed(e.to_string()),
+        Err(e) => Outcome::Failed(e.for_sender().to_string()),
     }
 }
 

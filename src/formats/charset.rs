@@ -29,7 +29,9 @@
 //! * [`sniff`] only picks ISO-2022-JP for 7-bit input containing one of its
 //!   escape sequences, because such input is also valid UTF-8.
 
+use crate::redact::{Disclose, Quoted};
 use std::borrow::Cow;
+use std::fmt;
 
 use encoding_rs::{DecoderResult, EncoderResult, Encoding, ISO_2022_JP, SHIFT_JIS};
 
@@ -83,15 +85,16 @@ impl std::fmt::Display for Charset {
     }
 }
 
-/// Why bytes could not be decoded or text could not be encoded.
+/// Why bytes could not be decoded or text could not be encoded. `Display` says where and why;
+/// the offending bytes or character are quoted only for the sender ([`Disclose`]).
 #[derive(Debug, thiserror::Error)]
 pub enum CharsetError {
     /// The input holds a byte sequence that is not valid in `charset`.
     /// `line` and `column` are 1-based and counted in the text decoded before
     /// the bad bytes (lines end at LF; columns count characters).
     #[error(
-        "invalid byte sequence {} at line {line}, column {column} (byte offset {offset}) in {charset}",
-        hex_bytes(.bytes)
+        "line {line}, column {column} (byte offset {offset}): not valid {charset}, the encoding expected{}",
+        found_note(*.found, *.charset)
     )]
     Decode {
         charset: Charset,
@@ -99,25 +102,124 @@ pub enum CharsetError {
         column: usize,
         /// Byte offset of the first bad byte in the input given to [`decode`].
         offset: usize,
-        /// The offending bytes (at most a few).
-        bytes: Vec<u8>,
+        /// The offending bytes (at most a few), in hex (`0x85 0xA8`).
+        bytes: Quoted,
+        /// What the whole input looks like instead, when that can be told.
+        found: Option<Found>,
     },
     /// `ch` has no exact representation in `charset`.
-    #[error(
-        "character '{ch}' ({}) cannot be represented in {charset} at {context}",
-        code_point(*.ch)
-    )]
+    #[error("a character cannot be represented in {charset} at {context}")]
     Unrepresentable {
         charset: Charset,
-        ch: char,
+        /// The character.
+        ch: Quoted,
         /// Where the character came from, as the caller described it.
         context: String,
     },
 }
 
-fn hex_bytes(bytes: &[u8]) -> String {
+impl Disclose for CharsetError {
+    fn fmt_for_sender(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CharsetError::Decode {
+                charset,
+                line,
+                column,
+                offset,
+                bytes,
+                found,
+            } => write!(
+                f,
+                "line {line}, column {column} (byte offset {offset}): invalid byte sequence {} in {charset}, the encoding expected{}",
+                bytes.reveal(),
+                found_note(*found, *charset)
+            ),
+            CharsetError::Unrepresentable {
+                charset,
+                ch,
+                context,
+            } => {
+                let ch = ch.reveal();
+                let code = ch.chars().next().map(code_point).unwrap_or_default();
+                write!(
+                    f,
+                    "character '{ch}' ({code}) cannot be represented in {charset} at {context}"
+                )
+            }
+        }
+    }
+}
+
+/// What bytes that are not the expected encoding look like instead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Found {
+    /// Starts with the UTF-8 byte-order mark `EF BB BF`.
+    Utf8Bom,
+    /// Valid UTF-8 with characters beyond ASCII, no byte-order mark.
+    Utf8,
+    /// Starts with the UTF-16 little-endian byte-order mark `FF FE`.
+    Utf16Le,
+    /// Starts with the UTF-16 big-endian byte-order mark `FE FF`.
+    Utf16Be,
+    /// 7-bit text with ISO-2022-JP (JIS) escape sequences.
+    Iso2022Jp,
+    /// Valid MS932 (Shift_JIS).
+    Ms932,
+}
+
+impl Found {
+    /// What `bytes`, which are not valid `expected`, look like (`None`: cannot tell).
+    pub fn of(bytes: &[u8], expected: Charset) -> Option<Found> {
+        let found = if bytes.starts_with(UTF8_BOM) {
+            Found::Utf8Bom
+        } else if bytes.starts_with(b"\xFF\xFE") {
+            Found::Utf16Le
+        } else if bytes.starts_with(b"\xFE\xFF") {
+            Found::Utf16Be
+        } else if has_iso2022jp_escape(bytes) {
+            Found::Iso2022Jp
+        } else if !bytes.is_ascii() && std::str::from_utf8(bytes).is_ok() {
+            Found::Utf8
+        } else if !bytes.is_ascii() && decode_with(bytes, SHIFT_JIS, Charset::Ms932).is_ok() {
+            Found::Ms932
+        } else {
+            return None;
+        };
+        let same = matches!(
+            (found, expected),
+            (Found::Utf8 | Found::Utf8Bom, Charset::Utf8)
+                | (Found::Iso2022Jp, Charset::Iso2022Jp)
+                | (Found::Ms932, Charset::Ms932)
+        );
+        (!same).then_some(found)
+    }
+
+    /// The encoding, as a user would look for it in a save dialog.
+    pub fn name(self) -> &'static str {
+        match self {
+            Found::Utf8Bom => "UTF-8 with a byte-order mark (BOM)",
+            Found::Utf8 => "UTF-8 (without a byte-order mark)",
+            Found::Utf16Le => "UTF-16 little-endian (byte-order mark FF FE)",
+            Found::Utf16Be => "UTF-16 big-endian (byte-order mark FE FF)",
+            Found::Iso2022Jp => "ISO-2022-JP (JIS escape sequences)",
+            Found::Ms932 => "MS932 (Shift_JIS)",
+        }
+    }
+}
+
+fn found_note(found: Option<Found>, expected: Charset) -> String {
+    match found {
+        Some(found) => format!(
+            "; the input looks like {}: save or export it as {expected}",
+            found.name()
+        ),
+        None => String::new(),
+    }
+}
+
+fn hex_bytes(bytes: &[u8]) -> Quoted {
     let parts: Vec<String> = bytes.iter().map(|b| format!("0x{b:02X}")).collect();
-    parts.join(" ")
+    Quoted::new(parts.join(" "))
 }
 
 fn code_point(ch: char) -> String {
@@ -157,18 +259,54 @@ pub fn decode(bytes: &[u8], charset: Charset) -> Result<Cow<'_, str>, CharsetErr
                         .unwrap_or("");
                     let (line, column) = position_after(prefix);
                     let bad_len = e.error_len().unwrap_or(body.len().saturating_sub(good));
-                    let bad = body.get(good..good + bad_len).unwrap_or(&[]).to_vec();
+                    let bad = body.get(good..good + bad_len).unwrap_or(&[]);
                     Err(CharsetError::Decode {
                         charset,
                         line,
                         column,
                         offset: skipped + good,
-                        bytes: bad,
+                        bytes: hex_bytes(bad),
+                        found: Found::of(bytes, charset),
                     })
                 }
             }
         }
-        Some(encoding) => decode_with(bytes, encoding, charset).map(Cow::Owned),
+        Some(encoding) => {
+            let decoded = match iso2022jp_escape_at(bytes).filter(|_| charset == Charset::Ms932) {
+                // ESC is a valid MS932 byte: JIS text would decode without an error, as garbage.
+                Some(at) => decode_with(bytes.get(..at).unwrap_or(&[]), encoding, charset)
+                    .and_then(|before| {
+                        let (line, column) = position_after(&before);
+                        Err(CharsetError::Decode {
+                            charset,
+                            line,
+                            column,
+                            offset: at,
+                            bytes: hex_bytes(bytes.get(at..at + 3).unwrap_or(&[])),
+                            found: None,
+                        })
+                    }),
+                None => decode_with(bytes, encoding, charset),
+            };
+            decoded.map(Cow::Owned).map_err(|e| match e {
+                CharsetError::Decode {
+                    charset,
+                    line,
+                    column,
+                    offset,
+                    bytes: bad,
+                    found: None,
+                } => CharsetError::Decode {
+                    charset,
+                    line,
+                    column,
+                    offset,
+                    bytes: bad,
+                    found: Found::of(bytes, charset),
+                },
+                other => other,
+            })
+        }
     }
 }
 
@@ -209,7 +347,8 @@ fn decode_with(
                     line,
                     column,
                     offset: start,
-                    bytes: bytes.get(start..end).unwrap_or(&[]).to_vec(),
+                    bytes: hex_bytes(bytes.get(start..end).unwrap_or(&[])),
+                    found: None,
                 });
             }
         }
@@ -236,7 +375,15 @@ pub fn sniff(bytes: &[u8]) -> Charset {
 }
 
 fn has_iso2022jp_escape(bytes: &[u8]) -> bool {
-    bytes.windows(3).any(|w| {
+    iso2022jp_escape_at(bytes).is_some()
+}
+
+/// Where the first ISO-2022-JP escape sequence starts.
+fn iso2022jp_escape_at(bytes: &[u8]) -> Option<usize> {
+    if !bytes.contains(&0x1B) {
+        return None;
+    }
+    bytes.windows(3).position(|w| {
         matches!(
             w,
             [0x1B, b'$', b'@'] | [0x1B, b'$', b'B'] | [0x1B, b'(', b'B'] | [0x1B, b'(', b'J']
@@ -285,7 +432,7 @@ pub fn encode_into(
     }
     let unrepresentable = |ch: char| CharsetError::Unrepresentable {
         charset,
-        ch,
+        ch: Quoted::new(ch),
         context: context(),
     };
     if charset == Charset::Ms932
@@ -435,7 +582,7 @@ mod tests {
                 ..
             }) => {
                 assert_eq!((line, column, offset), (2, 3, 5));
-                assert_eq!(bytes, vec![0xFF]);
+                assert_eq!(bytes.reveal(), "0xFF");
             }
             other => panic!("unexpected {other:?}"),
         }
@@ -470,10 +617,20 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
-        let msg = err.map(|e| e.to_string()).unwrap_or_default();
+        let e = err.expect("an error");
+        let msg = e.to_string();
         assert!(
-            msg.contains("line 2, column 3 (byte offset 7) in MS932"),
+            msg.contains("line 2, column 3 (byte offset 7): not valid MS932"),
             "{msg}"
+        );
+        assert!(
+            !msg.contains("0x81"),
+            "the bytes are for the sender only: {msg}"
+        );
+        let told = e.for_sender().to_string();
+        assert!(
+            told.contains("invalid byte sequence 0x81 in MS932"),
+            "{told}"
         );
     }
 
@@ -530,9 +687,13 @@ mod tests {
             "UP2KYO row 3, column 14 (サービス内容)",
         );
         match err {
-            Err(e @ CharsetError::Unrepresentable { ch: '〜', .. }) => {
+            Err(e @ CharsetError::Unrepresentable { .. }) => {
                 assert_eq!(
                     e.to_string(),
+                    "a character cannot be represented in MS932 at UP2KYO row 3, column 14 (サービス内容)"
+                );
+                assert_eq!(
+                    e.for_sender().to_string(),
                     "character '〜' (U+301C) cannot be represented in MS932 at UP2KYO row 3, column 14 (サービス内容)"
                 );
             }
@@ -544,7 +705,9 @@ mod tests {
     fn encode_refuses_lossy_minus_yen_and_overline() {
         for ch in ['\u{2212}', '\u{00A5}', '\u{203E}'] {
             match encode(&format!("a{ch}b"), Charset::Ms932, "ctx") {
-                Err(CharsetError::Unrepresentable { ch: got, .. }) => assert_eq!(got, ch),
+                Err(CharsetError::Unrepresentable { ch: got, .. }) => {
+                    assert_eq!(got.reveal(), ch.to_string())
+                }
                 other => panic!("U+{:04X}: unexpected {other:?}", u32::from(ch)),
             }
         }
@@ -555,10 +718,12 @@ mod tests {
         for (text, ch) in [("吉𠮷野", '𠮷'), ("😀", '😀'), ("x\u{E000}", '\u{E000}')] {
             let err = encode(text, Charset::Ms932, "ctx").err();
             match &err {
-                Some(CharsetError::Unrepresentable { ch: got, .. }) => assert_eq!(*got, ch),
+                Some(CharsetError::Unrepresentable { ch: got, .. }) => {
+                    assert_eq!(got.reveal(), ch.to_string())
+                }
                 other => panic!("{text}: unexpected {other:?}"),
             }
-            let msg = err.map(|e| e.to_string()).unwrap_or_default();
+            let msg = err.map(|e| e.for_sender().to_string()).unwrap_or_default();
             assert!(msg.contains(&format!("U+{:04X}", u32::from(ch))), "{msg}");
         }
     }
@@ -577,7 +742,7 @@ mod tests {
         assert_eq!(bytes.as_deref(), Some(&b"\x1B$B2p8n\x1B(B!"[..]));
         assert!(matches!(
             encode("ｶ", Charset::Iso2022Jp, "ctx"),
-            Err(CharsetError::Unrepresentable { ch: 'ｶ', .. })
+            Err(CharsetError::Unrepresentable { ch, .. }) if ch.reveal() == "ｶ"
         ));
     }
 
@@ -612,7 +777,7 @@ mod tests {
                 Err(CharsetError::Unrepresentable {
                     ch: got, charset, ..
                 }) => {
-                    assert_eq!(got, ch);
+                    assert_eq!(got.reveal(), s);
                     assert_eq!(charset, Charset::Ms932);
                     refused.push(ch);
                 }
@@ -635,5 +800,47 @@ mod tests {
         let pieces: Vec<u8> = text.chars().flat_map(|c| ms932(&c.to_string())).collect();
         assert_eq!(whole, pieces);
         assert_eq!(decode(&whole, Charset::Ms932).ok().as_deref(), Some(text));
+    }
+
+    #[test]
+    fn an_encoding_error_names_the_encoding_expected_and_the_one_found() {
+        let text = "保険者番号,被保険者番号\r\n131011,秘匿太郎\r\n";
+        let utf8 = text.as_bytes().to_vec();
+        let bom = [UTF8_BOM, text.as_bytes()].concat();
+        let utf16le: Vec<u8> = [0xFF, 0xFE]
+            .into_iter()
+            .chain(text.encode_utf16().flat_map(u16::to_le_bytes))
+            .collect();
+        let utf16be: Vec<u8> = [0xFE, 0xFF]
+            .into_iter()
+            .chain(text.encode_utf16().flat_map(u16::to_be_bytes))
+            .collect();
+        let jis = encode(text, Charset::Iso2022Jp, "test").expect("JIS text");
+        for (bytes, found) in [
+            (&utf8, "UTF-8 (without a byte-order mark)"),
+            (&bom, "UTF-8 with a byte-order mark"),
+            (&utf16le, "UTF-16 little-endian"),
+            (&utf16be, "UTF-16 big-endian"),
+            (&jis, "ISO-2022-JP"),
+        ] {
+            let e = decode(bytes, Charset::Ms932).expect_err(found);
+            let msg = e.to_string();
+            assert!(
+                msg.contains("not valid MS932, the encoding expected")
+                    && msg.contains(&format!("the input looks like {found}")),
+                "{msg}"
+            );
+            assert!(!msg.contains("0x"), "no bytes: {msg}");
+        }
+        // MS932 where UTF-8 was expected; bytes that look like nothing known say only that.
+        let ms932 = encode(text, Charset::Ms932, "test").expect("MS932 text");
+        let msg = decode(&ms932, Charset::Utf8)
+            .expect_err("not UTF-8")
+            .to_string();
+        assert!(msg.contains("looks like MS932"), "{msg}");
+        let msg = decode(&[b'a', 0x80, 0xFF], Charset::Ms932)
+            .expect_err("not MS932")
+            .to_string();
+        assert!(!msg.contains("looks like"), "{msg}");
     }
 }

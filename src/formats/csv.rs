@@ -26,6 +26,7 @@
 use std::borrow::Cow;
 
 use super::charset::{self, Charset, CharsetError};
+use crate::redact::{Disclose, Quoted};
 
 /// Default for [`CsvOptions::max_fields`].
 pub const DEFAULT_MAX_FIELDS: usize = 1024;
@@ -85,13 +86,14 @@ pub enum CsvError {
     /// Something other than a delimiter or line ending follows a closing
     /// quote.
     #[error(
-        "line {line}, column {column}: text after closing quote in field {field} (found {found:?}; expected the delimiter or the end of the line)"
+        "line {line}, column {column}: text after closing quote in field {field} (expected the delimiter or the end of the line)"
     )]
     TextAfterQuote {
         line: usize,
         column: usize,
         field: usize,
-        found: char,
+        /// The character found (for the sender only).
+        found: Quoted,
     },
     /// A `"` inside a field that does not start with one.
     #[error(
@@ -112,6 +114,27 @@ pub enum CsvError {
         field: usize,
         max: usize,
     },
+}
+
+impl Disclose for CsvError {
+    fn fmt_for_sender(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CsvError::TextAfterQuote {
+                line,
+                column,
+                field,
+                found,
+            } => {
+                let found = found.reveal().chars().next().unwrap_or('\u{FFFD}');
+                write!(
+                    f,
+                    "line {line}, column {column}: text after closing quote in field {field} (found {found:?}; expected the delimiter or the end of the line)"
+                )
+            }
+            CsvError::Charset(e) => e.fmt_for_sender(f),
+            other => std::fmt::Display::fmt(other, f),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -289,10 +312,11 @@ fn split(text: &str, delim: u8, max_fields: usize) -> Result<Split, CsvError> {
                             line,
                             column: column_of(text, line_start, pos),
                             field: field_no,
-                            found: text
-                                .get(pos..)
-                                .and_then(|s| s.chars().next())
-                                .unwrap_or('\u{FFFD}'),
+                            found: Quoted::new(
+                                text.get(pos..)
+                                    .and_then(|s| s.chars().next())
+                                    .unwrap_or('\u{FFFD}'),
+                            ),
                         });
                     }
                 }
@@ -948,13 +972,18 @@ mod tests {
     fn text_after_closing_quote_is_an_error() {
         let err = parse_err(b"1,2\n3,\"ab\"c,d\n", &CsvOptions::default());
         assert_eq!(
-            err.to_string(),
+            err.for_sender().to_string(),
             "line 2, column 7: text after closing quote in field 2 (found 'c'; expected the delimiter or the end of the line)"
+        );
+        // The character is the sender's data: everyone else reads where, not what.
+        assert_eq!(
+            err.to_string(),
+            "line 2, column 7: text after closing quote in field 2 (expected the delimiter or the end of the line)"
         );
         // A lone CR after the closing quote is not a line ending.
         assert!(matches!(
             parse_err(b"\"a\"\rb", &CsvOptions::default()),
-            CsvError::TextAfterQuote { found: '\r', .. }
+            CsvError::TextAfterQuote { found, .. } if found.reveal() == "\r"
         ));
     }
 
@@ -991,7 +1020,7 @@ mod tests {
         ));
         assert!(
             err.to_string()
-                .contains("at line 2, column 3 (byte offset 8) in MS932"),
+                .contains("line 2, column 3 (byte offset 8): not valid MS932"),
             "{err}"
         );
     }
@@ -1205,7 +1234,8 @@ mod tests {
                 "UP2KYO row 3, column 14 (サービス内容)",
             ) {
                 Err(e) => {
-                    let msg = e.to_string();
+                    assert!(!e.to_string().contains(ch), "{e}");
+                    let msg = e.for_sender().to_string();
                     assert!(msg.contains(ch), "{msg}");
                     assert!(
                         msg.ends_with("in MS932 at UP2KYO row 3, column 14 (サービス内容)"),
@@ -1521,7 +1551,7 @@ mod tests {
         let e = w
             .write_record_with([("a", false), ("b\"𠮷", true)], put)
             .expect_err("𠮷 is not MS932");
-        let msg = e.to_string();
+        let msg = e.for_sender().to_string();
         assert!(msg.contains("U+20BB7") && msg.contains("column 2"), "{msg}");
     }
 }

@@ -14,6 +14,7 @@
 //! bounds [`MAX_SEGMENTS`], [`MAX_FIELDS`]; the size itself is bounded by the door
 //! the message came through, `body_limit`). Every error names where it happened.
 
+use crate::redact::{Disclose, Quoted};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
@@ -33,22 +34,32 @@ const MLLP_START: u8 = 0x0B;
 const MLLP_END: u8 = 0x1C;
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
-/// Everything that can go wrong; each variant says where.
+/// Everything that can go wrong; each variant says where. `Display` leaves out the text of the
+/// message (a value, a fragment, a character); [`Disclose::for_sender`] puts it back.
 #[derive(Debug, thiserror::Error)]
 pub enum Hl7Error {
     /// Decoded text beyond what the `u32` offsets of the index can address (4 GiB).
     #[error("message: {size} bytes is more than the limit of {max} bytes")]
     TooLarge { size: usize, max: usize },
     #[error(
-        "line 1: an HL7 v2 message must start with `MSH` (after an optional UTF-8 BOM or MLLP start byte), found {found}"
+        "line 1: an HL7 v2 message must start with `MSH` (after an optional UTF-8 BOM or MLLP start byte)"
     )]
-    NotHl7 { found: String },
+    NotHl7 { found: Quoted },
     #[error("MSH-1: {detail}")]
     BadFieldSeparator { detail: String },
     #[error("MSH-2: {detail}")]
-    BadEncodingCharacters { detail: String },
-    #[error("MSH-18: unknown character set `{value}`")]
-    UnknownCharset { value: String },
+    BadEncodingCharacters {
+        detail: String,
+        /// The text found instead (for the sender only).
+        found: Option<Quoted>,
+    },
+    #[error(
+        "MSH-18: unknown character set (known: ISO IR87, ISO IR14, ISO IR6, UNICODE UTF-8, SHIFT_JIS)"
+    )]
+    UnknownCharset {
+        /// The field's value (for the sender only).
+        value: Quoted,
+    },
     #[error(
         "MSH-18: empty, and the bytes are neither ISO-2022-JP nor valid UTF-8 (first invalid byte at offset {offset}, line {line})"
     )]
@@ -60,12 +71,12 @@ pub enum Hl7Error {
         line: usize,
     },
     #[error(
-        "segment {index} (line {line}): a segment must start with a 3-letter/digit name followed by the field separator, found `{found}`"
+        "segment {index} (line {line}): a segment must start with a 3-letter/digit name followed by the field separator"
     )]
     BadSegmentName {
         index: usize,
         line: usize,
-        found: String,
+        found: Quoted,
     },
     #[error("segment {index} (line {line}): more than {max} segments in one message")]
     TooManySegments {
@@ -80,13 +91,43 @@ pub enum Hl7Error {
         line: usize,
         max: usize,
     },
-    #[error("byte {offset} of the text: `{ch}` (U+{code:04X}) cannot be represented in {charset}")]
+    #[error("byte {offset} of the text: a character cannot be represented in {charset}")]
     Unencodable {
         charset: Charset,
-        ch: char,
-        code: u32,
+        /// The character (for the sender only).
+        ch: Quoted,
         offset: usize,
     },
+}
+
+impl Disclose for Hl7Error {
+    fn fmt_for_sender(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Hl7Error::NotHl7 { found } => write!(f, "{self}, found {}", found.reveal()),
+            Hl7Error::UnknownCharset { value } => {
+                write!(f, "MSH-18: unknown character set `{}`", value.reveal())
+            }
+            Hl7Error::BadEncodingCharacters {
+                found: Some(found), ..
+            } => write!(f, "{self} ({:?})", found.reveal()),
+            Hl7Error::BadSegmentName { found, .. } => {
+                write!(f, "{self}, found `{}`", found.reveal())
+            }
+            Hl7Error::Unencodable {
+                charset,
+                ch,
+                offset,
+            } => {
+                let ch = ch.reveal();
+                let code = ch.chars().next().map(u32::from).unwrap_or(0xFFFD);
+                write!(
+                    f,
+                    "byte {offset} of the text: `{ch}` (U+{code:04X}) cannot be represented in {charset}"
+                )
+            }
+            other => fmt::Display::fmt(other, f),
+        }
+    }
 }
 
 /// Character set of the bytes on the wire (MSH-18).
@@ -197,7 +238,7 @@ pub fn parse(bytes: &[u8]) -> Result<Message, Hl7Error> {
     let (prefix, body) = strip_framing(bytes);
     if !body.starts_with(b"MSH") {
         return Err(Hl7Error::NotHl7 {
-            found: preview_bytes(body),
+            found: Quoted::new(preview_bytes(body)),
         });
     }
     let seps = read_separators(body)?;
@@ -265,19 +306,19 @@ fn read_separators(body: &[u8]) -> Result<Separators, Hl7Error> {
     let &[component, repetition, escape, subcomponent, ref more @ ..] = enc else {
         return Err(Hl7Error::BadEncodingCharacters {
             detail: format!(
-                "expected 4 or 5 encoding characters (component, repetition, escape, subcomponent[, truncation]) such as `^~\\&`, found {} ({:?})",
+                "expected 4 or 5 encoding characters (component, repetition, escape, subcomponent[, truncation]) such as `^~\\&`, found {}",
                 enc.len(),
-                String::from_utf8_lossy(enc)
             ),
+            found: Some(Quoted::new(String::from_utf8_lossy(enc))),
         });
     };
     if more.len() > 1 {
         return Err(Hl7Error::BadEncodingCharacters {
             detail: format!(
-                "expected 4 or 5 encoding characters such as `^~\\&`, found {} ({:?})",
+                "expected 4 or 5 encoding characters such as `^~\\&`, found {}",
                 enc.len(),
-                String::from_utf8_lossy(enc)
             ),
+            found: Some(Quoted::new(String::from_utf8_lossy(enc))),
         });
     }
     for (k, &c) in enc.iter().enumerate() {
@@ -287,11 +328,13 @@ fn read_separators(body: &[u8]) -> Result<Separators, Hl7Error> {
                     "encoding character {} must be printable ASCII punctuation, found byte 0x{c:02X}",
                     k + 1
                 ),
+                found: None,
             });
         }
         if c == fs || enc.get(..k).is_some_and(|before| before.contains(&c)) {
             return Err(Hl7Error::BadEncodingCharacters {
                 detail: format!("`{}` is used for two different delimiters", char::from(c)),
+                found: None,
             });
         }
     }
@@ -382,7 +425,7 @@ fn detect_charset(body: &[u8], seps: &Separators, prefix: usize) -> Result<Chars
         match Charset::from_msh18(r) {
             None => {
                 return Err(Hl7Error::UnknownCharset {
-                    value: r.to_string(),
+                    value: Quoted::new(r),
                 });
             }
             Some(c) => {
@@ -601,7 +644,7 @@ impl IndexBuilder {
             return Err(Hl7Error::BadSegmentName {
                 index,
                 line,
-                found: shown.escape_debug().to_string(),
+                found: Quoted::new(shown.escape_debug().to_string()),
             });
         }
         if self.segs.len() >= MAX_SEGMENTS {
@@ -1938,8 +1981,7 @@ impl Message {
 pub fn encode(text: &str, charset: Charset) -> Result<Vec<u8>, Hl7Error> {
     let refuse = |ch: char, offset: usize| Hl7Error::Unencodable {
         charset,
-        ch,
-        code: u32::from(ch),
+        ch: Quoted::new(ch),
         offset,
     };
     match charset {
@@ -2410,7 +2452,14 @@ mod tests {
         }
         let text = "MSH|^~\\&|A|B|C|D|2024||ADT^A01|1|P|2.5||||||EBCDIC\rPID|1";
         let err = parse(text.as_bytes()).expect_err("unknown charset");
-        assert_eq!(err.to_string(), "MSH-18: unknown character set `EBCDIC`");
+        assert_eq!(
+            err.for_sender().to_string(),
+            "MSH-18: unknown character set `EBCDIC`"
+        );
+        assert!(
+            !err.to_string().contains("EBCDIC"),
+            "a field's value: {err}"
+        );
     }
 
     #[test]
@@ -2486,7 +2535,11 @@ mod tests {
         );
         assert!(err.to_string().starts_with("segment 3 (line 4):"), "{err}");
         let err = parse(b"MSH|^~\\&|A\rPIDX|1").expect_err("4-letter name");
-        assert!(err.to_string().contains("`PIDX|1`"), "{err}");
+        assert!(err.for_sender().to_string().contains("`PIDX|1`"), "{err}");
+        assert!(
+            !err.to_string().contains("PIDX"),
+            "the text is the sender's: {err}"
+        );
         let err = parse(b"MSH|^~\\&|A\rPI").expect_err("short name");
         assert!(
             matches!(
@@ -2644,14 +2697,15 @@ mod tests {
             matches!(
                 err,
                 Hl7Error::Unencodable {
-                    ch: '😀',
+                    ref ch,
                     offset: 6,
                     ..
-                }
+                } if ch.reveal() == "😀"
             ),
             "{err:?}"
         );
-        assert!(err.to_string().contains("U+1F600"), "{err}");
+        assert!(err.for_sender().to_string().contains("U+1F600"), "{err}");
+        assert!(!err.to_string().contains("U+1F600"), "{err}");
         assert!(encode("髙😀", Charset::ShiftJis).is_err());
         assert!(
             encode("¥100", Charset::ShiftJis).is_err(),
@@ -2659,7 +2713,7 @@ mod tests {
         );
         assert!(matches!(
             encode("é", Charset::Ascii),
-            Err(Hl7Error::Unencodable { ch: 'é', .. })
+            Err(Hl7Error::Unencodable { ch, .. }) if ch.reveal() == "é"
         ));
         let jis = encode("患者|1", Charset::Iso2022Jp).expect("encodable");
         assert!(!jis.contains(&b'?'));

@@ -4,6 +4,7 @@
 //! column, `被保険者番号` = a header column) and the dispatch.
 
 use super::{Format, csv, hl7v2, json, xml};
+use crate::redact::Disclose;
 use serde_json::Value;
 use std::borrow::Cow;
 
@@ -16,7 +17,8 @@ pub struct ParseOptions {
     pub xml: xml::XmlLimits,
 }
 
-/// Bytes that do not parse in the expected format.
+/// Bytes that do not parse in the expected format. `Display` says where and why; the text of
+/// the input it quotes is for its sender ([`Disclose`]).
 #[derive(Debug, thiserror::Error)]
 pub enum FormatError {
     /// HL7 v2.
@@ -31,6 +33,17 @@ pub enum FormatError {
     /// CSV.
     #[error("CSV: {0}")]
     Csv(#[from] csv::CsvError),
+}
+
+impl Disclose for FormatError {
+    fn fmt_for_sender(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FormatError::Hl7(e) => write!(f, "HL7 v2: {}", e.for_sender()),
+            FormatError::Json(e) => write!(f, "JSON: {e}"),
+            FormatError::Xml(e) => write!(f, "XML: {}", e.for_sender()),
+            FormatError::Csv(e) => write!(f, "CSV: {}", e.for_sender()),
+        }
+    }
 }
 
 /// A parsed input.

@@ -52,6 +52,7 @@
 //! other than the trailing `text()`, and boolean operators are not supported and
 //! are reported as errors.
 
+use crate::redact::{Disclose, Quoted};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -107,7 +108,9 @@ pub enum XmlError {
         column: usize,
         encoding: &'static str,
         byte_offset: usize,
-        detail: String,
+        detail: &'static str,
+        /// The offending bytes in hex (for the sender only).
+        bytes: Quoted,
     },
     #[error(
         "line {line}, column {column}: the XML declaration names encoding {label:?}, which kaigo-hub does not read; hint: use UTF-8, UTF-16 with a byte-order mark, Shift_JIS (Windows-31J), EUC-JP or ISO-2022-JP"
@@ -139,21 +142,24 @@ pub enum XmlError {
     )]
     DoctypeRefused { line: usize, column: usize },
     #[error(
-        "line {line}, column {column}: undefined entity reference &{name}; (only &lt; &gt; &amp; &apos; &quot; and numeric character references are expanded); hint: write a literal '&' as &amp; or put the character itself in the text"
+        "line {line}, column {column}: undefined entity reference (only &lt; &gt; &amp; &apos; &quot; and numeric character references are expanded); hint: write a literal '&' as &amp; or put the character itself in the text"
     )]
     UndefinedEntity {
         line: usize,
         column: usize,
-        name: String,
+        /// The entity's name, from the text (for the sender only).
+        name: Quoted,
     },
     #[error(
-        "line {line}, column {column}: invalid character reference &{reference};: {detail}; hint: use &#NNNN; (decimal) or &#xHHHH; (hexadecimal) naming a character XML allows"
+        "line {line}, column {column}: invalid character reference; hint: use &#NNNN; (decimal) or &#xHHHH; (hexadecimal) naming a character XML allows"
     )]
     InvalidCharRef {
         line: usize,
         column: usize,
-        reference: String,
-        detail: String,
+        /// The reference as written, from the text (for the sender only).
+        reference: Quoted,
+        /// What is wrong with it (it names the character: for the sender only).
+        detail: Quoted,
     },
     #[error(
         "line {line}, column {column}: element <{name}> is nested {depth} levels deep, more than the limit of {limit}; hint: check the producer for runaway nesting, or raise XmlLimits::max_depth if this structure is legitimate"
@@ -225,6 +231,42 @@ pub enum XmlError {
         detail: String,
         hint: &'static str,
     },
+}
+
+impl Disclose for XmlError {
+    fn fmt_for_sender(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            XmlError::Encoding {
+                line,
+                column,
+                encoding,
+                byte_offset,
+                detail,
+                bytes,
+            } => write!(
+                f,
+                "line {line}, column {column}: the input is not valid {encoding}: {detail} {} at byte offset {byte_offset}; hint: re-export the file in the encoding its XML declaration names, or correct the declaration",
+                bytes.reveal()
+            ),
+            XmlError::UndefinedEntity { line, column, name } => write!(
+                f,
+                "line {line}, column {column}: undefined entity reference &{}; (only &lt; &gt; &amp; &apos; &quot; and numeric character references are expanded); hint: write a literal '&' as &amp; or put the character itself in the text",
+                name.reveal()
+            ),
+            XmlError::InvalidCharRef {
+                line,
+                column,
+                reference,
+                detail,
+            } => write!(
+                f,
+                "line {line}, column {column}: invalid character reference &{};: {}; hint: use &#NNNN; (decimal) or &#xHHHH; (hexadecimal) naming a character XML allows",
+                reference.reveal(),
+                detail.reveal()
+            ),
+            other => fmt::Display::fmt(other, f),
+        }
+    }
 }
 
 impl XmlError {
@@ -509,6 +551,12 @@ impl<'a> Builder<'a> {
                 "'&' is not followed by an entity name and ';'".to_string(),
                 HINT_AMP,
             ),
+            // An escape error quotes the text around the '&': not for the log.
+            QxError::Escape(_) => self.malformed(
+                at,
+                "malformed entity or character reference".to_string(),
+                HINT_AMP,
+            ),
             other => self.malformed(at, clip(&other.to_string()), HINT_WELL_FORMED),
         }
     }
@@ -530,8 +578,8 @@ impl<'a> Builder<'a> {
             return Err(XmlError::InvalidCharRef {
                 line,
                 column,
-                reference: clip(name),
-                detail,
+                reference: Quoted::new(clip(name)),
+                detail: Quoted::new(detail),
             });
         }
         match predefined_entity(name) {
@@ -541,7 +589,7 @@ impl<'a> Builder<'a> {
                 Err(XmlError::UndefinedEntity {
                     line,
                     column,
-                    name: clip(name),
+                    name: Quoted::new(clip(name)),
                 })
             }
         }
@@ -735,12 +783,12 @@ impl<'a> Builder<'a> {
                 return Err(XmlError::InvalidCharRef {
                     line: l,
                     column: c,
-                    reference: format!("#x{:X}", u32::from(bad)),
-                    detail: format!(
+                    reference: Quoted::new(format!("#x{:X}", u32::from(bad))),
+                    detail: Quoted::new(format!(
                         "attribute '{}' refers to U+{:04X}, which XML does not allow",
                         clip(key),
                         u32::from(bad)
-                    ),
+                    )),
                 });
             }
             raw.push(RawAttr {
@@ -893,7 +941,7 @@ impl<'a> Builder<'a> {
                 XmlError::UndefinedEntity {
                     line,
                     column,
-                    name: clip(&name),
+                    name: Quoted::new(clip(&name)),
                 }
             }
             QxError::Escape(EscapeError::InvalidCharRef(detail)) => {
@@ -906,8 +954,8 @@ impl<'a> Builder<'a> {
                 XmlError::InvalidCharRef {
                     line,
                     column,
-                    reference: clip(reference),
-                    detail: clip(&detail.to_string()),
+                    reference: Quoted::new(clip(reference)),
+                    detail: Quoted::new(clip(&detail.to_string())),
                 }
             }
             QxError::Escape(EscapeError::UnterminatedEntity(range)) => self.malformed(
@@ -1131,10 +1179,8 @@ fn decode(bytes: &[u8]) -> Result<Decoded<'_>, XmlError> {
                         column,
                         encoding: "US-ASCII",
                         byte_offset: offset,
-                        detail: format!(
-                            "byte 0x{:02X} is outside ASCII",
-                            bytes.get(offset).copied().unwrap_or(0)
-                        ),
+                        detail: "a byte outside ASCII",
+                        bytes: hex_bytes(bytes.get(offset..=offset).unwrap_or(&[])),
                     });
                 }
                 decode_utf8(bytes, 0)
@@ -1166,7 +1212,8 @@ fn decode_utf8(bytes: &[u8], skip: usize) -> Result<Decoded<'_>, XmlError> {
                 column,
                 encoding: UTF_8.name(),
                 byte_offset: skip + good,
-                detail: format!("malformed byte sequence {}", hex_bytes(bad)),
+                detail: "malformed byte sequence",
+                bytes: hex_bytes(bad),
             })
         }
     }
@@ -1196,23 +1243,21 @@ fn decode_with(encoding: &'static Encoding, src: &[u8], skip: usize) -> Result<S
                     column,
                     encoding: encoding.name(),
                     byte_offset: skip + start,
-                    detail: format!(
-                        "malformed byte sequence {}",
-                        hex_bytes(src.get(start..end).unwrap_or(&[]))
-                    ),
+                    detail: "malformed byte sequence",
+                    bytes: hex_bytes(src.get(start..end).unwrap_or(&[])),
                 });
             }
         }
     }
 }
 
-fn hex_bytes(bytes: &[u8]) -> String {
+fn hex_bytes(bytes: &[u8]) -> Quoted {
     let parts: Vec<String> = bytes.iter().map(|b| format!("0x{b:02X}")).collect();
-    if parts.is_empty() {
+    Quoted::new(if parts.is_empty() {
         "(truncated at end of input)".to_string()
     } else {
         parts.join(" ")
-    }
+    })
 }
 
 /// The `encoding` pseudo-attribute of a leading `<?xml ...?>`, read as ASCII.
@@ -2476,12 +2521,12 @@ mod tests {
     fn undefined_entity_is_refused_in_text_and_attributes() {
         let e = err("<a>\n  x &nbsp; y</a>".as_bytes());
         assert!(
-            matches!(e, XmlError::UndefinedEntity { line: 2, column: 5, ref name } if name == "nbsp"),
+            matches!(e, XmlError::UndefinedEntity { line: 2, column: 5, ref name } if name.reveal() == "nbsp"),
             "{e}"
         );
         let e = err("<a t=\"a&xxe;\"/>".as_bytes());
         assert!(
-            matches!(e, XmlError::UndefinedEntity { line: 1, column: 8, ref name } if name == "xxe"),
+            matches!(e, XmlError::UndefinedEntity { line: 1, column: 8, ref name } if name.reveal() == "xxe"),
             "{e}"
         );
     }
@@ -3118,5 +3163,31 @@ mod tests {
     fn seed_document_parses() {
         let d = doc(SEED);
         assert!(assert_walk_round_trips(&d) >= 5);
+    }
+
+    #[test]
+    fn text_from_the_document_is_quoted_for_its_sender_only() {
+        let e = err("<a>山田&秘匿太郎;</a>".as_bytes());
+        let plain = e.to_string();
+        assert!(
+            plain.starts_with("line 1, column 6: undefined entity reference"),
+            "{plain}"
+        );
+        assert!(!plain.contains("秘匿太郎"), "{plain}");
+        assert!(!format!("{e:?}").contains("秘匿太郎"), "{e:?}");
+        assert!(
+            e.for_sender().to_string().contains("&秘匿太郎;"),
+            "{}",
+            e.for_sender()
+        );
+        let mut sjis = b"<?xml version=\"1.0\" encoding=\"Shift_JIS\"?>\n<a>".to_vec();
+        sjis.extend_from_slice(&[0x82, 0x20, b'<', b'/', b'a', b'>']);
+        let e = err(&sjis);
+        assert!(!e.to_string().contains("0x82"), "{e}");
+        assert!(
+            e.for_sender().to_string().contains("sequence 0x82 at"),
+            "{}",
+            e.for_sender()
+        );
     }
 }

@@ -3,6 +3,8 @@
 //! digits for 生保単独), 事業所番号 and 医療機関コード (10 digits; their check digits are unverified,
 //! so only the shape is checked). Pure functions; full-width digits must be normalised first.
 
+use super::error::ValueError;
+
 /// An identifier rule a mapping can ask for with `check:`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IdRule {
@@ -32,8 +34,8 @@ impl IdRule {
         })
     }
 
-    /// Checks `v`; `Err` says what is wrong.
-    pub fn check(self, v: &str) -> Result<(), String> {
+    /// Checks `v`; `Err` says what is wrong (the value itself for its sender only).
+    pub fn check(self, v: &str) -> Result<(), ValueError> {
         match self {
             IdRule::InsurerNumber => check_insurer_number(v),
             IdRule::InsuredNumber => {
@@ -43,8 +45,9 @@ impl IdRule {
                 if ok {
                     Ok(())
                 } else {
-                    Err(format!(
-                        "被保険者番号 `{v}` must be 10 digits, or `H` and 9 digits"
+                    Err(ValueError::new(
+                        v,
+                        "is not a 被保険者番号: it must be 10 digits, or `H` and 9 digits",
                     ))
                 }
             }
@@ -57,7 +60,10 @@ impl IdRule {
                     } else {
                         "医療機関コード"
                     };
-                    Err(format!("{what} `{v}` must be 10 digits"))
+                    Err(ValueError::new(
+                        v,
+                        format!("is not a {what}: it must be 10 digits"),
+                    ))
                 }
             }
         }
@@ -79,10 +85,11 @@ pub fn insurer_check_digit(body: &str) -> Option<u8> {
 }
 
 /// Checks a 保険者番号 (6 digits for 介護, 8 for 医療) including its check digit.
-pub fn check_insurer_number(v: &str) -> Result<(), String> {
+pub fn check_insurer_number(v: &str) -> Result<(), ValueError> {
     if !(v.len() == 6 || v.len() == 8) || !v.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!(
-            "保険者番号 `{v}` must be 6 digits (介護) or 8 digits (医療)"
+        return Err(ValueError::new(
+            v,
+            "is not a 保険者番号: it must be 6 digits (介護) or 8 digits (医療)",
         ));
     }
     let (body, check) = v.split_at(v.len() - 1);
@@ -90,15 +97,15 @@ pub fn check_insurer_number(v: &str) -> Result<(), String> {
     if check.as_bytes()[0] - b'0' == expected {
         Ok(())
     } else {
-        Err(format!(
-            "保険者番号 `{v}` fails its check digit: expected {expected}, found {check}"
-        ))
+        Err(ValueError::new(v, "fails the 保険者番号 check digit")
+            .detail(format!("expected {expected}, found {check}")))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::redact::Disclose;
 
     #[test]
     fn worked_examples_from_the_spec_pass() {
@@ -111,7 +118,11 @@ mod tests {
     #[test]
     fn a_wrong_check_digit_is_named() {
         let e = check_insurer_number("435074").unwrap_err();
-        assert!(e.contains("expected 3, found 4"), "{e}");
+        let told = e.for_sender().to_string();
+        assert!(told.contains("expected 3, found 4"), "{told}");
+        assert!(told.contains("`435074`"), "{told}");
+        // Which digit was expected says something about the number: the sender's only.
+        assert_eq!(e.to_string(), "the value fails the 保険者番号 check digit");
     }
 
     #[test]

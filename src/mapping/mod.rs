@@ -26,6 +26,7 @@ use crate::formats::charset::{self, CharsetError};
 use crate::formats::csv::{CsvWriter, parse_careplan_file_name};
 use crate::formats::tree::{FormatError, ParseOptions};
 use crate::formats::{Format, Tree};
+use crate::redact::{Disclose, ErrorText};
 use plan::{CondTest, FileNameConvention, Src};
 use serde_json::Value;
 use std::borrow::Cow;
@@ -87,7 +88,9 @@ pub enum Rendered {
     Csv(Vec<u8>),
 }
 
-/// Why an input could not be translated.
+/// Why an input could not be translated. `Display` names where and why but never a value of the
+/// input (logs, dead-letter headers and error files use it); [`Disclose::for_sender`] adds the
+/// values, for the input's sender and for `kaigo-hub translate`.
 #[derive(Debug, thiserror::Error)]
 pub enum TranslateError {
     /// The bytes are not the format the mapping reads.
@@ -99,7 +102,7 @@ pub enum TranslateError {
         /// The sniffed format.
         format: &'static str,
         /// Each candidate and why it did not fit.
-        tried: Vec<(String, String)>,
+        tried: Vec<(String, ErrorText)>,
     },
     /// More than one mapping fits.
     #[error("several mappings fit this input: {}; choose one with --mapping", .0.join(", "))]
@@ -144,8 +147,37 @@ pub enum TranslateError {
         /// Requested format.
         to: String,
         /// Candidates tried and why they did not fit.
-        tried: Vec<(String, String)>,
+        tried: Vec<(String, ErrorText)>,
     },
+}
+
+impl Disclose for TranslateError {
+    fn fmt_for_sender(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tried = |f: &mut std::fmt::Formatter<'_>, tried: &[(String, ErrorText)]| {
+            tried
+                .iter()
+                .try_for_each(|(id, why)| write!(f, "\n  - {id}: {}", why.for_sender()))
+        };
+        match self {
+            TranslateError::Format(e) => e.fmt_for_sender(f),
+            TranslateError::Map(e) => e.fmt_for_sender(f),
+            TranslateError::Encode(e) => e.fmt_for_sender(f),
+            TranslateError::Invalid { id, loc, error } => write!(
+                f,
+                "mapping `{id}` ({loc}) produced an invalid document: {}",
+                error.for_sender()
+            ),
+            TranslateError::NoMapping { format, tried: t } => {
+                write!(f, "no mapping fits this {format} input")?;
+                tried(f, t)
+            }
+            TranslateError::NoOutbound { doc, to, tried: t } => {
+                write!(f, "no outbound mapping renders {doc} as {to}")?;
+                tried(f, t)
+            }
+            other => std::fmt::Display::fmt(other, f),
+        }
+    }
 }
 
 impl MappingSet {
@@ -219,7 +251,7 @@ impl MappingSet {
         };
         // Candidates that read the bytes alike (same format and parser options: the ケアプラン
         // CSV mappings) share one parse; each match rule then looks at that tree.
-        let mut reads: Vec<(Format, &ParseOptions, Result<Tree, String>)> = Vec::new();
+        let mut reads: Vec<(Format, &ParseOptions, Result<Tree, ErrorText>)> = Vec::new();
         let mut first_format_error = None;
         let mut looked_at = Vec::new();
         for m in candidates {
@@ -239,7 +271,7 @@ impl MappingSet {
                 Some(read) => read,
                 None => {
                     let tree = Tree::parse(format, input.bytes, opts).map_err(|e| {
-                        let text = e.to_string();
+                        let text = ErrorText::of(&e);
                         first_format_error.get_or_insert(e);
                         text
                     });
@@ -254,7 +286,8 @@ impl MappingSet {
         for (m, looked) in looked_at {
             let (meta, tree) = match looked {
                 Err(why) => {
-                    tried.push((m.id.clone(), why));
+                    // The file name's reason: names are the envelope's, not the content's.
+                    tried.push((m.id.clone(), ErrorText::plain(why)));
                     continue;
                 }
                 Ok((meta, read)) => match &reads[read].2 {
@@ -284,7 +317,7 @@ impl MappingSet {
         if parsed.is_empty() {
             // A parse error is the clearer message when every candidate failed the same way.
             if let Some(e) =
-                first_format_error.filter(|e| tried.iter().all(|(_, w)| *w == e.to_string()))
+                first_format_error.filter(|e| tried.iter().all(|(_, w)| *w == ErrorText::of(e)))
             {
                 return Err(e.into());
             }
@@ -304,7 +337,10 @@ impl MappingSet {
                 format: found.name(),
                 tried: vec![(
                     m.id.clone(),
-                    format!("it is an outbound mapping (target {})", m.target.name()),
+                    ErrorText::plain(format!(
+                        "it is an outbound mapping (target {})",
+                        m.target.name()
+                    )),
                 )],
             });
         };
@@ -534,8 +570,9 @@ pub fn metadata(m: &Mapping, file_name: Option<&str>) -> Result<Meta, String> {
     Ok(meta)
 }
 
-/// Why a mapping's match rule does not fit, or `None` when it does.
-fn why_not(m: &Mapping, tree: &Tree, meta: &Meta) -> Option<String> {
+/// Why a mapping's match rule does not fit, or `None` when it does. The value found is said to
+/// the sender only.
+fn why_not(m: &Mapping, tree: &Tree, meta: &Meta) -> Option<ErrorText> {
     for c in &m.source.matches {
         // Borrowed: a match rule is checked against every message, and only a failed one says why.
         let (label, value): (&str, Option<std::borrow::Cow<'_, str>>) = match &c.src {
@@ -566,11 +603,16 @@ fn why_not(m: &Mapping, tree: &Tree, meta: &Meta) -> Option<String> {
                 CondTest::AnyOf(o) => o.join(" or "),
             };
             return Some(match value {
-                Some(v) => format!("`{label}` is `{v}`, expected {expected}"),
+                Some(v) => ErrorText::quoting(
+                    format!("`{label}` has another value, expected {expected}"),
+                    format!("`{label}` is `{v}`, expected {expected}"),
+                ),
                 None if label.starts_with("$file") && meta.get("$file.name").is_none() => {
-                    format!("`{label}` needs the file name (use --file-name when reading stdin)")
+                    ErrorText::plain(format!(
+                        "`{label}` needs the file name (use --file-name when reading stdin)"
+                    ))
                 }
-                None => format!("`{label}` is empty, expected {expected}"),
+                None => ErrorText::plain(format!("`{label}` is empty, expected {expected}")),
             });
         }
     }
@@ -760,5 +802,84 @@ fields:
         assert_eq!(column_of("4", 3), None);
         assert_eq!(column_of("records", 3), None);
         assert_eq!(column_of("", 3), None);
+    }
+
+    #[test]
+    fn a_match_rule_that_does_not_fit_says_the_value_to_the_sender_only() {
+        let m = compile::compile_str(
+            r#"
+id: roster
+version: 1
+source: { format: csv, charset: utf-8, header: true, match: { 保険者番号: "131012" } }
+documents: { each: "*" }
+target: InsuredPerson@1
+fields:
+  subject.insurer_number: 保険者番号
+  subject.insured_number: 被保険者番号
+"#,
+            Path::new("test.yaml"),
+        )
+        .expect("compiles");
+        let set = MappingSet {
+            mappings: vec![Arc::new(m)],
+        };
+        let e = set
+            .translate(
+                Input {
+                    bytes: "保険者番号,被保険者番号\n秘匿,0000012345\n".as_bytes(),
+                    file_name: None,
+                },
+                None,
+            )
+            .expect_err("秘匿 is not 131012");
+        assert!(matches!(e, TranslateError::NoMapping { .. }), "{e}");
+        let plain = e.to_string();
+        assert!(
+            plain.contains("roster: `保険者番号` has another value, expected 131012"),
+            "{plain}"
+        );
+        assert!(!plain.contains("秘匿"), "{plain}");
+        let told = e.for_sender().to_string();
+        assert!(
+            told.contains("`保険者番号` is `秘匿`, expected 131012"),
+            "{told}"
+        );
+    }
+
+    #[test]
+    fn a_care_plan_saved_as_utf8_names_the_encoding_expected_and_the_one_found() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let set = MappingSet::load_dir(&root.join("mappings")).expect("shipped mappings load");
+        let name = "UP2KYO_0300000100_43_0300000005_11_20251025200201.CSV";
+        let ms932 = std::fs::read(root.join("samples/careplan").join(name)).expect("sample");
+        let text = charset::decode(&ms932, charset::Charset::Ms932).expect("MS932 sample");
+        for (bytes, found) in [
+            (
+                text.as_bytes().to_vec(),
+                "UTF-8 (without a byte-order mark)",
+            ),
+            (
+                [b"\xEF\xBB\xBF".as_slice(), text.as_bytes()].concat(),
+                "UTF-8 with a byte-order mark",
+            ),
+        ] {
+            let e = set
+                .translate(
+                    Input {
+                        bytes: &bytes,
+                        file_name: Some(name),
+                    },
+                    None,
+                )
+                .expect_err("not MS932");
+            let plain = e.to_string();
+            assert!(
+                plain.contains("not valid MS932, the encoding expected")
+                    && plain.contains(&format!("looks like {found}"))
+                    && plain.contains("save or export it as MS932"),
+                "{plain}"
+            );
+            assert!(!plain.contains("0x"), "the bytes are the sender's: {plain}");
+        }
     }
 }

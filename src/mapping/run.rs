@@ -3,7 +3,7 @@
 //! failing value with its source location and the rule that failed. Never panics on any input;
 //! never touches the file system or a network.
 
-use super::error::MapError;
+use super::error::{MapError, Reason, ValueError};
 use super::plan::*;
 use crate::formats::{Node, Tree};
 use serde_json::{Map, Value};
@@ -165,7 +165,7 @@ impl<'a> Runner<'a> {
                         return Err(self.error(
                             step,
                             None,
-                            "no item was found, but the rule is required".into(),
+                            Reason::Missing("no item was found, but the rule is required".into()),
                         ));
                     }
                 }
@@ -248,7 +248,10 @@ impl<'a> Runner<'a> {
             let Some(cur) = text.take() else { break };
             text = t
                 .apply(&cur)
-                .map_err(|e| self.error(step, at(node), format!("{e} (transform `{}`)", t.name())))?
+                .map_err(|e| {
+                    let e = e.and(&format!(" (transform `{}`)", t.name()));
+                    self.error(step, at(node), e.into())
+                })?
                 .map(Cow::Owned);
         }
         if let (Some(idx), Some(cur)) = (rule.lookup, text.as_deref()) {
@@ -260,11 +263,15 @@ impl<'a> Runner<'a> {
                     return Err(self.error(
                         step,
                         at(node),
-                        format!(
-                            "code `{cur}` is not in table `{}` (codes: {})",
-                            table.name,
-                            codes.join(", ")
-                        ),
+                        ValueError::new(
+                            cur,
+                            format!(
+                                "is not in table `{}` (codes: {})",
+                                table.name,
+                                codes.join(", ")
+                            ),
+                        )
+                        .into(),
                     ));
                 }
             }
@@ -283,7 +290,10 @@ impl<'a> Runner<'a> {
                 return Err(self.error(
                     step,
                     None,
-                    format!("required value is missing (looked in {})", tried.join(", ")),
+                    Reason::Missing(format!(
+                        "required value is missing (looked in {})",
+                        tried.join(", ")
+                    )),
                 ));
             }
             return Ok(None);
@@ -291,13 +301,17 @@ impl<'a> Runner<'a> {
         if let Some(check) = rule.check {
             check
                 .check(&text)
-                .map_err(|e| self.error(step, at(node), e))?;
+                .map_err(|e| self.error(step, at(node), e.into()))?;
         }
         if let Some(p) = rule.pattern.as_ref().filter(|p| !p.is_match(&text)) {
             return Err(self.error(
                 step,
                 at(node),
-                format!("`{text}` does not match the pattern `{}`", p.as_str()),
+                ValueError::new(
+                    &text,
+                    format!("does not match the pattern `{}`", p.as_str()),
+                )
+                .into(),
             ));
         }
         if rule.leaf == Leaf::String {
@@ -305,15 +319,18 @@ impl<'a> Runner<'a> {
         }
         super::compile::coerce(&text, &rule.leaf)
             .map(Some)
-            .map_err(|e| self.error(step, at(node), format!("`{text}`: the target {e}")))
+            .map_err(|e| {
+                let e = ValueError::new(&text, format!("does not fit the target, which {e}"));
+                self.error(step, at(node), e.into())
+            })
     }
 
-    fn error(&self, step: &Step, at: Option<String>, message: String) -> MapError {
+    fn error(&self, step: &Step, at: Option<String>, reason: Reason) -> MapError {
         MapError {
             at,
             rule: step.name.clone(),
             loc: step.loc.clone(),
-            message,
+            reason,
         }
     }
 }

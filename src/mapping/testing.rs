@@ -3,6 +3,8 @@
 //! mappings are compared as JSON values; outbound CSV byte for byte.
 
 use super::{Input, MappingSet, Rendered, Target};
+// The integrator's own test files: errors say their values.
+use crate::redact::Disclose;
 use serde_json::Value;
 
 /// The outcome of one golden test.
@@ -58,7 +60,7 @@ fn run_one(set: &MappingSet, m: &super::Mapping, t: &super::plan::TestCase) -> R
                     },
                     Some(&m.id),
                 )
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| e.for_sender().to_string())?;
             let got: Vec<Value> = tr
                 .documents
                 .iter()
@@ -70,7 +72,7 @@ fn run_one(set: &MappingSet, m: &super::Mapping, t: &super::plan::TestCase) -> R
             let docs = json_docs(&input).map_err(|e| format!("{}: {e}", t.input.display()))?;
             match set
                 .render(&docs, m.target.name(), Some(&m.id))
-                .map_err(|e| e.to_string())?
+                .map_err(|e| e.for_sender().to_string())?
             {
                 Rendered::Json(texts) => {
                     let got: Vec<Value> = texts

@@ -3,6 +3,7 @@
 //! as patterns (`yyyyMMdd`, `yyyyMM`, `HHmm`, `yyyyMMddHHmmss`, or `hl7` for HL7 DTM) and go out
 //! as ISO 8601; `format_date` goes the other way. Kana and 和暦 helpers live in their own files.
 
+use super::error::ValueError;
 use super::kana;
 use super::spec::TransformSpec;
 use super::wareki;
@@ -211,7 +212,7 @@ impl Transform {
     }
 
     /// Applies the transform. `Ok(None)` means "no value".
-    pub fn apply(&self, v: &str) -> Result<Option<String>, String> {
+    pub fn apply(&self, v: &str) -> Result<Option<String>, ValueError> {
         Ok(Some(match self {
             Transform::Trim => v.trim_matches(|c: char| c.is_whitespace()).to_string(),
             Transform::FullwidthKana => kana::to_fullwidth_kana(v),
@@ -228,8 +229,9 @@ impl Transform {
                     .filter(char::is_ascii_digit)
                     .collect();
                 if d.len() != 7 {
-                    return Err(format!(
-                        "`{v}` is not a postal code (7 digits, e.g. 422-8033)"
+                    return Err(ValueError::new(
+                        v,
+                        "is not a postal code (7 digits, e.g. 422-8033)",
                     ));
                 }
                 format!("{}-{}", &d[..3], &d[3..])
@@ -304,7 +306,7 @@ impl DatePattern {
     }
 
     /// Reads `v` by the pattern and writes ISO 8601.
-    pub fn to_iso(&self, v: &str) -> Result<String, String> {
+    pub fn to_iso(&self, v: &str) -> Result<String, ValueError> {
         let toks = match self {
             DatePattern::Hl7 => return hl7_date(v),
             DatePattern::Iso => return iso_date(v),
@@ -339,9 +341,14 @@ impl DatePattern {
     }
 
     /// Reads ISO 8601 (`YYYY-MM-DD`, `YYYY-MM`, `HH:MM`, `YYYY-MM-DDTHH:MM[:SS]`) and writes the pattern.
-    pub fn from_iso(&self, v: &str) -> Result<String, String> {
+    pub fn from_iso(&self, v: &str) -> Result<String, ValueError> {
         let toks = match self {
-            DatePattern::Hl7 | DatePattern::Iso => return Err("format_date needs a pattern".into()),
+            DatePattern::Hl7 | DatePattern::Iso => {
+                return Err(ValueError::new(
+                    v,
+                    "cannot be written: format_date needs a pattern",
+                ));
+            }
             DatePattern::Tokens(t) => t,
         };
         let digits: Vec<u32> = v
@@ -349,7 +356,7 @@ impl DatePattern {
             .filter(|s| !s.is_empty())
             .map(|s| s.parse().unwrap_or(u32::MAX))
             .collect();
-        let bad = || format!("`{v}` is not an ISO 8601 date or time");
+        let bad = || ValueError::new(v, "is not an ISO 8601 date or time");
         let mut f = Fields::default();
         let has_date = v.len() >= 7 && v.as_bytes().get(4) == Some(&b'-');
         let mut it = digits.into_iter();
@@ -393,23 +400,27 @@ struct Fields {
 }
 
 impl Fields {
-    fn iso(&self, v: &str) -> Result<String, String> {
+    fn iso(&self, v: &str) -> Result<String, ValueError> {
         let mut out = String::new();
         if let (Some(y), Some(m)) = (self.y, self.mo) {
             if !(1..=12).contains(&m) {
-                return Err(format!("`{v}`: month {m} does not exist"));
+                return Err(ValueError::new(v, "is not a real date: no such month")
+                    .detail(format!("month {m} does not exist")));
             }
             out.push_str(&format!("{y:04}-{m:02}"));
             if let Some(d) = self.d {
                 if d == 0 || d > wareki::days_in_month(y as i32, m) {
-                    return Err(format!("`{v}`: {y:04}-{m:02} has no day {d}"));
+                    return Err(
+                        ValueError::new(v, "is not a real date: no such day in its month")
+                            .detail(format!("{y:04}-{m:02} has no day {d}")),
+                    );
                 }
                 out.push_str(&format!("-{d:02}"));
             }
         }
         if let (Some(h), Some(mi)) = (self.h, self.mi) {
             if h > 23 || mi > 59 || self.s.is_some_and(|s| s > 59) {
-                return Err(format!("`{v}`: {h:02}:{mi:02} is not a time of day"));
+                return Err(ValueError::new(v, "is not a time of day"));
             }
             if !out.is_empty() {
                 out.push('T');
@@ -423,7 +434,7 @@ impl Fields {
     }
 }
 
-fn expected(v: &str, toks: &[Tok]) -> String {
+fn expected(v: &str, toks: &[Tok]) -> ValueError {
     let p: String = toks
         .iter()
         .map(|t| match t {
@@ -436,11 +447,11 @@ fn expected(v: &str, toks: &[Tok]) -> String {
             Tok::Lit(c) => c.to_string(),
         })
         .collect();
-    format!("`{v}` does not match the date pattern `{p}`")
+    ValueError::new(v, format!("does not match the date pattern `{p}`"))
 }
 
-fn iso_date(v: &str) -> Result<String, String> {
-    let bad = || format!("`{v}` is not a date (YYYY, YYYY-MM or YYYY-MM-DD)");
+fn iso_date(v: &str) -> Result<String, ValueError> {
+    let bad = || ValueError::new(v, "is not a date (YYYY, YYYY-MM or YYYY-MM-DD)");
     let parts: Vec<&str> = v.split('-').collect();
     let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
     let ok = match parts.as_slice() {
@@ -466,7 +477,7 @@ fn iso_date(v: &str) -> Result<String, String> {
     }
 }
 
-fn hl7_date(v: &str) -> Result<String, String> {
+fn hl7_date(v: &str) -> Result<String, ValueError> {
     // HL7 DTM allows year or year-month precision: 1948 → 1948, 194804 → 1948-04.
     let digits: String = v.chars().take_while(char::is_ascii_digit).collect();
     let rest = &v[digits.len()..];
@@ -474,8 +485,9 @@ fn hl7_date(v: &str) -> Result<String, String> {
     // full date: `1941-03-15` is not an HL7 date.
     let tail_ok = rest.is_empty() || (digits.len() >= 8 && rest.starts_with(['.', '+', '-']));
     if !tail_ok {
-        return Err(format!(
-            "`{v}` is not an HL7 date (YYYY[MM[DD[HHMM[SS[.S]]]]][+/-ZZZZ])"
+        return Err(ValueError::new(
+            v,
+            "is not an HL7 date (YYYY[MM[DD[HHMM[SS[.S]]]]][+/-ZZZZ])",
         ));
     }
     match digits.len() {
@@ -489,7 +501,12 @@ fn hl7_date(v: &str) -> Result<String, String> {
             return f.iso(v);
         }
         n if n >= 8 => {}
-        _ => return Err(format!("`{v}` is not an HL7 date (YYYY[MM[DD…]])")),
+        _ => {
+            return Err(ValueError::new(
+                v,
+                "is not an HL7 date (YYYY[MM[DD[HHMM[SS[.S]]]]][+/-ZZZZ])",
+            ));
+        }
     }
     let f = Fields {
         y: digits[0..4].parse().ok(),
@@ -503,6 +520,7 @@ fn hl7_date(v: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::redact::Disclose;
 
     fn t(name: &str, arg: Option<&str>) -> Transform {
         Transform::compile(&TransformSpec {
@@ -573,15 +591,17 @@ mod tests {
     #[test]
     fn wrong_dates_say_what_was_expected() {
         let e = t("date", Some("yyyyMMdd")).apply("1948-04-05").unwrap_err();
+        let told = e.for_sender().to_string();
         assert!(
-            e.contains("`1948-04-05` does not match the date pattern `yyyyMMdd`"),
-            "{e}"
+            told.contains("`1948-04-05` does not match the date pattern `yyyyMMdd`"),
+            "{told}"
         );
-        assert!(
-            t("date", Some("yyyyMMdd"))
-                .apply("20230229")
-                .unwrap_err()
-                .contains("no day 29")
+        let e = t("date", Some("yyyyMMdd")).apply("20230229").unwrap_err();
+        assert!(e.for_sender().to_string().contains("no day 29"), "{e}");
+        // Everyone else reads what was expected, never the date (or its year and month).
+        assert_eq!(
+            e.to_string(),
+            "the value is not a real date: no such day in its month"
         );
         assert!(t("date", Some("yyyyMMdd")).apply("20240229").is_ok());
         assert!(t("time", Some("HHmm")).apply("2460").is_err());

@@ -5,6 +5,8 @@
 //! 西暦 date (`1948-04-05`) is checked and passed through, so a field that a source fills in
 //! either calendar (生年月日 with a 和暦/西暦 flag) needs one rule.
 
+use super::error::ValueError;
+
 /// A Gregorian date as (year, month, day).
 type Ymd = (i32, u32, u32);
 
@@ -33,7 +35,7 @@ fn era_index_by_code(code: u8) -> Option<usize> {
 }
 
 /// Converts a 和暦 date to ISO `YYYY-MM-DD`.
-pub fn to_iso(input: &str) -> Result<String, String> {
+pub fn to_iso(input: &str) -> Result<String, ValueError> {
     let norm: String = input
         .trim()
         .chars()
@@ -44,29 +46,36 @@ pub fn to_iso(input: &str) -> Result<String, String> {
         .collect();
     if let Some((y, m, d)) = iso_date(&norm) {
         if m == 0 || m > 12 || d == 0 || d > days_in_month(y, m) {
-            return Err(format!("`{input}` is not a real date"));
+            return Err(ValueError::new(input, "is not a real date"));
         }
         return Ok(format!("{y:04}-{m:02}-{d:02}"));
     }
     let (era, y, m, d) = parse_forms(&norm).ok_or_else(|| {
-        format!("`{input}` is not a 和暦 date (expected e.g. `3230405`, `昭和23年4月5日` or `S23.04.05`)")
+        ValueError::new(
+            input,
+            "is not a 和暦 date (expected e.g. `3230405`, `昭和23年4月5日` or `S23.04.05`)",
+        )
     })?;
     let (code, name, _, start) = ERAS[era];
     if y == 0 {
-        return Err(format!("`{input}`: era years start at 1 (元年)"));
+        return Err(ValueError::new(
+            input,
+            "names era year 0: era years start at 1 (元年)",
+        ));
     }
     let year = start.0 + y as i32 - 1;
     if m == 0 || m > 12 || d == 0 || d > days_in_month(year, m) {
-        return Err(format!(
-            "`{input}`: {name}{y}年{m}月{d}日 is not a real date"
-        ));
+        return Err(ValueError::new(input, "is not a real date")
+            .detail(format!("{name}{y}年{m}月{d}日 does not exist")));
     }
     let date = (year, m, d);
     let end = ERAS.get(era + 1).map(|e| e.3);
     if date < start || end.is_some_and(|e| date >= e) {
-        return Err(format!(
-            "`{input}`: {name}{y}年{m}月{d}日 is outside {name} (元号 code {code})"
-        ));
+        return Err(
+            ValueError::new(input, "is outside the era it names").detail(format!(
+                "{name}{y}年{m}月{d}日 is outside {name} (元号 code {code})"
+            )),
+        );
     }
     Ok(format!("{year:04}-{m:02}-{d:02}"))
 }
@@ -136,8 +145,8 @@ pub enum Style {
 }
 
 /// Converts ISO `YYYY-MM-DD` to 和暦.
-pub fn from_iso(iso: &str, style: Style) -> Result<String, String> {
-    let bad = || format!("`{iso}` is not an ISO date YYYY-MM-DD");
+pub fn from_iso(iso: &str, style: Style) -> Result<String, ValueError> {
+    let bad = || ValueError::new(iso, "is not an ISO date YYYY-MM-DD");
     let mut it = iso.split('-');
     let y: i32 = it.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
     let m: u32 = it.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
@@ -148,7 +157,7 @@ pub fn from_iso(iso: &str, style: Style) -> Result<String, String> {
     let i = ERAS
         .iter()
         .rposition(|e| (y, m, d) >= e.3)
-        .ok_or_else(|| format!("`{iso}` is before 明治 (1868-01-25)"))?;
+        .ok_or_else(|| ValueError::new(iso, "is before 明治 (1868-01-25)"))?;
     let (code, name, _, start) = ERAS[i];
     let ey = (y - start.0 + 1) as u32;
     Ok(match style {
@@ -161,6 +170,7 @@ pub fn from_iso(iso: &str, style: Style) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::redact::Disclose;
 
     #[test]
     fn code_kanji_and_letter_forms_agree() {
@@ -183,16 +193,22 @@ mod tests {
         assert!(
             to_iso("昭和64年1月8日")
                 .unwrap_err()
+                .for_sender()
+                .to_string()
                 .contains("outside 昭和")
         );
         assert!(
             to_iso("平成31年5月1日")
                 .unwrap_err()
+                .for_sender()
+                .to_string()
                 .contains("outside 平成")
         );
         assert!(
             to_iso("平成元年1月7日")
                 .unwrap_err()
+                .for_sender()
+                .to_string()
                 .contains("outside 平成")
         );
     }
@@ -204,6 +220,8 @@ mod tests {
         assert!(
             to_iso("2023-02-29")
                 .unwrap_err()
+                .for_sender()
+                .to_string()
                 .contains("not a real date")
         );
         assert!(to_iso("19381123").is_err());
@@ -212,7 +230,12 @@ mod tests {
 
     #[test]
     fn impossible_dates_and_garbage_are_refused() {
-        assert!(to_iso("3230230").unwrap_err().contains("not a real date"));
+        assert!(
+            to_iso("3230230")
+                .unwrap_err()
+                .to_string()
+                .contains("not a real date")
+        );
         assert!(to_iso("6230405").is_err());
         assert!(to_iso("yesterday").is_err());
     }

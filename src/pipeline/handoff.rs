@@ -6,7 +6,8 @@
 //! back after a restart, nothing is found and the hop maps as before. Bounded by the bytes of
 //! the documents held; the oldest entries go first, which only costs a mapping run.
 
-use crate::mapping::{Document, Input, MappingSet, Translation};
+use crate::mapping::{Document, Input, MappingSet, TranslateError, Translation};
+use crate::redact::ErrorText;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -32,14 +33,16 @@ pub struct Mapped {
 
 impl Mapped {
     /// Maps a message's `bytes` with `set` (with `mapping` when the message names it, otherwise
-    /// the one whose rules match): inline when small, on the blocking pool when large.
+    /// the one whose rules match): inline when small, on the blocking pool when large. The
+    /// error's `Display` names where and why without the message's values (for logs, headers and
+    /// side files); its sender's rendering adds them ([`crate::redact::Disclose`]).
     pub async fn run(
         set: Arc<MappingSet>,
         bytes: &[u8],
         file_name: Option<&str>,
         mapping: Option<&str>,
-    ) -> Result<Mapped, String> {
-        let made = |set: Arc<MappingSet>, t: Result<Translation, String>| {
+    ) -> Result<Mapped, ErrorText> {
+        let made = |set: Arc<MappingSet>, t: Result<Translation, TranslateError>| {
             t.map(|t| Mapped {
                 set,
                 mapping: t.mapping.id.clone(),
@@ -47,10 +50,11 @@ impl Mapped {
                 category: t.mapping.category.clone(),
                 documents: t.documents,
             })
+            .map_err(|e| ErrorText::of(&e))
         };
         if bytes.len() <= INLINE_MAPPING_BYTES {
             let t = set.translate(Input { bytes, file_name }, mapping);
-            return made(set, t.map_err(|e| e.to_string()));
+            return made(set, t);
         }
         let (bytes, file_name) = (bytes.to_vec(), file_name.map(String::from));
         let mapping = mapping.map(String::from);
@@ -62,10 +66,11 @@ impl Mapped {
                 },
                 mapping.as_deref(),
             );
-            made(set.clone(), t.map_err(|e| e.to_string()))
+            made(set.clone(), t)
         })
         .await
-        .unwrap_or_else(|e| Err(e.to_string()))
+        // A panic's message could quote the input: it is not repeated.
+        .unwrap_or_else(|_| Err(ErrorText::plain("the mapping run stopped unexpectedly")))
     }
 
     fn bytes(&self) -> usize {
@@ -181,6 +186,43 @@ mod tests {
                 kind: crate::canonical::ALL[0],
                 json: "x".repeat(json_len),
             }],
+        }
+    }
+
+    #[tokio::test]
+    async fn a_mapping_error_keeps_the_value_for_the_sender() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let set = Arc::new(MappingSet::load_dir(&root.join("mappings")).expect("mappings load"));
+        let adt = std::fs::read(root.join("samples/hl7v2/adt-a01-utf8.hl7")).expect("sample");
+        let bad = String::from_utf8(adt).expect("UTF-8 sample");
+        let pid7 = bad
+            .split('\r')
+            .find(|s| s.starts_with("PID"))
+            .and_then(|pid| pid.split('|').nth(7))
+            .expect("PID-7")
+            .to_string();
+        let bad = bad.replacen(&format!("|{pid7}|"), "|19480405x|", 1);
+        for big in [false, true] {
+            // Inline and on the blocking pool alike.
+            let bytes = if big {
+                let mut b = bad.clone().into_bytes();
+                b.extend(std::iter::repeat_n(b'\r', INLINE_MAPPING_BYTES));
+                b
+            } else {
+                bad.clone().into_bytes()
+            };
+            let e = match Mapped::run(set.clone(), &bytes, None, None).await {
+                Err(e) => e,
+                Ok(_) => panic!("19480405x is not an HL7 date"),
+            };
+            let plain = e.to_string();
+            assert!(!plain.contains("19480405x"), "{plain}");
+            assert!(
+                plain.contains("PID-7") && plain.contains("birth_date"),
+                "{plain}"
+            );
+            use crate::redact::Disclose;
+            assert!(e.for_sender().to_string().contains("`19480405x`"), "{e:?}");
         }
     }
 

@@ -14,6 +14,7 @@ use crate::bus::Props;
 use crate::consent::Category;
 use crate::formats::Format;
 use crate::parties::Party;
+use crate::redact::ErrorText;
 
 /// One message as a source received it.
 pub struct Submission<'a> {
@@ -47,8 +48,9 @@ pub enum Refusal {
     Malformed {
         /// Envelope id of the dead-lettered copy.
         envelope_id: String,
-        /// The precise error (file, segment/field, line/column, rule).
-        message: String,
+        /// The precise error (file, segment/field, line/column, rule): its `Display` without the
+        /// message's values (for logs and side files), `for_sender()` with them, for the answer.
+        message: ErrorText,
     },
     /// Consent denied, subject unknown, or a sender that may not send it: kept in quarantine.
     Forbidden {
@@ -114,24 +116,24 @@ pub async fn accept(hub: &Hub, sub: Submission<'_>) -> Result<Accepted, Refusal>
     let mapped = match super::handoff::Mapped::run(set, sub.bytes, sub.file_name, None).await {
         Ok(m) if !m.documents.is_empty() => m,
         Ok(_) => {
-            let message = "the message holds no document this hub maps".to_string();
-            hub.dead(&props, sub.bytes, &message)
+            let message = ErrorText::plain("the message holds no document this hub maps");
+            hub.dead(&props, sub.bytes, &message.to_string())
                 .await
                 .map_err(unavailable)?;
             refuse("no-document");
             return Err(Refusal::Malformed {
                 envelope_id: id,
-                message: for_sender(hub, &message),
+                message: message.map(|m| for_sender(hub, m)),
             });
         }
         Err(message) => {
-            hub.dead(&props, sub.bytes, &message)
+            hub.dead(&props, sub.bytes, &message.to_string())
                 .await
                 .map_err(unavailable)?;
             refuse("malformed");
             return Err(Refusal::Malformed {
                 envelope_id: id,
-                message: for_sender(hub, &message),
+                message: message.map(|m| for_sender(hub, m)),
             });
         }
     };
@@ -151,7 +153,7 @@ pub async fn accept(hub: &Hub, sub: Submission<'_>) -> Result<Accepted, Refusal>
         refuse("no-category");
         return Err(Refusal::Malformed {
             envelope_id: id,
-            message,
+            message: ErrorText::plain(message),
         });
     };
     props

@@ -59,7 +59,8 @@ pub mod headers {
     /// Index of the document within its envelope; present exactly on canonical documents (the
     /// translate hop's output), which is how `replay` knows where a parked body goes back.
     pub const DOC_INDEX: &str = "x-kaigo-doc-index";
-    /// Why a message was dead-lettered (the precise error).
+    /// Why a message was dead-lettered (the precise error: where and why, never the offending
+    /// value — an error's `Display`, see [`crate::redact`]).
     pub const ERROR: &str = "x-kaigo-error";
     /// Why a message was quarantined (`consent-denied:<reason>`, `unknown-subject`).
     pub const REASON: &str = "x-kaigo-reason";
@@ -475,7 +476,8 @@ impl Hub {
         Ok(())
     }
 
-    /// Publishes a copy to the dead-letter exchange with the precise error.
+    /// Publishes a copy to the dead-letter exchange with the precise error (an error's
+    /// value-free `Display`, never its `for_sender()` words: the header outlives the answer).
     pub async fn dead(&self, props: &Props, body: &[u8], error: &str) -> Result<(), BusError> {
         let mut p = props.clone();
         p.user_id = None;

@@ -60,7 +60,7 @@ async fn handle(hub: &Hub, d: Delivery, mut shutdown: watch::Receiver<bool>) {
             .await;
             match mapped {
                 Ok(m) => m,
-                Err(e) => return dead_and_ack(hub, d, &envelope, &e).await,
+                Err(e) => return dead_and_ack(hub, d, &envelope, &e.to_string()).await,
             }
         }
     };

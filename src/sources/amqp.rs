@@ -3,8 +3,9 @@
 //! one message at a time so each vendor's order is kept. The sender is the broker-validated
 //! `user_id` property and nothing else (no header, no field of the body): it is looked up with
 //! `Parties::by_amqp_user`. A message with no `user_id`, or one no party publishes as, is copied
-//! to the dead-letter exchange with `x-kaigo-error` saying why, then acked; so is one larger than
-//! `body_limit` (the limit of every door), never handed to ingress. Otherwise it goes to
+//! to the dead-letter exchange with `x-kaigo-error` saying why (and none of the sender's own
+//! headers), then acked; so is one larger than `body_limit` (the limit of every door), never
+//! handed to ingress. Otherwise it goes to
 //! `ingress::accept` (the vendor's `message_id` kept as correlation id): accepted, malformed
 //! (ingress dead-lettered it) and refused (ingress quarantined it) are acked; unavailable is
 //! requeued after a backoff that grows with the delivery count (the queue's delivery limit then
@@ -152,20 +153,16 @@ async fn settle_ack(d: Delivery) {
 /// (requeues if the copy failed).
 async fn dead(hub: &Hub, d: Delivery, party: Option<&Party>, code: &str, reason: &str) {
     let envelope = clock::envelope_id();
-    // The sender's own `x-kaigo-*` headers are not ours to forward, and the broker would refuse
-    // a republish carrying someone else's `user_id`.
+    // The sender's own headers are not forwarded: its `x-kaigo-*` claims are not ours to
+    // believe, and the dead letter's headers carry ids and reasons only (what a sender puts in
+    // its headers may be personal; the body is kept as it came). The broker would refuse a
+    // republish carrying someone else's `user_id`.
     let mut props = Props {
         message_id: Some(envelope.clone()),
         correlation_id: d.props.message_id.clone(),
         content_type: d.props.content_type.clone(),
         user_id: None,
-        headers: d
-            .props
-            .headers
-            .iter()
-            .filter(|(k, _)| !k.to_ascii_lowercase().starts_with("x-kaigo-"))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
+        headers: Default::default(),
     };
     props.headers.insert(
         headers::FORMAT.into(),

@@ -224,13 +224,14 @@ async fn ingest(hub: &Hub, party: &Party, inbox: &Path, name: &str, limit: BodyL
             envelope_id,
             message,
         }) => {
+            // The error file is the hub's, beside the message: where and why, never a value.
             fail(
                 party,
                 inbox,
                 name,
                 Some(&envelope_id),
                 "malformed",
-                &message,
+                &message.to_string(),
             )
             .await;
             Outcome::Settled

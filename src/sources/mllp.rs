@@ -28,6 +28,7 @@ use crate::parties::{Parties, Party};
 use crate::pipeline::Hub;
 use crate::pipeline::clock;
 use crate::pipeline::ingress::{self, Refusal, Submission};
+use crate::redact::Disclose;
 use crate::sources::body_limit::{BodyLimit, TooLarge};
 use crate::sources::tls::{ClientCert, client_cert};
 use ack::{Cause, LocalCode, Verdict};
@@ -335,7 +336,7 @@ async fn answer(hub: &Hub, who: &Peer, payload: Vec<u8>) -> Vec<u8> {
                 None,
                 &Verdict::reject(
                     Cause::of_parse_error(parse_error),
-                    format!("{parse_error}; MSH-4 unreadable, not kept"),
+                    format!("{}; MSH-4 unreadable, not kept", parse_error.for_sender()),
                 ),
             );
         }
@@ -376,7 +377,7 @@ async fn answer(hub: &Hub, who: &Peer, payload: Vec<u8>) -> Vec<u8> {
                         .unwrap_or(Cause::local(LocalCode::MappingFailed))
                 }
             };
-            Verdict::error(cause, message)
+            Verdict::error(cause, message.for_sender().to_string())
         }
         Err(Refusal::Forbidden {
             envelope_id,

@@ -20,6 +20,7 @@ use super::auth;
 use super::body::{self, ResourceType};
 use super::outcome::{ENVELOPE_HEADER, Issue, REQUEST_ID_HEADER, Refused, clip, outcome};
 use crate::pipeline::ingress::{self, Refusal, Submission};
+use crate::redact::Disclose;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 
@@ -129,7 +130,8 @@ async fn submit(
             kept(builder(StatusCode::UNPROCESSABLE_ENTITY), &envelope_id),
             Issue::Processing,
             &format!(
-                "{message} (envelope {envelope_id}, kept in the dead-letter queue; correct the message and send it again)"
+                "{} (envelope {envelope_id}, kept in the dead-letter queue; correct the message and send it again)",
+                message.for_sender()
             ),
         ),
         Err(Refusal::Forbidden {
