@@ -410,7 +410,7 @@ impl Config {
                 self.log_format
             ));
         }
-        crate::sources::body_limit::BodyLimit::new(self.body_limit)?;
+        crate::pipeline::body_limit::BodyLimit::new(self.body_limit)?;
         self.tls()?;
         self.mllp_tls()?;
         self.push_tls()?;

@@ -17,11 +17,11 @@ use crate::mapping::MappingSet;
 use crate::mapping::live::{self, LiveMappings, Reload};
 use crate::parties::{LiveParties, Parties};
 use crate::pipeline::audit_writer::AuditWriter;
+use crate::pipeline::body_limit::BodyLimit;
 use crate::pipeline::metrics::Metrics;
 use crate::pipeline::{Hub, deliver, translate};
 use crate::sinks::Sinks;
 use crate::sources;
-use crate::sources::body_limit::BodyLimit;
 use crate::sources::http::{ClientTrust, ServerIdentity};
 use crate::store::Store;
 use std::net::SocketAddr;
@@ -57,6 +57,7 @@ pub async fn build(cfg: &Config) -> Result<Arc<Hub>, String> {
             lines.join("\n")
         )
     })?;
+    let body_limit = BodyLimit::new(cfg.body_limit)?;
     let parties = Parties::load(&cfg.parties).map_err(|e| e.to_string())?;
     parties
         .check_mllp_identities(cfg.mllp_tls()?.is_some())
@@ -111,6 +112,7 @@ pub async fn build(cfg: &Config) -> Result<Arc<Hub>, String> {
         sinks,
         handoff: crate::pipeline::handoff::Handoff::new(crate::pipeline::HANDOFF_BYTES),
         backlog: crate::pipeline::backlog::Backlog::new(cfg.max_backlog),
+        body_limit,
         presence: crate::pipeline::presence::Presence::new(
             cfg.amqp_url.as_deref(),
             &cfg.prefix,
@@ -122,8 +124,8 @@ pub async fn build(cfg: &Config) -> Result<Arc<Hub>, String> {
 
 /// Starts the hops and sources.
 pub async fn start(cfg: &Config) -> Result<Running, String> {
-    let body_limit = BodyLimit::new(cfg.body_limit)?;
     let hub = build(cfg).await?;
+    let body_limit = hub.body_limit;
     // Before the consent feed subscribes: a consent command that does not find this process in
     // the registry can count on its cache holding nothing read before the change.
     crate::pipeline::presence::register(&hub.store, &hub.presence, hub.consent_cache.as_deref())

@@ -223,3 +223,77 @@ async fn a_17_mib_hl7_message_under_the_default_limit_meets_no_smaller_limit_ins
     assert_eq!(running.hub.metrics.accepted.load(Ordering::Relaxed), 1);
     running.stop().await;
 }
+
+/// A dead letter larger than `body_limit` came through no door when it is replayed: the
+/// translate hop holds it to the same limit as a new message (issue 13: nothing is replayed
+/// without every check a new message would pass), so it goes back to the dead letters with the
+/// reason and nobody receives it, consented as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replayed_dead_letter_over_body_limit_is_held_to_it_and_goes_nowhere() {
+    let s = Scratch::rabbit("limit-replay", |t| t);
+    let csv = sample(&format!("careplan/{UP2KYO}"));
+    let limit = 1024;
+    let running = s
+        .start_with(&kaigo_hub::config::Config {
+            body_limit: limit,
+            ..s.config()
+        })
+        .await;
+    consent_care_plans(&running).await;
+    for (id, who) in [("bl-pr-1", PERSON_1), ("bl-pr-2", PERSON_2)] {
+        grant(
+            &running.hub,
+            id,
+            who,
+            Grantee::Kind(PartyKind::Provider),
+            &[Category::CarePlan],
+        )
+        .await;
+    }
+    let hub = running.hub.clone();
+    let t = hub.topology.clone();
+    let mut props = Props {
+        message_id: Some("too-large-dead".into()),
+        ..Props::default()
+    };
+    for (k, v) in [
+        ("x-kaigo-source", CARE_MANAGER),
+        ("x-kaigo-hop", "ingress"),
+        ("x-kaigo-file-name", UP2KYO),
+        (
+            "x-kaigo-error",
+            "parked by an older hub with a larger body_limit",
+        ),
+    ] {
+        props.headers.insert(k.into(), v.into());
+    }
+    hub.bus
+        .publish(&t.dead(), "csv", &props, &csv)
+        .await
+        .expect("dead-lettered");
+    let provider = Tap::new(hub.bus.as_ref(), &t.out_queue(PROVIDER)).await;
+    let replayed = kaigo_hub::pipeline::replay::replay(
+        hub.bus.as_ref(),
+        &t,
+        kaigo_hub::pipeline::replay::Parked::Dead,
+        &|_| true,
+        &mut |_| {},
+    )
+    .await
+    .expect("replay");
+    assert_eq!(replayed.replayed, 1);
+    let dead = Tap::new(hub.bus.as_ref(), &t.dead_queue()).await;
+    let back = dead
+        .wait("back in the dead letters", |m| !m.is_empty())
+        .await;
+    assert_eq!(back[0].envelope(), "too-large-dead");
+    names_the_setting_and_sizes(
+        back[0].header("x-kaigo-error").unwrap_or_default(),
+        csv.len(),
+        limit,
+    );
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(provider.all().len(), 0, "the provider got it");
+    assert_eq!(hub.metrics.translated.load(Ordering::Relaxed), 0);
+    running.stop().await;
+}

@@ -8,6 +8,7 @@
 pub mod admission;
 pub mod audit_writer;
 pub mod backlog;
+pub mod body_limit;
 pub mod clock;
 pub mod consent_feed;
 pub mod consent_reach;
@@ -118,6 +119,9 @@ pub struct Hub {
     /// Who this process is in the store's process registry (registered by `serve`), and how a
     /// consent change made here is announced to the others ([`presence`], [`consent_reach`]).
     pub presence: presence::Presence,
+    /// `body_limit`: the doors refuse larger inputs, and translate holds every raw message it
+    /// maps to it again (a replayed dead letter included).
+    pub body_limit: body_limit::BodyLimit,
 }
 
 /// Bytes of canonical documents ingress keeps for the translate hop (beyond them the oldest are

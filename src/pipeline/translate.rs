@@ -4,6 +4,7 @@
 //! input. Mapping failures go to the dead-letter queue with the precise error; denials to
 //! quarantine; an unreachable registry is retried with backoff and never treated as permit.
 
+use super::body_limit::TooLarge;
 use super::headers as h;
 use super::metrics::Metrics;
 use super::{Hub, admission, key_word};
@@ -40,6 +41,13 @@ async fn handle(hub: &Hub, d: Delivery, mut shutdown: watch::Receiver<bool>) {
         .filter(|id| mappings.get(id).is_some());
     let file_name = d.props.header(h::FILE_NAME).map(String::from);
 
+    // A door refuses what is larger than body_limit; a replayed dead letter came through no
+    // door this time, so it is held to the same limit here.
+    if let Err(too_large) = hub.body_limit.check("the message", d.body.len() as u64) {
+        let error = too_large.to_string();
+        return dead_and_ack(hub, d, &envelope, &error, TooLarge::REASON).await;
+    }
+
     // Mapped by this process's ingress with this same set: take that result, not a second run.
     let kept = hub
         .handoff
@@ -60,7 +68,9 @@ async fn handle(hub: &Hub, d: Delivery, mut shutdown: watch::Receiver<bool>) {
             .await;
             match mapped {
                 Ok(m) => m,
-                Err(e) => return dead_and_ack(hub, d, &envelope, &e.to_string()).await,
+                Err(e) => {
+                    return dead_and_ack(hub, d, &envelope, &e.to_string(), "mapping-failed").await;
+                }
             }
         }
     };
@@ -75,6 +85,7 @@ async fn handle(hub: &Hub, d: Delivery, mut shutdown: watch::Receiver<bool>) {
             d,
             &envelope,
             &format!("mapping `{mapping}` names no platform category"),
+            "mapping-failed",
         )
         .await;
     };
@@ -180,12 +191,13 @@ async fn requeue(d: Delivery) {
     let _ = d.requeue().await;
 }
 
-async fn dead_and_ack(hub: &Hub, d: Delivery, envelope: &str, error: &str) {
+/// Dead-letters the message with `error` (value-free) and audits it with the reason code.
+async fn dead_and_ack(hub: &Hub, d: Delivery, envelope: &str, error: &str, reason: &str) {
     tracing::warn!(envelope, error, "translate: dead-lettered");
     match hub.dead(&d.props, &d.body, error).await {
         Ok(()) => {
             hub.audit(Hop::Translate, "translate", envelope, |a| {
-                a.decision(AuditDecision::Dead).reason("mapping-failed")
+                a.decision(AuditDecision::Dead).reason(reason)
             });
             let _ = d.ack().await;
         }

@@ -16,11 +16,11 @@
 use crate::audit::{Decision as AuditDecision, Hop};
 use crate::bus::{Delivery, Props};
 use crate::parties::Party;
+use crate::pipeline::body_limit::{BodyLimit, TooLarge};
 use crate::pipeline::ingress::{self, Refusal, Submission};
 use crate::pipeline::metrics::Metrics;
 use crate::pipeline::retry::{FIRST_BACKOFF, backoff, pause};
 use crate::pipeline::{Hub, clock, headers};
-use crate::sources::body_limit::{BodyLimit, TooLarge};
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;

@@ -16,10 +16,10 @@
 
 use crate::audit::{Decision as AuditDecision, Hop};
 use crate::parties::Party;
+use crate::pipeline::body_limit::{BodyLimit, TooLarge};
 use crate::pipeline::ingress::{self, Refusal, Submission};
 use crate::pipeline::metrics::Metrics;
 use crate::pipeline::{Hub, clock};
-use crate::sources::body_limit::{BodyLimit, TooLarge};
 use std::collections::HashSet;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};

@@ -43,7 +43,7 @@ pub use crate::sources::tls::{ClientTrust, ServerIdentity};
 
 use crate::config::Config;
 use crate::pipeline::Hub;
-use crate::sources::body_limit::BodyLimit;
+use crate::pipeline::body_limit::BodyLimit;
 use actix_web::{App, HttpServer, web};
 use std::net::SocketAddr;
 use std::path::PathBuf;

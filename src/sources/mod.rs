@@ -6,7 +6,6 @@
 //! dead-lettering otherwise. Must never trust a claimed identity.
 
 pub mod amqp;
-pub mod body_limit;
 pub mod file_drop;
 pub mod http;
 pub mod mllp;

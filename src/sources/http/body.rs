@@ -5,7 +5,7 @@
 //! limit.
 
 use super::outcome::{Issue, Refused};
-use crate::sources::body_limit::{BodyLimit, TooLarge};
+use crate::pipeline::body_limit::{BodyLimit, TooLarge};
 use actix_web::HttpRequest;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};

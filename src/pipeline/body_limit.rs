@@ -1,5 +1,7 @@
 //! The one size limit of every door: `body_limit` (`KAIGO_BODY_LIMIT`) bounds an HTTP body, an
-//! MLLP frame, an AMQP vendor message and a dropped file alike. Each door checks it before it
+//! MLLP frame, an AMQP vendor message and a dropped file alike, and the translate hop asks it
+//! again of every raw message it maps, so that a replayed dead letter is held to it as a new
+//! message would be. Each door checks it before it
 //! holds the input whole wherever it can tell the size first: HTTP by `Content-Length` (and by
 //! reading no further than the limit), MLLP by the codec, which stops buffering a frame at the
 //! limit and only counts the rest, the file drop by the file's length. In: a size; out: nothing,
