@@ -277,7 +277,7 @@ async fn a_replayed_dead_letter_over_body_limit_is_held_to_it_and_goes_nowhere()
         &t,
         kaigo_hub::pipeline::replay::Parked::Dead,
         &|_| true,
-        &mut |_| {},
+        &mut |_, _| {},
     )
     .await
     .expect("replay");

@@ -1387,7 +1387,7 @@ impl World {
                 &self.hub.topology,
                 parked,
                 &ours,
-                &mut |_| {},
+                &mut |_, _| {},
             )
             .await
             .map_err(|e| TestCaseError::fail(format!("{step:?}: {e}")))?;

@@ -513,15 +513,21 @@ fn replay_quarantine(s: &Scratch) -> String {
     replay(s, "quarantine")
 }
 
-/// `kaigo-hub replay <queue>` against this test's broker prefix; its stdout.
+/// `kaigo-hub replay <queue>` against this test's broker prefix and the hub's store (its audit
+/// events go to the CLI's chain beside the hub's); its stdout.
 fn replay(s: &Scratch, queue: &str) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kaigo-hub"))
+    let cfg = s.config();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_kaigo-hub"));
+    command
         .args(["replay", queue])
         .current_dir(&s.dir)
         .env("KAIGO_AMQP_URL", amqp_url())
         .env("KAIGO_PREFIX", &s.prefix)
-        .output()
-        .expect("kaigo-hub runs");
+        .env("KAIGO_DATA_DIR", &cfg.data_dir);
+    if let Some(url) = &cfg.database_url {
+        command.env("KAIGO_DATABASE_URL", url);
+    }
+    let out = command.output().expect("kaigo-hub runs");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -665,6 +671,21 @@ async fn another_insurers_person_sent_by_a_municipality_is_never_released_by_rep
         "{said}"
     );
     assert_eq!(hub.bus.queue_len(&t.quarantine_queue()).await.unwrap(), 1);
+    // The replay is audited in the CLI's chain: the message it kept, and why.
+    let cli_events = || -> Vec<Value> {
+        std::fs::read_to_string(s.config().data_dir.join("audit-cli.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter(|e: &Value| e["hop"] == "replay")
+            .collect()
+    };
+    let kept = cli_events();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0]["envelope_id"], envelope.as_str());
+    assert_eq!(kept[0]["decision"], "rejected");
+    assert_eq!(kept[0]["reason"], "insurer-mismatch");
+    assert_eq!(kept[0]["party"], MUNICIPALITY);
     // The same bytes parked in the dead-letter queue with nothing but where they came from: the
     // replay releases them, and translate judges them as a new message.
     let mut dead = Props {
@@ -688,6 +709,14 @@ async fn another_insurers_person_sent_by_a_municipality_is_never_released_by_rep
     let provider = Tap::new(hub.bus.as_ref(), &t.out_queue(PROVIDER)).await;
     let said = replay(&s, "dead");
     assert!(said.contains("1 replayed, 0 kept"), "{said}");
+    let put_back = cli_events();
+    assert_eq!(put_back.len(), 2, "{put_back:?}");
+    assert_eq!(put_back[1]["envelope_id"], "dead-foreign-card");
+    assert_eq!(put_back[1]["decision"], "accepted");
+    assert_eq!(
+        put_back[1]["reason"],
+        format!("to:{}", t.ingress()).as_str()
+    );
     let again = quarantine
         .wait("quarantined again by translate", |m| {
             m.iter().any(|m| m.envelope() == "dead-foreign-card")

@@ -1,5 +1,5 @@
-//! What the CLI's consent commands write to the audit log: one event per change they make to
-//! the store, in the CLI's own chain (`<data_dir>/audit-cli.jsonl`, `audit::chains::Writer::Cli`),
+//! What the CLI's commands write to the audit log — `consent …`: one event per change they make
+//! to the store; `replay`: one per parked message it put back or kept — in the CLI's own chain (`<data_dir>/audit-cli.jsonl`, `audit::chains::Writer::Cli`),
 //! never in the hub's (a running hub holds that one locked). The chain is opened before the first
 //! change (a command waits up to [`LOCK_WAIT`] for another command's lock), and [`Trail::finish`]
 //! fsyncs it and records its checkpoint in the store before the command reports success (a
@@ -9,7 +9,10 @@
 //! `accepted` or `rejected`, the subject as its keyed hash, the consent id in `reason`; the actor
 //! is `cli:uid-<n>` (the operating-system user id, not a name). A revoke's reason is
 //! `revoke:<consent id>`, a link's is `link` with the party as counterpart; the local id a party
-//! knows a person by is not recorded. Never a name, a raw 保険者番号/被保険者番号 or an error text.
+//! knows a person by is not recorded. A replay's events have hop `replay`, the envelope id, the
+//! sender and the subject hashes the parked message carried: decision `accepted` with
+//! `to:<exchange>` for one put back, `rejected` with the code it was kept for. Never a name, a raw
+//! 保険者番号/被保険者番号 or an error text.
 
 use super::Failure;
 use kaigo_hub::audit::chains::{Appender, OpenOptions, Writer};
@@ -113,6 +116,76 @@ impl Trail {
         })
     }
 
+    /// `kaigo-hub replay` put the parked message `envelope` back on `exchange` (`props` as it was
+    /// parked: its sender and subject hashes are recorded).
+    pub fn replayed(
+        &mut self,
+        envelope: &str,
+        props: &kaigo_hub::bus::Props,
+        exchange: &str,
+    ) -> Result<(), Failure> {
+        self.parked(
+            envelope,
+            props,
+            Decision::Accepted,
+            &format!("to:{exchange}"),
+        )
+    }
+
+    /// `kaigo-hub replay` kept the parked message `envelope` where it is, for `code`.
+    pub fn kept(
+        &mut self,
+        envelope: &str,
+        props: &kaigo_hub::bus::Props,
+        code: &str,
+    ) -> Result<(), Failure> {
+        self.parked(envelope, props, Decision::Rejected, code)
+    }
+
+    fn parked(
+        &mut self,
+        envelope: &str,
+        props: &kaigo_hub::bus::Props,
+        decision: Decision,
+        reason: &str,
+    ) -> Result<(), Failure> {
+        use kaigo_hub::pipeline::headers as h;
+        let subjects: Vec<kaigo_hub::audit::SubjectHash> = props
+            .header(h::SUBJECT)
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|x| kaigo_hub::audit::SubjectHash::from_hex(x).ok())
+            .collect();
+        let one = |subject: Option<kaigo_hub::audit::SubjectHash>| {
+            move |d: AuditDraft| {
+                let mut d = d
+                    .envelope_id(envelope)
+                    .decision(decision)
+                    .reason(reason.to_string());
+                if let Some(p) = props.header(h::SOURCE) {
+                    d = d.party(p);
+                }
+                if let Some(doc) = props.header(h::DOCUMENT) {
+                    d = d.document(doc);
+                }
+                if let Some(c) = props.header(h::CATEGORY) {
+                    d = d.category(c);
+                }
+                match subject {
+                    Some(s) => d.subject(s),
+                    None => d,
+                }
+            }
+        };
+        if subjects.is_empty() {
+            return self.record_at(Hop::Replay, one(None));
+        }
+        for s in subjects {
+            self.record_at(Hop::Replay, one(Some(s)))?;
+        }
+        Ok(())
+    }
+
     /// The registry refused a change: recorded as the HTTP door records it (an unreachable
     /// registry changed nothing and is not recorded). Returns the command's failure.
     pub fn refused(&mut self, e: ConsentError) -> Failure {
@@ -151,19 +224,23 @@ impl Trail {
     }
 
     fn record(&mut self, f: impl FnOnce(AuditDraft) -> AuditDraft) -> Result<(), Failure> {
+        self.record_at(Hop::Admin, f)
+    }
+
+    fn record_at(
+        &mut self,
+        hop: Hop,
+        f: impl FnOnce(AuditDraft) -> AuditDraft,
+    ) -> Result<(), Failure> {
         let Some((appender, _)) = &mut self.open else {
             return Ok(());
         };
         let unwritten = |e: String| {
             Failure::input(format!(
-                "the change is stored, but its audit event could not be written: {e}"
+                "the change is made, but its audit event could not be written: {e}"
             ))
         };
-        let draft = f(AuditDraft::new(
-            now().map_err(unwritten)?,
-            Hop::Admin,
-            &self.actor,
-        ));
+        let draft = f(AuditDraft::new(now().map_err(unwritten)?, hop, &self.actor));
         appender
             .append(draft)
             .map(|_| ())

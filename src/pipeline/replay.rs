@@ -53,7 +53,9 @@ pub enum Step {
     Kept {
         /// Envelope id.
         envelope: String,
-        /// Why it stays.
+        /// Why it stays, as a code (the reason it was parked for, or `no-source`).
+        code: String,
+        /// Why it stays, in words.
         why: String,
     },
 }
@@ -69,30 +71,35 @@ pub struct Summary {
     pub skipped: u64,
 }
 
-/// Why a selected message must stay parked, if it must.
-pub fn must_stay(props: &Props) -> Option<String> {
+/// Why a selected message must stay parked, if it must: a code and the words.
+pub fn must_stay(props: &Props) -> Option<(String, String)> {
     if props.header(h::SOURCE).is_none() {
-        return Some(
+        return Some((
+            "no-source".into(),
             "it never passed a source's identity check (no x-kaigo-source): nothing says who may have sent it"
                 .into(),
-        );
+        ));
     }
     let reason = props.header(h::REASON)?;
     (!admission::curable(reason)).then(|| {
-        format!(
-            "{reason}: no later fact can cure it (a party sends only as itself, a municipality only for the people it insures)"
+        (
+            reason.to_string(),
+            format!(
+                "{reason}: no later fact can cure it (a party sends only as itself, a municipality only for the people it insures)"
+            ),
         )
     })
 }
 
-/// Replays the messages of `parked` that `select` takes; tells `each` what happened to each.
-/// Stops at the first bus error (the message in hand stays where it was).
+/// Replays the messages of `parked` that `select` takes; tells `each` what happened to each
+/// (with the message's properties as they were parked), once it happened. Stops at the first
+/// bus error (the message in hand stays where it was).
 pub async fn replay(
     bus: &dyn Bus,
     t: &Topology,
     parked: Parked,
     select: &(dyn Fn(&Props) -> bool + Sync),
-    each: &mut (dyn FnMut(&Step) + Send),
+    each: &mut (dyn FnMut(&Step, &Props) + Send),
 ) -> Result<Summary, BusError> {
     let (queue, park) = match parked {
         Parked::Dead => (t.dead_queue(), t.dead()),
@@ -113,18 +120,27 @@ pub async fn replay(
             keep(bus, &park, d).await?;
             continue;
         }
-        if let Some(why) = must_stay(&d.props) {
+        if let Some((code, why)) = must_stay(&d.props) {
             summary.held += 1;
+            let props = d.props.clone();
             keep(bus, &park, d).await?;
-            each(&Step::Kept { envelope, why });
+            each(
+                &Step::Kept {
+                    envelope,
+                    code,
+                    why,
+                },
+                &props,
+            );
             continue;
         }
         let (exchange, props) = fresh(t, &d);
         bus.publish(&exchange, &d.routing_key, &props, &d.body)
             .await?;
+        let parked = d.props.clone();
         d.ack().await?;
         summary.replayed += 1;
-        each(&Step::Replayed { envelope, exchange });
+        each(&Step::Replayed { envelope, exchange }, &parked);
     }
     Ok(summary)
 }
@@ -184,9 +200,13 @@ mod tests {
             (h::REASON, "insurer-mismatch"),
         ]))
         .expect("an insurer mismatch stays");
-        assert!(stays.contains("no later fact can cure it"), "{stays}");
+        assert_eq!(stays.0, "insurer-mismatch");
+        assert!(stays.1.contains("no later fact can cure it"), "{}", stays.1);
         assert!(must_stay(&props(&[(h::SOURCE, "1"), (h::REASON, "sender-mismatch")])).is_some());
-        assert!(must_stay(&props(&[(h::REASON, "consent-denied:no-consent")])).is_some());
+        assert_eq!(
+            must_stay(&props(&[(h::REASON, "consent-denied:no-consent")])).map(|s| s.0),
+            Some("no-source".to_string())
+        );
         assert_eq!(
             must_stay(&props(&[
                 (h::SOURCE, "131011"),
@@ -230,7 +250,7 @@ mod tests {
             .await
             .expect("consume deliver");
         let mut steps = Vec::new();
-        let summary = replay(&bus, &t, Parked::Quarantine, &|_| true, &mut |s| {
+        let summary = replay(&bus, &t, Parked::Quarantine, &|_| true, &mut |s, _| {
             steps.push(s.clone())
         })
         .await
