@@ -17,6 +17,7 @@ pub mod config;
 pub mod consent;
 pub mod demo;
 pub mod formats;
+pub mod key_file;
 pub mod mapping;
 pub mod parties;
 pub mod pem;

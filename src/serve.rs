@@ -384,12 +384,26 @@ pub fn subject_key(cfg: &Config) -> Result<Vec<u8>, String> {
         Some(k) => k.clone(),
         None => {
             let path = cfg.data_dir.join("subject.key");
-            match std::fs::read_to_string(&path) {
-                Ok(k) => k.trim().to_string(),
-                Err(_) => {
-                    let k = random_hex(32);
-                    std::fs::write(&path, &k).map_err(|e| format!("{}: {e}", path.display()))?;
-                    k
+            let read = |path: &std::path::Path| {
+                std::fs::read_to_string(path)
+                    .map(|k| k.trim().to_string())
+                    .map_err(|e| format!("{}: {e}", path.display()))
+            };
+            if path.exists() {
+                read(&path)?
+            } else {
+                // 32 bytes from the operating system's secure random source, in a new file of
+                // mode 0600: the hashes in headers, logs and audit are only as private as this key.
+                let key = crate::key_file::random(32).ok_or_else(|| {
+                    "the operating system's random source failed; no subject key was made"
+                        .to_string()
+                })?;
+                match crate::key_file::create(&path, &key) {
+                    Ok(crate::key_file::Created::Made) => crate::key_file::hex(&key),
+                    Ok(crate::key_file::Created::AlreadyThere) => read(&path)?,
+                    Err((action, e)) => {
+                        return Err(format!("{}: could not {action} it: {e}", path.display()));
+                    }
                 }
             }
         }
@@ -403,23 +417,6 @@ pub fn subject_key(cfg: &Config) -> Result<Vec<u8>, String> {
         .collect())
 }
 
-fn random_hex(bytes: usize) -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut out = String::new();
-    while out.len() < bytes * 2 {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos(),
-        );
-        out.push_str(&format!("{:016x}", h.finish()));
-    }
-    out.truncate(bytes * 2);
-    out
-}
-
 /// A URL without its password, for messages.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -429,5 +426,44 @@ pub fn redact(url: &str) -> String {
             format!("{}{user}:***{}", &url[..s + 3], &url[at..])
         }
         _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_subject_key_is_made_once_from_secure_randomness_in_a_file_of_mode_0600() {
+        let dir = std::env::temp_dir().join(format!("kaigo-subject-key-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        let cfg = Config {
+            data_dir: dir.clone(),
+            ..Config::default()
+        };
+        let first = subject_key(&cfg).expect("made");
+        assert_eq!(first.len(), 32);
+        assert_eq!(
+            subject_key(&cfg).expect("read"),
+            first,
+            "made once, then read"
+        );
+        let path = dir.join("subject.key");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "readable by the hub's user only");
+        }
+        // Another data directory gets another key (the old one came from the clock).
+        let other = dir.join("other");
+        std::fs::create_dir_all(&other).expect("dir");
+        let cfg2 = Config {
+            data_dir: other,
+            ..Config::default()
+        };
+        assert_ne!(subject_key(&cfg2).expect("made"), first);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -21,7 +21,6 @@
 //! their own keys have their own chain ids in a shared store.
 
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use hmac::{Hmac, Mac};
@@ -72,11 +71,7 @@ impl AuditKey {
 
     /// 32 bytes from the operating system's secure random source.
     pub fn generate() -> Result<AuditKey, AuditKeyError> {
-        let mut bytes = [0u8; GENERATED_KEY_BYTES];
-        rustls::crypto::aws_lc_rs::default_provider()
-            .secure_random
-            .fill(&mut bytes)
-            .map_err(|_| AuditKeyError::NoRandom)?;
+        let bytes = crate::key_file::random(GENERATED_KEY_BYTES).ok_or(AuditKeyError::NoRandom)?;
         AuditKey::new(&bytes)
     }
 
@@ -125,47 +120,23 @@ impl AuditKey {
             Err(AuditKeyError::Missing { .. }) => {}
             other => return other.map(|k| (k, None)),
         }
-        let io = |action: &'static str| {
-            move |source| AuditKeyError::Io {
+        let key = AuditKey::generate()?;
+        match crate::key_file::create(path, &key.bytes) {
+            Ok(crate::key_file::Created::Made) => Ok((
+                key,
+                Some(format!(
+                    "created the audit key {} (mode 0600); keep a copy apart from the audit log: `kaigo-hub audit verify` needs it",
+                    path.display()
+                )),
+            )),
+            // Another process made it a moment ago: use theirs.
+            Ok(crate::key_file::Created::AlreadyThere) => AuditKey::read(path).map(|k| (k, None)),
+            Err((action, source)) => Err(AuditKeyError::Io {
                 path: path.to_path_buf(),
                 action,
                 source,
-            }
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io("create the directory of"))?;
+            }),
         }
-        let key = AuditKey::generate()?;
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        match options.open(path) {
-            Ok(mut file) => {
-                file.write_all(format!("{}\n", key.to_hex()).as_bytes())
-                    .and_then(|()| file.sync_all())
-                    .map_err(io("write"))?;
-                Ok((
-                    key,
-                    Some(format!(
-                        "created the audit key {} (mode 0600); keep a copy apart from the audit log: `kaigo-hub audit verify` needs it",
-                        path.display()
-                    )),
-                ))
-            }
-            // Another process made it a moment ago: use theirs.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                AuditKey::read(path).map(|k| (k, None))
-            }
-            Err(e) => Err(io("create")(e)),
-        }
-    }
-
-    fn to_hex(&self) -> String {
-        hex(&self.bytes)
     }
 }
 
