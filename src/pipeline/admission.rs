@@ -25,12 +25,23 @@ use crate::consent::{Category, DenyReason, PartyKind, Recipient, Subject};
 use tokio::sync::watch;
 
 /// One document to judge.
-#[derive(Clone, Copy)]
 pub struct Doc<'a> {
     /// What the document says about whose it is and who sent it.
-    pub who: &'a Identity,
+    pub who: Identity,
     /// Its canonical kind (`CarePlan@1`).
     pub kind: &'a str,
+}
+
+impl Doc<'_> {
+    /// A mapping's documents as the judgement reads them.
+    pub fn all(docs: &[crate::mapping::Document]) -> Vec<Doc<'static>> {
+        docs.iter()
+            .map(|d| Doc {
+                who: Identity::of_json(&d.json),
+                kind: d.kind.name(),
+            })
+            .collect()
+    }
 }
 
 /// A message to judge.
@@ -261,11 +272,11 @@ pub async fn judge(
     for (i, d) in case.docs.iter().enumerate() {
         let found = match patience.as_deref_mut() {
             Some(shutdown) => hub
-                .subject_of_retrying(&party.id, d.who, shutdown)
+                .subject_of_retrying(&party.id, &d.who, shutdown)
                 .await
                 .map_err(|()| Refused::Stopped)?,
             None => hub
-                .subject_of(&party.id, d.who)
+                .subject_of(&party.id, &d.who)
                 .await
                 .map_err(Refused::Unavailable)?,
         };

@@ -100,10 +100,7 @@ async fn handle(hub: &Hub, mut d: Delivery, mut shutdown: watch::Receiver<bool>)
             Err(()) => return,
         }
     } else {
-        let docs = [admission::Doc {
-            who: &who,
-            kind: &kind,
-        }];
+        let docs = [admission::Doc { who, kind: &kind }];
         let case = admission::Case {
             envelope: &envelope,
             point: "deliver",

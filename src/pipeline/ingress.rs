@@ -162,18 +162,7 @@ pub async fn accept(hub: &Hub, sub: Submission<'_>) -> Result<Accepted, Refusal>
 
     // Who sent it, whose data it is, and may it come: the judgement translate (and deliver, for
     // a replayed document) makes again, in `admission`.
-    let identities: Vec<super::Identity> = docs
-        .iter()
-        .map(|d| super::Identity::of_json(&d.json))
-        .collect();
-    let judged: Vec<admission::Doc<'_>> = identities
-        .iter()
-        .zip(docs)
-        .map(|(who, d)| admission::Doc {
-            who,
-            kind: d.kind.name(),
-        })
-        .collect();
+    let judged = admission::Doc::all(docs);
     let case = admission::Case {
         envelope: &id,
         point: "ingress",

@@ -92,18 +92,7 @@ async fn handle(hub: &Hub, d: Delivery, mut shutdown: watch::Receiver<bool>) {
 
     // The same judgement as a new message's at ingress, asked again: a replayed message is not
     // trusted because it was once seen, and parties or consents may have changed meanwhile.
-    let identities: Vec<super::Identity> = docs
-        .iter()
-        .map(|d| super::Identity::of_json(&d.json))
-        .collect();
-    let judged: Vec<admission::Doc<'_>> = identities
-        .iter()
-        .zip(docs)
-        .map(|(who, d)| admission::Doc {
-            who,
-            kind: d.kind.name(),
-        })
-        .collect();
+    let judged = admission::Doc::all(docs);
     let case = admission::Case {
         envelope: &envelope,
         point: "translate",
