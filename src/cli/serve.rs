@@ -4,7 +4,6 @@
 
 use super::Failure;
 use kaigo_hub::config::Config;
-use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 #[command(
@@ -74,9 +73,8 @@ Signals: SIGTERM or Ctrl-C stops gracefully. SIGHUP reads the parties file (new 
 Example: KAIGO_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f kaigo-hub serve"
 )]
 pub struct Args {
-    /// Configuration file (TOML). Default: kaigo-hub.toml in the working directory, when present.
-    #[arg(long)]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub config: super::ConfigFile,
     /// Demo: register synthetic consents for the shipped samples, feed every sample in as its
     /// sender would, and print what was delivered where (then keep serving).
     #[arg(long)]
@@ -116,7 +114,7 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 }
 
 pub fn run(a: Args) -> Result<u8, Failure> {
-    let mut cfg = Config::load(a.config.as_deref()).map_err(Failure::usage)?;
+    let mut cfg = Config::load(a.config.config.as_deref()).map_err(Failure::usage)?;
     cfg.watch_mappings |= a.watch;
     init_logging(&cfg.log_format);
     runtime()?.block_on(async move {
