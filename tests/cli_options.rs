@@ -1,18 +1,60 @@
 //! What `kaigo-hub … --help` offers: each command its own options and none it ignores (the mapping
-//! directory only where mappings are read, `--config` wherever the hub's settings are), and `serve
-//! --help` every setting with its variable.
+//! directory only where mappings are read, `--config` wherever the hub's settings are); `serve
+//! --help` every setting with its variable and default; and the README's settings table, which is
+//! `kaigo-hub settings --markdown` — all from the one declaration in `config/mod.rs`.
 
+use kaigo_hub::config::SETTINGS;
 use std::process::Command;
 
-fn help(args: &[&str]) -> String {
+/// The standard output of `kaigo-hub ARGS`, which must succeed.
+fn run(args: &[&str]) -> String {
     let o = Command::new(env!("CARGO_BIN_EXE_kaigo-hub"))
         .args(args)
-        .arg("--help")
         .env_remove("KAIGO_MAPPINGS")
         .output()
         .expect("binary runs");
-    assert_eq!(o.status.code(), Some(0), "{args:?} --help");
-    String::from_utf8(o.stdout).expect("UTF-8 help")
+    assert_eq!(o.status.code(), Some(0), "{args:?}");
+    String::from_utf8(o.stdout).expect("UTF-8 output")
+}
+
+fn help(args: &[&str]) -> String {
+    run(&[args, &["--help"]].concat())
+}
+
+#[test]
+fn serve_help_lists_every_setting_with_its_variable_and_default() {
+    for flag in ["--help", "-h"] {
+        let text = run(&["serve", flag]);
+        for s in SETTINGS {
+            let line = format!("  {} ({}) [{}]", s.key, s.env(), s.default_shown());
+            assert!(text.contains(&line), "serve {flag} lists {line}");
+        }
+    }
+    let long = help(&["serve"]);
+    assert!(
+        long.contains("`<data_dir>/kaigo-hub.sqlite`"),
+        "--help: whole docs"
+    );
+    assert!(long.contains("SIGHUP reads the parties file"));
+}
+
+#[test]
+fn the_readme_settings_table_is_what_the_declaration_generates() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let (start, end) = ("<!-- settings -->\n", "<!-- /settings -->");
+    let from = readme.find(start).expect("README has <!-- settings -->") + start.len();
+    let to = readme[from..].find(end).expect("and <!-- /settings -->") + from;
+    let generated = run(&["settings", "--markdown"]);
+    assert_eq!(
+        readme[from..to].trim_end(),
+        generated.trim_end(),
+        "README's settings table is stale: put the output of `kaigo-hub settings --markdown` \
+         between its markers"
+    );
+    for s in SETTINGS {
+        assert!(generated.contains(&format!("| `{}` | `{}` |", s.key, s.env())));
+    }
 }
 
 #[test]

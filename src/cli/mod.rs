@@ -18,6 +18,7 @@ mod mappings;
 mod replay;
 mod schema;
 mod serve;
+mod settings;
 mod translate;
 
 use clap::{Parser, Subcommand};
@@ -85,6 +86,9 @@ pub enum Command {
     /// deliver hops, consent at every hop, audit. Without KAIGO_AMQP_URL it runs on the embedded
     /// in-memory bus.
     Serve(serve::Args),
+    /// List every setting `serve` reads: key, KAIGO_ variable, default and what it does
+    /// (`--markdown`: the README's settings table).
+    Settings(settings::Args),
     /// Grant, revoke, list and import consents; link a party's local id to a subject.
     ///
     /// Works on the store `serve` uses (refused when it does not exist). A change is announced to
@@ -132,6 +136,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Mappings { mappings, action } => mappings::run(&mappings.mappings, action),
         Command::Schema(a) => schema::run(a),
         Command::Serve(a) => serve::run(a),
+        Command::Settings(a) => settings::run(a),
         Command::Consent { config, action } => consent::run(config.config, action),
         Command::Audit { config, action } => audit::run(config.config, action),
         Command::Replay { config, args } => replay::run(config.config, args),
