@@ -8,7 +8,7 @@
 mod setting;
 
 use setting::declare_settings;
-pub use setting::{Setting, help, markdown};
+pub use setting::{Setting, help, markdown, variable};
 use std::path::{Path, PathBuf};
 
 declare_settings! {
@@ -393,7 +393,7 @@ fn cert_key_pair(
     (cert_key, cert): (&str, &Option<PathBuf>),
     (key_key, key): (&str, &Option<PathBuf>),
 ) -> Result<Option<(PathBuf, PathBuf)>, String> {
-    let env = |k: &str| format!("KAIGO_{}", k.to_ascii_uppercase());
+    let env = variable;
     let half = |set: &str, unset: &str| {
         format!(
             "{set} is set but {unset} is not: {what} needs both the certificate chain and its \

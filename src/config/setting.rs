@@ -65,10 +65,15 @@ pub struct Setting {
     pub apply: fn(&mut Config, &str, String) -> Result<(), String>,
 }
 
+/// The environment variable of the setting `key`: `KAIGO_` and the key in capitals.
+pub fn variable(key: &str) -> String {
+    format!("KAIGO_{}", key.to_ascii_uppercase())
+}
+
 impl Setting {
-    /// Its environment variable: `KAIGO_` and the key in capitals.
+    /// Its environment variable ([`variable`]).
     pub fn env(&self) -> String {
-        format!("KAIGO_{}", self.key.to_ascii_uppercase())
+        variable(self.key)
     }
 
     /// Its default, as [`Setting::shown`] writes it.
