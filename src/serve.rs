@@ -154,26 +154,7 @@ pub async fn start(cfg: &Config) -> Result<Running, String> {
     let sources = start_sources(&hub, cfg, &rx, &mut tasks).await?;
     let (http_addr, mllp_addr) = (sources.http_addr, sources.mllp_addr);
     if cfg.watch_mappings {
-        let metrics = hub.metrics.clone();
-        let dir = cfg.mappings.clone();
-        tasks.push(tokio::spawn(live::watch(
-            dir.clone(),
-            hub.mappings.clone(),
-            std::time::Duration::from_millis(cfg.poll_ms.max(50)),
-            rx.clone(),
-            move |r| match r {
-                Reload::Loaded { mappings } => {
-                    Metrics::inc(&metrics.mappings_reloaded);
-                    tracing::info!(dir = %dir.display(), mappings, "mappings changed: the new files are in force");
-                }
-                Reload::Refused { errors } => {
-                    Metrics::inc(&metrics.mappings_refused);
-                    for e in &errors {
-                        tracing::error!(error = %e, "mappings changed but do not load; the previous set stays in force");
-                    }
-                }
-            },
-        )));
+        tasks.push(watch_mappings(&hub, cfg, rx.clone()));
     }
     if cfg.max_backlog > 0 {
         tasks.push(tokio::spawn(crate::pipeline::backlog::watch(
@@ -216,6 +197,31 @@ pub async fn start(cfg: &Config) -> Result<Running, String> {
         client_trust: sources.client_trust,
         mllp_tls: sources.mllp_tls,
     })
+}
+
+/// `watch_mappings`: reloads the mapping directory when its files change (scanned every
+/// `poll_ms`, at least 50 ms), counting and logging each reload or refusal.
+fn watch_mappings(hub: &Arc<Hub>, cfg: &Config, rx: watch::Receiver<bool>) -> JoinHandle<()> {
+    let metrics = hub.metrics.clone();
+    let dir = cfg.mappings.clone();
+    tokio::spawn(live::watch(
+        dir.clone(),
+        hub.mappings.clone(),
+        std::time::Duration::from_millis(cfg.poll_ms.max(50)),
+        rx,
+        move |r| match r {
+            Reload::Loaded { mappings } => {
+                Metrics::inc(&metrics.mappings_reloaded);
+                tracing::info!(dir = %dir.display(), mappings, "mappings changed: the new files are in force");
+            }
+            Reload::Refused { errors } => {
+                Metrics::inc(&metrics.mappings_refused);
+                for e in &errors {
+                    tracing::error!(error = %e, "mappings changed but do not load; the previous set stays in force");
+                }
+            }
+        },
+    ))
 }
 
 /// The listening sources as started: their bound addresses, and the TLS state
@@ -277,7 +283,8 @@ async fn start_sources(
         file_drop,
         rx.clone(),
     ));
-    tasks.push(sources::amqp::start(hub.clone(), body_limit, rx.clone()));
+    let amqp = sources::amqp::AmqpSourceConfig { body_limit };
+    tasks.push(sources::amqp::start(hub.clone(), amqp, rx.clone()));
     Ok(StartedSources {
         http_addr: http.addr,
         mllp_addr,

@@ -3,10 +3,10 @@
 //! allow-list, broker-validated `user_id`, inbox ownership), hands the bytes to
 //! `pipeline::ingress::accept`, and answers its sender only after that returned: HTTP 202 /
 //! `ACK` AA / AMQP ack once the broker confirmed; `OperationOutcome`, `ACK` AE/AR or
-//! dead-lettering otherwise. Must never trust a claimed identity. Each source is started from its own
-//! config struct (`HttpSourceConfig`, `MllpSourceConfig`, `FileDropConfig`), which `serve` makes
-//! from the settings; a listening source's `validate()` checks its address here
-//! ([`check_listen_addr`]) before anything is bound.
+//! dead-lettering otherwise. Must never trust a claimed identity. Each source is started from its
+//! own config struct (`HttpSourceConfig`, `MllpSourceConfig`, `FileDropConfig`,
+//! `AmqpSourceConfig`), which `serve` makes from the settings; a listening source's `validate()`
+//! checks its address here ([`check_listen_addr`]) before anything is bound.
 
 pub mod amqp;
 pub mod file_drop;
