@@ -125,7 +125,6 @@ pub async fn build(cfg: &Config) -> Result<Arc<Hub>, String> {
 /// Starts the hops and sources.
 pub async fn start(cfg: &Config) -> Result<Running, String> {
     let hub = build(cfg).await?;
-    let body_limit = hub.body_limit;
     // Before the consent feed subscribes: a consent command that does not find this process in
     // the registry can count on its cache holding nothing read before the change.
     crate::pipeline::presence::register(&hub.store, &hub.presence, hub.consent_cache.as_deref())
@@ -152,60 +151,10 @@ pub async fn start(cfg: &Config) -> Result<Running, String> {
             }
         }));
     }
-    let http = sources::http::start(hub.clone(), cfg, rx.clone()).await?;
-    let http_addr = http.addr;
-    tasks.push(http.task);
-    let (mllp_tls, mllp_config) = match cfg.mllp_tls()? {
-        Some(files) => {
-            let served =
-                sources::tls::server_config(&files).map_err(|e| format!("MLLP source: {e}"))?;
-            let trust = served
-                .trust
-                .ok_or("MLLP source: TLS without client certificates is not offered")?;
-            (
-                Some((served.identity, trust)),
-                Some(Arc::new(served.config)),
-            )
-        }
-        None => (None, None),
-    };
-    let (mllp_addr, t) = sources::mllp::start(
-        hub.clone(),
-        &cfg.mllp_addr,
-        body_limit,
-        mllp_config,
-        rx.clone(),
-    )
-    .await?;
-    tasks.push(t);
-    tasks.push(sources::file_drop::start(
-        hub.clone(),
-        std::time::Duration::from_millis(cfg.poll_ms),
-        body_limit,
-        rx.clone(),
-    ));
-    tasks.push(sources::amqp::start(hub.clone(), body_limit, rx.clone()));
+    let sources = start_sources(&hub, cfg, &rx, &mut tasks).await?;
+    let (http_addr, mllp_addr) = (sources.http_addr, sources.mllp_addr);
     if cfg.watch_mappings {
-        let metrics = hub.metrics.clone();
-        let dir = cfg.mappings.clone();
-        tasks.push(tokio::spawn(live::watch(
-            dir.clone(),
-            hub.mappings.clone(),
-            std::time::Duration::from_millis(cfg.poll_ms.max(50)),
-            rx.clone(),
-            move |r| match r {
-                Reload::Loaded { mappings } => {
-                    Metrics::inc(&metrics.mappings_reloaded);
-                    tracing::info!(dir = %dir.display(), mappings, "mappings changed: the new files are in force");
-                }
-                Reload::Refused { errors } => {
-                    Metrics::inc(&metrics.mappings_refused);
-                    for e in &errors {
-                        tracing::error!(error = %e, "mappings changed but do not load; the previous set stays in force");
-                    }
-                }
-            },
-        )));
+        tasks.push(watch_mappings(&hub, cfg, rx.clone()));
     }
     if cfg.max_backlog > 0 {
         tasks.push(tokio::spawn(crate::pipeline::backlog::watch(
@@ -244,6 +193,101 @@ pub async fn start(cfg: &Config) -> Result<Running, String> {
         hub,
         shutdown: tx,
         tasks,
+        server_identity: sources.server_identity,
+        client_trust: sources.client_trust,
+        mllp_tls: sources.mllp_tls,
+    })
+}
+
+/// `watch_mappings`: reloads the mapping directory when its files change (scanned every
+/// `poll_ms`, at least 50 ms), counting and logging each reload or refusal.
+fn watch_mappings(hub: &Arc<Hub>, cfg: &Config, rx: watch::Receiver<bool>) -> JoinHandle<()> {
+    let metrics = hub.metrics.clone();
+    let dir = cfg.mappings.clone();
+    tokio::spawn(live::watch(
+        dir.clone(),
+        hub.mappings.clone(),
+        std::time::Duration::from_millis(cfg.poll_ms.max(50)),
+        rx,
+        move |r| match r {
+            Reload::Loaded { mappings } => {
+                Metrics::inc(&metrics.mappings_reloaded);
+                tracing::info!(dir = %dir.display(), mappings, "mappings changed: the new files are in force");
+            }
+            Reload::Refused { errors } => {
+                Metrics::inc(&metrics.mappings_refused);
+                for e in &errors {
+                    tracing::error!(error = %e, "mappings changed but do not load; the previous set stays in force");
+                }
+            }
+        },
+    ))
+}
+
+/// The listening sources as started: their bound addresses, and the TLS state
+/// [`Running::reload_tls`] renews.
+struct StartedSources {
+    http_addr: SocketAddr,
+    mllp_addr: SocketAddr,
+    server_identity: Option<Arc<ServerIdentity>>,
+    client_trust: Option<Arc<ClientTrust>>,
+    mllp_tls: Option<(Arc<ServerIdentity>, Arc<ClientTrust>)>,
+}
+
+/// Makes each source's config from the settings and validates them all before anything is bound
+/// (an error names the setting), then starts the HTTP, MLLP, file-drop and AMQP sources.
+async fn start_sources(
+    hub: &Arc<Hub>,
+    cfg: &Config,
+    rx: &watch::Receiver<bool>,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> Result<StartedSources, String> {
+    let body_limit = hub.body_limit;
+    let (mllp_tls, mllp_config) = match cfg.mllp_tls()? {
+        Some(files) => {
+            let served =
+                sources::tls::server_config(&files).map_err(|e| format!("MLLP source: {e}"))?;
+            let trust = served
+                .trust
+                .ok_or("MLLP source: TLS without client certificates is not offered")?;
+            (
+                Some((served.identity, trust)),
+                Some(Arc::new(served.config)),
+            )
+        }
+        None => (None, None),
+    };
+    let http = sources::http::HttpSourceConfig {
+        addr: cfg.http_addr.clone(),
+        tls: cfg.tls()?,
+        body_limit,
+        audit_path: cfg.audit_path(),
+    };
+    let mllp = sources::mllp::MllpSourceConfig {
+        addr: cfg.mllp_addr.clone(),
+        body_limit,
+        tls: mllp_config,
+    };
+    let file_drop = sources::file_drop::FileDropConfig {
+        poll: std::time::Duration::from_millis(cfg.poll_ms),
+        body_limit,
+    };
+    http.validate()?;
+    mllp.validate()?;
+    let http = sources::http::start(hub.clone(), http, rx.clone()).await?;
+    tasks.push(http.task);
+    let (mllp_addr, task) = sources::mllp::start(hub.clone(), mllp, rx.clone()).await?;
+    tasks.push(task);
+    tasks.push(sources::file_drop::start(
+        hub.clone(),
+        file_drop,
+        rx.clone(),
+    ));
+    let amqp = sources::amqp::AmqpSourceConfig { body_limit };
+    tasks.push(sources::amqp::start(hub.clone(), amqp, rx.clone()));
+    Ok(StartedSources {
+        http_addr: http.addr,
+        mllp_addr,
         server_identity: http.identity,
         client_trust: http.trust,
         mllp_tls,

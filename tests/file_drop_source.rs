@@ -95,9 +95,13 @@ impl Drop for Scratch {
     }
 }
 
-/// The default `body_limit`.
-fn limit() -> BodyLimit {
-    BodyLimit::new(Config::default().body_limit).expect("the default limit is valid")
+/// The file-drop source polling every `POLL`, with the default `body_limit`.
+fn source_config() -> file_drop::FileDropConfig {
+    file_drop::FileDropConfig {
+        poll: POLL,
+        body_limit: BodyLimit::new(Config::default().body_limit)
+            .expect("the default limit is valid"),
+    }
 }
 
 fn sample() -> Vec<u8> {
@@ -131,7 +135,7 @@ async fn a_care_plan_without_consent_fails_with_the_reason() {
     let inbox = s.inbox();
     std::fs::write(inbox.join(UP2KYO), sample()).unwrap();
     let (tx, rx) = watch::channel(false);
-    let task = file_drop::start(s.hub.clone(), POLL, limit(), rx);
+    let task = file_drop::start(s.hub.clone(), source_config(), rx);
 
     let failed = inbox.join("failed");
     eventually("moved to failed/", || failed.join(UP2KYO).is_file()).await;
@@ -168,7 +172,7 @@ async fn a_consented_care_plan_is_done_and_ingested_once() {
     std::fs::write(inbox.join(".UP2KYO_partial.CSV"), b"being written").unwrap();
     std::fs::write(inbox.join(UP2KYO), sample()).unwrap();
     let (tx, rx) = watch::channel(false);
-    let task = file_drop::start(s.hub.clone(), POLL, limit(), rx);
+    let task = file_drop::start(s.hub.clone(), source_config(), rx);
 
     let done = inbox.join("done");
     eventually("moved to done/", || done.join(UP2KYO).is_file()).await;
@@ -207,7 +211,7 @@ async fn an_inbox_the_parties_file_gains_while_the_hub_runs_is_scanned_from_then
     let inbox = s.inbox();
     std::fs::write(inbox.join(UP2KYO), sample()).unwrap();
     let (tx, rx) = watch::channel(false);
-    let task = file_drop::start(s.hub.clone(), POLL, limit(), rx);
+    let task = file_drop::start(s.hub.clone(), source_config(), rx);
     tokio::time::sleep(POLL * 10).await;
     assert_eq!(files(&inbox), vec![UP2KYO.to_string()], "not an inbox yet");
     assert_eq!(s.accepted(), 0);
@@ -232,7 +236,7 @@ async fn a_malformed_csv_fails_with_the_parse_error() {
     let inbox = s.inbox();
     std::fs::write(inbox.join(UP2KYO), b"202407,\"never closed\n").unwrap();
     let (tx, rx) = watch::channel(false);
-    let task = file_drop::start(s.hub.clone(), POLL, limit(), rx);
+    let task = file_drop::start(s.hub.clone(), source_config(), rx);
 
     let error_file = inbox.join("failed").join(format!("{UP2KYO}.error.txt"));
     eventually("error file written", || error_file.is_file()).await;
@@ -256,7 +260,7 @@ async fn a_file_left_in_processing_by_a_crash_is_put_back_and_ingested() {
     std::fs::create_dir_all(inbox.join("processing")).unwrap();
     std::fs::write(inbox.join("processing").join(UP2KYO), sample()).unwrap();
     let (tx, rx) = watch::channel(false);
-    let task = file_drop::start(s.hub.clone(), POLL, limit(), rx);
+    let task = file_drop::start(s.hub.clone(), source_config(), rx);
 
     eventually("moved to done/", || {
         inbox.join("done").join(UP2KYO).is_file()
@@ -274,7 +278,7 @@ async fn shutdown_stops_the_scan() {
     let s = Scratch::new("shutdown").await;
     let inbox = s.inbox();
     let (tx, rx) = watch::channel(false);
-    let task = file_drop::start(s.hub.clone(), POLL, limit(), rx);
+    let task = file_drop::start(s.hub.clone(), source_config(), rx);
     tokio::time::sleep(POLL * 2).await;
     tx.send(true).unwrap();
     tokio::time::timeout(PATIENCE, task).await.unwrap().unwrap();

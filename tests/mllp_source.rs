@@ -421,3 +421,39 @@ async fn shutdown_closes_connections_and_stops_accepting() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listen_address_without_a_port_stops_the_hub_at_start_naming_the_setting() {
+    let (dir, parties) = scratch("addr-no-port");
+    let cfg = Config {
+        http_addr: "127.0.0.1:0".into(),
+        mllp_addr: "127.0.0.1:0".into(),
+        data_dir: dir.join("state"),
+        parties,
+        mappings: repo().join("mappings"),
+        ..Default::default()
+    };
+    let cases = [
+        (
+            "mllp_addr (KAIGO_MLLP_ADDR)",
+            Config {
+                mllp_addr: "127.0.0.1".into(),
+                ..cfg.clone()
+            },
+        ),
+        (
+            "http_addr (KAIGO_HTTP_ADDR)",
+            Config {
+                http_addr: "localhost".into(),
+                ..cfg
+            },
+        ),
+    ];
+    for (setting, cfg) in cases {
+        let e = match serve::start(&cfg).await {
+            Ok(_) => panic!("{setting}: a hub without a port to listen on started"),
+            Err(e) => e,
+        };
+        assert!(e.contains(setting) && e.contains("HOST:PORT"), "{e}");
+    }
+}

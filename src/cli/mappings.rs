@@ -5,6 +5,22 @@ use super::{Failure, load_mappings};
 use kaigo_hub::mapping::testing;
 use std::path::{Path, PathBuf};
 
+/// The mapping directory, for the commands that read mappings (`translate`, `mappings …`); `serve`
+/// takes it as the setting `mappings` (`KAIGO_MAPPINGS`, or `mappings` in its file), and the
+/// commands that read no mappings do not offer it.
+#[derive(clap::Args, Debug)]
+pub struct Dir {
+    /// Directory of mapping files (*.yaml), searched recursively.
+    #[arg(
+        long = "mappings",
+        global = true,
+        env = "KAIGO_MAPPINGS",
+        default_value = "mappings",
+        value_name = "DIR"
+    )]
+    pub mappings: PathBuf,
+}
+
 #[derive(clap::Subcommand, Debug)]
 pub enum Action {
     /// Compile every mapping file and report all errors with file:line:column.

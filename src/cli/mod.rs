@@ -18,6 +18,7 @@ mod mappings;
 mod replay;
 mod schema;
 mod serve;
+mod settings;
 mod translate;
 
 use clap::{Parser, Subcommand};
@@ -58,14 +59,6 @@ impl Failure {
     after_help = "Examples:\n  kaigo-hub translate samples/hl7v2/adt-a08.hl7\n  kaigo-hub translate --dir ../shared/fixtures/ssmix2/sampleData --out people.jsonl\n  kaigo-hub translate samples/careplan/UP2KYO_0300000100_43_0300000005_11_20251025200201.CSV --to csv\n  kaigo-hub inspect samples/hl7v2/adt-a08.hl7\n  kaigo-hub mappings check && kaigo-hub mappings test\n  kaigo-hub schema InsuredPerson"
 )]
 pub struct Cli {
-    /// Directory of mapping files (*.yaml), searched recursively.
-    #[arg(
-        long,
-        global = true,
-        env = "KAIGO_MAPPINGS",
-        default_value = "mappings"
-    )]
-    pub mappings: PathBuf,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -82,6 +75,8 @@ pub enum Command {
     Inspect(inspect::Args),
     /// Check, test or list mapping files.
     Mappings {
+        #[command(flatten)]
+        mappings: mappings::Dir,
         #[command(subcommand)]
         action: mappings::Action,
     },
@@ -91,6 +86,9 @@ pub enum Command {
     /// deliver hops, consent at every hop, audit. Without KAIGO_AMQP_URL it runs on the embedded
     /// in-memory bus.
     Serve(serve::Args),
+    /// List every setting `serve` reads: key, KAIGO_ variable, default and what it does
+    /// (`--markdown`: the README's settings table).
+    Settings(settings::Args),
     /// Grant, revoke, list and import consents; link a party's local id to a subject.
     ///
     /// Works on the store `serve` uses (refused when it does not exist). A change is announced to
@@ -100,40 +98,48 @@ pub enum Command {
     /// anyway), 1 when the change was refused, 2 for a usage or configuration error. It logs in
     /// to a broker with the user and password of its own amqp_url (KAIGO_AMQP_URL), else as guest.
     Consent {
-        /// Configuration file (for the database location).
-        #[arg(long)]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigFile,
         #[command(subcommand)]
         action: consent::Action,
     },
     /// Verify the audit chains (keyed, checked against the store's checkpoints), or query them.
     Audit {
-        /// Configuration file (for the audit log location).
-        #[arg(long)]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigFile,
         #[command(subcommand)]
         action: audit::Action,
     },
     /// Re-drive messages from the dead-letter or quarantine queue (RabbitMQ).
     Replay {
-        /// Configuration file.
-        #[arg(long)]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigFile,
         #[command(flatten)]
         args: replay::Args,
     },
 }
 
+/// `--config FILE`, for the commands that read the hub's settings (`serve`, `consent`, `audit`,
+/// `replay`); accepted before or after a command's own sub-command.
+#[derive(clap::Args, Debug)]
+pub struct ConfigFile {
+    /// Configuration file (TOML), the one `serve` reads. Default: kaigo-hub.toml in the working
+    /// directory, when present; `KAIGO_*` variables override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
 pub fn run(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
-        Command::Translate(a) => translate::run(&cli.mappings, a),
+        Command::Translate(a) => translate::run(a),
         Command::Inspect(a) => inspect::run(a),
-        Command::Mappings { action } => mappings::run(&cli.mappings, action),
+        Command::Mappings { mappings, action } => mappings::run(&mappings.mappings, action),
         Command::Schema(a) => schema::run(a),
         Command::Serve(a) => serve::run(a),
-        Command::Consent { config, action } => consent::run(config, action),
-        Command::Audit { config, action } => audit::run(config, action),
-        Command::Replay { config, args } => replay::run(config, args),
+        Command::Settings(a) => settings::run(a),
+        Command::Consent { config, action } => consent::run(config.config, action),
+        Command::Audit { config, action } => audit::run(config.config, action),
+        Command::Replay { config, args } => replay::run(config.config, args),
     }
 }
 
@@ -181,4 +187,17 @@ pub fn load_mappings(dir: &Path) -> Result<MappingSet, Failure> {
             lines.join("\n")
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_command_line_is_well_formed() {
+        // Clap's own checks of every sub-command (e.g. two options with one name), which otherwise
+        // only fail when that sub-command is run.
+        Cli::command().debug_assert();
+    }
 }

@@ -4,63 +4,15 @@
 
 use super::Failure;
 use kaigo_hub::config::Config;
-use std::path::PathBuf;
 
-#[derive(clap::Args, Debug)]
-#[command(
-    after_help = "Settings come from defaults, then kaigo-hub.toml (or --config), then the environment:
-  http_addr     KAIGO_HTTP_ADDR     HTTP listen address (FHIR API, /health, /metrics)   [127.0.0.1:8080]
-  mllp_addr     KAIGO_MLLP_ADDR     MLLP listen address (HL7 v2)                        [127.0.0.1:2575]
-  amqp_url      KAIGO_AMQP_URL      RabbitMQ URL; unset = embedded in-memory bus          [unset]
-  database_url  KAIGO_DATABASE_URL  store for consents, cross-reference, delivery keys and the
-                registry of running hub processes: postgres://user@host/db, or a SQLite file
-                (PATH, sqlite:PATH, sqlite:///ABS/PATH, file:PATH); serve creates it, other
-                commands refuse one that does not exist       [<data_dir>/kaigo-hub.sqlite]
-  data_dir      KAIGO_DATA_DIR      SQLite file, audit log (audit.jsonl), subject-hash key [data]
-  prefix        KAIGO_PREFIX        prefix of every exchange and queue name                [kaigo]
-  mappings      KAIGO_MAPPINGS      mapping directory                                      [mappings]
-  parties       KAIGO_PARTIES       parties file (ids, credentials, subscriptions)         [parties.yaml]
-  body_limit    KAIGO_BODY_LIMIT    largest input at every door (HTTP body, MLLP frame,
-                                    AMQP message, dropped file), bytes; at most 512 MiB   [33554432]
-  prefetch      KAIGO_PREFETCH      unacknowledged deliveries per consumer (memory: this
-                                    × the largest message)                                 [128]
-  log_format    KAIGO_LOG_FORMAT    text or json (logs carry ids and hashes, never names)  [text]
-  purpose       KAIGO_PURPOSE       purpose stated in consent questions                    [unset]
-  subject_key   KAIGO_SUBJECT_KEY   hex key for subject hashes; unset = data/subject.key   [generated]
-  poll_ms       KAIGO_POLL_MS       file-drop inbox scan interval                          [500]
-  tls_cert      KAIGO_TLS_CERT      PEM certificate chain; with tls_key, HTTP serves HTTPS [unset]
-  tls_key       KAIGO_TLS_KEY       PEM private key of tls_cert                            [unset]
-  tls_client_ca KAIGO_TLS_CLIENT_CA PEM CAs of client certificates (optional mTLS; a
-                                    party's client_certs_sha256 names it)                  [unset]
-  push_ca       KAIGO_PUSH_CA       PEM CAs trusted for https:// push recipients (needed
-                                    for https push; no system roots)                       [unset]
-  push_client_cert KAIGO_PUSH_CLIENT_CERT PEM chain the hub presents to https push
-                                    recipients (mTLS; with push_client_key)                [unset]
-  push_client_key KAIGO_PUSH_CLIENT_KEY PEM private key of push_client_cert               [unset]
-  mllp_tls_cert KAIGO_MLLP_TLS_CERT PEM chain; with mllp_tls_key and mllp_tls_client_ca,
-                                    MLLP speaks TLS only and a hospital is known by its
-                                    client certificate (client_certs_sha256)              [unset]
-  mllp_tls_key  KAIGO_MLLP_TLS_KEY  PEM private key of mllp_tls_cert                       [unset]
-  mllp_tls_client_ca KAIGO_MLLP_TLS_CLIENT_CA  PEM CAs of the hospitals' client
-                                    certificates (required with mllp_tls_cert)             [unset]
-  watch_mappings KAIGO_WATCH_MAPPINGS reload changed mapping files (same as --watch)      [false]
-  consent_cache_secs KAIGO_CONSENT_CACHE_SECS  seconds a process may reuse a person's consents
-                between changes announced on <prefix>.consent (RabbitMQ only; 0 = off)  [30]
-  quarantine_keep_days KAIGO_QUARANTINE_KEEP_DAYS  days a quarantined copy is kept, then
-                dropped with an audit event (expired); 0 = until replayed             [30]
-  consent_ack_secs KAIGO_CONSENT_ACK_SECS  seconds a consent change (kaigo-hub consent …,
-                POST /fhir/Consent) waits for every running hub process registered in the
-                store to acknowledge it; the CLI exits 3 naming those that did not      [5]
-  delivered_keep_days KAIGO_DELIVERED_KEEP_DAYS  days a delivery key (no copy twice to a
-                recipient) is kept; longer than any replay may come; 0 = forever      [0]
-  max_backlog   KAIGO_MAX_BACKLOG   messages waiting in translate + deliver at which the
-                sources refuse new ones (503 / AE / requeue / file kept); 0 = no bound [0]
-  retry_delays_ms KAIGO_RETRY_DELAYS_MS  waits before a recipient whose sink failed is tried
-                again, ms, comma-separated; then dead-lettered; a down recipient holds up
-                no one                                       [1000,5000,30000,120000,600000]
-  audit_key     KAIGO_AUDIT_KEY     hex key sealing the audit chains (HMAC); or:           [unset]
-  audit_key_file KAIGO_AUDIT_KEY_FILE  file with that key; made 0600 on first use; keep it
-                apart from the log (audit verify needs it)             [data/audit.key]
+/// What `serve --help` says after its options: every setting (`-h`: its first sentence), then
+/// the registry, logging and signals.
+fn after_help(long: bool) -> String {
+    let settings = kaigo_hub::config::help(kaigo_hub::config::SETTINGS, long);
+    format!("{settings}{AFTER_SETTINGS}")
+}
+
+const AFTER_SETTINGS: &str = "\
 Registry: serve records itself in the store (host, pid, bus URL without credentials, prefix,
   consent_cache_secs) with a heartbeat every 5 s, and removes itself when it stops gracefully; a
   consent command reads the registry to reach every running process on its own bus and prefix.
@@ -71,12 +23,13 @@ Signals: SIGTERM or Ctrl-C stops gracefully. SIGHUP reads the parties file (new 
   again, for what starts from then on; a file that does not load is reported and the one in
   force stays. hub.id, and turning TLS on or off, take a restart.
 
-Example: KAIGO_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f kaigo-hub serve"
-)]
+Example: KAIGO_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f kaigo-hub serve";
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = after_help(false), after_long_help = after_help(true))]
 pub struct Args {
-    /// Configuration file (TOML). Default: kaigo-hub.toml in the working directory, when present.
-    #[arg(long)]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub config: super::ConfigFile,
     /// Demo: register synthetic consents for the shipped samples, feed every sample in as its
     /// sender would, and print what was delivered where (then keep serving).
     #[arg(long)]
@@ -116,7 +69,7 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 }
 
 pub fn run(a: Args) -> Result<u8, Failure> {
-    let mut cfg = Config::load(a.config.as_deref()).map_err(Failure::usage)?;
+    let mut cfg = Config::load(a.config.config.as_deref()).map_err(Failure::usage)?;
     cfg.watch_mappings |= a.watch;
     init_logging(&cfg.log_format);
     runtime()?.block_on(async move {

@@ -13,6 +13,8 @@ use std::time::Instant;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    #[command(flatten)]
+    pub mappings: super::mappings::Dir,
     /// Input file, or `-` for stdin. Omit with --dir.
     pub file: Option<PathBuf>,
     /// Use this mapping instead of choosing by match rule (for canonical JSON input with --to:
@@ -62,8 +64,8 @@ fn sink(out: &Option<PathBuf>) -> Result<Box<dyn Write>, Failure> {
     })
 }
 
-pub fn run(mappings: &Path, a: Args) -> Result<u8, Failure> {
-    let set = load_mappings(mappings)?;
+pub fn run(a: Args) -> Result<u8, Failure> {
+    let set = load_mappings(&a.mappings.mappings)?;
     if let Some(dir) = &a.dir {
         if a.to.as_deref() == Some("csv") {
             return Err(Failure::usage(

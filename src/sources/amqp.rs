@@ -25,10 +25,21 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// Consumes the vendor queue until `shutdown` turns true; a message larger than `limit`
-/// (`body_limit`) is dead-lettered, saying so.
-pub fn start(hub: Arc<Hub>, limit: BodyLimit, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
-    tokio::spawn(run(hub, limit, shutdown))
+/// What the AMQP source is built from: the setting `body_limit` (the queue, `<prefix>.vendor.in`,
+/// and `prefetch` are the hub's). Nothing in it can be wrong on its own.
+#[derive(Debug, Clone, Copy)]
+pub struct AmqpSourceConfig {
+    /// `body_limit`: a larger message is dead-lettered, saying so.
+    pub body_limit: BodyLimit,
+}
+
+/// Consumes the vendor queue until `shutdown` turns true.
+pub fn start(
+    hub: Arc<Hub>,
+    cfg: AmqpSourceConfig,
+    shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(run(hub, cfg.body_limit, shutdown))
 }
 
 async fn run(hub: Arc<Hub>, limit: BodyLimit, mut shutdown: watch::Receiver<bool>) {

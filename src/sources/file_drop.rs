@@ -33,15 +33,24 @@ const PROCESSING: &str = "processing";
 const DONE: &str = "done";
 const FAILED: &str = "failed";
 
-/// Scans every party's inbox every `poll` until `shutdown` turns true; a file larger than `limit`
-/// (`body_limit`) goes to `failed/` unread.
+/// What the file-drop source is built from: the settings `poll_ms` and `body_limit` (the inboxes
+/// are the parties'). Nothing in it can be wrong on its own: a `poll` under 10 ms is taken as
+/// 10 ms.
+#[derive(Debug, Clone, Copy)]
+pub struct FileDropConfig {
+    /// `poll_ms`: how often every inbox is scanned.
+    pub poll: Duration,
+    /// `body_limit`: a larger file goes to `failed/` unread.
+    pub body_limit: BodyLimit,
+}
+
+/// Scans every party's inbox every `cfg.poll` until `shutdown` turns true.
 pub fn start(
     hub: Arc<Hub>,
-    poll: Duration,
-    limit: BodyLimit,
+    cfg: FileDropConfig,
     shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
-    tokio::spawn(run(hub, poll, limit, shutdown))
+    tokio::spawn(run(hub, cfg.poll, cfg.body_limit, shutdown))
 }
 
 async fn run(hub: Arc<Hub>, poll: Duration, limit: BodyLimit, mut shutdown: watch::Receiver<bool>) {

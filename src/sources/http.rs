@@ -41,7 +41,7 @@ mod tls;
 
 pub use crate::sources::tls::{ClientTrust, ServerIdentity};
 
-use crate::config::Config;
+use crate::config::TlsFiles;
 use crate::pipeline::Hub;
 use crate::pipeline::body_limit::BodyLimit;
 use actix_web::{App, HttpServer, web};
@@ -64,6 +64,28 @@ struct State {
     body_limit: BodyLimit,
 }
 
+/// What the HTTP source is built from: the settings `http_addr`, `tls_cert` / `tls_key` /
+/// `tls_client_ca` (checked together by `Config::tls`) and `body_limit`, and the audit log it
+/// searches.
+#[derive(Debug, Clone)]
+pub struct HttpSourceConfig {
+    /// `http_addr`: `HOST:PORT` to listen on (port 0 picks a free one).
+    pub addr: String,
+    /// HTTPS: the certificate chain, its key and the client CAs; `None` = plain HTTP.
+    pub tls: Option<TlsFiles>,
+    /// `body_limit`: the largest body accepted.
+    pub body_limit: BodyLimit,
+    /// The audit log `GET /fhir/AuditEvent` reads (`<data_dir>/audit.jsonl`).
+    pub audit_path: PathBuf,
+}
+
+impl HttpSourceConfig {
+    /// Checks what can be checked before anything is bound; the error names the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        crate::sources::check_listen_addr("http_addr", &self.addr)
+    }
+}
+
 /// The HTTP source as started: where it listens, the task that ends once it stopped, and over
 /// HTTPS the certificate it serves (reloadable).
 pub struct Started {
@@ -78,23 +100,23 @@ pub struct Started {
     pub trust: Option<Arc<ClientTrust>>,
 }
 
-/// Binds `cfg.http_addr` (HTTPS when `cfg` names a certificate and key), serves until `shutdown`
-/// turns true, then stops gracefully (no new connections; in-flight requests get
-/// `SHUTDOWN_GRACE_SECS`). Half-set or unusable TLS settings are an error naming the setting and
-/// file.
+/// Binds `cfg.addr` (HTTPS when `cfg.tls` is given), serves until `shutdown` turns true, then
+/// stops gracefully (no new connections; in-flight requests get `SHUTDOWN_GRACE_SECS`). An
+/// invalid address or unusable TLS files are an error naming the setting (and file).
 pub async fn start(
     hub: Arc<Hub>,
-    cfg: &Config,
+    cfg: HttpSourceConfig,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<Started, String> {
-    let body_limit = BodyLimit::new(cfg.body_limit)?;
+    cfg.validate()?;
+    let body_limit = cfg.body_limit;
     let state = web::Data::new(State {
         hub,
-        audit_path: cfg.audit_path(),
+        audit_path: cfg.audit_path,
         body_limit,
     });
     let limit = body_limit.bytes();
-    let (tls, identity, trust) = match cfg.tls()? {
+    let (tls, identity, trust) = match cfg.tls {
         Some(files) => {
             let served = crate::sources::tls::server_config(&files)
                 .map_err(|e| format!("HTTP source: {e}"))?;
@@ -116,19 +138,19 @@ pub async fn start(
     .disable_signals()
     .shutdown_timeout(SHUTDOWN_GRACE_SECS);
     let server = match tls {
-        Some(tls) => server.bind_rustls_0_23(&cfg.http_addr, tls),
-        None => server.bind(&cfg.http_addr),
+        Some(tls) => server.bind_rustls_0_23(&cfg.addr, tls),
+        None => server.bind(&cfg.addr),
     }
     .map_err(|e| {
         format!(
             "HTTP source cannot listen on {} (http_addr / KAIGO_HTTP_ADDR): {e}",
-            cfg.http_addr
+            cfg.addr
         )
     })?;
     let addr = server.addrs().first().copied().ok_or_else(|| {
         format!(
             "HTTP source: {} resolved to no address to listen on",
-            cfg.http_addr
+            cfg.addr
         )
     })?;
     tracing::info!(%addr, scheme, "HTTP source listening");

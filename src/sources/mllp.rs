@@ -80,20 +80,42 @@ impl Peer {
     }
 }
 
-/// Binds `addr` and serves MLLP until `shutdown` turns true — over TLS when `tls` is given
-/// (client certificates verified by it name the parties). `limit` (`body_limit`) bounds a
-/// frame's payload. Returns the bound address (port 0 picks one) and the listener's task, which
-/// ends after every connection closed.
+/// What the MLLP source is built from: the settings `mllp_addr`, `body_limit`, and
+/// `mllp_tls_cert` / `mllp_tls_key` / `mllp_tls_client_ca` as a rustls server configuration
+/// (checked together by `Config::mllp_tls`, loaded by `sources::tls::server_config`).
+#[derive(Debug, Clone)]
+pub struct MllpSourceConfig {
+    /// `mllp_addr`: `HOST:PORT` to listen on (port 0 picks a free one).
+    pub addr: String,
+    /// `body_limit`: bounds a frame's payload.
+    pub body_limit: BodyLimit,
+    /// MLLP over TLS (client certificates verified by it name the parties); `None` = plain TCP.
+    pub tls: Option<Arc<ServerConfig>>,
+}
+
+impl MllpSourceConfig {
+    /// Checks what can be checked before anything is bound; the error names the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        crate::sources::check_listen_addr("mllp_addr", &self.addr)
+    }
+}
+
+/// Binds `cfg.addr` and serves MLLP until `shutdown` turns true. Returns the bound address (port
+/// 0 picks one) and the listener's task, which ends after every connection closed.
 pub async fn start(
     hub: Arc<Hub>,
-    addr: &str,
-    limit: BodyLimit,
-    tls: Option<Arc<ServerConfig>>,
+    cfg: MllpSourceConfig,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, JoinHandle<()>), String> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("MLLP: cannot listen on {addr}: {e}"))?;
+    cfg.validate()?;
+    let MllpSourceConfig {
+        addr,
+        body_limit: limit,
+        tls,
+    } = cfg;
+    let listener = TcpListener::bind(&addr).await.map_err(|e| {
+        format!("MLLP source cannot listen on {addr} (mllp_addr / KAIGO_MLLP_ADDR): {e}")
+    })?;
     let bound = listener
         .local_addr()
         .map_err(|e| format!("MLLP: address of the listener on {addr}: {e}"))?;

@@ -1,145 +1,154 @@
 //! `kaigo-hub serve` configuration: defaults, then `kaigo-hub.toml` (or `--config FILE`), then
-//! environment variables `KAIGO_<FIELD>` (e.g. `KAIGO_AMQP_URL`). Every field is documented here;
-//! `serve --help` and the README list them. An unknown key in the file is an error.
+//! environment variables `KAIGO_<KEY>` (e.g. `KAIGO_AMQP_URL`). Each setting is declared once,
+//! below (key, doc, type, default); the struct, its defaults, the variables' parsing, `serve
+//! --help`, `kaigo-hub settings` and the README's settings table all come from that declaration
+//! (`setting.rs`). [`Config::validate`] checks that the settings fit together, naming the setting
+//! and its variable. An unknown key in the file is an error.
 
-use serde::Deserialize;
+mod setting;
+
+use setting::declare_settings;
+pub use setting::{Setting, help, markdown, variable};
 use std::path::{Path, PathBuf};
 
-/// Everything `serve` can be told.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    /// HTTP listen address (FHIR API, health, metrics). Env `KAIGO_HTTP_ADDR`.
-    pub http_addr: String,
-    /// MLLP listen address (HL7 v2). Env `KAIGO_MLLP_ADDR`.
-    pub mllp_addr: String,
-    /// RabbitMQ URL, e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`; unset = the in-memory bus.
-    /// Env `KAIGO_AMQP_URL`.
-    pub amqp_url: Option<String>,
-    /// Database for consents, cross-reference and delivery keys: `postgres://user@host/db` (several
-    /// hub processes share it) or a SQLite file: a path, `sqlite:PATH`, `sqlite:///ABSOLUTE/PATH`
-    /// or `file:PATH` (default `<data_dir>/kaigo-hub.sqlite`; `sqlite::memory:` is refused).
-    /// `serve` creates it; every other command refuses one that does not exist.
-    /// Env `KAIGO_DATABASE_URL`.
-    pub database_url: Option<String>,
-    /// Directory for the SQLite file, the audit log and the subject-hash key. Env `KAIGO_DATA_DIR`.
-    pub data_dir: PathBuf,
-    /// Prefix of every RabbitMQ exchange and queue name. Env `KAIGO_PREFIX`.
-    pub prefix: String,
-    /// Mapping directory. Env `KAIGO_MAPPINGS`.
-    pub mappings: PathBuf,
-    /// Parties file. Env `KAIGO_PARTIES`.
-    pub parties: PathBuf,
-    /// Largest input accepted at every door, bytes: an HTTP body, an MLLP frame, an AMQP vendor
-    /// message, a file dropped into an inbox. A larger one is refused at its door, naming this
-    /// setting and the size (HTTP 413, MLLP `AR`, the AMQP message dead-lettered, the file moved
-    /// to `failed/` unread). Between 1 and 512 MiB; keep it at or below RabbitMQ's
-    /// `max_message_size` (128 MiB by default). Env `KAIGO_BODY_LIMIT`.
-    pub body_limit: usize,
-    /// Unacknowledged deliveries per consumer. Env `KAIGO_PREFETCH`. A hop holds at most this
-    /// many messages at once (memory: prefetch × the largest message); the consuming hops need
-    /// more in flight than the sources, because a message fans out into documents and
-    /// recipients (README "Speed": 128 measured against 64 and 256).
-    pub prefetch: u16,
-    /// Log format: `text` or `json`. Env `KAIGO_LOG_FORMAT`.
-    pub log_format: String,
-    /// Purpose stated in consent questions (consents restricted to another purpose deny).
-    /// Env `KAIGO_PURPOSE`.
-    pub purpose: Option<String>,
-    /// Key for hashing subjects in headers, logs and audit, as hex (≥ 32 hex digits); unset = a
-    /// random key kept in `<data_dir>/subject.key`. Env `KAIGO_SUBJECT_KEY`.
-    pub subject_key: Option<String>,
-    /// How often file-drop inboxes (and, with `watch_mappings`, the mapping directory) are
-    /// scanned, milliseconds. Env `KAIGO_POLL_MS`.
-    pub poll_ms: u64,
-    /// Reload the mapping directory when its files change, without a restart and without dropping
-    /// a message (`serve --watch`): each message uses the set in force when it started; files that
-    /// fail to load are reported (`file:line:column`) and the working set stays in force.
-    /// Env `KAIGO_WATCH_MAPPINGS` (`true`/`false`).
-    pub watch_mappings: bool,
-    /// Seconds a hub process may answer consent questions from its own copy of a person's
-    /// consents (RabbitMQ only: the copy is dropped on every change announced on the
-    /// `<prefix>.consent` fanout, and not used while that subscription is lost). The expiry is a
-    /// backstop for a change made by a process that could not announce it. `0` = read the store
-    /// at every decision. Env `KAIGO_CONSENT_CACHE_SECS`.
-    pub consent_cache_secs: u64,
-    /// Days a quarantined copy is kept (counted from when it was quarantined) before it is
-    /// dropped, with an audit event (`expired`): quarantine holds personal data no longer than
-    /// it must. Checked once an hour. `0` keeps them until replayed. Env
-    /// `KAIGO_QUARANTINE_KEEP_DAYS`.
-    pub quarantine_keep_days: u64,
-    /// Days a delivery key (envelope, document, recipient: what keeps a recipient from getting a
-    /// copy twice) is kept; older keys are forgotten once an hour. `0` (the default) keeps them
-    /// forever. Set it longer than any message may wait in a queue or in `dead`/`quarantine`
-    /// before a `replay`: a copy redelivered after its key was forgotten is sent again.
-    /// Env `KAIGO_DELIVERED_KEEP_DAYS`.
-    pub delivered_keep_days: u64,
-    /// Backpressure: while this many messages wait in the `translate` and `deliver` queues
-    /// (all hub processes on them together; read four times a second), the sources refuse new
-    /// ones as temporarily unavailable — HTTP 503 with `Retry-After`, MLLP `AE`, the AMQP source
-    /// requeues after a pause, the file drop leaves the file — and admit again below 90 % of it.
-    /// `0` (the default): no bound. Env `KAIGO_MAX_BACKLOG`.
-    pub max_backlog: u64,
-    /// How long a recipient's copy waits before it is tried again after its sink failed (HTTP
-    /// push refused or unreachable, a directory that cannot be written), milliseconds, one entry
-    /// per retry: the copy is tried once more than there are entries, then dead-lettered (and
-    /// can be replayed). Each distinct delay is a waiting-room queue `<prefix>.deliver.wait.<ms>`;
-    /// a recipient that is down holds up no one meanwhile. `[]` = no retries. Default
-    /// `[1000, 5000, 30000, 120000, 600000]` (six attempts over 12½ minutes).
-    /// Env `KAIGO_RETRY_DELAYS_MS` (comma-separated, e.g. `1000,5000,30000`).
-    pub retry_delays_ms: Vec<u64>,
-    /// PEM file with the HTTP listener's certificate chain, leaf first. Set together with
-    /// `tls_key`, the HTTP source serves HTTPS (rustls) instead of plain HTTP.
-    /// Env `KAIGO_TLS_CERT`.
-    pub tls_cert: Option<PathBuf>,
-    /// PEM file with the private key of `tls_cert` (PKCS#8, PKCS#1 or SEC1). Env `KAIGO_TLS_KEY`.
-    pub tls_key: Option<PathBuf>,
-    /// PEM bundle of the CA certificates that issue client certificates (needs `tls_cert`). A
-    /// client may then present a certificate, which must chain to one of these (else the handshake
-    /// fails); its SHA-256 fingerprint names the party (`client_certs_sha256` in the parties
-    /// file). A client without a certificate still authenticates by API key.
-    /// Env `KAIGO_TLS_CLIENT_CA`.
-    pub tls_client_ca: Option<PathBuf>,
-    /// PEM bundle of the CA certificates the hub trusts for HTTP push recipients: a recipient
-    /// whose parties entry says `delivery: { http: "https://…" }` must present a certificate for
-    /// the URL's host (DNS name or IP address) that chains to one of these, else the delivery
-    /// fails and is retried, then dead-lettered. Required for `https://` push; no system roots
-    /// are used. Env `KAIGO_PUSH_CA`.
-    pub push_ca: Option<PathBuf>,
-    /// PEM file with the client certificate chain (leaf first) the hub presents to HTTPS push
-    /// recipients that ask for one (mTLS). Set together with `push_client_key`, and with
-    /// `push_ca`. Env `KAIGO_PUSH_CLIENT_CERT`.
-    pub push_client_cert: Option<PathBuf>,
-    /// PEM file with the private key of `push_client_cert` (PKCS#8, PKCS#1 or SEC1, unencrypted).
-    /// Env `KAIGO_PUSH_CLIENT_KEY`.
-    pub push_client_key: Option<PathBuf>,
-    /// Seconds a consent change (`kaigo-hub consent …`, `POST /fhir/Consent`) waits for every
-    /// running hub process that answers from a consent cache to acknowledge it (each registers
-    /// in the store; see `consent_cache_secs`). A process that has not acknowledged by then is
-    /// named (the command exits 3), with the time by which the change is in force there anyway.
-    /// Env `KAIGO_CONSENT_ACK_SECS`.
-    pub consent_ack_secs: u64,
-    /// The key that seals the audit chains (HMAC-SHA256), as hex (≥ 32 hex digits); set this or
-    /// `audit_key_file`, not both. Whoever holds it can re-seal an edited log, so keep it from
-    /// those who can write the log; `kaigo-hub audit verify` needs it. Env `KAIGO_AUDIT_KEY`.
-    pub audit_key: Option<String>,
-    /// File holding the audit key as hex (default `<data_dir>/audit.key`, created 0600 with 32
-    /// random bytes by `serve` or a consent command when missing; `audit verify` never creates
-    /// it). Env `KAIGO_AUDIT_KEY_FILE`.
-    pub audit_key_file: Option<PathBuf>,
-    /// PEM file with the MLLP listener's certificate chain, leaf first. Set together with
-    /// `mllp_tls_key` and `mllp_tls_client_ca`, the MLLP source speaks TLS only, and a hospital is
-    /// known by its client certificate (`client_certs_sha256` in the parties file) instead of by
-    /// its address; MSH-4 must name the certificate's party. May name the same file as
-    /// `tls_cert`. Env `KAIGO_MLLP_TLS_CERT`.
-    pub mllp_tls_cert: Option<PathBuf>,
-    /// PEM file with the private key of `mllp_tls_cert` (PKCS#8, PKCS#1 or SEC1).
-    /// Env `KAIGO_MLLP_TLS_KEY`.
-    pub mllp_tls_key: Option<PathBuf>,
-    /// PEM bundle of the CA certificates that issue the MLLP senders' client certificates; a
-    /// certificate that does not chain to one fails the handshake, a connection without one is
-    /// answered `AR` (MLLP has no other credential). Env `KAIGO_MLLP_TLS_CLIENT_CA`.
-    pub mllp_tls_client_ca: Option<PathBuf>,
+declare_settings! {
+    /// Everything `serve` can be told.
+    pub struct Config {
+        /// HTTP listen address (FHIR API, health, metrics).
+        http_addr: String = "127.0.0.1:8080".into();
+        /// MLLP listen address (HL7 v2).
+        mllp_addr: String = "127.0.0.1:2575".into();
+        /// RabbitMQ URL, e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`; unset = the in-memory bus.
+        amqp_url: Option<String> = None;
+        /// Database for consents, cross-reference and delivery keys: `postgres://user@host/db`
+        /// (several hub processes share it) or a SQLite file: a path, `sqlite:PATH`,
+        /// `sqlite:///ABSOLUTE/PATH` or `file:PATH` (unset: `<data_dir>/kaigo-hub.sqlite`;
+        /// `sqlite::memory:` is refused). `serve` creates it; every other command refuses one that
+        /// does not exist.
+        database_url: Option<String> = None;
+        /// Directory for the SQLite file, the audit log and the subject-hash key.
+        data_dir: PathBuf = "data".into();
+        /// Prefix of every RabbitMQ exchange and queue name.
+        prefix: String = "kaigo".into();
+        /// Mapping directory.
+        mappings: PathBuf = "mappings".into();
+        /// Parties file (ids, credentials, subscriptions, delivery targets).
+        parties: PathBuf = "parties.yaml".into();
+        /// Largest input accepted at every door, bytes: an HTTP body, an MLLP frame, an AMQP vendor
+        /// message, a file dropped into an inbox. A larger one is refused at its door, naming this
+        /// setting and the size (HTTP 413, MLLP `AR`, the AMQP message dead-lettered, the file moved
+        /// to `failed/` unread). Between 1 and 512 MiB; keep it at or below RabbitMQ's
+        /// `max_message_size` (128 MiB by default).
+        body_limit: usize = 32 * 1024 * 1024;
+        /// Unacknowledged deliveries per consumer. A hop holds at most this many messages at once
+        /// (memory: prefetch × the largest message); the consuming hops need more in flight than
+        /// the sources, because a message fans out into documents and recipients (128 measured
+        /// against 64 and 256).
+        prefetch: u16 = 128 => prefetch_from_var;
+        /// Log format: `text` or `json` (logs carry ids and hashes, never names).
+        log_format: String = "text".into();
+        /// Purpose stated in consent questions (consents restricted to another purpose deny).
+        purpose: Option<String> = None;
+        /// Key for hashing subjects in headers, logs and audit, as hex (≥ 32 hex digits); unset = a
+        /// random key kept in `<data_dir>/subject.key`.
+        subject_key: Option<String> = None => subject_key_from_var;
+        /// How often file-drop inboxes (and, with `watch_mappings`, the mapping directory) are
+        /// scanned, milliseconds.
+        poll_ms: u64 = 500;
+        /// Reload the mapping directory when its files change, without a restart and without
+        /// dropping a message (`serve --watch`): each message uses the set in force when it started;
+        /// files that fail to load are reported (`file:line:column`) and the working set stays in
+        /// force. `true` or `false`.
+        watch_mappings: bool = false;
+        /// Seconds a hub process may answer consent questions from its own copy of a person's
+        /// consents (RabbitMQ only: the copy is dropped on every change announced on the
+        /// `<prefix>.consent` fanout, and not used while that subscription is lost). The expiry is a
+        /// backstop for a change made by a process that could not announce it. `0` = read the store
+        /// at every decision.
+        consent_cache_secs: u64 = 30;
+        /// Days a quarantined copy is kept (counted from when it was quarantined) before it is
+        /// dropped, with an audit event (`expired`): quarantine holds personal data no longer than
+        /// it must. Checked once an hour. `0` keeps them until replayed.
+        quarantine_keep_days: u64 = 30;
+        /// Days a delivery key (envelope, document, recipient: what keeps a recipient from getting a
+        /// copy twice) is kept; older keys are forgotten once an hour. `0` keeps them forever. Set
+        /// it longer than any message may wait in a queue or in `dead`/`quarantine` before a
+        /// `replay`: a copy redelivered after its key was forgotten is sent again.
+        delivered_keep_days: u64 = 0;
+        /// Backpressure: while this many messages wait in the `translate` and `deliver` queues (all
+        /// hub processes on them together; read four times a second), the sources refuse new ones
+        /// as temporarily unavailable — HTTP 503 with `Retry-After`, MLLP `AE`, the AMQP source
+        /// requeues after a pause, the file drop leaves the file — and admit again below 90 % of
+        /// it. `0`: no bound.
+        max_backlog: u64 = 0;
+        /// How long a recipient's copy waits before it is tried again after its sink failed (HTTP
+        /// push refused or unreachable, a directory that cannot be written), milliseconds, one entry
+        /// per retry (in the variable comma-separated, e.g. `1000,5000,30000`): the copy is tried
+        /// once more than there are entries, then dead-lettered (and can be replayed). Each distinct
+        /// delay is a waiting-room queue `<prefix>.deliver.wait.<ms>`; a recipient that is down
+        /// holds up no one meanwhile. Empty = no retries; the default is six attempts over 12½
+        /// minutes.
+        retry_delays_ms: Vec<u64> = crate::bus::topology::DEFAULT_RETRY_DELAYS_MS.to_vec();
+        /// PEM file with the HTTP listener's certificate chain, leaf first. Set together with
+        /// `tls_key`, the HTTP source serves HTTPS (rustls) instead of plain HTTP.
+        tls_cert: Option<PathBuf> = None;
+        /// PEM file with the private key of `tls_cert` (PKCS#8, PKCS#1 or SEC1).
+        tls_key: Option<PathBuf> = None;
+        /// PEM bundle of the CA certificates that issue client certificates (needs `tls_cert`). A
+        /// client may then present a certificate, which must chain to one of these (else the
+        /// handshake fails); its SHA-256 fingerprint names the party (`client_certs_sha256` in the
+        /// parties file). A client without a certificate still authenticates by API key.
+        tls_client_ca: Option<PathBuf> = None;
+        /// PEM bundle of the CA certificates the hub trusts for HTTP push recipients: a recipient
+        /// whose parties entry says `delivery: { http: "https://…" }` must present a certificate for
+        /// the URL's host (DNS name or IP address) that chains to one of these, else the delivery
+        /// fails and is retried, then dead-lettered. Required for `https://` push; no system roots
+        /// are used.
+        push_ca: Option<PathBuf> = None;
+        /// PEM file with the client certificate chain (leaf first) the hub presents to HTTPS push
+        /// recipients that ask for one (mTLS). Set together with `push_client_key`, and with
+        /// `push_ca`.
+        push_client_cert: Option<PathBuf> = None;
+        /// PEM file with the private key of `push_client_cert` (PKCS#8, PKCS#1 or SEC1,
+        /// unencrypted).
+        push_client_key: Option<PathBuf> = None;
+        /// Seconds a consent change (`kaigo-hub consent …`, `POST /fhir/Consent`) waits for every
+        /// running hub process that answers from a consent cache to acknowledge it (each registers
+        /// in the store; see `consent_cache_secs`). A process that has not acknowledged by then is
+        /// named (the command exits 3), with the time by which the change is in force there anyway.
+        consent_ack_secs: u64 = 5;
+        /// The key that seals the audit chains (HMAC-SHA256), as hex (≥ 32 hex digits); set this or
+        /// `audit_key_file`, not both. Whoever holds it can re-seal an edited log, so keep it from
+        /// those who can write the log; `kaigo-hub audit verify` needs it.
+        audit_key: Option<String> = None;
+        /// File holding the audit key as hex (unset: `<data_dir>/audit.key`, created 0600 with 32
+        /// random bytes by `serve` or a consent command when missing; `audit verify` never creates
+        /// it).
+        audit_key_file: Option<PathBuf> = None;
+        /// PEM file with the MLLP listener's certificate chain, leaf first. Set together with
+        /// `mllp_tls_key` and `mllp_tls_client_ca`, the MLLP source speaks TLS only, and a hospital
+        /// is known by its client certificate (`client_certs_sha256` in the parties file) instead
+        /// of by its address; MSH-4 must name the certificate's party. May name the same file as
+        /// `tls_cert`.
+        mllp_tls_cert: Option<PathBuf> = None;
+        /// PEM file with the private key of `mllp_tls_cert` (PKCS#8, PKCS#1 or SEC1).
+        mllp_tls_key: Option<PathBuf> = None;
+        /// PEM bundle of the CA certificates that issue the MLLP senders' client certificates; a
+        /// certificate that does not chain to one fails the handshake, a connection without one is
+        /// answered `AR` (MLLP has no other credential).
+        mllp_tls_client_ca: Option<PathBuf> = None;
+    }
+}
+
+/// `prefetch`'s variable: a number, held between 1 and 65535.
+fn prefetch_from_var(var: &str, value: String) -> Result<u16, String> {
+    Ok(<u64 as setting::FromVar>::from_var(var, value)?.clamp(1, 65_535) as u16)
+}
+
+/// `subject_key`'s variable: an empty one is a key (refused as too short), never "unset": a key
+/// that was meant to be given is not silently replaced by a random one.
+fn subject_key_from_var(_: &str, value: String) -> Result<Option<String>, String> {
+    Ok(Some(value))
 }
 
 /// The files a listening source serves TLS with (the HTTP source's `tls_*`, the MLLP source's
@@ -192,81 +201,6 @@ pub struct PushTlsFiles {
     pub client: Option<(PathBuf, PathBuf)>,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            http_addr: "127.0.0.1:8080".into(),
-            mllp_addr: "127.0.0.1:2575".into(),
-            amqp_url: None,
-            database_url: None,
-            data_dir: "data".into(),
-            prefix: "kaigo".into(),
-            mappings: "mappings".into(),
-            parties: "parties.yaml".into(),
-            body_limit: 32 * 1024 * 1024,
-            prefetch: 128,
-            log_format: "text".into(),
-            purpose: None,
-            subject_key: None,
-            poll_ms: 500,
-            watch_mappings: false,
-            consent_cache_secs: 30,
-            quarantine_keep_days: 30,
-            delivered_keep_days: 0,
-            max_backlog: 0,
-            retry_delays_ms: crate::bus::topology::DEFAULT_RETRY_DELAYS_MS.to_vec(),
-            tls_cert: None,
-            tls_key: None,
-            tls_client_ca: None,
-            push_ca: None,
-            push_client_cert: None,
-            push_client_key: None,
-            consent_ack_secs: 5,
-            audit_key: None,
-            audit_key_file: None,
-            mllp_tls_cert: None,
-            mllp_tls_key: None,
-            mllp_tls_client_ca: None,
-        }
-    }
-}
-
-/// Names of the settings, for `--help` and error messages.
-pub const KEYS: &[&str] = &[
-    "http_addr",
-    "mllp_addr",
-    "amqp_url",
-    "database_url",
-    "data_dir",
-    "prefix",
-    "mappings",
-    "parties",
-    "body_limit",
-    "prefetch",
-    "log_format",
-    "purpose",
-    "subject_key",
-    "poll_ms",
-    "watch_mappings",
-    "consent_cache_secs",
-    "quarantine_keep_days",
-    "delivered_keep_days",
-    "max_backlog",
-    "retry_delays_ms",
-    "tls_cert",
-    "tls_key",
-    "tls_client_ca",
-    "push_ca",
-    "push_client_cert",
-    "push_client_key",
-    "consent_ack_secs",
-    "audit_key",
-    "audit_key_file",
-    "mllp_tls_cert",
-    "mllp_tls_key",
-    "mllp_tls_client_ca",
-];
-
 impl Config {
     /// Defaults, then the file (if given, or `kaigo-hub.toml` when present), then `KAIGO_*`.
     pub fn load(file: Option<&Path>) -> Result<Config, String> {
@@ -286,108 +220,21 @@ impl Config {
         toml::from_str(&text).map_err(|e| format!("{}: {e}", f.display()))
     }
 
-    /// Applies `KAIGO_*` overrides from `get`.
+    /// Applies the `KAIGO_*` variables `get` finds (an empty one unsets an optional setting),
+    /// then [`Config::validate`]s the whole.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), String> {
-        let num = |k: &str, v: String| {
-            v.parse::<u64>()
-                .map_err(|_| format!("{k}=`{v}` is not a number"))
-        };
-        if let Some(v) = get("KAIGO_HTTP_ADDR") {
-            self.http_addr = v;
+        for setting in SETTINGS {
+            let var = setting.env();
+            if let Some(value) = get(&var) {
+                (setting.apply)(self, &var, value)?;
+            }
         }
-        if let Some(v) = get("KAIGO_MLLP_ADDR") {
-            self.mllp_addr = v;
-        }
-        if let Some(v) = get("KAIGO_AMQP_URL") {
-            self.amqp_url = Some(v).filter(|s| !s.is_empty());
-        }
-        if let Some(v) = get("KAIGO_DATABASE_URL") {
-            self.database_url = Some(v).filter(|s| !s.is_empty());
-        }
-        if let Some(v) = get("KAIGO_DATA_DIR") {
-            self.data_dir = v.into();
-        }
-        if let Some(v) = get("KAIGO_PREFIX") {
-            self.prefix = v;
-        }
-        if let Some(v) = get("KAIGO_MAPPINGS") {
-            self.mappings = v.into();
-        }
-        if let Some(v) = get("KAIGO_PARTIES") {
-            self.parties = v.into();
-        }
-        if let Some(v) = get("KAIGO_BODY_LIMIT") {
-            self.body_limit = num("KAIGO_BODY_LIMIT", v)? as usize;
-        }
-        if let Some(v) = get("KAIGO_PREFETCH") {
-            self.prefetch = num("KAIGO_PREFETCH", v)?.clamp(1, 65_535) as u16;
-        }
-        if let Some(v) = get("KAIGO_LOG_FORMAT") {
-            self.log_format = v;
-        }
-        if let Some(v) = get("KAIGO_PURPOSE") {
-            self.purpose = Some(v).filter(|s| !s.is_empty());
-        }
-        if let Some(v) = get("KAIGO_SUBJECT_KEY") {
-            self.subject_key = Some(v);
-        }
-        if let Some(v) = get("KAIGO_POLL_MS") {
-            self.poll_ms = num("KAIGO_POLL_MS", v)?;
-        }
-        if let Some(v) = get("KAIGO_WATCH_MAPPINGS") {
-            self.watch_mappings = match v.to_ascii_lowercase().as_str() {
-                "1" | "true" | "yes" | "on" => true,
-                "0" | "false" | "no" | "off" | "" => false,
-                _ => return Err(format!("KAIGO_WATCH_MAPPINGS=`{v}` is not true or false")),
-            };
-        }
-        if let Some(v) = get("KAIGO_CONSENT_CACHE_SECS") {
-            self.consent_cache_secs = num("KAIGO_CONSENT_CACHE_SECS", v)?;
-        }
-        if let Some(v) = get("KAIGO_DELIVERED_KEEP_DAYS") {
-            self.delivered_keep_days = num("KAIGO_DELIVERED_KEEP_DAYS", v)?;
-        }
-        if let Some(v) = get("KAIGO_QUARANTINE_KEEP_DAYS") {
-            self.quarantine_keep_days = num("KAIGO_QUARANTINE_KEEP_DAYS", v)?;
-        }
-        if let Some(v) = get("KAIGO_MAX_BACKLOG") {
-            self.max_backlog = num("KAIGO_MAX_BACKLOG", v)?;
-        }
-        if let Some(v) = get("KAIGO_RETRY_DELAYS_MS") {
-            self.retry_delays_ms = v
-                .split(',')
-                .map(str::trim)
-                .filter(|ms| !ms.is_empty())
-                .map(|ms| num("KAIGO_RETRY_DELAYS_MS", ms.to_string()))
-                .collect::<Result<_, _>>()?;
-        }
-        if let Some(v) = get("KAIGO_TLS_CERT") {
-            self.tls_cert = Some(v).filter(|s| !s.is_empty()).map(PathBuf::from);
-        }
-        if let Some(v) = get("KAIGO_TLS_KEY") {
-            self.tls_key = Some(v).filter(|s| !s.is_empty()).map(PathBuf::from);
-        }
-        if let Some(v) = get("KAIGO_TLS_CLIENT_CA") {
-            self.tls_client_ca = Some(v).filter(|s| !s.is_empty()).map(PathBuf::from);
-        }
-        if let Some(v) = get("KAIGO_PUSH_CA") {
-            self.push_ca = Some(v).filter(|s| !s.is_empty()).map(PathBuf::from);
-        }
-        if let Some(v) = get("KAIGO_PUSH_CLIENT_CERT") {
-            self.push_client_cert = Some(v).filter(|s| !s.is_empty()).map(PathBuf::from);
-        }
-        if let Some(v) = get("KAIGO_PUSH_CLIENT_KEY") {
-            self.push_client_key = Some(v).filter(|s| !s.is_empty()).map(PathBuf::from);
-        }
-        if let Some(v) = get("KAIGO_CONSENT_ACK_SECS") {
-            self.consent_ack_secs = num("KAIGO_CONSENT_ACK_SECS", v)?;
-        }
-        if let Some(v) = get("KAIGO_AUDIT_KEY") {
-            self.audit_key = Some(v).filter(|s| !s.is_empty());
-        }
-        if let Some(v) = get("KAIGO_AUDIT_KEY_FILE") {
-            self.audit_key_file = Some(v).filter(|s| !s.is_empty()).map(PathBuf::from);
-        }
+        self.validate()
+    }
+
+    /// Checks that the settings fit together: each error names the settings and their variables,
+    /// and says what to do.
+    pub fn validate(&self) -> Result<(), String> {
         if self.audit_key.is_some() && self.audit_key_file.is_some() {
             return Err(
                 "audit_key and audit_key_file are both set: give the audit key one way, as hex \
@@ -395,18 +242,9 @@ impl Config {
                     .into(),
             );
         }
-        if let Some(v) = get("KAIGO_MLLP_TLS_CERT") {
-            self.mllp_tls_cert = Some(v).filter(|s| !s.is_empty()).map(PathBuf::from);
-        }
-        if let Some(v) = get("KAIGO_MLLP_TLS_KEY") {
-            self.mllp_tls_key = Some(v).filter(|s| !s.is_empty()).map(PathBuf::from);
-        }
-        if let Some(v) = get("KAIGO_MLLP_TLS_CLIENT_CA") {
-            self.mllp_tls_client_ca = Some(v).filter(|s| !s.is_empty()).map(PathBuf::from);
-        }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err(format!(
-                "log_format `{}` must be text or json",
+                "log_format (KAIGO_LOG_FORMAT) is `{}`; it must be text or json",
                 self.log_format
             ));
         }
@@ -555,7 +393,7 @@ fn cert_key_pair(
     (cert_key, cert): (&str, &Option<PathBuf>),
     (key_key, key): (&str, &Option<PathBuf>),
 ) -> Result<Option<(PathBuf, PathBuf)>, String> {
-    let env = |k: &str| format!("KAIGO_{}", k.to_ascii_uppercase());
+    let env = variable;
     let half = |set: &str, unset: &str| {
         format!(
             "{set} is set but {unset} is not: {what} needs both the certificate chain and its \
@@ -575,6 +413,24 @@ fn cert_key_pair(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn declared(key: &str) -> bool {
+        SETTINGS.iter().any(|s| s.key == key)
+    }
+
+    #[test]
+    fn every_setting_is_read_from_its_variable_as_help_shows_its_default() {
+        for s in SETTINGS.iter().filter(|s| s.default_shown() != "unset") {
+            let mut c = Config::default();
+            c.apply_env(|k| (k == s.env()).then(|| s.default_shown()))
+                .unwrap_or_else(|e| panic!("{}: {e}", s.key));
+            assert_eq!((s.shown)(&c), s.default_shown(), "{}", s.key);
+        }
+        let mut c = Config::default();
+        c.apply_env(|k| (k == "KAIGO_POLL_MS").then(|| "75".into()))
+            .expect("a number");
+        assert_eq!(c.poll_ms, 75, "the variable reaches its own field");
+    }
 
     #[test]
     fn env_overrides_the_file_and_defaults() {
@@ -720,7 +576,7 @@ mod tests {
             .expect("all unset is plain http push only");
         assert_eq!(c.push_tls(), Ok(None));
         for key in ["push_ca", "push_client_cert", "push_client_key"] {
-            assert!(KEYS.contains(&key), "{key} is in KEYS");
+            assert!(declared(key), "{key} is declared");
         }
     }
 
@@ -746,7 +602,7 @@ mod tests {
         );
         assert_eq!(c.tls(), Ok(None), "the HTTP source stays as it was");
         for key in ["mllp_tls_cert", "mllp_tls_key", "mllp_tls_client_ca"] {
-            assert!(KEYS.contains(&key), "{key} is in KEYS");
+            assert!(declared(key), "{key} is declared");
         }
     }
 
@@ -782,7 +638,7 @@ mod tests {
             .apply_env(|k| (k == env).then(|| "a month".into()))
             .unwrap_err();
         assert!(e.contains(env), "{e}");
-        assert!(KEYS.contains(&key));
+        assert!(declared(key));
     }
 
     #[test]
@@ -824,7 +680,7 @@ mod tests {
                 .expect_err(bad);
             assert!(e.contains("KAIGO_RETRY_DELAYS_MS"), "{bad}: {e}");
         }
-        assert!(KEYS.contains(&"retry_delays_ms"));
+        assert!(declared("retry_delays_ms"));
     }
 
     #[test]
@@ -844,6 +700,6 @@ mod tests {
             .apply_env(|k| (k == "KAIGO_CONSENT_ACK_SECS").then(|| "soon".into()))
             .unwrap_err();
         assert!(e.contains("KAIGO_CONSENT_ACK_SECS"), "{e}");
-        assert!(KEYS.contains(&"consent_ack_secs"));
+        assert!(declared("consent_ack_secs"));
     }
 }
