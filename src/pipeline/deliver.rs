@@ -340,9 +340,8 @@ impl<'a> Journey<'a> {
             let Some(_claim) = Claim::take(&key, shutdown).await else {
                 return Err(Outcome::Stop);
             };
-            let renders = &mut renders;
             let fate = self
-                .fate(party, format, &key, &mappings, renders, shutdown)
+                .fate(party, format, &key, &mappings, &mut renders, shutdown)
                 .await?;
             self.settle_copy(fate, shutdown).await?;
         }
