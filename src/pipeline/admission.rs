@@ -22,6 +22,7 @@
 
 use super::{Ask, Hub, Identity, Verdict};
 use crate::consent::{Category, DenyReason, PartyKind, Recipient, Subject};
+use crate::parties::Party;
 use tokio::sync::watch;
 
 /// One document to judge.
@@ -252,8 +253,16 @@ pub async fn judge(
             source: case.source.to_string(),
         }));
     };
+    sent_as_itself(case, party)?;
+    let admitted = Admitted {
+        subjects: subjects(hub, case, party, patience.as_deref_mut()).await?,
+    };
+    consented(hub, case, &admitted, patience).await?;
+    Ok(admitted)
+}
 
-    // A party may only send as itself. Free-form sender ids are not party ids.
+/// A party may only send as itself. Free-form sender ids are not party ids.
+fn sent_as_itself(case: &Case<'_>, party: &Party) -> Result<(), Refused> {
     for (i, d) in case.docs.iter().enumerate() {
         let claimed = d.who.sender();
         let party_like =
@@ -266,8 +275,17 @@ pub async fn judge(
             }));
         }
     }
+    Ok(())
+}
 
-    // Whose data is it? Every document must resolve to a person.
+/// Whose data is it? Every document must resolve to a person, and a municipality (保険者)
+/// speaks only for the people it insures.
+async fn subjects(
+    hub: &Hub,
+    case: &Case<'_>,
+    party: &Party,
+    mut patience: Option<&mut watch::Receiver<bool>>,
+) -> Result<Vec<Subject>, Refused> {
     let mut subjects = Vec::with_capacity(case.docs.len());
     for (i, d) in case.docs.iter().enumerate() {
         let found = match patience.as_deref_mut() {
@@ -287,7 +305,6 @@ pub async fn judge(
                 source: party.id.clone(),
             }));
         };
-        // A municipality (保険者) speaks only for the people it insures.
         if party.kind == PartyKind::Municipality && subject.insurer_number.as_str() != party.id {
             return Err(Refused::Withheld(Withheld::InsurerMismatch {
                 document: i + 1,
@@ -297,14 +314,21 @@ pub async fn judge(
         }
         subjects.push(subject);
     }
+    Ok(subjects)
+}
 
-    // Consent #1 / #2: may each person's data of this category come to the platform?
+/// Consent #1 / #2: may each person's data of this category come to the platform?
+async fn consented(
+    hub: &Hub,
+    case: &Case<'_>,
+    admitted: &Admitted,
+    mut patience: Option<&mut watch::Receiver<bool>>,
+) -> Result<(), Refused> {
     let Some(platform) = hub.platform() else {
         return Err(Refused::Unavailable(
             "the hub's own party id (hub.id in the parties file) is not a valid party id".into(),
         ));
     };
-    let admitted = Admitted { subjects };
     for subject in admitted.distinct() {
         let document = admitted
             .subjects
@@ -341,7 +365,7 @@ pub async fn judge(
             Verdict::Indeterminate(message) => return Err(Refused::Unavailable(message)),
         }
     }
-    Ok(admitted)
+    Ok(())
 }
 
 #[cfg(test)]

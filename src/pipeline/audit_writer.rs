@@ -7,7 +7,7 @@
 //! ids and keyed hashes only.
 
 use crate::audit::chains::{Checkpointer, OpenOptions, Writer, open_chain};
-use crate::audit::jsonl::SyncPolicy;
+use crate::audit::jsonl::{JsonlAuditStore, SyncPolicy};
 use crate::audit::{
     AuditChain, AuditDraft, AuditEvent, AuditKey, ChainKey, Checkpoint, Timestamp, key,
 };
@@ -103,7 +103,6 @@ impl AuditWriter {
         if let Some(row) = &opened.stored {
             gauges.set(&row.chain, row.seq, &row.hash);
         }
-        let mut log = opened.log;
         let (ckpt_tx, ckpt_rx) = mpsc::channel::<Ckpt>();
         let cli_chain = key.chain(Writer::Cli.as_str()).id().to_string();
         {
@@ -116,76 +115,7 @@ impl AuditWriter {
         let (tx, rx) = mpsc::channel::<Cmd>();
         std::thread::Builder::new()
             .name("kaigo-audit".into())
-            .spawn(move || {
-                let mut last_sync = Instant::now();
-                let mut batch: Vec<AuditDraft> = Vec::new();
-                // After an fsync, the head is durable: the checkpoint thread may record it.
-                let synced = |log: &mut crate::audit::jsonl::JsonlAuditStore,
-                              flushes: Vec<mpsc::Sender<()>>| {
-                    let durable = log.sync().is_ok();
-                    let head = log.head().clone();
-                    let msg = if flushes.is_empty() {
-                        Ckpt::Durable(head)
-                    } else {
-                        Ckpt::Now(head, flushes)
-                    };
-                    match msg {
-                        // A head whose fsync failed is not durable: no checkpoint for it.
-                        Ckpt::Now(_, flushes) if !durable => {
-                            for done in flushes {
-                                let _ = done.send(());
-                            }
-                        }
-                        Ckpt::Durable(_) if !durable => {}
-                        msg => {
-                            let _ = ckpt_tx.send(msg);
-                        }
-                    }
-                };
-                loop {
-                    let first = match rx.recv_timeout(SYNC_EVERY) {
-                        Ok(cmd) => cmd,
-                        Err(mpsc::RecvTimeoutError::Timeout) => {
-                            if log.unsynced() > 0 {
-                                synced(&mut log, Vec::new());
-                            }
-                            last_sync = Instant::now();
-                            continue;
-                        }
-                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                    };
-                    // Take what has gathered as one batch, written with one `write`. A sender
-                    // wakes this thread only while it waits in `recv`, and a wake-up (a thread
-                    // switch each way) costs more than an event; so while events keep coming,
-                    // pause a moment between batches instead of waiting for each.
-                    let mut flushes = Vec::new();
-                    for cmd in std::iter::once(first).chain(rx.try_iter().take(MAX_BATCH)) {
-                        match cmd {
-                            Cmd::Event(d) => batch.push(*d),
-                            Cmd::Flush(done) => flushes.push(done),
-                        }
-                    }
-                    let busy = batch.len() >= BUSY_BATCH;
-                    match log.append_batch(batch.drain(..)) {
-                        Ok(refused) => {
-                            for e in refused {
-                                tracing::error!(error = %e, "audit event refused");
-                            }
-                        }
-                        Err(e) => tracing::error!(error = %e, "audit append failed"),
-                    }
-                    if !flushes.is_empty() || last_sync.elapsed() >= SYNC_EVERY {
-                        synced(&mut log, flushes);
-                        last_sync = Instant::now();
-                    }
-                    if busy {
-                        std::thread::sleep(BATCH_PAUSE);
-                    }
-                }
-                if log.unsynced() > 0 {
-                    synced(&mut log, Vec::new());
-                }
-            })
+            .spawn(move || write_events(rx, opened.log, ckpt_tx))
             .map_err(|e| e.to_string())?;
         Ok(AuditWriter::File { tx, gauges })
     }
@@ -389,6 +319,80 @@ impl ChainGauges {
             self.failures.load(Ordering::Relaxed)
         ));
         out
+    }
+}
+
+/// The writer thread: appends the events as they come, in batches, fsyncs every
+/// [`SYNC_EVERY`] or when asked to flush, and hands each durable head to the checkpoint thread.
+fn write_events(rx: mpsc::Receiver<Cmd>, mut log: JsonlAuditStore, ckpt_tx: mpsc::Sender<Ckpt>) {
+    let mut last_sync = Instant::now();
+    let mut batch: Vec<AuditDraft> = Vec::new();
+    loop {
+        let first = match rx.recv_timeout(SYNC_EVERY) {
+            Ok(cmd) => cmd,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if log.unsynced() > 0 {
+                    synced(&mut log, Vec::new(), &ckpt_tx);
+                }
+                last_sync = Instant::now();
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        // Take what has gathered as one batch, written with one `write`. A sender wakes this
+        // thread only while it waits in `recv`, and a wake-up (a thread switch each way) costs
+        // more than an event; so while events keep coming, pause a moment between batches
+        // instead of waiting for each.
+        let mut flushes = Vec::new();
+        for cmd in std::iter::once(first).chain(rx.try_iter().take(MAX_BATCH)) {
+            match cmd {
+                Cmd::Event(d) => batch.push(*d),
+                Cmd::Flush(done) => flushes.push(done),
+            }
+        }
+        let busy = batch.len() >= BUSY_BATCH;
+        match log.append_batch(batch.drain(..)) {
+            Ok(refused) => {
+                for e in refused {
+                    tracing::error!(error = %e, "audit event refused");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "audit append failed"),
+        }
+        if !flushes.is_empty() || last_sync.elapsed() >= SYNC_EVERY {
+            synced(&mut log, flushes, &ckpt_tx);
+            last_sync = Instant::now();
+        }
+        if busy {
+            std::thread::sleep(BATCH_PAUSE);
+        }
+    }
+    if log.unsynced() > 0 {
+        synced(&mut log, Vec::new(), &ckpt_tx);
+    }
+}
+
+/// Fsyncs the log; after an fsync the head is durable, and the checkpoint thread may record it
+/// (answering `flushes` once recorded). A head whose fsync failed is not durable: no checkpoint
+/// for it, and the flushes are answered at once.
+fn synced(log: &mut JsonlAuditStore, flushes: Vec<mpsc::Sender<()>>, ckpt_tx: &mpsc::Sender<Ckpt>) {
+    let durable = log.sync().is_ok();
+    let head = log.head().clone();
+    let msg = if flushes.is_empty() {
+        Ckpt::Durable(head)
+    } else {
+        Ckpt::Now(head, flushes)
+    };
+    match msg {
+        Ckpt::Now(_, flushes) if !durable => {
+            for done in flushes {
+                let _ = done.send(());
+            }
+        }
+        Ckpt::Durable(_) if !durable => {}
+        msg => {
+            let _ = ckpt_tx.send(msg);
+        }
     }
 }
 

@@ -123,6 +123,30 @@ impl Teller<'_> {
             problems: Vec::new(),
             unreadable_registry: None,
         };
+        let groups = self.groups(&mut reach).await;
+        if changes.is_empty() {
+            return reach;
+        }
+        let mut published: Vec<String> = Vec::new();
+        let waiting = self
+            .announce(groups, changes, &mut published, &mut reach)
+            .await;
+        self.await_acknowledgements(waiting, &mut reach).await;
+        if !published.is_empty()
+            && let Err(e) = store::call(self.store, move |s| {
+                s.processes().forget_changes(&published)
+            })
+            .await
+        {
+            tracing::debug!(error = %e, "forgetting acknowledgements of announced changes");
+        }
+        reach
+    }
+
+    /// The live registered processes that keep a consent cache, grouped by bus URL and prefix
+    /// (this process's own bus first); the silent ones, those that read the store at every
+    /// decision, and an unreadable registry go into `reach`.
+    async fn groups(&self, reach: &mut Reach) -> Vec<Group> {
         let mut groups: Vec<Group> = Vec::new();
         if let Some(own) = &self.own {
             groups.push(Group {
@@ -132,43 +156,53 @@ impl Teller<'_> {
                 members: Vec::new(),
             });
         }
-        match store::call(self.store, |s| s.processes().registered()).await {
-            Err(e) => reach.unreadable_registry = Some(e.to_string()),
-            Ok(listed) => {
-                for p in listed {
-                    if Some(p.record.id.as_str()) == self.exclude {
-                        continue;
-                    }
-                    if p.heartbeat_age > SILENT_AFTER {
-                        reach.silent.push(p);
-                    } else if p.record.reads_the_store_at_every_decision() {
-                        reach.store_only.push(p.record);
-                    } else {
-                        let r = p.record;
-                        match groups
-                            .iter_mut()
-                            .find(|g| g.url == r.bus_url && g.prefix == r.prefix)
-                        {
-                            Some(g) => g.members.push(r),
-                            None => groups.push(Group {
-                                url: r.bus_url.clone(),
-                                prefix: r.prefix.clone(),
-                                own: false,
-                                members: vec![r],
-                            }),
-                        }
-                    }
+        let listed = match store::call(self.store, |s| s.processes().registered()).await {
+            Err(e) => {
+                reach.unreadable_registry = Some(e.to_string());
+                return groups;
+            }
+            Ok(listed) => listed,
+        };
+        for p in listed {
+            if Some(p.record.id.as_str()) == self.exclude {
+                continue;
+            }
+            if p.heartbeat_age > SILENT_AFTER {
+                reach.silent.push(p);
+            } else if p.record.reads_the_store_at_every_decision() {
+                reach.store_only.push(p.record);
+            } else {
+                let r = p.record;
+                match groups
+                    .iter_mut()
+                    .find(|g| g.url == r.bus_url && g.prefix == r.prefix)
+                {
+                    Some(g) => g.members.push(r),
+                    None => groups.push(Group {
+                        url: r.bus_url.clone(),
+                        prefix: r.prefix.clone(),
+                        own: false,
+                        members: vec![r],
+                    }),
                 }
             }
         }
-        if changes.is_empty() {
-            return reach;
-        }
-        let mut published: Vec<String> = Vec::new();
+        groups
+    }
+
+    /// Announces `changes` on each group's bus; gives the processes told, each with the id of
+    /// the change whose acknowledgement is awaited (those not told go into `reach`).
+    async fn announce(
+        &self,
+        groups: Vec<Group>,
+        changes: &[ConsentChanged],
+        published: &mut Vec<String>,
+        reach: &mut Reach,
+    ) -> Vec<(String, ProcessRecord)> {
         let mut waiting: Vec<(String, ProcessRecord)> = Vec::new();
         for g in groups {
             let bus = bus_text(g.url.as_deref(), &g.prefix);
-            match self.announce_on(&g, changes, &mut published).await {
+            match self.announce_on(&g, changes, published).await {
                 Ok(last) => {
                     reach.announced_on.push(bus);
                     waiting.extend(g.members.into_iter().map(|m| (last.clone(), m)));
@@ -182,6 +216,16 @@ impl Teller<'_> {
                     })),
             }
         }
+        waiting
+    }
+
+    /// Reads the acknowledgements until every process told has applied its change or
+    /// [`Teller::wait`] is up; the rest are unheard, with why.
+    async fn await_acknowledgements(
+        &self,
+        mut waiting: Vec<(String, ProcessRecord)>,
+        reach: &mut Reach,
+    ) {
         let deadline = Instant::now() + self.wait;
         let mut trouble: Option<String> = None;
         while !waiting.is_empty() {
@@ -223,15 +267,6 @@ impl Teller<'_> {
                 process,
                 why: silence.clone(),
             }));
-        if !published.is_empty()
-            && let Err(e) = store::call(self.store, move |s| {
-                s.processes().forget_changes(&published)
-            })
-            .await
-        {
-            tracing::debug!(error = %e, "forgetting acknowledgements of announced changes");
-        }
-        reach
     }
 
     /// Announces `changes` on `g`'s bus; the id of the last one, or why it could not.

@@ -16,15 +16,23 @@
 //! dead-letter queue with the sink's error in `x-kaigo-error` and the recipient in
 //! `x-kaigo-recipient`. So does, at once, a copy whose recipient refused the content itself
 //! (HTTP 400, 413, 415, 422: `SinkError::refused`), which another try would send unchanged.
+//!
+//! Read top to bottom: `handle` reads the copy's [`Labels`], runs the steps (`canonical`,
+//! `category`, `subject`, then per recipient `fate`), and hands the result to `settle`, the one
+//! place the delivery is acked or requeued (a whole copy quarantined or dead-lettered there
+//! too). Each recipient's [`Fate`] is carried out by `settle_copy`, the one place a copy is
+//! sent, quarantined, dead-lettered or put in a waiting room, and audited.
 
 use super::headers as h;
 use super::metrics::Metrics;
-use super::{Hub, Verdict, admission};
-use crate::audit::{Decision as AuditDecision, Hop};
+use super::outcome::Outcome;
+use super::{Hub, Identity, Verdict, admission};
+use crate::audit::{Decision as AuditDecision, Hop, SubjectHash};
 use crate::bus::{BusError, Delivery, Props};
-use crate::consent::Category;
+use crate::consent::{Category, Subject};
 use crate::mapping::{MappingSet, Rendered};
-use crate::sinks::Outbound;
+use crate::parties::{DeliveryTarget, Parties, Party};
+use crate::sinks::{Outbound, SinkError};
 use crate::store::StoreError;
 use std::collections::HashSet;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -40,343 +48,573 @@ pub async fn run(hub: Arc<Hub>, shutdown: watch::Receiver<bool>) -> Result<(), B
     .await
 }
 
+/// A step of this hop: what the next step needs, or how the copy's journey ends.
+type Step<T> = super::outcome::Step<T, ()>;
+
+/// One copy's journey through the hop: its steps, then the one place that settles it.
 async fn handle(hub: &Hub, mut d: Delivery, mut shutdown: watch::Receiver<bool>) {
     // Back from a waiting room, the copy carries the broker's dead-letter marks; they would
     // mislead anyone reading the recipient's copy or a later dead letter.
     d.props.strip_dead_letter_marks();
-    let envelope = d.props.message_id.clone().unwrap_or_default();
-    // A copy from a waiting room is for one recipient, on its attempt `attempt`.
-    let retry_for = d.props.header(h::RETRY_FOR).map(String::from);
-    let attempt: u32 = d
-        .props
-        .header(h::ATTEMPT)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(1)
-        .max(1);
-    let source = d.props.header(h::SOURCE).unwrap_or("").to_string();
-    let index = d.props.header(h::DOC_INDEX).unwrap_or("0").to_string();
-    // What the hop reads itself; the whole document is parsed only for a recipient whose format
-    // needs an outbound mapping (see `Renders`).
-    let who: super::Identity = match serde_json::from_slice(&d.body) {
-        Ok(v) => v,
-        Err(e) => {
-            let _ = hub
-                .dead(
-                    &d.props,
-                    &d.body,
-                    &format!("canonical document is not a JSON object: {e}"),
-                )
-                .await;
-            let _ = d.ack().await;
-            return;
-        }
+    let (labels, who) = Labels::read(&d.props, &d.body);
+    let letter = Letter {
+        props: &d.props,
+        body: &d.body,
     };
-    let kind = who.document.clone().unwrap_or_default();
-    let Some(category) = d
-        .props
-        .header(h::CATEGORY)
-        .and_then(|c| c.parse::<Category>().ok())
-    else {
-        let _ = hub
-            .dead(&d.props, &d.body, "message has no x-kaigo-category")
-            .await;
-        let _ = d.ack().await;
-        return;
-    };
-    // A document translate vouched for just now needs only its subject; any other copy (one
-    // `replay` put back, one back from a waiting room minutes later) is judged as a new message
-    // would be: sender, subject, insurer, and the person's consent to the platform, as in force
-    // now.
-    let from_translate = d.props.header(h::HOP) == Some("translate") && retry_for.is_none();
-    let withheld = if from_translate {
-        match hub.subject_of_retrying(&source, &who, &mut shutdown).await {
-            Ok(Some(s)) => Ok(s),
-            Ok(None) => Err(admission::Withheld::UnknownSubject {
-                document: index.parse::<usize>().map_or(1, |i| i + 1),
-                kind: kind.clone(),
-                source: source.clone(),
-            }),
-            // Shutting down while the store is away: leave it unacked for redelivery.
-            Err(()) => return,
-        }
-    } else {
-        let docs = [admission::Doc { who, kind: &kind }];
-        let case = admission::Case {
-            envelope: &envelope,
-            point: "deliver",
-            source: &source,
-            category,
-            docs: &docs,
+    let outcome = Outcome::of(deliver(hub, letter, &labels, who, &mut shutdown).await);
+    settle(hub, d, &labels, outcome).await;
+}
+
+/// The message as the hop publishes copies of it (never the delivery: only `settle` settles
+/// that).
+#[derive(Clone, Copy)]
+struct Letter<'a> {
+    props: &'a Props,
+    body: &'a [u8],
+}
+
+/// What the hop reads of a copy's properties and document, for its steps and audit events.
+struct Labels {
+    envelope: String,
+    source: String,
+    /// `x-kaigo-doc-index`.
+    index: String,
+    /// A copy from a waiting room is for one recipient, on its attempt `attempt`.
+    retry_for: Option<String>,
+    attempt: u32,
+    /// A document translate vouched for just now (not replayed, not back from a waiting room).
+    from_translate: bool,
+    /// The canonical kind (`CarePlan@1`; empty when the document does not name it).
+    kind: String,
+    category: Option<Category>,
+}
+
+impl Labels {
+    /// The labels, and what the hop reads itself of the document; the whole document is parsed
+    /// only for a recipient whose format needs an outbound mapping (see `Renders`).
+    fn read(props: &Props, body: &[u8]) -> (Labels, Result<Identity, String>) {
+        let who: Result<Identity, String> = serde_json::from_slice(body).map_err(|e| e.to_string());
+        let retry_for = props.header(h::RETRY_FOR).map(String::from);
+        let labels = Labels {
+            envelope: props.message_id.clone().unwrap_or_default(),
+            source: props.header(h::SOURCE).unwrap_or("").to_string(),
+            index: props.header(h::DOC_INDEX).unwrap_or("0").to_string(),
+            from_translate: props.header(h::HOP) == Some("translate") && retry_for.is_none(),
+            retry_for,
+            attempt: props
+                .header(h::ATTEMPT)
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(1)
+                .max(1),
+            kind: who
+                .as_ref()
+                .ok()
+                .and_then(|w| w.document.clone())
+                .unwrap_or_default(),
+            category: props.header(h::CATEGORY).and_then(|c| c.parse().ok()),
         };
-        match admission::judge(hub, &case, Some(&mut shutdown)).await {
-            Ok(a) => Ok(a
-                .subjects
-                .into_iter()
-                .next()
-                .expect("one document, one subject")),
-            Err(admission::Refused::Withheld(w)) => Err(w),
-            Err(admission::Refused::Unavailable(message)) => {
-                tracing::warn!(envelope, error = %message, "deliver: cannot judge the copy now; requeue");
-                let _ = d.requeue().await;
-                return;
-            }
-            Err(admission::Refused::Stopped) => return,
-        }
+        (labels, who)
+    }
+
+    /// The document's number within its envelope, counted from 1.
+    fn document(&self) -> usize {
+        self.index.parse::<usize>().map_or(1, |i| i + 1)
+    }
+}
+
+/// The steps, in order: a canonical document of a known category about a known person, then
+/// each recipient's copy.
+async fn deliver(
+    hub: &Hub,
+    letter: Letter<'_>,
+    labels: &Labels,
+    who: Result<Identity, String>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Step<()> {
+    let who = canonical(who)?;
+    let category = category(labels)?;
+    let subject = subject(hub, labels, who, category, shutdown).await?;
+    let journey = Journey {
+        hub,
+        letter,
+        labels,
+        category,
+        hash: hub.hasher.hash(
+            subject.insurer_number.as_str(),
+            subject.insured_number.as_str(),
+        ),
+        subject,
     };
-    let subject = match withheld {
-        Ok(s) => s,
-        Err(w) => {
-            let (reason, detail) = (w.code(), w.detail());
-            if hub
-                .quarantine("deliver", &d.props, &d.body, &reason, &detail, None)
-                .await
-                .is_err()
-            {
+    let parties = hub.parties.current();
+    match journey.recipients(&parties) {
+        Ok(recipients) => journey.serve(recipients, shutdown).await,
+        Err(gone) => journey.settle_copy(gone, shutdown).await,
+    }
+}
+
+/// The body is a canonical document (a JSON object).
+fn canonical(who: Result<Identity, String>) -> Step<Identity> {
+    who.map_err(|e| {
+        Outcome::dead(
+            format!("canonical document is not a JSON object: {e}"),
+            "not-canonical",
+        )
+    })
+}
+
+/// The copy names its platform category.
+fn category(labels: &Labels) -> Step<Category> {
+    labels
+        .category
+        .ok_or_else(|| Outcome::dead("message has no x-kaigo-category", "no-category"))
+}
+
+/// Whose data it is. A document translate vouched for just now needs only its subject; any
+/// other copy (one `replay` put back, one back from a waiting room minutes later) is judged as a
+/// new message would be: sender, subject, insurer, and the person's consent to the platform, as
+/// in force now.
+async fn subject(
+    hub: &Hub,
+    labels: &Labels,
+    who: Identity,
+    category: Category,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Step<Subject> {
+    if labels.from_translate {
+        return match hub
+            .subject_of_retrying(&labels.source, &who, shutdown)
+            .await
+        {
+            Ok(Some(s)) => Ok(s),
+            Ok(None) => Err(Outcome::Quarantine(admission::Withheld::UnknownSubject {
+                document: labels.document(),
+                kind: labels.kind.clone(),
+                source: labels.source.clone(),
+            })),
+            // Shutting down while the store is away: leave it unacked for redelivery.
+            Err(()) => Err(Outcome::Stop),
+        };
+    }
+    let docs = [admission::Doc {
+        who,
+        kind: &labels.kind,
+    }];
+    let case = admission::Case {
+        envelope: &labels.envelope,
+        point: "deliver",
+        source: &labels.source,
+        category,
+        docs: &docs,
+    };
+    let admitted = admission::judge(hub, &case, Some(shutdown)).await?;
+    let first = admitted.subjects.into_iter().next();
+    Ok(first.expect("one document, one subject"))
+}
+
+/// The one place the hop settles a delivery: acks it once every recipient's copy was settled
+/// (or the whole copy kept in the dead-letter queue or quarantine, audited), requeues it when
+/// something could not be done now, or (shutting down) leaves it unsettled for redelivery.
+async fn settle(hub: &Hub, d: Delivery, labels: &Labels, outcome: Outcome<()>) {
+    let envelope = labels.envelope.as_str();
+    match outcome {
+        Outcome::Forward(()) => {}
+        // Not a canonical document, or no category: nothing is audited of it, and it is acked
+        // even when the dead letter could not be kept (as it always was).
+        Outcome::Dead { error, .. } => {
+            let _ = hub.dead(&d.props, &d.body, &error.to_string()).await;
+        }
+        Outcome::Quarantine(w) => {
+            let reason = w.code();
+            let kept = hub
+                .quarantine("deliver", &d.props, &d.body, &reason, &w.detail(), None)
+                .await;
+            if kept.is_err() {
                 let _ = d.requeue().await;
                 return;
             }
-            hub.audit(Hop::Deliver, "deliver", &envelope, |a| {
-                a.party(source.as_str())
-                    .category(category.code())
-                    .document(kind.as_str())
+            // Quarantined only after its category was read.
+            let category = labels.category.map_or("", Category::code);
+            hub.audit(Hop::Deliver, "deliver", envelope, |a| {
+                a.party(labels.source.as_str())
+                    .category(category)
+                    .document(labels.kind.as_str())
                     .decision(AuditDecision::Quarantined)
                     .reason(reason)
             });
-            let _ = d.ack().await;
+        }
+        Outcome::Retry(message) => {
+            tracing::warn!(envelope, error = %message, "deliver: cannot settle the copy now; requeue");
+            let _ = d.requeue().await;
             return;
         }
-    };
-    let hash = hub.hasher.hash(
-        subject.insurer_number.as_str(),
-        subject.insured_number.as_str(),
-    );
-
-    // What happened to one recipient's copy, for the audit log.
-    let audit_copy = |party: &str, decision: AuditDecision, reason: &str| {
-        hub.audit(Hop::Deliver, "deliver", &envelope, |a| {
-            let a = a
-                .party(party)
-                .subject(hash.clone())
-                .category(category.code())
-                .document(kind.as_str())
-                .decision(decision);
-            if reason.is_empty() {
-                a
-            } else {
-                a.reason(reason)
-            }
-        })
-    };
-    let parties = hub.parties.current();
-    let mut recipients = parties.recipients_of(&kind, &source);
-    if let Some(only) = &retry_for {
-        recipients.retain(|(p, _)| p.id == *only);
-        if recipients.is_empty() {
-            // The parties file changed while the copy waited: keep it where an operator sees it.
-            let error = format!(
-                "recipient {only} no longer receives {kind} from {source} (the parties file changed while its copy waited to be tried again)"
-            );
-            if dead_copy(hub, &d.props, &d.body, only, &error)
-                .await
-                .is_err()
-            {
-                let _ = d.requeue().await;
-                return;
-            }
-            audit_copy(only, AuditDecision::Dead, "not-a-recipient");
-            let _ = d.ack().await;
-            return;
-        }
+        Outcome::Stop => return,
     }
-    // One mapping set for the whole message, even if `serve --watch` replaces it meanwhile.
-    let mappings = hub.mappings.current();
-    let mut renders = Renders::new(&d.body, recipients.iter().map(|(_, f)| *f));
-    for (party, format) in recipients {
-        let key = format!("{envelope}/{index}/{}", party.id);
-        // Check, send and record as one step per key in this process: after a lost broker
-        // connection the message comes back while its first handler may still be sending.
-        let Some(_claim) = Claim::take(&key, &mut shutdown).await else {
-            return;
+    let _ = d.ack().await;
+}
+
+/// What becomes of one recipient's copy; `settle_copy` carries it out.
+enum Fate<'r> {
+    /// Nothing to do: already delivered, or a party that cannot receive.
+    Skip,
+    /// Consent #3 said no: a quarantined copy names the recipient.
+    Withheld {
+        party: &'r str,
+        withheld: admission::Withheld,
+        /// The registry's reason, for the audit event.
+        reason: &'static str,
+    },
+    /// Kept in the dead-letter queue with `error`, naming the recipient.
+    Dead {
+        party: &'r str,
+        error: String,
+        /// Reason code for the audit event.
+        reason: &'static str,
+    },
+    /// Hand the rendered copy to the recipient's sink, then record its delivery key.
+    Send {
+        party: &'r str,
+        format: &'r str,
+        target: &'r DeliveryTarget,
+        rendered: &'r Rendering,
+        key: &'r str,
+    },
+    /// The sink failed and the delivery limit is not reached: a copy for this recipient alone
+    /// waits `wait` in its own room.
+    Wait {
+        party: &'r str,
+        wait: Duration,
+        error: SinkError,
+    },
+}
+
+/// One judged message on its way to its recipients: what every copy of it shares.
+struct Journey<'a> {
+    hub: &'a Hub,
+    letter: Letter<'a>,
+    labels: &'a Labels,
+    category: Category,
+    subject: Subject,
+    hash: SubjectHash,
+}
+
+impl<'a> Journey<'a> {
+    /// The parties that receive this kind from this sender (only the one a copy from a waiting
+    /// room is for); `Err` with that copy's fate when it no longer does.
+    fn recipients<'p>(&self, parties: &'p Parties) -> Result<Vec<(&'p Party, &'p str)>, Fate<'a>> {
+        let labels: &'a Labels = self.labels;
+        let (kind, source) = (&labels.kind, &labels.source);
+        let mut recipients = parties.recipients_of(kind, source);
+        let Some(only) = &labels.retry_for else {
+            return Ok(recipients);
         };
-        match retrying(&mut shutdown, || {
-            crate::store::was_delivered(&hub.store, &key)
+        recipients.retain(|(p, _)| p.id == *only);
+        if !recipients.is_empty() {
+            return Ok(recipients);
+        }
+        // The parties file changed while the copy waited: keep it where an operator sees it.
+        Err(Fate::Dead {
+            party: only,
+            error: format!(
+                "recipient {only} no longer receives {kind} from {source} (the parties file changed while its copy waited to be tried again)"
+            ),
+            reason: "not-a-recipient",
         })
-        .await
-        {
-            Some(true) => continue,
+    }
+
+    /// Each recipient's copy in turn: its fate, then `settle_copy`.
+    async fn serve<'p>(
+        &self,
+        recipients: Vec<(&'p Party, &'p str)>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Step<()> {
+        // One mapping set for the whole message, even if `serve --watch` replaces it meanwhile.
+        let mappings = self.hub.mappings.current();
+        let mut renders = Renders::new(self.letter.body, recipients.iter().map(|(_, f)| *f));
+        for (party, format) in recipients {
+            let key = format!(
+                "{}/{}/{}",
+                self.labels.envelope, self.labels.index, party.id
+            );
+            // Check, send and record as one step per key in this process: after a lost broker
+            // connection the message comes back while its first handler may still be sending.
+            let Some(_claim) = Claim::take(&key, shutdown).await else {
+                return Err(Outcome::Stop);
+            };
+            let fate = self
+                .fate(party, format, &key, &mappings, &mut renders, shutdown)
+                .await?;
+            self.settle_copy(fate, shutdown).await?;
+        }
+        Ok(())
+    }
+
+    /// What becomes of `party`'s copy: not again once delivered; only with its consent (#3);
+    /// rendered in its format; sent where it receives.
+    async fn fate<'r, 'p: 'r>(
+        &self,
+        party: &'p Party,
+        format: &'p str,
+        key: &'r str,
+        mappings: &MappingSet,
+        renders: &'r mut Renders<'p>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Step<Fate<'r>> {
+        let delivered = retrying(shutdown, || {
+            crate::store::was_delivered(&self.hub.store, key)
+        });
+        match delivered.await {
+            Some(true) => return Ok(Fate::Skip),
             Some(false) => {}
-            None => return,
+            None => return Err(Outcome::Stop),
         }
         let Some(recipient) = party.recipient() else {
-            continue;
+            return Ok(Fate::Skip);
         };
-        match hub
-            .decide_until_known(
-                &super::Ask {
-                    envelope: &envelope,
-                    point: "deliver",
-                    subject: &subject,
-                    recipient: &recipient,
-                    category,
-                    document: &kind,
-                },
-                &mut shutdown,
-            )
-            .await
-        {
-            None => return,
-            Some(Verdict::Indeterminate(_)) => {
-                let _ = d.requeue().await;
-                return;
-            }
-            Some(Verdict::Deny(r)) => {
-                let w = admission::Withheld::ConsentDenied {
-                    document: index.parse::<usize>().map_or(1, |i| i + 1),
-                    kind: kind.clone(),
-                    reason: r,
-                    category,
-                    recipient: recipient.clone(),
+        let ask = super::Ask {
+            envelope: &self.labels.envelope,
+            point: "deliver",
+            subject: &self.subject,
+            recipient: &recipient,
+            category: self.category,
+            document: &self.labels.kind,
+        };
+        match self.hub.decide_until_known(&ask, shutdown).await {
+            None => return Err(Outcome::Stop),
+            Some(Verdict::Indeterminate(r)) => return Err(Outcome::Retry(r)),
+            Some(Verdict::Deny(reason)) => {
+                let withheld = admission::Withheld::ConsentDenied {
+                    document: self.labels.document(),
+                    kind: self.labels.kind.clone(),
+                    reason,
+                    category: self.category,
+                    recipient,
                 };
-                if hub
-                    .quarantine(
-                        "deliver",
-                        &d.props,
-                        &d.body,
-                        &w.code(),
-                        &w.detail(),
-                        Some(&party.id),
-                    )
-                    .await
-                    .is_err()
-                {
-                    let _ = d.requeue().await;
-                    return;
-                }
-                audit_copy(&party.id, AuditDecision::Quarantined, r.code());
-                continue;
+                let reason = reason.code();
+                let party = &party.id;
+                return Ok(Fate::Withheld {
+                    party,
+                    withheld,
+                    reason,
+                });
             }
             Some(Verdict::Permit) => {}
         }
-        let rendered = match renders.get(&mappings, format) {
+        let rendered = match renders.get(mappings, format) {
             Ok(r) => r,
+            // The document cannot be rendered for this recipient: keep it with the error.
             Err(e) => {
-                // The document cannot be rendered for this recipient: keep it with the error.
-                if dead_copy(hub, &d.props, &d.body, &party.id, e)
-                    .await
-                    .is_err()
-                {
-                    let _ = d.requeue().await;
-                    return;
-                }
-                audit_copy(&party.id, AuditDecision::Dead, "render-failed");
-                continue;
+                let (party, error) = (&party.id, e.clone());
+                return Ok(Fate::Dead {
+                    party,
+                    error,
+                    reason: "render-failed",
+                });
             }
         };
-        let Some(target) = &party.delivery else {
-            continue;
+        Ok(match &party.delivery {
+            Some(target) => Fate::Send {
+                party: &party.id,
+                format,
+                target,
+                rendered,
+                key,
+            },
+            None => Fate::Skip,
+        })
+    }
+
+    /// The one place a recipient's copy is sent, quarantined, dead-lettered or put in a waiting
+    /// room, and audited; `Err` when that could not be done now (`settle` requeues the delivery)
+    /// or shutdown came meanwhile.
+    async fn settle_copy(&self, fate: Fate<'_>, shutdown: &mut watch::Receiver<bool>) -> Step<()> {
+        let mut fate = fate;
+        // A failed send turns into the fate `after_failure` gives it, settled on the next turn.
+        let kept = loop {
+            break match fate {
+                Fate::Skip => return Ok(()),
+                Fate::Withheld {
+                    party,
+                    withheld,
+                    reason,
+                } => {
+                    let Letter { props, body } = self.letter;
+                    let (code, detail) = (withheld.code(), withheld.detail());
+                    let kept =
+                        self.hub
+                            .quarantine("deliver", props, body, &code, &detail, Some(party));
+                    kept.await
+                        .map(|()| (party, AuditDecision::Quarantined, reason.to_string()))
+                }
+                Fate::Dead {
+                    party,
+                    error,
+                    reason,
+                } => self
+                    .dead_copy(party, &error)
+                    .await
+                    .map(|()| (party, AuditDecision::Dead, reason.to_string())),
+                Fate::Wait { party, wait, error } => {
+                    let reason = format!("sink-failed:attempt-{}", self.labels.attempt);
+                    self.wait_copy(party, wait, &error)
+                        .await
+                        .map(|()| (party, AuditDecision::Retrying, reason))
+                }
+                Fate::Send {
+                    party,
+                    format,
+                    target,
+                    rendered,
+                    key,
+                } => match self.send(party, target, rendered).await {
+                    Ok(()) => return self.delivered(party, format, key, shutdown).await,
+                    Err(e) => {
+                        fate = self.after_failure(party, e);
+                        continue;
+                    }
+                },
+            };
         };
+        let (party, decision, reason) = kept.map_err(|e| Outcome::Retry(e.to_string()))?;
+        self.audit_copy(party, decision, &reason);
+        Ok(())
+    }
+
+    /// Hands the rendered copy to the recipient's sink, with the deliver hop's headers.
+    async fn send(
+        &self,
+        party: &str,
+        target: &DeliveryTarget,
+        rendered: &Rendering,
+    ) -> Result<(), SinkError> {
+        let (envelope, index) = (&self.labels.envelope, &self.labels.index);
         let mut props = Props {
             message_id: Some(envelope.clone()),
-            correlation_id: d.props.correlation_id.clone(),
+            correlation_id: self.letter.props.correlation_id.clone(),
             content_type: Some(rendered.1.into()),
             user_id: None,
-            headers: d.props.headers.clone(),
+            headers: self.letter.props.headers.clone(),
         };
         props.headers.remove(h::RETRY_FOR);
         props.headers.remove(h::ATTEMPT);
         props.headers.insert(h::HOP.into(), "deliver".into());
-        props.headers.insert(h::RECIPIENT.into(), party.id.clone());
+        props.headers.insert(h::RECIPIENT.into(), party.to_string());
         let file_name = format!("{envelope}-{index}.{}", rendered.2);
         let out = Outbound {
-            recipient: &party.id,
+            recipient: party,
             body: &rendered.0,
             content_type: rendered.1,
             file_name: &file_name,
             props: &props,
         };
-        let sent = hub
-            .sinks
+        let hub = self.hub;
+        hub.sinks
             .send(hub.bus.as_ref(), &hub.topology.egress(), target, &out)
-            .await;
-        if let Err(e) = sent {
-            // A recipient that refused the content itself would refuse the same bytes again.
-            let wait = if e.refused {
-                None
-            } else {
-                hub.topology.retry_delay(attempt)
-            };
-            if let Some(wait) = wait {
-                // A recipient that is down for a moment must not use up its tries in a second,
-                // nor make the others wait: its copy waits in a room of its own.
-                let mut again = d.props.clone();
-                again.user_id = None;
-                again.headers.insert(h::RETRY_FOR.into(), party.id.clone());
-                again
-                    .headers
-                    .insert(h::ATTEMPT.into(), (attempt + 1).to_string());
-                let room = crate::bus::Topology::wait_key(wait);
-                if let Err(b) = hub
-                    .bus
-                    .publish(&hub.topology.wait(), &room, &again, &d.body)
-                    .await
-                {
-                    tracing::warn!(envelope, recipient = %party.id, error = %b, "deliver: cannot put a copy in a waiting room; requeue");
-                    let _ = d.requeue().await;
-                    return;
-                }
-                Metrics::inc(&hub.metrics.delivery_retries);
-                audit_copy(
-                    &party.id,
-                    AuditDecision::Retrying,
-                    &format!("sink-failed:attempt-{attempt}"),
-                );
-                tracing::warn!(envelope, recipient = %party.id, error = %e, attempt, retry_in_ms = wait.as_millis() as u64, "deliver: sink failed; tried again later");
-                continue;
-            }
-            // The last attempt, or a refusal of the content: keep this recipient's copy in the
-            // dead-letter queue with the sink's error, and go on with the other recipients.
-            let (error, reason) = if e.refused {
-                let error = format!(
-                    "{e}; not tried again: the recipient refused the content itself, and another try would send it unchanged"
-                );
-                (error, "sink-refused")
-            } else {
-                (e.message, "sink-failed")
-            };
-            if dead_copy(hub, &d.props, &d.body, &party.id, &error)
-                .await
-                .is_err()
-            {
-                let _ = d.requeue().await;
-                return;
-            }
-            audit_copy(&party.id, AuditDecision::Dead, reason);
-            tracing::warn!(envelope, recipient = %party.id, error = %error, attempt, "deliver: sink failed at the delivery limit or refused the content; dead-lettered");
-            continue;
-        }
-        if record_retrying(hub, &mut shutdown, &key).await.is_none() {
+            .await
+    }
+
+    /// A sent copy: its delivery key recorded, counted and audited.
+    async fn delivered(
+        &self,
+        party: &str,
+        format: &str,
+        key: &str,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Step<()> {
+        if record_retrying(self.hub, shutdown, key).await.is_none() {
             // Shutting down with the store away: sent but not recorded, so it is sent again
             // after the redelivery (at-least-once; acking would lose the other recipients).
-            return;
+            return Err(Outcome::Stop);
         }
-        Metrics::inc(&hub.metrics.delivered);
-        audit_copy(&party.id, AuditDecision::Delivered, "");
-        tracing::info!(envelope, recipient = %party.id, format, "delivered");
+        Metrics::inc(&self.hub.metrics.delivered);
+        self.audit_copy(party, AuditDecision::Delivered, "");
+        tracing::info!(envelope = %self.labels.envelope, recipient = %party, format, "delivered");
+        Ok(())
     }
-    let _ = d.ack().await;
-}
 
-/// Keeps one recipient's copy in the dead-letter queue with `error`, naming the recipient.
-async fn dead_copy(
-    hub: &Hub,
-    props: &Props,
-    body: &[u8],
-    recipient: &str,
-    error: &str,
-) -> Result<(), BusError> {
-    let mut p = props.clone();
-    p.headers.insert(h::RECIPIENT.into(), recipient.to_string());
-    hub.dead(&p, body, error).await
+    /// After a failed send: a recipient that is down for a moment must not use up its tries in
+    /// a second, nor make the others wait, so its copy waits in a room of its own; at the last
+    /// attempt, or when the recipient refused the content itself (it would refuse the same
+    /// bytes again), its copy goes to the dead-letter queue with the sink's error, and the hop
+    /// goes on with the other recipients.
+    fn after_failure<'r>(&self, party: &'r str, e: SinkError) -> Fate<'r> {
+        let attempt = self.labels.attempt;
+        let wait = if e.refused {
+            None
+        } else {
+            self.hub.topology.retry_delay(attempt)
+        };
+        if let Some(wait) = wait {
+            return Fate::Wait {
+                party,
+                wait,
+                error: e,
+            };
+        }
+        let (error, reason) = if e.refused {
+            let error = format!(
+                "{e}; not tried again: the recipient refused the content itself, and another try would send it unchanged"
+            );
+            (error, "sink-refused")
+        } else {
+            (e.message, "sink-failed")
+        };
+        tracing::warn!(envelope = %self.labels.envelope, recipient = %party, error = %error, attempt, "deliver: sink failed at the delivery limit or refused the content; dead-lettered");
+        Fate::Dead {
+            party,
+            error,
+            reason,
+        }
+    }
+
+    /// Puts a copy for `party` alone in the waiting room of `wait`, on its next attempt.
+    async fn wait_copy(&self, party: &str, wait: Duration, e: &SinkError) -> Result<(), BusError> {
+        let (envelope, attempt) = (&self.labels.envelope, self.labels.attempt);
+        let mut again = self.letter.props.clone();
+        again.user_id = None;
+        again.headers.insert(h::RETRY_FOR.into(), party.to_string());
+        again
+            .headers
+            .insert(h::ATTEMPT.into(), (attempt + 1).to_string());
+        let room = crate::bus::Topology::wait_key(wait);
+        let hub = self.hub;
+        let put = hub
+            .bus
+            .publish(&hub.topology.wait(), &room, &again, self.letter.body)
+            .await;
+        if let Err(b) = put {
+            tracing::warn!(envelope, recipient = %party, error = %b, "deliver: cannot put a copy in a waiting room; requeue");
+            return Err(b);
+        }
+        Metrics::inc(&hub.metrics.delivery_retries);
+        tracing::warn!(envelope, recipient = %party, error = %e, attempt, retry_in_ms = wait.as_millis() as u64, "deliver: sink failed; tried again later");
+        Ok(())
+    }
+
+    /// Keeps one recipient's copy in the dead-letter queue with `error`, naming the recipient.
+    async fn dead_copy(&self, recipient: &str, error: &str) -> Result<(), BusError> {
+        let mut p = self.letter.props.clone();
+        p.headers.insert(h::RECIPIENT.into(), recipient.to_string());
+        self.hub.dead(&p, self.letter.body, error).await
+    }
+
+    /// What happened to one recipient's copy, for the audit log.
+    fn audit_copy(&self, party: &str, decision: AuditDecision, reason: &str) {
+        let labels = self.labels;
+        self.hub
+            .audit(Hop::Deliver, "deliver", &labels.envelope, |a| {
+                let a = a
+                    .party(party)
+                    .subject(self.hash.clone())
+                    .category(self.category.code())
+                    .document(labels.kind.as_str())
+                    .decision(decision);
+                if reason.is_empty() {
+                    a
+                } else {
+                    a.reason(reason)
+                }
+            })
+    }
 }
 
 /// Delivery keys being checked, sent and recorded by this process.
@@ -442,7 +680,7 @@ async fn retrying<T, F: Future<Output = Result<T, StoreError>>>(
 }
 
 /// A rendered copy: bytes, MIME type, file extension.
-type Copy = (Vec<u8>, &'static str, &'static str);
+type Rendering = (Vec<u8>, &'static str, &'static str);
 
 /// One message's renderings, one per format however many recipients ask for it. `canonical` is
 /// the message body as it came; other formats run an outbound mapping over the document, which
@@ -452,7 +690,7 @@ struct Renders<'a> {
     doc: Option<serde_json::Value>,
     /// Formats still to render (a format appears once).
     pending: Vec<&'a str>,
-    done: Vec<(&'a str, Result<Copy, String>)>,
+    done: Vec<(&'a str, Result<Rendering, String>)>,
 }
 
 impl<'a> Renders<'a> {
@@ -471,7 +709,7 @@ impl<'a> Renders<'a> {
         }
     }
 
-    fn get(&mut self, set: &MappingSet, format: &'a str) -> Result<&Copy, &String> {
+    fn get(&mut self, set: &MappingSet, format: &'a str) -> Result<&Rendering, &String> {
         let at = match self.done.iter().position(|(f, _)| *f == format) {
             Some(at) => at,
             None => {
@@ -483,7 +721,7 @@ impl<'a> Renders<'a> {
         self.done[at].1.as_ref()
     }
 
-    fn render(&mut self, set: &MappingSet, format: &'a str) -> Result<Copy, String> {
+    fn render(&mut self, set: &MappingSet, format: &'a str) -> Result<Rendering, String> {
         if format == "canonical" {
             return Ok((self.body.to_vec(), "application/json", "json"));
         }

@@ -73,6 +73,15 @@ impl Mapped {
         .unwrap_or_else(|_| Err(ErrorText::plain("the mapping run stopped unexpectedly")))
     }
 
+    /// The mapping's platform category; a mapping that names none (or none the platform knows)
+    /// maps nothing the hub may forward, and the error says which mapping it is.
+    pub fn category(&self) -> Result<crate::consent::Category, String> {
+        self.category
+            .as_deref()
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| format!("mapping `{}` names no platform category", self.mapping))
+    }
+
     fn bytes(&self) -> usize {
         self.documents.iter().map(|d| d.json.len()).sum::<usize>() + 256
     }

@@ -4,13 +4,20 @@
 //! ingress exchange. The source acknowledges its sender only after `accept` returned `Ok`, i.e.
 //! after the broker confirmed. Refusals are answered at once and nothing is lost: malformed input
 //! goes to the dead-letter queue, denied or unidentifiable input to quarantine, both with reasons.
+//!
+//! Read top to bottom: `accept` opens an [`Envelope`], runs the steps (`room`, `map`,
+//! `category`, `admit`), each of which labels the envelope and hands the next what it needs or
+//! ends the journey with an [`Outcome`]; `settle` alone publishes, dead-letters, quarantines,
+//! audits and answers the source.
 
 use super::clock;
+use super::handoff::Mapped;
 use super::headers as h;
 use super::metrics::Metrics;
+use super::outcome::Outcome;
 use super::{Hub, admission, key_word};
-use crate::audit::{Decision as AuditDecision, Hop};
-use crate::bus::Props;
+use crate::audit::{Decision as AuditDecision, Hop, SubjectHash};
+use crate::bus::{BusError, Props};
 use crate::consent::Category;
 use crate::formats::Format;
 use crate::parties::Party;
@@ -78,154 +85,208 @@ fn content_type(f: Format) -> &'static str {
     }
 }
 
-/// Runs hop 1 for one submission.
+/// Runs hop 1 for one submission: its steps, then the one place that settles it.
 pub async fn accept(hub: &Hub, sub: Submission<'_>) -> Result<Accepted, Refusal> {
-    if let Err(message) = hub.backlog.admit() {
+    let mut envelope = Envelope::open(&sub);
+    let outcome = Outcome::of(ingress(hub, &sub, &mut envelope).await);
+    settle(hub, &sub, envelope, outcome).await
+}
+
+/// A step of this hop: what the next step needs, or how the message's journey ends.
+type Step<T> = super::outcome::Step<T, Identified>;
+
+/// The message as the hop keeps or publishes it: the raw bytes' envelope id, wire format and
+/// properties, labelled step by step (a dead letter or quarantined copy carries the labels its
+/// steps had put on when it stopped).
+struct Envelope {
+    id: String,
+    format: Format,
+    props: Props,
+}
+
+impl Envelope {
+    fn open(sub: &Submission<'_>) -> Envelope {
+        let id = clock::envelope_id();
+        let format = Format::sniff(sub.bytes);
+        let mut props = Props {
+            message_id: Some(id.clone()),
+            correlation_id: Some(sub.correlation_id.unwrap_or(&id).to_string()),
+            content_type: Some(content_type(format).into()),
+            user_id: None,
+            headers: Default::default(),
+        };
+        props.headers.insert(h::SOURCE.into(), sub.party.id.clone());
+        props.headers.insert(h::FORMAT.into(), format.name().into());
+        props.headers.insert(h::HOP.into(), "ingress".into());
+        if let Some(f) = sub.file_name {
+            props.headers.insert(h::FILE_NAME.into(), f.into());
+        }
+        Envelope { id, format, props }
+    }
+
+    fn label(&mut self, header: &str, value: impl Into<String>) {
+        self.props.headers.insert(header.into(), value.into());
+    }
+}
+
+/// What the hop forwards: the message identified and admitted.
+struct Identified {
+    mapped: Mapped,
+    category: Category,
+    /// The keyed hashes of its distinct subjects, in first-seen order.
+    subjects: Vec<SubjectHash>,
+}
+
+/// The steps, in order.
+async fn ingress(hub: &Hub, sub: &Submission<'_>, envelope: &mut Envelope) -> Step<Identified> {
+    room(hub)?;
+    let mapped = map(hub, sub).await?;
+    envelope.label(h::MAPPING, format!("{}@{}", mapped.mapping, mapped.version));
+    envelope.label(h::DOCUMENT, mapped.documents[0].kind.name());
+    let category = category(&mapped)?;
+    envelope.label(h::CATEGORY, category.code());
+    let subjects = admit(hub, sub, &envelope.id, &mapped, category).await?;
+    let hashes: Vec<&str> = subjects.iter().map(SubjectHash::as_str).collect();
+    envelope.label(h::SUBJECT, hashes.join(","));
+    Ok(Identified {
+        mapped,
+        category,
+        subjects,
+    })
+}
+
+/// Backpressure: no new message while too many wait ([`super::backlog`]).
+fn room(hub: &Hub) -> Step<()> {
+    hub.backlog.admit().map_err(|message| {
         Metrics::inc(&hub.metrics.busy);
-        return Err(Refusal::Unavailable { message });
-    }
-    let id = clock::envelope_id();
-    let format = Format::sniff(sub.bytes);
-    let mut props = Props {
-        message_id: Some(id.clone()),
-        correlation_id: Some(sub.correlation_id.unwrap_or(&id).to_string()),
-        content_type: Some(content_type(format).into()),
-        user_id: None,
-        headers: Default::default(),
-    };
-    props.headers.insert(h::SOURCE.into(), sub.party.id.clone());
-    props.headers.insert(h::FORMAT.into(), format.name().into());
-    props.headers.insert(h::HOP.into(), "ingress".into());
-    if let Some(f) = sub.file_name {
-        props.headers.insert(h::FILE_NAME.into(), f.into());
-    }
-    let unavailable = |e: crate::bus::BusError| Refusal::Unavailable {
-        message: e.to_string(),
-    };
-    let refuse = |reason: &str| {
-        Metrics::inc(&hub.metrics.rejected);
-        hub.audit(Hop::Ingress, sub.via, &id, |d| {
-            d.party(sub.party.id.as_str())
-                .decision(AuditDecision::Rejected)
-                .reason(reason)
-        });
-    };
+        Outcome::Retry(message)
+    })
+}
 
-    // Identify: the mapping tells the document, category and subject.
+/// Identify: the mapping tells the documents, category and subjects.
+async fn map(hub: &Hub, sub: &Submission<'_>) -> Step<Mapped> {
     let set = hub.mappings.current();
-    let mapped = match super::handoff::Mapped::run(set, sub.bytes, sub.file_name, None).await {
-        Ok(m) if !m.documents.is_empty() => m,
-        Ok(_) => {
-            let message = ErrorText::plain("the message holds no document this hub maps");
-            hub.dead(&props, sub.bytes, &message.to_string())
-                .await
-                .map_err(unavailable)?;
-            refuse("no-document");
-            return Err(Refusal::Malformed {
-                envelope_id: id,
-                message: message.map(|m| for_sender(hub, m)),
-            });
-        }
-        Err(message) => {
-            hub.dead(&props, sub.bytes, &message.to_string())
-                .await
-                .map_err(unavailable)?;
-            refuse("malformed");
-            return Err(Refusal::Malformed {
-                envelope_id: id,
-                message: message.map(|m| for_sender(hub, m)),
-            });
-        }
-    };
-    let (mapping, version) = (mapped.mapping.clone(), mapped.version);
-    let docs = &mapped.documents;
-    let document = docs[0].kind.name();
-    props
-        .headers
-        .insert(h::MAPPING.into(), format!("{mapping}@{version}"));
-    props.headers.insert(h::DOCUMENT.into(), document.into());
-    let category: Option<Category> = mapped.category.as_deref().and_then(|c| c.parse().ok());
-    let Some(category) = category else {
-        let message = format!("mapping `{mapping}` names no platform category");
-        hub.dead(&props, sub.bytes, &message)
-            .await
-            .map_err(unavailable)?;
-        refuse("no-category");
-        return Err(Refusal::Malformed {
-            envelope_id: id,
-            message: ErrorText::plain(message),
-        });
-    };
-    props
-        .headers
-        .insert(h::CATEGORY.into(), category.code().into());
+    match Mapped::run(set, sub.bytes, sub.file_name, None).await {
+        Ok(m) if !m.documents.is_empty() => Ok(m),
+        Ok(_) => Err(Outcome::dead(
+            "the message holds no document this hub maps",
+            "no-document",
+        )),
+        Err(error) => Err(Outcome::Dead {
+            error,
+            reason: "malformed",
+        }),
+    }
+}
 
-    // Who sent it, whose data it is, and may it come: the judgement translate (and deliver, for
-    // a replayed document) makes again, in `admission`.
-    let judged = admission::Doc::all(docs);
+/// The mapping's platform category.
+fn category(mapped: &Mapped) -> Step<Category> {
+    mapped
+        .category()
+        .map_err(|error| Outcome::dead(error, "no-category"))
+}
+
+/// Who sent it, whose data it is, and may it come: the judgement translate (and deliver, for a
+/// replayed document) makes again, in `admission`. Gives the distinct subjects' keyed hashes.
+async fn admit(
+    hub: &Hub,
+    sub: &Submission<'_>,
+    envelope: &str,
+    mapped: &Mapped,
+    category: Category,
+) -> Step<Vec<SubjectHash>> {
+    let judged = admission::Doc::all(&mapped.documents);
     let case = admission::Case {
-        envelope: &id,
+        envelope,
         point: "ingress",
         source: &sub.party.id,
         category,
         docs: &judged,
     };
-    let admitted = match admission::judge(hub, &case, None).await {
-        Ok(a) => a,
-        Err(admission::Refused::Withheld(w)) => {
-            let reason = w.code();
-            let detail = w.detail();
-            hub.quarantine("ingress", &props, sub.bytes, &reason, &detail, None)
+    let admitted = admission::judge(hub, &case, None).await?;
+    let hash = |s: &crate::consent::Subject| {
+        hub.hasher
+            .hash(s.insurer_number.as_str(), s.insured_number.as_str())
+    };
+    Ok(admitted.distinct().into_iter().map(hash).collect())
+}
+
+/// The one place the hop acts on a message: publishes it, or keeps it in the dead-letter queue
+/// or quarantine; audits what it did; and answers the source. A copy that cannot be kept is
+/// answered `Unavailable` (the sender retries), never refused.
+async fn settle(
+    hub: &Hub,
+    sub: &Submission<'_>,
+    envelope: Envelope,
+    outcome: Outcome<Identified>,
+) -> Result<Accepted, Refusal> {
+    let Envelope { id, props, .. } = &envelope;
+    match outcome {
+        Outcome::Forward(identified) => publish(hub, sub, envelope, identified).await,
+        Outcome::Dead { error, reason } => {
+            hub.dead(props, sub.bytes, &error.to_string())
                 .await
                 .map_err(unavailable)?;
-            refuse(&reason);
-            return Err(Refusal::Forbidden {
-                envelope_id: id,
+            refused(hub, sub, id, reason);
+            Err(Refusal::Malformed {
+                envelope_id: envelope.id,
+                message: error.map(|m| for_sender(hub, m)),
+            })
+        }
+        Outcome::Quarantine(w) => {
+            let (reason, detail) = (w.code(), w.detail());
+            hub.quarantine("ingress", props, sub.bytes, &reason, &detail, None)
+                .await
+                .map_err(unavailable)?;
+            refused(hub, sub, id, &reason);
+            Err(Refusal::Forbidden {
+                envelope_id: envelope.id,
                 reason,
                 detail,
-            });
+            })
         }
-        Err(admission::Refused::Unavailable(message)) => {
-            return Err(Refusal::Unavailable { message });
-        }
-        Err(admission::Refused::Stopped) => {
-            return Err(Refusal::Unavailable {
-                message: "the hub is shutting down".into(),
-            });
-        }
-    };
-    let hashes: Vec<String> = admitted
-        .distinct()
-        .into_iter()
-        .map(|s| hub.subject_hash(s))
-        .collect();
-    props.headers.insert(h::SUBJECT.into(), hashes.join(","));
+        Outcome::Retry(message) => Err(Refusal::Unavailable { message }),
+        Outcome::Stop => Err(Refusal::Unavailable {
+            message: "the hub is shutting down".into(),
+        }),
+    }
+}
 
+/// `settle`'s forward: the mapping result is kept for this process's translate hop, the raw
+/// message published to the ingress exchange, and each subject's acceptance audited.
+async fn publish(
+    hub: &Hub,
+    sub: &Submission<'_>,
+    envelope: Envelope,
+    identified: Identified,
+) -> Result<Accepted, Refusal> {
+    let Identified {
+        mapped,
+        category,
+        subjects,
+    } = identified;
+    let Envelope { id, format, props } = envelope;
+    let document = mapped.documents[0].kind.name();
     let key = format!("{}.{}", format.name(), key_word(document));
-    let documents = docs.len();
+    let (mapping, documents) = (mapped.mapping.clone(), mapped.documents.len());
     // Kept before publishing, so the translate hop cannot look before it is there.
     hub.handoff.put(&id, mapped);
-    if let Err(e) = hub
+    let published = hub
         .bus
         .publish(&hub.topology.ingress(), &key, &props, sub.bytes)
-        .await
-    {
+        .await;
+    if let Err(e) = published {
         hub.handoff.forget(&id);
         return Err(unavailable(e));
     }
     Metrics::inc(&hub.metrics.accepted);
-    for hash in &hashes {
-        let hash = crate::audit::SubjectHash::from_hex(hash).ok();
+    for subject in subjects {
         hub.audit(Hop::Ingress, sub.via, &id, |d| {
-            let d = d
-                .party(sub.party.id.as_str())
+            d.party(sub.party.id.as_str())
                 .category(category.code())
                 .document(document)
-                .decision(AuditDecision::Accepted);
-            match hash {
-                Some(h) => d.subject(h),
-                None => d,
-            }
+                .decision(AuditDecision::Accepted)
+                .subject(subject)
         });
     }
     tracing::info!(envelope = %id, source = %sub.party.id, via = sub.via, mapping = %mapping, documents, "accepted");
@@ -234,6 +295,22 @@ pub async fn accept(hub: &Hub, sub: Submission<'_>) -> Result<Accepted, Refusal>
         mapping,
         documents,
     })
+}
+
+/// A refusal, counted and audited (after its copy was kept).
+fn refused(hub: &Hub, sub: &Submission<'_>, id: &str, reason: &str) {
+    Metrics::inc(&hub.metrics.rejected);
+    hub.audit(Hop::Ingress, sub.via, id, |d| {
+        d.party(sub.party.id.as_str())
+            .decision(AuditDecision::Rejected)
+            .reason(reason)
+    });
+}
+
+fn unavailable(e: BusError) -> Refusal {
+    Refusal::Unavailable {
+        message: e.to_string(),
+    }
 }
 
 /// The error as an outside sender may see it: mapping files named without the server's

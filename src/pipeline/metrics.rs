@@ -55,111 +55,101 @@ impl Metrics {
         c.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// The counters with no labels: name, help, value.
+    fn counters(&self) -> [(&'static str, &'static str, &AtomicU64); 16] {
+        [
+            (
+                "kaigo_messages_accepted_total",
+                "Messages accepted by a source.",
+                &self.accepted,
+            ),
+            (
+                "kaigo_messages_rejected_total",
+                "Messages refused at a source.",
+                &self.rejected,
+            ),
+            (
+                "kaigo_messages_busy_total",
+                "Messages refused at a source because the backlog was at max_backlog (the sender retries).",
+                &self.busy,
+            ),
+            (
+                "kaigo_documents_translated_total",
+                "Canonical documents published.",
+                &self.translated,
+            ),
+            (
+                "kaigo_documents_delivered_total",
+                "Documents delivered to recipients.",
+                &self.delivered,
+            ),
+            (
+                "kaigo_delivery_retries_total",
+                "Copies whose recipient's sink failed, put in a waiting room to be tried again.",
+                &self.delivery_retries,
+            ),
+            (
+                "kaigo_messages_quarantined_total",
+                "Messages or copies quarantined.",
+                &self.quarantined,
+            ),
+            (
+                "kaigo_messages_dead_total",
+                "Messages dead-lettered.",
+                &self.dead,
+            ),
+            (
+                "kaigo_quarantine_expired_total",
+                "Quarantined copies dropped after quarantine_keep_days (each audited).",
+                &self.quarantine_expired,
+            ),
+            (
+                "kaigo_mappings_reloaded_total",
+                "Changed mapping directories put in force (serve --watch).",
+                &self.mappings_reloaded,
+            ),
+            (
+                "kaigo_mappings_refused_total",
+                "Changed mapping directories that failed to load; the previous set stayed in force.",
+                &self.mappings_refused,
+            ),
+            (
+                "kaigo_consumers_restarted_total",
+                "Hop consumers the broker ended (their queue deleted under the hub) that declared the topology again and consume again.",
+                &self.consumers_restarted,
+            ),
+            (
+                "kaigo_consent_cache_hits_total",
+                "Consent decisions answered from the process's cache.",
+                &self.consent_cache_hits,
+            ),
+            (
+                "kaigo_translate_mapped_at_ingress_total",
+                "Messages the translate hop took as this process's ingress had mapped them.",
+                &self.mapped_once,
+            ),
+            (
+                "kaigo_delivery_key_groups_total",
+                "Transactions that recorded delivery keys (documents delivered / this = keys per transaction).",
+                &self.delivery_key_groups,
+            ),
+            (
+                "kaigo_delivery_keys_forgotten_total",
+                "Delivery keys forgotten because they were older than delivered_keep_days.",
+                &self.delivery_keys_forgotten,
+            ),
+        ]
+    }
+
     /// Prometheus exposition text.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let mut counter = |name: &str, help: &str, v: &AtomicU64, labels: &str| {
+        for (name, help, v) in self.counters() {
             out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name}{labels} {}\n",
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
                 v.load(Ordering::Relaxed)
             ));
-        };
-        counter(
-            "kaigo_messages_accepted_total",
-            "Messages accepted by a source.",
-            &self.accepted,
-            "",
-        );
-        counter(
-            "kaigo_messages_rejected_total",
-            "Messages refused at a source.",
-            &self.rejected,
-            "",
-        );
-        counter(
-            "kaigo_messages_busy_total",
-            "Messages refused at a source because the backlog was at max_backlog (the sender retries).",
-            &self.busy,
-            "",
-        );
-        counter(
-            "kaigo_documents_translated_total",
-            "Canonical documents published.",
-            &self.translated,
-            "",
-        );
-        counter(
-            "kaigo_documents_delivered_total",
-            "Documents delivered to recipients.",
-            &self.delivered,
-            "",
-        );
-        counter(
-            "kaigo_delivery_retries_total",
-            "Copies whose recipient's sink failed, put in a waiting room to be tried again.",
-            &self.delivery_retries,
-            "",
-        );
-        counter(
-            "kaigo_messages_quarantined_total",
-            "Messages or copies quarantined.",
-            &self.quarantined,
-            "",
-        );
-        counter(
-            "kaigo_messages_dead_total",
-            "Messages dead-lettered.",
-            &self.dead,
-            "",
-        );
-        counter(
-            "kaigo_quarantine_expired_total",
-            "Quarantined copies dropped after quarantine_keep_days (each audited).",
-            &self.quarantine_expired,
-            "",
-        );
-        counter(
-            "kaigo_mappings_reloaded_total",
-            "Changed mapping directories put in force (serve --watch).",
-            &self.mappings_reloaded,
-            "",
-        );
-        counter(
-            "kaigo_mappings_refused_total",
-            "Changed mapping directories that failed to load; the previous set stayed in force.",
-            &self.mappings_refused,
-            "",
-        );
-        counter(
-            "kaigo_consumers_restarted_total",
-            "Hop consumers the broker ended (their queue deleted under the hub) that declared the topology again and consume again.",
-            &self.consumers_restarted,
-            "",
-        );
-        counter(
-            "kaigo_consent_cache_hits_total",
-            "Consent decisions answered from the process's cache.",
-            &self.consent_cache_hits,
-            "",
-        );
-        counter(
-            "kaigo_translate_mapped_at_ingress_total",
-            "Messages the translate hop took as this process's ingress had mapped them.",
-            &self.mapped_once,
-            "",
-        );
-        counter(
-            "kaigo_delivery_key_groups_total",
-            "Transactions that recorded delivery keys (documents delivered / this = keys per transaction).",
-            &self.delivery_key_groups,
-            "",
-        );
-        counter(
-            "kaigo_delivery_keys_forgotten_total",
-            "Delivery keys forgotten because they were older than delivered_keep_days.",
-            &self.delivery_keys_forgotten,
-            "",
-        );
+        }
         out.push_str("# HELP kaigo_consent_decisions_total Consent decisions by outcome.\n# TYPE kaigo_consent_decisions_total counter\n");
         for (label, v) in [
             ("permit", &self.permit),
@@ -172,5 +162,33 @@ impl Metrics {
             ));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_counter_is_rendered_with_its_help_and_type_then_the_decisions_by_label() {
+        let m = Metrics::default();
+        Metrics::inc(&m.accepted);
+        Metrics::inc(&m.deny);
+        let text = m.render();
+        assert!(text.starts_with(
+            "# HELP kaigo_messages_accepted_total Messages accepted by a source.\n\
+             # TYPE kaigo_messages_accepted_total counter\n\
+             kaigo_messages_accepted_total 1\n\
+             # HELP kaigo_messages_rejected_total Messages refused at a source.\n"
+        ));
+        assert_eq!(text.matches("# HELP ").count(), 17);
+        assert_eq!(text.matches(" counter\n").count(), 17);
+        assert!(text.ends_with(
+            "# HELP kaigo_consent_decisions_total Consent decisions by outcome.\n\
+             # TYPE kaigo_consent_decisions_total counter\n\
+             kaigo_consent_decisions_total{decision=\"permit\"} 0\n\
+             kaigo_consent_decisions_total{decision=\"deny\"} 1\n\
+             kaigo_consent_decisions_total{decision=\"indeterminate\"} 0\n"
+        ));
     }
 }

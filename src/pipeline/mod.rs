@@ -17,6 +17,7 @@ pub mod handoff;
 pub mod ingress;
 pub mod keys;
 pub mod metrics;
+pub mod outcome;
 pub mod presence;
 pub mod replay;
 pub mod retention;

@@ -13,7 +13,7 @@ use super::clock;
 use super::headers as h;
 use super::metrics::Metrics;
 use crate::audit::{Decision, Hop, SubjectHash};
-use crate::bus::BusError;
+use crate::bus::{BusError, Props};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -56,44 +56,7 @@ pub async fn prune(hub: &Hub, keep: Duration) -> Result<Pruned, BusError> {
             .map(String::from);
         match at {
             Some(at) if at.as_str() < cutoff.as_str() => {
-                let envelope = d.props.message_id.clone().unwrap_or_default();
-                let reason = d.props.header(h::REASON).unwrap_or("").to_string();
-                let hashes: Vec<SubjectHash> = d
-                    .props
-                    .header(h::SUBJECT)
-                    .unwrap_or("")
-                    .split(',')
-                    .filter_map(|x| SubjectHash::from_hex(x).ok())
-                    .collect();
-                let (source, document, category) = (
-                    d.props.header(h::SOURCE).unwrap_or("").to_string(),
-                    d.props.header(h::DOCUMENT).map(String::from),
-                    d.props.header(h::CATEGORY).map(String::from),
-                );
-                let event = |subject: Option<SubjectHash>| {
-                    hub.audit(Hop::Admin, "quarantine-retention", &envelope, |a| {
-                        let mut a = a.decision(Decision::Expired).reason(reason.as_str());
-                        if !source.is_empty() {
-                            a = a.party(source.as_str());
-                        }
-                        if let Some(doc) = &document {
-                            a = a.document(doc.as_str());
-                        }
-                        if let Some(c) = &category {
-                            a = a.category(c.as_str());
-                        }
-                        match subject {
-                            Some(s) => a.subject(s),
-                            None => a,
-                        }
-                    })
-                };
-                if hashes.is_empty() {
-                    event(None);
-                }
-                for s in hashes {
-                    event(Some(s));
-                }
+                let (envelope, reason) = audit_expired(hub, &d.props);
                 // Audited first: a copy is never gone without its event.
                 d.ack().await?;
                 Metrics::inc(&hub.metrics.quarantine_expired);
@@ -121,6 +84,49 @@ pub async fn prune(hub: &Hub, keep: Duration) -> Result<Pruned, BusError> {
         }
     }
     Ok(done)
+}
+
+/// Audits the drop of an expired quarantined copy: one event per subject it names (one without
+/// a subject when it names none). Gives its envelope id and quarantine reason.
+fn audit_expired(hub: &Hub, props: &Props) -> (String, String) {
+    let envelope = props.message_id.clone().unwrap_or_default();
+    let reason = props.header(h::REASON).unwrap_or("").to_string();
+    let hashes: Vec<SubjectHash> = props
+        .header(h::SUBJECT)
+        .unwrap_or("")
+        .split(',')
+        .filter_map(|x| SubjectHash::from_hex(x).ok())
+        .collect();
+    let (source, document, category) = (
+        props.header(h::SOURCE).unwrap_or(""),
+        props.header(h::DOCUMENT),
+        props.header(h::CATEGORY),
+    );
+    let event = |subject: Option<SubjectHash>| {
+        hub.audit(Hop::Admin, "quarantine-retention", &envelope, |a| {
+            let mut a = a.decision(Decision::Expired).reason(reason.as_str());
+            if !source.is_empty() {
+                a = a.party(source);
+            }
+            if let Some(doc) = document {
+                a = a.document(doc);
+            }
+            if let Some(c) = category {
+                a = a.category(c);
+            }
+            match subject {
+                Some(s) => a.subject(s),
+                None => a,
+            }
+        })
+    };
+    if hashes.is_empty() {
+        event(None);
+    }
+    for s in hashes {
+        event(Some(s));
+    }
+    (envelope, reason)
 }
 
 /// Prunes soon after start, then every [`EVERY`], until shutdown. `keep_days` 0: never.

@@ -3,14 +3,20 @@
 //! canonical schema, publish each canonical document to the canonical exchange, then ack the
 //! input. Mapping failures go to the dead-letter queue with the precise error; denials to
 //! quarantine; an unreachable registry is retried with backoff and never treated as permit.
+//!
+//! Read top to bottom: `handle` runs the steps (`within_body_limit`, `map`, `category`,
+//! `admit`, `documents`), each of which hands the next what it needs or ends the journey with an
+//! [`Outcome`]; `settle` alone publishes, dead-letters, quarantines, audits, and acks or requeues.
 
 use super::body_limit::TooLarge;
+use super::handoff::Mapped;
 use super::headers as h;
 use super::metrics::Metrics;
+use super::outcome::Outcome;
 use super::{Hub, admission, key_word};
-use crate::audit::{Decision as AuditDecision, Hop};
+use crate::audit::{Decision as AuditDecision, Hop, SubjectHash};
 use crate::bus::{BusError, Delivery, Props};
-use crate::consent::Category;
+use crate::consent::{Category, Subject};
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -28,126 +34,215 @@ pub async fn run(hub: Arc<Hub>, shutdown: watch::Receiver<bool>) -> Result<(), B
     .await
 }
 
+/// A step of this hop: what the next step needs, or how the message's journey ends.
+type Step<T> = super::outcome::Step<T, Canonical>;
+
+/// One message's journey through the hop: its steps, then the one place that settles it.
 async fn handle(hub: &Hub, d: Delivery, mut shutdown: watch::Receiver<bool>) {
     let envelope = d.props.message_id.clone().unwrap_or_default();
-    let source = d.props.header(h::SOURCE).unwrap_or("").to_string();
+    let m = Message {
+        envelope: &envelope,
+        props: &d.props,
+        body: &d.body,
+    };
+    let outcome = Outcome::of(translate(hub, &m, &mut shutdown).await);
+    settle(hub, d, &envelope, outcome).await;
+}
+
+/// What the steps read of a delivery (never the delivery itself: only `settle` settles it).
+struct Message<'a> {
+    envelope: &'a str,
+    props: &'a Props,
+    body: &'a [u8],
+}
+
+/// The steps, in order.
+async fn translate(
+    hub: &Hub,
+    m: &Message<'_>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Step<Canonical> {
+    within_body_limit(hub, m)?;
+    let mapped = map(hub, m).await?;
+    let category = category(&mapped)?;
+    let subjects = admit(hub, m, &mapped, category, shutdown).await?;
+    Ok(documents(hub, m, mapped, category, subjects))
+}
+
+/// A door refuses what is larger than body_limit; a replayed dead letter came through no door
+/// this time, so it is held to the same limit here.
+fn within_body_limit(hub: &Hub, m: &Message<'_>) -> Step<()> {
+    hub.body_limit
+        .check("the message", m.body.len() as u64)
+        .map_err(|too_large| Outcome::dead(too_large.to_string(), TooLarge::REASON))
+}
+
+/// Runs the mapping the message names, or takes the result this process's ingress kept.
+async fn map(hub: &Hub, m: &Message<'_>) -> Step<Mapped> {
     // One mapping set for the whole message, even if `serve --watch` replaces it meanwhile.
     let mappings = hub.mappings.current();
-    let mapping_id = d
+    let mapping_id = m
         .props
         .header(h::MAPPING)
         .and_then(|m| m.rsplit_once('@'))
         .map(|(id, _)| id.to_string())
         .filter(|id| mappings.get(id).is_some());
-    let file_name = d.props.header(h::FILE_NAME).map(String::from);
-
-    // A door refuses what is larger than body_limit; a replayed dead letter came through no
-    // door this time, so it is held to the same limit here.
-    if let Err(too_large) = hub.body_limit.check("the message", d.body.len() as u64) {
-        let error = too_large.to_string();
-        return dead_and_ack(hub, d, &envelope, &error, TooLarge::REASON).await;
-    }
-
     // Mapped by this process's ingress with this same set: take that result, not a second run.
     let kept = hub
         .handoff
-        .take(&envelope, &mappings)
+        .take(m.envelope, &mappings)
         .filter(|m| mapping_id.as_deref() == Some(m.mapping.as_str()));
-    let mapped = match kept {
-        Some(m) => {
-            Metrics::inc(&hub.metrics.mapped_once);
-            m
-        }
-        None => {
-            let mapped = super::handoff::Mapped::run(
-                mappings,
-                &d.body,
-                file_name.as_deref(),
-                mapping_id.as_deref(),
-            )
-            .await;
-            match mapped {
-                Ok(m) => m,
-                Err(e) => {
-                    return dead_and_ack(hub, d, &envelope, &e.to_string(), "mapping-failed").await;
-                }
-            }
-        }
-    };
-    let (mapping, version, docs) = (&mapped.mapping, mapped.version, &mapped.documents);
-    let Some(category) = mapped
-        .category
-        .as_deref()
-        .and_then(|c| c.parse::<Category>().ok())
-    else {
-        return dead_and_ack(
-            hub,
-            d,
-            &envelope,
-            &format!("mapping `{mapping}` names no platform category"),
-            "mapping-failed",
-        )
-        .await;
-    };
+    if let Some(mapped) = kept {
+        Metrics::inc(&hub.metrics.mapped_once);
+        return Ok(mapped);
+    }
+    let file_name = m.props.header(h::FILE_NAME);
+    Mapped::run(mappings, m.body, file_name, mapping_id.as_deref())
+        .await
+        .map_err(|error| Outcome::Dead {
+            error,
+            reason: "mapping-failed",
+        })
+}
 
-    // The same judgement as a new message's at ingress, asked again: a replayed message is not
-    // trusted because it was once seen, and parties or consents may have changed meanwhile.
-    let judged = admission::Doc::all(docs);
+/// The mapping's platform category.
+fn category(mapped: &Mapped) -> Step<Category> {
+    mapped
+        .category()
+        .map_err(|error| Outcome::dead(error, "mapping-failed"))
+}
+
+/// The same judgement as a new message's at ingress, asked again: a replayed message is not
+/// trusted because it was once seen, and parties or consents may have changed meanwhile. Gives
+/// each document's subject.
+async fn admit(
+    hub: &Hub,
+    m: &Message<'_>,
+    mapped: &Mapped,
+    category: Category,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Step<Vec<Subject>> {
+    let judged = admission::Doc::all(&mapped.documents);
     let case = admission::Case {
-        envelope: &envelope,
+        envelope: m.envelope,
         point: "translate",
-        source: &source,
+        source: m.props.header(h::SOURCE).unwrap_or(""),
         category,
         docs: &judged,
     };
-    let admitted = match admission::judge(hub, &case, Some(&mut shutdown)).await {
-        Ok(a) => a,
-        Err(admission::Refused::Withheld(w)) => {
-            return quarantine_and_ack(hub, d, &envelope, &w.code(), &w.detail()).await;
+    Ok(admission::judge(hub, &case, Some(shutdown)).await?.subjects)
+}
+
+/// What the hop forwards: the canonical documents of one message, in envelope order.
+struct Canonical {
+    /// Their platform category.
+    category: Category,
+    /// Each document as it is published.
+    docs: Vec<Output>,
+}
+
+/// One canonical document with its properties, and what its audit event names.
+struct Output {
+    props: Props,
+    json: String,
+    kind: &'static str,
+    subject: SubjectHash,
+}
+
+/// Each document with the input's properties and the translate hop's headers.
+fn documents(
+    hub: &Hub,
+    m: &Message<'_>,
+    mapped: Mapped,
+    category: Category,
+    subjects: Vec<Subject>,
+) -> Canonical {
+    let mapping = format!("{}@{}", mapped.mapping, mapped.version);
+    let docs = mapped.documents.into_iter().zip(subjects).enumerate();
+    let docs = docs.map(|(i, (doc, subject))| {
+        let subject = hub.hasher.hash(
+            subject.insurer_number.as_str(),
+            subject.insured_number.as_str(),
+        );
+        let mut props = Props {
+            message_id: Some(m.envelope.to_string()),
+            correlation_id: m.props.correlation_id.clone(),
+            content_type: Some("application/json".into()),
+            user_id: None,
+            headers: m.props.headers.clone(),
+        };
+        let headers = [
+            (h::HOP, "translate".to_string()),
+            (h::MAPPING, mapping.clone()),
+            (h::DOCUMENT, doc.kind.name().into()),
+            (h::CATEGORY, category.code().into()),
+            (h::DOC_INDEX, i.to_string()),
+            (h::SUBJECT, subject.as_str().into()),
+        ];
+        for (name, value) in headers {
+            props.headers.insert(name.into(), value);
         }
-        Err(admission::Refused::Unavailable(message)) => {
+        Output {
+            props,
+            json: doc.json,
+            kind: doc.kind.name(),
+            subject,
+        }
+    });
+    Canonical {
+        category,
+        docs: docs.collect(),
+    }
+}
+
+/// The one place the hop acts on a message: publishes its documents, or keeps it in the
+/// dead-letter queue or quarantine; audits what it did; then acks, requeues, or (shutting down)
+/// leaves it unsettled for redelivery. A copy that cannot be kept is requeued, never acked.
+async fn settle(hub: &Hub, d: Delivery, envelope: &str, outcome: Outcome<Canonical>) {
+    let kept = match outcome {
+        Outcome::Forward(canonical) => return publish(hub, d, envelope, canonical).await,
+        Outcome::Dead { error, reason } => {
+            let error = error.to_string();
+            tracing::warn!(envelope, error = error.as_str(), "translate: dead-lettered");
+            let kept = hub.dead(&d.props, &d.body, &error).await;
+            kept.map(|()| (AuditDecision::Dead, reason.to_string()))
+        }
+        Outcome::Quarantine(w) => {
+            let (reason, detail) = (w.code(), w.detail());
+            let kept = hub
+                .quarantine("translate", &d.props, &d.body, &reason, &detail, None)
+                .await;
+            kept.map(|()| (AuditDecision::Quarantined, reason))
+        }
+        Outcome::Retry(message) => {
             tracing::warn!(envelope, error = %message, "translate: cannot judge the message now; requeue");
             return requeue(d).await;
         }
         // Shutting down while waiting: the unacked delivery is redelivered later.
-        Err(admission::Refused::Stopped) => return,
+        Outcome::Stop => return,
     };
-
-    let mut outputs = Vec::with_capacity(docs.len());
-    for (i, (doc, subject)) in docs.iter().zip(admitted.subjects).enumerate() {
-        let mut props = Props {
-            message_id: Some(envelope.clone()),
-            correlation_id: d.props.correlation_id.clone(),
-            content_type: Some("application/json".into()),
-            user_id: None,
-            headers: d.props.headers.clone(),
-        };
-        props.headers.insert(h::HOP.into(), "translate".into());
-        props
-            .headers
-            .insert(h::MAPPING.into(), format!("{mapping}@{version}"));
-        props
-            .headers
-            .insert(h::DOCUMENT.into(), doc.kind.name().into());
-        props
-            .headers
-            .insert(h::CATEGORY.into(), category.code().into());
-        props.headers.insert(h::DOC_INDEX.into(), i.to_string());
-        props
-            .headers
-            .insert(h::SUBJECT.into(), hub.subject_hash(&subject));
-        outputs.push((props, &doc.json, subject, doc.kind.name()));
+    match kept {
+        Ok((decision, reason)) => {
+            hub.audit(Hop::Translate, "translate", envelope, |a| {
+                a.decision(decision).reason(reason)
+            });
+            let _ = d.ack().await;
+        }
+        Err(_) => requeue(d).await,
     }
-    // All documents are published at once, each waiting for its own confirm (a multi-document
-    // message costs one confirm round trip, not one per document); the input is acked only
-    // when every one was confirmed.
-    let category_code = category.code();
+}
+
+/// `settle`'s forward: all documents are published at once, each waiting for its own confirm
+/// (a multi-document message costs one confirm round trip, not one per document); each is
+/// counted and audited, and the input acked, only when every one was confirmed.
+async fn publish(hub: &Hub, d: Delivery, envelope: &str, canonical: Canonical) {
+    let category = canonical.category.code();
     let exchange = &hub.topology.canonical();
-    let published = futures_util::future::join_all(outputs.iter().map(|(props, json, _, kind)| {
-        let key = format!("{category_code}.{}", key_word(kind));
+    let published = futures_util::future::join_all(canonical.docs.iter().map(|doc| {
+        let key = format!("{category}.{}", key_word(doc.kind));
         async move {
             hub.bus
-                .publish(exchange, &key, props, json.as_bytes())
+                .publish(exchange, &key, &doc.props, doc.json.as_bytes())
                 .await
         }
     }))
@@ -157,17 +252,14 @@ async fn handle(hub: &Hub, d: Delivery, mut shutdown: watch::Receiver<bool>) {
         tracing::warn!(envelope, error = %e, "translate: publish failed; requeue");
         return requeue(d).await;
     }
-    for (_, _, subject, kind) in &outputs {
+    let source = d.props.header(h::SOURCE).unwrap_or("");
+    for doc in canonical.docs {
         Metrics::inc(&hub.metrics.translated);
-        let hash = hub.hasher.hash(
-            subject.insurer_number.as_str(),
-            subject.insured_number.as_str(),
-        );
-        hub.audit(Hop::Translate, "translate", &envelope, |a| {
-            a.party(source.as_str())
-                .subject(hash)
-                .category(category_code)
-                .document(*kind)
+        hub.audit(Hop::Translate, "translate", envelope, |a| {
+            a.party(source)
+                .subject(doc.subject)
+                .category(category)
+                .document(doc.kind)
                 .decision(AuditDecision::Accepted)
         });
     }
@@ -178,33 +270,4 @@ async fn handle(hub: &Hub, d: Delivery, mut shutdown: watch::Receiver<bool>) {
 
 async fn requeue(d: Delivery) {
     let _ = d.requeue().await;
-}
-
-/// Dead-letters the message with `error` (value-free) and audits it with the reason code.
-async fn dead_and_ack(hub: &Hub, d: Delivery, envelope: &str, error: &str, reason: &str) {
-    tracing::warn!(envelope, error, "translate: dead-lettered");
-    match hub.dead(&d.props, &d.body, error).await {
-        Ok(()) => {
-            hub.audit(Hop::Translate, "translate", envelope, |a| {
-                a.decision(AuditDecision::Dead).reason(reason)
-            });
-            let _ = d.ack().await;
-        }
-        Err(_) => requeue(d).await,
-    }
-}
-
-async fn quarantine_and_ack(hub: &Hub, d: Delivery, envelope: &str, reason: &str, detail: &str) {
-    match hub
-        .quarantine("translate", &d.props, &d.body, reason, detail, None)
-        .await
-    {
-        Ok(()) => {
-            hub.audit(Hop::Translate, "translate", envelope, |a| {
-                a.decision(AuditDecision::Quarantined).reason(reason)
-            });
-            let _ = d.ack().await;
-        }
-        Err(_) => requeue(d).await,
-    }
 }
