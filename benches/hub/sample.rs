@@ -4,7 +4,7 @@
 
 use crate::root;
 use kaigo_hub::consent::{Category, Consent, Grantee, IsoDate, PartyId, PartyKind, Subject};
-use kaigo_hub::mapping::Input;
+use kaigo_hub::mapping::{Input, TranslateError, Translation};
 use kaigo_hub::parties::{DeliveryTarget, Parties};
 use kaigo_hub::pipeline::Hub;
 use std::path::Path;
@@ -59,18 +59,21 @@ pub(crate) struct Identified {
     pub(crate) first_doc: serde_json::Value,
 }
 
-pub(crate) async fn identify(hub: &Hub, s: &Sample) -> Result<Identified, String> {
-    let t = hub
-        .mappings
-        .current()
-        .translate(
+impl Sample {
+    /// The hub's mapping of this sample, chosen by match as ingress chooses it.
+    pub(crate) fn translate(&self, hub: &Hub) -> Result<Translation, TranslateError> {
+        hub.mappings.current().translate(
             Input {
-                bytes: &s.bytes,
-                file_name: s.file_name.as_deref(),
+                bytes: &self.bytes,
+                file_name: self.file_name.as_deref(),
             },
             None,
         )
-        .map_err(|e| format!("{}: {e}", s.label))?;
+    }
+}
+
+pub(crate) async fn identify(hub: &Hub, s: &Sample) -> Result<Identified, String> {
+    let t = s.translate(hub).map_err(|e| format!("{}: {e}", s.label))?;
     let category = t
         .mapping
         .category

@@ -2,7 +2,6 @@
 
 use crate::sample::{Identified, Sample};
 use kaigo_hub::consent::{IsoDate, PartyId, Question, Recipient};
-use kaigo_hub::mapping::Input;
 use kaigo_hub::pipeline::Hub;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -30,17 +29,7 @@ pub(crate) fn step_costs(hub: &Arc<Hub>, s: &Sample, id: &Identified) {
     };
     let mut rows: Vec<(String, f64, Duration)> = Vec::new();
     let translate = per_op(budget, |_| {
-        let t = hub
-            .mappings
-            .current()
-            .translate(
-                Input {
-                    bytes: &s.bytes,
-                    file_name: s.file_name.as_deref(),
-                },
-                None,
-            )
-            .expect("translates");
+        let t = s.translate(hub).expect("translates");
         std::hint::black_box(t.documents);
     });
     // Ingress maps; the translate hop maps again only when ingress's result was not kept for it
