@@ -11,8 +11,9 @@ use crate::{
     BUSY_RETRY, DRAIN_CAP, HUB_WARMUP, LINKS, PRODUCE_CAP, SUBJECT_KEY, env_num, prefetch, root,
     unique,
 };
+
 use kaigo_hub::bus::rabbitmq::RabbitBus;
-use kaigo_hub::bus::{Bus, Topology};
+use kaigo_hub::bus::{Bus, BusError, Topology};
 use kaigo_hub::config::Config;
 use kaigo_hub::consent::Subject;
 use kaigo_hub::mapping::Input;
@@ -267,66 +268,8 @@ pub(crate) async fn hub_case(
         let recipient = amqp_recipient_for(&kind)?;
         declared_recipients.push(recipient.clone());
         derived_parties(&recipient, &tmp.join("parties.yaml"))?;
-        let cfg = Config {
-            amqp_url: url.map(String::from),
-            data_dir: tmp.join("data"),
-            prefix: prefix.clone(),
-            mappings: root().join("mappings"),
-            parties: tmp.join("parties.yaml"),
-            subject_key: Some(SUBJECT_KEY.into()),
-            prefetch: prefetch(),
-            database_url: std::env::var("KAIGO_BENCH_DATABASE_URL").ok(),
-            max_backlog: env_num("KAIGO_BENCH_MAX_BACKLOG", 0) as u64,
-            ..Config::default()
-        };
-        let hub = serve::build(&cfg).await?;
-        for (party, local, insurer, insured) in LINKS {
-            let subject = Subject::new(insurer, insured).map_err(|e| e.to_string())?;
-            hub.store.link(party, local, &subject).map_err(|e| e.0)?;
-        }
-        let id = identify(&hub, s).await?;
-        let recipients = hub
-            .parties
-            .current()
-            .recipients_of(&id.kind, &id.sender)
-            .len();
-        if recipients != 1 {
-            return Err(format!(
-                "expected exactly one recipient of {}, found {recipients}",
-                id.kind
-            ));
-        }
-        grant(&hub, &id, &recipient)?;
-
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let hops = [
-            tokio::spawn(translate::run(hub.clone(), stop_rx.clone())),
-            tokio::spawn(deliver::run(hub.clone(), stop_rx.clone())),
-        ];
-        if hub.backlog.bound() > 0 {
-            // As `serve` runs it; it ends with the hops.
-            tokio::spawn(kaigo_hub::pipeline::backlog::watch(
-                hub.clone(),
-                kaigo_hub::pipeline::backlog::READ_EVERY,
-                stop_rx.clone(),
-            ));
-        }
-        // As `serve` does on RabbitMQ: the consent feed keeps the process's consent cache live.
-        let feed = hub.consent_cache.clone().map(|cache| {
-            tokio::spawn(consent_feed::run(
-                hub.bus.clone(),
-                hub.topology.clone(),
-                cache,
-                None,
-                stop_rx.clone(),
-            ))
-        });
-        if let Some(cache) = &hub.consent_cache {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while !cache.is_live() && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
+        let (hub, cfg, id, recipients) = build_hub(url, s, &tmp, &prefix, &recipient).await?;
+        let hops = Hops::start(&hub).await;
         // The recipient consumes on a connection of its own, as it would in production.
         let recipient_conn = match url {
             Some(u) => Some(Arc::new(
@@ -361,17 +304,7 @@ pub(crate) async fn hub_case(
         if let Some(c) = recipient_conn {
             c.close().await;
         }
-        let _ = stop_tx.send(true);
-        if let Some(f) = feed {
-            let _ = f.await;
-        }
-        for h in hops {
-            match tokio::time::timeout(Duration::from_secs(10), h).await {
-                Ok(Ok(Ok(()))) => {}
-                Ok(Ok(Err(e))) => println!("  a hop ended with: {e}"),
-                _ => println!("  a hop did not stop within 10 s"),
-            }
-        }
+        hops.stop().await;
         let f0 = Instant::now();
         hub.audit.flush();
         let audit_flush = f0.elapsed();
@@ -401,6 +334,112 @@ pub(crate) async fn hub_case(
             Err(e)
         }
     }
+}
+
+/// The translate and deliver hops (and, as `serve` runs them, the backlog watch and the
+/// consent feed) of a bench hub.
+struct Hops {
+    stop: tokio::sync::watch::Sender<bool>,
+    hops: [tokio::task::JoinHandle<Result<(), BusError>>; 2],
+    feed: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Hops {
+    async fn start(hub: &Arc<Hub>) -> Hops {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let hops = [
+            tokio::spawn(translate::run(hub.clone(), stop_rx.clone())),
+            tokio::spawn(deliver::run(hub.clone(), stop_rx.clone())),
+        ];
+        if hub.backlog.bound() > 0 {
+            // As `serve` runs it; it ends with the hops.
+            tokio::spawn(kaigo_hub::pipeline::backlog::watch(
+                hub.clone(),
+                kaigo_hub::pipeline::backlog::READ_EVERY,
+                stop_rx.clone(),
+            ));
+        }
+        // As `serve` does on RabbitMQ: the consent feed keeps the process's consent cache live.
+        let feed = hub.consent_cache.clone().map(|cache| {
+            tokio::spawn(consent_feed::run(
+                hub.bus.clone(),
+                hub.topology.clone(),
+                cache,
+                None,
+                stop_rx.clone(),
+            ))
+        });
+        if let Some(cache) = &hub.consent_cache {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !cache.is_live() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        Hops {
+            stop: stop_tx,
+            hops,
+            feed,
+        }
+    }
+
+    async fn stop(self) {
+        let (stop_tx, hops, feed) = (self.stop, self.hops, self.feed);
+        let _ = stop_tx.send(true);
+        if let Some(f) = feed {
+            let _ = f.await;
+        }
+        for h in hops {
+            match tokio::time::timeout(Duration::from_secs(10), h).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => println!("  a hop ended with: {e}"),
+                _ => println!("  a hop did not stop within 10 s"),
+            }
+        }
+    }
+}
+
+/// Builds the hub of one case: its config, the demo links, the sample identified and its one
+/// recipient's consents granted. Returns the hub, its config, the sample's identity and the
+/// number of recipients (always 1).
+async fn build_hub(
+    url: Option<&str>,
+    s: &Arc<Sample>,
+    tmp: &std::path::Path,
+    prefix: &str,
+    recipient: &str,
+) -> Result<(Arc<Hub>, Config, Identified, usize), String> {
+    let cfg = Config {
+        amqp_url: url.map(String::from),
+        data_dir: tmp.join("data"),
+        prefix: prefix.to_string(),
+        mappings: root().join("mappings"),
+        parties: tmp.join("parties.yaml"),
+        subject_key: Some(SUBJECT_KEY.into()),
+        prefetch: prefetch(),
+        database_url: std::env::var("KAIGO_BENCH_DATABASE_URL").ok(),
+        max_backlog: env_num("KAIGO_BENCH_MAX_BACKLOG", 0) as u64,
+        ..Config::default()
+    };
+    let hub = serve::build(&cfg).await?;
+    for (party, local, insurer, insured) in LINKS {
+        let subject = Subject::new(insurer, insured).map_err(|e| e.to_string())?;
+        hub.store.link(party, local, &subject).map_err(|e| e.0)?;
+    }
+    let id = identify(&hub, s).await?;
+    let recipients = hub
+        .parties
+        .current()
+        .recipients_of(&id.kind, &id.sender)
+        .len();
+    if recipients != 1 {
+        return Err(format!(
+            "expected exactly one recipient of {}, found {recipients}",
+            id.kind
+        ));
+    }
+    grant(&hub, &id, recipient)?;
+
+    Ok((hub, cfg, id, recipients))
 }
 
 pub(crate) fn print_hub(label: &str, r: &HubResult, last: bool) {
