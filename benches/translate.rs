@@ -10,7 +10,7 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// mimalloc instead of glibc malloc: measured in `cargo bench --bench translate` (README).
+/// mimalloc instead of glibc malloc: measured in `cargo bench --bench translate` (docs/decisions.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

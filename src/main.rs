@@ -5,7 +5,7 @@
 
 mod cli;
 
-/// mimalloc instead of glibc malloc: measured in `cargo bench --bench translate` (README).
+/// mimalloc instead of glibc malloc: measured in `cargo bench --bench translate` (docs/decisions.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -180,8 +180,8 @@ async fn the_hops_queues_deleted_while_the_hub_runs_are_declared_again_and_consu
     for (n, queue) in [t.translate_queue(), t.deliver_queue()].iter().enumerate() {
         delete_queue(queue).await;
         // RabbitMQ finishes deleting a quorum queue, and cancels its consumers, a moment after
-        // `delete-ok`; a message published in that moment can go with the queue (see the
-        // README). The test is about what follows.
+        // `delete-ok`; a message published in that moment can go with the queue (see
+        // docs/operating.md). The test is about what follows.
         tokio::time::sleep(std::time::Duration::from_secs(2)).await;
         let envelope = post_sample_patient(running.http_addr).await;
         let copies = w
