@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::fmt::Write as _;
 
-use encoding_rs::{DecoderResult, EncoderResult, Encoding, ISO_2022_JP, SHIFT_JIS};
+use super::charset::{self, CharsetError};
 
 /// Largest number of (non-empty) segments in one message.
 pub const MAX_SEGMENTS: usize = 100_000;
@@ -166,6 +166,16 @@ impl Charset {
             "SHIFTJIS" | "SJIS" | "MS932" | "CP932" | "WINDOWS31J" => Some(Charset::ShiftJis),
             "ASCII" | "USASCII" | "ISOIR6" => Some(Charset::Ascii),
             _ => None,
+        }
+    }
+
+    /// The character set [`charset`] reads and writes these bytes in (`Shift_JIS` is MS932).
+    pub fn charset(self) -> charset::Charset {
+        match self {
+            Charset::Utf8 => charset::Charset::Utf8,
+            Charset::Iso2022Jp => charset::Charset::Iso2022Jp,
+            Charset::ShiftJis => charset::Charset::Ms932,
+            Charset::Ascii => charset::Charset::Ascii,
         }
     }
 }
@@ -388,19 +398,35 @@ fn read_msh18(line: &[u8], fs: u8) -> Cow<'_, str> {
     }
 }
 
+/// MSH-18 of a first line that holds bytes beyond ASCII, decoded first in the charset its bytes
+/// suggest (ESC: ISO-2022-JP; valid UTF-8; else Shift_JIS). When bad bytes come before MSH-18
+/// ends, MSH-18 is not read (empty): the charset is then told from the bytes alone.
 fn read_msh18_decoded(line: &[u8], fs: u8) -> String {
-    let decoded: Cow<'_, str> = if line.contains(&ESC) {
-        ISO_2022_JP.decode_without_bom_handling(line).0
-    } else if let Ok(s) = std::str::from_utf8(line) {
-        Cow::Borrowed(s)
+    let guess = if line.contains(&ESC) {
+        Charset::Iso2022Jp
+    } else if std::str::from_utf8(line).is_ok() {
+        Charset::Utf8
     } else {
-        SHIFT_JIS.decode_without_bom_handling(line).0
+        Charset::ShiftJis
     };
-    decoded
-        .split(char::from(fs))
-        .nth(17)
-        .unwrap_or("")
-        .to_string()
+    let (text, whole) = match charset::decode_exact(line, guess.charset()) {
+        Ok(text) => (text, true),
+        Err(e) => {
+            let good = match e {
+                CharsetError::Decode { offset, .. } => line.get(..offset).unwrap_or_default(),
+                CharsetError::Unrepresentable { .. } => &[],
+            };
+            let text = charset::decode_exact(good, guess.charset()).unwrap_or_default();
+            (text, false)
+        }
+    };
+    let mut fields = text.split(char::from(fs));
+    let value = fields.nth(17).unwrap_or("");
+    if !whole && fields.next().is_none() {
+        // The bad bytes may have cut the value short.
+        return String::new();
+    }
+    value.to_string()
 }
 
 fn detect_charset(body: &[u8], seps: &Separators, prefix: usize) -> Result<Charset, Hl7Error> {
@@ -453,133 +479,19 @@ fn detect_charset(body: &[u8], seps: &Separators, prefix: usize) -> Result<Chars
 }
 
 fn decode_body(body: &[u8], charset: Charset, prefix: usize) -> Result<String, Hl7Error> {
-    let malformed = |offset: usize| Hl7Error::Malformed {
-        charset,
-        offset: prefix + offset,
-        line: line_of(body, offset),
-    };
-    match charset {
-        Charset::Utf8 => match std::str::from_utf8(body) {
-            Ok(s) => Ok(s.to_owned()),
-            Err(e) => Err(malformed(e.valid_up_to())),
-        },
-        Charset::Ascii => match body.iter().position(|&b| b >= 0x80) {
-            Some(p) => Err(malformed(p)),
-            None => Ok(String::from_utf8_lossy(body).into_owned()),
-        },
-        Charset::Iso2022Jp => match iso2022jp_fast(body) {
-            Some(text) => Ok(text),
-            None => decode_strict(ISO_2022_JP, body).map_err(malformed),
-        },
-        Charset::ShiftJis => decode_strict(SHIFT_JIS, body).map_err(malformed),
-    }
-}
-
-/// JIS X 0208 row/cell -> code point (0 = unassigned), built once from
-/// encoding_rs's own EUC-JP mapping so it cannot disagree with it.
-fn jis0208_table() -> &'static [u16] {
-    static TABLE: std::sync::OnceLock<Vec<u16>> = std::sync::OnceLock::new();
-    TABLE.get_or_init(|| {
-        let mut table = vec![0u16; 94 * 94];
-        for (pointer, slot) in table.iter_mut().enumerate() {
-            let lead = (pointer / 94) as u8 + 0xA1;
-            let trail = (pointer % 94) as u8 + 0xA1;
-            let pair = [lead, trail];
-            let decoded =
-                encoding_rs::EUC_JP.decode_without_bom_handling_and_without_replacement(&pair);
-            let mut chars = decoded.as_deref().unwrap_or("").chars();
-            if let (Some(c), None) = (chars.next(), chars.next()) {
-                *slot = u16::try_from(u32::from(c)).unwrap_or(0);
+    charset::decode_exact(body, charset.charset())
+        .map(Cow::into_owned)
+        .map_err(|e| {
+            let offset = match e {
+                CharsetError::Decode { offset, .. } => offset,
+                CharsetError::Unrepresentable { .. } => 0,
+            };
+            Hl7Error::Malformed {
+                charset,
+                offset: prefix + offset,
+                line: line_of(body, offset),
             }
-        }
-        table
-    })
-}
-
-/// Fast path for the SS-MIX2 case: ISO-2022-JP using only ASCII (`ESC ( B`)
-/// and JIS X 0208 (`ESC $ B`, `ESC $ @`): ASCII runs are copied, kanji looked
-/// up in [`jis0208_table`]. Several times faster than the byte-at-a-time
-/// ISO-2022-JP state machine. Returns `None` for anything else (other
-/// escapes, stray bytes, an escape sequence right after another, unassigned
-/// characters): the caller then runs the strict ISO-2022-JP decoder, which
-/// also reports where it broke. When it returns text, the text is what
-/// encoding_rs's ISO-2022-JP decoder gives.
-fn iso2022jp_fast(body: &[u8]) -> Option<String> {
-    let table = jis0208_table();
-    let mut out = String::with_capacity(body.len() + body.len() / 2);
-    let mut rest = body;
-    let mut double_byte = false;
-    let mut just_escaped = false;
-    loop {
-        let run_len = rest.iter().position(|&b| b == ESC).unwrap_or(rest.len());
-        let (run, tail) = rest.split_at(run_len);
-        if double_byte {
-            for pair in run.chunks(2) {
-                let &[lead, trail] = pair else {
-                    return None;
-                };
-                if !(0x21..=0x7E).contains(&lead) || !(0x21..=0x7E).contains(&trail) {
-                    return None;
-                }
-                let pointer = usize::from(lead - 0x21) * 94 + usize::from(trail - 0x21);
-                let code = *table.get(pointer)?;
-                out.push(char::from_u32(u32::from(code)).filter(|_| code != 0)?);
-            }
-        } else {
-            if !run.is_ascii() || run.contains(&0x0E) || run.contains(&0x0F) {
-                return None;
-            }
-            out.push_str(std::str::from_utf8(run).ok()?);
-        }
-        if tail.is_empty() {
-            return Some(out);
-        }
-        // Two escape sequences in a row are an error for the WHATWG decoder.
-        if just_escaped && run.is_empty() {
-            return None;
-        }
-        double_byte = match tail {
-            [ESC, b'(', b'B', ..] => false,
-            [ESC, b'$', b'B' | b'@', ..] => true,
-            _ => return None,
-        };
-        just_escaped = true;
-        rest = tail.get(3..)?;
-    }
-}
-
-/// Decodes without replacement; on failure returns the byte offset of the
-/// first malformed sequence.
-fn decode_strict(encoding: &'static Encoding, body: &[u8]) -> Result<String, usize> {
-    if let Some(text) = encoding.decode_without_bom_handling_and_without_replacement(body) {
-        return Ok(text.into_owned());
-    }
-    // Slow path, only to find where it broke.
-    let mut decoder = encoding.new_decoder_without_bom_handling();
-    let mut out = String::new();
-    let mut done = 0usize;
-    loop {
-        let src = body.get(done..).unwrap_or_default();
-        let need = decoder
-            .max_utf8_buffer_length_without_replacement(src.len())
-            .unwrap_or(src.len().saturating_mul(3));
-        out.reserve(need.max(16));
-        let (result, read) = decoder.decode_to_string_without_replacement(src, &mut out, true);
-        done += read;
-        match result {
-            DecoderResult::InputEmpty => return Err(done.min(body.len())),
-            DecoderResult::OutputFull => {
-                if src.is_empty() {
-                    return Err(done);
-                }
-                // Always grow, so every round makes progress.
-                out.reserve(out.capacity().max(64));
-            }
-            DecoderResult::Malformed(bad, after) => {
-                return Err(done.saturating_sub(usize::from(bad) + usize::from(after)));
-            }
-        }
-    }
+        })
 }
 
 // ---------------------------------------------------------------------------
@@ -1973,55 +1885,24 @@ impl Message {
     }
 }
 
-/// Encodes `text` (e.g. from [`build_ack`]) for the wire. Characters the
-/// charset cannot represent are refused with an error naming them, never
-/// replaced. For Shift_JIS, `¥` and `‾` are refused too: they would become
-/// the bytes of `\` and `~`. For ISO-2022-JP, half-width katakana become
-/// their full-width forms (the WHATWG encoder's mapping).
+/// Encodes `text` (e.g. from [`build_ack`]) for the wire with [`charset::encode_in`], the hub's
+/// one strict encoder: a character the charset cannot represent exactly is refused with an error
+/// naming it and its byte offset in `text`, never replaced — half-width katakana in ISO-2022-JP
+/// (which encoding_rs would widen to full-width), `¥` and `‾` in Shift_JIS (which would become
+/// the bytes of `\` and `~`), private-use characters in Shift_JIS (外字).
 pub fn encode(text: &str, charset: Charset) -> Result<Vec<u8>, Hl7Error> {
-    let refuse = |ch: char, offset: usize| Hl7Error::Unencodable {
-        charset,
-        ch: Quoted::new(ch),
-        offset,
-    };
-    match charset {
-        Charset::Utf8 => Ok(text.as_bytes().to_vec()),
-        Charset::Ascii => match text.char_indices().find(|(_, c)| !c.is_ascii()) {
-            Some((i, c)) => Err(refuse(c, i)),
-            None => Ok(text.as_bytes().to_vec()),
-        },
-        Charset::ShiftJis => {
-            if let Some((i, c)) = text
-                .char_indices()
-                .find(|(_, c)| matches!(c, '\u{00A5}' | '\u{203E}'))
-            {
-                return Err(refuse(c, i));
-            }
-            encode_strict(SHIFT_JIS, text).map_err(|(c, i)| refuse(c, i))
+    charset::encode_in(text, charset.charset(), String::new).map_err(|e| {
+        let ch = match e {
+            CharsetError::Unrepresentable { ch, .. } => ch.reveal().chars().next(),
+            CharsetError::Decode { .. } => None,
         }
-        Charset::Iso2022Jp => encode_strict(ISO_2022_JP, text).map_err(|(c, i)| refuse(c, i)),
-    }
-}
-
-fn encode_strict(encoding: &'static Encoding, text: &str) -> Result<Vec<u8>, (char, usize)> {
-    let mut encoder = encoding.new_encoder();
-    let mut out = Vec::new();
-    let mut done = 0usize;
-    loop {
-        let src = text.get(done..).unwrap_or("");
-        let need = encoder
-            .max_buffer_length_from_utf8_without_replacement(src.len())
-            .unwrap_or(src.len().saturating_mul(4));
-        out.reserve(need.max(16));
-        let (result, read) =
-            encoder.encode_from_utf8_to_vec_without_replacement(src, &mut out, true);
-        done += read;
-        match result {
-            EncoderResult::InputEmpty => return Ok(out),
-            EncoderResult::OutputFull => out.reserve(out.capacity().max(64)),
-            EncoderResult::Unmappable(c) => return Err((c, done.saturating_sub(c.len_utf8()))),
+        .unwrap_or('\u{FFFD}');
+        Hl7Error::Unencodable {
+            charset,
+            ch: Quoted::new(ch),
+            offset: text.find(ch).unwrap_or(0),
         }
-    }
+    })
 }
 
 #[cfg(test)]
@@ -2463,23 +2344,6 @@ mod tests {
     }
 
     #[test]
-    fn iso2022jp_fast_path_handles_every_fixture_like_encoding_rs() {
-        let mut fast = 0;
-        for f in fixture_files() {
-            let bytes = std::fs::read(&f).expect("readable");
-            let (_, body) = strip_framing(&bytes);
-            let reference = ISO_2022_JP
-                .decode_without_bom_handling_and_without_replacement(body)
-                .map(Cow::into_owned);
-            if let Some(text) = iso2022jp_fast(body) {
-                fast += 1;
-                assert_eq!(Some(text), reference, "{}", f.display());
-            }
-        }
-        assert_eq!(fast, 21, "every real message takes the fast path");
-    }
-
-    #[test]
     fn malformed_bytes_are_reported_with_offset_and_line() {
         let mut bytes = b"MSH|^~\\&|A|B|C|D|2024||ADT^A01|1|P|2.5||||||~ISO IR87\rPID|1||".to_vec();
         let bad_at = bytes.len() + 3;
@@ -2715,6 +2579,11 @@ mod tests {
             encode("é", Charset::Ascii),
             Err(Hl7Error::Unencodable { ch, .. }) if ch.reveal() == "é"
         ));
+        // encoding_rs's ISO-2022-JP encoder would write カナ for ｶﾅ without a word.
+        assert!(matches!(
+            encode("ｶﾅ", Charset::Iso2022Jp),
+            Err(Hl7Error::Unencodable { ch, offset: 0, .. }) if ch.reveal() == "ｶ"
+        ));
         let jis = encode("患者|1", Charset::Iso2022Jp).expect("encodable");
         assert!(!jis.contains(&b'?'));
         assert!(jis.ends_with(b"|1"));
@@ -2731,8 +2600,8 @@ mod tests {
             let Ok(m) = parse(&bytes) else {
                 continue;
             };
-            let (text, _, had_errors) = ISO_2022_JP.decode(&bytes);
-            assert!(!had_errors);
+            let text = charset::decode_exact(&bytes, charset::Charset::Iso2022Jp)
+                .expect("every fixture that parses is ISO-2022-JP");
             let text = text.trim_end_matches(['\r', '\u{1c}']);
             let theirs = hl7_parser::parse_message_with_lenient_newlines(text).expect("hl7-parser");
             let their_segs: Vec<_> = theirs.segments().collect();
@@ -2898,64 +2767,6 @@ mod tests {
             }
             let escaped = escape(&s, &seps);
             prop_assert_eq!(unescape(&escaped, &seps), s.as_str());
-        }
-
-        #[test]
-        fn iso2022jp_fast_path_agrees_with_encoding_rs(
-            pieces in vec(
-                prop_oneof![
-                    6 => vec(0x20u8..0x7F, 0..6),
-                    6 => vec(0x21u8..0x7F, 1..4).prop_map(|v| {
-                        let mut out = b"\x1b$B".to_vec();
-                        for b in v {
-                            out.extend_from_slice(&[0x30 + b % 0x1F, 0x21 + b % 0x5E]);
-                        }
-                        out.extend_from_slice(b"\x1b(B");
-                        out
-                    }),
-                    1 => Just(b"\x1b$B".to_vec()),
-                    1 => Just(b"\x1b(B".to_vec()),
-                    1 => Just(b"\x1b$@".to_vec()),
-                    1 => Just(b"\x1b(J\\~".to_vec()),
-                    1 => Just(b"\x1b(I!".to_vec()),
-                    1 => Just(vec![0x0E]),
-                    1 => Just(vec![0x80]),
-                    1 => Just(b"\r\n".to_vec()),
-                    1 => any::<u8>().prop_map(|b| vec![b]),
-                ],
-                0..24,
-            )
-        ) {
-            let bytes: Vec<u8> = pieces.concat();
-            let reference = ISO_2022_JP
-                .decode_without_bom_handling_and_without_replacement(&bytes)
-                .map(Cow::into_owned);
-            if let Some(fast) = iso2022jp_fast(&bytes) {
-                prop_assert_eq!(Some(fast), reference);
-            }
-        }
-
-        #[test]
-        fn iso2022jp_fast_path_takes_well_formed_ascii_and_kanji(
-            pieces in vec((vec(0x20u8..0x7F, 1..6), vec(any::<u8>(), 0..4)), 0..12)
-        ) {
-            // Rows 0x30..=0x4E of JIS X 0208 (level-1 kanji) are fully assigned.
-            let mut bytes = Vec::new();
-            for (ascii, kanji) in pieces {
-                bytes.extend_from_slice(&ascii);
-                if !kanji.is_empty() {
-                    bytes.extend_from_slice(b"\x1b$B");
-                    for b in kanji {
-                        bytes.extend_from_slice(&[0x30 + b % 0x1F, 0x21 + b % 0x5E]);
-                    }
-                    bytes.extend_from_slice(b"\x1b(B");
-                }
-            }
-            let reference = ISO_2022_JP
-                .decode_without_bom_handling_and_without_replacement(&bytes)
-                .map(Cow::into_owned);
-            prop_assert!(reference.is_some());
-            prop_assert_eq!(iso2022jp_fast(&bytes), reference);
         }
 
         #[test]

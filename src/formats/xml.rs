@@ -57,9 +57,7 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
-use encoding_rs::{
-    DecoderResult, EUC_JP, Encoding, ISO_2022_JP, SHIFT_JIS, UTF_8, UTF_16BE, UTF_16LE,
-};
+use super::charset::{self, Charset, CharsetError};
 use quick_xml::errors::{Error as QxError, IllFormedError, SyntaxError};
 use quick_xml::escape::EscapeError;
 use quick_xml::events::attributes::AttrError;
@@ -1095,7 +1093,7 @@ enum Label {
     Utf8,
     Ascii,
     Utf16,
-    Other(&'static Encoding),
+    Other(Charset),
 }
 
 fn classify_label(label: &str) -> Option<Label> {
@@ -1105,11 +1103,19 @@ fn classify_label(label: &str) -> Option<Label> {
         "us-ascii" | "ascii" => Label::Ascii,
         "utf-16" | "utf-16le" | "utf-16be" => Label::Utf16,
         "shift_jis" | "shift-jis" | "sjis" | "x-sjis" | "windows-31j" | "ms932" | "cp932"
-        | "ms_kanji" | "csshiftjis" => Label::Other(SHIFT_JIS),
-        "euc-jp" | "eucjp" | "x-euc-jp" | "cseucpkdfmtjapanese" => Label::Other(EUC_JP),
-        "iso-2022-jp" | "csiso2022jp" => Label::Other(ISO_2022_JP),
+        | "ms_kanji" | "csshiftjis" => Label::Other(Charset::Ms932),
+        "euc-jp" | "eucjp" | "x-euc-jp" | "cseucpkdfmtjapanese" => Label::Other(Charset::EucJp),
+        "iso-2022-jp" | "csiso2022jp" => Label::Other(Charset::Iso2022Jp),
         _ => return None,
     })
+}
+
+/// The name of `charset` as XML declarations write it (`Shift_JIS` for MS932).
+fn declared_name(charset: Charset) -> &'static str {
+    match charset {
+        Charset::Ms932 => "Shift_JIS",
+        other => other.name(),
+    }
 }
 
 fn unsupported(label: &str) -> XmlError {
@@ -1138,126 +1144,71 @@ fn decode(bytes: &[u8]) -> Result<Decoded<'_>, XmlError> {
                 None => return Err(unsupported(&label)),
             }
         }
-        return decode_utf8(rest, 3);
+        return decode_in(rest, Charset::Utf8, 3);
     }
     let utf16 = if let Some(rest) = bytes.strip_prefix(&[0xFF, 0xFE]) {
-        Some((UTF_16LE, rest, 2))
+        Some((Charset::Utf16Le, rest, 2))
     } else if let Some(rest) = bytes.strip_prefix(&[0xFE, 0xFF]) {
-        Some((UTF_16BE, rest, 2))
+        Some((Charset::Utf16Be, rest, 2))
     } else if bytes.starts_with(&[0x3C, 0x00, 0x3F, 0x00]) {
-        Some((UTF_16LE, bytes, 0))
+        Some((Charset::Utf16Le, bytes, 0))
     } else if bytes.starts_with(&[0x00, 0x3C, 0x00, 0x3F]) {
-        Some((UTF_16BE, bytes, 0))
+        Some((Charset::Utf16Be, bytes, 0))
     } else {
         None
     };
-    if let Some((encoding, rest, skip)) = utf16 {
-        let text = decode_with(encoding, rest, skip)?;
-        if let Some(label) = declared_encoding(text.as_bytes()) {
+    if let Some((charset, rest, skip)) = utf16 {
+        let decoded = decode_in(rest, charset, skip)?;
+        if let Some(label) = declared_encoding(decoded.text.as_bytes()) {
             match classify_label(&label) {
                 Some(Label::Utf16) => {}
-                Some(_) => return Err(mismatch(&label, encoding.name())),
+                Some(_) => return Err(mismatch(&label, declared_name(charset))),
                 None => return Err(unsupported(&label)),
             }
         }
-        return Ok(Decoded {
-            text: Cow::Owned(text),
-            encoding: encoding.name(),
-        });
+        return Ok(decoded);
     }
     match declared_encoding(bytes) {
-        None => decode_utf8(bytes, 0),
+        None => decode_in(bytes, Charset::Utf8, 0),
         Some(label) => match classify_label(&label) {
-            Some(Label::Utf8) => decode_utf8(bytes, 0),
-            Some(Label::Ascii) => {
-                if let Some(offset) = bytes.iter().position(|b| !b.is_ascii()) {
-                    let prefix =
-                        std::str::from_utf8(bytes.get(..offset).unwrap_or(&[])).unwrap_or_default();
-                    let (line, column) = LineCursor::new(prefix).at(prefix.len());
-                    return Err(XmlError::Encoding {
-                        line,
-                        column,
-                        encoding: "US-ASCII",
-                        byte_offset: offset,
-                        detail: "a byte outside ASCII",
-                        bytes: hex_bytes(bytes.get(offset..=offset).unwrap_or(&[])),
-                    });
-                }
-                decode_utf8(bytes, 0)
-            }
+            Some(Label::Utf8) => decode_in(bytes, Charset::Utf8, 0),
+            Some(Label::Ascii) => decode_in(bytes, Charset::Ascii, 0),
             Some(Label::Utf16) => Err(mismatch(&label, "not UTF-16 (no byte-order mark)")),
-            Some(Label::Other(encoding)) => Ok(Decoded {
-                text: Cow::Owned(decode_with(encoding, bytes, 0)?),
-                encoding: encoding.name(),
-            }),
+            Some(Label::Other(charset)) => decode_in(bytes, charset, 0),
             None => Err(unsupported(&label)),
         },
     }
 }
 
-fn decode_utf8(bytes: &[u8], skip: usize) -> Result<Decoded<'_>, XmlError> {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => Ok(Decoded {
-            text: Cow::Borrowed(text),
-            encoding: UTF_8.name(),
-        }),
+/// Decodes `bytes` (which start `skip` bytes into the input) strictly with the hub's one
+/// decoder, [`charset::decode_exact`]; the first malformed sequence is an
+/// [`XmlError::Encoding`] at the line and column the XML parser would count.
+fn decode_in(bytes: &[u8], charset: Charset, skip: usize) -> Result<Decoded<'_>, XmlError> {
+    let encoding = declared_name(charset);
+    match charset::decode_exact(bytes, charset) {
+        Ok(text) => Ok(Decoded { text, encoding }),
         Err(e) => {
-            let good = e.valid_up_to();
-            let prefix = std::str::from_utf8(bytes.get(..good).unwrap_or(&[])).unwrap_or_default();
-            let (line, column) = LineCursor::new(prefix).at(prefix.len());
-            let bad_len = e.error_len().unwrap_or(bytes.len().saturating_sub(good));
-            let bad = bytes.get(good..good + bad_len).unwrap_or(&[]);
+            let (offset, bad) = match e {
+                CharsetError::Decode { offset, bytes, .. } => (offset, bytes),
+                CharsetError::Unrepresentable { ch, .. } => (0, ch),
+            };
+            let before = bytes.get(..offset).unwrap_or(&[]);
+            let before = charset::decode_exact(before, charset).unwrap_or_default();
+            let (line, column) = LineCursor::new(&before).at(before.len());
             Err(XmlError::Encoding {
                 line,
                 column,
-                encoding: UTF_8.name(),
-                byte_offset: skip + good,
-                detail: "malformed byte sequence",
-                bytes: hex_bytes(bad),
+                encoding,
+                byte_offset: skip + offset,
+                detail: if charset == Charset::Ascii {
+                    "a byte outside ASCII"
+                } else {
+                    "malformed byte sequence"
+                },
+                bytes: bad,
             })
         }
     }
-}
-
-/// Decodes `src` strictly: the first malformed sequence is an error.
-fn decode_with(encoding: &'static Encoding, src: &[u8], skip: usize) -> Result<String, XmlError> {
-    let mut decoder = encoding.new_decoder_without_bom_handling();
-    let capacity = decoder
-        .max_utf8_buffer_length_without_replacement(src.len())
-        .unwrap_or(src.len());
-    let mut out = String::with_capacity(capacity);
-    let mut consumed = 0usize;
-    loop {
-        let input = src.get(consumed..).unwrap_or(&[]);
-        let (result, read) = decoder.decode_to_string_without_replacement(input, &mut out, true);
-        consumed = consumed.saturating_add(read);
-        match result {
-            DecoderResult::InputEmpty => return Ok(out),
-            DecoderResult::OutputFull => out.reserve(out.capacity().max(1024)),
-            DecoderResult::Malformed(bad, extra) => {
-                let end = consumed.saturating_sub(usize::from(extra));
-                let start = end.saturating_sub(usize::from(bad));
-                let (line, column) = LineCursor::new(&out).at(out.len());
-                return Err(XmlError::Encoding {
-                    line,
-                    column,
-                    encoding: encoding.name(),
-                    byte_offset: skip + start,
-                    detail: "malformed byte sequence",
-                    bytes: hex_bytes(src.get(start..end).unwrap_or(&[])),
-                });
-            }
-        }
-    }
-}
-
-fn hex_bytes(bytes: &[u8]) -> Quoted {
-    let parts: Vec<String> = bytes.iter().map(|b| format!("0x{b:02X}")).collect();
-    Quoted::new(if parts.is_empty() {
-        "(truncated at end of input)".to_string()
-    } else {
-        parts.join(" ")
-    })
 }
 
 /// The `encoding` pseudo-attribute of a leading `<?xml ...?>`, read as ASCII.
@@ -2357,8 +2308,7 @@ mod tests {
     #[test]
     fn shift_jis_declared_document_is_decoded() {
         let xml = "<?xml version=\"1.0\" encoding=\"Shift_JIS\"?>\n<利用者><氏名>介護 太郎</氏名><住所>東京都～港区</住所></利用者>";
-        let (bytes, _, unmappable) = SHIFT_JIS.encode(xml);
-        assert!(!unmappable);
+        let bytes = charset::encode(xml, Charset::Ms932, "test").expect("MS932 text");
         assert!(
             std::str::from_utf8(&bytes).is_err(),
             "test input must not be UTF-8"
@@ -2375,21 +2325,21 @@ mod tests {
     #[test]
     fn windows_31j_euc_jp_and_iso_2022_jp_documents_are_decoded() {
         // 髙 (IBM extension) exists in Windows-31J but not in JIS X 0208.
-        for (label, enc, name) in [
-            ("Windows-31J", SHIFT_JIS, "髙橋"),
-            ("MS932", SHIFT_JIS, "髙橋"),
-            ("EUC-JP", EUC_JP, "高橋"),
-            ("ISO-2022-JP", ISO_2022_JP, "高橋"),
+        for (label, enc, decoded_as, name) in [
+            ("Windows-31J", Charset::Ms932, "Shift_JIS", "髙橋"),
+            ("MS932", Charset::Ms932, "Shift_JIS", "髙橋"),
+            ("EUC-JP", Charset::EucJp, "EUC-JP", "高橋"),
+            ("ISO-2022-JP", Charset::Iso2022Jp, "ISO-2022-JP", "高橋"),
         ] {
             let xml = format!("<?xml version='1.0' encoding='{label}'?><a>{name}</a>");
-            let (bytes, _, unmappable) = enc.encode(&xml);
-            assert!(!unmappable, "{label} cannot encode the test text");
+            let bytes = charset::encode(&xml, enc, "test")
+                .unwrap_or_else(|e| panic!("{label} cannot encode the test text: {e}"));
             assert!(!bytes.windows(2).any(|w| w == b"&#"), "{label}");
             let d = match parse(&bytes, &XmlLimits::default()) {
                 Ok(d) => d,
                 Err(e) => panic!("{label}: {e}"),
             };
-            assert_eq!(d.encoding(), enc.name(), "{label}");
+            assert_eq!(d.encoding(), decoded_as, "{label}");
             assert_eq!(d.text(d.root()), Some(name), "{label}");
         }
     }
