@@ -222,11 +222,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig {
-            cases: 256,
-            failure_persistence: None,
-            ..ProptestConfig::default()
-        })]
+        #![proptest_config(proptest_config())]
 
         #[test]
         fn unescape_inverts_escape(s in any::<String>(), trunc in any::<bool>()) {

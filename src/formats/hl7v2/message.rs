@@ -970,11 +970,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig {
-            cases: 256,
-            failure_persistence: None,
-            ..ProptestConfig::default()
-        })]
+        #![proptest_config(proptest_config())]
 
         #[test]
         fn parse_and_navigation_never_panic_on_random_bytes(

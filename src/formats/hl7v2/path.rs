@@ -291,6 +291,7 @@ impl PathParser<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::formats::hl7v2::test_support::proptest_config;
     use proptest::prelude::*;
 
     #[test]
@@ -334,11 +335,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig {
-            cases: 256,
-            failure_persistence: None,
-            ..ProptestConfig::default()
-        })]
+        #![proptest_config(proptest_config())]
 
         #[test]
         fn path_compile_never_panics(s in any::<String>()) {

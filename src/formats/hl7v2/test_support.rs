@@ -129,3 +129,12 @@ pub(crate) fn exercise(bytes: &[u8]) {
     let ack = build_ack(Some(&m), AckCode::AE, None, "2024", "1");
     assert!(parse(ack.as_bytes()).is_ok(), "{ack:?}");
 }
+
+/// The property tests' configuration: 256 cases, no failure files written.
+pub(crate) fn proptest_config() -> proptest::prelude::ProptestConfig {
+    proptest::prelude::ProptestConfig {
+        cases: 256,
+        failure_persistence: None,
+        ..proptest::prelude::ProptestConfig::default()
+    }
+}
