@@ -1,7 +1,9 @@
 //! Character sets for Japanese interchange files: strict decoding of bytes in
-//! UTF-8, MS932 (Windows-31J, the Shift_JIS that ケアプランデータ連携 CSV uses) or
-//! ISO-2022-JP into Rust text, and strict encoding of text back into those
-//! bytes. What comes in is raw bytes (decode, sniff) or `&str` plus a
+//! UTF-8, MS932 (Windows-31J, the Shift_JIS that ケアプランデータ連携 CSV uses),
+//! ISO-2022-JP (SS-MIX2 HL7 v2), EUC-JP, UTF-16 or US-ASCII into Rust text, and
+//! strict encoding of text back into those bytes. The only user of encoding_rs:
+//! CSV, HL7 v2 and XML all decode with [`decode`] / [`decode_exact`] and encode
+//! with [`encode`] and its kin, so one rule holds at every door. What comes in is raw bytes (decode, sniff) or `&str` plus a
 //! caller-given context string (encode); what goes out is text, a guessed
 //! [`Charset`], or bytes — or a [`CharsetError`] that says where: line,
 //! column and byte offset for bad input bytes, the offending character, its
@@ -33,7 +35,9 @@ use crate::redact::{Disclose, Quoted};
 use std::borrow::Cow;
 use std::fmt;
 
-use encoding_rs::{DecoderResult, EncoderResult, Encoding, ISO_2022_JP, SHIFT_JIS};
+use encoding_rs::{
+    DecoderResult, EUC_JP, EncoderResult, Encoding, ISO_2022_JP, SHIFT_JIS, UTF_16BE, UTF_16LE,
+};
 
 /// A character set the hub reads and writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,11 +48,19 @@ pub enum Charset {
     Ms932,
     /// ISO-2022-JP (JIS X 0208 via escape sequences, 7-bit).
     Iso2022Jp,
+    /// EUC-JP (XML files may declare it).
+    EucJp,
+    /// UTF-16 little-endian, without its byte-order mark (XML files that start with `FF FE`).
+    Utf16Le,
+    /// UTF-16 big-endian, without its byte-order mark (XML files that start with `FE FF`).
+    Utf16Be,
+    /// US-ASCII: 7-bit bytes only (HL7 `MSH-18 = ISO IR6`, XML `encoding="US-ASCII"`).
+    Ascii,
 }
 
 impl Charset {
-    /// Parses a charset label, case-insensitively, ignoring surrounding
-    /// blanks. `shift_jis` and `sjis` are taken to mean MS932, because that is
+    /// Parses a charset label a mapping or the command line may name (UTF-8, MS932 or
+    /// ISO-2022-JP), case-insensitively, ignoring surrounding blanks. `shift_jis` and `sjis` are taken to mean MS932, because that is
     /// what Japanese software writes under those names.
     pub fn parse(name: &str) -> Option<Charset> {
         let n = name.trim().to_ascii_lowercase();
@@ -61,20 +73,17 @@ impl Charset {
         }
     }
 
-    /// The canonical name used in messages: `UTF-8`, `MS932`, `ISO-2022-JP`.
+    /// The canonical name used in messages: `UTF-8`, `MS932`, `ISO-2022-JP`, `EUC-JP`,
+    /// `UTF-16LE`, `UTF-16BE`, `US-ASCII`.
     pub fn name(self) -> &'static str {
         match self {
             Charset::Utf8 => "UTF-8",
             Charset::Ms932 => "MS932",
             Charset::Iso2022Jp => "ISO-2022-JP",
-        }
-    }
-
-    fn encoding(self) -> Option<&'static Encoding> {
-        match self {
-            Charset::Utf8 => None,
-            Charset::Ms932 => Some(SHIFT_JIS),
-            Charset::Iso2022Jp => Some(ISO_2022_JP),
+            Charset::EucJp => "EUC-JP",
+            Charset::Utf16Le => "UTF-16LE",
+            Charset::Utf16Be => "UTF-16BE",
+            Charset::Ascii => "US-ASCII",
         }
     }
 }
@@ -219,7 +228,11 @@ fn found_note(found: Option<Found>, expected: Charset) -> String {
 
 fn hex_bytes(bytes: &[u8]) -> Quoted {
     let parts: Vec<String> = bytes.iter().map(|b| format!("0x{b:02X}")).collect();
-    Quoted::new(parts.join(" "))
+    Quoted::new(if parts.is_empty() {
+        "(truncated at end of input)".to_string()
+    } else {
+        parts.join(" ")
+    })
 }
 
 fn code_point(ch: char) -> String {
@@ -241,72 +254,84 @@ fn position_after(prefix: &str) -> (usize, usize) {
 
 /// Decodes `bytes` strictly. A UTF-8 BOM is stripped (for UTF-8 only); any
 /// malformed sequence is an error that gives its line, column and byte
-/// offset. Valid UTF-8 is returned borrowed.
+/// offset, and what the input looks like instead when that can be told.
+/// Valid UTF-8 is returned borrowed.
 pub fn decode(bytes: &[u8], charset: Charset) -> Result<Cow<'_, str>, CharsetError> {
-    match charset.encoding() {
-        None => {
-            let (body, skipped) = match bytes.strip_prefix(UTF8_BOM) {
-                Some(rest) => (rest, UTF8_BOM.len()),
-                None => (bytes, 0),
-            };
-            match std::str::from_utf8(body) {
-                Ok(s) => Ok(Cow::Borrowed(s)),
-                Err(e) => {
-                    let good = e.valid_up_to();
-                    let prefix = body
-                        .get(..good)
-                        .and_then(|p| std::str::from_utf8(p).ok())
-                        .unwrap_or("");
-                    let (line, column) = position_after(prefix);
-                    let bad_len = e.error_len().unwrap_or(body.len().saturating_sub(good));
-                    let bad = body.get(good..good + bad_len).unwrap_or(&[]);
-                    Err(CharsetError::Decode {
-                        charset,
-                        line,
-                        column,
-                        offset: skipped + good,
-                        bytes: hex_bytes(bad),
-                        found: Found::of(bytes, charset),
-                    })
-                }
+    let (body, skipped) = match bytes.strip_prefix(UTF8_BOM) {
+        Some(rest) if charset == Charset::Utf8 => (rest, UTF8_BOM.len()),
+        _ => (bytes, 0),
+    };
+    decode_exact(body, charset).map_err(|e| match e {
+        CharsetError::Decode {
+            charset,
+            line,
+            column,
+            offset,
+            bytes: bad,
+            found: None,
+        } => CharsetError::Decode {
+            charset,
+            line,
+            column,
+            offset: skipped + offset,
+            bytes: bad,
+            found: Found::of(bytes, charset),
+        },
+        other => other,
+    })
+}
+
+/// Decodes exactly `bytes`, strictly: no byte-order mark is looked for (a caller that reads
+/// one, like the XML and HL7 v2 readers, has taken it off), and no guess is made at what the
+/// bytes are instead (`found` is `None`). The one strict decoder of the hub: the first malformed
+/// sequence is an error with its line, column and byte offset in `bytes`. ISO-2022-JP in the
+/// shape SS-MIX2 writes (ASCII and JIS X 0208 only) takes a fast path that gives the same text.
+/// ASCII and valid UTF-8 are returned borrowed.
+pub fn decode_exact(bytes: &[u8], charset: Charset) -> Result<Cow<'_, str>, CharsetError> {
+    let decode_error = |before: &str, offset: usize, bad: &[u8]| {
+        let (line, column) = position_after(before);
+        CharsetError::Decode {
+            charset,
+            line,
+            column,
+            offset,
+            bytes: hex_bytes(bad),
+            found: None,
+        }
+    };
+    match charset {
+        Charset::Utf8 => std::str::from_utf8(bytes).map(Cow::Borrowed).map_err(|e| {
+            let good = e.valid_up_to();
+            let prefix = std::str::from_utf8(bytes.get(..good).unwrap_or(&[])).unwrap_or("");
+            let bad_len = e.error_len().unwrap_or(bytes.len().saturating_sub(good));
+            decode_error(prefix, good, bytes.get(good..good + bad_len).unwrap_or(&[]))
+        }),
+        Charset::Ascii => match bytes.iter().position(|b| !b.is_ascii()) {
+            Some(at) => {
+                let prefix = std::str::from_utf8(bytes.get(..at).unwrap_or(&[])).unwrap_or("");
+                Err(decode_error(prefix, at, bytes.get(at..=at).unwrap_or(&[])))
             }
-        }
-        Some(encoding) => {
-            let decoded = match iso2022jp_escape_at(bytes).filter(|_| charset == Charset::Ms932) {
-                // ESC is a valid MS932 byte: JIS text would decode without an error, as garbage.
-                Some(at) => decode_with(bytes.get(..at).unwrap_or(&[]), encoding, charset)
-                    .and_then(|before| {
-                        let (line, column) = position_after(&before);
-                        Err(CharsetError::Decode {
-                            charset,
-                            line,
-                            column,
-                            offset: at,
-                            bytes: hex_bytes(bytes.get(at..at + 3).unwrap_or(&[])),
-                            found: None,
-                        })
-                    }),
-                None => decode_with(bytes, encoding, charset),
-            };
-            decoded.map(Cow::Owned).map_err(|e| match e {
-                CharsetError::Decode {
-                    charset,
-                    line,
-                    column,
-                    offset,
-                    bytes: bad,
-                    found: None,
-                } => CharsetError::Decode {
-                    charset,
-                    line,
-                    column,
-                    offset,
-                    bytes: bad,
-                    found: Found::of(bytes, charset),
-                },
-                other => other,
-            })
-        }
+            None => Ok(Cow::Borrowed(std::str::from_utf8(bytes).unwrap_or(""))),
+        },
+        Charset::Iso2022Jp => match iso2022jp_fast(bytes) {
+            Some(text) => Ok(Cow::Owned(text)),
+            None => decode_with(bytes, ISO_2022_JP, charset).map(Cow::Owned),
+        },
+        Charset::Ms932 => match iso2022jp_escape_at(bytes) {
+            // ESC is a valid MS932 byte: JIS text would decode without an error, as garbage.
+            Some(at) => {
+                let before = decode_with(bytes.get(..at).unwrap_or(&[]), SHIFT_JIS, charset)?;
+                Err(decode_error(
+                    &before,
+                    at,
+                    bytes.get(at..at + 3).unwrap_or(&[]),
+                ))
+            }
+            None => decode_with(bytes, SHIFT_JIS, charset).map(Cow::Owned),
+        },
+        Charset::EucJp => decode_with(bytes, EUC_JP, charset).map(Cow::Owned),
+        Charset::Utf16Le => decode_with(bytes, UTF_16LE, charset).map(Cow::Owned),
+        Charset::Utf16Be => decode_with(bytes, UTF_16BE, charset).map(Cow::Owned),
     }
 }
 
@@ -355,6 +380,80 @@ fn decode_with(
     }
 }
 
+/// JIS X 0208 row/cell -> code point (0 = unassigned), built once from
+/// encoding_rs's own EUC-JP mapping so it cannot disagree with it.
+fn jis0208_table() -> &'static [u16] {
+    static TABLE: std::sync::OnceLock<Vec<u16>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut table = vec![0u16; 94 * 94];
+        for (pointer, slot) in table.iter_mut().enumerate() {
+            let lead = (pointer / 94) as u8 + 0xA1;
+            let trail = (pointer % 94) as u8 + 0xA1;
+            let pair = [lead, trail];
+            let decoded = EUC_JP.decode_without_bom_handling_and_without_replacement(&pair);
+            let mut chars = decoded.as_deref().unwrap_or("").chars();
+            if let (Some(c), None) = (chars.next(), chars.next()) {
+                *slot = u16::try_from(u32::from(c)).unwrap_or(0);
+            }
+        }
+        table
+    })
+}
+
+const ESC: u8 = 0x1B;
+
+/// Fast path for the SS-MIX2 case: ISO-2022-JP using only ASCII (`ESC ( B`)
+/// and JIS X 0208 (`ESC $ B`, `ESC $ @`): ASCII runs are copied, kanji looked
+/// up in [`jis0208_table`]. Several times faster than the byte-at-a-time
+/// ISO-2022-JP state machine. Returns `None` for anything else (other
+/// escapes, stray bytes, an escape sequence right after another, unassigned
+/// characters): the caller then runs the strict ISO-2022-JP decoder, which
+/// also reports where it broke. When it returns text, the text is what
+/// encoding_rs's ISO-2022-JP decoder gives.
+fn iso2022jp_fast(body: &[u8]) -> Option<String> {
+    let table = jis0208_table();
+    let mut out = String::with_capacity(body.len() + body.len() / 2);
+    let mut rest = body;
+    let mut double_byte = false;
+    let mut just_escaped = false;
+    loop {
+        let run_len = rest.iter().position(|&b| b == ESC).unwrap_or(rest.len());
+        let (run, tail) = rest.split_at(run_len);
+        if double_byte {
+            for pair in run.chunks(2) {
+                let &[lead, trail] = pair else {
+                    return None;
+                };
+                if !(0x21..=0x7E).contains(&lead) || !(0x21..=0x7E).contains(&trail) {
+                    return None;
+                }
+                let pointer = usize::from(lead - 0x21) * 94 + usize::from(trail - 0x21);
+                let code = *table.get(pointer)?;
+                out.push(char::from_u32(u32::from(code)).filter(|_| code != 0)?);
+            }
+        } else {
+            if !run.is_ascii() || run.contains(&0x0E) || run.contains(&0x0F) {
+                return None;
+            }
+            out.push_str(std::str::from_utf8(run).ok()?);
+        }
+        if tail.is_empty() {
+            return Some(out);
+        }
+        // Two escape sequences in a row are an error for the WHATWG decoder.
+        if just_escaped && run.is_empty() {
+            return None;
+        }
+        double_byte = match tail {
+            [ESC, b'(', b'B', ..] => false,
+            [ESC, b'$', b'B' | b'@', ..] => true,
+            _ => return None,
+        };
+        just_escaped = true;
+        rest = tail.get(3..)?;
+    }
+}
+
 /// Guesses the charset of `bytes`: a UTF-8 BOM means UTF-8; 7-bit input
 /// with an ISO-2022-JP escape sequence (`ESC $ @`, `ESC $ B`, `ESC ( B`,
 /// `ESC ( J`) means ISO-2022-JP; other valid UTF-8 (including plain ASCII)
@@ -380,7 +479,7 @@ fn has_iso2022jp_escape(bytes: &[u8]) -> bool {
 
 /// Where the first ISO-2022-JP escape sequence starts.
 fn iso2022jp_escape_at(bytes: &[u8]) -> Option<usize> {
-    if !bytes.contains(&0x1B) {
+    if !bytes.contains(&ESC) {
         return None;
     }
     bytes.windows(3).position(|w| {
@@ -419,9 +518,35 @@ pub fn encode_into(
     charset: Charset,
     context: impl Fn() -> String,
 ) -> Result<(), CharsetError> {
-    let Some(encoding) = charset.encoding() else {
-        out.extend_from_slice(text.as_bytes());
-        return Ok(());
+    let unrepresentable = |ch: char| CharsetError::Unrepresentable {
+        charset,
+        ch: Quoted::new(ch),
+        context: context(),
+    };
+    let encoding = match charset {
+        Charset::Utf8 => {
+            out.extend_from_slice(text.as_bytes());
+            return Ok(());
+        }
+        Charset::Ascii => {
+            if let Some(ch) = text.chars().find(|c| !c.is_ascii()) {
+                return Err(unrepresentable(ch));
+            }
+            out.extend_from_slice(text.as_bytes());
+            return Ok(());
+        }
+        // encoding_rs writes UTF-8 for UTF-16 (the WHATWG rule); every character has UTF-16.
+        Charset::Utf16Le => {
+            out.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
+            return Ok(());
+        }
+        Charset::Utf16Be => {
+            out.extend(text.encode_utf16().flat_map(u16::to_be_bytes));
+            return Ok(());
+        }
+        Charset::Ms932 => SHIFT_JIS,
+        Charset::Iso2022Jp => ISO_2022_JP,
+        Charset::EucJp => EUC_JP,
     };
     // MS932 writes every ASCII character as its own byte and reads it back as itself (WHATWG
     // Shift_JIS), so ASCII text needs neither the encoder nor the check below. (Not so in
@@ -430,11 +555,6 @@ pub fn encode_into(
         out.extend_from_slice(text.as_bytes());
         return Ok(());
     }
-    let unrepresentable = |ch: char| CharsetError::Unrepresentable {
-        charset,
-        ch: Quoted::new(ch),
-        context: context(),
-    };
     if charset == Charset::Ms932
         && let Some(ch) = text.chars().find(|c| ('\u{E000}'..='\u{F8FF}').contains(c))
     {
@@ -487,6 +607,8 @@ pub fn encode_into(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::collection::vec;
+    use proptest::prelude::*;
 
     fn ms932(text: &str) -> Vec<u8> {
         match encode(text, Charset::Ms932, "test") {
@@ -842,5 +964,96 @@ mod tests {
             .expect_err("not MS932")
             .to_string();
         assert!(!msg.contains("looks like"), "{msg}");
+    }
+
+    /// Every file under the SS-MIX2 fixtures, in a stable order.
+    fn ssmix2_fixtures() -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        let mut dirs = vec![std::path::PathBuf::from(
+            "/work/shared/fixtures/ssmix2/sampleData",
+        )];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).expect("fixture dir readable") {
+                let path = entry.expect("dir entry").path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    out.push(path);
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn iso2022jp_fast_path_handles_every_fixture_like_encoding_rs() {
+        let mut fast = 0;
+        for f in ssmix2_fixtures() {
+            let bytes = std::fs::read(&f).expect("readable");
+            let reference = decode_with(&bytes, ISO_2022_JP, Charset::Iso2022Jp).ok();
+            if let Some(text) = iso2022jp_fast(&bytes) {
+                fast += 1;
+                assert_eq!(Some(text), reference, "{}", f.display());
+            }
+        }
+        assert_eq!(fast, 21, "every real message takes the fast path");
+    }
+
+    proptest::proptest! {
+    #[test]
+    fn iso2022jp_fast_path_agrees_with_encoding_rs(
+        pieces in vec(
+            prop_oneof![
+                6 => vec(0x20u8..0x7F, 0..6),
+                6 => vec(0x21u8..0x7F, 1..4).prop_map(|v| {
+                    let mut out = b"\x1b$B".to_vec();
+                    for b in v {
+                        out.extend_from_slice(&[0x30 + b % 0x1F, 0x21 + b % 0x5E]);
+                    }
+                    out.extend_from_slice(b"\x1b(B");
+                    out
+                }),
+                1 => Just(b"\x1b$B".to_vec()),
+                1 => Just(b"\x1b(B".to_vec()),
+                1 => Just(b"\x1b$@".to_vec()),
+                1 => Just(b"\x1b(J\\~".to_vec()),
+                1 => Just(b"\x1b(I!".to_vec()),
+                1 => Just(vec![0x0E]),
+                1 => Just(vec![0x80]),
+                1 => Just(b"\r\n".to_vec()),
+                1 => any::<u8>().prop_map(|b| vec![b]),
+            ],
+            0..24,
+        )
+    ) {
+        let bytes: Vec<u8> = pieces.concat();
+        let reference = decode_with(&bytes, ISO_2022_JP, Charset::Iso2022Jp).ok();
+        if let Some(fast) = iso2022jp_fast(&bytes) {
+            prop_assert_eq!(Some(fast), reference);
+        }
+    }
+
+    #[test]
+    fn iso2022jp_fast_path_takes_well_formed_ascii_and_kanji(
+        pieces in vec((vec(0x20u8..0x7F, 1..6), vec(any::<u8>(), 0..4)), 0..12)
+    ) {
+        // Rows 0x30..=0x4E of JIS X 0208 (level-1 kanji) are fully assigned.
+        let mut bytes = Vec::new();
+        for (ascii, kanji) in pieces {
+            bytes.extend_from_slice(&ascii);
+            if !kanji.is_empty() {
+                bytes.extend_from_slice(b"\x1b$B");
+                for b in kanji {
+                    bytes.extend_from_slice(&[0x30 + b % 0x1F, 0x21 + b % 0x5E]);
+                }
+                bytes.extend_from_slice(b"\x1b(B");
+            }
+        }
+        let reference = decode_with(&bytes, ISO_2022_JP, Charset::Iso2022Jp).ok();
+        prop_assert!(reference.is_some());
+        prop_assert_eq!(iso2022jp_fast(&bytes), reference);
+    }
+
     }
 }

@@ -1,8 +1,9 @@
 //! Wire formats: bytes in, a navigable tree out, and back. Each format lives in its own file
-//! (`hl7v2`, `json` for FHIR and canonical JSON, `xml`, `csv`, with `charset` for the Japanese
+//! (`hl7v2`, `json` for FHIR and canonical JSON, `xml`, `csv` with `careplan_file_name` for its file names, `charset` for the Japanese
 //! encodings, and `mllp` for HL7 v2's TCP framing); `tree` puts them behind one enum so the mapping engine can select values by path
 //! without knowing which format it reads. Formats know nothing of mappings or brokers.
 
+pub mod careplan_file_name;
 pub mod charset;
 pub mod csv;
 pub mod hl7v2;

@@ -400,6 +400,7 @@ async fn answer(hub: &Hub, who: &Peer, payload: Vec<u8>) -> Vec<u8> {
                 }
             };
             Verdict::error(cause, message.for_sender().to_string())
+                .or_value_free(message.to_string())
         }
         Err(Refusal::Forbidden {
             envelope_id,

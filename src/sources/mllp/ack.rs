@@ -206,6 +206,10 @@ pub struct Verdict {
     pub cause: Option<Cause>,
     /// ERR-8 and MSA-3, for the sender.
     pub text: String,
+    /// The same without the sender's values (the error's value-free rendering), sent instead of
+    /// `text` when the message's character set cannot carry `text`; `None` when `text` quotes
+    /// no value.
+    pub value_free: Option<String>,
 }
 
 impl Verdict {
@@ -215,6 +219,7 @@ impl Verdict {
             code: AckCode::AA,
             cause: None,
             text: String::new(),
+            value_free: None,
         }
     }
 
@@ -224,6 +229,7 @@ impl Verdict {
             code: AckCode::AE,
             cause: Some(cause),
             text: text.into(),
+            value_free: None,
         }
     }
 
@@ -233,13 +239,32 @@ impl Verdict {
             code: AckCode::AR,
             cause: Some(cause),
             text: text.into(),
+            value_free: None,
         }
     }
 
+    /// This verdict with `text`, the value-free rendering of its text, to send when the message's
+    /// character set cannot carry the text itself.
+    pub fn or_value_free(mut self, text: impl Into<String>) -> Verdict {
+        self.value_free = Some(text.into());
+        self
+    }
+
+    /// The ERR segment with the text for the sender.
     fn err_segment(&self) -> Option<AckError> {
+        self.err_segment_saying(&self.text)
+    }
+
+    /// The ERR segment with a text that quotes none of the sender's values: the value-free
+    /// rendering, or [`WITHHELD`] when there is none.
+    fn err_segment_value_free(&self) -> Option<AckError> {
+        self.err_segment_saying(self.value_free.as_deref().unwrap_or(WITHHELD))
+    }
+
+    fn err_segment_saying(&self, full: &str) -> Option<AckError> {
         let cause = self.cause?;
-        let mut text: String = self.text.chars().take(MAX_ERROR_CHARS).collect();
-        if text.len() < self.text.len() {
+        let mut text: String = full.chars().take(MAX_ERROR_CHARS).collect();
+        if text.len() < full.len() {
             text.push('…');
         }
         Some(AckError {
@@ -255,51 +280,39 @@ impl Verdict {
     }
 }
 
+/// ERR-8 when the error text quotes characters the message's character set cannot carry and no
+/// value-free rendering of it exists (ASCII, so every character set carries it).
+pub const WITHHELD: &str = "the error text quotes characters the message's character set cannot \
+                            carry, so it is withheld; ERR-3 and ERR-5 give the reason";
+
 /// The framed `ACK` of `verdict` for `original` (the message answered, when it parsed), encoded
-/// in the original's character set.
+/// in the original's character set by the hub's strict encoder: no character is ever replaced by
+/// another (DESIGN §6; encoding_rs would write ｶﾅ as カナ in ISO-2022-JP). When the error text
+/// holds a character that character set cannot carry (say a quoted half-width-kana value in an
+/// ISO-2022-JP answer), MSA-3 and ERR-8 carry the verdict's value-free text instead, or
+/// [`WITHHELD`]; MSH-18 stays true. If an echoed field of the original cannot be carried either,
+/// the answer is the minimal `ACK` (no echoed field, no MSH-18, the text [`WITHHELD`]) in ASCII,
+/// which reads the same in every character set.
 pub fn frame(original: Option<&Message>, verdict: &Verdict) -> Vec<u8> {
     let charset = original.map(Message::charset).unwrap_or(Charset::Utf8);
-    let err = verdict.err_segment();
-    let text = hl7v2::build_ack(
-        original,
-        verdict.code,
-        err.as_ref(),
-        &clock::now_hl7_jst(),
-        &control_id(),
-    );
-    let bytes = match hl7v2::encode(&text, charset) {
-        Ok(b) => b,
-        Err(first) => {
-            // An error text the charset cannot carry: spell those characters out, so MSH-18
-            // still tells the truth; UTF-8 only if even that fails.
-            let spelled = err.map(|mut e| {
-                e.message = e
-                    .message
-                    .chars()
-                    .map(|c| {
-                        let one = c.to_string();
-                        if hl7v2::encode(&one, charset).is_ok() {
-                            one
-                        } else {
-                            format!("U+{:04X}", u32::from(c))
-                        }
-                    })
-                    .collect();
-                e
-            });
-            let text2 = hl7v2::build_ack(
-                original,
-                verdict.code,
-                spelled.as_ref(),
-                &clock::now_hl7_jst(),
-                &control_id(),
-            );
-            hl7v2::encode(&text2, charset).unwrap_or_else(|_| {
-                tracing::warn!(error = %first, "MLLP: ACK sent as UTF-8");
-                text.into_bytes()
-            })
-        }
+    let ack = |original: Option<&Message>, err: Option<AckError>, charset: Charset| {
+        let text = hl7v2::build_ack(
+            original,
+            verdict.code,
+            err.as_ref(),
+            &clock::now_hl7_jst(),
+            &control_id(),
+        );
+        hl7v2::encode(&text, charset).map_err(|e| (e, text))
     };
+    let bytes = ack(original, verdict.err_segment(), charset)
+        .or_else(|_| ack(original, verdict.err_segment_value_free(), charset))
+        .or_else(|(e, _)| {
+            tracing::warn!(error = %e, "MLLP: an echoed field cannot be carried; minimal ACK in ASCII");
+            let minimal = verdict.clone().or_value_free(WITHHELD);
+            ack(None, minimal.err_segment_value_free(), Charset::Ascii)
+        })
+        .unwrap_or_else(|(_, text)| text.into_bytes());
     let mut out = Vec::with_capacity(bytes.len() + 3);
     encode_frame(&bytes, &mut out);
     out
@@ -344,23 +357,60 @@ mod tests {
         assert_eq!(Verdict::accepted().err_segment(), None);
     }
 
+    fn iso2022jp_message() -> Message {
+        hl7v2::parse(b"MSH|^~\\&|HIS|1311234567|HUB|P|20250101||ADT^A08|M1|P|2.5||||||~ISO IR87\r")
+            .expect("an ISO-2022-JP message")
+    }
+
     #[test]
-    fn an_ack_keeps_the_charset_of_the_message_and_spells_out_what_it_cannot_carry() {
-        let m = hl7v2::parse(
-            b"MSH|^~\\&|HIS|1311234567|HUB|P|20250101||ADT^A08|M1|P|2.5||||||~ISO IR87\r",
-        )
-        .unwrap();
-        let framed = frame(Some(&m), &Verdict::error(Cause::hl7("102"), "値 `昭和` ☃"));
+    fn an_ack_keeps_the_charset_of_the_message_and_withholds_a_text_it_cannot_carry() {
+        let m = iso2022jp_message();
+        let framed = frame(Some(&m), &Verdict::error(Cause::hl7("102"), "値 `昭和`"));
         let body = &framed[1..framed.len() - 2];
         assert!(
             body.windows(3).any(|w| w == b"\x1b$B"),
             "ISO-2022-JP expected"
         );
+        assert_eq!(field(&unframed(&framed), "ERR-8"), "値 `昭和`");
+        let framed = frame(Some(&m), &Verdict::error(Cause::hl7("102"), "値 `昭和` ☃"));
         let back = unframed(&framed);
         assert_eq!(back.charset(), Charset::Iso2022Jp);
-        assert!(back.text().contains("昭和"), "{}", back.text());
-        assert!(back.text().contains("U+2603"), "{}", back.text());
+        assert_eq!(field(&back, "ERR-8"), WITHHELD);
+        assert_eq!(field(&back, "MSA-3"), WITHHELD);
+        assert!(!back.text().contains("U+2603"), "{}", back.text());
         assert!(back.text().contains("MSA|AE|M1"), "{}", back.text());
+    }
+
+    #[test]
+    fn half_width_kana_in_an_iso2022jp_ack_is_never_widened_but_answered_value_free() {
+        // encoding_rs writes ｶﾅ as カナ in ISO-2022-JP; the ACK used to send that, without a word.
+        let m = iso2022jp_message();
+        let verdict = Verdict::error(
+            Cause::local(LocalCode::MappingFailed),
+            "PID-5 `ｶﾅ`: not a name",
+        )
+        .or_value_free("PID-5: not a name");
+        let back = unframed(&frame(Some(&m), &verdict));
+        assert_eq!(back.charset(), Charset::Iso2022Jp);
+        assert!(!back.text().contains("カナ"), "{}", back.text());
+        assert_eq!(field(&back, "ERR-8"), "PID-5: not a name");
+        assert_eq!(field(&back, "ERR-5.1"), "mapping-failed");
+        assert!(
+            back.text().contains("MSA|AE|M1|PID-5: not a name"),
+            "{}",
+            back.text()
+        );
+        // A sender whose own fields the charset cannot carry gets the minimal ACK, in ASCII.
+        let kana_sender = hl7v2::parse(
+            b"MSH|^~\\&|\x1b(I6\x1b(B|1311234567|HUB|P|20250101||ADT^A08|M1|P|2.5||||||~ISO IR87\r",
+        )
+        .expect("half-width kana through ESC ( I");
+        assert_eq!(field(&kana_sender, "MSH-3"), "ｶ");
+        let framed = frame(Some(&kana_sender), &verdict);
+        assert!(framed[1..framed.len() - 2].is_ascii());
+        let back = unframed(&framed);
+        assert_eq!(field(&back, "MSA-1"), "AE");
+        assert_eq!(field(&back, "ERR-8"), WITHHELD);
     }
 
     #[test]
