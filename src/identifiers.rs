@@ -1,8 +1,9 @@
 //! The identifiers of the 介護 domain, each a validated newtype with the one implementation of its
 //! rule (../shared/specs/identifiers-and-codes.md §1–4): [`InsurerNumber`] 保険者番号 (6 digits with
 //! a modulus-10 check digit), [`InsuredNumber`] 被保険者番号 (10 digits, or `H` + 9), [`ProviderNumber`]
-//! 事業所番号 and [`MedicalInstitutionCode`] 医療機関コード (10 digits each), and [`PartyId`], a party's
-//! own code (one of those). Every door uses these: the mapping's `check:` rules, the canonical
+//! 事業所番号 and [`MedicalInstitutionCode`] 医療機関コード (10 digits each), [`PartyId`], a party's
+//! own code (one of those), and [`Subject`], the person as the platform knows them (保険者番号 +
+//! 被保険者番号; one type for canonical documents and consents). Every door uses these: the mapping's `check:` rules, the canonical
 //! documents' `subject`, the consent registry and its CSV and FHIR imports, and the audit log's
 //! subject hash — so a value is accepted or refused alike wherever it arrives.
 //!
@@ -11,6 +12,8 @@
 //! digits are refused (convert them before), and an error never echoes a 被保険者番号.
 
 use crate::validated::validated_string;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Why a text is not one of this module's identifiers. The variant names the identifier and the
@@ -131,6 +134,28 @@ validated_string!(
     check_party_id,
     IdError
 );
+
+/// 被保険者 — whom a document is about, as the platform knows the person.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(deny_unknown_fields)]
+pub struct Subject {
+    /// 保険者番号 — the insurer (municipality) number, 6 digits with a check digit.
+    pub insurer_number: InsurerNumber,
+    /// 被保険者番号 — the insured person's number, 10 characters (`H` + 9 digits for 生保単独).
+    pub insured_number: InsuredNumber,
+}
+
+impl Subject {
+    /// Validates both numbers; the error names which one is wrong and why.
+    pub fn new(insurer_number: &str, insured_number: &str) -> Result<Self, IdError> {
+        Ok(Self {
+            insurer_number: InsurerNumber::parse(insurer_number)?,
+            insured_number: InsuredNumber::parse(insured_number)?,
+        })
+    }
+}
 
 /// Modulus-10 check digit of a 保険者番号 body: weights 2, 1, 2, … from the rightmost body digit,
 /// each product replaced by the sum of its digits, check = (10 − sum mod 10) mod 10. `None` if
@@ -335,5 +360,47 @@ mod tests {
         let e = InsurerNumber::parse("435074").expect_err("wrong digit");
         assert_eq!(e.predicate(), "fails the 保険者番号 check digit");
         assert_eq!(e.detail().as_deref(), Some("expected 3, found 4"));
+    }
+
+    #[test]
+    fn invalid_subjects_are_refused_at_construction_with_the_reason() {
+        assert_eq!(
+            Subject::new("13101", "0000000001"),
+            Err(IdError::InsurerNumberLength { found_chars: 5 })
+        );
+        assert_eq!(
+            Subject::new("１３１０１１", "0000000001"),
+            Err(IdError::InsurerNumberNotDigit { position: 1 })
+        );
+        assert!(matches!(
+            Subject::new("435074", "0000000001"),
+            Err(IdError::InsurerNumberCheckDigit { .. })
+        ));
+        assert_eq!(
+            Subject::new("131011", "000000001"),
+            Err(IdError::InsuredNumberLength { found_chars: 9 })
+        );
+        assert_eq!(
+            Subject::new("131011", "00000X0001"),
+            Err(IdError::InsuredNumberNotDigit { position: 6 })
+        );
+        assert_eq!(
+            Subject::new("131011", "h123456789"),
+            Err(IdError::InsuredNumberNotDigit { position: 1 })
+        );
+        assert!(Subject::new("131011", "H123456789").is_ok());
+    }
+
+    #[test]
+    fn subject_errors_do_not_echo_the_insured_number() {
+        let err = Subject::new("131011", "98765X4321").expect_err("letter in number");
+        assert!(!err.to_string().contains("98765"), "{err}");
+    }
+
+    #[test]
+    fn subject_from_json_is_validated() {
+        let bad = r#"{"insurer_number":"435074","insured_number":"0000000001"}"#;
+        let err = serde_json::from_str::<Subject>(bad).expect_err("bad check digit");
+        assert!(err.to_string().contains("check digit"), "{err}");
     }
 }

@@ -23,7 +23,7 @@ use std::sync::{PoisonError, RwLock};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-pub use crate::identifiers::{IdError, InsuredNumber, InsurerNumber, PartyId};
+pub use crate::identifiers::{IdError, InsuredNumber, InsurerNumber, PartyId, Subject};
 use crate::validated::validated_string;
 
 pub mod cache;
@@ -205,26 +205,6 @@ fn check_consent_id(text: &str) -> Result<&str, ValueError> {
         });
     }
     Ok(text)
-}
-
-/// The person a consent is about, as the platform knows them: 保険者番号 + 被保険者番号.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Subject {
-    /// 保険者番号 — the insurer that issued the 被保険者証.
-    pub insurer_number: InsurerNumber,
-    /// 被保険者番号 — the person's number at that insurer.
-    pub insured_number: InsuredNumber,
-}
-
-impl Subject {
-    /// Validates both numbers; the error names which one is wrong and why.
-    pub fn new(insurer_number: &str, insured_number: &str) -> Result<Self, ValueError> {
-        Ok(Self {
-            insurer_number: InsurerNumber::parse(insurer_number)?,
-            insured_number: InsuredNumber::parse(insured_number)?,
-        })
-    }
 }
 
 /// The five categories of data on the platform (DESIGN §7). A consent names the categories it covers.
@@ -835,60 +815,6 @@ mod tests {
             registry.grant(c).expect("test consent is valid");
         }
         registry
-    }
-
-    #[test]
-    fn invalid_subjects_are_refused_at_construction_with_the_reason() {
-        assert_eq!(
-            Subject::new("13101", "0000000001"),
-            Err(ValueError::Identifier(IdError::InsurerNumberLength {
-                found_chars: 5
-            }))
-        );
-        assert_eq!(
-            Subject::new("１３１０１１", "0000000001"),
-            Err(ValueError::Identifier(IdError::InsurerNumberNotDigit {
-                position: 1
-            }))
-        );
-        assert!(matches!(
-            Subject::new("435074", "0000000001"),
-            Err(ValueError::Identifier(
-                IdError::InsurerNumberCheckDigit { .. }
-            ))
-        ));
-        assert_eq!(
-            Subject::new("131011", "000000001"),
-            Err(ValueError::Identifier(IdError::InsuredNumberLength {
-                found_chars: 9
-            }))
-        );
-        assert_eq!(
-            Subject::new("131011", "00000X0001"),
-            Err(ValueError::Identifier(IdError::InsuredNumberNotDigit {
-                position: 6
-            }))
-        );
-        assert_eq!(
-            Subject::new("131011", "h123456789"),
-            Err(ValueError::Identifier(IdError::InsuredNumberNotDigit {
-                position: 1
-            }))
-        );
-        assert!(Subject::new("131011", "H123456789").is_ok());
-    }
-
-    #[test]
-    fn subject_errors_do_not_echo_the_insured_number() {
-        let err = Subject::new("131011", "98765X4321").expect_err("letter in number");
-        assert!(!err.to_string().contains("98765"), "{err}");
-    }
-
-    #[test]
-    fn subject_from_json_is_validated() {
-        let bad = r#"{"insurer_number":"435074","insured_number":"0000000001"}"#;
-        let err = serde_json::from_str::<Subject>(bad).expect_err("bad check digit");
-        assert!(err.to_string().contains("check digit"), "{err}");
     }
 
     #[test]
