@@ -12,6 +12,7 @@
 
 pub mod audit;
 pub mod bus;
+pub mod calendar;
 pub mod canonical;
 pub mod config;
 pub mod consent;

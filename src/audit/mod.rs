@@ -502,7 +502,7 @@ impl Timestamp {
         if year == 0 || !(1..=12).contains(&month) {
             return Err(err("a year from 0001 and a month 01-12"));
         }
-        if day == 0 || day > days_in_month(year, month) {
+        if day == 0 || day > crate::calendar::days_in_month(i64::from(year), month) {
             return Err(err("a day that exists in that month"));
         }
         if hour > 23 || minute > 59 || second > 60 {
@@ -547,17 +547,6 @@ impl Timestamp {
     /// The text as given.
     pub fn as_str(&self) -> &str {
         &self.text
-    }
-}
-
-fn days_in_month(year: u32, month: u32) -> u32 {
-    match month {
-        4 | 6 | 9 | 11 => 30,
-        2 if (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400) => {
-            29
-        }
-        2 => 28,
-        _ => 31,
     }
 }
 

@@ -109,10 +109,6 @@ validated_string!(
     ValueError
 );
 
-fn is_leap_year(year: u32) -> bool {
-    (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400)
-}
-
 /// Parses the ASCII digits of `bytes` as a number, `None` if any is not a digit.
 fn digits_value(bytes: &[u8]) -> Option<u32> {
     bytes.iter().try_fold(0u32, |acc, b| {
@@ -135,13 +131,7 @@ fn check_date(text: &str) -> Result<&str, ValueError> {
     ) else {
         return Err(format_error());
     };
-    let days_in_month = match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if is_leap_year(year) => 29,
-        2 => 28,
-        _ => 0,
-    };
+    let days_in_month = crate::calendar::days_in_month(i64::from(year), month);
     if year == 0 || day == 0 || day > days_in_month {
         return Err(ValueError::DateNotInCalendar {
             value: text.to_owned(),
