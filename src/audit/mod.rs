@@ -1241,6 +1241,35 @@ pub(crate) mod tests {
         Timestamp::parse(text).expect("test timestamp is valid")
     }
 
+    /// A fresh directory under the system temp dir, removed when dropped (the audit files'
+    /// tests in jsonl.rs and chains.rs).
+    pub(crate) struct Scratch(pub(crate) std::path::PathBuf);
+
+    impl Scratch {
+        pub(crate) fn new(name: &str) -> Self {
+            use std::sync::atomic::{AtomicU32, Ordering};
+            static NEXT: AtomicU32 = AtomicU32::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "kaigo-audit-{}-{}-{name}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("temp dir is writable");
+            Scratch(dir)
+        }
+
+        pub(crate) fn file(&self, name: &str) -> std::path::PathBuf {
+            self.0.join(name)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
     /// The hub's chain under a fixed test key.
     pub(crate) fn chain_key() -> ChainKey {
         AuditKey::new(b"audit key: thirty-two bytes long")
