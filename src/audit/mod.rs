@@ -633,6 +633,15 @@ impl SubjectHasher {
         }
         SubjectHash(hex(&mac.finalize().into_bytes()))
     }
+
+    /// The keyed hash of a validated [`Subject`](crate::identifiers::Subject): the same as
+    /// [`SubjectHasher::hash`] of its two numbers as carried.
+    pub fn hash_subject(&self, subject: &crate::identifiers::Subject) -> SubjectHash {
+        self.hash(
+            subject.insurer_number.as_str(),
+            subject.insured_number.as_str(),
+        )
+    }
 }
 
 impl fmt::Debug for SubjectHasher {
@@ -1616,6 +1625,15 @@ pub(crate) mod tests {
             Err(SubjectKeyError { len: 5 })
         );
         assert!(!format!("{:?}", hasher()).contains("thirty-two"));
+    }
+
+    #[test]
+    fn a_subject_hashes_as_its_carried_numbers() {
+        let padded = crate::identifiers::Subject::new("00132019", "0000100001").expect("valid");
+        assert_eq!(
+            hasher().hash_subject(&padded),
+            hasher().hash("132019", "0000100001")
+        );
     }
 
     #[test]
