@@ -12,11 +12,13 @@
 
 pub mod audit;
 pub mod bus;
+pub mod calendar;
 pub mod canonical;
 pub mod config;
 pub mod consent;
 pub mod demo;
 pub mod formats;
+pub mod identifiers;
 pub mod key_file;
 pub mod mapping;
 pub mod parties;
@@ -27,3 +29,4 @@ pub mod serve;
 pub mod sinks;
 pub mod sources;
 pub mod store;
+pub(crate) mod validated;

@@ -252,6 +252,53 @@ async fn a_malformed_csv_fails_with_the_parse_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_8_digit_medical_insurer_number_fails_the_mapping_naming_column_and_rule() {
+    // `06132013` is a valid 8-digit 医療 保険者番号 (its own check digit holds) but no 介護 insurer:
+    // the sender is told at the mapping which column broke which rule, and the file is not
+    // quarantined as `unknown-subject` (which it was, its real reason lost).
+    let s = Scratch::new("medical-insurer").await;
+    let inbox = s.inbox();
+    let text = String::from_utf8_lossy(&sample()).into_owned();
+    assert_eq!(
+        text.matches(",131011,").count(),
+        4,
+        "the sample's 保険者番号"
+    );
+    let bad = sample()
+        .split(|b| *b == b'\n')
+        .map(|line| replace_once(line, b",131011,", b",06132013,"))
+        .collect::<Vec<_>>()
+        .join(&b'\n');
+    std::fs::write(inbox.join(UP2KYO), &bad).unwrap();
+    let (tx, rx) = watch::channel(false);
+    let task = file_drop::start(s.hub.clone(), POLL, limit(), rx);
+
+    let error_file = inbox.join("failed").join(format!("{UP2KYO}.error.txt"));
+    eventually("error file written", || error_file.is_file()).await;
+    let report = std::fs::read_to_string(&error_file).unwrap();
+    assert!(report.contains("outcome: malformed"), "{report}");
+    assert!(!report.contains("unknown-subject"), "{report}");
+    assert!(report.contains("column 2"), "the column: {report}");
+    assert!(report.contains("rule `subject.insurer_number`"), "{report}");
+    assert!(report.contains("check `insurer_number`"), "{report}");
+    assert!(report.contains("`00`-padded 証記載保険者番号"), "{report}");
+    assert_eq!(s.queue_len(&s.hub.topology.dead_queue()).await, 1);
+    assert_eq!(s.queue_len(&s.hub.topology.quarantine_queue()).await, 0);
+    assert_eq!(s.accepted(), 0);
+
+    tx.send(true).unwrap();
+    tokio::time::timeout(PATIENCE, task).await.unwrap().unwrap();
+}
+
+/// `line` with the first `from` replaced by `to`.
+fn replace_once(line: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    match line.windows(from.len()).position(|w| w == from) {
+        Some(at) => [&line[..at], to, &line[at + from.len()..]].concat(),
+        None => line.to_vec(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_left_in_processing_by_a_crash_is_put_back_and_ingested() {
     let s = Scratch::new("crash").await;
     s.consent("fd-1", "131011", "0000100001");

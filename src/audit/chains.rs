@@ -1122,32 +1122,9 @@ fn plural(n: u64) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{sample_draft, ts};
+    use super::super::tests::{Scratch, sample_draft, ts};
     use super::*;
     use crate::store::sqlite::SqliteStore;
-    use std::sync::atomic::{AtomicU32, Ordering};
-
-    struct Scratch(PathBuf);
-
-    impl Scratch {
-        fn new(name: &str) -> Self {
-            static NEXT: AtomicU32 = AtomicU32::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "kaigo-chains-{}-{}-{name}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            ));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).expect("temp dir");
-            Scratch(dir)
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 
     fn key() -> AuditKey {
         AuditKey::new(b"audit key: thirty-two bytes long").expect("long enough")

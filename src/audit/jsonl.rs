@@ -864,36 +864,9 @@ pub fn set_aside_torn_tail(path: impl AsRef<Path>) -> Result<Option<TornTail>, S
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{chain_key, sample_draft, ts};
+    use super::super::tests::{Scratch, chain_key, sample_draft, ts};
     use super::super::{AuditChain, Hop};
     use super::*;
-    use std::sync::atomic::{AtomicU32, Ordering};
-
-    /// A fresh directory under the system temp dir, removed when dropped.
-    struct Scratch(PathBuf);
-
-    impl Scratch {
-        fn new(name: &str) -> Self {
-            static NEXT: AtomicU32 = AtomicU32::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "kaigo-audit-{}-{}-{name}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            ));
-            std::fs::create_dir_all(&dir).expect("temp dir is writable");
-            Scratch(dir)
-        }
-
-        fn file(&self, name: &str) -> PathBuf {
-            self.0.join(name)
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 
     fn append_n(store: &mut JsonlAuditStore, from: u64, n: u64) -> Vec<AuditEvent> {
         (from..from + n)

@@ -502,7 +502,7 @@ impl Timestamp {
         if year == 0 || !(1..=12).contains(&month) {
             return Err(err("a year from 0001 and a month 01-12"));
         }
-        if day == 0 || day > days_in_month(year, month) {
+        if day == 0 || day > crate::calendar::days_in_month(i64::from(year), month) {
             return Err(err("a day that exists in that month"));
         }
         if hour > 23 || minute > 59 || second > 60 {
@@ -547,17 +547,6 @@ impl Timestamp {
     /// The text as given.
     pub fn as_str(&self) -> &str {
         &self.text
-    }
-}
-
-fn days_in_month(year: u32, month: u32) -> u32 {
-    match month {
-        4 | 6 | 9 | 11 => 30,
-        2 if (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400) => {
-            29
-        }
-        2 => 28,
-        _ => 31,
     }
 }
 
@@ -643,6 +632,15 @@ impl SubjectHasher {
             mac.update(part.as_bytes());
         }
         SubjectHash(hex(&mac.finalize().into_bytes()))
+    }
+
+    /// The keyed hash of a validated [`Subject`](crate::identifiers::Subject): the same as
+    /// [`SubjectHasher::hash`] of its two numbers as carried.
+    pub fn hash_subject(&self, subject: &crate::identifiers::Subject) -> SubjectHash {
+        self.hash(
+            subject.insurer_number.as_str(),
+            subject.insured_number.as_str(),
+        )
     }
 }
 
@@ -1252,6 +1250,35 @@ pub(crate) mod tests {
         Timestamp::parse(text).expect("test timestamp is valid")
     }
 
+    /// A fresh directory under the system temp dir, removed when dropped (the audit files'
+    /// tests in jsonl.rs and chains.rs).
+    pub(crate) struct Scratch(pub(crate) std::path::PathBuf);
+
+    impl Scratch {
+        pub(crate) fn new(name: &str) -> Self {
+            use std::sync::atomic::{AtomicU32, Ordering};
+            static NEXT: AtomicU32 = AtomicU32::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "kaigo-audit-{}-{}-{name}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("temp dir is writable");
+            Scratch(dir)
+        }
+
+        pub(crate) fn file(&self, name: &str) -> std::path::PathBuf {
+            self.0.join(name)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
     /// The hub's chain under a fixed test key.
     pub(crate) fn chain_key() -> ChainKey {
         AuditKey::new(b"audit key: thirty-two bytes long")
@@ -1598,6 +1625,15 @@ pub(crate) mod tests {
             Err(SubjectKeyError { len: 5 })
         );
         assert!(!format!("{:?}", hasher()).contains("thirty-two"));
+    }
+
+    #[test]
+    fn a_subject_hashes_as_its_carried_numbers() {
+        let padded = crate::identifiers::Subject::new("00132019", "0000100001").expect("valid");
+        assert_eq!(
+            hasher().hash_subject(&padded),
+            hasher().hash("132019", "0000100001")
+        );
     }
 
     #[test]

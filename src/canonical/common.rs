@@ -1,19 +1,14 @@
 //! Building blocks shared by several canonical documents: the subject (保険者番号 + 被保険者番号),
 //! names in kanji and kana, addresses, phones, identifiers and provenance. Types only: no parsing
-//! and no I/O. A published shape never changes in place; a change is a new document version.
+//! and no I/O (the subject's numbers are validated by their own types, [`crate::identifiers`]).
+//! A published shape never changes in place; a change is a new document version.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// 被保険者 — whom a document is about, as the platform knows the person.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Subject {
-    /// 保険者番号 — the insurer (municipality) number, 6 digits with a check digit.
-    pub insurer_number: String,
-    /// 被保険者番号 — the insured person's number, 10 characters (`H` + 9 digits for 生保単独).
-    pub insured_number: String,
-}
+/// 被保険者 — whom a document is about: the one validated type of [`crate::identifiers`], so a
+/// document holds only numbers that the consent registry accepts too.
+pub use crate::identifiers::Subject;
 
 /// 氏名 — a person's name written in kanji (漢字) and in kana (カナ, full width).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

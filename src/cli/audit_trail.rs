@@ -86,7 +86,7 @@ impl Trail {
         let Some((_, hasher)) = &self.open else {
             return Ok(());
         };
-        let hash = hash(hasher, &consent.subject);
+        let hash = hasher.hash_subject(&consent.subject);
         self.record(|d| {
             d.subject(hash)
                 .decision(Decision::Accepted)
@@ -107,7 +107,7 @@ impl Trail {
         let Some((_, hasher)) = &self.open else {
             return Ok(());
         };
-        let hash = hash(hasher, subject);
+        let hash = hasher.hash_subject(subject);
         self.record(|d| {
             d.party(party)
                 .subject(hash)
@@ -257,10 +257,6 @@ impl Drop for Trail {
             eprintln!("kaigo-hub: the audit checkpoint was not recorded: {e}");
         }
     }
-}
-
-fn hash(hasher: &SubjectHasher, s: &Subject) -> kaigo_hub::audit::SubjectHash {
-    hasher.hash(s.insurer_number.as_str(), s.insured_number.as_str())
 }
 
 fn now() -> Result<Timestamp, String> {

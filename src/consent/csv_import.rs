@@ -230,8 +230,8 @@ fn read_row(
     let insurer = required(0, "the 6-digit 保険者番号")?;
     let insured = required(1, "the 10-character 被保険者番号")?;
     let subject = Subject {
-        insurer_number: InsurerNumber::parse(insurer).map_err(value(0))?,
-        insured_number: InsuredNumber::parse(insured).map_err(value(1))?,
+        insurer_number: InsurerNumber::parse(insurer).map_err(|e| value(0)(e.into()))?,
+        insured_number: InsuredNumber::parse(insured).map_err(|e| value(1)(e.into()))?,
     };
     let grantee_text = required(
         2,
@@ -409,7 +409,9 @@ mod tests {
         );
         assert!(matches!(
             err.problem,
-            CsvProblem::Value(ValueError::InsurerNumberCheckDigit { .. })
+            CsvProblem::Value(ValueError::Identifier(
+                crate::identifiers::IdError::InsurerNumberCheckDigit { .. }
+            ))
         ));
         assert!(
             err.to_string()

@@ -414,9 +414,9 @@ fn read_subject(root: &Obj<'_>) -> Result<Subject, FhirImportError> {
     })?;
     Ok(Subject {
         insurer_number: InsurerNumber::parse(insurer.value)
-            .map_err(|e| insurer.at.value_error(e))?,
+            .map_err(|e| insurer.at.value_error(e.into()))?,
         insured_number: InsuredNumber::parse(insured.value)
-            .map_err(|e| insured.at.value_error(e))?,
+            .map_err(|e| insured.at.value_error(e.into()))?,
     })
 }
 
@@ -612,7 +612,7 @@ fn read_actor(actor: &Obj<'_>) -> Result<Grantee, FhirImportError> {
 
 fn read_party(identifier: &Obj<'_>) -> Result<PartyId, FhirImportError> {
     let (value, value_at) = identifier.str_req("value", "the party's 10- or 6-digit code")?;
-    let party = PartyId::parse(value).map_err(|e| value_at.value_error(e))?;
+    let party = PartyId::parse(value).map_err(|e| value_at.value_error(e.into()))?;
     if let Some((system, system_at)) = identifier.str_opt("system")? {
         let Some(&(_, digits)) = PARTY_ID_SYSTEMS.iter().find(|(s, _)| *s == system) else {
             return Err(system_at.error(FhirProblem::UnknownIdentifierSystem {
@@ -805,7 +805,9 @@ mod tests {
         assert_eq!(path, "$.contained[0].identifier[0].value");
         assert!(matches!(
             problem,
-            FhirProblem::Value(ValueError::InsurerNumberCheckDigit { .. })
+            FhirProblem::Value(ValueError::Identifier(
+                crate::identifiers::IdError::InsurerNumberCheckDigit { .. }
+            ))
         ));
     }
 

@@ -8,7 +8,8 @@
 //!
 //! This room must never permit on doubt: an unknown subject, an unreadable registry, a purpose the question
 //! does not state, a revoked consent or a date outside the period all end in `Deny` or `Indeterminate`.
-//! Identifiers are validated when they are built (newtypes), so a malformed 保険者番号 cannot reach a decision.
+//! Identifiers are validated when they are built (the newtypes of [`crate::identifiers`], the one home of their
+//! rules), so a malformed 保険者番号 cannot reach a decision.
 //!
 //! Time model: validity is judged by whole days for the question's `on` date (`valid_from ≤ on ≤ valid_to`,
 //! both inclusive, ISO dates compared as strings). Revocation is judged by the registry's present: once a
@@ -22,6 +23,9 @@ use std::sync::{PoisonError, RwLock};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub use crate::identifiers::{IdError, InsuredNumber, InsurerNumber, PartyId, Subject};
+use crate::validated::validated_string;
+
 pub mod cache;
 pub mod csv_import;
 pub mod fhir_import;
@@ -31,39 +35,9 @@ pub mod fhir_import;
 /// Messages never echo a 被保険者番号 (it identifies a person); they give its length or the bad position.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ValueError {
-    #[error("保険者番号 (insurer number) must be 6 ASCII digits, found {found_chars} characters")]
-    InsurerNumberLength { found_chars: usize },
-    #[error(
-        "保険者番号 (insurer number) character {position} is not an ASCII digit 0-9 \
-         (convert full-width digits before sending)"
-    )]
-    InsurerNumberNotDigit { position: usize },
-    #[error(
-        "保険者番号 (insurer number) `{value}` fails its check digit: the last digit is {found}, \
-         the first five digits give {expected}"
-    )]
-    InsurerNumberCheckDigit {
-        value: String,
-        found: u8,
-        expected: u8,
-    },
-    #[error(
-        "被保険者番号 (insured number) must be 10 characters (10 digits, or `H` and 9 digits), \
-         found {found_chars}"
-    )]
-    InsuredNumberLength { found_chars: usize },
-    #[error(
-        "被保険者番号 (insured number) character {position} is not an ASCII digit 0-9 \
-         (only the first may be `H`; convert full-width digits before sending)"
-    )]
-    InsuredNumberNotDigit { position: usize },
-    #[error(
-        "party id must be a 10-digit 医療機関コード / 事業所番号 or a 6-digit 保険者番号, \
-         found {found_chars} characters"
-    )]
-    PartyIdLength { found_chars: usize },
-    #[error("party id character {position} is not an ASCII digit 0-9")]
-    PartyIdNotDigit { position: usize },
+    /// A 保険者番号, 被保険者番号 or party id that breaks its rule ([`crate::identifiers`]).
+    #[error(transparent)]
+    Identifier(#[from] IdError),
     #[error("`{value}` is not a date: write YYYY-MM-DD")]
     DateFormat { value: String },
     #[error("`{value}` is not a day of the calendar")]
@@ -115,168 +89,25 @@ pub enum ConsentError {
     Unavailable { detail: String },
 }
 
-/// Defines a validated string newtype: `parse`, `as_str`, `Display`, `FromStr`, and serde as a string
-/// that is validated on the way in.
-macro_rules! validated_string {
-    ($(#[$doc:meta])* $name:ident, $check:path) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
-
-        impl $name {
-            /// Validates `text` and wraps it; the error says what is wrong with it.
-            pub fn parse(text: &str) -> Result<Self, ValueError> {
-                $check(text)?;
-                Ok(Self(text.to_owned()))
-            }
-
-            /// The validated text.
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = ValueError;
-            fn from_str(text: &str) -> Result<Self, ValueError> {
-                Self::parse(text)
-            }
-        }
-
-        impl TryFrom<String> for $name {
-            type Error = ValueError;
-            fn try_from(text: String) -> Result<Self, ValueError> {
-                $check(&text)?;
-                Ok(Self(text))
-            }
-        }
-
-        impl From<$name> for String {
-            fn from(value: $name) -> String {
-                value.0
-            }
-        }
-    };
-}
-
-validated_string!(
-    /// 保険者番号 — the 介護保険 insurer (a municipality or a 広域連合): 6 ASCII digits, the last a
-    /// modulus-10 check digit (identifiers-and-codes §1).
-    InsurerNumber,
-    check_insurer_number
-);
-validated_string!(
-    /// 被保険者番号 — the insured person's number: 10 ASCII digits, or `H` and 9 digits for a
-    /// 生活保護-only recipient. No check digit is published for it, so none is tested.
-    InsuredNumber,
-    check_insured_number
-);
-validated_string!(
-    /// A party's own code: 医療機関コード or 事業所番号 (10 digits) or 保険者番号 (6 digits, check digit).
-    PartyId,
-    check_party_id
-);
 validated_string!(
     /// A calendar date written `YYYY-MM-DD`. Ordering is the string order, which is the date order.
     IsoDate,
-    check_date
+    check_date,
+    ValueError
 );
 validated_string!(
     /// A point in time: `YYYY-MM-DD` or `YYYY-MM-DDThh:mm:ss[.fff](Z|±hh:mm)`. Only recorded, never
     /// compared: a revoked consent is revoked, whenever that was.
     Timestamp,
-    check_timestamp
+    check_timestamp,
+    ValueError
 );
 validated_string!(
     /// A consent's id: 1 to 128 characters from `A-Z a-z 0-9 - . _ : #` (a FHIR id fits).
     ConsentId,
-    check_consent_id
+    check_consent_id,
+    ValueError
 );
-
-/// Modulus-10 check digit of a 保険者番号 body: weights 2, 1, 2, … from the rightmost body digit, each
-/// product replaced by the sum of its digits, check = (10 − sum mod 10) mod 10. `body` must be ASCII digits.
-fn insurer_check_digit(body: &[u8]) -> u8 {
-    let sum: u32 = body
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, byte)| {
-            let digit = u32::from(byte.wrapping_sub(b'0'));
-            let product = if i % 2 == 0 { digit * 2 } else { digit };
-            product / 10 + product % 10
-        })
-        .sum();
-    ((10 - sum % 10) % 10) as u8
-}
-
-/// 1-based position of the first character that is not an ASCII digit.
-fn first_non_digit(text: &str) -> Option<usize> {
-    text.chars()
-        .position(|c| !c.is_ascii_digit())
-        .map(|i| i + 1)
-}
-
-fn check_insurer_number(text: &str) -> Result<(), ValueError> {
-    if let Some(position) = first_non_digit(text) {
-        return Err(ValueError::InsurerNumberNotDigit { position });
-    }
-    let bytes = text.as_bytes();
-    let [body @ .., last] = bytes else {
-        return Err(ValueError::InsurerNumberLength { found_chars: 0 });
-    };
-    if bytes.len() != 6 {
-        return Err(ValueError::InsurerNumberLength {
-            found_chars: bytes.len(),
-        });
-    }
-    let expected = insurer_check_digit(body);
-    let found = last - b'0';
-    if expected != found {
-        return Err(ValueError::InsurerNumberCheckDigit {
-            value: text.to_owned(),
-            found,
-            expected,
-        });
-    }
-    Ok(())
-}
-
-fn check_insured_number(text: &str) -> Result<(), ValueError> {
-    let found_chars = text.chars().count();
-    let digits = text.strip_prefix('H').unwrap_or(text);
-    let offset = text.len() - digits.len();
-    if let Some(position) = first_non_digit(digits) {
-        return Err(ValueError::InsuredNumberNotDigit {
-            position: position + offset,
-        });
-    }
-    if found_chars != 10 {
-        return Err(ValueError::InsuredNumberLength { found_chars });
-    }
-    Ok(())
-}
-
-fn check_party_id(text: &str) -> Result<(), ValueError> {
-    if let Some(position) = first_non_digit(text) {
-        return Err(ValueError::PartyIdNotDigit { position });
-    }
-    match text.len() {
-        6 => check_insurer_number(text),
-        10 => Ok(()),
-        found_chars => Err(ValueError::PartyIdLength { found_chars }),
-    }
-}
-
-fn is_leap_year(year: u32) -> bool {
-    (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400)
-}
 
 /// Parses the ASCII digits of `bytes` as a number, `None` if any is not a digit.
 fn digits_value(bytes: &[u8]) -> Option<u32> {
@@ -285,7 +116,7 @@ fn digits_value(bytes: &[u8]) -> Option<u32> {
     })
 }
 
-fn check_date(text: &str) -> Result<(), ValueError> {
+fn check_date(text: &str) -> Result<&str, ValueError> {
     let format_error = || ValueError::DateFormat {
         value: text.to_owned(),
     };
@@ -300,22 +131,16 @@ fn check_date(text: &str) -> Result<(), ValueError> {
     ) else {
         return Err(format_error());
     };
-    let days_in_month = match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if is_leap_year(year) => 29,
-        2 => 28,
-        _ => 0,
-    };
+    let days_in_month = crate::calendar::days_in_month(i64::from(year), month);
     if year == 0 || day == 0 || day > days_in_month {
         return Err(ValueError::DateNotInCalendar {
             value: text.to_owned(),
         });
     }
-    Ok(())
+    Ok(text)
 }
 
-fn check_timestamp(text: &str) -> Result<(), ValueError> {
+fn check_timestamp(text: &str) -> Result<&str, ValueError> {
     let format_error = || ValueError::TimestampFormat {
         value: text.to_owned(),
     };
@@ -325,7 +150,7 @@ fn check_timestamp(text: &str) -> Result<(), ValueError> {
     check_date(date)?;
     let rest = &text.as_bytes()[10..];
     if rest.is_empty() {
-        return Ok(());
+        return Ok(text);
     }
     // Thh:mm:ss
     let two =
@@ -355,37 +180,21 @@ fn check_timestamp(text: &str) -> Result<(), ValueError> {
         }
         _ => false,
     };
-    if zone_ok { Ok(()) } else { Err(format_error()) }
+    if zone_ok {
+        Ok(text)
+    } else {
+        Err(format_error())
+    }
 }
 
-fn check_consent_id(text: &str) -> Result<(), ValueError> {
+fn check_consent_id(text: &str) -> Result<&str, ValueError> {
     let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | ':' | '#');
     if text.is_empty() || text.len() > 128 || !text.chars().all(allowed) {
         return Err(ValueError::ConsentIdFormat {
             value: text.chars().take(140).collect(),
         });
     }
-    Ok(())
-}
-
-/// The person a consent is about, as the platform knows them: 保険者番号 + 被保険者番号.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Subject {
-    /// 保険者番号 — the insurer that issued the 被保険者証.
-    pub insurer_number: InsurerNumber,
-    /// 被保険者番号 — the person's number at that insurer.
-    pub insured_number: InsuredNumber,
-}
-
-impl Subject {
-    /// Validates both numbers; the error names which one is wrong and why.
-    pub fn new(insurer_number: &str, insured_number: &str) -> Result<Self, ValueError> {
-        Ok(Self {
-            insurer_number: InsurerNumber::parse(insurer_number)?,
-            insured_number: InsuredNumber::parse(insured_number)?,
-        })
-    }
+    Ok(text)
 }
 
 /// The five categories of data on the platform (DESIGN §7). A consent names the categories it covers.
@@ -512,7 +321,7 @@ impl Grantee {
         if let Ok(kind) = text.parse::<PartyKind>() {
             return Ok(Grantee::Kind(kind));
         }
-        PartyId::parse(text).map(Grantee::Party)
+        Ok(Grantee::Party(PartyId::parse(text)?))
     }
 
     /// Whether this grantee includes `recipient`.
@@ -996,63 +805,6 @@ mod tests {
             registry.grant(c).expect("test consent is valid");
         }
         registry
-    }
-
-    #[test]
-    fn insurer_check_digit_accepts_known_numbers_and_rejects_a_wrong_last_digit() {
-        assert!(InsurerNumber::parse("435073").is_ok());
-        assert!(InsurerNumber::parse("131011").is_ok());
-        assert_eq!(
-            InsurerNumber::parse("435074"),
-            Err(ValueError::InsurerNumberCheckDigit {
-                value: "435074".into(),
-                found: 4,
-                expected: 3
-            })
-        );
-        assert_eq!(insurer_check_digit(b"3312001"), 5);
-    }
-
-    #[test]
-    fn invalid_subjects_are_refused_at_construction_with_the_reason() {
-        assert_eq!(
-            Subject::new("13101", "0000000001"),
-            Err(ValueError::InsurerNumberLength { found_chars: 5 })
-        );
-        assert_eq!(
-            Subject::new("１３１０１１", "0000000001"),
-            Err(ValueError::InsurerNumberNotDigit { position: 1 })
-        );
-        assert!(matches!(
-            Subject::new("435074", "0000000001"),
-            Err(ValueError::InsurerNumberCheckDigit { .. })
-        ));
-        assert_eq!(
-            Subject::new("131011", "000000001"),
-            Err(ValueError::InsuredNumberLength { found_chars: 9 })
-        );
-        assert_eq!(
-            Subject::new("131011", "00000X0001"),
-            Err(ValueError::InsuredNumberNotDigit { position: 6 })
-        );
-        assert_eq!(
-            Subject::new("131011", "h123456789"),
-            Err(ValueError::InsuredNumberNotDigit { position: 1 })
-        );
-        assert!(Subject::new("131011", "H123456789").is_ok());
-    }
-
-    #[test]
-    fn subject_errors_do_not_echo_the_insured_number() {
-        let err = Subject::new("131011", "98765X4321").expect_err("letter in number");
-        assert!(!err.to_string().contains("98765"), "{err}");
-    }
-
-    #[test]
-    fn subject_from_json_is_validated() {
-        let bad = r#"{"insurer_number":"435074","insured_number":"0000000001"}"#;
-        let err = serde_json::from_str::<Subject>(bad).expect_err("bad check digit");
-        assert!(err.to_string().contains("check digit"), "{err}");
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! サービス種類コード) or `UP2KYO_0300000100_0300000005_20191025200201.CSV` (v3) into a
 //! [`CareplanFileName`], checking each part — prefix, 年月 slot where the table has one, 事業所番号,
 //! サービス種類コード, 日時 — and naming the wrong part in its error; [`format_careplan_file_name`]
-//! writes one back. Knows nothing of the file's contents. The 日時 and day checks are CSV's
-//! (`csv::check_timestamp`), left there for the calendar module to take over.
+//! writes one back. Knows nothing of the file's contents. The 日時 check is CSV's
+//! (`csv::check_timestamp`, its month lengths from `crate::calendar`).
 
 use super::csv::{all_digits, check_timestamp, digits_value};
 

@@ -612,17 +612,7 @@ pub(super) fn digits_value(s: &str) -> u32 {
             .saturating_add(u32::from(c.wrapping_sub(b'0')))
     })
 }
-fn days_in_month(year: u32, month: u32) -> u32 {
-    match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400) => {
-            29
-        }
-        2 => 28,
-        _ => 0,
-    }
-}
+
 pub(super) fn check_timestamp(ts: &str) -> Result<(), String> {
     if !all_digits(ts, 14) {
         return Err(format!("日時 `{ts}` must be 14 digits YYYYMMDDHHMMSS"));
@@ -633,7 +623,7 @@ pub(super) fn check_timestamp(ts: &str) -> Result<(), String> {
     if !(1..=12).contains(&month) {
         return Err(format!("日時 `{ts}` has month {month:02}; expected 01–12"));
     }
-    let last_day = days_in_month(year, month);
+    let last_day = crate::calendar::days_in_month(i64::from(year), month);
     if day < 1 || day > last_day {
         return Err(format!(
             "日時 `{ts}` has day {day:02}; {year:04}-{month:02} has days 01–{last_day}"

@@ -1,14 +1,21 @@
-//! Identifier rules of the 介護 domain (../shared/specs/identifiers-and-codes.md): 保険者番号 with
-//! its modulus-10 (weights 2/1 from the right) check digit, 被保険者番号 (10 digits, or `H` + 9
-//! digits for 生保単独), 事業所番号 and 医療機関コード (10 digits; their check digits are unverified,
-//! so only the shape is checked). Pure functions; full-width digits must be normalised first.
+//! The identifier checks a mapping rule can ask for with `check:` (`insurer_number`,
+//! `insured_number`, `office_number`, `medical_institution_code`). Each is a thin call into
+//! [`crate::identifiers`], which holds the one implementation of every rule (保険者番号 with its
+//! check digit, 被保険者番号, 事業所番号, 医療機関コード), so a value passes or fails the mapping
+//! exactly as it would the consent registry or a canonical document. In: a rule's text. Out: the
+//! text the document carries (a `00`-padded 8-digit 保険者番号 becomes its 6 digits) or a
+//! [`ValueError`] that keeps the value for its sender only.
 
 use super::error::ValueError;
+use crate::identifiers::{
+    IdError, InsuredNumber, InsurerNumber, MedicalInstitutionCode, ProviderNumber,
+};
+use std::borrow::Cow;
 
 /// An identifier rule a mapping can ask for with `check:`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IdRule {
-    /// 保険者番号: 6 digits, the last a check digit (8-digit 医療 numbers are accepted too).
+    /// 保険者番号: 6 digits, the last a check digit (or `00` + those 6: 証記載保険者番号).
     InsurerNumber,
     /// 被保険者番号: 10 digits or `H` + 9 digits.
     InsuredNumber,
@@ -34,71 +41,38 @@ impl IdRule {
         })
     }
 
-    /// Checks `v`; `Err` says what is wrong (the value itself for its sender only).
-    pub fn check(self, v: &str) -> Result<(), ValueError> {
+    /// The name used in mapping files.
+    pub fn name(self) -> &'static str {
         match self {
-            IdRule::InsurerNumber => check_insurer_number(v),
-            IdRule::InsuredNumber => {
-                let ok = v.len() == 10
-                    && (v.bytes().all(|b| b.is_ascii_digit())
-                        || (v.starts_with('H') && v[1..].bytes().all(|b| b.is_ascii_digit())));
-                if ok {
-                    Ok(())
-                } else {
-                    Err(ValueError::new(
-                        v,
-                        "is not a 被保険者番号: it must be 10 digits, or `H` and 9 digits",
-                    ))
-                }
-            }
-            IdRule::OfficeNumber | IdRule::MedicalInstitutionCode => {
-                if v.len() == 10 && v.bytes().all(|b| b.is_ascii_digit()) {
-                    Ok(())
-                } else {
-                    let what = if self == IdRule::OfficeNumber {
-                        "事業所番号"
-                    } else {
-                        "医療機関コード"
-                    };
-                    Err(ValueError::new(
-                        v,
-                        format!("is not a {what}: it must be 10 digits"),
-                    ))
-                }
-            }
+            IdRule::InsurerNumber => "insurer_number",
+            IdRule::InsuredNumber => "insured_number",
+            IdRule::OfficeNumber => "office_number",
+            IdRule::MedicalInstitutionCode => "medical_institution_code",
         }
     }
-}
 
-/// The check digit for the digits of `body` (modulus 10, weights 2,1,2,… from the right, products
-/// replaced by their digit sums). `None` if `body` is not all ASCII digits.
-pub fn insurer_check_digit(body: &str) -> Option<u8> {
-    let mut sum = 0u32;
-    for (i, b) in body.bytes().rev().enumerate() {
-        if !b.is_ascii_digit() {
-            return None;
+    /// Checks `v` and returns what the document carries; `Err` says what is wrong and names the
+    /// check (the value itself for its sender only).
+    pub fn check(self, v: &str) -> Result<Cow<'_, str>, ValueError> {
+        let carried = match self {
+            IdRule::InsurerNumber => InsurerNumber::parse(v).map(String::from),
+            IdRule::InsuredNumber => InsuredNumber::parse(v).map(String::from),
+            IdRule::OfficeNumber => ProviderNumber::parse(v).map(String::from),
+            IdRule::MedicalInstitutionCode => MedicalInstitutionCode::parse(v).map(String::from),
+        };
+        match carried {
+            Ok(text) if text == v => Ok(Cow::Borrowed(v)),
+            Ok(text) => Ok(Cow::Owned(text)),
+            Err(e) => Err(self.refusal(v, &e)),
         }
-        let p = u32::from(b - b'0') * if i % 2 == 0 { 2 } else { 1 };
-        sum += p / 10 + p % 10;
     }
-    Some(((10 - sum % 10) % 10) as u8)
-}
 
-/// Checks a 保険者番号 (6 digits for 介護, 8 for 医療) including its check digit.
-pub fn check_insurer_number(v: &str) -> Result<(), ValueError> {
-    if !(v.len() == 6 || v.len() == 8) || !v.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ValueError::new(
-            v,
-            "is not a 保険者番号: it must be 6 digits (介護) or 8 digits (医療)",
-        ));
-    }
-    let (body, check) = v.split_at(v.len() - 1);
-    let expected = insurer_check_digit(body).unwrap_or(255);
-    if check.as_bytes()[0] - b'0' == expected {
-        Ok(())
-    } else {
-        Err(ValueError::new(v, "fails the 保険者番号 check digit")
-            .detail(format!("expected {expected}, found {check}")))
+    fn refusal(self, v: &str, e: &IdError) -> ValueError {
+        let refused = ValueError::new(v, e.predicate()).and(&format!(" (check `{}`)", self.name()));
+        match e.detail() {
+            Some(detail) => refused.detail(detail),
+            None => refused,
+        }
     }
 }
 
@@ -108,26 +82,35 @@ mod tests {
     use crate::redact::Disclose;
 
     #[test]
-    fn worked_examples_from_the_spec_pass() {
-        assert_eq!(insurer_check_digit("43507"), Some(3));
-        assert!(check_insurer_number("435073").is_ok());
-        assert!(check_insurer_number("33120015").is_ok());
-        assert!(check_insurer_number("131011").is_ok());
-    }
-
-    #[test]
     fn a_wrong_check_digit_is_named() {
-        let e = check_insurer_number("435074").unwrap_err();
+        let e = IdRule::InsurerNumber.check("435074").unwrap_err();
         let told = e.for_sender().to_string();
         assert!(told.contains("expected 3, found 4"), "{told}");
         assert!(told.contains("`435074`"), "{told}");
         // Which digit was expected says something about the number: the sender's only.
-        assert_eq!(e.to_string(), "the value fails the 保険者番号 check digit");
+        assert_eq!(
+            e.to_string(),
+            "the value fails the 保険者番号 check digit (check `insurer_number`)"
+        );
+    }
+
+    #[test]
+    fn an_8_digit_medical_insurer_number_is_refused_naming_the_rule() {
+        let e = IdRule::InsurerNumber.check("06132013").unwrap_err();
+        let said = e.to_string();
+        assert!(!said.contains("06132013"), "{said}");
+        assert!(said.contains("`00`-padded 証記載保険者番号"), "{said}");
+        assert!(said.contains("check `insurer_number`"), "{said}");
+        assert_eq!(IdRule::InsurerNumber.check("00132019").unwrap(), "132019");
+        assert!(matches!(
+            IdRule::InsurerNumber.check("131011"),
+            Ok(Cow::Borrowed("131011"))
+        ));
     }
 
     #[test]
     fn full_width_digits_are_refused_not_guessed() {
-        assert!(check_insurer_number("４３５０７３").is_err());
+        assert!(IdRule::InsurerNumber.check("４３５０７３").is_err());
     }
 
     #[test]
@@ -136,5 +119,17 @@ mod tests {
         assert!(IdRule::InsuredNumber.check("H123456789").is_ok());
         assert!(IdRule::InsuredNumber.check("H12345678X").is_err());
         assert!(IdRule::InsuredNumber.check("123").is_err());
+    }
+
+    #[test]
+    fn every_rule_name_parses_back() {
+        for rule in [
+            IdRule::InsurerNumber,
+            IdRule::InsuredNumber,
+            IdRule::OfficeNumber,
+            IdRule::MedicalInstitutionCode,
+        ] {
+            assert_eq!(IdRule::parse(rule.name()), Ok(rule));
+        }
     }
 }

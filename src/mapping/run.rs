@@ -298,11 +298,14 @@ impl<'a> Runner<'a> {
             }
             return Ok(None);
         };
-        if let Some(check) = rule.check {
-            check
-                .check(&text)
-                .map_err(|e| self.error(step, at(node), e.into()))?;
-        }
+        let text = match rule.check {
+            Some(check) => match check.check(&text) {
+                Ok(Cow::Borrowed(_)) => text,
+                Ok(Cow::Owned(carried)) => Cow::Owned(carried),
+                Err(e) => return Err(self.error(step, at(node), e.into())),
+            },
+            None => text,
+        };
         if let Some(p) = rule.pattern.as_ref().filter(|p| !p.is_match(&text)) {
             return Err(self.error(
                 step,

@@ -409,7 +409,7 @@ impl Fields {
             }
             out.push_str(&format!("{y:04}-{m:02}"));
             if let Some(d) = self.d {
-                if d == 0 || d > wareki::days_in_month(y as i32, m) {
+                if d == 0 || d > crate::calendar::days_in_month(i64::from(y), m) {
                     return Err(
                         ValueError::new(v, "is not a real date: no such day in its month")
                             .detail(format!("{y:04}-{m:02} has no day {d}")),

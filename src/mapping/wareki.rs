@@ -6,6 +6,7 @@
 //! either calendar (生年月日 with a 和暦/西暦 flag) needs one rule.
 
 use super::error::ValueError;
+use crate::calendar::days_in_month;
 
 /// A Gregorian date as (year, month, day).
 type Ymd = (i32, u32, u32);
@@ -18,17 +19,6 @@ const ERAS: [(u8, &str, char, Ymd); 5] = [
     (4, "平成", 'H', (1989, 1, 8)),
     (5, "令和", 'R', (2019, 5, 1)),
 ];
-
-/// Days in a month of the Gregorian calendar.
-pub fn days_in_month(y: i32, m: u32) -> u32 {
-    match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        2 => 28,
-        _ => 0,
-    }
-}
 
 fn era_index_by_code(code: u8) -> Option<usize> {
     ERAS.iter().position(|e| e.0 == code)
@@ -45,7 +35,7 @@ pub fn to_iso(input: &str) -> Result<String, ValueError> {
         })
         .collect();
     if let Some((y, m, d)) = iso_date(&norm) {
-        if m == 0 || m > 12 || d == 0 || d > days_in_month(y, m) {
+        if m == 0 || m > 12 || d == 0 || d > days_in_month(i64::from(y), m) {
             return Err(ValueError::new(input, "is not a real date"));
         }
         return Ok(format!("{y:04}-{m:02}-{d:02}"));
@@ -64,7 +54,7 @@ pub fn to_iso(input: &str) -> Result<String, ValueError> {
         ));
     }
     let year = start.0 + y as i32 - 1;
-    if m == 0 || m > 12 || d == 0 || d > days_in_month(year, m) {
+    if m == 0 || m > 12 || d == 0 || d > days_in_month(i64::from(year), m) {
         return Err(ValueError::new(input, "is not a real date")
             .detail(format!("{name}{y}年{m}月{d}日 does not exist")));
     }
@@ -151,7 +141,7 @@ pub fn from_iso(iso: &str, style: Style) -> Result<String, ValueError> {
     let y: i32 = it.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
     let m: u32 = it.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
     let d: u32 = it.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
-    if it.next().is_some() || m == 0 || m > 12 || d == 0 || d > days_in_month(y, m) {
+    if it.next().is_some() || m == 0 || m > 12 || d == 0 || d > days_in_month(i64::from(y), m) {
         return Err(bad());
     }
     let i = ERAS

@@ -228,9 +228,7 @@ impl Hub {
 
     /// The keyed hash of a subject.
     pub fn subject_hash(&self, s: &Subject) -> String {
-        self.hasher
-            .hash(s.insurer_number.as_str(), s.insured_number.as_str())
-            .into_string()
+        self.hasher.hash_subject(s).into_string()
     }
 
     /// Records an audit event for `envelope` (ids and codes only).

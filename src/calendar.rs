@@ -1,0 +1,42 @@
+//! The Gregorian calendar's one month-length rule: leap years and the days of each month, used by
+//! every part that checks a date (the audit log's timestamps, ケアプラン CSV file names, the
+//! mapping's 和暦 and ISO dates, consent periods), so a day is real or not alike everywhere.
+//! Pure functions of numbers: parsing a date's text stays with the format that writes it.
+
+/// A Gregorian leap year: divisible by 4, except centuries not divisible by 400.
+pub fn is_leap_year(year: i64) -> bool {
+    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+}
+
+/// Days in `month` (1–12) of `year`; 0 for a month that does not exist, so that no day fits it.
+pub fn days_in_month(year: i64, month: u32) -> u32 {
+    match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if is_leap_year(year) => 29,
+        2 => 28,
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn february_has_29_days_in_leap_years_only() {
+        assert_eq!(days_in_month(2024, 2), 29);
+        assert_eq!(days_in_month(2023, 2), 28);
+        assert_eq!(days_in_month(2000, 2), 29);
+        assert_eq!(days_in_month(2100, 2), 28);
+        assert_eq!(days_in_month(-4, 2), 29);
+    }
+
+    #[test]
+    fn months_have_their_lengths_and_month_13_has_none() {
+        let lengths: Vec<u32> = (1..=12).map(|m| days_in_month(2025, m)).collect();
+        assert_eq!(lengths, [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]);
+        assert_eq!(days_in_month(2025, 0), 0);
+        assert_eq!(days_in_month(2025, 13), 0);
+    }
+}
