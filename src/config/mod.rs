@@ -7,6 +7,7 @@
 
 mod setting;
 
+use crate::sources::tls::TlsFiles;
 use setting::declare_settings;
 pub use setting::{Setting, help, markdown, variable};
 use std::path::{Path, PathBuf};
@@ -151,45 +152,6 @@ fn subject_key_from_var(_: &str, value: String) -> Result<Option<String>, String
     Ok(Some(value))
 }
 
-/// The files a listening source serves TLS with (the HTTP source's `tls_*`, the MLLP source's
-/// `mllp_tls_*`), from a [`Config`] whose TLS settings fit together.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsFiles {
-    /// The certificate chain (PEM).
-    pub cert: PathBuf,
-    /// Its private key (PEM).
-    pub key: PathBuf,
-    /// CAs for client certificates (PEM), when client certificates are asked for.
-    pub client_ca: Option<PathBuf>,
-    /// The settings these files come from, for messages.
-    pub settings: TlsSettings,
-}
-
-/// The names of one listener's TLS settings, as messages name them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TlsSettings {
-    /// The certificate chain's setting.
-    pub cert: &'static str,
-    /// The private key's setting.
-    pub key: &'static str,
-    /// The client CAs' setting.
-    pub client_ca: &'static str,
-}
-
-/// The HTTP source's TLS settings.
-pub const HTTP_TLS: TlsSettings = TlsSettings {
-    cert: "tls_cert",
-    key: "tls_key",
-    client_ca: "tls_client_ca",
-};
-
-/// The MLLP source's TLS settings.
-pub const MLLP_TLS: TlsSettings = TlsSettings {
-    cert: "mllp_tls_cert",
-    key: "mllp_tls_key",
-    client_ca: "mllp_tls_client_ca",
-};
-
 impl Config {
     /// Defaults, then the file (if given, or `kaigo-hub.toml` when present), then `KAIGO_*`.
     pub fn load(file: Option<&Path>) -> Result<Config, String> {
@@ -273,63 +235,18 @@ impl Config {
             .collect()
     }
 
-    /// The HTTPS files, `None` for plain HTTP, or an error naming the settings that are half set:
-    /// `tls_cert` and `tls_key` go together, and `tls_client_ca` needs both.
+    /// The HTTP source's TLS files, by the rules of [`TlsFiles::http`].
     pub fn tls(&self) -> Result<Option<TlsFiles>, String> {
-        let pair = crate::pem::cert_key_pair(
-            "HTTPS",
-            ("tls_cert", &self.tls_cert),
-            ("tls_key", &self.tls_key),
-        )?;
-        match pair {
-            Some((cert, key)) => Ok(Some(TlsFiles {
-                cert,
-                key,
-                client_ca: self.tls_client_ca.clone(),
-                settings: HTTP_TLS,
-            })),
-            None if self.tls_client_ca.is_some() => Err(
-                "tls_client_ca is set but tls_cert and tls_key are not: client certificates are \
-                 only asked for over HTTPS; set tls_cert and tls_key (KAIGO_TLS_CERT, \
-                 KAIGO_TLS_KEY) as well, or unset tls_client_ca (KAIGO_TLS_CLIENT_CA)"
-                    .into(),
-            ),
-            None => Ok(None),
-        }
+        TlsFiles::http(&self.tls_cert, &self.tls_key, &self.tls_client_ca)
     }
 
-    /// The MLLP source's TLS files, `None` for plain MLLP, or an error naming the settings that
-    /// are missing: `mllp_tls_cert`, `mllp_tls_key` and `mllp_tls_client_ca` go together (over
-    /// MLLP a client certificate is the only credential TLS can add).
+    /// The MLLP source's TLS files, by the rules of [`TlsFiles::mllp`].
     pub fn mllp_tls(&self) -> Result<Option<TlsFiles>, String> {
-        let pair = crate::pem::cert_key_pair(
-            "MLLP over TLS",
-            ("mllp_tls_cert", &self.mllp_tls_cert),
-            ("mllp_tls_key", &self.mllp_tls_key),
-        )?;
-        match (pair, &self.mllp_tls_client_ca) {
-            (Some((cert, key)), Some(ca)) => Ok(Some(TlsFiles {
-                cert,
-                key,
-                client_ca: Some(ca.clone()),
-                settings: MLLP_TLS,
-            })),
-            (None, None) => Ok(None),
-            (Some(_), None) => Err(
-                "mllp_tls_cert and mllp_tls_key are set but mllp_tls_client_ca is not: over MLLP \
-                 a hospital is known by its client certificate, so TLS needs the CAs that issue \
-                 them; set mllp_tls_client_ca (KAIGO_MLLP_TLS_CLIENT_CA) as well, or unset the \
-                 certificate and key for plain MLLP"
-                    .into(),
-            ),
-            (None, Some(_)) => Err(
-                "mllp_tls_client_ca is set but mllp_tls_cert and mllp_tls_key are not: client \
-                 certificates are only asked for over TLS; set mllp_tls_cert and mllp_tls_key \
-                 (KAIGO_MLLP_TLS_CERT, KAIGO_MLLP_TLS_KEY) as well, or unset mllp_tls_client_ca \
-                 (KAIGO_MLLP_TLS_CLIENT_CA)"
-                    .into(),
-            ),
-        }
+        TlsFiles::mllp(
+            &self.mllp_tls_cert,
+            &self.mllp_tls_key,
+            &self.mllp_tls_client_ca,
+        )
     }
 
     /// The store URL: `database_url`, or the SQLite file under `data_dir`. `database_url` may be
@@ -360,6 +277,7 @@ mod tests {
     use super::*;
 
     use crate::sinks::push_tls::PushTlsFiles;
+    use crate::sources::tls::{HTTP_TLS, MLLP_TLS};
 
     fn declared(key: &str) -> bool {
         SETTINGS.iter().any(|s| s.key == key)

@@ -2,7 +2,9 @@
 //! (`mllp_tls_*`): turns a listener's certificate, key and client CA files into a rustls
 //! `ServerConfig`, and tells the SHA-256 fingerprint of the client certificate a handshake verified
 //! so that the source can name the party (`client_certs_sha256`). In: [`TlsFiles`] (which also
-//! carry the names of their settings, for messages); out: the `ServerConfig`, or a [`TlsError`]
+//! carry the names of their settings, for messages), made from the settings by [`TlsFiles::http`]
+//! and [`TlsFiles::mllp`], which hold the rules of which settings go together (`Config::validate`
+//! asks them); out: the `ServerConfig`, or a [`TlsError`]
 //! naming the setting, the file and what to do; per connection a [`ClientCert`]. Client
 //! certificates are optional at the handshake (the HTTP source then takes an API key; the MLLP
 //! source refuses the frames of a peer without one, saying why), but one that is presented must
@@ -13,7 +15,6 @@
 //! for new handshakes. Must never accept a client certificate it did not verify, or load a key it
 //! cannot pair with the certificate.
 
-use crate::config::TlsFiles;
 use crate::parties::cert_fingerprint;
 use crate::pem::{self, PemError};
 use rustls::DistinguishedName;
@@ -23,10 +24,115 @@ use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, ServerConfig, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use std::path::Path;
-#[cfg(test)]
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+
+/// The files a listening source serves TLS with (the HTTP source's `tls_*`, the MLLP source's
+/// `mllp_tls_*`), from TLS settings that fit
+/// together ([`TlsFiles::http`], [`TlsFiles::mllp`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+    /// CAs for client certificates (PEM), when client certificates are asked for.
+    pub client_ca: Option<PathBuf>,
+    /// The settings these files come from, for messages.
+    pub settings: TlsSettings,
+}
+
+/// The names of one listener's TLS settings, as messages name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// The certificate chain's setting.
+    pub cert: &'static str,
+    /// The private key's setting.
+    pub key: &'static str,
+    /// The client CAs' setting.
+    pub client_ca: &'static str,
+}
+
+/// The HTTP source's TLS settings.
+pub const HTTP_TLS: TlsSettings = TlsSettings {
+    cert: "tls_cert",
+    key: "tls_key",
+    client_ca: "tls_client_ca",
+};
+
+/// The MLLP source's TLS settings.
+pub const MLLP_TLS: TlsSettings = TlsSettings {
+    cert: "mllp_tls_cert",
+    key: "mllp_tls_key",
+    client_ca: "mllp_tls_client_ca",
+};
+
+impl TlsFiles {
+    /// The HTTP source's HTTPS files from `tls_cert`, `tls_key` and `tls_client_ca`: `None` for
+    /// plain HTTP, or an error naming the settings that are half set:
+    /// `tls_cert` and `tls_key` go together, and `tls_client_ca` needs both.
+    pub fn http(
+        cert: &Option<PathBuf>,
+        key: &Option<PathBuf>,
+        client_ca: &Option<PathBuf>,
+    ) -> Result<Option<TlsFiles>, String> {
+        let pair = pem::cert_key_pair("HTTPS", ("tls_cert", cert), ("tls_key", key))?;
+        match pair {
+            Some((cert, key)) => Ok(Some(TlsFiles {
+                cert,
+                key,
+                client_ca: client_ca.clone(),
+                settings: HTTP_TLS,
+            })),
+            None if client_ca.is_some() => Err(
+                "tls_client_ca is set but tls_cert and tls_key are not: client certificates are \
+                 only asked for over HTTPS; set tls_cert and tls_key (KAIGO_TLS_CERT, \
+                 KAIGO_TLS_KEY) as well, or unset tls_client_ca (KAIGO_TLS_CLIENT_CA)"
+                    .into(),
+            ),
+            None => Ok(None),
+        }
+    }
+
+    /// The MLLP source's TLS files from `mllp_tls_cert`, `mllp_tls_key` and
+    /// `mllp_tls_client_ca`: `None` for plain MLLP, or an error naming the settings that
+    /// are missing: `mllp_tls_cert`, `mllp_tls_key` and `mllp_tls_client_ca` go together (over
+    /// MLLP a client certificate is the only credential TLS can add).
+    pub fn mllp(
+        cert: &Option<PathBuf>,
+        key: &Option<PathBuf>,
+        client_ca: &Option<PathBuf>,
+    ) -> Result<Option<TlsFiles>, String> {
+        let pair = pem::cert_key_pair(
+            "MLLP over TLS",
+            ("mllp_tls_cert", cert),
+            ("mllp_tls_key", key),
+        )?;
+        match (pair, client_ca) {
+            (Some((cert, key)), Some(ca)) => Ok(Some(TlsFiles {
+                cert,
+                key,
+                client_ca: Some(ca.clone()),
+                settings: MLLP_TLS,
+            })),
+            (None, None) => Ok(None),
+            (Some(_), None) => Err(
+                "mllp_tls_cert and mllp_tls_key are set but mllp_tls_client_ca is not: over MLLP \
+                 a hospital is known by its client certificate, so TLS needs the CAs that issue \
+                 them; set mllp_tls_client_ca (KAIGO_MLLP_TLS_CLIENT_CA) as well, or unset the \
+                 certificate and key for plain MLLP"
+                    .into(),
+            ),
+            (None, Some(_)) => Err(
+                "mllp_tls_client_ca is set but mllp_tls_cert and mllp_tls_key are not: client \
+                 certificates are only asked for over TLS; set mllp_tls_cert and mllp_tls_key \
+                 (KAIGO_MLLP_TLS_CERT, KAIGO_MLLP_TLS_KEY) as well, or unset mllp_tls_client_ca \
+                 (KAIGO_MLLP_TLS_CLIENT_CA)"
+                    .into(),
+            ),
+        }
+    }
+}
 
 /// The verified client certificate of a connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -358,7 +464,7 @@ mod tests {
             cert,
             key,
             client_ca: None,
-            settings: crate::config::HTTP_TLS,
+            settings: HTTP_TLS,
         }
     }
 
