@@ -7,7 +7,7 @@
 
 mod setting;
 
-use crate::sources::tls::TlsFiles;
+use crate::sources::tls::{HTTP_TLS, MLLP_TLS, TlsFiles};
 use setting::declare_settings;
 pub use setting::{Setting, help, markdown, variable};
 use std::path::{Path, PathBuf};
@@ -235,14 +235,16 @@ impl Config {
             .collect()
     }
 
-    /// The HTTP source's TLS files, by the rules of [`TlsFiles::http`].
+    /// The HTTP source's TLS files, by the rules of [`TlsFiles::from_settings`].
     pub fn tls(&self) -> Result<Option<TlsFiles>, String> {
-        TlsFiles::http(&self.tls_cert, &self.tls_key, &self.tls_client_ca)
+        let (cert, key, ca) = (&self.tls_cert, &self.tls_key, &self.tls_client_ca);
+        TlsFiles::from_settings(HTTP_TLS, cert, key, ca)
     }
 
-    /// The MLLP source's TLS files, by the rules of [`TlsFiles::mllp`].
+    /// The MLLP source's TLS files, by the rules of [`TlsFiles::from_settings`].
     pub fn mllp_tls(&self) -> Result<Option<TlsFiles>, String> {
-        TlsFiles::mllp(
+        TlsFiles::from_settings(
+            MLLP_TLS,
             &self.mllp_tls_cert,
             &self.mllp_tls_key,
             &self.mllp_tls_client_ca,
@@ -277,7 +279,6 @@ mod tests {
     use super::*;
 
     use crate::sinks::push_tls::PushTlsFiles;
-    use crate::sources::tls::{HTTP_TLS, MLLP_TLS};
 
     fn declared(key: &str) -> bool {
         SETTINGS.iter().any(|s| s.key == key)

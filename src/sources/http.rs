@@ -65,7 +65,7 @@ struct State {
 }
 
 /// What the HTTP source is built from: the settings `http_addr`, `tls_cert` / `tls_key` /
-/// `tls_client_ca` (checked together by [`TlsFiles::http`]) and `body_limit`, and the audit log it
+/// `tls_client_ca` (checked together by [`TlsFiles::from_settings`]) and `body_limit`, and the audit log it
 /// searches.
 #[derive(Debug, Clone)]
 pub struct HttpSourceConfig {
