@@ -1,7 +1,8 @@
 //! PEM files named in the configuration → the rustls values they hold (certificate chains, private
 //! keys, CA stores), shared by the HTTP source's HTTPS (`tls_*`) and the push sink's HTTPS
 //! (`push_*`). In: a setting's name and its file; out: the values, or a [`PemError`] naming the
-//! setting, the file and what was expected. Also fixes the crypto provider: aws-lc-rs, the one
+//! setting, the file and what was expected; and the rule that a certificate and its key are set
+//! together ([`cert_key_pair`]). Also fixes the crypto provider: aws-lc-rs, the one
 //! lapin already builds (with two providers in the tree rustls cannot pick one by itself).
 //! Must never: read a key or certificate from anything but the named file, or panic on its bytes.
 
@@ -124,6 +125,32 @@ pub fn read(setting: &'static str, file: &Path) -> Result<Vec<u8>, PemError> {
         file: file.to_path_buf(),
         source,
     })
+}
+
+/// A certificate chain and its private key, which `what` needs together: both set, neither, or
+/// an error naming the one that is missing (with both settings and their environment variables).
+/// The one rule behind every TLS pair the configuration has (`tls_*`, `mllp_tls_*`,
+/// `push_client_*`).
+pub fn cert_key_pair(
+    what: &str,
+    (cert_key, cert): (&str, &Option<PathBuf>),
+    (key_key, key): (&str, &Option<PathBuf>),
+) -> Result<Option<(PathBuf, PathBuf)>, String> {
+    let env = crate::config::variable;
+    let half = |set: &str, unset: &str| {
+        format!(
+            "{set} is set but {unset} is not: {what} needs both the certificate chain and its \
+             private key ({cert_key} / {} and {key_key} / {}), or neither",
+            env(cert_key),
+            env(key_key)
+        )
+    };
+    match (cert, key) {
+        (Some(c), Some(k)) => Ok(Some((c.clone(), k.clone()))),
+        (Some(_), None) => Err(half(cert_key, key_key)),
+        (None, Some(_)) => Err(half(key_key, cert_key)),
+        (None, None) => Ok(None),
+    }
 }
 
 #[cfg(test)]

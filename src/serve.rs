@@ -21,6 +21,7 @@ use crate::pipeline::body_limit::BodyLimit;
 use crate::pipeline::metrics::Metrics;
 use crate::pipeline::{Hub, deliver, translate};
 use crate::sinks::Sinks;
+use crate::sinks::http::HttpPushSinkConfig;
 use crate::sources;
 use crate::sources::http::{ClientTrust, ServerIdentity};
 use crate::store::Store;
@@ -62,7 +63,7 @@ pub async fn build(cfg: &Config) -> Result<Arc<Hub>, String> {
     parties
         .check_mllp_identities(cfg.mllp_tls()?.is_some())
         .map_err(|e| format!("{}: {e}", cfg.parties.display()))?;
-    let sinks = Sinks::new(cfg.push_tls()?.as_ref()).map_err(|e| format!("HTTP push sink: {e}"))?;
+    let sinks = Sinks::new(&push_sink_config(cfg))?;
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| format!("{}: {e}", cfg.data_dir.display()))?;
     let store: Arc<dyn Store> = crate::store::open(&cfg.store_url())
@@ -234,6 +235,16 @@ struct StartedSources {
     mllp_tls: Option<(Arc<ServerIdentity>, Arc<ClientTrust>)>,
 }
 
+/// The HTTP push sink's config, from the settings `push_ca`, `push_client_cert` and
+/// `push_client_key`: the one place it is made (at start, and again for SIGHUP's reload).
+fn push_sink_config(cfg: &Config) -> HttpPushSinkConfig {
+    HttpPushSinkConfig {
+        ca: cfg.push_ca.clone(),
+        client_cert: cfg.push_client_cert.clone(),
+        client_key: cfg.push_client_key.clone(),
+    }
+}
+
 /// Makes each source's config from the settings and validates them all before anything is bound
 /// (an error names the setting), then starts the HTTP, MLLP, file-drop and AMQP sources.
 async fn start_sources(
@@ -395,7 +406,7 @@ impl Running {
                 );
             }
         }
-        if let Ok(Some(files)) = cfg.push_tls() {
+        if let Ok(Some(files)) = push_sink_config(cfg).tls() {
             out.push(
                 self.hub
                     .sinks

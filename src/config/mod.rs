@@ -7,6 +7,7 @@
 
 mod setting;
 
+use crate::sources::tls::{HTTP_TLS, MLLP_TLS, TlsFiles};
 use setting::declare_settings;
 pub use setting::{Setting, help, markdown, variable};
 use std::path::{Path, PathBuf};
@@ -151,56 +152,6 @@ fn subject_key_from_var(_: &str, value: String) -> Result<Option<String>, String
     Ok(Some(value))
 }
 
-/// The files a listening source serves TLS with (the HTTP source's `tls_*`, the MLLP source's
-/// `mllp_tls_*`), from a [`Config`] whose TLS settings fit together.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsFiles {
-    /// The certificate chain (PEM).
-    pub cert: PathBuf,
-    /// Its private key (PEM).
-    pub key: PathBuf,
-    /// CAs for client certificates (PEM), when client certificates are asked for.
-    pub client_ca: Option<PathBuf>,
-    /// The settings these files come from, for messages.
-    pub settings: TlsSettings,
-}
-
-/// The names of one listener's TLS settings, as messages name them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TlsSettings {
-    /// The certificate chain's setting.
-    pub cert: &'static str,
-    /// The private key's setting.
-    pub key: &'static str,
-    /// The client CAs' setting.
-    pub client_ca: &'static str,
-}
-
-/// The HTTP source's TLS settings.
-pub const HTTP_TLS: TlsSettings = TlsSettings {
-    cert: "tls_cert",
-    key: "tls_key",
-    client_ca: "tls_client_ca",
-};
-
-/// The MLLP source's TLS settings.
-pub const MLLP_TLS: TlsSettings = TlsSettings {
-    cert: "mllp_tls_cert",
-    key: "mllp_tls_key",
-    client_ca: "mllp_tls_client_ca",
-};
-
-/// The files the HTTP push sink speaks HTTPS with, from a [`Config`] whose push settings fit
-/// together.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PushTlsFiles {
-    /// `push_ca`: the CAs trusted for recipients' certificates (PEM).
-    pub ca: PathBuf,
-    /// `push_client_cert` and `push_client_key`: the hub's own certificate chain and its key
-    /// (PEM), when it presents one.
-    pub client: Option<(PathBuf, PathBuf)>,
-}
-
 impl Config {
     /// Defaults, then the file (if given, or `kaigo-hub.toml` when present), then `KAIGO_*`.
     pub fn load(file: Option<&Path>) -> Result<Config, String> {
@@ -251,7 +202,11 @@ impl Config {
         crate::pipeline::body_limit::BodyLimit::new(self.body_limit)?;
         self.tls()?;
         self.mllp_tls()?;
-        self.push_tls()?;
+        crate::sinks::push_tls::PushTlsFiles::from_settings(
+            &self.push_ca,
+            &self.push_client_cert,
+            &self.push_client_key,
+        )?;
         self.retry_delays()?;
         Ok(())
     }
@@ -280,87 +235,20 @@ impl Config {
             .collect()
     }
 
-    /// The HTTPS files, `None` for plain HTTP, or an error naming the settings that are half set:
-    /// `tls_cert` and `tls_key` go together, and `tls_client_ca` needs both.
+    /// The HTTP source's TLS files, by the rules of [`TlsFiles::from_settings`].
     pub fn tls(&self) -> Result<Option<TlsFiles>, String> {
-        let pair = cert_key_pair(
-            "HTTPS",
-            ("tls_cert", &self.tls_cert),
-            ("tls_key", &self.tls_key),
-        )?;
-        match pair {
-            Some((cert, key)) => Ok(Some(TlsFiles {
-                cert,
-                key,
-                client_ca: self.tls_client_ca.clone(),
-                settings: HTTP_TLS,
-            })),
-            None if self.tls_client_ca.is_some() => Err(
-                "tls_client_ca is set but tls_cert and tls_key are not: client certificates are \
-                 only asked for over HTTPS; set tls_cert and tls_key (KAIGO_TLS_CERT, \
-                 KAIGO_TLS_KEY) as well, or unset tls_client_ca (KAIGO_TLS_CLIENT_CA)"
-                    .into(),
-            ),
-            None => Ok(None),
-        }
+        let (cert, key, ca) = (&self.tls_cert, &self.tls_key, &self.tls_client_ca);
+        TlsFiles::from_settings(HTTP_TLS, cert, key, ca)
     }
 
-    /// The MLLP source's TLS files, `None` for plain MLLP, or an error naming the settings that
-    /// are missing: `mllp_tls_cert`, `mllp_tls_key` and `mllp_tls_client_ca` go together (over
-    /// MLLP a client certificate is the only credential TLS can add).
+    /// The MLLP source's TLS files, by the rules of [`TlsFiles::from_settings`].
     pub fn mllp_tls(&self) -> Result<Option<TlsFiles>, String> {
-        let pair = cert_key_pair(
-            "MLLP over TLS",
-            ("mllp_tls_cert", &self.mllp_tls_cert),
-            ("mllp_tls_key", &self.mllp_tls_key),
-        )?;
-        match (pair, &self.mllp_tls_client_ca) {
-            (Some((cert, key)), Some(ca)) => Ok(Some(TlsFiles {
-                cert,
-                key,
-                client_ca: Some(ca.clone()),
-                settings: MLLP_TLS,
-            })),
-            (None, None) => Ok(None),
-            (Some(_), None) => Err(
-                "mllp_tls_cert and mllp_tls_key are set but mllp_tls_client_ca is not: over MLLP \
-                 a hospital is known by its client certificate, so TLS needs the CAs that issue \
-                 them; set mllp_tls_client_ca (KAIGO_MLLP_TLS_CLIENT_CA) as well, or unset the \
-                 certificate and key for plain MLLP"
-                    .into(),
-            ),
-            (None, Some(_)) => Err(
-                "mllp_tls_client_ca is set but mllp_tls_cert and mllp_tls_key are not: client \
-                 certificates are only asked for over TLS; set mllp_tls_cert and mllp_tls_key \
-                 (KAIGO_MLLP_TLS_CERT, KAIGO_MLLP_TLS_KEY) as well, or unset mllp_tls_client_ca \
-                 (KAIGO_MLLP_TLS_CLIENT_CA)"
-                    .into(),
-            ),
-        }
-    }
-
-    /// The HTTPS files of the HTTP push sink, `None` when `push_ca` is unset (then only `http://`
-    /// push works), or an error naming the settings that are half set: `push_client_cert` and
-    /// `push_client_key` go together, and they need `push_ca`.
-    pub fn push_tls(&self) -> Result<Option<PushTlsFiles>, String> {
-        let client = cert_key_pair(
-            "the hub's client certificate for HTTPS push",
-            ("push_client_cert", &self.push_client_cert),
-            ("push_client_key", &self.push_client_key),
-        )?;
-        match (&self.push_ca, client) {
-            (Some(ca), client) => Ok(Some(PushTlsFiles {
-                ca: ca.clone(),
-                client,
-            })),
-            (None, Some(_)) => Err(
-                "push_client_cert and push_client_key are set but push_ca is not: HTTPS push \
-                 needs the CAs that issue the recipients' certificates; set push_ca \
-                 (KAIGO_PUSH_CA) as well, or unset the client certificate"
-                    .into(),
-            ),
-            (None, None) => Ok(None),
-        }
+        TlsFiles::from_settings(
+            MLLP_TLS,
+            &self.mllp_tls_cert,
+            &self.mllp_tls_key,
+            &self.mllp_tls_client_ca,
+        )
     }
 
     /// The store URL: `database_url`, or the SQLite file under `data_dir`. `database_url` may be
@@ -386,36 +274,19 @@ impl Config {
     }
 }
 
-/// A certificate chain and its private key, which `what` needs together: both set, neither, or
-/// an error naming the one that is missing (with both settings and their environment variables).
-fn cert_key_pair(
-    what: &str,
-    (cert_key, cert): (&str, &Option<PathBuf>),
-    (key_key, key): (&str, &Option<PathBuf>),
-) -> Result<Option<(PathBuf, PathBuf)>, String> {
-    let env = variable;
-    let half = |set: &str, unset: &str| {
-        format!(
-            "{set} is set but {unset} is not: {what} needs both the certificate chain and its \
-             private key ({cert_key} / {} and {key_key} / {}), or neither",
-            env(cert_key),
-            env(key_key)
-        )
-    };
-    match (cert, key) {
-        (Some(c), Some(k)) => Ok(Some((c.clone(), k.clone()))),
-        (Some(_), None) => Err(half(cert_key, key_key)),
-        (None, Some(_)) => Err(half(key_key, cert_key)),
-        (None, None) => Ok(None),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    use crate::sinks::push_tls::PushTlsFiles;
+
     fn declared(key: &str) -> bool {
         SETTINGS.iter().any(|s| s.key == key)
+    }
+
+    /// The push sink's HTTPS files by the rules `validate` applies.
+    fn push_tls(c: &Config) -> Result<Option<PushTlsFiles>, String> {
+        PushTlsFiles::from_settings(&c.push_ca, &c.push_client_cert, &c.push_client_key)
     }
 
     #[test]
@@ -506,10 +377,10 @@ mod tests {
 
     #[test]
     fn push_tls_is_off_by_default_and_on_with_push_ca() {
-        assert_eq!(Config::default().push_tls(), Ok(None));
+        assert_eq!(push_tls(&Config::default()), Ok(None));
         let c: Config = toml::from_str("push_ca = \"ca.pem\"").expect("known key");
         assert_eq!(
-            c.push_tls(),
+            push_tls(&c),
             Ok(Some(PushTlsFiles {
                 ca: "ca.pem".into(),
                 client: None,
@@ -524,7 +395,7 @@ mod tests {
         })
         .expect("a whole push TLS setting");
         assert_eq!(
-            c.push_tls(),
+            push_tls(&c),
             Ok(Some(PushTlsFiles {
                 ca: "ca.pem".into(),
                 client: Some(("hub.pem".into(), "hub.key".into())),
@@ -550,7 +421,7 @@ mod tests {
         }
         let c: Config = toml::from_str("push_ca = \"ca.pem\"\npush_client_key = \"hub.key\"")
             .expect("known keys");
-        let e = c.push_tls().expect_err("key without certificate");
+        let e = push_tls(&c).expect_err("key without certificate");
         assert!(
             e.starts_with("push_client_key is set but push_client_cert"),
             "{e}"
@@ -562,7 +433,7 @@ mod tests {
         let c: Config =
             toml::from_str("push_client_cert = \"hub.pem\"\npush_client_key = \"hub.key\"")
                 .expect("known keys");
-        let e = c.push_tls().expect_err("nothing to trust recipients by");
+        let e = push_tls(&c).expect_err("nothing to trust recipients by");
         assert!(e.contains("push_ca") && e.contains("KAIGO_PUSH_CA"), "{e}");
     }
 
@@ -574,7 +445,7 @@ mod tests {
         .expect("known keys");
         c.apply_env(|k| k.starts_with("KAIGO_PUSH_").then(String::new))
             .expect("all unset is plain http push only");
-        assert_eq!(c.push_tls(), Ok(None));
+        assert_eq!(push_tls(&c), Ok(None));
         for key in ["push_ca", "push_client_cert", "push_client_key"] {
             assert!(declared(key), "{key} is declared");
         }

@@ -12,15 +12,45 @@
 //! send unchanged: that copy is dead-lettered at once. Must never log or echo the body, nor the
 //! recipient's answer beyond its status code.
 
+use super::push_tls::PushTlsFiles;
 use crate::bus::Props;
 use rustls::{AlertDescription, CertificateError, ClientConfig};
 use rustls_pki_types::ServerName;
 use std::io;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+
+/// What the HTTP push sink is built from: the settings `push_ca`, `push_client_cert` and
+/// `push_client_key` (`serve` makes it from them, in one place). The time a push may take
+/// ([`TIMEOUT`]) is fixed, not a setting; `http://` push needs none of these.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HttpPushSinkConfig {
+    /// `push_ca`: PEM bundle of the CAs trusted for recipients' certificates; `None` = an
+    /// `https://` push fails saying that `push_ca` is needed.
+    pub ca: Option<PathBuf>,
+    /// `push_client_cert`: the hub's client certificate chain (PEM, leaf first) for recipients
+    /// that ask for one; set together with `client_key`, and with `ca`.
+    pub client_cert: Option<PathBuf>,
+    /// `push_client_key`: the private key of `client_cert` (PEM, unencrypted).
+    pub client_key: Option<PathBuf>,
+}
+
+impl HttpPushSinkConfig {
+    /// Checks that the settings go together before any file is read; the error names the
+    /// settings, their variables and what to do ([`PushTlsFiles::from_settings`]).
+    pub fn validate(&self) -> Result<(), String> {
+        self.tls().map(drop)
+    }
+
+    /// The HTTPS files, `None` without `push_ca`, or [`HttpPushSinkConfig::validate`]'s error.
+    pub fn tls(&self) -> Result<Option<PushTlsFiles>, String> {
+        PushTlsFiles::from_settings(&self.ca, &self.client_cert, &self.client_key)
+    }
+}
 
 /// The whole POST, from connect to status line.
 const TIMEOUT: Duration = Duration::from_secs(15);
@@ -377,6 +407,62 @@ impl<'a> Target<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bad_push_setting_is_refused_naming_the_setting_its_variable_and_why() {
+        let pem = |f: &str| Some(PathBuf::from(f));
+        let cases = [
+            (
+                HttpPushSinkConfig {
+                    ca: pem("ca.pem"),
+                    client_cert: pem("hub.pem"),
+                    ..Default::default()
+                },
+                "push_client_cert is set but push_client_key is not",
+                "KAIGO_PUSH_CLIENT_KEY",
+            ),
+            (
+                HttpPushSinkConfig {
+                    ca: pem("ca.pem"),
+                    client_key: pem("hub.key"),
+                    ..Default::default()
+                },
+                "push_client_key is set but push_client_cert is not",
+                "KAIGO_PUSH_CLIENT_CERT",
+            ),
+            (
+                HttpPushSinkConfig {
+                    client_cert: pem("hub.pem"),
+                    client_key: pem("hub.key"),
+                    ..Default::default()
+                },
+                "push_client_cert and push_client_key are set but push_ca is not",
+                "set push_ca (KAIGO_PUSH_CA)",
+            ),
+        ];
+        for (cfg, what, variable) in cases {
+            let e = cfg.validate().expect_err(what);
+            assert!(e.starts_with(what) && e.contains(variable), "{e}");
+            assert!(e.contains("needs"), "says why: {e}");
+        }
+        assert_eq!(
+            HttpPushSinkConfig::default().tls(),
+            Ok(None),
+            "http:// only"
+        );
+        let whole = HttpPushSinkConfig {
+            ca: pem("ca.pem"),
+            client_cert: pem("hub.pem"),
+            client_key: pem("hub.key"),
+        };
+        assert_eq!(
+            whole.tls(),
+            Ok(Some(PushTlsFiles {
+                ca: "ca.pem".into(),
+                client: Some(("hub.pem".into(), "hub.key".into())),
+            }))
+        );
+    }
 
     #[test]
     fn urls_give_host_port_and_path_with_the_scheme_default_port() {

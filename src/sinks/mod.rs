@@ -11,9 +11,9 @@ pub mod http;
 pub mod push_tls;
 
 use crate::bus::{Bus, Props};
-use crate::config::PushTlsFiles;
 use crate::parties::DeliveryTarget;
-use push_tls::PushTlsError;
+use http::HttpPushSinkConfig;
+use push_tls::{PushTlsError, PushTlsFiles};
 use std::sync::{Arc, RwLock};
 
 /// One rendered document for one recipient.
@@ -40,11 +40,15 @@ pub struct Sinks {
 }
 
 impl Sinks {
-    /// Sinks with the push sink's HTTPS files loaded (`None`: plain `http://` push only).
-    pub fn new(push_tls: Option<&PushTlsFiles>) -> Result<Sinks, PushTlsError> {
-        let https = push_tls
-            .map(push_tls::client_config)
-            .transpose()?
+    /// Sinks with the push sink's HTTPS files loaded (no `push_ca`: plain `http://` push only).
+    /// Settings that do not go together are [`HttpPushSinkConfig::validate`]'s error; a file
+    /// that does not load is named with its setting, after `HTTP push sink: `.
+    pub fn new(push: &HttpPushSinkConfig) -> Result<Sinks, String> {
+        let https = push
+            .tls()?
+            .map(|files| push_tls::client_config(&files))
+            .transpose()
+            .map_err(|e| format!("HTTP push sink: {e}"))?
             .map(Arc::new);
         Ok(Sinks {
             https: Arc::new(RwLock::new(https)),

@@ -1,17 +1,60 @@
 //! HTTPS trust and client identity of the HTTP push sink (rustls, the aws-lc-rs provider lapin
 //! already builds): turns `push_ca` and, when set, `push_client_cert` / `push_client_key` into the
-//! rustls `ClientConfig` every `https://` push uses. In: [`PushTlsFiles`] from the configuration;
-//! out: the `ClientConfig`, or a [`PushTlsError`] naming the setting, the file and what to do.
+//! rustls `ClientConfig` every `https://` push uses. In: [`PushTlsFiles`], made from the settings
+//! by [`PushTlsFiles::from_settings`], which holds the rules of how they go together (the client
+//! certificate and key in pairs, and only with `push_ca`; `Config::validate` and the sink's
+//! `HttpPushSinkConfig` both ask it); out: the `ClientConfig`, or a [`PushTlsError`] naming the
+//! setting, the file and what to do.
 //! Loaded at start, so a broken file stops the start instead of failing every delivery, and
 //! again on `serve`'s SIGHUP (`Sinks::reload`), when a broken file leaves those in force.
 //! Must never trust anything but the CAs of `push_ca` (no system roots, no verification turned
 //! off), or load a key it cannot pair with the certificate.
 
-use crate::config::PushTlsFiles;
+use crate::config::variable;
 use crate::pem::{self, PemError};
 use rustls::ClientConfig;
-#[cfg(test)]
 use std::path::PathBuf;
+
+/// The files the HTTP push sink speaks HTTPS with, from push settings that fit together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushTlsFiles {
+    /// `push_ca`: the CAs trusted for recipients' certificates (PEM).
+    pub ca: PathBuf,
+    /// `push_client_cert` and `push_client_key`: the hub's own certificate chain and its key
+    /// (PEM), when it presents one.
+    pub client: Option<(PathBuf, PathBuf)>,
+}
+
+impl PushTlsFiles {
+    /// The HTTPS files of the settings `push_ca`, `push_client_cert` and `push_client_key`:
+    /// `None` when `push_ca` is unset (then only `http://` push works), or an error naming the
+    /// settings that are half set, their variables, and what to do: `push_client_cert` and
+    /// `push_client_key` go together, and they need `push_ca`.
+    pub fn from_settings(
+        ca: &Option<PathBuf>,
+        client_cert: &Option<PathBuf>,
+        client_key: &Option<PathBuf>,
+    ) -> Result<Option<PushTlsFiles>, String> {
+        let client = pem::cert_key_pair(
+            "the hub's client certificate for HTTPS push",
+            ("push_client_cert", client_cert),
+            ("push_client_key", client_key),
+        )?;
+        match (ca, client) {
+            (Some(ca), client) => Ok(Some(PushTlsFiles {
+                ca: ca.clone(),
+                client,
+            })),
+            (None, Some(_)) => Err(format!(
+                "push_client_cert and push_client_key are set but push_ca is not: HTTPS push \
+                 needs the CAs that issue the recipients' certificates; set push_ca ({}) as \
+                 well, or unset the client certificate",
+                variable("push_ca")
+            )),
+            (None, None) => Ok(None),
+        }
+    }
+}
 
 /// A push TLS setting whose file cannot be used (`push_ca`, `push_client_cert`, `push_client_key`).
 pub type PushTlsError = PemError;

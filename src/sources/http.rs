@@ -41,9 +41,9 @@ mod tls;
 
 pub use crate::sources::tls::{ClientTrust, ServerIdentity};
 
-use crate::config::TlsFiles;
 use crate::pipeline::Hub;
 use crate::pipeline::body_limit::BodyLimit;
+use crate::sources::tls::TlsFiles;
 use actix_web::{App, HttpServer, web};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -65,7 +65,7 @@ struct State {
 }
 
 /// What the HTTP source is built from: the settings `http_addr`, `tls_cert` / `tls_key` /
-/// `tls_client_ca` (checked together by `Config::tls`) and `body_limit`, and the audit log it
+/// `tls_client_ca` (checked together by [`TlsFiles::from_settings`]) and `body_limit`, and the audit log it
 /// searches.
 #[derive(Debug, Clone)]
 pub struct HttpSourceConfig {

@@ -82,7 +82,7 @@ impl Peer {
 
 /// What the MLLP source is built from: the settings `mllp_addr`, `body_limit`, and
 /// `mllp_tls_cert` / `mllp_tls_key` / `mllp_tls_client_ca` as a rustls server configuration
-/// (checked together by `Config::mllp_tls`, loaded by `sources::tls::server_config`).
+/// (checked together by `TlsFiles::from_settings`, loaded by `sources::tls::server_config`).
 #[derive(Debug, Clone)]
 pub struct MllpSourceConfig {
     /// `mllp_addr`: `HOST:PORT` to listen on (port 0 picks a free one).

@@ -2,7 +2,9 @@
 //! (`mllp_tls_*`): turns a listener's certificate, key and client CA files into a rustls
 //! `ServerConfig`, and tells the SHA-256 fingerprint of the client certificate a handshake verified
 //! so that the source can name the party (`client_certs_sha256`). In: [`TlsFiles`] (which also
-//! carry the names of their settings, for messages); out: the `ServerConfig`, or a [`TlsError`]
+//! carry the names of their settings, for messages), made from the settings by
+//! [`TlsFiles::from_settings`], which holds the rules of which settings go together (`Config::validate`
+//! asks them); out: the `ServerConfig`, or a [`TlsError`]
 //! naming the setting, the file and what to do; per connection a [`ClientCert`]. Client
 //! certificates are optional at the handshake (the HTTP source then takes an API key; the MLLP
 //! source refuses the frames of a peer without one, saying why), but one that is presented must
@@ -13,7 +15,6 @@
 //! for new handshakes. Must never accept a client certificate it did not verify, or load a key it
 //! cannot pair with the certificate.
 
-use crate::config::TlsFiles;
 use crate::parties::cert_fingerprint;
 use crate::pem::{self, PemError};
 use rustls::DistinguishedName;
@@ -23,10 +24,108 @@ use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, ServerConfig, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use std::path::Path;
-#[cfg(test)]
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+
+/// The files a listening source serves TLS with (the HTTP source's `tls_*`, the MLLP source's
+/// `mllp_tls_*`), from TLS settings that fit together ([`TlsFiles::from_settings`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+    /// CAs for client certificates (PEM), when client certificates are asked for.
+    pub client_ca: Option<PathBuf>,
+    /// The settings these files come from, for messages.
+    pub settings: TlsSettings,
+}
+
+/// The names of one listener's TLS settings, as messages name them, and whether its client CAs
+/// are required.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// The certificate chain's setting.
+    pub cert: &'static str,
+    /// The private key's setting.
+    pub key: &'static str,
+    /// The client CAs' setting.
+    pub client_ca: &'static str,
+    /// What the listener speaks with them (`HTTPS`, `MLLP over TLS`), and over what client
+    /// certificates are asked for (`HTTPS`, `TLS`).
+    pub speaks: (&'static str, &'static str),
+    /// Why the certificate and key need the client CAs, when they do (`None`: optional).
+    pub client_ca_required: Option<&'static str>,
+}
+
+/// The HTTP source's TLS settings: `tls_cert` and `tls_key` go together, and `tls_client_ca`
+/// needs both.
+pub const HTTP_TLS: TlsSettings = TlsSettings {
+    cert: "tls_cert",
+    key: "tls_key",
+    client_ca: "tls_client_ca",
+    speaks: ("HTTPS", "HTTPS"),
+    client_ca_required: None,
+};
+
+/// The MLLP source's TLS settings: `mllp_tls_cert`, `mllp_tls_key` and `mllp_tls_client_ca` go
+/// together (over MLLP a client certificate is the only credential TLS can add).
+pub const MLLP_TLS: TlsSettings = TlsSettings {
+    cert: "mllp_tls_cert",
+    key: "mllp_tls_key",
+    client_ca: "mllp_tls_client_ca",
+    speaks: ("MLLP over TLS", "TLS"),
+    client_ca_required: Some(
+        "over MLLP a hospital is known by its client certificate, so TLS needs the CAs that \
+         issue them",
+    ),
+};
+
+impl TlsFiles {
+    /// The files of the listener settings named by `settings` ([`HTTP_TLS`], [`MLLP_TLS`]):
+    /// `None` for a plain listener, or an error naming the settings that are half set, their
+    /// variables, and what to do. The certificate and key go together; the client CAs need
+    /// both, and are needed by them when `settings.client_ca_required` says why.
+    pub fn from_settings(
+        settings: TlsSettings,
+        cert: &Option<PathBuf>,
+        key: &Option<PathBuf>,
+        client_ca: &Option<PathBuf>,
+    ) -> Result<Option<TlsFiles>, String> {
+        let TlsSettings {
+            cert: c,
+            key: k,
+            client_ca: ca,
+            ..
+        } = settings;
+        let var = crate::config::variable;
+        match (
+            pem::cert_key_pair(settings.speaks.0, (c, cert), (k, key))?,
+            client_ca,
+        ) {
+            (Some(_), None) if let Some(why) = settings.client_ca_required => Err(format!(
+                "{c} and {k} are set but {ca} is not: {why}; set {ca} ({}) as well, or unset the \
+                 certificate and key for plain MLLP",
+                var(ca)
+            )),
+            (Some((cert, key)), client_ca) => Ok(Some(TlsFiles {
+                cert,
+                key,
+                client_ca: client_ca.clone(),
+                settings,
+            })),
+            (None, Some(_)) => Err(format!(
+                "{ca} is set but {c} and {k} are not: client certificates are only asked for \
+                 over {}; set {c} and {k} ({}, {}) as well, or unset {ca} ({})",
+                settings.speaks.1,
+                var(c),
+                var(k),
+                var(ca)
+            )),
+            (None, None) => Ok(None),
+        }
+    }
+}
 
 /// The verified client certificate of a connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -347,6 +446,42 @@ pub fn client_cert(session: &rustls::CommonState) -> Option<ClientCert> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn half_set_listener_tls_settings_are_refused_saying_what_to_set() {
+        let some = || Some(PathBuf::from("x.pem"));
+        let refused = |settings, cert, key, ca| {
+            TlsFiles::from_settings(settings, &cert, &key, &ca).expect_err("half set")
+        };
+        assert_eq!(
+            refused(HTTP_TLS, None, None, some()),
+            "tls_client_ca is set but tls_cert and tls_key are not: client certificates are \
+             only asked for over HTTPS; set tls_cert and tls_key (KAIGO_TLS_CERT, \
+             KAIGO_TLS_KEY) as well, or unset tls_client_ca (KAIGO_TLS_CLIENT_CA)"
+        );
+        assert_eq!(
+            refused(MLLP_TLS, some(), some(), None),
+            "mllp_tls_cert and mllp_tls_key are set but mllp_tls_client_ca is not: over MLLP \
+             a hospital is known by its client certificate, so TLS needs the CAs that issue \
+             them; set mllp_tls_client_ca (KAIGO_MLLP_TLS_CLIENT_CA) as well, or unset the \
+             certificate and key for plain MLLP"
+        );
+        assert_eq!(
+            refused(MLLP_TLS, None, None, some()),
+            "mllp_tls_client_ca is set but mllp_tls_cert and mllp_tls_key are not: client \
+             certificates are only asked for over TLS; set mllp_tls_cert and mllp_tls_key \
+             (KAIGO_MLLP_TLS_CERT, KAIGO_MLLP_TLS_KEY) as well, or unset mllp_tls_client_ca \
+             (KAIGO_MLLP_TLS_CLIENT_CA)"
+        );
+        let e = refused(MLLP_TLS, some(), None, some());
+        assert!(e.starts_with("mllp_tls_cert is set but mllp_tls_key is not: MLLP over TLS"));
+        let http = TlsFiles::from_settings(HTTP_TLS, &some(), &some(), &None);
+        assert_eq!(
+            http.map(|f| f.map(|f| f.client_ca)),
+            Ok(Some(None)),
+            "CAs optional"
+        );
+    }
+
     fn scratch(name: &str, text: &str) -> PathBuf {
         let p = std::env::temp_dir().join(format!("kaigo-tls-unit-{}-{name}", std::process::id()));
         std::fs::write(&p, text).expect("write scratch file");
@@ -358,7 +493,7 @@ mod tests {
             cert,
             key,
             client_ca: None,
-            settings: crate::config::HTTP_TLS,
+            settings: HTTP_TLS,
         }
     }
 
