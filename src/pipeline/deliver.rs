@@ -212,35 +212,30 @@ async fn subject(
 }
 
 /// The one place the hop settles a delivery: acks it once every recipient's copy was settled
-/// (or the whole copy kept in the dead-letter queue or quarantine, audited), requeues it when
-/// something could not be done now, or (shutting down) leaves it unsettled for redelivery.
+/// (or the whole copy kept in the dead-letter queue or quarantine, then audited), requeues it
+/// when something could not be done now (a dead letter or quarantined copy the broker would not
+/// take included: bad input loses nothing), or (shutting down) leaves it unsettled for
+/// redelivery.
 async fn settle(hub: &Hub, d: Delivery, labels: &Labels, outcome: Outcome<()>) {
     let envelope = labels.envelope.as_str();
-    match outcome {
-        Outcome::Forward(()) => {}
-        // Not a canonical document, or no category: nothing is audited of it, and it is acked
-        // even when the dead letter could not be kept (as it always was).
-        Outcome::Dead { error, .. } => {
-            let _ = hub.dead(&d.props, &d.body, &error.to_string()).await;
+    let (kept, decision, reason) = match outcome {
+        Outcome::Forward(()) => {
+            let _ = d.ack().await;
+            return;
+        }
+        // Not a canonical document, or no category.
+        Outcome::Dead { error, reason } => {
+            let error = error.to_string();
+            tracing::warn!(envelope, error = error.as_str(), "deliver: dead-lettered");
+            let kept = hub.dead(&d.props, &d.body, &error).await;
+            (kept, AuditDecision::Dead, reason.to_string())
         }
         Outcome::Quarantine(w) => {
             let reason = w.code();
             let kept = hub
                 .quarantine("deliver", &d.props, &d.body, &reason, &w.detail(), None)
                 .await;
-            if kept.is_err() {
-                let _ = d.requeue().await;
-                return;
-            }
-            // Quarantined only after its category was read.
-            let category = labels.category.map_or("", Category::code);
-            hub.audit(Hop::Deliver, "deliver", envelope, |a| {
-                a.party(labels.source.as_str())
-                    .category(category)
-                    .document(labels.kind.as_str())
-                    .decision(AuditDecision::Quarantined)
-                    .reason(reason)
-            });
+            (kept, AuditDecision::Quarantined, reason)
         }
         Outcome::Retry(message) => {
             tracing::warn!(envelope, error = %message, "deliver: cannot settle the copy now; requeue");
@@ -248,7 +243,26 @@ async fn settle(hub: &Hub, d: Delivery, labels: &Labels, outcome: Outcome<()>) {
             return;
         }
         Outcome::Stop => return,
+    };
+    if let Err(e) = kept {
+        tracing::warn!(envelope, error = %e, "deliver: cannot keep the copy in the dead-letter queue or quarantine; requeue");
+        let _ = d.requeue().await;
+        return;
     }
+    // The category and kind as far as they are known (neither on a `not-canonical` copy).
+    hub.audit(Hop::Deliver, "deliver", envelope, |a| {
+        let mut a = a
+            .party(labels.source.as_str())
+            .decision(decision)
+            .reason(reason);
+        if let Some(category) = labels.category {
+            a = a.category(category.code());
+        }
+        if !labels.kind.is_empty() {
+            a = a.document(labels.kind.as_str());
+        }
+        a
+    });
     let _ = d.ack().await;
 }
 
