@@ -271,7 +271,7 @@ async fn an_8_digit_medical_insurer_number_fails_the_mapping_naming_column_and_r
         .join(&b'\n');
     std::fs::write(inbox.join(UP2KYO), &bad).unwrap();
     let (tx, rx) = watch::channel(false);
-    let task = file_drop::start(s.hub.clone(), POLL, limit(), rx);
+    let task = file_drop::start(s.hub.clone(), source_config(), rx);
 
     let error_file = inbox.join("failed").join(format!("{UP2KYO}.error.txt"));
     eventually("error file written", || error_file.is_file()).await;
