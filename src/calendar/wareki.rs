@@ -101,7 +101,7 @@ pub fn to_iso(input: &str) -> Result<String, DateError> {
         })
         .collect();
     if let Some((y, m, d)) = iso_date(&norm) {
-        if m == 0 || m > 12 || d == 0 || d > days_in_month(i64::from(y), m) {
+        if !is_real(y, m, d) {
             return Err(DateError::new(input, DateRule::NotReal));
         }
         return Ok(format!("{y:04}-{m:02}-{d:02}"));
@@ -113,7 +113,7 @@ pub fn to_iso(input: &str) -> Result<String, DateError> {
         return Err(DateError::new(input, DateRule::EraYearZero));
     }
     let year = start.0 + y as i32 - 1;
-    if m == 0 || m > 12 || d == 0 || d > days_in_month(i64::from(year), m) {
+    if !is_real(year, m, d) {
         return Err(DateError::new(input, DateRule::NotReal)
             .detail(format!("{name}{y}年{m}月{d}日 does not exist")));
     }
@@ -125,6 +125,12 @@ pub fn to_iso(input: &str) -> Result<String, DateError> {
         )));
     }
     Ok(format!("{year:04}-{m:02}-{d:02}"))
+}
+
+/// Whether (year, month, day) is a day of the Gregorian calendar: a month that does not exist
+/// has no days (`days_in_month` gives 0), so one test covers month and day.
+fn is_real(year: i32, month: u32, day: u32) -> bool {
+    (1..=days_in_month(i64::from(year), month)).contains(&day)
 }
 
 /// `YYYY-MM-DD` (西暦) as numbers, unchecked.
@@ -198,7 +204,7 @@ pub fn from_iso(iso: &str, style: Style) -> Result<String, DateError> {
     let y: i32 = it.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
     let m: u32 = it.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
     let d: u32 = it.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
-    if it.next().is_some() || m == 0 || m > 12 || d == 0 || d > days_in_month(i64::from(y), m) {
+    if it.next().is_some() || !is_real(y, m, d) {
         return Err(bad());
     }
     let i = ERAS
@@ -281,6 +287,14 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("not a real date")
+        );
+        for no_such_month in ["3231305", "3230005", "1948-13-01", "1948-00-01"] {
+            let e = to_iso(no_such_month).unwrap_err();
+            assert_eq!(e.rule, DateRule::NotReal, "{no_such_month}");
+        }
+        assert_eq!(
+            from_iso("1948-13-01", Style::Code).unwrap_err().rule,
+            DateRule::NotIso
         );
         assert!(to_iso("6230405").is_err());
         assert!(to_iso("yesterday").is_err());
