@@ -3,6 +3,8 @@
 //! mapping's 和暦 and ISO dates, consent periods), so a day is real or not alike everywhere.
 //! Pure functions of numbers: parsing a date's text stays with the format that writes it.
 
+pub mod wareki;
+
 /// A Gregorian leap year: divisible by 4, except centuries not divisible by 400.
 pub fn is_leap_year(year: i64) -> bool {
     (year % 4 == 0 && year % 100 != 0) || year % 400 == 0

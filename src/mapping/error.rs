@@ -5,6 +5,7 @@
 //! everything but the value, and only [`Disclose::for_sender`] says it too.
 
 use super::plan::Loc;
+use crate::calendar::wareki::DateError;
 use crate::redact::{Disclose, Quoted};
 use std::fmt;
 use std::path::PathBuf;
@@ -138,6 +139,18 @@ impl ValueError {
     }
 }
 
+/// A date the calendar refused (`wareki`, `to_wareki`): the same value, rule and detail, so the
+/// mapping's words are the calendar's.
+impl From<DateError> for ValueError {
+    fn from(e: DateError) -> ValueError {
+        ValueError {
+            value: e.value,
+            reason: e.rule.to_string(),
+            detail: e.detail,
+        }
+    }
+}
+
 impl Disclose for ValueError {
     fn fmt_for_sender(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "`{}` {}", self.value.reveal(), self.reason)?;
@@ -182,6 +195,19 @@ mod tests {
         assert_eq!(
             v.for_sender().to_string(),
             "`131012` fails the 保険者番号 check digit: expected 1, found 2"
+        );
+    }
+
+    #[test]
+    fn a_calendar_refusal_reads_the_same_as_a_mapping_refusal() {
+        let date = crate::calendar::wareki::to_iso("昭和64年1月8日").unwrap_err();
+        let v = ValueError::from(date.clone());
+        assert_eq!(v.to_string(), date.to_string());
+        assert_eq!(v.to_string(), "the value is outside the era it names");
+        assert_eq!(v.for_sender().to_string(), date.for_sender().to_string());
+        assert_eq!(
+            v.for_sender().to_string(),
+            "`昭和64年1月8日` is outside the era it names: 昭和64年1月8日 is outside 昭和 (元号 code 3)"
         );
     }
 }

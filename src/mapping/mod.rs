@@ -1,6 +1,6 @@
 //! Declarative mappings (DESIGN §4): YAML files in `mappings/` that say how a wire format
 //! becomes a canonical document and back. `spec` reads a file, `compile` checks it and builds a
-//! plan, `run` executes the plan; transforms, kana, 和暦 and check digits are built in. This file
+//! plan, `run` executes the plan; transforms, kana, 和暦 (from `crate::calendar`) and check digits are built in. This file
 //! is the front door: a `MappingSet` loaded from a directory picks the mapping whose match rule
 //! fits an input, translates it, validates the result against the canonical schema, and renders
 //! canonical documents into outbound formats. Knows nothing of brokers or HTTP.
@@ -15,7 +15,6 @@ pub mod run;
 pub mod spec;
 pub mod testing;
 pub mod transform;
-pub mod wareki;
 
 pub use error::{MapError, MappingError};
 pub use plan::{Mapping, Target};

@@ -6,7 +6,7 @@
 use super::error::ValueError;
 use super::kana;
 use super::spec::TransformSpec;
-use super::wareki;
+use crate::calendar::wareki;
 
 /// A compiled transform.
 #[derive(Clone, Debug, PartialEq)]

@@ -3,10 +3,76 @@
 //! `平成元年1月8日`, full-width digits allowed) and letter forms (`S23.4.5`, `H01.01.08`). A date
 //! outside its era (昭和64年1月8日, 平成31年5月1日) is an error, never silently shifted. An ISO
 //! 西暦 date (`1948-04-05`) is checked and passed through, so a field that a source fills in
-//! either calendar (生年月日 with a 和暦/西暦 flag) needs one rule.
+//! either calendar (生年月日 with a 和暦/西暦 flag) needs one rule. In: text; out: ISO or 和暦 text,
+//! or a [`DateError`] that names the rule broken and keeps the offending text apart (its
+//! `Display` never says it; see `crate::redact`). The caller (the mapping's `wareki` and
+//! `to_wareki` transforms) says where the text was found.
 
-use super::error::ValueError;
-use crate::calendar::days_in_month;
+use super::days_in_month;
+use crate::redact::{Disclose, Quoted};
+use std::fmt;
+
+/// The rule a date text breaks, as a predicate that quotes no part of it ("is not a real date").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DateRule {
+    /// The numbers name no day of the Gregorian calendar (month 13, 2023-02-29).
+    #[error("is not a real date")]
+    NotReal,
+    /// None of the 和暦 forms, nor an ISO date.
+    #[error("is not a 和暦 date (expected e.g. `3230405`, `昭和23年4月5日` or `S23.04.05`)")]
+    NotWareki,
+    /// An era year 0 (`昭和0年…`): the first year of an era is 元年, year 1.
+    #[error("names era year 0: era years start at 1 (元年)")]
+    EraYearZero,
+    /// A real day, but not within the era named (昭和64年1月8日 is 平成元年1月8日).
+    #[error("is outside the era it names")]
+    OutsideEra,
+    /// Not `YYYY-MM-DD`, or no such day.
+    #[error("is not an ISO date YYYY-MM-DD")]
+    NotIso,
+    /// Before the first era this module knows.
+    #[error("is before 明治 (1868-01-25)")]
+    BeforeMeiji,
+}
+
+/// A date text the calendar refuses. `Display` is value-free ("the value is outside the era it
+/// names"); [`Disclose::for_sender`] adds the text and any detail that quotes it ("`昭和64年1月8日`
+/// is outside the era it names: 昭和64年1月8日 is outside 昭和 (元号 code 3)").
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the value {rule}")]
+pub struct DateError {
+    /// The offending text.
+    pub value: Quoted,
+    /// Which rule it breaks.
+    pub rule: DateRule,
+    /// Words that quote or derive from the text: for the sender only.
+    pub detail: Option<Quoted>,
+}
+
+impl DateError {
+    fn new(value: &str, rule: DateRule) -> DateError {
+        DateError {
+            value: Quoted::new(value),
+            rule,
+            detail: None,
+        }
+    }
+
+    fn detail(mut self, detail: String) -> DateError {
+        self.detail = Some(Quoted::new(detail));
+        self
+    }
+}
+
+impl Disclose for DateError {
+    fn fmt_for_sender(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}` {}", self.value.reveal(), self.rule)?;
+        if let Some(d) = &self.detail {
+            write!(f, ": {}", d.reveal())?;
+        }
+        Ok(())
+    }
+}
 
 /// A Gregorian date as (year, month, day).
 type Ymd = (i32, u32, u32);
@@ -25,7 +91,7 @@ fn era_index_by_code(code: u8) -> Option<usize> {
 }
 
 /// Converts a 和暦 date to ISO `YYYY-MM-DD`.
-pub fn to_iso(input: &str) -> Result<String, ValueError> {
+pub fn to_iso(input: &str) -> Result<String, DateError> {
     let norm: String = input
         .trim()
         .chars()
@@ -35,39 +101,36 @@ pub fn to_iso(input: &str) -> Result<String, ValueError> {
         })
         .collect();
     if let Some((y, m, d)) = iso_date(&norm) {
-        if m == 0 || m > 12 || d == 0 || d > days_in_month(i64::from(y), m) {
-            return Err(ValueError::new(input, "is not a real date"));
+        if !is_real(y, m, d) {
+            return Err(DateError::new(input, DateRule::NotReal));
         }
         return Ok(format!("{y:04}-{m:02}-{d:02}"));
     }
-    let (era, y, m, d) = parse_forms(&norm).ok_or_else(|| {
-        ValueError::new(
-            input,
-            "is not a 和暦 date (expected e.g. `3230405`, `昭和23年4月5日` or `S23.04.05`)",
-        )
-    })?;
+    let (era, y, m, d) =
+        parse_forms(&norm).ok_or_else(|| DateError::new(input, DateRule::NotWareki))?;
     let (code, name, _, start) = ERAS[era];
     if y == 0 {
-        return Err(ValueError::new(
-            input,
-            "names era year 0: era years start at 1 (元年)",
-        ));
+        return Err(DateError::new(input, DateRule::EraYearZero));
     }
     let year = start.0 + y as i32 - 1;
-    if m == 0 || m > 12 || d == 0 || d > days_in_month(i64::from(year), m) {
-        return Err(ValueError::new(input, "is not a real date")
+    if !is_real(year, m, d) {
+        return Err(DateError::new(input, DateRule::NotReal)
             .detail(format!("{name}{y}年{m}月{d}日 does not exist")));
     }
     let date = (year, m, d);
     let end = ERAS.get(era + 1).map(|e| e.3);
     if date < start || end.is_some_and(|e| date >= e) {
-        return Err(
-            ValueError::new(input, "is outside the era it names").detail(format!(
-                "{name}{y}年{m}月{d}日 is outside {name} (元号 code {code})"
-            )),
-        );
+        return Err(DateError::new(input, DateRule::OutsideEra).detail(format!(
+            "{name}{y}年{m}月{d}日 is outside {name} (元号 code {code})"
+        )));
     }
     Ok(format!("{year:04}-{m:02}-{d:02}"))
+}
+
+/// Whether (year, month, day) is a day of the Gregorian calendar: a month that does not exist
+/// has no days (`days_in_month` gives 0), so one test covers month and day.
+fn is_real(year: i32, month: u32, day: u32) -> bool {
+    (1..=days_in_month(i64::from(year), month)).contains(&day)
 }
 
 /// `YYYY-MM-DD` (西暦) as numbers, unchecked.
@@ -135,19 +198,19 @@ pub enum Style {
 }
 
 /// Converts ISO `YYYY-MM-DD` to 和暦.
-pub fn from_iso(iso: &str, style: Style) -> Result<String, ValueError> {
-    let bad = || ValueError::new(iso, "is not an ISO date YYYY-MM-DD");
+pub fn from_iso(iso: &str, style: Style) -> Result<String, DateError> {
+    let bad = || DateError::new(iso, DateRule::NotIso);
     let mut it = iso.split('-');
     let y: i32 = it.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
     let m: u32 = it.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
     let d: u32 = it.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
-    if it.next().is_some() || m == 0 || m > 12 || d == 0 || d > days_in_month(i64::from(y), m) {
+    if it.next().is_some() || !is_real(y, m, d) {
         return Err(bad());
     }
     let i = ERAS
         .iter()
         .rposition(|e| (y, m, d) >= e.3)
-        .ok_or_else(|| ValueError::new(iso, "is before 明治 (1868-01-25)"))?;
+        .ok_or_else(|| DateError::new(iso, DateRule::BeforeMeiji))?;
     let (code, name, _, start) = ERAS[i];
     let ey = (y - start.0 + 1) as u32;
     Ok(match style {
@@ -160,7 +223,6 @@ pub fn from_iso(iso: &str, style: Style) -> Result<String, ValueError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::redact::Disclose;
 
     #[test]
     fn code_kanji_and_letter_forms_agree() {
@@ -225,6 +287,14 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("not a real date")
+        );
+        for no_such_month in ["3231305", "3230005", "1948-13-01", "1948-00-01"] {
+            let e = to_iso(no_such_month).unwrap_err();
+            assert_eq!(e.rule, DateRule::NotReal, "{no_such_month}");
+        }
+        assert_eq!(
+            from_iso("1948-13-01", Style::Code).unwrap_err().rule,
+            DateRule::NotIso
         );
         assert!(to_iso("6230405").is_err());
         assert!(to_iso("yesterday").is_err());
