@@ -58,7 +58,7 @@ impl Checkpoint {
         draft.check(seq)?;
         let mut event = AuditEvent {
             seq,
-            at: draft.at.text,
+            at: draft.at.into_string(),
             hop: draft.hop,
             actor: draft.actor,
             party: draft.party,

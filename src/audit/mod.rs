@@ -7,9 +7,9 @@
 //! [`VerifyError`] naming the first broken `seq`; the events that match an [`AuditFilter`].
 //! Storage lives next door ([`jsonl`]); the key ([`key`]); the chains of a data directory and
 //! their checkpoints in the store ([`chains`]); the FHIR `AuditEvent` view too ([`fhir`]).
-//! This file only names the parts and re-exports them: the event model (`event.rs`), its time
-//! (`timestamp.rs`), the subject hash (`subject.rs`), sealing and the in-memory chain (`chain.rs`),
-//! verification (`verify.rs`) and the filter (`query.rs`).
+//! This file only names the parts and re-exports them: the event model (`event.rs`), the subject
+//! hash (`subject.rs`), sealing and the in-memory chain (`chain.rs`), verification (`verify.rs`)
+//! and the filter (`query.rs`); an event's time is the calendar's [`Timestamp`].
 //!
 //! This room must never hold message bodies or personal data. An event carries ids (envelope, party,
 //! document kind), codes (hop, decision, reason code) and a *keyed* hash of the subject, nothing more:
@@ -51,9 +51,9 @@ mod chain;
 mod event;
 mod query;
 mod subject;
-mod timestamp;
 mod verify;
 
+pub use crate::calendar::{Timestamp, TimestampError};
 pub use chain::{AuditChain, Checkpoint, GENESIS_HASH};
 pub use event::{
     AuditDraft, AuditEvent, Decision, DraftError, Hop, MAX_ID_BYTES, MAX_REASON_BYTES, UnknownCode,
@@ -62,7 +62,6 @@ pub use query::{AuditFilter, query};
 pub use subject::{
     MIN_SUBJECT_KEY_BYTES, SubjectHash, SubjectHashError, SubjectHasher, SubjectKeyError,
 };
-pub use timestamp::{Timestamp, TimestampError};
 pub use verify::{
     EditHint, Verifier, VerifyError, VerifyOptions, VerifyReport, verify, verify_with,
 };

@@ -3,6 +3,12 @@
 //! mapping's 和暦 and ISO dates, consent periods), so a day is real or not alike everywhere.
 //! Pure functions of numbers: parsing a date's text stays with the format that writes it.
 
+mod timestamp;
+pub use timestamp::{
+    DateTime, DateTimeError, DateTimeKind, TimeOfDay, Timestamp, TimestampError, Zone,
+    parse_date_only, parse_date_time,
+};
+
 /// A Gregorian leap year: divisible by 4, except centuries not divisible by 400.
 pub fn is_leap_year(year: i64) -> bool {
     (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
