@@ -1,9 +1,17 @@
-//! The Gregorian calendar's one month-length rule: leap years and the days of each month, used by
-//! every part that checks a date (the audit log's timestamps, ケアプラン CSV file names, the
-//! mapping's 和暦 and ISO dates, consent periods), so a day is real or not alike everywhere.
-//! Pure functions of numbers: parsing a date's text stays with the format that writes it.
+//! The calendar, in one place: the Gregorian month-length rule (leap years, the days of each
+//! month) used by every part that checks a date (the audit log's timestamps, ケアプラン CSV file
+//! names, the mapping's 和暦 and ISO dates, consent periods), so a day is real or not alike
+//! everywhere; [`wareki`], 和暦 ⇄ 西暦; and `timestamp`, the one reader of ISO 8601 dates and
+//! date-times (the audit log's strict UTC `Timestamp`, consent's dates and times). Formats with
+//! a layout of their own (a ケアプラン file name's `YYYYMMDDhhmmss`) read their text and ask
+//! this module whether the day is real.
 
+mod timestamp;
 pub mod wareki;
+pub use timestamp::{
+    DateTime, DateTimeError, DateTimeKind, TimeOfDay, Timestamp, TimestampError, Zone,
+    parse_date_only, parse_date_time,
+};
 
 /// A Gregorian leap year: divisible by 4, except centuries not divisible by 400.
 pub fn is_leap_year(year: i64) -> bool {

@@ -23,6 +23,7 @@ use std::sync::{PoisonError, RwLock};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::calendar::DateTimeKind;
 pub use crate::identifiers::{IdError, InsuredNumber, InsurerNumber, PartyId, Subject};
 use crate::validated::validated_string;
 
@@ -109,82 +110,33 @@ validated_string!(
     ValueError
 );
 
-/// Parses the ASCII digits of `bytes` as a number, `None` if any is not a digit.
-fn digits_value(bytes: &[u8]) -> Option<u32> {
-    bytes.iter().try_fold(0u32, |acc, b| {
-        b.is_ascii_digit().then(|| acc * 10 + u32::from(b - b'0'))
-    })
+fn check_date(text: &str) -> Result<&str, ValueError> {
+    crate::calendar::parse_date_only(text)
+        .map(|_| text)
+        .map_err(|e| date_error(e.kind, text))
 }
 
-fn check_date(text: &str) -> Result<&str, ValueError> {
-    let format_error = || ValueError::DateFormat {
-        value: text.to_owned(),
-    };
-    let bytes = text.as_bytes();
-    if bytes.len() != 10 || bytes[4] != b'-' || bytes[7] != b'-' {
-        return Err(format_error());
+/// The date's own error when the date part is at fault, else [`ValueError::TimestampFormat`].
+fn date_error(kind: DateTimeKind, date: &str) -> ValueError {
+    let value = date.to_owned();
+    match kind {
+        DateTimeKind::NotInCalendar => ValueError::DateNotInCalendar { value },
+        DateTimeKind::DateShape => ValueError::DateFormat { value },
+        DateTimeKind::TimeShape | DateTimeKind::Zone => ValueError::TimestampFormat { value },
     }
-    let (Some(year), Some(month), Some(day)) = (
-        digits_value(&bytes[0..4]),
-        digits_value(&bytes[5..7]),
-        digits_value(&bytes[8..10]),
-    ) else {
-        return Err(format_error());
-    };
-    let days_in_month = crate::calendar::days_in_month(i64::from(year), month);
-    if year == 0 || day == 0 || day > days_in_month {
-        return Err(ValueError::DateNotInCalendar {
-            value: text.to_owned(),
-        });
-    }
-    Ok(text)
 }
 
 fn check_timestamp(text: &str) -> Result<&str, ValueError> {
-    let format_error = || ValueError::TimestampFormat {
-        value: text.to_owned(),
-    };
-    let Some(date) = text.get(..10) else {
-        return Err(format_error());
-    };
-    check_date(date)?;
-    let rest = &text.as_bytes()[10..];
-    if rest.is_empty() {
-        return Ok(text);
-    }
-    // Thh:mm:ss
-    let two =
-        |bytes: &[u8], max: u32| digits_value(bytes).filter(|v| *v <= max && bytes.len() == 2);
-    if rest.len() < 9
-        || rest[0] != b'T'
-        || rest[3] != b':'
-        || rest[6] != b':'
-        || two(&rest[1..3], 23).is_none()
-        || two(&rest[4..6], 59).is_none()
-        || two(&rest[7..9], 60).is_none()
-    {
-        return Err(format_error());
-    }
-    let mut zone = &rest[9..];
-    if let Some(fraction) = zone.strip_prefix(b".") {
-        let digits = fraction.iter().take_while(|b| b.is_ascii_digit()).count();
-        if digits == 0 {
-            return Err(format_error());
-        }
-        zone = &fraction[digits..];
-    }
-    let zone_ok = match zone {
-        b"Z" => true,
-        [b'+' | b'-', hh @ .., b':', m1, m2] if hh.len() == 2 => {
-            two(hh, 14).is_some() && two(&[*m1, *m2], 59).is_some()
-        }
-        _ => false,
-    };
-    if zone_ok {
-        Ok(text)
-    } else {
-        Err(format_error())
-    }
+    crate::calendar::parse_date_time(text)
+        .map(|_| text)
+        .map_err(|e| match (e.kind, text.get(..10)) {
+            (DateTimeKind::DateShape | DateTimeKind::NotInCalendar, Some(date)) => {
+                date_error(e.kind, date)
+            }
+            _ => ValueError::TimestampFormat {
+                value: text.to_owned(),
+            },
+        })
 }
 
 fn check_consent_id(text: &str) -> Result<&str, ValueError> {
@@ -819,6 +771,39 @@ mod tests {
         assert!(Timestamp::parse("2024-04-01T09:30+09:00").is_err());
         assert!(Timestamp::parse("2024-04-01T09:30:00").is_err());
         assert!(Timestamp::parse("2024-04-01T24:00:00Z").is_err());
+    }
+
+    #[test]
+    fn timestamp_errors_name_the_part_at_fault_and_audit_instants_are_consent_times() {
+        let err = |text: &str| Timestamp::parse(text).map(|_| ()).err();
+        let value = |text: &str| text.to_string();
+        assert_eq!(
+            err("2023-02-29T00:00:00Z"),
+            Some(ValueError::DateNotInCalendar {
+                value: value("2023-02-29")
+            })
+        );
+        assert_eq!(
+            err("2024/04/01T00:00:00Z"),
+            Some(ValueError::DateFormat {
+                value: value("2024/04/01")
+            })
+        );
+        for text in [
+            "２０２４-04-01",
+            "2024-4-01",
+            "2024-04-01T09:30:00",
+            "2024-04-01T9:30:00Z",
+        ] {
+            assert_eq!(
+                err(text),
+                Some(ValueError::TimestampFormat { value: value(text) })
+            );
+        }
+        for text in ["2024-02-29T23:59:60Z", "2025-04-01T09:30:00.123456789Z"] {
+            assert!(crate::calendar::Timestamp::parse(text).is_ok(), "{text}");
+            assert_eq!(err(text), None, "{text}");
+        }
     }
 
     #[test]
