@@ -29,9 +29,32 @@ pub fn days_in_month(year: i64, month: u32) -> u32 {
     }
 }
 
+/// The civil date (year, month 1–12, day 1–31) of a day counted from 1970-01-01 (Howard
+/// Hinnant's algorithm), for writing a clock's time as a date.
+pub fn date_of_day(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn days_since_1970_are_dated_right_around_leap_years() {
+        assert_eq!(date_of_day(0), (1970, 1, 1));
+        assert_eq!(date_of_day(11_016), (2000, 2, 29));
+        assert_eq!(date_of_day(20_513), (2026, 3, 1));
+        assert_eq!(date_of_day(-1), (1969, 12, 31));
+    }
 
     #[test]
     fn february_has_29_days_in_leap_years_only() {

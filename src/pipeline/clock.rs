@@ -1,22 +1,21 @@
 //! Time and identifiers for the pipeline: RFC 3339 UTC timestamps for audit events, today's date
-//! in Japan (日本時間, UTC+9, no DST) for consent decisions, and unique envelope ids. std only.
+//! in Japan (日本時間, UTC+9, no DST) for consent decisions, and unique envelope ids: the clock's
+//! side of time, its dates from `crate::calendar`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+/// The date and time of day (hours, minutes, seconds) of `s` seconds since 1970.
+fn parts(s: i64) -> ((i64, u32, u32), (i64, i64, i64)) {
+    let t = s.rem_euclid(86_400);
+    (
+        crate::calendar::date_of_day(s.div_euclid(86_400)),
+        (t / 3600, (t / 60) % 60, t % 60),
+    )
 }
+
+/// 日本時間 is UTC+9 all year (no DST).
+const JST: i64 = 9 * 3600;
 
 fn now_secs() -> (i64, u32) {
     secs(SystemTime::now())
@@ -55,35 +54,20 @@ pub fn is_rfc3339(text: &str) -> bool {
 /// `t` as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub fn rfc3339(t: SystemTime) -> String {
     let (s, ms) = secs(t);
-    let (y, m, d) = civil(s.div_euclid(86_400));
-    let t = s.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-        t / 3600,
-        (t / 60) % 60,
-        t % 60
-    )
+    let ((y, m, d), (hh, mm, ss)) = parts(s);
+    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{ms:03}Z")
 }
 
 /// Today's date in Japan, `YYYY-MM-DD`.
 pub fn today_jst() -> String {
-    let (s, _) = now_secs();
-    let (y, m, d) = civil((s + 9 * 3600).div_euclid(86_400));
+    let ((y, m, d), _) = parts(now_secs().0 + JST);
     format!("{y:04}-{m:02}-{d:02}")
 }
 
 /// HL7-style local timestamp `YYYYMMDDHHMMSS` in JST (for ACK MSH-7).
 pub fn now_hl7_jst() -> String {
-    let (s, _) = now_secs();
-    let s = s + 9 * 3600;
-    let (y, m, d) = civil(s.div_euclid(86_400));
-    let t = s.rem_euclid(86_400);
-    format!(
-        "{y:04}{m:02}{d:02}{:02}{:02}{:02}",
-        t / 3600,
-        (t / 60) % 60,
-        t % 60
-    )
+    let ((y, m, d), (hh, mm, ss)) = parts(now_secs().0 + JST);
+    format!("{y:04}{m:02}{d:02}{hh:02}{mm:02}{ss:02}")
 }
 
 /// A new envelope id: time-ordered and unique across processes (`k` + 26 hex digits).
@@ -120,13 +104,6 @@ mod tests {
         for not in ["2026-12-06T00:00:00Z", "2026-12-06 00:00:00.000Z", "", "x"] {
             assert!(!is_rfc3339(not), "{not}");
         }
-    }
-
-    #[test]
-    fn civil_dates_are_right_around_leap_years() {
-        assert_eq!(civil(0), (1970, 1, 1));
-        assert_eq!(civil(11_016), (2000, 2, 29));
-        assert_eq!(civil(20_513), (2026, 3, 1));
     }
 
     #[test]
