@@ -8,7 +8,7 @@
 //! `Display` never says it; see `crate::redact`). The caller (the mapping's `wareki` and
 //! `to_wareki` transforms) says where the text was found.
 
-use super::days_in_month;
+use super::{DateTimeKind, days_in_month, parse_date_only};
 use crate::redact::{Disclose, Quoted};
 use std::fmt;
 
@@ -100,11 +100,14 @@ pub fn to_iso(input: &str) -> Result<String, DateError> {
             _ => c,
         })
         .collect();
-    if let Some((y, m, d)) = iso_date(&norm) {
-        if !is_real(y, m, d) {
+    // 西暦 `YYYY-MM-DD` is read by the calendar's one ISO date reader; any other shape is tried
+    // as 和暦.
+    match parse_date_only(&norm) {
+        Ok((y, m, d)) => return Ok(format!("{y:04}-{m:02}-{d:02}")),
+        Err(e) if e.kind == DateTimeKind::NotInCalendar => {
             return Err(DateError::new(input, DateRule::NotReal));
         }
-        return Ok(format!("{y:04}-{m:02}-{d:02}"));
+        Err(_) => {}
     }
     let (era, y, m, d) =
         parse_forms(&norm).ok_or_else(|| DateError::new(input, DateRule::NotWareki))?;
@@ -131,21 +134,6 @@ pub fn to_iso(input: &str) -> Result<String, DateError> {
 /// has no days (`days_in_month` gives 0), so one test covers month and day.
 fn is_real(year: i32, month: u32, day: u32) -> bool {
     (1..=days_in_month(i64::from(year), month)).contains(&day)
-}
-
-/// `YYYY-MM-DD` (西暦) as numbers, unchecked.
-fn iso_date(s: &str) -> Option<Ymd> {
-    let b = s.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-        return None;
-    }
-    let n = |a: usize, z: usize| -> Option<u32> {
-        s.get(a..z)
-            .filter(|x| x.bytes().all(|c| c.is_ascii_digit()))?
-            .parse()
-            .ok()
-    };
-    Some((n(0, 4)? as i32, n(5, 7)?, n(8, 10)?))
 }
 
 fn parse_forms(s: &str) -> Option<(usize, u32, u32, u32)> {
@@ -277,6 +265,8 @@ mod tests {
                 .contains("not a real date")
         );
         assert!(to_iso("19381123").is_err());
+        // Year 0000 is no year of the calendar, as for the audit log's and consent's dates.
+        assert_eq!(to_iso("0000-01-01").unwrap_err().rule, DateRule::NotReal);
         assert!(to_iso("1938-1-23").is_err());
     }
 
