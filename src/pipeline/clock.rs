@@ -58,16 +58,16 @@ pub fn rfc3339(t: SystemTime) -> String {
     format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{ms:03}Z")
 }
 
-/// Today's date in Japan, `YYYY-MM-DD`.
-pub fn today_jst() -> String {
-    let ((y, m, d), _) = parts(now_secs().0 + JST);
-    format!("{y:04}-{m:02}-{d:02}")
+/// Now in Japan (日本時間): the date (year, month, day) and the time of day (hours, minutes,
+/// seconds), for the formats that write local time (an HL7 ACK's MSH-7).
+pub fn now_jst() -> ((i64, u32, u32), (i64, i64, i64)) {
+    parts(now_secs().0 + JST)
 }
 
-/// HL7-style local timestamp `YYYYMMDDHHMMSS` in JST (for ACK MSH-7).
-pub fn now_hl7_jst() -> String {
-    let ((y, m, d), (hh, mm, ss)) = parts(now_secs().0 + JST);
-    format!("{y:04}{m:02}{d:02}{hh:02}{mm:02}{ss:02}")
+/// Today's date in Japan, `YYYY-MM-DD`.
+pub fn today_jst() -> String {
+    let ((y, m, d), _) = now_jst();
+    format!("{y:04}-{m:02}-{d:02}")
 }
 
 /// A new envelope id: time-ordered and unique across processes (`k` + 26 hex digits).
@@ -112,7 +112,9 @@ mod tests {
         assert_eq!(t.len(), 24, "{t}");
         assert!(t.ends_with('Z'));
         assert_eq!(today_jst().len(), 10);
-        assert_eq!(now_hl7_jst().len(), 14);
+        let ((y, m, d), (hh, mm, ss)) = now_jst();
+        assert!(y >= 2026 && (1..=12).contains(&m) && (1..=31).contains(&d));
+        assert!((0..24).contains(&hh) && (0..60).contains(&mm) && (0..60).contains(&ss));
         let (a, b) = (envelope_id(), envelope_id());
         assert_ne!(a, b);
         assert_eq!(a.len(), 27);

@@ -300,7 +300,7 @@ pub fn frame(original: Option<&Message>, verdict: &Verdict) -> Vec<u8> {
             original,
             verdict.code,
             err.as_ref(),
-            &clock::now_hl7_jst(),
+            &now_hl7(),
             &control_id(),
         );
         hl7v2::encode(&text, charset).map_err(|e| (e, text))
@@ -318,11 +318,17 @@ pub fn frame(original: Option<&Message>, verdict: &Verdict) -> Vec<u8> {
     out
 }
 
+/// Now as an HL7 DTM in 日本時間, `YYYYMMDDHHMMSS` (MSH-7 of an `ACK`).
+fn now_hl7() -> String {
+    let ((y, m, d), (hh, mm, ss)) = clock::now_jst();
+    format!("{y:04}{m:02}{d:02}{hh:02}{mm:02}{ss:02}")
+}
+
 /// MSH-10 of an `ACK`: 20 characters (the HL7 v2.5 length), JST time + a process counter.
 fn control_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed) % 1_000_000;
-    format!("{}{n:06}", clock::now_hl7_jst())
+    format!("{}{n:06}", now_hl7())
 }
 
 #[cfg(test)]
@@ -341,6 +347,11 @@ mod tests {
 
     #[test]
     fn control_ids_are_twenty_characters_and_distinct() {
+        let now = now_hl7();
+        assert!(
+            now.len() == 14 && now.bytes().all(|b| b.is_ascii_digit()),
+            "{now}"
+        );
         let (a, b) = (control_id(), control_id());
         assert_eq!(a.len(), 20, "{a}");
         assert_ne!(a, b);
