@@ -259,8 +259,8 @@ impl PathParser<'_> {
         Ok(())
     }
 
-    /// The selector after `[`, up to and including `]`: `*`, `N`, or up to `kind.depth` numbers
-    /// joined by `.` then `=TEXT`.
+    /// The selector after `[`, up to and including `]`: `*`, `N`, or as many numbers as
+    /// `kind.deeper` names, joined by `.`, then `=TEXT`.
     pub(super) fn selector(&mut self, kind: SelectorKind) -> Result<Sel, String> {
         if self.eat(b'*') {
             if !self.eat(b']') {
