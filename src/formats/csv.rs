@@ -16,6 +16,8 @@
 //! * after a closing quote only a delimiter, a line ending or the end of the
 //!   input may follow (anything else is an error), and a `"` inside an
 //!   unquoted field is an error;
+//! * `skip` physical lines (LF-terminated) are passed over unread before the first record,
+//!   and every line number stays the file's own;
 //! * a final record without a line ending is fine; line endings at the very
 //!   end of the input make no records, but a blank line between records is a
 //!   record with one empty field (so that validators can point at it);
@@ -48,6 +50,10 @@ pub struct CsvOptions {
     /// Most fields accepted in one record (header included): a structural bound. The input's
     /// size is bounded by the door it came through (`body_limit`), not here.
     pub max_fields: usize,
+    /// Physical lines skipped before the header or the first data record (a LIFE CSV's first
+    /// line is its table name). Skipped lines are not read as CSV: a `"` there opens nothing.
+    /// Line numbers stay the file's own.
+    pub skip: usize,
 }
 
 impl Default for CsvOptions {
@@ -57,6 +63,7 @@ impl Default for CsvOptions {
             header: false,
             delimiter: b',',
             max_fields: DEFAULT_MAX_FIELDS,
+            skip: 0,
         }
     }
 }
@@ -184,7 +191,7 @@ pub fn parse(bytes: &[u8], opts: &CsvOptions) -> Result<CsvFile, CsvError> {
     }
     let charset = opts.charset.unwrap_or_else(|| charset::sniff(bytes));
     let text = charset::decode(bytes, charset)?.into_owned();
-    let parsed = split(&text, d, opts.max_fields)?;
+    let parsed = split(&text, opts)?;
     let mut file = CsvFile {
         text,
         charset,
@@ -230,16 +237,36 @@ fn column_of(text: &str, line_start: usize, pos: usize) -> usize {
     text.get(line_start..pos).map_or(0, |s| s.chars().count()) + 1
 }
 
-fn split(text: &str, delim: u8, max_fields: usize) -> Result<Split, CsvError> {
+/// Byte offset and 1-based line number just after the first `n` physical lines of `b` (the
+/// end of `b` when it has fewer).
+fn skip_lines(b: &[u8], n: usize) -> (usize, usize) {
+    let mut pos = 0usize;
+    let mut line = 1usize;
+    while line <= n {
+        match b
+            .get(pos..)
+            .and_then(|rest| rest.iter().position(|&c| c == b'\n'))
+        {
+            Some(off) => {
+                pos += off + 1;
+                line += 1;
+            }
+            None => return (b.len(), line),
+        }
+    }
+    (pos, line)
+}
+
+fn split(text: &str, opts: &CsvOptions) -> Result<Split, CsvError> {
+    let (delim, max_fields) = (opts.delimiter, opts.max_fields);
     let b = text.as_bytes();
     let n = b.len();
     let stop = trailing_line_endings_start(b);
     let mut fields = Vec::new();
     let mut records = Vec::new();
     let mut line_ending = None;
-    let mut pos = 0usize;
-    let mut line = 1usize;
-    let mut line_start = 0usize;
+    let (mut pos, mut line) = skip_lines(b, opts.skip);
+    let mut line_start = pos;
 
     while pos < stop {
         records.push(Record {
@@ -856,6 +883,64 @@ mod tests {
     }
 
     #[test]
+    fn skipped_lines_are_not_read_and_lines_keep_their_numbers() {
+        // A LIFE CSV: table name, header, data; the table name may hold anything, even a `"`.
+        let opts = CsvOptions {
+            skip: 1,
+            header: true,
+            ..CsvOptions::default()
+        };
+        let f = parse_ok(
+            "利用者情報\"\r\nID,氏名\r\n1,介護 太郎\r\n2,\"介護\r\n花子\"\r\n3,x\r\n".as_bytes(),
+            &opts,
+        );
+        assert_eq!(f.header().map(<[String]>::len), Some(2));
+        assert_eq!(f.column_index("氏名"), Some(1));
+        assert_eq!(
+            rows(&f),
+            [["1", "介護 太郎"], ["2", "介護\r\n花子"], ["3", "x"]]
+        );
+        assert_eq!((f.line_of(0), f.line_of(1), f.line_of(2)), (3, 4, 6));
+        assert_eq!(f.field_location(2, 1), Some((6, 3)));
+        // Errors name the file's physical lines.
+        let err = parse_err(
+            b"title\na,b\nc,d\"e\n",
+            &CsvOptions {
+                skip: 1,
+                ..CsvOptions::default()
+            },
+        );
+        assert!(
+            matches!(
+                err,
+                CsvError::QuoteInUnquotedField {
+                    line: 3,
+                    column: 4,
+                    field: 2
+                }
+            ),
+            "{err}"
+        );
+        // More lines skipped than the file has: no records.
+        let f = parse_ok(
+            b"a\nb",
+            &CsvOptions {
+                skip: 5,
+                ..CsvOptions::default()
+            },
+        );
+        assert_eq!(f.record_count(), 0);
+        let f = parse_ok(
+            b"a\nb",
+            &CsvOptions {
+                skip: 1,
+                ..CsvOptions::default()
+            },
+        );
+        assert_eq!((rows(&f), f.line_of(0)), (vec![vec!["b".to_string()]], 2));
+    }
+
+    #[test]
     fn tab_delimiter_and_bad_delimiter() {
         let opts = CsvOptions {
             delimiter: b'\t',
@@ -1026,9 +1111,10 @@ mod tests {
             bytes in proptest::collection::vec(any::<u8>(), 0..256),
             which in 0usize..4,
             header in any::<bool>(),
+            skip in 0usize..3,
         ) {
             let charset = [None, Some(Charset::Utf8), Some(Charset::Ms932), Some(Charset::Iso2022Jp)][which];
-            let opts = CsvOptions { charset, header, max_fields: 16, ..CsvOptions::default() };
+            let opts = CsvOptions { charset, header, max_fields: 16, skip, ..CsvOptions::default() };
             if let Ok(f) = parse(&bytes, &opts) {
                 for r in 0..=f.record_count() {
                     for c in 0..=f.field_count(r) {

@@ -137,6 +137,9 @@ impl<'f> Compiler<'f> {
         if let Some(h) = src.header {
             parse.csv.header = h;
         }
+        if let Some(n) = src.skip {
+            parse.csv.skip = n;
+        }
         let file_name = match src.file_name.as_deref() {
             None => None,
             Some("careplan") => Some(FileNameConvention::Careplan),

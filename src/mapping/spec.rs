@@ -58,6 +58,9 @@ pub struct SourceSpec {
     /// CSV: the first record is a header row.
     #[serde(default)]
     pub header: Option<bool>,
+    /// CSV: physical lines skipped before the header or the first data record.
+    #[serde(default)]
+    pub skip: Option<usize>,
     /// XML: prefix → namespace URI used in this file's paths.
     #[serde(default)]
     pub namespaces: Pairs<String>,
