@@ -18,6 +18,8 @@
 //!   unquoted field is an error;
 //! * `skip` physical lines (LF-terminated) are passed over unread before the first record,
 //!   and every line number stays the file's own;
+//! * with `quote: Quote::None` there is no quoting at all: `"` is ordinary data, never
+//!   un-quoted, and no field can hold the delimiter or a line ending;
 //! * a final record without a line ending is fine; line endings at the very
 //!   end of the input make no records, but a blank line between records is a
 //!   record with one empty field (so that validators can point at it);
@@ -54,6 +56,19 @@ pub struct CsvOptions {
     /// line is its table name). Skipped lines are not read as CSV: a `"` there opens nothing.
     /// Line numbers stay the file's own.
     pub skip: usize,
+    /// Whether `"` quotes fields (RFC 4180) or is ordinary data.
+    pub quote: Quote,
+}
+
+/// How a file quotes its fields.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Quote {
+    /// RFC 4180: a field may be quoted with `"` (the module documentation's rules).
+    #[default]
+    Double,
+    /// No quoting at all: `"` is ordinary data, kept as it is, and a field ends at the next
+    /// delimiter or line ending (the 認定支援センター送信 file).
+    None,
 }
 
 impl Default for CsvOptions {
@@ -64,6 +79,7 @@ impl Default for CsvOptions {
             delimiter: b',',
             max_fields: DEFAULT_MAX_FIELDS,
             skip: 0,
+            quote: Quote::Double,
         }
     }
 }
@@ -259,6 +275,7 @@ fn skip_lines(b: &[u8], n: usize) -> (usize, usize) {
 
 fn split(text: &str, opts: &CsvOptions) -> Result<Split, CsvError> {
     let (delim, max_fields) = (opts.delimiter, opts.max_fields);
+    let quoting = opts.quote == Quote::Double;
     let b = text.as_bytes();
     let n = b.len();
     let stop = trailing_line_endings_start(b);
@@ -286,7 +303,7 @@ fn split(text: &str, opts: &CsvOptions) -> Result<Split, CsvError> {
                     max: max_fields,
                 });
             }
-            if b.get(pos) == Some(&b'"') {
+            if quoting && b.get(pos) == Some(&b'"') {
                 let (open_pos, open_line, open_line_start) = (pos, line, line_start);
                 pos += 1;
                 let start = pos;
@@ -356,7 +373,7 @@ fn split(text: &str, opts: &CsvOptions) -> Result<Split, CsvError> {
                 let rest = b.get(pos..).unwrap_or(&[]);
                 let hit = rest
                     .iter()
-                    .position(|&c| c == delim || c == b'\n' || c == b'"');
+                    .position(|&c| c == delim || c == b'\n' || (quoting && c == b'"'));
                 let Some(off) = hit else {
                     fields.push(Field {
                         start,
@@ -941,6 +958,33 @@ mod tests {
     }
 
     #[test]
+    fn without_quoting_a_quote_is_ordinary_data() {
+        let opts = CsvOptions {
+            quote: Quote::None,
+            ..CsvOptions::default()
+        };
+        let f = parse_ok(
+            "131011,\"介護\",a\"b\"\"c,\"\r\n\"x,y\"\r\n".as_bytes(),
+            &opts,
+        );
+        assert_eq!(
+            rows(&f),
+            [
+                vec!["131011", "\"介護\"", "a\"b\"\"c", "\""],
+                vec!["\"x", "y\""]
+            ]
+        );
+        assert!(!f.was_quoted(0, 1));
+        assert_eq!(f.line_of(1), 2);
+        // A line ending always ends the record: a `"` opens nothing that could span it.
+        let f = parse_ok(b"\"a\nb\"\n", &opts);
+        assert_eq!(rows(&f), [["\"a"], ["b\""]]);
+        // The same bytes under RFC 4180 are one quoted field.
+        let f = parse_ok(b"\"a\nb\"\n", &CsvOptions::default());
+        assert_eq!(rows(&f), [["a\nb"]]);
+    }
+
+    #[test]
     fn tab_delimiter_and_bad_delimiter() {
         let opts = CsvOptions {
             delimiter: b'\t',
@@ -1112,9 +1156,11 @@ mod tests {
             which in 0usize..4,
             header in any::<bool>(),
             skip in 0usize..3,
+            unquoted in any::<bool>(),
         ) {
             let charset = [None, Some(Charset::Utf8), Some(Charset::Ms932), Some(Charset::Iso2022Jp)][which];
-            let opts = CsvOptions { charset, header, max_fields: 16, skip, ..CsvOptions::default() };
+            let quote = if unquoted { Quote::None } else { Quote::Double };
+            let opts = CsvOptions { charset, header, max_fields: 16, skip, quote, ..CsvOptions::default() };
             if let Ok(f) = parse(&bytes, &opts) {
                 for r in 0..=f.record_count() {
                     for c in 0..=f.field_count(r) {
