@@ -273,7 +273,18 @@ impl<'f> Compiler<'f> {
                     .iter()
                     .map(|p| compile_path(&ctx, p).map_err(|e| self.err(d, e)))
                     .collect::<Result<Vec<_>, _>>()?;
-                Some(Documents { each, group_by })
+                let when = d
+                    .value
+                    .when
+                    .0
+                    .iter()
+                    .map(|(k, v)| self.cond(&ctx, k, v))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Some(Documents {
+                    each,
+                    group_by,
+                    when,
+                })
             }
         };
 

@@ -117,6 +117,8 @@ pub struct Documents {
     pub each: Vec<Path>,
     /// Grouping keys, relative to each selected node.
     pub group_by: Vec<Path>,
+    /// A selected node makes a document only when all hold (relative to it).
+    pub when: Vec<Cond>,
 }
 
 /// Where a value comes from.

@@ -130,6 +130,10 @@ pub struct DocumentsSpec {
     /// Relative paths whose values group the selected nodes into one document each.
     #[serde(default)]
     pub group_by: Vec<String>,
+    /// Conditions (as a rule's `when:`, paths relative to each selected root) that a root must
+    /// meet to make a document.
+    #[serde(default)]
+    pub when: Pairs<StrOrList>,
 }
 
 /// One rule: a shorthand path string, or the full form.
