@@ -141,6 +141,24 @@ pub enum CsvError {
         field: usize,
         max: usize,
     },
+    /// A data record has another number of fields than the layout's (the mapping's
+    /// `source.columns`).
+    #[error("line {line} has {found} fields, expected {expected}: {}", field_count_hint(*found, *expected))]
+    FieldCount {
+        line: usize,
+        found: usize,
+        expected: usize,
+    },
+}
+
+/// What usually breaks a record's field count: more fields than expected come from a
+/// delimiter written inside free text, fewer from a line break there.
+fn field_count_hint(found: usize, expected: usize) -> &'static str {
+    if found > expected {
+        "a comma inside free text is the usual cause"
+    } else {
+        "a line break inside free text, or a missing field, is the usual cause"
+    }
 }
 
 impl Disclose for CsvError {
@@ -459,6 +477,19 @@ impl CsvFile {
     /// `""` unescaped; `None` if out of range, `Some("")` for an empty field.
     pub fn field(&self, rec: usize, col: usize) -> Option<Cow<'_, str>> {
         self.raw_field(rec.checked_add(self.data_start)?, col)
+    }
+
+    /// Checks that every data record has exactly `expected` fields; the first that has not is
+    /// named by its physical line.
+    pub fn check_field_count(&self, expected: usize) -> Result<(), CsvError> {
+        match (0..self.record_count()).find(|&r| self.field_count(r) != expected) {
+            None => Ok(()),
+            Some(r) => Err(CsvError::FieldCount {
+                line: self.line_of(r),
+                found: self.field_count(r),
+                expected,
+            }),
+        }
     }
 
     /// Whether field `col` of data record `rec` was quoted (false if out of
@@ -982,6 +1013,44 @@ mod tests {
         // The same bytes under RFC 4180 are one quoted field.
         let f = parse_ok(b"\"a\nb\"\n", &CsvOptions::default());
         assert_eq!(rows(&f), [["a\nb"]]);
+    }
+
+    #[test]
+    fn a_record_with_another_field_count_is_named_by_its_line() {
+        let opts = CsvOptions {
+            skip: 1,
+            header: true,
+            ..CsvOptions::default()
+        };
+        let f = parse_ok(
+            "title\na,b,c\n1,2,3\n\"x\ny\",2,3\n4,5\n6,7,8,9\n".as_bytes(),
+            &opts,
+        );
+        let err = f.check_field_count(3).expect_err("line 6 has 2 fields");
+        assert_eq!(
+            err.to_string(),
+            "line 6 has 2 fields, expected 3: a line break inside free text, or a missing field, is the usual cause"
+        );
+        assert_eq!(err.for_sender().to_string(), err.to_string());
+        let f = parse_ok(b"1,2,3\n4,5,6,7\n", &CsvOptions::default());
+        assert_eq!(
+            f.check_field_count(3).map_err(|e| e.to_string()),
+            Err(
+                "line 2 has 4 fields, expected 3: a comma inside free text is the usual cause"
+                    .into()
+            )
+        );
+        assert!(f.check_field_count(4).is_err());
+        assert!(
+            parse_ok(b"1,2,3\n4,5,6\n", &CsvOptions::default())
+                .check_field_count(3)
+                .is_ok()
+        );
+        assert!(
+            parse_ok(b"", &CsvOptions::default())
+                .check_field_count(3)
+                .is_ok()
+        );
     }
 
     #[test]

@@ -141,6 +141,13 @@ impl<'f> Compiler<'f> {
         if let Some(n) = src.skip {
             parse.csv.skip = n;
         }
+        let columns = src.columns;
+        if columns == Some(0) {
+            return Err(self.err(
+                &spec.source,
+                "`columns: 0`: a record has at least one field; give the layout's number of fields",
+            ));
+        }
         if let Some(q) = &src.quote {
             parse.csv.quote = match q.value.as_str() {
                 "\"" => Quote::Double,
@@ -321,6 +328,7 @@ impl<'f> Compiler<'f> {
                 parse,
                 file_name,
                 matches,
+                columns,
             },
             category: spec
                 .category

@@ -66,6 +66,8 @@ pub struct Source {
     pub file_name: Option<FileNameConvention>,
     /// All must hold for the mapping to take an input.
     pub matches: Vec<Cond>,
+    /// CSV: every data record has exactly this many fields (`source.columns`).
+    pub columns: Option<usize>,
 }
 
 /// Known file-name conventions.

@@ -61,6 +61,9 @@ pub struct SourceSpec {
     /// CSV: physical lines skipped before the header or the first data record.
     #[serde(default)]
     pub skip: Option<usize>,
+    /// CSV: every data record has exactly this many fields.
+    #[serde(default)]
+    pub columns: Option<usize>,
     /// CSV: `"` (the default, RFC 4180 quoting) or `none` (`"` is ordinary data).
     #[serde(default)]
     pub quote: Option<Spanned<String>>,
