@@ -183,7 +183,7 @@ fn a_wrong_insurer_check_digit_fails_translate_naming_rule_record_line_and_value
         msg.contains("careplan-up1kyo-care-plan.yaml"),
         "rule file: {msg}"
     );
-    assert!(msg.contains("record 2, column 2 (line 3)"), "where: {msg}");
+    assert!(msg.contains("record 2 (line 3), column 2"), "where: {msg}");
     assert!(msg.contains("131012"), "value: {msg}");
     assert!(msg.contains("check digit"), "why: {msg}");
 

@@ -458,6 +458,12 @@ impl CsvFile {
         self.header.as_deref()
     }
 
+    /// Physical line (1-based) of the header row, when there is one.
+    pub fn header_line(&self) -> Option<usize> {
+        self.header.as_ref()?;
+        self.records.first().map(|r| r.line)
+    }
+
     /// 0-based index of the first header column named exactly `name`.
     pub fn column_index(&self, name: &str) -> Option<usize> {
         self.header.as_ref()?.iter().position(|h| h == name)
@@ -943,6 +949,7 @@ mod tests {
             &opts,
         );
         assert_eq!(f.header().map(<[String]>::len), Some(2));
+        assert_eq!(f.header_line(), Some(2));
         assert_eq!(f.column_index("氏名"), Some(1));
         assert_eq!(
             rows(&f),
@@ -986,6 +993,8 @@ mod tests {
             },
         );
         assert_eq!((rows(&f), f.line_of(0)), (vec![vec!["b".to_string()]], 2));
+        // Without a header row there is no header line.
+        assert_eq!(f.header_line(), None);
     }
 
     #[test]

@@ -260,20 +260,42 @@ impl Tree {
         }
     }
 
-    /// Where a node is, for error messages (`PID-7 (segment 3)`, `line 4, column 14`).
+    /// Where a node is, for error messages (`PID-7 (segment 3)`, `record 57 (line 58), column
+    /// 5`, `line 4, column 14 (/hk:card/hk:name)`); the whole CSV file reads its first record.
+    /// Value-free: positions and names of the format, never a field's text.
     pub fn location(&self, node: Node<'_>) -> Option<String> {
+        let record =
+            |f: &csv::CsvFile, r: usize| format!("record {} (line {})", r + 1, f.line_of(r));
         match (self, node) {
             (Tree::Hl7(m), Node::Hl7(n)) => Some(m.location(n)),
             (Tree::Xml(d), Node::Xml(n)) => Some(d.location(n)),
-            (Tree::Csv(f), Node::CsvCell(r, c)) => Some(format!(
-                "record {}, column {} (line {})",
-                r + 1,
-                c + 1,
-                f.line_of(r)
-            )),
-            (Tree::Csv(f), Node::CsvRow(r)) => {
-                Some(format!("record {} (line {})", r + 1, f.line_of(r)))
+            (Tree::Csv(f), Node::CsvCell(r, c)) => {
+                Some(format!("{}, column {}", record(f, r), c + 1))
             }
+            (Tree::Csv(f), Node::CsvRow(r)) => Some(record(f, r)),
+            (Tree::Csv(f), Node::CsvFile) if f.record_count() > 0 => Some(record(f, 0)),
+            _ => None,
+        }
+    }
+
+    /// Where a document made from `root` comes from, value-free, to tell a sender which part of
+    /// its input was refused: CSV `record 3, line 4` (the root's first record; the whole file
+    /// reads its first), FHIR `entry 2` (counted from 1) when the root is a Bundle entry or its
+    /// resource, XML the element's place and path (`line 3, column 5 (/hk:cards/hk:card[2])`),
+    /// HL7 v2 a segment's place; `None` for a whole HL7 message or a JSON root.
+    pub fn origin(&self, root: Node<'_>) -> Option<String> {
+        match (self, root) {
+            (Tree::Csv(f), Node::CsvRow(r) | Node::CsvCell(r, _)) => {
+                Some(format!("record {}, line {}", r + 1, f.line_of(r)))
+            }
+            (Tree::Csv(f), Node::CsvFile) if f.record_count() > 0 => {
+                Some(format!("record 1, line {}", f.line_of(0)))
+            }
+            (Tree::Json(doc), Node::Json(v)) => {
+                bundle_entry(doc, v).map(|i| format!("entry {}", i + 1))
+            }
+            (Tree::Xml(d), Node::Xml(n)) => Some(d.location(n)),
+            (Tree::Hl7(m), Node::Hl7(n)) if n.segment().is_some() => Some(m.location(n)),
             _ => None,
         }
     }
@@ -310,6 +332,17 @@ impl Tree {
             }
         }
     }
+}
+
+/// The index of the Bundle entry that is `v` or holds `v` as its `resource`.
+fn bundle_entry(doc: &Value, v: &Value) -> Option<usize> {
+    if doc.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
+        return None;
+    }
+    doc.get("entry")?
+        .as_array()?
+        .iter()
+        .position(|e| std::ptr::eq(e, v) || e.get("resource").is_some_and(|r| std::ptr::eq(r, v)))
 }
 
 fn select_csv<'a>(f: &csv::CsvFile, from: Node<'a>, p: &CsvPath, out: &mut Vec<Node<'a>>) {
@@ -355,6 +388,84 @@ mod tests {
             .find_map(|n| tree.value(n))
             .map(|v| v.into_owned());
         (exists, first)
+    }
+
+    #[test]
+    fn an_origin_names_the_record_entry_element_or_segment_a_document_comes_from() {
+        let opts = ParseOptions {
+            csv: csv::CsvOptions {
+                header: true,
+                ..csv::CsvOptions::default()
+            },
+            ..ParseOptions::default()
+        };
+        // Record 2 starts on line 4: record 1 holds a quoted line break.
+        let csv = "番号,氏名\n1,\"介護\n太郎\"\n2,介護 花子\n";
+        let tree = Tree::parse(Format::Csv, csv.as_bytes(), &opts).unwrap();
+        let origins: Vec<Option<String>> = [
+            Node::CsvFile,
+            Node::CsvRow(0),
+            Node::CsvRow(1),
+            Node::CsvCell(1, 1),
+        ]
+        .into_iter()
+        .map(|n| tree.origin(n))
+        .collect();
+        assert_eq!(
+            origins,
+            [
+                Some("record 1, line 2".to_string()),
+                Some("record 1, line 2".to_string()),
+                Some("record 2, line 4".to_string()),
+                Some("record 2, line 4".to_string()),
+            ]
+        );
+        let empty = Tree::parse(Format::Csv, "番号,氏名\n".as_bytes(), &opts).unwrap();
+        assert_eq!(empty.origin(Node::CsvFile), None);
+
+        // A Bundle entry, or its resource, counted from 1; nothing else in JSON.
+        let bundle =
+            br#"{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Observation"}},
+            {"resource":{"resourceType":"Patient","name":[{"family":"Kaigo"}]}}]}"#;
+        let tree = Tree::parse(Format::Fhir, bundle, &ParseOptions::default()).unwrap();
+        let Tree::Json(doc) = &tree else {
+            panic!("JSON")
+        };
+        let patient = &doc["entry"][1]["resource"];
+        assert_eq!(tree.origin(Node::Json(patient)).as_deref(), Some("entry 2"));
+        assert_eq!(
+            tree.origin(Node::Json(&doc["entry"][0])).as_deref(),
+            Some("entry 1")
+        );
+        assert_eq!(tree.origin(Node::Json(&patient["name"])), None);
+        assert_eq!(tree.origin(tree.root()), None);
+        let alone = Tree::parse(
+            Format::Fhir,
+            br#"{"resourceType":"Patient"}"#,
+            &ParseOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(alone.origin(alone.root()), None);
+
+        // XML: the element's line, column and indexed path.
+        let xml = b"<cards>\n  <card>a</card>\n  <card>b</card>\n</cards>";
+        let tree = Tree::parse(Format::Xml, xml, &ParseOptions::default()).unwrap();
+        let path = Path::compile(Format::Xml, "card", &[]).unwrap();
+        let mut cards = Vec::new();
+        tree.select(tree.root(), &path, &mut cards);
+        assert_eq!(
+            tree.origin(cards[1]).as_deref(),
+            Some("line 3, column 3 (/cards/card[2])")
+        );
+
+        // HL7 v2: a segment, never the whole message.
+        let hl7 = b"MSH|^~\\&|A|B|C|D|20251024||ADT^A08|1|P|2.5\rPID|1\rNK1|1\rNK1|2\r";
+        let tree = Tree::parse(Format::Hl7v2, hl7, &ParseOptions::default()).unwrap();
+        assert_eq!(tree.origin(tree.root()), None);
+        let path = Path::compile(Format::Hl7v2, "NK1[*]", &[]).unwrap();
+        let mut nk1 = Vec::new();
+        tree.select(tree.root(), &path, &mut nk1);
+        assert_eq!(tree.origin(nk1[1]).as_deref(), Some("NK1[2] (segment 4)"));
     }
 
     #[test]

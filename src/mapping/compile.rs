@@ -291,6 +291,7 @@ impl<'f> Compiler<'f> {
                     each,
                     group_by,
                     when,
+                    loc: self.loc(d),
                 })
             }
         };
@@ -318,32 +319,34 @@ impl<'f> Compiler<'f> {
             })
             .collect();
 
-        Ok(Mapping {
-            id: spec.id.value.clone(),
-            version: spec.version,
-            description: spec.description.clone().unwrap_or_default(),
-            loc: self.loc(&spec.id),
-            source: Source {
-                format,
-                parse,
-                file_name,
-                matches,
-                columns,
-            },
-            category: spec
-                .category
-                .as_ref()
-                .map(|c| c.value.clone())
-                .or_else(|| match &target {
-                    Target::Document(k) => Some(k.category().to_string()),
-                    _ => None,
-                }),
-            target,
-            documents,
-            steps,
-            tables,
-            tests,
-        })
+        let source_loc = self.loc(&spec.source);
+        let m =
+            Mapping {
+                id: spec.id.value.clone(),
+                version: spec.version,
+                description: spec.description.clone().unwrap_or_default(),
+                loc: self.loc(&spec.id),
+                source: Source {
+                    format,
+                    parse,
+                    file_name,
+                    matches,
+                    columns,
+                },
+                category: spec.category.as_ref().map(|c| c.value.clone()).or_else(
+                    || match &target {
+                        Target::Document(k) => Some(k.category().to_string()),
+                        _ => None,
+                    },
+                ),
+                target,
+                documents,
+                steps,
+                tables,
+                tests,
+            };
+        super::columns::check_header_is_read(&m, &source_loc)?;
+        Ok(m)
     }
 
     fn cond(

@@ -6,7 +6,7 @@
 
 use super::plan::Loc;
 use crate::calendar::wareki::DateError;
-use crate::redact::{Disclose, Quoted};
+use crate::redact::{Disclose, ErrorText, Quoted};
 use std::fmt;
 use std::path::PathBuf;
 
@@ -40,8 +40,9 @@ impl MappingError {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{}{reason} (rule `{rule}` in {loc})", at.as_ref().map(|a| format!("{a}: ")).unwrap_or_default())]
 pub struct MapError {
-    /// The source location, e.g. "`PID-7` at PID-7 (segment 3)" or "record 2, column 14 (line
-    /// 3)": paths and positions, never a value.
+    /// The source location, e.g. "`PID-7` at PID-7 (segment 3)", "`生年月日` at record 57 (line
+    /// 58), column 5", or the record, entry, element or segment a rule read from when the value
+    /// has no place of its own ("record 57 (line 58)"): paths and positions, never a value.
     pub at: Option<String>,
     /// The rule's target key as written.
     pub rule: String,
@@ -75,6 +76,10 @@ pub enum Reason {
     /// Nothing to refuse: a required value or item is missing.
     #[error("{0}")]
     Missing(String),
+    /// The input lacks what the rule names (a CSV column by header name). `Display` is the
+    /// input's shape only; the sender also reads the names the input has.
+    #[error("{0}")]
+    Structure(Box<ErrorText>),
 }
 
 impl Disclose for Reason {
@@ -82,6 +87,7 @@ impl Disclose for Reason {
         match self {
             Reason::Value(e) => e.fmt_for_sender(f),
             Reason::Missing(m) => f.write_str(m),
+            Reason::Structure(t) => t.fmt_for_sender(f),
         }
     }
 }
@@ -97,7 +103,7 @@ impl MapError {
     pub fn value(&self) -> Option<&ValueError> {
         match &self.reason {
             Reason::Value(v) => Some(v),
-            Reason::Missing(_) => None,
+            Reason::Missing(_) | Reason::Structure(_) => None,
         }
     }
 }

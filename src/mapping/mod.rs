@@ -6,6 +6,7 @@
 //! canonical documents into outbound formats. Knows nothing of brokers or HTTP.
 
 pub mod check_digit;
+mod columns;
 pub mod compile;
 pub mod error;
 pub mod kana;
@@ -57,7 +58,9 @@ pub struct Document {
     pub json: String,
     /// The mapping that made it (one input may be read by several: see [`MappingSet::translate`]).
     pub mapping: Arc<Mapping>,
-    /// Where in the input it came from (`record 3, line 4`), value-free, when the run knows.
+    /// Where in the input it came from, value-free, when the run knows: CSV `record 3, line 4`,
+    /// FHIR `entry 2` (a Bundle entry, counted from 1), XML the element's place and path; `None`
+    /// for a whole HL7 v2 message or a lone JSON resource. See [`Tree::origin`].
     pub origin: Option<String>,
 }
 
@@ -378,7 +381,7 @@ impl MappingSet {
                     )],
                 });
             };
-            for v in run::run(m, tree, &meta)? {
+            for (v, origin) in run::run_with_origins(m, tree, &meta)? {
                 let json = kind.validate(v).map_err(|error| TranslateError::Invalid {
                     id: m.id.clone(),
                     loc: m.loc.clone(),
@@ -388,7 +391,7 @@ impl MappingSet {
                     kind,
                     json,
                     mapping: m.clone(),
-                    origin: None,
+                    origin,
                 });
             }
             mappings.push(m.clone());
@@ -467,7 +470,7 @@ impl MappingSet {
             let outs = run::run_out(m, &tree, &meta)?;
             match &m.target {
                 Target::Fhir => {
-                    for out in outs {
+                    for (out, _) in outs {
                         let v = out.into_value();
                         json_out.push(serde_json::to_string(&v).unwrap_or_default());
                     }
@@ -475,7 +478,7 @@ impl MappingSet {
                 Target::Csv(t) => {
                     let (w, _) = csv_out
                         .get_or_insert_with(|| (CsvWriter::new(b',', t.line_ending), t.clone()));
-                    for out in &outs {
+                    for (out, _) in &outs {
                         write_records(w, t, out, &mut written)?;
                     }
                 }
@@ -645,6 +648,11 @@ fn why_not(m: &Mapping, tree: &Tree, meta: &Meta) -> Option<ErrorText> {
         let (label, value): (&str, Option<std::borrow::Cow<'_, str>>) = match &c.src {
             Src::Meta(k) => (k.as_str(), meta.get(k).map(std::borrow::Cow::Borrowed)),
             Src::Path(p, text) => {
+                if let (Tree::Csv(f), Some(name)) = (tree, columns::named(&c.src))
+                    && let Some(why) = columns::why_missing(f, name)
+                {
+                    return Some(why);
+                }
                 if let CondTest::Present(want) = c.test
                     && tree.exists(tree.root(), p) == want
                 {
@@ -794,6 +802,58 @@ fields:
             set.translate(input, Some("roster-card,nope")),
             Err(TranslateError::UnknownMapping(id)) if id == "nope"
         ));
+    }
+
+    #[test]
+    fn every_document_says_where_in_its_input_it_comes_from() {
+        let origins = |set: &MappingSet, bytes: &[u8], name: Option<&str>| -> Vec<Option<String>> {
+            let input = Input {
+                bytes,
+                file_name: name,
+            };
+            let t = set.translate(input, None).expect("translates");
+            t.documents.into_iter().map(|d| d.origin).collect()
+        };
+        let some = |s: &[&str]| s.iter().map(|o| Some(o.to_string())).collect::<Vec<_>>();
+        // CSV: each document's first record, with its line (the header is line 1).
+        let roster = MappingSet {
+            mappings: vec![roster("roster", "InsuredPerson@1", "certification")],
+        };
+        let csv = "保険者番号,被保険者番号\n131011,0000012345\n131011,0000012346\n";
+        assert_eq!(
+            origins(&roster, csv.as_bytes(), None),
+            some(&["record 1, line 2", "record 2, line 3"])
+        );
+        // Grouped records: the group's first record. In this sample the first two records each
+        // hold a quoted line break, so the second person's first record (5) starts on line 7.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let shipped = MappingSet::load_dir(&root.join("mappings")).expect("shipped mappings load");
+        let name = "UP2KYO_0300000100_43_0300000005_11_20251025200201.CSV";
+        let up2kyo = std::fs::read(root.join("samples/careplan").join(name)).expect("sample");
+        assert_eq!(
+            origins(&shipped, &up2kyo, Some(name)),
+            some(&["record 1, line 1", "record 5, line 7"])
+        );
+        // FHIR: the Bundle entry, counted from 1 (the Patient moved behind the Observation).
+        let bundle =
+            std::fs::read(root.join("samples/fhir/bundle-collection.json")).expect("sample");
+        let mut bundle: Value = serde_json::from_slice(&bundle).expect("JSON");
+        if let Some(Value::Array(entries)) = bundle.get_mut("entry") {
+            entries.reverse();
+        }
+        let bundle = serde_json::to_vec(&bundle).expect("JSON");
+        assert_eq!(origins(&shipped, &bundle, None), some(&["entry 2"]));
+        // A Patient alone and an HL7 v2 message are the whole input: no origin.
+        let patient = std::fs::read(root.join("samples/fhir/patient-jpcore.json")).expect("sample");
+        assert_eq!(origins(&shipped, &patient, None), [None]);
+        let adt = std::fs::read(root.join("samples/hl7v2/adt-a08.hl7")).expect("sample");
+        assert_eq!(origins(&shipped, &adt, None), [None]);
+        // XML: the root element's place and path.
+        let card = std::fs::read(root.join("samples/xml/card-wareki.xml")).expect("sample");
+        assert_eq!(
+            origins(&shipped, &card, None),
+            some(&["line 19, column 1 (/hk:被保険者証)"])
+        );
     }
 
     fn csv_text(set: &MappingSet, doc: Value) -> String {

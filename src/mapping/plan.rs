@@ -121,6 +121,8 @@ pub struct Documents {
     pub group_by: Vec<Path>,
     /// A selected node makes a document only when all hold (relative to it).
     pub when: Vec<Cond>,
+    /// Where `documents:` was written.
+    pub loc: Loc,
 }
 
 /// Where a value comes from.

@@ -51,17 +51,34 @@ struct Runner<'a> {
 pub fn run(m: &Mapping, tree: &Tree, meta: &Meta) -> Result<Vec<Value>, MapError> {
     Ok(run_out(m, tree, meta)?
         .into_iter()
-        .map(Out::into_value)
+        .map(|(out, _)| out.into_value())
         .collect())
 }
 
-/// [`run`], leaving each document as the engine built it: a CSV render writes its records
-/// straight from it, with no `Value` (keys copied and hashed) made in between.
+/// [`run`], with where in the input each document comes from ([`Tree::origin`] of its root:
+/// `record 3, line 4`, `entry 2`, …), value-free.
+pub fn run_with_origins(
+    m: &Mapping,
+    tree: &Tree,
+    meta: &Meta,
+) -> Result<Vec<(Value, Option<String>)>, MapError> {
+    Ok(run_out(m, tree, meta)?
+        .into_iter()
+        .map(|(out, origin)| (out.into_value(), origin))
+        .collect())
+}
+
+/// [`run_with_origins`], leaving each document as the engine built it: a CSV render writes its
+/// records straight from it, with no `Value` (keys copied and hashed) made in between. A CSV
+/// column named by a header the file lacks stops the run before any record is read.
 pub(crate) fn run_out<'a>(
     m: &'a Mapping,
     tree: &'a Tree,
     meta: &'a Meta,
-) -> Result<Vec<Out<'a>>, MapError> {
+) -> Result<Vec<(Out<'a>, Option<String>)>, MapError> {
+    if let Tree::Csv(f) = tree {
+        super::columns::check(m, f)?;
+    }
     let r = Runner { m, tree, meta };
     let root = tree.root();
     let groups: Vec<Vec<Node>> = match &m.documents {
@@ -118,7 +135,7 @@ pub(crate) fn run_out<'a>(
             fields.push(("document", Out::Val(Value::String(k.name().to_string()))));
         }
         r.exec(&m.steps, scope, &mut out)?;
-        docs.push(out);
+        docs.push((out, tree.origin(*first)));
     }
     Ok(docs)
 }
@@ -173,6 +190,7 @@ impl<'a> Runner<'a> {
                     if *required && made == 0 {
                         return Err(self.error(
                             step,
+                            scope,
                             None,
                             Reason::Missing("no item was found, but the rule is required".into()),
                         ));
@@ -259,7 +277,7 @@ impl<'a> Runner<'a> {
                 .apply(&cur)
                 .map_err(|e| {
                     let e = e.and(&format!(" (transform `{}`)", t.name()));
-                    self.error(step, at(node), e.into())
+                    self.error(step, scope, at(node), e.into())
                 })?
                 .map(Cow::Owned);
         }
@@ -271,6 +289,7 @@ impl<'a> Runner<'a> {
                     let codes: Vec<&str> = table.entries.iter().map(|(k, _)| k.as_str()).collect();
                     return Err(self.error(
                         step,
+                        scope,
                         at(node),
                         ValueError::new(
                             cur,
@@ -298,6 +317,7 @@ impl<'a> Runner<'a> {
                     .collect();
                 return Err(self.error(
                     step,
+                    scope,
                     None,
                     Reason::Missing(format!(
                         "required value is missing (looked in {})",
@@ -311,13 +331,14 @@ impl<'a> Runner<'a> {
             Some(check) => match check.check(&text) {
                 Ok(Cow::Borrowed(_)) => text,
                 Ok(Cow::Owned(carried)) => Cow::Owned(carried),
-                Err(e) => return Err(self.error(step, at(node), e.into())),
+                Err(e) => return Err(self.error(step, scope, at(node), e.into())),
             },
             None => text,
         };
         if let Some(p) = rule.pattern.as_ref().filter(|p| !p.is_match(&text)) {
             return Err(self.error(
                 step,
+                scope,
                 at(node),
                 ValueError::new(
                     &text,
@@ -333,13 +354,25 @@ impl<'a> Runner<'a> {
             .map(Some)
             .map_err(|e| {
                 let e = ValueError::new(&text, format!("does not fit the target, which {e}"));
-                self.error(step, at(node), e.into())
+                self.error(step, scope, at(node), e.into())
             })
     }
 
-    fn error(&self, step: &Step, at: Option<String>, reason: Reason) -> MapError {
+    /// A rule's error. Without a place of its own (a required value missing, a metadata value
+    /// refused) it is placed at the record, entry, element or segment the rule read from.
+    fn error(
+        &self,
+        step: &Step,
+        scope: Scope<'_, '_>,
+        at: Option<String>,
+        reason: Reason,
+    ) -> MapError {
+        let within = |n: Node| match n {
+            Node::CsvFile | Node::CsvRow(_) | Node::CsvCell(..) => self.tree.location(n),
+            n => self.tree.origin(n),
+        };
         MapError {
-            at,
+            at: at.or_else(|| within(scope.node)),
             rule: step.name.clone(),
             loc: step.loc.clone(),
             reason,
@@ -507,6 +540,97 @@ mod tests {
                 grouped
             ),
             ["0000012345"]
+        );
+    }
+}
+
+#[cfg(test)]
+mod places {
+    use super::*;
+    use crate::formats::{Format, Tree};
+    use crate::redact::Disclose;
+
+    fn compile(yaml: &str) -> Mapping {
+        super::super::compile::compile_str(yaml, std::path::Path::new("m.yaml")).expect("compiles")
+    }
+
+    fn error(m: &Mapping, format: Format, input: &str) -> MapError {
+        let tree = Tree::parse(format, input.as_bytes(), &m.source.parse).expect("parses");
+        run(m, &tree, &Meta::default()).expect_err("a rule fails")
+    }
+
+    const ROSTER: &str = "id: t\nversion: 1\nsource: { format: csv, charset: utf-8, header: true }\n\
+        documents: { each: \"*\" }\ntarget: InsuredPerson@1\nfields:\n  subject.insurer_number: 保険者番号\n  \
+        subject.insured_number: { from: 被保険者番号, required: true }\n  \
+        birth_date: { from: 生年月日, then: [{ date: yyyyMMdd }] }\n";
+
+    #[test]
+    fn a_bad_date_in_record_57_names_the_record_its_line_the_column_and_the_rule() {
+        let mut csv = String::from("保険者番号,被保険者番号,生年月日\n");
+        for i in 1..57 {
+            csv.push_str(&format!("131011,{:010},19400101\n", 12344 + i));
+        }
+        csv.push_str("131011,0000099999,1948-04-05\n131011,0000099998,19400101\n");
+        let e = error(&compile(ROSTER), Format::Csv, &csv);
+        assert_eq!(
+            e.to_string(),
+            "`生年月日` at record 57 (line 58), column 3: the value does not match the date pattern \
+             `yyyyMMdd` (transform `date`) (rule `birth_date` in m.yaml:9:3)"
+        );
+        assert!(!format!("{e:?}").contains("1948-04-05"), "{e:?}");
+        assert!(
+            e.for_sender().to_string().starts_with(
+                "`生年月日` at record 57 (line 58), column 3: `1948-04-05` does not match"
+            ),
+            "{}",
+            e.for_sender()
+        );
+    }
+
+    #[test]
+    fn a_missing_value_is_placed_at_the_record_or_segment_it_was_read_from() {
+        // A record: the one whose 被保険者番号 is empty, with its physical line (a quoted line
+        // break in record 1 makes record 2 start on line 4).
+        let csv = "保険者番号,被保険者番号,生年月日\n131011,\"0000012345\n\",19400101\n131011,,19400101\n";
+        let e = error(&compile(ROSTER), Format::Csv, csv);
+        assert_eq!(
+            e.to_string(),
+            "record 2 (line 4): required value is missing (looked in 被保険者番号) (rule \
+             `subject.insured_number` in m.yaml:8:3)"
+        );
+        // Without `documents`, the file's rules read its first record.
+        let whole = compile(
+            "id: t\nversion: 1\nsource: { format: csv, charset: utf-8 }\ntarget: InsuredPerson@1\n\
+             fields:\n  birth_date: { from: \"3\", required: true }\n",
+        );
+        let e = error(&whole, Format::Csv, "131011,0000012345\n");
+        assert!(
+            e.to_string().starts_with("record 1 (line 1): required"),
+            "{e}"
+        );
+        // An HL7 v2 `each` item: its segment. The whole message is no place worth naming.
+        let hl7 = compile(
+            "id: t\nversion: 1\nsource: { format: hl7v2 }\ntarget: InsuredPerson@1\nfields:\n  \
+             birth_date: { from: PID-7, required: true }\n  identifiers[+]:\n    each: NK1\n    \
+             fields:\n      system: { const: x }\n      value: { from: \"-2\", required: true }\n",
+        );
+        let msg = "MSH|^~\\&|A|B|C|D|20251024||ADT^A08|1|P|2.5\rPID|1||1||太郎||19480405\r\
+                   NK1|1|花子\rNK1|2|\r";
+        let e = error(&hl7, Format::Hl7v2, msg);
+        assert!(
+            e.to_string()
+                .starts_with("NK1[2] (segment 4): required value is missing"),
+            "{e}"
+        );
+        let e = error(
+            &hl7,
+            Format::Hl7v2,
+            "MSH|^~\\&|A|B|C|D|20251024||ADT^A08|1|P|2.5\rPID|1\r",
+        );
+        assert!(
+            e.to_string()
+                .starts_with("required value is missing (looked in PID-7)"),
+            "{e}"
         );
     }
 }
