@@ -12,7 +12,11 @@
 //!    array), ```` ```csv expect ```` (outbound CSV, one record per line, compared after decoding
 //!    with the mapping's charset and with the mapping's line ending after every line), or
 //!    ```` ```text error ```` (every non-empty line must occur in the error message). Without an
-//!    input, `text error` is a compile error; with one, a translate/render error.
+//!    input, `text error` is a compile error; with one, a translate/render error, as its sender
+//!    reads it (with the values);
+//! 5. optionally, after a translate/render `text error`, ```` ```text log ```` — the same error as
+//!    the hub's log, dead-letter header and error files say it (`Display`, value-free): every
+//!    non-empty line must occur in it.
 //!
 //! Inbound examples are translated twice: with the mapping named (`--mapping ID`) and chosen by its
 //! `source.match` rule (as `kaigo-hub translate` does without `--mapping`); both must give the
@@ -53,6 +57,7 @@ struct Example {
     file_name: Option<Block>,
     expect: Option<Block>,
     error: Option<Block>,
+    log: Option<Block>,
 }
 
 /// A `##` section and how many examples it holds.
@@ -68,7 +73,7 @@ enum Event {
     Block(Block),
 }
 
-const ROLE_WORDS: &[&str] = &["mapping", "input", "expect", "error", "file-name"];
+const ROLE_WORDS: &[&str] = &["mapping", "input", "expect", "error", "file-name", "log"];
 const INPUT_LANGS: &[&str] = &["hl7", "json", "xml", "csv"];
 
 /// Splits the markdown into headings, example markers and fenced blocks.
@@ -125,7 +130,7 @@ fn is_role(info: &str) -> bool {
         ["yaml", "mapping"] | ["text", "file-name"] | ["json", "expect"] | ["csv", "expect"] => {
             true
         }
-        ["text", "error"] => true,
+        ["text", "error"] | ["text", "log"] => true,
         [lang, "input"] => INPUT_LANGS.contains(lang),
         _ => false,
     }
@@ -202,7 +207,7 @@ fn examples(text: &str) -> Result<(Vec<Example>, Vec<Section>), String> {
                 if !is_role(&b.info) {
                     if looks_like_role(&b.info) {
                         return Err(format!(
-                            "{DOC}:{}: block info string `{}` looks like an example block but is not one of `yaml mapping`, `hl7|json|xml|csv input`, `text file-name`, `json expect`, `csv expect`, `text error`",
+                            "{DOC}:{}: block info string `{}` looks like an example block but is not one of `yaml mapping`, `hl7|json|xml|csv input`, `text file-name`, `json expect`, `csv expect`, `text error`, `text log`",
                             b.line, b.info
                         ));
                     }
@@ -257,6 +262,15 @@ fn examples(text: &str) -> Result<(Vec<Example>, Vec<Section>), String> {
                             ex.error = Some(b);
                         }
                     }
+                    "log" => {
+                        slot_taken(ex.log.is_some(), "log")?;
+                        if ex.error.is_none() || ex.input.is_none() {
+                            return Err(format!(
+                                "{at}: a log block follows the text error block of an example with an input"
+                            ));
+                        }
+                        ex.log = Some(b);
+                    }
                     _ => unreachable!("is_role accepted it"),
                 }
             }
@@ -304,6 +318,15 @@ fn check_error(err: &str, block: &Block) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The sender's words against the error block, and the log's (value-free) against the log block.
+fn check_errors(e: &impl Disclose, error: &Block, log: Option<&Block>) -> Result<(), String> {
+    check_error(&e.for_sender().to_string(), error)?;
+    match log {
+        Some(log) => check_error(&e.to_string(), log).map_err(|m| format!("log: {m}")),
+        None => Ok(()),
+    }
 }
 
 fn run_example(ex: &Example) -> Result<(), String> {
@@ -357,7 +380,7 @@ fn run_example(ex: &Example) -> Result<(), String> {
         let result = set.render(&docs, to, Some(&id));
         if let Some(err) = &ex.error {
             return match result {
-                Err(e) => check_error(&e.for_sender().to_string(), err),
+                Err(e) => check_errors(&e, err, ex.log.as_ref()),
                 Ok(_) => Err("expected a render error, but rendering succeeded".into()),
             };
         }
@@ -408,8 +431,8 @@ fn run_example(ex: &Example) -> Result<(), String> {
     };
     if let Some(err) = &ex.error {
         return match set.translate(inp, None) {
-            // As `kaigo-hub translate` prints it: with the value.
-            Err(e) => check_error(&e.for_sender().to_string(), err),
+            // As `kaigo-hub translate` prints it: with the value; the log without.
+            Err(e) => check_errors(&e, err, ex.log.as_ref()),
             Ok(t) => Err(format!(
                 "expected a translate error, but it made {} document(s)",
                 t.documents.len()
@@ -545,6 +568,10 @@ fn malformed_examples_are_refused() {
         (
             "## A\n<!-- example: a -->\n```yaml mapping\nid: a\n```\n```rust\n```\n```text error\nx\n```\n",
             "ends without",
+        ),
+        (
+            "## A\n<!-- example: a -->\n```yaml mapping\nid: a\n```\n```text error\nx\n```\n```text log\nx\n```\n",
+            "a log block follows",
         ),
     ] {
         let e = examples(bad).err().unwrap_or_default();
