@@ -153,14 +153,19 @@ pub enum TranslateError {
     #[error("{0}")]
     Map(#[from] MapError),
     /// The mapping's output is not a valid canonical document.
-    #[error("mapping `{id}` ({loc}) produced an invalid document: {error}")]
+    #[error(
+        "mapping `{id}` ({loc}) produced an invalid document{}: {error}",
+        from(origin)
+    )]
     Invalid {
         /// Mapping id.
         id: String,
         /// Where the mapping is.
         loc: plan::Loc,
-        /// What is wrong.
-        error: InvalidDocument,
+        /// Where in the input the document comes from ([`Document::origin`]).
+        origin: Option<String>,
+        /// What is wrong (boxed: the error stays small on the happy path).
+        error: Box<InvalidDocument>,
     },
     /// Outbound text cannot be written in the target character set.
     #[error("{0}")]
@@ -188,9 +193,15 @@ impl Disclose for TranslateError {
             TranslateError::Format(e) => e.fmt_for_sender(f),
             TranslateError::Map(e) => e.fmt_for_sender(f),
             TranslateError::Encode(e) => e.fmt_for_sender(f),
-            TranslateError::Invalid { id, loc, error } => write!(
+            TranslateError::Invalid {
+                id,
+                loc,
+                origin,
+                error,
+            } => write!(
                 f,
-                "mapping `{id}` ({loc}) produced an invalid document: {}",
+                "mapping `{id}` ({loc}) produced an invalid document{}: {}",
+                from(origin),
                 error.for_sender()
             ),
             TranslateError::NoMapping { format, tried: t } => {
@@ -204,6 +215,14 @@ impl Disclose for TranslateError {
             other => std::fmt::Display::fmt(other, f),
         }
     }
+}
+
+/// " from record 57, line 58" for a document whose origin is known.
+fn from(origin: &Option<String>) -> String {
+    origin
+        .as_ref()
+        .map(|o| format!(" from {o}"))
+        .unwrap_or_default()
 }
 
 impl MappingSet {
@@ -385,7 +404,8 @@ impl MappingSet {
                 let json = kind.validate(v).map_err(|error| TranslateError::Invalid {
                     id: m.id.clone(),
                     loc: m.loc.clone(),
-                    error,
+                    origin: origin.clone(),
+                    error: Box::new(error),
                 })?;
                 documents.push(Document {
                     kind,
@@ -853,6 +873,37 @@ fields:
         assert_eq!(
             origins(&shipped, &card, None),
             some(&["line 19, column 1 (/hk:被保険者証)"])
+        );
+    }
+
+    #[test]
+    fn an_invalid_document_names_the_record_it_was_made_from() {
+        // Without `required:`, an empty 被保険者番号 reaches the schema, which needs a subject.
+        let set = MappingSet {
+            mappings: vec![roster("roster", "InsuredPerson@1", "certification")],
+        };
+        let csv = "保険者番号,被保険者番号\n131011,0000012345\n131011,0000012346\n131011,\n";
+        let e = set
+            .translate(
+                Input {
+                    bytes: csv.as_bytes(),
+                    file_name: None,
+                },
+                None,
+            )
+            .expect_err("record 3 has no 被保険者番号");
+        assert!(matches!(e, TranslateError::Invalid { .. }), "{e}");
+        assert!(
+            e.for_sender()
+                .to_string()
+                .contains("produced an invalid document from record 3, line 4: "),
+            "{}",
+            e.for_sender()
+        );
+        assert!(
+            e.to_string()
+                .starts_with("mapping `roster` (roster.yaml:2:5) produced an invalid document from record 3, line 4: "),
+            "{e}"
         );
     }
 
