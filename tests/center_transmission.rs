@@ -194,3 +194,43 @@ fn a_record_of_software_older_than_09a_is_refused_with_the_field_named() {
     assert!(!plain.contains("0000012346"), "{plain}");
     assert!(err.for_sender().to_string().contains("06A"), "{err:?}");
 }
+
+/// The sample with `edit` applied to its decoded text, back in MS932.
+fn edited(edit: impl Fn(&str) -> String) -> Vec<u8> {
+    let bytes = sample();
+    let text = charset::decode(&bytes, Charset::Ms932).expect("MS932");
+    let changed = edit(&text);
+    assert_ne!(changed, text, "the edit changed nothing");
+    charset::encode(&changed, Charset::Ms932, "test").expect("MS932")
+}
+
+#[test]
+fn a_line_that_lost_a_field_is_refused_with_its_line_and_count() {
+    // Record 2 loses field 2 (the one-space 機能コード): 327 fields.
+    let bytes = edited(|t| t.replacen("000002, ,09B,", "000002,09B,", 1));
+    let err = translate(&mappings(), &bytes).expect_err("327 fields");
+    let plain = err.to_string();
+    assert!(
+        plain.contains("line 2 has 327 fields, expected 328"),
+        "{plain}"
+    );
+    for value in ["0000012346", "試験", "19450505"] {
+        assert!(!plain.contains(value), "{plain}");
+    }
+    // The same loss on the first line: the file is not taken for a センター送信 file at all.
+    let bytes = edited(|t| t.replacen("000001, ,09B,", "000001,09B,", 1));
+    let err = translate(&mappings(), &bytes).expect_err("327 fields");
+    let plain = err.to_string();
+    assert!(
+        plain.contains("center-transmission-survey: record 1 has 327 fields, expected 328"),
+        "{plain}"
+    );
+}
+
+#[test]
+fn a_quote_in_free_text_is_data_not_quoting() {
+    let bytes = edited(|t| t.replacen(",特になし,", ",\"特になし\",", 1));
+    let docs = translate(&mappings(), &bytes).expect("translates");
+    let decision = of(&docs, DocKind::CertificationDecision);
+    assert_eq!(decision[0]["board_opinion"], "\"特になし\"");
+}
