@@ -330,6 +330,21 @@ pub async fn judge_each(
     consented(hub, case, found, patience).await
 }
 
+/// Why a message none of whose documents may go on is kept whole: the first reason a later fact
+/// can cure, else the first reason (`None` when nothing is withheld). A curable reason first, so
+/// that `replay` can still bring the message back once it is cured; the translate hop then
+/// judges each document again, and keeps one withheld for an incurable reason on its own.
+pub fn whole<'w>(withheld: impl IntoIterator<Item = &'w Withheld>) -> Option<&'w Withheld> {
+    let mut first = None;
+    for w in withheld {
+        if w.curable() {
+            return Some(w);
+        }
+        first = first.or(Some(w));
+    }
+    first
+}
+
 /// A party may only send as itself. Free-form sender ids are not party ids.
 fn sent_as_itself(case: &Case<'_>, party: &Party) -> Result<(), Refused> {
     for (i, d) in case.docs.iter().enumerate() {
@@ -483,6 +498,46 @@ mod tests {
         assert_eq!(w.code(), "insurer-mismatch");
         assert!(!w.curable());
         assert!(w.detail().contains("replay keeps it"), "{}", w.detail());
+    }
+
+    #[test]
+    fn a_message_kept_whole_is_kept_for_a_curable_reason_when_it_has_one() {
+        let foreign = |document| Withheld::InsurerMismatch {
+            document,
+            kind: "InsuranceCard@1".into(),
+            source: "131011".into(),
+        };
+        let unknown = Withheld::UnknownSubject {
+            document: 2,
+            kind: "InsuranceCard@1".into(),
+            source: "131011".into(),
+        };
+        let both = [foreign(1), unknown.clone()];
+        assert_eq!(whole(&both), Some(&unknown));
+        let incurable = [foreign(1), foreign(2)];
+        assert_eq!(whole(&incurable), Some(&incurable[0]));
+        assert_eq!(whole(&[]), None);
+    }
+
+    #[test]
+    fn a_withheld_document_says_which_one_and_its_detail_names_it() {
+        let w = Withheld::UnknownSubject {
+            document: 3,
+            kind: "InsuredPerson@1".into(),
+            source: "0300000005".into(),
+        };
+        assert_eq!(w.document(), Some((3, "InsuredPerson@1")));
+        assert!(
+            w.detail()
+                .starts_with("document 3 (InsuredPerson@1) carries no"),
+            "{}",
+            w.detail()
+        );
+        let whole_message = Withheld::UnknownSender {
+            source: "0300000005".into(),
+        };
+        assert_eq!(whole_message.document(), None);
+        assert_eq!(named(12, "CarePlan@1"), "document 12 (CarePlan@1)");
     }
 
     #[test]

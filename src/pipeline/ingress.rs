@@ -231,7 +231,7 @@ fn category(mapped: &Mapped) -> Step<Category> {
 /// Who sent it, whose data it is, and may it come: the judgement translate (and deliver, for a
 /// replayed document) makes again, in `admission`, document by document. Gives the distinct
 /// admitted subjects' keyed hashes and the documents withheld; when none is admitted, the
-/// message is refused for the first document's reason.
+/// message is refused whole ([`admission::whole`] says for which reason).
 async fn admit(
     hub: &Hub,
     sub: &Submission<'_>,
@@ -255,7 +255,6 @@ async fn admit(
         subjects: Vec::new(),
         withheld: Vec::new(),
     };
-    let mut first: Option<admission::Withheld> = None;
     for judged in admission::judge_each(hub, &case, None).await? {
         match judged {
             admission::Judged::Admitted(s) => {
@@ -265,13 +264,13 @@ async fn admit(
                 }
             }
             admission::Judged::Withheld(w, s) => {
-                first.get_or_insert_with(|| w.clone());
                 admitted.withheld.push((w, s.as_ref().map(hash)));
             }
         }
     }
-    match first {
-        Some(w) if admitted.subjects.is_empty() => Err(Outcome::Quarantine(w)),
+    let all = admitted.withheld.iter().map(|(w, _)| w);
+    match admission::whole(all) {
+        Some(w) if admitted.subjects.is_empty() => Err(Outcome::Quarantine(w.clone())),
         _ => Ok(admitted),
     }
 }

@@ -119,8 +119,8 @@ fn category(mapped: &Mapped) -> Step<Category> {
 
 /// The same judgement as a new message's at ingress, asked again: a replayed message is not
 /// trusted because it was once seen, and parties or consents may have changed meanwhile. Each
-/// document is judged on its own; when none may go on, the message is kept whole for the first
-/// document's reason. Gives each document's judgement.
+/// document is judged on its own; when none may go on, the message is kept whole (for the reason
+/// [`admission::whole`] picks). Gives each document's judgement.
 async fn admit(
     hub: &Hub,
     m: &Message<'_>,
@@ -137,15 +137,10 @@ async fn admit(
         docs: &judged,
     };
     let judged = admission::judge_each(hub, &case, Some(shutdown)).await?;
-    if judged.iter().all(|j| j.withheld().is_some()) {
-        let first = judged.into_iter().find_map(|j| match j {
-            Judged::Withheld(w, _) => Some(w),
-            Judged::Admitted(_) => None,
-        });
-        if let Some(w) = first {
-            return Err(Outcome::Quarantine(w));
-        }
-        return Ok(Vec::new());
+    if judged.iter().all(|j| j.withheld().is_some())
+        && let Some(w) = admission::whole(judged.iter().filter_map(Judged::withheld))
+    {
+        return Err(Outcome::Quarantine(w.clone()));
     }
     Ok(judged)
 }
