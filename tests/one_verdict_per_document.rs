@@ -6,12 +6,15 @@
 //! value-free report naming document 2 and why; the audit log tells each document's fate at
 //! ingress and translate. Once the person consents, `replay quarantine` sends the kept document
 //! to the deliver hop, which judges it again and delivers it. Run on RabbitMQ and on the
-//! in-memory bus alike.
+//! in-memory bus alike. Over MLLP, an ADT with two PID segments (a test mapping making one
+//! document of each) whose second patient is linked to nobody is answered `AA` with one ERR
+//! (`W`, `unknown-subject`, document 2), and `AR` once neither patient is known.
 
 mod common;
 
 use common::*;
 use kaigo_hub::consent::{Category, Grantee, PartyKind};
+use kaigo_hub::formats::hl7v2;
 use kaigo_hub::pipeline::replay::{self, Parked};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -44,18 +47,49 @@ const ROSTER: &str = "保険者番号,被保険者番号,氏名,生年月日\n\
 
 const FILE: &str = "roster.csv";
 
+/// An ADT of several patients, one document per PID segment (the shipped ADT mapping makes one).
+const ADT_EACH_PID: &str = r#"id: adt-each-pid
+version: 1
+description: One InsuredPerson@1 per PID segment of an ADT (a test's own mapping).
+source: { format: hl7v2, match: { MSH-9.1: ADT } }
+documents: { each: PID }
+target: InsuredPerson@1
+category: certification
+fields:
+  identifiers[+patient-id]:
+    each: "-3"
+    fields:
+      system: { from: MSH-4, then: [{ prefix: "urn:oid:1.2.392.100495.20.3.51.1" }] }
+      value: { from: ".1", required: true }
+      assigner: MSH-4
+  birth_date: { from: "-7", then: [{ date: hl7 }], required: true }
+  source.sender: MSH-4
+"#;
+
+/// The second hospital's ADT of two patients: A-778 (linked to [`PERSON_2`] by the samples'
+/// links) and B-999 (linked to nobody).
+const TWO_PATIENTS: &str = "MSH|^~\\&|HIS|2710000015|KAIGO-HUB|PLATFORM|20251121140000||ADT^A08^ADT_A01|MSG-2P|P|2.5||||||UNICODE UTF-8\r\
+                            EVN||20251121140000\r\
+                            PID|0001||A-778^^^^PI||||19380704|M\r\
+                            PID|0002||B-999^^^^PI||||19400101|F\r";
+
 /// The shipped mappings plus the roster mapping, in the scratch directory.
 fn mappings_dir(s: &Scratch) -> PathBuf {
+    mappings_dir_with(s, "roster-test.yaml", ROSTER_MAPPING, None)
+}
+
+/// The shipped mappings (less `leave_out`) plus `extra` as `name`, in the scratch directory.
+fn mappings_dir_with(s: &Scratch, name: &str, extra: &str, leave_out: Option<&str>) -> PathBuf {
     let dir = s.dir.join("mappings");
     std::fs::create_dir_all(&dir).expect("mappings dir");
     for entry in std::fs::read_dir(repo().join("mappings")).expect("shipped mappings") {
         let path = entry.expect("entry").path();
-        if path.is_file() {
-            let name = path.file_name().expect("a file name");
-            std::fs::copy(&path, dir.join(name)).expect("copy a mapping");
+        let file = path.file_name().expect("a file name");
+        if path.is_file() && leave_out.is_none_or(|l| file != l) {
+            std::fs::copy(&path, dir.join(file)).expect("copy a mapping");
         }
     }
-    std::fs::write(dir.join("roster-test.yaml"), ROSTER_MAPPING).expect("roster mapping");
+    std::fs::write(dir.join(name), extra).expect("the test's mapping");
     dir
 }
 
@@ -234,4 +268,77 @@ async fn one_person_without_consent_holds_back_only_their_document_on_the_memory
         |p| p,
     ))
     .await;
+}
+
+fn field(m: &hl7v2::Message, path: &str) -> String {
+    m.value_at(&hl7v2::Path::compile(path).expect("a valid path"))
+        .map(|v| v.into_owned())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn over_mllp_a_message_some_of_whose_patients_are_unknown_is_aa_with_an_err_per_refused_one()
+{
+    let s = Scratch::rabbit("per-doc-mllp", |p| p);
+    let mut cfg = s.config();
+    // The shipped ADT mapping would take the message too: this test's takes its place.
+    let leave_out = Some("ssmix2-adt-insured-person.yaml");
+    cfg.mappings = mappings_dir_with(&s, "adt-each-pid.yaml", ADT_EACH_PID, leave_out);
+    let running = s.start_with(&cfg).await;
+    let hub = running.hub.clone();
+    let addr = running.mllp_addr;
+    let quarantine = Tap::subscribed(hub.bus.as_ref(), &hub.topology.quarantine()).await;
+
+    // Neither patient known yet: nothing may go on, the message is refused whole.
+    let acks = mllp_send_from("127.0.0.2", addr, &[TWO_PATIENTS.as_bytes()]).await;
+    let ack = hl7v2::parse(&acks[0]).expect("the ACK parses");
+    assert_eq!(field(&ack, "MSA-1"), "AR", "{}", ack.text());
+    assert_eq!(field(&ack, "ERR-5.1"), "unknown-subject", "{}", ack.text());
+
+    // A-778 linked and consented, B-999 still unknown: AA, and document 2 named in an ERR.
+    link_sample_patients(&hub);
+    let cert = [Category::Certification];
+    let platform = Grantee::Kind(PartyKind::Platform);
+    grant(&hub, "mllp-p2", PERSON_2, platform, &cert).await;
+    let providers = Grantee::Kind(PartyKind::Provider);
+    grant(&hub, "mllp-c2", PERSON_2, providers, &cert).await;
+    let acks = mllp_send_from("127.0.0.2", addr, &[TWO_PATIENTS.as_bytes()]).await;
+    let ack = hl7v2::parse(&acks[0]).expect("the ACK parses");
+    let text = ack.text();
+    assert_eq!(field(&ack, "MSA-1"), "AA", "{text}");
+    assert_eq!(field(&ack, "MSA-2"), "MSG-2P", "{text}");
+    assert_eq!(field(&ack, "MSA-3"), "", "{text}");
+    assert_eq!(text.matches("\rERR|").count(), 1, "{text}");
+    assert_eq!(field(&ack, "ERR-3"), "", "{text}");
+    assert_eq!(field(&ack, "ERR-4"), "W", "{text}");
+    assert_eq!(field(&ack, "ERR-5.1"), "unknown-subject", "{text}");
+    assert_eq!(field(&ack, "ERR-5.3"), "99KHB", "{text}");
+    let err8 = field(&ack, "ERR-8");
+    assert!(
+        err8.contains("document 2") && err8.contains("kept in quarantine"),
+        "{err8}"
+    );
+    for personal in ["B-999", "A-778", PERSON_2.1, "19400101"] {
+        assert!(!err8.contains(personal), "`{personal}` in: {err8}");
+    }
+
+    // Document 1 reaches the care manager; document 2 waits in quarantine, as its document.
+    let (name, _) = wait_for_file(&s.out_dir(CARE_MANAGER), "A-778's document", |n| {
+        n.ends_with("-0.json")
+    })
+    .await;
+    let envelope = name.trim_end_matches("-0.json").to_string();
+    let kept = quarantine
+        .wait("document 2 kept", |m| {
+            m.iter().any(|m| m.envelope() == envelope)
+        })
+        .await;
+    let k = kept
+        .iter()
+        .find(|m| m.envelope() == envelope)
+        .expect("document 2's copy");
+    assert_eq!(k.header("x-kaigo-doc-index"), Some("1"));
+    assert_eq!(k.header("x-kaigo-reason"), Some("unknown-subject"));
+    assert!(err8.contains(&envelope), "{err8}");
+    running.stop().await;
 }
