@@ -66,6 +66,8 @@ pub struct Source {
     pub file_name: Option<FileNameConvention>,
     /// All must hold for the mapping to take an input.
     pub matches: Vec<Cond>,
+    /// CSV: every data record has exactly this many fields (`source.columns`).
+    pub columns: Option<usize>,
 }
 
 /// Known file-name conventions.
@@ -117,6 +119,8 @@ pub struct Documents {
     pub each: Vec<Path>,
     /// Grouping keys, relative to each selected node.
     pub group_by: Vec<Path>,
+    /// A selected node makes a document only when all hold (relative to it).
+    pub when: Vec<Cond>,
 }
 
 /// Where a value comes from.
@@ -257,9 +261,9 @@ impl Table {
 /// A golden test.
 #[derive(Debug, Clone)]
 pub struct TestCase {
-    /// Input file (absolute or relative to the working directory).
+    /// Input file: as written when absolute, else joined to the mapping file's directory.
     pub input: PathBuf,
-    /// Expected output file.
+    /// Expected output file, resolved like `input`.
     pub expect: PathBuf,
     /// File name to pretend.
     pub file_name: Option<String>,
