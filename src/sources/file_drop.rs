@@ -384,6 +384,39 @@ mod tests {
         d
     }
 
+    #[test]
+    fn the_report_of_refused_documents_names_each_by_number_kind_and_reason() {
+        let party: Party =
+            serde_json::from_str(r#"{"id":"0300000005","kind":"provider"}"#).expect("a party");
+        let a = ingress::Accepted {
+            envelope_id: "k42".into(),
+            mapping: "roster".into(),
+            documents: 100,
+            refused: vec![ingress::RefusedDocument {
+                number: 7,
+                kind: "InsuredPerson@1".into(),
+                reason: "unknown-subject".into(),
+                detail: "document 7 (InsuredPerson@1) carries no 保険者番号 + 被保険者番号".into(),
+            }],
+        };
+        let report = refused_report(&party, "roster.csv", &a);
+        for line in [
+            "file: roster.csv",
+            "party: 0300000005",
+            "envelope: k42",
+            "outcome: accepted-in-part",
+            "documents: 100",
+            "refused: 1 (kept in quarantine; the others go on)",
+            "document 7 (InsuredPerson@1): unknown-subject: document 7 (InsuredPerson@1) carries no",
+        ] {
+            assert!(
+                report.lines().any(|l| l.starts_with(line)),
+                "`{line}` missing: {report}"
+            );
+        }
+        assert_eq!(report.lines().count(), 7, "{report}");
+    }
+
     #[tokio::test]
     async fn only_visible_regular_files_are_waiting_in_name_order() {
         let d = temp("list");
