@@ -5,17 +5,19 @@
 //! document). A message is never trusted because it was once seen: each asks again, with the
 //! parties and consents in force now.
 //!
-//! In: the sending party's id, the category, and each document's [`Identity`] and kind. Out:
-//! each document's subject ([`Admitted`]), or why it is withheld ([`Withheld`]: a reason code
-//! for headers and audit, a sentence for the sender and operators that says what is missing and
-//! what clears it, and whether any later fact can clear it at all), or that the store or registry
-//! could not answer.
+//! In: the sending party's id, the category, and each document's [`Identity`] and kind. Out
+//! ([`judge_each`]): for each document its subject, or why it is withheld ([`Withheld`]: a reason
+//! code for headers and audit, a sentence for the sender and operators that says what is missing
+//! and what clears it, and whether any later fact can clear it at all); or that the message is
+//! refused whole, or that the store or registry could not answer. [`judge`] asks the same of a
+//! message that must pass whole (deliver's replayed single document).
 //!
-//! The checks, in order: the sender is a party of the parties file; no document names another
-//! party as its sender (`sender-mismatch`); every document resolves to a person
-//! (`unknown-subject`); a municipality speaks only for the people it insures
-//! (`insurer-mismatch`); every person consented to this category reaching the platform
-//! (`consent-denied:<why>`, consent #1/#2).
+//! The checks, in order. Of the whole message: the sender is a party of the parties file; no
+//! document names another party as its sender (`sender-mismatch`). Of each document on its own:
+//! it resolves to a person (`unknown-subject`); a municipality speaks only for the people it
+//! insures (`insurer-mismatch`); the person consented to this category reaching the platform
+//! (`consent-denied:<why>`, consent #1/#2, asked once per person). One person's refusal withholds
+//! that person's documents, never the others'.
 //!
 //! Must never: echo a 保険者番号, 被保険者番号 or any other personal value in a reason or sentence,
 //! or let a reason that no later fact can cure be released by `replay`.
