@@ -7,6 +7,7 @@ pub mod care_plan;
 pub mod common;
 pub mod insurance_card;
 pub mod insured_person;
+pub mod physician_opinion;
 pub mod schema_walk;
 pub mod service_usage;
 
@@ -26,14 +27,17 @@ pub enum DocKind {
     CarePlan,
     /// `ServiceUsage@1`
     ServiceUsage,
+    /// `PhysicianOpinion@1`
+    PhysicianOpinion,
 }
 
 /// All kinds, for listings and `--help`.
-pub const ALL: [DocKind; 4] = [
+pub const ALL: [DocKind; 5] = [
     DocKind::InsuredPerson,
     DocKind::InsuranceCard,
     DocKind::CarePlan,
     DocKind::ServiceUsage,
+    DocKind::PhysicianOpinion,
 ];
 
 /// Why a JSON value is not a valid canonical document. `Display` says what is wrong without the
@@ -132,13 +136,16 @@ impl DocKind {
             DocKind::InsuranceCard => "InsuranceCard@1",
             DocKind::CarePlan => "CarePlan@1",
             DocKind::ServiceUsage => "ServiceUsage@1",
+            DocKind::PhysicianOpinion => "PhysicianOpinion@1",
         }
     }
 
     /// The platform category the document belongs to (DESIGN §7).
     pub fn category(self) -> &'static str {
         match self {
-            DocKind::InsuredPerson | DocKind::InsuranceCard => "certification",
+            DocKind::InsuredPerson | DocKind::InsuranceCard | DocKind::PhysicianOpinion => {
+                "certification"
+            }
             DocKind::CarePlan | DocKind::ServiceUsage => "care-plan",
         }
     }
@@ -156,6 +163,9 @@ impl DocKind {
             DocKind::InsuranceCard => schemars::schema_for!(insurance_card::InsuranceCard),
             DocKind::CarePlan => schemars::schema_for!(care_plan::CarePlan),
             DocKind::ServiceUsage => schemars::schema_for!(service_usage::ServiceUsage),
+            DocKind::PhysicianOpinion => {
+                schemars::schema_for!(physician_opinion::PhysicianOpinion)
+            }
         }
         .to_value();
         if let Some(obj) = schema.as_object_mut() {
@@ -182,6 +192,7 @@ impl DocKind {
             DocKind::InsuranceCard => check::<insurance_card::InsuranceCard>(self, value),
             DocKind::CarePlan => check::<care_plan::CarePlan>(self, value),
             DocKind::ServiceUsage => check::<service_usage::ServiceUsage>(self, value),
+            DocKind::PhysicianOpinion => check::<physician_opinion::PhysicianOpinion>(self, value),
         }
     }
 }
