@@ -398,6 +398,7 @@ impl<'f> Compiler<'f> {
                         format!("`{}`: `[+]` appends an item, so it belongs on an `each` rule's target (e.g. `identifiers[+]: {{ each: …, fields: {{ … }} }}`)", key.value),
                     ));
                 }
+                let mut unpack = false;
                 let leaf = match resolved {
                     // Outbound FHIR has no schema here: `const: "true"`/`"false"` are booleans.
                     Resolved::Leaf(_)
@@ -407,6 +408,23 @@ impl<'f> Compiler<'f> {
                         Leaf::Boolean
                     }
                     Resolved::Leaf(l) => l,
+                    Resolved::Array(Slot::Schema(root, items)) if r.bits.is_some() => {
+                        unpack = true;
+                        match sw::shape(root, items) {
+                            sw::Shape::String(None) | sw::Shape::Any => Leaf::String,
+                            sw::Shape::String(Some(v)) => Leaf::Enum(v),
+                            other => {
+                                return Err(self.err(
+                                    key,
+                                    format!(
+                                        "`{}`: `bits` fills a list of codes, but its items are {}",
+                                        key.value,
+                                        other.describe()
+                                    ),
+                                ));
+                            }
+                        }
+                    }
                     Resolved::Array(_) => {
                         return Err(self.err(
                             key,
@@ -427,7 +445,9 @@ impl<'f> Compiler<'f> {
                         ));
                     }
                 };
-                StepKind::Value(Box::new(self.value_rule(ctx, tables, &full, rule, leaf)?))
+                StepKind::Value(Box::new(
+                    self.value_rule(ctx, tables, &full, rule, leaf, unpack)?,
+                ))
             };
             steps.push(Step {
                 name: full,
@@ -457,9 +477,14 @@ impl<'f> Compiler<'f> {
         name: &str,
         rule: &Spanned<RuleSpec>,
         leaf: Leaf,
+        unpack: bool,
     ) -> Result<ValueRule, MappingError> {
         let r = &rule.value;
         let bad = |msg: String| self.err(rule, format!("rule `{name}`: {msg}"));
+        let bits = match &r.bits {
+            None => None,
+            Some(b) => Some(bits(b, r, &leaf, unpack).map_err(bad)?),
+        };
         if r.fields.is_some() {
             return Err(bad("`fields` needs `each`".into()));
         }
@@ -578,6 +603,7 @@ impl<'f> Compiler<'f> {
             constant,
             transforms,
             lookup,
+            bits,
             default,
             required: r.required,
             pattern,
@@ -749,6 +775,61 @@ fn parse_target(s: &str) -> Result<Vec<TSeg>, String> {
     Ok(out)
 }
 
+/// Compiles `bits:` for a target of type `leaf`: the items of a list (`unpack`) or text.
+fn bits(b: &spec::BitsSpec, r: &RuleSpec, leaf: &Leaf, unpack: bool) -> Result<Bits, String> {
+    if !unpack && *leaf != Leaf::String {
+        return Err(format!(
+            "`bits` makes a list of codes (for an array field) or a bit string (for text), but the target is {}",
+            leaf_name(leaf)
+        ));
+    }
+    let clash = [
+        ("const", r.constant.is_some()),
+        ("lookup", r.lookup.is_some()),
+        ("default", r.default.is_some()),
+        ("check", r.check.is_some()),
+        ("pattern", r.pattern.is_some()),
+        ("join", r.join.is_some()),
+    ];
+    if let Some((k, _)) = clash.iter().find(|(_, given)| *given) {
+        return Err(format!("`bits` cannot be combined with `{k}`"));
+    }
+    if !unpack && !r.then.is_empty() {
+        return Err("`bits` writing a bit string takes the codes as they are: drop `then`".into());
+    }
+    if b.options.is_empty() {
+        return Err("`bits` needs its options, one per character: `bits: [a, b, c]`".into());
+    }
+    for (i, o) in b.options.iter().enumerate() {
+        if b.options[..i].contains(o) {
+            return Err(format!("`bits` lists option `{o}` twice"));
+        }
+        coerce(o, leaf).map_err(|e| format!("`bits` option `{o}`: the target {e}"))?;
+    }
+    let chars: Vec<char> = b.chars.as_deref().unwrap_or("01").chars().collect();
+    let pick: Vec<char> = b.pick.as_deref().unwrap_or("1").chars().collect();
+    if chars.len() < 2
+        || chars
+            .iter()
+            .enumerate()
+            .any(|(i, c)| chars[..i].contains(c))
+    {
+        return Err("`bits` chars: write at least two different characters, e.g. \"01\"".into());
+    }
+    if pick.is_empty() || pick.iter().any(|c| !chars.contains(c)) {
+        return Err(format!(
+            "`bits` pick: write characters out of chars `{}`",
+            chars.iter().collect::<String>()
+        ));
+    }
+    Ok(Bits {
+        options: b.options.clone(),
+        chars,
+        pick,
+        pack: !unpack,
+    })
+}
+
 fn leaf_name(leaf: &Leaf) -> String {
     match leaf {
         Leaf::String => "text".into(),
@@ -897,6 +978,73 @@ mod tests {
     fn unknown_metadata_is_refused_with_hint() {
         let e = compile(&format!("{HEAD}fields:\n  birth_date: $file.prefix\n")).unwrap_err();
         assert!(e.to_string().contains("file_name: careplan"), "{e}");
+    }
+
+    const OPINION: &str =
+        "id: t\nversion: 1\nsource: { format: csv }\ntarget: PhysicianOpinion@1\nfields:\n";
+
+    #[test]
+    fn bits_options_are_checked_against_the_target_items() {
+        let ok = compile(&format!(
+            "{OPINION}  other_departments.departments: {{ from: \"3\", bits: [internal_medicine, other] }}\n"
+        ));
+        let m = ok.expect("compiles");
+        let StepKind::Value(rule) = &m.steps[0].kind else {
+            panic!("a value rule")
+        };
+        let bits = rule.bits.as_ref().expect("bits");
+        assert!(!bits.pack);
+        assert_eq!(bits.chars, vec!['0', '1']);
+        assert_eq!(bits.pick, vec!['1']);
+        let e = compile(&format!(
+            "{OPINION}  other_departments.departments: {{ from: \"3\", bits: [internal_medicine, cardiology] }}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("mappings/t.yaml:6:34: "), "{e}");
+        assert!(e.contains("`bits` option `cardiology`"), "{e}");
+    }
+
+    #[test]
+    fn bits_settings_that_cannot_work_are_refused_at_load() {
+        for (rule, said) in [
+            ("{ from: \"3\", bits: [] }", "needs its options"),
+            ("{ from: \"3\", bits: [other, other] }", "twice"),
+            (
+                "{ from: \"3\", bits: { options: [other], pick: \"2\" } }",
+                "pick",
+            ),
+            (
+                "{ from: \"3\", bits: { options: [other], chars: \"1\" } }",
+                "chars",
+            ),
+            ("{ from: \"3\", bits: [other], lookup: x }", "`lookup`"),
+            (
+                "{ from: \"3\", bits: [other], default: other }",
+                "`default`",
+            ),
+        ] {
+            let e = compile(&format!(
+                "{OPINION}  other_departments.departments: {rule}\ntables:\n  x: {{ a: b }}\n"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains(said), "{rule}: {e}");
+        }
+        // A non-array, non-text target takes no bits.
+        let e = compile(&format!(
+            "{OPINION}  patient.age: {{ from: \"3\", bits: [a, b] }}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("the target is an integer"), "{e}");
+        // Without bits an array still needs `each`.
+        let e = compile(&format!(
+            "{OPINION}  other_departments.departments: \"3\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("is an array"), "{e}");
     }
 
     #[test]

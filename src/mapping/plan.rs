@@ -203,6 +203,8 @@ pub struct ValueRule {
     pub transforms: Vec<Transform>,
     /// Table index.
     pub lookup: Option<usize>,
+    /// A bit-string multi-select: text ⇄ list of option codes.
+    pub bits: Option<Bits>,
     /// Used when nothing else produced a value (already coerced).
     pub default: Option<Value>,
     /// No value is an error.
@@ -215,6 +217,20 @@ pub struct ValueRule {
     pub when: Vec<Cond>,
     /// The JSON type the target expects.
     pub leaf: Leaf,
+}
+
+/// `bits:` compiled: one character per option, leftmost first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bits {
+    /// Option codes in character order (already checked against the target's type).
+    pub options: Vec<String>,
+    /// The characters a position may hold; the first means "not selected" when writing.
+    pub chars: Vec<char>,
+    /// The characters that select an option when reading; writing sets the first.
+    pub pick: Vec<char>,
+    /// `true`: codes found in the source → a bit string (the target is text); `false`: a bit
+    /// string → the list of selected codes (the target is an array).
+    pub pack: bool,
 }
 
 /// The JSON type of a target value.

@@ -141,6 +141,9 @@ pub struct RuleSpec {
     pub then: Vec<TransformSpec>,
     /// Lookup table name.
     pub lookup: Option<String>,
+    /// Bit-string multi-select: one character per option (inbound: text → list of options;
+    /// outbound: list → text).
+    pub bits: Option<BitsSpec>,
     /// Value when the source has none.
     pub default: Option<String>,
     /// Fail the document when no value results.
@@ -172,6 +175,8 @@ struct RuleBody {
     then: Vec<TransformSpec>,
     #[serde(default)]
     lookup: Option<String>,
+    #[serde(default)]
+    bits: Option<BitsSpec>,
     #[serde(default)]
     default: Option<String>,
     #[serde(default)]
@@ -217,6 +222,7 @@ impl<'de> Deserialize<'de> for RuleSpec {
                     sep: b.sep,
                     then: b.then,
                     lookup: b.lookup,
+                    bits: b.bits,
                     default: b.default,
                     required: b.required,
                     pattern: b.pattern,
@@ -231,14 +237,75 @@ impl<'de> Deserialize<'de> for RuleSpec {
     }
 }
 
-/// A transform: `name` or `{ name: argument }`.
-#[derive(Debug, Clone)]
+/// `bits:` — the options of a bit string, leftmost character first: a list of option codes, or
+/// `{ options: [...], chars: "012", pick: "12" }`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BitsSpec {
+    /// Option codes in character order.
+    pub options: Vec<String>,
+    /// The characters a position may hold (default `01`).
+    pub chars: Option<String>,
+    /// The characters that select an option (default `1`); outbound writes the first.
+    pub pick: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BitsBody {
+    options: Vec<String>,
+    #[serde(default)]
+    chars: Option<String>,
+    #[serde(default)]
+    pick: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for BitsSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = BitsSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(
+                    "a list of option codes, or `{ options: [...], chars: \"01\", pick: \"1\" }`",
+                )
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<BitsSpec, A::Error> {
+                let mut options = Vec::new();
+                while let Some(x) = s.next_element::<String>()? {
+                    options.push(x);
+                }
+                Ok(BitsSpec {
+                    options,
+                    ..BitsSpec::default()
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, m: A) -> Result<BitsSpec, A::Error> {
+                let b = BitsBody::deserialize(de::value::MapAccessDeserializer::new(m))?;
+                Ok(BitsSpec {
+                    options: b.options,
+                    chars: b.chars,
+                    pick: b.pick,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A transform: `name`, `{ name: argument }` or `{ name: [argument, …] }`.
+#[derive(Debug, Clone, Default)]
 pub struct TransformSpec {
     /// Transform name, e.g. `fullwidth_kana`, `date`.
     pub name: String,
     /// Its argument, as text, e.g. `yyyyMMdd`.
     pub arg: Option<String>,
+    /// Its arguments when written as a list, e.g. `{ replace: ["\v", "\n"] }`.
+    pub list: Option<Vec<String>>,
 }
+
+/// Transforms whose argument is a list (`{ replace: ["\v", "\n"] }`); every other argument is
+/// read as raw text, so `{ null_if: 0900 }` keeps its leading zero.
+const LIST_ARGUMENTS: &[&str] = &["replace"];
 
 impl<'de> Deserialize<'de> for TransformSpec {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -252,21 +319,32 @@ impl<'de> Deserialize<'de> for TransformSpec {
                 Ok(TransformSpec {
                     name: v.to_string(),
                     arg: None,
+                    list: None,
                 })
             }
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<TransformSpec, A::Error> {
-                let Some((name, arg)) = m.next_entry::<String, String>()? else {
+                let Some(name) = m.next_key::<String>()? else {
                     return Err(de::Error::custom("empty transform `{}`"));
+                };
+                let spec = if LIST_ARGUMENTS.contains(&name.as_str()) {
+                    TransformSpec {
+                        list: Some(m.next_value::<Vec<String>>()?),
+                        name,
+                        arg: None,
+                    }
+                } else {
+                    TransformSpec {
+                        arg: Some(m.next_value::<String>()?),
+                        name,
+                        list: None,
+                    }
                 };
                 if m.next_key::<String>()?.is_some() {
                     return Err(de::Error::custom(
                         "a transform is `{ name: argument }` with exactly one key",
                     ));
                 }
-                Ok(TransformSpec {
-                    name,
-                    arg: Some(arg),
-                })
+                Ok(spec)
             }
         }
         d.deserialize_any(V)
