@@ -145,11 +145,71 @@ fn a_broken_mapping_is_reported_with_file_line_column() {
         "id: broken\nversion: 1\nsource: { format: hl7v2 }\ntarget: InsuredPerson@1\nfields:\n  name.kanji.famliy: \"PID-5.1\"\n",
     )
     .unwrap();
+    // A broken mapping is a configuration error: exit 2, as the README and docs/operating.md say.
     let o = hub(&["mappings", "check", dir.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(err.contains("broken.yaml:6:3:"), "{err}");
     assert!(err.contains("famliy"), "{err}");
+    let o = hub(&["mappings", "test", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("broken.yaml:6:3:"), "{}", stderr(&o));
+}
+
+#[test]
+fn golden_test_files_that_are_not_there_are_named_with_the_mapping_line() {
+    let dir = tempdir();
+    std::fs::write(
+        dir.join("golden.yaml"),
+        "id: golden\nversion: 1\nsource: { format: hl7v2 }\ntarget: InsuredPerson@1\nfields:\n  name.kanji.family: \"PID-5.1\"\ntests:\n  - { input: nope.hl7, expect: nope.json }\n  - { input: here.hl7, expect: gone.json }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("here.hl7"),
+        "MSH|^~\\&|HIS|1318814790|KAIGO|HUB|20251024101500||ADT^A08^ADT_A01|MSG00001|P|2.5\rPID|1||00000010^^^^PI||介護^太郎^^^^^L^I\r",
+    )
+    .unwrap();
+    let file = dir.join("golden.yaml");
+    let file = file.display();
+
+    let o = hub(&["mappings", "check", dir.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("3 golden test file(s) missing"), "{err}");
+    for (line, role, name) in [
+        (8, "input", "nope.hl7"),
+        (8, "expect", "nope.json"),
+        (9, "expect", "gone.json"),
+    ] {
+        let want = format!("{file}:{line}:");
+        let named = err.lines().any(|l| {
+            l.starts_with(&want)
+                && l.contains("mapping `golden`")
+                && l.contains(&format!("the test's {role} file "))
+                && l.contains(name)
+                && l.contains("does not exist")
+        });
+        assert!(named, "{want} {role} {name} not reported:\n{err}");
+    }
+    assert!(
+        !err.contains("here.hl7"),
+        "an existing file is not reported: {err}"
+    );
+
+    let o = hub(&["mappings", "test", dir.to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(2), "{out}{}", stderr(&o));
+    assert!(out.contains("0 passed, 2 failed"), "{out}");
+    assert!(
+        out.contains("the test's input file ") && out.contains("nope.hl7 does not exist"),
+        "{out}"
+    );
+    assert!(out.contains("gone.json does not exist"), "{out}");
+    assert!(
+        stderr(&o).contains("3 golden test file(s) missing"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// `kaigo-hub ARGS` run in `dir` with none of the test's `KAIGO_*` variables, but `env`.

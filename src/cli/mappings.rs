@@ -1,8 +1,10 @@
 //! `kaigo-hub mappings check|test|list`: loads the mapping directory and reports every error
-//! (`file:line:column: …`), runs the golden tests, or lists what is loaded.
+//! (`file:line:column: …`), runs the golden tests, or lists what is loaded. Exit codes: 2 for a
+//! mapping that does not load or a golden test file that is not there (configuration), 1 for a
+//! golden test that runs and fails, 0 otherwise.
 
 use super::{Failure, load_mappings};
-use kaigo_hub::mapping::testing;
+use kaigo_hub::mapping::{MappingSet, testing};
 use std::path::{Path, PathBuf};
 
 /// The mapping directory, for the commands that read mappings (`translate`, `mappings …`); `serve`
@@ -44,7 +46,8 @@ pub fn run(default_dir: &Path, action: Action) -> Result<u8, Failure> {
     match action {
         Action::Check { dir } => {
             let dir = dir.unwrap_or_else(|| default_dir.to_path_buf());
-            let set = load_mappings(&dir).map_err(|f| Failure { code: 1, ..f })?;
+            let set = load_mappings(&dir)?;
+            missing_test_files(&set, &dir)?;
             let tests: usize = set.mappings.iter().map(|m| m.tests.len()).sum();
             super::out!(
                 "{} mapping(s) OK under {} ({tests} golden test(s))",
@@ -55,7 +58,7 @@ pub fn run(default_dir: &Path, action: Action) -> Result<u8, Failure> {
         }
         Action::Test { dir } => {
             let dir = dir.unwrap_or_else(|| default_dir.to_path_buf());
-            let set = load_mappings(&dir).map_err(|f| Failure { code: 1, ..f })?;
+            let set = load_mappings(&dir)?;
             let outcomes = testing::run_all(&set);
             let mut failed = 0;
             for o in &outcomes {
@@ -68,6 +71,7 @@ pub fn run(default_dir: &Path, action: Action) -> Result<u8, Failure> {
                 }
             }
             super::out!("{} passed, {failed} failed", outcomes.len() - failed);
+            missing_test_files(&set, &dir)?;
             Ok(if failed == 0 && !outcomes.is_empty() {
                 0
             } else {
@@ -91,4 +95,20 @@ pub fn run(default_dir: &Path, action: Action) -> Result<u8, Failure> {
             Ok(0)
         }
     }
+}
+
+/// A usage failure (exit 2) naming every golden test file the mappings under `dir` name but
+/// that is not there, each with the test's `file:line:column`.
+fn missing_test_files(set: &MappingSet, dir: &Path) -> Result<(), Failure> {
+    let missing = testing::missing_files(set);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = missing.iter().map(ToString::to_string).collect();
+    Err(Failure::usage(format!(
+        "{} golden test file(s) missing for the mappings under {}:\n{}",
+        missing.len(),
+        dir.display(),
+        lines.join("\n")
+    )))
 }

@@ -17,8 +17,8 @@ pub struct Args {
     pub mappings: super::mappings::Dir,
     /// Input file, or `-` for stdin. Omit with --dir.
     pub file: Option<PathBuf>,
-    /// Use this mapping instead of choosing by match rule (for canonical JSON input with --to:
-    /// the outbound mapping).
+    /// Use this mapping (or several that each make another document: `a,b`) instead of choosing
+    /// by match rule (for canonical JSON input with --to: the outbound mapping).
     #[arg(long)]
     pub mapping: Option<String>,
     /// Render the canonical documents as this format: `fhir` or `csv` (MS932 bytes).
@@ -107,8 +107,9 @@ pub fn run(a: Args) -> Result<u8, Failure> {
             )
             .map_err(fail)?;
         eprintln!(
-            "kaigo-hub: {label}: mapping `{}` → {} document(s)",
-            tr.mapping.id,
+            "kaigo-hub: {label}: mapping{} `{}` → {} document(s)",
+            if tr.mappings.len() == 1 { "" } else { "s" },
+            tr.ids(),
             tr.documents.len()
         );
         tr.documents

@@ -55,6 +55,10 @@ pub struct Document {
     pub kind: DocKind,
     /// Validated JSON, fields in canonical order.
     pub json: String,
+    /// The mapping that made it (one input may be read by several: see [`MappingSet::translate`]).
+    pub mapping: Arc<Mapping>,
+    /// Where in the input it came from (`record 3, line 4`), value-free, when the run knows.
+    pub origin: Option<String>,
 }
 
 impl Document {
@@ -72,10 +76,30 @@ impl Document {
 /// The result of translating one input.
 #[derive(Debug)]
 pub struct Translation {
-    /// The mapping used.
+    /// The mapping used (the first, when several read the input).
     pub mapping: Arc<Mapping>,
-    /// The documents made (possibly none, e.g. a Bundle without a Patient).
+    /// Every mapping that read the input, in the order they ran (file-name order).
+    pub mappings: Vec<Arc<Mapping>>,
+    /// The documents made (possibly none, e.g. a Bundle without a Patient), mapping by mapping.
     pub documents: Vec<Document>,
+}
+
+impl Translation {
+    /// The mappings' ids, comma-separated: what `--mapping` takes to apply the same ones again.
+    pub fn ids(&self) -> String {
+        let ids: Vec<&str> = self.mappings.iter().map(|m| m.id.as_str()).collect();
+        ids.join(",")
+    }
+
+    /// `id@version` of each mapping, comma-separated (the `x-kaigo-mapping` header).
+    pub fn label(&self) -> String {
+        let labels: Vec<String> = self
+            .mappings
+            .iter()
+            .map(|m| format!("{}@{}", m.id, m.version))
+            .collect();
+        labels.join(",")
+    }
 }
 
 /// An outbound rendering.
@@ -103,7 +127,7 @@ pub enum TranslateError {
         /// Each candidate and why it did not fit.
         tried: Vec<(String, ErrorText)>,
     },
-    /// More than one mapping fits.
+    /// More than one mapping fits (inbound: more than one that makes the same document).
     #[error("several mappings fit this input: {}; choose one with --mapping", .0.join(", "))]
     Ambiguous(Vec<String>),
     /// `--mapping` names no loaded mapping.
@@ -218,8 +242,10 @@ impl MappingSet {
         self.mappings.iter().find(|m| m.id == id)
     }
 
-    /// Translates an input into canonical documents, with the named mapping or the one whose
-    /// match rule fits.
+    /// Translates an input into canonical documents, with the named mapping(s) (`a` or `a,b`)
+    /// or every inbound mapping whose match rule fits. Several fitting mappings all read the
+    /// input when each makes a different document (one 認定支援センター file → application,
+    /// survey and decision); two that make the same document are ambiguous.
     pub fn translate(
         &self,
         input: Input,
@@ -227,18 +253,22 @@ impl MappingSet {
     ) -> Result<Translation, TranslateError> {
         let found = Format::sniff(input.bytes);
         let candidates: Vec<&Arc<Mapping>> = match mapping {
-            Some(id) => {
-                let m = self
-                    .get(id)
-                    .ok_or_else(|| TranslateError::UnknownMapping(id.to_string()))?;
-                if !compatible(m.source.format, found) {
-                    return Err(TranslateError::WrongFormat {
-                        id: id.to_string(),
-                        expected: m.source.format.name(),
-                        found: found.name(),
-                    });
+            Some(ids) => {
+                let mut named = Vec::new();
+                for id in ids.split(',').map(str::trim) {
+                    let m = self
+                        .get(id)
+                        .ok_or_else(|| TranslateError::UnknownMapping(id.to_string()))?;
+                    if !compatible(m.source.format, found) {
+                        return Err(TranslateError::WrongFormat {
+                            id: id.to_string(),
+                            expected: m.source.format.name(),
+                            found: found.name(),
+                        });
+                    }
+                    named.push(m);
                 }
-                vec![m]
+                named
             }
             None => self
                 .mappings
@@ -325,36 +355,43 @@ impl MappingSet {
                 tried,
             });
         }
-        if parsed.len() > 1 {
-            return Err(TranslateError::Ambiguous(
-                parsed.iter().map(|(m, _, _)| m.id.clone()).collect(),
-            ));
+        let alike = same_target(&parsed);
+        if !alike.is_empty() {
+            return Err(TranslateError::Ambiguous(alike));
         }
-        let (m, tree, meta) = parsed.remove(0);
-        let Target::Document(kind) = m.target else {
-            return Err(TranslateError::NoMapping {
-                format: found.name(),
-                tried: vec![(
-                    m.id.clone(),
-                    ErrorText::plain(format!(
-                        "it is an outbound mapping (target {})",
-                        m.target.name()
-                    )),
-                )],
-            });
-        };
-        let values = run::run(m, tree, &meta)?;
-        let mut documents = Vec::with_capacity(values.len());
-        for v in values {
-            let json = kind.validate(v).map_err(|error| TranslateError::Invalid {
-                id: m.id.clone(),
-                loc: m.loc.clone(),
-                error,
-            })?;
-            documents.push(Document { kind, json });
+        let mut documents = Vec::new();
+        let mut mappings = Vec::with_capacity(parsed.len());
+        for (m, tree, meta) in parsed {
+            let Target::Document(kind) = m.target else {
+                return Err(TranslateError::NoMapping {
+                    format: found.name(),
+                    tried: vec![(
+                        m.id.clone(),
+                        ErrorText::plain(format!(
+                            "it is an outbound mapping (target {})",
+                            m.target.name()
+                        )),
+                    )],
+                });
+            };
+            for v in run::run(m, tree, &meta)? {
+                let json = kind.validate(v).map_err(|error| TranslateError::Invalid {
+                    id: m.id.clone(),
+                    loc: m.loc.clone(),
+                    error,
+                })?;
+                documents.push(Document {
+                    kind,
+                    json,
+                    mapping: m.clone(),
+                    origin: None,
+                });
+            }
+            mappings.push(m.clone());
         }
         Ok(Translation {
-            mapping: m.clone(),
+            mapping: mappings[0].clone(),
+            mappings,
             documents,
         })
     }
@@ -452,6 +489,24 @@ impl MappingSet {
             None => Ok(Rendered::Json(json_out)),
         }
     }
+}
+
+/// The fitting mappings that make the same document as another fitting one (in their order):
+/// those cannot all read one input, and none is preferred.
+fn same_target(parsed: &[(&Arc<Mapping>, &Tree, Meta)]) -> Vec<String> {
+    let target = |m: &Mapping| match m.target {
+        Target::Document(kind) => kind.name(),
+        _ => m.target.name(),
+    };
+    parsed
+        .iter()
+        .filter(|(m, _, _)| {
+            parsed
+                .iter()
+                .any(|(o, _, _)| o.id != m.id && target(o) == target(m))
+        })
+        .map(|(m, _, _)| m.id.clone())
+        .collect()
 }
 
 /// Whether a CSV target's fields are written already encoded (a charset in which ASCII is
@@ -650,6 +705,82 @@ mod tests {
         MappingSet {
             mappings: vec![Arc::new(m)],
         }
+    }
+
+    /// A roster CSV mapping that makes `target`, with `category`.
+    fn roster(id: &str, target: &str, category: &str) -> Arc<Mapping> {
+        let yaml = format!(
+            r#"
+id: {id}
+version: 2
+source: {{ format: csv, charset: utf-8, header: true, match: {{ 保険者番号: "*" }} }}
+documents: {{ each: "*" }}
+target: {target}
+category: {category}
+fields:
+  subject.insurer_number: 保険者番号
+  subject.insured_number: 被保険者番号
+"#
+        );
+        Arc::new(compile::compile_str(&yaml, Path::new("roster.yaml")).expect("compiles"))
+    }
+
+    #[test]
+    fn every_fitting_mapping_reads_the_input_when_each_makes_another_document() {
+        let person = roster("roster-person", "InsuredPerson@1", "certification");
+        let card = roster("roster-card", "InsuranceCard@1", "certification");
+        let set = MappingSet {
+            mappings: vec![card.clone(), person.clone()],
+        };
+        let bytes = "保険者番号,被保険者番号\n131011,0000012345\n131011,0000012346\n".as_bytes();
+        let input = Input {
+            bytes,
+            file_name: None,
+        };
+        let t = set.translate(input, None).expect("both fit");
+        assert_eq!(t.ids(), "roster-card,roster-person");
+        assert_eq!(t.label(), "roster-card@2,roster-person@2");
+        let made: Vec<(&str, &str)> = t
+            .documents
+            .iter()
+            .map(|d| (d.kind.name(), d.mapping.id.as_str()))
+            .collect();
+        assert_eq!(
+            made,
+            [
+                ("InsuranceCard@1", "roster-card"),
+                ("InsuranceCard@1", "roster-card"),
+                ("InsuredPerson@1", "roster-person"),
+                ("InsuredPerson@1", "roster-person"),
+            ]
+        );
+        // Named, they are applied without their match rules, in the order named.
+        let named = set
+            .translate(input, Some("roster-person, roster-card"))
+            .expect("named");
+        assert_eq!(named.ids(), "roster-person,roster-card");
+        assert_eq!(named.documents[0].kind.name(), "InsuredPerson@1");
+        // One named alone is the only one applied.
+        let one = set.translate(input, Some("roster-card")).expect("named");
+        assert_eq!(
+            (one.ids().as_str(), one.documents.len()),
+            ("roster-card", 2)
+        );
+        // Two that make the same document: neither is preferred.
+        let twin = roster("roster-person-2", "InsuredPerson@1", "certification");
+        let set = MappingSet {
+            mappings: vec![card, person, twin],
+        };
+        match set.translate(input, None) {
+            Err(TranslateError::Ambiguous(ids)) => {
+                assert_eq!(ids, ["roster-person", "roster-person-2"]);
+            }
+            other => panic!("expected Ambiguous, got {other:?}"),
+        }
+        assert!(matches!(
+            set.translate(input, Some("roster-card,nope")),
+            Err(TranslateError::UnknownMapping(id)) if id == "nope"
+        ));
     }
 
     fn csv_text(set: &MappingSet, doc: Value) -> String {

@@ -273,9 +273,9 @@ impl Table {
 /// A golden test.
 #[derive(Debug, Clone)]
 pub struct TestCase {
-    /// Input file (absolute or relative to the working directory).
+    /// Input file: as written when absolute, else joined to the mapping file's directory.
     pub input: PathBuf,
-    /// Expected output file.
+    /// Expected output file, resolved like `input`.
     pub expect: PathBuf,
     /// File name to pretend.
     pub file_name: Option<String>,

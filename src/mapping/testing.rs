@@ -1,11 +1,13 @@
 //! `kaigo-hub mappings test`: runs each mapping's golden tests (input file → expected output
 //! file) and reports what differs, down to the first differing JSON path or CSV line. Inbound
-//! mappings are compared as JSON values; outbound CSV byte for byte.
+//! mappings are compared as JSON values; outbound CSV byte for byte. [`missing_files`] is what
+//! `mappings check` asks: which test files a mapping names that are not there.
 
 use super::{Input, MappingSet, Rendered, Target};
 // The integrator's own test files: errors say their values.
 use crate::redact::Disclose;
 use serde_json::Value;
+use std::path::{Path, PathBuf};
 
 /// The outcome of one golden test.
 #[derive(Debug)]
@@ -37,13 +39,80 @@ pub fn run_all(set: &MappingSet) -> Vec<TestOutcome> {
     out
 }
 
-fn read(p: &std::path::Path) -> Result<Vec<u8>, String> {
-    std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+/// A file that a golden test names and that is not there to read.
+#[derive(Debug)]
+pub struct MissingTestFile {
+    /// Mapping id.
+    pub mapping: String,
+    /// `file:line:column` of the test entry.
+    pub at: String,
+    /// `input` or `expect`: which of the test's files.
+    pub role: &'static str,
+    /// The path as resolved (relative to the mapping file's directory).
+    pub path: PathBuf,
+    /// What is wrong with it: `does not exist`, `is not a file`, …
+    pub why: String,
+}
+
+impl std::fmt::Display for MissingTestFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: mapping `{}`: the test's {} file {} {} (paths in `tests:` are relative to the mapping file; fix the path or add the file)",
+            self.at,
+            self.mapping,
+            self.role,
+            self.path.display(),
+            self.why
+        )
+    }
+}
+
+/// Every golden test file (input or expect) of every mapping that cannot be read as a file, in
+/// the order the mappings and their tests are written.
+pub fn missing_files(set: &MappingSet) -> Vec<MissingTestFile> {
+    let mut out = Vec::new();
+    for m in &set.mappings {
+        for t in &m.tests {
+            for (role, path) in [("input", &t.input), ("expect", &t.expect)] {
+                if let Some(why) = file_problem(path) {
+                    out.push(MissingTestFile {
+                        mapping: m.id.clone(),
+                        at: t.loc.to_string(),
+                        role,
+                        path: path.clone(),
+                        why,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Why `p` is not a readable file, or `None` when it is one.
+fn file_problem(p: &Path) -> Option<String> {
+    match std::fs::metadata(p) {
+        Ok(meta) if meta.is_file() => None,
+        Ok(_) => Some("is not a file".into()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("does not exist".into()),
+        Err(e) => Some(format!("cannot be read: {e}")),
+    }
+}
+
+fn read(p: &Path, role: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(p).map_err(|e| {
+        let why = file_problem(p).unwrap_or_else(|| format!("cannot be read: {e}"));
+        format!(
+            "the test's {role} file {} {why} (paths in `tests:` are relative to the mapping file)",
+            p.display()
+        )
+    })
 }
 
 fn run_one(set: &MappingSet, m: &super::Mapping, t: &super::plan::TestCase) -> Result<(), String> {
-    let input = read(&t.input)?;
-    let expect = read(&t.expect)?;
+    let input = read(&t.input, "input")?;
+    let expect = read(&t.expect, "expect")?;
     let name = t.file_name.clone().or_else(|| {
         t.input
             .file_name()
@@ -179,4 +248,24 @@ fn first_csv_difference(got: &[u8], want: &[u8]) -> String {
         line(got, n),
         line(want, n)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_test_file_that_is_not_there_says_what_is_wrong_with_it() {
+        let dir = std::env::temp_dir();
+        assert_eq!(file_problem(&dir).as_deref(), Some("is not a file"));
+        let gone = dir.join(format!(
+            "kaigo-hub-no-such-test-{}.json",
+            std::process::id()
+        ));
+        assert_eq!(file_problem(&gone).as_deref(), Some("does not exist"));
+        assert_eq!(file_problem(Path::new("Cargo.toml")), None);
+        let err = read(&gone, "expect").expect_err("no file");
+        assert!(err.starts_with("the test's expect file "), "{err}");
+        assert!(err.contains("does not exist"), "{err}");
+    }
 }

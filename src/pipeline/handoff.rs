@@ -21,11 +21,10 @@ pub const INLINE_MAPPING_BYTES: usize = 32 * 1024;
 pub struct Mapped {
     /// The set the mapping came from (the entry counts only while that set is in force).
     pub set: Arc<MappingSet>,
-    /// Mapping id.
-    pub mapping: String,
-    /// Mapping version.
-    pub version: u32,
-    /// The mapping's platform category, as written.
+    /// `id@version` of each mapping applied (one, or several that each make another document),
+    /// comma-separated: the `x-kaigo-mapping` header.
+    pub label: String,
+    /// The mappings' platform category, as written (the same for all: see [`Mapped::run`]).
     pub category: Option<String>,
     /// The canonical documents.
     pub documents: Vec<Document>,
@@ -43,14 +42,13 @@ impl Mapped {
         mapping: Option<&str>,
     ) -> Result<Mapped, ErrorText> {
         let made = |set: Arc<MappingSet>, t: Result<Translation, TranslateError>| {
-            t.map(|t| Mapped {
+            let t = t.map_err(|e| ErrorText::of(&e))?;
+            Ok(Mapped {
                 set,
-                mapping: t.mapping.id.clone(),
-                version: t.mapping.version,
-                category: t.mapping.category.clone(),
+                label: t.label(),
+                category: one_category(&t)?,
                 documents: t.documents,
             })
-            .map_err(|e| ErrorText::of(&e))
         };
         if bytes.len() <= INLINE_MAPPING_BYTES {
             let t = set.translate(Input { bytes, file_name }, mapping);
@@ -79,11 +77,34 @@ impl Mapped {
         self.category
             .as_deref()
             .and_then(|c| c.parse().ok())
-            .ok_or_else(|| format!("mapping `{}` names no platform category", self.mapping))
+            .ok_or_else(|| format!("mapping `{}` names no platform category", self.ids()))
+    }
+
+    /// The mappings' ids, comma-separated, as [`Mapped::run`] takes them.
+    pub fn ids(&self) -> String {
+        let ids: Vec<&str> = self
+            .label
+            .split(',')
+            .map(|l| l.rsplit_once('@').map_or(l, |(id, _)| id))
+            .collect();
+        ids.join(",")
     }
 
     fn bytes(&self) -> usize {
         self.documents.iter().map(|d| d.json.len()).sum::<usize>() + 256
+    }
+}
+
+/// The one category of an input's documents: mappings that read one input and name different
+/// categories are a mapping-set error (one message is consented and routed as one category).
+fn one_category(t: &Translation) -> Result<Option<String>, ErrorText> {
+    let first = &t.mapping.category;
+    match t.mappings.iter().find(|m| &m.category != first) {
+        None => Ok(first.clone()),
+        Some(other) => Err(ErrorText::plain(format!(
+            "mappings `{}` and `{}` both read this input but name different categories; give them one category",
+            t.mapping.id, other.id
+        ))),
     }
 }
 
@@ -186,16 +207,57 @@ mod tests {
     }
 
     fn mapped(set: &Arc<MappingSet>, json_len: usize) -> Mapped {
+        let m = crate::mapping::compile::compile_str(
+            "id: m\nversion: 1\nsource: { format: csv }\ntarget: InsuredPerson@1\nfields: {}\n",
+            std::path::Path::new("m.yaml"),
+        )
+        .expect("a mapping");
         Mapped {
             set: set.clone(),
-            mapping: "m".into(),
-            version: 1,
+            label: "m@1".into(),
             category: Some("care-plan".into()),
             documents: vec![Document {
                 kind: crate::canonical::ALL[0],
                 json: "x".repeat(json_len),
+                mapping: Arc::new(m),
+                origin: None,
             }],
         }
+    }
+
+    #[tokio::test]
+    async fn mappings_that_read_one_input_give_one_label_and_must_share_a_category() {
+        let roster = |id: &str, target: &str, category: &str| {
+            let yaml = format!(
+                "id: {id}\nversion: 3\nsource: {{ format: csv, charset: utf-8, header: true }}\ndocuments: {{ each: \"*\" }}\ntarget: {target}\ncategory: {category}\nfields:\n  subject.insurer_number: 保険者番号\n  subject.insured_number: 被保険者番号\n"
+            );
+            Arc::new(
+                crate::mapping::compile::compile_str(&yaml, std::path::Path::new("r.yaml"))
+                    .expect("compiles"),
+            )
+        };
+        let bytes = "保険者番号,被保険者番号\n131011,0000012345\n".as_bytes();
+        let set = Arc::new(MappingSet {
+            mappings: vec![
+                roster("a", "InsuranceCard@1", "certification"),
+                roster("b", "InsuredPerson@1", "certification"),
+            ],
+        });
+        let m = Mapped::run(set, bytes, None, None).await.expect("maps");
+        assert_eq!((m.label.as_str(), m.ids().as_str()), ("a@3,b@3", "a,b"));
+        assert_eq!(m.category().expect("one category").code(), "certification");
+        let set = Arc::new(MappingSet {
+            mappings: vec![
+                roster("a", "InsuranceCard@1", "certification"),
+                roster("b", "InsuredPerson@1", "care-plan"),
+            ],
+        });
+        let e = Mapped::run(set, bytes, None, None)
+            .await
+            .err()
+            .expect("two categories are refused")
+            .to_string();
+        assert!(e.contains("`a` and `b`") && e.contains("categories"), "{e}");
     }
 
     #[tokio::test]

@@ -141,7 +141,7 @@ struct Identified {
 async fn ingress(hub: &Hub, sub: &Submission<'_>, envelope: &mut Envelope) -> Step<Identified> {
     room(hub)?;
     let mapped = map(hub, sub).await?;
-    envelope.label(h::MAPPING, format!("{}@{}", mapped.mapping, mapped.version));
+    envelope.label(h::MAPPING, mapped.label.clone());
     envelope.label(h::DOCUMENT, mapped.documents[0].kind.name());
     let category = category(&mapped)?;
     envelope.label(h::CATEGORY, category.code());
@@ -268,7 +268,7 @@ async fn publish(
     let Envelope { id, format, props } = envelope;
     let document = mapped.documents[0].kind.name();
     let key = format!("{}.{}", format.name(), key_word(document));
-    let (mapping, documents) = (mapped.mapping.clone(), mapped.documents.len());
+    let (mapping, documents) = (mapped.ids(), mapped.documents.len());
     // Kept before publishing, so the translate hop cannot look before it is there.
     hub.handoff.put(&id, mapped);
     let published = hub

@@ -84,14 +84,12 @@ async fn map(hub: &Hub, m: &Message<'_>) -> Step<Mapped> {
     let mapping_id = m
         .props
         .header(h::MAPPING)
-        .and_then(|m| m.rsplit_once('@'))
-        .map(|(id, _)| id.to_string())
-        .filter(|id| mappings.get(id).is_some());
+        .and_then(|label| mapping_ids(label, &mappings));
     // Mapped by this process's ingress with this same set: take that result, not a second run.
     let kept = hub
         .handoff
         .take(m.envelope, &mappings)
-        .filter(|m| mapping_id.as_deref() == Some(m.mapping.as_str()));
+        .filter(|m| mapping_id.as_deref() == Some(m.ids().as_str()));
     if let Some(mapped) = kept {
         Metrics::inc(&hub.metrics.mapped_once);
         return Ok(mapped);
@@ -103,6 +101,17 @@ async fn map(hub: &Hub, m: &Message<'_>) -> Step<Mapped> {
             error,
             reason: "mapping-failed",
         })
+}
+
+/// The ids of an `x-kaigo-mapping` label (`a@1,b@2` → `a,b`), when every one is still loaded;
+/// otherwise the message is mapped as a new one (by the match rules).
+fn mapping_ids(label: &str, mappings: &crate::mapping::MappingSet) -> Option<String> {
+    let ids: Option<Vec<&str>> = label
+        .split(',')
+        .map(|l| l.rsplit_once('@').map(|(id, _)| id))
+        .map(|id| id.filter(|id| mappings.get(id).is_some()))
+        .collect();
+    ids.map(|ids| ids.join(","))
 }
 
 /// The mapping's platform category.
@@ -157,7 +166,7 @@ fn documents(
     category: Category,
     subjects: Vec<Subject>,
 ) -> Canonical {
-    let mapping = format!("{}@{}", mapped.mapping, mapped.version);
+    let mapping = mapped.label.clone();
     let docs = mapped.documents.into_iter().zip(subjects).enumerate();
     let docs = docs.map(|(i, (doc, subject))| {
         let subject = hub.hasher.hash(
@@ -270,4 +279,29 @@ async fn publish(hub: &Hub, d: Delivery, envelope: &str, canonical: Canonical) {
 
 async fn requeue(d: Delivery) {
     let _ = d.requeue().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mapping_label_names_the_mappings_to_apply_again_while_all_are_loaded() {
+        let m = |id: &str| {
+            let yaml = format!(
+                "id: {id}\nversion: 1\nsource: {{ format: csv }}\ntarget: InsuredPerson@1\nfields: {{}}\n"
+            );
+            Arc::new(
+                crate::mapping::compile::compile_str(&yaml, std::path::Path::new("m.yaml"))
+                    .expect("compiles"),
+            )
+        };
+        let set = crate::mapping::MappingSet {
+            mappings: vec![m("a"), m("b")],
+        };
+        assert_eq!(mapping_ids("a@1", &set).as_deref(), Some("a"));
+        assert_eq!(mapping_ids("b@2,a@1", &set).as_deref(), Some("b,a"));
+        assert_eq!(mapping_ids("a@1,gone@1", &set), None);
+        assert_eq!(mapping_ids("a", &set), None);
+    }
 }

@@ -4,7 +4,7 @@
 //! value. Must never panic on any node, however out of range, and never grow beyond the
 //! structural bounds [`MAX_SEGMENTS`] and [`MAX_FIELDS`].
 
-use super::path::{RepSel, Start};
+use super::path::{Sel, Start};
 use super::*;
 
 #[derive(Clone, Copy, Debug)]
@@ -498,19 +498,22 @@ impl Message {
     /// Returns false when stopped early. Allocates nothing.
     pub fn visit<F: FnMut(Node) -> bool>(&self, from: Node, path: &Path, f: &mut F) -> bool {
         match &path.start {
-            Start::Segment { name, occurrence } => {
+            Start::Segment { name, which } => {
                 let mut seen = 0u32;
                 for (si, seg) in self.segs.iter().enumerate() {
                     if self.name_of(seg) != name.as_slice() {
                         continue;
                     }
                     seen += 1;
-                    if let Some(n) = occurrence {
-                        if seen < *n {
-                            continue;
-                        }
-                        if seen > *n {
-                            break;
+                    match which {
+                        Sel::All => {}
+                        Sel::Nth(n) if seen < *n => continue,
+                        Sel::Nth(n) if seen > *n => break,
+                        Sel::Nth(_) => {}
+                        Sel::Match { place, value } => {
+                            if !self.segment_matches(si, place, value) {
+                                continue;
+                            }
                         }
                     }
                     if !self.visit_in_segment(si, path, f) {
@@ -586,26 +589,14 @@ impl Message {
                 }
             }
             let keep = match &path.reps {
-                RepSel::All => true,
-                RepSel::Nth(n) => r == *n,
-                RepSel::Match { comp, sub, value } => {
-                    let part = nth_piece(b, rr, csep, *comp).and_then(|cr| {
-                        if *sub == 0 {
-                            Some(cr)
-                        } else {
-                            nth_piece(b, cr, ssep, *sub)
-                        }
-                    });
-                    let raw = part.and_then(|(s, e)| self.text.get(s..e)).unwrap_or("");
-                    if atomic {
-                        raw == value
-                    } else {
-                        unescape(raw, &self.seps) == value.as_str()
-                    }
+                Sel::All => true,
+                Sel::Nth(n) => r == *n,
+                Sel::Match { place, value } => {
+                    self.part_is(si, field, rr, place[0], place[1], value)
                 }
             };
             if !keep {
-                if matches!(path.reps, RepSel::Nth(n) if r > n) {
+                if matches!(path.reps, Sel::Nth(n) if r > n) {
                     break;
                 }
                 continue;
@@ -646,6 +637,49 @@ impl Message {
             }
         }
         true
+    }
+}
+
+impl Message {
+    /// Whether segment `si` has, in some repetition of field `place[0]`, the part at component
+    /// `place[1]`, subcomponent `place[2]` (0 = whole) equal to `value`: what `IN1[2.1=KAIGO]`
+    /// asks. An absent field counts as one empty repetition.
+    pub(super) fn segment_matches(&self, si: usize, place: &[u32; 3], value: &str) -> bool {
+        let [field, comp, sub] = *place;
+        let Some(fr) = self.field_range(si, field) else {
+            return value.is_empty();
+        };
+        let b = self.text.as_bytes();
+        Pieces::new(b, fr, self.rep_sep(si, field))
+            .any(|rr| self.part_is(si, field, rr, comp, sub, value))
+    }
+
+    /// Whether the part of repetition `rr` (of field `field` in segment `si`) at component
+    /// `comp`, subcomponent `sub` (0 = whole) equals `value` after escape decoding; an absent
+    /// part counts as empty.
+    pub(super) fn part_is(
+        &self,
+        si: usize,
+        field: u32,
+        rr: (usize, usize),
+        comp: u32,
+        sub: u32,
+        value: &str,
+    ) -> bool {
+        let b = self.text.as_bytes();
+        let atomic = self.is_atomic(si, field);
+        let piece = |range, sep, n| match n {
+            0 => Some(range),
+            n => nth_piece(b, range, (!atomic).then_some(sep), n),
+        };
+        let part = piece(rr, self.seps.component, comp)
+            .and_then(|cr| piece(cr, self.seps.subcomponent, sub));
+        let raw = part.and_then(|(s, e)| self.text.get(s..e)).unwrap_or("");
+        if atomic {
+            raw == value
+        } else {
+            unescape(raw, &self.seps) == value
+        }
     }
 }
 
@@ -896,6 +930,59 @@ mod tests {
         assert!(p(".1").is_relative());
         assert!(p("[8=P].1").is_relative());
         assert!(!p("PID-5").is_relative());
+    }
+
+    /// A patient with medical insurance first and 介護保険 second, as an ADT may carry them.
+    fn two_insurances() -> Message {
+        parse(&utf8_msg(
+            &[
+                MSH_UTF8,
+                "PID|1||00000010^^^^PI||患者^太郎^^^^^L^I",
+                "IN1|1|67^国民健康保険^JHSD0001|67999991|||||||||||||||||||||||||||||||||0123456",
+                "IN1|2|KAIGO^介護保険|131011|||||||||||||||||||||||||||||||||0000012345~X&Y",
+                "IN1|3|KAIGO|999999|||||||||||||||||||||||||||||||||0000099999",
+                "IN1|4|A\\T\\B~KAIGO^介護保険|888888",
+            ],
+            "\r",
+        ))
+        .expect("parses")
+    }
+
+    #[test]
+    fn segment_is_chosen_by_a_field_value() {
+        let m = two_insurances();
+        // The naive path reads the first IN1: the medical insurance.
+        assert_eq!(v(&m, "IN1-36").as_deref(), Some("0123456"));
+        assert_eq!(v(&m, "IN1[2.1=KAIGO]-36").as_deref(), Some("0000012345"));
+        assert_eq!(v(&m, "IN1[2.1=KAIGO]-36.1").as_deref(), Some("0000012345"));
+        assert_eq!(v(&m, "IN1[2.1=KAIGO]-36[2].1.2").as_deref(), Some("Y"));
+        assert_eq!(v(&m, "IN1[2.2=介護保険]-3").as_deref(), Some("131011"));
+        // The whole field must equal the value: only IN1[3] has IN1-2 = KAIGO alone.
+        assert_eq!(v(&m, "IN1[2=KAIGO]-36").as_deref(), Some("0000099999"));
+        // Any repetition of the field may match; the value is escape-decoded first.
+        assert_eq!(
+            all(&m, m.root(), "IN1[2.1=KAIGO]-3"),
+            ["131011", "999999", "888888"]
+        );
+        assert_eq!(all(&m, m.root(), "IN1[2=A&B]-3"), ["888888"]);
+        let second = m
+            .first(m.root(), &p("IN1[1=2]"))
+            .expect("IN1 whose IN1-1 is 2");
+        assert_eq!(m.location(second), "IN1[2] (segment 4)");
+        // A value no segment has selects nothing; an empty value matches an absent field.
+        assert!(all(&m, m.root(), "IN1[2.1=ROUSAI]-36").is_empty());
+        assert_eq!(all(&m, m.root(), "IN1[36=]-3"), ["888888"]);
+        assert!(all(&m, m.root(), "IN1[99=x]").is_empty());
+        // MSH fields keep the standard's numbers.
+        assert_eq!(v(&m, "MSH[9.1=ADT]-10").as_deref(), Some("C1"));
+        assert!(v(&m, "MSH[9.1=ORU]-10").is_none());
+        assert_eq!(v(&m, "MSH[1=|]-10").as_deref(), Some("C1"));
+        // As an `each`, the selector keeps only the matching segments; relative paths then read them.
+        let mut kaigo = Vec::new();
+        m.select(m.root(), &p("IN1[2.1=KAIGO]"), &mut kaigo);
+        assert_eq!(kaigo.len(), 3);
+        assert_eq!(all(&m, kaigo[0], "-1"), ["2"]);
+        assert_eq!(m.location(kaigo[1]), "IN1[3] (segment 5)");
     }
 
     #[test]

@@ -54,43 +54,52 @@ impl Node {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum Start {
-    Segment {
-        name: [u8; 3],
-        occurrence: Option<u32>,
-    },
+    Segment { name: [u8; 3], which: Sel },
     FromSegment,
     FromField,
 }
 
+/// Which of several alike things a `[..]` keeps: the segments of one name (`IN1[2]`,
+/// `IN1[2=KAIGO]`) or the repetitions of one field (`PID-5[2]`, `PID-5[8=P]`). One grammar
+/// for both; only the level that `place` counts from differs.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) enum RepSel {
+pub(super) enum Sel {
+    /// `[*]` or no `[..]`: every one.
     All,
+    /// `[N]`: the Nth, counted from 1.
     Nth(u32),
-    Match { comp: u32, sub: u32, value: String },
+    /// `[N.M=TEXT]`: those whose part at `place` equals `value` after escape decoding. The
+    /// numbers count one level down from the thing chosen — field, component, subcomponent
+    /// for a segment; component, subcomponent for a repetition — 0 meaning the whole part.
+    Match { place: [u32; 3], value: String },
 }
 
 /// A compiled navigation path. Grammar (numbers are 1-based):
 ///
 /// ```text
-/// path     := SEG occ? ('-' field)?        absolute: PID, OBX[2], OBX[*]-5, PID-5[8=P].1
+/// path     := SEG segs? ('-' field)?       absolute: PID, OBX[2], OBX[*]-5, IN1[2=KAIGO]-36
 ///           | '-' field                    relative to a segment node: -5, -5[2].1
 ///           | reps comps? | comps          relative to a field/repetition node: .1, .1.2, [8=P].1
 /// SEG      := 3 letters/digits
-/// occ      := '[' (N | '*') ']'            which occurrence(s) of the segment; default all
+/// segs     := '[' (N | '*' | N ('.' N ('.' N)?)? '=' TEXT) ']'
+///                                          one occurrence of the segment, all, or those
+///                                          whose field N (component N.M, subcomponent
+///                                          N.M.S) equals TEXT in some repetition
 /// field    := N reps? comps?
 /// reps     := '[' (N | '*' | N ('.' N)? '=' TEXT) ']'
 ///                                          one repetition, all, or those whose
 ///                                          component N (subcomponent N.M) equals TEXT
-///                                          (escape-decoded compare; TEXT has no `]`)
 /// comps    := '.' N ('.' N)?               component, subcomponent
 /// ```
 ///
-/// A field without `[..]` selects every repetition.
+/// Both selectors are one [`Sel`]: `[N]`, `[*]` or `[place=TEXT]`, the place counted one level
+/// below what is chosen. TEXT is compared after escape decoding and has no `]`. A segment or a
+/// field without `[..]` selects every occurrence or repetition.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Path {
     pub(super) start: Start,
     pub(super) field: u32,
-    pub(super) reps: RepSel,
+    pub(super) reps: Sel,
     pub(super) comp: u32,
     pub(super) sub: u32,
 }
@@ -131,7 +140,7 @@ impl PathParser<'_> {
             format!("at `{rest}`")
         };
         format!(
-            "invalid HL7 path `{}`: {what} ({at}); valid paths look like `PID-5`, `PID-5[2].1`, `PID-5[*]`, `PID-5[8=P].1`, `PID-11.5`, `PID-5.1.2`, `OBX[2]-5`, `OBX[*]-3.2`, or relative: `-5.1` (from a segment), `.1` or `[8=P].1` (from a field)",
+            "invalid HL7 path `{}`: {what} ({at}); valid paths look like `PID-5`, `PID-5[2].1`, `PID-5[*]`, `PID-5[8=P].1`, `PID-11.5`, `PID-5.1.2`, `OBX[2]-5`, `OBX[*]-3.2`, `IN1[2.1=KAIGO]-36`, or relative: `-5.1` (from a segment), `.1` or `[8=P].1` (from a field)",
             self.src
         )
     }
@@ -178,7 +187,7 @@ impl PathParser<'_> {
         let mut path = Path {
             start: Start::FromField,
             field: 0,
-            reps: RepSel::All,
+            reps: Sel::All,
             comp: 0,
             sub: 0,
         };
@@ -211,16 +220,12 @@ impl PathParser<'_> {
                     self.pos = 0;
                     return Err(self.err("segment names are exactly 3 letters or digits"));
                 }
-                let mut occurrence = None;
-                if self.eat(b'[') {
-                    if !self.eat(b'*') {
-                        occurrence = Some(self.number("segment occurrence number")?);
-                    }
-                    if !self.eat(b']') {
-                        return Err(self.err("expected `]` after the segment occurrence"));
-                    }
-                }
-                path.start = Start::Segment { name, occurrence };
+                let which = if self.eat(b'[') {
+                    self.selector(SEGMENT_SELECTOR)?
+                } else {
+                    Sel::All
+                };
+                path.start = Start::Segment { name, which };
                 if self.eat(b'-') {
                     self.field_part(&mut path)?;
                 } else if self.peek() == Some(b'.') {
@@ -243,7 +248,7 @@ impl PathParser<'_> {
 
     pub(super) fn reps_and_components(&mut self, path: &mut Path) -> Result<(), String> {
         if self.eat(b'[') {
-            path.reps = self.rep_selector()?;
+            path.reps = self.selector(REPETITION_SELECTOR)?;
         }
         if self.eat(b'.') {
             path.comp = self.number("component number")?;
@@ -254,25 +259,28 @@ impl PathParser<'_> {
         Ok(())
     }
 
-    pub(super) fn rep_selector(&mut self) -> Result<RepSel, String> {
+    /// The selector after `[`, up to and including `]`: `*`, `N`, or as many numbers as
+    /// `kind.deeper` names, joined by `.`, then `=TEXT`.
+    pub(super) fn selector(&mut self, kind: SelectorKind) -> Result<Sel, String> {
         if self.eat(b'*') {
             if !self.eat(b']') {
                 return Err(self.err("expected `]` after `[*`"));
             }
-            return Ok(RepSel::All);
+            return Ok(Sel::All);
         }
-        let n = self.number("repetition number (or component number before `=`)")?;
+        let n = self.number(kind.first)?;
         if self.eat(b']') {
-            return Ok(RepSel::Nth(n));
+            return Ok(Sel::Nth(n));
         }
-        let mut sub = 0;
-        if self.eat(b'.') {
-            sub = self.number("subcomponent number")?;
+        let mut place = [n, 0, 0];
+        for (slot, what) in place.iter_mut().zip(kind.deeper).skip(1) {
+            if !self.eat(b'.') {
+                break;
+            }
+            *slot = self.number(what)?;
         }
         if !self.eat(b'=') {
-            return Err(
-                self.err("expected `]` or `=`: a repetition selector is `[2]`, `[*]` or `[8=P]`")
-            );
+            return Err(self.err(kind.expected));
         }
         let rest = self.src.get(self.pos..).unwrap_or("");
         let Some(close) = rest.find(']') else {
@@ -280,13 +288,30 @@ impl PathParser<'_> {
         };
         let value = rest.get(..close).unwrap_or("").to_string();
         self.pos += close + 1;
-        Ok(RepSel::Match {
-            comp: n,
-            sub,
-            value,
-        })
+        Ok(Sel::Match { place, value })
     }
 }
+
+/// What a `[..]` selector chooses among, for its numbers' names and its error.
+#[derive(Clone, Copy)]
+pub(super) struct SelectorKind {
+    first: &'static str,
+    /// Names of the place's numbers, outermost first (the first is named by `first`).
+    deeper: &'static [&'static str],
+    expected: &'static str,
+}
+
+const SEGMENT_SELECTOR: SelectorKind = SelectorKind {
+    first: "segment occurrence number (or field number before `=`)",
+    deeper: &["field number", "component number", "subcomponent number"],
+    expected: "expected `]` or `=`: a segment selector is `[2]`, `[*]`, `[2=KAIGO]` or `[2.1=KAIGO]`",
+};
+
+const REPETITION_SELECTOR: SelectorKind = SelectorKind {
+    first: "repetition number (or component number before `=`)",
+    deeper: &["component number", "subcomponent number"],
+    expected: "expected `]` or `=`: a repetition selector is `[2]`, `[*]` or `[8=P]`",
+};
 
 #[cfg(test)]
 mod tests {
@@ -314,6 +339,11 @@ mod tests {
             "OBX[0]",
             "PID-5[*",
             "患者",
+            "IN1[2=KAIGO",
+            "IN1[2.1.1.1=x]-3",
+            "IN1[2x]",
+            "IN1[=x]",
+            "IN1[2.0=x]",
         ] {
             let err = Path::compile(bad).expect_err(bad);
             assert!(err.contains("valid paths look like"), "{bad}: {err}");
@@ -329,9 +359,46 @@ mod tests {
             " PID-5 ",
             "Z01-1",
             "[7=]",
+            "IN1[2=KAIGO]",
+            "IN1[2.1=KAIGO]-36.1",
+            "IN1[2.1.2=x]-36[2].1",
+            "IN1[2=]-3",
         ] {
             assert!(Path::compile(good).is_ok(), "{good}");
         }
+    }
+
+    #[test]
+    fn segment_and_repetition_selectors_share_one_grammar() {
+        let path = Path::compile("IN1[2.1=KAIGO]-36[8=P].1").expect("compiles");
+        let kaigo = Sel::Match {
+            place: [2, 1, 0],
+            value: "KAIGO".into(),
+        };
+        assert!(matches!(&path.start, Start::Segment { which, .. } if *which == kaigo));
+        assert_eq!(
+            path.reps,
+            Sel::Match {
+                place: [8, 0, 0],
+                value: "P".into()
+            }
+        );
+        assert_eq!((path.field, path.comp, path.sub), (36, 1, 0));
+        let nth = Path::compile("OBX[2]-5").expect("compiles");
+        assert!(matches!(
+            nth.start,
+            Start::Segment {
+                which: Sel::Nth(2),
+                ..
+            }
+        ));
+        // A repetition's place is at most component.subcomponent; a segment's goes one deeper.
+        assert!(Path::compile("PID-5[8.1.1=x]").is_err());
+        let e = Path::compile("IN1[2x]").expect_err("not a selector");
+        assert!(
+            e.contains("a segment selector is `[2]`, `[*]`, `[2=KAIGO]`"),
+            "{e}"
+        );
     }
 
     proptest! {
