@@ -16,6 +16,10 @@
 //! * after a closing quote only a delimiter, a line ending or the end of the
 //!   input may follow (anything else is an error), and a `"` inside an
 //!   unquoted field is an error;
+//! * `skip` physical lines (LF-terminated) are passed over unread before the first record,
+//!   and every line number stays the file's own;
+//! * with `quote: Quote::None` there is no quoting at all: `"` is ordinary data, never
+//!   un-quoted, and no field can hold the delimiter or a line ending;
 //! * a final record without a line ending is fine; line endings at the very
 //!   end of the input make no records, but a blank line between records is a
 //!   record with one empty field (so that validators can point at it);
@@ -48,6 +52,23 @@ pub struct CsvOptions {
     /// Most fields accepted in one record (header included): a structural bound. The input's
     /// size is bounded by the door it came through (`body_limit`), not here.
     pub max_fields: usize,
+    /// Physical lines skipped before the header or the first data record (a LIFE CSV's first
+    /// line is its table name). Skipped lines are not read as CSV: a `"` there opens nothing.
+    /// Line numbers stay the file's own.
+    pub skip: usize,
+    /// Whether `"` quotes fields (RFC 4180) or is ordinary data.
+    pub quote: Quote,
+}
+
+/// How a file quotes its fields.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Quote {
+    /// RFC 4180: a field may be quoted with `"` (the module documentation's rules).
+    #[default]
+    Double,
+    /// No quoting at all: `"` is ordinary data, kept as it is, and a field ends at the next
+    /// delimiter or line ending (the 認定支援センター送信 file).
+    None,
 }
 
 impl Default for CsvOptions {
@@ -57,6 +78,8 @@ impl Default for CsvOptions {
             header: false,
             delimiter: b',',
             max_fields: DEFAULT_MAX_FIELDS,
+            skip: 0,
+            quote: Quote::Double,
         }
     }
 }
@@ -118,6 +141,24 @@ pub enum CsvError {
         field: usize,
         max: usize,
     },
+    /// A data record has another number of fields than the layout's (the mapping's
+    /// `source.columns`).
+    #[error("line {line} has {found} fields, expected {expected}: {}", field_count_hint(*found, *expected))]
+    FieldCount {
+        line: usize,
+        found: usize,
+        expected: usize,
+    },
+}
+
+/// What usually breaks a record's field count: more fields than expected come from a
+/// delimiter written inside free text, fewer from a line break there.
+fn field_count_hint(found: usize, expected: usize) -> &'static str {
+    if found > expected {
+        "a comma inside free text is the usual cause"
+    } else {
+        "a line break inside free text, or a missing field, is the usual cause"
+    }
 }
 
 impl Disclose for CsvError {
@@ -184,7 +225,7 @@ pub fn parse(bytes: &[u8], opts: &CsvOptions) -> Result<CsvFile, CsvError> {
     }
     let charset = opts.charset.unwrap_or_else(|| charset::sniff(bytes));
     let text = charset::decode(bytes, charset)?.into_owned();
-    let parsed = split(&text, d, opts.max_fields)?;
+    let parsed = split(&text, opts)?;
     let mut file = CsvFile {
         text,
         charset,
@@ -230,16 +271,37 @@ fn column_of(text: &str, line_start: usize, pos: usize) -> usize {
     text.get(line_start..pos).map_or(0, |s| s.chars().count()) + 1
 }
 
-fn split(text: &str, delim: u8, max_fields: usize) -> Result<Split, CsvError> {
+/// Byte offset and 1-based line number just after the first `n` physical lines of `b` (the
+/// end of `b` when it has fewer).
+fn skip_lines(b: &[u8], n: usize) -> (usize, usize) {
+    let mut pos = 0usize;
+    let mut line = 1usize;
+    while line <= n {
+        match b
+            .get(pos..)
+            .and_then(|rest| rest.iter().position(|&c| c == b'\n'))
+        {
+            Some(off) => {
+                pos += off + 1;
+                line += 1;
+            }
+            None => return (b.len(), line),
+        }
+    }
+    (pos, line)
+}
+
+fn split(text: &str, opts: &CsvOptions) -> Result<Split, CsvError> {
+    let (delim, max_fields) = (opts.delimiter, opts.max_fields);
+    let quoting = opts.quote == Quote::Double;
     let b = text.as_bytes();
     let n = b.len();
     let stop = trailing_line_endings_start(b);
     let mut fields = Vec::new();
     let mut records = Vec::new();
     let mut line_ending = None;
-    let mut pos = 0usize;
-    let mut line = 1usize;
-    let mut line_start = 0usize;
+    let (mut pos, mut line) = skip_lines(b, opts.skip);
+    let mut line_start = pos;
 
     while pos < stop {
         records.push(Record {
@@ -259,7 +321,7 @@ fn split(text: &str, delim: u8, max_fields: usize) -> Result<Split, CsvError> {
                     max: max_fields,
                 });
             }
-            if b.get(pos) == Some(&b'"') {
+            if quoting && b.get(pos) == Some(&b'"') {
                 let (open_pos, open_line, open_line_start) = (pos, line, line_start);
                 pos += 1;
                 let start = pos;
@@ -329,7 +391,7 @@ fn split(text: &str, delim: u8, max_fields: usize) -> Result<Split, CsvError> {
                 let rest = b.get(pos..).unwrap_or(&[]);
                 let hit = rest
                     .iter()
-                    .position(|&c| c == delim || c == b'\n' || c == b'"');
+                    .position(|&c| c == delim || c == b'\n' || (quoting && c == b'"'));
                 let Some(off) = hit else {
                     fields.push(Field {
                         start,
@@ -415,6 +477,19 @@ impl CsvFile {
     /// `""` unescaped; `None` if out of range, `Some("")` for an empty field.
     pub fn field(&self, rec: usize, col: usize) -> Option<Cow<'_, str>> {
         self.raw_field(rec.checked_add(self.data_start)?, col)
+    }
+
+    /// Checks that every data record has exactly `expected` fields; the first that has not is
+    /// named by its physical line.
+    pub fn check_field_count(&self, expected: usize) -> Result<(), CsvError> {
+        match (0..self.record_count()).find(|&r| self.field_count(r) != expected) {
+            None => Ok(()),
+            Some(r) => Err(CsvError::FieldCount {
+                line: self.line_of(r),
+                found: self.field_count(r),
+                expected,
+            }),
+        }
     }
 
     /// Whether field `col` of data record `rec` was quoted (false if out of
@@ -856,6 +931,129 @@ mod tests {
     }
 
     #[test]
+    fn skipped_lines_are_not_read_and_lines_keep_their_numbers() {
+        // A LIFE CSV: table name, header, data; the table name may hold anything, even a `"`.
+        let opts = CsvOptions {
+            skip: 1,
+            header: true,
+            ..CsvOptions::default()
+        };
+        let f = parse_ok(
+            "利用者情報\"\r\nID,氏名\r\n1,介護 太郎\r\n2,\"介護\r\n花子\"\r\n3,x\r\n".as_bytes(),
+            &opts,
+        );
+        assert_eq!(f.header().map(<[String]>::len), Some(2));
+        assert_eq!(f.column_index("氏名"), Some(1));
+        assert_eq!(
+            rows(&f),
+            [["1", "介護 太郎"], ["2", "介護\r\n花子"], ["3", "x"]]
+        );
+        assert_eq!((f.line_of(0), f.line_of(1), f.line_of(2)), (3, 4, 6));
+        assert_eq!(f.field_location(2, 1), Some((6, 3)));
+        // Errors name the file's physical lines.
+        let err = parse_err(
+            b"title\na,b\nc,d\"e\n",
+            &CsvOptions {
+                skip: 1,
+                ..CsvOptions::default()
+            },
+        );
+        assert!(
+            matches!(
+                err,
+                CsvError::QuoteInUnquotedField {
+                    line: 3,
+                    column: 4,
+                    field: 2
+                }
+            ),
+            "{err}"
+        );
+        // More lines skipped than the file has: no records.
+        let f = parse_ok(
+            b"a\nb",
+            &CsvOptions {
+                skip: 5,
+                ..CsvOptions::default()
+            },
+        );
+        assert_eq!(f.record_count(), 0);
+        let f = parse_ok(
+            b"a\nb",
+            &CsvOptions {
+                skip: 1,
+                ..CsvOptions::default()
+            },
+        );
+        assert_eq!((rows(&f), f.line_of(0)), (vec![vec!["b".to_string()]], 2));
+    }
+
+    #[test]
+    fn without_quoting_a_quote_is_ordinary_data() {
+        let opts = CsvOptions {
+            quote: Quote::None,
+            ..CsvOptions::default()
+        };
+        let f = parse_ok(
+            "131011,\"介護\",a\"b\"\"c,\"\r\n\"x,y\"\r\n".as_bytes(),
+            &opts,
+        );
+        assert_eq!(
+            rows(&f),
+            [
+                vec!["131011", "\"介護\"", "a\"b\"\"c", "\""],
+                vec!["\"x", "y\""]
+            ]
+        );
+        assert!(!f.was_quoted(0, 1));
+        assert_eq!(f.line_of(1), 2);
+        // A line ending always ends the record: a `"` opens nothing that could span it.
+        let f = parse_ok(b"\"a\nb\"\n", &opts);
+        assert_eq!(rows(&f), [["\"a"], ["b\""]]);
+        // The same bytes under RFC 4180 are one quoted field.
+        let f = parse_ok(b"\"a\nb\"\n", &CsvOptions::default());
+        assert_eq!(rows(&f), [["a\nb"]]);
+    }
+
+    #[test]
+    fn a_record_with_another_field_count_is_named_by_its_line() {
+        let opts = CsvOptions {
+            skip: 1,
+            header: true,
+            ..CsvOptions::default()
+        };
+        let f = parse_ok(
+            "title\na,b,c\n1,2,3\n\"x\ny\",2,3\n4,5\n6,7,8,9\n".as_bytes(),
+            &opts,
+        );
+        let err = f.check_field_count(3).expect_err("line 6 has 2 fields");
+        assert_eq!(
+            err.to_string(),
+            "line 6 has 2 fields, expected 3: a line break inside free text, or a missing field, is the usual cause"
+        );
+        assert_eq!(err.for_sender().to_string(), err.to_string());
+        let f = parse_ok(b"1,2,3\n4,5,6,7\n", &CsvOptions::default());
+        assert_eq!(
+            f.check_field_count(3).map_err(|e| e.to_string()),
+            Err(
+                "line 2 has 4 fields, expected 3: a comma inside free text is the usual cause"
+                    .into()
+            )
+        );
+        assert!(f.check_field_count(4).is_err());
+        assert!(
+            parse_ok(b"1,2,3\n4,5,6\n", &CsvOptions::default())
+                .check_field_count(3)
+                .is_ok()
+        );
+        assert!(
+            parse_ok(b"", &CsvOptions::default())
+                .check_field_count(3)
+                .is_ok()
+        );
+    }
+
+    #[test]
     fn tab_delimiter_and_bad_delimiter() {
         let opts = CsvOptions {
             delimiter: b'\t',
@@ -1026,9 +1224,12 @@ mod tests {
             bytes in proptest::collection::vec(any::<u8>(), 0..256),
             which in 0usize..4,
             header in any::<bool>(),
+            skip in 0usize..3,
+            unquoted in any::<bool>(),
         ) {
             let charset = [None, Some(Charset::Utf8), Some(Charset::Ms932), Some(Charset::Iso2022Jp)][which];
-            let opts = CsvOptions { charset, header, max_fields: 16, ..CsvOptions::default() };
+            let quote = if unquoted { Quote::None } else { Quote::Double };
+            let opts = CsvOptions { charset, header, max_fields: 16, skip, quote, ..CsvOptions::default() };
             if let Ok(f) = parse(&bytes, &opts) {
                 for r in 0..=f.record_count() {
                     for c in 0..=f.field_count(r) {

@@ -10,6 +10,7 @@ use super::spec::{self, MappingSpec, Pairs, RuleSpec, StrOrList, TargetSpec};
 use super::transform::Transform;
 use crate::canonical::{DocKind, schema_walk as sw};
 use crate::formats::charset::Charset;
+use crate::formats::csv::Quote;
 use crate::formats::tree::ParseOptions;
 use crate::formats::{Format, Path};
 use serde_json::Value;
@@ -137,6 +138,28 @@ impl<'f> Compiler<'f> {
         if let Some(h) = src.header {
             parse.csv.header = h;
         }
+        if let Some(n) = src.skip {
+            parse.csv.skip = n;
+        }
+        let columns = src.columns;
+        if columns == Some(0) {
+            return Err(self.err(
+                &spec.source,
+                "`columns: 0`: a record has at least one field; give the layout's number of fields",
+            ));
+        }
+        if let Some(q) = &src.quote {
+            parse.csv.quote = match q.value.as_str() {
+                "\"" => Quote::Double,
+                "none" => Quote::None,
+                other => {
+                    return Err(self.err(
+                        q,
+                        format!("quote `{other}`: use '\"' (the default, RFC 4180 quoting) or none (no quoting: `\"` is data)"),
+                    ));
+                }
+            };
+        }
         let file_name = match src.file_name.as_deref() {
             None => None,
             Some("careplan") => Some(FileNameConvention::Careplan),
@@ -257,7 +280,18 @@ impl<'f> Compiler<'f> {
                     .iter()
                     .map(|p| compile_path(&ctx, p).map_err(|e| self.err(d, e)))
                     .collect::<Result<Vec<_>, _>>()?;
-                Some(Documents { each, group_by })
+                let when = d
+                    .value
+                    .when
+                    .0
+                    .iter()
+                    .map(|(k, v)| self.cond(&ctx, k, v))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Some(Documents {
+                    each,
+                    group_by,
+                    when,
+                })
             }
         };
 
@@ -294,6 +328,7 @@ impl<'f> Compiler<'f> {
                 parse,
                 file_name,
                 matches,
+                columns,
             },
             category: spec
                 .category
@@ -1051,5 +1086,30 @@ mod tests {
     fn bad_source_path_is_reported() {
         let e = compile(&format!("{HEAD}fields:\n  birth_date: \"name[\"\n")).unwrap_err();
         assert!(e.to_string().contains("path `name[`"), "{e}");
+    }
+
+    #[test]
+    fn csv_source_options_reach_the_parser_and_a_bad_quote_is_named() {
+        let m = compile(
+            "id: t\nversion: 1\nsource: { format: csv, skip: 2, quote: none }\ntarget: InsuredPerson@1\nfields:\n  birth_date: \"1\"\n",
+        )
+        .unwrap();
+        assert_eq!(m.source.parse.csv.skip, 2);
+        assert_eq!(m.source.parse.csv.quote, Quote::None);
+        let m = compile(
+            "id: t\nversion: 1\nsource: { format: csv, quote: '\"' }\ntarget: InsuredPerson@1\nfields:\n  birth_date: \"1\"\n",
+        )
+        .unwrap();
+        assert_eq!(m.source.parse.csv.quote, Quote::Double);
+        let e = compile(
+            "id: t\nversion: 1\nsource: { format: csv, quote: \"'\" }\ntarget: InsuredPerson@1\nfields:\n  birth_date: \"1\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "mappings/t.yaml:3:31: quote `'`: use '\"' (the default, RFC 4180 quoting) or none"
+            ),
+            "{e}"
+        );
     }
 }

@@ -362,6 +362,10 @@ impl MappingSet {
         let mut documents = Vec::new();
         let mut mappings = Vec::with_capacity(parsed.len());
         for (m, tree, meta) in parsed {
+            if let (Some(expected), Tree::Csv(f)) = (m.source.columns, tree) {
+                f.check_field_count(expected)
+                    .map_err(|e| TranslateError::Format(e.into()))?;
+            }
             let Target::Document(kind) = m.target else {
                 return Err(TranslateError::NoMapping {
                     format: found.name(),
@@ -627,6 +631,15 @@ pub fn metadata(m: &Mapping, file_name: Option<&str>) -> Result<Meta, String> {
 /// Why a mapping's match rule does not fit, or `None` when it does. The value found is said to
 /// the sender only.
 fn why_not(m: &Mapping, tree: &Tree, meta: &Meta) -> Option<ErrorText> {
+    if let (Some(expected), Tree::Csv(f)) = (m.source.columns, tree)
+        && f.record_count() > 0
+        && f.field_count(0) != expected
+    {
+        return Some(ErrorText::plain(format!(
+            "record 1 has {} fields, expected {expected}",
+            f.field_count(0)
+        )));
+    }
     for c in &m.source.matches {
         // Borrowed: a match rule is checked against every message, and only a failed one says why.
         let (label, value): (&str, Option<std::borrow::Cow<'_, str>>) = match &c.src {
@@ -1010,6 +1023,54 @@ fields:
                 "{plain}"
             );
             assert!(!plain.contains("0x"), "the bytes are the sender's: {plain}");
+        }
+    }
+
+    #[test]
+    fn source_columns_chooses_by_the_first_record_and_checks_every_record() {
+        let m = compile::compile_str(
+            r#"
+id: three-fields
+version: 1
+source: { format: csv, charset: utf-8, columns: 3 }
+documents: { each: "*" }
+target: InsuredPerson@1
+fields:
+  subject.insurer_number: "2"
+  subject.insured_number: "3"
+"#,
+            Path::new("test.yaml"),
+        )
+        .expect("compiles");
+        let set = MappingSet {
+            mappings: vec![Arc::new(m)],
+        };
+        let translate = |text: &str, mapping: Option<&str>| {
+            set.translate(
+                Input {
+                    bytes: text.as_bytes(),
+                    file_name: None,
+                },
+                mapping,
+            )
+        };
+        let t = translate("x,131011,0000012345\ny,131011,0000012346\n", None).expect("fits");
+        assert_eq!(t.documents.len(), 2);
+        // The first record decides whether the mapping fits.
+        let e = translate("x,131011,0000012345,介護\n", None).expect_err("4 fields");
+        assert_eq!(
+            e.to_string(),
+            "no mapping fits this csv input\n  - three-fields: record 1 has 4 fields, expected 3"
+        );
+        // Once chosen (by its match rule or by name), any record is checked, without its values.
+        for mapping in [None, Some("three-fields")] {
+            let e = translate("x,131011,0000012345\ny,131011,介護,太郎\n", mapping)
+                .expect_err("line 2 has 4 fields");
+            assert_eq!(
+                e.to_string(),
+                "CSV: line 2 has 4 fields, expected 3: a comma inside free text is the usual cause"
+            );
+            assert!(!e.for_sender().to_string().contains("介護"));
         }
     }
 }

@@ -66,6 +66,8 @@ pub struct Source {
     pub file_name: Option<FileNameConvention>,
     /// All must hold for the mapping to take an input.
     pub matches: Vec<Cond>,
+    /// CSV: every data record has exactly this many fields (`source.columns`).
+    pub columns: Option<usize>,
 }
 
 /// Known file-name conventions.
@@ -117,6 +119,8 @@ pub struct Documents {
     pub each: Vec<Path>,
     /// Grouping keys, relative to each selected node.
     pub group_by: Vec<Path>,
+    /// A selected node makes a document only when all hold (relative to it).
+    pub when: Vec<Cond>,
 }
 
 /// Where a value comes from.

@@ -74,6 +74,15 @@ pub(crate) fn run_out<'a>(
                     break;
                 }
             }
+            selected.retain(|&n| {
+                r.conds_hold(
+                    &d.when,
+                    Scope {
+                        node: n,
+                        group: &[n],
+                    },
+                )
+            });
             if d.group_by.is_empty() {
                 selected.into_iter().map(|n| vec![n]).collect()
             } else {
@@ -554,6 +563,7 @@ fn slot<'v, 'p>(out: &'v mut Out<'p>, path: &'p [TSeg]) -> &'v mut Out<'p> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::formats::{Format, Tree};
     use crate::redact::Disclose;
 
     fn bits(options: &[&str], chars: &str, pick: &str) -> Bits {
@@ -616,5 +626,56 @@ mod tests {
         // Characters, not bytes: a full-width １ is one wrong character.
         let e = unpack_bits(&b, "1１").unwrap_err();
         assert!(e.to_string().contains("position 2"), "{e}");
+    }
+
+    fn insured_numbers(documents: &str, csv: &str) -> Vec<String> {
+        let yaml = format!(
+            "id: t\nversion: 1\nsource: {{ format: csv, charset: utf-8 }}\ndocuments: {documents}\n\
+             target: InsuredPerson@1\nfields:\n  subject.insurer_number: \"2\"\n  subject.insured_number: \"3\"\n"
+        );
+        let m = super::super::compile::compile_str(&yaml, std::path::Path::new("t.yaml"))
+            .expect("compiles");
+        let tree = Tree::parse(Format::Csv, csv.as_bytes(), &m.source.parse).expect("parses");
+        run(&m, &tree, &Meta::default())
+            .expect("runs")
+            .iter()
+            .map(|d| {
+                d["subject"]["insured_number"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn documents_when_keeps_only_the_roots_that_meet_it() {
+        let csv = "種別,保険者番号,被保険者番号\n1.1,131011,0000012345\n9,131011,0000012346\n1.2,131011,0000012347\n";
+        // The header row and the `9` record fail the condition and make no document.
+        assert_eq!(
+            insured_numbers(r#"{ each: "*", when: { "1": ["1.1", "1.2"] } }"#, csv),
+            ["0000012345", "0000012347"]
+        );
+        // Without `when` every record is a document, the header row too.
+        assert_eq!(insured_numbers(r#"{ each: "*" }"#, csv).len(), 4);
+        // `""` (no value) and `"*"` (a value) work as in a rule's `when`.
+        let gaps = "x,131011,0000012345\n,131011,0000012346\n";
+        assert_eq!(
+            insured_numbers(r#"{ each: "*", when: { "1": "" } }"#, gaps),
+            ["0000012346"]
+        );
+        assert_eq!(
+            insured_numbers(r#"{ each: "*", when: { "1": "*" } }"#, gaps),
+            ["0000012345"]
+        );
+        // Conditions are met before grouping: a group is made of the roots that meet them.
+        let grouped = "a,131011,0000012345\nb,131011,0000012345\na,131011,0000012346\n";
+        assert_eq!(
+            insured_numbers(
+                r#"{ each: "*", group_by: ["3"], when: { "1": b } }"#,
+                grouped
+            ),
+            ["0000012345"]
+        );
     }
 }

@@ -58,6 +58,15 @@ pub struct SourceSpec {
     /// CSV: the first record is a header row.
     #[serde(default)]
     pub header: Option<bool>,
+    /// CSV: physical lines skipped before the header or the first data record.
+    #[serde(default)]
+    pub skip: Option<usize>,
+    /// CSV: every data record has exactly this many fields.
+    #[serde(default)]
+    pub columns: Option<usize>,
+    /// CSV: `"` (the default, RFC 4180 quoting) or `none` (`"` is ordinary data).
+    #[serde(default)]
+    pub quote: Option<Spanned<String>>,
     /// XML: prefix → namespace URI used in this file's paths.
     #[serde(default)]
     pub namespaces: Pairs<String>,
@@ -124,6 +133,10 @@ pub struct DocumentsSpec {
     /// Relative paths whose values group the selected nodes into one document each.
     #[serde(default)]
     pub group_by: Vec<String>,
+    /// Conditions (as a rule's `when:`, paths relative to each selected root) that a root must
+    /// meet to make a document.
+    #[serde(default)]
+    pub when: Pairs<StrOrList>,
 }
 
 /// One rule: a shorthand path string, or the full form.
