@@ -201,3 +201,50 @@ fn the_schema_names_the_options_and_the_category() {
         assert!(schema.contains(word), "{word}");
     }
 }
+
+#[test]
+fn a_utf8_file_with_a_header_row_and_lf_gives_the_same_documents() {
+    let set = mappings();
+    let plain = translate(&set, &read(MS932_CRLF)).expect("MS932, CRLF, no header");
+    let headed = translate(&set, &read("samples/certification/ikensho-header-lf.csv"))
+        .expect("UTF-8, LF, a header row");
+    assert_eq!(headed.len(), 2, "the header row makes no document");
+    assert_eq!(plain, headed);
+}
+
+#[test]
+fn a_file_of_another_shape_is_not_taken_for_an_opinion() {
+    let set = mappings();
+    let rows = sample_rows();
+    // 120 fields: the count is part of the match.
+    let short = rows[0]
+        .rsplit_once(",\"")
+        .expect("a last field")
+        .0
+        .to_string();
+    let e = set
+        .translate(
+            Input {
+                bytes: format!("{short}\r\n").as_bytes(),
+                file_name: Some("upload-0002.dat"),
+            },
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("record 1 has 120 fields, expected 121"), "{e}");
+    // Field 1 another version: not this layout.
+    let other = with_field(&rows[0], 1, "2.0");
+    let e = set
+        .translate(
+            Input {
+                bytes: format!("{other}\r\n").as_bytes(),
+                file_name: Some("upload-0003.dat"),
+            },
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("jma-ikensho-physician-opinion"), "{e}");
+    assert!(e.contains("`1` has another value"), "{e}");
+}
