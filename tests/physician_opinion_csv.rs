@@ -247,4 +247,21 @@ fn a_file_of_another_shape_is_not_taken_for_an_opinion() {
         .to_string();
     assert!(e.contains("jma-ikensho-physician-opinion"), "{e}");
     assert!(e.contains("`1` has another value"), "{e}");
+    // Field 3 not 被保険者番号 + 8 digits.
+    let other = with_field(&rows[0], 3, "0000012345-1509");
+    let e = set
+        .translate(
+            Input {
+                bytes: format!("{other}\r\n").as_bytes(),
+                file_name: Some("upload-0004.dat"),
+            },
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("`3` has another value, expected text matching"),
+        "{e}"
+    );
+    assert!(!e.contains("0000012345"), "{e}");
 }

@@ -6,7 +6,7 @@
 use super::check_digit::IdRule;
 use super::error::MappingError;
 use super::plan::*;
-use super::spec::{self, MappingSpec, Pairs, RuleSpec, StrOrList, TargetSpec};
+use super::spec::{self, CondSpec, MappingSpec, Pairs, RuleSpec, TargetSpec};
 use super::transform::Transform;
 use crate::canonical::{DocKind, schema_walk as sw};
 use crate::formats::charset::Charset;
@@ -350,13 +350,21 @@ impl<'f> Compiler<'f> {
         &self,
         ctx: &Ctx,
         key: &Spanned<String>,
-        values: &StrOrList,
+        values: &CondSpec,
     ) -> Result<Cond, MappingError> {
         let src = compile_src(ctx, &key.value).map_err(|e| self.err(key, e))?;
-        let test = match values.0.as_slice() {
-            [v] if v == "*" => CondTest::Present(true),
-            [v] if v.is_empty() => CondTest::Present(false),
-            vs => CondTest::AnyOf(vs.to_vec()),
+        let test = match values {
+            CondSpec::Pattern(p) => CondTest::Pattern(regex_lite::Regex::new(p).map_err(|e| {
+                self.err(
+                    key,
+                    format!("pattern `{p}` is not a valid regular expression: {e}"),
+                )
+            })?),
+            CondSpec::Values(v) => match v.0.as_slice() {
+                [v] if v == "*" => CondTest::Present(true),
+                [v] if v.is_empty() => CondTest::Present(false),
+                vs => CondTest::AnyOf(vs.to_vec()),
+            },
         };
         Ok(Cond { src, test })
     }
@@ -498,7 +506,7 @@ impl<'f> Compiler<'f> {
         &self,
         ctx: &Ctx,
         at: &Spanned<RuleSpec>,
-        when: Option<&Pairs<StrOrList>>,
+        when: Option<&Pairs<CondSpec>>,
     ) -> Result<Vec<Cond>, MappingError> {
         let _ = at;
         when.map(|w| w.0.iter().map(|(k, v)| self.cond(ctx, k, v)).collect())
@@ -1080,6 +1088,33 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("is an array"), "{e}");
+    }
+
+    #[test]
+    fn a_condition_pattern_is_compiled_at_load() {
+        let m = compile(&format!(
+            "{OPINION}  remarks: {{ from: \"5\", when: {{ \"5\": {{ pattern: \"^a+$\" }} }} }}\n"
+        ))
+        .expect("compiles");
+        let StepKind::Value(rule) = &m.steps[0].kind else {
+            panic!("a value rule")
+        };
+        assert!(matches!(&rule.when[0].test, CondTest::Pattern(re) if re.is_match("aa")));
+        let e = compile(&format!(
+            "{OPINION}  remarks: {{ from: \"5\", when: {{ \"5\": {{ pattern: \"(\" }} }} }}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("pattern `(` is not a valid regular expression"),
+            "{e}"
+        );
+        let e = compile(&format!(
+            "{OPINION}  remarks: {{ from: \"5\", when: {{ \"5\": {{ patern: x }} }} }}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("patern"), "{e}");
     }
 
     #[test]

@@ -150,6 +150,8 @@ pub enum CondTest {
     AnyOf(Vec<String>),
     /// `true`: has a value; `false`: has none.
     Present(bool),
+    /// Has a value that the regular expression matches (`{ pattern: REGEX }`).
+    Pattern(regex_lite::Regex),
 }
 
 /// One compiled rule.

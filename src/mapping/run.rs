@@ -212,6 +212,7 @@ impl<'a> Runner<'a> {
             match &c.test {
                 CondTest::Present(want) => v.is_some() == *want,
                 CondTest::AnyOf(opts) => v.is_some_and(|v| opts.iter().any(|o| *o == *v)),
+                CondTest::Pattern(re) => v.is_some_and(|v| re.is_match(&v)),
             }
         })
     }

@@ -51,7 +51,7 @@ pub struct SourceSpec {
     pub format: Spanned<String>,
     /// Conditions that must all hold for this mapping to take an input.
     #[serde(default, rename = "match")]
-    pub match_: Pairs<StrOrList>,
+    pub match_: Pairs<CondSpec>,
     /// CSV/XML character set when not sniffed: `ms932`, `utf-8`.
     #[serde(default)]
     pub charset: Option<String>,
@@ -136,7 +136,7 @@ pub struct DocumentsSpec {
     /// Conditions (as a rule's `when:`, paths relative to each selected root) that a root must
     /// meet to make a document.
     #[serde(default)]
-    pub when: Pairs<StrOrList>,
+    pub when: Pairs<CondSpec>,
 }
 
 /// One rule: a shorthand path string, or the full form.
@@ -166,7 +166,7 @@ pub struct RuleSpec {
     /// Check-digit or identifier rule: `insurer_number`, `insured_number`, `office_number`.
     pub check: Option<String>,
     /// Conditions: all must hold for the rule to apply.
-    pub when: Option<Pairs<StrOrList>>,
+    pub when: Option<Pairs<CondSpec>>,
     /// Repetition: paths selecting the items to iterate.
     pub each: Option<StrOrList>,
     /// Rules for each item (with `each`), relative to the item.
@@ -199,7 +199,7 @@ struct RuleBody {
     #[serde(default)]
     check: Option<String>,
     #[serde(default)]
-    when: Option<Pairs<StrOrList>>,
+    when: Option<Pairs<CondSpec>>,
     #[serde(default)]
     each: Option<StrOrList>,
     #[serde(default)]
@@ -377,44 +377,97 @@ pub struct TestSpec {
     pub file_name: Option<String>,
 }
 
+/// What a condition (`match`, `when`) tests: a value or a list of values (`"*"`: any value,
+/// `""`: no value), or `{ pattern: REGEX }`: a value the regular expression matches.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CondSpec {
+    /// One of these values (or `"*"` / `""`).
+    Values(StrOrList),
+    /// A regular expression the value must match.
+    Pattern(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatternBody {
+    pattern: String,
+}
+
+impl<'de> Deserialize<'de> for CondSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = CondSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a value, a list of values, or `{ pattern: REGEX }`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<CondSpec, E> {
+                StrOrListVisitor.visit_str(v).map(CondSpec::Values)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<CondSpec, E> {
+                StrOrListVisitor.visit_u64(v).map(CondSpec::Values)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<CondSpec, E> {
+                StrOrListVisitor.visit_i64(v).map(CondSpec::Values)
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<CondSpec, E> {
+                StrOrListVisitor.visit_f64(v).map(CondSpec::Values)
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<CondSpec, E> {
+                StrOrListVisitor.visit_bool(v).map(CondSpec::Values)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, s: A) -> Result<CondSpec, A::Error> {
+                StrOrListVisitor.visit_seq(s).map(CondSpec::Values)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, m: A) -> Result<CondSpec, A::Error> {
+                let b = PatternBody::deserialize(de::value::MapAccessDeserializer::new(m))?;
+                Ok(CondSpec::Pattern(b.pattern))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// One text value or a list of them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StrOrList(pub Vec<String>);
 
+struct StrOrListVisitor;
+
+impl<'de> Visitor<'de> for StrOrListVisitor {
+    type Value = StrOrList;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a text value or a list of them")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<StrOrList, E> {
+        Ok(StrOrList(vec![v.to_string()]))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<StrOrList, E> {
+        self.visit_str(&v.to_string())
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<StrOrList, E> {
+        self.visit_str(&v.to_string())
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<StrOrList, E> {
+        Err(E::custom(yaml_number(v)))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<StrOrList, E> {
+        Err(E::custom(format!(
+            "YAML read this as the boolean {v} (Y, N, yes, no, on, off and true/false all are); quote it, e.g. \"Y\""
+        )))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<StrOrList, A::Error> {
+        let mut v = Vec::new();
+        while let Some(x) = s.next_element::<String>()? {
+            v.push(x);
+        }
+        Ok(StrOrList(v))
+    }
+}
+
 impl<'de> Deserialize<'de> for StrOrList {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = StrOrList;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a text value or a list of them")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<StrOrList, E> {
-                Ok(StrOrList(vec![v.to_string()]))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<StrOrList, E> {
-                self.visit_str(&v.to_string())
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<StrOrList, E> {
-                self.visit_str(&v.to_string())
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<StrOrList, E> {
-                Err(E::custom(yaml_number(v)))
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<StrOrList, E> {
-                Err(E::custom(format!(
-                    "YAML read this as the boolean {v} (Y, N, yes, no, on, off and true/false all are); quote it, e.g. \"Y\""
-                )))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<StrOrList, A::Error> {
-                let mut v = Vec::new();
-                while let Some(x) = s.next_element::<String>()? {
-                    v.push(x);
-                }
-                Ok(StrOrList(v))
-            }
-        }
-        d.deserialize_any(V)
+        d.deserialize_any(StrOrListVisitor)
     }
 }
 
