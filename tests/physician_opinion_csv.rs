@@ -265,3 +265,14 @@ fn a_file_of_another_shape_is_not_taken_for_an_opinion() {
     );
     assert!(!e.contains("0000012345"), "{e}");
 }
+
+#[test]
+fn only_a_row_without_a_version_is_a_header_and_no_row_is_dropped_unseen() {
+    let set = mappings();
+    let rows = sample_rows();
+    // A later row of another version is read, not dropped without a word.
+    let later = with_field(&rows[1], 1, "1.3");
+    let docs = translate(&set, format!("{}\r\n{later}\r\n", rows[0]).as_bytes()).expect("reads");
+    assert_eq!(docs.len(), 2);
+    assert_eq!(docs[1]["subject"]["insured_number"], "0000012346");
+}
