@@ -106,9 +106,11 @@ fn bit_strings_partial_wareki_and_vt_read_as_the_spec_says() {
     let mm = &a["living_function"]["medical_management"];
     assert_eq!(
         mm["services"],
-        json!(["home_visit_medical", "outpatient_rehabilitation"])
+        json!([
+            { "service": "home_visit_medical", "underlined": true },
+            { "service": "outpatient_rehabilitation", "underlined": false }
+        ])
     );
-    assert_eq!(mm["underlined"], json!(["home_visit_medical"]));
     // 036 `令和05年06月`: 令和1 = 2019, so 令和5 = 2023; month precision kept, 頃 on the form.
     let d = &a["illness"]["diagnoses"];
     assert_eq!(
@@ -136,8 +138,11 @@ fn bit_strings_partial_wareki_and_vt_read_as_the_spec_says() {
     assert_eq!(
         docs[1]["living_function"]["medical_management"],
         json!({
-            "services": ["home_visit_nursing", "home_visit_rehabilitation", "nurse_visit_consultation"],
-            "underlined": ["home_visit_nursing"]
+            "services": [
+                { "service": "home_visit_nursing", "underlined": true },
+                { "service": "home_visit_rehabilitation", "underlined": false },
+                { "service": "nurse_visit_consultation", "underlined": false }
+            ]
         })
     );
     // 036 `令和05年06月12日` keeps its day.
@@ -179,7 +184,7 @@ fn a_character_outside_the_allowed_set_is_refused() {
         "{plain}"
     );
     assert!(
-        plain.contains("rule `living_function.medical_management.services`"),
+        plain.contains("rule `living_function.medical_management.services[+]`"),
         "{plain}"
     );
 }

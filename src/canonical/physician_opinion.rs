@@ -829,20 +829,26 @@ pub enum Outlook {
     Unknown,
 }
 
-/// 医学的管理の必要性. Every service in `underlined` is also in `services`: the physician
-/// underlined it as especially needed.
+/// 医学的管理の必要性.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MedicalManagement {
-    /// The services checked.
+    /// The services checked, in the order of the source, each with its emphasis.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub services: Vec<MedicalService>,
-    /// 下線 — the checked services underlined as especially needed.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub underlined: Vec<MedicalService>,
+    pub services: Vec<MedicalNeed>,
     /// その他の医療系サービス — as written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub other: Option<String>,
+}
+
+/// One checked service of 医学的管理の必要性.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MedicalNeed {
+    /// The service.
+    pub service: MedicalService,
+    /// 下線 — `true`: underlined on the form as especially needed.
+    pub underlined: bool,
 }
 
 /// 医学的管理の必要性 — the services.

@@ -24,6 +24,8 @@ const COMMON_META: &[&str] = &[
     "$mapping.id",
     "$mapping.version",
 ];
+/// Metadata of an item of an `each` with `bits`: the option's code and its character.
+const BIT_META: &[&str] = &["$bit.option", "$bit.char"];
 /// Metadata keys from a ケアプラン CSV file name.
 const CAREPLAN_META: &[&str] = &[
     "$file.prefix",
@@ -174,6 +176,7 @@ impl<'f> Compiler<'f> {
             format,
             namespaces: &namespaces,
             careplan_meta: file_name.is_some(),
+            bit_meta: false,
         };
         let mut matches = Vec::new();
         for (key, values) in &src.match_.0 {
@@ -427,12 +430,24 @@ impl<'f> Compiler<'f> {
                 let Some(fields) = &r.fields else {
                     return Err(self.err(rule, "a rule with `each` needs `fields:` for each item"));
                 };
-                let steps = self.steps(ctx, tables, fields, &item_slot, &format!("{full}."))?;
+                let bits = match &r.bits {
+                    None => None,
+                    Some(b) => Some(
+                        bits(b, r, &Leaf::String, true)
+                            .map_err(|e| self.err(rule, format!("rule `{}`: {e}", key.value)))?,
+                    ),
+                };
+                let inner = Ctx {
+                    bit_meta: bits.is_some(),
+                    ..*ctx
+                };
+                let steps = self.steps(&inner, tables, fields, &item_slot, &format!("{full}."))?;
                 StepKind::Each {
                     select,
                     when,
                     steps,
                     required: r.required,
+                    bits,
                 }
             } else {
                 if target.contains(&TSeg::Append) {
@@ -745,10 +760,13 @@ enum Resolved<'s> {
     Object(Vec<String>),
 }
 
+#[derive(Clone, Copy)]
 struct Ctx<'a> {
     format: Format,
     namespaces: &'a [(String, String)],
     careplan_meta: bool,
+    /// Inside an `each` with `bits`: `$bit.option` and `$bit.char` name the item.
+    bit_meta: bool,
 }
 
 fn compile_path(ctx: &Ctx, p: &str) -> Result<Path, String> {
@@ -760,14 +778,21 @@ fn compile_src(ctx: &Ctx, p: &str) -> Result<Src, String> {
         return Ok(Src::Group);
     }
     if p.starts_with('$') {
-        let known = COMMON_META.contains(&p) || (ctx.careplan_meta && CAREPLAN_META.contains(&p));
+        let known = COMMON_META.contains(&p)
+            || (ctx.careplan_meta && CAREPLAN_META.contains(&p))
+            || (ctx.bit_meta && BIT_META.contains(&p));
         if !known {
             let mut all: Vec<&str> = COMMON_META.to_vec();
             if ctx.careplan_meta {
                 all.extend(CAREPLAN_META);
             }
+            if ctx.bit_meta {
+                all.extend(BIT_META);
+            }
             let hint = if CAREPLAN_META.contains(&p) {
                 " (set `source.file_name: careplan` to parse ケアプラン file names)"
+            } else if BIT_META.contains(&p) {
+                " (only inside an `each` with `bits`)"
             } else {
                 ""
             };
@@ -1088,6 +1113,25 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("is an array"), "{e}");
+    }
+
+    #[test]
+    fn bit_metadata_is_known_only_inside_an_each_with_bits() {
+        let each = "  living_function.medical_management.services[+]:\n    each: \"106\"\n\
+                    \x20   bits: { options: [home_visit_medical], chars: \"012\", pick: \"12\" }\n\
+                    \x20   fields:\n      service: $bit.option\n";
+        let m = compile(&format!("{OPINION}{each}")).expect("compiles");
+        assert!(
+            matches!(&m.steps[0].kind, StepKind::Each { bits: Some(b), .. } if b.pick == vec!['1', '2'])
+        );
+        let e = compile(&format!("{OPINION}  remarks: $bit.option\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("only inside an `each` with `bits`"), "{e}");
+        let e = compile(&format!("{OPINION}{}", each.replace("\"012\"", "\"01\"")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("pick"), "{e}");
     }
 
     #[test]

@@ -193,6 +193,9 @@ pub enum StepKind {
         steps: Vec<Step>,
         /// At least one item must be produced.
         required: bool,
+        /// `bits`: each selected value is a bit string, and each option it picks is one item
+        /// (read by `$bit.option` and `$bit.char`).
+        bits: Option<Bits>,
     },
 }
 

@@ -39,6 +39,8 @@ impl Meta {
 struct Scope<'a, 'g> {
     node: Node<'a>,
     group: &'g [Node<'a>],
+    /// Inside an `each` with `bits`: the option of this item and its character.
+    bit: Option<(&'a str, char)>,
 }
 
 struct Runner<'a> {
@@ -80,6 +82,7 @@ pub(crate) fn run_out<'a>(
                     Scope {
                         node: n,
                         group: &[n],
+                        bit: None,
                     },
                 )
             });
@@ -112,6 +115,7 @@ pub(crate) fn run_out<'a>(
         let scope = Scope {
             node: *first,
             group: g,
+            bit: None,
         };
         let mut out = Out::Obj(Vec::with_capacity(m.steps.len() + 1));
         if let (Target::Document(k), Out::Obj(fields)) = (&m.target, &mut out) {
@@ -145,6 +149,7 @@ impl<'a> Runner<'a> {
                     when,
                     steps: inner,
                     required,
+                    bits,
                 } => {
                     let mut items = Vec::new();
                     for src in select {
@@ -156,18 +161,25 @@ impl<'a> Runner<'a> {
                             continue;
                         }
                         let one = [item];
-                        let item_scope = Scope {
-                            node: item,
-                            group: &one,
+                        let picked = match bits {
+                            None => vec![None],
+                            Some(b) => self.picked(step, b, item)?.into_iter().map(Some).collect(),
                         };
-                        if !self.conds_hold(when, item_scope) {
-                            continue;
-                        }
-                        let mut obj = Out::Obj(Vec::new());
-                        self.exec(inner, item_scope, &mut obj)?;
-                        if matches!(&obj, Out::Obj(f) if !f.is_empty()) {
-                            *slot(out, &step.target) = obj;
-                            made += 1;
+                        for bit in picked {
+                            let item_scope = Scope {
+                                node: item,
+                                group: &one,
+                                bit,
+                            };
+                            if !self.conds_hold(when, item_scope) {
+                                continue;
+                            }
+                            let mut obj = Out::Obj(Vec::new());
+                            self.exec(inner, item_scope, &mut obj)?;
+                            if matches!(&obj, Out::Obj(f) if !f.is_empty()) {
+                                *slot(out, &step.target) = obj;
+                                made += 1;
+                            }
                         }
                     }
                     if *required && made == 0 {
@@ -183,6 +195,22 @@ impl<'a> Runner<'a> {
         Ok(())
     }
 
+    /// The options a bit string at `item` picks, with their characters, for an `each` with `bits`.
+    fn picked(
+        &self,
+        step: &Step,
+        bits: &'a Bits,
+        item: Node<'a>,
+    ) -> Result<Vec<(&'a str, char)>, MapError> {
+        let Some(text) = self.tree.value(item) else {
+            return Ok(Vec::new());
+        };
+        unpack_bits(bits, &text).map_err(|e| {
+            let at = self.tree.location(item);
+            self.error(step, at, e.into())
+        })
+    }
+
     fn select(&self, src: &Src, scope: Scope<'a, '_>, out: &mut Vec<Node<'a>>) {
         match src {
             Src::Path(p, _) => self.tree.select(scope.node, p, out),
@@ -194,7 +222,11 @@ impl<'a> Runner<'a> {
     /// The first non-empty value of a source, with the node it came from.
     fn first(&self, src: &Src, scope: Scope<'a, '_>) -> Option<(Cow<'a, str>, Option<Node<'a>>)> {
         match src {
-            Src::Meta(k) => self.meta.get(k).map(|v| (Cow::Owned(v.to_string()), None)),
+            Src::Meta(k) => match (k.as_str(), scope.bit) {
+                ("$bit.option", Some((option, _))) => Some((Cow::Borrowed(option), None)),
+                ("$bit.char", Some((_, c))) => Some((Cow::Owned(c.to_string()), None)),
+                _ => self.meta.get(k).map(|v| (Cow::Owned(v.to_string()), None)),
+            },
             Src::Group => None,
             Src::Path(p, _) => self
                 .tree
@@ -272,6 +304,7 @@ impl<'a> Runner<'a> {
                 return self.nothing(step, rule);
             };
             let codes = unpack_bits(bits, cur).map_err(|e| self.error(step, at(node), e.into()))?;
+            let codes: Vec<&str> = codes.into_iter().map(|(option, _)| option).collect();
             if codes.is_empty() {
                 return self.nothing(step, rule);
             }
@@ -421,9 +454,10 @@ impl<'a> Runner<'a> {
     }
 }
 
-/// `bits` reading: the options whose character is one of `pick`, in option order. A text of
-/// another length, or with a character outside `chars`, is refused (the value for its sender).
-fn unpack_bits<'b>(bits: &'b Bits, text: &str) -> Result<Vec<&'b str>, ValueError> {
+/// `bits` reading: the options whose character is one of `pick`, in option order, each with its
+/// character. A text of another length, or with a character outside `chars`, is refused (the
+/// value for its sender).
+fn unpack_bits<'b>(bits: &'b Bits, text: &str) -> Result<Vec<(&'b str, char)>, ValueError> {
     let n = text.chars().count();
     if n != bits.options.len() {
         return Err(ValueError::new(
@@ -448,7 +482,7 @@ fn unpack_bits<'b>(bits: &'b Bits, text: &str) -> Result<Vec<&'b str>, ValueErro
             ));
         }
         if bits.pick.contains(&c) {
-            picked.push(option.as_str());
+            picked.push((option.as_str(), c));
         }
     }
     Ok(picked)
@@ -596,7 +630,7 @@ mod tests {
         let b = bits(&departments, "01", "1");
         assert_eq!(
             unpack_bits(&b, "1000000000001").unwrap(),
-            vec!["internal_medicine", "other"]
+            vec![("internal_medicine", '1'), ("other", '1')]
         );
         assert!(unpack_bits(&b, "0000000000000").unwrap().is_empty());
         let services = ["visit", "nursing", "rehab", "day_rehab", "short_stay"];
@@ -604,9 +638,12 @@ mod tests {
         let underlined = bits(&services, "012", "2");
         assert_eq!(
             unpack_bits(&checked, "20010").unwrap(),
-            vec!["visit", "day_rehab"]
+            vec![("visit", '2'), ("day_rehab", '1')]
         );
-        assert_eq!(unpack_bits(&underlined, "20010").unwrap(), vec!["visit"]);
+        assert_eq!(
+            unpack_bits(&underlined, "20010").unwrap(),
+            vec![("visit", '2')]
+        );
     }
 
     #[test]
