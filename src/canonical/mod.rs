@@ -3,10 +3,18 @@
 //! these types; that is the validation. A published version never changes in place: a change of
 //! shape is a new version beside the old one.
 
+mod declare;
+
+pub mod basic_survey;
 pub mod care_plan;
+pub mod certification_application;
+pub mod certification_codes;
+pub mod certification_decision;
+pub mod certification_survey;
 pub mod common;
 pub mod insurance_card;
 pub mod insured_person;
+pub mod physician_opinion;
 pub mod schema_walk;
 pub mod service_usage;
 
@@ -26,14 +34,26 @@ pub enum DocKind {
     CarePlan,
     /// `ServiceUsage@1`
     ServiceUsage,
+    /// `CertificationApplication@1`
+    CertificationApplication,
+    /// `CertificationSurvey@1`
+    CertificationSurvey,
+    /// `CertificationDecision@1`
+    CertificationDecision,
+    /// `PhysicianOpinion@1`
+    PhysicianOpinion,
 }
 
 /// All kinds, for listings and `--help`.
-pub const ALL: [DocKind; 4] = [
+pub const ALL: [DocKind; 8] = [
     DocKind::InsuredPerson,
     DocKind::InsuranceCard,
     DocKind::CarePlan,
     DocKind::ServiceUsage,
+    DocKind::CertificationApplication,
+    DocKind::CertificationSurvey,
+    DocKind::CertificationDecision,
+    DocKind::PhysicianOpinion,
 ];
 
 /// Why a JSON value is not a valid canonical document. `Display` says what is wrong without the
@@ -132,13 +152,22 @@ impl DocKind {
             DocKind::InsuranceCard => "InsuranceCard@1",
             DocKind::CarePlan => "CarePlan@1",
             DocKind::ServiceUsage => "ServiceUsage@1",
+            DocKind::CertificationApplication => "CertificationApplication@1",
+            DocKind::CertificationSurvey => "CertificationSurvey@1",
+            DocKind::CertificationDecision => "CertificationDecision@1",
+            DocKind::PhysicianOpinion => "PhysicianOpinion@1",
         }
     }
 
     /// The platform category the document belongs to (DESIGN §7).
     pub fn category(self) -> &'static str {
         match self {
-            DocKind::InsuredPerson | DocKind::InsuranceCard => "certification",
+            DocKind::InsuredPerson
+            | DocKind::InsuranceCard
+            | DocKind::CertificationApplication
+            | DocKind::CertificationSurvey
+            | DocKind::CertificationDecision
+            | DocKind::PhysicianOpinion => "certification",
             DocKind::CarePlan | DocKind::ServiceUsage => "care-plan",
         }
     }
@@ -156,6 +185,18 @@ impl DocKind {
             DocKind::InsuranceCard => schemars::schema_for!(insurance_card::InsuranceCard),
             DocKind::CarePlan => schemars::schema_for!(care_plan::CarePlan),
             DocKind::ServiceUsage => schemars::schema_for!(service_usage::ServiceUsage),
+            DocKind::CertificationApplication => {
+                schemars::schema_for!(certification_application::CertificationApplication)
+            }
+            DocKind::CertificationSurvey => {
+                schemars::schema_for!(certification_survey::CertificationSurvey)
+            }
+            DocKind::CertificationDecision => {
+                schemars::schema_for!(certification_decision::CertificationDecision)
+            }
+            DocKind::PhysicianOpinion => {
+                schemars::schema_for!(physician_opinion::PhysicianOpinion)
+            }
         }
         .to_value();
         if let Some(obj) = schema.as_object_mut() {
@@ -182,6 +223,16 @@ impl DocKind {
             DocKind::InsuranceCard => check::<insurance_card::InsuranceCard>(self, value),
             DocKind::CarePlan => check::<care_plan::CarePlan>(self, value),
             DocKind::ServiceUsage => check::<service_usage::ServiceUsage>(self, value),
+            DocKind::CertificationApplication => {
+                check::<certification_application::CertificationApplication>(self, value)
+            }
+            DocKind::CertificationSurvey => {
+                check::<certification_survey::CertificationSurvey>(self, value)
+            }
+            DocKind::CertificationDecision => {
+                check::<certification_decision::CertificationDecision>(self, value)
+            }
+            DocKind::PhysicianOpinion => check::<physician_opinion::PhysicianOpinion>(self, value),
         }
     }
 }
