@@ -133,6 +133,7 @@ async fn one_person_without_consent_holds_back_only_their_document(s: Scratch) {
         "documents: 3",
         "refused: 1",
         "document 2 (InsuredPerson@1): consent-denied:no-consent: ",
+        "(at record 2, line 3)\n",
     ] {
         assert!(report.contains(part), "`{part}` missing from: {report}");
     }
@@ -323,8 +324,10 @@ async fn over_mllp_a_message_some_of_whose_patients_are_unknown_is_aa_with_an_er
     // The refusal, then one ERR for each of the two patients.
     let text = ack.text();
     assert_eq!(text.matches("\rERR|").count(), 3, "{text}");
+    // Each named with where in the message it is (its PID segment).
     for n in [1, 2] {
-        assert!(text.contains(&format!("document {n} of ")), "{text}");
+        let at = format!("document {n} (PID[{n}] (segment {})) of ", n + 2);
+        assert!(text.contains(&at), "`{at}` missing from: {text}");
     }
 
     // A-778 linked and consented, B-999 still unknown: AA, and document 2 named in an ERR.

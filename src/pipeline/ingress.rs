@@ -68,18 +68,37 @@ pub struct RefusedDocument {
     pub reason: String,
     /// What is missing and what clears it ([`admission::Withheld::detail`]).
     pub detail: String,
+    /// Where in the message it came from (`record 3, line 4`, `entry 2`), when the mapping
+    /// run knows: positions only, never a value.
+    pub origin: Option<String>,
 }
 
 impl RefusedDocument {
-    fn of(w: &admission::Withheld) -> RefusedDocument {
+    /// `w` as the sender is told of it; `origins` are the message's documents' origins.
+    fn of(w: &admission::Withheld, origins: &[Option<String>]) -> RefusedDocument {
         let (number, kind) = w.document().unwrap_or((0, ""));
         RefusedDocument {
             number,
             kind: kind.to_string(),
             reason: w.code(),
             detail: w.detail(),
+            origin: number
+                .checked_sub(1)
+                .and_then(|i| origins.get(i).cloned().flatten()),
         }
     }
+
+    /// ` (record 3, line 4)` after its number in an answer, or nothing when unknown.
+    pub fn at(&self) -> String {
+        self.origin
+            .as_deref()
+            .map_or_else(String::new, |o| format!(" ({o})"))
+    }
+}
+
+/// Where each document of a mapping run came from, in document order.
+fn origins(mapped: &Mapped) -> Vec<Option<String>> {
+    mapped.documents.iter().map(|d| d.origin.clone()).collect()
 }
 
 /// Why a source must refuse the message.
@@ -285,7 +304,7 @@ async fn admit(
             envelope.refused = admitted
                 .withheld
                 .iter()
-                .map(|(w, _)| RefusedDocument::of(w))
+                .map(|(w, _)| RefusedDocument::of(w, &origins(mapped)))
                 .collect();
             Err(Outcome::Quarantine(w.clone()))
         }
@@ -355,6 +374,7 @@ async fn publish(
     let document = mapped.documents[0].kind.name();
     let key = format!("{}.{}", format.name(), key_word(document));
     let (mapping, documents) = (mapped.ids(), mapped.documents.len());
+    let origins = origins(&mapped);
     // Kept before publishing, so the translate hop cannot look before it is there.
     hub.handoff.put(&id, mapped);
     let published = hub
@@ -375,7 +395,7 @@ async fn publish(
                 .subject(subject)
         });
     }
-    let refused = withheld_documents(hub, sub, &id, category, withheld);
+    let refused = withheld_documents(hub, sub, &id, category, withheld, &origins);
     tracing::info!(envelope = %id, source = %sub.party.id, via = sub.via, mapping = %mapping, documents, refused = refused.len(), "accepted");
     Ok(Accepted {
         envelope_id: id,
@@ -394,10 +414,11 @@ fn withheld_documents(
     id: &str,
     category: Category,
     withheld: Vec<(admission::Withheld, Option<SubjectHash>)>,
+    origins: &[Option<String>],
 ) -> Vec<RefusedDocument> {
     let mut refused = Vec::with_capacity(withheld.len());
     for (w, subject) in withheld {
-        let doc = RefusedDocument::of(&w);
+        let doc = RefusedDocument::of(&w, origins);
         hub.audit(Hop::Ingress, sub.via, id, |d| {
             let d = d
                 .party(sub.party.id.as_str())

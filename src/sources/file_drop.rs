@@ -259,8 +259,12 @@ async fn ingest(hub: &Hub, party: &Party, inbox: &Path, name: &str, limit: BodyL
             if documents.len() > 1 {
                 for r in &documents {
                     why.push_str(&format!(
-                        "\ndocument {} ({}): {}: {}",
-                        r.number, r.kind, r.reason, r.detail
+                        "\ndocument {} ({}): {}: {}{}",
+                        r.number,
+                        r.kind,
+                        r.reason,
+                        r.detail,
+                        at_end(r)
                     ));
                 }
             }
@@ -342,11 +346,23 @@ fn refused_report(party: &Party, name: &str, a: &ingress::Accepted) -> String {
     );
     for r in &a.refused {
         report.push_str(&format!(
-            "document {} ({}): {}: {}\n",
-            r.number, r.kind, r.reason, r.detail
+            "document {} ({}): {}: {}{}\n",
+            r.number,
+            r.kind,
+            r.reason,
+            r.detail,
+            at_end(r)
         ));
     }
     report
+}
+
+/// Where in the file a refused document came from, at the end of its line (` (at record 3,
+/// line 4)`), when the mapping run knows.
+fn at_end(r: &ingress::RefusedDocument) -> String {
+    r.origin
+        .as_deref()
+        .map_or_else(String::new, |o| format!(" (at {o})"))
 }
 
 /// The name a file got where it was moved (`<name>.1` when `<name>` was taken).
@@ -406,6 +422,7 @@ mod tests {
                 kind: "InsuredPerson@1".into(),
                 reason: "unknown-subject".into(),
                 detail: "document 7 (InsuredPerson@1) carries no 保険者番号 + 被保険者番号".into(),
+                origin: Some("record 7, line 8".into()),
             }],
         };
         let report = refused_report(&party, "roster.csv", &a);
@@ -418,6 +435,10 @@ mod tests {
             "refused: 1 (kept in quarantine; the others go on)",
             "document 7 (InsuredPerson@1): unknown-subject: document 7 (InsuredPerson@1) carries no",
         ] {
+            assert!(
+                report.contains("被保険者番号 (at record 7, line 8)\n"),
+                "where in the file: {report}"
+            );
             assert!(
                 report.lines().any(|l| l.starts_with(line)),
                 "`{line}` missing: {report}"

@@ -395,8 +395,11 @@ async fn answer(hub: &Hub, who: &Peer, payload: Vec<u8>) -> Vec<u8> {
                     .iter()
                     .map(|r| {
                         let text = format!(
-                            "{}; document {} of {envelope} kept in quarantine: {}",
-                            r.reason, r.number, r.detail
+                            "{}; document {}{} of {envelope} kept in quarantine: {}",
+                            r.reason,
+                            r.number,
+                            r.at(),
+                            r.detail
                         );
                         (LocalCode::of_refusal(&r.reason), text)
                     })
@@ -435,8 +438,11 @@ async fn answer(hub: &Hub, who: &Peer, payload: Vec<u8>) -> Vec<u8> {
                     .iter()
                     .map(|r| {
                         let text = format!(
-                            "{}; document {} of {envelope_id} kept in quarantine with the message: {}",
-                            r.reason, r.number, r.detail
+                            "{}; document {}{} of {envelope_id} kept in quarantine with the message: {}",
+                            r.reason,
+                            r.number,
+                            r.at(),
+                            r.detail
                         );
                         (LocalCode::of_refusal(&r.reason), text)
                     })

@@ -175,8 +175,12 @@ fn accepted_issues(a: &ingress::Accepted) -> Vec<(Issue, String)> {
         issues.push((
             Issue::DocumentRefused,
             format!(
-                "refused: {} (envelope {}, document {}, kept in quarantine): {}",
-                r.reason, a.envelope_id, r.number, r.detail
+                "refused: {} (envelope {}, document {}{}, kept in quarantine): {}",
+                r.reason,
+                a.envelope_id,
+                r.number,
+                r.at(),
+                r.detail
             ),
         ));
     }
@@ -206,8 +210,11 @@ fn forbidden_issues(
             (
                 Issue::Forbidden,
                 format!(
-                    "refused: {} (envelope {envelope_id}, document {}, held in quarantine with the message): {}",
-                    r.reason, r.number, r.detail
+                    "refused: {} (envelope {envelope_id}, document {}{}, held in quarantine with the message): {}",
+                    r.reason,
+                    r.number,
+                    r.at(),
+                    r.detail
                 ),
             )
         }));
@@ -299,6 +306,7 @@ mod tests {
             kind: "InsuredPerson@1".into(),
             reason: reason.into(),
             detail: format!("document {number} (InsuredPerson@1): what clears it"),
+            origin: Some(format!("record {number}, line {}", number + 1)),
         };
         let one = forbidden_issues("unknown-subject", "d", "k1", &[doc(1, "unknown-subject")]);
         assert_eq!(one.len(), 1, "one document: the refusal says it all");
@@ -309,7 +317,12 @@ mod tests {
         let issues = forbidden_issues("consent-denied:no-consent", "d", "k1", &both);
         assert_eq!(issues.len(), 3);
         assert!(issues[1].1.contains("document 1") && issues[1].1.contains("consent-denied"));
-        assert!(issues[2].1.contains("document 2") && issues[2].1.contains("unknown-subject"));
+        assert!(
+            issues[2].1.contains("document 2 (record 2, line 3)"),
+            "{}",
+            issues[2].1
+        );
+        assert!(issues[2].1.contains("unknown-subject"));
         assert!(issues.iter().all(|(i, _)| matches!(i, Issue::Forbidden)));
     }
 
@@ -324,6 +337,7 @@ mod tests {
                 kind: "InsuredPerson@1".into(),
                 reason: "consent-denied:no-consent".into(),
                 detail: "document 2 (InsuredPerson@1): no consent".into(),
+                origin: None,
             }],
         };
         let issues = accepted_issues(&a);
