@@ -103,6 +103,94 @@ fn translate_dir_converts_an_ssmix2_storage_to_json_lines_with_a_summary() {
     );
 }
 
+/// Counts of canonical documents by kind in JSON texts (a document or an array of them).
+fn kinds_in(texts: &[String]) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for t in texts {
+        let v: serde_json::Value = serde_json::from_str(t).expect("JSON");
+        let docs = match v {
+            serde_json::Value::Array(items) => items,
+            one => vec![one],
+        };
+        for d in docs {
+            if let Some(kind) = d["document"].as_str() {
+                *counts.entry(kind.to_string()).or_insert(0) += 1;
+            }
+        }
+    }
+    counts
+}
+
+#[test]
+fn translate_dir_converts_a_folder_mixing_every_shipped_format_by_content() {
+    // Every shipped input sample that has golden files beside it (`<stem>.<what>.json` holding
+    // canonical documents), copied into one folder. ケアプラン files keep their names (their
+    // mappings read them); every other file gets a name that says nothing, so content decides.
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples");
+    let dir = tempdir();
+    let mut goldens = Vec::new();
+    let mut n = 0;
+    for sub in std::fs::read_dir(&samples).expect("samples") {
+        let sub = sub.expect("entry").path();
+        let mut names: Vec<String> = std::fs::read_dir(&sub)
+            .expect("sample dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        for name in &names {
+            let stem = name.rsplit_once('.').map_or(name.as_str(), |(s, _)| s);
+            let golden: Vec<String> = names
+                .iter()
+                .filter(|g| {
+                    g.starts_with(&format!("{stem}.")) && g.ends_with(".json") && *g != name
+                })
+                .map(|g| std::fs::read_to_string(sub.join(g)).expect("golden"))
+                .filter(|t| !kinds_in(std::slice::from_ref(t)).is_empty())
+                .collect();
+            if golden.is_empty() {
+                continue;
+            }
+            n += 1;
+            let to = if name.starts_with("UP") {
+                name.clone()
+            } else {
+                format!("incoming-{n:03}.dat")
+            };
+            std::fs::copy(sub.join(name), dir.join(to)).expect("copy");
+            goldens.extend(golden);
+        }
+    }
+    let expected = kinds_in(&goldens);
+    for kind in [
+        "CertificationApplication@1",
+        "CertificationSurvey@1",
+        "CertificationDecision@1",
+        "InsuredPerson@1",
+        "InsuranceCard@1",
+        "CarePlan@1",
+        "ServiceUsage@1",
+    ] {
+        assert!(
+            expected.contains_key(kind),
+            "no sample makes {kind}: {expected:?}"
+        );
+    }
+    let o = hub(&["translate", "--dir", dir.to_str().unwrap(), "--jobs", "2"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let lines: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(kinds_in(&lines), expected, "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("{n} file(s)")) && err.contains(&format!("{n} converted")),
+        "{err}"
+    );
+    assert!(err.contains(" 0 failed, 0 skipped"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn inspect_shows_paths_a_mapping_can_use() {
     let o = hub(&["inspect", "samples/hl7v2/adt-a08.hl7"]);

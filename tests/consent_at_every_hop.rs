@@ -911,6 +911,9 @@ fn with_cards_for_the_care_manager(p: String) -> String {
 enum Seen {
     /// Refused for everyone (ingress or translate quarantined the whole message).
     Refused { envelope: String },
+    /// Document `index` was kept in quarantine for everyone (translate withheld it while others
+    /// of its message went on, or deliver withheld it again after a replay).
+    Kept { envelope: String, index: String },
     /// Document `index` reached `party`.
     Delivered {
         envelope: String,
@@ -931,6 +934,7 @@ impl Seen {
     fn envelope(&self) -> &str {
         match self {
             Seen::Refused { envelope }
+            | Seen::Kept { envelope, .. }
             | Seen::Delivered { envelope, .. }
             | Seen::Withheld { envelope, .. }
             | Seen::Dead { envelope } => envelope,
@@ -988,6 +992,13 @@ fn drawings() -> impl Strategy<Value = Drawing> {
 enum Held {
     /// A whole raw message (refused by ingress or translate); `m` indexes [`FIXED`].
     Raw { envelope: String, m: usize },
+    /// Canonical document `index` of message `m`, withheld from everyone (the platform had no
+    /// consent for its person) while the others of its message went on.
+    Doc {
+        envelope: String,
+        m: usize,
+        index: usize,
+    },
     /// A withheld canonical document `index` of message `m`.
     Copy {
         envelope: String,
@@ -1011,10 +1022,28 @@ struct Model {
 }
 
 impl Model {
-    fn platform_ok(&self, m: &Fixed) -> bool {
-        m.docs
-            .iter()
-            .all(|&p| permits(&self.consents, p, HUB_ID, PartyKind::Platform, m.category))
+    /// May document `index` of `m` come to the platform?
+    fn platform_ok(&self, m: &Fixed, index: usize) -> bool {
+        permits(
+            &self.consents,
+            m.docs[index],
+            HUB_ID,
+            PartyKind::Platform,
+            m.category,
+        )
+    }
+
+    /// The numbers (from 1) of the documents of `m` that may not come to the platform.
+    fn refused_documents(&self, m: &Fixed) -> Vec<usize> {
+        (0..m.docs.len())
+            .filter(|&i| !self.platform_ok(m, i))
+            .map(|i| i + 1)
+            .collect()
+    }
+
+    /// Is `m` refused whole: a foreign person, or no document that may come.
+    fn refused_whole(&self, m: &Fixed) -> bool {
+        m.foreign || self.refused_documents(m).len() == m.docs.len()
     }
 
     /// Message `m` judged as new (ingress, or translate after a replay).
@@ -1028,16 +1057,34 @@ impl Model {
             self.quarantine.insert(Held::Kept { envelope });
             return;
         }
-        if !self.platform_ok(f) {
+        if self.refused_whole(f) {
             self.expected.insert(Seen::Refused {
                 envelope: envelope.clone(),
             });
             self.quarantine.insert(Held::Raw { envelope, m });
             return;
         }
+        // Document by document: those whose person consented go on, the others are kept.
         for index in 0..f.docs.len() {
-            self.offer(&envelope, m, index);
+            if self.platform_ok(f, index) {
+                self.offer(&envelope, m, index);
+            } else {
+                self.keep(&envelope, m, index);
+            }
         }
+    }
+
+    /// Document `index` of `m` kept in quarantine for everyone.
+    fn keep(&mut self, envelope: &str, m: usize, index: usize) {
+        self.expected.insert(Seen::Kept {
+            envelope: envelope.to_string(),
+            index: index.to_string(),
+        });
+        self.quarantine.insert(Held::Doc {
+            envelope: envelope.to_string(),
+            m,
+            index,
+        });
     }
 
     /// Document `index` of `m` offered to every recipient (those served before are skipped).
@@ -1076,6 +1123,14 @@ impl Model {
                     self.quarantine.insert(h);
                 }
                 Held::Raw { envelope, m } => self.arrive(&envelope, m),
+                // Deliver judges a replayed document as a new one: the platform's consent first.
+                Held::Doc { envelope, m, index } => {
+                    if self.platform_ok(&FIXED[m], index) {
+                        self.offer(&envelope, m, index)
+                    } else {
+                        self.keep(&envelope, m, index)
+                    }
+                }
                 Held::Copy { envelope, m, index } => self.offer(&envelope, m, index),
             }
         }
@@ -1162,8 +1217,14 @@ impl World {
                     index: m.header(H_DOC_INDEX).unwrap_or("?").into(),
                     party: party.into(),
                 },
-                None => Seen::Refused {
-                    envelope: m.envelope().into(),
+                None => match m.header(H_DOC_INDEX) {
+                    Some(index) => Seen::Kept {
+                        envelope: m.envelope().into(),
+                        index: index.into(),
+                    },
+                    None => Seen::Refused {
+                        envelope: m.envelope().into(),
+                    },
                 },
             });
         }
@@ -1273,9 +1334,17 @@ impl World {
         let mut envelopes = BTreeSet::new();
         for (i, m) in FIXED.iter().enumerate() {
             let r = accept(&self.hub, m.from, &m.bytes(), m.file_name).await;
-            let refused = m.foreign || !model.platform_ok(m);
+            let refused = model.refused_whole(m);
             let envelope = match (&r, refused) {
-                (Ok(a), false) => a.envelope_id.clone(),
+                (Ok(a), false) => {
+                    // The answer names each document that may not come, and only those.
+                    let named: Vec<usize> = a.refused.iter().map(|r| r.number).collect();
+                    prop_assert_eq!(&named, &model.refused_documents(m), "{}", m.file);
+                    for r in &a.refused {
+                        prop_assert!(r.reason.starts_with("consent-denied:"), "{r:?}");
+                    }
+                    a.envelope_id.clone()
+                }
                 (
                     Err(Refusal::Forbidden {
                         envelope_id,

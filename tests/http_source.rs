@@ -684,6 +684,99 @@ async fn a_patient_is_quarantined_without_consent_and_accepted_with_it() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_bundle_with_one_unknown_person_is_202_for_the_others_and_names_the_refused_one() {
+    let dir = TempDir::new();
+    let running = start_hub(&dir, None).await;
+    let (addr, hub) = (running.http_addr, running.hub.clone());
+    let t = hub.topology.clone();
+    link_hospital_patient(&running).await;
+    let body = consent().to_string();
+    let r = post(
+        addr,
+        "/fhir/Consent",
+        Some(MUNICIPALITY_KEY),
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+
+    // Two Patients: the linked, consented one, and one whose hospital id is linked to nobody.
+    let known: Value = serde_json::from_slice(&patient()).expect("JSON");
+    let mut unknown = known.clone();
+    unknown["identifier"][0]["value"] = json!("99999999");
+    let bundle = json!({
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{ "resource": known }, { "resource": unknown }],
+    });
+    let r = post(
+        addr,
+        "/fhir",
+        Some(HOSPITAL_KEY),
+        bundle.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let envelope = r.header("x-kaigo-envelope").expect("envelope").to_string();
+    let v = r.json();
+    let issues = v["issue"].as_array().expect("issues");
+    assert_eq!(issues.len(), 2, "{v}");
+    assert_eq!(issues[0]["severity"], "information");
+    let first = issues[0]["diagnostics"].as_str().unwrap_or_default();
+    assert!(
+        first.contains("2 documents") && first.contains("1 document refused"),
+        "{first}"
+    );
+    assert_eq!(issues[1]["severity"], "warning");
+    assert_eq!(issues[1]["code"], "forbidden");
+    let refused = issues[1]["diagnostics"].as_str().unwrap_or_default();
+    for part in [
+        "unknown-subject",
+        "document 2",
+        "InsuredPerson@1",
+        envelope.as_str(),
+        "quarantine",
+    ] {
+        assert!(refused.contains(part), "`{part}` missing: {refused}");
+    }
+    for personal in ["99999999", "00012345", "0000100001", "試験", "1941"] {
+        assert!(
+            !v.to_string().contains(personal),
+            "`{personal}` in the answer: {v}"
+        );
+    }
+
+    // The translate hop publishes document 1 and keeps document 2 in quarantine.
+    let settled = async {
+        while hub.metrics.translated.load(Ordering::Relaxed) == 0
+            || queue_len(&running, &t.quarantine_queue()).await == 0
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), settled)
+        .await
+        .expect("document 1 translated, document 2 kept");
+    let mut kept = hub
+        .bus
+        .consume(&t.quarantine_queue(), 10)
+        .await
+        .expect("consume quarantine");
+    let k = tokio::time::timeout(Duration::from_secs(10), kept.next())
+        .await
+        .expect("a kept copy")
+        .expect("a delivery")
+        .expect("no bus error");
+    assert_eq!(k.props.message_id.as_deref(), Some(envelope.as_str()));
+    assert_eq!(k.props.header("x-kaigo-doc-index"), Some("1"));
+    assert_eq!(k.props.header("x-kaigo-reason"), Some("unknown-subject"));
+    assert_eq!(k.props.header("x-kaigo-refused-at"), Some("translate"));
+    assert_eq!(k.props.header("x-kaigo-subject"), None, "nobody known");
+    assert_eq!(hub.metrics.translated.load(Ordering::Relaxed), 1);
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn metadata_health_and_metrics_have_their_shapes_and_stop_closes_the_port() {
     let dir = TempDir::new();
     let running = start_hub(&dir, None).await;

@@ -5,17 +5,19 @@
 //! document). A message is never trusted because it was once seen: each asks again, with the
 //! parties and consents in force now.
 //!
-//! In: the sending party's id, the category, and each document's [`Identity`] and kind. Out:
-//! each document's subject ([`Admitted`]), or why it is withheld ([`Withheld`]: a reason code
-//! for headers and audit, a sentence for the sender and operators that says what is missing and
-//! what clears it, and whether any later fact can clear it at all), or that the store or registry
-//! could not answer.
+//! In: the sending party's id, the category, and each document's [`Identity`] and kind. Out
+//! ([`judge_each`]): for each document its subject, or why it is withheld ([`Withheld`]: a reason
+//! code for headers and audit, a sentence for the sender and operators that says what is missing
+//! and what clears it, and whether any later fact can clear it at all); or that the message is
+//! refused whole, or that the store or registry could not answer. [`judge`] asks the same of a
+//! message that must pass whole (deliver's replayed single document).
 //!
-//! The checks, in order: the sender is a party of the parties file; no document names another
-//! party as its sender (`sender-mismatch`); every document resolves to a person
-//! (`unknown-subject`); a municipality speaks only for the people it insures
-//! (`insurer-mismatch`); every person consented to this category reaching the platform
-//! (`consent-denied:<why>`, consent #1/#2).
+//! The checks, in order. Of the whole message: the sender is a party of the parties file; no
+//! document names another party as its sender (`sender-mismatch`). Of each document on its own:
+//! it resolves to a person (`unknown-subject`); a municipality speaks only for the people it
+//! insures (`insurer-mismatch`); the person consented to this category reaching the platform
+//! (`consent-denied:<why>`, consent #1/#2, asked once per person). One person's refusal withholds
+//! that person's documents, never the others'.
 //!
 //! Must never: echo a 保険者番号, 被保険者番号 or any other personal value in a reason or sentence,
 //! or let a reason that no later fact can cure be released by `replay`.
@@ -152,6 +154,17 @@ impl Withheld {
         }
     }
 
+    /// The number (from 1) and kind of the document it withholds, when it withholds one document
+    /// (the per-document refusals: unknown subject, another insurer's person, consent).
+    pub fn document(&self) -> Option<(usize, &str)> {
+        match self {
+            Withheld::UnknownSubject { document, kind, .. }
+            | Withheld::InsurerMismatch { document, kind, .. }
+            | Withheld::ConsentDenied { document, kind, .. } => Some((*document, kind)),
+            Withheld::UnknownSender { .. } | Withheld::SenderMismatch { .. } => None,
+        }
+    }
+
     /// True when a later fact can cure it (see [`curable`]).
     pub fn curable(&self) -> bool {
         curable(&self.code())
@@ -175,14 +188,16 @@ impl Withheld {
                 kind,
                 source,
             } => format!(
-                "document {document} ({kind}) carries no 保険者番号 + 被保険者番号 and none of its identifiers is linked for party {source}: link the person (kaigo-hub consent link --party {source} --local-id <id> --subject <保険者番号:被保険者番号>), then replay it"
+                "{} carries no 保険者番号 + 被保険者番号 and none of its identifiers is linked for party {source}: link the person (kaigo-hub consent link --party {source} --local-id <id> --subject <保険者番号:被保険者番号>), then replay it",
+                named(*document, kind)
             ),
             Withheld::InsurerMismatch {
                 document,
                 kind,
                 source,
             } => format!(
-                "document {document} ({kind}) is about a person another insurer insures: municipality {source} sends only the data of the people it insures; no later fact makes this right, so replay keeps it"
+                "{} is about a person another insurer insures: municipality {source} sends only the data of the people it insures; no later fact makes this right, so replay keeps it",
+                named(*document, kind)
             ),
             Withheld::ConsentDenied {
                 document,
@@ -220,11 +235,19 @@ impl Withheld {
                     _ => recipient.id.as_str().to_string(),
                 };
                 format!(
-                    "document {document} ({kind}): no consent in force lets {cat} go to {who} ({why}); what is missing is the person's consent for {cat} to {to} (kaigo-hub consent grant --subject <保険者番号:被保険者番号> --to {to} --categories {cat} --from <YYYY-MM-DD>), then replay it"
+                    "{}: no consent in force lets {cat} go to {who} ({why}); what is missing is the person's consent for {cat} to {to} (kaigo-hub consent grant --subject <保険者番号:被保険者番号> --to {to} --categories {cat} --from <YYYY-MM-DD>), then replay it",
+                    named(*document, kind)
                 )
             }
         }
     }
+}
+
+/// How a sentence names one document: `document 3 (InsuredPerson@1)`. The one place to add
+/// where in the input it came from (`mapping::Document`'s origin, "record 3, line 4") once the
+/// documents carry it: ids and positions only, never a value.
+pub fn named(document: usize, kind: &str) -> String {
+    format!("document {document} ({kind})")
 }
 
 /// Why a message was not admitted.
@@ -239,14 +262,65 @@ pub enum Refused {
     Stopped,
 }
 
-/// Judges `case`. Without `patience` an unreachable store or registry is [`Refused::Unavailable`]
-/// at once (ingress: the sender is told to retry); with it, the question is asked again with
-/// backoff until answered or shutdown ([`Refused::Stopped`]).
+/// One document's judgement ([`judge_each`]).
+#[derive(Debug)]
+pub enum Judged {
+    /// It may come: its person.
+    Admitted(Subject),
+    /// Withheld, and why; with its person when that was resolved (an insurer or consent
+    /// refusal), so that its audit event and quarantined copy can name the keyed hash.
+    Withheld(Withheld, Option<Subject>),
+}
+
+impl Judged {
+    /// The document's person, when resolved.
+    pub fn subject(&self) -> Option<&Subject> {
+        match self {
+            Judged::Admitted(s) | Judged::Withheld(_, Some(s)) => Some(s),
+            Judged::Withheld(_, None) => None,
+        }
+    }
+
+    /// Why it is withheld, if it is.
+    pub fn withheld(&self) -> Option<&Withheld> {
+        match self {
+            Judged::Admitted(_) => None,
+            Judged::Withheld(w, _) => Some(w),
+        }
+    }
+}
+
+/// Judges `case` whole: every document must be admitted. The first document withheld (in
+/// document order) withholds the message. Deliver asks this of a replayed single document.
+/// Without `patience` an unreachable store or registry is [`Refused::Unavailable`] at once
+/// (ingress: the sender is told to retry); with it, the question is asked again with backoff
+/// until answered or shutdown ([`Refused::Stopped`]).
 pub async fn judge(
     hub: &Hub,
     case: &Case<'_>,
-    mut patience: Option<&mut watch::Receiver<bool>>,
+    patience: Option<&mut watch::Receiver<bool>>,
 ) -> Result<Admitted, Refused> {
+    let mut subjects = Vec::with_capacity(case.docs.len());
+    for judged in judge_each(hub, case, patience).await? {
+        match judged {
+            Judged::Admitted(s) => subjects.push(s),
+            Judged::Withheld(w, _) => return Err(Refused::Withheld(w)),
+        }
+    }
+    Ok(Admitted { subjects })
+}
+
+/// Judges each document of `case` on its own: one person without consent (or unknown, or
+/// another insurer's) withholds that person's documents, not the others'. What concerns the
+/// whole message still refuses it whole ([`Refused`]): an unknown sender, a document claiming
+/// another sender (the message as a whole is then not the sender's to send), the store or
+/// registry unavailable, shutdown. Gives one [`Judged`] per document, in document order.
+/// `patience` as in [`judge`].
+pub async fn judge_each(
+    hub: &Hub,
+    case: &Case<'_>,
+    mut patience: Option<&mut watch::Receiver<bool>>,
+) -> Result<Vec<Judged>, Refused> {
     let parties = hub.parties.current();
     let Some(party) = parties.get(case.source) else {
         return Err(Refused::Withheld(Withheld::UnknownSender {
@@ -254,11 +328,23 @@ pub async fn judge(
         }));
     };
     sent_as_itself(case, party)?;
-    let admitted = Admitted {
-        subjects: subjects(hub, case, party, patience.as_deref_mut()).await?,
-    };
-    consented(hub, case, &admitted, patience).await?;
-    Ok(admitted)
+    let found = subjects(hub, case, party, patience.as_deref_mut()).await?;
+    consented(hub, case, found, patience).await
+}
+
+/// Why a message none of whose documents may go on is kept whole: the first reason a later fact
+/// can cure, else the first reason (`None` when nothing is withheld). A curable reason first, so
+/// that `replay` can still bring the message back once it is cured; the translate hop then
+/// judges each document again, and keeps one withheld for an incurable reason on its own.
+pub fn whole<'w>(withheld: impl IntoIterator<Item = &'w Withheld>) -> Option<&'w Withheld> {
+    let mut first = None;
+    for w in withheld {
+        if w.curable() {
+            return Some(w);
+        }
+        first = first.or(Some(w));
+    }
+    first
 }
 
 /// A party may only send as itself. Free-form sender ids are not party ids.
@@ -278,15 +364,15 @@ fn sent_as_itself(case: &Case<'_>, party: &Party) -> Result<(), Refused> {
     Ok(())
 }
 
-/// Whose data is it? Every document must resolve to a person, and a municipality (保険者)
-/// speaks only for the people it insures.
+/// Whose data is each document? A document must resolve to a person (`unknown-subject`), and
+/// a municipality (保険者) speaks only for the people it insures (`insurer-mismatch`).
 async fn subjects(
     hub: &Hub,
     case: &Case<'_>,
     party: &Party,
     mut patience: Option<&mut watch::Receiver<bool>>,
-) -> Result<Vec<Subject>, Refused> {
-    let mut subjects = Vec::with_capacity(case.docs.len());
+) -> Result<Vec<Judged>, Refused> {
+    let mut judged = Vec::with_capacity(case.docs.len());
     for (i, d) in case.docs.iter().enumerate() {
         let found = match patience.as_deref_mut() {
             Some(shutdown) => hub
@@ -298,74 +384,93 @@ async fn subjects(
                 .await
                 .map_err(Refused::Unavailable)?,
         };
-        let Some(subject) = found else {
-            return Err(Refused::Withheld(Withheld::UnknownSubject {
-                document: i + 1,
-                kind: d.kind.to_string(),
-                source: party.id.clone(),
-            }));
-        };
-        if party.kind == PartyKind::Municipality && subject.insurer_number.as_str() != party.id {
-            return Err(Refused::Withheld(Withheld::InsurerMismatch {
-                document: i + 1,
-                kind: d.kind.to_string(),
-                source: party.id.clone(),
-            }));
-        }
-        subjects.push(subject);
+        judged.push(match found {
+            None => Judged::Withheld(
+                Withheld::UnknownSubject {
+                    document: i + 1,
+                    kind: d.kind.to_string(),
+                    source: party.id.clone(),
+                },
+                None,
+            ),
+            Some(subject)
+                if party.kind == PartyKind::Municipality
+                    && subject.insurer_number.as_str() != party.id =>
+            {
+                Judged::Withheld(
+                    Withheld::InsurerMismatch {
+                        document: i + 1,
+                        kind: d.kind.to_string(),
+                        source: party.id.clone(),
+                    },
+                    Some(subject),
+                )
+            }
+            Some(subject) => Judged::Admitted(subject),
+        });
     }
-    Ok(subjects)
+    Ok(judged)
 }
 
-/// Consent #1 / #2: may each person's data of this category come to the platform?
+/// Consent #1 / #2: may each person's data of this category come to the platform? Asked once
+/// per distinct person (of the documents still admitted), in first-seen order; a person's
+/// refusal withholds each of that person's documents, each naming its own number.
 async fn consented(
     hub: &Hub,
     case: &Case<'_>,
-    admitted: &Admitted,
+    mut judged: Vec<Judged>,
     mut patience: Option<&mut watch::Receiver<bool>>,
-) -> Result<(), Refused> {
+) -> Result<Vec<Judged>, Refused> {
     let Some(platform) = hub.platform() else {
         return Err(Refused::Unavailable(
             "the hub's own party id (hub.id in the parties file) is not a valid party id".into(),
         ));
     };
-    for subject in admitted.distinct() {
-        let document = admitted
-            .subjects
-            .iter()
-            .position(|s| s == subject)
-            .unwrap_or(0);
-        let kind = case.docs.get(document).map_or("", |d| d.kind);
-        let ask = Ask {
-            envelope: case.envelope,
-            point: case.point,
-            subject,
-            recipient: &platform,
-            category: case.category,
-            document: kind,
+    let mut denied: Vec<(Subject, crate::consent::DenyReason)> = Vec::new();
+    let mut asked: Vec<Subject> = Vec::new();
+    for (i, judgement) in judged.iter_mut().enumerate() {
+        let Judged::Admitted(subject) = judgement else {
+            continue;
         };
-        let verdict = match patience.as_deref_mut() {
-            Some(shutdown) => hub
-                .decide_until_known(&ask, shutdown)
-                .await
-                .ok_or(Refused::Stopped)?,
-            None => hub.decide(&ask).await,
-        };
-        match verdict {
-            Verdict::Permit => {}
-            Verdict::Deny(reason) => {
-                return Err(Refused::Withheld(Withheld::ConsentDenied {
-                    document: document + 1,
-                    kind: kind.to_string(),
-                    reason,
-                    category: case.category,
-                    recipient: platform.clone(),
-                }));
+        let subject = subject.clone();
+        let subject = &subject;
+        let kind = case.docs.get(i).map_or("", |d| d.kind);
+        if !asked.contains(subject) {
+            asked.push(subject.clone());
+            let ask = Ask {
+                envelope: case.envelope,
+                point: case.point,
+                subject,
+                recipient: &platform,
+                category: case.category,
+                document: kind,
+            };
+            let verdict = match patience.as_deref_mut() {
+                Some(shutdown) => hub
+                    .decide_until_known(&ask, shutdown)
+                    .await
+                    .ok_or(Refused::Stopped)?,
+                None => hub.decide(&ask).await,
+            };
+            match verdict {
+                Verdict::Permit => {}
+                Verdict::Deny(reason) => denied.push((subject.clone(), reason)),
+                Verdict::Indeterminate(message) => return Err(Refused::Unavailable(message)),
             }
-            Verdict::Indeterminate(message) => return Err(Refused::Unavailable(message)),
         }
+        let Some((_, reason)) = denied.iter().find(|(s, _)| s == subject) else {
+            continue;
+        };
+        let withheld = Withheld::ConsentDenied {
+            document: i + 1,
+            kind: kind.to_string(),
+            reason: *reason,
+            category: case.category,
+            recipient: platform.clone(),
+        };
+        *judgement = Judged::Withheld(withheld, Some(subject.clone()));
     }
-    Ok(())
+    Ok(judged)
 }
 
 #[cfg(test)]
@@ -395,6 +500,46 @@ mod tests {
         assert_eq!(w.code(), "insurer-mismatch");
         assert!(!w.curable());
         assert!(w.detail().contains("replay keeps it"), "{}", w.detail());
+    }
+
+    #[test]
+    fn a_message_kept_whole_is_kept_for_a_curable_reason_when_it_has_one() {
+        let foreign = |document| Withheld::InsurerMismatch {
+            document,
+            kind: "InsuranceCard@1".into(),
+            source: "131011".into(),
+        };
+        let unknown = Withheld::UnknownSubject {
+            document: 2,
+            kind: "InsuranceCard@1".into(),
+            source: "131011".into(),
+        };
+        let both = [foreign(1), unknown.clone()];
+        assert_eq!(whole(&both), Some(&unknown));
+        let incurable = [foreign(1), foreign(2)];
+        assert_eq!(whole(&incurable), Some(&incurable[0]));
+        assert_eq!(whole(&[]), None);
+    }
+
+    #[test]
+    fn a_withheld_document_says_which_one_and_its_detail_names_it() {
+        let w = Withheld::UnknownSubject {
+            document: 3,
+            kind: "InsuredPerson@1".into(),
+            source: "0300000005".into(),
+        };
+        assert_eq!(w.document(), Some((3, "InsuredPerson@1")));
+        assert!(
+            w.detail()
+                .starts_with("document 3 (InsuredPerson@1) carries no"),
+            "{}",
+            w.detail()
+        );
+        let whole_message = Withheld::UnknownSender {
+            source: "0300000005".into(),
+        };
+        assert_eq!(whole_message.document(), None);
+        assert_eq!(named(12, "CarePlan@1"), "document 12 (CarePlan@1)");
     }
 
     #[test]

@@ -4,6 +4,10 @@
 //! ingress exchange. The source acknowledges its sender only after `accept` returned `Ok`, i.e.
 //! after the broker confirmed. Refusals are answered at once and nothing is lost: malformed input
 //! goes to the dead-letter queue, denied or unidentifiable input to quarantine, both with reasons.
+//! Each document is judged on its own ([`admission::judge_each`]): when some may go on, the
+//! message is published and the answer lists the refused ones ([`Accepted::refused`], audited
+//! each), which the translate hop keeps in quarantine; only when none may go on (or the sender
+//! itself is refused) is the message refused and quarantined whole.
 //!
 //! Read top to bottom: `accept` opens an [`Envelope`], runs the steps (`room`, `map`,
 //! `category`, `admit`), each of which labels the envelope and hands the next what it needs or
@@ -37,15 +41,45 @@ pub struct Submission<'a> {
     pub via: &'static str,
 }
 
-/// The message is on the bus.
+/// The message is on the bus: all its documents, or (see `refused`) some of them.
 #[derive(Debug)]
 pub struct Accepted {
     /// Envelope id (AMQP `message_id` on every hop).
     pub envelope_id: String,
     /// Mapping that identified it.
     pub mapping: String,
-    /// Canonical documents it will become.
+    /// Canonical documents the mapping made of it (the refused ones included).
     pub documents: usize,
+    /// The documents that may not go on, in document order (empty: every one goes on). The
+    /// message is published whole; the translate hop judges every document again and keeps
+    /// each one still refused then in quarantine, as its canonical document.
+    pub refused: Vec<RefusedDocument>,
+}
+
+/// One document of an accepted message that may not go on: ids and codes only, for the
+/// sender's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedDocument {
+    /// Its number in the message, from 1.
+    pub number: usize,
+    /// Its canonical kind (`InsuredPerson@1`).
+    pub kind: String,
+    /// Reason code (`consent-denied:no-consent`, `unknown-subject`, `insurer-mismatch`).
+    pub reason: String,
+    /// What is missing and what clears it ([`admission::Withheld::detail`]).
+    pub detail: String,
+}
+
+impl RefusedDocument {
+    fn of(w: &admission::Withheld) -> RefusedDocument {
+        let (number, kind) = w.document().unwrap_or((0, ""));
+        RefusedDocument {
+            number,
+            kind: kind.to_string(),
+            reason: w.code(),
+            detail: w.detail(),
+        }
+    }
 }
 
 /// Why a source must refuse the message.
@@ -129,12 +163,20 @@ impl Envelope {
     }
 }
 
-/// What the hop forwards: the message identified and admitted.
+/// What the hop forwards: the message identified, and at least one of its documents admitted.
 struct Identified {
     mapped: Mapped,
     category: Category,
-    /// The keyed hashes of its distinct subjects, in first-seen order.
+    /// Who may come, and which documents may not.
+    admitted: Box<Admitted>,
+}
+
+/// What admission made of a message some of whose documents may go on.
+struct Admitted {
+    /// The keyed hashes of the distinct subjects of its admitted documents, in first-seen order.
     subjects: Vec<SubjectHash>,
+    /// Its documents that may not go on, with their person's keyed hash when it is known.
+    withheld: Vec<(admission::Withheld, Option<SubjectHash>)>,
 }
 
 /// The steps, in order.
@@ -145,13 +187,13 @@ async fn ingress(hub: &Hub, sub: &Submission<'_>, envelope: &mut Envelope) -> St
     envelope.label(h::DOCUMENT, mapped.documents[0].kind.name());
     let category = category(&mapped)?;
     envelope.label(h::CATEGORY, category.code());
-    let subjects = admit(hub, sub, &envelope.id, &mapped, category).await?;
-    let hashes: Vec<&str> = subjects.iter().map(SubjectHash::as_str).collect();
+    let admitted = admit(hub, sub, &envelope.id, &mapped, category).await?;
+    let hashes: Vec<&str> = admitted.subjects.iter().map(SubjectHash::as_str).collect();
     envelope.label(h::SUBJECT, hashes.join(","));
     Ok(Identified {
         mapped,
         category,
-        subjects,
+        admitted: Box::new(admitted),
     })
 }
 
@@ -187,14 +229,16 @@ fn category(mapped: &Mapped) -> Step<Category> {
 }
 
 /// Who sent it, whose data it is, and may it come: the judgement translate (and deliver, for a
-/// replayed document) makes again, in `admission`. Gives the distinct subjects' keyed hashes.
+/// replayed document) makes again, in `admission`, document by document. Gives the distinct
+/// admitted subjects' keyed hashes and the documents withheld; when none is admitted, the
+/// message is refused whole ([`admission::whole`] says for which reason).
 async fn admit(
     hub: &Hub,
     sub: &Submission<'_>,
     envelope: &str,
     mapped: &Mapped,
     category: Category,
-) -> Step<Vec<SubjectHash>> {
+) -> Step<Admitted> {
     let judged = admission::Doc::all(&mapped.documents);
     let case = admission::Case {
         envelope,
@@ -203,12 +247,32 @@ async fn admit(
         category,
         docs: &judged,
     };
-    let admitted = admission::judge(hub, &case, None).await?;
     let hash = |s: &crate::consent::Subject| {
         hub.hasher
             .hash(s.insurer_number.as_str(), s.insured_number.as_str())
     };
-    Ok(admitted.distinct().into_iter().map(hash).collect())
+    let mut admitted = Admitted {
+        subjects: Vec::new(),
+        withheld: Vec::new(),
+    };
+    for judged in admission::judge_each(hub, &case, None).await? {
+        match judged {
+            admission::Judged::Admitted(s) => {
+                let h = hash(&s);
+                if !admitted.subjects.contains(&h) {
+                    admitted.subjects.push(h);
+                }
+            }
+            admission::Judged::Withheld(w, s) => {
+                admitted.withheld.push((w, s.as_ref().map(hash)));
+            }
+        }
+    }
+    let all = admitted.withheld.iter().map(|(w, _)| w);
+    match admission::whole(all) {
+        Some(w) if admitted.subjects.is_empty() => Err(Outcome::Quarantine(w.clone())),
+        _ => Ok(admitted),
+    }
 }
 
 /// The one place the hop acts on a message: publishes it, or keeps it in the dead-letter queue
@@ -263,8 +327,9 @@ async fn publish(
     let Identified {
         mapped,
         category,
-        subjects,
+        admitted,
     } = identified;
+    let Admitted { subjects, withheld } = *admitted;
     let Envelope { id, format, props } = envelope;
     let document = mapped.documents[0].kind.name();
     let key = format!("{}.{}", format.name(), key_word(document));
@@ -289,12 +354,44 @@ async fn publish(
                 .subject(subject)
         });
     }
-    tracing::info!(envelope = %id, source = %sub.party.id, via = sub.via, mapping = %mapping, documents, "accepted");
+    let refused = withheld_documents(hub, sub, &id, category, withheld);
+    tracing::info!(envelope = %id, source = %sub.party.id, via = sub.via, mapping = %mapping, documents, refused = refused.len(), "accepted");
     Ok(Accepted {
         envelope_id: id,
         mapping,
         documents,
+        refused,
     })
+}
+
+/// The documents of an accepted message that may not go on, each audited as refused (with its
+/// person's keyed hash when known). Ingress keeps no copy of them: the translate hop judges
+/// every document again (consent may change meanwhile) and keeps those still refused.
+fn withheld_documents(
+    hub: &Hub,
+    sub: &Submission<'_>,
+    id: &str,
+    category: Category,
+    withheld: Vec<(admission::Withheld, Option<SubjectHash>)>,
+) -> Vec<RefusedDocument> {
+    let mut refused = Vec::with_capacity(withheld.len());
+    for (w, subject) in withheld {
+        let doc = RefusedDocument::of(&w);
+        hub.audit(Hop::Ingress, sub.via, id, |d| {
+            let d = d
+                .party(sub.party.id.as_str())
+                .category(category.code())
+                .document(doc.kind.as_str())
+                .decision(AuditDecision::Rejected)
+                .reason(doc.reason.as_str());
+            match subject {
+                Some(s) => d.subject(s),
+                None => d,
+            }
+        });
+        refused.push(doc);
+    }
+    refused
 }
 
 /// A refusal, counted and audited (after its copy was kept).

@@ -3,6 +3,10 @@
 //! canonical schema, publish each canonical document to the canonical exchange, then ack the
 //! input. Mapping failures go to the dead-letter queue with the precise error; denials to
 //! quarantine; an unreachable registry is retried with backoff and never treated as permit.
+//! Each document is judged on its own: a withheld one is kept in quarantine as its canonical
+//! document (labelled like a published one, `x-kaigo-doc-index` included, so that `replay`
+//! sends it to the deliver hop, which judges it again), while the others go on; a message none
+//! of whose documents may go on is kept whole, raw, as before.
 //!
 //! Read top to bottom: `handle` runs the steps (`within_body_limit`, `map`, `category`,
 //! `admit`, `documents`), each of which hands the next what it needs or ends the journey with an
@@ -16,7 +20,8 @@ use super::outcome::Outcome;
 use super::{Hub, admission, key_word};
 use crate::audit::{Decision as AuditDecision, Hop, SubjectHash};
 use crate::bus::{BusError, Delivery, Props};
-use crate::consent::{Category, Subject};
+use crate::consent::Category;
+use admission::{Judged, Withheld};
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -65,8 +70,8 @@ async fn translate(
     within_body_limit(hub, m)?;
     let mapped = map(hub, m).await?;
     let category = category(&mapped)?;
-    let subjects = admit(hub, m, &mapped, category, shutdown).await?;
-    Ok(documents(hub, m, mapped, category, subjects))
+    let judged = admit(hub, m, &mapped, category, shutdown).await?;
+    Ok(documents(hub, m, mapped, category, judged))
 }
 
 /// A door refuses what is larger than body_limit; a replayed dead letter came through no door
@@ -122,15 +127,16 @@ fn category(mapped: &Mapped) -> Step<Category> {
 }
 
 /// The same judgement as a new message's at ingress, asked again: a replayed message is not
-/// trusted because it was once seen, and parties or consents may have changed meanwhile. Gives
-/// each document's subject.
+/// trusted because it was once seen, and parties or consents may have changed meanwhile. Each
+/// document is judged on its own; when none may go on, the message is kept whole (for the reason
+/// [`admission::whole`] picks). Gives each document's judgement.
 async fn admit(
     hub: &Hub,
     m: &Message<'_>,
     mapped: &Mapped,
     category: Category,
     shutdown: &mut watch::Receiver<bool>,
-) -> Step<Vec<Subject>> {
+) -> Step<Vec<Judged>> {
     let judged = admission::Doc::all(&mapped.documents);
     let case = admission::Case {
         envelope: m.envelope,
@@ -139,14 +145,20 @@ async fn admit(
         category,
         docs: &judged,
     };
-    Ok(admission::judge(hub, &case, Some(shutdown)).await?.subjects)
+    let judged = admission::judge_each(hub, &case, Some(shutdown)).await?;
+    if judged.iter().all(|j| j.withheld().is_some())
+        && let Some(w) = admission::whole(judged.iter().filter_map(Judged::withheld))
+    {
+        return Err(Outcome::Quarantine(w.clone()));
+    }
+    Ok(judged)
 }
 
 /// What the hop forwards: the canonical documents of one message, in envelope order.
 struct Canonical {
     /// Their platform category.
     category: Category,
-    /// Each document as it is published.
+    /// Each document as it is published, or kept in quarantine.
     docs: Vec<Output>,
 }
 
@@ -155,7 +167,11 @@ struct Output {
     props: Props,
     json: String,
     kind: &'static str,
-    subject: SubjectHash,
+    /// Its person's keyed hash (unknown only for a document withheld as `unknown-subject`).
+    subject: Option<SubjectHash>,
+    /// Why it may not go on: it is kept in quarantine as this canonical document, where
+    /// `replay` finds it and sends it to the deliver hop, which judges it again.
+    withheld: Option<Withheld>,
 }
 
 /// Each document with the input's properties and the translate hop's headers.
@@ -164,15 +180,15 @@ fn documents(
     m: &Message<'_>,
     mapped: Mapped,
     category: Category,
-    subjects: Vec<Subject>,
+    judged: Vec<Judged>,
 ) -> Canonical {
     let mapping = mapped.label.clone();
-    let docs = mapped.documents.into_iter().zip(subjects).enumerate();
-    let docs = docs.map(|(i, (doc, subject))| {
-        let subject = hub.hasher.hash(
-            subject.insurer_number.as_str(),
-            subject.insured_number.as_str(),
-        );
+    let docs = mapped.documents.into_iter().zip(judged).enumerate();
+    let docs = docs.map(|(i, (doc, judged))| {
+        let subject = judged.subject().map(|s| {
+            hub.hasher
+                .hash(s.insurer_number.as_str(), s.insured_number.as_str())
+        });
         let mut props = Props {
             message_id: Some(m.envelope.to_string()),
             correlation_id: m.props.correlation_id.clone(),
@@ -186,16 +202,24 @@ fn documents(
             (h::DOCUMENT, doc.kind.name().into()),
             (h::CATEGORY, category.code().into()),
             (h::DOC_INDEX, i.to_string()),
-            (h::SUBJECT, subject.as_str().into()),
         ];
         for (name, value) in headers {
             props.headers.insert(name.into(), value);
+        }
+        // The message's header names the subjects of all its documents: each document names its own.
+        props.headers.remove(h::SUBJECT);
+        if let Some(s) = &subject {
+            props.headers.insert(h::SUBJECT.into(), s.as_str().into());
         }
         Output {
             props,
             json: doc.json,
             kind: doc.kind.name(),
             subject,
+            withheld: match judged {
+                Judged::Withheld(w, _) => Some(w),
+                Judged::Admitted(_) => None,
+            },
         }
     });
     Canonical {
@@ -242,17 +266,32 @@ async fn settle(hub: &Hub, d: Delivery, envelope: &str, outcome: Outcome<Canonic
 }
 
 /// `settle`'s forward: all documents are published at once, each waiting for its own confirm
-/// (a multi-document message costs one confirm round trip, not one per document); each is
-/// counted and audited, and the input acked, only when every one was confirmed.
+/// (a multi-document message costs one confirm round trip, not one per document), the admitted
+/// ones to the canonical exchange and the withheld ones to quarantine; each is counted and
+/// audited, and the input acked, only when every one was confirmed.
 async fn publish(hub: &Hub, d: Delivery, envelope: &str, canonical: Canonical) {
     let category = canonical.category.code();
     let exchange = &hub.topology.canonical();
-    let published = futures_util::future::join_all(canonical.docs.iter().map(|doc| {
-        let key = format!("{category}.{}", key_word(doc.kind));
-        async move {
-            hub.bus
-                .publish(exchange, &key, &doc.props, doc.json.as_bytes())
+    let published = futures_util::future::join_all(canonical.docs.iter().map(|doc| async move {
+        match &doc.withheld {
+            None => {
+                let key = format!("{category}.{}", key_word(doc.kind));
+                hub.bus
+                    .publish(exchange, &key, &doc.props, doc.json.as_bytes())
+                    .await
+            }
+            Some(w) => {
+                let (reason, detail) = (w.code(), w.detail());
+                hub.quarantine(
+                    "translate",
+                    &doc.props,
+                    doc.json.as_bytes(),
+                    &reason,
+                    &detail,
+                    None,
+                )
                 .await
+            }
         }
     }))
     .await;
@@ -263,13 +302,26 @@ async fn publish(hub: &Hub, d: Delivery, envelope: &str, canonical: Canonical) {
     }
     let source = d.props.header(h::SOURCE).unwrap_or("");
     for doc in canonical.docs {
-        Metrics::inc(&hub.metrics.translated);
+        let (decision, reason) = match &doc.withheld {
+            None => {
+                Metrics::inc(&hub.metrics.translated);
+                (AuditDecision::Accepted, None)
+            }
+            Some(w) => (AuditDecision::Quarantined, Some(w.code())),
+        };
         hub.audit(Hop::Translate, "translate", envelope, |a| {
-            a.party(source)
-                .subject(doc.subject)
+            let mut a = a
+                .party(source)
                 .category(category)
                 .document(doc.kind)
-                .decision(AuditDecision::Accepted)
+                .decision(decision);
+            if let Some(s) = doc.subject {
+                a = a.subject(s);
+            }
+            if let Some(r) = reason {
+                a = a.reason(r);
+            }
+            a
         });
     }
     if let Err(e) = d.ack().await {

@@ -127,7 +127,7 @@ async fn handle(hub: &Hub, d: Delivery, limit: BodyLimit, shutdown: &mut watch::
     .await;
     match result {
         Ok(accepted) => {
-            tracing::debug!(envelope = %accepted.envelope_id, party = %party.id, "AMQP source: accepted");
+            tracing::debug!(envelope = %accepted.envelope_id, party = %party.id, refused = accepted.refused.len(), "AMQP source: accepted");
             settle_ack(d).await;
         }
         Err(Refusal::Malformed { envelope_id, .. }) => {

@@ -4,7 +4,8 @@
 //! and rename when done) is claimed by renaming it into `<inbox>/processing/` — a rename either
 //! succeeds for exactly one hub process or fails, so a file is never ingested twice — then read
 //! and handed to `ingress::accept` with its original name. Where it goes next says what
-//! happened: `done/` once the broker confirmed; `failed/` with `<name>.error.txt` beside it (ids
+//! happened: `done/` once the broker confirmed (with `<name>.report.txt` beside it when some of
+//! its documents were refused: which, and why, in ids and codes; the others go on); `failed/` with `<name>.error.txt` beside it (ids
 //! and the error, nothing else) when it was malformed or refused (ingress kept a copy in the
 //! dead-letter or quarantine queue), or unread when it is larger than `body_limit` (the limit of
 //! every door: its length is looked at before a byte is read); back into the inbox, for the next
@@ -221,7 +222,10 @@ async fn ingest(hub: &Hub, party: &Party, inbox: &Path, name: &str, limit: BodyL
         Ok(accepted) => {
             match settle(inbox, name, DONE).await {
                 Ok(to) => {
-                    tracing::info!(envelope = %accepted.envelope_id, party = %party.id, file = name, to = %to.display(), "file drop: accepted")
+                    if !accepted.refused.is_empty() {
+                        report_refused(party, &to, name, &accepted).await;
+                    }
+                    tracing::info!(envelope = %accepted.envelope_id, party = %party.id, file = name, to = %to.display(), refused = accepted.refused.len(), "file drop: accepted")
                 }
                 Err(e) => {
                     tracing::error!(envelope = %accepted.envelope_id, party = %party.id, file = name, error = %e, "file drop: accepted, but cannot move it to done/ (it would be ingested again after a restart)")
@@ -296,11 +300,7 @@ async fn fail(
             return;
         }
     };
-    let moved_as = to
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or(name)
-        .to_string();
+    let moved_as = file_name_of(&to, name);
     let report = format!(
         "file: {name}\nparty: {}\nenvelope: {}\noutcome: {outcome}\nerror: {error}\n",
         party.id,
@@ -311,6 +311,41 @@ async fn fail(
         tracing::error!(file = %report_path.display(), error = %e, "file drop: cannot write the error file");
     }
     tracing::info!(envelope = envelope.unwrap_or("-"), party = %party.id, file = name, outcome, "file drop: failed");
+}
+
+/// Writes `<name>.report.txt` beside a file in `done/` some of whose documents were refused: the
+/// file, party, envelope, and one line per refused document (number, kind, reason code, what
+/// clears it): ids and codes only, like an error file.
+async fn report_refused(party: &Party, to: &Path, name: &str, accepted: &ingress::Accepted) {
+    let path = to.with_file_name(format!("{}.report.txt", file_name_of(to, name)));
+    if let Err(e) = tokio::fs::write(&path, refused_report(party, name, accepted)).await {
+        tracing::error!(file = %path.display(), error = %e, "file drop: cannot write the report of refused documents");
+    }
+}
+
+fn refused_report(party: &Party, name: &str, a: &ingress::Accepted) -> String {
+    let mut report = format!(
+        "file: {name}\nparty: {}\nenvelope: {}\noutcome: accepted-in-part\ndocuments: {}\nrefused: {} (kept in quarantine; the others go on)\n",
+        party.id,
+        a.envelope_id,
+        a.documents,
+        a.refused.len()
+    );
+    for r in &a.refused {
+        report.push_str(&format!(
+            "document {} ({}): {}: {}\n",
+            r.number, r.kind, r.reason, r.detail
+        ));
+    }
+    report
+}
+
+/// The name a file got where it was moved (`<name>.1` when `<name>` was taken).
+fn file_name_of(to: &Path, name: &str) -> String {
+    to.file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(name)
+        .to_string()
 }
 
 /// Moves `processing/<name>` into `<inbox>/<dir>/`, never over an existing file (a second file
@@ -347,6 +382,39 @@ mod tests {
         ));
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[test]
+    fn the_report_of_refused_documents_names_each_by_number_kind_and_reason() {
+        let party: Party =
+            serde_json::from_str(r#"{"id":"0300000005","kind":"provider"}"#).expect("a party");
+        let a = ingress::Accepted {
+            envelope_id: "k42".into(),
+            mapping: "roster".into(),
+            documents: 100,
+            refused: vec![ingress::RefusedDocument {
+                number: 7,
+                kind: "InsuredPerson@1".into(),
+                reason: "unknown-subject".into(),
+                detail: "document 7 (InsuredPerson@1) carries no 保険者番号 + 被保険者番号".into(),
+            }],
+        };
+        let report = refused_report(&party, "roster.csv", &a);
+        for line in [
+            "file: roster.csv",
+            "party: 0300000005",
+            "envelope: k42",
+            "outcome: accepted-in-part",
+            "documents: 100",
+            "refused: 1 (kept in quarantine; the others go on)",
+            "document 7 (InsuredPerson@1): unknown-subject: document 7 (InsuredPerson@1) carries no",
+        ] {
+            assert!(
+                report.lines().any(|l| l.starts_with(line)),
+                "`{line}` missing: {report}"
+            );
+        }
+        assert_eq!(report.lines().count(), 7, "{report}");
     }
 
     #[tokio::test]

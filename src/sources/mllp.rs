@@ -1,7 +1,8 @@
 //! The MLLP source: hospitals send HL7 v2 (SS-MIX2, usually ISO-2022-JP) over TCP. In: a listener,
 //! one task per connection, socket reads fed to the sans-IO [`MllpDecoder`]. Each frame is answered
 //! by exactly one `ACK`, strictly in the order the frames arrived, and only after `ingress::accept`
-//! returned: `AA` once the broker confirmed, `AE`/`AR` with an `ERR` segment otherwise (which codes
+//! returned: `AA` once the broker confirmed (with one `ERR` per document refused when only some of
+//! the message's documents may go on), `AE`/`AR` with an `ERR` segment otherwise (which codes
 //! say what: `mllp/ack.rs`, docs/mllp.md). Completed blocks the codec could not deliver (too large,
 //! empty) get an `AR` in their position; other stream damage (garbage, truncation) is logged, not
 //! answered.
@@ -381,9 +382,26 @@ async fn answer(hub: &Hub, who: &Peer, payload: Vec<u8>) -> Vec<u8> {
     )
     .await;
     let verdict = match result {
-        Ok(accepted) => {
+        Ok(accepted) if accepted.refused.is_empty() => {
             tracing::debug!(envelope = %accepted.envelope_id, party = %party.id, "MLLP: AA");
             Verdict::accepted()
+        }
+        Ok(accepted) => {
+            let envelope = &accepted.envelope_id;
+            tracing::info!(envelope = %envelope, party = %party.id, refused = accepted.refused.len(), "MLLP: AA (some documents refused)");
+            Verdict::accepted_with(
+                accepted
+                    .refused
+                    .iter()
+                    .map(|r| {
+                        let text = format!(
+                            "{}; document {} of {envelope} kept in quarantine: {}",
+                            r.reason, r.number, r.detail
+                        );
+                        (LocalCode::of_refusal(&r.reason), text)
+                    })
+                    .collect(),
+            )
         }
         Err(Refusal::Malformed {
             envelope_id,

@@ -90,6 +90,20 @@ pub fn build_ack(
     timestamp: &str,
     control_id: &str,
 ) -> String {
+    let errors: Vec<AckError> = error.cloned().into_iter().collect();
+    build_ack_with(original, code, &errors, timestamp, control_id)
+}
+
+/// [`build_ack`] with any number of ERR segments, in order. MSA-3 is the first error's text
+/// unless the code is `AA`; ERR-4 is `W` (warning) on an `AA` (the message was accepted, the
+/// ERR segments say what of it was not) and `E` otherwise.
+pub fn build_ack_with(
+    original: Option<&Message>,
+    code: AckCode,
+    errors: &[AckError],
+    timestamp: &str,
+    control_id: &str,
+) -> String {
     let seps = Separators::default();
     let orig = |field: u32| -> String {
         original
@@ -151,7 +165,8 @@ pub fn build_ack(
         .map(|id| escape(&id, &seps))
         .unwrap_or_default();
     let _ = write!(out, "MSA|{}|{}", code.as_str(), original_id);
-    if let Some(e) = error
+    if let Some(e) = errors.first()
+        && code != AckCode::AA
         && !e.message.is_empty()
     {
         out.push('|');
@@ -159,7 +174,8 @@ pub fn build_ack(
     }
     out.push('\r');
 
-    if let Some(e) = error {
+    let severity = if code == AckCode::AA { "W" } else { "E" };
+    for e in errors {
         let location = e
             .location
             .as_deref()
@@ -195,7 +211,7 @@ pub fn build_ack(
             .unwrap_or_default();
         let _ = write!(
             out,
-            "ERR||{}|{}|E|{}|||{}\r",
+            "ERR||{}|{}|{severity}|{}|||{}\r",
             location,
             hl7_code,
             application,
@@ -309,6 +325,37 @@ mod tests {
         assert_eq!(v(&m, "ERR-5.1").as_deref(), Some("consent-denied"));
         assert_eq!(v(&m, "ERR-5.3").as_deref(), Some("99KHB"));
         assert_eq!(v(&m, "ERR-8").as_deref(), Some("consent-denied:no-consent"));
+    }
+
+    #[test]
+    fn an_accepted_message_may_carry_warnings_one_err_each_and_no_msa_3() {
+        let refused = |n: &str| AckError {
+            code: None,
+            location: None,
+            application: Some(Coded {
+                code: "consent-denied".into(),
+                text: "No consent".into(),
+                system: "99KHB".into(),
+            }),
+            message: format!("document {n} refused"),
+        };
+        let ack = build_ack_with(
+            Some(&adt00()),
+            AckCode::AA,
+            &[refused("2"), refused("3")],
+            "20240101",
+            "X1",
+        );
+        let m = parse(ack.as_bytes()).expect("parses");
+        assert_eq!(v(&m, "MSA-1").as_deref(), Some("AA"));
+        assert_eq!(v(&m, "MSA-3"), None, "{ack}");
+        assert_eq!(ack.matches("\rERR|").count(), 2, "{ack}");
+        assert!(
+            ack.ends_with("ERR||||W|consent-denied^No consent^99KHB|||document 3 refused\r"),
+            "{ack}"
+        );
+        assert_eq!(v(&m, "ERR-4").as_deref(), Some("W"));
+        assert_eq!(v(&m, "ERR-8").as_deref(), Some("document 2 refused"));
     }
 
     #[test]

@@ -35,7 +35,7 @@ mod path;
 #[cfg(test)]
 mod test_support;
 
-pub use ack::{AckCode, AckError, Coded, build_ack, encode, table_0357_text};
+pub use ack::{AckCode, AckError, Coded, build_ack, build_ack_with, encode, table_0357_text};
 pub use decode::parse;
 pub use escape::{escape, unescape};
 pub use message::Message;

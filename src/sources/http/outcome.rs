@@ -28,6 +28,9 @@ pub enum Issue {
     Login,
     /// 403: authenticated, but not allowed.
     Forbidden,
+    /// 202 with some documents refused: one such issue per document that may not go on (a
+    /// warning: the message itself was accepted).
+    DocumentRefused,
     /// 400: the body is not JSON.
     Structure,
     /// 400: JSON, but not what this URL takes.
@@ -53,7 +56,7 @@ impl Issue {
         match self {
             Issue::Informational => "informational",
             Issue::Login => "login",
-            Issue::Forbidden => "forbidden",
+            Issue::Forbidden | Issue::DocumentRefused => "forbidden",
             Issue::Structure => "structure",
             Issue::Invalid => "invalid",
             Issue::Processing => "processing",
@@ -70,6 +73,7 @@ impl Issue {
         match self {
             Issue::Informational => "information",
             Issue::Exception => "fatal",
+            Issue::DocumentRefused => "warning",
             _ => "error",
         }
     }
@@ -77,14 +81,35 @@ impl Issue {
 
 /// The `OperationOutcome` JSON for one issue.
 pub fn outcome_json(issue: Issue, diagnostics: &str) -> Value {
+    issues_json(&[(issue, diagnostics.to_string())])
+}
+
+/// The `OperationOutcome` JSON for several issues, in order.
+pub fn issues_json(issues: &[(Issue, String)]) -> Value {
+    let issues: Vec<Value> = issues
+        .iter()
+        .map(|(issue, diagnostics)| {
+            json!({
+                "severity": issue.severity(),
+                "code": issue.code(),
+                "diagnostics": diagnostics,
+            })
+        })
+        .collect();
     json!({
         "resourceType": "OperationOutcome",
-        "issue": [{
-            "severity": issue.severity(),
-            "code": issue.code(),
-            "diagnostics": diagnostics,
-        }],
+        "issue": issues,
     })
+}
+
+/// Finishes `builder` with an `OperationOutcome` body of several issues.
+pub fn outcome_issues(
+    mut builder: HttpResponseBuilder,
+    issues: &[(Issue, String)],
+) -> HttpResponse {
+    builder
+        .content_type(FHIR_JSON)
+        .body(issues_json(issues).to_string())
 }
 
 /// Finishes `builder` (status and any headers already set) with an `OperationOutcome` body.
@@ -210,6 +235,14 @@ mod tests {
         let ok = outcome_json(Issue::Informational, "accepted");
         assert_eq!(ok["issue"][0]["severity"], "information");
         assert_eq!(ok["issue"][0]["code"], "informational");
+        let partly = issues_json(&[
+            (Issue::Informational, "accepted".into()),
+            (Issue::DocumentRefused, "document 2 refused".into()),
+        ]);
+        assert_eq!(partly["issue"].as_array().map(Vec::len), Some(2));
+        assert_eq!(partly["issue"][1]["severity"], "warning");
+        assert_eq!(partly["issue"][1]["code"], "forbidden");
+        assert_eq!(partly["issue"][1]["diagnostics"], "document 2 refused");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! | outcome | status | `X-Kaigo-Envelope` |
 //! |---|---|---|
 //! | on the bus | 202, `information` | yes |
+//! | on the bus, some documents refused | 202, `information` + one `warning`/`forbidden` issue per refused document (kept in quarantine by the translate hop) | yes |
 //! | no/unknown key | 401 + `WWW-Authenticate: Bearer` | no |
 //! | not FHIR JSON media type | 415 | no |
 //! | larger than `body_limit` | 413 | no |
@@ -18,7 +19,9 @@ use super::State;
 use super::audit_trail;
 use super::auth;
 use super::body::{self, ResourceType};
-use super::outcome::{ENVELOPE_HEADER, Issue, REQUEST_ID_HEADER, Refused, clip, outcome};
+use super::outcome::{
+    ENVELOPE_HEADER, Issue, REQUEST_ID_HEADER, Refused, clip, outcome, outcome_issues,
+};
 use crate::pipeline::ingress::{self, Refusal, Submission};
 use crate::redact::Disclose;
 use actix_web::http::StatusCode;
@@ -112,16 +115,9 @@ async fn submit(
         b
     };
     match result {
-        Ok(a) => outcome(
+        Ok(a) => outcome_issues(
             kept(builder(StatusCode::ACCEPTED), &a.envelope_id),
-            Issue::Informational,
-            &format!(
-                "accepted as envelope {} (mapping {}, {} document{})",
-                a.envelope_id,
-                a.mapping,
-                a.documents,
-                if a.documents == 1 { "" } else { "s" }
-            ),
+            &accepted_issues(&a),
         ),
         Err(Refusal::Malformed {
             envelope_id,
@@ -154,6 +150,37 @@ async fn submit(
             )
         }
     }
+}
+
+/// The 202 issues: what was accepted, then one issue per refused document (its number, kind,
+/// reason code and what clears it; never a value).
+fn accepted_issues(a: &ingress::Accepted) -> Vec<(Issue, String)> {
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    let mut first = format!(
+        "accepted as envelope {} (mapping {}, {} document{})",
+        a.envelope_id,
+        a.mapping,
+        a.documents,
+        plural(a.documents)
+    );
+    if !a.refused.is_empty() {
+        let n = a.refused.len();
+        first.push_str(&format!(
+            "; {n} document{} refused, kept in quarantine, the others go on",
+            plural(n)
+        ));
+    }
+    let mut issues = vec![(Issue::Informational, first)];
+    for r in &a.refused {
+        issues.push((
+            Issue::DocumentRefused,
+            format!(
+                "refused: {} (envelope {}, document {}, kept in quarantine): {}",
+                r.reason, a.envelope_id, r.number, r.detail
+            ),
+        ));
+    }
+    issues
 }
 
 /// The 403 words: the reason code, the envelope id, what is missing and what clears it
@@ -237,6 +264,47 @@ mod tests {
         assert_eq!(reason, "not-json");
         let (reason, _) = wrong_resource(b"{\"a\":1}", Some("Patient")).expect("refused");
         assert_eq!(reason, "not-a-resource");
+    }
+
+    #[test]
+    fn a_partly_refused_message_lists_each_refused_document() {
+        let a = ingress::Accepted {
+            envelope_id: "k1".into(),
+            mapping: "roster".into(),
+            documents: 3,
+            refused: vec![ingress::RefusedDocument {
+                number: 2,
+                kind: "InsuredPerson@1".into(),
+                reason: "consent-denied:no-consent".into(),
+                detail: "document 2 (InsuredPerson@1): no consent".into(),
+            }],
+        };
+        let issues = accepted_issues(&a);
+        assert_eq!(issues.len(), 2);
+        assert!(issues[0].1.contains("3 documents"), "{}", issues[0].1);
+        assert!(
+            issues[0].1.contains("1 document refused"),
+            "{}",
+            issues[0].1
+        );
+        assert!(matches!(issues[1].0, Issue::DocumentRefused));
+        for part in [
+            "consent-denied:no-consent",
+            "document 2",
+            "k1",
+            "quarantine",
+        ] {
+            assert!(
+                issues[1].1.contains(part),
+                "`{part}` missing: {}",
+                issues[1].1
+            );
+        }
+        let whole = ingress::Accepted {
+            refused: Vec::new(),
+            ..a
+        };
+        assert_eq!(accepted_issues(&whole).len(), 1);
     }
 
     #[test]

@@ -9,6 +9,9 @@
 //! `body_limit` — is ERR-5, the hub's own code ([`LocalCode`], coding system `99KHB`; the table in
 //! `docs/mllp.md` lists them, and a test holds the two together), with ERR-3 left empty rather
 //! than filled with a code that says something else. ERR-8 (and MSA-3) is the text for the sender.
+//! A message some of whose documents were refused (the others go on) is `AA` with one ERR per
+//! refused document, ERR-4 `W`, ERR-5 the document's refusal code and ERR-8 which document and
+//! why ([`Verdict::accepted_with`]).
 //! In: one frame's [`Verdict`]; out: the framed `ACK`, in the character set of the message it
 //! answers. Must never put into an `ACK` anything but the answered message's own fields, reason
 //! codes and the hub's own words: no value the hub looked up (such as the 被保険者番号 a patient
@@ -210,6 +213,9 @@ pub struct Verdict {
     /// `text` when the message's character set cannot carry `text`; `None` when `text` quotes
     /// no value.
     pub value_free: Option<String>,
+    /// On an `AA`: the documents of the message that were refused (the others go on), each
+    /// its own ERR segment with its code and a value-free text.
+    pub refused: Vec<(LocalCode, String)>,
 }
 
 impl Verdict {
@@ -220,6 +226,16 @@ impl Verdict {
             cause: None,
             text: String::new(),
             value_free: None,
+            refused: Vec::new(),
+        }
+    }
+
+    /// `AA` for a message some of whose documents were refused: one ERR segment per refused
+    /// document (its code, and a text of ids and codes only).
+    pub fn accepted_with(refused: Vec<(LocalCode, String)>) -> Verdict {
+        Verdict {
+            refused,
+            ..Verdict::accepted()
         }
     }
 
@@ -230,6 +246,7 @@ impl Verdict {
             cause: Some(cause),
             text: text.into(),
             value_free: None,
+            refused: Vec::new(),
         }
     }
 
@@ -240,6 +257,7 @@ impl Verdict {
             cause: Some(cause),
             text: text.into(),
             value_free: None,
+            refused: Vec::new(),
         }
     }
 
@@ -262,21 +280,40 @@ impl Verdict {
     }
 
     fn err_segment_saying(&self, full: &str) -> Option<AckError> {
-        let cause = self.cause?;
-        let mut text: String = full.chars().take(MAX_ERROR_CHARS).collect();
-        if text.len() < full.len() {
-            text.push('…');
-        }
-        Some(AckError {
-            code: cause.hl7.map(String::from),
-            location: None,
-            application: cause.local.map(|l| Coded {
-                code: l.code().into(),
-                text: l.text().into(),
-                system: LOCAL_SYSTEM.into(),
-            }),
-            message: text,
-        })
+        Some(err(self.cause?, full))
+    }
+
+    /// Every ERR segment: the verdict's own, then one per refused document; `plain` sends
+    /// the value-free texts (a refused document's text is [`WITHHELD`] then: it is value-free
+    /// already, but may hold characters the message's character set cannot carry).
+    fn err_segments(&self, plain: bool) -> Vec<AckError> {
+        let own = match plain {
+            false => self.err_segment(),
+            true => self.err_segment_value_free(),
+        };
+        let refused = self.refused.iter().map(|(code, text)| {
+            let text = if plain { WITHHELD } else { text.as_str() };
+            err(Cause::local(*code), text)
+        });
+        own.into_iter().chain(refused).collect()
+    }
+}
+
+/// One ERR segment: `cause` and `full` cut to [`MAX_ERROR_CHARS`].
+fn err(cause: Cause, full: &str) -> AckError {
+    let mut text: String = full.chars().take(MAX_ERROR_CHARS).collect();
+    if text.len() < full.len() {
+        text.push('…');
+    }
+    AckError {
+        code: cause.hl7.map(String::from),
+        location: None,
+        application: cause.local.map(|l| Coded {
+            code: l.code().into(),
+            text: l.text().into(),
+            system: LOCAL_SYSTEM.into(),
+        }),
+        message: text,
     }
 }
 
@@ -295,22 +332,16 @@ pub const WITHHELD: &str = "the error text quotes characters the message's chara
 /// which reads the same in every character set.
 pub fn frame(original: Option<&Message>, verdict: &Verdict) -> Vec<u8> {
     let charset = original.map(Message::charset).unwrap_or(Charset::Utf8);
-    let ack = |original: Option<&Message>, err: Option<AckError>, charset: Charset| {
-        let text = hl7v2::build_ack(
-            original,
-            verdict.code,
-            err.as_ref(),
-            &now_hl7(),
-            &control_id(),
-        );
+    let ack = |original: Option<&Message>, errs: Vec<AckError>, charset: Charset| {
+        let text = hl7v2::build_ack_with(original, verdict.code, &errs, &now_hl7(), &control_id());
         hl7v2::encode(&text, charset).map_err(|e| (e, text))
     };
-    let bytes = ack(original, verdict.err_segment(), charset)
-        .or_else(|_| ack(original, verdict.err_segment_value_free(), charset))
+    let bytes = ack(original, verdict.err_segments(false), charset)
+        .or_else(|_| ack(original, verdict.err_segments(true), charset))
         .or_else(|(e, _)| {
             tracing::warn!(error = %e, "MLLP: an echoed field cannot be carried; minimal ACK in ASCII");
             let minimal = verdict.clone().or_value_free(WITHHELD);
-            ack(None, minimal.err_segment_value_free(), Charset::Ascii)
+            ack(None, minimal.err_segments(true), Charset::Ascii)
         })
         .unwrap_or_else(|(_, text)| text.into_bytes());
     let mut out = Vec::with_capacity(bytes.len() + 3);
@@ -446,6 +477,41 @@ mod tests {
             assert_eq!(field(&back, "ERR-8"), reason);
         }
         assert_eq!(LocalCode::of_refusal("something-new"), LocalCode::Refused);
+    }
+
+    #[test]
+    fn an_accepted_message_lists_its_refused_documents_as_warnings() {
+        let m = iso2022jp_message();
+        let verdict = Verdict::accepted_with(vec![
+            (
+                LocalCode::ConsentDenied,
+                "consent-denied:no-consent; document 2 refused".into(),
+            ),
+            (
+                LocalCode::UnknownSubject,
+                "unknown-subject; document 3: 被保険者番号 の紐付けなし".into(),
+            ),
+        ]);
+        let back = unframed(&frame(Some(&m), &verdict));
+        assert_eq!(field(&back, "MSA-1"), "AA");
+        assert_eq!(field(&back, "MSA-3"), "");
+        assert_eq!(field(&back, "ERR-4"), "W");
+        assert_eq!(field(&back, "ERR-5.1"), "consent-denied");
+        let text = back.text();
+        assert_eq!(text.matches("\rERR|").count(), 2, "{text}");
+        assert!(text.contains("W|unknown-subject^Person not identified^99KHB|||unknown-subject; document 3: 被保険者番号"), "{text}");
+        // A character set that cannot carry the Japanese words: each text is withheld, the codes stay.
+        let ascii =
+            hl7v2::parse(b"MSH|^~\\&|HIS|1311234567|HUB|P|20250101||ADT^A08|M2|P|2.5||||||ASCII\r")
+                .expect("an ASCII message");
+        let back = unframed(&frame(Some(&ascii), &verdict));
+        let text = back.text();
+        assert!(text.contains("MSA|AA|M2"), "{text}");
+        assert_eq!(text.matches(WITHHELD).count(), 2, "{text}");
+        assert!(
+            text.contains("unknown-subject^Person not identified"),
+            "{text}"
+        );
     }
 
     #[test]
