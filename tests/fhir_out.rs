@@ -90,7 +90,11 @@ fn the_insurance_card_becomes_patient_insurer_coverage_and_provenance_as_the_gol
             expected_id(&["Patient", "subject", insurer, insured, "patient"]),
             expected_id(&["Organization", "identifier", INSURER_NUMBER, insurer]),
             expected_id(&["Coverage", "subject", insurer, insured, "coverage"]),
-            expected_id(&["Provenance", "document", &doc.to_string()]),
+            expected_id(&[
+                "Provenance",
+                "document",
+                &fhir::bundle::canonical_text(&doc)
+            ]),
         ]
     );
 }
@@ -109,7 +113,11 @@ fn the_adt_patient_is_keyed_by_its_hospital_id_when_there_is_no_subject() {
         resource_ids(&golden),
         [
             expected_id(&["Patient", "identifier", &system, "00012345"]),
-            expected_id(&["Provenance", "document", &doc.to_string()]),
+            expected_id(&[
+                "Provenance",
+                "document",
+                &fhir::bundle::canonical_text(&doc)
+            ]),
         ]
     );
     // MSH-7 20251120093000, Japan time.

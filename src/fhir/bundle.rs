@@ -84,7 +84,7 @@ pub fn transaction(
         .unwrap_or("a document")
         .to_string();
     let at = send_time(doc, &kind)?;
-    let doc_text = doc.to_string();
+    let doc_text = canonical_text(doc);
     let mut resources = flatten(rendered);
     let mut named: Vec<(String, String, ResourceId)> = Vec::new();
     for (i, r) in resources.iter().enumerate() {
@@ -138,7 +138,7 @@ pub fn transaction(
 /// - a [`SHARED`] resource with an identifier: its first identifier's system and value;
 /// - otherwise, for a document with a subject: the subject (保険者番号, 被保険者番号) and the local id;
 /// - otherwise, a resource with an identifier: its first identifier (a hospital's 患者ID);
-/// - otherwise: the whole document's text and the local id.
+/// - otherwise: the whole document ([`canonical_text`]) and the local id.
 pub fn identity<'a>(
     doc: &'a Value,
     resource: &'a Value,
@@ -167,6 +167,28 @@ fn first_identifier(resource: &Value) -> Option<(&str, &str)> {
         first.get("system")?.as_str()?,
         first.get("value")?.as_str()?,
     ))
+}
+
+/// The document as compact JSON with every object's members sorted by name: what a
+/// document-scoped id is made from, so the order a sender or a file wrote the members in does not
+/// change it.
+pub fn canonical_text(doc: &Value) -> String {
+    fn sorted(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                Value::Object(
+                    keys.into_iter()
+                        .map(|k| (k.clone(), sorted(&m[k])))
+                        .collect(),
+                )
+            }
+            Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    sorted(doc).to_string()
 }
 
 /// The resources of a rendering: a container Bundle gives its entries' resources.
@@ -420,6 +442,34 @@ mod tests {
         let e = transaction(&ids(), &doc, rendered()).expect_err("30 February");
         assert!(matches!(e, BundleError::BadSendTime { .. }), "{e}");
         assert!(!e.to_string().contains("2025-02-30"));
+    }
+
+    #[test]
+    fn the_order_of_the_documents_members_does_not_change_the_ids() {
+        let a = card();
+        let b: Value = serde_json::from_str(
+            r#"{"source": {"sent_at": "2025-09-01T17:45:12", "message_id": "M-1", "sender": "SYS-131011-01"},
+                "subject": {"insured_number": "0000012345", "insurer_number": "131011"},
+                "document": "InsuranceCard@1"}"#,
+        )
+        .expect("JSON");
+        assert_ne!(a.to_string(), b.to_string());
+        assert_eq!(canonical_text(&a), canonical_text(&b));
+        let (x, y) = (
+            transaction(&ids(), &a, rendered()).expect("a"),
+            transaction(&ids(), &b, rendered()).expect("b"),
+        );
+        assert_eq!(
+            x["entry"][3]["resource"]["id"],
+            y["entry"][3]["resource"]["id"]
+        );
+        let mut c = a.clone();
+        c["source"]["message_id"] = json!("M-2");
+        let z = transaction(&ids(), &c, rendered()).expect("c");
+        assert_ne!(
+            x["entry"][3]["resource"]["id"],
+            z["entry"][3]["resource"]["id"]
+        );
     }
 
     #[test]
