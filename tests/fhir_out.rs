@@ -198,6 +198,53 @@ fn without_a_configured_key_the_deployments_key_file_is_made_once_and_used() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn translate_dir_to_fhir_writes_one_bundle_per_line_the_same_each_run() {
+    let dir = scratch("dir");
+    let inbox = dir.join("in");
+    std::fs::create_dir_all(&inbox).expect("inbox");
+    for name in [
+        "card-seireki-hankaku.xml",
+        "card-sjis.xml",
+        "card-wareki.xml",
+    ] {
+        std::fs::copy(root().join("samples/xml").join(name), inbox.join(name)).expect("copy");
+    }
+    let run = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_kaigo-hub"))
+            .current_dir(&dir)
+            .env_remove("KAIGO_DATA_DIR")
+            .env_remove("KAIGO_MAPPINGS")
+            .env("KAIGO_SUBJECT_KEY", TEST_KEY_HEX)
+            .args(["translate", "--to", "fhir", "--jobs", "2", "--mappings"])
+            .arg(root().join("mappings"))
+            .arg("--dir")
+            .arg(&inbox)
+            .output()
+            .expect("kaigo-hub runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let first = run();
+    assert_eq!(first, run(), "the same bytes again");
+    let lines: Vec<Value> = String::from_utf8_lossy(&first)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one Bundle per line"))
+        .collect();
+    assert_eq!(lines.len(), 3, "one Bundle per card");
+    assert!(lines.iter().all(|b| b["type"] == "transaction"));
+    // In file-name order: card-sjis.xml is the second.
+    assert_eq!(
+        lines[1],
+        read_json("samples/xml/card-sjis.fhir-transaction.json")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Every canonical document in `samples/` (a JSON file holding one document or a list of them).
 fn sample_documents() -> Vec<(PathBuf, Value)> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
