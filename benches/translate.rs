@@ -159,6 +159,13 @@ fn main() {
         true,
     );
 
+    translate_case(
+        &set,
+        "JMA 医見書 CSV (MS932, 2 rows, 121 fields) -> PhysicianOpinion",
+        "samples/certification/ikensho-ms932-crlf.csv",
+        "jma-ikensho-physician-opinion",
+    );
+
     // The deliver hop renders one document per message, from a document it owns.
     let plan: Option<serde_json::Value> = std::fs::read(up2.replace(".CSV", ".careplan.json"))
         .ok()

@@ -1,8 +1,10 @@
 //! `kaigo-hub serve --demo`: shows the whole flow on the shipped samples without any setup.
 //! It registers synthetic consents and patient-id links for the sample subjects (one person is
-//! deliberately *not* consented to the municipality, so a refusal shows too), then feeds every
+//! deliberately *not* consented to the municipality, so a refusal shows too, and one person of
+//! the センター送信 file not at all, so one document-by-document verdict shows), then feeds every
 //! sample in as its sender would: HL7 v2 and FHIR through ingress as the hospitals, ケアプラン CSV
-//! into the care manager's and provider's inboxes, the 被保険者証 XML as the municipality.
+//! into the care manager's and provider's inboxes, the 被保険者証 XML and the センター送信 file as
+//! the municipality.
 //! Only synthetic data; never used outside the demo.
 
 use crate::consent::{Category, Consent, Grantee, IsoDate, PartyKind, Subject};
@@ -20,6 +22,10 @@ pub fn seed(hub: &Hub) -> Result<(), String> {
         ("131011", "0000123456"),
         ("229997", "2200000077"),
         ("019992", "0100000099"),
+        // Two of the three people of the センター送信 sample; the second (0000012346) has not
+        // consented, so its four documents are kept while the others' go on.
+        ("131011", "0000012345"),
+        ("131011", "0000012347"),
     ];
     for (i, (a, b)) in people.iter().enumerate() {
         let mut grants = vec![
@@ -77,6 +83,11 @@ pub async fn feed(hub: &Hub, samples: &Path) -> Vec<String> {
         ("fhir/patient-jpcore.json", "1311234567", "http"),
         ("fhir/bundle-collection.json", "2710000015", "http"),
         ("xml/card-wareki.xml", "131011", "amqp"),
+        (
+            "certification/center-transmission-09b.csv",
+            "131011",
+            "file",
+        ),
     ];
     let parties = hub.parties.current();
     for (file, party, via) in direct {
@@ -100,9 +111,20 @@ pub async fn feed(hub: &Hub, samples: &Path) -> Vec<String> {
         )
         .await;
         report.push(match r {
-            Ok(a) => format!(
+            Ok(a) if a.refused.is_empty() => format!(
                 "{file} from {party}: accepted as {} ({} document(s))",
                 a.envelope_id, a.documents
+            ),
+            Ok(a) => format!(
+                "{file} from {party}: accepted as {} ({} document(s), {} refused and kept in quarantine: {})",
+                a.envelope_id,
+                a.documents,
+                a.refused.len(),
+                a.refused
+                    .iter()
+                    .map(|r| format!("document {} {}", r.number, r.reason))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             Err(e) => format!("{file} from {party}: refused: {e:?}"),
         });

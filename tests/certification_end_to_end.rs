@@ -6,7 +6,8 @@
 //! delivers the documents of the two people who consented; the four documents of the one who did
 //! not are kept in quarantine, each as its canonical document, and the report beside the file
 //! names them by number and reason, without a personal value. The audit log tells every
-//! document's fate at each hop. On the real RabbitMQ.
+//! document's fate at each hop. Likewise a clinic's JMA 医見書 CSV of two 主治医意見書, one of a
+//! person who consented and one of a person who did not. On the real RabbitMQ.
 
 mod common;
 
@@ -32,8 +33,12 @@ const KINDS: [&str; 4] = [
 
 const FILE: &str = "DBE561001-20251010.dat";
 
-/// The demo parties, with an inbox for the municipality and the care manager subscribed to the
-/// three 要介護認定 documents (it already receives InsuredPerson@1).
+/// The clinic whose 医見書 software wrote the sample (its 事業所番号 as the insurer assigned it,
+/// field 007 of each row), as a party with an inbox.
+const CLINIC: &str = "1320000017";
+
+/// The demo parties (the care manager subscribes to the 要介護認定 documents, 主治医意見書
+/// included, and to InsuredPerson@1), with an inbox for the municipality and the clinic.
 fn certification_parties(text: String) -> String {
     let out_dir = "/data/out/131011 }";
     let at = text.find(out_dir).expect("the municipality's out dir");
@@ -45,20 +50,12 @@ fn certification_parties(text: String) -> String {
         &format!("{vendor}    inbox: {base}/data/inbox/131011\n"),
         1,
     );
-    let usage = "      - { document: ServiceUsage@1, format: canonical }\n";
-    let edited = edited.replacen(
-        usage,
-        &format!(
-            "{usage}      - {{ document: CertificationApplication@1, format: canonical }}\n      - {{ document: CertificationSurvey@1, format: canonical }}\n      - {{ document: CertificationDecision@1, format: canonical }}\n"
-        ),
-        1,
-    );
-    assert_eq!(
-        edited.matches("CertificationSurvey@1").count(),
-        1,
-        "the care manager's subscription was added"
-    );
     assert!(edited.contains("/data/inbox/131011"), "the inbox was added");
+    let clinic = format!(
+        "parties:\n  - id: \"{CLINIC}\"\n    name: 試験内科クリニック\n    kind: hospital\n    inbox: {base}/data/inbox/{CLINIC}\n"
+    );
+    let edited = edited.replacen("parties:\n", &clinic, 1);
+    assert!(edited.contains(&format!("inbox: {base}/data/inbox/{CLINIC}")));
     edited
 }
 
@@ -241,5 +238,109 @@ async fn a_municipalitys_center_file_delivers_the_consented_and_keeps_the_others
             assert_eq!(e["category"], "certification", "{e}");
         }
     }
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_clinics_ikensho_file_delivers_the_consented_opinion_and_keeps_the_other_on_rabbitmq() {
+    let s = Scratch::rabbit("ikensho-e2e", certification_parties);
+    let running = s.start().await;
+    let hub = running.hub.clone();
+    let cert = [Category::Certification];
+    let who = PEOPLE[0];
+    grant(
+        &hub,
+        "iken-p",
+        who,
+        Grantee::Kind(PartyKind::Platform),
+        &cert,
+    )
+    .await;
+    grant(
+        &hub,
+        "iken-c",
+        who,
+        Grantee::Kind(PartyKind::Provider),
+        &cert,
+    )
+    .await;
+    let quarantine = Tap::subscribed(hub.bus.as_ref(), &hub.topology.quarantine()).await;
+    let dead = Tap::subscribed(hub.bus.as_ref(), &hub.topology.dead()).await;
+
+    // The sample's two opinions: 0000012345 (consented) and 0000012346 (not).
+    let file = "1320000017_2025100101.csv";
+    let inbox = s.inbox(CLINIC);
+    put_atomically(
+        &inbox.join(file),
+        &sample("certification/ikensho-ms932-crlf.csv"),
+    );
+    let done = inbox.join("done");
+    let (_, report) = wait_for_file(&done, "the file's report", |n| {
+        n == format!("{file}.report.txt")
+    })
+    .await;
+    let report = String::from_utf8(report).expect("a UTF-8 report");
+    for part in [
+        "outcome: accepted-in-part",
+        "documents: 2",
+        "refused: 1",
+        "document 2 (PhysicianOpinion@1): consent-denied:no-consent: ",
+    ] {
+        assert!(report.contains(part), "`{part}` missing from: {report}");
+    }
+    for personal in ["0000012346", "0000012345", "19380315", "花子", "ハナコ"] {
+        assert!(!report.contains(personal), "`{personal}` in: {report}");
+    }
+    let envelope = report
+        .lines()
+        .find_map(|l| l.strip_prefix("envelope: "))
+        .expect("the report names the envelope")
+        .to_string();
+
+    let out = s.out_dir(CARE_MANAGER);
+    let name = format!("{envelope}-0.json");
+    let (_, body) = wait_for_file(&out, "the consented person's opinion", |n| n == name).await;
+    let doc = json(&body);
+    assert_eq!(doc["document"], "PhysicianOpinion@1");
+    assert_eq!(doc["subject"]["insured_number"], who.1);
+    let kept = quarantine
+        .wait("the other opinion", |m| !m.is_empty())
+        .await;
+    assert_eq!(kept[0].header("x-kaigo-doc-index"), Some("1"));
+    assert_eq!(
+        kept[0].header("x-kaigo-document"),
+        Some("PhysicianOpinion@1")
+    );
+    assert_eq!(kept[0].header("x-kaigo-category"), Some("certification"));
+    assert_eq!(
+        kept[0].header("x-kaigo-reason"),
+        Some("consent-denied:no-consent")
+    );
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(files(&out).len(), 1, "one opinion delivered");
+    assert_eq!(quarantine.all().len(), 1, "{:#?}", quarantine.all());
+    assert_eq!(dead.all().len(), 0, "{:#?}", dead.all());
+
+    hub.audit.flush();
+    let events: Vec<Value> = audit_events(&s)
+        .into_iter()
+        .filter(|e| e["envelope_id"] == envelope.as_str())
+        .collect();
+    let consented = hub.subject_hash(&subject(who));
+    let other = hub.subject_hash(&subject(PEOPLE[1]));
+    let with = |hop: &str, decision: &str, subject: &str| {
+        events
+            .iter()
+            .filter(|e| e["hop"] == hop && e["decision"] == decision && e["subject"] == subject)
+            .count()
+    };
+    assert_eq!(with("ingress", "accepted", &consented), 1, "{events:#?}");
+    assert_eq!(with("translate", "accepted", &consented), 1, "{events:#?}");
+    assert_eq!(with("consent", "permit", &consented), 3, "{events:#?}");
+    assert_eq!(with("deliver", "delivered", &consented), 1, "{events:#?}");
+    assert_eq!(with("ingress", "rejected", &other), 1, "{events:#?}");
+    assert_eq!(with("translate", "quarantined", &other), 1, "{events:#?}");
+    assert_eq!(with("consent", "deny", &other), 2, "{events:#?}");
+    assert_eq!(with("deliver", "delivered", &other), 0, "{events:#?}");
     running.stop().await;
 }

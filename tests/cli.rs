@@ -169,6 +169,7 @@ fn translate_dir_converts_a_folder_mixing_every_shipped_format_by_content() {
         "InsuranceCard@1",
         "CarePlan@1",
         "ServiceUsage@1",
+        "PhysicianOpinion@1",
     ] {
         assert!(
             expected.contains_key(kind),

@@ -1350,6 +1350,7 @@ impl World {
                         envelope_id,
                         reason,
                         detail,
+                        ..
                     }),
                     true,
                 ) => {

@@ -663,6 +663,7 @@ async fn another_insurers_person_sent_by_a_municipality_is_never_released_by_rep
             envelope_id,
             reason,
             detail,
+            ..
         }) => {
             assert_eq!(reason, "insurer-mismatch");
             assert!(detail.contains("another insurer"), "{detail}");

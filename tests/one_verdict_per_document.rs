@@ -270,6 +270,32 @@ async fn one_person_without_consent_holds_back_only_their_document_on_the_memory
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_file_none_of_whose_people_may_come_is_refused_naming_each_document() {
+    let s = Scratch::memory("per-doc-none", |p| p);
+    let mut cfg = s.config();
+    cfg.mappings = mappings_dir(&s);
+    let running = s.start_with(&cfg).await;
+    // Nobody has consented: the file is refused whole, and its error file names all three.
+    let inbox = s.inbox(PROVIDER);
+    put_atomically(&inbox.join(FILE), ROSTER.as_bytes());
+    let failed = inbox.join("failed");
+    let (_, text) = wait_for_file(&failed, "the roster's error file", |n| {
+        n == format!("{FILE}.error.txt")
+    })
+    .await;
+    let text = String::from_utf8(text).expect("a UTF-8 error file");
+    assert!(text.contains("outcome: refused"), "{text}");
+    for n in 1..=3 {
+        let line = format!("document {n} (InsuredPerson@1): consent-denied:no-consent: ");
+        assert!(text.contains(&line), "`{line}` missing from: {text}");
+    }
+    for personal in ["0000100001", "0000012345", "介護", "1942"] {
+        assert!(!text.contains(personal), "`{personal}` in: {text}");
+    }
+    running.stop().await;
+}
+
 fn field(m: &hl7v2::Message, path: &str) -> String {
     m.value_at(&hl7v2::Path::compile(path).expect("a valid path"))
         .map(|v| v.into_owned())
@@ -294,6 +320,12 @@ async fn over_mllp_a_message_some_of_whose_patients_are_unknown_is_aa_with_an_er
     let ack = hl7v2::parse(&acks[0]).expect("the ACK parses");
     assert_eq!(field(&ack, "MSA-1"), "AR", "{}", ack.text());
     assert_eq!(field(&ack, "ERR-5.1"), "unknown-subject", "{}", ack.text());
+    // The refusal, then one ERR for each of the two patients.
+    let text = ack.text();
+    assert_eq!(text.matches("\rERR|").count(), 3, "{text}");
+    for n in [1, 2] {
+        assert!(text.contains(&format!("document {n} of ")), "{text}");
+    }
 
     // A-778 linked and consented, B-999 still unknown: AA, and document 2 named in an ERR.
     link_sample_patients(&hub);

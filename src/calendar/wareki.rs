@@ -1,7 +1,9 @@
 //! 和暦 ⇄ 西暦 for dates in Japanese forms and interfaces: 元号 codes 1–5 (明治, 大正, 昭和,
 //! 平成, 令和) as in `GYYMMDD` (`3230405` = 昭和23年4月5日), kanji forms (`昭和23年4月5日`,
 //! `平成元年1月8日`, full-width digits allowed) and letter forms (`S23.4.5`, `H01.01.08`). A date
-//! outside its era (昭和64年1月8日, 平成31年5月1日) is an error, never silently shifted. An ISO
+//! outside its era (昭和64年1月8日, 平成31年5月1日) is an error, never silently shifted. Partial
+//! dates as forms allow them for an onset (`令和05年06月`, `平成22年`, `不詳`) are read by
+//! [`to_iso_partial`] into an ISO date of the same precision (`2023-06`, `2010`) or none. An ISO
 //! 西暦 date (`1948-04-05`) is checked and passed through, so a field that a source fills in
 //! either calendar (生年月日 with a 和暦/西暦 flag) needs one rule. In: text; out: ISO or 和暦 text,
 //! or a [`DateError`] that names the rule broken and keeps the offending text apart (its
@@ -90,16 +92,113 @@ fn era_index_by_code(code: u8) -> Option<usize> {
     ERAS.iter().position(|e| e.0 == code)
 }
 
-/// Converts a 和暦 date to ISO `YYYY-MM-DD`.
-pub fn to_iso(input: &str) -> Result<String, DateError> {
-    let norm: String = input
+/// The text trimmed, with full-width digits made ASCII.
+fn normalize(input: &str) -> String {
+    input
         .trim()
         .chars()
         .map(|c| match c {
             '０'..='９' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
             _ => c,
         })
-        .collect();
+        .collect()
+}
+
+/// How precise a date must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    /// A whole date (year, month and day).
+    Day,
+    /// A whole date, a year and month, or a year; `不詳` (unknown) is no date.
+    Partial,
+}
+
+/// Converts a 和暦 date that may be partial, as forms allow for an onset (発症年月日, written
+/// with 頃): `令和05年06月` → `2023-06`, `平成22年` → `2010`, `令和05年06月12日` → `2023-06-12`;
+/// ISO `YYYY` and `YYYY-MM` pass checked. `不詳` (unknown) and empty text are `Ok(None)`. A
+/// trailing 頃 (approximately) is read past: whether a date is approximate is the form's to say.
+pub fn to_iso_partial(input: &str) -> Result<Option<String>, DateError> {
+    let norm = normalize(input);
+    let norm = norm.strip_suffix('頃').unwrap_or(&norm).trim_end();
+    if norm.is_empty() || norm == "不詳" {
+        return Ok(None);
+    }
+    if let Some(iso) = iso_partial(norm) {
+        return iso.map(Some).map_err(|rule| DateError::new(input, rule));
+    }
+    match parse_partial_kanji(norm) {
+        Some((era, y, m)) => era_partial(input, era, y, m).map(Some),
+        None => to_iso(norm).map(Some).map_err(|e| DateError {
+            value: Quoted::new(input),
+            ..e
+        }),
+    }
+}
+
+/// `YYYY` or `YYYY-MM`: `None` when the text has neither shape.
+fn iso_partial(s: &str) -> Option<Result<String, DateRule>> {
+    let digits = |t: &str, n: usize| t.len() == n && t.bytes().all(|b| b.is_ascii_digit());
+    match s.split_once('-') {
+        None if digits(s, 4) => Some(match s {
+            "0000" => Err(DateRule::NotReal),
+            _ => Ok(s.to_string()),
+        }),
+        Some((y, m)) if digits(y, 4) && digits(m, 2) => {
+            let ok = y != "0000" && (1..=12).contains(&m.parse::<u32>().unwrap_or(0));
+            Some(if ok {
+                Ok(s.to_string())
+            } else {
+                Err(DateRule::NotReal)
+            })
+        }
+        _ => None,
+    }
+}
+
+/// `令和05年06月` or `平成22年` (no 日): era index, era year, month.
+fn parse_partial_kanji(s: &str) -> Option<(usize, u32, Option<u32>)> {
+    let (i, rest) = ERAS
+        .iter()
+        .enumerate()
+        .find_map(|(i, e)| s.strip_prefix(e.1).map(|r| (i, r)))?;
+    let (y, rest) = rest.split_once('年')?;
+    let y = if y == "元" { 1 } else { y.parse().ok()? };
+    if rest.is_empty() {
+        return Some((i, y, None));
+    }
+    let m = rest.strip_suffix('月')?;
+    Some((i, y, Some(m.parse().ok()?)))
+}
+
+/// A year or year-month of an era, checked to overlap the era: `平成31年` (1 Jan – 30 Apr 2019)
+/// is 平成, `平成31年05月` is not.
+fn era_partial(input: &str, era: usize, y: u32, m: Option<u32>) -> Result<String, DateError> {
+    let (code, name, _, start) = ERAS[era];
+    if y == 0 {
+        return Err(DateError::new(input, DateRule::EraYearZero));
+    }
+    let year = start.0 + y as i32 - 1;
+    if m.is_some_and(|m| !(1..=12).contains(&m)) {
+        return Err(DateError::new(input, DateRule::NotReal));
+    }
+    let first = (year, m.unwrap_or(1), 1);
+    let last_month = m.unwrap_or(12);
+    let last = (year, last_month, days_in_month(i64::from(year), last_month));
+    let end = ERAS.get(era + 1).map(|e| e.3);
+    if last < start || end.is_some_and(|e| first >= e) {
+        let what = m.map_or(format!("{name}{y}年"), |m| format!("{name}{y}年{m}月"));
+        return Err(DateError::new(input, DateRule::OutsideEra)
+            .detail(format!("{what} is outside {name} (元号 code {code})")));
+    }
+    Ok(match m {
+        Some(m) => format!("{year:04}-{m:02}"),
+        None => format!("{year:04}"),
+    })
+}
+
+/// Converts a 和暦 date to ISO `YYYY-MM-DD`.
+pub fn to_iso(input: &str) -> Result<String, DateError> {
+    let norm = normalize(input);
     // 西暦 `YYYY-MM-DD` is read by the calendar's one ISO date reader; any other shape is tried
     // as 和暦.
     match parse_date_only(&norm) {
@@ -288,6 +387,63 @@ mod tests {
         );
         assert!(to_iso("6230405").is_err());
         assert!(to_iso("yesterday").is_err());
+    }
+
+    #[test]
+    fn partial_dates_keep_the_precision_written() {
+        let p = |s: &str| to_iso_partial(s).unwrap();
+        assert_eq!(p("令和05年06月").as_deref(), Some("2023-06"));
+        assert_eq!(p("平成22年").as_deref(), Some("2010"));
+        assert_eq!(p("令和05年06月12日").as_deref(), Some("2023-06-12"));
+        assert_eq!(p("昭和６０年頃").as_deref(), Some("1985"));
+        assert_eq!(p("平成元年").as_deref(), Some("1989"));
+        assert_eq!(p("令和元年05月").as_deref(), Some("2019-05"));
+        assert_eq!(p("2010").as_deref(), Some("2010"));
+        assert_eq!(p("2023-06").as_deref(), Some("2023-06"));
+        assert_eq!(p("不詳"), None);
+        assert_eq!(p(""), None);
+        assert_eq!(p("  "), None);
+    }
+
+    #[test]
+    fn partial_dates_are_checked_against_their_era() {
+        // 平成 ran to 2019-04-30: its 31st year exists, its 31st year's May does not.
+        assert_eq!(to_iso_partial("平成31年").unwrap().as_deref(), Some("2019"));
+        assert_eq!(
+            to_iso_partial("平成31年04月").unwrap().as_deref(),
+            Some("2019-04")
+        );
+        let e = to_iso_partial("平成31年05月").unwrap_err();
+        assert_eq!(e.rule, DateRule::OutsideEra);
+        assert!(
+            e.for_sender()
+                .to_string()
+                .contains("平成31年5月 is outside 平成")
+        );
+        assert!(!e.to_string().contains("31"), "{e}");
+        assert_eq!(
+            to_iso_partial("令和元年04月").unwrap_err().rule,
+            DateRule::OutsideEra
+        );
+        assert_eq!(
+            to_iso_partial("平成32年").unwrap_err().rule,
+            DateRule::OutsideEra
+        );
+        assert_eq!(
+            to_iso_partial("令和05年13月").unwrap_err().rule,
+            DateRule::NotReal
+        );
+        assert_eq!(
+            to_iso_partial("令和0年").unwrap_err().rule,
+            DateRule::EraYearZero
+        );
+        assert_eq!(
+            to_iso_partial("2023-13").unwrap_err().rule,
+            DateRule::NotReal
+        );
+        let e = to_iso_partial("先月").unwrap_err();
+        assert_eq!(e.rule, DateRule::NotWareki);
+        assert!(e.for_sender().to_string().contains("`先月`"));
     }
 
     #[test]

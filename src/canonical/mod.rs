@@ -14,6 +14,7 @@ pub mod certification_survey;
 pub mod common;
 pub mod insurance_card;
 pub mod insured_person;
+pub mod physician_opinion;
 pub mod schema_walk;
 pub mod service_usage;
 
@@ -39,10 +40,12 @@ pub enum DocKind {
     CertificationSurvey,
     /// `CertificationDecision@1`
     CertificationDecision,
+    /// `PhysicianOpinion@1`
+    PhysicianOpinion,
 }
 
 /// All kinds, for listings and `--help`.
-pub const ALL: [DocKind; 7] = [
+pub const ALL: [DocKind; 8] = [
     DocKind::InsuredPerson,
     DocKind::InsuranceCard,
     DocKind::CarePlan,
@@ -50,6 +53,7 @@ pub const ALL: [DocKind; 7] = [
     DocKind::CertificationApplication,
     DocKind::CertificationSurvey,
     DocKind::CertificationDecision,
+    DocKind::PhysicianOpinion,
 ];
 
 /// Why a JSON value is not a valid canonical document. `Display` says what is wrong without the
@@ -151,6 +155,7 @@ impl DocKind {
             DocKind::CertificationApplication => "CertificationApplication@1",
             DocKind::CertificationSurvey => "CertificationSurvey@1",
             DocKind::CertificationDecision => "CertificationDecision@1",
+            DocKind::PhysicianOpinion => "PhysicianOpinion@1",
         }
     }
 
@@ -161,7 +166,8 @@ impl DocKind {
             | DocKind::InsuranceCard
             | DocKind::CertificationApplication
             | DocKind::CertificationSurvey
-            | DocKind::CertificationDecision => "certification",
+            | DocKind::CertificationDecision
+            | DocKind::PhysicianOpinion => "certification",
             DocKind::CarePlan | DocKind::ServiceUsage => "care-plan",
         }
     }
@@ -187,6 +193,9 @@ impl DocKind {
             }
             DocKind::CertificationDecision => {
                 schemars::schema_for!(certification_decision::CertificationDecision)
+            }
+            DocKind::PhysicianOpinion => {
+                schemars::schema_for!(physician_opinion::PhysicianOpinion)
             }
         }
         .to_value();
@@ -223,6 +232,7 @@ impl DocKind {
             DocKind::CertificationDecision => {
                 check::<certification_decision::CertificationDecision>(self, value)
             }
+            DocKind::PhysicianOpinion => check::<physician_opinion::PhysicianOpinion>(self, value),
         }
     }
 }

@@ -327,7 +327,8 @@ fn select_csv<'a>(f: &csv::CsvFile, from: Node<'a>, p: &CsvPath, out: &mut Vec<N
         },
     };
     let row = match from {
-        Node::CsvRow(r) => r,
+        // Inside an `each` over a column, columns are read from the same record.
+        Node::CsvRow(r) | Node::CsvCell(r, _) => r,
         Node::CsvFile if f.record_count() > 0 => 0,
         _ => return,
     };

@@ -6,7 +6,7 @@
 use super::check_digit::IdRule;
 use super::error::MappingError;
 use super::plan::*;
-use super::spec::{self, MappingSpec, Pairs, RuleSpec, StrOrList, TargetSpec};
+use super::spec::{self, CondSpec, MappingSpec, Pairs, RuleSpec, TargetSpec};
 use super::transform::Transform;
 use crate::canonical::{DocKind, schema_walk as sw};
 use crate::formats::charset::Charset;
@@ -24,6 +24,8 @@ const COMMON_META: &[&str] = &[
     "$mapping.id",
     "$mapping.version",
 ];
+/// Metadata of an item of an `each` with `bits`: the option's code and its character.
+const BIT_META: &[&str] = &["$bit.option", "$bit.char"];
 /// Metadata keys from a ケアプラン CSV file name.
 const CAREPLAN_META: &[&str] = &[
     "$file.prefix",
@@ -174,6 +176,7 @@ impl<'f> Compiler<'f> {
             format,
             namespaces: &namespaces,
             careplan_meta: file_name.is_some(),
+            bit_meta: false,
         };
         let mut matches = Vec::new();
         for (key, values) in &src.match_.0 {
@@ -350,13 +353,21 @@ impl<'f> Compiler<'f> {
         &self,
         ctx: &Ctx,
         key: &Spanned<String>,
-        values: &StrOrList,
+        values: &CondSpec,
     ) -> Result<Cond, MappingError> {
         let src = compile_src(ctx, &key.value).map_err(|e| self.err(key, e))?;
-        let test = match values.0.as_slice() {
-            [v] if v == "*" => CondTest::Present(true),
-            [v] if v.is_empty() => CondTest::Present(false),
-            vs => CondTest::AnyOf(vs.to_vec()),
+        let test = match values {
+            CondSpec::Pattern(p) => CondTest::Pattern(regex_lite::Regex::new(p).map_err(|e| {
+                self.err(
+                    key,
+                    format!("pattern `{p}` is not a valid regular expression: {e}"),
+                )
+            })?),
+            CondSpec::Values(v) => match v.0.as_slice() {
+                [v] if v == "*" => CondTest::Present(true),
+                [v] if v.is_empty() => CondTest::Present(false),
+                vs => CondTest::AnyOf(vs.to_vec()),
+            },
         };
         Ok(Cond { src, test })
     }
@@ -419,12 +430,24 @@ impl<'f> Compiler<'f> {
                 let Some(fields) = &r.fields else {
                     return Err(self.err(rule, "a rule with `each` needs `fields:` for each item"));
                 };
-                let steps = self.steps(ctx, tables, fields, &item_slot, &format!("{full}."))?;
+                let bits = match &r.bits {
+                    None => None,
+                    Some(b) => Some(
+                        bits(b, r, &Leaf::String, true)
+                            .map_err(|e| self.err(rule, format!("rule `{}`: {e}", key.value)))?,
+                    ),
+                };
+                let inner = Ctx {
+                    bit_meta: bits.is_some(),
+                    ..*ctx
+                };
+                let steps = self.steps(&inner, tables, fields, &item_slot, &format!("{full}."))?;
                 StepKind::Each {
                     select,
                     when,
                     steps,
                     required: r.required,
+                    bits,
                 }
             } else {
                 if target.contains(&TSeg::Append) {
@@ -433,6 +456,7 @@ impl<'f> Compiler<'f> {
                         format!("`{}`: `[+]` appends an item, so it belongs on an `each` rule's target (e.g. `identifiers[+]: {{ each: …, fields: {{ … }} }}`)", key.value),
                     ));
                 }
+                let mut unpack = false;
                 let leaf = match resolved {
                     // Outbound FHIR has no schema here: `const: "true"`/`"false"` are booleans.
                     Resolved::Leaf(_)
@@ -442,6 +466,23 @@ impl<'f> Compiler<'f> {
                         Leaf::Boolean
                     }
                     Resolved::Leaf(l) => l,
+                    Resolved::Array(Slot::Schema(root, items)) if r.bits.is_some() => {
+                        unpack = true;
+                        match sw::shape(root, items) {
+                            sw::Shape::String(None) | sw::Shape::Any => Leaf::String,
+                            sw::Shape::String(Some(v)) => Leaf::Enum(v),
+                            other => {
+                                return Err(self.err(
+                                    key,
+                                    format!(
+                                        "`{}`: `bits` fills a list of codes, but its items are {}",
+                                        key.value,
+                                        other.describe()
+                                    ),
+                                ));
+                            }
+                        }
+                    }
                     Resolved::Array(_) => {
                         return Err(self.err(
                             key,
@@ -462,7 +503,9 @@ impl<'f> Compiler<'f> {
                         ));
                     }
                 };
-                StepKind::Value(Box::new(self.value_rule(ctx, tables, &full, rule, leaf)?))
+                StepKind::Value(Box::new(
+                    self.value_rule(ctx, tables, &full, rule, leaf, unpack)?,
+                ))
             };
             steps.push(Step {
                 name: full,
@@ -478,7 +521,7 @@ impl<'f> Compiler<'f> {
         &self,
         ctx: &Ctx,
         at: &Spanned<RuleSpec>,
-        when: Option<&Pairs<StrOrList>>,
+        when: Option<&Pairs<CondSpec>>,
     ) -> Result<Vec<Cond>, MappingError> {
         let _ = at;
         when.map(|w| w.0.iter().map(|(k, v)| self.cond(ctx, k, v)).collect())
@@ -492,9 +535,14 @@ impl<'f> Compiler<'f> {
         name: &str,
         rule: &Spanned<RuleSpec>,
         leaf: Leaf,
+        unpack: bool,
     ) -> Result<ValueRule, MappingError> {
         let r = &rule.value;
         let bad = |msg: String| self.err(rule, format!("rule `{name}`: {msg}"));
+        let bits = match &r.bits {
+            None => None,
+            Some(b) => Some(bits(b, r, &leaf, unpack).map_err(bad)?),
+        };
         if r.fields.is_some() {
             return Err(bad("`fields` needs `each`".into()));
         }
@@ -613,6 +661,7 @@ impl<'f> Compiler<'f> {
             constant,
             transforms,
             lookup,
+            bits,
             default,
             required: r.required,
             pattern,
@@ -711,10 +760,13 @@ enum Resolved<'s> {
     Object(Vec<String>),
 }
 
+#[derive(Clone, Copy)]
 struct Ctx<'a> {
     format: Format,
     namespaces: &'a [(String, String)],
     careplan_meta: bool,
+    /// Inside an `each` with `bits`: `$bit.option` and `$bit.char` name the item.
+    bit_meta: bool,
 }
 
 fn compile_path(ctx: &Ctx, p: &str) -> Result<Path, String> {
@@ -726,14 +778,21 @@ fn compile_src(ctx: &Ctx, p: &str) -> Result<Src, String> {
         return Ok(Src::Group);
     }
     if p.starts_with('$') {
-        let known = COMMON_META.contains(&p) || (ctx.careplan_meta && CAREPLAN_META.contains(&p));
+        let known = COMMON_META.contains(&p)
+            || (ctx.careplan_meta && CAREPLAN_META.contains(&p))
+            || (ctx.bit_meta && BIT_META.contains(&p));
         if !known {
             let mut all: Vec<&str> = COMMON_META.to_vec();
             if ctx.careplan_meta {
                 all.extend(CAREPLAN_META);
             }
+            if ctx.bit_meta {
+                all.extend(BIT_META);
+            }
             let hint = if CAREPLAN_META.contains(&p) {
                 " (set `source.file_name: careplan` to parse ケアプラン file names)"
+            } else if BIT_META.contains(&p) {
+                " (only inside an `each` with `bits`)"
             } else {
                 ""
             };
@@ -782,6 +841,61 @@ fn parse_target(s: &str) -> Result<Vec<TSeg>, String> {
         }
     }
     Ok(out)
+}
+
+/// Compiles `bits:` for a target of type `leaf`: the items of a list (`unpack`) or text.
+fn bits(b: &spec::BitsSpec, r: &RuleSpec, leaf: &Leaf, unpack: bool) -> Result<Bits, String> {
+    if !unpack && *leaf != Leaf::String {
+        return Err(format!(
+            "`bits` makes a list of codes (for an array field) or a bit string (for text), but the target is {}",
+            leaf_name(leaf)
+        ));
+    }
+    let clash = [
+        ("const", r.constant.is_some()),
+        ("lookup", r.lookup.is_some()),
+        ("default", r.default.is_some()),
+        ("check", r.check.is_some()),
+        ("pattern", r.pattern.is_some()),
+        ("join", r.join.is_some()),
+    ];
+    if let Some((k, _)) = clash.iter().find(|(_, given)| *given) {
+        return Err(format!("`bits` cannot be combined with `{k}`"));
+    }
+    if !unpack && !r.then.is_empty() {
+        return Err("`bits` writing a bit string takes the codes as they are: drop `then`".into());
+    }
+    if b.options.is_empty() {
+        return Err("`bits` needs its options, one per character: `bits: [a, b, c]`".into());
+    }
+    for (i, o) in b.options.iter().enumerate() {
+        if b.options[..i].contains(o) {
+            return Err(format!("`bits` lists option `{o}` twice"));
+        }
+        coerce(o, leaf).map_err(|e| format!("`bits` option `{o}`: the target {e}"))?;
+    }
+    let chars: Vec<char> = b.chars.as_deref().unwrap_or("01").chars().collect();
+    let pick: Vec<char> = b.pick.as_deref().unwrap_or("1").chars().collect();
+    if chars.len() < 2
+        || chars
+            .iter()
+            .enumerate()
+            .any(|(i, c)| chars[..i].contains(c))
+    {
+        return Err("`bits` chars: write at least two different characters, e.g. \"01\"".into());
+    }
+    if pick.is_empty() || pick.iter().any(|c| !chars.contains(c)) {
+        return Err(format!(
+            "`bits` pick: write characters out of chars `{}`",
+            chars.iter().collect::<String>()
+        ));
+    }
+    Ok(Bits {
+        options: b.options.clone(),
+        chars,
+        pick,
+        pack: !unpack,
+    })
 }
 
 fn leaf_name(leaf: &Leaf) -> String {
@@ -932,6 +1046,119 @@ mod tests {
     fn unknown_metadata_is_refused_with_hint() {
         let e = compile(&format!("{HEAD}fields:\n  birth_date: $file.prefix\n")).unwrap_err();
         assert!(e.to_string().contains("file_name: careplan"), "{e}");
+    }
+
+    const OPINION: &str =
+        "id: t\nversion: 1\nsource: { format: csv }\ntarget: PhysicianOpinion@1\nfields:\n";
+
+    #[test]
+    fn bits_options_are_checked_against_the_target_items() {
+        let ok = compile(&format!(
+            "{OPINION}  other_departments.departments: {{ from: \"3\", bits: [internal_medicine, other] }}\n"
+        ));
+        let m = ok.expect("compiles");
+        let StepKind::Value(rule) = &m.steps[0].kind else {
+            panic!("a value rule")
+        };
+        let bits = rule.bits.as_ref().expect("bits");
+        assert!(!bits.pack);
+        assert_eq!(bits.chars, vec!['0', '1']);
+        assert_eq!(bits.pick, vec!['1']);
+        let e = compile(&format!(
+            "{OPINION}  other_departments.departments: {{ from: \"3\", bits: [internal_medicine, cardiology] }}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("mappings/t.yaml:6:34: "), "{e}");
+        assert!(e.contains("`bits` option `cardiology`"), "{e}");
+    }
+
+    #[test]
+    fn bits_settings_that_cannot_work_are_refused_at_load() {
+        for (rule, said) in [
+            ("{ from: \"3\", bits: [] }", "needs its options"),
+            ("{ from: \"3\", bits: [other, other] }", "twice"),
+            (
+                "{ from: \"3\", bits: { options: [other], pick: \"2\" } }",
+                "pick",
+            ),
+            (
+                "{ from: \"3\", bits: { options: [other], chars: \"1\" } }",
+                "chars",
+            ),
+            ("{ from: \"3\", bits: [other], lookup: x }", "`lookup`"),
+            (
+                "{ from: \"3\", bits: [other], default: other }",
+                "`default`",
+            ),
+        ] {
+            let e = compile(&format!(
+                "{OPINION}  other_departments.departments: {rule}\ntables:\n  x: {{ a: b }}\n"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains(said), "{rule}: {e}");
+        }
+        // A non-array, non-text target takes no bits.
+        let e = compile(&format!(
+            "{OPINION}  patient.age: {{ from: \"3\", bits: [a, b] }}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("the target is an integer"), "{e}");
+        // Without bits an array still needs `each`.
+        let e = compile(&format!(
+            "{OPINION}  other_departments.departments: \"3\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("is an array"), "{e}");
+    }
+
+    #[test]
+    fn bit_metadata_is_known_only_inside_an_each_with_bits() {
+        let each = "  living_function.medical_management.services[+]:\n    each: \"106\"\n\
+                    \x20   bits: { options: [home_visit_medical], chars: \"012\", pick: \"12\" }\n\
+                    \x20   fields:\n      service: $bit.option\n";
+        let m = compile(&format!("{OPINION}{each}")).expect("compiles");
+        assert!(
+            matches!(&m.steps[0].kind, StepKind::Each { bits: Some(b), .. } if b.pick == vec!['1', '2'])
+        );
+        let e = compile(&format!("{OPINION}  remarks: $bit.option\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("only inside an `each` with `bits`"), "{e}");
+        let e = compile(&format!("{OPINION}{}", each.replace("\"012\"", "\"01\"")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("pick"), "{e}");
+    }
+
+    #[test]
+    fn a_condition_pattern_is_compiled_at_load() {
+        let m = compile(&format!(
+            "{OPINION}  remarks: {{ from: \"5\", when: {{ \"5\": {{ pattern: \"^a+$\" }} }} }}\n"
+        ))
+        .expect("compiles");
+        let StepKind::Value(rule) = &m.steps[0].kind else {
+            panic!("a value rule")
+        };
+        assert!(matches!(&rule.when[0].test, CondTest::Pattern(re) if re.is_match("aa")));
+        let e = compile(&format!(
+            "{OPINION}  remarks: {{ from: \"5\", when: {{ \"5\": {{ pattern: \"(\" }} }} }}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("pattern `(` is not a valid regular expression"),
+            "{e}"
+        );
+        let e = compile(&format!(
+            "{OPINION}  remarks: {{ from: \"5\", when: {{ \"5\": {{ patern: x }} }} }}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("patern"), "{e}");
     }
 
     #[test]

@@ -662,12 +662,14 @@ fn why_not(m: &Mapping, tree: &Tree, meta: &Meta) -> Option<ErrorText> {
             CondTest::AnyOf(opts) => value
                 .as_deref()
                 .is_some_and(|v| opts.iter().any(|o| o == v)),
+            CondTest::Pattern(re) => value.as_deref().is_some_and(|v| re.is_match(v)),
         };
         if !ok {
             let expected = match &c.test {
                 CondTest::Present(true) => "a value".to_string(),
                 CondTest::Present(false) => "no value".to_string(),
                 CondTest::AnyOf(o) => o.join(" or "),
+                CondTest::Pattern(re) => format!("text matching `{}`", re.as_str()),
             };
             return Some(match value {
                 Some(v) => ErrorText::quoting(

@@ -150,6 +150,8 @@ pub enum CondTest {
     AnyOf(Vec<String>),
     /// `true`: has a value; `false`: has none.
     Present(bool),
+    /// Has a value that the regular expression matches (`{ pattern: REGEX }`).
+    Pattern(regex_lite::Regex),
 }
 
 /// One compiled rule.
@@ -191,6 +193,9 @@ pub enum StepKind {
         steps: Vec<Step>,
         /// At least one item must be produced.
         required: bool,
+        /// `bits`: each selected value is a bit string, and each option it picks is one item
+        /// (read by `$bit.option` and `$bit.char`).
+        bits: Option<Bits>,
     },
 }
 
@@ -207,6 +212,8 @@ pub struct ValueRule {
     pub transforms: Vec<Transform>,
     /// Table index.
     pub lookup: Option<usize>,
+    /// A bit-string multi-select: text ⇄ list of option codes.
+    pub bits: Option<Bits>,
     /// Used when nothing else produced a value (already coerced).
     pub default: Option<Value>,
     /// No value is an error.
@@ -219,6 +226,20 @@ pub struct ValueRule {
     pub when: Vec<Cond>,
     /// The JSON type the target expects.
     pub leaf: Leaf,
+}
+
+/// `bits:` compiled: one character per option, leftmost first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bits {
+    /// Option codes in character order (already checked against the target's type).
+    pub options: Vec<String>,
+    /// The characters a position may hold; the first means "not selected" when writing.
+    pub chars: Vec<char>,
+    /// The characters that select an option when reading; writing sets the first.
+    pub pick: Vec<char>,
+    /// `true`: codes found in the source → a bit string (the target is text); `false`: a bit
+    /// string → the list of selected codes (the target is an array).
+    pub pack: bool,
 }
 
 /// The JSON type of a target value.

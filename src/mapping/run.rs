@@ -39,6 +39,8 @@ impl Meta {
 struct Scope<'a, 'g> {
     node: Node<'a>,
     group: &'g [Node<'a>],
+    /// Inside an `each` with `bits`: the option of this item and its character.
+    bit: Option<(&'a str, char)>,
 }
 
 struct Runner<'a> {
@@ -80,6 +82,7 @@ pub(crate) fn run_out<'a>(
                     Scope {
                         node: n,
                         group: &[n],
+                        bit: None,
                     },
                 )
             });
@@ -112,6 +115,7 @@ pub(crate) fn run_out<'a>(
         let scope = Scope {
             node: *first,
             group: g,
+            bit: None,
         };
         let mut out = Out::Obj(Vec::with_capacity(m.steps.len() + 1));
         if let (Target::Document(k), Out::Obj(fields)) = (&m.target, &mut out) {
@@ -145,6 +149,7 @@ impl<'a> Runner<'a> {
                     when,
                     steps: inner,
                     required,
+                    bits,
                 } => {
                     let mut items = Vec::new();
                     for src in select {
@@ -156,18 +161,25 @@ impl<'a> Runner<'a> {
                             continue;
                         }
                         let one = [item];
-                        let item_scope = Scope {
-                            node: item,
-                            group: &one,
+                        let picked = match bits {
+                            None => vec![None],
+                            Some(b) => self.picked(step, b, item)?.into_iter().map(Some).collect(),
                         };
-                        if !self.conds_hold(when, item_scope) {
-                            continue;
-                        }
-                        let mut obj = Out::Obj(Vec::new());
-                        self.exec(inner, item_scope, &mut obj)?;
-                        if matches!(&obj, Out::Obj(f) if !f.is_empty()) {
-                            *slot(out, &step.target) = obj;
-                            made += 1;
+                        for bit in picked {
+                            let item_scope = Scope {
+                                node: item,
+                                group: &one,
+                                bit,
+                            };
+                            if !self.conds_hold(when, item_scope) {
+                                continue;
+                            }
+                            let mut obj = Out::Obj(Vec::new());
+                            self.exec(inner, item_scope, &mut obj)?;
+                            if matches!(&obj, Out::Obj(f) if !f.is_empty()) {
+                                *slot(out, &step.target) = obj;
+                                made += 1;
+                            }
                         }
                     }
                     if *required && made == 0 {
@@ -183,6 +195,22 @@ impl<'a> Runner<'a> {
         Ok(())
     }
 
+    /// The options a bit string at `item` picks, with their characters, for an `each` with `bits`.
+    fn picked(
+        &self,
+        step: &Step,
+        bits: &'a Bits,
+        item: Node<'a>,
+    ) -> Result<Vec<(&'a str, char)>, MapError> {
+        let Some(text) = self.tree.value(item) else {
+            return Ok(Vec::new());
+        };
+        unpack_bits(bits, &text).map_err(|e| {
+            let at = self.tree.location(item);
+            self.error(step, at, e.into())
+        })
+    }
+
     fn select(&self, src: &Src, scope: Scope<'a, '_>, out: &mut Vec<Node<'a>>) {
         match src {
             Src::Path(p, _) => self.tree.select(scope.node, p, out),
@@ -194,7 +222,11 @@ impl<'a> Runner<'a> {
     /// The first non-empty value of a source, with the node it came from.
     fn first(&self, src: &Src, scope: Scope<'a, '_>) -> Option<(Cow<'a, str>, Option<Node<'a>>)> {
         match src {
-            Src::Meta(k) => self.meta.get(k).map(|v| (Cow::Owned(v.to_string()), None)),
+            Src::Meta(k) => match (k.as_str(), scope.bit) {
+                ("$bit.option", Some((option, _))) => Some((Cow::Borrowed(option), None)),
+                ("$bit.char", Some((_, c))) => Some((Cow::Owned(c.to_string()), None)),
+                _ => self.meta.get(k).map(|v| (Cow::Owned(v.to_string()), None)),
+            },
             Src::Group => None,
             Src::Path(p, _) => self
                 .tree
@@ -212,6 +244,7 @@ impl<'a> Runner<'a> {
             match &c.test {
                 CondTest::Present(want) => v.is_some() == *want,
                 CondTest::AnyOf(opts) => v.is_some_and(|v| opts.iter().any(|o| *o == *v)),
+                CondTest::Pattern(re) => v.is_some_and(|v| re.is_match(&v)),
             }
         })
     }
@@ -224,6 +257,9 @@ impl<'a> Runner<'a> {
     ) -> Result<Option<Value>, MapError> {
         if let Some(c) = &rule.constant {
             return Ok(Some(c.clone()));
+        }
+        if let Some(bits) = rule.bits.as_ref().filter(|b| b.pack) {
+            return self.pack_bits(step, rule, bits, scope).map(Some);
         }
         let mut node = None;
         let mut text: Option<Cow<str>> = None;
@@ -263,6 +299,25 @@ impl<'a> Runner<'a> {
                 })?
                 .map(Cow::Owned);
         }
+        if let Some(bits) = &rule.bits {
+            let Some(cur) = text.as_deref() else {
+                return self.nothing(step, rule);
+            };
+            let codes = unpack_bits(bits, cur).map_err(|e| self.error(step, at(node), e.into()))?;
+            let codes: Vec<&str> = codes.into_iter().map(|(option, _)| option).collect();
+            if codes.is_empty() {
+                return self.nothing(step, rule);
+            }
+            let items = codes
+                .into_iter()
+                .map(|c| super::compile::coerce(c, &rule.leaf))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| {
+                    let e = ValueError::new(cur, format!("does not fit the target, which {e}"));
+                    self.error(step, at(node), e.into())
+                })?;
+            return Ok(Some(Value::Array(items)));
+        }
         if let (Some(idx), Some(cur)) = (rule.lookup, text.as_deref()) {
             let table = &self.m.tables[idx];
             match table.get(cur) {
@@ -286,26 +341,7 @@ impl<'a> Runner<'a> {
             }
         }
         let Some(text) = text else {
-            if let Some(d) = &rule.default {
-                return Ok(Some(d.clone()));
-            }
-            if rule.required {
-                let tried: Vec<String> = rule
-                    .sources
-                    .iter()
-                    .chain(rule.join.iter().flat_map(|(s, _)| s))
-                    .map(src_label)
-                    .collect();
-                return Err(self.error(
-                    step,
-                    None,
-                    Reason::Missing(format!(
-                        "required value is missing (looked in {})",
-                        tried.join(", ")
-                    )),
-                ));
-            }
-            return Ok(None);
+            return self.nothing(step, rule);
         };
         let text = match rule.check {
             Some(check) => match check.check(&text) {
@@ -337,6 +373,77 @@ impl<'a> Runner<'a> {
             })
     }
 
+    /// What a rule gives when it found no value: its `default`, a `required` error, or nothing.
+    fn nothing(&self, step: &Step, rule: &ValueRule) -> Result<Option<Value>, MapError> {
+        if let Some(d) = &rule.default {
+            return Ok(Some(d.clone()));
+        }
+        if rule.required {
+            let tried: Vec<String> = rule
+                .sources
+                .iter()
+                .chain(rule.join.iter().flat_map(|(s, _)| s))
+                .map(src_label)
+                .collect();
+            return Err(self.error(
+                step,
+                None,
+                Reason::Missing(format!(
+                    "required value is missing (looked in {})",
+                    tried.join(", ")
+                )),
+            ));
+        }
+        Ok(None)
+    }
+
+    /// `bits` writing: the codes every source selects (all of them, not the first) set their
+    /// option's character; an absent or empty list gives a string of "not selected".
+    fn pack_bits(
+        &self,
+        step: &Step,
+        rule: &ValueRule,
+        bits: &Bits,
+        scope: Scope<'a, '_>,
+    ) -> Result<Value, MapError> {
+        let mut out = vec![bits.chars[0]; bits.options.len()];
+        for src in &rule.sources {
+            let mut found: Vec<(Cow<str>, Option<Node>)> = Vec::new();
+            match src {
+                Src::Meta(k) => {
+                    found.extend(self.meta.get(k).map(|v| (Cow::Owned(v.into()), None)))
+                }
+                _ => {
+                    let mut nodes = Vec::new();
+                    self.select(src, scope, &mut nodes);
+                    found.extend(
+                        nodes
+                            .into_iter()
+                            .filter_map(|n| self.tree.value(n).map(|v| (v, Some(n)))),
+                    );
+                }
+            }
+            for (code, node) in found {
+                let Some(i) = bits.options.iter().position(|o| *o == *code) else {
+                    let at = match node.and_then(|n| self.tree.location(n)) {
+                        Some(loc) => format!("`{}` at {loc}", src_label(src)),
+                        None => format!("`{}`", src_label(src)),
+                    };
+                    let e = ValueError::new(
+                        &code,
+                        format!(
+                            "is not one of the options of `bits` ({})",
+                            bits.options.join(", ")
+                        ),
+                    );
+                    return Err(self.error(step, Some(at), e.into()));
+                };
+                out[i] = bits.pick[0];
+            }
+        }
+        Ok(Value::String(out.into_iter().collect()))
+    }
+
     fn error(&self, step: &Step, at: Option<String>, reason: Reason) -> MapError {
         MapError {
             at,
@@ -345,6 +452,40 @@ impl<'a> Runner<'a> {
             reason,
         }
     }
+}
+
+/// `bits` reading: the options whose character is one of `pick`, in option order, each with its
+/// character. A text of another length, or with a character outside `chars`, is refused (the
+/// value for its sender).
+fn unpack_bits<'b>(bits: &'b Bits, text: &str) -> Result<Vec<(&'b str, char)>, ValueError> {
+    let n = text.chars().count();
+    if n != bits.options.len() {
+        return Err(ValueError::new(
+            text,
+            format!(
+                "is not a bit string of {} characters, one per option of `bits`",
+                bits.options.len()
+            ),
+        )
+        .detail(format!("it has {n}")));
+    }
+    let mut picked = Vec::new();
+    for (i, (c, option)) in text.chars().zip(&bits.options).enumerate() {
+        if !bits.chars.contains(&c) {
+            let allowed: String = bits.chars.iter().collect();
+            return Err(ValueError::new(
+                text,
+                format!(
+                    "has a character other than `{allowed}` at position {} of the bit string",
+                    i + 1
+                ),
+            ));
+        }
+        if bits.pick.contains(&c) {
+            picked.push((option.as_str(), c));
+        }
+    }
+    Ok(picked)
 }
 
 fn src_label(s: &Src) -> String {
@@ -458,6 +599,72 @@ fn slot<'v, 'p>(out: &'v mut Out<'p>, path: &'p [TSeg]) -> &'v mut Out<'p> {
 mod tests {
     use super::*;
     use crate::formats::{Format, Tree};
+    use crate::redact::Disclose;
+
+    fn bits(options: &[&str], chars: &str, pick: &str) -> Bits {
+        Bits {
+            options: options.iter().map(|o| o.to_string()).collect(),
+            chars: chars.chars().collect(),
+            pick: pick.chars().collect(),
+            pack: false,
+        }
+    }
+
+    #[test]
+    fn unpacking_picks_the_options_whose_character_is_picked() {
+        let departments = [
+            "internal_medicine",
+            "psychiatry",
+            "surgery",
+            "orthopedics",
+            "neurosurgery",
+            "dermatology",
+            "urology",
+            "gynecology",
+            "ophthalmology",
+            "otorhinolaryngology",
+            "rehabilitation",
+            "dentistry",
+            "other",
+        ];
+        let b = bits(&departments, "01", "1");
+        assert_eq!(
+            unpack_bits(&b, "1000000000001").unwrap(),
+            vec![("internal_medicine", '1'), ("other", '1')]
+        );
+        assert!(unpack_bits(&b, "0000000000000").unwrap().is_empty());
+        let services = ["visit", "nursing", "rehab", "day_rehab", "short_stay"];
+        let checked = bits(&services, "012", "12");
+        let underlined = bits(&services, "012", "2");
+        assert_eq!(
+            unpack_bits(&checked, "20010").unwrap(),
+            vec![("visit", '2'), ("day_rehab", '1')]
+        );
+        assert_eq!(
+            unpack_bits(&underlined, "20010").unwrap(),
+            vec![("visit", '2')]
+        );
+    }
+
+    #[test]
+    fn a_wrong_length_or_character_is_refused_without_the_value_in_display() {
+        let b = bits(&["right", "left"], "01", "1");
+        let e = unpack_bits(&b, "101").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the value is not a bit string of 2 characters, one per option of `bits`"
+        );
+        assert!(e.for_sender().to_string().contains("`101`"), "{e:?}");
+        assert!(e.for_sender().to_string().contains("it has 3"), "{e:?}");
+        let e = unpack_bits(&b, "1x").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the value has a character other than `01` at position 2 of the bit string"
+        );
+        // Characters, not bytes: a full-width １ is one wrong character.
+        let e = unpack_bits(&b, "1１").unwrap_err();
+        assert!(e.to_string().contains("position 2"), "{e}");
+    }
 
     fn insured_numbers(documents: &str, csv: &str) -> Vec<String> {
         let yaml = format!(

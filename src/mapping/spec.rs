@@ -51,7 +51,7 @@ pub struct SourceSpec {
     pub format: Spanned<String>,
     /// Conditions that must all hold for this mapping to take an input.
     #[serde(default, rename = "match")]
-    pub match_: Pairs<StrOrList>,
+    pub match_: Pairs<CondSpec>,
     /// CSV/XML character set when not sniffed: `ms932`, `utf-8`.
     #[serde(default)]
     pub charset: Option<String>,
@@ -136,7 +136,7 @@ pub struct DocumentsSpec {
     /// Conditions (as a rule's `when:`, paths relative to each selected root) that a root must
     /// meet to make a document.
     #[serde(default)]
-    pub when: Pairs<StrOrList>,
+    pub when: Pairs<CondSpec>,
 }
 
 /// One rule: a shorthand path string, or the full form.
@@ -154,6 +154,9 @@ pub struct RuleSpec {
     pub then: Vec<TransformSpec>,
     /// Lookup table name.
     pub lookup: Option<String>,
+    /// Bit-string multi-select: one character per option (inbound: text → list of options;
+    /// outbound: list → text).
+    pub bits: Option<BitsSpec>,
     /// Value when the source has none.
     pub default: Option<String>,
     /// Fail the document when no value results.
@@ -163,7 +166,7 @@ pub struct RuleSpec {
     /// Check-digit or identifier rule: `insurer_number`, `insured_number`, `office_number`.
     pub check: Option<String>,
     /// Conditions: all must hold for the rule to apply.
-    pub when: Option<Pairs<StrOrList>>,
+    pub when: Option<Pairs<CondSpec>>,
     /// Repetition: paths selecting the items to iterate.
     pub each: Option<StrOrList>,
     /// Rules for each item (with `each`), relative to the item.
@@ -186,6 +189,8 @@ struct RuleBody {
     #[serde(default)]
     lookup: Option<String>,
     #[serde(default)]
+    bits: Option<BitsSpec>,
+    #[serde(default)]
     default: Option<String>,
     #[serde(default)]
     required: bool,
@@ -194,7 +199,7 @@ struct RuleBody {
     #[serde(default)]
     check: Option<String>,
     #[serde(default)]
-    when: Option<Pairs<StrOrList>>,
+    when: Option<Pairs<CondSpec>>,
     #[serde(default)]
     each: Option<StrOrList>,
     #[serde(default)]
@@ -230,6 +235,7 @@ impl<'de> Deserialize<'de> for RuleSpec {
                     sep: b.sep,
                     then: b.then,
                     lookup: b.lookup,
+                    bits: b.bits,
                     default: b.default,
                     required: b.required,
                     pattern: b.pattern,
@@ -244,14 +250,75 @@ impl<'de> Deserialize<'de> for RuleSpec {
     }
 }
 
-/// A transform: `name` or `{ name: argument }`.
-#[derive(Debug, Clone)]
+/// `bits:` — the options of a bit string, leftmost character first: a list of option codes, or
+/// `{ options: [...], chars: "012", pick: "12" }`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BitsSpec {
+    /// Option codes in character order.
+    pub options: Vec<String>,
+    /// The characters a position may hold (default `01`).
+    pub chars: Option<String>,
+    /// The characters that select an option (default `1`); outbound writes the first.
+    pub pick: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BitsBody {
+    options: Vec<String>,
+    #[serde(default)]
+    chars: Option<String>,
+    #[serde(default)]
+    pick: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for BitsSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = BitsSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(
+                    "a list of option codes, or `{ options: [...], chars: \"01\", pick: \"1\" }`",
+                )
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<BitsSpec, A::Error> {
+                let mut options = Vec::new();
+                while let Some(x) = s.next_element::<String>()? {
+                    options.push(x);
+                }
+                Ok(BitsSpec {
+                    options,
+                    ..BitsSpec::default()
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, m: A) -> Result<BitsSpec, A::Error> {
+                let b = BitsBody::deserialize(de::value::MapAccessDeserializer::new(m))?;
+                Ok(BitsSpec {
+                    options: b.options,
+                    chars: b.chars,
+                    pick: b.pick,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A transform: `name`, `{ name: argument }` or `{ name: [argument, …] }`.
+#[derive(Debug, Clone, Default)]
 pub struct TransformSpec {
     /// Transform name, e.g. `fullwidth_kana`, `date`.
     pub name: String,
     /// Its argument, as text, e.g. `yyyyMMdd`.
     pub arg: Option<String>,
+    /// Its arguments when written as a list, e.g. `{ replace: ["\v", "\n"] }`.
+    pub list: Option<Vec<String>>,
 }
+
+/// Transforms whose argument is a list (`{ replace: ["\v", "\n"] }`); every other argument is
+/// read as raw text, so `{ null_if: 0900 }` keeps its leading zero.
+const LIST_ARGUMENTS: &[&str] = &["replace"];
 
 impl<'de> Deserialize<'de> for TransformSpec {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -265,21 +332,32 @@ impl<'de> Deserialize<'de> for TransformSpec {
                 Ok(TransformSpec {
                     name: v.to_string(),
                     arg: None,
+                    list: None,
                 })
             }
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<TransformSpec, A::Error> {
-                let Some((name, arg)) = m.next_entry::<String, String>()? else {
+                let Some(name) = m.next_key::<String>()? else {
                     return Err(de::Error::custom("empty transform `{}`"));
+                };
+                let spec = if LIST_ARGUMENTS.contains(&name.as_str()) {
+                    TransformSpec {
+                        list: Some(m.next_value::<Vec<String>>()?),
+                        name,
+                        arg: None,
+                    }
+                } else {
+                    TransformSpec {
+                        arg: Some(m.next_value::<String>()?),
+                        name,
+                        list: None,
+                    }
                 };
                 if m.next_key::<String>()?.is_some() {
                     return Err(de::Error::custom(
                         "a transform is `{ name: argument }` with exactly one key",
                     ));
                 }
-                Ok(TransformSpec {
-                    name,
-                    arg: Some(arg),
-                })
+                Ok(spec)
             }
         }
         d.deserialize_any(V)
@@ -299,44 +377,97 @@ pub struct TestSpec {
     pub file_name: Option<String>,
 }
 
+/// What a condition (`match`, `when`) tests: a value or a list of values (`"*"`: any value,
+/// `""`: no value), or `{ pattern: REGEX }`: a value the regular expression matches.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CondSpec {
+    /// One of these values (or `"*"` / `""`).
+    Values(StrOrList),
+    /// A regular expression the value must match.
+    Pattern(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatternBody {
+    pattern: String,
+}
+
+impl<'de> Deserialize<'de> for CondSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = CondSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a value, a list of values, or `{ pattern: REGEX }`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<CondSpec, E> {
+                StrOrListVisitor.visit_str(v).map(CondSpec::Values)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<CondSpec, E> {
+                StrOrListVisitor.visit_u64(v).map(CondSpec::Values)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<CondSpec, E> {
+                StrOrListVisitor.visit_i64(v).map(CondSpec::Values)
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<CondSpec, E> {
+                StrOrListVisitor.visit_f64(v).map(CondSpec::Values)
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<CondSpec, E> {
+                StrOrListVisitor.visit_bool(v).map(CondSpec::Values)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, s: A) -> Result<CondSpec, A::Error> {
+                StrOrListVisitor.visit_seq(s).map(CondSpec::Values)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, m: A) -> Result<CondSpec, A::Error> {
+                let b = PatternBody::deserialize(de::value::MapAccessDeserializer::new(m))?;
+                Ok(CondSpec::Pattern(b.pattern))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// One text value or a list of them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StrOrList(pub Vec<String>);
 
+struct StrOrListVisitor;
+
+impl<'de> Visitor<'de> for StrOrListVisitor {
+    type Value = StrOrList;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a text value or a list of them")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<StrOrList, E> {
+        Ok(StrOrList(vec![v.to_string()]))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<StrOrList, E> {
+        self.visit_str(&v.to_string())
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<StrOrList, E> {
+        self.visit_str(&v.to_string())
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<StrOrList, E> {
+        Err(E::custom(yaml_number(v)))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<StrOrList, E> {
+        Err(E::custom(format!(
+            "YAML read this as the boolean {v} (Y, N, yes, no, on, off and true/false all are); quote it, e.g. \"Y\""
+        )))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<StrOrList, A::Error> {
+        let mut v = Vec::new();
+        while let Some(x) = s.next_element::<String>()? {
+            v.push(x);
+        }
+        Ok(StrOrList(v))
+    }
+}
+
 impl<'de> Deserialize<'de> for StrOrList {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = StrOrList;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a text value or a list of them")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<StrOrList, E> {
-                Ok(StrOrList(vec![v.to_string()]))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<StrOrList, E> {
-                self.visit_str(&v.to_string())
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<StrOrList, E> {
-                self.visit_str(&v.to_string())
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<StrOrList, E> {
-                Err(E::custom(yaml_number(v)))
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<StrOrList, E> {
-                Err(E::custom(format!(
-                    "YAML read this as the boolean {v} (Y, N, yes, no, on, off and true/false all are); quote it, e.g. \"Y\""
-                )))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<StrOrList, A::Error> {
-                let mut v = Vec::new();
-                while let Some(x) = s.next_element::<String>()? {
-                    v.push(x);
-                }
-                Ok(StrOrList(v))
-            }
-        }
-        d.deserialize_any(V)
+        d.deserialize_any(StrOrListVisitor)
     }
 }
 

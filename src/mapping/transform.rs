@@ -1,7 +1,9 @@
 //! Built-in transforms a mapping rule lists under `then:`. Each takes text and returns text (or
 //! nothing, e.g. `null_if`), and fails with a sentence that says what was expected. Dates come in
 //! as patterns (`yyyyMMdd`, `yyyyMM`, `HHmm`, `yyyyMMddHHmmss`, or `hl7` for HL7 DTM) and go out
-//! as ISO 8601; `format_date` goes the other way. Kana and 和暦 helpers live in their own files.
+//! as ISO 8601; `format_date` goes the other way; `{ wareki: partial }` keeps the precision of a
+//! partial 和暦 date; `replace` swaps text (the 医見書 CSV's VT for a line break). Kana and 和暦
+//! helpers live in their own files.
 
 use super::error::ValueError;
 use super::kana;
@@ -35,8 +37,9 @@ pub enum Transform {
     Date(DatePattern),
     /// ISO 8601 in, pattern out.
     FormatDate(DatePattern),
-    /// 和暦 (or an ISO 西暦 date, checked) in, ISO date out.
-    Wareki,
+    /// 和暦 (or an ISO 西暦 date, checked) in, ISO date out; `partial` also reads year-month and
+    /// year-only dates (`令和05年06月` → `2023-06`) and `不詳` (no value).
+    Wareki(wareki::Precision),
     /// ISO date in, 和暦 out.
     ToWareki(wareki::Style),
     /// No value when the text equals this.
@@ -49,6 +52,8 @@ pub enum Transform {
     Part(usize, String),
     /// Characters [start, start+len) (0-based, by character): `{ substr: "0,3" }`.
     Substr(usize, usize),
+    /// Every occurrence of the first text replaced by the second: `{ replace: ["\v", "\n"] }`.
+    Replace(String, String),
 }
 
 /// A date/time pattern: `yyyy`, `MM`, `dd`, `HH`, `mm`, `ss` and literal characters, or HL7 DTM.
@@ -102,6 +107,7 @@ const NAMES: &[&str] = &[
     "suffix",
     "part",
     "substr",
+    "replace",
 ];
 
 impl Transform {
@@ -136,7 +142,22 @@ impl Transform {
             "lower" => none(Transform::Lower),
             "digits" => none(Transform::Digits),
             "postal_code" => none(Transform::PostalCode),
-            "wareki" => none(Transform::Wareki),
+            "wareki" => match arg {
+                None => Ok(Transform::Wareki(wareki::Precision::Day)),
+                Some("partial") => Ok(Transform::Wareki(wareki::Precision::Partial)),
+                Some(o) => Err(format!(
+                    "wareki takes no argument, or `partial` for year-month and year-only dates (got `{o}`)"
+                )),
+            },
+            "replace" => match spec.list.as_deref() {
+                Some([from, to]) if !from.is_empty() => {
+                    Ok(Transform::Replace(from.clone(), to.clone()))
+                }
+                _ => Err(
+                    "transform `replace` takes two texts, what to find and what to put instead: `{ replace: [\"\\v\", \"\\n\"] }`"
+                        .into(),
+                ),
+            },
             "date" | "time" => Ok(Transform::Date(DatePattern::parse(need("yyyyMMdd")?)?)),
             "format_date" => {
                 let p = DatePattern::parse(need("yyyyMMdd")?)?;
@@ -196,19 +217,20 @@ impl Transform {
             Transform::PostalCode => "postal_code",
             Transform::Date(_) => "date",
             Transform::FormatDate(_) => "format_date",
-            Transform::Wareki => "wareki",
+            Transform::Wareki(_) => "wareki",
             Transform::ToWareki(_) => "to_wareki",
             Transform::NullIf(_) => "null_if",
             Transform::Prefix(_) => "prefix",
             Transform::Suffix(_) => "suffix",
             Transform::Part(..) => "part",
             Transform::Substr(..) => "substr",
+            Transform::Replace(..) => "replace",
         }
     }
 
     /// True when the output is an ISO date or time (cannot feed an integer, boolean or enum).
     pub fn makes_temporal(&self) -> bool {
-        matches!(self, Transform::Date(_) | Transform::Wareki)
+        matches!(self, Transform::Date(_) | Transform::Wareki(_))
     }
 
     /// Applies the transform. `Ok(None)` means "no value".
@@ -238,7 +260,11 @@ impl Transform {
             }
             Transform::Date(p) => p.to_iso(v)?,
             Transform::FormatDate(p) => p.from_iso(v)?,
-            Transform::Wareki => wareki::to_iso(v)?,
+            Transform::Wareki(wareki::Precision::Day) => wareki::to_iso(v)?,
+            Transform::Wareki(wareki::Precision::Partial) => match wareki::to_iso_partial(v)? {
+                Some(iso) => iso,
+                None => return Ok(None),
+            },
             Transform::ToWareki(style) => wareki::from_iso(v, *style)?,
             Transform::NullIf(x) => {
                 if v == x {
@@ -253,6 +279,7 @@ impl Transform {
                 _ => return Ok(None),
             },
             Transform::Substr(s, l) => v.chars().skip(*s).take(*l).collect(),
+            Transform::Replace(from, to) => v.replace(from.as_str(), to),
         }))
     }
 }
@@ -526,6 +553,7 @@ mod tests {
         Transform::compile(&TransformSpec {
             name: name.into(),
             arg: arg.map(String::from),
+            list: None,
         })
         .unwrap()
     }
@@ -645,22 +673,71 @@ mod tests {
     }
 
     #[test]
+    fn replace_swaps_every_occurrence_and_takes_two_texts() {
+        let r = Transform::compile(&TransformSpec {
+            name: "replace".into(),
+            list: Some(vec!["\u{b}".into(), "\n".into()]),
+            ..TransformSpec::default()
+        })
+        .unwrap();
+        assert_eq!(
+            r.apply("一行目\u{b}二行目\u{b}三行目").unwrap().unwrap(),
+            "一行目\n二行目\n三行目"
+        );
+        assert_eq!(r.apply("そのまま").unwrap().unwrap(), "そのまま");
+        for list in [
+            None,
+            Some(vec!["a".to_string()]),
+            Some(vec![String::new(), "x".into()]),
+        ] {
+            let e = Transform::compile(&TransformSpec {
+                name: "replace".into(),
+                list,
+                ..TransformSpec::default()
+            })
+            .unwrap_err();
+            assert!(e.contains("takes two texts"), "{e}");
+        }
+    }
+
+    #[test]
+    fn wareki_partial_keeps_the_precision_and_unknown_is_no_value() {
+        let p = t("wareki", Some("partial"));
+        assert_eq!(p.apply("令和05年06月").unwrap().unwrap(), "2023-06");
+        assert_eq!(p.apply("平成22年").unwrap().unwrap(), "2010");
+        assert_eq!(p.apply("令和05年06月12日").unwrap().unwrap(), "2023-06-12");
+        assert_eq!(p.apply("不詳").unwrap(), None);
+        // Plain `wareki` still wants a whole date.
+        assert!(t("wareki", None).apply("令和05年06月").is_err());
+        let e = Transform::compile(&TransformSpec {
+            name: "wareki".into(),
+            arg: Some("month".into()),
+            ..TransformSpec::default()
+        })
+        .unwrap_err();
+        assert!(e.contains("`partial`"), "{e}");
+    }
+
+    #[test]
     fn unknown_transforms_and_missing_arguments_are_explained() {
         let e = Transform::compile(&TransformSpec {
             name: "dat".into(),
             arg: None,
+            list: None,
         })
         .unwrap_err();
         assert!(e.contains("unknown transform `dat`"), "{e}");
         let e = Transform::compile(&TransformSpec {
             name: "date".into(),
             arg: None,
+            list: None,
         })
         .unwrap_err();
         assert!(e.contains("needs an argument"), "{e}");
         let e = Transform::compile(&TransformSpec {
             name: "date".into(),
             arg: Some("yyyyMMxx".into()),
+            list: None,
         })
         .unwrap_err();
         assert!(e.contains("not a pattern letter"), "{e}");

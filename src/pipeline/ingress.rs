@@ -101,6 +101,10 @@ pub enum Refusal {
         reason: String,
         /// What is missing and what clears it (ids and codes only, never a personal value).
         detail: String,
+        /// When none of the message's documents may go on: each one and why, in document order
+        /// (a file of many people tells the sender about every one, not only the first).
+        /// Empty when the message is refused as a whole (its sender, not its people).
+        documents: Vec<RefusedDocument>,
     },
     /// The broker or registry is unreachable: nothing kept, the sender should retry.
     Unavailable {
@@ -136,6 +140,8 @@ struct Envelope {
     id: String,
     format: Format,
     props: Props,
+    /// Its documents, each with why it may not go on, once admission withheld every one.
+    refused: Vec<RefusedDocument>,
 }
 
 impl Envelope {
@@ -155,7 +161,12 @@ impl Envelope {
         if let Some(f) = sub.file_name {
             props.headers.insert(h::FILE_NAME.into(), f.into());
         }
-        Envelope { id, format, props }
+        Envelope {
+            id,
+            format,
+            props,
+            refused: Vec::new(),
+        }
     }
 
     fn label(&mut self, header: &str, value: impl Into<String>) {
@@ -187,7 +198,7 @@ async fn ingress(hub: &Hub, sub: &Submission<'_>, envelope: &mut Envelope) -> St
     envelope.label(h::DOCUMENT, mapped.documents[0].kind.name());
     let category = category(&mapped)?;
     envelope.label(h::CATEGORY, category.code());
-    let admitted = admit(hub, sub, &envelope.id, &mapped, category).await?;
+    let admitted = admit(hub, sub, envelope, &mapped, category).await?;
     let hashes: Vec<&str> = admitted.subjects.iter().map(SubjectHash::as_str).collect();
     envelope.label(h::SUBJECT, hashes.join(","));
     Ok(Identified {
@@ -235,13 +246,13 @@ fn category(mapped: &Mapped) -> Step<Category> {
 async fn admit(
     hub: &Hub,
     sub: &Submission<'_>,
-    envelope: &str,
+    envelope: &mut Envelope,
     mapped: &Mapped,
     category: Category,
 ) -> Step<Admitted> {
     let judged = admission::Doc::all(&mapped.documents);
     let case = admission::Case {
-        envelope,
+        envelope: &envelope.id,
         point: "ingress",
         source: &sub.party.id,
         category,
@@ -270,7 +281,14 @@ async fn admit(
     }
     let all = admitted.withheld.iter().map(|(w, _)| w);
     match admission::whole(all) {
-        Some(w) if admitted.subjects.is_empty() => Err(Outcome::Quarantine(w.clone())),
+        Some(w) if admitted.subjects.is_empty() => {
+            envelope.refused = admitted
+                .withheld
+                .iter()
+                .map(|(w, _)| RefusedDocument::of(w))
+                .collect();
+            Err(Outcome::Quarantine(w.clone()))
+        }
         _ => Ok(admitted),
     }
 }
@@ -307,6 +325,7 @@ async fn settle(
                 envelope_id: envelope.id,
                 reason,
                 detail,
+                documents: envelope.refused,
             })
         }
         Outcome::Retry(message) => Err(Refusal::Unavailable { message }),
@@ -330,7 +349,9 @@ async fn publish(
         admitted,
     } = identified;
     let Admitted { subjects, withheld } = *admitted;
-    let Envelope { id, format, props } = envelope;
+    let Envelope {
+        id, format, props, ..
+    } = envelope;
     let document = mapped.documents[0].kind.name();
     let key = format!("{}.{}", format.name(), key_word(document));
     let (mapping, documents) = (mapped.ids(), mapped.documents.len());

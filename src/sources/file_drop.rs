@@ -253,8 +253,17 @@ async fn ingest(hub: &Hub, party: &Party, inbox: &Path, name: &str, limit: BodyL
             envelope_id,
             reason,
             detail,
+            documents,
         }) => {
-            let why = format!("{reason}: {detail}");
+            let mut why = format!("{reason}: {detail}");
+            if documents.len() > 1 {
+                for r in &documents {
+                    why.push_str(&format!(
+                        "\ndocument {} ({}): {}: {}",
+                        r.number, r.kind, r.reason, r.detail
+                    ));
+                }
+            }
             fail(party, inbox, name, Some(&envelope_id), "refused", &why).await;
             Outcome::Settled
         }

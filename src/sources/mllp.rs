@@ -424,13 +424,29 @@ async fn answer(hub: &Hub, who: &Peer, payload: Vec<u8>) -> Vec<u8> {
             envelope_id,
             reason,
             detail,
+            documents,
         }) => {
-            tracing::info!(envelope = %envelope_id, party = %party.id, reason = %reason, "MLLP: AR (quarantined)");
+            tracing::info!(envelope = %envelope_id, party = %party.id, reason = %reason, documents = documents.len(), "MLLP: AR (quarantined)");
             let local = LocalCode::of_refusal(&reason);
+            // Several documents, none of which may go on: one more ERR per document.
+            let each = match documents.len() {
+                0 | 1 => Vec::new(),
+                _ => documents
+                    .iter()
+                    .map(|r| {
+                        let text = format!(
+                            "{}; document {} of {envelope_id} kept in quarantine with the message: {}",
+                            r.reason, r.number, r.detail
+                        );
+                        (LocalCode::of_refusal(&r.reason), text)
+                    })
+                    .collect(),
+            };
             Verdict::reject(
                 Cause::local(local),
                 format!("{reason}; kept in quarantine as {envelope_id}: {detail}"),
             )
+            .with_refused(each)
         }
         Err(Refusal::Unavailable { message }) => {
             tracing::warn!(party = %party.id, error = %message, "MLLP: AE (unavailable; the sender should resend)");

@@ -134,10 +134,10 @@ async fn submit(
             envelope_id,
             reason,
             detail,
-        }) => outcome(
+            documents,
+        }) => outcome_issues(
             kept(builder(StatusCode::FORBIDDEN), &envelope_id),
-            Issue::Forbidden,
-            &forbidden_diagnostics(&reason, &detail, &envelope_id),
+            &forbidden_issues(&reason, &detail, &envelope_id, &documents),
         ),
         Err(Refusal::Unavailable { message }) => {
             tracing::warn!(source = %party.id, error = %message, "HTTP submission: hub unavailable");
@@ -187,6 +187,32 @@ fn accepted_issues(a: &ingress::Accepted) -> Vec<(Issue, String)> {
 /// ([`crate::pipeline::admission::Withheld::detail`]). Never the subject.
 fn forbidden_diagnostics(reason: &str, detail: &str, envelope_id: &str) -> String {
     format!("refused: {reason} (envelope {envelope_id}, held in quarantine): {detail}")
+}
+
+/// The 403 issues: the refusal, then — when the message held several documents, none of which
+/// may go on — one issue per document with its own reason, so the sender learns of each person.
+fn forbidden_issues(
+    reason: &str,
+    detail: &str,
+    envelope_id: &str,
+    documents: &[ingress::RefusedDocument],
+) -> Vec<(Issue, String)> {
+    let mut issues = vec![(
+        Issue::Forbidden,
+        forbidden_diagnostics(reason, detail, envelope_id),
+    )];
+    if documents.len() > 1 {
+        issues.extend(documents.iter().map(|r| {
+            (
+                Issue::Forbidden,
+                format!(
+                    "refused: {} (envelope {envelope_id}, document {}, held in quarantine with the message): {}",
+                    r.reason, r.number, r.detail
+                ),
+            )
+        }));
+    }
+    issues
 }
 
 /// The sender's `X-Request-Id`: absent is fine; present must be 1–128 visible ASCII characters.
@@ -264,6 +290,27 @@ mod tests {
         assert_eq!(reason, "not-json");
         let (reason, _) = wrong_resource(b"{\"a\":1}", Some("Patient")).expect("refused");
         assert_eq!(reason, "not-a-resource");
+    }
+
+    #[test]
+    fn a_message_none_of_whose_documents_may_go_on_names_each_one() {
+        let doc = |number: usize, reason: &str| ingress::RefusedDocument {
+            number,
+            kind: "InsuredPerson@1".into(),
+            reason: reason.into(),
+            detail: format!("document {number} (InsuredPerson@1): what clears it"),
+        };
+        let one = forbidden_issues("unknown-subject", "d", "k1", &[doc(1, "unknown-subject")]);
+        assert_eq!(one.len(), 1, "one document: the refusal says it all");
+        let both = [
+            doc(1, "consent-denied:no-consent"),
+            doc(2, "unknown-subject"),
+        ];
+        let issues = forbidden_issues("consent-denied:no-consent", "d", "k1", &both);
+        assert_eq!(issues.len(), 3);
+        assert!(issues[1].1.contains("document 1") && issues[1].1.contains("consent-denied"));
+        assert!(issues[2].1.contains("document 2") && issues[2].1.contains("unknown-subject"));
+        assert!(issues.iter().all(|(i, _)| matches!(i, Issue::Forbidden)));
     }
 
     #[test]

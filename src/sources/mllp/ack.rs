@@ -261,6 +261,13 @@ impl Verdict {
         }
     }
 
+    /// This verdict with an ERR segment for each of `refused` documents after its own (on an
+    /// `AR`: the documents of a message none of which may go on).
+    pub fn with_refused(mut self, refused: Vec<(LocalCode, String)>) -> Verdict {
+        self.refused = refused;
+        self
+    }
+
     /// This verdict with `text`, the value-free rendering of its text, to send when the message's
     /// character set cannot carry the text itself.
     pub fn or_value_free(mut self, text: impl Into<String>) -> Verdict {
