@@ -58,6 +58,16 @@ pub enum BundleError {
         /// 1-based position among the rendered resources.
         index: usize,
     },
+    /// A reference names no resource of the Bundle and cannot be keyed from the document.
+    #[error(
+        "{document}: a reference to a {resource_type} names no resource of the Bundle; write `{resource_type}/<local id>` of an entry, of a resource of the document's subject, or `{resource_type}?identifier=SYSTEM|VALUE` for an Organization, Practitioner, PractitionerRole or Location"
+    )]
+    UnresolvedReference {
+        /// The document kind.
+        document: String,
+        /// The type the reference names.
+        resource_type: String,
+    },
     /// Two resources have the same type and local id.
     #[error(
         "{document}: two resources are `{resource_type}/{label}`; give each resource of a mapping its own local `id`"
@@ -109,8 +119,14 @@ pub fn transaction(
         let id = ids.id(&identity(doc, r, rtype, &label, &doc_text));
         named.push((rtype.to_string(), label, id));
     }
+    let links = Links {
+        named: &named,
+        ids,
+        subject: subject_of(doc),
+        kind: &kind,
+    };
     for r in &mut resources {
-        relink(r, &named);
+        links.relink(r)?;
     }
     let mut entries: Vec<Value> = resources
         .into_iter()
@@ -147,18 +163,22 @@ pub fn identity<'a>(
     doc_text: &'a str,
 ) -> Vec<&'a str> {
     let identifier = first_identifier(resource);
-    let subject = doc.get("subject").and_then(|s| {
-        Some((
-            s.get("insurer_number")?.as_str()?,
-            s.get("insured_number")?.as_str()?,
-        ))
-    });
+    let subject = subject_of(doc);
     match (SHARED.contains(&rtype), identifier, subject) {
         (true, Some((system, value)), _) => vec![rtype, "identifier", system, value],
         (_, _, Some((insurer, insured))) => vec![rtype, "subject", insurer, insured, label],
         (_, Some((system, value)), None) => vec![rtype, "identifier", system, value],
         (_, None, None) => vec![rtype, "document", doc_text, label],
     }
+}
+
+/// The document's 保険者番号 and 被保険者番号, when it has a subject.
+fn subject_of(doc: &Value) -> Option<(&str, &str)> {
+    let s = doc.get("subject")?;
+    Some((
+        s.get("insurer_number")?.as_str()?,
+        s.get("insured_number")?.as_str()?,
+    ))
 }
 
 fn first_identifier(resource: &Value) -> Option<(&str, &str)> {
@@ -206,26 +226,86 @@ fn flatten(rendered: Vec<Value>) -> Vec<Value> {
     out
 }
 
-/// Rewrites every `reference` that names a resource of this Bundle by its local id
-/// (`Patient/patient`) to its keyed id.
-fn relink(value: &mut Value, named: &[(String, String, ResourceId)]) {
-    match value {
-        Value::Object(members) => {
-            for (key, v) in members.iter_mut() {
-                if key == "reference"
-                    && let Value::String(text) = v
-                    && let Some((rtype, label)) = text.split_once('/')
-                    && let Some((_, _, id)) =
-                        named.iter().find(|(t, l, _)| t == rtype && l == label)
-                {
-                    *text = format!("{rtype}/{}", id.as_str());
-                } else {
-                    relink(v, named);
+/// How the references a mapping writes become keyed ones. A mapping writes:
+/// - `Type/label` for a resource of this Bundle (its local `id`);
+/// - `Type/label` for a resource of the document's subject that this document does not carry
+///   (a decision's Coverage naming the Patient, which only the 被保険者証 fills): the id that
+///   resource has in any Bundle of the same subject, so nothing half-empty is PUT over it;
+/// - `Type?identifier=system|value` for a shared resource ([`SHARED`]: an insurer, a physician)
+///   by its identifier: the id it has wherever it is an entry.
+///
+/// Any other reference (absolute URLs, `#contained`) is left as written.
+struct Links<'a> {
+    named: &'a [(String, String, ResourceId)],
+    ids: &'a ResourceIds,
+    subject: Option<(&'a str, &'a str)>,
+    kind: &'a str,
+}
+
+impl Links<'_> {
+    fn relink(&self, value: &mut Value) -> Result<(), BundleError> {
+        match value {
+            Value::Object(members) => {
+                for (key, v) in members.iter_mut() {
+                    match v {
+                        Value::String(text) if key == "reference" => {
+                            if let Some(keyed) = self.resolve(text)? {
+                                *text = keyed;
+                            }
+                        }
+                        _ => self.relink(v)?,
+                    }
                 }
             }
+            Value::Array(items) => {
+                for v in items {
+                    self.relink(v)?;
+                }
+            }
+            _ => {}
         }
-        Value::Array(items) => items.iter_mut().for_each(|v| relink(v, named)),
-        _ => {}
+        Ok(())
+    }
+
+    /// The keyed form of a local reference; `None` for one that is not local.
+    fn resolve(&self, text: &str) -> Result<Option<String>, BundleError> {
+        let is_type = |t: &str| {
+            t.starts_with(|c: char| c.is_ascii_uppercase())
+                && t.chars().all(|c| c.is_ascii_alphanumeric())
+        };
+        if let Some((rtype, query)) = text.split_once('?')
+            && is_type(rtype)
+        {
+            let Some((system, value)) = query
+                .strip_prefix("identifier=")
+                .and_then(|q| q.split_once('|'))
+                .filter(|_| SHARED.contains(&rtype))
+            else {
+                return Err(self.unresolved(rtype));
+            };
+            let id = self.ids.id(&[rtype, "identifier", system, value]);
+            return Ok(Some(format!("{rtype}/{}", id.as_str())));
+        }
+        let Some((rtype, label)) = text.split_once('/').filter(|(t, _)| is_type(t)) else {
+            return Ok(None);
+        };
+        if let Some((_, _, id)) = self.named.iter().find(|(t, l, _)| t == rtype && l == label) {
+            return Ok(Some(format!("{rtype}/{}", id.as_str())));
+        }
+        match self.subject {
+            Some((insurer, insured)) if !SHARED.contains(&rtype) => {
+                let id = self.ids.id(&[rtype, "subject", insurer, insured, label]);
+                Ok(Some(format!("{rtype}/{}", id.as_str())))
+            }
+            _ => Err(self.unresolved(rtype)),
+        }
+    }
+
+    fn unresolved(&self, rtype: &str) -> BundleError {
+        BundleError::UnresolvedReference {
+            document: self.kind.to_string(),
+            resource_type: rtype.to_string(),
+        }
     }
 }
 
@@ -470,6 +550,56 @@ mod tests {
             x["entry"][3]["resource"]["id"],
             z["entry"][3]["resource"]["id"]
         );
+    }
+
+    #[test]
+    fn a_reference_to_a_resource_the_document_does_not_carry_gets_the_id_it_has_elsewhere() {
+        let full = transaction(&ids(), &card(), rendered()).expect("card");
+        // A later document of the same person carries only the Coverage, naming the Patient it
+        // does not fill and the insurer by its number.
+        let coverage_only = vec![json!({ "resourceType": "Coverage", "id": "coverage",
+            "beneficiary": { "reference": "Patient/patient" },
+            "payor": [{ "reference": "Organization?identifier=http://jpfhir.jp/fhir/core/mhlw/IdSystem/InsurerNumber|131011" }],
+            "contained": [], "subscriber": { "reference": "#x" } })];
+        let b = transaction(&ids(), &card(), coverage_only).expect("decision");
+        let coverage = &b["entry"][0]["resource"];
+        assert_eq!(
+            b["entry"].as_array().unwrap().len(),
+            2,
+            "Coverage and Provenance only"
+        );
+        assert_eq!(
+            coverage["beneficiary"]["reference"],
+            full["entry"][0]["request"]["url"]
+        );
+        assert_eq!(
+            coverage["payor"][0]["reference"],
+            full["entry"][1]["request"]["url"]
+        );
+        assert_eq!(coverage["id"], full["entry"][2]["resource"]["id"]);
+        assert_eq!(
+            coverage["subscriber"]["reference"], "#x",
+            "not local: left as written"
+        );
+
+        let mut no_subject = card();
+        no_subject.as_object_mut().unwrap().shift_remove("subject");
+        let e = transaction(
+            &ids(),
+            &no_subject,
+            vec![json!({ "resourceType": "Coverage",
+            "beneficiary": { "reference": "Patient/patient" } })],
+        )
+        .expect_err("no subject to key the Patient by");
+        assert!(matches!(e, BundleError::UnresolvedReference { .. }), "{e}");
+        let e = transaction(
+            &ids(),
+            &card(),
+            vec![json!({ "resourceType": "Coverage",
+            "beneficiary": { "reference": "Patient?identifier=urn:x|0000012345" } })],
+        )
+        .expect_err("a person is keyed by the subject, not by an identifier");
+        assert!(!e.to_string().contains("0000012345"), "{e}");
     }
 
     #[test]
