@@ -488,7 +488,7 @@ fn names(r: &Value) -> Result<(), String> {
     Ok(())
 }
 
-/// Every entry is a PUT to its own `Type/id`, and every reference names an entry.
+/// Every entry is a PUT to its own `Type/id`, and every reference is keyed.
 fn links_resolve(bundle: &Value) -> Result<(), String> {
     let urls: Vec<String> = entries(bundle)
         .iter()
@@ -521,8 +521,20 @@ fn links_resolve(bundle: &Value) -> Result<(), String> {
     }
     let mut found = Vec::new();
     refs(bundle, &mut found);
-    match found.iter().find(|r| !urls.iter().any(|u| u == *r)) {
-        Some(r) => Err(format!("reference {r} names no entry of the Bundle")),
+    // An entry of the Bundle, or a resource of the subject or a shared one the document does not
+    // carry (docs/fhir.md): then a keyed id all the same, never a mapping's local label.
+    let keyed = |r: &str| {
+        r.split_once('/').is_some_and(|(t, id)| {
+            t.starts_with(|c: char| c.is_ascii_uppercase())
+                && id.len() == 64
+                && id.bytes().all(|b| b.is_ascii_hexdigit())
+        })
+    };
+    match found
+        .iter()
+        .find(|r| !urls.iter().any(|u| u == *r) && !keyed(r))
+    {
+        Some(r) => Err(format!("reference {r} is neither an entry nor a keyed id")),
         None => Ok(()),
     }
 }
