@@ -8,6 +8,7 @@
 //! - [`canonical`]: the canonical documents, typed and versioned, with JSON Schemas
 //! - [`consent`]: consent grants, revocations and three-valued decisions (permit/deny/indeterminate)
 //! - [`audit`]: the hash-chained, append-only audit log, its verification and FHIR export
+//! - [`fhir`]: FHIR out: one transaction Bundle per document, keyed ids, Provenance
 //! - [`redact`]: errors that keep a message's values apart, for its sender only
 
 pub mod audit;
@@ -17,6 +18,7 @@ pub mod canonical;
 pub mod config;
 pub mod consent;
 pub mod demo;
+pub mod fhir;
 pub mod formats;
 pub mod identifiers;
 pub mod key_file;

@@ -70,7 +70,9 @@ pub async fn build(cfg: &Config) -> Result<Arc<Hub>, String> {
         .await
         .map_err(|e| format!("store: {e}"))?;
     let audit = AuditWriter::start(cfg, store.clone()).await?;
-    let hasher = SubjectHasher::new(&subject_key(cfg)?).map_err(|e| e.to_string())?;
+    let key = subject_key(cfg)?;
+    let hasher = SubjectHasher::new(&key).map_err(|e| e.to_string())?;
+    let fhir_ids = crate::fhir::ResourceIds::new(&key).map_err(|e| e.to_string())?;
     let mut topology = Topology::new(&cfg.prefix);
     topology.retry_delays = cfg.retry_delays()?;
     let bus: Arc<dyn Bus> = match &cfg.amqp_url {
@@ -106,6 +108,7 @@ pub async fn build(cfg: &Config) -> Result<Arc<Hub>, String> {
         store,
         audit,
         hasher,
+        fhir_ids,
         metrics,
         prefetch: cfg.prefetch,
         purpose: cfg.purpose.clone(),

@@ -85,8 +85,24 @@ async fn insured_person_reaches_its_subscribers(
         Some("application/fhir+json")
     );
     assert_eq!(m.header(H_RECIPIENT), Some(PROVIDER));
-    let patient = json(&m.body);
-    assert_eq!(patient["resourceType"], "Patient", "{patient}");
+    // One transaction Bundle (docs/fhir.md): the mapping's Patient, with the hub's keyed id and
+    // the send time as meta.lastUpdated, then the Provenance.
+    let bundle = json(&m.body);
+    assert_eq!(bundle["type"], "transaction", "{bundle}");
+    let entries = bundle["entry"].as_array().expect("entries");
+    let types: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| e["resource"]["resourceType"].as_str())
+        .collect();
+    assert_eq!(types, ["Patient", "Provenance"], "{bundle}");
+    let mut patient = entries[0]["resource"].clone();
+    let id = patient["id"].as_str().expect("id").to_string();
+    assert_eq!(id.len(), 64, "a keyed id");
+    assert_eq!(entries[0]["request"]["url"], format!("Patient/{id}"));
+    let members = patient.as_object_mut().expect("object");
+    members.shift_remove("id");
+    let meta = members["meta"].as_object_mut().expect("meta");
+    meta.shift_remove("lastUpdated");
     assert_eq!(patient, golden(fhir_golden), "the rendered Patient");
 
     let (name, bytes) = wait_for_file(

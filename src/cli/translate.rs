@@ -1,5 +1,7 @@
 //! `kaigo-hub translate`: one file (or stdin) → canonical JSON or an outbound format; or a whole
-//! directory → JSON Lines with a progress line and a summary, on every core.
+//! directory → JSON Lines with a progress line and a summary, on every core. `--to fhir` writes
+//! one `transaction` Bundle per document, its resource ids keyed with the deployment's subject key
+//! (the `subject_key` setting, or `<data_dir>/subject.key`, made on first use as `serve` makes it).
 
 use super::{Failure, load_mappings};
 use kaigo_hub::mapping::{Input, MappingSet, Rendered, TranslateError, testing};
@@ -21,9 +23,12 @@ pub struct Args {
     /// by match rule (for canonical JSON input with --to: the outbound mapping).
     #[arg(long)]
     pub mapping: Option<String>,
-    /// Render the canonical documents as this format: `fhir` or `csv` (MS932 bytes).
+    /// Render the canonical documents as this format: `fhir` (one transaction Bundle per
+    /// document, ids keyed with the subject key of --config) or `csv` (MS932 bytes).
     #[arg(long, value_name = "FORMAT")]
     pub to: Option<String>,
+    #[command(flatten)]
+    pub config: super::ConfigFile,
     /// The file name to assume for stdin (ケアプラン CSV mappings read metadata from it).
     #[arg(long)]
     pub file_name: Option<String>,
@@ -132,14 +137,29 @@ pub fn run(a: Args) -> Result<u8, Failure> {
             } else {
                 None
             };
-            match set.render(&docs, to, outbound).map_err(fail)? {
-                Rendered::Json(texts) => write_json(&mut out, texts, a.compact).map_err(io)?,
-                Rendered::Csv(bytes) => out.write_all(&bytes).map_err(io)?,
+            if to == "fhir" {
+                let ids = fhir_ids(&a.config)?;
+                let bundles = kaigo_hub::fhir::transactions(&set, &docs, outbound, &ids)
+                    .map_err(|e| Failure::input(format!("{label}: {}", e.for_sender())))?;
+                let texts = bundles.iter().map(|b| b.to_string()).collect();
+                write_json(&mut out, texts, a.compact).map_err(io)?;
+            } else {
+                match set.render(&docs, to, outbound).map_err(fail)? {
+                    Rendered::Json(texts) => write_json(&mut out, texts, a.compact).map_err(io)?,
+                    Rendered::Csv(bytes) => out.write_all(&bytes).map_err(io)?,
+                }
             }
         }
     }
     out.flush().map_err(io)?;
     Ok(0)
+}
+
+/// The deployment's FHIR id key: the subject key the configuration gives.
+fn fhir_ids(config: &super::ConfigFile) -> Result<kaigo_hub::fhir::ResourceIds, Failure> {
+    let cfg = kaigo_hub::config::Config::load(config.config.as_deref()).map_err(Failure::usage)?;
+    let key = kaigo_hub::serve::subject_key(&cfg).map_err(Failure::usage)?;
+    kaigo_hub::fhir::ResourceIds::new(&key).map_err(|e| Failure::usage(e.to_string()))
 }
 
 fn write_json(out: &mut dyn Write, texts: Vec<String>, compact: bool) -> std::io::Result<()> {
@@ -168,6 +188,11 @@ enum Outcome {
 }
 
 fn run_dir(set: &MappingSet, dir: &Path, a: &Args) -> Result<u8, Failure> {
+    let ids = match a.to.as_deref() {
+        Some("fhir") => Some(fhir_ids(&a.config)?),
+        _ => None,
+    };
+    let ids = ids.as_ref();
     let mut files = Vec::new();
     walk(dir, &mut files).map_err(|e| Failure::usage(format!("{}: {e}", dir.display())))?;
     files.sort();
@@ -196,7 +221,7 @@ fn run_dir(set: &MappingSet, dir: &Path, a: &Args) -> Result<u8, Failure> {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(f) = files.get(i) else { break };
-                    if tx.send((i, convert(set, f, a))).is_err() {
+                    if tx.send((i, convert(set, f, a, ids))).is_err() {
                         break;
                     }
                 }
@@ -257,7 +282,12 @@ fn run_dir(set: &MappingSet, dir: &Path, a: &Args) -> Result<u8, Failure> {
     Ok(if failed.is_empty() { 0 } else { 1 })
 }
 
-fn convert(set: &MappingSet, f: &Path, a: &Args) -> Outcome {
+fn convert(
+    set: &MappingSet,
+    f: &Path,
+    a: &Args,
+    ids: Option<&kaigo_hub::fhir::ResourceIds>,
+) -> Outcome {
     let bytes = match std::fs::read(f) {
         Ok(b) => b,
         Err(e) => return Outcome::Failed(e.to_string()),
@@ -279,6 +309,12 @@ fn convert(set: &MappingSet, f: &Path, a: &Args) -> Outcome {
                         .iter()
                         .filter_map(|l| serde_json::from_str(l).ok())
                         .collect();
+                    if let Some(ids) = ids {
+                        return match kaigo_hub::fhir::transactions(set, &docs, None, ids) {
+                            Ok(b) => Outcome::Converted(b.iter().map(|b| b.to_string()).collect()),
+                            Err(e) => Outcome::Failed(e.for_sender().to_string()),
+                        };
+                    }
                     match set.render(&docs, to, None) {
                         Ok(Rendered::Json(t)) => Outcome::Converted(t),
                         Ok(Rendered::Csv(_)) => {

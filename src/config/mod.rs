@@ -50,8 +50,9 @@ declare_settings! {
         log_format: String = "text".into();
         /// Purpose stated in consent questions (consents restricted to another purpose deny).
         purpose: Option<String> = None;
-        /// Key for hashing subjects in headers, logs and audit, as hex (≥ 32 hex digits); unset = a
-        /// random key kept in `<data_dir>/subject.key`.
+        /// Key for hashing subjects in headers, logs and audit, and for FHIR resource ids
+        /// (docs/fhir.md), as hex (≥ 32 hex digits); unset = a random key kept in
+        /// `<data_dir>/subject.key`. Changing it changes every hash and every FHIR id.
         subject_key: Option<String> = None => subject_key_from_var;
         /// How often file-drop inboxes (and, with `watch_mappings`, the mapping directory) are
         /// scanned, milliseconds.

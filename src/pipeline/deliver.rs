@@ -343,7 +343,11 @@ impl<'a> Journey<'a> {
     ) -> Step<()> {
         // One mapping set for the whole message, even if `serve --watch` replaces it meanwhile.
         let mappings = self.hub.mappings.current();
-        let mut renders = Renders::new(self.letter.body, recipients.iter().map(|(_, f)| *f));
+        let mut renders = Renders::new(
+            self.letter.body,
+            &self.hub.fhir_ids,
+            recipients.iter().map(|(_, f)| *f),
+        );
         for (party, format) in recipients {
             let key = format!(
                 "{}/{}/{}",
@@ -701,6 +705,8 @@ type Rendering = (Vec<u8>, &'static str, &'static str);
 /// is parsed on the first such need and handed over (not copied) to the last one.
 struct Renders<'a> {
     body: &'a [u8],
+    /// The deployment's FHIR resource ids (`fhir` is one transaction Bundle per document).
+    ids: &'a crate::fhir::ResourceIds,
     doc: Option<serde_json::Value>,
     /// Formats still to render (a format appears once).
     pending: Vec<&'a str>,
@@ -708,7 +714,11 @@ struct Renders<'a> {
 }
 
 impl<'a> Renders<'a> {
-    fn new(body: &'a [u8], formats: impl Iterator<Item = &'a str>) -> Self {
+    fn new(
+        body: &'a [u8],
+        ids: &'a crate::fhir::ResourceIds,
+        formats: impl Iterator<Item = &'a str>,
+    ) -> Self {
         let mut pending: Vec<&str> = Vec::new();
         for f in formats {
             if f != "canonical" && !pending.contains(&f) {
@@ -717,6 +727,7 @@ impl<'a> Renders<'a> {
         }
         Renders {
             body,
+            ids,
             doc: None,
             pending,
             done: Vec::new(),
@@ -750,6 +761,16 @@ impl<'a> Renders<'a> {
         } else {
             self.doc.insert(doc).clone()
         };
+        if format == "fhir" {
+            // The hub's Bundle around the mapping's resources: docs/fhir.md.
+            let bundle = crate::fhir::transaction_of(set, &doc, None, self.ids)
+                .map_err(|e| e.to_string())?;
+            return Ok((
+                bundle.to_string().into_bytes(),
+                "application/fhir+json",
+                "json",
+            ));
+        }
         match set
             .render_owned(vec![doc], format, None)
             .map_err(|e| e.to_string())?
@@ -768,6 +789,10 @@ impl<'a> Renders<'a> {
 mod tests {
     use super::*;
     use std::path::Path;
+
+    fn ids() -> crate::fhir::ResourceIds {
+        crate::fhir::ResourceIds::new(&[7u8; 32]).expect("test key")
+    }
 
     fn set() -> MappingSet {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -798,7 +823,8 @@ mod tests {
         // The sample CSV holds this document's records first, then the next document's.
         let sample_csv = sample("UP2KYO_0300000100_43_0300000005_11_20251025200201.CSV");
         let formats = ["csv", "canonical", "csv", "canonical"];
-        let mut r = Renders::new(&body, formats.iter().copied());
+        let ids = ids();
+        let mut r = Renders::new(&body, &ids, formats.iter().copied());
         assert_eq!(
             r.pending,
             vec!["csv"],
@@ -829,7 +855,8 @@ mod tests {
     fn the_document_is_kept_while_another_format_still_needs_it_and_errors_are_kept_per_format() {
         let set = set();
         let (_, body) = first_care_plan();
-        let mut r = Renders::new(&body, ["csv", "fhir"].into_iter());
+        let ids = ids();
+        let mut r = Renders::new(&body, &ids, ["csv", "fhir"].into_iter());
         assert!(r.get(&set, "csv").is_ok());
         assert!(r.doc.is_some(), "fhir still needs the document");
         // No outbound mapping renders a CarePlan as FHIR: the error names it, for that
@@ -845,8 +872,36 @@ mod tests {
             Ok("text/csv; charset=Shift_JIS")
         );
 
-        let mut r = Renders::new(b"{\"document\": [1, ", ["csv"].into_iter());
+        let mut r = Renders::new(b"{\"document\": [1, ", &ids, ["csv"].into_iter());
         let e = r.get(&set, "csv").expect_err("broken JSON").clone();
         assert!(e.starts_with("canonical document is not JSON"), "{e}");
+    }
+
+    #[test]
+    fn fhir_is_the_transaction_bundle_of_the_document() {
+        let set = set();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let doc: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(root.join("samples/xml/card-sjis.insurance-card.json")).expect("sample"),
+        )
+        .expect("JSON");
+        let body = serde_json::to_vec(&doc).expect("serialises");
+        let ids = ids();
+        let mut r = Renders::new(&body, &ids, ["fhir"].into_iter());
+        let (bytes, mime, ext) = r.get(&set, "fhir").expect("fhir").clone();
+        assert_eq!((mime, ext), ("application/fhir+json", "json"));
+        let bundle: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON");
+        assert_eq!(
+            bundle,
+            crate::fhir::transaction_of(&set, &doc, None, &ids).expect("bundle"),
+            "the Bundle translate --to fhir makes with the same key"
+        );
+        let types: Vec<&str> = bundle["entry"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .filter_map(|e| e["resource"]["resourceType"].as_str())
+            .collect();
+        assert_eq!(types, ["Patient", "Organization", "Coverage", "Provenance"]);
     }
 }

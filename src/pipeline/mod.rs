@@ -98,6 +98,8 @@ pub struct Hub {
     pub audit: AuditWriter,
     /// Keyed subject hashing for headers, logs and audit.
     pub hasher: SubjectHasher,
+    /// FHIR resource ids, keyed with the same subject key (another domain): docs/fhir.md.
+    pub fhir_ids: crate::fhir::ResourceIds,
     /// Counters.
     pub metrics: Arc<Metrics>,
     /// Unsettled deliveries per consumer.
