@@ -389,22 +389,11 @@ async fn answer(hub: &Hub, who: &Peer, payload: Vec<u8>) -> Vec<u8> {
         Ok(accepted) => {
             let envelope = &accepted.envelope_id;
             tracing::info!(envelope = %envelope, party = %party.id, refused = accepted.refused.len(), "MLLP: AA (some documents refused)");
-            Verdict::accepted_with(
-                accepted
-                    .refused
-                    .iter()
-                    .map(|r| {
-                        let text = format!(
-                            "{}; document {}{} of {envelope} kept in quarantine: {}",
-                            r.reason,
-                            r.number,
-                            r.at(),
-                            r.detail
-                        );
-                        (LocalCode::of_refusal(&r.reason), text)
-                    })
-                    .collect(),
-            )
+            Verdict::accepted_with(document_errs(
+                &accepted.refused,
+                envelope,
+                "kept in quarantine",
+            ))
         }
         Err(Refusal::Malformed {
             envelope_id,
@@ -434,19 +423,11 @@ async fn answer(hub: &Hub, who: &Peer, payload: Vec<u8>) -> Vec<u8> {
             // Several documents, none of which may go on: one more ERR per document.
             let each = match documents.len() {
                 0 | 1 => Vec::new(),
-                _ => documents
-                    .iter()
-                    .map(|r| {
-                        let text = format!(
-                            "{}; document {}{} of {envelope_id} kept in quarantine with the message: {}",
-                            r.reason,
-                            r.number,
-                            r.at(),
-                            r.detail
-                        );
-                        (LocalCode::of_refusal(&r.reason), text)
-                    })
-                    .collect(),
+                _ => document_errs(
+                    &documents,
+                    &envelope_id,
+                    "kept in quarantine with the message",
+                ),
             };
             Verdict::reject(
                 Cause::local(local),
@@ -463,6 +444,28 @@ async fn answer(hub: &Hub, who: &Peer, payload: Vec<u8>) -> Vec<u8> {
         }
     };
     ack::frame(msg, &verdict)
+}
+
+/// One ERR (code, text) per refused document: its reason, number, place in the message and what
+/// clears it; `kept` says where it is (ids and codes only, never a value).
+fn document_errs(
+    refused: &[ingress::RefusedDocument],
+    envelope: &str,
+    kept: &str,
+) -> Vec<(LocalCode, String)> {
+    refused
+        .iter()
+        .map(|r| {
+            let text = format!(
+                "{}; document {}{} of {envelope} {kept}: {}",
+                r.reason,
+                r.number,
+                r.at(),
+                r.detail
+            );
+            (LocalCode::of_refusal(&r.reason), text)
+        })
+        .collect()
 }
 
 /// `AR` for a completed block the codec discarded (too large: audited and counted; empty).

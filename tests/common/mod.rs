@@ -474,6 +474,39 @@ pub async fn wait_for_file(
 }
 
 /// Waits (bounded) until `check` is true.
+/// Drops `bytes` as `file` into `inbox` (as a sender would) and waits until the file is in
+/// `done/` with its report of refused documents beside it; checks that the report holds every
+/// one of `parts` and none of `personal`, and gives the report and the envelope it names.
+pub async fn drop_and_read_report(
+    inbox: &Path,
+    file: &str,
+    bytes: &[u8],
+    parts: &[&str],
+    personal: &[&str],
+) -> (String, String) {
+    put_atomically(&inbox.join(file), bytes);
+    let done = inbox.join("done");
+    let (_, report) = wait_for_file(&done, "the file's report", |n| {
+        n == format!("{file}.report.txt")
+    })
+    .await;
+    let report = String::from_utf8(report).expect("a UTF-8 report");
+    assert!(done.join(file).is_file(), "the file is done: {report}");
+    assert!(!inbox.join("failed").exists(), "nothing failed");
+    for part in parts {
+        assert!(report.contains(part), "`{part}` missing from: {report}");
+    }
+    for value in personal {
+        assert!(!report.contains(value), "`{value}` in: {report}");
+    }
+    let envelope = report
+        .lines()
+        .find_map(|l| l.strip_prefix("envelope: "))
+        .expect("the report names the envelope")
+        .to_string();
+    (report, envelope)
+}
+
 pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while !check().await {
