@@ -82,17 +82,21 @@ impl Mapped {
 
     /// The mappings' ids, comma-separated, as [`Mapped::run`] takes them.
     pub fn ids(&self) -> String {
-        let ids: Vec<&str> = self
-            .label
-            .split(',')
-            .map(|l| l.rsplit_once('@').map_or(l, |(id, _)| id))
-            .collect();
-        ids.join(",")
+        label_ids(&self.label).unwrap_or_default().join(",")
     }
 
     fn bytes(&self) -> usize {
         self.documents.iter().map(|d| d.json.len()).sum::<usize>() + 256
     }
+}
+
+/// The mapping ids of an `x-kaigo-mapping` label (`a@1,b@2` → `[a, b]`): the one reader of
+/// the label [`Mapped::label`] writes; `None` when a part is not `id@version`.
+pub fn label_ids(label: &str) -> Option<Vec<&str>> {
+    label
+        .split(',')
+        .map(|l| l.rsplit_once('@').map(|(id, _)| id))
+        .collect()
 }
 
 /// The one category of an input's documents: mappings that read one input and name different

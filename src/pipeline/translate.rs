@@ -111,12 +111,9 @@ async fn map(hub: &Hub, m: &Message<'_>) -> Step<Mapped> {
 /// The ids of an `x-kaigo-mapping` label (`a@1,b@2` → `a,b`), when every one is still loaded;
 /// otherwise the message is mapped as a new one (by the match rules).
 fn mapping_ids(label: &str, mappings: &crate::mapping::MappingSet) -> Option<String> {
-    let ids: Option<Vec<&str>> = label
-        .split(',')
-        .map(|l| l.rsplit_once('@').map(|(id, _)| id))
-        .map(|id| id.filter(|id| mappings.get(id).is_some()))
-        .collect();
-    ids.map(|ids| ids.join(","))
+    let ids = super::handoff::label_ids(label)?;
+    let loaded = ids.iter().all(|id| mappings.get(id).is_some());
+    loaded.then(|| ids.join(","))
 }
 
 /// The mapping's platform category.

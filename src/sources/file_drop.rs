@@ -258,14 +258,8 @@ async fn ingest(hub: &Hub, party: &Party, inbox: &Path, name: &str, limit: BodyL
             let mut why = format!("{reason}: {detail}");
             if documents.len() > 1 {
                 for r in &documents {
-                    why.push_str(&format!(
-                        "\ndocument {} ({}): {}: {}{}",
-                        r.number,
-                        r.kind,
-                        r.reason,
-                        r.detail,
-                        at_end(r)
-                    ));
+                    why.push('\n');
+                    why.push_str(&document_line(r));
                 }
             }
             fail(party, inbox, name, Some(&envelope_id), "refused", &why).await;
@@ -345,24 +339,23 @@ fn refused_report(party: &Party, name: &str, a: &ingress::Accepted) -> String {
         a.refused.len()
     );
     for r in &a.refused {
-        report.push_str(&format!(
-            "document {} ({}): {}: {}{}\n",
-            r.number,
-            r.kind,
-            r.reason,
-            r.detail,
-            at_end(r)
-        ));
+        report.push_str(&document_line(r));
+        report.push('\n');
     }
     report
 }
 
-/// Where in the file a refused document came from, at the end of its line (` (at record 3,
-/// line 4)`), when the mapping run knows.
-fn at_end(r: &ingress::RefusedDocument) -> String {
-    r.origin
+/// One refused document as the report and the error file write it: number, kind, reason code,
+/// what clears it and, when the mapping run knows, where in the file (` (at record 3, line 4)`).
+fn document_line(r: &ingress::RefusedDocument) -> String {
+    let at = r
+        .origin
         .as_deref()
-        .map_or_else(String::new, |o| format!(" (at {o})"))
+        .map_or_else(String::new, |o| format!(" (at {o})"));
+    format!(
+        "document {} ({}): {}: {}{at}",
+        r.number, r.kind, r.reason, r.detail
+    )
 }
 
 /// The name a file got where it was moved (`<name>.1` when `<name>` was taken).
