@@ -421,6 +421,12 @@ impl<'f> Compiler<'f> {
                         "a rule with `each` takes `fields`, not from/const/join",
                     ));
                 }
+                if r.value_type.is_some() {
+                    return Err(self.err(
+                        rule,
+                        "a rule with `each` makes array items: give `type` to the values in its `fields`",
+                    ));
+                }
                 let select = each
                     .0
                     .iter()
@@ -461,12 +467,32 @@ impl<'f> Compiler<'f> {
                 }
                 let mut unpack = false;
                 let leaf = match resolved {
-                    // Outbound FHIR has no schema here: `const: "true"`/`"false"` are booleans.
+                    // Outbound FHIR has no schema: the rule's `type` says, and without one
+                    // `const: "true"`/`"false"` are booleans.
+                    Resolved::Leaf(_) if matches!(slot, Slot::Free) && r.value_type.is_some() => {
+                        free_leaf(r.value_type.as_deref().unwrap_or_default())
+                            .map_err(|e| self.err(rule, format!("rule `{}`: {e}", key.value)))?
+                    }
                     Resolved::Leaf(_)
                         if matches!(slot, Slot::Free)
                             && matches!(r.constant.as_deref(), Some("true" | "false")) =>
                     {
                         Leaf::Boolean
+                    }
+                    _ if r.value_type.is_some() => {
+                        return Err(self.err(
+                            rule,
+                            format!(
+                                "rule `{}`: `type` is for values of an outbound FHIR mapping; {}",
+                                key.value,
+                                match slot {
+                                    Slot::Schema(..) =>
+                                        "here the canonical document's schema gives the type",
+                                    Slot::CsvRecord(_) | Slot::CsvTop(_) => "a CSV field is text",
+                                    Slot::Free => "an array or object has no `type`",
+                                }
+                            ),
+                        ));
                     }
                     Resolved::Leaf(l) => l,
                     Resolved::Array(Slot::Schema(root, items)) if r.bits.is_some() => {
@@ -901,6 +927,19 @@ fn bits(b: &spec::BitsSpec, r: &RuleSpec, leaf: &Leaf, unpack: bool) -> Result<B
     })
 }
 
+/// The `type` of a value in an outbound FHIR mapping.
+fn free_leaf(name: &str) -> Result<Leaf, String> {
+    match name {
+        "text" => Ok(Leaf::String),
+        "integer" => Ok(Leaf::Integer),
+        "number" => Ok(Leaf::Number),
+        "boolean" => Ok(Leaf::Boolean),
+        other => Err(format!(
+            "`type: {other}` is not a type; use integer, number, boolean or text"
+        )),
+    }
+}
+
 fn leaf_name(leaf: &Leaf) -> String {
     match leaf {
         Leaf::String => "text".into(),
@@ -1191,6 +1230,54 @@ mod tests {
             e.to_string().starts_with(
                 "mappings/t.yaml:3:31: quote `'`: use '\"' (the default, RFC 4180 quoting) or none"
             ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn type_is_for_outbound_fhir_values_only_and_must_be_a_type() {
+        const FHIR: &str =
+            "id: t\nversion: 1\nsource: { format: canonical }\ntarget: { format: fhir }\nfields:\n";
+        let m = compile(&format!(
+            "{FHIR}  a: {{ from: x, type: integer }}\n  b: {{ from: x, type: number }}\n  c: {{ from: x, type: boolean }}\n  d: {{ const: \"true\", type: text }}\n"
+        ))
+        .unwrap();
+        let leaves: Vec<Leaf> = m
+            .steps
+            .iter()
+            .map(|s| match &s.kind {
+                StepKind::Value(r) => r.leaf.clone(),
+                _ => panic!("a value rule"),
+            })
+            .collect();
+        assert_eq!(
+            leaves,
+            [Leaf::Integer, Leaf::Number, Leaf::Boolean, Leaf::String]
+        );
+        let e = compile(&format!("{FHIR}  a: {{ from: x, type: int }}\n")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("`type: int` is not a type; use integer, number, boolean or text"),
+            "{e}"
+        );
+        let e = compile(&format!("{FHIR}  a: {{ const: x, type: integer }}\n")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("const `x`: the target is an integer"),
+            "{e}"
+        );
+        let e = compile(&format!(
+            "{FHIR}  a[+]: {{ each: x, type: integer, fields: {{ b: c }} }}\n"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("give `type` to the values"), "{e}");
+        let e = compile(&format!(
+            "{HEAD}fields:\n  birth_date: {{ from: x, type: text }}\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("here the canonical document's schema gives the type"),
             "{e}"
         );
     }
