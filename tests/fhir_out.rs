@@ -26,6 +26,7 @@ const INSURED_NUMBER: &str = "http://jpfhir.jp/fhir/core/mhlw/IdSystem/InsuredPe
 const INSURED_NUMBER_EXT: &str =
     "http://jpfhir.jp/fhir/core/Extension/StructureDefinition/JP_Coverage_InsuredPersonNumber";
 const PATIENT_ID_PREFIX: &str = "urn:oid:1.2.392.100495.20.3.51.1";
+const CARE_OFFICE_NUMBER: &str = "urn:kaigo-hub:care-office-number";
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -91,11 +92,179 @@ fn the_insurance_card_becomes_patient_insurer_coverage_and_provenance_as_the_gol
             expected_id(&["Organization", "identifier", INSURER_NUMBER, insurer]),
             expected_id(&["Coverage", "subject", insurer, insured, "coverage"]),
             expected_id(&[
+                "Organization",
+                "identifier",
+                CARE_OFFICE_NUMBER,
+                "0170000011"
+            ]),
+            expected_id(&[
                 "Provenance",
                 "document",
                 &fhir::bundle::canonical_text(&doc)
             ]),
         ]
+    );
+    // 区分支給限度基準額 36217 単位 is a number, and the office is the care-office entry.
+    let coverage = &golden["entry"][2]["resource"];
+    let ext = |url: &str| {
+        coverage["extension"]
+            .as_array()
+            .and_then(|x| x.iter().find(|x| x["url"] == url))
+            .cloned()
+            .unwrap_or_else(|| panic!("no extension {url}"))
+    };
+    let hub = kaigo_hub::audit::fhir::HUB_BASE;
+    let limit = ext(&format!("{hub}/StructureDefinition/ltc-benefit-limit"));
+    assert_eq!(limit["extension"][0]["valueInteger"], 36217);
+    let office = ext(&format!(
+        "{hub}/StructureDefinition/ltc-care-management-office"
+    ));
+    assert_eq!(
+        office["extension"][0]["valueReference"]["reference"],
+        golden["entry"][3]["request"]["url"]
+    );
+}
+
+/// The 申請書 and the 認定結果 of the センター送信 sample, one Bundle per document: the person's
+/// Patient, Coverage and insurer have the ids the 被保険者証's rule gives them, each application
+/// is its own Task (keyed by 申請日 and 枝番), and the decision's Observations name that Task.
+#[test]
+fn the_application_and_the_decision_name_the_same_person_coverage_insurer_and_task() {
+    let (set, ids) = (set(), ids());
+    let mut bundles = Vec::new();
+    for (kind, golden) in [
+        (
+            "application",
+            "samples/certification/center-transmission-09b.application.fhir-transaction.json",
+        ),
+        (
+            "decision",
+            "samples/certification/center-transmission-09b.decision.fhir-transaction.json",
+        ),
+    ] {
+        let docs = read_json(&format!(
+            "samples/certification/center-transmission-09b.{kind}.json"
+        ));
+        let docs = docs.as_array().expect("three documents").clone();
+        let made = fhir::transactions(&set, &docs, None, &ids).expect("bundles");
+        assert_eq!(
+            Value::Array(made.clone()),
+            read_json(golden),
+            "differs from {golden}"
+        );
+        bundles.push((docs, made));
+    }
+    let url = |t: &str, parts: &[&str]| format!("{t}/{}", expected_id(parts));
+    let (applications, decisions) = (&bundles[0], &bundles[1]);
+    for ((app, a), (dec, d)) in applications
+        .0
+        .iter()
+        .zip(&applications.1)
+        .zip(decisions.0.iter().zip(&decisions.1))
+    {
+        let insurer = app["subject"]["insurer_number"].as_str().expect("insurer");
+        let insured = app["subject"]["insured_number"].as_str().expect("insured");
+        assert_eq!(
+            dec["subject"], app["subject"],
+            "the files list the same people"
+        );
+        let task_label = format!(
+            "application-{}-{}",
+            app["application_date"].as_str().expect("date"),
+            app["branch_number"]
+        );
+        let patient = url(
+            "Patient",
+            &["Patient", "subject", insurer, insured, "patient"],
+        );
+        let coverage = url(
+            "Coverage",
+            &["Coverage", "subject", insurer, insured, "coverage"],
+        );
+        let task = url("Task", &["Task", "subject", insurer, insured, &task_label]);
+        let payor = url(
+            "Organization",
+            &["Organization", "identifier", INSURER_NUMBER, insurer],
+        );
+        let a = entries(a);
+        assert_eq!(a[0]["request"]["url"], patient.as_str());
+        assert_eq!(a[1]["request"]["url"], task.as_str());
+        let t = &a[1]["resource"];
+        assert_eq!(t["for"]["reference"], patient.as_str());
+        assert_eq!(t["owner"]["reference"], payor.as_str());
+        assert_eq!(
+            t["insurance"][0]["reference"],
+            coverage.as_str(),
+            "the card's Coverage"
+        );
+        assert_eq!(t["authoredOn"], app["application_date"]);
+        assert_eq!(
+            a.len(),
+            3,
+            "Patient, Task, Provenance: no Coverage PUT from an application"
+        );
+        let d = entries(d);
+        let types: Vec<&str> = d
+            .iter()
+            .filter_map(|e| e["resource"]["resourceType"].as_str())
+            .collect();
+        assert_eq!(
+            types,
+            ["Coverage", "Observation", "Observation", "Provenance"]
+        );
+        assert_eq!(d[0]["request"]["url"], coverage.as_str());
+        let c = &d[0]["resource"];
+        assert_eq!(c["beneficiary"]["reference"], patient.as_str());
+        assert_eq!(c["payor"][0]["reference"], payor.as_str());
+        assert_eq!(c["class"][0]["value"], dec["second_stage"]["care_level"]);
+        assert_eq!(c["period"]["start"], dec["second_stage"]["valid_from"]);
+        assert_eq!(c["period"]["end"], dec["second_stage"]["valid_to"]);
+        for (o, stage) in [(&d[1], "first-stage"), (&d[2], "second-stage")] {
+            let label = task_label.replacen("application", stage, 1);
+            assert_eq!(
+                o["request"]["url"],
+                url(
+                    "Observation",
+                    &["Observation", "subject", insurer, insured, &label]
+                )
+                .as_str()
+            );
+            assert_eq!(o["resource"]["subject"]["reference"], patient.as_str());
+            assert_eq!(o["resource"]["basedOn"][0]["reference"], task.as_str());
+        }
+    }
+    // 一次判定 of 0000012345: 要介護1, 基準時間 568 as written, 蓋然性 35 %.
+    let first = &entries(&decisions.1[0])[1]["resource"];
+    assert_eq!(first["valueCodeableConcept"]["coding"][0]["code"], "21");
+    assert_eq!(first["component"][0]["valueInteger"], 568);
+    let probability = first["component"]
+        .as_array()
+        .and_then(|c| {
+            c.iter()
+                .find(|c| c["code"]["coding"][0]["code"] == "dementia-probability")
+        })
+        .expect("蓋然性");
+    assert_eq!(probability["valueQuantity"]["value"], 35);
+}
+
+#[test]
+fn a_decision_that_certifies_no_care_level_leaves_the_coverage_alone() {
+    let docs = read_json("samples/certification/center-transmission-09b.decision.json");
+    let mut doc = docs[0].clone();
+    doc["second_stage"]["care_level"] = Value::from("31");
+    let b = fhir::transaction_of(&set(), &doc, None, &ids()).expect("bundle");
+    let types: Vec<&str> = entries(&b)
+        .iter()
+        .filter_map(|e| e["resource"]["resourceType"].as_str())
+        .collect();
+    assert_eq!(
+        types,
+        ["Observation", "Observation", "Provenance"],
+        "再調査: no Coverage PUT"
+    );
+    assert_eq!(
+        entries(&b)[1]["resource"]["valueCodeableConcept"]["coding"][0]["display"],
+        "再調査"
     );
 }
 
@@ -351,6 +520,16 @@ fn every_resource_for_the_shipped_samples_passes_the_r4_schema_and_jp_core_rules
     assert!(checked["Coverage"] >= 3, "{checked:?}");
     assert!(checked["Provenance"] >= 8, "{checked:?}");
     assert!(!not_yet.contains("InsuredPerson@1") && !not_yet.contains("InsuranceCard@1"));
+    // And 3 CertificationApplication (a Task each) and 3 CertificationDecision (two Observations
+    // each) from the センター送信 sample.
+    assert!(
+        checked["Task"] >= 3 && checked["Observation"] >= 6,
+        "{checked:?}"
+    );
+    assert!(
+        !not_yet.contains("CertificationApplication@1")
+            && !not_yet.contains("CertificationDecision@1")
+    );
     eprintln!("checked {checked:?}; no FHIR mapping yet for {not_yet:?}");
 }
 
@@ -372,6 +551,18 @@ fn the_schema_check_can_fail() {
         "name": [{ "text": "介護 太郎" }] }))
         .is_err()
     );
+    let profile = "http://jpfhir.jp/fhir/core/StructureDefinition/JP_Organization";
+    let office = serde_json::json!({ "resourceType": "Organization", "meta": { "profile": [profile] },
+        "identifier": [{ "system": CARE_OFFICE_NUMBER, "value": "017000001" }] });
+    assert!(jp_core(&office).is_err(), "a 事業所番号 has 10 digits");
+    let task = serde_json::json!({ "resourceType": "Task", "for": { "reference": "Patient/a" },
+        "owner": { "reference": "Organization/b" },
+        "code": { "coding": [{ "system": "http://example.org/codes", "code": "x" }] } });
+    let e = jp_core(&task).expect_err("a stray code system");
+    assert!(e.contains("http://example.org/codes"), "{e}");
+    let observation = serde_json::json!({ "resourceType": "Observation", "status": "final",
+        "code": { "coding": [{ "code": "x" }] }, "subject": { "reference": "Group/a" } });
+    assert!(jp_core(&observation).is_err(), "about a Patient");
 }
 
 /// JP Core's rules the schema does not know: profiles, identifier systems, IDE/SYL names.
@@ -426,6 +617,11 @@ fn jp_core(r: &Value) -> Result<(), String> {
                             .map_err(|e| format!("Organization.identifier InsurerNumber: {e}"))?;
                     }
                     "http://jpfhir.jp/fhir/core/IdSystem/insurance-medical-institution-no" => {}
+                    // 介護保険事業所番号: JP Core has no system for it (docs/fhir.md).
+                    CARE_OFFICE_NUMBER => {
+                        kaigo_hub::identifiers::ProviderNumber::parse(value)
+                            .map_err(|e| format!("Organization.identifier care office: {e}"))?;
+                    }
                     other => {
                         return Err(format!(
                             "Organization.identifier system {other} is not JP Core's"
@@ -459,7 +655,58 @@ fn jp_core(r: &Value) -> Result<(), String> {
                 Err("Provenance needs recorded, agent.who and target".into())
             }
         }
+        // No JP Core profile: the person it is about, and codes from a known code system.
+        "Task" => {
+            refers_to(r, "for", "Patient")?;
+            refers_to(r, "owner", "Organization")?;
+            hub_codes(r)
+        }
+        "Observation" => {
+            refers_to(r, "subject", "Patient")?;
+            if r["status"].as_str().is_none() || r["code"]["coding"][0]["code"].as_str().is_none() {
+                return Err("Observation needs status and a coded code".into());
+            }
+            hub_codes(r)
+        }
         other => Err(format!("{other}: no JP Core check written for it yet")),
+    }
+}
+
+/// `r[element]` is a reference to a resource of type `rtype`.
+fn refers_to(r: &Value, element: &str, rtype: &str) -> Result<(), String> {
+    match r[element]["reference"].as_str() {
+        Some(to) if to.starts_with(&format!("{rtype}/")) => Ok(()),
+        _ => Err(format!("{element} must refer to a {rtype}")),
+    }
+}
+
+/// Every `system` of a coding or identifier is HL7's, JP Core's, UCUM or under the hub's own base
+/// (`kaigo_hub::audit::fhir::HUB_BASE`), never a stray one.
+fn hub_codes(r: &Value) -> Result<(), String> {
+    fn systems<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::Object(m) => m.iter().for_each(|(k, v)| match (k.as_str(), v) {
+                ("system", Value::String(s)) => out.push(s),
+                _ => systems(v, out),
+            }),
+            Value::Array(a) => a.iter().for_each(|v| systems(v, out)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    systems(r, &mut found);
+    let hub = format!("{}/CodeSystem/", kaigo_hub::audit::fhir::HUB_BASE);
+    let known = |s: &str| {
+        s.starts_with(&hub)
+            || s.starts_with("http://terminology.hl7.org/CodeSystem/")
+            || s.starts_with("http://jpfhir.jp/fhir/core/")
+            || s == "http://unitsofmeasure.org"
+    };
+    match found.into_iter().find(|s| !known(s)) {
+        Some(s) => Err(format!(
+            "code system {s} is neither the hub's nor a known one"
+        )),
+        None => Ok(()),
     }
 }
 

@@ -902,6 +902,16 @@ mod tests {
             .iter()
             .filter_map(|e| e["resource"]["resourceType"].as_str())
             .collect();
-        assert_eq!(types, ["Patient", "Organization", "Coverage", "Provenance"]);
+        assert_eq!(
+            types,
+            [
+                "Patient",
+                "Organization",
+                "Coverage",
+                "Organization",
+                "Provenance"
+            ],
+            "the insurer, then the 居宅介護支援事業者"
+        );
     }
 }
