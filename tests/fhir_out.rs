@@ -672,6 +672,22 @@ fn jp_core(r: &Value) -> Result<(), String> {
     }
 }
 
+/// Every text value of a member named `key`, anywhere in `v` (`reference`, `system`).
+fn strings_named<'a>(v: &'a Value, key: &str, out: &mut Vec<&'a str>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                match v {
+                    Value::String(s) if k == key => out.push(s),
+                    _ => strings_named(v, key, out),
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|v| strings_named(v, key, out)),
+        _ => {}
+    }
+}
+
 /// `r[element]` is a reference to a resource of type `rtype`.
 fn refers_to(r: &Value, element: &str, rtype: &str) -> Result<(), String> {
     match r[element]["reference"].as_str() {
@@ -683,18 +699,8 @@ fn refers_to(r: &Value, element: &str, rtype: &str) -> Result<(), String> {
 /// Every `system` of a coding or identifier is HL7's, JP Core's, UCUM or under the hub's own base
 /// (`kaigo_hub::audit::fhir::HUB_BASE`), never a stray one.
 fn hub_codes(r: &Value) -> Result<(), String> {
-    fn systems<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
-        match v {
-            Value::Object(m) => m.iter().for_each(|(k, v)| match (k.as_str(), v) {
-                ("system", Value::String(s)) => out.push(s),
-                _ => systems(v, out),
-            }),
-            Value::Array(a) => a.iter().for_each(|v| systems(v, out)),
-            _ => {}
-        }
-    }
     let mut found = Vec::new();
-    systems(r, &mut found);
+    strings_named(r, "system", &mut found);
     let hub = format!("{}/CodeSystem/", kaigo_hub::audit::fhir::HUB_BASE);
     let known = |s: &str| {
         s.starts_with(&hub)
@@ -752,22 +758,8 @@ fn links_resolve(bundle: &Value) -> Result<(), String> {
             return Err(format!("entry {url}: request must be PUT {url}"));
         }
     }
-    fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
-        match v {
-            Value::Object(m) => {
-                for (k, v) in m {
-                    match (k.as_str(), v) {
-                        ("reference", Value::String(s)) => out.push(s),
-                        _ => refs(v, out),
-                    }
-                }
-            }
-            Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
-            _ => {}
-        }
-    }
     let mut found = Vec::new();
-    refs(bundle, &mut found);
+    strings_named(bundle, "reference", &mut found);
     // An entry of the Bundle, or a resource of the subject or a shared one the document does not
     // carry (docs/fhir.md): then a keyed id all the same, never a mapping's local label.
     let keyed = |r: &str| {

@@ -1254,31 +1254,26 @@ mod tests {
             leaves,
             [Leaf::Integer, Leaf::Number, Leaf::Boolean, Leaf::String]
         );
-        let e = compile(&format!("{FHIR}  a: {{ from: x, type: int }}\n")).unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("`type: int` is not a type; use integer, number, boolean or text"),
-            "{e}"
-        );
-        let e = compile(&format!("{FHIR}  a: {{ const: x, type: integer }}\n")).unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("const `x`: the target is an integer"),
-            "{e}"
-        );
-        let e = compile(&format!(
-            "{FHIR}  a[+]: {{ each: x, type: integer, fields: {{ b: c }} }}\n"
-        ))
-        .unwrap_err();
-        assert!(e.to_string().contains("give `type` to the values"), "{e}");
-        let e = compile(&format!(
-            "{HEAD}fields:\n  birth_date: {{ from: x, type: text }}\n"
-        ))
-        .unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("here the canonical document's schema gives the type"),
-            "{e}"
-        );
+        for (yaml, says) in [
+            (
+                format!("{FHIR}  a: {{ from: x, type: int }}\n"),
+                "`type: int` is not a type; use integer, number, boolean or text",
+            ),
+            (
+                format!("{FHIR}  a: {{ const: x, type: integer }}\n"),
+                "const `x`: the target is an integer",
+            ),
+            (
+                format!("{FHIR}  a[+]: {{ each: x, type: integer, fields: {{ b: c }} }}\n"),
+                "give `type` to the values",
+            ),
+            (
+                format!("{HEAD}fields:\n  birth_date: {{ from: x, type: text }}\n"),
+                "here the canonical document's schema gives the type",
+            ),
+        ] {
+            let e = compile(&yaml).unwrap_err();
+            assert!(e.to_string().contains(says), "{yaml}: {e}");
+        }
     }
 }
