@@ -421,12 +421,6 @@ impl<'f> Compiler<'f> {
                         "a rule with `each` takes `fields`, not from/const/join",
                     ));
                 }
-                if r.value_type.is_some() {
-                    return Err(self.err(
-                        rule,
-                        "a rule with `each` makes array items: give `type` to the values in its `fields`",
-                    ));
-                }
                 let select = each
                     .0
                     .iter()
@@ -466,33 +460,35 @@ impl<'f> Compiler<'f> {
                     ));
                 }
                 let mut unpack = false;
+                let mut list = false;
+                if let Some(t) = &r.as_type
+                    && !matches!((slot, &resolved), (Slot::Free, Resolved::Leaf(_)))
+                {
+                    return Err(self.err(
+                        rule,
+                        format!("rule `{full}`: `as: {t}` is for outbound FHIR fields, which have no schema; here the target's type comes from the schema"),
+                    ));
+                }
                 let leaf = match resolved {
-                    // Outbound FHIR has no schema: the rule's `type` says, and without one
-                    // `const: "true"`/`"false"` are booleans.
-                    Resolved::Leaf(_) if matches!(slot, Slot::Free) && r.value_type.is_some() => {
-                        free_leaf(r.value_type.as_deref().unwrap_or_default())
-                            .map_err(|e| self.err(rule, format!("rule `{}`: {e}", key.value)))?
-                    }
+                    Resolved::Leaf(_) if r.as_type.is_some() => match r.as_type.as_deref() {
+                        Some("number") => Leaf::Number,
+                        Some("integer") => Leaf::Integer,
+                        Some("boolean") => Leaf::Boolean,
+                        Some("text") => Leaf::String,
+                        Some(other) => {
+                            return Err(self.err(
+                                    rule,
+                                    format!("rule `{full}`: `as: {other}` is not a type; write `number`, `integer`, `boolean` or `text`"),
+                                ));
+                        }
+                        None => Leaf::String,
+                    },
+                    // Outbound FHIR has no schema here: `const: "true"`/`"false"` are booleans.
                     Resolved::Leaf(_)
                         if matches!(slot, Slot::Free)
                             && matches!(r.constant.as_deref(), Some("true" | "false")) =>
                     {
                         Leaf::Boolean
-                    }
-                    _ if r.value_type.is_some() => {
-                        return Err(self.err(
-                            rule,
-                            format!(
-                                "rule `{}`: `type` is for values of an outbound FHIR mapping; {}",
-                                key.value,
-                                match slot {
-                                    Slot::Schema(..) =>
-                                        "here the canonical document's schema gives the type",
-                                    Slot::CsvRecord(_) | Slot::CsvTop(_) => "a CSV field is text",
-                                    Slot::Free => "an array or object has no `type`",
-                                }
-                            ),
-                        ));
                     }
                     Resolved::Leaf(l) => l,
                     Resolved::Array(Slot::Schema(root, items)) if r.bits.is_some() => {
@@ -510,6 +506,23 @@ impl<'f> Compiler<'f> {
                                     ),
                                 ));
                             }
+                        }
+                    }
+                    // A list of plain values (codes, texts, numbers): every value the rule's
+                    // source selects, one item each.
+                    Resolved::Array(Slot::Schema(root, items))
+                        if r.constant.is_none()
+                            && r.join.is_none()
+                            && r.default.is_none()
+                            && sw::shape(root, items).is_scalar() =>
+                    {
+                        list = true;
+                        match sw::shape(root, items) {
+                            sw::Shape::String(Some(v)) => Leaf::Enum(v),
+                            sw::Shape::Integer => Leaf::Integer,
+                            sw::Shape::Number => Leaf::Number,
+                            sw::Shape::Boolean => Leaf::Boolean,
+                            _ => Leaf::String,
                         }
                     }
                     Resolved::Array(_) => {
@@ -532,9 +545,9 @@ impl<'f> Compiler<'f> {
                         ));
                     }
                 };
-                StepKind::Value(Box::new(
-                    self.value_rule(ctx, tables, &full, rule, leaf, unpack)?,
-                ))
+                let mut value = self.value_rule(ctx, tables, &full, rule, leaf, unpack)?;
+                value.list = list;
+                StepKind::Value(Box::new(value))
             };
             steps.push(Step {
                 name: full,
@@ -697,6 +710,7 @@ impl<'f> Compiler<'f> {
             check,
             when,
             leaf,
+            list: false,
         })
     }
 
@@ -925,19 +939,6 @@ fn bits(b: &spec::BitsSpec, r: &RuleSpec, leaf: &Leaf, unpack: bool) -> Result<B
         pick,
         pack: !unpack,
     })
-}
-
-/// The `type` of a value in an outbound FHIR mapping.
-fn free_leaf(name: &str) -> Result<Leaf, String> {
-    match name {
-        "text" => Ok(Leaf::String),
-        "integer" => Ok(Leaf::Integer),
-        "number" => Ok(Leaf::Number),
-        "boolean" => Ok(Leaf::Boolean),
-        other => Err(format!(
-            "`type: {other}` is not a type; use integer, number, boolean or text"
-        )),
-    }
 }
 
 fn leaf_name(leaf: &Leaf) -> String {
@@ -1232,48 +1233,5 @@ mod tests {
             ),
             "{e}"
         );
-    }
-
-    #[test]
-    fn type_is_for_outbound_fhir_values_only_and_must_be_a_type() {
-        const FHIR: &str =
-            "id: t\nversion: 1\nsource: { format: canonical }\ntarget: { format: fhir }\nfields:\n";
-        let m = compile(&format!(
-            "{FHIR}  a: {{ from: x, type: integer }}\n  b: {{ from: x, type: number }}\n  c: {{ from: x, type: boolean }}\n  d: {{ const: \"true\", type: text }}\n"
-        ))
-        .unwrap();
-        let leaves: Vec<Leaf> = m
-            .steps
-            .iter()
-            .map(|s| match &s.kind {
-                StepKind::Value(r) => r.leaf.clone(),
-                _ => panic!("a value rule"),
-            })
-            .collect();
-        assert_eq!(
-            leaves,
-            [Leaf::Integer, Leaf::Number, Leaf::Boolean, Leaf::String]
-        );
-        for (yaml, says) in [
-            (
-                format!("{FHIR}  a: {{ from: x, type: int }}\n"),
-                "`type: int` is not a type; use integer, number, boolean or text",
-            ),
-            (
-                format!("{FHIR}  a: {{ const: x, type: integer }}\n"),
-                "const `x`: the target is an integer",
-            ),
-            (
-                format!("{FHIR}  a[+]: {{ each: x, type: integer, fields: {{ b: c }} }}\n"),
-                "give `type` to the values",
-            ),
-            (
-                format!("{HEAD}fields:\n  birth_date: {{ from: x, type: text }}\n"),
-                "here the canonical document's schema gives the type",
-            ),
-        ] {
-            let e = compile(&yaml).unwrap_err();
-            assert!(e.to_string().contains(says), "{yaml}: {e}");
-        }
     }
 }

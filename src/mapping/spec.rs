@@ -171,9 +171,9 @@ pub struct RuleSpec {
     pub each: Option<StrOrList>,
     /// Rules for each item (with `each`), relative to the item.
     pub fields: Option<Pairs<Spanned<RuleSpec>>>,
-    /// Outbound FHIR only: the JSON type of the value (`integer`, `number`, `boolean` or
-    /// `text`), which a canonical target's schema gives by itself.
-    pub value_type: Option<String>,
+    /// Outbound FHIR only (its fields have no schema): write the value as a JSON `number`,
+    /// `integer` or `boolean` instead of a string.
+    pub as_type: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -207,8 +207,8 @@ struct RuleBody {
     each: Option<StrOrList>,
     #[serde(default)]
     fields: Option<Pairs<Spanned<RuleSpec>>>,
-    #[serde(default, rename = "type")]
-    value_type: Option<String>,
+    #[serde(default, rename = "as")]
+    as_type: Option<String>,
 }
 
 impl<'de> Deserialize<'de> for RuleSpec {
@@ -248,7 +248,7 @@ impl<'de> Deserialize<'de> for RuleSpec {
                     when: b.when,
                     each: b.each,
                     fields: b.fields,
-                    value_type: b.value_type,
+                    as_type: b.as_type,
                 })
             }
         }
