@@ -156,12 +156,15 @@ fn the_application_and_the_decision_name_the_same_person_coverage_insurer_and_ta
     }
     let url = |t: &str, parts: &[&str]| format!("{t}/{}", expected_id(parts));
     let (applications, decisions) = (&bundles[0], &bundles[1]);
-    for ((app, a), (dec, d)) in applications
+    let people = read_json("samples/certification/center-transmission-09b.insured-person.json");
+    for (i, ((app, a), (dec, d))) in applications
         .0
         .iter()
         .zip(&applications.1)
         .zip(decisions.0.iter().zip(&decisions.1))
+        .enumerate()
     {
+        assert_eq!(people[i]["subject"], app["subject"], "the same person");
         let insurer = app["subject"]["insurer_number"].as_str().expect("insurer");
         let insured = app["subject"]["insured_number"].as_str().expect("insured");
         assert_eq!(
@@ -202,6 +205,12 @@ fn the_application_and_the_decision_name_the_same_person_coverage_insurer_and_ta
             a.len(),
             3,
             "Patient, Task, Provenance: no Coverage PUT from an application"
+        );
+        let person = fhir::transaction_of(&set, &people[i], None, &ids).expect("person");
+        assert_eq!(
+            a[0]["resource"],
+            entries(&person)[0]["resource"],
+            "the InsuredPerson of the same record PUTs the same Patient"
         );
         let d = entries(d);
         let types: Vec<&str> = d
