@@ -26,6 +26,10 @@ const INSURED_NUMBER: &str = "http://jpfhir.jp/fhir/core/mhlw/IdSystem/InsuredPe
 const INSURED_NUMBER_EXT: &str =
     "http://jpfhir.jp/fhir/core/Extension/StructureDefinition/JP_Coverage_InsuredPersonNumber";
 const PATIENT_ID_PREFIX: &str = "urn:oid:1.2.392.100495.20.3.51.1";
+const CARE_OFFICE_NUMBER: &str = "urn:kaigo-hub:care-office-number";
+const SURVEYOR_NUMBER: &str = "urn:kaigo-hub:surveyor-number:";
+const SURVEY_QUESTIONNAIRE: &str = "urn:kaigo-hub:Questionnaire:basic-survey-2009";
+const SURVEY_ANSWERS: &str = "urn:kaigo-hub:CodeSystem:basic-survey-answer-2009";
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -122,6 +126,270 @@ fn the_adt_patient_is_keyed_by_its_hospital_id_when_there_is_no_subject() {
     );
     // MSH-7 20251120093000, Japan time.
     assert_eq!(golden["timestamp"], "2025-11-20T09:30:00+09:00");
+}
+
+/// The first document of each sample with a survey, a ケアプラン table or a サービス利用票, and the
+/// golden Bundle written for it (docs/fhir.md, "Documents and resources").
+const CARE_GOLDENS: &[(&str, &str)] = &[
+    (
+        "samples/certification/center-transmission-09b.survey.json",
+        "samples/certification/center-transmission-09b.survey.fhir-transaction.json",
+    ),
+    (
+        "samples/careplan/UP1KYO_0300000100_43_0300000005_11_20251025200201.careplan.json",
+        "samples/careplan/UP1KYO_0300000100_43_0300000005_11_20251025200201.fhir-transaction.json",
+    ),
+    (
+        "samples/careplan/UP2KYO_0300000100_43_0300000005_11_20251025200201.careplan.json",
+        "samples/careplan/UP2KYO_0300000100_43_0300000005_11_20251025200201.fhir-transaction.json",
+    ),
+    (
+        "samples/careplan/UP3KYO_0300000100_43_0300000005_11_20251025200201.careplan.json",
+        "samples/careplan/UP3KYO_0300000100_43_0300000005_11_20251025200201.fhir-transaction.json",
+    ),
+    (
+        "samples/careplan/UPPLAN_202511_0300000100_43_0300000005_11_20251025200202.service-usage.json",
+        "samples/careplan/UPPLAN_202511_0300000100_43_0300000005_11_20251025200202.fhir-transaction.json",
+    ),
+    (
+        "samples/careplan/UPJSK_202511_0300000005_11_0300000100_43_20251203090000.service-usage.json",
+        "samples/careplan/UPJSK_202511_0300000005_11_0300000100_43_20251203090000.fhir-transaction.json",
+    ),
+];
+
+/// The first document of a sample file (one document or a list of them).
+fn first_document(rel: &str) -> Value {
+    match read_json(rel) {
+        Value::Array(mut docs) => docs.remove(0),
+        one => one,
+    }
+}
+
+fn resources_of<'a>(bundle: &'a Value, rtype: &str) -> Vec<&'a Value> {
+    entries(bundle)
+        .iter()
+        .map(|e| &e["resource"])
+        .filter(|r| r["resourceType"] == rtype)
+        .collect()
+}
+
+#[test]
+fn the_survey_care_plan_and_service_usage_samples_become_their_golden_bundles() {
+    let (set, ids) = (set(), ids());
+    for (sample, golden) in CARE_GOLDENS {
+        let doc = first_document(sample);
+        let bundle = fhir::transaction_of(&set, &doc, None, &ids).expect(sample);
+        assert_eq!(bundle, read_json(golden), "{sample}: differs from {golden}");
+    }
+}
+
+#[test]
+fn the_survey_is_a_questionnaire_response_of_the_74_items_with_its_scales_and_surveyor() {
+    let doc = first_document(CARE_GOLDENS[0].0);
+    let bundle = read_json(CARE_GOLDENS[0].1);
+    let (insurer, insured) = ("131011", "0000012345");
+    // One QuestionnaireResponse per application (申請日 2025-09-01, 枝番 1), the surveyor by the
+    // municipality's number, the Patient the subject's one.
+    let qr_id = expected_id(&[
+        "QuestionnaireResponse",
+        "subject",
+        insurer,
+        insured,
+        "survey-2025-09-01-1",
+    ]);
+    let surveyor = expected_id(&[
+        "Practitioner",
+        "identifier",
+        "urn:kaigo-hub:surveyor-number:131011",
+        "000123",
+    ]);
+    let patient = expected_id(&["Patient", "subject", insurer, insured, "patient"]);
+    assert_eq!(
+        resource_ids(&bundle),
+        [
+            qr_id.clone(),
+            expected_id(&[
+                "Observation",
+                "subject",
+                insurer,
+                insured,
+                "disability-2025-09-01-1"
+            ]),
+            expected_id(&[
+                "Observation",
+                "subject",
+                insurer,
+                insured,
+                "dementia-2025-09-01-1"
+            ]),
+            surveyor.clone(),
+            expected_id(&[
+                "Provenance",
+                "document",
+                &fhir::bundle::canonical_text(&doc)
+            ]),
+        ]
+    );
+    let qr = resources_of(&bundle, "QuestionnaireResponse")[0];
+    assert_eq!(qr["subject"]["reference"], format!("Patient/{patient}"));
+    assert_eq!(
+        qr["author"]["reference"],
+        format!("Practitioner/{surveyor}")
+    );
+    let items = qr["item"].as_array().expect("items");
+    assert_eq!(
+        items.len(),
+        74,
+        "every item of the 2009 form, answered in the sample"
+    );
+    // By hand from ../shared/specs/certification.md §1.3 and §2 (and its worked reading): 2-1 移乗
+    // is pattern 10 and the sample answers 2 (見守り等); 5-1 薬の内服 pattern 12, 2 (一部介助);
+    // 4-5 同じ話をする pattern 16, 3 (ある); 1-12 視力 pattern 08, 2; 特医-12 カテーテル pattern 01, 2.
+    let answer = |link: &str| {
+        let i = items
+            .iter()
+            .find(|i| i["linkId"] == link)
+            .unwrap_or_else(|| panic!("no item {link}"));
+        let c = &i["answer"][0]["valueCoding"];
+        assert_eq!(
+            c["system"],
+            "urn:kaigo-hub:CodeSystem:basic-survey-answer-2009"
+        );
+        (
+            c["code"].as_str().unwrap_or("").to_string(),
+            c["display"].as_str().unwrap_or("").to_string(),
+        )
+    };
+    assert_eq!(answer("2-1"), ("10-2".into(), "見守り等".into()));
+    assert_eq!(answer("5-1"), ("12-2".into(), "一部介助".into()));
+    assert_eq!(answer("4-5"), ("16-3".into(), "ある".into()));
+    assert_eq!(
+        answer("1-12"),
+        ("08-2".into(), "約1m離れた視力確認表の図が見える".into())
+    );
+    assert_eq!(answer("特医-12"), ("01-2".into(), "ある".into()));
+    assert_eq!(items[0]["linkId"], "1-1-1");
+    assert_eq!(items[73]["linkId"], "特医-12");
+    // 障害高齢者 4 = A1, 認知症高齢者 3 = Ⅱa (spec §1.6), from the QuestionnaireResponse.
+    let scales: Vec<(&Value, &Value, &Value)> = resources_of(&bundle, "Observation")
+        .iter()
+        .map(|o| {
+            assert_eq!(
+                o["derivedFrom"][0]["reference"],
+                format!("QuestionnaireResponse/{qr_id}")
+            );
+            (
+                &o["code"]["coding"][0]["code"],
+                &o["valueCodeableConcept"]["coding"][0]["code"],
+                &o["valueCodeableConcept"]["coding"][0]["display"],
+            )
+        })
+        .collect();
+    assert_eq!(
+        scales,
+        [
+            (
+                &Value::from("disability"),
+                &Value::from("4"),
+                &Value::from("A1")
+            ),
+            (
+                &Value::from("dementia"),
+                &Value::from("3"),
+                &Value::from("Ⅱa")
+            ),
+        ]
+    );
+}
+
+#[test]
+fn the_care_plan_tables_are_one_plan_and_its_parts_and_a_shared_goal_is_one_entry() {
+    let (insurer, insured) = ("131011", "0000100001");
+    let plan = expected_id(&["CarePlan", "subject", insurer, insured, "plan-2025-10-20"]);
+    let office = expected_id(&[
+        "Organization",
+        "identifier",
+        "urn:kaigo-hub:care-office-number",
+        "0300000100",
+    ]);
+    let table1 = read_json(CARE_GOLDENS[1].1);
+    assert_eq!(resource_ids(&table1)[..2], [plan.clone(), office.clone()]);
+    assert_eq!(
+        resources_of(&table1, "CarePlan")[0]["author"]["reference"],
+        format!("Organization/{office}")
+    );
+    // 第2表 and 第3表 arrive in other files: their CarePlans are parts of the 第1表's.
+    for golden in [CARE_GOLDENS[2].1, CARE_GOLDENS[3].1] {
+        let b = read_json(golden);
+        let part = resources_of(&b, "CarePlan")[0];
+        assert_eq!(
+            part["partOf"][0]["reference"],
+            format!("CarePlan/{plan}"),
+            "{golden}"
+        );
+    }
+    // 第2表's four rows have two needs with one goal each: two 長期目標 and two 短期目標, each once,
+    // every activity naming its two.
+    let table2 = read_json(CARE_GOLDENS[2].1);
+    let goals = resources_of(&table2, "Goal");
+    assert_eq!(goals.len(), 4);
+    let long = expected_id(&[
+        "Goal",
+        "subject",
+        insurer,
+        insured,
+        "goal-2025-10-20-1-1-long",
+    ]);
+    assert!(goals.iter().any(|g| g["id"] == long.as_str()));
+    let activities = resources_of(&table2, "CarePlan")[0]["activity"]
+        .as_array()
+        .expect("activities");
+    assert_eq!(activities.len(), 4);
+    assert_eq!(
+        activities[1]["detail"]["goal"][0]["reference"],
+        format!("Goal/{long}")
+    );
+    // The provider of row 1 by its 事業所番号, the family (row 2) by name only.
+    let provider = expected_id(&[
+        "Organization",
+        "identifier",
+        "urn:kaigo-hub:care-office-number",
+        "0300000005",
+    ]);
+    assert_eq!(
+        activities[0]["detail"]["performer"][0]["reference"],
+        format!("Organization/{provider}")
+    );
+    assert_eq!(
+        activities[1]["detail"]["performer"][0],
+        serde_json::json!({ "display": "長男（架空）" })
+    );
+}
+
+#[test]
+fn planned_usage_is_a_care_plan_of_the_month_and_actual_usage_a_charge_item_per_line() {
+    let planned = read_json(CARE_GOLDENS[4].1);
+    let plans = resources_of(&planned, "CarePlan");
+    assert_eq!(plans.len(), 1);
+    assert_eq!(plans[0]["activity"].as_array().map(Vec::len), Some(4));
+    // 2025-11-04 10:00–10:45 111211, Japan time; 114001 without a time on its day.
+    assert_eq!(
+        plans[0]["activity"][0]["detail"]["scheduledPeriod"],
+        serde_json::json!({ "start": "2025-11-04T10:00:00+09:00", "end": "2025-11-04T10:45:00+09:00" })
+    );
+    assert_eq!(
+        plans[0]["activity"][1]["detail"]["scheduledTiming"]["event"][0],
+        "2025-11-04"
+    );
+    let actual = read_json(CARE_GOLDENS[5].1);
+    let charges = resources_of(&actual, "ChargeItem");
+    assert_eq!(charges.len(), 4, "one per line of the 実績");
+    assert!(resources_of(&actual, "CarePlan").is_empty());
+    assert_eq!(
+        charges[2]["occurrencePeriod"]["start"],
+        "2025-11-05T15:10:00+09:00"
+    );
+    assert_eq!(charges[2]["code"]["coding"][0]["code"], "112311");
 }
 
 fn scratch(tag: &str) -> PathBuf {
@@ -351,6 +619,19 @@ fn every_resource_for_the_shipped_samples_passes_the_r4_schema_and_jp_core_rules
     assert!(checked["Coverage"] >= 3, "{checked:?}");
     assert!(checked["Provenance"] >= 8, "{checked:?}");
     assert!(!not_yet.contains("InsuredPerson@1") && !not_yet.contains("InsuranceCard@1"));
+    // 3 surveys; 6 ケアプラン table documents (2 each of 第1表 and 第2表, 1 第3表 … as shipped),
+    // 3 サービス利用票 (2 予定, 1 実績 of 4 lines).
+    assert!(checked["QuestionnaireResponse"] >= 3, "{checked:?}");
+    assert!(checked["Observation"] >= 6, "{checked:?}");
+    assert!(checked["Practitioner"] >= 3, "{checked:?}");
+    assert!(
+        checked["Goal"] >= 4 && checked["ChargeItem"] >= 4,
+        "{checked:?}"
+    );
+    assert!(checked["CarePlan"] >= 7, "{checked:?}");
+    for kind in ["CertificationSurvey@1", "CarePlan@1", "ServiceUsage@1"] {
+        assert!(!not_yet.contains(kind), "{kind} has no FHIR mapping");
+    }
     eprintln!("checked {checked:?}; no FHIR mapping yet for {not_yet:?}");
 }
 
@@ -372,6 +653,10 @@ fn the_schema_check_can_fail() {
         "name": [{ "text": "介護 太郎" }] }))
         .is_err()
     );
+    let uncoded = serde_json::json!({ "resourceType": "QuestionnaireResponse",
+        "questionnaire": SURVEY_QUESTIONNAIRE, "subject": { "reference": "Patient/p" },
+        "item": [{ "linkId": "2-1", "answer": [{ "valueCoding": { "system": SURVEY_ANSWERS, "code": "2" } }] }] });
+    assert!(jp_core(&uncoded).is_err(), "an answer without its pattern");
 }
 
 /// JP Core's rules the schema does not know: profiles, identifier systems, IDE/SYL names.
@@ -426,6 +711,8 @@ fn jp_core(r: &Value) -> Result<(), String> {
                             .map_err(|e| format!("Organization.identifier InsurerNumber: {e}"))?;
                     }
                     "http://jpfhir.jp/fhir/core/IdSystem/insurance-medical-institution-no" => {}
+                    // 介護保険事業所番号: the hub's system until the platform names one.
+                    CARE_OFFICE_NUMBER if ten_digits(value) => {}
                     other => {
                         return Err(format!(
                             "Organization.identifier system {other} is not JP Core's"
@@ -451,6 +738,57 @@ fn jp_core(r: &Value) -> Result<(), String> {
             }
             Ok(())
         }
+        "Practitioner" => {
+            profile("JP_Practitioner")?;
+            for (system, value) in &identifiers {
+                // 認定調査員番号, numbered by the municipality its system names.
+                let insurer = system.strip_prefix(SURVEYOR_NUMBER).ok_or(format!(
+                    "Practitioner.identifier system {system} is not one the hub writes"
+                ))?;
+                kaigo_hub::identifiers::InsurerNumber::parse(insurer)
+                    .map_err(|e| format!("Practitioner.identifier system's 保険者番号: {e}"))?;
+                if value.is_empty() {
+                    return Err("Practitioner.identifier without a value".into());
+                }
+            }
+            Ok(())
+        }
+        "QuestionnaireResponse" => {
+            if r["questionnaire"] != SURVEY_QUESTIONNAIRE {
+                return Err(format!("questionnaire is not {SURVEY_QUESTIONNAIRE}"));
+            }
+            patient_subject(r)?;
+            let mut seen = std::collections::BTreeSet::new();
+            for i in r["item"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+                let link = i["linkId"].as_str().unwrap_or("");
+                if !seen.insert(link) {
+                    return Err(format!("item {link} twice"));
+                }
+                let c = &i["answer"][0]["valueCoding"];
+                let code = c["code"].as_str().unwrap_or("");
+                let pattern_and_code = code.split_once('-').is_some_and(|(p, n)| {
+                    p.len() == 2
+                        && !n.is_empty()
+                        && (p.to_string() + n).bytes().all(|b| b.is_ascii_digit())
+                });
+                if c["system"] != SURVEY_ANSWERS
+                    || !pattern_and_code
+                    || c["display"].as_str().is_none()
+                {
+                    return Err(format!(
+                        "item {link}: answer {c} is not a coded answer of {SURVEY_ANSWERS}"
+                    ));
+                }
+            }
+            Ok(())
+        }
+        // No JP Core profile for these (docs/fhir.md): base R4, about the subject's Patient.
+        "Observation" | "CarePlan" | "Goal" | "ChargeItem" => {
+            if r.get("meta").and_then(|m| m.get("profile")).is_some() {
+                return Err(format!("{t} claims a profile the hub does not follow"));
+            }
+            patient_subject(r)
+        }
         "Provenance" => {
             let recorded = r.get("recorded").is_some() || r.get("_recorded").is_some();
             if recorded && r["agent"][0]["who"].is_object() && r["target"].is_array() {
@@ -461,6 +799,18 @@ fn jp_core(r: &Value) -> Result<(), String> {
         }
         other => Err(format!("{other}: no JP Core check written for it yet")),
     }
+}
+
+/// `subject` is a Patient of the Bundle or the subject's keyed one.
+fn patient_subject(r: &Value) -> Result<(), String> {
+    match r["subject"]["reference"].as_str() {
+        Some(p) if p.starts_with("Patient/") => Ok(()),
+        _ => Err("subject is not a Patient".into()),
+    }
+}
+
+fn ten_digits(v: &str) -> bool {
+    v.len() == 10 && v.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Two HumanNames at most, one IDE (kanji) and one SYL (full-width katakana), as JP Core sends.
