@@ -513,8 +513,8 @@ fn translate_dir_to_fhir_writes_one_bundle_per_line_the_same_each_run() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Every canonical document in `samples/` (a JSON file holding one document or a list of them).
-fn sample_documents() -> Vec<(PathBuf, Value)> {
+/// Every JSON file in `samples/`, parsed, in path order.
+fn sample_json_files() -> Vec<(PathBuf, Value)> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
         for e in std::fs::read_dir(dir).expect("samples") {
             let p = e.expect("entry").path();
@@ -528,10 +528,20 @@ fn sample_documents() -> Vec<(PathBuf, Value)> {
     let mut files = Vec::new();
     walk(&root().join("samples"), &mut files);
     files.sort();
+    files
+        .into_iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(&f).expect("read");
+            let v = serde_json::from_str(&text).expect("sample is JSON");
+            (f, v)
+        })
+        .collect()
+}
+
+/// Every canonical document in `samples/` (a JSON file holding one document or a list of them).
+fn sample_documents() -> Vec<(PathBuf, Value)> {
     let mut docs = Vec::new();
-    for f in files {
-        let v: Value = serde_json::from_str(&std::fs::read_to_string(&f).expect("read"))
-            .expect("sample is JSON");
+    for (f, v) in sample_json_files() {
         let items = match v {
             Value::Array(items) => items,
             one => vec![one],
@@ -583,27 +593,35 @@ impl Schema {
     }
 }
 
-#[test]
-fn every_resource_for_the_shipped_samples_passes_the_r4_schema_and_jp_core_rules() {
+/// The Bundle of every document of [`sample_documents`] that has an outbound FHIR mapping, named
+/// `FILE (KIND)`, and the kinds that have none yet. A new mapping's samples join by themselves.
+fn sample_bundles() -> (Vec<(String, Value)>, std::collections::BTreeSet<String>) {
     let (set, ids) = (set(), ids());
-    let mut schema = Schema::load();
-    let mut checked = std::collections::BTreeMap::<String, usize>::new();
+    let mut bundles = Vec::new();
     let mut not_yet = std::collections::BTreeSet::<String>::new();
     for (file, doc) in sample_documents() {
         let kind = doc["document"].as_str().unwrap_or("?").to_string();
-        let bundle = match fhir::transaction_of(&set, &doc, None, &ids) {
-            Ok(b) => b,
+        match fhir::transaction_of(&set, &doc, None, &ids) {
+            Ok(b) => bundles.push((format!("{} ({kind})", file.display()), b)),
             Err(FhirOutError::Render(TranslateError::NoOutbound { .. })) => {
                 not_yet.insert(kind);
-                continue;
             }
             Err(e) => panic!("{}: {kind}: {e}", file.display()),
-        };
-        let at = format!("{} ({kind})", file.display());
+        }
+    }
+    (bundles, not_yet)
+}
+
+#[test]
+fn every_resource_for_the_shipped_samples_passes_the_r4_schema_and_jp_core_rules() {
+    let mut schema = Schema::load();
+    let mut checked = std::collections::BTreeMap::<String, usize>::new();
+    let (bundles, not_yet) = sample_bundles();
+    for (at, bundle) in &bundles {
         schema
-            .check("Bundle", &bundle)
+            .check("Bundle", bundle)
             .unwrap_or_else(|e| panic!("{at}: Bundle: {e}"));
-        for e in entries(&bundle) {
+        for e in entries(bundle) {
             let r = &e["resource"];
             let t = r["resourceType"].as_str().expect("resourceType");
             schema
@@ -612,7 +630,7 @@ fn every_resource_for_the_shipped_samples_passes_the_r4_schema_and_jp_core_rules
             jp_core(r).unwrap_or_else(|e| panic!("{at}: {t}: {e}"));
             *checked.entry(t.to_string()).or_default() += 1;
         }
-        links_resolve(&bundle).unwrap_or_else(|e| panic!("{at}: {e}"));
+        links_resolve(bundle).unwrap_or_else(|e| panic!("{at}: {e}"));
     }
     // Samples hold 5 InsuredPerson (2 ADT, 3 センター送信) and 3 InsuranceCard documents.
     assert!(checked["Patient"] >= 8, "{checked:?}");
@@ -887,4 +905,230 @@ fn links_resolve(bundle: &Value) -> Result<(), String> {
         Some(r) => Err(format!("reference {r} is neither an entry nor a keyed id")),
         None => Ok(()),
     }
+}
+
+/// What the independent validator said of one file: valid or not, and every issue it raised,
+/// warnings too (`error Bundle.entry[2].resource.beneficiary: Missing required property`).
+#[derive(Debug)]
+struct Verdict {
+    valid: bool,
+    issues: Vec<String>,
+}
+
+/// Runs the independent FHIR R4 validator, `tests/fhir-validate/validate.sh` (Medplum's
+/// `validateResource` with the R4 StructureDefinitions; docs/decisions.md says why), on `files`.
+/// The script installs its pinned npm packages under target/tmp the first time; without node, npm
+/// or the registry the test fails, saying so: it is never skipped.
+fn independent_check(files: &[PathBuf]) -> std::collections::BTreeMap<PathBuf, Verdict> {
+    let out = Command::new("bash")
+        .arg(root().join("tests/fhir-validate/validate.sh"))
+        .args(files)
+        .env(
+            "FHIR_VALIDATOR_DIR",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("fhir-validate"),
+        )
+        .output()
+        .expect("bash runs tests/fhir-validate/validate.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "the independent FHIR validator did not run ({}): {}{stdout}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut verdicts = std::collections::BTreeMap::new();
+    let mut current = None;
+    for line in stdout.lines() {
+        if let Some(issue) = line.strip_prefix("  ") {
+            let file = current.as_ref().expect("an issue after its file's line");
+            let v: &mut Verdict = verdicts.get_mut(file).expect("file seen");
+            v.issues.push(issue.to_string());
+        } else if let Some((verdict, file)) = line.split_once(' ') {
+            let file = PathBuf::from(file);
+            let valid = verdict == "ok";
+            assert!(valid || verdict == "invalid", "validator said {line:?}");
+            verdicts.insert(
+                file.clone(),
+                Verdict {
+                    valid,
+                    issues: vec![],
+                },
+            );
+            current = Some(file);
+        }
+    }
+    for f in files {
+        assert!(
+            verdicts.contains_key(f),
+            "no verdict for {}: {}",
+            f.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(out.status.success(), verdicts.values().all(|v| v.valid));
+    verdicts
+}
+
+/// Writes each value as `<dir>/<name>.json` and returns the files.
+fn write_all(dir: &Path, values: &[(String, Value)]) -> Vec<PathBuf> {
+    values
+        .iter()
+        .map(|(name, v)| {
+            let f = dir.join(format!("{name}.json"));
+            std::fs::write(&f, serde_json::to_vec_pretty(v).expect("JSON")).expect("write");
+            f
+        })
+        .collect()
+}
+
+#[test]
+fn every_bundle_for_the_shipped_samples_passes_an_independent_r4_validator() {
+    let dir = scratch("independent");
+    let (bundles, not_yet) = sample_bundles();
+    let numbered: Vec<(String, Value)> = bundles
+        .iter()
+        .enumerate()
+        .map(|(i, (_, b))| (format!("bundle-{i:03}"), b.clone()))
+        .collect();
+    let mut files = write_all(&dir, &numbered);
+    let mut at: Vec<String> = bundles.into_iter().map(|(at, _)| at).collect();
+    // The FHIR the samples ship as it is: the inputs (samples/fhir) and the golden Bundles.
+    for (f, v) in sample_json_files() {
+        if v.get("resourceType").is_some() {
+            at.push(f.display().to_string());
+            files.push(f);
+        }
+    }
+    let verdicts = independent_check(&files);
+    let mut failed = Vec::new();
+    for (f, at) in files.iter().zip(&at) {
+        let v = &verdicts[f];
+        if !v.valid || !v.issues.is_empty() {
+            failed.push(format!("{at}:\n{}", v.issues.join("\n")));
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+    // 5 InsuredPerson and 3 InsuranceCard documents at least, and 2 golden Bundles.
+    assert!(numbered.len() >= 8, "{} Bundles", numbered.len());
+    assert!(files.len() >= numbered.len() + 2);
+    eprintln!(
+        "independent R4 validator: {} Bundles and {} shipped FHIR files valid, no issue; no FHIR mapping yet for {not_yet:?}",
+        numbered.len(),
+        files.len() - numbered.len()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_independent_validator_rejects_what_r4_forbids_and_accepts_the_golden() {
+    let golden = read_json("samples/xml/card-sjis.fhir-transaction.json");
+    // (name, the change to the golden Bundle, what the validator must say of it)
+    type Change = fn(&mut Value);
+    let cases: [(&str, Change, &str); 8] = [
+        ("golden", |_| {}, ""),
+        (
+            "unknown-element",
+            |b| b["entry"][0]["resource"]["bogus"] = true.into(),
+            "error Bundle.entry[0].resource.bogus: Invalid additional property",
+        ),
+        (
+            "required-missing",
+            |b| {
+                drop(
+                    b["entry"][2]["resource"]
+                        .as_object_mut()
+                        .map(|r| r.remove("beneficiary")),
+                )
+            },
+            "error Bundle.entry[2].resource.beneficiary: Missing required property",
+        ),
+        (
+            "at-least-one",
+            |b| b["entry"][3]["resource"]["target"] = serde_json::json!([]),
+            "error Bundle.entry[3].resource.target: Missing required property",
+        ),
+        (
+            "at-most-one",
+            |b| b["entry"][0]["resource"]["gender"] = serde_json::json!(["female", "male"]),
+            "error Bundle.entry.resource.gender: Expected single value for property",
+        ),
+        (
+            "transaction-entry-without-request",
+            |b| drop(b["entry"][1].as_object_mut().map(|e| e.remove("request"))),
+            "error Bundle: Constraint bdl-3 not met",
+        ),
+        (
+            "instant-without-offset",
+            |b| b["timestamp"] = "2025-09-01T17:45:12".into(),
+            "error Bundle.timestamp: Invalid instant format",
+        ),
+        (
+            // A warning; the samples' test fails on warnings too.
+            "beneficiary-an-organization",
+            |b| {
+                b["entry"][2]["resource"]["beneficiary"]["reference"] =
+                    b["entry"][1]["request"]["url"].clone()
+            },
+            "warning Bundle.entry[2].resource.beneficiary: Invalid reference",
+        ),
+    ];
+    let dir = scratch("independent-fails");
+    let values: Vec<(String, Value)> = cases
+        .iter()
+        .map(|(name, change, _)| {
+            let mut b = golden.clone();
+            change(&mut b);
+            (name.to_string(), b)
+        })
+        .collect();
+    let files = write_all(&dir, &values);
+    let verdicts = independent_check(&files);
+    for ((name, _, must_say), f) in cases.iter().zip(&files) {
+        let v = &verdicts[f];
+        if must_say.is_empty() {
+            assert!(v.valid && v.issues.is_empty(), "{name}: {v:?}");
+            continue;
+        }
+        assert_eq!(v.valid, must_say.starts_with("warning"), "{name}: {v:?}");
+        assert!(
+            v.issues.iter().any(|x| x.starts_with(must_say)),
+            "{name}: {v:?}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_jp_clins_examples_pass_the_independent_validator() {
+    let dir = root().join("../shared/fixtures/jp-clins/ExampleJson");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("../shared/fixtures/jp-clins/ExampleJson")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 61, "the 61 JP-CLINS examples");
+    let verdicts = independent_check(&files);
+    let invalid: Vec<_> = verdicts
+        .iter()
+        .filter(|(_, v)| !v.valid)
+        .map(|(f, v)| format!("{}: {:?}", f.display(), v.issues))
+        .collect();
+    // Base R4 only: JP Core and JP-CLINS profiles, their extensions' definitions and the errors
+    // the three *ErrorExample* files carry (missing JP-CLINS codes) are beyond it.
+    assert!(invalid.is_empty(), "{}", invalid.join("\n"));
+    // Its one warning on them: a `urn:uuid:` reference (to a Bundle entry's fullUrl), whose
+    // target type it does not look up.
+    let warnings: Vec<&String> = verdicts.values().flat_map(|v| &v.issues).collect();
+    let other: Vec<_> = warnings
+        .iter()
+        .filter(|w| {
+            !(w.starts_with("warning ") && w.contains("Invalid reference: got \"urn:uuid:"))
+        })
+        .collect();
+    assert!(other.is_empty(), "{other:?}");
+    eprintln!(
+        "61 JP-CLINS examples valid R4; {} warnings, all on urn:uuid references",
+        warnings.len()
+    );
 }
