@@ -390,6 +390,12 @@ fn planned_usage_is_a_care_plan_of_the_month_and_actual_usage_a_charge_item_per_
         "2025-11-05T15:10:00+09:00"
     );
     assert_eq!(charges[2]["code"]["coding"][0]["code"], "112311");
+    // サービス回数 1, a FHIR decimal (a JSON number, not text).
+    assert_eq!(charges[2]["quantity"]["value"], serde_json::json!(1));
+    assert_eq!(
+        plans[0]["activity"][0]["detail"]["quantity"]["value"],
+        serde_json::json!(1)
+    );
 }
 
 fn scratch(tag: &str) -> PathBuf {
