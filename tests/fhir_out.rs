@@ -302,6 +302,96 @@ fn the_survey_is_a_questionnaire_response_of_the_74_items_with_its_scales_and_su
     );
 }
 
+/// The 74 items against the canonical schema, which names each item by its 表示番号 ("2-1 移乗.")
+/// and each answer pattern's codes with their labels, written apart from the mapping: every
+/// item of the schema is in the QuestionnaireResponse once, with the code the document holds,
+/// the pattern the schema's type has and that code's label.
+#[test]
+fn every_basic_survey_item_has_the_pattern_code_and_label_the_canonical_schema_gives() {
+    let schema = kaigo_hub::canonical::DocKind::CertificationSurvey.schema();
+    let defs = &schema["$defs"];
+    let def = |r: &Value| {
+        let name = r["$ref"].as_str().and_then(|r| r.strip_prefix("#/$defs/"));
+        &defs[name.unwrap_or("")]
+    };
+    let doc = first_document(CARE_GOLDENS[0].0);
+    let bundle = read_json(CARE_GOLDENS[0].1);
+    let items = resources_of(&bundle, "QuestionnaireResponse")[0]["item"]
+        .as_array()
+        .expect("items")
+        .clone();
+    // (表示番号, the value in the document, the pattern type's definition), walking
+    // basic_survey's groups and 1-1/1-2's sub-items in schema order.
+    fn walk<'a>(
+        defs: &'a Value,
+        props: &'a Value,
+        value: &'a Value,
+        out: &mut Vec<(String, &'a Value, &'a Value)>,
+    ) {
+        for (key, p) in props.as_object().expect("properties") {
+            let target = p["anyOf"][0]["$ref"]
+                .as_str()
+                .and_then(|r| r.strip_prefix("#/$defs/"))
+                .map(|n| &defs[n])
+                .expect("a typed item");
+            if target.get("properties").is_some() {
+                walk(defs, &target["properties"], &value[key], out);
+            } else {
+                let number = p["description"].as_str().unwrap_or("");
+                let number = number.split(' ').next().unwrap_or("").to_string();
+                out.push((number, &value[key], target));
+            }
+        }
+    }
+    let mut leaves = Vec::new();
+    let groups = defs["BasicSurvey"]["properties"]
+        .as_object()
+        .expect("groups");
+    for (group, p) in groups {
+        let g = def(&p["anyOf"][0]);
+        walk(
+            defs,
+            &g["properties"],
+            &doc["basic_survey"][group],
+            &mut leaves,
+        );
+    }
+    assert_eq!(leaves.len(), 74);
+    for (i, (number, value, pattern)) in leaves.iter().enumerate() {
+        // 特別な医療's items say 処置内容 etc., not their number: the form numbers them 特医-1 … 12.
+        let number = if number.contains('-') {
+            number.clone()
+        } else {
+            format!("特医-{}", i + 1 - 62)
+        };
+        let item = &items[i];
+        assert_eq!(item["linkId"], number.as_str(), "item {i}");
+        let code = value.as_str().expect("answered");
+        let c = &item["answer"][0]["valueCoding"];
+        let (p, n) = c["code"]
+            .as_str()
+            .and_then(|c| c.split_once('-'))
+            .expect("code");
+        assert_eq!(n, code, "{number}");
+        let about = pattern["description"].as_str().unwrap_or("");
+        assert!(
+            about.contains(&format!(" {p}")),
+            "{number}: pattern {p}, the schema says {about:?}"
+        );
+        let label = pattern["oneOf"]
+            .as_array()
+            .and_then(|o| o.iter().find(|o| o["const"] == code))
+            .and_then(|o| o["description"].as_str())
+            .expect("the code's label");
+        let display = c["display"].as_str().unwrap_or("");
+        assert!(
+            label.starts_with(display) && !display.is_empty(),
+            "{number}: {display:?} is not {label:?}"
+        );
+    }
+    assert_eq!(items.len(), 74);
+}
+
 #[test]
 fn the_care_plan_tables_are_one_plan_and_its_parts_and_a_shared_goal_is_one_entry() {
     let (insurer, insured) = ("131011", "0000100001");
