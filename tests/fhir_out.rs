@@ -393,6 +393,38 @@ fn every_basic_survey_item_has_the_pattern_code_and_label_the_canonical_schema_g
 }
 
 #[test]
+fn the_surveyors_notes_follow_the_items_as_a_group_of_one_item_per_note() {
+    // The センター送信 file has no 特記事項: the sample document with two invented ones.
+    let mut doc = first_document(CARE_GOLDENS[0].0);
+    doc["special_notes"] = serde_json::json!([
+        { "item": "2-1", "text": "車いすへの移乗時に見守りが必要。" },
+        { "item": "特医-12", "text": "留置カテーテルを使用。" }
+    ]);
+    let bundle = fhir::transaction_of(&set(), &doc, None, &ids()).expect("bundle");
+    let mut schema = Schema::load();
+    schema.check("Bundle", &bundle).expect("R4 schema");
+    let qr = resources_of(&bundle, "QuestionnaireResponse")[0];
+    schema
+        .check("QuestionnaireResponse", qr)
+        .expect("R4 schema");
+    jp_core(qr).expect("hub rules");
+    let dir = scratch("notes");
+    let files = write_all(&dir, &[("notes".to_string(), bundle.clone())]);
+    let v = &independent_check(&files)[&files[0]];
+    assert!(v.valid && v.issues.is_empty(), "{:?}", v.issues);
+    let _ = std::fs::remove_dir_all(&dir);
+    let items = qr["item"].as_array().expect("items");
+    assert_eq!(items.len(), 75, "74 answers and the notes");
+    assert_eq!(
+        items[74],
+        serde_json::json!({ "linkId": "特記事項", "text": "特記事項", "item": [
+            { "linkId": "特記事項-2-1", "answer": [{ "valueString": "車いすへの移乗時に見守りが必要。" }] },
+            { "linkId": "特記事項-特医-12", "answer": [{ "valueString": "留置カテーテルを使用。" }] }
+        ] })
+    );
+}
+
+#[test]
 fn the_care_plan_tables_are_one_plan_and_its_parts_and_a_shared_goal_is_one_entry() {
     let (insurer, insured) = ("131011", "0000100001");
     let plan = expected_id(&["CarePlan", "subject", insurer, insured, "plan-2025-10-20"]);
@@ -877,6 +909,20 @@ fn jp_core(r: &Value) -> Result<(), String> {
                 let link = i["linkId"].as_str().unwrap_or("");
                 if !seen.insert(link) {
                     return Err(format!("item {link} twice"));
+                }
+                // 特記事項: a group of the notes, one child per note, named by its item.
+                if link == "特記事項" {
+                    let notes = i["item"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+                    let ok = |n: &Value| {
+                        n["linkId"]
+                            .as_str()
+                            .is_some_and(|l| l.starts_with("特記事項-"))
+                            && n["answer"][0]["valueString"].is_string()
+                    };
+                    if notes.is_empty() || !notes.iter().all(ok) {
+                        return Err("特記事項 is a group of one 特記事項-<item> note each".into());
+                    }
+                    continue;
                 }
                 let c = &i["answer"][0]["valueCoding"];
                 let code = c["code"].as_str().unwrap_or("");
