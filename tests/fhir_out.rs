@@ -27,6 +27,9 @@ const INSURED_NUMBER_EXT: &str =
     "http://jpfhir.jp/fhir/core/Extension/StructureDefinition/JP_Coverage_InsuredPersonNumber";
 const PATIENT_ID_PREFIX: &str = "urn:oid:1.2.392.100495.20.3.51.1";
 const CARE_OFFICE_NUMBER: &str = "urn:kaigo-hub:care-office-number";
+const SURVEYOR_NUMBER: &str = "urn:kaigo-hub:surveyor-number:";
+const SURVEY_QUESTIONNAIRE: &str = "urn:kaigo-hub:Questionnaire:basic-survey-2009";
+const SURVEY_ANSWERS: &str = "urn:kaigo-hub:CodeSystem:basic-survey-answer-2009";
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -113,12 +116,9 @@ fn the_insurance_card_becomes_patient_insurer_coverage_and_provenance_as_the_gol
             .cloned()
             .unwrap_or_else(|| panic!("no extension {url}"))
     };
-    let hub = kaigo_hub::audit::fhir::HUB_BASE;
-    let limit = ext(&format!("{hub}/StructureDefinition/ltc-benefit-limit"));
+    let limit = ext("urn:kaigo-hub:StructureDefinition:ltc-benefit-limit");
     assert_eq!(limit["extension"][0]["valueInteger"], 36217);
-    let office = ext(&format!(
-        "{hub}/StructureDefinition/ltc-care-management-office"
-    ));
+    let office = ext("urn:kaigo-hub:StructureDefinition:ltc-care-management-office");
     assert_eq!(
         office["extension"][0]["valueReference"]["reference"],
         golden["entry"][3]["request"]["url"]
@@ -242,10 +242,7 @@ fn the_application_and_the_decision_name_the_same_person_coverage_insurer_and_ta
             let application = &o["resource"]["extension"][0];
             assert_eq!(
                 application["url"],
-                format!(
-                    "{}/StructureDefinition/ltc-application",
-                    kaigo_hub::audit::fhir::HUB_BASE
-                )
+                "urn:kaigo-hub:StructureDefinition:ltc-application"
             );
             assert_eq!(application["valueReference"]["reference"], task.as_str());
         }
@@ -308,6 +305,398 @@ fn the_adt_patient_is_keyed_by_its_hospital_id_when_there_is_no_subject() {
     );
     // MSH-7 20251120093000, Japan time.
     assert_eq!(golden["timestamp"], "2025-11-20T09:30:00+09:00");
+}
+
+/// The first document of each sample with a survey, a ケアプラン table or a サービス利用票, and the
+/// golden Bundle written for it (docs/fhir.md, "Documents and resources").
+const CARE_GOLDENS: &[(&str, &str)] = &[
+    (
+        "samples/certification/center-transmission-09b.survey.json",
+        "samples/certification/center-transmission-09b.survey.fhir-transaction.json",
+    ),
+    (
+        "samples/careplan/UP1KYO_0300000100_43_0300000005_11_20251025200201.careplan.json",
+        "samples/careplan/UP1KYO_0300000100_43_0300000005_11_20251025200201.fhir-transaction.json",
+    ),
+    (
+        "samples/careplan/UP2KYO_0300000100_43_0300000005_11_20251025200201.careplan.json",
+        "samples/careplan/UP2KYO_0300000100_43_0300000005_11_20251025200201.fhir-transaction.json",
+    ),
+    (
+        "samples/careplan/UP3KYO_0300000100_43_0300000005_11_20251025200201.careplan.json",
+        "samples/careplan/UP3KYO_0300000100_43_0300000005_11_20251025200201.fhir-transaction.json",
+    ),
+    (
+        "samples/careplan/UPPLAN_202511_0300000100_43_0300000005_11_20251025200202.service-usage.json",
+        "samples/careplan/UPPLAN_202511_0300000100_43_0300000005_11_20251025200202.fhir-transaction.json",
+    ),
+    (
+        "samples/careplan/UPJSK_202511_0300000005_11_0300000100_43_20251203090000.service-usage.json",
+        "samples/careplan/UPJSK_202511_0300000005_11_0300000100_43_20251203090000.fhir-transaction.json",
+    ),
+];
+
+/// The first document of a sample file (one document or a list of them).
+fn first_document(rel: &str) -> Value {
+    match read_json(rel) {
+        Value::Array(mut docs) => docs.remove(0),
+        one => one,
+    }
+}
+
+fn resources_of<'a>(bundle: &'a Value, rtype: &str) -> Vec<&'a Value> {
+    entries(bundle)
+        .iter()
+        .map(|e| &e["resource"])
+        .filter(|r| r["resourceType"] == rtype)
+        .collect()
+}
+
+#[test]
+fn the_survey_care_plan_and_service_usage_samples_become_their_golden_bundles() {
+    let (set, ids) = (set(), ids());
+    for (sample, golden) in CARE_GOLDENS {
+        let doc = first_document(sample);
+        let bundle = fhir::transaction_of(&set, &doc, None, &ids).expect(sample);
+        assert_eq!(bundle, read_json(golden), "{sample}: differs from {golden}");
+    }
+}
+
+#[test]
+fn the_survey_is_a_questionnaire_response_of_the_74_items_with_its_scales_and_surveyor() {
+    let doc = first_document(CARE_GOLDENS[0].0);
+    let bundle = read_json(CARE_GOLDENS[0].1);
+    let (insurer, insured) = ("131011", "0000012345");
+    // One QuestionnaireResponse per application (申請日 2025-09-01, 枝番 1), the surveyor by the
+    // municipality's number, the Patient the subject's one.
+    let qr_id = expected_id(&[
+        "QuestionnaireResponse",
+        "subject",
+        insurer,
+        insured,
+        "survey-2025-09-01-1",
+    ]);
+    let surveyor = expected_id(&[
+        "Practitioner",
+        "identifier",
+        "urn:kaigo-hub:surveyor-number:131011",
+        "000123",
+    ]);
+    let patient = expected_id(&["Patient", "subject", insurer, insured, "patient"]);
+    assert_eq!(
+        resource_ids(&bundle),
+        [
+            qr_id.clone(),
+            expected_id(&[
+                "Observation",
+                "subject",
+                insurer,
+                insured,
+                "disability-2025-09-01-1"
+            ]),
+            expected_id(&[
+                "Observation",
+                "subject",
+                insurer,
+                insured,
+                "dementia-2025-09-01-1"
+            ]),
+            surveyor.clone(),
+            expected_id(&[
+                "Provenance",
+                "document",
+                &fhir::bundle::canonical_text(&doc)
+            ]),
+        ]
+    );
+    let qr = resources_of(&bundle, "QuestionnaireResponse")[0];
+    assert_eq!(qr["subject"]["reference"], format!("Patient/{patient}"));
+    assert_eq!(
+        qr["author"]["reference"],
+        format!("Practitioner/{surveyor}")
+    );
+    let items = qr["item"].as_array().expect("items");
+    assert_eq!(
+        items.len(),
+        74,
+        "every item of the 2009 form, answered in the sample"
+    );
+    // By hand from ../shared/specs/certification.md §1.3 and §2 (and its worked reading): 2-1 移乗
+    // is pattern 10 and the sample answers 2 (見守り等); 5-1 薬の内服 pattern 12, 2 (一部介助);
+    // 4-5 同じ話をする pattern 16, 3 (ある); 1-12 視力 pattern 08, 2; 特医-12 カテーテル pattern 01, 2.
+    let answer = |link: &str| {
+        let i = items
+            .iter()
+            .find(|i| i["linkId"] == link)
+            .unwrap_or_else(|| panic!("no item {link}"));
+        let c = &i["answer"][0]["valueCoding"];
+        assert_eq!(
+            c["system"],
+            "urn:kaigo-hub:CodeSystem:basic-survey-answer-2009"
+        );
+        (
+            c["code"].as_str().unwrap_or("").to_string(),
+            c["display"].as_str().unwrap_or("").to_string(),
+        )
+    };
+    assert_eq!(answer("2-1"), ("10-2".into(), "見守り等".into()));
+    assert_eq!(answer("5-1"), ("12-2".into(), "一部介助".into()));
+    assert_eq!(answer("4-5"), ("16-3".into(), "ある".into()));
+    assert_eq!(
+        answer("1-12"),
+        ("08-2".into(), "約1m離れた視力確認表の図が見える".into())
+    );
+    assert_eq!(answer("特医-12"), ("01-2".into(), "ある".into()));
+    assert_eq!(items[0]["linkId"], "1-1-1");
+    assert_eq!(items[73]["linkId"], "特医-12");
+    // 障害高齢者 4 = A1, 認知症高齢者 3 = Ⅱa (spec §1.6), from the QuestionnaireResponse.
+    let scales: Vec<(&Value, &Value, &Value)> = resources_of(&bundle, "Observation")
+        .iter()
+        .map(|o| {
+            assert_eq!(
+                o["derivedFrom"][0]["reference"],
+                format!("QuestionnaireResponse/{qr_id}")
+            );
+            (
+                &o["code"]["coding"][0]["code"],
+                &o["valueCodeableConcept"]["coding"][0]["code"],
+                &o["valueCodeableConcept"]["coding"][0]["display"],
+            )
+        })
+        .collect();
+    assert_eq!(
+        scales,
+        [
+            (
+                &Value::from("disability"),
+                &Value::from("4"),
+                &Value::from("A1")
+            ),
+            (
+                &Value::from("dementia"),
+                &Value::from("3"),
+                &Value::from("Ⅱa")
+            ),
+        ]
+    );
+}
+
+/// The 74 items against the canonical schema, which names each item by its 表示番号 ("2-1 移乗.")
+/// and each answer pattern's codes with their labels, written apart from the mapping: every
+/// item of the schema is in the QuestionnaireResponse once, with the code the document holds,
+/// the pattern the schema's type has and that code's label.
+#[test]
+fn every_basic_survey_item_has_the_pattern_code_and_label_the_canonical_schema_gives() {
+    let schema = kaigo_hub::canonical::DocKind::CertificationSurvey.schema();
+    let defs = &schema["$defs"];
+    let def = |r: &Value| {
+        let name = r["$ref"].as_str().and_then(|r| r.strip_prefix("#/$defs/"));
+        &defs[name.unwrap_or("")]
+    };
+    let doc = first_document(CARE_GOLDENS[0].0);
+    let bundle = read_json(CARE_GOLDENS[0].1);
+    let items = resources_of(&bundle, "QuestionnaireResponse")[0]["item"]
+        .as_array()
+        .expect("items")
+        .clone();
+    // (表示番号, the value in the document, the pattern type's definition), walking
+    // basic_survey's groups and 1-1/1-2's sub-items in schema order.
+    fn walk<'a>(
+        defs: &'a Value,
+        props: &'a Value,
+        value: &'a Value,
+        out: &mut Vec<(String, &'a Value, &'a Value)>,
+    ) {
+        for (key, p) in props.as_object().expect("properties") {
+            let target = p["anyOf"][0]["$ref"]
+                .as_str()
+                .and_then(|r| r.strip_prefix("#/$defs/"))
+                .map(|n| &defs[n])
+                .expect("a typed item");
+            if target.get("properties").is_some() {
+                walk(defs, &target["properties"], &value[key], out);
+            } else {
+                let number = p["description"].as_str().unwrap_or("");
+                let number = number.split(' ').next().unwrap_or("").to_string();
+                out.push((number, &value[key], target));
+            }
+        }
+    }
+    let mut leaves = Vec::new();
+    let groups = defs["BasicSurvey"]["properties"]
+        .as_object()
+        .expect("groups");
+    for (group, p) in groups {
+        let g = def(&p["anyOf"][0]);
+        walk(
+            defs,
+            &g["properties"],
+            &doc["basic_survey"][group],
+            &mut leaves,
+        );
+    }
+    assert_eq!(leaves.len(), 74);
+    for (i, (number, value, pattern)) in leaves.iter().enumerate() {
+        // 特別な医療's items say 処置内容 etc., not their number: the form numbers them 特医-1 … 12.
+        let number = if number.contains('-') {
+            number.clone()
+        } else {
+            format!("特医-{}", i + 1 - 62)
+        };
+        let item = &items[i];
+        assert_eq!(item["linkId"], number.as_str(), "item {i}");
+        let code = value.as_str().expect("answered");
+        let c = &item["answer"][0]["valueCoding"];
+        let (p, n) = c["code"]
+            .as_str()
+            .and_then(|c| c.split_once('-'))
+            .expect("code");
+        assert_eq!(n, code, "{number}");
+        let about = pattern["description"].as_str().unwrap_or("");
+        assert!(
+            about.contains(&format!(" {p}")),
+            "{number}: pattern {p}, the schema says {about:?}"
+        );
+        let label = pattern["oneOf"]
+            .as_array()
+            .and_then(|o| o.iter().find(|o| o["const"] == code))
+            .and_then(|o| o["description"].as_str())
+            .expect("the code's label");
+        let display = c["display"].as_str().unwrap_or("");
+        assert!(
+            label.starts_with(display) && !display.is_empty(),
+            "{number}: {display:?} is not {label:?}"
+        );
+    }
+    assert_eq!(items.len(), 74);
+}
+
+#[test]
+fn the_surveyors_notes_follow_the_items_as_a_group_of_one_item_per_note() {
+    // The センター送信 file has no 特記事項: the sample document with two invented ones.
+    let mut doc = first_document(CARE_GOLDENS[0].0);
+    doc["special_notes"] = serde_json::json!([
+        { "item": "2-1", "text": "車いすへの移乗時に見守りが必要。" },
+        { "item": "特医-12", "text": "留置カテーテルを使用。" }
+    ]);
+    let bundle = fhir::transaction_of(&set(), &doc, None, &ids()).expect("bundle");
+    let mut schema = Schema::load();
+    schema.check("Bundle", &bundle).expect("R4 schema");
+    let qr = resources_of(&bundle, "QuestionnaireResponse")[0];
+    schema
+        .check("QuestionnaireResponse", qr)
+        .expect("R4 schema");
+    jp_core(qr).expect("hub rules");
+    let dir = scratch("notes");
+    let files = write_all(&dir, &[("notes".to_string(), bundle.clone())]);
+    let v = &independent_check(&files)[&files[0]];
+    assert!(v.valid && v.issues.is_empty(), "{:?}", v.issues);
+    let _ = std::fs::remove_dir_all(&dir);
+    let items = qr["item"].as_array().expect("items");
+    assert_eq!(items.len(), 75, "74 answers and the notes");
+    assert_eq!(
+        items[74],
+        serde_json::json!({ "linkId": "特記事項", "text": "特記事項", "item": [
+            { "linkId": "特記事項-2-1", "answer": [{ "valueString": "車いすへの移乗時に見守りが必要。" }] },
+            { "linkId": "特記事項-特医-12", "answer": [{ "valueString": "留置カテーテルを使用。" }] }
+        ] })
+    );
+}
+
+#[test]
+fn the_care_plan_tables_are_one_plan_and_its_parts_and_a_shared_goal_is_one_entry() {
+    let (insurer, insured) = ("131011", "0000100001");
+    let plan = expected_id(&["CarePlan", "subject", insurer, insured, "plan-2025-10-20"]);
+    let office = expected_id(&[
+        "Organization",
+        "identifier",
+        "urn:kaigo-hub:care-office-number",
+        "0300000100",
+    ]);
+    let table1 = read_json(CARE_GOLDENS[1].1);
+    assert_eq!(resource_ids(&table1)[..2], [plan.clone(), office.clone()]);
+    assert_eq!(
+        resources_of(&table1, "CarePlan")[0]["author"]["reference"],
+        format!("Organization/{office}")
+    );
+    // 第2表 and 第3表 arrive in other files: their CarePlans are parts of the 第1表's.
+    for golden in [CARE_GOLDENS[2].1, CARE_GOLDENS[3].1] {
+        let b = read_json(golden);
+        let part = resources_of(&b, "CarePlan")[0];
+        assert_eq!(
+            part["partOf"][0]["reference"],
+            format!("CarePlan/{plan}"),
+            "{golden}"
+        );
+    }
+    // 第2表's four rows have two needs with one goal each: two 長期目標 and two 短期目標, each once,
+    // every activity naming its two.
+    let table2 = read_json(CARE_GOLDENS[2].1);
+    let goals = resources_of(&table2, "Goal");
+    assert_eq!(goals.len(), 4);
+    let long = expected_id(&[
+        "Goal",
+        "subject",
+        insurer,
+        insured,
+        "goal-2025-10-20-1-1-long",
+    ]);
+    assert!(goals.iter().any(|g| g["id"] == long.as_str()));
+    let activities = resources_of(&table2, "CarePlan")[0]["activity"]
+        .as_array()
+        .expect("activities");
+    assert_eq!(activities.len(), 4);
+    assert_eq!(
+        activities[1]["detail"]["goal"][0]["reference"],
+        format!("Goal/{long}")
+    );
+    // The provider of row 1 by its 事業所番号, the family (row 2) by name only.
+    let provider = expected_id(&[
+        "Organization",
+        "identifier",
+        "urn:kaigo-hub:care-office-number",
+        "0300000005",
+    ]);
+    assert_eq!(
+        activities[0]["detail"]["performer"][0]["reference"],
+        format!("Organization/{provider}")
+    );
+    assert_eq!(
+        activities[1]["detail"]["performer"][0],
+        serde_json::json!({ "display": "長男（架空）" })
+    );
+}
+
+#[test]
+fn planned_usage_is_a_care_plan_of_the_month_and_actual_usage_a_charge_item_per_line() {
+    let planned = read_json(CARE_GOLDENS[4].1);
+    let plans = resources_of(&planned, "CarePlan");
+    assert_eq!(plans.len(), 1);
+    assert_eq!(plans[0]["activity"].as_array().map(Vec::len), Some(4));
+    // 2025-11-04 10:00–10:45 111211, Japan time; 114001 without a time on its day.
+    assert_eq!(
+        plans[0]["activity"][0]["detail"]["scheduledPeriod"],
+        serde_json::json!({ "start": "2025-11-04T10:00:00+09:00", "end": "2025-11-04T10:45:00+09:00" })
+    );
+    assert_eq!(
+        plans[0]["activity"][1]["detail"]["scheduledTiming"]["event"][0],
+        "2025-11-04"
+    );
+    let actual = read_json(CARE_GOLDENS[5].1);
+    let charges = resources_of(&actual, "ChargeItem");
+    assert_eq!(charges.len(), 4, "one per line of the 実績");
+    assert!(resources_of(&actual, "CarePlan").is_empty());
+    assert_eq!(
+        charges[2]["occurrencePeriod"]["start"],
+        "2025-11-05T15:10:00+09:00"
+    );
+    assert_eq!(charges[2]["code"]["coding"][0]["code"], "112311");
+    // サービス回数 1, a FHIR decimal (a JSON number, not text).
+    assert_eq!(charges[2]["quantity"]["value"], serde_json::json!(1));
+    assert_eq!(
+        plans[0]["activity"][0]["detail"]["quantity"]["value"],
+        serde_json::json!(1)
+    );
 }
 
 fn scratch(tag: &str) -> PathBuf {
@@ -555,10 +944,23 @@ fn every_resource_for_the_shipped_samples_passes_the_r4_schema_and_jp_core_rules
     assert!(checked["Coverage"] >= 3, "{checked:?}");
     assert!(checked["Provenance"] >= 8, "{checked:?}");
     assert!(!not_yet.contains("InsuredPerson@1") && !not_yet.contains("InsuranceCard@1"));
-    // And 3 CertificationApplication (a Task each) and 3 CertificationDecision (two Observations
-    // each) from the センター送信 sample.
+    // 3 surveys; 6 ケアプラン table documents (2 each of 第1表 and 第2表, 1 第3表 … as shipped),
+    // 3 サービス利用票 (2 予定, 1 実績 of 4 lines).
+    assert!(checked["QuestionnaireResponse"] >= 3, "{checked:?}");
+    assert!(checked["Observation"] >= 6, "{checked:?}");
+    assert!(checked["Practitioner"] >= 3, "{checked:?}");
     assert!(
-        checked["Task"] >= 3 && checked["Observation"] >= 6,
+        checked["Goal"] >= 4 && checked["ChargeItem"] >= 4,
+        "{checked:?}"
+    );
+    assert!(checked["CarePlan"] >= 7, "{checked:?}");
+    for kind in ["CertificationSurvey@1", "CarePlan@1", "ServiceUsage@1"] {
+        assert!(!not_yet.contains(kind), "{kind} has no FHIR mapping");
+    }
+    // And 3 CertificationApplication (a Task each) and 3 CertificationDecision (two Observations
+    // each) from the センター送信 sample, besides the surveys' 6.
+    assert!(
+        checked["Task"] >= 3 && checked["Observation"] >= 12,
         "{checked:?}"
     );
     assert!(
@@ -598,6 +1000,10 @@ fn the_schema_check_can_fail() {
     let observation = serde_json::json!({ "resourceType": "Observation", "status": "final",
         "code": { "coding": [{ "code": "x" }] }, "subject": { "reference": "Group/a" } });
     assert!(jp_core(&observation).is_err(), "about a Patient");
+    let uncoded = serde_json::json!({ "resourceType": "QuestionnaireResponse",
+        "questionnaire": SURVEY_QUESTIONNAIRE, "subject": { "reference": "Patient/p" },
+        "item": [{ "linkId": "2-1", "answer": [{ "valueCoding": { "system": SURVEY_ANSWERS, "code": "2" } }] }] });
+    assert!(jp_core(&uncoded).is_err(), "an answer without its pattern");
 }
 
 /// JP Core's rules the schema does not know: profiles, identifier systems, IDE/SYL names.
@@ -682,6 +1088,72 @@ fn jp_core(r: &Value) -> Result<(), String> {
             }
             Ok(())
         }
+        "Practitioner" => {
+            profile("JP_Practitioner")?;
+            for (system, value) in &identifiers {
+                // 認定調査員番号, numbered by the municipality its system names.
+                let insurer = system.strip_prefix(SURVEYOR_NUMBER).ok_or(format!(
+                    "Practitioner.identifier system {system} is not one the hub writes"
+                ))?;
+                kaigo_hub::identifiers::InsurerNumber::parse(insurer)
+                    .map_err(|e| format!("Practitioner.identifier system's 保険者番号: {e}"))?;
+                if value.is_empty() {
+                    return Err("Practitioner.identifier without a value".into());
+                }
+            }
+            Ok(())
+        }
+        "QuestionnaireResponse" => {
+            if r["questionnaire"] != SURVEY_QUESTIONNAIRE {
+                return Err(format!("questionnaire is not {SURVEY_QUESTIONNAIRE}"));
+            }
+            patient_subject(r)?;
+            let mut seen = std::collections::BTreeSet::new();
+            for i in r["item"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+                let link = i["linkId"].as_str().unwrap_or("");
+                if !seen.insert(link) {
+                    return Err(format!("item {link} twice"));
+                }
+                // 特記事項: a group of the notes, one child per note, named by its item.
+                if link == "特記事項" {
+                    let notes = i["item"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+                    let ok = |n: &Value| {
+                        n["linkId"]
+                            .as_str()
+                            .is_some_and(|l| l.starts_with("特記事項-"))
+                            && n["answer"][0]["valueString"].is_string()
+                    };
+                    if notes.is_empty() || !notes.iter().all(ok) {
+                        return Err("特記事項 is a group of one 特記事項-<item> note each".into());
+                    }
+                    continue;
+                }
+                let c = &i["answer"][0]["valueCoding"];
+                let code = c["code"].as_str().unwrap_or("");
+                let pattern_and_code = code.split_once('-').is_some_and(|(p, n)| {
+                    p.len() == 2
+                        && !n.is_empty()
+                        && (p.to_string() + n).bytes().all(|b| b.is_ascii_digit())
+                });
+                if c["system"] != SURVEY_ANSWERS
+                    || !pattern_and_code
+                    || c["display"].as_str().is_none()
+                {
+                    return Err(format!(
+                        "item {link}: answer {c} is not a coded answer of {SURVEY_ANSWERS}"
+                    ));
+                }
+            }
+            Ok(())
+        }
+        // No JP Core profile for these (docs/fhir.md): base R4, about the subject's Patient.
+        "Observation" | "CarePlan" | "Goal" | "ChargeItem" => {
+            if r.get("meta").and_then(|m| m.get("profile")).is_some() {
+                return Err(format!("{t} claims a profile the hub does not follow"));
+            }
+            patient_subject(r)?;
+            hub_codes(r)
+        }
         "Provenance" => {
             let recorded = r.get("recorded").is_some() || r.get("_recorded").is_some();
             if recorded && r["agent"][0]["who"].is_object() && r["target"].is_array() {
@@ -694,13 +1166,6 @@ fn jp_core(r: &Value) -> Result<(), String> {
         "Task" => {
             refers_to(r, "for", "Patient")?;
             refers_to(r, "owner", "Organization")?;
-            hub_codes(r)
-        }
-        "Observation" => {
-            refers_to(r, "subject", "Patient")?;
-            if r["status"].as_str().is_none() || r["code"]["coding"][0]["code"].as_str().is_none() {
-                return Err("Observation needs status and a coded code".into());
-            }
             hub_codes(r)
         }
         other => Err(format!("{other}: no JP Core check written for it yet")),
@@ -731,14 +1196,13 @@ fn refers_to(r: &Value, element: &str, rtype: &str) -> Result<(), String> {
     }
 }
 
-/// Every `system` of a coding or identifier is HL7's, JP Core's, UCUM or under the hub's own base
-/// (`kaigo_hub::audit::fhir::HUB_BASE`), never a stray one.
+/// Every `system` of a coding or identifier is HL7's, JP Core's, UCUM or the hub's own
+/// (`urn:kaigo-hub:…`, docs/fhir.md), never a stray one.
 fn hub_codes(r: &Value) -> Result<(), String> {
     let mut found = Vec::new();
     strings_named(r, "system", &mut found);
-    let hub = format!("{}/CodeSystem/", kaigo_hub::audit::fhir::HUB_BASE);
     let known = |s: &str| {
-        s.starts_with(&hub)
+        s.starts_with("urn:kaigo-hub:")
             || s.starts_with("http://terminology.hl7.org/CodeSystem/")
             || s.starts_with("http://jpfhir.jp/fhir/core/")
             || s == "http://unitsofmeasure.org"
@@ -749,6 +1213,11 @@ fn hub_codes(r: &Value) -> Result<(), String> {
         )),
         None => Ok(()),
     }
+}
+
+/// `subject` is a Patient of the Bundle or the subject's keyed one.
+fn patient_subject(r: &Value) -> Result<(), String> {
+    refers_to(r, "subject", "Patient")
 }
 
 /// Two HumanNames at most, one IDE (kanji) and one SYL (full-width katakana), as JP Core sends.
