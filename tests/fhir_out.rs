@@ -1,5 +1,5 @@
 //! FHIR out (docs/fhir.md): every canonical document the shipped samples hold that has an outbound
-//! FHIR mapping becomes a `transaction` Bundle that
+//! FHIR mapping becomes a `transaction` Bundle (the 主治医意見書 a `document` Bundle) that
 //! - matches its golden file (written for the test key below; the ids were checked against an
 //!   HMAC-SHA256 computed apart from the hub, by the rule docs/fhir.md gives, and are recomputed
 //!   here from that rule),
@@ -77,7 +77,7 @@ fn entries(bundle: &Value) -> &Vec<Value> {
 #[test]
 fn the_insurance_card_becomes_patient_insurer_coverage_and_provenance_as_the_golden_says() {
     let doc = read_json("samples/xml/card-sjis.insurance-card.json");
-    let bundle = fhir::transaction_of(&set(), &doc, None, &ids()).expect("bundle");
+    let bundle = fhir::bundle_of(&set(), &doc, None, &ids()).expect("bundle");
     let golden = read_json("samples/xml/card-sjis.fhir-transaction.json");
     assert_eq!(
         bundle, golden,
@@ -102,7 +102,7 @@ fn the_insurance_card_becomes_patient_insurer_coverage_and_provenance_as_the_gol
 #[test]
 fn the_adt_patient_is_keyed_by_its_hospital_id_when_there_is_no_subject() {
     let doc = read_json("samples/hl7v2/adt-a08.insured-person.json");
-    let bundle = fhir::transaction_of(&set(), &doc, None, &ids()).expect("bundle");
+    let bundle = fhir::bundle_of(&set(), &doc, None, &ids()).expect("bundle");
     let golden = read_json("samples/hl7v2/adt-a08.fhir-transaction.json");
     assert_eq!(
         bundle, golden,
@@ -323,7 +323,7 @@ fn every_resource_for_the_shipped_samples_passes_the_r4_schema_and_jp_core_rules
     let mut not_yet = std::collections::BTreeSet::<String>::new();
     for (file, doc) in sample_documents() {
         let kind = doc["document"].as_str().unwrap_or("?").to_string();
-        let bundle = match fhir::transaction_of(&set, &doc, None, &ids) {
+        let bundle = match fhir::bundle_of(&set, &doc, None, &ids) {
             Ok(b) => b,
             Err(FhirOutError::Render(TranslateError::NoOutbound { .. })) => {
                 not_yet.insert(kind);
@@ -350,6 +350,8 @@ fn every_resource_for_the_shipped_samples_passes_the_r4_schema_and_jp_core_rules
     assert!(checked["Patient"] >= 8, "{checked:?}");
     assert!(checked["Coverage"] >= 3, "{checked:?}");
     assert!(checked["Provenance"] >= 8, "{checked:?}");
+    // And 3 PhysicianOpinion documents (2 医見書 CSV, 1 FHIR), each a document Bundle.
+    assert!(checked["Composition"] >= 3, "{checked:?}");
     assert!(!not_yet.contains("InsuredPerson@1") && !not_yet.contains("InsuranceCard@1"));
     eprintln!("checked {checked:?}; no FHIR mapping yet for {not_yet:?}");
 }
@@ -451,6 +453,18 @@ fn jp_core(r: &Value) -> Result<(), String> {
             }
             Ok(())
         }
+        "Practitioner" => profile("JP_Practitioner").and_then(|()| names(r)),
+        "Condition" => profile("JP_Condition"),
+        "Observation" => {
+            profile("JP_Observation_BodyMeasurement").or_else(|_| profile("JP_Observation_Common"))
+        }
+        // No JP Core profile for a 主治医意見書: the hub's own (docs/fhir-physician-opinion.md).
+        "Composition" | "QuestionnaireResponse" => {
+            let own = r["meta"]["profile"][0].as_str().unwrap_or("");
+            own.starts_with("urn:kaigo-hub:fhir:StructureDefinition:")
+                .then_some(())
+                .ok_or(format!("{t}: meta.profile {own} is not the hub's"))
+        }
         "Provenance" => {
             let recorded = r.get("recorded").is_some() || r.get("_recorded").is_some();
             if recorded && r["agent"][0]["who"].is_object() && r["target"].is_array() {
@@ -488,8 +502,12 @@ fn names(r: &Value) -> Result<(), String> {
     Ok(())
 }
 
-/// Every entry is a PUT to its own `Type/id`, and every reference is keyed.
+/// Every entry is a PUT to its own `Type/id`, and every reference is keyed; in a `document`
+/// Bundle, the Composition comes first and every reference is the `fullUrl` of an entry.
 fn links_resolve(bundle: &Value) -> Result<(), String> {
+    if bundle["type"] == "document" {
+        return document_links_resolve(bundle);
+    }
     let urls: Vec<String> = entries(bundle)
         .iter()
         .map(|e| {
@@ -505,6 +523,27 @@ fn links_resolve(bundle: &Value) -> Result<(), String> {
             return Err(format!("entry {url}: request must be PUT {url}"));
         }
     }
+    let found = references(bundle);
+    // An entry of the Bundle, or a resource of the subject or a shared one the document does not
+    // carry (docs/fhir.md): then a keyed id all the same, never a mapping's local label.
+    let keyed = |r: &str| {
+        r.split_once('/').is_some_and(|(t, id)| {
+            t.starts_with(|c: char| c.is_ascii_uppercase())
+                && id.len() == 64
+                && id.bytes().all(|b| b.is_ascii_hexdigit())
+        })
+    };
+    match found
+        .iter()
+        .find(|r| !urls.iter().any(|u| u == *r) && !keyed(r))
+    {
+        Some(r) => Err(format!("reference {r} is neither an entry nor a keyed id")),
+        None => Ok(()),
+    }
+}
+
+/// Every `reference` in `v`.
+fn references(v: &Value) -> Vec<&str> {
     fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
         match v {
             Value::Object(m) => {
@@ -520,21 +559,36 @@ fn links_resolve(bundle: &Value) -> Result<(), String> {
         }
     }
     let mut found = Vec::new();
-    refs(bundle, &mut found);
-    // An entry of the Bundle, or a resource of the subject or a shared one the document does not
-    // carry (docs/fhir.md): then a keyed id all the same, never a mapping's local label.
-    let keyed = |r: &str| {
-        r.split_once('/').is_some_and(|(t, id)| {
-            t.starts_with(|c: char| c.is_ascii_uppercase())
-                && id.len() == 64
-                && id.bytes().all(|b| b.is_ascii_hexdigit())
-        })
-    };
-    match found
-        .iter()
-        .find(|r| !urls.iter().any(|u| u == *r) && !keyed(r))
+    refs(v, &mut found);
+    found
+}
+
+fn document_links_resolve(bundle: &Value) -> Result<(), String> {
+    let entries = entries(bundle);
+    if entries.first().map(|e| &e["resource"]["resourceType"]) != Some(&Value::from("Composition"))
     {
-        Some(r) => Err(format!("reference {r} is neither an entry nor a keyed id")),
+        return Err("a document Bundle starts with its Composition".into());
+    }
+    let mut urls = Vec::new();
+    for e in entries {
+        let (full, id) = (
+            e["fullUrl"].as_str().unwrap_or(""),
+            e["resource"]["id"].as_str().unwrap_or(""),
+        );
+        let hex = full
+            .strip_prefix("urn:uuid:")
+            .unwrap_or("")
+            .replace('-', "");
+        if hex.len() != 32 || id.len() != 64 || hex[..12] != id[..12] || e.get("request").is_some()
+        {
+            return Err(format!(
+                "entry {full}: a urn:uuid: fullUrl from its keyed id, no request"
+            ));
+        }
+        urls.push(full);
+    }
+    match references(bundle).into_iter().find(|r| !urls.contains(r)) {
+        Some(r) => Err(format!("reference {r} is not the fullUrl of an entry")),
         None => Ok(()),
     }
 }

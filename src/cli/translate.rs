@@ -1,6 +1,7 @@
 //! `kaigo-hub translate`: one file (or stdin) → canonical JSON or an outbound format; or a whole
 //! directory → JSON Lines with a progress line and a summary, on every core. `--to fhir` writes
-//! one `transaction` Bundle per document, its resource ids keyed with the deployment's subject key
+//! one Bundle per document (`kaigo_hub::fhir::bundle_of`: a transaction, a 主治医意見書 a
+//! document), its resource ids keyed with the deployment's subject key
 //! (the `subject_key` setting, or `<data_dir>/subject.key`, made on first use as `serve` makes it).
 
 use super::{Failure, load_mappings};
@@ -23,8 +24,9 @@ pub struct Args {
     /// by match rule (for canonical JSON input with --to: the outbound mapping).
     #[arg(long)]
     pub mapping: Option<String>,
-    /// Render the canonical documents as this format: `fhir` (one transaction Bundle per
-    /// document, ids keyed with the subject key of --config) or `csv` (MS932 bytes).
+    /// Render the canonical documents as this format: `fhir` (one Bundle per document, a
+    /// transaction or, for a 主治医意見書, a document; ids keyed with the subject key of --config)
+    /// or `csv` (MS932 bytes).
     #[arg(long, value_name = "FORMAT")]
     pub to: Option<String>,
     #[command(flatten)]
@@ -139,7 +141,7 @@ pub fn run(a: Args) -> Result<u8, Failure> {
             };
             if to == "fhir" {
                 let ids = fhir_ids(&a.config)?;
-                let bundles = kaigo_hub::fhir::transactions(&set, &docs, outbound, &ids)
+                let bundles = kaigo_hub::fhir::bundles(&set, &docs, outbound, &ids)
                     .map_err(|e| Failure::input(format!("{label}: {}", e.for_sender())))?;
                 let texts = bundles.iter().map(|b| b.to_string()).collect();
                 write_json(&mut out, texts, a.compact).map_err(io)?;
@@ -310,7 +312,7 @@ fn convert(
                         .filter_map(|l| serde_json::from_str(l).ok())
                         .collect();
                     if let Some(ids) = ids {
-                        return match kaigo_hub::fhir::transactions(set, &docs, None, ids) {
+                        return match kaigo_hub::fhir::bundles(set, &docs, None, ids) {
                             Ok(b) => Outcome::Converted(b.iter().map(|b| b.to_string()).collect()),
                             Err(e) => Outcome::Failed(e.for_sender().to_string()),
                         };
