@@ -201,7 +201,7 @@ fn every_opinion_of_the_jma_sample_goes_to_fhir_and_back_unchanged() {
     for opinion in opinions {
         let bundle = fhir::bundle_of(&set, opinion, None, &ids).expect("bundle");
         let back = opinions_of(&set, &bundle);
-        assert_eq!(back, [opinion.clone()]);
+        assert_eq!(back, std::slice::from_ref(opinion));
     }
 }
 
