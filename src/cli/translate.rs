@@ -139,17 +139,16 @@ pub fn run(a: Args) -> Result<u8, Failure> {
             } else {
                 None
             };
-            if to == "fhir" {
-                let ids = fhir_ids(&a.config)?;
-                let bundles = kaigo_hub::fhir::bundles(&set, &docs, outbound, &ids)
-                    .map_err(|e| Failure::input(format!("{label}: {}", e.for_sender())))?;
-                let texts = bundles.iter().map(|b| b.to_string()).collect();
-                write_json(&mut out, texts, a.compact).map_err(io)?;
+            let ids = if to == "fhir" {
+                Some(fhir_ids(&a.config)?)
             } else {
-                match set.render(&docs, to, outbound).map_err(fail)? {
-                    Rendered::Json(texts) => write_json(&mut out, texts, a.compact).map_err(io)?,
-                    Rendered::Csv(bytes) => out.write_all(&bytes).map_err(io)?,
-                }
+                None
+            };
+            match kaigo_hub::fhir::render(&set, docs, to, outbound, ids.as_ref())
+                .map_err(|e| Failure::input(format!("{label}: {}", e.for_sender())))?
+            {
+                Rendered::Json(texts) => write_json(&mut out, texts, a.compact).map_err(io)?,
+                Rendered::Csv(bytes) => out.write_all(&bytes).map_err(io)?,
             }
         }
     }
@@ -311,13 +310,7 @@ fn convert(
                         .iter()
                         .filter_map(|l| serde_json::from_str(l).ok())
                         .collect();
-                    if let Some(ids) = ids {
-                        return match kaigo_hub::fhir::bundles(set, &docs, None, ids) {
-                            Ok(b) => Outcome::Converted(b.iter().map(|b| b.to_string()).collect()),
-                            Err(e) => Outcome::Failed(e.for_sender().to_string()),
-                        };
-                    }
-                    match set.render(&docs, to, None) {
+                    match kaigo_hub::fhir::render(set, docs, to, None, ids) {
                         Ok(Rendered::Json(t)) => Outcome::Converted(t),
                         Ok(Rendered::Csv(_)) => {
                             Outcome::Failed("csv output is not supported with --dir".into())
