@@ -58,7 +58,7 @@ pub struct Mapping {
 impl Mapping {
     /// Which top-level rule writes `target` (`source.sender`) and from where, for a message that
     /// must say where a value was read: "rule `source.sender` from `/8`
-    /// (mappings/claims-invoice.yaml:40:3)". Paths and places only, never a value.
+    /// (claims-invoice.yaml:58:3)". Paths and places only, never a value.
     pub fn rule_reading(&self, target: &str) -> Option<String> {
         let step = self.steps.iter().find(|s| s.name == target)?;
         let from: Vec<&str> = match &step.kind {
@@ -76,7 +76,17 @@ impl Mapping {
             [] => String::new(),
             paths => format!(" from `{}`", paths.join("`, `")),
         };
-        Some(format!("rule `{target}`{from} ({})", step.loc))
+        // The file's own name only: the sender may read this, the server's directories are not
+        // theirs to know.
+        let loc = &step.loc;
+        let file = loc.file.file_name().map_or_else(
+            || loc.file.display().to_string(),
+            |f| f.to_string_lossy().into_owned(),
+        );
+        Some(format!(
+            "rule `{target}`{from} ({file}:{}:{})",
+            loc.line, loc.column
+        ))
     }
 }
 

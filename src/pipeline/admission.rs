@@ -38,7 +38,7 @@ pub struct Doc<'a> {
     /// Its canonical kind (`CarePlan@1`).
     pub kind: &'a str,
     /// Where the sender it names was read, when the mapping run knows (`record 2, line 2; rule
-    /// `source.sender` from `/8` (mappings/….yaml:40:3)`): positions and rules, never a value.
+    /// `source.sender` from `/8` (claims-invoice.yaml:58:3)`): positions and rules, never a value.
     pub sender_at: Option<String>,
 }
 

@@ -725,3 +725,37 @@ pub fn database_url(prefix: &str) -> Option<String> {
     let sep = if base.contains('?') { '&' } else { '?' };
     Some(format!("{base}{sep}options=-csearch_path%3D{schema}"))
 }
+
+/// A TOML file for the `kaigo-hub` commands naming `cfg`'s data directory and store.
+pub fn config_file(s: &Scratch, cfg: &Config) -> PathBuf {
+    let mut t = toml::Table::new();
+    let text = |v: String| toml::Value::String(v);
+    t.insert("data_dir".into(), text(cfg.data_dir.display().to_string()));
+    if let Some(url) = &cfg.database_url {
+        t.insert("database_url".into(), text(url.clone()));
+    }
+    t.insert("parties".into(), text(cfg.parties.display().to_string()));
+    t.insert("mappings".into(), text(cfg.mappings.display().to_string()));
+    let path = s.dir.join("kaigo-hub.toml");
+    std::fs::write(&path, toml::to_string(&t).expect("TOML")).expect("write the config");
+    path
+}
+
+/// `kaigo-hub <args…> --config <config>` run in the scratch dir without `KAIGO_*` from the
+/// test's environment.
+pub fn kaigo(s: &Scratch, config: &Path, args: &[&str]) -> std::process::Output {
+    let (group, rest) = args.split_first().expect("a command");
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_kaigo-hub"));
+    c.current_dir(&s.dir);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("KAIGO_") {
+            c.env_remove(k);
+        }
+    }
+    c.arg(group)
+        .arg("--config")
+        .arg(config)
+        .args(rest)
+        .output()
+        .expect("kaigo-hub runs")
+}
