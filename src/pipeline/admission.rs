@@ -509,24 +509,6 @@ mod tests {
     use crate::consent::PartyId;
     use crate::pipeline::Identity;
 
-    /// A hub on the in-memory bus with the shipped parties and mappings, in a directory of its
-    /// own (no consent registered: any person's question is denied).
-    async fn hub(tag: &str) -> (std::sync::Arc<Hub>, std::path::PathBuf) {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let dir = std::env::temp_dir().join(format!(
-            "kaigo-admission-{tag}-{}",
-            crate::pipeline::clock::envelope_id()
-        ));
-        let cfg = crate::config::Config {
-            data_dir: dir.join("state"),
-            parties: root.join("parties.yaml"),
-            mappings: root.join("mappings"),
-            prefix: format!("admission-{tag}"),
-            ..Default::default()
-        };
-        (crate::serve::build(&cfg).await.expect("hub"), dir)
-    }
-
     const INVOICE: &str = r#"{"document":"ClaimInvoice@1","source":{"sender":"0300000005"}}"#;
     const PLAN: &str = r#"{"document":"CarePlan@1","subject":{"insurer_number":"131011","insured_number":"0000100001"}}"#;
 
@@ -550,7 +532,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_document_without_a_person_is_admitted_without_a_subject_beside_a_persons_refusal() {
-        let (hub, dir) = hub("mixed").await;
+        let (hub, dir) = crate::pipeline::demo_hub("admission-mixed").await;
         let docs = [
             doc(INVOICE, "ClaimInvoice@1"),
             doc(PLAN, "CarePlan@1"),
@@ -572,7 +554,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_document_without_a_person_still_passes_every_check_of_the_whole_message() {
-        let (hub, dir) = hub("whole").await;
+        let (hub, dir) = crate::pipeline::demo_hub("admission-whole").await;
         let docs = [doc(
             r#"{"document":"ClaimInvoice@1","source":{"sender":"0300000100"}}"#,
             "ClaimInvoice@1",

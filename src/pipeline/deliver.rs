@@ -833,6 +833,47 @@ mod tests {
         (doc, body)
     }
 
+    /// `subject` of a copy of `body` that `hop` published, labelled as sent by `source`.
+    async fn person_of(hub: &Hub, body: &[u8], hop: &str, source: &str) -> Step<Option<Subject>> {
+        let mut props = Props::default();
+        for (k, v) in [
+            (h::SOURCE, source),
+            (h::HOP, hop),
+            (h::CATEGORY, "claims"),
+            (h::DOC_INDEX, "0"),
+        ] {
+            props.headers.insert(k.into(), v.into());
+        }
+        let (labels, who) = Labels::read(&props, body);
+        let (_stop, mut shutdown) = watch::channel(false);
+        let who = who.expect("JSON");
+        subject(hub, &labels, who, Category::Claims, &mut shutdown).await
+    }
+
+    fn withheld(step: Step<Option<Subject>>) -> String {
+        match step {
+            Err(Outcome::Quarantine(w)) => w.code(),
+            other => panic!("expected a quarantined copy, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_invoice_has_no_person_and_a_replayed_one_is_judged_by_its_sender_alone() {
+        let (hub, dir) = crate::pipeline::demo_hub("deliver-invoice").await;
+        let invoice = br#"{"document":"ClaimInvoice@1","source":{"sender":"0300000005"}}"#;
+        for hop in ["translate", "replay"] {
+            let person = person_of(&hub, invoice, hop, "0300000005").await;
+            assert!(matches!(person, Ok(None)), "{hop}: {person:?}");
+        }
+        let replayed = person_of(&hub, invoice, "replay", "0300000100").await;
+        assert_eq!(withheld(replayed), "sender-mismatch");
+        // The kind decides: a person's document without a subject is not taken for an invoice.
+        let plan = br#"{"document":"CarePlan@1","source":{"sender":"0300000005"}}"#;
+        let person = person_of(&hub, plan, "translate", "0300000005").await;
+        assert_eq!(withheld(person), "unknown-subject");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     #[test]
     fn each_format_is_rendered_once_from_the_body_and_canonical_is_the_body_itself() {
         let set = set();
