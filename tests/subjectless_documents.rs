@@ -6,7 +6,9 @@
 //! no copy carries `x-kaigo-subject`, and the audit log still verifies. A file whose control
 //! record names another 事業所 is refused whole (`sender-mismatch`), its error file naming the
 //! record and the rule that read field 8. A replayed invoice is judged like a new one: delivered
-//! when its sender is the party it names, kept when not. In memory and on the real RabbitMQ.
+//! when its sender is the party it names, kept when not. A file giving a person's document beside
+//! the invoices keeps one verdict per document: the person's, without consent, is held back; the
+//! invoices go on. In memory and on the real RabbitMQ.
 
 mod common;
 
@@ -30,13 +32,10 @@ fn with_amqp_subscriber(text: String) -> String {
     edited
 }
 
-fn audit_events(s: &Scratch, envelope: &str) -> Vec<Value> {
-    std::fs::read_to_string(s.config().audit_path())
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|e| e["envelope_id"] == envelope)
-        .collect()
+/// The audit events of `envelope`.
+fn events_of(s: &Scratch, envelope: &str) -> Vec<Value> {
+    let all = audit_events(s).into_iter();
+    all.filter(|e| e["envelope_id"] == envelope).collect()
 }
 
 /// The sample's invoices as the golden file holds them.
@@ -126,7 +125,7 @@ async fn a_providers_claims_file_reaches_its_subscriber_with_no_consent_asked(s:
     assert_eq!(dead.all().len(), 0, "{:#?}", dead.all());
 
     hub.audit.flush();
-    let events = audit_events(&s, &envelope);
+    let events = events_of(&s, &envelope);
     assert!(
         events.iter().all(|e| e["hop"] != "consent"),
         "no consent was asked: {events:#?}"
@@ -230,7 +229,7 @@ async fn a_claims_file_whose_control_record_names_another_office_is_refused_nami
     );
     hub.audit.flush();
     let envelope = kept[0].envelope().to_string();
-    let events = audit_events(&s, &envelope);
+    let events = events_of(&s, &envelope);
     assert!(events.iter().all(|e| e["hop"] != "consent"), "{events:#?}");
     assert!(
         events.iter().any(|e| e["hop"] == "ingress"
@@ -238,5 +237,93 @@ async fn a_claims_file_whose_control_record_names_another_office_is_refused_nami
             && e["reason"] == "sender-mismatch"),
         "{events:#?}"
     );
+    running.stop().await;
+}
+
+/// A test mapping that reads a person from the same claims file: the 明細書 基本情報 record's
+/// 証記載保険者番号 (8 digits, `00` + the 6-digit 保険者番号) and 被保険者番号 (claims-csv §5.1).
+const PERSON_FROM_STATEMENT: &str = r#"
+id: claims-statement-person-test
+version: 1
+source:
+  format: csv
+  match: { "1": "1", "5": { pattern: "^[0-9A-Z]{3}$" } }
+target: InsuredPerson@1
+category: claims
+documents:
+  each: "*"
+  when: { "1": "2", "3": "7131", "4": "01" }
+fields:
+  subject.insurer_number: { from: "7", then: [{ substr: "2,6" }] }
+  subject.insured_number: "8"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_file_of_invoices_and_a_persons_document_keeps_one_verdict_per_document() {
+    let s = Scratch::memory("claims-mixed", |p| p);
+    let mut cfg = s.config();
+    cfg.mappings = mappings_dir_with(
+        &s,
+        "claims-statement-person-test.yaml",
+        PERSON_FROM_STATEMENT,
+        None,
+    );
+    let running = s.start_with(&cfg).await;
+    let hub = running.hub.clone();
+    let quarantine = Tap::subscribed(hub.bus.as_ref(), &hub.topology.quarantine()).await;
+    // The sample with a 7131 基本情報 record (cut to its common header, all this test reads)
+    // of PERSON_1, who has consented to nothing.
+    let text = String::from_utf8(sample("claims/d0711a.csv")).expect("ASCII sample");
+    let statement = "2,4,\"7131\",\"01\",\"202510\",\"0300000005\",\"00131011\",\"0000100001\"\r\n";
+    let mixed = text.replacen("3,4\r\n", &format!("{statement}3,5\r\n"), 1);
+    assert_ne!(mixed, text);
+    let parts = [
+        "outcome: accepted-in-part",
+        "documents: 3",
+        "refused: 1",
+        "document 3 (InsuredPerson@1): consent-denied:no-consent: ",
+        "(at record 4, line 4)",
+    ];
+    let inbox = s.inbox(PROVIDER);
+    let personal = ["0000100001", "00131011"];
+    let (_, envelope) =
+        drop_and_read_report(&inbox, FILE, mixed.as_bytes(), &parts, &personal).await;
+
+    // The invoices go on, with no consent asked for them; the person's document is kept.
+    let out = s.out_dir(MUNICIPALITY);
+    for i in 0..2 {
+        let name = format!("{envelope}-{i}.json");
+        let (_, body) = wait_for_file(&out, "an invoice", |n| n == name).await;
+        assert_eq!(json(&body), golden()[i]);
+    }
+    let kept = quarantine
+        .wait("the person's document", |m| !m.is_empty())
+        .await;
+    assert_eq!(kept[0].header(h::DOC_INDEX), Some("2"));
+    assert_eq!(kept[0].header(h::DOCUMENT), Some("InsuredPerson@1"));
+    assert_eq!(kept[0].header(h::REASON), Some("consent-denied:no-consent"));
+    let person = hub.subject_hash(&subject(PERSON_1));
+    assert_eq!(kept[0].header(h::SUBJECT), Some(person.as_str()));
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(files(&out).len(), 2, "only the invoices are delivered");
+    assert_eq!(quarantine.all().len(), 1, "{:#?}", quarantine.all());
+
+    hub.audit.flush();
+    let events = events_of(&s, &envelope);
+    let consent: Vec<&Value> = events.iter().filter(|e| e["hop"] == "consent").collect();
+    assert!(!consent.is_empty(), "the person's consent was asked");
+    assert!(
+        consent.iter().all(|e| e["subject"] == person.as_str()),
+        "only about the person: {consent:#?}"
+    );
+    let no_subject = |hop: &str| {
+        events
+            .iter()
+            .filter(|e| e["hop"] == hop && e["reason"] == "no-subject")
+            .count()
+    };
+    assert_eq!(no_subject("ingress"), 1, "{events:#?}");
+    assert_eq!(no_subject("translate"), 2, "{events:#?}");
+    assert_eq!(no_subject("deliver"), 2, "{events:#?}");
     running.stop().await;
 }

@@ -759,3 +759,27 @@ pub fn kaigo(s: &Scratch, config: &Path, args: &[&str]) -> std::process::Output 
         .output()
         .expect("kaigo-hub runs")
 }
+
+/// The shipped mappings (less `leave_out`) plus `extra` as `name`, in the scratch directory.
+pub fn mappings_dir_with(s: &Scratch, name: &str, extra: &str, leave_out: Option<&str>) -> PathBuf {
+    let dir = s.dir.join("mappings");
+    std::fs::create_dir_all(&dir).expect("mappings dir");
+    for entry in std::fs::read_dir(repo().join("mappings")).expect("shipped mappings") {
+        let path = entry.expect("entry").path();
+        let file = path.file_name().expect("a file name");
+        if path.is_file() && leave_out.is_none_or(|l| file != l) {
+            std::fs::copy(&path, dir.join(file)).expect("copy a mapping");
+        }
+    }
+    std::fs::write(dir.join(name), extra).expect("the test's mapping");
+    dir
+}
+
+/// The events of the hub's audit log (`audit.jsonl` of this world's state), as JSON.
+pub fn audit_events(s: &Scratch) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(s.config().audit_path())
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
