@@ -63,14 +63,16 @@ impl Doc<'_> {
 
     /// Does the document carry a person? See [`carries_person`].
     fn carries_subject(&self) -> bool {
-        carries_person(self.kind)
+        carries_person(self.kind, &self.who)
     }
 }
 
 /// Does a document of `kind` (`ClaimInvoice@1`) carry a person? Only a known kind without a
-/// subject does not: an unknown kind is taken as a person's, and judged as one.
-pub fn carries_person(kind: &str) -> bool {
-    DocKind::parse(kind).is_none_or(DocKind::carries_subject)
+/// subject does not: an unknown kind is taken as a person's, and judged as one; so is a document
+/// that holds a `subject` whatever its kind says (not a valid document of a kind without a
+/// person: only an edited copy could be).
+pub fn carries_person(kind: &str, who: &Identity) -> bool {
+    DocKind::parse(kind).is_none_or(DocKind::carries_subject) || who.subject.is_some()
 }
 
 /// A message to judge.
@@ -578,6 +580,14 @@ mod tests {
             panic!("an unknown sender is refused");
         };
         assert_eq!(w.code(), "unknown-sender");
+        // An invoice that holds a subject anyway is judged as that person's document.
+        let odd = r#"{"document":"ClaimInvoice@1","source":{"sender":"0300000005"},"subject":{"insurer_number":"131011","insured_number":"0000100001"}}"#;
+        let docs = [doc(odd, "ClaimInvoice@1")];
+        let judged = judge_each(&hub, &case("0300000005", &docs), None)
+            .await
+            .expect("judged");
+        let w = judged[0].withheld().expect("asked about the person");
+        assert_eq!(w.code(), "consent-denied:no-consent");
         // Judged whole (deliver's replayed copy): admitted, with no person.
         let docs = [doc(INVOICE, "ClaimInvoice@1")];
         let admitted = judge(&hub, &case("0300000005", &docs), None)
@@ -589,8 +599,9 @@ mod tests {
 
     #[test]
     fn only_a_known_kind_without_a_subject_carries_no_person() {
-        assert!(!carries_person("ClaimInvoice@1"));
-        assert!(!carries_person("ClaimInvoice"));
+        let nobody = Identity::of_json(INVOICE);
+        assert!(!carries_person("ClaimInvoice@1", &nobody));
+        assert!(!carries_person("ClaimInvoice", &nobody));
         for kind in [
             "InsuredPerson@1",
             "CarePlan@1",
@@ -598,8 +609,10 @@ mod tests {
             "Unknown@1",
             "",
         ] {
-            assert!(carries_person(kind), "{kind}");
+            assert!(carries_person(kind, &nobody), "{kind}");
         }
+        let somebody = Identity::of_json(PLAN);
+        assert!(carries_person("ClaimInvoice@1", &somebody));
     }
 
     #[test]

@@ -181,7 +181,7 @@ async fn subject(
     category: Category,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Step<Option<Subject>> {
-    if labels.from_translate && !admission::carries_person(&labels.kind) {
+    if labels.from_translate && !admission::carries_person(&labels.kind, &who) {
         return Ok(None);
     }
     if labels.from_translate {
