@@ -24,6 +24,14 @@ pub enum Shape {
 }
 
 impl Shape {
+    /// A single plain value: text, a code, a number or a boolean.
+    pub fn is_scalar(&self) -> bool {
+        matches!(
+            self,
+            Shape::String(_) | Shape::Integer | Shape::Number | Shape::Boolean
+        )
+    }
+
     /// A short name for error messages.
     pub fn describe(&self) -> String {
         match self {

@@ -68,9 +68,9 @@ pub enum BundleError {
         /// The type the reference names.
         resource_type: String,
     },
-    /// Two resources have the same type and local id.
+    /// Two different resources have the same type and local id.
     #[error(
-        "{document}: two resources are `{resource_type}/{label}`; give each resource of a mapping its own local `id`"
+        "{document}: two different resources are `{resource_type}/{label}`; give each resource of a mapping its own local `id`"
     )]
     SameLocalId {
         /// The document kind.
@@ -95,9 +95,9 @@ pub fn transaction(
         .to_string();
     let at = send_time(doc, &kind)?;
     let doc_text = canonical_text(doc);
-    let mut resources = flatten(rendered);
+    let mut resources: Vec<Value> = Vec::new();
     let mut named: Vec<(String, String, ResourceId)> = Vec::new();
-    for (i, r) in resources.iter().enumerate() {
+    for (i, r) in flatten(rendered).into_iter().enumerate() {
         let Some(rtype) = r.get("resourceType").and_then(Value::as_str) else {
             return Err(BundleError::NotAResource {
                 document: kind,
@@ -109,15 +109,21 @@ pub fn transaction(
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        if named.iter().any(|(t, l, _)| t == rtype && *l == label) {
+        // The same resource written again (a goal that several rows of a table share) is one
+        // entry; two different ones under one local id are an error.
+        if let Some(at) = named.iter().position(|(t, l, _)| t == rtype && *l == label) {
+            if resources[at] == r {
+                continue;
+            }
             return Err(BundleError::SameLocalId {
                 document: kind,
                 resource_type: rtype.to_string(),
                 label,
             });
         }
-        let id = ids.id(&identity(doc, r, rtype, &label, &doc_text));
+        let id = ids.id(&identity(doc, &r, rtype, &label, &doc_text));
         named.push((rtype.to_string(), label, id));
+        resources.push(r);
     }
     let links = Links {
         named: &named,
@@ -613,10 +619,28 @@ mod tests {
             }
         );
         let twice = vec![
-            json!({ "resourceType": "Patient" }),
-            json!({ "resourceType": "Patient" }),
+            json!({ "resourceType": "Patient", "gender": "male" }),
+            json!({ "resourceType": "Patient", "gender": "female" }),
         ];
         let e = transaction(&ids(), &card(), twice).expect_err("same id");
         assert!(matches!(e, BundleError::SameLocalId { .. }), "{e}");
+    }
+
+    #[test]
+    fn the_same_resource_written_twice_is_one_entry() {
+        let goal =
+            json!({ "resourceType": "Goal", "id": "goal-1", "description": { "text": "入浴" } });
+        let b = transaction(&ids(), &card(), vec![goal.clone(), goal]).expect("one Goal");
+        let types: Vec<&str> = b["entry"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .map(|e| e["resource"]["resourceType"].as_str().expect("type"))
+            .collect();
+        assert_eq!(types, ["Goal", "Provenance"]);
+        assert_eq!(
+            b["entry"][1]["resource"]["target"].as_array().map(Vec::len),
+            Some(1)
+        );
     }
 }

@@ -500,7 +500,29 @@ impl<'f> Compiler<'f> {
                     ));
                 }
                 let mut unpack = false;
+                let mut list = false;
+                if let Some(t) = &r.as_type
+                    && !matches!((slot, &resolved), (Slot::Free, Resolved::Leaf(_)))
+                {
+                    return Err(self.err(
+                        rule,
+                        format!("rule `{full}`: `as: {t}` is for outbound FHIR fields, which have no schema; here the target's type comes from the schema"),
+                    ));
+                }
                 let leaf = match resolved {
+                    Resolved::Leaf(_) if r.as_type.is_some() => match r.as_type.as_deref() {
+                        Some("number") => Leaf::Number,
+                        Some("integer") => Leaf::Integer,
+                        Some("boolean") => Leaf::Boolean,
+                        Some("text") => Leaf::String,
+                        Some(other) => {
+                            return Err(self.err(
+                                    rule,
+                                    format!("rule `{full}`: `as: {other}` is not a type; write `number`, `integer`, `boolean` or `text`"),
+                                ));
+                        }
+                        None => Leaf::String,
+                    },
                     // Outbound FHIR has no schema here: `const: "true"`/`"false"` are booleans.
                     Resolved::Leaf(_)
                         if matches!(slot, Slot::Free)
@@ -526,6 +548,23 @@ impl<'f> Compiler<'f> {
                             }
                         }
                     }
+                    // A list of plain values (codes, texts, numbers): every value the rule's
+                    // source selects, one item each.
+                    Resolved::Array(Slot::Schema(root, items))
+                        if r.constant.is_none()
+                            && r.join.is_none()
+                            && r.default.is_none()
+                            && sw::shape(root, items).is_scalar() =>
+                    {
+                        list = true;
+                        match sw::shape(root, items) {
+                            sw::Shape::String(Some(v)) => Leaf::Enum(v),
+                            sw::Shape::Integer => Leaf::Integer,
+                            sw::Shape::Number => Leaf::Number,
+                            sw::Shape::Boolean => Leaf::Boolean,
+                            _ => Leaf::String,
+                        }
+                    }
                     Resolved::Array(_) => {
                         return Err(self.err(
                             key,
@@ -546,9 +585,9 @@ impl<'f> Compiler<'f> {
                         ));
                     }
                 };
-                StepKind::Value(Box::new(
-                    self.value_rule(ctx, tables, &full, rule, leaf, unpack)?,
-                ))
+                let mut value = self.value_rule(ctx, tables, &full, rule, leaf, unpack)?;
+                value.list = list;
+                StepKind::Value(Box::new(value))
             };
             steps.push(Step {
                 name: full,
@@ -711,6 +750,7 @@ impl<'f> Compiler<'f> {
             check,
             when,
             leaf,
+            list: false,
         })
     }
 

@@ -263,6 +263,9 @@ pub struct ValueRule {
     pub when: Vec<Cond>,
     /// The JSON type the target expects.
     pub leaf: Leaf,
+    /// The target is a list of plain values: every value the first source that selects any
+    /// gives becomes one item (each through `then` and `lookup`).
+    pub list: bool,
 }
 
 /// `bits:` compiled: one character per option, leftmost first.

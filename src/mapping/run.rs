@@ -284,6 +284,9 @@ impl<'a> Runner<'a> {
         if let Some(bits) = rule.bits.as_ref().filter(|b| b.pack) {
             return self.pack_bits(step, rule, bits, scope).map(Some);
         }
+        if rule.list {
+            return self.list(step, rule, scope);
+        }
         let mut node = None;
         let mut text: Option<Cow<str>> = None;
         let mut from_label = None;
@@ -304,6 +307,48 @@ impl<'a> Runner<'a> {
                 text = Some(Cow::Owned(parts.join(sep)));
             }
         }
+        match self.shape(step, rule, scope, text, node, from_label)? {
+            Some(v) => Ok(Some(v)),
+            None => self.nothing(step, rule, scope),
+        }
+    }
+
+    /// A list rule's value: every value of the first source that selects any, each shaped as
+    /// a single rule's value is.
+    fn list(
+        &self,
+        step: &Step,
+        rule: &ValueRule,
+        scope: Scope<'a, '_>,
+    ) -> Result<Option<Value>, MapError> {
+        for src in &rule.sources {
+            let mut nodes = Vec::new();
+            self.select(src, scope, &mut nodes);
+            let mut items = Vec::new();
+            for n in nodes {
+                let text = self.tree.value(n);
+                if let Some(v) = self.shape(step, rule, scope, text, Some(n), Some(src))? {
+                    items.push(v);
+                }
+            }
+            if !items.is_empty() {
+                return Ok(Some(Value::Array(items)));
+            }
+        }
+        self.nothing(step, rule, scope)
+    }
+
+    /// A source's text through the rule's transforms, bits, lookup, check and pattern, as the
+    /// target's type; `None` when nothing is left.
+    fn shape(
+        &self,
+        step: &Step,
+        rule: &ValueRule,
+        scope: Scope<'a, '_>,
+        mut text: Option<Cow<'a, str>>,
+        node: Option<Node<'a>>,
+        from_label: Option<&Src>,
+    ) -> Result<Option<Value>, MapError> {
         let at = |node: Option<Node>| -> Option<String> {
             let label = from_label.map(src_label);
             match (label, node.and_then(|n| self.tree.location(n))) {
@@ -324,13 +369,13 @@ impl<'a> Runner<'a> {
         }
         if let Some(bits) = &rule.bits {
             let Some(cur) = text.as_deref() else {
-                return self.nothing(step, rule, scope);
+                return Ok(None);
             };
             let codes =
                 unpack_bits(bits, cur).map_err(|e| self.error(step, scope, at(node), e.into()))?;
             let codes: Vec<&str> = codes.into_iter().map(|(option, _)| option).collect();
             if codes.is_empty() {
-                return self.nothing(step, rule, scope);
+                return Ok(None);
             }
             let items = codes
                 .into_iter()
@@ -366,7 +411,7 @@ impl<'a> Runner<'a> {
             }
         }
         let Some(text) = text else {
-            return self.nothing(step, rule, scope);
+            return Ok(None);
         };
         let text = match rule.check {
             Some(check) => match check.check(&text) {

@@ -175,6 +175,9 @@ pub struct RuleSpec {
     pub each: Option<StrOrList>,
     /// Rules for each item (with `each`), relative to the item.
     pub fields: Option<Pairs<Spanned<RuleSpec>>>,
+    /// Outbound FHIR only (its fields have no schema): write the value as a JSON `number`,
+    /// `integer` or `boolean` instead of a string.
+    pub as_type: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -208,6 +211,8 @@ struct RuleBody {
     each: Option<StrOrList>,
     #[serde(default)]
     fields: Option<Pairs<Spanned<RuleSpec>>>,
+    #[serde(default, rename = "as")]
+    as_type: Option<String>,
 }
 
 impl<'de> Deserialize<'de> for RuleSpec {
@@ -247,6 +252,7 @@ impl<'de> Deserialize<'de> for RuleSpec {
                     when: b.when,
                     each: b.each,
                     fields: b.fields,
+                    as_type: b.as_type,
                 })
             }
         }
