@@ -1,6 +1,7 @@
 //! `kaigo-hub translate`: one file (or stdin) → canonical JSON or an outbound format; or a whole
 //! directory → JSON Lines with a progress line and a summary, on every core. `--to fhir` writes
-//! one `transaction` Bundle per document, its resource ids keyed with the deployment's subject key
+//! one Bundle per document (`kaigo_hub::fhir::bundle_of`: a transaction, a 主治医意見書 a
+//! document), its resource ids keyed with the deployment's subject key
 //! (the `subject_key` setting, or `<data_dir>/subject.key`, made on first use as `serve` makes it).
 
 use super::{Failure, load_mappings};
@@ -23,8 +24,9 @@ pub struct Args {
     /// by match rule (for canonical JSON input with --to: the outbound mapping).
     #[arg(long)]
     pub mapping: Option<String>,
-    /// Render the canonical documents as this format: `fhir` (one transaction Bundle per
-    /// document, ids keyed with the subject key of --config) or `csv` (MS932 bytes).
+    /// Render the canonical documents as this format: `fhir` (one Bundle per document, a
+    /// transaction or, for a 主治医意見書, a document; ids keyed with the subject key of --config)
+    /// or `csv` (MS932 bytes).
     #[arg(long, value_name = "FORMAT")]
     pub to: Option<String>,
     #[command(flatten)]
@@ -137,17 +139,16 @@ pub fn run(a: Args) -> Result<u8, Failure> {
             } else {
                 None
             };
-            if to == "fhir" {
-                let ids = fhir_ids(&a.config)?;
-                let bundles = kaigo_hub::fhir::transactions(&set, &docs, outbound, &ids)
-                    .map_err(|e| Failure::input(format!("{label}: {}", e.for_sender())))?;
-                let texts = bundles.iter().map(|b| b.to_string()).collect();
-                write_json(&mut out, texts, a.compact).map_err(io)?;
+            let ids = if to == "fhir" {
+                Some(fhir_ids(&a.config)?)
             } else {
-                match set.render(&docs, to, outbound).map_err(fail)? {
-                    Rendered::Json(texts) => write_json(&mut out, texts, a.compact).map_err(io)?,
-                    Rendered::Csv(bytes) => out.write_all(&bytes).map_err(io)?,
-                }
+                None
+            };
+            match kaigo_hub::fhir::render(&set, docs, to, outbound, ids.as_ref())
+                .map_err(|e| Failure::input(format!("{label}: {}", e.for_sender())))?
+            {
+                Rendered::Json(texts) => write_json(&mut out, texts, a.compact).map_err(io)?,
+                Rendered::Csv(bytes) => out.write_all(&bytes).map_err(io)?,
             }
         }
     }
@@ -309,13 +310,7 @@ fn convert(
                         .iter()
                         .filter_map(|l| serde_json::from_str(l).ok())
                         .collect();
-                    if let Some(ids) = ids {
-                        return match kaigo_hub::fhir::transactions(set, &docs, None, ids) {
-                            Ok(b) => Outcome::Converted(b.iter().map(|b| b.to_string()).collect()),
-                            Err(e) => Outcome::Failed(e.for_sender().to_string()),
-                        };
-                    }
-                    match set.render(&docs, to, None) {
+                    match kaigo_hub::fhir::render(set, docs, to, None, ids) {
                         Ok(Rendered::Json(t)) => Outcome::Converted(t),
                         Ok(Rendered::Csv(_)) => {
                             Outcome::Failed("csv output is not supported with --dir".into())

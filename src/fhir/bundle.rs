@@ -68,6 +68,22 @@ pub enum BundleError {
         /// The type the reference names.
         resource_type: String,
     },
+    /// A `document` Bundle needs a Composition, its first entry.
+    #[error(
+        "{document}: the outbound FHIR mapping makes a `document` Bundle but no Composition; write one as an entry of its container Bundle"
+    )]
+    NoComposition {
+        /// The document kind.
+        document: String,
+    },
+    /// A `document` Bundle needs a time, and the document gives none.
+    #[error(
+        "{document}: a `document` Bundle needs a timestamp: the document has no `source.sent_at` and its Composition no `date`"
+    )]
+    NoDocumentTime {
+        /// The document kind.
+        document: String,
+    },
     /// Two different resources have the same type and local id.
     #[error(
         "{document}: two different resources are `{resource_type}/{label}`; give each resource of a mapping its own local `id`"
@@ -88,6 +104,86 @@ pub fn transaction(
     doc: &Value,
     rendered: Vec<Value>,
 ) -> Result<Value, BundleError> {
+    let k = keyed(ids, doc, rendered, RefForm::Relative)?;
+    let at = k.at.as_deref();
+    let provenance = k.provenance(ids, doc, RefForm::Relative);
+    let mut entries: Vec<Value> = k
+        .resources
+        .into_iter()
+        .map(|(r, rtype, id)| entry(stamped(r, &id, at), &rtype, &id))
+        .collect();
+    let (p, pid) = provenance;
+    entries.push(entry(stamped(p, &pid, at), "Provenance", &pid));
+    let mut bundle = Map::new();
+    bundle.insert("resourceType".into(), json!("Bundle"));
+    bundle.insert("type".into(), json!("transaction"));
+    if let Some(at) = k.at {
+        bundle.insert("timestamp".into(), Value::String(at));
+    }
+    bundle.insert("entry".into(), Value::Array(entries));
+    Ok(Value::Object(bundle))
+}
+
+/// How a reference to a resource of the Bundle is written: `Type/id` (a transaction, whose
+/// entries are PUT to those urls) or the entry's `fullUrl`, `urn:uuid:…` (a document, read as
+/// it is, as JP-CLINS documents reference their entries).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum RefForm {
+    /// `Type/id`.
+    Relative,
+    /// `urn:uuid:` + [`ResourceId::uuid`].
+    Uuid,
+}
+
+impl RefForm {
+    /// The reference to the resource `rtype`/`id` of the Bundle.
+    pub(super) fn write(self, rtype: &str, id: &ResourceId) -> String {
+        match self {
+            RefForm::Relative => format!("{rtype}/{}", id.as_str()),
+            RefForm::Uuid => format!("urn:uuid:{}", id.uuid()),
+        }
+    }
+}
+
+/// A document's resources with their keyed ids and their references rewritten, in the order
+/// the mapping wrote them; what both forms of Bundle are made of.
+pub(super) struct Keyed {
+    /// The document kind (`PhysicianOpinion@1`).
+    pub kind: String,
+    /// The send time as a FHIR `instant`, when the document says it.
+    pub at: Option<String>,
+    /// [`canonical_text`] of the document.
+    pub doc_text: String,
+    /// Each resource with its type and keyed id.
+    pub resources: Vec<(Value, String, ResourceId)>,
+}
+
+impl Keyed {
+    /// The Provenance of the document (targeting every resource) and its id.
+    pub(super) fn provenance(
+        &self,
+        ids: &ResourceIds,
+        doc: &Value,
+        form: RefForm,
+    ) -> (Value, ResourceId) {
+        let id = ids.id(&["Provenance", "document", &self.doc_text]);
+        let targets: Vec<String> = self
+            .resources
+            .iter()
+            .map(|(_, t, id)| form.write(t, id))
+            .collect();
+        (provenance(doc, &targets, self.at.as_deref()), id)
+    }
+}
+
+/// Keys `rendered` (flattened out of a container Bundle) for `doc` and rewrites the references
+/// between them in `form`.
+pub(super) fn keyed(
+    ids: &ResourceIds,
+    doc: &Value,
+    rendered: Vec<Value>,
+    form: RefForm,
+) -> Result<Keyed, BundleError> {
     let kind = doc
         .get("document")
         .and_then(Value::as_str)
@@ -130,30 +226,30 @@ pub fn transaction(
         ids,
         subject: subject_of(doc),
         kind: &kind,
+        form,
     };
     for r in &mut resources {
         links.relink(r)?;
     }
-    let mut entries: Vec<Value> = resources
-        .into_iter()
-        .zip(&named)
-        .map(|(r, (rtype, _, id))| entry(stamped(r, id, at.as_deref()), rtype, id))
-        .collect();
-    let provenance_id = ids.id(&["Provenance", "document", &doc_text]);
-    let provenance = provenance(doc, &named, at.as_deref());
-    entries.push(entry(
-        stamped(provenance, &provenance_id, at.as_deref()),
-        "Provenance",
-        &provenance_id,
-    ));
-    let mut bundle = Map::new();
-    bundle.insert("resourceType".into(), json!("Bundle"));
-    bundle.insert("type".into(), json!("transaction"));
-    if let Some(at) = at {
-        bundle.insert("timestamp".into(), Value::String(at));
-    }
-    bundle.insert("entry".into(), Value::Array(entries));
-    Ok(Value::Object(bundle))
+    Ok(Keyed {
+        at,
+        doc_text,
+        resources: resources
+            .into_iter()
+            .zip(named)
+            .map(|(r, (rtype, _, id))| (r, rtype, id))
+            .collect(),
+        kind,
+    })
+}
+
+/// The `type` a mapping's container Bundle gives (`document`), if it wrote one.
+pub fn container_type(rendered: &[Value]) -> Option<&str> {
+    rendered
+        .iter()
+        .find(|r| r.get("resourceType").and_then(Value::as_str) == Some("Bundle"))
+        .and_then(|b| b.get("type"))
+        .and_then(Value::as_str)
 }
 
 /// What a resource's id is made from (with its type first):
@@ -246,6 +342,7 @@ struct Links<'a> {
     ids: &'a ResourceIds,
     subject: Option<(&'a str, &'a str)>,
     kind: &'a str,
+    form: RefForm,
 }
 
 impl Links<'_> {
@@ -290,13 +387,16 @@ impl Links<'_> {
                 return Err(self.unresolved(rtype));
             };
             let id = self.ids.id(&[rtype, "identifier", system, value]);
+            if self.named.iter().any(|(t, _, i)| t == rtype && *i == id) {
+                return Ok(Some(self.form.write(rtype, &id)));
+            }
             return Ok(Some(format!("{rtype}/{}", id.as_str())));
         }
         let Some((rtype, label)) = text.split_once('/').filter(|(t, _)| is_type(t)) else {
             return Ok(None);
         };
         if let Some((_, _, id)) = self.named.iter().find(|(t, l, _)| t == rtype && l == label) {
-            return Ok(Some(format!("{rtype}/{}", id.as_str())));
+            return Ok(Some(self.form.write(rtype, id)));
         }
         match self.subject {
             Some((insurer, insured)) if !SHARED.contains(&rtype) => {
@@ -317,7 +417,7 @@ impl Links<'_> {
 
 /// The resource with its keyed id and `meta.lastUpdated` (when the send time is known), members in the order resourceType, id,
 /// meta, then the mapping's.
-fn stamped(resource: Value, id: &ResourceId, at: Option<&str>) -> Value {
+pub(super) fn stamped(resource: Value, id: &ResourceId, at: Option<&str>) -> Value {
     let Value::Object(mut members) = resource else {
         return resource;
     };
@@ -350,7 +450,7 @@ fn entry(resource: Value, rtype: &str, id: &ResourceId) -> Value {
 
 /// The Provenance of the document: it targets every resource of the Bundle, was recorded when the
 /// message was sent, and names the sender (`author`) and the sender's message id (`source`).
-fn provenance(doc: &Value, named: &[(String, String, ResourceId)], at: Option<&str>) -> Value {
+fn provenance(doc: &Value, targets: &[String], at: Option<&str>) -> Value {
     let source = doc.get("source");
     let text = |k: &str| source.and_then(|s| s.get(k)).and_then(Value::as_str);
     let sender = match text("sender") {
@@ -364,10 +464,7 @@ fn provenance(doc: &Value, named: &[(String, String, ResourceId)], at: Option<&s
     if let Some(kind) = doc.get("document").and_then(Value::as_str) {
         what["display"] = Value::String(kind.to_string());
     }
-    let targets: Vec<Value> = named
-        .iter()
-        .map(|(t, _, id)| json!({ "reference": format!("{t}/{}", id.as_str()) }))
-        .collect();
+    let targets: Vec<Value> = targets.iter().map(|t| json!({ "reference": t })).collect();
     let mut p = json!({
         "resourceType": "Provenance",
         "target": targets,
@@ -393,23 +490,25 @@ fn provenance(doc: &Value, named: &[(String, String, ResourceId)], at: Option<&s
     p
 }
 
-/// The document's `source.sent_at` as a FHIR `instant` (`None` without one): a time without an
-/// offset is Japan time, a date alone is its first second in Japan.
+/// The document's `source.sent_at` as a FHIR `instant` (`None` without one).
 fn send_time(doc: &Value, kind: &str) -> Result<Option<String>, BundleError> {
-    let Some(text) = doc
-        .get("source")
+    doc.get("source")
         .and_then(|s| s.get("sent_at"))
         .and_then(Value::as_str)
-    else {
-        return Ok(None);
-    };
+        .map(|text| instant(text, kind))
+        .transpose()
+}
+
+/// An ISO 8601 date or date-time as a FHIR `instant`: a time without an offset is Japan time, a
+/// date alone is its first second in Japan.
+pub(super) fn instant(text: &str, kind: &str) -> Result<String, BundleError> {
     let full = match text.len() {
         10 => format!("{text}T00:00:00{JAPAN}"),
         19 => format!("{text}{JAPAN}"),
         _ => text.to_string(),
     };
     match crate::calendar::parse_date_time(&full) {
-        Ok(d) if d.time.is_some() => Ok(Some(full)),
+        Ok(d) if d.time.is_some() => Ok(full),
         Ok(_) => Err(BundleError::BadSendTime {
             document: kind.to_string(),
             expected: "a time of day",

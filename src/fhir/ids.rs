@@ -30,6 +30,26 @@ impl ResourceId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The id's first 128 bits as a UUID (RFC 9562 version 8, the custom form: version and
+    /// variant bits set, the rest the id's), for a document Bundle's `fullUrl` `urn:uuid:…`.
+    pub fn uuid(&self) -> String {
+        let h = self.0.as_bytes();
+        let nibble = |i: usize| (h[i] as char).to_digit(16).unwrap_or(0);
+        let variant = std::char::from_digit((nibble(16) & 0x3) | 0x8, 16).unwrap_or('8');
+        let mut out = String::with_capacity(36);
+        for (i, &b) in h.iter().take(32).enumerate() {
+            if matches!(i, 8 | 12 | 16 | 20) {
+                out.push('-');
+            }
+            out.push(match i {
+                12 => '8',
+                16 => variant,
+                _ => b as char,
+            });
+        }
+        out
+    }
 }
 
 /// A key too short to be secret. Never shows the key.
@@ -109,6 +129,16 @@ mod tests {
             .expect("key")
             .hash("131011", "0000012345");
         assert_ne!(id.as_str(), subject.as_str());
+    }
+
+    #[test]
+    fn the_uuid_of_an_id_is_a_version_8_uuid_of_its_first_128_bits() {
+        let id =
+            ResourceId("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into());
+        assert_eq!(id.uuid(), "01234567-89ab-8def-8123-456789abcdef");
+        let id =
+            ResourceId("ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff".into());
+        assert_eq!(id.uuid(), "ffffffff-ffff-8fff-bfff-ffffffffffff");
     }
 
     #[test]

@@ -1216,13 +1216,44 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("the target is an integer"), "{e}");
-        // Without bits an array still needs `each`.
-        let e = compile(&format!(
+        // Without bits a list of codes takes every value of its path; a list of objects still
+        // needs `each`, and a list takes no `default`.
+        let m = compile(&format!(
             "{OPINION}  other_departments.departments: \"3\"\n"
+        ))
+        .expect("a list of codes");
+        assert!(matches!(&m.steps[0].kind, StepKind::Value(r) if r.list));
+        for rule in [
+            "illness.diagnoses: \"3\"",
+            "other_departments.departments: { from: \"3\", default: other }",
+        ] {
+            let e = compile(&format!("{OPINION}  {rule}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("is an array"), "{rule}: {e}");
+        }
+    }
+
+    #[test]
+    fn as_types_an_outbound_fhir_value_and_nothing_else() {
+        const FHIR_OUT: &str = "id: t\nversion: 1\nsource: { format: canonical, match: { document: PhysicianOpinion@1 } }\ntarget: { format: fhir }\nfields:\n";
+        let m = compile(&format!(
+            "{FHIR_OUT}  valueQuantity.value: {{ from: mind_and_body.body.height_cm, as: number }}\n"
+        ))
+        .expect("a number");
+        assert!(matches!(&m.steps[0].kind, StepKind::Value(r) if r.leaf == Leaf::Number));
+        let e = compile(&format!(
+            "{FHIR_OUT}  valueQuantity.value: {{ from: x, as: decimal }}\n"
         ))
         .unwrap_err()
         .to_string();
-        assert!(e.contains("is an array"), "{e}");
+        assert!(e.contains("`as: decimal` is not a type"), "{e}");
+        let e = compile(&format!(
+            "{OPINION}  remarks: {{ from: \"3\", as: number }}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("is for outbound FHIR fields"), "{e}");
     }
 
     #[test]

@@ -778,18 +778,8 @@ impl<'a> Renders<'a> {
         } else {
             self.doc.insert(doc).clone()
         };
-        if format == "fhir" {
-            // The hub's Bundle around the mapping's resources: docs/fhir.md.
-            let bundle = crate::fhir::transaction_of(set, &doc, None, self.ids)
-                .map_err(|e| e.to_string())?;
-            return Ok((
-                bundle.to_string().into_bytes(),
-                "application/fhir+json",
-                "json",
-            ));
-        }
-        match set
-            .render_owned(vec![doc], format, None)
+        // `fhir`: the hub's Bundle around the mapping's resources (docs/fhir.md).
+        match crate::fhir::render(set, vec![doc], format, None, Some(self.ids))
             .map_err(|e| e.to_string())?
         {
             Rendered::Json(texts) => Ok((
@@ -951,7 +941,7 @@ mod tests {
         let bundle: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON");
         assert_eq!(
             bundle,
-            crate::fhir::transaction_of(&set, &doc, None, &ids).expect("bundle"),
+            crate::fhir::bundle_of(&set, &doc, None, &ids).expect("bundle"),
             "the Bundle translate --to fhir makes with the same key"
         );
         let types: Vec<&str> = bundle["entry"]
