@@ -14,8 +14,8 @@ mod common;
 use common::*;
 use kaigo_hub::config::Config;
 use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
 const PG_BASE: &str = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -75,40 +75,6 @@ fn edit_and_reseal(lines: &mut [String], i: usize, edit: impl FnOnce(&mut serde_
         *line = serde_json::to_string(map).expect("serialises");
         prev = Some(hash);
     }
-}
-
-/// A TOML file for the `kaigo-hub` commands naming `cfg`'s data directory and store.
-fn config_file(s: &Scratch, cfg: &Config) -> PathBuf {
-    let mut t = toml::Table::new();
-    let text = |v: String| toml::Value::String(v);
-    t.insert("data_dir".into(), text(cfg.data_dir.display().to_string()));
-    if let Some(url) = &cfg.database_url {
-        t.insert("database_url".into(), text(url.clone()));
-    }
-    t.insert("parties".into(), text(cfg.parties.display().to_string()));
-    t.insert("mappings".into(), text(cfg.mappings.display().to_string()));
-    let path = s.dir.join("kaigo-hub.toml");
-    std::fs::write(&path, toml::to_string(&t).expect("TOML")).expect("write the config");
-    path
-}
-
-/// `kaigo-hub <args…> --config <config>` run in the scratch dir without `KAIGO_*` from the
-/// test's environment.
-fn kaigo(s: &Scratch, config: &Path, args: &[&str]) -> Output {
-    let (group, rest) = args.split_first().expect("a command");
-    let mut c = Command::new(env!("CARGO_BIN_EXE_kaigo-hub"));
-    c.current_dir(&s.dir);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("KAIGO_") {
-            c.env_remove(k);
-        }
-    }
-    c.arg(group)
-        .arg("--config")
-        .arg(config)
-        .args(rest)
-        .output()
-        .expect("kaigo-hub runs")
 }
 
 fn stdout(o: &Output) -> String {

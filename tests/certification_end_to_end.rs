@@ -59,14 +59,6 @@ fn certification_parties(text: String) -> String {
     edited
 }
 
-fn audit_events(s: &Scratch) -> Vec<Value> {
-    std::fs::read_to_string(s.config().audit_path())
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_municipalitys_center_file_delivers_the_consented_and_keeps_the_others_on_rabbitmq() {
     let s = Scratch::rabbit("cert-e2e", certification_parties);

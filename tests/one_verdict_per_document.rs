@@ -78,29 +78,6 @@ fn mappings_dir(s: &Scratch) -> PathBuf {
     mappings_dir_with(s, "roster-test.yaml", ROSTER_MAPPING, None)
 }
 
-/// The shipped mappings (less `leave_out`) plus `extra` as `name`, in the scratch directory.
-fn mappings_dir_with(s: &Scratch, name: &str, extra: &str, leave_out: Option<&str>) -> PathBuf {
-    let dir = s.dir.join("mappings");
-    std::fs::create_dir_all(&dir).expect("mappings dir");
-    for entry in std::fs::read_dir(repo().join("mappings")).expect("shipped mappings") {
-        let path = entry.expect("entry").path();
-        let file = path.file_name().expect("a file name");
-        if path.is_file() && leave_out.is_none_or(|l| file != l) {
-            std::fs::copy(&path, dir.join(file)).expect("copy a mapping");
-        }
-    }
-    std::fs::write(dir.join(name), extra).expect("the test's mapping");
-    dir
-}
-
-fn audit_events(s: &Scratch) -> Vec<Value> {
-    std::fs::read_to_string(s.config().audit_path())
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
 async fn one_person_without_consent_holds_back_only_their_document(s: Scratch) {
     let mut cfg = s.config();
     cfg.mappings = mappings_dir(&s);

@@ -11,6 +11,7 @@ pub mod certification_application;
 pub mod certification_codes;
 pub mod certification_decision;
 pub mod certification_survey;
+pub mod claim_invoice;
 pub mod common;
 pub mod insurance_card;
 pub mod insured_person;
@@ -42,10 +43,12 @@ pub enum DocKind {
     CertificationDecision,
     /// `PhysicianOpinion@1`
     PhysicianOpinion,
+    /// `ClaimInvoice@1`
+    ClaimInvoice,
 }
 
 /// All kinds, for listings and `--help`.
-pub const ALL: [DocKind; 8] = [
+pub const ALL: [DocKind; 9] = [
     DocKind::InsuredPerson,
     DocKind::InsuranceCard,
     DocKind::CarePlan,
@@ -54,6 +57,7 @@ pub const ALL: [DocKind; 8] = [
     DocKind::CertificationSurvey,
     DocKind::CertificationDecision,
     DocKind::PhysicianOpinion,
+    DocKind::ClaimInvoice,
 ];
 
 /// Why a JSON value is not a valid canonical document. `Display` says what is wrong without the
@@ -156,6 +160,7 @@ impl DocKind {
             DocKind::CertificationSurvey => "CertificationSurvey@1",
             DocKind::CertificationDecision => "CertificationDecision@1",
             DocKind::PhysicianOpinion => "PhysicianOpinion@1",
+            DocKind::ClaimInvoice => "ClaimInvoice@1",
         }
     }
 
@@ -169,7 +174,16 @@ impl DocKind {
             | DocKind::CertificationDecision
             | DocKind::PhysicianOpinion => "certification",
             DocKind::CarePlan | DocKind::ServiceUsage => "care-plan",
+            DocKind::ClaimInvoice => "claims",
         }
+    }
+
+    /// Does a document of this kind carry a person (a `subject` in its schema)? One that does not
+    /// (a 請求書: the provider's own totals) is admitted and delivered without subject resolution
+    /// and without consent, and only a mapping that says `subject: none` may make it. The kind
+    /// decides, never the document: a mapping cannot turn consent off for a person's document.
+    pub fn carries_subject(self) -> bool {
+        !matches!(self, DocKind::ClaimInvoice)
     }
 
     /// Looks a kind up by `Name@version`, or by bare name meaning the latest version.
@@ -197,6 +211,7 @@ impl DocKind {
             DocKind::PhysicianOpinion => {
                 schemars::schema_for!(physician_opinion::PhysicianOpinion)
             }
+            DocKind::ClaimInvoice => schemars::schema_for!(claim_invoice::ClaimInvoice),
         }
         .to_value();
         if let Some(obj) = schema.as_object_mut() {
@@ -233,6 +248,7 @@ impl DocKind {
                 check::<certification_decision::CertificationDecision>(self, value)
             }
             DocKind::PhysicianOpinion => check::<physician_opinion::PhysicianOpinion>(self, value),
+            DocKind::ClaimInvoice => check::<claim_invoice::ClaimInvoice>(self, value),
         }
     }
 }
@@ -272,6 +288,16 @@ mod tests {
                 kind.name()
             );
         }
+    }
+
+    #[test]
+    fn a_kind_carries_a_subject_exactly_when_its_schema_has_one() {
+        for kind in ALL {
+            let schema = kind.schema();
+            let has = schema["properties"].get("subject").is_some();
+            assert_eq!(kind.carries_subject(), has, "{}", kind.name());
+        }
+        assert!(!DocKind::ClaimInvoice.carries_subject());
     }
 
     #[test]

@@ -95,6 +95,9 @@ pub enum CsvPath {
     Records,
     /// `3` — a 1-based column number (stored 0-based).
     Column(usize),
+    /// `/3` — that column of the file's first record, from wherever it is read (inside
+    /// `documents.each: "*"`, the file's control or heading record).
+    FirstRecord(usize),
     /// A header name.
     Named(String),
 }
@@ -114,6 +117,14 @@ impl Path {
                 let s = s.trim();
                 if s == "*" {
                     Ok(Path::Csv(CsvPath::Records))
+                } else if let Some(n) = s.strip_prefix('/') {
+                    match n.parse::<usize>() {
+                        Ok(0) => Err("CSV columns are numbered from 1".into()),
+                        Ok(n) => Ok(Path::Csv(CsvPath::FirstRecord(n - 1))),
+                        Err(_) => Err(format!(
+                            "`/{n}`: after `/` a CSV path takes a column number of the first record"
+                        )),
+                    }
                 } else if let Ok(n) = s.parse::<usize>() {
                     if n == 0 {
                         Err("CSV columns are numbered from 1".into())
@@ -354,6 +365,12 @@ fn select_csv<'a>(f: &csv::CsvFile, from: Node<'a>, p: &CsvPath, out: &mut Vec<N
             return;
         }
         CsvPath::Column(c) => *c,
+        CsvPath::FirstRecord(c) => {
+            if f.record_count() > 0 && *c < f.field_count(0) {
+                out.push(Node::CsvCell(0, *c));
+            }
+            return;
+        }
         CsvPath::Named(n) => match f.column_index(n) {
             Some(c) => c,
             None => return,
@@ -389,6 +406,28 @@ mod tests {
             .find_map(|n| tree.value(n))
             .map(|v| v.into_owned());
         (exists, first)
+    }
+
+    #[test]
+    fn a_csv_path_with_a_slash_reads_the_first_record_from_any_record() {
+        let csv = "1,1,0,2,711\r\n2,1,\"7111\",\"202510\"\r\n3,4\r\n";
+        let tree = Tree::parse(Format::Csv, csv.as_bytes(), &ParseOptions::default()).unwrap();
+        let path = Path::compile(Format::Csv, "/5", &[]).unwrap();
+        let mut out = Vec::new();
+        tree.select(Node::CsvRow(1), &path, &mut out);
+        let values: Vec<String> = out
+            .iter()
+            .filter_map(|n| tree.value(*n))
+            .map(|v| v.into_owned())
+            .collect();
+        assert_eq!(values, ["711"]);
+        let past_the_end = Path::compile(Format::Csv, "/6", &[]).unwrap();
+        out.clear();
+        tree.select(Node::CsvRow(2), &past_the_end, &mut out);
+        assert!(out.is_empty());
+        for bad in ["/0", "/x"] {
+            assert!(Path::compile(Format::Csv, bad, &[]).is_err(), "{bad}");
+        }
     }
 
     #[test]

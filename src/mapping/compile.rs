@@ -242,6 +242,8 @@ impl<'f> Compiler<'f> {
             },
         };
 
+        self.subject_rule(&spec, &target)?;
+
         let mut tables = Vec::new();
         for (name, entries) in &spec.tables.0 {
             let mut t = Table {
@@ -350,6 +352,44 @@ impl<'f> Compiler<'f> {
             };
         super::columns::check_header_is_read(&m, &source_loc)?;
         Ok(m)
+    }
+
+    /// `subject: none` says the documents carry no person. A mapping may say it only of a kind
+    /// that has no subject (so it can never switch consent off for a person's document), and
+    /// must say it of such a kind (explicit beats implicit).
+    fn subject_rule(&self, spec: &MappingSpec, target: &Target) -> Result<(), MappingError> {
+        let kind = match target {
+            Target::Document(k) => Some(*k),
+            _ => None,
+        };
+        match (&spec.subject, kind) {
+            (Some(s), _) if s.value != "none" => Err(self.err(
+                s,
+                format!(
+                    "subject `{}`: the only value is `none` (the documents carry no person); a document's person is written with `subject.*` rules",
+                    s.value
+                ),
+            )),
+            (Some(s), None) => Err(self.err(
+                s,
+                "`subject: none` is for inbound mappings: an outbound mapping renders the documents it is given",
+            )),
+            (Some(s), Some(k)) if k.carries_subject() => Err(self.err(
+                s,
+                format!(
+                    "`subject: none`, but {} is about a person: its documents are admitted and delivered only with that person's consent, which no mapping can switch off; remove `subject: none`",
+                    k.name()
+                ),
+            )),
+            (None, Some(k)) if !k.carries_subject() => Err(self.err(
+                &spec.target,
+                format!(
+                    "{} carries no person: say so with `subject: none` at the top of the mapping (its documents then go without subject or consent checks)",
+                    k.name()
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 
     fn cond(
@@ -992,6 +1032,33 @@ mod tests {
     }
 
     const HEAD: &str = "id: t\nversion: 1\nsource: { format: fhir }\ntarget: InsuredPerson@1\n";
+
+    #[test]
+    fn subject_none_on_a_personal_kind_is_an_error_naming_its_line() {
+        let yaml = format!("{HEAD}subject: none\nfields:\n  birth_date: birthDate\n");
+        let s = compile(&yaml).unwrap_err().to_string();
+        assert!(s.starts_with("mappings/t.yaml:5:10: "), "{s}");
+        assert!(s.contains("InsuredPerson@1 is about a person"), "{s}");
+        assert!(s.contains("remove `subject: none`"), "{s}");
+    }
+
+    #[test]
+    fn a_kind_without_a_person_needs_subject_none_and_takes_no_other_value() {
+        let head = "id: t\nversion: 1\nsource: { format: csv }\ntarget: ClaimInvoice@1\n";
+        let fields = "fields:\n  provider_number: \"3\"\n";
+        let s = compile(&format!("{head}{fields}")).unwrap_err().to_string();
+        assert!(s.starts_with("mappings/t.yaml:4:9: "), "{s}");
+        assert!(s.contains("say so with `subject: none`"), "{s}");
+        let m = compile(&format!("{head}subject: none\n{fields}")).expect("declared");
+        assert!(matches!(m.target, Target::Document(DocKind::ClaimInvoice)));
+        let s = compile(&format!("{head}subject: nobody\n{fields}"))
+            .unwrap_err()
+            .to_string();
+        assert!(s.contains("the only value is `none`"), "{s}");
+        let outbound = "id: t\nversion: 1\nsource: { format: canonical }\ntarget: { format: fhir }\nsubject: none\nfields: {}\n";
+        let s = compile(outbound).unwrap_err().to_string();
+        assert!(s.contains("is for inbound mappings"), "{s}");
+    }
 
     #[test]
     fn unknown_target_field_names_file_line_column_and_alternatives() {

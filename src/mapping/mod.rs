@@ -64,18 +64,6 @@ pub struct Document {
     pub origin: Option<String>,
 }
 
-impl Document {
-    /// The document's subject (保険者番号, 被保険者番号), when it has one.
-    pub fn subject(&self) -> Option<(String, String)> {
-        let v: Value = serde_json::from_str(&self.json).ok()?;
-        let s = v.get("subject")?;
-        Some((
-            s.get("insurer_number")?.as_str()?.to_string(),
-            s.get("insured_number")?.as_str()?.to_string(),
-        ))
-    }
-}
-
 /// The result of translating one input.
 #[derive(Debug)]
 pub struct Translation {

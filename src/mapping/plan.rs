@@ -55,6 +55,41 @@ pub struct Mapping {
     pub tests: Vec<TestCase>,
 }
 
+impl Mapping {
+    /// Which top-level rule writes `target` (`source.sender`) and from where, for a message that
+    /// must say where a value was read: "rule `source.sender` from `/8`
+    /// (claims-invoice.yaml:58:3)". Paths and places only, never a value.
+    pub fn rule_reading(&self, target: &str) -> Option<String> {
+        let step = self.steps.iter().find(|s| s.name == target)?;
+        let from: Vec<&str> = match &step.kind {
+            StepKind::Value(v) => v
+                .sources
+                .iter()
+                .map(|s| match s {
+                    Src::Path(_, text) | Src::Meta(text) => text.as_str(),
+                    Src::Group => "@group",
+                })
+                .collect(),
+            StepKind::Each { .. } => Vec::new(),
+        };
+        let from = match from.as_slice() {
+            [] => String::new(),
+            paths => format!(" from `{}`", paths.join("`, `")),
+        };
+        // The file's own name only: the sender may read this, the server's directories are not
+        // theirs to know.
+        let loc = &step.loc;
+        let file = loc.file.file_name().map_or_else(
+            || loc.file.display().to_string(),
+            |f| f.to_string_lossy().into_owned(),
+        );
+        Some(format!(
+            "rule `{target}`{from} ({file}:{}:{})",
+            loc.line, loc.column
+        ))
+    }
+}
+
 /// The input side of a mapping.
 #[derive(Debug)]
 pub struct Source {

@@ -30,6 +30,10 @@ pub struct MappingSpec {
     /// Platform category (certification, claims, life, care-plan, housing).
     #[serde(default)]
     pub category: Option<Spanned<String>>,
+    /// `none`: the documents carry no person (a 請求書). Allowed, and required, exactly when the
+    /// target kind has no subject.
+    #[serde(default)]
+    pub subject: Option<Spanned<String>>,
     /// How one input becomes several documents (default: one document per input).
     #[serde(default)]
     pub documents: Option<Spanned<DocumentsSpec>>,

@@ -17,12 +17,16 @@
 //! it resolves to a person (`unknown-subject`); a municipality speaks only for the people it
 //! insures (`insurer-mismatch`); the person consented to this category reaching the platform
 //! (`consent-denied:<why>`, consent #1/#2, asked once per person). One person's refusal withholds
-//! that person's documents, never the others'.
+//! that person's documents, never the others'. A document whose kind carries no person (a
+//! 請求書, [`crate::canonical::DocKind::carries_subject`]) passes the whole-message checks only:
+//! there is nobody to resolve and nobody whose consent to ask. The kind decides, never the
+//! document, so no document can talk its way out of its person's consent.
 //!
 //! Must never: echo a 保険者番号, 被保険者番号 or any other personal value in a reason or sentence,
 //! or let a reason that no later fact can cure be released by `replay`.
 
 use super::{Ask, Hub, Identity, Verdict};
+use crate::canonical::DocKind;
 use crate::consent::{Category, DenyReason, PartyKind, Recipient, Subject};
 use crate::parties::Party;
 use tokio::sync::watch;
@@ -33,18 +37,42 @@ pub struct Doc<'a> {
     pub who: Identity,
     /// Its canonical kind (`CarePlan@1`).
     pub kind: &'a str,
+    /// Where the sender it names was read, when the mapping run knows (`record 2, line 2; rule
+    /// `source.sender` from `/8` (claims-invoice.yaml:58:3)`): positions and rules, never a value.
+    pub sender_at: Option<String>,
 }
 
 impl Doc<'_> {
     /// A mapping's documents as the judgement reads them.
     pub fn all(docs: &[crate::mapping::Document]) -> Vec<Doc<'static>> {
         docs.iter()
-            .map(|d| Doc {
-                who: Identity::of_json(&d.json),
-                kind: d.kind.name(),
+            .map(|d| {
+                let rule = d.mapping.rule_reading("source.sender");
+                let sender_at = match (&d.origin, rule) {
+                    (Some(o), Some(r)) => Some(format!("{o}; {r}")),
+                    (o, r) => o.clone().or(r),
+                };
+                Doc {
+                    who: Identity::of_json(&d.json),
+                    kind: d.kind.name(),
+                    sender_at,
+                }
             })
             .collect()
     }
+
+    /// Does the document carry a person? See [`carries_person`].
+    fn carries_subject(&self) -> bool {
+        carries_person(self.kind, &self.who)
+    }
+}
+
+/// Does a document of `kind` (`ClaimInvoice@1`) carry a person? Only a known kind without a
+/// subject does not: an unknown kind is taken as a person's, and judged as one; so is a document
+/// that holds a `subject` whatever its kind says (not a valid document of a kind without a
+/// person: only an edited copy could be).
+pub fn carries_person(kind: &str, who: &Identity) -> bool {
+    DocKind::parse(kind).is_none_or(DocKind::carries_subject) || who.subject.is_some()
 }
 
 /// A message to judge.
@@ -62,24 +90,12 @@ pub struct Case<'a> {
     pub docs: &'a [Doc<'a>],
 }
 
-/// The message may come: each document's subject, in document order.
+/// The message may come: each document's subject, in document order (`None` for a document
+/// whose kind carries no person).
 #[derive(Debug)]
 pub struct Admitted {
     /// The person of each document.
-    pub subjects: Vec<Subject>,
-}
-
-impl Admitted {
-    /// The distinct subjects, in first-seen order.
-    pub fn distinct(&self) -> Vec<&Subject> {
-        let mut out: Vec<&Subject> = Vec::new();
-        for s in &self.subjects {
-            if !out.contains(&s) {
-                out.push(s);
-            }
-        }
-        out
-    }
+    pub subjects: Vec<Option<Subject>>,
 }
 
 /// Why a message (or one recipient's copy) is withheld. Document numbers count from 1.
@@ -98,6 +114,8 @@ pub enum Withheld {
         claimed: String,
         /// The party it came from.
         source: String,
+        /// Where in the input and by which mapping rule the sender was read, when known.
+        at: Option<String>,
     },
     /// A document carries no subject the hub can resolve.
     UnknownSubject {
@@ -131,6 +149,10 @@ pub enum Withheld {
         recipient: Recipient,
     },
 }
+
+/// The audit reason of a document admitted, published or delivered without a person (its kind
+/// carries none): there was no subject to resolve and no consent to ask.
+pub const NO_SUBJECT: &str = "no-subject";
 
 /// Reason codes that no later fact can cure: a party claiming another's identity, a municipality
 /// sending another insurer's person. `replay` never releases a message parked for one of them.
@@ -180,8 +202,11 @@ impl Withheld {
                 document,
                 claimed,
                 source,
+                at,
             } => format!(
-                "document {document} names party {claimed} as its sender, but it came from {source}: a party sends only as itself; no later fact makes this right, so replay keeps it"
+                "document {document} names party {claimed} as its sender{}, but it came from {source}: a party sends only as itself; no later fact makes this right, so replay keeps it",
+                at.as_deref()
+                    .map_or_else(String::new, |at| format!(" ({at})"))
             ),
             Withheld::UnknownSubject {
                 document,
@@ -265,8 +290,8 @@ pub enum Refused {
 /// One document's judgement ([`judge_each`]).
 #[derive(Debug)]
 pub enum Judged {
-    /// It may come: its person.
-    Admitted(Subject),
+    /// It may come: its person (`None`: its kind carries no person, so no consent was asked).
+    Admitted(Option<Subject>),
     /// Withheld, and why; with its person when that was resolved (an insurer or consent
     /// refusal), so that its audit event and quarantined copy can name the keyed hash.
     Withheld(Withheld, Option<Subject>),
@@ -276,8 +301,8 @@ impl Judged {
     /// The document's person, when resolved.
     pub fn subject(&self) -> Option<&Subject> {
         match self {
-            Judged::Admitted(s) | Judged::Withheld(_, Some(s)) => Some(s),
-            Judged::Withheld(_, None) => None,
+            Judged::Admitted(Some(s)) | Judged::Withheld(_, Some(s)) => Some(s),
+            Judged::Admitted(None) | Judged::Withheld(_, None) => None,
         }
     }
 
@@ -358,6 +383,7 @@ fn sent_as_itself(case: &Case<'_>, party: &Party) -> Result<(), Refused> {
                 document: i + 1,
                 claimed: claimed.to_string(),
                 source: party.id.clone(),
+                at: d.sender_at.clone(),
             }));
         }
     }
@@ -365,7 +391,8 @@ fn sent_as_itself(case: &Case<'_>, party: &Party) -> Result<(), Refused> {
 }
 
 /// Whose data is each document? A document must resolve to a person (`unknown-subject`), and
-/// a municipality (保険者) speaks only for the people it insures (`insurer-mismatch`).
+/// a municipality (保険者) speaks only for the people it insures (`insurer-mismatch`); one whose
+/// kind carries no person is admitted as it is.
 async fn subjects(
     hub: &Hub,
     case: &Case<'_>,
@@ -374,6 +401,10 @@ async fn subjects(
 ) -> Result<Vec<Judged>, Refused> {
     let mut judged = Vec::with_capacity(case.docs.len());
     for (i, d) in case.docs.iter().enumerate() {
+        if !d.carries_subject() {
+            judged.push(Judged::Admitted(None));
+            continue;
+        }
         let found = match patience.as_deref_mut() {
             Some(shutdown) => hub
                 .subject_of_retrying(&party.id, &d.who, shutdown)
@@ -406,7 +437,7 @@ async fn subjects(
                     Some(subject),
                 )
             }
-            Some(subject) => Judged::Admitted(subject),
+            Some(subject) => Judged::Admitted(Some(subject)),
         });
     }
     Ok(judged)
@@ -414,7 +445,8 @@ async fn subjects(
 
 /// Consent #1 / #2: may each person's data of this category come to the platform? Asked once
 /// per distinct person (of the documents still admitted), in first-seen order; a person's
-/// refusal withholds each of that person's documents, each naming its own number.
+/// refusal withholds each of that person's documents, each naming its own number. A document
+/// without a person asks nothing.
 async fn consented(
     hub: &Hub,
     case: &Case<'_>,
@@ -429,7 +461,7 @@ async fn consented(
     let mut denied: Vec<(Subject, crate::consent::DenyReason)> = Vec::new();
     let mut asked: Vec<Subject> = Vec::new();
     for (i, judgement) in judged.iter_mut().enumerate() {
-        let Judged::Admitted(subject) = judgement else {
+        let Judged::Admitted(Some(subject)) = judgement else {
             continue;
         };
         let subject = subject.clone();
@@ -477,6 +509,111 @@ async fn consented(
 mod tests {
     use super::*;
     use crate::consent::PartyId;
+    use crate::pipeline::Identity;
+
+    const INVOICE: &str = r#"{"document":"ClaimInvoice@1","source":{"sender":"0300000005"}}"#;
+    const PLAN: &str = r#"{"document":"CarePlan@1","subject":{"insurer_number":"131011","insured_number":"0000100001"}}"#;
+
+    fn doc<'a>(json: &str, kind: &'a str) -> Doc<'a> {
+        Doc {
+            who: Identity::of_json(json),
+            kind,
+            sender_at: Some("record 2, line 2; rule `source.sender` from `/8`".into()),
+        }
+    }
+
+    fn case<'a>(source: &'a str, docs: &'a [Doc<'a>]) -> Case<'a> {
+        Case {
+            envelope: "env-1",
+            point: "ingress",
+            source,
+            category: Category::Claims,
+            docs,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_document_without_a_person_is_admitted_without_a_subject_beside_a_persons_refusal() {
+        let (hub, dir) = crate::pipeline::demo_hub("admission-mixed").await;
+        let docs = [
+            doc(INVOICE, "ClaimInvoice@1"),
+            doc(PLAN, "CarePlan@1"),
+            doc(INVOICE, "ClaimInvoice@1"),
+        ];
+        let judged = judge_each(&hub, &case("0300000005", &docs), None)
+            .await
+            .expect("judged per document");
+        assert!(matches!(judged[0], Judged::Admitted(None)), "{judged:?}");
+        assert!(matches!(judged[2], Judged::Admitted(None)), "{judged:?}");
+        assert_eq!(judged[0].subject(), None);
+        // The person's document is still judged as one: no consent, so withheld, naming it.
+        let w = judged[1].withheld().expect("the care plan is withheld");
+        assert_eq!(w.code(), "consent-denied:no-consent");
+        assert_eq!(w.document(), Some((2, "CarePlan@1")));
+        assert!(judged[1].subject().is_some());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn a_document_without_a_person_still_passes_every_check_of_the_whole_message() {
+        let (hub, dir) = crate::pipeline::demo_hub("admission-whole").await;
+        let docs = [doc(
+            r#"{"document":"ClaimInvoice@1","source":{"sender":"0300000100"}}"#,
+            "ClaimInvoice@1",
+        )];
+        let Err(Refused::Withheld(w)) = judge_each(&hub, &case("0300000005", &docs), None).await
+        else {
+            panic!("another 事業所's file is refused");
+        };
+        assert_eq!(w.code(), "sender-mismatch");
+        assert!(!w.curable());
+        let detail = w.detail();
+        for part in [
+            "names party 0300000100 as its sender (record 2, line 2; rule `source.sender` from `/8`)",
+            "it came from 0300000005",
+        ] {
+            assert!(detail.contains(part), "`{part}` missing from: {detail}");
+        }
+        let docs = [doc(INVOICE, "ClaimInvoice@1")];
+        let Err(Refused::Withheld(w)) = judge_each(&hub, &case("1234567890", &docs), None).await
+        else {
+            panic!("an unknown sender is refused");
+        };
+        assert_eq!(w.code(), "unknown-sender");
+        // An invoice that holds a subject anyway is judged as that person's document.
+        let odd = r#"{"document":"ClaimInvoice@1","source":{"sender":"0300000005"},"subject":{"insurer_number":"131011","insured_number":"0000100001"}}"#;
+        let docs = [doc(odd, "ClaimInvoice@1")];
+        let judged = judge_each(&hub, &case("0300000005", &docs), None)
+            .await
+            .expect("judged");
+        let w = judged[0].withheld().expect("asked about the person");
+        assert_eq!(w.code(), "consent-denied:no-consent");
+        // Judged whole (deliver's replayed copy): admitted, with no person.
+        let docs = [doc(INVOICE, "ClaimInvoice@1")];
+        let admitted = judge(&hub, &case("0300000005", &docs), None)
+            .await
+            .expect("admitted");
+        assert_eq!(admitted.subjects, [None]);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn only_a_known_kind_without_a_subject_carries_no_person() {
+        let nobody = Identity::of_json(INVOICE);
+        assert!(!carries_person("ClaimInvoice@1", &nobody));
+        assert!(!carries_person("ClaimInvoice", &nobody));
+        for kind in [
+            "InsuredPerson@1",
+            "CarePlan@1",
+            "ClaimInvoice@9",
+            "Unknown@1",
+            "",
+        ] {
+            assert!(carries_person(kind, &nobody), "{kind}");
+        }
+        let somebody = Identity::of_json(PLAN);
+        assert!(carries_person("ClaimInvoice@1", &somebody));
+    }
 
     #[test]
     fn only_a_false_identity_and_another_insurers_person_are_incurable() {

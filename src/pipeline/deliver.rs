@@ -139,10 +139,10 @@ async fn deliver(
         letter,
         labels,
         category,
-        hash: hub.hasher.hash(
-            subject.insurer_number.as_str(),
-            subject.insured_number.as_str(),
-        ),
+        hash: subject.as_ref().map(|s| {
+            hub.hasher
+                .hash(s.insurer_number.as_str(), s.insured_number.as_str())
+        }),
         subject,
     };
     let parties = hub.parties.current();
@@ -172,20 +172,24 @@ fn category(labels: &Labels) -> Step<Category> {
 /// Whose data it is. A document translate vouched for just now needs only its subject; any
 /// other copy (one `replay` put back, one back from a waiting room minutes later) is judged as a
 /// new message would be: sender, subject, insurer, and the person's consent to the platform, as
-/// in force now.
+/// in force now. `None`: the document's kind carries no person (a 請求書), so there is nobody to
+/// resolve, and a copy not from translate passes the sender's checks alone.
 async fn subject(
     hub: &Hub,
     labels: &Labels,
     who: Identity,
     category: Category,
     shutdown: &mut watch::Receiver<bool>,
-) -> Step<Subject> {
+) -> Step<Option<Subject>> {
+    if labels.from_translate && !admission::carries_person(&labels.kind, &who) {
+        return Ok(None);
+    }
     if labels.from_translate {
         return match hub
             .subject_of_retrying(&labels.source, &who, shutdown)
             .await
         {
-            Ok(Some(s)) => Ok(s),
+            Ok(Some(s)) => Ok(Some(s)),
             Ok(None) => Err(Outcome::Quarantine(admission::Withheld::UnknownSubject {
                 document: labels.document(),
                 kind: labels.kind.clone(),
@@ -198,6 +202,7 @@ async fn subject(
     let docs = [admission::Doc {
         who,
         kind: &labels.kind,
+        sender_at: None,
     }];
     let case = admission::Case {
         envelope: &labels.envelope,
@@ -208,7 +213,7 @@ async fn subject(
     };
     let admitted = admission::judge(hub, &case, Some(shutdown)).await?;
     let first = admitted.subjects.into_iter().next();
-    Ok(first.expect("one document, one subject"))
+    Ok(first.expect("one document, one judgement"))
 }
 
 /// The one place the hop settles a delivery: acks it once every recipient's copy was settled
@@ -307,8 +312,9 @@ struct Journey<'a> {
     letter: Letter<'a>,
     labels: &'a Labels,
     category: Category,
-    subject: Subject,
-    hash: SubjectHash,
+    /// The document's person; `None` when its kind carries none (no consent #3 to ask).
+    subject: Option<Subject>,
+    hash: Option<SubjectHash>,
 }
 
 impl<'a> Journey<'a> {
@@ -388,15 +394,22 @@ impl<'a> Journey<'a> {
         let Some(recipient) = party.recipient() else {
             return Ok(Fate::Skip);
         };
-        let ask = super::Ask {
-            envelope: &self.labels.envelope,
-            point: "deliver",
-            subject: &self.subject,
-            recipient: &recipient,
-            category: self.category,
-            document: &self.labels.kind,
+        // Consent #3 is a person's: a document without one goes by its kind's routes alone.
+        let verdict = match &self.subject {
+            None => Some(Verdict::Permit),
+            Some(subject) => {
+                let ask = super::Ask {
+                    envelope: &self.labels.envelope,
+                    point: "deliver",
+                    subject,
+                    recipient: &recipient,
+                    category: self.category,
+                    document: &self.labels.kind,
+                };
+                self.hub.decide_until_known(&ask, shutdown).await
+            }
         };
-        match self.hub.decide_until_known(&ask, shutdown).await {
+        match verdict {
             None => return Err(Outcome::Stop),
             Some(Verdict::Indeterminate(r)) => return Err(Outcome::Retry(r)),
             Some(Verdict::Deny(reason)) => {
@@ -622,14 +635,18 @@ impl<'a> Journey<'a> {
             .audit(Hop::Deliver, "deliver", &labels.envelope, |a| {
                 let a = a
                     .party(party)
-                    .subject(self.hash.clone())
                     .category(self.category.code())
                     .document(labels.kind.as_str())
                     .decision(decision);
-                if reason.is_empty() {
-                    a
-                } else {
-                    a.reason(reason)
+                let (a, quiet) = match &self.hash {
+                    Some(hash) => (a.subject(hash.clone()), ""),
+                    // No person: the copy went with no consent asked, and says so.
+                    None => (a, admission::NO_SUBJECT),
+                };
+                match (reason, quiet) {
+                    ("", "") => a,
+                    ("", quiet) => a.reason(quiet),
+                    (reason, _) => a.reason(reason),
                 }
             })
     }
@@ -804,6 +821,47 @@ mod tests {
         let doc = docs.into_iter().next().expect("one document");
         let body = serde_json::to_vec(&doc).expect("serialises");
         (doc, body)
+    }
+
+    /// `subject` of a copy of `body` that `hop` published, labelled as sent by `source`.
+    async fn person_of(hub: &Hub, body: &[u8], hop: &str, source: &str) -> Step<Option<Subject>> {
+        let mut props = Props::default();
+        for (k, v) in [
+            (h::SOURCE, source),
+            (h::HOP, hop),
+            (h::CATEGORY, "claims"),
+            (h::DOC_INDEX, "0"),
+        ] {
+            props.headers.insert(k.into(), v.into());
+        }
+        let (labels, who) = Labels::read(&props, body);
+        let (_stop, mut shutdown) = watch::channel(false);
+        let who = who.expect("JSON");
+        subject(hub, &labels, who, Category::Claims, &mut shutdown).await
+    }
+
+    fn withheld(step: Step<Option<Subject>>) -> String {
+        match step {
+            Err(Outcome::Quarantine(w)) => w.code(),
+            other => panic!("expected a quarantined copy, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_invoice_has_no_person_and_a_replayed_one_is_judged_by_its_sender_alone() {
+        let (hub, dir) = crate::pipeline::demo_hub("deliver-invoice").await;
+        let invoice = br#"{"document":"ClaimInvoice@1","source":{"sender":"0300000005"}}"#;
+        for hop in ["translate", "replay"] {
+            let person = person_of(&hub, invoice, hop, "0300000005").await;
+            assert!(matches!(person, Ok(None)), "{hop}: {person:?}");
+        }
+        let replayed = person_of(&hub, invoice, "replay", "0300000100").await;
+        assert_eq!(withheld(replayed), "sender-mismatch");
+        // The kind decides: a person's document without a subject is not taken for an invoice.
+        let plan = br#"{"document":"CarePlan@1","source":{"sender":"0300000005"}}"#;
+        let person = person_of(&hub, plan, "translate", "0300000005").await;
+        assert_eq!(withheld(person), "unknown-subject");
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

@@ -205,6 +205,8 @@ struct Identified {
 struct Admitted {
     /// The keyed hashes of the distinct subjects of its admitted documents, in first-seen order.
     subjects: Vec<SubjectHash>,
+    /// How many admitted documents carry no person (a 請求書): no subject, no consent asked.
+    without_person: usize,
     /// Its documents that may not go on, with their person's keyed hash when it is known.
     withheld: Vec<(admission::Withheld, Option<SubjectHash>)>,
 }
@@ -219,7 +221,10 @@ async fn ingress(hub: &Hub, sub: &Submission<'_>, envelope: &mut Envelope) -> St
     envelope.label(h::CATEGORY, category.code());
     let admitted = admit(hub, sub, envelope, &mapped, category).await?;
     let hashes: Vec<&str> = admitted.subjects.iter().map(SubjectHash::as_str).collect();
-    envelope.label(h::SUBJECT, hashes.join(","));
+    // A message of documents without a person names nobody: no subject header at all.
+    if !hashes.is_empty() {
+        envelope.label(h::SUBJECT, hashes.join(","));
+    }
     Ok(Identified {
         mapped,
         category,
@@ -283,11 +288,13 @@ async fn admit(
     };
     let mut admitted = Admitted {
         subjects: Vec::new(),
+        without_person: 0,
         withheld: Vec::new(),
     };
     for judged in admission::judge_each(hub, &case, None).await? {
         match judged {
-            admission::Judged::Admitted(s) => {
+            admission::Judged::Admitted(None) => admitted.without_person += 1,
+            admission::Judged::Admitted(Some(s)) => {
                 let h = hash(&s);
                 if !admitted.subjects.contains(&h) {
                     admitted.subjects.push(h);
@@ -300,7 +307,7 @@ async fn admit(
     }
     let all = admitted.withheld.iter().map(|(w, _)| w);
     match admission::whole(all) {
-        Some(w) if admitted.subjects.is_empty() => {
+        Some(w) if admitted.subjects.is_empty() && admitted.without_person == 0 => {
             envelope.refused = admitted
                 .withheld
                 .iter()
@@ -367,7 +374,11 @@ async fn publish(
         category,
         admitted,
     } = identified;
-    let Admitted { subjects, withheld } = *admitted;
+    let Admitted {
+        subjects,
+        without_person,
+        withheld,
+    } = *admitted;
     let Envelope {
         id, format, props, ..
     } = envelope;
@@ -393,6 +404,16 @@ async fn publish(
                 .document(document)
                 .decision(AuditDecision::Accepted)
                 .subject(subject)
+        });
+    }
+    // Documents without a person: accepted with no subject, and no consent was asked of anyone.
+    if without_person > 0 {
+        hub.audit(Hop::Ingress, sub.via, &id, |d| {
+            d.party(sub.party.id.as_str())
+                .category(category.code())
+                .document(document)
+                .decision(AuditDecision::Accepted)
+                .reason(admission::NO_SUBJECT)
         });
     }
     let refused = withheld_documents(hub, sub, &id, category, withheld, &origins);

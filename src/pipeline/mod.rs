@@ -183,6 +183,15 @@ impl Identity {
         serde::Deserialize::deserialize(doc).unwrap_or_default()
     }
 
+    /// The 保険者番号 and 被保険者番号 the document's `subject` holds, as written (empty when
+    /// missing or not text); `None` when it has no `subject` at all. The one reader of a
+    /// canonical document's subject for the hops: [`Hub::subject_of`] validates what it gives.
+    pub fn subject_numbers(&self) -> Option<(&str, &str)> {
+        let s = self.subject.as_ref()?;
+        let text = |k: &str| s.get(k).and_then(|v| v.as_str()).unwrap_or("");
+        Some((text("insurer_number"), text("insured_number")))
+    }
+
     /// The sender the document names, if any.
     pub fn sender(&self) -> &str {
         self.source
@@ -255,15 +264,7 @@ impl Hub {
         source: &str,
         doc: &Identity,
     ) -> Result<Option<Subject>, String> {
-        if let Some(s) = &doc.subject {
-            let insurer = s
-                .get("insurer_number")
-                .and_then(|v| v.as_str())
-                .unwrap_or("");
-            let insured = s
-                .get("insured_number")
-                .and_then(|v| v.as_str())
-                .unwrap_or("");
+        if let Some((insurer, insured)) = doc.subject_numbers() {
             return Ok(Subject::new(insurer, insured).ok());
         }
         // Only identifiers the sender itself issued count (assigner = its id, or a JP Core
@@ -583,6 +584,22 @@ where
 /// Routing-key word for a document kind (`CarePlan@1` → `careplan-v1`).
 pub fn key_word(doc: &str) -> String {
     doc.to_ascii_lowercase().replace('@', "-v")
+}
+
+/// For the hops' unit tests: a hub on the in-memory bus with the shipped parties and mappings,
+/// in a directory of its own (remove it after), with no consent registered.
+#[cfg(test)]
+pub(crate) async fn demo_hub(tag: &str) -> (Arc<Hub>, std::path::PathBuf) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = std::env::temp_dir().join(format!("kaigo-{tag}-{}", clock::envelope_id()));
+    let cfg = crate::config::Config {
+        data_dir: dir.join("state"),
+        parties: root.join("parties.yaml"),
+        mappings: root.join("mappings"),
+        prefix: tag.to_string(),
+        ..Default::default()
+    };
+    (crate::serve::build(&cfg).await.expect("hub"), dir)
 }
 
 #[cfg(test)]

@@ -164,7 +164,8 @@ struct Output {
     props: Props,
     json: String,
     kind: &'static str,
-    /// Its person's keyed hash (unknown only for a document withheld as `unknown-subject`).
+    /// Its person's keyed hash (unknown for a document withheld as `unknown-subject`, and for
+    /// one whose kind carries no person).
     subject: Option<SubjectHash>,
     /// Why it may not go on: it is kept in quarantine as this canonical document, where
     /// `replay` finds it and sends it to the deliver hop, which judges it again.
@@ -305,6 +306,11 @@ async fn publish(hub: &Hub, d: Delivery, envelope: &str, canonical: Canonical) {
                 (AuditDecision::Accepted, None)
             }
             Some(w) => (AuditDecision::Quarantined, Some(w.code())),
+        };
+        // Published without a person: say so, as no consent was asked.
+        let reason = match (&reason, &doc.subject) {
+            (None, None) => Some(admission::NO_SUBJECT.to_string()),
+            _ => reason,
         };
         hub.audit(Hop::Translate, "translate", envelope, |a| {
             let mut a = a

@@ -725,3 +725,61 @@ pub fn database_url(prefix: &str) -> Option<String> {
     let sep = if base.contains('?') { '&' } else { '?' };
     Some(format!("{base}{sep}options=-csearch_path%3D{schema}"))
 }
+
+/// A TOML file for the `kaigo-hub` commands naming `cfg`'s data directory and store.
+pub fn config_file(s: &Scratch, cfg: &Config) -> PathBuf {
+    let mut t = toml::Table::new();
+    let text = |v: String| toml::Value::String(v);
+    t.insert("data_dir".into(), text(cfg.data_dir.display().to_string()));
+    if let Some(url) = &cfg.database_url {
+        t.insert("database_url".into(), text(url.clone()));
+    }
+    t.insert("parties".into(), text(cfg.parties.display().to_string()));
+    t.insert("mappings".into(), text(cfg.mappings.display().to_string()));
+    let path = s.dir.join("kaigo-hub.toml");
+    std::fs::write(&path, toml::to_string(&t).expect("TOML")).expect("write the config");
+    path
+}
+
+/// `kaigo-hub <args…> --config <config>` run in the scratch dir without `KAIGO_*` from the
+/// test's environment.
+pub fn kaigo(s: &Scratch, config: &Path, args: &[&str]) -> std::process::Output {
+    let (group, rest) = args.split_first().expect("a command");
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_kaigo-hub"));
+    c.current_dir(&s.dir);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("KAIGO_") {
+            c.env_remove(k);
+        }
+    }
+    c.arg(group)
+        .arg("--config")
+        .arg(config)
+        .args(rest)
+        .output()
+        .expect("kaigo-hub runs")
+}
+
+/// The shipped mappings (less `leave_out`) plus `extra` as `name`, in the scratch directory.
+pub fn mappings_dir_with(s: &Scratch, name: &str, extra: &str, leave_out: Option<&str>) -> PathBuf {
+    let dir = s.dir.join("mappings");
+    std::fs::create_dir_all(&dir).expect("mappings dir");
+    for entry in std::fs::read_dir(repo().join("mappings")).expect("shipped mappings") {
+        let path = entry.expect("entry").path();
+        let file = path.file_name().expect("a file name");
+        if path.is_file() && leave_out.is_none_or(|l| file != l) {
+            std::fs::copy(&path, dir.join(file)).expect("copy a mapping");
+        }
+    }
+    std::fs::write(dir.join(name), extra).expect("the test's mapping");
+    dir
+}
+
+/// The events of the hub's audit log (`audit.jsonl` of this world's state), as JSON.
+pub fn audit_events(s: &Scratch) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(s.config().audit_path())
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
