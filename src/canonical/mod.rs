@@ -12,6 +12,7 @@ pub mod certification_codes;
 pub mod certification_decision;
 pub mod certification_survey;
 pub mod claim_invoice;
+pub mod claim_statement;
 pub mod common;
 pub mod insurance_card;
 pub mod insured_person;
@@ -45,10 +46,12 @@ pub enum DocKind {
     PhysicianOpinion,
     /// `ClaimInvoice@1`
     ClaimInvoice,
+    /// `ClaimStatement@1`
+    ClaimStatement,
 }
 
 /// All kinds, for listings and `--help`.
-pub const ALL: [DocKind; 9] = [
+pub const ALL: [DocKind; 10] = [
     DocKind::InsuredPerson,
     DocKind::InsuranceCard,
     DocKind::CarePlan,
@@ -58,6 +61,7 @@ pub const ALL: [DocKind; 9] = [
     DocKind::CertificationDecision,
     DocKind::PhysicianOpinion,
     DocKind::ClaimInvoice,
+    DocKind::ClaimStatement,
 ];
 
 /// Why a JSON value is not a valid canonical document. `Display` says what is wrong without the
@@ -161,6 +165,7 @@ impl DocKind {
             DocKind::CertificationDecision => "CertificationDecision@1",
             DocKind::PhysicianOpinion => "PhysicianOpinion@1",
             DocKind::ClaimInvoice => "ClaimInvoice@1",
+            DocKind::ClaimStatement => "ClaimStatement@1",
         }
     }
 
@@ -174,7 +179,7 @@ impl DocKind {
             | DocKind::CertificationDecision
             | DocKind::PhysicianOpinion => "certification",
             DocKind::CarePlan | DocKind::ServiceUsage => "care-plan",
-            DocKind::ClaimInvoice => "claims",
+            DocKind::ClaimInvoice | DocKind::ClaimStatement => "claims",
         }
     }
 
@@ -212,6 +217,7 @@ impl DocKind {
                 schemars::schema_for!(physician_opinion::PhysicianOpinion)
             }
             DocKind::ClaimInvoice => schemars::schema_for!(claim_invoice::ClaimInvoice),
+            DocKind::ClaimStatement => schemars::schema_for!(claim_statement::ClaimStatement),
         }
         .to_value();
         if let Some(obj) = schema.as_object_mut() {
@@ -249,6 +255,7 @@ impl DocKind {
             }
             DocKind::PhysicianOpinion => check::<physician_opinion::PhysicianOpinion>(self, value),
             DocKind::ClaimInvoice => check::<claim_invoice::ClaimInvoice>(self, value),
+            DocKind::ClaimStatement => check::<claim_statement::ClaimStatement>(self, value),
         }
     }
 }

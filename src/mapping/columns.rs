@@ -107,7 +107,7 @@ fn named_columns(m: &Mapping) -> Vec<Named<'_>> {
     let mut out = Vec::new();
     if let Some(d) = &m.documents {
         let paths = d.each.iter().chain(&d.group_by).filter_map(named_path);
-        let conds = d.when.iter().filter_map(|c| named(&c.src));
+        let conds = d.when.iter().chain(&d.head).filter_map(|c| named(&c.src));
         for column in paths.chain(conds) {
             out.push(Named {
                 column,

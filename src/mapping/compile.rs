@@ -292,10 +292,18 @@ impl<'f> Compiler<'f> {
                     .iter()
                     .map(|(k, v)| self.cond(&ctx, k, v))
                     .collect::<Result<Vec<_>, _>>()?;
+                let head = d
+                    .value
+                    .head
+                    .0
+                    .iter()
+                    .map(|(k, v)| self.cond(&ctx, k, v))
+                    .collect::<Result<Vec<_>, _>>()?;
                 Some(Documents {
                     each,
                     group_by,
                     when,
+                    head,
                     loc: self.loc(d),
                 })
             }

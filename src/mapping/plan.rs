@@ -156,6 +156,9 @@ pub struct Documents {
     pub group_by: Vec<Path>,
     /// A selected node makes a document only when all hold (relative to it).
     pub when: Vec<Cond>,
+    /// When set, the one member of each group meeting all of these is the document's head: the
+    /// top-level rules read it (else the group's first member).
+    pub head: Vec<Cond>,
     /// Where `documents:` was written.
     pub loc: Loc,
 }

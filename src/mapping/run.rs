@@ -129,6 +129,10 @@ pub(crate) fn run_out<'a>(
     let mut docs = Vec::with_capacity(groups.len());
     for g in &groups {
         let Some(first) = g.first() else { continue };
+        let first = match m.documents.as_ref().filter(|d| !d.head.is_empty()) {
+            Some(d) => r.head(d, g)?,
+            None => first,
+        };
         let scope = Scope {
             node: *first,
             group: g,
@@ -145,6 +149,37 @@ pub(crate) fn run_out<'a>(
 }
 
 impl<'a> Runner<'a> {
+    /// The one member of group `g` that meets `documents.head`: the node the top-level rules
+    /// read. None is an error at the group's first member; several, at the second that meets it.
+    fn head<'g>(&self, d: &Documents, g: &'g [Node<'a>]) -> Result<&'g Node<'a>, MapError> {
+        let meets = |n: &&Node<'a>| {
+            let scope = Scope {
+                node: **n,
+                group: g,
+                bit: None,
+            };
+            self.conds_hold(&d.head, scope)
+        };
+        let mut heads = g.iter().filter(meets);
+        let error = |n: &Node<'a>, why: &str| MapError {
+            at: self.tree.location(*n).or_else(|| self.tree.origin(*n)),
+            rule: "documents.head".into(),
+            loc: d.loc.clone(),
+            reason: Reason::Missing(why.into()),
+        };
+        match (heads.next(), heads.next()) {
+            (Some(head), None) => Ok(head),
+            (None, _) => Err(error(
+                &g[0],
+                "its document has no member that meets `documents.head` (the one the document's fields are read from)",
+            )),
+            (Some(_), Some(second)) => Err(error(
+                second,
+                "a second member of the same document meets `documents.head`; only one may",
+            )),
+        }
+    }
+
     fn exec(
         &self,
         steps: &'a [Step],
@@ -753,6 +788,52 @@ mod tests {
         // Characters, not bytes: a full-width １ is one wrong character.
         let e = unpack_bits(&b, "1１").unwrap_err();
         assert!(e.to_string().contains("position 2"), "{e}");
+    }
+
+    /// A group's fields come from its `head` member, wherever it stands; its items from all.
+    #[test]
+    fn documents_head_picks_the_member_the_fields_read() {
+        let yaml = "id: t\nversion: 1\nsource: { format: csv, charset: utf-8 }\n\
+            documents: { each: \"*\", group_by: [\"2\"], head: { \"1\": \"01\" } }\n\
+            target: ServiceUsage@1\nfields:\n  subject.insurer_number: \"3\"\n  \
+            subject.insured_number: \"2\"\n  kind: { const: actual }\n  items[+]:\n    \
+            each: \"@group\"\n    when: { \"1\": \"02\" }\n    fields:\n      service_code: \"3\"\n";
+        let m = super::super::compile::compile_str(yaml, std::path::Path::new("t.yaml"))
+            .expect("compiles");
+        let docs = |csv: &str| {
+            let tree = Tree::parse(Format::Csv, csv.as_bytes(), &m.source.parse).expect("parses");
+            run(&m, &tree, &Meta::default())
+        };
+        let made = docs("02,0000012345,111111\n01,0000012345,131011\n02,0000012345,112111\n")
+            .expect("runs");
+        assert_eq!(made.len(), 1);
+        assert_eq!(
+            made[0]["subject"]["insurer_number"], "131011",
+            "from the 01 member"
+        );
+        let codes: Vec<&Value> = made[0]["items"].as_array().expect("items").iter().collect();
+        assert_eq!(
+            codes,
+            [
+                &serde_json::json!({"service_code": "111111"}),
+                &serde_json::json!({"service_code": "112111"})
+            ]
+        );
+
+        // A group without its head: the error names the group's first record, not a value.
+        let e = docs("01,0000012345,131011\n02,0000012399,111111\n").unwrap_err();
+        assert_eq!(e.at.as_deref(), Some("record 2 (line 2)"), "{e}");
+        assert_eq!(e.rule, "documents.head");
+        assert!(
+            e.to_string()
+                .contains("no member that meets `documents.head`"),
+            "{e}"
+        );
+        assert!(!e.to_string().contains("0000012399"), "{e}");
+        // Two heads in one group: named at the second.
+        let e = docs("01,0000012345,131011\n02,0000012345,1\n01,0000012345,131011\n").unwrap_err();
+        assert_eq!(e.at.as_deref(), Some("record 3 (line 3)"), "{e}");
+        assert!(e.to_string().contains("a second member"), "{e}");
     }
 
     fn insured_numbers(documents: &str, csv: &str) -> Vec<String> {

@@ -141,6 +141,10 @@ pub struct DocumentsSpec {
     /// meet to make a document.
     #[serde(default)]
     pub when: Pairs<CondSpec>,
+    /// Conditions (relative to each member) that pick the one member of a group the top-level
+    /// rules read (its head); a group with none or several is an error.
+    #[serde(default)]
+    pub head: Pairs<CondSpec>,
 }
 
 /// One rule: a shorthand path string, or the full form.

@@ -54,6 +54,7 @@ pub enum Transform {
     Substr(usize, usize),
     /// Every occurrence of the first text replaced by the second: `{ replace: ["\v", "\n"] }`.
     Replace(String, String),
+    Decimal(usize),
 }
 
 /// A date/time pattern: `yyyy`, `MM`, `dd`, `HH`, `mm`, `ss` and literal characters, or HL7 DTM.
@@ -108,6 +109,7 @@ const NAMES: &[&str] = &[
     "part",
     "substr",
     "replace",
+    "decimal",
 ];
 
 impl Transform {
@@ -185,6 +187,10 @@ impl Transform {
                     )),
                 }
             }
+            "decimal" => match need("2")?.parse::<usize>() {
+                Ok(n) if (1..=9).contains(&n) => Ok(Transform::Decimal(n)),
+                _ => Err("decimal takes the number of decimal places, 1 to 9 (e.g. `{ decimal: 2 }`)".into()),
+            },
             "substr" => {
                 let a = need("\"start,len\"")?;
                 let (s, l) = a
@@ -225,6 +231,7 @@ impl Transform {
             Transform::Part(..) => "part",
             Transform::Substr(..) => "substr",
             Transform::Replace(..) => "replace",
+            Transform::Decimal(_) => "decimal",
         }
     }
 
@@ -280,8 +287,27 @@ impl Transform {
             },
             Transform::Substr(s, l) => v.chars().skip(*s).take(*l).collect(),
             Transform::Replace(from, to) => v.replace(from.as_str(), to),
+            Transform::Decimal(n) => decimal(v, *n)?,
         }))
     }
+}
+
+/// Digits with an implied decimal point, `n` places from the right, as a decimal text: `1140`
+/// with 2 places is `11.40`, `5` is `0.05`, `-1140` is `-11.40`. Exact (no float); anything but
+/// ASCII digits with an optional leading `-` is refused.
+fn decimal(v: &str, n: usize) -> Result<String, ValueError> {
+    let (sign, digits) = v.strip_prefix('-').map_or(("", v), |d| ("-", d));
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ValueError::new(
+            v,
+            "is not a number of digits (transform `decimal`)",
+        ));
+    }
+    let padded = format!("{digits:0>width$}", width = n + 1);
+    let (int, frac) = padded.split_at(padded.len() - n);
+    let int = int.trim_start_matches('0');
+    let int = if int.is_empty() { "0" } else { int };
+    Ok(format!("{sign}{int}.{frac}"))
 }
 
 impl DatePattern {
@@ -556,6 +582,39 @@ mod tests {
             list: None,
         })
         .unwrap()
+    }
+
+    #[test]
+    fn decimal_puts_the_implied_point_in_exactly() {
+        let two = t("decimal", Some("2"));
+        let cases = [
+            ("1140", "11.40"),
+            ("1084", "10.84"),
+            ("1000", "10.00"),
+            ("0950", "9.50"),
+        ];
+        for (input, want) in cases
+            .into_iter()
+            .chain([("5", "0.05"), ("-1140", "-11.40")])
+        {
+            assert_eq!(two.apply(input).unwrap().unwrap(), want, "{input}");
+        }
+        for bad in ["11.40", "", "-", "１１４０", "11 40"] {
+            let e = two.apply(bad).unwrap_err();
+            assert!(e.to_string().contains("transform `decimal`"), "{e}");
+            assert!(
+                !e.to_string().contains(bad) || bad.is_empty(),
+                "value-free: {e}"
+            );
+        }
+        for arg in ["0", "x", "10"] {
+            let spec = TransformSpec {
+                name: "decimal".into(),
+                arg: Some(arg.into()),
+                list: None,
+            };
+            assert!(Transform::compile(&spec).is_err(), "{arg}");
+        }
     }
 
     #[test]
