@@ -3,11 +3,25 @@
 //! 02 明細, 10 集計, and a 12 社会福祉法人軽減 on the second). Its goldens are checked here
 //! against the spec's arithmetic (claims-csv.md §4, §5.5), recomputed from the goldens
 //! themselves, so a golden regenerated with a wrong amount fails.
+//!
+//! Through the hub (in memory and on the real RabbitMQ): the provider drops the file into its
+//! inbox; the hub reads the 請求書 and both 明細書 from it (two mappings, one category). The
+//! 請求書 carries no person and goes on without consent; the first person has consented
+//! (platform and the insurer, category claims), so their 明細書 is delivered to 131011 as the
+//! golden has it; the second has not, so theirs alone is held back (`consent-denied`) and named
+//! in the file's report by position, never by number. The audit trail says the same.
 
 mod common;
 
 use common::*;
+use kaigo_hub::consent::{Category, Grantee, PartyKind};
+use kaigo_hub::pipeline::headers as h;
 use serde_json::Value;
+
+const FILE: &str = "d0711b.csv";
+/// The sample's two people (invented numbers): the first consents, the second does not.
+const CONSENTED: (&str, &str) = ("131011", "0000012345");
+const SILENT: (&str, &str) = ("131011", "0000012399");
 
 fn docs(rel: &str) -> Vec<Value> {
     match json(&sample(rel)) {
@@ -91,4 +105,167 @@ fn the_goldens_add_up_as_the_spec_says() {
     assert_eq!(int(&line["total_cost"]), cost);
     let parts = int(&line["insurance_claim"]) + int(&line["public_claim"]) + user;
     assert_eq!(int(&line["total_cost"]), parts);
+}
+
+async fn a_claims_file_delivers_the_invoice_and_each_consented_statement(s: Scratch) {
+    let running = s.start().await;
+    let hub = running.hub.clone();
+    let quarantine = Tap::subscribed(hub.bus.as_ref(), &hub.topology.quarantine()).await;
+    let dead = Tap::subscribed(hub.bus.as_ref(), &hub.topology.dead()).await;
+    for (id, grantee) in [
+        ("claims-platform", Grantee::Kind(PartyKind::Platform)),
+        (
+            "claims-insurer",
+            Grantee::Party(MUNICIPALITY.parse().expect("id")),
+        ),
+    ] {
+        grant(&hub, id, CONSENTED, grantee, &[Category::Claims]).await;
+    }
+
+    let parts = [
+        "outcome: accepted-in-part",
+        "documents: 3",
+        "refused: 1",
+        "document 3 (ClaimStatement@1): consent-denied:no-consent",
+    ];
+    let personal = [CONSENTED.1, SILENT.1, "00131011", "19400405", "19380212"];
+    let inbox = s.inbox(PROVIDER);
+    let bytes = sample("claims/d0711b.csv");
+    let (_, envelope) = drop_and_read_report(&inbox, FILE, &bytes, &parts, &personal).await;
+
+    // The invoice and the consented person's statement reach the insurer as the goldens are.
+    let out = s.out_dir(MUNICIPALITY);
+    let invoice = docs("claims/d0711b.claim-invoice.json");
+    let statements = docs("claims/d0711b.claim-statement.json");
+    for (i, want) in [(0, &invoice[0]), (1, &statements[0])] {
+        let name = format!("{envelope}-{i}.json");
+        let (_, body) = wait_for_file(&out, "a delivered document", |n| n == name).await;
+        assert_eq!(&json(&body), want, "document {i}");
+    }
+    let kept = quarantine
+        .wait("the second person's statement", |m| !m.is_empty())
+        .await;
+    assert_eq!(kept[0].envelope(), envelope);
+    assert_eq!(kept[0].header(h::DOC_INDEX), Some("2"));
+    assert_eq!(kept[0].header(h::DOCUMENT), Some("ClaimStatement@1"));
+    assert_eq!(kept[0].header(h::CATEGORY), Some("claims"));
+    assert_eq!(kept[0].header(h::REASON), Some("consent-denied:no-consent"));
+    let silent = hub.subject_hash(&subject(SILENT));
+    assert_eq!(kept[0].header(h::SUBJECT), Some(silent.as_str()));
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(
+        files(&out).len(),
+        2,
+        "the held-back statement is not delivered"
+    );
+    assert!(
+        files(&s.out_dir(CARE_MANAGER)).is_empty(),
+        "nobody else subscribes"
+    );
+    assert_eq!(quarantine.all().len(), 1, "{:#?}", quarantine.all());
+    assert_eq!(dead.all().len(), 0, "{:#?}", dead.all());
+
+    hub.audit.flush();
+    let events: Vec<Value> = audit_events(&s)
+        .into_iter()
+        .filter(|e| e["envelope_id"] == envelope.as_str())
+        .collect();
+    let consented = hub.subject_hash(&subject(CONSENTED));
+    let count = |hop: &str, decision: &str, document: &str, who: Option<&str>| {
+        events
+            .iter()
+            .filter(|e| e["hop"] == hop && e["decision"] == decision)
+            .filter(|e| e["document"] == document && e["category"] == "claims")
+            .filter(|e| who.is_none_or(|w| e["subject"] == w))
+            .count()
+    };
+    let statement = "ClaimStatement@1";
+    assert!(
+        count("consent", "permit", statement, Some(&consented)) >= 2,
+        "{events:#?}"
+    );
+    assert!(
+        count("consent", "deny", statement, Some(&silent)) >= 1,
+        "{events:#?}"
+    );
+    assert_eq!(
+        count("consent", "permit", statement, Some(&silent)),
+        0,
+        "{events:#?}"
+    );
+    assert_eq!(
+        count("deliver", "delivered", statement, Some(&consented)),
+        1,
+        "{events:#?}"
+    );
+    assert_eq!(
+        count("deliver", "delivered", "ClaimInvoice@1", None),
+        1,
+        "{events:#?}"
+    );
+    let invoice_events: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["document"] == "ClaimInvoice@1")
+        .collect();
+    assert!(
+        invoice_events
+            .iter()
+            .all(|e| e["hop"] != "consent" && e.get("subject").is_none_or(Value::is_null)),
+        "no consent and no subject for the invoice: {invoice_events:#?}"
+    );
+    let text = serde_json::to_string(&events).expect("JSON");
+    for value in personal {
+        assert!(!text.contains(value), "`{value}` in the audit trail");
+    }
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_claims_file_delivers_the_invoice_and_each_consented_statement_in_memory() {
+    let s = Scratch::memory("statement-mem", |p| p);
+    a_claims_file_delivers_the_invoice_and_each_consented_statement(s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_claims_file_delivers_the_invoice_and_each_consented_statement_on_rabbitmq() {
+    let s = Scratch::rabbit("statement-rmq", |p| p);
+    a_claims_file_delivers_the_invoice_and_each_consented_statement(s).await;
+}
+
+/// A 明細書 whose 01 基本情報 record is missing: the file is refused, its error naming the record
+/// of that 明細書 and `documents.head`, never the person's numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_statement_without_its_basic_record_is_refused_naming_the_line() {
+    let s = Scratch::memory("statement-no-01", |p| p);
+    let running = s.start().await;
+    let text = String::from_utf8(sample("claims/d0711b.csv")).expect("ASCII sample");
+    let basic = text
+        .lines()
+        .find(|l| l.starts_with("2,7,"))
+        .expect("the second person's 01 record");
+    assert!(basic.contains("\"7131\",\"01\""), "{basic}");
+    let cut = text.replacen(&format!("{basic}\r\n"), "", 1);
+    let inbox = s.inbox(PROVIDER);
+    put_atomically(&inbox.join(FILE), cut.as_bytes());
+    let (_, error) = wait_for_file(&inbox.join("failed"), "the error file", |n| {
+        n.ends_with(".error.txt")
+    })
+    .await;
+    let error = String::from_utf8(error).expect("UTF-8");
+    for part in [
+        "outcome: malformed",
+        "record 7 (line 7): its document has no member that meets `documents.head`",
+        "rule `documents.head` in claims-statement.yaml:",
+    ] {
+        assert!(error.contains(part), "`{part}` missing from: {error}");
+    }
+    for value in [SILENT.1, "00131011", "19380212"] {
+        assert!(!error.contains(value), "`{value}` in: {error}");
+    }
+    tokio::time::sleep(QUIET).await;
+    assert!(
+        files(&s.out_dir(MUNICIPALITY)).is_empty(),
+        "nothing delivered"
+    );
+    running.stop().await;
 }

@@ -203,10 +203,12 @@ struct Identified {
 
 /// What admission made of a message some of whose documents may go on.
 struct Admitted {
-    /// The keyed hashes of the distinct subjects of its admitted documents, in first-seen order.
-    subjects: Vec<SubjectHash>,
-    /// How many admitted documents carry no person (a 請求書): no subject, no consent asked.
-    without_person: usize,
+    /// The distinct (subject's keyed hash, document kind) of its admitted documents, in
+    /// first-seen order: each audited with its own kind (one file may carry several kinds).
+    subjects: Vec<(SubjectHash, &'static str)>,
+    /// The distinct kinds of its admitted documents that carry no person (a 請求書): no
+    /// subject, no consent asked.
+    without_person: Vec<&'static str>,
     /// Its documents that may not go on, with their person's keyed hash when it is known.
     withheld: Vec<(admission::Withheld, Option<SubjectHash>)>,
 }
@@ -220,7 +222,12 @@ async fn ingress(hub: &Hub, sub: &Submission<'_>, envelope: &mut Envelope) -> St
     let category = category(&mapped)?;
     envelope.label(h::CATEGORY, category.code());
     let admitted = admit(hub, sub, envelope, &mapped, category).await?;
-    let hashes: Vec<&str> = admitted.subjects.iter().map(SubjectHash::as_str).collect();
+    let mut hashes: Vec<&str> = Vec::with_capacity(admitted.subjects.len());
+    for (subject, _) in &admitted.subjects {
+        if !hashes.contains(&subject.as_str()) {
+            hashes.push(subject.as_str());
+        }
+    }
     // A message of documents without a person names nobody: no subject header at all.
     if !hashes.is_empty() {
         envelope.label(h::SUBJECT, hashes.join(","));
@@ -288,14 +295,21 @@ async fn admit(
     };
     let mut admitted = Admitted {
         subjects: Vec::new(),
-        without_person: 0,
+        without_person: Vec::new(),
         withheld: Vec::new(),
     };
-    for judged in admission::judge_each(hub, &case, None).await? {
+    let kinds: Vec<&'static str> = judged.iter().map(|d| d.kind).collect();
+    let verdicts = admission::judge_each(hub, &case, None).await?;
+    for (n, judged) in verdicts.into_iter().enumerate() {
+        let kind = kinds.get(n).copied().unwrap_or_default();
         match judged {
-            admission::Judged::Admitted(None) => admitted.without_person += 1,
+            admission::Judged::Admitted(None) => {
+                if !admitted.without_person.contains(&kind) {
+                    admitted.without_person.push(kind);
+                }
+            }
             admission::Judged::Admitted(Some(s)) => {
-                let h = hash(&s);
+                let h = (hash(&s), kind);
                 if !admitted.subjects.contains(&h) {
                     admitted.subjects.push(h);
                 }
@@ -307,7 +321,7 @@ async fn admit(
     }
     let all = admitted.withheld.iter().map(|(w, _)| w);
     match admission::whole(all) {
-        Some(w) if admitted.subjects.is_empty() && admitted.without_person == 0 => {
+        Some(w) if admitted.subjects.is_empty() && admitted.without_person.is_empty() => {
             envelope.refused = admitted
                 .withheld
                 .iter()
@@ -397,21 +411,21 @@ async fn publish(
         return Err(unavailable(e));
     }
     Metrics::inc(&hub.metrics.accepted);
-    for subject in subjects {
+    for (subject, kind) in subjects {
         hub.audit(Hop::Ingress, sub.via, &id, |d| {
             d.party(sub.party.id.as_str())
                 .category(category.code())
-                .document(document)
+                .document(kind)
                 .decision(AuditDecision::Accepted)
                 .subject(subject)
         });
     }
     // Documents without a person: accepted with no subject, and no consent was asked of anyone.
-    if without_person > 0 {
+    for kind in without_person {
         hub.audit(Hop::Ingress, sub.via, &id, |d| {
             d.party(sub.party.id.as_str())
                 .category(category.code())
-                .document(document)
+                .document(kind)
                 .decision(AuditDecision::Accepted)
                 .reason(admission::NO_SUBJECT)
         });
