@@ -269,3 +269,60 @@ async fn a_statement_without_its_basic_record_is_refused_naming_the_line() {
     );
     running.stop().await;
 }
+
+/// `kaigo-hub translate --mapping claims-statement` of `text` as a file `d0711b.csv`.
+fn translate_statements(text: &str, tag: &str) -> std::process::Output {
+    let dir = std::env::temp_dir().join(format!("kaigo-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join(FILE);
+    std::fs::write(&file, text).expect("written");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_kaigo-hub"))
+        .current_dir(repo())
+        .args(["translate", "--mapping", "claims-statement"])
+        .arg(&file)
+        .output()
+        .expect("kaigo-hub runs");
+    let _ = std::fs::remove_dir_all(&dir);
+    o
+}
+
+/// 様式第二の二 (7132, 介護予防) has the 7131 layout: the same records read as a 7132 明細書 give
+/// the golden with only `form` changed; and the 様式 is part of what makes one 明細書.
+#[test]
+fn a_7132_statement_reads_as_the_7131_layout() {
+    let text = String::from_utf8(sample("claims/d0711b.csv")).expect("ASCII sample");
+    let first: String = text
+        .split_inclusive("\r\n")
+        .map(
+            |l| match l.contains("\"0000012345\"") && l.starts_with("2,") {
+                true => l.replacen("\"7131\"", "\"7132\"", 1),
+                false => l.to_string(),
+            },
+        )
+        .collect();
+    assert_eq!(first.matches("\"7132\"").count(), 4, "01, two 02, 10");
+    let o = translate_statements(&first, "7132");
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let made = match json(&o.stdout) {
+        Value::Array(d) => d,
+        one => vec![one],
+    };
+    let mut want = docs("claims/d0711b.claim-statement.json");
+    want[0]["form"] = "7132".into();
+    assert_eq!(made, want);
+
+    // One person's 7131 and 7132 of a month are two 明細書: here the 7132 one (a 02 line) has no 01.
+    let mixed = text.replacen("2,4,\"7131\"", "2,4,\"7132\"", 1);
+    let o = translate_statements(&mixed, "7132-mixed");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("record 4 (line 4): its document has no member"),
+        "{err}"
+    );
+}
