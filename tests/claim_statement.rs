@@ -52,12 +52,23 @@ fn hundredths(price: &Value) -> i64 {
 /// 30,597 円; × 90% = 27,537.3 → 27,537; user 3,060. 0000012399: 244 × 4 = 976 × 11.40 =
 /// 11,126.4 → 11,126; × 80% = 8,900.8 → 8,900; user 2,226; 軽減 556 → 1,670. 請求書: 2 明細書,
 /// 3,660 units, 41,723 = 36,437 + 0 + 5,286.
+///
+/// d0711c (様式第八 7183, 介護老人福祉施設): 700 × 31 = 21,700 units × 10.90 = 236,530 円; × 90%
+/// = 212,877; user 23,653. 11 特定入所者 (§5.6): 食費 1,445 × 31 = 44,795, 負担限度額 650 × 31 =
+/// 20,150, 保険分 24,645; 居住費 915 × 31 = 28,365, 430 × 31 = 13,330, 保険分 15,035; the `99`
+/// record's sums 73,160 / 39,680 / 33,480 = 01 #38 and the 7111 line's items 15, 18, 16.
 #[test]
 fn the_goldens_add_up_as_the_spec_says() {
-    let statements = docs("claims/d0711b.claim-statement.json");
-    let invoices = docs("claims/d0711b.claim-invoice.json");
-    assert_eq!(statements.len(), 2);
+    assert_eq!(add_up("d0711b"), [(30_597, 27_537), (11_126, 8_900)]);
+    assert_eq!(add_up("d0711c"), [(236_530, 212_877)]);
+}
+
+/// Checks the arithmetic of a sample's goldens; gives each 明細書's (費用, 保険請求額).
+fn add_up(stem: &str) -> Vec<(i64, i64)> {
+    let statements = docs(&format!("claims/{stem}.claim-statement.json"));
+    let invoices = docs(&format!("claims/{stem}.claim-invoice.json"));
     let (mut units, mut claim, mut user, mut cost) = (0, 0, 0, 0);
+    let (mut resident_cost, mut resident_claim, mut resident_user, mut residents) = (0, 0, 0, 0);
     let mut by_hand = Vec::new();
     for s in &statements {
         assert_eq!(s["document"], "ClaimStatement@1");
@@ -88,13 +99,37 @@ fn the_goldens_add_up_as_the_spec_says() {
             let after = int(&r["user_share_due"]) - int(&r["reduction"]);
             assert_eq!(int(&r["user_share_after"]), after);
         }
+        let lines = s["specified_resident"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if let Some(last) = lines.last() {
+            assert_eq!(last["sequence"], "99", "the last 11 record is 99");
+            let (mut c, mut i, mut u) = (0, 0, 0);
+            for r in &lines {
+                assert_eq!(int(&r["cost"]), int(&r["unit_cost"]) * int(&r["days"]));
+                assert_eq!(int(&r["user_share"]), int(&r["limit"]) * int(&r["days"]));
+                let rest = int(&r["cost"]) - int(&r["user_share"]);
+                assert_eq!(int(&r["insurance_claim"]), rest);
+                (c, i, u) = (c + int(&r["cost"]), i + rest, u + int(&r["user_share"]));
+            }
+            let sums = &last["totals"];
+            assert_eq!(
+                (int(&sums["total_cost"]), int(&sums["insurance_claim"])),
+                (c, i)
+            );
+            assert_eq!(int(&sums["user_share"]), u);
+            assert_eq!(int(&basic["specified_resident_claim"]), i, "01 #38");
+            (resident_cost, resident_claim, resident_user) =
+                (resident_cost + c, resident_claim + i, resident_user + u);
+            residents += 1;
+        }
         by_hand.push((spent, insured));
         units += int(&basic["units"]);
         claim += int(&basic["claim"]);
         user += int(&basic["user_share"]);
         cost += spent;
     }
-    assert_eq!(by_hand, [(30_597, 27_537), (11_126, 8_900)]);
     let insurance: Vec<&Value> = invoices.iter().filter(|i| i["payer"] == "1").collect();
     assert_eq!(insurance.len(), 1);
     let line = &insurance[0]["services"];
@@ -105,6 +140,16 @@ fn the_goldens_add_up_as_the_spec_says() {
     assert_eq!(int(&line["total_cost"]), cost);
     let parts = int(&line["insurance_claim"]) + int(&line["public_claim"]) + user;
     assert_eq!(int(&line["total_cost"]), parts);
+    let resident = &insurance[0]["specified_resident"];
+    if residents == 0 {
+        assert!(resident.is_null(), "{resident}");
+    } else {
+        assert_eq!(int(&resident["count"]), residents);
+        assert_eq!(int(&resident["total_cost"]), resident_cost);
+        assert_eq!(int(&resident["insurance_claim"]), resident_claim);
+        assert_eq!(int(&resident["user_share"]), resident_user);
+    }
+    by_hand
 }
 
 async fn a_claims_file_delivers_the_invoice_and_each_consented_statement(s: Scratch) {

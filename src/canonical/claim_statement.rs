@@ -1,12 +1,13 @@
 //! `ClaimStatement@1` — 介護給付費明細書: what a 事業所 claims for one person and one service
 //! month under one 様式 (交換情報識別番号), from the 国保連 claims file. One document is one
 //! 明細書: its 01 基本情報 record, its 02 明細情報 lines, its 10 集計情報 records (one per
-//! サービス種類) and its 12 社会福祉法人軽減額情報 records. Category 請求・給付 (claims); it is
-//! about a person, so it goes only with that person's consent.
+//! サービス種類), its 11 特定入所者介護サービス費用情報 records (様式第八) and its 12
+//! 社会福祉法人軽減額情報 records. Category 請求・給付 (claims); it is about a person, so it
+//! goes only with that person's consent.
 //!
-//! Spec: shared/specs/claims-csv.md §5 (5.1 header, 5.3 01, 5.4 02, 5.5 10, 5.7 12), §8. The
-//! 様式 are told apart by `form`; a record kind another 様式 adds (11 特定入所者 of 7183, 04
-//! 特定診療費 …) is a further optional list beside these. Amounts and counts are the integers
+//! Spec: shared/specs/claims-csv.md §5 (5.1 header, 5.3 01, 5.4 02, 5.5 10, 5.6 11, 5.7 12),
+//! §8. The 様式 are told apart by `form`; a record kind another 様式 adds (04 特定診療費 …) is
+//! a further optional list beside these. Amounts and counts are the integers
 //! written (※S items are signed); a field the spec lets be empty is absent when empty, and a `0`
 //! written is kept as `0`. 単位数単価 is a decimal text (`"11.40"`), never a float.
 
@@ -38,6 +39,9 @@ pub struct ClaimStatement {
     pub details: Vec<Detail>,
     /// 集計情報 — the 10 records, one per サービス種類.
     pub totals: Vec<Totals>,
+    /// 特定入所者介護サービス費用情報 — the 11 records (施設 様式 such as 7183), when claimed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub specified_resident: Vec<SpecifiedResident>,
     /// 社会福祉法人軽減額情報 — the 12 records, when the 軽減 is claimed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reductions: Vec<Reduction>,
@@ -55,6 +59,8 @@ code_list! {
         "7131" => HomeServices,
         /// 様式第二の二 — 介護予防サービス (the 7131 layout).
         "7132" => PreventiveServices,
+        /// 様式第八 — 介護老人福祉施設・地域密着型介護老人福祉施設 (adds 11 特定入所者).
+        "7183" => WelfareFacility,
     }
 }
 
@@ -289,6 +295,74 @@ optional_record! {
         pub claim: i64,
         /// 本人負担額 (利用者負担額) — 円.
         pub own_share: i64,
+    }
+}
+
+/// 特定入所者介護サービス費用情報 — one 11 record (食費・居住費 beyond the 負担限度額). 費用額 =
+/// 費用単価 × 日数; 利用者負担額 = 負担限度額 × 日数; 保険分請求額 = 費用額 − 利用者負担額 (less 公費).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SpecifiedResident {
+    /// レコード順次番号 — item 7: `01`…`98`, the only or last record `99`.
+    pub sequence: String,
+    /// サービス種類コード — item 8.
+    pub service_type: String,
+    /// サービス項目コード — item 9.
+    pub service_item: String,
+    /// 費用単価 — item 10, 円 per day.
+    pub unit_cost: i64,
+    /// 負担限度額 — item 11, 円 per day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+    /// 日数 — item 12.
+    pub days: i64,
+    /// 公費1–3 日数 — items 13–15.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_days: Option<PublicThree>,
+    /// 費用額 — item 16, 円.
+    pub cost: i64,
+    /// 保険分請求額 — item 17, 円.
+    pub insurance_claim: i64,
+    /// 公費1–3 負担額（明細） — items 18–20, 円.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_shares: Option<PublicThree>,
+    /// 利用者負担額 — item 21, 円.
+    pub user_share: i64,
+    /// The 明細書's totals — items 22–33, on the `99` record only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totals: Option<SpecifiedResidentSums>,
+}
+
+/// Items 22–33 of the `99` 11 record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SpecifiedResidentSums {
+    /// 費用額合計 — item 22.
+    pub total_cost: i64,
+    /// 保険分請求額合計 — item 23.
+    pub insurance_claim: i64,
+    /// 利用者負担額合計 — item 24.
+    pub user_share: i64,
+    /// 公費1 — items 25–27.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_1: Option<PublicResidentSums>,
+    /// 公費2 — items 28–30.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_2: Option<PublicResidentSums>,
+    /// 公費3 — items 31–33.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_3: Option<PublicResidentSums>,
+}
+
+optional_record! {
+    /// 公費 n 負担額合計, 請求額, 本人負担月額 of the `99` 11 record; each may be empty.
+    pub struct PublicResidentSums {
+        /// 負担額合計 — 円.
+        pub share: i64,
+        /// 請求額 — 円.
+        pub claim: i64,
+        /// 本人負担月額 — 円.
+        pub own_monthly: i64,
     }
 }
 
