@@ -171,6 +171,7 @@ fn translate_dir_converts_a_folder_mixing_every_shipped_format_by_content() {
         "ServiceUsage@1",
         "PhysicianOpinion@1",
         "ClaimInvoice@1",
+        "RecipientChange@1",
     ] {
         assert!(
             expected.contains_key(kind),

@@ -16,6 +16,7 @@ pub mod common;
 pub mod insurance_card;
 pub mod insured_person;
 pub mod physician_opinion;
+pub mod recipient_change;
 pub mod schema_walk;
 pub mod service_usage;
 
@@ -45,10 +46,12 @@ pub enum DocKind {
     PhysicianOpinion,
     /// `ClaimInvoice@1`
     ClaimInvoice,
+    /// `RecipientChange@1`
+    RecipientChange,
 }
 
 /// All kinds, for listings and `--help`.
-pub const ALL: [DocKind; 9] = [
+pub const ALL: [DocKind; 10] = [
     DocKind::InsuredPerson,
     DocKind::InsuranceCard,
     DocKind::CarePlan,
@@ -58,6 +61,7 @@ pub const ALL: [DocKind; 9] = [
     DocKind::CertificationDecision,
     DocKind::PhysicianOpinion,
     DocKind::ClaimInvoice,
+    DocKind::RecipientChange,
 ];
 
 /// Why a JSON value is not a valid canonical document. `Display` says what is wrong without the
@@ -161,6 +165,7 @@ impl DocKind {
             DocKind::CertificationDecision => "CertificationDecision@1",
             DocKind::PhysicianOpinion => "PhysicianOpinion@1",
             DocKind::ClaimInvoice => "ClaimInvoice@1",
+            DocKind::RecipientChange => "RecipientChange@1",
         }
     }
 
@@ -172,7 +177,8 @@ impl DocKind {
             | DocKind::CertificationApplication
             | DocKind::CertificationSurvey
             | DocKind::CertificationDecision
-            | DocKind::PhysicianOpinion => "certification",
+            | DocKind::PhysicianOpinion
+            | DocKind::RecipientChange => "certification",
             DocKind::CarePlan | DocKind::ServiceUsage => "care-plan",
             DocKind::ClaimInvoice => "claims",
         }
@@ -212,6 +218,9 @@ impl DocKind {
                 schemars::schema_for!(physician_opinion::PhysicianOpinion)
             }
             DocKind::ClaimInvoice => schemars::schema_for!(claim_invoice::ClaimInvoice),
+            DocKind::RecipientChange => {
+                schemars::schema_for!(recipient_change::RecipientChange)
+            }
         }
         .to_value();
         if let Some(obj) = schema.as_object_mut() {
@@ -249,6 +258,7 @@ impl DocKind {
             }
             DocKind::PhysicianOpinion => check::<physician_opinion::PhysicianOpinion>(self, value),
             DocKind::ClaimInvoice => check::<claim_invoice::ClaimInvoice>(self, value),
+            DocKind::RecipientChange => check::<recipient_change::RecipientChange>(self, value),
         }
     }
 }
