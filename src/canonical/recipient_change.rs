@@ -15,9 +15,11 @@
 //! the certification category, DESIGN §7), 二次予防事業 (68–70; abolished 2015). Dates are ISO; a
 //! field left empty in the record is absent here, and a group whose every field is empty is absent.
 
+use super::certification_application::ApplicationKind;
 use super::certification_codes::CareLevel;
 use super::common::{PersonName, Provenance, Sex, Subject};
 use super::declare::{code_list, optional_record};
+use super::insurance_card::BenefitLimit;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -56,7 +58,7 @@ pub struct RecipientChange {
     /// 居宅サービス計画 — who makes the care plan, and from when (24–27).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub care_plan: Option<CarePlanAuthor>,
-    /// 訪問通所サービス 支給限度基準額 and its 上限管理適用期間 (28–30).
+    /// 訪問通所サービス 支給限度基準額 and its 上限管理適用期間 (28–30), as the card holds it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub benefit_limit: Option<BenefitLimit>,
     /// 短期入所サービス 支給限度基準額 and its period (31–33; obsolete since 2006, usually empty).
@@ -144,20 +146,6 @@ optional_record! {
 }
 
 code_list! {
-    /// 申請種別コード.
-    pub enum ApplicationKind {
-        /// 新規申請.
-        "1" => New,
-        /// 更新申請.
-        "2" => Renewal,
-        /// 変更申請.
-        "3" => Change,
-        /// 職権.
-        "4" => ExOfficio,
-    }
-}
-
-code_list! {
     /// 申請中区分 (変更申請中, 減免申請中, 特定入所者認定申請中): 1 申請なし, 2 申請中, 3 決定済み.
     pub enum Pending {
         /// 申請なし.
@@ -172,7 +160,7 @@ code_list! {
 optional_record! {
     /// 申請 — items 17–19.
     pub struct Application {
-        /// 申請種別コード.
+        /// 申請種別コード — the 申請区分（法令） list: 1 新規, 2 更新, 3 変更, 4 職権.
         pub kind: ApplicationKind,
         /// 変更申請中区分コード.
         pub change_pending: Pending,
@@ -235,18 +223,6 @@ optional_record! {
         /// 適用開始年月日 — ISO date.
         pub valid_from: String,
         /// 適用終了年月日 — ISO date.
-        pub valid_to: String,
-    }
-}
-
-optional_record! {
-    /// 支給限度基準額 — units per month and the period of its 上限管理.
-    pub struct BenefitLimit {
-        /// 単位数.
-        pub units: i64,
-        /// 上限管理適用期間（開始） — ISO date.
-        pub valid_from: String,
-        /// 上限管理適用期間（終了） — ISO date.
         pub valid_to: String,
     }
 }
@@ -406,7 +382,7 @@ mod tests {
             back.certification.expect("認定").care_level,
             CareLevel::Care2
         );
-        assert_eq!(back.benefit_limit.expect("限度").units, Some(19705));
+        assert_eq!(back.benefit_limit.expect("限度").units, 19705);
         assert!(back.special_residence.is_none());
         assert_eq!(DocKind::RecipientChange.category(), "certification");
         assert!(DocKind::RecipientChange.carries_subject());
