@@ -96,11 +96,190 @@ fn the_insurance_card_becomes_patient_insurer_coverage_and_provenance_as_the_gol
             expected_id(&["Organization", "identifier", INSURER_NUMBER, insurer]),
             expected_id(&["Coverage", "subject", insurer, insured, "coverage"]),
             expected_id(&[
+                "Organization",
+                "identifier",
+                CARE_OFFICE_NUMBER,
+                "0170000011"
+            ]),
+            expected_id(&[
                 "Provenance",
                 "document",
                 &fhir::bundle::canonical_text(&doc)
             ]),
         ]
+    );
+    // 区分支給限度基準額 36217 単位 is a number, and the office is the care-office entry.
+    let coverage = &golden["entry"][2]["resource"];
+    let ext = |url: &str| {
+        coverage["extension"]
+            .as_array()
+            .and_then(|x| x.iter().find(|x| x["url"] == url))
+            .cloned()
+            .unwrap_or_else(|| panic!("no extension {url}"))
+    };
+    let limit = ext("urn:kaigo-hub:StructureDefinition:ltc-benefit-limit");
+    assert_eq!(limit["extension"][0]["valueInteger"], 36217);
+    let office = ext("urn:kaigo-hub:StructureDefinition:ltc-care-management-office");
+    assert_eq!(
+        office["extension"][0]["valueReference"]["reference"],
+        golden["entry"][3]["request"]["url"]
+    );
+}
+
+/// The 申請書 and the 認定結果 of the センター送信 sample, one Bundle per document: the person's
+/// Patient, Coverage and insurer have the ids the 被保険者証's rule gives them, each application
+/// is its own Task (keyed by 申請日 and 枝番), and the decision's Observations name that Task.
+#[test]
+fn the_application_and_the_decision_name_the_same_person_coverage_insurer_and_task() {
+    let (set, ids) = (set(), ids());
+    let mut bundles = Vec::new();
+    for (kind, golden) in [
+        (
+            "application",
+            "samples/certification/center-transmission-09b.application.fhir-transaction.json",
+        ),
+        (
+            "decision",
+            "samples/certification/center-transmission-09b.decision.fhir-transaction.json",
+        ),
+    ] {
+        let docs = read_json(&format!(
+            "samples/certification/center-transmission-09b.{kind}.json"
+        ));
+        let docs = docs.as_array().expect("three documents").clone();
+        let made = fhir::bundles(&set, &docs, None, &ids).expect("bundles");
+        assert_eq!(
+            Value::Array(made.clone()),
+            read_json(golden),
+            "differs from {golden}"
+        );
+        bundles.push((docs, made));
+    }
+    let url = |t: &str, parts: &[&str]| format!("{t}/{}", expected_id(parts));
+    let (applications, decisions) = (&bundles[0], &bundles[1]);
+    let people = read_json("samples/certification/center-transmission-09b.insured-person.json");
+    for (i, ((app, a), (dec, d))) in applications
+        .0
+        .iter()
+        .zip(&applications.1)
+        .zip(decisions.0.iter().zip(&decisions.1))
+        .enumerate()
+    {
+        assert_eq!(people[i]["subject"], app["subject"], "the same person");
+        let insurer = app["subject"]["insurer_number"].as_str().expect("insurer");
+        let insured = app["subject"]["insured_number"].as_str().expect("insured");
+        assert_eq!(
+            dec["subject"], app["subject"],
+            "the files list the same people"
+        );
+        let task_label = format!(
+            "application-{}-{}",
+            app["application_date"].as_str().expect("date"),
+            app["branch_number"]
+        );
+        let patient = url(
+            "Patient",
+            &["Patient", "subject", insurer, insured, "patient"],
+        );
+        let coverage = url(
+            "Coverage",
+            &["Coverage", "subject", insurer, insured, "coverage"],
+        );
+        let task = url("Task", &["Task", "subject", insurer, insured, &task_label]);
+        let payor = url(
+            "Organization",
+            &["Organization", "identifier", INSURER_NUMBER, insurer],
+        );
+        let a = entries(a);
+        assert_eq!(a[0]["request"]["url"], patient.as_str());
+        assert_eq!(a[1]["request"]["url"], task.as_str());
+        let t = &a[1]["resource"];
+        assert_eq!(t["for"]["reference"], patient.as_str());
+        assert_eq!(t["owner"]["reference"], payor.as_str());
+        assert_eq!(
+            t["insurance"][0]["reference"],
+            coverage.as_str(),
+            "the card's Coverage"
+        );
+        assert_eq!(t["authoredOn"], app["application_date"]);
+        assert_eq!(
+            a.len(),
+            3,
+            "Patient, Task, Provenance: no Coverage PUT from an application"
+        );
+        let person = fhir::bundle_of(&set, &people[i], None, &ids).expect("person");
+        assert_eq!(
+            a[0]["resource"],
+            entries(&person)[0]["resource"],
+            "the InsuredPerson of the same record PUTs the same Patient"
+        );
+        let d = entries(d);
+        let types: Vec<&str> = d
+            .iter()
+            .filter_map(|e| e["resource"]["resourceType"].as_str())
+            .collect();
+        assert_eq!(
+            types,
+            ["Coverage", "Observation", "Observation", "Provenance"]
+        );
+        assert_eq!(d[0]["request"]["url"], coverage.as_str());
+        let c = &d[0]["resource"];
+        assert_eq!(c["beneficiary"]["reference"], patient.as_str());
+        assert_eq!(c["payor"][0]["reference"], payor.as_str());
+        assert_eq!(c["class"][0]["value"], dec["second_stage"]["care_level"]);
+        assert_eq!(c["period"]["start"], dec["second_stage"]["valid_from"]);
+        assert_eq!(c["period"]["end"], dec["second_stage"]["valid_to"]);
+        for (o, stage) in [(&d[1], "first-stage"), (&d[2], "second-stage")] {
+            let label = task_label.replacen("application", stage, 1);
+            assert_eq!(
+                o["request"]["url"],
+                url(
+                    "Observation",
+                    &["Observation", "subject", insurer, insured, &label]
+                )
+                .as_str()
+            );
+            assert_eq!(o["resource"]["subject"]["reference"], patient.as_str());
+            let application = &o["resource"]["extension"][0];
+            assert_eq!(
+                application["url"],
+                "urn:kaigo-hub:StructureDefinition:ltc-application"
+            );
+            assert_eq!(application["valueReference"]["reference"], task.as_str());
+        }
+    }
+    // 一次判定 of 0000012345: 要介護1, 基準時間 568 as written, 蓋然性 35 %.
+    let first = &entries(&decisions.1[0])[1]["resource"];
+    assert_eq!(first["valueCodeableConcept"]["coding"][0]["code"], "21");
+    assert_eq!(first["component"][0]["valueInteger"], 568);
+    let probability = first["component"]
+        .as_array()
+        .and_then(|c| {
+            c.iter()
+                .find(|c| c["code"]["coding"][0]["code"] == "dementia-probability")
+        })
+        .expect("蓋然性");
+    assert_eq!(probability["valueQuantity"]["value"], 35);
+}
+
+#[test]
+fn a_decision_that_certifies_no_care_level_leaves_the_coverage_alone() {
+    let docs = read_json("samples/certification/center-transmission-09b.decision.json");
+    let mut doc = docs[0].clone();
+    doc["second_stage"]["care_level"] = Value::from("31");
+    let b = fhir::bundle_of(&set(), &doc, None, &ids()).expect("bundle");
+    let types: Vec<&str> = entries(&b)
+        .iter()
+        .filter_map(|e| e["resource"]["resourceType"].as_str())
+        .collect();
+    assert_eq!(
+        types,
+        ["Observation", "Observation", "Provenance"],
+        "再調査: no Coverage PUT"
+    );
+    assert_eq!(
+        entries(&b)[1]["resource"]["valueCodeableConcept"]["coding"][0]["display"],
+        "再調査"
     );
 }
 
@@ -781,6 +960,16 @@ fn every_resource_for_the_shipped_samples_passes_the_r4_schema_and_jp_core_rules
     for kind in ["CertificationSurvey@1", "CarePlan@1", "ServiceUsage@1"] {
         assert!(!not_yet.contains(kind), "{kind} has no FHIR mapping");
     }
+    // And 3 CertificationApplication (a Task each) and 3 CertificationDecision (two Observations
+    // each) from the センター送信 sample, besides the surveys' 6.
+    assert!(
+        checked["Task"] >= 3 && checked["Observation"] >= 12,
+        "{checked:?}"
+    );
+    assert!(
+        !not_yet.contains("CertificationApplication@1")
+            && !not_yet.contains("CertificationDecision@1")
+    );
     eprintln!("checked {checked:?}; no FHIR mapping yet for {not_yet:?}");
 }
 
@@ -802,6 +991,18 @@ fn the_schema_check_can_fail() {
         "name": [{ "text": "介護 太郎" }] }))
         .is_err()
     );
+    let profile = "http://jpfhir.jp/fhir/core/StructureDefinition/JP_Organization";
+    let office = serde_json::json!({ "resourceType": "Organization", "meta": { "profile": [profile] },
+        "identifier": [{ "system": CARE_OFFICE_NUMBER, "value": "017000001" }] });
+    assert!(jp_core(&office).is_err(), "a 事業所番号 has 10 digits");
+    let task = serde_json::json!({ "resourceType": "Task", "for": { "reference": "Patient/a" },
+        "owner": { "reference": "Organization/b" },
+        "code": { "coding": [{ "system": "http://example.org/codes", "code": "x" }] } });
+    let e = jp_core(&task).expect_err("a stray code system");
+    assert!(e.contains("http://example.org/codes"), "{e}");
+    let observation = serde_json::json!({ "resourceType": "Observation", "status": "final",
+        "code": { "coding": [{ "code": "x" }] }, "subject": { "reference": "Group/a" } });
+    assert!(jp_core(&observation).is_err(), "about a Patient");
     let uncoded = serde_json::json!({ "resourceType": "QuestionnaireResponse",
         "questionnaire": SURVEY_QUESTIONNAIRE, "subject": { "reference": "Patient/p" },
         "item": [{ "linkId": "2-1", "answer": [{ "valueCoding": { "system": SURVEY_ANSWERS, "code": "2" } }] }] });
@@ -860,8 +1061,11 @@ fn jp_core(r: &Value) -> Result<(), String> {
                             .map_err(|e| format!("Organization.identifier InsurerNumber: {e}"))?;
                     }
                     "http://jpfhir.jp/fhir/core/IdSystem/insurance-medical-institution-no" => {}
-                    // 介護保険事業所番号: the hub's system until the platform names one.
-                    CARE_OFFICE_NUMBER if ten_digits(value) => {}
+                    // 介護保険事業所番号: JP Core has no system for it (docs/fhir.md).
+                    CARE_OFFICE_NUMBER => {
+                        kaigo_hub::identifiers::ProviderNumber::parse(value)
+                            .map_err(|e| format!("Organization.identifier care office: {e}"))?;
+                    }
                     other => {
                         return Err(format!(
                             "Organization.identifier system {other} is not JP Core's"
@@ -968,7 +1172,8 @@ fn jp_core(r: &Value) -> Result<(), String> {
             if r.get("meta").and_then(|m| m.get("profile")).is_some() {
                 return Err(format!("{t} claims a profile the hub does not follow"));
             }
-            patient_subject(r)
+            patient_subject(r)?;
+            hub_codes(r)
         }
         "Provenance" => {
             let recorded = r.get("recorded").is_some() || r.get("_recorded").is_some();
@@ -978,7 +1183,57 @@ fn jp_core(r: &Value) -> Result<(), String> {
                 Err("Provenance needs recorded, agent.who and target".into())
             }
         }
+        // No JP Core profile: the person it is about, and codes from a known code system.
+        "Task" => {
+            refers_to(r, "for", "Patient")?;
+            refers_to(r, "owner", "Organization")?;
+            hub_codes(r)
+        }
         other => Err(format!("{other}: no JP Core check written for it yet")),
+    }
+}
+
+/// Every text value of a member named `key`, anywhere in `v` (`reference`, `system`).
+fn strings_named<'a>(v: &'a Value, key: &str, out: &mut Vec<&'a str>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                match v {
+                    Value::String(s) if k == key => out.push(s),
+                    _ => strings_named(v, key, out),
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|v| strings_named(v, key, out)),
+        _ => {}
+    }
+}
+
+/// `r[element]` is a reference to a resource of type `rtype`.
+fn refers_to(r: &Value, element: &str, rtype: &str) -> Result<(), String> {
+    match r[element]["reference"].as_str() {
+        Some(to) if to.starts_with(&format!("{rtype}/")) => Ok(()),
+        _ => Err(format!("{element} must refer to a {rtype}")),
+    }
+}
+
+/// Every `system` of a coding or identifier is HL7's, JP Core's, UCUM, LOINC or the hub's own
+/// (`urn:kaigo-hub:…`, docs/fhir.md), never a stray one.
+fn hub_codes(r: &Value) -> Result<(), String> {
+    let mut found = Vec::new();
+    strings_named(r, "system", &mut found);
+    let known = |s: &str| {
+        s.starts_with("urn:kaigo-hub:")
+            || s.starts_with("http://terminology.hl7.org/CodeSystem/")
+            || s.starts_with("http://jpfhir.jp/fhir/core/")
+            || s == "http://unitsofmeasure.org"
+            || s == "http://loinc.org"
+    };
+    match found.into_iter().find(|s| !known(s)) {
+        Some(s) => Err(format!(
+            "code system {s} is neither the hub's nor a known one"
+        )),
+        None => Ok(()),
     }
 }
 
@@ -998,10 +1253,6 @@ fn hub_profile(r: &Value) -> Result<(), String> {
         true => Ok(()),
         false => Err(format!("meta.profile {own} is not the hub's")),
     }
-}
-
-fn ten_digits(v: &str) -> bool {
-    v.len() == 10 && v.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Two HumanNames at most, one IDE (kanji) and one SYL (full-width katakana), as JP Core sends.
@@ -1071,22 +1322,8 @@ fn links_resolve(bundle: &Value) -> Result<(), String> {
 
 /// Every `reference` in `v`.
 fn references(v: &Value) -> Vec<&str> {
-    fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
-        match v {
-            Value::Object(m) => {
-                for (k, v) in m {
-                    match (k.as_str(), v) {
-                        ("reference", Value::String(s)) => out.push(s),
-                        _ => refs(v, out),
-                    }
-                }
-            }
-            Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
-            _ => {}
-        }
-    }
     let mut found = Vec::new();
-    refs(v, &mut found);
+    strings_named(v, "reference", &mut found);
     found
 }
 
@@ -1267,8 +1504,9 @@ fn the_independent_validator_rejects_what_r4_forbids_and_accepts_the_golden() {
         ),
         (
             "at-least-one",
-            |b| b["entry"][3]["resource"]["target"] = serde_json::json!([]),
-            "error Bundle.entry[3].resource.target: Missing required property",
+            // The Provenance: after the Patient, the insurer, the Coverage and the care office.
+            |b| b["entry"][4]["resource"]["target"] = serde_json::json!([]),
+            "error Bundle.entry[4].resource.target: Missing required property",
         ),
         (
             "at-most-one",

@@ -200,11 +200,13 @@ pub(super) fn keyed(
                 index: i + 1,
             });
         };
+        // A resource its mapping gives no local id is named by its type, in lower case: the
+        // Patient of a one-resource mapping is `patient`, as in the mappings that name it.
         let label = r
             .get("id")
             .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
+            .map(str::to_string)
+            .unwrap_or_else(|| rtype.to_lowercase());
         // The same resource written again (a goal that several rows of a table share) is one
         // entry; two different ones under one local id are an error.
         if let Some(at) = named.iter().position(|(t, l, _)| t == rtype && *l == label) {
@@ -705,6 +707,31 @@ mod tests {
         )
         .expect_err("a person is keyed by the subject, not by an identifier");
         assert!(!e.to_string().contains("0000012345"), "{e}");
+    }
+
+    #[test]
+    fn a_resource_without_a_local_id_is_named_by_its_type_so_every_document_of_a_person_keys_one_patient()
+     {
+        let full = transaction(&ids(), &card(), rendered()).expect("card");
+        // A one-resource mapping (InsuredPerson → Patient) names no local id.
+        let mut person = card();
+        person["document"] = json!("InsuredPerson@1");
+        let b = transaction(&ids(), &person, vec![json!({ "resourceType": "Patient" })])
+            .expect("person");
+        assert_eq!(
+            b["entry"][0]["resource"]["id"],
+            full["entry"][0]["resource"]["id"]
+        );
+        let e = transaction(
+            &ids(),
+            &person,
+            vec![
+                json!({ "resourceType": "Patient" }),
+                json!({ "resourceType": "Patient", "id": "patient" }),
+            ],
+        )
+        .expect_err("the same local id twice");
+        assert!(matches!(e, BundleError::SameLocalId { .. }), "{e}");
     }
 
     #[test]

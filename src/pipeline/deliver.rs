@@ -904,17 +904,17 @@ mod tests {
         let set = set();
         let (_, body) = first_care_plan();
         let ids = ids();
-        let mut r = Renders::new(&body, &ids, ["csv", "fhir"].into_iter());
+        let mut r = Renders::new(&body, &ids, ["csv", "xml"].into_iter());
         assert!(r.get(&set, "csv").is_ok());
-        assert!(r.doc.is_some(), "fhir still needs the document");
-        // No outbound mapping renders a CarePlan as FHIR: the error names it, for that
+        assert!(r.doc.is_some(), "xml still needs the document");
+        // No outbound mapping renders a CarePlan as XML: the error names it, for that
         // recipient only, and is the same for every recipient asking for it.
         let e = r
-            .get(&set, "fhir")
-            .expect_err("no CarePlan -> FHIR mapping")
+            .get(&set, "xml")
+            .expect_err("no CarePlan -> XML mapping")
             .clone();
         assert!(e.contains("CarePlan@1"), "{e}");
-        assert_eq!(r.get(&set, "fhir").expect_err("again"), &e);
+        assert_eq!(r.get(&set, "xml").expect_err("again"), &e);
         assert_eq!(
             r.get(&set, "csv").map(|c| c.1),
             Ok("text/csv; charset=Shift_JIS")
@@ -950,6 +950,16 @@ mod tests {
             .iter()
             .filter_map(|e| e["resource"]["resourceType"].as_str())
             .collect();
-        assert_eq!(types, ["Patient", "Organization", "Coverage", "Provenance"]);
+        assert_eq!(
+            types,
+            [
+                "Patient",
+                "Organization",
+                "Coverage",
+                "Organization",
+                "Provenance"
+            ],
+            "the insurer, then the 居宅介護支援事業者"
+        );
     }
 }
