@@ -6,7 +6,8 @@
 //! delivers the `RecipientChange@1` of the two who consented to the care manager that subscribes to
 //! the kind, and keeps the third in quarantine; the report and the audit log say so without a
 //! personal value. A file whose control record names another insurer is refused whole
-//! (`sender-mismatch`), naming the record and the rule that read its field 7. The same file
+//! (`sender-mismatch`), naming the record and the rule that read its field 7; a record of another
+//! insurer's person is kept alone (`insurer-mismatch`). The same file
 //! quoted as QKAN or the 共通編 rule quote, and with extra trailing fields of a later revision,
 //! reads the same. In memory and on the real RabbitMQ.
 
@@ -191,6 +192,50 @@ async fn a_5311_file_whose_control_record_names_another_insurer_is_refused_namin
         files(&s.out_dir(CARE_MANAGER)).is_empty(),
         "nothing delivered"
     );
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_record_of_another_insurers_person_is_kept_and_the_others_go_on() {
+    let s = Scratch::memory("rc-insurer", insurer_parties);
+    let running = s.start().await;
+    let hub = running.hub.clone();
+    let cert = [Category::Certification];
+    // Everyone consented, person 2 under the other insurer's number too: only the insurer differs.
+    let other = ("435073", PEOPLE[1].1);
+    for (i, who) in [PEOPLE[0], other, PEOPLE[2]].into_iter().enumerate() {
+        let platform = Grantee::Kind(PartyKind::Platform);
+        grant(&hub, &format!("ri-p{i}"), who, platform, &cert).await;
+        let provider = Grantee::Kind(PartyKind::Provider);
+        grant(&hub, &format!("ri-c{i}"), who, provider, &cert).await;
+    }
+    let quarantine = Tap::subscribed(hub.bus.as_ref(), &hub.topology.quarantine()).await;
+    let text = encoding_free(&sample("claims/10_531131011202510.csv"));
+    // Person 2's 証記載保険者番号 (item 7) is another insurer's; the control record stays 131011.
+    let moved = text.replacen("\"131011\",\"0000012346\"", "\"435073\",\"0000012346\"", 1);
+    assert_ne!(moved, text);
+    let parts = [
+        "outcome: accepted-in-part",
+        "refused: 1",
+        "document 2 (RecipientChange@1): insurer-mismatch",
+    ];
+    let personal = ["0000012346", "435073", "ｼｹﾝ"];
+    let inbox = s.inbox(MUNICIPALITY);
+    let (_, envelope) =
+        drop_and_read_report(&inbox, FILE, &to_ms932(&moved), &parts, &personal).await;
+    let out = s.out_dir(CARE_MANAGER);
+    for index in [0, 2] {
+        let name = format!("{envelope}-{index}.json");
+        let (_, body) = wait_for_file(&out, "a change of the insurer's own", |n| n == name).await;
+        assert_eq!(json(&body), golden()[index]);
+    }
+    let kept = quarantine
+        .wait("the other insurer's person", |m| !m.is_empty())
+        .await;
+    assert_eq!(kept[0].header(h::DOC_INDEX), Some("1"));
+    assert_eq!(kept[0].header(h::REASON), Some("insurer-mismatch"));
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(files(&out).len(), 2);
     running.stop().await;
 }
 
