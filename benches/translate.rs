@@ -166,6 +166,13 @@ fn main() {
         "jma-ikensho-physician-opinion",
     );
 
+    translate_case(
+        &set,
+        "国保連 claims CSV (MS932, 2 x 7111) -> ClaimInvoice",
+        "samples/claims/d0711a.csv",
+        "claims-invoice",
+    );
+
     // The deliver hop renders one document per message, from a document it owns.
     let plan: Option<serde_json::Value> = std::fs::read(up2.replace(".CSV", ".careplan.json"))
         .ok()

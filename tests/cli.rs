@@ -172,6 +172,7 @@ fn translate_dir_converts_a_folder_mixing_every_shipped_format_by_content() {
         "PhysicianOpinion@1",
         "ClaimInvoice@1",
         "ClaimStatement@1",
+        "RecipientChange@1",
     ] {
         assert!(
             expected.contains_key(kind),

@@ -335,7 +335,138 @@ const CARE_GOLDENS: &[(&str, &str)] = &[
         "samples/careplan/UPJSK_202511_0300000005_11_0300000100_43_20251203090000.service-usage.json",
         "samples/careplan/UPJSK_202511_0300000005_11_0300000100_43_20251203090000.fhir-transaction.json",
     ),
+    (
+        "samples/claims/d0711a.claim-invoice.json",
+        "samples/claims/d0711a.fhir-transaction.json",
+    ),
+    (
+        "samples/claims/10_531131011202510.recipient-change.json",
+        "samples/claims/10_531131011202510.fhir-transaction.json",
+    ),
 ];
+
+#[test]
+fn the_recipient_change_is_the_cards_coverage_and_names_its_person_insurer_and_office() {
+    let bundle = read_json("samples/claims/10_531131011202510.fhir-transaction.json");
+    let (insurer, insured) = ("131011", "0000012345");
+    // The Coverage the 被保険者証 and the 認定結果 write (subject + `coverage`), and its Provenance.
+    let coverage = expected_id(&["Coverage", "subject", insurer, insured, "coverage"]);
+    assert_eq!(resource_ids(&bundle)[0], coverage);
+    assert_eq!(
+        entries(&bundle).len(),
+        2,
+        "the Coverage and its Provenance only"
+    );
+    let c = &entries(&bundle)[0]["resource"];
+    let url = |t: &str, parts: &[&str]| format!("{t}/{}", expected_id(parts));
+    // Named, not PUT: the Patient, the insurer and the office keep what the card filled.
+    assert_eq!(
+        c["beneficiary"]["reference"],
+        url(
+            "Patient",
+            &["Patient", "subject", insurer, insured, "patient"]
+        )
+    );
+    assert_eq!(
+        c["payor"][0]["reference"],
+        url(
+            "Organization",
+            &["Organization", "identifier", INSURER_NUMBER, insurer]
+        )
+    );
+    let office = c["extension"]
+        .as_array()
+        .and_then(|x| {
+            x.iter().find(|x| {
+                x["url"] == "urn:kaigo-hub:StructureDefinition:ltc-care-management-office"
+            })
+        })
+        .expect("the office");
+    assert_eq!(
+        office["extension"][0]["valueReference"]["reference"],
+        url(
+            "Organization",
+            &[
+                "Organization",
+                "identifier",
+                CARE_OFFICE_NUMBER,
+                "0300000100"
+            ]
+        )
+    );
+    assert_eq!(c["class"][0]["value"], "21");
+    assert_eq!(c["period"]["start"], "2025-10-01");
+    // The card's Coverage has the same id: one Coverage per person, whichever document wrote it.
+    let card = read_json("samples/xml/card-sjis.insurance-card.json");
+    let (ci, cn) = (
+        card["subject"]["insurer_number"].as_str().expect("insurer"),
+        card["subject"]["insured_number"].as_str().expect("insured"),
+    );
+    let card_bundle = read_json("samples/xml/card-sjis.fhir-transaction.json");
+    assert!(
+        resource_ids(&card_bundle)
+            .contains(&expected_id(&["Coverage", "subject", ci, cn, "coverage"]))
+    );
+}
+
+#[test]
+fn the_invoice_is_issued_by_its_office_to_the_kokuhoren_with_its_totals_in_yen() {
+    let bundle = read_json("samples/claims/d0711a.fhir-transaction.json");
+    let office = expected_id(&[
+        "Organization",
+        "identifier",
+        CARE_OFFICE_NUMBER,
+        "0300000005",
+    ]);
+    assert_eq!(resource_ids(&bundle)[0], office);
+    let invoice = &resources_of(&bundle, "Invoice")[0];
+    assert_eq!(
+        invoice["issuer"]["reference"],
+        format!("Organization/{office}")
+    );
+    assert!(invoice.get("subject").is_none(), "no person");
+    assert!(invoice["recipient"]["display"].is_string());
+    assert_eq!(invoice["date"], "2025-11");
+    let yen = |v: &Value| {
+        (
+            v["value"].as_i64(),
+            v["currency"].as_str().map(String::from),
+        )
+    };
+    assert_eq!(
+        yen(&invoice["totalGross"]),
+        (Some(150000), Some("JPY".into()))
+    );
+    assert_eq!(
+        yen(&invoice["totalNet"]),
+        (Some(135000), Some("JPY".into()))
+    );
+    let parts = invoice["lineItem"][0]["priceComponent"]
+        .as_array()
+        .expect("parts");
+    let amounts: Vec<Option<i64>> = parts
+        .iter()
+        .map(|p| p["amount"]["value"].as_i64())
+        .collect();
+    assert_eq!(
+        amounts,
+        [
+            Some(150000),
+            Some(135000),
+            Some(3000),
+            Some(12000),
+            None,
+            None
+        ]
+    );
+    // No person, no subject: the Invoice is keyed by the whole document.
+    let doc = first_document("samples/claims/d0711a.claim-invoice.json");
+    let text = fhir::bundle::canonical_text(&doc);
+    assert_eq!(
+        resource_ids(&bundle)[1],
+        expected_id(&["Invoice", "document", &text, "invoice"])
+    );
+}
 
 /// The first document of a sample file (one document or a list of them).
 fn first_document(rel: &str) -> Value {
@@ -970,6 +1101,12 @@ fn every_resource_for_the_shipped_samples_passes_the_r4_schema_and_jp_core_rules
         !not_yet.contains("CertificationApplication@1")
             && !not_yet.contains("CertificationDecision@1")
     );
+    // And 2 請求書 (an Invoice each) and 3 受給者異動連絡票 (a Coverage each).
+    assert!(
+        checked["Invoice"] >= 2 && checked["Coverage"] >= 6,
+        "{checked:?}"
+    );
+    assert!(!not_yet.contains("ClaimInvoice@1") && !not_yet.contains("RecipientChange@1"));
     eprintln!("checked {checked:?}; no FHIR mapping yet for {not_yet:?}");
 }
 
@@ -1182,6 +1319,17 @@ fn jp_core(r: &Value) -> Result<(), String> {
             } else {
                 Err("Provenance needs recorded, agent.who and target".into())
             }
+        }
+        // No JP Core profile: a 事業所's totals, no person; issued by an Organization.
+        "Invoice" => {
+            if r.get("meta").and_then(|m| m.get("profile")).is_some() {
+                return Err("Invoice claims a profile the hub does not follow".into());
+            }
+            if r.get("subject").is_some() {
+                return Err("a 請求書 carries no person".into());
+            }
+            refers_to(r, "issuer", "Organization")?;
+            hub_codes(r)
         }
         // No JP Core profile: the person it is about, and codes from a known code system.
         "Task" => {

@@ -17,6 +17,7 @@ pub mod common;
 pub mod insurance_card;
 pub mod insured_person;
 pub mod physician_opinion;
+pub mod recipient_change;
 pub mod schema_walk;
 pub mod service_usage;
 
@@ -48,10 +49,12 @@ pub enum DocKind {
     ClaimInvoice,
     /// `ClaimStatement@1`
     ClaimStatement,
+    /// `RecipientChange@1`
+    RecipientChange,
 }
 
 /// All kinds, for listings and `--help`.
-pub const ALL: [DocKind; 10] = [
+pub const ALL: [DocKind; 11] = [
     DocKind::InsuredPerson,
     DocKind::InsuranceCard,
     DocKind::CarePlan,
@@ -62,6 +65,7 @@ pub const ALL: [DocKind; 10] = [
     DocKind::PhysicianOpinion,
     DocKind::ClaimInvoice,
     DocKind::ClaimStatement,
+    DocKind::RecipientChange,
 ];
 
 /// Why a JSON value is not a valid canonical document. `Display` says what is wrong without the
@@ -166,6 +170,7 @@ impl DocKind {
             DocKind::PhysicianOpinion => "PhysicianOpinion@1",
             DocKind::ClaimInvoice => "ClaimInvoice@1",
             DocKind::ClaimStatement => "ClaimStatement@1",
+            DocKind::RecipientChange => "RecipientChange@1",
         }
     }
 
@@ -177,7 +182,8 @@ impl DocKind {
             | DocKind::CertificationApplication
             | DocKind::CertificationSurvey
             | DocKind::CertificationDecision
-            | DocKind::PhysicianOpinion => "certification",
+            | DocKind::PhysicianOpinion
+            | DocKind::RecipientChange => "certification",
             DocKind::CarePlan | DocKind::ServiceUsage => "care-plan",
             DocKind::ClaimInvoice | DocKind::ClaimStatement => "claims",
         }
@@ -218,6 +224,9 @@ impl DocKind {
             }
             DocKind::ClaimInvoice => schemars::schema_for!(claim_invoice::ClaimInvoice),
             DocKind::ClaimStatement => schemars::schema_for!(claim_statement::ClaimStatement),
+            DocKind::RecipientChange => {
+                schemars::schema_for!(recipient_change::RecipientChange)
+            }
         }
         .to_value();
         if let Some(obj) = schema.as_object_mut() {
@@ -256,6 +265,7 @@ impl DocKind {
             DocKind::PhysicianOpinion => check::<physician_opinion::PhysicianOpinion>(self, value),
             DocKind::ClaimInvoice => check::<claim_invoice::ClaimInvoice>(self, value),
             DocKind::ClaimStatement => check::<claim_statement::ClaimStatement>(self, value),
+            DocKind::RecipientChange => check::<recipient_change::RecipientChange>(self, value),
         }
     }
 }

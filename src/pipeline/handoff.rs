@@ -99,15 +99,21 @@ pub fn label_ids(label: &str) -> Option<Vec<&str>> {
         .collect()
 }
 
-/// The one category of an input's documents: mappings that read one input and name different
-/// categories are a mapping-set error (one message is consented and routed as one category).
+/// The one category of an input's documents: mappings that make documents of one input and name
+/// different categories are a mapping-set error (one message is consented and routed as one
+/// category). A mapping that fits the input but makes no document of it does not speak for it: a
+/// 国保連 file's control record fits every claims-file mapping, and a 受給者異動連絡票 file (5311,
+/// certification) makes no 請求書 (claims). An input of no document keeps the first mapping's.
 fn one_category(t: &Translation) -> Result<Option<String>, ErrorText> {
-    let first = &t.mapping.category;
-    match t.mappings.iter().find(|m| &m.category != first) {
-        None => Ok(first.clone()),
+    let mut making = t.documents.iter().map(|d| &d.mapping);
+    let Some(first) = making.next() else {
+        return Ok(t.mapping.category.clone());
+    };
+    match making.find(|m| m.category != first.category) {
+        None => Ok(first.category.clone()),
         Some(other) => Err(ErrorText::plain(format!(
             "mappings `{}` and `{}` both read this input but name different categories; give them one category",
-            t.mapping.id, other.id
+            first.id, other.id
         ))),
     }
 }
@@ -257,6 +263,40 @@ mod tests {
             ],
         });
         let e = Mapped::run(set, bytes, None, None)
+            .await
+            .err()
+            .expect("two categories are refused")
+            .to_string();
+        assert!(e.contains("`a` and `b`") && e.contains("categories"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_mapping_that_fits_but_makes_no_document_does_not_set_the_category() {
+        // `a` keeps only rows of kind A, `b` only rows of kind B: both fit, one makes documents.
+        let kept = |id: &str, target: &str, category: &str, kind: &str| {
+            let yaml = format!(
+                "id: {id}\nversion: 1\nsource: {{ format: csv, charset: utf-8, header: true }}\ndocuments: {{ each: \"*\", when: {{ 種別: {kind} }} }}\ntarget: {target}\ncategory: {category}\nfields:\n  subject.insurer_number: 保険者番号\n  subject.insured_number: 被保険者番号\n"
+            );
+            Arc::new(
+                crate::mapping::compile::compile_str(&yaml, std::path::Path::new("k.yaml"))
+                    .expect("compiles"),
+            )
+        };
+        let set = Arc::new(MappingSet {
+            mappings: vec![
+                kept("a", "InsuranceCard@1", "claims", "A"),
+                kept("b", "InsuredPerson@1", "certification", "B"),
+            ],
+        });
+        let bytes = "種別,保険者番号,被保険者番号\nB,131011,0000012345\n".as_bytes();
+        let m = Mapped::run(set.clone(), bytes, None, None)
+            .await
+            .expect("maps");
+        assert_eq!(m.documents.len(), 1);
+        assert_eq!(m.category().expect("one category").code(), "certification");
+        // Both making documents: still refused.
+        let both = "種別,保険者番号,被保険者番号\nA,131011,0000012345\nB,131011,0000012345\n";
+        let e = Mapped::run(set, both.as_bytes(), None, None)
             .await
             .err()
             .expect("two categories are refused")
