@@ -173,7 +173,9 @@ async fn a_municipalitys_center_file_delivers_the_consented_and_keeps_the_others
         .collect();
     let provider = Some(PROVIDER);
     for who in &consented {
-        assert_eq!(count("ingress", "accepted", who, None), 1, "{events:#?}");
+        // Ingress: one event per person and document kind (application, survey, decision and
+        // InsuredPerson), each naming its kind.
+        assert_eq!(count("ingress", "accepted", who, None), 4, "{events:#?}");
         assert_eq!(count("translate", "accepted", who, None), 4, "{events:#?}");
         // Consent #3 and delivery: the care manager gets all four documents; the provider
         // that subscribes to InsuredPerson@1 (as FHIR) gets that one.
