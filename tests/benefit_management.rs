@@ -8,7 +8,7 @@
 //! its inbox; the first person has consented (platform and the insurer, category claims), so
 //! their 給付管理票 is delivered to 131011 as the golden has it; the second has not, so theirs
 //! is held back (`consent-denied`) and named in the file's report by position, never by number.
-//! The audit trail says the same.
+//! The audit trail says the same. The same file from another party is a `sender-mismatch`.
 
 mod common;
 
@@ -165,6 +165,29 @@ async fn a_sheet_without_its_total_line_is_refused_naming_the_line() {
     let personal = [SILENT.1, "00131011", "19380212"];
     let inbox = s.inbox(CARE_MANAGER);
     drop_and_read_error(&inbox, FILE, cut.as_bytes(), &parts, &personal).await;
+    tokio::time::sleep(QUIET).await;
+    assert!(
+        files(&s.out_dir(MUNICIPALITY)).is_empty(),
+        "nothing delivered"
+    );
+    running.stop().await;
+}
+
+/// The sender is the control record's 事業所番号: the same file dropped by another party (the
+/// 訪問介護事業所) is refused whole as `sender-mismatch`, nothing delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sheet_file_from_another_party_is_a_sender_mismatch() {
+    let s = Scratch::memory("benefit-mismatch", |p| p);
+    let running = s.start().await;
+    let parts = [
+        "outcome: refused",
+        "error: sender-mismatch: document 1 names party 0300000100 as its sender",
+        "(claims-benefit-management.yaml:",
+        "but it came from 0300000005",
+    ];
+    let personal = [CONSENTED.1, SILENT.1, "00131011", "19400405", "19380212"];
+    let bytes = sample("claims/d0821a.csv");
+    drop_and_read_error(&s.inbox(PROVIDER), FILE, &bytes, &parts, &personal).await;
     tokio::time::sleep(QUIET).await;
     assert!(
         files(&s.out_dir(MUNICIPALITY)).is_empty(),
