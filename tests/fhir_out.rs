@@ -468,6 +468,206 @@ fn the_invoice_is_issued_by_its_office_to_the_kokuhoren_with_its_totals_in_yen()
     );
 }
 
+/// The 明細書 samples (file, which document of it, golden Bundle): a 様式第二 with a 12 軽減 and a
+/// 様式第八 with its 11 特定入所者 records.
+const STATEMENT_GOLDENS: &[(&str, usize, &str)] = &[
+    (
+        "samples/claims/d0711b.claim-statement.json",
+        1,
+        "samples/claims/d0711b.claim-statement-2.fhir-transaction.json",
+    ),
+    (
+        "samples/claims/d0711c.claim-statement.json",
+        0,
+        "samples/claims/d0711c.claim-statement.fhir-transaction.json",
+    ),
+];
+
+/// The sub-extensions of the hub extension `url` on `r`, each as (its url, its value), in order.
+fn hub_extension(r: &Value, url: &str) -> Vec<Vec<(String, Value)>> {
+    r["extension"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+        .iter()
+        .filter(|x| x["url"] == url)
+        .map(|x| {
+            x["extension"]
+                .as_array()
+                .expect("a complex extension")
+                .iter()
+                .map(|part| {
+                    let (k, v) = part
+                        .as_object()
+                        .expect("part")
+                        .iter()
+                        .find(|(k, _)| k.starts_with("value"))
+                        .expect("a value");
+                    let v = match v.get("value") {
+                        Some(money) if k == "valueMoney" => money.clone(),
+                        _ => v.clone(),
+                    };
+                    (part["url"].as_str().expect("url").to_string(), v)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn a_statement_is_a_claim_of_its_person_month_and_office_with_one_item_per_line() {
+    let (set, ids) = (set(), ids());
+    for (sample, at, golden) in STATEMENT_GOLDENS {
+        let doc = match read_json(sample) {
+            Value::Array(docs) => docs[*at].clone(),
+            one => one,
+        };
+        let bundle = fhir::bundle_of(&set, &doc, None, &ids).expect(sample);
+        assert_eq!(bundle, read_json(golden), "{sample}: differs from {golden}");
+    }
+    // d0711b's second 明細書: 被保険者 131011/0000012399, 様式第二, one 02 line 11 1111 (244 × 4 =
+    // 976 単位), one 10 集計 (976 単位 × 11.40, 請求額 8900, 利用者負担 2226) and a 12 軽減 of 556
+    // (2226 − 556 = 1670): claims-csv §5.
+    let bundle = read_json(STATEMENT_GOLDENS[0].2);
+    let (insurer, insured) = ("131011", "0000012399");
+    let office = expected_id(&[
+        "Organization",
+        "identifier",
+        CARE_OFFICE_NUMBER,
+        "0300000005",
+    ]);
+    let claim_id = expected_id(&[
+        "Claim",
+        "subject",
+        insurer,
+        insured,
+        "claim-7131-2025-10-0300000005",
+    ]);
+    assert_eq!(resource_ids(&bundle)[..2], [office.clone(), claim_id]);
+    let claim = resources_of(&bundle, "Claim")[0];
+    // The person, the card and the insurer are referenced, not PUT.
+    assert_eq!(
+        resources_of(&bundle, "Patient").len() + resources_of(&bundle, "Coverage").len(),
+        0
+    );
+    let patient = expected_id(&["Patient", "subject", insurer, insured, "patient"]);
+    let coverage = expected_id(&["Coverage", "subject", insurer, insured, "coverage"]);
+    let insurer_org = expected_id(&["Organization", "identifier", INSURER_NUMBER, insurer]);
+    assert_eq!(claim["patient"]["reference"], format!("Patient/{patient}"));
+    assert_eq!(
+        claim["insurance"][0]["coverage"]["reference"],
+        format!("Coverage/{coverage}")
+    );
+    assert_eq!(
+        claim["insurer"]["reference"],
+        format!("Organization/{insurer_org}")
+    );
+    assert_eq!(
+        claim["provider"]["reference"],
+        format!("Organization/{office}")
+    );
+    assert_eq!(claim["type"]["coding"][0]["code"], "professional");
+    assert_eq!(claim["subType"]["coding"][0]["code"], "7131");
+    assert_eq!(claim["billablePeriod"]["start"], "2025-10");
+    assert_eq!(claim["created"], "2025-11");
+    assert!(
+        claim.get("total").is_none(),
+        "the 明細書 writes no 費用合計"
+    );
+    let item = &claim["item"][0];
+    assert_eq!(
+        (
+            &item["sequence"],
+            &item["productOrService"]["coding"][0]["code"],
+            &item["quantity"]["value"]
+        ),
+        (&Value::from(1), &Value::from("111111"), &Value::from(4))
+    );
+    let units: Vec<&Value> = item["extension"]
+        .as_array()
+        .expect("units")
+        .iter()
+        .map(|x| &x["valueInteger"])
+        .collect();
+    assert_eq!(units, [&Value::from(244), &Value::from(976)]);
+    let values = |parts: &[(String, Value)]| -> Vec<String> {
+        parts.iter().map(|(k, v)| format!("{k}={v}")).collect()
+    };
+    let totals = hub_extension(claim, "urn:kaigo-hub:StructureDefinition:ltc-claim-totals");
+    assert_eq!(
+        values(&totals[0]),
+        [
+            "service-type=\"11\"",
+            "units=976",
+            "unit-price=11.40",
+            "insurance-claim=8900",
+            "user-share=2226"
+        ]
+    );
+    let reduction = hub_extension(claim, "urn:kaigo-hub:StructureDefinition:ltc-reduction");
+    assert_eq!(
+        values(&reduction[0]),
+        [
+            "rate=\"250\"",
+            "service-type=\"11\"",
+            "user-share-due=2226",
+            "reduction=556",
+            "user-share-after=1670"
+        ]
+    );
+    // d0711c, 様式第八: a 施設's claim; 11 records 食費 1445 × 31 = 44795 (限度 650 × 31 = 20150,
+    // 保険分 24645) and 居住費 915 × 31 = 28365 (430 × 31 = 13330, 保険分 15035): claims-csv §5.6.
+    let claim = resources_of(&read_json(STATEMENT_GOLDENS[1].2), "Claim")[0].clone();
+    assert_eq!(claim["type"]["coding"][0]["code"], "institutional");
+    let resident = hub_extension(
+        &claim,
+        "urn:kaigo-hub:StructureDefinition:ltc-specified-resident",
+    );
+    let resident: Vec<Vec<String>> = resident.iter().map(|r| values(r)).collect();
+    assert_eq!(
+        resident,
+        [
+            [
+                "service-code={\"system\":\"urn:kaigo-hub:care-service-code\",\"code\":\"595511\"}",
+                "unit-cost=1445",
+                "limit=650",
+                "days=31",
+                "cost=44795",
+                "insurance-claim=24645",
+                "user-share=20150"
+            ],
+            [
+                "service-code={\"system\":\"urn:kaigo-hub:care-service-code\",\"code\":\"595521\"}",
+                "unit-cost=915",
+                "limit=430",
+                "days=31",
+                "cost=28365",
+                "insurance-claim=15035",
+                "user-share=13330"
+            ]
+        ]
+    );
+    // d0711b's first 明細書 has two 02 lines: items 1 and 2, in file order.
+    let doc = first_document("samples/claims/d0711b.claim-statement.json");
+    let bundle = fhir::bundle_of(&set, &doc, None, &ids).expect("d0711b 1");
+    let items: Vec<(i64, String, i64)> = resources_of(&bundle, "Claim")[0]["item"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| {
+            (
+                i["sequence"].as_i64().expect("sequence"),
+                i["productOrService"]["coding"][0]["code"]
+                    .as_str()
+                    .expect("code")
+                    .to_string(),
+                i["quantity"]["value"].as_i64().expect("quantity"),
+            )
+        })
+        .collect();
+    assert_eq!(items, [(1, "111111".into(), 8), (2, "112111".into(), 4)]);
+}
+
 /// The first document of a sample file (one document or a list of them).
 fn first_document(rel: &str) -> Value {
     match read_json(rel) {
@@ -1107,6 +1307,9 @@ fn every_resource_for_the_shipped_samples_passes_the_r4_schema_and_jp_core_rules
         "{checked:?}"
     );
     assert!(!not_yet.contains("ClaimInvoice@1") && !not_yet.contains("RecipientChange@1"));
+    // And 3 明細書 (a Claim each: d0711b's two 様式第二, d0711c's 様式第八).
+    assert!(checked["Claim"] >= 3, "{checked:?}");
+    assert!(!not_yet.contains("ClaimStatement@1"));
     eprintln!("checked {checked:?}; no FHIR mapping yet for {not_yet:?}");
 }
 
@@ -1329,6 +1532,17 @@ fn jp_core(r: &Value) -> Result<(), String> {
                 return Err("a 請求書 carries no person".into());
             }
             refers_to(r, "issuer", "Organization")?;
+            hub_codes(r)
+        }
+        // No JP Core profile: a 明細書 of the person, claimed by its 事業所 from the insurer.
+        "Claim" => {
+            if r.get("meta").and_then(|m| m.get("profile")).is_some() {
+                return Err("Claim claims a profile the hub does not follow".into());
+            }
+            refers_to(r, "patient", "Patient")?;
+            refers_to(r, "provider", "Organization")?;
+            refers_to(r, "insurer", "Organization")?;
+            refers_to(&r["insurance"][0], "coverage", "Coverage")?;
             hub_codes(r)
         }
         // No JP Core profile: the person it is about, and codes from a known code system.

@@ -26,6 +26,8 @@ const COMMON_META: &[&str] = &[
 ];
 /// Metadata of an item of an `each` with `bits`: the option's code and its character.
 const BIT_META: &[&str] = &["$bit.option", "$bit.char"];
+/// Metadata of an item of any `each`: its position among the items the `each` made, from 1.
+const EACH_META: &[&str] = &["$each.position"];
 /// Metadata keys from a ケアプラン CSV file name.
 const CAREPLAN_META: &[&str] = &[
     "$file.prefix",
@@ -177,6 +179,7 @@ impl<'f> Compiler<'f> {
             namespaces: &namespaces,
             careplan_meta: file_name.is_some(),
             bit_meta: false,
+            each_meta: false,
         };
         let mut matches = Vec::new();
         for (key, values) in &src.match_.0 {
@@ -490,6 +493,7 @@ impl<'f> Compiler<'f> {
                 };
                 let inner = Ctx {
                     bit_meta: bits.is_some(),
+                    each_meta: true,
                     ..*ctx
                 };
                 let steps = self.steps(&inner, tables, fields, &item_slot, &format!("{full}."))?;
@@ -858,6 +862,8 @@ struct Ctx<'a> {
     careplan_meta: bool,
     /// Inside an `each` with `bits`: `$bit.option` and `$bit.char` name the item.
     bit_meta: bool,
+    /// Inside any `each`: `$each.position` numbers the item.
+    each_meta: bool,
 }
 
 fn compile_path(ctx: &Ctx, p: &str) -> Result<Path, String> {
@@ -871,7 +877,8 @@ fn compile_src(ctx: &Ctx, p: &str) -> Result<Src, String> {
     if p.starts_with('$') {
         let known = COMMON_META.contains(&p)
             || (ctx.careplan_meta && CAREPLAN_META.contains(&p))
-            || (ctx.bit_meta && BIT_META.contains(&p));
+            || (ctx.bit_meta && BIT_META.contains(&p))
+            || (ctx.each_meta && EACH_META.contains(&p));
         if !known {
             let mut all: Vec<&str> = COMMON_META.to_vec();
             if ctx.careplan_meta {
@@ -880,10 +887,15 @@ fn compile_src(ctx: &Ctx, p: &str) -> Result<Src, String> {
             if ctx.bit_meta {
                 all.extend(BIT_META);
             }
+            if ctx.each_meta {
+                all.extend(EACH_META);
+            }
             let hint = if CAREPLAN_META.contains(&p) {
                 " (set `source.file_name: careplan` to parse ケアプラン file names)"
             } else if BIT_META.contains(&p) {
                 " (only inside an `each` with `bits`)"
+            } else if EACH_META.contains(&p) {
+                " (only inside an `each`)"
             } else {
                 ""
             };

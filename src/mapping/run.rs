@@ -41,6 +41,8 @@ struct Scope<'a, 'g> {
     group: &'g [Node<'a>],
     /// Inside an `each` with `bits`: the option of this item and its character.
     bit: Option<(&'a str, char)>,
+    /// Inside an `each`: the item's position among the items it made so far, from 1.
+    position: Option<usize>,
 }
 
 struct Runner<'a> {
@@ -100,6 +102,7 @@ pub(crate) fn run_out<'a>(
                         node: n,
                         group: &[n],
                         bit: None,
+                        position: None,
                     },
                 )
             });
@@ -137,6 +140,7 @@ pub(crate) fn run_out<'a>(
             node: *first,
             group: g,
             bit: None,
+            position: None,
         };
         let mut out = Out::Obj(Vec::with_capacity(m.steps.len() + 1));
         if let (Target::Document(k), Out::Obj(fields)) = (&m.target, &mut out) {
@@ -157,6 +161,7 @@ impl<'a> Runner<'a> {
                 node: **n,
                 group: g,
                 bit: None,
+                position: None,
             };
             self.conds_hold(&d.head, scope)
         };
@@ -226,6 +231,7 @@ impl<'a> Runner<'a> {
                                 node: item,
                                 group: &one,
                                 bit,
+                                position: Some(made + 1),
                             };
                             if !self.conds_hold(when, item_scope) {
                                 continue;
@@ -283,6 +289,7 @@ impl<'a> Runner<'a> {
             Src::Meta(k) => match (k.as_str(), scope.bit) {
                 ("$bit.option", Some((option, _))) => Some((Cow::Borrowed(option), None)),
                 ("$bit.char", Some((_, c))) => Some((Cow::Owned(c.to_string()), None)),
+                ("$each.position", _) => scope.position.map(|n| (Cow::Owned(n.to_string()), None)),
                 _ => self.meta.get(k).map(|v| (Cow::Owned(v.to_string()), None)),
             },
             Src::Group => None,
@@ -788,6 +795,38 @@ mod tests {
         // Characters, not bytes: a full-width １ is one wrong character.
         let e = unpack_bits(&b, "1１").unwrap_err();
         assert!(e.to_string().contains("position 2"), "{e}");
+    }
+
+    /// `$each.position` numbers the items an `each` made, from 1: an item its `when` passes over
+    /// takes no number; an inner `each` numbers its own items.
+    #[test]
+    fn each_position_counts_the_items_made() {
+        let yaml = "id: t\nversion: 1\nsource: { format: csv, charset: utf-8 }\n\
+            target: { format: fhir }\nfields:\n  resourceType: { const: Claim }\n  item[+]:\n    \
+            each: \"*\"\n    when: { \"1\": \"02\" }\n    fields:\n      \
+            sequence: { from: $each.position, as: integer }\n      code: \"3\"\n      \
+            detail[+]:\n        each: \"3\"\n        fields:\n          \
+            sequence: { from: $each.position, as: integer }\n";
+        let m = super::super::compile::compile_str(yaml, std::path::Path::new("t.yaml"))
+            .expect("compiles");
+        let csv = "02,x,111111\n01,x,131011\n02,x,112111\n";
+        let tree = Tree::parse(Format::Csv, csv.as_bytes(), &m.source.parse).expect("parses");
+        let made = run(&m, &tree, &Meta::default()).expect("runs");
+        assert_eq!(
+            made[0]["item"],
+            serde_json::json!([
+                { "sequence": 1, "code": "111111", "detail": [{ "sequence": 1 }] },
+                { "sequence": 2, "code": "112111", "detail": [{ "sequence": 1 }] }
+            ])
+        );
+        let top = yaml.replace("  item[+]:", "  id: $each.position\n  item[+]:");
+        let e = super::super::compile::compile_str(&top, std::path::Path::new("t.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`$each.position` (only inside an `each`)"),
+            "{e}"
+        );
     }
 
     /// A group's fields come from its `head` member, wherever it stands; its items from all.
