@@ -173,6 +173,7 @@ fn translate_dir_converts_a_folder_mixing_every_shipped_format_by_content() {
         "ClaimInvoice@1",
         "ClaimStatement@1",
         "RecipientChange@1",
+        "BenefitManagement@1",
     ] {
         assert!(
             expected.contains_key(kind),

@@ -6,6 +6,7 @@
 mod declare;
 
 pub mod basic_survey;
+pub mod benefit_management;
 pub mod care_plan;
 pub mod certification_application;
 pub mod certification_codes;
@@ -51,10 +52,12 @@ pub enum DocKind {
     ClaimStatement,
     /// `RecipientChange@1`
     RecipientChange,
+    /// `BenefitManagement@1`
+    BenefitManagement,
 }
 
 /// All kinds, for listings and `--help`.
-pub const ALL: [DocKind; 11] = [
+pub const ALL: [DocKind; 12] = [
     DocKind::InsuredPerson,
     DocKind::InsuranceCard,
     DocKind::CarePlan,
@@ -66,6 +69,7 @@ pub const ALL: [DocKind; 11] = [
     DocKind::ClaimInvoice,
     DocKind::ClaimStatement,
     DocKind::RecipientChange,
+    DocKind::BenefitManagement,
 ];
 
 /// Why a JSON value is not a valid canonical document. `Display` says what is wrong without the
@@ -171,6 +175,7 @@ impl DocKind {
             DocKind::ClaimInvoice => "ClaimInvoice@1",
             DocKind::ClaimStatement => "ClaimStatement@1",
             DocKind::RecipientChange => "RecipientChange@1",
+            DocKind::BenefitManagement => "BenefitManagement@1",
         }
     }
 
@@ -185,7 +190,9 @@ impl DocKind {
             | DocKind::PhysicianOpinion
             | DocKind::RecipientChange => "certification",
             DocKind::CarePlan | DocKind::ServiceUsage => "care-plan",
-            DocKind::ClaimInvoice | DocKind::ClaimStatement => "claims",
+            DocKind::ClaimInvoice | DocKind::ClaimStatement | DocKind::BenefitManagement => {
+                "claims"
+            }
         }
     }
 
@@ -227,6 +234,9 @@ impl DocKind {
             DocKind::RecipientChange => {
                 schemars::schema_for!(recipient_change::RecipientChange)
             }
+            DocKind::BenefitManagement => {
+                schemars::schema_for!(benefit_management::BenefitManagement)
+            }
         }
         .to_value();
         if let Some(obj) = schema.as_object_mut() {
@@ -266,6 +276,9 @@ impl DocKind {
             DocKind::ClaimInvoice => check::<claim_invoice::ClaimInvoice>(self, value),
             DocKind::ClaimStatement => check::<claim_statement::ClaimStatement>(self, value),
             DocKind::RecipientChange => check::<recipient_change::RecipientChange>(self, value),
+            DocKind::BenefitManagement => {
+                check::<benefit_management::BenefitManagement>(self, value)
+            }
         }
     }
 }

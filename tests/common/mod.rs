@@ -507,6 +507,30 @@ pub async fn drop_and_read_report(
     (report, envelope)
 }
 
+/// Drops `bytes` as `file` into `inbox` and waits for the file to be refused: its error file
+/// (in `failed/`) holds every one of `parts` and none of `personal`. Returns the error text.
+pub async fn drop_and_read_error(
+    inbox: &Path,
+    file: &str,
+    bytes: &[u8],
+    parts: &[&str],
+    personal: &[&str],
+) -> String {
+    put_atomically(&inbox.join(file), bytes);
+    let (_, error) = wait_for_file(&inbox.join("failed"), "the error file", |n| {
+        n.ends_with(".error.txt")
+    })
+    .await;
+    let error = String::from_utf8(error).expect("a UTF-8 error file");
+    for part in parts {
+        assert!(error.contains(part), "`{part}` missing from: {error}");
+    }
+    for value in personal {
+        assert!(!error.contains(value), "`{value}` in: {error}");
+    }
+    error
+}
+
 pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while !check().await {
