@@ -343,6 +343,10 @@ const CARE_GOLDENS: &[(&str, &str)] = &[
         "samples/claims/10_531131011202510.recipient-change.json",
         "samples/claims/10_531131011202510.fhir-transaction.json",
     ),
+    (
+        "samples/claims/d0821a.benefit-management.json",
+        "samples/claims/d0821a.fhir-transaction.json",
+    ),
 ];
 
 #[test]
@@ -1000,6 +1004,85 @@ fn the_care_plan_tables_are_one_plan_and_its_parts_and_a_shared_goal_is_one_entr
 }
 
 #[test]
+fn a_benefit_management_sheet_is_a_care_plan_of_the_month_with_a_line_per_provider() {
+    // d0821a's first 給付管理票: 131011/0000012345, 2025-10, plan office 0300000100; lines
+    // 11 (0300000005) 2684, 15 (0300000200) 3000, 13 (0300000300) 1200 単位; 99 line: 支給限度額
+    // 19705 (要介護2), 給付計画合計 6884 = 2684 + 3000 + 1200 (claims-csv.md §7).
+    let golden = CARE_GOLDENS
+        .iter()
+        .find(|(s, _)| s.ends_with("d0821a.benefit-management.json"))
+        .expect("the 給付管理票 golden");
+    let bundle = read_json(golden.1);
+    let plans = resources_of(&bundle, "CarePlan");
+    assert_eq!(plans.len(), 1);
+    let plan = plans[0];
+    let (insurer, insured) = ("131011", "0000012345");
+    assert_eq!(
+        plan["id"],
+        expected_id(&[
+            "CarePlan",
+            "subject",
+            insurer,
+            insured,
+            "benefit-management-2025-10-0300000100"
+        ])
+    );
+    assert_eq!(
+        plan["subject"]["reference"],
+        format!(
+            "Patient/{}",
+            expected_id(&["Patient", "subject", insurer, insured, "patient"])
+        )
+    );
+    assert_eq!(
+        plan["author"]["reference"],
+        format!(
+            "Organization/{}",
+            expected_id(&[
+                "Organization",
+                "identifier",
+                "urn:kaigo-hub:care-office-number",
+                "0300000100"
+            ])
+        )
+    );
+    assert_eq!(
+        (
+            &plan["status"],
+            &plan["period"]["start"],
+            &plan["period"]["end"]
+        ),
+        (&"active".into(), &"2025-10".into(), &"2025-10".into())
+    );
+    assert_eq!(plan["extension"][0]["valueInteger"], 19705);
+    assert_eq!(plan["extension"][1]["valueInteger"], 6884);
+    let lines: Vec<(String, f64)> = plan["activity"]
+        .as_array()
+        .expect("activities")
+        .iter()
+        .map(|a| {
+            (
+                a["detail"]["code"]["coding"][0]["code"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+                a["detail"]["quantity"]["value"].as_f64().unwrap_or(-1.0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            ("11".into(), 2684.0),
+            ("15".into(), 3000.0),
+            ("13".into(), 1200.0)
+        ]
+    );
+    let sum: f64 = lines.iter().map(|l| l.1).sum();
+    assert_eq!(sum, 6884.0, "the 99 line's 給付計画合計");
+}
+
+#[test]
 fn planned_usage_is_a_care_plan_of_the_month_and_actual_usage_a_charge_item_per_line() {
     let planned = read_json(CARE_GOLDENS[4].1);
     let plans = resources_of(&planned, "CarePlan");
@@ -1310,7 +1393,17 @@ fn every_resource_for_the_shipped_samples_passes_the_r4_schema_and_jp_core_rules
     // And 3 明細書 (a Claim each: d0711b's two 様式第二, d0711c's 様式第八).
     assert!(checked["Claim"] >= 3, "{checked:?}");
     assert!(!not_yet.contains("ClaimStatement@1"));
-    eprintln!("checked {checked:?}; no FHIR mapping yet for {not_yet:?}");
+    // Every canonical kind: a shipped sample holds one, and an outbound mapping makes its FHIR.
+    let sampled: std::collections::BTreeSet<String> = sample_documents()
+        .into_iter()
+        .filter_map(|(_, d)| d["document"].as_str().map(str::to_string))
+        .collect();
+    for kind in kaigo_hub::canonical::ALL {
+        let kind = kind.name();
+        assert!(sampled.contains(kind), "no shipped sample of {kind}");
+        assert!(!not_yet.contains(kind), "{kind} has no FHIR mapping");
+    }
+    eprintln!("checked {checked:?}");
 }
 
 #[test]
