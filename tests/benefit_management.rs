@@ -107,11 +107,7 @@ async fn a_care_managers_file_delivers_each_consented_sheet(s: Scratch) {
     assert_eq!(quarantine.all().len(), 1, "{:#?}", quarantine.all());
     assert_eq!(dead.all().len(), 0, "{:#?}", dead.all());
 
-    hub.audit.flush();
-    let events: Vec<Value> = audit_events(&s)
-        .into_iter()
-        .filter(|e| e["envelope_id"] == envelope.as_str())
-        .collect();
+    let events = envelope_events(&s, &hub, &envelope);
     let consented = hub.subject_hash(&subject(CONSENTED));
     let count = |hop: &str, decision: &str, who: &str| {
         events

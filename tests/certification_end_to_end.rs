@@ -13,7 +13,6 @@ mod common;
 
 use common::*;
 use kaigo_hub::consent::{Category, Grantee, PartyKind};
-use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// The three people of the sample, in record order; the second has not consented.
@@ -155,11 +154,7 @@ async fn a_municipalitys_center_file_delivers_the_consented_and_keeps_the_others
     assert_eq!(dead.all().len(), 0, "{:#?}", dead.all());
 
     // The audit trail: every document's fate at each hop, and consent #3 for the care manager.
-    hub.audit.flush();
-    let events: Vec<Value> = audit_events(&s)
-        .into_iter()
-        .filter(|e| e["envelope_id"] == envelope.as_str())
-        .collect();
+    let events = envelope_events(&s, &hub, &envelope);
     let count = |hop: &str, decision: &str, who: &str, party: Option<&str>| {
         events
             .iter()
@@ -282,11 +277,7 @@ async fn a_clinics_ikensho_file_delivers_the_consented_opinion_and_keeps_the_oth
     assert_eq!(quarantine.all().len(), 1, "{:#?}", quarantine.all());
     assert_eq!(dead.all().len(), 0, "{:#?}", dead.all());
 
-    hub.audit.flush();
-    let events: Vec<Value> = audit_events(&s)
-        .into_iter()
-        .filter(|e| e["envelope_id"] == envelope.as_str())
-        .collect();
+    let events = envelope_events(&s, &hub, &envelope);
     let consented = hub.subject_hash(&subject(who));
     let other = hub.subject_hash(&subject(PEOPLE[1]));
     let with = |hop: &str, decision: &str, subject: &str| {

@@ -210,11 +210,7 @@ async fn a_claims_file_delivers_the_invoice_and_each_consented_statement(s: Scra
     assert_eq!(quarantine.all().len(), 1, "{:#?}", quarantine.all());
     assert_eq!(dead.all().len(), 0, "{:#?}", dead.all());
 
-    hub.audit.flush();
-    let events: Vec<Value> = audit_events(&s)
-        .into_iter()
-        .filter(|e| e["envelope_id"] == envelope.as_str())
-        .collect();
+    let events = envelope_events(&s, &hub, &envelope);
     let consented = hub.subject_hash(&subject(CONSENTED));
     let count = |hop: &str, decision: &str, document: &str, who: Option<&str>| {
         events

@@ -112,11 +112,7 @@ async fn an_insurers_5311_file_delivers_the_consented_and_keeps_the_other(s: Scr
     assert_eq!(dead.all().len(), 0, "{:#?}", dead.all());
 
     // The audit trail: each person's fate at each hop, by subject hash only.
-    hub.audit.flush();
-    let events: Vec<Value> = audit_events(&s)
-        .into_iter()
-        .filter(|e| e["envelope_id"] == envelope.as_str())
-        .collect();
+    let events = envelope_events(&s, &hub, &envelope);
     let text = serde_json::to_string(&events).expect("JSON");
     for value in personal {
         assert!(!text.contains(value), "`{value}` in the audit events");

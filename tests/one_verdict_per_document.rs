@@ -150,11 +150,7 @@ async fn one_person_without_consent_holds_back_only_their_document(s: Scratch) {
     assert_eq!(dead.all().len(), 0, "{:#?}", dead.all());
 
     // The audit trail: each document's fate at ingress and at translate.
-    hub.audit.flush();
-    let events: Vec<Value> = audit_events(&s)
-        .into_iter()
-        .filter(|e| e["envelope_id"] == envelope.as_str())
-        .collect();
+    let events = envelope_events(&s, &hub, &envelope);
     let of = |hop: &str, decision: &str| -> Vec<&Value> {
         events
             .iter()

@@ -800,6 +800,15 @@ pub fn mappings_dir_with(s: &Scratch, name: &str, extra: &str, leave_out: Option
 }
 
 /// The events of the hub's audit log (`audit.jsonl` of this world's state), as JSON.
+/// The audit events of one envelope, after the hub's audit writer has flushed.
+pub fn envelope_events(s: &Scratch, hub: &Hub, envelope: &str) -> Vec<serde_json::Value> {
+    hub.audit.flush();
+    audit_events(s)
+        .into_iter()
+        .filter(|e| e["envelope_id"] == envelope)
+        .collect()
+}
+
 pub fn audit_events(s: &Scratch) -> Vec<serde_json::Value> {
     std::fs::read_to_string(s.config().audit_path())
         .unwrap_or_default()
