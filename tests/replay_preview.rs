@@ -279,3 +279,122 @@ async fn preview_grant_and_replay_to_a_chosen_recipient_on_the_memory_bus() {
 async fn preview_grant_and_replay_to_a_chosen_recipient_on_rabbitmq() {
     preview_grant_and_replay_to_a_chosen_recipient(Scratch::rabbit("replay-preview", |p| p)).await;
 }
+
+/// `kaigo-hub replay quarantine <args…>` against this test's broker prefix, parties, mappings
+/// and store (its audit events go to the CLI's chain beside the hub's).
+fn cli(s: &Scratch, args: &[&str]) -> std::process::Output {
+    let cfg = s.config();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_kaigo-hub"));
+    command
+        .args(["replay", "quarantine"])
+        .args(args)
+        .current_dir(&s.dir)
+        .env("KAIGO_AMQP_URL", amqp_url())
+        .env("KAIGO_PREFIX", &s.prefix)
+        .env("KAIGO_DATA_DIR", &cfg.data_dir)
+        .env("KAIGO_PARTIES", &cfg.parties)
+        .env("KAIGO_MAPPINGS", &cfg.mappings);
+    if let Some(url) = &cfg.database_url {
+        command.env("KAIGO_DATABASE_URL", url);
+    }
+    command.output().expect("kaigo-hub runs")
+}
+
+fn said(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "replay failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_command_line_lists_previews_and_replays_to_a_chosen_recipient() {
+    let s = Scratch::rabbit("replay-preview-cli", |p| p);
+    let running = s.start().await;
+    let hub = running.hub.clone();
+    let t = hub.topology.clone();
+    let provider = Tap::new(hub.bus.as_ref(), &t.out_queue(PROVIDER)).await;
+    let plan = sample(&format!("careplan/{UP2KYO}"));
+    let Refusal::Forbidden {
+        envelope_id: envelope,
+        ..
+    } = submit(&hub, CARE_MANAGER, &plan, Some(UP2KYO)).await
+    else {
+        panic!("no consent: refused");
+    };
+    eventually("the refused file waits in quarantine", async || {
+        hub.bus.queue_len(&t.quarantine_queue()).await.unwrap() == 1
+    })
+    .await;
+
+    let listed = said(&cli(&s, &["--list"]));
+    for part in [
+        "consent-denied:no-consent (1)",
+        &format!("  {envelope} from {CARE_MANAGER} at ingress"),
+        "--to platform --categories care-plan",
+        "1 parked",
+    ] {
+        assert!(listed.contains(part), "`{part}` in {listed}");
+    }
+
+    for (id, who, kind) in [
+        ("p1-platform", PERSON_1, PartyKind::Platform),
+        ("p2-platform", PERSON_2, PartyKind::Platform),
+        ("p1-provider", PERSON_1, PartyKind::Provider),
+        ("p2-provider", PERSON_2, PartyKind::Provider),
+    ] {
+        grant(&hub, id, who, Grantee::Kind(kind), &[Category::CarePlan]).await;
+    }
+    let previewed = said(&cli(
+        &s,
+        &["--preview", "--id", &envelope, "--to", PROVIDER],
+    ));
+    for part in [
+        "platform permit (consent p1-platform)",
+        "platform permit (consent p2-platform)",
+        "→ 0300000005: permit (consent p1-provider)",
+        "→ 0300000005: permit (consent p2-provider)",
+        "1 previewed; nothing was published or moved",
+    ] {
+        assert!(previewed.contains(part), "`{part}` in {previewed}");
+    }
+    assert!(!previewed.contains("→ 131011"), "{previewed}");
+    eventually("the preview kept the message", async || {
+        hub.bus.queue_len(&t.quarantine_queue()).await.unwrap() == 1
+    })
+    .await;
+
+    let nobody = cli(&s, &["--to", "9999999999"]);
+    assert!(!nobody.status.success());
+    let err = String::from_utf8_lossy(&nobody.stderr);
+    assert!(
+        err.contains("--to 9999999999: no party 9999999999"),
+        "{err}"
+    );
+    assert_eq!(hub.bus.queue_len(&t.quarantine_queue()).await.unwrap(), 1);
+
+    let replayed = said(&cli(&s, &["--reason", "consent-denied", "--to", PROVIDER]));
+    assert!(replayed.contains("1 replayed, 0 kept"), "{replayed}");
+    assert!(replayed.contains(" for 0300000005"), "{replayed}");
+    provider
+        .wait("both care plans for 0300000005", |m| m.len() == 2)
+        .await;
+    tokio::time::sleep(QUIET).await;
+    assert!(files(&s.out_dir(MUNICIPALITY)).is_empty(), "not chosen");
+    let events: Vec<serde_json::Value> =
+        std::fs::read_to_string(s.config().data_dir.join("audit-cli.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter(|e: &serde_json::Value| e["hop"] == "replay" && e["envelope_id"] == envelope)
+            .collect();
+    assert!(!events.is_empty(), "the replay is audited");
+    for e in &events {
+        let reason = e["reason"].as_str().unwrap_or("");
+        assert_eq!(reason, format!("to:{};for:{PROVIDER}", t.ingress()), "{e}");
+    }
+    running.stop().await;
+}
