@@ -1270,6 +1270,61 @@ mod tests {
     }
 
     #[test]
+    fn a_csv_frame_and_its_options_are_checked_where_written() {
+        let out = "id: t\nversion: 1\nsource: { format: canonical }\n";
+        let records = "fields:\n  records[+]:\n    each: rows\n    fields:\n      \"3\": a\n";
+        let err = |y: String| compile(&y).unwrap_err().to_string();
+        // The record number makes a record at least that wide; `columns` widens it.
+        let m = compile(&format!(
+            "{out}target: {{ format: csv, record_number: 2 }}\nfile:\n  tail: {{ \"1\": {{ const: \"3\" }} }}\n{records}"
+        ))
+        .expect("compiles");
+        let frame = m.file.as_ref().expect("file");
+        assert_eq!((frame.head_width, frame.tail_width), (2, 2));
+        let width = |m: &Mapping| match &m.steps[0].kind {
+            StepKind::Each { steps, .. } => steps
+                .iter()
+                .find(|s| s.target == [TSeg::Key(WIDTH_KEY.into())])
+                .map(|s| s.name.clone()),
+            _ => None,
+        };
+        assert_eq!(width(&m).as_deref(), Some("records[+].(width)"));
+        let fixed = compile(&format!(
+            "{out}target: {{ format: csv, columns: 3 }}\n{records}"
+        ))
+        .expect("compiles");
+        assert_eq!(width(&fixed), None, "fixed columns need no width");
+
+        let e = err(format!(
+            "{out}target: {{ format: csv, quoted_from: 0 }}\n{records}"
+        ));
+        assert!(e.contains("quoted_from column 0 is outside 1..="), "{e}");
+        let e = err(format!(
+            "{out}target: {{ format: csv }}\nfields:\n  records[+]:\n    each: rows\n    columns: 2\n    fields:\n      \"3\": a\n"
+        ));
+        assert!(
+            e.contains("`columns: 2`, but its rules write column 3"),
+            "{e}"
+        );
+        let e = err(format!(
+            "{out}target: {{ format: csv }}\nfields:\n  records[+]:\n    each: rows\n    fields:\n      \"3\": {{ from: a, columns: 4 }}\n"
+        ));
+        assert!(e.contains("a value has none"), "{e}");
+        let e = err(format!(
+            "{out}target: {{ format: csv }}\nfields:\n  records[+]:\n    each: rows\n    fields:\n      \"3\": $file.records\n"
+        ));
+        assert!(
+            e.contains("unknown metadata `$file.records` (only in `file.head` and `file.tail`)"),
+            "{e}"
+        );
+        let e = err(format!(
+            "{out}target: {{ format: fhir }}\nfile: {{ group_by: [a] }}\nfields:\n  resourceType: {{ const: Patient }}\n"
+        ));
+        assert!(e.starts_with("mappings/t.yaml:5:7: "), "{e}");
+        assert!(e.contains("`file:` frames an outbound CSV file"), "{e}");
+    }
+
+    #[test]
     fn missing_table_is_reported() {
         let e = compile(&format!(
             "{HEAD}fields:\n  sex: {{ from: gender, lookup: sexes }}\n"
