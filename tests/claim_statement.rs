@@ -392,15 +392,25 @@ fn a_record_kind_the_statement_does_not_read_is_refused_naming_its_line() {
 }
 
 /// Each claims mapping fits the データ種別 it reads and no other: a 711 file is read by the
-/// 請求書 and 明細書 mappings, a 821 file by the 給付管理票 one, a 531 file by the 異動 one.
+/// 請求書 and 明細書 mappings, a 812 file by the 請求書 and 様式第七 ones, a 821 file by the
+/// 給付管理票 one, a 531 file by the 異動 one.
 #[test]
 fn each_claims_mapping_fits_only_its_data_kind() {
     use kaigo_hub::mapping::{Input, MappingSet};
     let set = MappingSet::load_dir(&repo().join("mappings")).expect("mappings load");
     for (file, want) in [
+        // A 711 file may also hold 8124/8125 明細書 (claims-csv §2.2): that mapping fits it too.
         (
             "claims/d0711b.csv",
-            vec!["claims-invoice", "claims-statement"],
+            vec![
+                "claims-care-management-statement",
+                "claims-invoice",
+                "claims-statement",
+            ],
+        ),
+        (
+            "claims/d0812a.csv",
+            vec!["claims-care-management-statement", "claims-invoice"],
         ),
         ("claims/d0821a.csv", vec!["claims-benefit-management"]),
         (
