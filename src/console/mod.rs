@@ -17,11 +17,14 @@
 //! | `GET /console/messages/{envelope}` | signed in | one message's trace |
 //! | `POST /console/messages/{envelope}/body` | privacy, admin | its bodies, with a reason (audited) |
 //! | `GET /console/assets/*` | anyone | the stylesheet and the flow script |
+//! | `GET /console/parked` | signed in | dead letters and quarantine by reason ([`parked`]) |
+//! | `POST /console/parked/preview`, `POST /console/parked/replay` | `replay` | preview, replay |
 
 pub mod accounts;
 pub mod flow;
 pub mod layout;
 pub mod messages;
+pub mod parked;
 pub mod roles;
 pub mod session;
 pub mod throttle;
@@ -222,6 +225,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, console: web::Data<Console>) {
             .route("/messages", web::post().to(messages::search))
             .route("/messages/{envelope}", web::get().to(messages::trace))
             .route("/messages/{envelope}/body", web::post().to(messages::body))
+            .route("/parked", web::get().to(parked::page))
+            .route("/parked/preview", web::post().to(parked::preview))
+            .route("/parked/replay", web::post().to(parked::replay))
             .route("/assets/console.css", web::get().to(layout::css))
             .route("/assets/flow.js", web::get().to(layout::flow_js))
             .default_service(web::to(not_found)),

@@ -303,6 +303,7 @@ async fn admit(
         source: &sub.party.id,
         category,
         docs: &judged,
+        consulted: None,
     };
     let hash = |s: &crate::consent::Subject| {
         hub.hasher
@@ -372,7 +373,7 @@ async fn settle(
             Ok(accepted)
         }
         Outcome::Dead { error, reason } => {
-            hub.dead(props, sub.bytes, &error.to_string())
+            hub.dead(props, sub.bytes, reason, &error.to_string())
                 .await
                 .map_err(unavailable)?;
             archive(hub, sub, original(hub, sub, &envelope, AuditDecision::Dead));
