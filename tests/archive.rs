@@ -387,3 +387,62 @@ async fn a_key_file_that_is_set_but_missing_stops_the_hub_at_start_naming_it() {
         "{e}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_command_line_prints_the_trace_and_finds_the_message_and_audits_a_person_search() {
+    let s = Scratch::memory("archive-cli", |p| p);
+    let mut cfg = archiving(&s);
+    cfg.database_url = None;
+    let running = s.start_with(&cfg).await;
+    kaigo_hub::demo::seed(&running.hub).expect("demo seed");
+    let envelope = post_sample_patient(running.http_addr).await;
+    eventually("both copies audited as delivered", async || {
+        settle(&running).await;
+        trace_of(&running, &cfg, &envelope).deliveries().count() == 2
+    })
+    .await;
+    running.stop().await;
+    let config = config_file(&s, &cfg);
+    let key = cfg
+        .archive_key_file
+        .as_ref()
+        .expect("on")
+        .display()
+        .to_string();
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str(&format!("archive_key_file = {key:?}\n"));
+    std::fs::write(&config, text).expect("config");
+    let out = |args: &[&str]| {
+        let o = kaigo(&s, &config, args);
+        let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            o.status.success(),
+            "{args:?}: {stdout}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        stdout
+    };
+    let trace = out(&["audit", "trace", &envelope]);
+    for part in [
+        format!("envelope {envelope}"),
+        format!("from {HOSPITAL} (fhir)"),
+        "mapping: ".to_string(),
+        "ingress   accepted".to_string(),
+        format!("{CARE_MANAGER} delivered"),
+        format!("{PROVIDER} delivered"),
+        "permit        consent=demo-".to_string(),
+    ] {
+        assert!(trace.contains(&part), "{part} in\n{trace}");
+    }
+    assert!(!trace.contains("試験"), "no body: {trace}");
+    assert!(out(&["audit", "search", &format!("sender:{HOSPITAL}")]).contains(&envelope));
+    assert!(out(&["audit", "search", &format!("recipient:{PROVIDER}")]).contains(&envelope));
+    let person = format!("{}:{}", PERSON_1.0, PERSON_1.1);
+    assert!(out(&["audit", "search", &person]).contains(&envelope));
+    let cli_log = std::fs::read_to_string(cfg.data_dir.join("audit-cli.jsonl")).expect("CLI log");
+    assert!(cli_log.contains("search-person"), "{cli_log}");
+    assert!(!cli_log.contains(PERSON_1.1), "the keyed hash only");
+    let bad = kaigo(&s, &config, &["audit", "search", "13101:0000100001"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(!String::from_utf8_lossy(&bad.stderr).contains("0000100001"));
+}
