@@ -242,5 +242,14 @@ async fn demo(
         audit_path.display(),
         running.http_addr
     );
+    let accounts: Vec<&str> = kaigo_hub::console::accounts::DEMO_ACCOUNTS
+        .iter()
+        .map(|(name, _)| *name)
+        .collect();
+    eprintln!(
+        "  console: {scheme}://{}/console — sign in as {} (password: the name followed by `-password`)",
+        running.http_addr,
+        accounts.join(", ")
+    );
     Ok(())
 }
