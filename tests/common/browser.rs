@@ -447,11 +447,36 @@ impl Browser {
         }
     }
 
-    /// Submits the form `css` as its first submit button would (`requestSubmit`).
+    /// Submits the form `css` as its first submit button would (`requestSubmit`), and waits for
+    /// the page it leads to (a new document, loaded).
     pub async fn submit(&self, css: &str) {
         let e = self.find(css).await;
+        self.execute("window.__kaigoOldPage = true;", vec![]).await;
         self.execute("arguments[0].requestSubmit();", vec![e.reference()])
             .await;
+        self.wait_new_page(&format!("the page after submitting `{css}`"))
+            .await;
+    }
+
+    /// Waits (bounded) until the window holds a document loaded after the last `submit`.
+    async fn wait_new_page(&self, what: &str) {
+        let deadline = Instant::now() + PATIENCE;
+        let script = "return !window.__kaigoOldPage && document.readyState === 'complete';";
+        loop {
+            // While the navigation runs, the script may fail: try again.
+            let body = json!({"script": script, "args": []});
+            if let Ok(Value::Bool(true)) = self.cmd("POST", "/execute/sync", Some(body)).await {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{}",
+                    self.failure(format!("timed out after {PATIENCE:?}: {what}"))
+                        .await
+                )
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Runs `script` in the page with `args`; its return value.
