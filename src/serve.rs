@@ -126,8 +126,23 @@ pub async fn build(cfg: &Config) -> Result<Arc<Hub>, String> {
     }))
 }
 
+/// How `serve` was asked to start, beyond the settings.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StartOptions {
+    /// `serve --demo`: the console gets its four demo accounts (`console::accounts::DEMO_ACCOUNTS`).
+    /// Never set outside the demo.
+    pub demo: bool,
+}
+
 /// Starts the hops and sources.
 pub async fn start(cfg: &Config) -> Result<Running, String> {
+    start_with(cfg, StartOptions::default()).await
+}
+
+/// Starts the hops and sources, as [`start`], with `options`.
+pub async fn start_with(cfg: &Config, options: StartOptions) -> Result<Running, String> {
+    // Before anything runs: an accounts file that does not load stops the start.
+    let accounts = console_accounts(cfg, options)?;
     let hub = build(cfg).await?;
     // Before the consent feed subscribes: a consent command that does not find this process in
     // the registry can count on its cache holding nothing read before the change.
@@ -155,7 +170,16 @@ pub async fn start(cfg: &Config) -> Result<Running, String> {
             }
         }));
     }
-    let sources = start_sources(&hub, cfg, &rx, &mut tasks).await?;
+    let console = Arc::new(crate::console::Console::new(
+        hub.clone(),
+        crate::console::ConsoleConfig {
+            accounts,
+            idle: std::time::Duration::from_secs(cfg.console_idle_secs.max(1)),
+            tls: cfg.tls_cert.is_some(),
+            mllp_tls: cfg.mllp_tls_cert.is_some(),
+        },
+    ));
+    let sources = start_sources(&hub, cfg, console, &rx, &mut tasks).await?;
     let (http_addr, mllp_addr) = (sources.http_addr, sources.mllp_addr);
     if cfg.watch_mappings {
         tasks.push(watch_mappings(&hub, cfg, rx.clone()));
@@ -201,6 +225,22 @@ pub async fn start(cfg: &Config) -> Result<Running, String> {
         client_trust: sources.client_trust,
         mllp_tls: sources.mllp_tls,
     })
+}
+
+/// The console's accounts: the file of `console_accounts` (if set), and under `--demo` the four
+/// demo accounts.
+fn console_accounts(
+    cfg: &Config,
+    options: StartOptions,
+) -> Result<crate::console::accounts::Accounts, String> {
+    let mut accounts = match &cfg.console_accounts {
+        Some(path) => crate::console::accounts::Accounts::load(path)?,
+        None => crate::console::accounts::Accounts::none(),
+    };
+    if options.demo {
+        accounts.add_demo()?;
+    }
+    Ok(accounts)
 }
 
 /// `watch_mappings`: reloads the mapping directory when its files change (scanned every
@@ -253,6 +293,7 @@ fn push_sink_config(cfg: &Config) -> HttpPushSinkConfig {
 async fn start_sources(
     hub: &Arc<Hub>,
     cfg: &Config,
+    console: Arc<crate::console::Console>,
     rx: &watch::Receiver<bool>,
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> Result<StartedSources, String> {
@@ -276,6 +317,7 @@ async fn start_sources(
         tls: cfg.tls()?,
         body_limit,
         audit_path: cfg.audit_path(),
+        console,
     };
     let mllp = sources::mllp::MllpSourceConfig {
         addr: cfg.mllp_addr.clone(),
