@@ -1,19 +1,25 @@
 //! The web console's foundation through real HTTP against a started hub (in-memory bus): sign-in
 //! with a right and a wrong password, the session cookie's flags, CSRF refusals, the loopback-only
 //! rule over plain HTTP, per-account sign-in throttling, idle expiry, demo accounts only under
-//! `--demo`, sign-in audit events without the password, and the Flow page's counts after a sample
-//! was sent. A tiny browser (cookie jar, forms) is written here: requests go out as a browser's
-//! would, one connection each.
+//! `--demo`, sign-in audit events without the password, the Flow page's counts after a sample
+//! was sent, and over HTTPS a `Secure` cookie and clients from anywhere. A tiny browser (cookie
+//! jar, forms, optionally TLS) is written here: requests go out as a browser's would, one
+//! connection each.
 
 mod common;
 
+use common::pki;
 use common::{Scratch, post_sample_patient};
 use kaigo_hub::config::Config;
 use kaigo_hub::serve::{Running, StartOptions};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_rustls::TlsConnector;
 
 const OPS: (&str, &str) = ("ops-1", "operator password 1");
 const VIEWER: (&str, &str) = ("view-1", "viewer password 1");
@@ -53,11 +59,28 @@ impl Page {
     }
 }
 
-/// A browser: a cookie jar, connecting from `from` (loopback unless told otherwise).
+/// A browser: a cookie jar, connecting from `from` (loopback unless told otherwise), over TLS
+/// when it has a connector.
 struct Browser {
     hub: SocketAddr,
     from: Option<IpAddr>,
+    tls: Option<TlsConnector>,
     cookies: BTreeMap<String, String>,
+}
+
+/// Writes `request` and reads the answer until the server closes (a TLS stream that ends
+/// without `close_notify` still counts, once something was read).
+async fn exchange(mut s: impl AsyncRead + AsyncWrite + Unpin, request: &[u8]) -> Vec<u8> {
+    s.write_all(request).await.expect("write");
+    s.flush().await.expect("flush");
+    let mut raw = Vec::new();
+    let read = tokio::time::timeout(common::PATIENCE, s.read_to_end(&mut raw))
+        .await
+        .expect("an answer in time");
+    if let Err(e) = read {
+        assert!(!raw.is_empty(), "read: {e}");
+    }
+    raw
 }
 
 fn encode(pairs: &[(&str, &str)]) -> String {
@@ -71,6 +94,7 @@ impl Browser {
         Browser {
             hub,
             from: None,
+            tls: None,
             cookies: BTreeMap::new(),
         }
     }
@@ -87,7 +111,7 @@ impl Browser {
                 .bind(SocketAddr::new(ip, 0))
                 .expect("bind the client");
         }
-        let mut s = socket.connect(self.hub).await.expect("connect to the hub");
+        let tcp = socket.connect(self.hub).await.expect("connect to the hub");
         let cookie = self
             .cookies
             .iter()
@@ -109,13 +133,15 @@ impl Browser {
             ));
         }
         head.push_str("\r\n");
-        s.write_all(head.as_bytes()).await.expect("write");
-        s.write_all(body.as_bytes()).await.expect("write");
-        let mut raw = Vec::new();
-        tokio::time::timeout(common::PATIENCE, s.read_to_end(&mut raw))
-            .await
-            .expect("an answer in time")
-            .expect("read");
+        let request = [head.as_bytes(), body.as_bytes()].concat();
+        let raw = match &self.tls {
+            None => exchange(tcp, &request).await,
+            Some(tls) => {
+                let name = ServerName::IpAddress(self.hub.ip().into());
+                let stream = tls.connect(name, tcp).await.expect("TLS handshake");
+                exchange(stream, &request).await
+            }
+        };
         let end = raw
             .windows(4)
             .position(|w| w == b"\r\n\r\n")
@@ -475,6 +501,10 @@ async fn over_plain_http_only_loopback_clients_reach_the_console() {
         )
         .await;
     assert_eq!(posted.status, 403);
+    // To 127.0.0.1 from the other address (as the HTTPS test connects): still not loopback.
+    let mut sideways = Browser::new(SocketAddr::new("127.0.0.1".parse().expect("ip"), port));
+    sideways.from = Some(ip);
+    assert_eq!(sideways.get("/console/login").await.status, 403);
     // The FHIR API on the same listener is not the console's business.
     assert_eq!(far.get("/health").await.status, 200);
     let mut near = Browser::new(SocketAddr::new("127.0.0.1".parse().expect("ip"), port));
@@ -536,4 +566,62 @@ async fn flow_json_counts_what_the_hub_did_with_a_sample() {
     assert_eq!(js.status, 200);
     assert!(js.body.contains("/console/flow.json"));
     running.stop().await;
+}
+
+/// A client that trusts `ca` (no client certificate).
+fn connector(ca: &std::path::Path) -> TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).expect("ca.pem") {
+        roots
+            .add(c.expect("ca certificate"))
+            .expect("a usable root");
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    TlsConnector::from(Arc::new(config))
+}
+
+#[tokio::test]
+async fn over_https_the_cookie_is_secure_and_any_client_may_sign_in() {
+    let dir = std::env::temp_dir().join(format!(
+        "kaigo-console-pki-{}-{}",
+        std::process::id(),
+        kaigo_hub::pipeline::clock::envelope_id()
+    ));
+    pki::prepare(&dir);
+    let ca = pki::ca(&dir, "ca");
+    // For IP:127.0.0.1 and localhost.
+    let server = pki::issue(&dir, &ca, "localhost", "test_server", "2");
+    let (_s, _cfg, running) = hub("console-https", |c| {
+        c.http_addr = "0.0.0.0:0".into();
+        c.tls_cert = Some(server.cert.clone());
+        c.tls_key = Some(server.key.clone());
+    })
+    .await;
+    let port = running.http_addr.port();
+    // To 127.0.0.1 (what the certificate names) from this machine's other address: the hub sees
+    // a client that is not loopback.
+    let mut b = Browser::new(SocketAddr::new("127.0.0.1".parse().expect("ip"), port));
+    b.from = Some(non_loopback_address());
+    b.tls = Some(connector(&ca.cert));
+    let right = b.sign_in(OPS.0, OPS.1).await;
+    assert_eq!(right.status, 303, "{}", right.body);
+    let session = right
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("kaigo_console="))
+        .expect("a session cookie")
+        .to_string();
+    for flag in ["HttpOnly", "SameSite=Strict", "Secure"] {
+        assert!(session.split("; ").any(|a| a == flag), "{flag}: {session}");
+    }
+    let flow = b.get("/console/flow").await;
+    assert_eq!(flow.status, 200, "{}", flow.body);
+    assert!(flow.body.contains("FHIR over HTTPS"));
+    running.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
 }

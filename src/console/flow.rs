@@ -89,10 +89,17 @@ fn sources(console: &Console) -> Vec<Node> {
     let inbox = count(&|p| p.inbox.is_some());
     let vendor = count(&|p| p.amqp_user.is_some());
     let scheme = if console.tls { "HTTPS" } else { "HTTP" };
+    let parties = |n: usize| {
+        if n == 1 {
+            "1 party".to_string()
+        } else {
+            format!("{n} parties")
+        }
+    };
     let mut out = vec![
         Node {
             label: format!("FHIR over {scheme}"),
-            note: format!("{http} part(ies) with a key or certificate"),
+            note: format!("{} may send", parties(http)),
         },
         Node {
             label: if console.mllp_tls {
@@ -101,19 +108,23 @@ fn sources(console: &Console) -> Vec<Node> {
                 "HL7 v2 MLLP"
             }
             .into(),
-            note: format!("{mllp} part(ies) may send"),
+            note: format!("{} may send", parties(mllp)),
         },
     ];
     if inbox > 0 {
         out.push(Node {
             label: "File drop".into(),
-            note: format!("{inbox} inbox(es)"),
+            note: if inbox == 1 {
+                "1 inbox".into()
+            } else {
+                format!("{inbox} inboxes")
+            },
         });
     }
     if vendor > 0 && console.hub.bus.name() == "rabbitmq" {
         out.push(Node {
             label: "AMQP vendor queue".into(),
-            note: format!("{vendor} vendor user(s)"),
+            note: format!("{} may send", parties(vendor)),
         });
     }
     out
@@ -127,7 +138,7 @@ fn sinks(console: &Console) -> Vec<Node> {
         .iter()
         .filter_map(|p| {
             let how = match p.delivery.as_ref()? {
-                DeliveryTarget::Amqp => "AMQP queue",
+                DeliveryTarget::Amqp => "AMQP",
                 DeliveryTarget::Dir(_) => "file drop",
                 DeliveryTarget::Http(_) => "HTTP push",
             };
@@ -138,7 +149,7 @@ fn sinks(console: &Console) -> Vec<Node> {
             };
             Some(Node {
                 label,
-                note: format!("{} · {how} · {} kind(s)", p.id, p.receives.len()),
+                note: format!("{} · {how}", p.id),
             })
         })
         .collect();
@@ -181,7 +192,7 @@ fn svg(console: &Console, c: &Counts, q: &Queued) -> String {
     let mut s = format!(
         r##"<svg id="flow" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 980 {height}" role="img" aria-label="Message flow with counts" data-refresh-ms="{REFRESH_MS}">
 <defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#8a99ab"/></marker></defs>
-<text class="label" x="20" y="22">SOURCES</text><text class="label" x="260" y="22">HOPS</text><text class="label" x="790" y="22">RECIPIENTS</text>
+<text class="label" x="20" y="22">SOURCES</text><text class="label" x="260" y="22">HOPS</text><text class="label" x="775" y="22">RECIPIENTS</text>
 "##
     );
     let (hop_w, hop_h) = (140u32, 84u32);
@@ -243,18 +254,18 @@ fn svg(console: &Console, c: &Counts, q: &Queued) -> String {
     for (i, n) in sinks.iter().enumerate() {
         let y = top + i as u32 * 60 + (height_of_rows - sinks.len() as u32 * 60) / 2;
         s.push_str(&format!(
-            r#"<path class="edge" d="M 740 {mid} C 765 {mid}, 765 {b}, 790 {b}"/>"#,
+            r#"<path class="edge" d="M 740 {mid} C 757 {mid}, 757 {b}, 775 {b}"/>"#,
             b = y + 22
         ));
-        s.push_str(&node_svg("sink", 790, y, 175, n));
+        s.push_str(&node_svg("sink", 775, y, 195, n));
         s.push('\n');
     }
     if sinks.is_empty() {
         s.push_str(&node_svg(
             "sink",
-            790,
+            775,
             mid - 22,
-            175,
+            195,
             &Node {
                 label: "no recipient".into(),
                 note: "no party has a delivery".into(),
@@ -266,10 +277,10 @@ fn svg(console: &Console, c: &Counts, q: &Queued) -> String {
         (
             "quarantine",
             "quarantine",
-            "consent denied · unknown subject",
+            "no consent · unknown person",
             c.quarantine,
             q.quarantine,
-            330u32,
+            320u32,
         ),
         (
             "dead",
@@ -277,17 +288,17 @@ fn svg(console: &Console, c: &Counts, q: &Queued) -> String {
             "cannot parse · map · deliver",
             c.dead,
             q.dead,
-            520,
+            530,
         ),
     ];
     for (name, title, why, value, waiting, x) in parked {
         s.push_str(&format!(
-            r#"<path class="edge parking" d="M {x0} {y0} L {x1} {park_y}"/><g class="node parked {name}" data-queue="{name}"><rect x="{x}" y="{park_y}" width="170" height="90" rx="8"/><text x="{tx}" y="{t1}">{title}</text><text class="label" x="{tx}" y="{t2}">{why}</text><text class="count" x="{tx}" y="{t3}" data-count="{name}">{value}</text><text class="label" x="{tx2}" y="{t3}">sent here</text><text class="label" x="{tx}" y="{t4}">waiting now: <tspan data-queued="{name}">{w}</tspan></text></g>"#,
-            x0 = x + 85,
+            r#"<path class="edge parking" d="M {x0} {y0} L {x1} {park_y}"/><g class="node parked {name}" data-queue="{name}"><rect x="{x}" y="{park_y}" width="190" height="90" rx="8"/><text x="{tx}" y="{t1}">{title}</text><text class="label" x="{tx}" y="{t2}">{why}</text><text class="count" x="{tx}" y="{t3}" data-count="{name}">{value}</text><text class="label" x="{tx2}" y="{t3}">sent here</text><text class="label" x="{tx}" y="{t4}">waiting now: <tspan data-queued="{name}">{w}</tspan></text></g>"#,
+            x0 = x + 95,
             y0 = hop_y + hop_h,
-            x1 = x + 85,
+            x1 = x + 95,
             tx = x + 10,
-            tx2 = x + 80,
+            tx2 = x + 90,
             t1 = park_y + 20,
             t2 = park_y + 37,
             t3 = park_y + 64,

@@ -322,6 +322,23 @@ mod tests {
     }
 
     #[test]
+    fn a_role_without_the_right_is_refused_with_403_naming_the_role() {
+        let s = Sessions::new(Duration::from_secs(60));
+        let viewer = s.open(&account("v", Role::Viewer)).expect("random");
+        let e = viewer
+            .require(Action::Replay)
+            .expect_err("a viewer does not replay");
+        assert!(
+            matches!(&e, ConsoleError::Forbidden(m) if m.contains("viewer") && m.contains("replay")),
+            "{e}"
+        );
+        assert!(viewer.require(Action::ViewMetadata).is_ok());
+        let privacy = s.open(&account("p", Role::Privacy)).expect("random");
+        assert!(privacy.require(Action::ViewBody).is_ok());
+        assert!(privacy.require(Action::ManageAccounts).is_err());
+    }
+
+    #[test]
     fn secrets_compare_equal_only_when_equal() {
         assert!(same_secret("abc", "abc"));
         assert!(!same_secret("abc", "abd"));
