@@ -50,6 +50,17 @@ pub struct Running {
 
 /// Builds the hub context without starting anything.
 pub async fn build(cfg: &Config) -> Result<Arc<Hub>, String> {
+    assemble(cfg, false).await
+}
+
+/// A hub context for a command that only looks (`kaigo-hub replay --preview`): the hub's
+/// parties, mappings, store, keys and bus, but an audit chain in memory (the running hub holds
+/// its log; a preview decides nothing) and no consent cache (no feed keeps one fresh here).
+pub async fn build_for_preview(cfg: &Config) -> Result<Arc<Hub>, String> {
+    assemble(cfg, true).await
+}
+
+async fn assemble(cfg: &Config, preview: bool) -> Result<Arc<Hub>, String> {
     let mappings = MappingSet::load_dir(&cfg.mappings).map_err(|errs| {
         let lines: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
         format!(
@@ -69,7 +80,11 @@ pub async fn build(cfg: &Config) -> Result<Arc<Hub>, String> {
     let store: Arc<dyn Store> = crate::store::open(&cfg.store_url())
         .await
         .map_err(|e| format!("store: {e}"))?;
-    let audit = AuditWriter::start(cfg, store.clone()).await?;
+    let audit = if preview {
+        AuditWriter::memory()
+    } else {
+        AuditWriter::start(cfg, store.clone()).await?
+    };
     let key = subject_key(cfg)?;
     let hasher = SubjectHasher::new(&key).map_err(|e| e.to_string())?;
     let fhir_ids = crate::fhir::ResourceIds::new(&key).map_err(|e| e.to_string())?;
@@ -88,11 +103,12 @@ pub async fn build(cfg: &Config) -> Result<Arc<Hub>, String> {
         .map_err(|e| format!("declaring the topology: {e}"))?;
     // On the in-memory bus the CLI, a process of its own, cannot announce a change to this one:
     // there every decision reads the store.
-    let consent_cache = (cfg.amqp_url.is_some() && cfg.consent_cache_secs > 0).then(|| {
-        Arc::new(ConsentCache::new(std::time::Duration::from_secs(
-            cfg.consent_cache_secs,
-        )))
-    });
+    let consent_cache =
+        (!preview && cfg.amqp_url.is_some() && cfg.consent_cache_secs > 0).then(|| {
+            Arc::new(ConsentCache::new(std::time::Duration::from_secs(
+                cfg.consent_cache_secs,
+            )))
+        });
     let cached_secs = if consent_cache.is_some() {
         cfg.consent_cache_secs
     } else {

@@ -14,10 +14,13 @@
 //! | `POST /console/logout` | signed in | sign out |
 //! | `GET /console/flow`, `GET /console/flow.json` | signed in | the flow picture and its counts |
 //! | `GET /console/assets/*` | anyone | the stylesheet and the flow script |
+//! | `GET /console/parked` | signed in | dead letters and quarantine by reason ([`parked`]) |
+//! | `POST /console/parked/preview`, `POST /console/parked/replay` | `replay` | preview, replay |
 
 pub mod accounts;
 pub mod flow;
 pub mod layout;
+pub mod parked;
 pub mod roles;
 pub mod session;
 pub mod throttle;
@@ -209,6 +212,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, console: web::Data<Console>) {
             .route("/logout", web::post().to(sign_out))
             .route("/flow", web::get().to(flow::page))
             .route("/flow.json", web::get().to(flow::json))
+            .route("/parked", web::get().to(parked::page))
+            .route("/parked/preview", web::post().to(parked::preview))
+            .route("/parked/replay", web::post().to(parked::replay))
             .route("/assets/console.css", web::get().to(layout::css))
             .route("/assets/flow.js", web::get().to(layout::flow_js))
             .default_service(web::to(not_found)),
