@@ -353,13 +353,11 @@ async fn a_viewer_cannot_replay(tag: &str, rabbit: bool) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs the Dead and quarantine page (h-replay), not in main yet"]
 async fn a_viewer_cannot_replay_on_the_memory_bus() {
     a_viewer_cannot_replay("e2e-viewer-mem", false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs the Dead and quarantine page (h-replay), not in main yet"]
 async fn a_viewer_cannot_replay_on_rabbitmq() {
     a_viewer_cannot_replay("e2e-viewer-amqp", true).await;
 }
@@ -498,13 +496,11 @@ async fn preview_and_replay_after_consent(tag: &str, rabbit: bool) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs the Dead and quarantine page (h-replay), not in main yet"]
 async fn preview_and_replay_a_quarantined_message_on_the_memory_bus() {
     preview_and_replay_after_consent("e2e-replay-mem", false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs the Dead and quarantine page (h-replay), not in main yet"]
 async fn preview_and_replay_a_quarantined_message_on_rabbitmq() {
     preview_and_replay_after_consent("e2e-replay-amqp", true).await;
 }
