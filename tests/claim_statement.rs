@@ -428,3 +428,82 @@ fn a_7132_statement_reads_as_the_7131_layout() {
         "{err}"
     );
 }
+
+/// A record kind a 7131 明細書 does not have (04 特定診療費, or an unknown code) is never passed
+/// over: the file is refused at that record, its line and column 4 (the レコード種別コード),
+/// by `documents.members`; the code is said to the file's own user (`translate`), the person's
+/// numbers never.
+#[test]
+fn a_record_kind_the_statement_does_not_read_is_refused_naming_its_line() {
+    let text = String::from_utf8(sample("claims/d0711b.csv")).expect("ASCII sample");
+    let extra = "2,7,\"7131\",\"04\",\"202510\",\"0300000005\",\"00131011\",\"0000012345\",\"99\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\"\r\n";
+    for (code, tag) in [("04", "kind-04"), ("77", "kind-77")] {
+        // After the first person's 10 record (line 6): a 04 of the same 明細書, line 7.
+        let line = extra.replacen("\"04\"", &format!("\"{code}\""), 1);
+        let at = text.find("2,7,").expect("the second person's first record");
+        let file = format!("{}{line}{}", &text[..at], &text[at..]);
+        let o = translate_statements(&file, tag);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(&format!(
+                "record 7 (line 7), column 4: `{code}` is not allowed: `documents.members` wants `4` to be one of `01`, `02`, `10`, `11`, `12`"
+            )),
+            "{err}"
+        );
+        assert!(
+            err.contains("rule `documents.members` in mappings/claims-statement.yaml:"),
+            "{err}"
+        );
+        for personal in ["0000012345", "00131011", "19400405"] {
+            assert!(!err.contains(personal), "{personal} in {err}");
+        }
+    }
+}
+
+/// Each claims mapping fits the データ種別 it reads and no other: a 711 file is read by the
+/// 請求書 and 明細書 mappings, a 812 file by the 請求書 and 様式第七 ones, a 821 file by the
+/// 給付管理票 one, a 531 file by the 異動 one.
+#[test]
+fn each_claims_mapping_fits_only_its_data_kind() {
+    use kaigo_hub::mapping::{Input, MappingSet};
+    let set = MappingSet::load_dir(&repo().join("mappings")).expect("mappings load");
+    for (file, want) in [
+        // A 711 file may also hold 8124/8125 明細書 (claims-csv §2.2): that mapping fits it too.
+        (
+            "claims/d0711b.csv",
+            vec![
+                "claims-care-management-statement",
+                "claims-invoice",
+                "claims-statement",
+            ],
+        ),
+        (
+            "claims/d0812a.csv",
+            vec!["claims-care-management-statement", "claims-invoice"],
+        ),
+        ("claims/d0821a.csv", vec!["claims-benefit-management"]),
+        (
+            "claims/10_531131011202510.csv",
+            vec!["claims-5311-recipient-change"],
+        ),
+    ] {
+        let bytes = sample(file);
+        let t = set
+            .translate(
+                Input {
+                    bytes: &bytes,
+                    file_name: None,
+                },
+                None,
+            )
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        let mut ids: Vec<String> = t
+            .ids()
+            .split(',')
+            .map(|s| s.split('@').next().unwrap_or("").to_string())
+            .collect();
+        ids.sort();
+        assert_eq!(ids, want, "{file}");
+    }
+}

@@ -174,6 +174,7 @@ fn translate_dir_converts_a_folder_mixing_every_shipped_format_by_content() {
         "ClaimStatement@1",
         "RecipientChange@1",
         "BenefitManagement@1",
+        "CareManagementStatement@1",
     ] {
         assert!(
             expected.contains_key(kind),

@@ -347,6 +347,10 @@ const CARE_GOLDENS: &[(&str, &str)] = &[
         "samples/claims/d0821a.benefit-management.json",
         "samples/claims/d0821a.fhir-transaction.json",
     ),
+    (
+        "samples/claims/d0812a.care-management-statement.json",
+        "samples/claims/d0812a.fhir-transaction.json",
+    ),
 ];
 
 #[test]
@@ -1080,6 +1084,91 @@ fn a_benefit_management_sheet_is_a_care_plan_of_the_month_with_a_line_per_provid
     );
     let sum: f64 = lines.iter().map(|l| l.1).sum();
     assert_eq!(sum, 6884.0, "the 99 line's 給付計画合計");
+}
+
+/// d0812a's first 居宅介護支援 明細書 (様式第七 8124): 131011/0000012345, 2025-10, office
+/// 0300000100; lines 01 431111 (1086 × 1) and 99 434001 (300 × 1); the 99 line's 合計 1386 単位
+/// × 11.40 = 15,800.4 → 請求金額 15,800 円 (10割, claims-csv.md §6), the Claim's `total`.
+#[test]
+fn a_care_management_statement_is_a_claim_with_its_total_and_one_item_per_line() {
+    let golden = CARE_GOLDENS
+        .iter()
+        .find(|(s, _)| s.ends_with("d0812a.care-management-statement.json"))
+        .expect("the 様式第七 golden");
+    let bundle = read_json(golden.1);
+    let claims = resources_of(&bundle, "Claim");
+    assert_eq!(claims.len(), 1);
+    let claim = claims[0];
+    let (insurer, insured) = ("131011", "0000012345");
+    assert_eq!(
+        claim["id"],
+        expected_id(&[
+            "Claim",
+            "subject",
+            insurer,
+            insured,
+            "claim-8124-2025-10-0300000100"
+        ])
+    );
+    assert_eq!(
+        claim["provider"]["reference"],
+        format!(
+            "Organization/{}",
+            expected_id(&[
+                "Organization",
+                "identifier",
+                "urn:kaigo-hub:care-office-number",
+                "0300000100"
+            ])
+        )
+    );
+    assert_eq!(claim["subType"]["coding"][0]["code"], "8124");
+    assert_eq!(claim["type"]["coding"][0]["code"], "professional");
+    let items: Vec<(String, i64, i64)> = claim["item"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| {
+            let ext = |url: &str| {
+                i["extension"]
+                    .as_array()
+                    .and_then(|e| e.iter().find(|x| x["url"] == url))
+                    .and_then(|x| x["valueInteger"].as_i64())
+                    .unwrap_or(-1)
+            };
+            (
+                i["productOrService"]["coding"][0]["code"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+                ext("urn:kaigo-hub:StructureDefinition:ltc-unit-value"),
+                ext("urn:kaigo-hub:StructureDefinition:ltc-service-units"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        items,
+        [("431111".into(), 1086, 1086), ("434001".into(), 300, 300)]
+    );
+    let units: i64 = items.iter().map(|i| i.2).sum();
+    let totals = hub_extension(claim, "urn:kaigo-hub:StructureDefinition:ltc-claim-totals");
+    assert_eq!(totals.len(), 1);
+    let get = |k: &str| {
+        totals[0]
+            .iter()
+            .find(|(u, _)| u == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(get("units"), units, "Σ サービス単位数 = the 99 line's 合計");
+    // ⌊1386 × 11.40⌋, in hundredths of a yen to stay exact.
+    let price = get("unit-price").to_string();
+    assert_eq!(price, "11.40");
+    let by_hand = units * 1140 / 100;
+    assert_eq!(by_hand, 15_800);
+    assert_eq!(get("insurance-claim"), by_hand);
+    assert_eq!(claim["total"]["value"], by_hand);
+    assert_eq!(claim["total"]["currency"], "JPY");
 }
 
 #[test]

@@ -7,6 +7,7 @@ mod declare;
 
 pub mod basic_survey;
 pub mod benefit_management;
+pub mod care_management_statement;
 pub mod care_plan;
 pub mod certification_application;
 pub mod certification_codes;
@@ -54,10 +55,12 @@ pub enum DocKind {
     RecipientChange,
     /// `BenefitManagement@1`
     BenefitManagement,
+    /// `CareManagementStatement@1`
+    CareManagementStatement,
 }
 
 /// All kinds, for listings and `--help`.
-pub const ALL: [DocKind; 12] = [
+pub const ALL: [DocKind; 13] = [
     DocKind::InsuredPerson,
     DocKind::InsuranceCard,
     DocKind::CarePlan,
@@ -70,6 +73,7 @@ pub const ALL: [DocKind; 12] = [
     DocKind::ClaimStatement,
     DocKind::RecipientChange,
     DocKind::BenefitManagement,
+    DocKind::CareManagementStatement,
 ];
 
 /// Why a JSON value is not a valid canonical document. `Display` says what is wrong without the
@@ -176,6 +180,7 @@ impl DocKind {
             DocKind::ClaimStatement => "ClaimStatement@1",
             DocKind::RecipientChange => "RecipientChange@1",
             DocKind::BenefitManagement => "BenefitManagement@1",
+            DocKind::CareManagementStatement => "CareManagementStatement@1",
         }
     }
 
@@ -190,9 +195,10 @@ impl DocKind {
             | DocKind::PhysicianOpinion
             | DocKind::RecipientChange => "certification",
             DocKind::CarePlan | DocKind::ServiceUsage => "care-plan",
-            DocKind::ClaimInvoice | DocKind::ClaimStatement | DocKind::BenefitManagement => {
-                "claims"
-            }
+            DocKind::ClaimInvoice
+            | DocKind::ClaimStatement
+            | DocKind::BenefitManagement
+            | DocKind::CareManagementStatement => "claims",
         }
     }
 
@@ -237,6 +243,9 @@ impl DocKind {
             DocKind::BenefitManagement => {
                 schemars::schema_for!(benefit_management::BenefitManagement)
             }
+            DocKind::CareManagementStatement => {
+                schemars::schema_for!(care_management_statement::CareManagementStatement)
+            }
         }
         .to_value();
         if let Some(obj) = schema.as_object_mut() {
@@ -278,6 +287,9 @@ impl DocKind {
             DocKind::RecipientChange => check::<recipient_change::RecipientChange>(self, value),
             DocKind::BenefitManagement => {
                 check::<benefit_management::BenefitManagement>(self, value)
+            }
+            DocKind::CareManagementStatement => {
+                check::<care_management_statement::CareManagementStatement>(self, value)
             }
         }
     }

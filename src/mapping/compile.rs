@@ -320,11 +320,19 @@ impl<'f> Compiler<'f> {
                     .iter()
                     .map(|(k, v)| self.cond(&ctx, k, v))
                     .collect::<Result<Vec<_>, _>>()?;
+                let members = d
+                    .value
+                    .members
+                    .0
+                    .iter()
+                    .map(|(k, v)| self.cond(&ctx, k, v))
+                    .collect::<Result<Vec<_>, _>>()?;
                 Some(Documents {
                     each,
                     group_by,
                     when,
                     head,
+                    members,
                     loc: self.loc(d),
                 })
             }

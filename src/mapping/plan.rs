@@ -189,6 +189,9 @@ pub struct Documents {
     /// When set, the one member of each group meeting all of these is the document's head: the
     /// top-level rules read it (else the group's first member).
     pub head: Vec<Cond>,
+    /// Every member of a group must meet all of these (relative to it); one that does not is an
+    /// error naming it (a record kind the mapping does not read).
+    pub members: Vec<Cond>,
     /// Where `documents:` was written.
     pub loc: Loc,
 }

@@ -132,6 +132,9 @@ pub(crate) fn run_out<'a>(
     let mut docs = Vec::with_capacity(groups.len());
     for g in &groups {
         let Some(first) = g.first() else { continue };
+        if let Some(d) = m.documents.as_ref().filter(|d| !d.members.is_empty()) {
+            r.members(d, g)?;
+        }
         let first = match m.documents.as_ref().filter(|d| !d.head.is_empty()) {
             Some(d) => r.head(d, g)?,
             None => first,
@@ -205,6 +208,67 @@ impl<'a> Runner<'a> {
                 "a second member of the same document meets `documents.head`; only one may",
             )),
         }
+    }
+
+    /// Every member of group `g` meets `documents.members`; the first that does not is an error
+    /// at the field it failed on (its record and column), the value said to the sender only.
+    fn members(&self, d: &Documents, g: &[Node<'a>]) -> Result<(), MapError> {
+        for &n in g {
+            let scope = Scope {
+                node: n,
+                group: g,
+                bit: None,
+                position: None,
+            };
+            let Some(c) = d
+                .members
+                .iter()
+                .find(|c| !self.conds_hold(std::slice::from_ref(*c), scope))
+            else {
+                continue;
+            };
+            let what = match &c.src {
+                Src::Path(_, text) => format!("`{text}`"),
+                Src::Meta(text) => format!("`{text}`"),
+                Src::Group => "`@group`".into(),
+            };
+            let wanted = match &c.test {
+                CondTest::AnyOf(opts) => format!("one of `{}`", opts.join("`, `")),
+                CondTest::Pattern(re) => format!("a value matching `{}`", re.as_str()),
+                CondTest::Present(true) => "a value".into(),
+                CondTest::Present(false) => "no value".into(),
+            };
+            let found = match &c.src {
+                Src::Path(p, _) => self.tree.first_value(n, p),
+                _ => None,
+            };
+            let record = self.tree.location(n).or_else(|| self.tree.origin(n));
+            let (at, reason) = match found {
+                Some((v, field)) => (
+                    self.tree.location(field).or(record),
+                    ValueError::new(
+                        &v,
+                        format!(
+                            "is not allowed: `documents.members` wants {what} to be {wanted}; no rule reads this record, so the input is refused rather than the record passed over"
+                        ),
+                    )
+                    .into(),
+                ),
+                None => (
+                    record,
+                    Reason::Missing(format!(
+                        "{what} has no value: `documents.members` wants it to be {wanted}; no rule reads this record, so the input is refused rather than the record passed over"
+                    )),
+                ),
+            };
+            return Err(MapError {
+                at,
+                rule: "documents.members".into(),
+                loc: d.loc.clone(),
+                reason,
+            });
+        }
+        Ok(())
     }
 
     fn exec(
@@ -944,6 +1008,48 @@ mod tests {
         let e = docs("01,0000012345,131011\n02,0000012345,1\n01,0000012345,131011\n").unwrap_err();
         assert_eq!(e.at.as_deref(), Some("record 3 (line 3)"), "{e}");
         assert!(e.to_string().contains("a second member"), "{e}");
+    }
+
+    /// A member of a kind `documents.members` does not allow stops the input at its record and
+    /// column; the value (the record kind) is said to the sender only.
+    #[test]
+    fn documents_members_refuses_a_record_no_rule_reads() {
+        let yaml = "id: t\nversion: 1\nsource: { format: csv, charset: utf-8 }\n\
+            documents: { each: \"*\", group_by: [\"2\"], head: { \"1\": \"01\" }, members: { \"1\": [\"01\", \"02\"] } }\n\
+            target: ServiceUsage@1\nfields:\n  subject.insurer_number: \"3\"\n  \
+            subject.insured_number: \"2\"\n  kind: { const: actual }\n  items[+]:\n    \
+            each: \"@group\"\n    when: { \"1\": \"02\" }\n    fields:\n      service_code: \"3\"\n";
+        let m = super::super::compile::compile_str(yaml, std::path::Path::new("t.yaml"))
+            .expect("compiles");
+        let docs = |csv: &str| {
+            let tree = Tree::parse(Format::Csv, csv.as_bytes(), &m.source.parse).expect("parses");
+            run(&m, &tree, &Meta::default())
+        };
+        let made = docs("01,0000012345,131011\n02,0000012345,111111\n").expect("runs");
+        assert_eq!(made.len(), 1);
+        let e = docs("01,0000012345,131011\n02,0000012345,111111\n04,0000012345,9\n").unwrap_err();
+        assert_eq!(e.at.as_deref(), Some("record 3 (line 3), column 1"), "{e}");
+        assert_eq!(e.rule, "documents.members");
+        let plain = e.to_string();
+        assert!(
+            plain.contains("wants `1` to be one of `01`, `02`"),
+            "{plain}"
+        );
+        assert!(
+            !plain.contains("04"),
+            "the value is for the sender: {plain}"
+        );
+        assert!(!plain.contains("0000012345"), "{plain}");
+        use crate::redact::Disclose;
+        let told = e.for_sender().to_string();
+        assert!(
+            told.starts_with("record 3 (line 3), column 1: `04` is not allowed"),
+            "{told}"
+        );
+        // An empty kind is refused as well, naming the record.
+        let e = docs("01,0000012345,131011\n,0000012345,9\n").unwrap_err();
+        assert_eq!(e.at.as_deref(), Some("record 2 (line 2)"), "{e}");
+        assert!(e.to_string().contains("has no value"), "{e}");
     }
 
     fn insured_numbers(documents: &str, csv: &str) -> Vec<String> {

@@ -175,6 +175,10 @@ pub struct DocumentsSpec {
     /// rules read (its head); a group with none or several is an error.
     #[serde(default)]
     pub head: Pairs<CondSpec>,
+    /// Conditions (relative to each member) that every member of a group must meet: a record of
+    /// a kind the mapping does not read is an error naming it, never passed over.
+    #[serde(default)]
+    pub members: Pairs<CondSpec>,
 }
 
 /// One rule: a shorthand path string, or the full form.

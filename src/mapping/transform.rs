@@ -48,6 +48,8 @@ pub enum Transform {
     Prefix(String),
     /// Append text.
     Suffix(String),
+    /// The text without this prefix when it starts with it, else unchanged: `{ strip_prefix: "00" }`.
+    StripPrefix(String),
     /// The n-th (0-based) part when split by a separator: `{ part: "1 " }` (index, then separator).
     Part(usize, String),
     /// Characters [start, start+len) (0-based, by character): `{ substr: "0,3" }`.
@@ -106,6 +108,7 @@ const NAMES: &[&str] = &[
     "null_if",
     "prefix",
     "suffix",
+    "strip_prefix",
     "part",
     "substr",
     "replace",
@@ -176,6 +179,7 @@ impl Transform {
             "null_if" => Ok(Transform::NullIf(need("9999")?.to_string())),
             "prefix" => Ok(Transform::Prefix(need("text")?.to_string())),
             "suffix" => Ok(Transform::Suffix(need("text")?.to_string())),
+            "strip_prefix" => Ok(Transform::StripPrefix(need("text")?.to_string())),
             "part" => {
                 let a = need("\"0 \" (index, then separator)")?;
                 let digits: String = a.chars().take_while(|c| c.is_ascii_digit()).collect();
@@ -228,6 +232,7 @@ impl Transform {
             Transform::NullIf(_) => "null_if",
             Transform::Prefix(_) => "prefix",
             Transform::Suffix(_) => "suffix",
+            Transform::StripPrefix(_) => "strip_prefix",
             Transform::Part(..) => "part",
             Transform::Substr(..) => "substr",
             Transform::Replace(..) => "replace",
@@ -281,6 +286,7 @@ impl Transform {
             }
             Transform::Prefix(p) => format!("{p}{v}"),
             Transform::Suffix(s) => format!("{v}{s}"),
+            Transform::StripPrefix(p) => v.strip_prefix(p.as_str()).unwrap_or(v).to_string(),
             Transform::Part(n, sep) => match v.split(sep.as_str()).nth(*n) {
                 Some(p) if !p.is_empty() => p.to_string(),
                 _ => return Ok(None),
@@ -729,6 +735,16 @@ mod tests {
             "422-8033"
         );
         assert!(t("postal_code", None).apply("12").is_err());
+    }
+
+    /// The 証記載保険者番号 written as 8 digits or (QKAN's 様式第七) as the 6: both give the 6.
+    #[test]
+    fn strip_prefix_takes_the_prefix_off_once_and_only_at_the_start() {
+        let strip = t("strip_prefix", Some("00"));
+        assert_eq!(strip.apply("00131011").unwrap().unwrap(), "131011");
+        assert_eq!(strip.apply("131011").unwrap().unwrap(), "131011");
+        assert_eq!(strip.apply("000013").unwrap().unwrap(), "0013");
+        assert_eq!(strip.apply("130011").unwrap().unwrap(), "130011");
     }
 
     #[test]
