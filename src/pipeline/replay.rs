@@ -498,6 +498,62 @@ mod tests {
     }
 
     #[test]
+    fn a_selection_takes_ids_and_a_reason_or_its_family_and_a_listing_says_where() {
+        let mut p = props(&[
+            (h::SOURCE, "0300000100"),
+            (h::REASON, "consent-denied:no-consent"),
+            (h::REFUSED_AT, "translate"),
+            (h::DETAIL, "document 1 (CarePlan@1): what is missing"),
+        ]);
+        p.message_id = Some("k1".into());
+        let take = |ids: &[&str], reason: Option<&str>| {
+            Selection {
+                ids: ids.iter().map(|i| i.to_string()).collect(),
+                reason: reason.map(String::from),
+            }
+            .takes(&p)
+        };
+        assert!(take(&[], None), "an empty selection takes all");
+        assert!(take(&["k0", "k1"], None));
+        assert!(!take(&["k0"], None));
+        assert!(take(&[], Some("consent-denied")));
+        assert!(take(&["k1"], Some("consent-denied:no-consent")));
+        assert!(!take(&[], Some("consent-denied:revoked")));
+        assert!(!take(&[], Some("consent")), "a family ends at the colon");
+        assert!(!take(&["k0"], Some("consent-denied")));
+
+        let m = ParkedMessage::of(&p);
+        assert_eq!(
+            (m.reason.as_str(), m.hop.as_str(), m.source.as_str()),
+            ("consent-denied:no-consent", "translate", "0300000100")
+        );
+        assert_eq!(m.location, "document 1 (CarePlan@1): what is missing");
+        assert_eq!(m.stays, None);
+        let mut dead = props(&[(h::SOURCE, "1"), (h::ERROR, "PID-7: not a date (rule x)")]);
+        assert_eq!(ParkedMessage::of(&dead).reason, "unlabelled");
+        assert_eq!(
+            ParkedMessage::of(&dead).location,
+            "PID-7: not a date (rule x)"
+        );
+        dead.headers
+            .insert("x-first-death-reason".into(), "delivery_limit".into());
+        assert_eq!(ParkedMessage::of(&dead).reason, "delivery-limit");
+        let groups = grouped(vec![
+            ParkedMessage::of(&p),
+            ParkedMessage::of(&dead),
+            ParkedMessage::of(&p),
+        ]);
+        let counts: Vec<(&str, usize)> = groups
+            .iter()
+            .map(|g| (g.reason.as_str(), g.messages.len()))
+            .collect();
+        assert_eq!(
+            counts,
+            [("consent-denied:no-consent", 2), ("delivery-limit", 1)]
+        );
+    }
+
+    #[test]
     fn the_arrival_is_the_time_in_the_envelope_id() {
         let id = crate::pipeline::clock::envelope_id();
         let now = std::time::SystemTime::now()
