@@ -231,6 +231,7 @@ impl<'a> Runner<'a> {
                 Src::Path(_, text) => format!("`{text}`"),
                 Src::Meta(text) => format!("`{text}`"),
                 Src::Group => "`@group`".into(),
+                Src::Sum(_, text) => format!("`sum: {text}`"),
             };
             let wanted = match &c.test {
                 CondTest::AnyOf(opts) => format!("one of `{}`", opts.join("`, `")),
