@@ -230,6 +230,7 @@ impl<'a> Runner<'a> {
             let what = match &c.src {
                 Src::Path(_, text) => format!("`{text}`"),
                 Src::Meta(text) => format!("`{text}`"),
+                Src::Sum(_, text) => format!("`sum: {text}`"),
                 Src::Group => "`@group`".into(),
                 Src::Sum(_, text) => format!("`sum: {text}`"),
             };
