@@ -14,7 +14,7 @@
 mod common;
 
 use common::browser::Browser;
-use common::{MUNICIPALITY, PERSON_2, Scratch, files, repo};
+use common::{MUNICIPALITY, PERSON_1, PERSON_2, Scratch, files, repo};
 use kaigo_hub::consent::{Category, Grantee, PartyKind};
 use kaigo_hub::pipeline::Hub;
 use kaigo_hub::serve::{Running, StartOptions};
@@ -27,6 +27,8 @@ struct Console {
     s: Scratch,
     running: Running,
     base: String,
+    /// `demo::feed`'s report: one line per sample (`<file> from <party>: accepted as <envelope> …`).
+    fed: Vec<String>,
 }
 
 impl Console {
@@ -36,7 +38,12 @@ impl Console {
         } else {
             Scratch::memory(tag, |p| p)
         };
-        let cfg = s.config();
+        let mut cfg = s.config();
+        let key = s.dir.join("keys/archive.key");
+        std::fs::create_dir_all(key.parent().expect("a folder")).expect("keys folder");
+        // 32 bytes as hex; synthetic, for this test's archive only.
+        std::fs::write(&key, "4b".repeat(32)).expect("write the archive key");
+        cfg.archive_key_file = Some(key);
         let running = match kaigo_hub::serve::start_with(&cfg, StartOptions { demo: true }).await {
             Ok(r) => r,
             Err(e) => panic!(
@@ -58,7 +65,29 @@ impl Console {
         );
         settle(&running.hub, 12).await;
         let base = format!("http://{}", running.http_addr);
-        Console { s, running, base }
+        Console {
+            s,
+            running,
+            base,
+            fed: report,
+        }
+    }
+
+    /// The envelope id `demo::feed` reported for `sample`.
+    fn envelope_of(&self, sample: &str) -> String {
+        self.fed
+            .iter()
+            .find(|l| l.starts_with(&format!("{sample} from ")))
+            .and_then(|l| l.split("accepted as ").nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no envelope for {sample} in {:#?}", self.fed))
+            .to_string()
+    }
+
+    /// The audit log's text (flushed first).
+    fn audit_text(&self) -> String {
+        self.hub().audit.flush();
+        std::fs::read_to_string(self.s.config().audit_path()).unwrap_or_default()
     }
 
     fn url(&self, path: &str) -> String {
@@ -491,6 +520,22 @@ async fn preview_and_replay_after_consent(tag: &str, rabbit: bool) {
     b.assert_absent(&row, "the replayed copy left quarantine")
         .await;
     b.screenshot("06-parked-after-replay").await;
+    // The message's trace shows the delivery to the municipality.
+    let found = search(&b, &held).await;
+    assert_eq!(found, vec![held.clone()]);
+    open_trace(&b, &held).await;
+    // First the refusal, then the delivery the replay brought.
+    b.find(&format!(
+        r#".delivery[data-recipient="{MUNICIPALITY}"][data-outcome="quarantined"]"#
+    ))
+    .await;
+    let delivery = b
+        .text(&format!(
+            r#".delivery[data-recipient="{MUNICIPALITY}"][data-outcome="delivered"]"#
+        ))
+        .await;
+    assert!(delivery.contains(MUNICIPALITY), "{delivery}");
+    b.screenshot("07-trace-delivered").await;
     drop(b);
     c.stop().await;
 }
@@ -503,4 +548,297 @@ async fn preview_and_replay_a_quarantined_message_on_the_memory_bus() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn preview_and_replay_a_quarantined_message_on_rabbitmq() {
     preview_and_replay_after_consent("e2e-replay-amqp", true).await;
+}
+
+/// Searches the Messages page for `q`; the envelopes of the result rows.
+async fn search(b: &Browser, q: &str) -> Vec<String> {
+    b.click("a#nav-messages").await;
+    b.wait_url("the Messages page", |u| u.ends_with("/console/messages"))
+        .await;
+    assert_eq!(
+        b.attribute("form#search-form input#q", "type")
+            .await
+            .as_deref(),
+        Some("search")
+    );
+    b.type_into("input#q", q).await;
+    b.submit("form#search-form").await;
+    b.find("table#results").await;
+    let url = b.url().await;
+    assert!(
+        url.ends_with("/console/messages"),
+        "the query is posted, never in the URL: {url}"
+    );
+    let mut envelopes = Vec::new();
+    for row in b.find_all("table#results tr[data-envelope]").await {
+        envelopes.push(
+            b.attribute_of(&row, "data-envelope")
+                .await
+                .expect("a row names its envelope"),
+        );
+    }
+    envelopes
+}
+
+/// Opens the trace of `envelope` from the result rows on the page.
+async fn open_trace(b: &Browser, envelope: &str) {
+    b.click(&format!(
+        r#"table#results tr[data-envelope="{envelope}"] a[href="/console/messages/{envelope}"]"#
+    ))
+    .await;
+    b.wait_url("the trace page", |u| {
+        u.ends_with(&format!("/console/messages/{envelope}"))
+    })
+    .await;
+    b.find("ol#trace").await;
+}
+
+/// The consent decisions of `envelope` in the audit log: (decision, reason, party).
+fn audited_decisions(c: &Console, envelope: &str) -> Vec<(String, String, String)> {
+    c.audit()
+        .into_iter()
+        .filter(|e| e["envelope_id"] == envelope)
+        .filter(|e| {
+            matches!(
+                e["decision"].as_str(),
+                Some("permit" | "deny" | "indeterminate")
+            )
+        })
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+            (s("decision"), s("reason"), s("party"))
+        })
+        .collect()
+}
+
+/// Checks the trace page of `envelope` against the audit log: a step per hop it went through,
+/// one `.decision` per consent decision (its verdict and its consent id or reason shown), one
+/// `.delivery` per recipient that received it.
+async fn check_trace(b: &Browser, c: &Console, envelope: &str) {
+    for hop in ["ingress", "translate", "deliver"] {
+        b.find(&format!(r#"ol#trace li.step[data-hop="{hop}"]"#))
+            .await;
+    }
+    let audited = audited_decisions(c, envelope);
+    assert!(!audited.is_empty(), "{envelope} had consent decisions");
+    let shown = b.find_all(".decision[data-decision]").await;
+    assert_eq!(
+        shown.len(),
+        audited.len(),
+        "one .decision per audited consent decision of {envelope}: {audited:?}"
+    );
+    let mut texts = Vec::new();
+    for d in &shown {
+        let verdict = b.attribute_of(d, "data-decision").await.unwrap_or_default();
+        texts.push((verdict, b.text_of(d).await));
+    }
+    for (decision, reason, _) in &audited {
+        assert!(
+            texts
+                .iter()
+                .any(|(v, t)| v == decision && t.contains(reason.as_str())),
+            "the {decision} decision ({reason}) is shown: {texts:?}"
+        );
+    }
+    let delivered: Vec<String> = c
+        .audit()
+        .into_iter()
+        .filter(|e| e["envelope_id"] == envelope && e["decision"] == "delivered")
+        .filter_map(|e| e["party"].as_str().map(str::to_string))
+        .collect();
+    for party in &delivered {
+        b.find(&format!(r#".delivery[data-recipient="{party}"]"#))
+            .await;
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Messages: search by envelope and by person, the trace, the body with its audit event
+// ------------------------------------------------------------------------------------------------
+
+async fn find_trace_and_view_bodies(tag: &str, rabbit: bool) {
+    let c = Console::start(tag, rabbit).await;
+    let b = Browser::open(tag).await;
+    sign_in(&b, &c, "demo-privacy").await;
+    let adt = c.envelope_of("hl7v2/adt-a08.hl7");
+    let patient = c.envelope_of("fhir/patient-jpcore.json");
+    let other_person = c.envelope_of("hl7v2/adt-a01-utf8.hl7");
+
+    // By envelope id: that message alone.
+    let found = search(&b, &adt).await;
+    assert_eq!(found, vec![adt.clone()], "searching {adt}");
+    b.screenshot("01-search-envelope").await;
+
+    // By 保険者番号:被保険者番号: that person's messages, nobody else's; the number is hashed
+    // before lookup, so it reaches neither the URL nor the audit log.
+    let person = format!("{}:{}", PERSON_1.0, PERSON_1.1);
+    let found = search(&b, &person).await;
+    assert!(
+        found.contains(&adt) && found.contains(&patient),
+        "{person}'s HL7 and FHIR messages are found: {found:?}"
+    );
+    assert!(
+        !found.contains(&other_person),
+        "another person's message is not: {found:?}"
+    );
+    b.screenshot("02-search-person").await;
+    // Audited naming the operator, with the person's keyed hash (the one ingress recorded).
+    let person_hash = c
+        .audit()
+        .into_iter()
+        .find(|e| e["envelope_id"] == adt.as_str() && e["subject"].is_string())
+        .map(|e| e["subject"].clone())
+        .expect("ingress recorded the person's hash");
+    let searches = c
+        .audit()
+        .into_iter()
+        .filter(|e| e["actor"] == "console:demo-privacy" && e["reason"] == "search-person")
+        .filter(|e| e["subject"] == person_hash)
+        .count();
+    assert_eq!(
+        searches, 1,
+        "the search by person is audited once, naming the operator"
+    );
+    assert!(
+        !c.audit_text().contains(PERSON_1.1),
+        "no raw 被保険者番号 in the audit log"
+    );
+
+    // The trace with each consent decision.
+    open_trace(&b, &adt).await;
+    check_trace(&b, &c, &adt).await;
+    b.find(r#".decision[data-decision="permit"]"#).await;
+    b.screenshot("03-trace-permit").await;
+
+    // A person's copy refused for a recipient shows its deny decision.
+    let denied: Vec<(String, String)> = c
+        .audit()
+        .into_iter()
+        .filter(|e| e["decision"] == "deny" && e["party"] == MUNICIPALITY)
+        .filter_map(|e| {
+            Some((
+                e["envelope_id"].as_str()?.to_string(),
+                e["reason"].as_str().unwrap_or_default().to_string(),
+            ))
+        })
+        .collect();
+    let (held, _) = denied
+        .first()
+        .unwrap_or_else(|| panic!("the demo's refusal for {MUNICIPALITY} is audited"))
+        .clone();
+    let found = search(&b, &format!("{}:{}", PERSON_2.0, PERSON_2.1)).await;
+    assert!(found.contains(&held), "{held} among {found:?}");
+    open_trace(&b, &held).await;
+    check_trace(&b, &c, &held).await;
+    let deny = b.text(r#".decision[data-decision="deny"]"#).await;
+    assert!(
+        deny.contains(MUNICIPALITY),
+        "the recipient is named: {deny}"
+    );
+    b.screenshot("04-trace-deny").await;
+
+    // The body, with a stated reason; each view is one audit event.
+    search(&b, &adt).await;
+    open_trace(&b, &adt).await;
+    let reasons = ["e2e check of a complaint", "e2e second look"];
+    for (i, reason) in reasons.iter().enumerate() {
+        b.type_into("form#body-form input#reason", reason).await;
+        b.click("button#view-body").await;
+        let original = b.text("pre#body").await;
+        assert!(
+            original.starts_with("MSH|"),
+            "the original HL7 message is shown: {original}"
+        );
+        assert!(
+            !b.find_all("pre.canonical").await.is_empty(),
+            "the canonical documents are shown"
+        );
+        let canonical = b.text("pre.canonical").await;
+        serde_json::from_str::<serde_json::Value>(&canonical)
+            .unwrap_or_else(|e| panic!("a canonical document is JSON ({e}): {canonical}"));
+        assert!(
+            !b.url().await.contains(PERSON_1.1),
+            "no personal value in the URL"
+        );
+        b.screenshot(&format!("05-body-{}", i + 1)).await;
+        if i == 0 {
+            b.goto(&c.url(&format!("/console/messages/{adt}"))).await;
+        }
+    }
+    let views: Vec<serde_json::Value> = c
+        .audit()
+        .into_iter()
+        .filter(|e| e["actor"] == "console:demo-privacy" && e["envelope_id"] == adt.as_str())
+        .collect();
+    assert_eq!(views.len(), 2, "two views, two audit events: {views:#?}");
+    for reason in reasons {
+        assert_eq!(
+            views
+                .iter()
+                .filter(|e| e["reason"].as_str().is_some_and(|r| r.contains(reason)))
+                .count(),
+            1,
+            "one audit event for the view with reason `{reason}`: {views:#?}"
+        );
+    }
+    let text = c.audit_text();
+    assert!(!text.contains("MSH|"), "no body in the audit log");
+    drop(b);
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn find_a_message_trace_it_and_view_its_body_on_the_memory_bus() {
+    find_trace_and_view_bodies("e2e-msg-mem", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn find_a_message_trace_it_and_view_its_body_on_rabbitmq() {
+    find_trace_and_view_bodies("e2e-msg-amqp", true).await;
+}
+
+// ------------------------------------------------------------------------------------------------
+// A viewer: the trace, never a body
+// ------------------------------------------------------------------------------------------------
+
+async fn a_viewer_cannot_see_bodies(tag: &str, rabbit: bool) {
+    let c = Console::start(tag, rabbit).await;
+    let b = Browser::open(tag).await;
+    sign_in(&b, &c, "demo-viewer").await;
+    let adt = c.envelope_of("hl7v2/adt-a08.hl7");
+    let found = search(&b, &adt).await;
+    assert_eq!(found, vec![adt.clone()]);
+    open_trace(&b, &adt).await;
+    check_trace(&b, &c, &adt).await;
+    b.assert_absent("form#body-form", "a viewer may not see bodies")
+        .await;
+    b.assert_absent("button#view-body", "a viewer may not see bodies")
+        .await;
+    b.screenshot("01-trace-without-body").await;
+    let status = post_from_page(
+        &b,
+        &format!("/console/messages/{adt}/body"),
+        &[("reason", "trying anyway")],
+    )
+    .await;
+    assert_eq!(status, 403, "a crafted body request is refused");
+    assert!(
+        !c.audit().iter().any(|e| e["actor"] == "console:demo-viewer"
+            && e["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("trying anyway"))),
+        "no body view by the viewer"
+    );
+    drop(b);
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_viewer_cannot_see_bodies_on_the_memory_bus() {
+    a_viewer_cannot_see_bodies("e2e-body-viewer-mem", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_viewer_cannot_see_bodies_on_rabbitmq() {
+    a_viewer_cannot_see_bodies("e2e-body-viewer-amqp", true).await;
 }

@@ -232,7 +232,6 @@ impl<'a> Runner<'a> {
                 Src::Meta(text) => format!("`{text}`"),
                 Src::Sum(_, text) => format!("`sum: {text}`"),
                 Src::Group => "`@group`".into(),
-                Src::Sum(_, text) => format!("`sum: {text}`"),
             };
             let wanted = match &c.test {
                 CondTest::AnyOf(opts) => format!("one of `{}`", opts.join("`, `")),
