@@ -6,6 +6,7 @@
 //! - [`formats`]: bytes ⇄ navigable trees (HL7 v2, FHIR JSON, XML, CSV, Japanese charsets)
 //! - [`mapping`]: mapping files → compiled plans → canonical documents and outbound formats
 //! - [`canonical`]: the canonical documents, typed and versioned, with JSON Schemas
+//! - [`console`]: the operators' web console at `/console` (sign-in, roles, the flow picture)
 //! - [`consent`]: consent grants, revocations and three-valued decisions (permit/deny/indeterminate)
 //! - [`audit`]: the hash-chained, append-only audit log, its verification and FHIR export
 //! - [`fhir`]: FHIR out: one transaction Bundle per document, keyed ids, Provenance
@@ -17,6 +18,7 @@ pub mod calendar;
 pub mod canonical;
 pub mod config;
 pub mod consent;
+pub mod console;
 pub mod demo;
 pub mod fhir;
 pub mod formats;

@@ -50,6 +50,17 @@ pub struct Running {
 
 /// Builds the hub context without starting anything.
 pub async fn build(cfg: &Config) -> Result<Arc<Hub>, String> {
+    assemble(cfg, false).await
+}
+
+/// A hub context for a command that only looks (`kaigo-hub replay --preview`): the hub's
+/// parties, mappings, store, keys and bus, but an audit chain in memory (the running hub holds
+/// its log; a preview decides nothing) and no consent cache (no feed keeps one fresh here).
+pub async fn build_for_preview(cfg: &Config) -> Result<Arc<Hub>, String> {
+    assemble(cfg, true).await
+}
+
+async fn assemble(cfg: &Config, preview: bool) -> Result<Arc<Hub>, String> {
     let mappings = MappingSet::load_dir(&cfg.mappings).map_err(|errs| {
         let lines: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
         format!(
@@ -69,7 +80,11 @@ pub async fn build(cfg: &Config) -> Result<Arc<Hub>, String> {
     let store: Arc<dyn Store> = crate::store::open(&cfg.store_url())
         .await
         .map_err(|e| format!("store: {e}"))?;
-    let audit = AuditWriter::start(cfg, store.clone()).await?;
+    let audit = if preview {
+        AuditWriter::memory()
+    } else {
+        AuditWriter::start(cfg, store.clone()).await?
+    };
     let key = subject_key(cfg)?;
     let hasher = SubjectHasher::new(&key).map_err(|e| e.to_string())?;
     let fhir_ids = crate::fhir::ResourceIds::new(&key).map_err(|e| e.to_string())?;
@@ -88,11 +103,12 @@ pub async fn build(cfg: &Config) -> Result<Arc<Hub>, String> {
         .map_err(|e| format!("declaring the topology: {e}"))?;
     // On the in-memory bus the CLI, a process of its own, cannot announce a change to this one:
     // there every decision reads the store.
-    let consent_cache = (cfg.amqp_url.is_some() && cfg.consent_cache_secs > 0).then(|| {
-        Arc::new(ConsentCache::new(std::time::Duration::from_secs(
-            cfg.consent_cache_secs,
-        )))
-    });
+    let consent_cache =
+        (!preview && cfg.amqp_url.is_some() && cfg.consent_cache_secs > 0).then(|| {
+            Arc::new(ConsentCache::new(std::time::Duration::from_secs(
+                cfg.consent_cache_secs,
+            )))
+        });
     let cached_secs = if consent_cache.is_some() {
         cfg.consent_cache_secs
     } else {
@@ -126,8 +142,23 @@ pub async fn build(cfg: &Config) -> Result<Arc<Hub>, String> {
     }))
 }
 
+/// How `serve` was asked to start, beyond the settings.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StartOptions {
+    /// `serve --demo`: the console gets its four demo accounts (`console::accounts::DEMO_ACCOUNTS`).
+    /// Never set outside the demo.
+    pub demo: bool,
+}
+
 /// Starts the hops and sources.
 pub async fn start(cfg: &Config) -> Result<Running, String> {
+    start_with(cfg, StartOptions::default()).await
+}
+
+/// Starts the hops and sources, as [`start`], with `options`.
+pub async fn start_with(cfg: &Config, options: StartOptions) -> Result<Running, String> {
+    // Before anything runs: an accounts file that does not load stops the start.
+    let accounts = console_accounts(cfg, options)?;
     let hub = build(cfg).await?;
     // Before the consent feed subscribes: a consent command that does not find this process in
     // the registry can count on its cache holding nothing read before the change.
@@ -155,7 +186,16 @@ pub async fn start(cfg: &Config) -> Result<Running, String> {
             }
         }));
     }
-    let sources = start_sources(&hub, cfg, &rx, &mut tasks).await?;
+    let console = Arc::new(crate::console::Console::new(
+        hub.clone(),
+        crate::console::ConsoleConfig {
+            accounts,
+            idle: std::time::Duration::from_secs(cfg.console_idle_secs.max(1)),
+            tls: cfg.tls_cert.is_some(),
+            mllp_tls: cfg.mllp_tls_cert.is_some(),
+        },
+    ));
+    let sources = start_sources(&hub, cfg, console, &rx, &mut tasks).await?;
     let (http_addr, mllp_addr) = (sources.http_addr, sources.mllp_addr);
     if cfg.watch_mappings {
         tasks.push(watch_mappings(&hub, cfg, rx.clone()));
@@ -201,6 +241,22 @@ pub async fn start(cfg: &Config) -> Result<Running, String> {
         client_trust: sources.client_trust,
         mllp_tls: sources.mllp_tls,
     })
+}
+
+/// The console's accounts: the file of `console_accounts` (if set), and under `--demo` the four
+/// demo accounts.
+fn console_accounts(
+    cfg: &Config,
+    options: StartOptions,
+) -> Result<crate::console::accounts::Accounts, String> {
+    let mut accounts = match &cfg.console_accounts {
+        Some(path) => crate::console::accounts::Accounts::load(path)?,
+        None => crate::console::accounts::Accounts::none(),
+    };
+    if options.demo {
+        accounts.add_demo()?;
+    }
+    Ok(accounts)
 }
 
 /// `watch_mappings`: reloads the mapping directory when its files change (scanned every
@@ -253,6 +309,7 @@ fn push_sink_config(cfg: &Config) -> HttpPushSinkConfig {
 async fn start_sources(
     hub: &Arc<Hub>,
     cfg: &Config,
+    console: Arc<crate::console::Console>,
     rx: &watch::Receiver<bool>,
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> Result<StartedSources, String> {
@@ -276,6 +333,7 @@ async fn start_sources(
         tls: cfg.tls()?,
         body_limit,
         audit_path: cfg.audit_path(),
+        console,
     };
     let mllp = sources::mllp::MllpSourceConfig {
         addr: cfg.mllp_addr.clone(),

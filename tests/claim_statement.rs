@@ -10,6 +10,7 @@
 //! (platform and the insurer, category claims), so their 明細書 is delivered to 131011 as the
 //! golden has it; the second has not, so theirs alone is held back (`consent-denied`) and named
 //! in the file's report by position, never by number. The audit trail says the same.
+//! A recipient subscribed with `format: csv` gets each delivered document as a whole 国保連 file.
 
 mod common;
 
@@ -271,6 +272,75 @@ async fn a_claims_file_delivers_the_invoice_and_each_consented_statement_in_memo
 async fn a_claims_file_delivers_the_invoice_and_each_consented_statement_on_rabbitmq() {
     let s = Scratch::rabbit("statement-rmq", |p| p);
     a_claims_file_delivers_the_invoice_and_each_consented_statement(s).await;
+}
+
+/// A recipient whose format is `csv` for the claims kinds gets each delivered document as a
+/// whole 国保連 file (claims-711-csv): the 請求書 framed alone, the consented person's 明細書
+/// framed alone, each with its own 件数 and record numbers; the other person's is held back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_csv_recipient_receives_each_document_as_a_whole_claims_file() {
+    let s = Scratch::memory("statement-csv", |p| {
+        let csv = |kind: &str, p: String| {
+            let from = format!("{{ document: {kind}, format: canonical }}");
+            assert!(
+                p.contains(&from),
+                "parties.yaml subscribes 131011 to {kind}"
+            );
+            p.replacen(&from, &format!("{{ document: {kind}, format: csv }}"), 1)
+        };
+        csv("ClaimStatement@1", csv("ClaimInvoice@1", p))
+    });
+    let running = s.start().await;
+    let hub = running.hub.clone();
+    for (id, grantee) in [
+        ("claims-platform", Grantee::Kind(PartyKind::Platform)),
+        (
+            "claims-insurer",
+            Grantee::Party(MUNICIPALITY.parse().expect("id")),
+        ),
+    ] {
+        grant(&hub, id, CONSENTED, grantee, &[Category::Claims]).await;
+    }
+    let text = String::from_utf8(sample("claims/d0711b.csv")).expect("ASCII sample");
+    let lines: Vec<&str> = text.split_terminator("\r\n").collect();
+    let control = |count: usize| format!("1,1,0,{count},711,0,000000,0300000005,00,1,202511,0\r\n");
+    // The 請求書: the sample's record 2 between a control record of 件数 1 and the end record 3.
+    let invoice = format!("{}{}\r\n3,3\r\n", control(1), lines[1]);
+    // The first person's 明細書: records 3–6 of the sample, numbered 2–5, 件数 4, end record 6.
+    let mut statement = control(4);
+    for (i, l) in lines[2..6].iter().enumerate() {
+        let rest = l
+            .strip_prefix(&format!("2,{},", i + 3))
+            .expect("numbered record");
+        statement.push_str(&format!("2,{},{rest}\r\n", i + 2));
+    }
+    statement.push_str("3,6\r\n");
+    assert!(
+        statement.contains("\"0000012345\""),
+        "the consented person's records"
+    );
+
+    let parts = ["outcome: accepted-in-part", "documents: 3", "refused: 1"];
+    let personal = [CONSENTED.1, SILENT.1, "00131011", "19400405", "19380212"];
+    let (_, envelope) =
+        drop_and_read_report(&s.inbox(PROVIDER), FILE, text.as_bytes(), &parts, &personal).await;
+    let out = s.out_dir(MUNICIPALITY);
+    for (i, want) in [(0, &invoice), (1, &statement)] {
+        let name = format!("{envelope}-{i}.csv");
+        let (_, body) = wait_for_file(&out, "a delivered claims file", |n| n == name).await;
+        assert_eq!(
+            String::from_utf8_lossy(&body),
+            want.as_str(),
+            "document {i}"
+        );
+    }
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(
+        files(&out).len(),
+        2,
+        "the held-back statement is not delivered"
+    );
+    running.stop().await;
 }
 
 /// A 明細書 whose 01 基本情報 record is missing: the file is refused, its error naming the record

@@ -135,6 +135,14 @@ pub trait Acker: Send {
 pub trait Consumer: Send {
     /// The next delivery; `None` when the consumer was closed.
     fn next(&mut self) -> BoxFut<'_, Option<Result<Delivery, BusError>>>;
+    /// Stops consuming and waits until every delivery handed to it and not settled is back in
+    /// its queue (RabbitMQ: its channel is closed, and the broker returns what it had
+    /// prefetched). Dropping a consumer does the same without waiting; a reader that must count
+    /// the queue right after (`replay`'s listing and preview) closes it.
+    fn close(self: Box<Self>) -> BoxFut<'static, ()> {
+        drop(self);
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// A message bus.

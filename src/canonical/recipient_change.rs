@@ -89,6 +89,10 @@ pub struct RecipientChange {
     /// interface are unknown).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub twenty_percent_share: Option<Period>,
+    /// The 国保連 file's control record (レコード種別 1) the record came in: 媒体区分,
+    /// 処理対象年月 and ファイル管理番号, so that the file can be written back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<super::claim_invoice::ClaimFile>,
     /// 出所 — the insurer (the control record's 保険者番号) and the file name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<Provenance>,

@@ -14,6 +14,7 @@ mod audit;
 mod audit_trail;
 mod claims;
 mod consent;
+mod console;
 mod inspect;
 mod mappings;
 mod replay;
@@ -116,6 +117,12 @@ pub enum Command {
         #[command(subcommand)]
         action: audit::Action,
     },
+    /// Tools for the web console (`/console`): `hash-password` makes an account's password hash
+    /// for the console_accounts file.
+    Console {
+        #[command(subcommand)]
+        action: console::Action,
+    },
     /// Re-drive messages from the dead-letter or quarantine queue (RabbitMQ).
     Replay {
         #[command(flatten)]
@@ -146,6 +153,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Settings(a) => settings::run(a),
         Command::Consent { config, action } => consent::run(config.config, action),
         Command::Audit { config, action } => audit::run(config.config, action),
+        Command::Console { action } => console::run(action),
         Command::Replay { config, args } => replay::run(config.config, args),
     }
 }

@@ -31,7 +31,9 @@ pub struct Args {
     #[command(flatten)]
     pub config: super::ConfigFile,
     /// Demo: register synthetic consents for the shipped samples, feed every sample in as its
-    /// sender would, and print what was delivered where (then keep serving).
+    /// sender would, and print what was delivered where (then keep serving). The web console
+    /// gets four demo accounts, demo-viewer, demo-operator, demo-privacy and demo-admin, each
+    /// with the password `<name>-password` (only under --demo).
     #[arg(long)]
     pub demo: bool,
     /// Reload the mapping directory whenever its files change, without a restart and without
@@ -73,7 +75,10 @@ pub fn run(a: Args) -> Result<u8, Failure> {
     cfg.watch_mappings |= a.watch;
     init_logging(&cfg.log_format);
     runtime()?.block_on(async move {
-        let running = kaigo_hub::serve::start(&cfg).await.map_err(Failure::usage)?;
+        let options = kaigo_hub::serve::StartOptions { demo: a.demo };
+        let running = kaigo_hub::serve::start_with(&cfg, options)
+            .await
+            .map_err(Failure::usage)?;
         // `Config::load` checked that tls_cert comes with tls_key.
         let scheme = if cfg.tls_cert.is_some() { "https" } else { "http" };
         let mllp = if cfg.mllp_tls_cert.is_some() { "MLLP over TLS" } else { "MLLP" };

@@ -26,7 +26,8 @@ pub struct Args {
     pub mapping: Option<String>,
     /// Render the canonical documents as this format: `fhir` (one Bundle per document, a
     /// transaction or, for a 主治医意見書, a document; ids keyed with the subject key of --config)
-    /// or `csv` (MS932 bytes).
+    /// or `csv` (MS932 bytes; all documents of the input in one file, a 国保連 claims file with
+    /// its control and end records).
     #[arg(long, value_name = "FORMAT")]
     pub to: Option<String>,
     #[command(flatten)]

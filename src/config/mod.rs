@@ -139,6 +139,15 @@ declare_settings! {
         /// certificate that does not chain to one fails the handshake, a connection without one is
         /// answered `AR` (MLLP has no other credential).
         mllp_tls_client_ca: Option<PathBuf> = None;
+        /// YAML file of the web console's accounts (`/console`): a list of `name`, `role`
+        /// (`viewer`, `operator`, `privacy` or `admin`) and `password_hash`, an argon2 PHC string
+        /// made by `kaigo-hub console hash-password` (docs/console.md). Unset: no account, and
+        /// nobody can sign in (`serve --demo` adds its four demo accounts either way). Over plain
+        /// HTTP the console answers loopback clients only; with `tls_cert`, any client.
+        console_accounts: Option<PathBuf> = None;
+        /// Seconds a console session lasts without a request before the operator must sign in
+        /// again.
+        console_idle_secs: u64 = 1800;
     }
 }
 

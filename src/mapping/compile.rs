@@ -6,7 +6,7 @@
 use super::check_digit::IdRule;
 use super::error::MappingError;
 use super::plan::*;
-use super::spec::{self, CondSpec, MappingSpec, Pairs, RuleSpec, TargetSpec};
+use super::spec::{self, CondSpec, FileSpec, MappingSpec, Pairs, RuleSpec, TargetSpec};
 use super::transform::Transform;
 use crate::canonical::{DocKind, schema_walk as sw};
 use crate::formats::charset::Charset;
@@ -28,6 +28,11 @@ const COMMON_META: &[&str] = &[
 const BIT_META: &[&str] = &["$bit.option", "$bit.char"];
 /// Metadata of an item of any `each`: its position among the items the `each` made, from 1.
 const EACH_META: &[&str] = &["$each.position"];
+/// Metadata of an outbound CSV file's frame records (`file.head`, `file.tail`): how many data
+/// records and documents the file holds.
+const FRAME_META: &[&str] = &["$file.records", "$file.documents"];
+/// The most columns a record of an outbound CSV target without `columns: N` may have.
+const MAX_CSV_COLUMNS: usize = 1024;
 /// Metadata keys from a ケアプラン CSV file name.
 const CAREPLAN_META: &[&str] = &[
     "$file.prefix",
@@ -90,8 +95,9 @@ enum Slot<'s> {
     Free,
     /// An outbound CSV record: numbered columns.
     CsvRecord(usize),
-    /// The top of an outbound CSV mapping: only `records[+]`.
-    CsvTop(usize),
+    /// The top of an outbound CSV mapping: only `records[+]`; whether every record has the
+    /// target's `columns` (else each is as wide as the highest column its rules name).
+    CsvTop(usize, bool),
 }
 
 impl<'f> Compiler<'f> {
@@ -180,6 +186,8 @@ impl<'f> Compiler<'f> {
             careplan_meta: file_name.is_some(),
             bit_meta: false,
             each_meta: false,
+            frame_meta: false,
+            record_number: 0,
         };
         let mut matches = Vec::new();
         for (key, values) in &src.match_.0 {
@@ -202,9 +210,16 @@ impl<'f> Compiler<'f> {
             TargetSpec::Format(out) => match out.format.as_str() {
                 "fhir" => Target::Fhir,
                 "csv" => {
-                    let columns = out
-                        .columns
-                        .ok_or_else(|| self.err(&spec.target, "a csv target needs `columns: N`"))?;
+                    let fixed = out.columns.is_some();
+                    let columns = out.columns.unwrap_or(MAX_CSV_COLUMNS);
+                    let within =
+                        |what: &str, c: Option<usize>| match c {
+                            Some(c) if c == 0 || c > columns => Err(self
+                                .err(&spec.target, format!("{what} {c} is outside 1..={columns}"))),
+                            c => Ok(c.map(|c| c - 1)),
+                        };
+                    let quoted_from = within("quoted_from column", out.quoted_from)?;
+                    let record_number = within("record_number column", out.record_number)?;
                     let mut quoted = vec![false; columns];
                     for &q in &out.quoted {
                         if q == 0 || q > columns {
@@ -231,7 +246,10 @@ impl<'f> Compiler<'f> {
                     };
                     Target::Csv(CsvTarget {
                         columns,
+                        fixed,
                         quoted,
+                        quoted_from,
+                        record_number,
                         charset,
                         line_ending,
                     })
@@ -326,10 +344,27 @@ impl<'f> Compiler<'f> {
         };
         let top = match (&target, &schema) {
             (Target::Document(_), Some(s)) => Slot::Schema(s, s),
-            (Target::Csv(c), _) => Slot::CsvTop(c.columns),
+            (Target::Csv(c), _) => Slot::CsvTop(c.columns, c.fixed),
             _ => Slot::Free,
         };
+        let ctx = Ctx {
+            record_number: match &target {
+                Target::Csv(c) => c.record_number.map_or(0, |n| n + 1),
+                _ => 0,
+            },
+            ..ctx
+        };
         let steps = self.steps(&ctx, &tables, &spec.fields, &top, "")?;
+        let file = match (&spec.file, &target) {
+            (None, _) => None,
+            (Some(f), Target::Csv(c)) => Some(self.frame(&ctx, &tables, f, c.columns)?),
+            (Some(f), _) => {
+                return Err(self.err(
+                    f,
+                    "`file:` frames an outbound CSV file; this mapping does not write CSV",
+                ));
+            }
+        };
 
         let dir = self.file.parent().unwrap_or(FsPath::new("."));
         let tests = spec
@@ -365,6 +400,7 @@ impl<'f> Compiler<'f> {
                 ),
                 target,
                 documents,
+                file,
                 steps,
                 tables,
                 tests,
@@ -504,7 +540,33 @@ impl<'f> Compiler<'f> {
                     each_meta: true,
                     ..*ctx
                 };
-                let steps = self.steps(&inner, tables, fields, &item_slot, &format!("{full}."))?;
+                let mut steps =
+                    self.steps(&inner, tables, fields, &item_slot, &format!("{full}."))?;
+                match (slot, r.columns) {
+                    (Slot::CsvTop(cols, false), Some(n)) if n == 0 || n > *cols => {
+                        return Err(self.err(
+                            rule,
+                            format!("rule `{full}`: `columns: {n}` is outside 1..={cols}"),
+                        ));
+                    }
+                    (Slot::CsvTop(_, false), n) => {
+                        let named = widest(&steps).max(ctx.record_number);
+                        if let Some(n) = n.filter(|n| *n < named) {
+                            return Err(self.err(
+                                rule,
+                                format!("rule `{full}`: `columns: {n}`, but its rules write column {named}"),
+                            ));
+                        }
+                        steps.push(width_step(&full, self.loc(rule), n.unwrap_or(named)));
+                    }
+                    (_, Some(_)) => {
+                        return Err(self.err(
+                            rule,
+                            format!("rule `{full}`: `columns` is for the `records[+]` rules of a csv target without `columns: N`"),
+                        ));
+                    }
+                    _ => {}
+                }
                 StepKind::Each {
                     select,
                     when,
@@ -619,6 +681,37 @@ impl<'f> Compiler<'f> {
         Ok(steps)
     }
 
+    /// `file:` of an outbound CSV target: its grouping paths and its head and tail records.
+    fn frame(
+        &self,
+        ctx: &Ctx,
+        tables: &[Table],
+        f: &Spanned<FileSpec>,
+        columns: usize,
+    ) -> Result<FileFrame, MappingError> {
+        let frame_ctx = Ctx {
+            frame_meta: true,
+            ..*ctx
+        };
+        let group_by = f
+            .value
+            .group_by
+            .iter()
+            .map(|p| compile_path(ctx, p).map_err(|e| self.err(f, format!("file.group_by: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let slot = Slot::CsvRecord(columns);
+        let head = self.steps(&frame_ctx, tables, &f.value.head, &slot, "file.head.")?;
+        let tail = self.steps(&frame_ctx, tables, &f.value.tail, &slot, "file.tail.")?;
+        Ok(FileFrame {
+            group_by,
+            head_width: widest(&head).max(ctx.record_number),
+            tail_width: widest(&tail).max(ctx.record_number),
+            head,
+            tail,
+            loc: self.loc(f),
+        })
+    }
+
     fn conds(
         &self,
         ctx: &Ctx,
@@ -648,7 +741,13 @@ impl<'f> Compiler<'f> {
         if r.fields.is_some() {
             return Err(bad("`fields` needs `each`".into()));
         }
-        let sources = match &r.from {
+        if r.columns.is_some() {
+            return Err(bad(
+                "`columns` says how wide the records of a `records[+]` rule are; a value has none"
+                    .into(),
+            ));
+        }
+        let mut sources = match &r.from {
             Some(list) => list
                 .0
                 .iter()
@@ -657,6 +756,9 @@ impl<'f> Compiler<'f> {
                 .map_err(bad)?,
             None => Vec::new(),
         };
+        if let Some(p) = &r.sum {
+            sources.push(Src::Sum(compile_path(ctx, p).map_err(bad)?, p.clone()));
+        }
         let join = match &r.join {
             Some(list) => Some((
                 list.0
@@ -785,7 +887,7 @@ impl<'f> Compiler<'f> {
                 Some(TSeg::Append) => Resolved::Array(Slot::Free),
                 _ => Resolved::Leaf(Leaf::String),
             }),
-            Slot::CsvTop(cols) => match target {
+            Slot::CsvTop(cols, _) => match target {
                 [TSeg::Key(k), TSeg::Append] if k == "records" => {
                     Ok(Resolved::Array(Slot::CsvRecord(*cols)))
                 }
@@ -872,6 +974,47 @@ struct Ctx<'a> {
     bit_meta: bool,
     /// Inside any `each`: `$each.position` numbers the item.
     each_meta: bool,
+    /// In an outbound CSV file's frame records: `$file.records`, `$file.documents`.
+    frame_meta: bool,
+    /// Outbound CSV: the 1-based column that holds the record number (0: none), which makes a
+    /// record at least that wide.
+    record_number: usize,
+}
+
+/// The highest CSV column (1-based) a record's rules name.
+fn widest(steps: &[Step]) -> usize {
+    steps
+        .iter()
+        .filter_map(|s| match s.target.as_slice() {
+            [TSeg::Key(k)] => k.parse::<usize>().ok(),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// The hidden member of a CSV record that says how wide it is ([`WIDTH_KEY`]): a constant.
+fn width_step(record: &str, loc: Loc, width: usize) -> Step {
+    Step {
+        name: format!("{record}.(width)"),
+        loc,
+        target: vec![TSeg::Key(WIDTH_KEY.to_string())],
+        kind: StepKind::Value(Box::new(ValueRule {
+            sources: Vec::new(),
+            join: None,
+            constant: Some(Value::String(width.to_string())),
+            transforms: Vec::new(),
+            lookup: None,
+            bits: None,
+            default: None,
+            required: false,
+            pattern: None,
+            check: None,
+            when: Vec::new(),
+            leaf: Leaf::String,
+            list: false,
+        })),
+    }
 }
 
 fn compile_path(ctx: &Ctx, p: &str) -> Result<Path, String> {
@@ -886,7 +1029,8 @@ fn compile_src(ctx: &Ctx, p: &str) -> Result<Src, String> {
         let known = COMMON_META.contains(&p)
             || (ctx.careplan_meta && CAREPLAN_META.contains(&p))
             || (ctx.bit_meta && BIT_META.contains(&p))
-            || (ctx.each_meta && EACH_META.contains(&p));
+            || (ctx.each_meta && EACH_META.contains(&p))
+            || (ctx.frame_meta && FRAME_META.contains(&p));
         if !known {
             let mut all: Vec<&str> = COMMON_META.to_vec();
             if ctx.careplan_meta {
@@ -898,12 +1042,17 @@ fn compile_src(ctx: &Ctx, p: &str) -> Result<Src, String> {
             if ctx.each_meta {
                 all.extend(EACH_META);
             }
+            if ctx.frame_meta {
+                all.extend(FRAME_META);
+            }
             let hint = if CAREPLAN_META.contains(&p) {
                 " (set `source.file_name: careplan` to parse ケアプラン file names)"
             } else if BIT_META.contains(&p) {
                 " (only inside an `each` with `bits`)"
             } else if EACH_META.contains(&p) {
                 " (only inside an `each`)"
+            } else if FRAME_META.contains(&p) {
+                " (only in `file.head` and `file.tail`)"
             } else {
                 ""
             };
@@ -1126,6 +1275,61 @@ mod tests {
             e.to_string().contains("unknown transform `frobnicate`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_csv_frame_and_its_options_are_checked_where_written() {
+        let out = "id: t\nversion: 1\nsource: { format: canonical }\n";
+        let records = "fields:\n  records[+]:\n    each: rows\n    fields:\n      \"3\": a\n";
+        let err = |y: String| compile(&y).unwrap_err().to_string();
+        // The record number makes a record at least that wide; `columns` widens it.
+        let m = compile(&format!(
+            "{out}target: {{ format: csv, record_number: 2 }}\nfile:\n  tail: {{ \"1\": {{ const: \"3\" }} }}\n{records}"
+        ))
+        .expect("compiles");
+        let frame = m.file.as_ref().expect("file");
+        assert_eq!((frame.head_width, frame.tail_width), (2, 2));
+        let width = |m: &Mapping| match &m.steps[0].kind {
+            StepKind::Each { steps, .. } => steps
+                .iter()
+                .find(|s| s.target == [TSeg::Key(WIDTH_KEY.into())])
+                .map(|s| s.name.clone()),
+            _ => None,
+        };
+        assert_eq!(width(&m).as_deref(), Some("records[+].(width)"));
+        let fixed = compile(&format!(
+            "{out}target: {{ format: csv, columns: 3 }}\n{records}"
+        ))
+        .expect("compiles");
+        assert_eq!(width(&fixed), None, "fixed columns need no width");
+
+        let e = err(format!(
+            "{out}target: {{ format: csv, quoted_from: 0 }}\n{records}"
+        ));
+        assert!(e.contains("quoted_from column 0 is outside 1..="), "{e}");
+        let e = err(format!(
+            "{out}target: {{ format: csv }}\nfields:\n  records[+]:\n    each: rows\n    columns: 2\n    fields:\n      \"3\": a\n"
+        ));
+        assert!(
+            e.contains("`columns: 2`, but its rules write column 3"),
+            "{e}"
+        );
+        let e = err(format!(
+            "{out}target: {{ format: csv }}\nfields:\n  records[+]:\n    each: rows\n    fields:\n      \"3\": {{ from: a, columns: 4 }}\n"
+        ));
+        assert!(e.contains("a value has none"), "{e}");
+        let e = err(format!(
+            "{out}target: {{ format: csv }}\nfields:\n  records[+]:\n    each: rows\n    fields:\n      \"3\": $file.records\n"
+        ));
+        assert!(
+            e.contains("unknown metadata `$file.records` (only in `file.head` and `file.tail`)"),
+            "{e}"
+        );
+        let e = err(format!(
+            "{out}target: {{ format: fhir }}\nfile: {{ group_by: [a] }}\nfields:\n  resourceType: {{ const: Patient }}\n"
+        ));
+        assert!(e.starts_with("mappings/t.yaml:5:7: "), "{e}");
+        assert!(e.contains("`file:` frames an outbound CSV file"), "{e}");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 pub mod check_digit;
 mod columns;
 pub mod compile;
+mod csv_out;
 pub mod error;
 pub mod kana;
 pub mod live;
@@ -22,14 +23,13 @@ pub use plan::{Mapping, Target};
 pub use run::Meta;
 
 use crate::canonical::{DocKind, InvalidDocument};
-use crate::formats::charset::{self, CharsetError};
-use crate::formats::csv::{CsvWriter, parse_careplan_file_name};
+use crate::formats::charset::CharsetError;
+use crate::formats::csv::parse_careplan_file_name;
 use crate::formats::tree::{FormatError, ParseOptions};
 use crate::formats::{Format, Tree};
 use crate::redact::{Disclose, ErrorText};
 use plan::{CondTest, FileNameConvention, Src};
 use serde_json::Value;
-use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -168,6 +168,11 @@ pub enum TranslateError {
         /// Candidates tried and why they did not fit.
         tried: Vec<(String, ErrorText)>,
     },
+    /// Documents rendered together belong in different outbound CSV files.
+    #[error(
+        "the documents rendered together belong in {0} CSV files (their `file.group_by` values differ, or two mappings frame a file each); render each file's documents apart"
+    )]
+    SeveralFiles(usize),
 }
 
 impl Disclose for TranslateError {
@@ -431,9 +436,7 @@ impl MappingSet {
         mapping: Option<&str>,
     ) -> Result<Rendered, TranslateError> {
         let mut json_out = Vec::new();
-        let mut csv_out: Option<(CsvWriter, plan::CsvTarget)> = None;
-        // Records written so far, so errors number records across the whole output file.
-        let mut written = 0usize;
+        let mut csv_out = csv_out::Files::default();
         for doc in docs {
             let tree = Tree::Json(doc);
             let meta = Meta::default();
@@ -475,32 +478,24 @@ impl MappingSet {
                 }
             };
             let meta = metadata(m, None).unwrap_or_default();
-            let outs = run::run_out(m, &tree, &meta)?;
             match &m.target {
                 Target::Fhir => {
-                    for (out, _) in outs {
+                    for (out, _) in run::run_out(m, &tree, &meta)? {
                         let v = out.into_value();
                         json_out.push(serde_json::to_string(&v).unwrap_or_default());
                     }
                 }
                 Target::Csv(t) => {
-                    let (w, _) = csv_out
-                        .get_or_insert_with(|| (CsvWriter::new(b',', t.line_ending), t.clone()));
-                    for (out, _) in &outs {
-                        write_records(w, t, out, &mut written)?;
-                    }
+                    let Tree::Json(doc) = tree else {
+                        unreachable!("the document was made a JSON tree above")
+                    };
+                    csv_out.add(m, t, doc, &meta)?;
                 }
                 Target::Document(_) => {}
             }
         }
-        match csv_out {
-            // Written in its charset field by field.
-            Some((w, t)) if encodes_per_field(t.charset) => Ok(Rendered::Csv(w.finish_bytes())),
-            Some((w, t)) => Ok(Rendered::Csv(charset::encode(
-                &w.finish(),
-                t.charset,
-                "CSV output",
-            )?)),
+        match csv_out.finish()? {
+            Some(bytes) => Ok(Rendered::Csv(bytes)),
             None => Ok(Rendered::Json(json_out)),
         }
     }
@@ -522,79 +517,6 @@ fn same_target(parsed: &[(&Arc<Mapping>, &Tree, Meta)]) -> Vec<String> {
         })
         .map(|(m, _, _)| m.id.clone())
         .collect()
-}
-
-/// Whether a CSV target's fields are written already encoded (a charset in which ASCII is
-/// itself and a field encodes the same alone as within the file), instead of encoding the whole
-/// file at the end (ISO-2022-JP, whose escape sequences span fields).
-fn encodes_per_field(c: charset::Charset) -> bool {
-    matches!(c, charset::Charset::Utf8 | charset::Charset::Ms932)
-}
-
-/// The CSV column (1-based) a record member names: its key read as a number, as the compiler
-/// accepted it (so `"01"` is column 1), within the target's columns.
-fn column_of(key: &str, columns: usize) -> Option<usize> {
-    key.parse::<usize>()
-        .ok()
-        .filter(|c| (1..=columns).contains(c))
-}
-
-/// The text a record member is written as: a string as it is, null or nothing as an empty
-/// field, anything else as its JSON.
-fn field_text<'o>(v: &'o run::Out<'_>) -> Cow<'o, str> {
-    match v {
-        run::Out::Val(Value::String(s)) => Cow::Borrowed(s.as_str()),
-        run::Out::Null | run::Out::Val(Value::Null) => Cow::Borrowed(""),
-        run::Out::Val(other) => Cow::Owned(other.to_string()),
-        other => Cow::Owned(other.to_value().to_string()),
-    }
-}
-
-fn write_records(
-    w: &mut CsvWriter,
-    t: &plan::CsvTarget,
-    out: &run::Out<'_>,
-    written: &mut usize,
-) -> Result<(), TranslateError> {
-    let records = match out.get("records") {
-        Some(run::Out::Arr(items)) => items.as_slice(),
-        _ => &[],
-    };
-    for rec in records {
-        *written += 1;
-        let n = *written;
-        let mut fields: Vec<Cow<'_, str>> = vec![Cow::Borrowed(""); t.columns];
-        if let run::Out::Obj(members) = rec {
-            for (key, v) in members {
-                if let Some(c) = column_of(key, t.columns) {
-                    fields[c - 1] = field_text(v);
-                }
-            }
-        }
-        let quoted = |i: usize| t.quoted.get(i).copied().unwrap_or(false);
-        // Unencodable characters are refused with the record and column named.
-        let context = |column: usize| move || format!("record {n}, column {}", column + 1);
-        if encodes_per_field(t.charset) {
-            w.write_record_with(
-                fields
-                    .iter()
-                    .enumerate()
-                    .map(|(i, f)| (f.as_ref(), quoted(i))),
-                |out, text, column| charset::encode_into(out, text, t.charset, context(column)),
-            )?;
-        } else {
-            for (i, f) in fields.iter().enumerate() {
-                charset::encode_in(f, t.charset, context(i))?;
-            }
-            w.write_record(
-                fields
-                    .iter()
-                    .enumerate()
-                    .map(|(i, f)| (f.as_ref(), quoted(i))),
-            );
-        }
-    }
-    Ok(())
 }
 
 fn compatible(reads: Format, found: Format) -> bool {
@@ -671,7 +593,7 @@ fn why_not(m: &Mapping, tree: &Tree, meta: &Meta) -> Option<ErrorText> {
                     tree.first_value(tree.root(), p).map(|(v, _)| v),
                 )
             }
-            Src::Group => continue,
+            Src::Group | Src::Sum(..) => continue,
         };
         let ok = match &c.test {
             CondTest::Present(want) => value.is_some() == *want,
@@ -730,6 +652,7 @@ pub(crate) fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::formats::charset;
 
     fn outbound(yaml: &str) -> MappingSet {
         let m = compile::compile_str(yaml, Path::new("test.yaml")).expect("compiles");
@@ -1036,16 +959,6 @@ fields:
             "table2": { "rows": [ { "need": "入浴" } ] }
         });
         assert_eq!(csv_text(&set, doc), "入浴,131011\r\n");
-    }
-
-    #[test]
-    fn column_of_reads_the_number_within_the_columns() {
-        assert_eq!(column_of("1", 3), Some(1));
-        assert_eq!(column_of("03", 3), Some(3));
-        assert_eq!(column_of("0", 3), None);
-        assert_eq!(column_of("4", 3), None);
-        assert_eq!(column_of("records", 3), None);
-        assert_eq!(column_of("", 3), None);
     }
 
     #[test]

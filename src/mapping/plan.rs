@@ -47,6 +47,8 @@ pub struct Mapping {
     pub category: Option<String>,
     /// How an input splits into documents.
     pub documents: Option<Documents>,
+    /// Outbound CSV: the frame around one file's records.
+    pub file: Option<FileFrame>,
     /// The rules, in file order.
     pub steps: Vec<Step>,
     /// Lookup tables, indexed by `ValueRule::lookup`.
@@ -66,7 +68,7 @@ impl Mapping {
                 .sources
                 .iter()
                 .map(|s| match s {
-                    Src::Path(_, text) | Src::Meta(text) => text.as_str(),
+                    Src::Path(_, text) | Src::Meta(text) | Src::Sum(_, text) => text.as_str(),
                     Src::Group => "@group",
                 })
                 .collect(),
@@ -126,10 +128,17 @@ pub enum Target {
 /// Outbound CSV settings.
 #[derive(Debug, Clone)]
 pub struct CsvTarget {
-    /// Columns per record.
+    /// Columns per record (`columns: N`), or the most a record may have when each record is as
+    /// wide as the highest column its rules name (`fixed` false).
     pub columns: usize,
-    /// Which columns (0-based) are always quoted.
+    /// Whether every record has `columns` columns.
+    pub fixed: bool,
+    /// Which columns (0-based) are always quoted in a data record.
     pub quoted: Vec<bool>,
+    /// Every column from this one (0-based) on is quoted in a data record.
+    pub quoted_from: Option<usize>,
+    /// The column (0-based) that holds each record's number in the file.
+    pub record_number: Option<usize>,
     /// Output character set.
     pub charset: Charset,
     /// `\r\n` or `\n`.
@@ -145,6 +154,27 @@ impl Target {
             Target::Csv(_) => "csv",
         }
     }
+}
+
+/// The member of a CSV record (an `Out` object) that holds the record's width, when records
+/// are as wide as the highest column their rules name: not a column (columns start at 1).
+pub const WIDTH_KEY: &str = "0";
+
+/// `file:` compiled: the frame of one outbound CSV file.
+#[derive(Debug)]
+pub struct FileFrame {
+    /// Documents with the same values of these paths share one file.
+    pub group_by: Vec<Path>,
+    /// The record before the documents' records, and its width.
+    pub head: Vec<Step>,
+    /// Width of the head record (its highest column).
+    pub head_width: usize,
+    /// The record after them.
+    pub tail: Vec<Step>,
+    /// Width of the tail record.
+    pub tail_width: usize,
+    /// Where `file:` was written.
+    pub loc: Loc,
 }
 
 /// `documents:` compiled.
@@ -175,6 +205,8 @@ pub enum Src {
     Meta(String),
     /// `@group`: the members of the current document's group.
     Group,
+    /// `sum:` the sum of the whole numbers a path selects, with its text for messages.
+    Sum(Path, String),
 }
 
 /// A condition: the source's value is one of the listed values, or is present/absent.

@@ -5,7 +5,7 @@
 
 use super::error::{MapError, Reason, ValueError};
 use super::plan::*;
-use crate::formats::{Node, Tree};
+use crate::formats::{Node, Path, Tree};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 
@@ -153,6 +153,28 @@ pub(crate) fn run_out<'a>(
         docs.push((out, tree.origin(*first)));
     }
     Ok(docs)
+}
+
+/// One record of an outbound CSV file's frame (`file.head`, `file.tail`): `steps` read from the
+/// root of `tree` (the file's first document), with `meta` (`$file.records`, …).
+pub(crate) fn run_record<'a>(
+    m: &'a Mapping,
+    steps: &'a [Step],
+    tree: &'a Tree,
+    meta: &'a Meta,
+) -> Result<Out<'a>, MapError> {
+    let r = Runner { m, tree, meta };
+    let root = tree.root();
+    let one = [root];
+    let scope = Scope {
+        node: root,
+        group: &one,
+        bit: None,
+        position: None,
+    };
+    let mut out = Out::Obj(Vec::new());
+    r.exec(steps, scope, &mut out)?;
+    Ok(out)
 }
 
 impl<'a> Runner<'a> {
@@ -343,7 +365,7 @@ impl<'a> Runner<'a> {
         match src {
             Src::Path(p, _) => self.tree.select(scope.node, p, out),
             Src::Group => out.extend_from_slice(scope.group),
-            Src::Meta(_) => {}
+            Src::Meta(_) | Src::Sum(..) => {}
         }
     }
 
@@ -357,11 +379,32 @@ impl<'a> Runner<'a> {
                 _ => self.meta.get(k).map(|v| (Cow::Owned(v.to_string()), None)),
             },
             Src::Group => None,
+            Src::Sum(p, _) => self
+                .sum(p, scope)
+                .ok()
+                .flatten()
+                .map(|n| (Cow::Owned(n.to_string()), None)),
             Src::Path(p, _) => self
                 .tree
                 .first_value(scope.node, p)
                 .map(|(v, n)| (v, Some(n))),
         }
+    }
+
+    /// `sum:` the sum of the whole numbers `p` selects; `None` when it selects none, `Err` when
+    /// one is not a whole number (or the sum overflows).
+    fn sum(&self, p: &Path, scope: Scope<'a, '_>) -> Result<Option<i64>, ()> {
+        let mut nodes = Vec::new();
+        self.tree.select(scope.node, p, &mut nodes);
+        let mut total: Option<i64> = None;
+        for n in nodes {
+            let Some(v) = self.tree.value(n) else {
+                continue;
+            };
+            let v: i64 = v.trim().parse().map_err(|_| ())?;
+            total = Some(total.unwrap_or(0).checked_add(v).ok_or(())?);
+        }
+        Ok(total)
     }
 
     fn conds_hold(&self, conds: &[Cond], scope: Scope<'a, '_>) -> bool {
@@ -393,6 +436,20 @@ impl<'a> Runner<'a> {
         if rule.list {
             return self.list(step, rule, scope);
         }
+        // `sum:` the total of what it adds up: the value when `from` gives none, and the value
+        // `from` gives must equal it.
+        let mut total = None;
+        for src in &rule.sources {
+            if let Src::Sum(p, text) = src {
+                let fail = |why: String| self.error(step, scope, None, Reason::Missing(why));
+                total = Some((
+                    self.sum(p, scope).map_err(|()| {
+                        fail(format!("a value `sum: {text}` adds up is not a whole number, or the sum is too large"))
+                    })?,
+                    text,
+                ));
+            }
+        }
         let mut node = None;
         let mut text: Option<Cow<str>> = None;
         let mut from_label = None;
@@ -403,6 +460,19 @@ impl<'a> Runner<'a> {
                 text = Some(v);
                 break;
             }
+        }
+        if let (Some((Some(sum), label)), Some(Src::Path(..)), Some(v)) =
+            (total, from_label, text.as_deref())
+            && v.trim().parse::<i64>().ok() != Some(sum)
+        {
+            return Err(self.error(
+                step,
+                scope,
+                node.and_then(|n| self.tree.location(n)),
+                Reason::Missing(format!(
+                    "the value differs from `sum: {label}`, the total of what it adds up; correct the total or its items"
+                )),
+            ));
         }
         if let Some((srcs, sep)) = rule.join.as_ref().filter(|_| text.is_none()) {
             let parts: Vec<Cow<str>> = srcs
@@ -688,6 +758,7 @@ fn src_label(s: &Src) -> String {
         Src::Path(_, text) => text.clone(),
         Src::Meta(k) => k.clone(),
         Src::Group => "@group".into(),
+        Src::Sum(_, text) => format!("sum: {text}"),
     }
 }
 

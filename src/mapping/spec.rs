@@ -37,6 +37,10 @@ pub struct MappingSpec {
     /// How one input becomes several documents (default: one document per input).
     #[serde(default)]
     pub documents: Option<Spanned<DocumentsSpec>>,
+    /// Outbound CSV: the file frame around the documents' records (a control record before them,
+    /// an end record after them), and which documents share one file.
+    #[serde(default)]
+    pub file: Option<Spanned<FileSpec>>,
     /// Target path → rule, in order.
     pub fields: Pairs<Spanned<RuleSpec>>,
     /// Lookup tables: name → (code → value).
@@ -106,6 +110,32 @@ pub struct OutboundSpec {
     /// CSV: `crlf` (default) or `lf`.
     #[serde(default)]
     pub line_ending: Option<String>,
+    /// CSV: every column from this one (1-based) on is always quoted in a data record (the QKAN
+    /// style of the 国保連 files: `2,<n>,` bare, every inner field in `"…"`). The frame's
+    /// records (`file.head`, `file.tail`) are quoted only where a field needs it.
+    #[serde(default)]
+    pub quoted_from: Option<usize>,
+    /// CSV: this column (1-based) of every record, frame records included, is the record's
+    /// number in the file, from 1 (computed when the file is written; no rule writes it).
+    #[serde(default)]
+    pub record_number: Option<usize>,
+}
+
+/// `file:` — outbound CSV: the frame of one file, written around its documents' records.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSpec {
+    /// Paths into each document: documents with the same values go into one file (rendering
+    /// documents of two files together is an error).
+    #[serde(default)]
+    pub group_by: Vec<String>,
+    /// The record written before the documents' records (columns by number), read from the
+    /// file's first document; `$file.records` is the number of data records.
+    #[serde(default)]
+    pub head: Pairs<Spanned<RuleSpec>>,
+    /// The record written after them, read like `head`.
+    #[serde(default)]
+    pub tail: Pairs<Spanned<RuleSpec>>,
 }
 
 impl<'de> Deserialize<'de> for TargetSpec {
@@ -186,6 +216,11 @@ pub struct RuleSpec {
     /// Outbound FHIR only (its fields have no schema): write the value as a JSON `number`,
     /// `integer` or `boolean` instead of a string.
     pub as_type: Option<String>,
+    /// The sum of every whole number this path selects (a total computed, not read).
+    pub sum: Option<String>,
+    /// Outbound CSV, on a `records[+]` rule of a target without `columns: N`: how many
+    /// columns its records have (default: the highest column its rules name).
+    pub columns: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -221,6 +256,10 @@ struct RuleBody {
     fields: Option<Pairs<Spanned<RuleSpec>>>,
     #[serde(default, rename = "as")]
     as_type: Option<String>,
+    #[serde(default)]
+    sum: Option<String>,
+    #[serde(default)]
+    columns: Option<usize>,
 }
 
 impl<'de> Deserialize<'de> for RuleSpec {
@@ -261,6 +300,8 @@ impl<'de> Deserialize<'de> for RuleSpec {
                     each: b.each,
                     fields: b.fields,
                     as_type: b.as_type,
+                    sum: b.sum,
+                    columns: b.columns,
                 })
             }
         }

@@ -88,6 +88,29 @@ pub struct Case<'a> {
     pub category: Category,
     /// The documents, in envelope order.
     pub docs: &'a [Doc<'a>],
+    /// A preview's question (`replay --preview`): the registry is consulted
+    /// ([`Hub::consult`]), not decided on, so nothing is audited or counted, and each person's
+    /// answer (with the consent id of a permit) is kept here. `None` for the hops.
+    pub consulted: Option<&'a Consulted>,
+}
+
+/// What a preview was told by the registry about consent #1/#2: per document number (from 1)
+/// the platform's answer for its person, in the order asked.
+#[derive(Debug, Default)]
+pub struct Consulted(std::sync::Mutex<Vec<(usize, crate::consent::Decision)>>);
+
+impl Consulted {
+    /// The answers, per document number (from 1).
+    pub fn answers(&self) -> Vec<(usize, crate::consent::Decision)> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn keep(&self, document: usize, d: crate::consent::Decision) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((document, d));
+    }
 }
 
 /// The message may come: each document's subject, in document order (`None` for a document
@@ -459,7 +482,7 @@ async fn consented(
         ));
     };
     let mut denied: Vec<(Subject, crate::consent::DenyReason)> = Vec::new();
-    let mut asked: Vec<Subject> = Vec::new();
+    let mut asked: Vec<(Subject, Option<crate::consent::Decision>)> = Vec::new();
     for (i, judgement) in judged.iter_mut().enumerate() {
         let Judged::Admitted(Some(subject)) = judgement else {
             continue;
@@ -467,8 +490,13 @@ async fn consented(
         let subject = subject.clone();
         let subject = &subject;
         let kind = case.docs.get(i).map_or("", |d| d.kind);
-        if !asked.contains(subject) {
-            asked.push(subject.clone());
+        if let Some(consulted) = case.consulted
+            && let Some((_, Some(answer))) = asked.iter().find(|(s, _)| s == subject)
+        {
+            // A preview shows each document its person's answer.
+            consulted.keep(i + 1, answer.clone());
+        }
+        if !asked.iter().any(|(s, _)| s == subject) {
             let ask = Ask {
                 envelope: case.envelope,
                 point: case.point,
@@ -477,13 +505,22 @@ async fn consented(
                 category: case.category,
                 document: kind,
             };
-            let verdict = match patience.as_deref_mut() {
-                Some(shutdown) => hub
+            let verdict = match (case.consulted, patience.as_deref_mut()) {
+                (Some(consulted), _) => {
+                    let answer = hub.consult(&ask).await;
+                    consulted.keep(i + 1, answer.clone());
+                    asked.push((subject.clone(), Some(answer.clone())));
+                    Verdict::of(answer)
+                }
+                (None, Some(shutdown)) => hub
                     .decide_until_known(&ask, shutdown)
                     .await
                     .ok_or(Refused::Stopped)?,
-                None => hub.decide(&ask).await,
+                (None, None) => hub.decide(&ask).await,
             };
+            if case.consulted.is_none() {
+                asked.push((subject.clone(), None));
+            }
             match verdict {
                 Verdict::Permit => {}
                 Verdict::Deny(reason) => denied.push((subject.clone(), reason)),
@@ -529,6 +566,7 @@ mod tests {
             source,
             category: Category::Claims,
             docs,
+            consulted: None,
         }
     }
 

@@ -81,6 +81,8 @@ struct Labels {
     index: String,
     /// A copy from a waiting room is for one recipient, on its attempt `attempt`.
     retry_for: Option<String>,
+    /// A copy `replay` put back for chosen recipients only (`x-kaigo-replay-to`).
+    chosen: Option<Vec<String>>,
     attempt: u32,
     /// A document translate vouched for just now (not replayed, not back from a waiting room).
     from_translate: bool,
@@ -101,6 +103,7 @@ impl Labels {
             index: props.header(h::DOC_INDEX).unwrap_or("0").to_string(),
             from_translate: props.header(h::HOP) == Some("translate") && retry_for.is_none(),
             retry_for,
+            chosen: chosen(props),
             attempt: props
                 .header(h::ATTEMPT)
                 .and_then(|a| a.parse().ok())
@@ -150,6 +153,39 @@ async fn deliver(
         Ok(recipients) => journey.serve(recipients, shutdown).await,
         Err(gone) => journey.settle_copy(gone, shutdown).await,
     }
+}
+
+/// The parties a copy of a `kind` document from `source` goes to, each with its format: those
+/// that receive the kind, never the sender itself; only the `chosen` ones of them when `replay`
+/// chose (`x-kaigo-replay-to`). A replay's preview routes by this too.
+pub(crate) fn routes<'p>(
+    parties: &'p Parties,
+    kind: &str,
+    source: &str,
+    chosen: Option<&[String]>,
+) -> Vec<(&'p Party, &'p str)> {
+    let mut recipients = parties.recipients_of(kind, source);
+    if let Some(chosen) = chosen {
+        recipients.retain(|(p, _)| chosen.contains(&p.id));
+    }
+    recipients
+}
+
+/// The recipients `replay` chose for a copy (`x-kaigo-replay-to`), if it chose.
+pub(crate) fn chosen(props: &Props) -> Option<Vec<String>> {
+    props.header(h::REPLAY_TO).map(|to| {
+        to.split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(String::from)
+            .collect()
+    })
+}
+
+/// The delivery key of one recipient's copy of one document: what the hop records once the
+/// copy is sent, and skips a recipient by when it is already there.
+pub(crate) fn delivery_key(envelope: &str, index: &str, party: &str) -> String {
+    format!("{envelope}/{index}/{party}")
 }
 
 /// The body is a canonical document (a JSON object).
@@ -210,6 +246,7 @@ async fn subject(
         source: &labels.source,
         category,
         docs: &docs,
+        consulted: None,
     };
     let admitted = admission::judge(hub, &case, Some(shutdown)).await?;
     let first = admitted.subjects.into_iter().next();
@@ -232,7 +269,7 @@ async fn settle(hub: &Hub, d: Delivery, labels: &Labels, outcome: Outcome<()>) {
         Outcome::Dead { error, reason } => {
             let error = error.to_string();
             tracing::warn!(envelope, error = error.as_str(), "deliver: dead-lettered");
-            let kept = hub.dead(&d.props, &d.body, &error).await;
+            let kept = hub.dead(&d.props, &d.body, reason, &error).await;
             (kept, AuditDecision::Dead, reason.to_string())
         }
         Outcome::Quarantine(w) => {
@@ -323,7 +360,7 @@ impl<'a> Journey<'a> {
     fn recipients<'p>(&self, parties: &'p Parties) -> Result<Vec<(&'p Party, &'p str)>, Fate<'a>> {
         let labels: &'a Labels = self.labels;
         let (kind, source) = (&labels.kind, &labels.source);
-        let mut recipients = parties.recipients_of(kind, source);
+        let mut recipients = routes(parties, kind, source, labels.chosen.as_deref());
         let Some(only) = &labels.retry_for else {
             return Ok(recipients);
         };
@@ -355,10 +392,7 @@ impl<'a> Journey<'a> {
             recipients.iter().map(|(_, f)| *f),
         );
         for (party, format) in recipients {
-            let key = format!(
-                "{}/{}/{}",
-                self.labels.envelope, self.labels.index, party.id
-            );
+            let key = delivery_key(&self.labels.envelope, &self.labels.index, &party.id);
             // Check, send and record as one step per key in this process: after a lost broker
             // connection the message comes back while its first handler may still be sending.
             let Some(_claim) = Claim::take(&key, shutdown).await else {
@@ -481,7 +515,7 @@ impl<'a> Journey<'a> {
                     error,
                     reason,
                 } => self
-                    .dead_copy(party, &error)
+                    .dead_copy(party, reason, &error)
                     .await
                     .map(|()| (party, AuditDecision::Dead, reason.to_string())),
                 Fate::Wait { party, wait, error } => {
@@ -622,10 +656,10 @@ impl<'a> Journey<'a> {
     }
 
     /// Keeps one recipient's copy in the dead-letter queue with `error`, naming the recipient.
-    async fn dead_copy(&self, recipient: &str, error: &str) -> Result<(), BusError> {
+    async fn dead_copy(&self, recipient: &str, reason: &str, error: &str) -> Result<(), BusError> {
         let mut p = self.letter.props.clone();
         p.headers.insert(h::RECIPIENT.into(), recipient.to_string());
-        self.hub.dead(&p, self.letter.body, error).await
+        self.hub.dead(&p, self.letter.body, reason, error).await
     }
 
     /// What happened to one recipient's copy, for the audit log.
@@ -862,6 +896,31 @@ mod tests {
         let person = person_of(&hub, plan, "translate", "0300000005").await;
         assert_eq!(withheld(person), "unknown-subject");
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_replay_for_chosen_recipients_routes_to_those_of_the_kinds_recipients_alone() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let parties = Parties::load(&root.join("parties.yaml")).expect("parties");
+        let ids = |r: Vec<(&Party, &str)>| -> Vec<String> {
+            r.into_iter().map(|(p, _)| p.id.clone()).collect()
+        };
+        let every = ids(routes(&parties, "CarePlan@1", "0300000100", None));
+        assert_eq!(every, ["0300000005", "131011"]);
+        let mut props = Props::default();
+        assert_eq!(chosen(&props), None);
+        props
+            .headers
+            .insert(h::REPLAY_TO.into(), " 131011,,1311234567".into());
+        let to = chosen(&props).expect("chosen");
+        assert_eq!(to, ["131011", "1311234567"]);
+        // A chosen party that does not receive the kind gets nothing; nor does one not chosen.
+        assert_eq!(
+            ids(routes(&parties, "CarePlan@1", "0300000100", Some(&to))),
+            ["131011"]
+        );
+        let (labels, _) = Labels::read(&props, b"{}");
+        assert_eq!(labels.chosen.as_deref(), Some(&to[..]));
     }
 
     #[test]

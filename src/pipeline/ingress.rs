@@ -288,6 +288,7 @@ async fn admit(
         source: &sub.party.id,
         category,
         docs: &judged,
+        consulted: None,
     };
     let hash = |s: &crate::consent::Subject| {
         hub.hasher
@@ -346,7 +347,7 @@ async fn settle(
     match outcome {
         Outcome::Forward(identified) => publish(hub, sub, envelope, identified).await,
         Outcome::Dead { error, reason } => {
-            hub.dead(props, sub.bytes, &error.to_string())
+            hub.dead(props, sub.bytes, reason, &error.to_string())
                 .await
                 .map_err(unavailable)?;
             refused(hub, sub, id, reason);

@@ -19,6 +19,7 @@ pub mod keys;
 pub mod metrics;
 pub mod outcome;
 pub mod presence;
+pub mod preview;
 pub mod replay;
 pub mod retention;
 pub mod retry;
@@ -78,6 +79,12 @@ pub mod headers {
     pub const RETRY_FOR: &str = "x-kaigo-retry-for";
     /// On a copy back from a waiting room: which attempt at that recipient this is (2, 3, …).
     pub const ATTEMPT: &str = "x-kaigo-attempt";
+    /// On a copy `replay` put back for chosen recipients only: their party ids, comma-separated.
+    /// The deliver hop serves no other recipient of it (each still with its consent #3). Only
+    /// `replay` writes it: every source builds its messages' headers itself, and a new message
+    /// never carries one (ingress builds fresh properties; the AMQP source forwards none of the
+    /// sender's headers).
+    pub const REPLAY_TO: &str = "x-kaigo-replay-to";
 }
 
 /// Everything a hop needs.
@@ -228,6 +235,19 @@ pub enum Verdict {
     Indeterminate(String),
 }
 
+impl Verdict {
+    /// What a hop does with the registry's answer.
+    pub fn of(d: Decision) -> Verdict {
+        match d {
+            Decision::Permit { .. } => Verdict::Permit,
+            Decision::Deny { reason } => Verdict::Deny(reason),
+            Decision::Indeterminate { .. } => {
+                Verdict::Indeterminate("registry-unavailable".to_string())
+            }
+        }
+    }
+}
+
 impl Hub {
     /// The hub as a consent recipient (consent #1 and #2).
     pub fn platform(&self) -> Option<Recipient> {
@@ -310,6 +330,21 @@ impl Hub {
         }
     }
 
+    /// The registry's answer to `ask` as in force now, neither audited nor counted: what a hop
+    /// would be told. [`Hub::decide`] asks through it; a replay's preview asks it alone (a
+    /// preview is not a decision the hub acted on).
+    pub async fn consult(&self, ask: &Ask<'_>) -> Decision {
+        let q = Question {
+            subject: ask.subject.clone(),
+            recipient: ask.recipient.clone(),
+            category: ask.category,
+            purpose: self.purpose.clone(),
+            on: IsoDate::parse(&clock::today_jst())
+                .unwrap_or_else(|_| IsoDate::parse("1970-01-01").expect("literal date")),
+        };
+        self.decision(q).await
+    }
+
     /// Asks the registry, audits the decision and counts it.
     pub async fn decide(&self, ask: &Ask<'_>) -> Verdict {
         let Ask {
@@ -320,15 +355,7 @@ impl Hub {
             category,
             document,
         } = *ask;
-        let q = Question {
-            subject: subject.clone(),
-            recipient: recipient.clone(),
-            category,
-            purpose: self.purpose.clone(),
-            on: IsoDate::parse(&clock::today_jst())
-                .unwrap_or_else(|_| IsoDate::parse("1970-01-01").expect("literal date")),
-        };
-        let decision = self.decision(q).await;
+        let decision = self.consult(ask).await;
         let (verdict, audit_decision, reason) = match &decision {
             Decision::Permit { consent_id } => {
                 Metrics::inc(&self.metrics.permit);
@@ -483,10 +510,19 @@ impl Hub {
     }
 
     /// Publishes a copy to the dead-letter exchange with the precise error (an error's
-    /// value-free `Display`, never its `for_sender()` words: the header outlives the answer).
-    pub async fn dead(&self, props: &Props, body: &[u8], error: &str) -> Result<(), BusError> {
+    /// value-free `Display`, never its `for_sender()` words: the header outlives the answer) and
+    /// its reason code in `x-kaigo-reason` (`mapping-failed`, `sink-failed`, …: what the Dead
+    /// and quarantine page and `replay --list` group by).
+    pub async fn dead(
+        &self,
+        props: &Props,
+        body: &[u8],
+        reason: &str,
+        error: &str,
+    ) -> Result<(), BusError> {
         let mut p = props.clone();
         p.user_id = None;
+        p.headers.insert(headers::REASON.into(), reason.into());
         // Header values are bounded; the error names file, rule and location.
         let e: String = error.chars().take(2000).collect();
         p.headers.insert(headers::ERROR.into(), e);

@@ -67,18 +67,33 @@ async fn translate(
     m: &Message<'_>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Step<Canonical> {
-    within_body_limit(hub, m)?;
+    within_body_limit(hub, m.body)?;
     let mapped = map(hub, m).await?;
     let category = category(&mapped)?;
     let judged = admit(hub, m, &mapped, category, shutdown).await?;
     Ok(documents(hub, m, mapped, category, judged))
 }
 
+/// What this hop would make of a parked raw message now, by its own steps but without the
+/// handoff and without judging it: held to the body limit, mapped again, with its category. A
+/// replay's preview asks this ([`super::preview`]); it then judges the documents itself.
+pub(crate) async fn mapped_again<F>(
+    hub: &Hub,
+    props: &Props,
+    body: &[u8],
+) -> super::outcome::Step<(Mapped, Category), F> {
+    within_body_limit(hub, body)?;
+    let mappings = hub.mappings.current();
+    let mapped = run_mapping(mappings, props, body).await?;
+    let category = category(&mapped)?;
+    Ok((mapped, category))
+}
+
 /// A door refuses what is larger than body_limit; a replayed dead letter came through no door
 /// this time, so it is held to the same limit here.
-fn within_body_limit(hub: &Hub, m: &Message<'_>) -> Step<()> {
+fn within_body_limit<F>(hub: &Hub, body: &[u8]) -> super::outcome::Step<(), F> {
     hub.body_limit
-        .check("the message", m.body.len() as u64)
+        .check("the message", body.len() as u64)
         .map_err(|too_large| Outcome::dead(too_large.to_string(), TooLarge::REASON))
 }
 
@@ -99,8 +114,21 @@ async fn map(hub: &Hub, m: &Message<'_>) -> Step<Mapped> {
         Metrics::inc(&hub.metrics.mapped_once);
         return Ok(mapped);
     }
-    let file_name = m.props.header(h::FILE_NAME);
-    Mapped::run(mappings, m.body, file_name, mapping_id.as_deref())
+    run_mapping(mappings, m.props, m.body).await
+}
+
+/// Runs the mappings the message's `x-kaigo-mapping` label names while all are loaded, else
+/// the one the match rules choose.
+async fn run_mapping<F>(
+    mappings: Arc<crate::mapping::MappingSet>,
+    props: &Props,
+    body: &[u8],
+) -> super::outcome::Step<Mapped, F> {
+    let mapping_id = props
+        .header(h::MAPPING)
+        .and_then(|label| mapping_ids(label, &mappings));
+    let file_name = props.header(h::FILE_NAME);
+    Mapped::run(mappings, body, file_name, mapping_id.as_deref())
         .await
         .map_err(|error| Outcome::Dead {
             error,
@@ -117,7 +145,7 @@ fn mapping_ids(label: &str, mappings: &crate::mapping::MappingSet) -> Option<Str
 }
 
 /// The mapping's platform category.
-fn category(mapped: &Mapped) -> Step<Category> {
+fn category<F>(mapped: &Mapped) -> super::outcome::Step<Category, F> {
     mapped
         .category()
         .map_err(|error| Outcome::dead(error, "mapping-failed"))
@@ -141,6 +169,7 @@ async fn admit(
         source: m.props.header(h::SOURCE).unwrap_or(""),
         category,
         docs: &judged,
+        consulted: None,
     };
     let judged = admission::judge_each(hub, &case, Some(shutdown)).await?;
     if judged.iter().all(|j| j.withheld().is_some())
@@ -235,7 +264,7 @@ async fn settle(hub: &Hub, d: Delivery, envelope: &str, outcome: Outcome<Canonic
         Outcome::Dead { error, reason } => {
             let error = error.to_string();
             tracing::warn!(envelope, error = error.as_str(), "translate: dead-lettered");
-            let kept = hub.dead(&d.props, &d.body, &error).await;
+            let kept = hub.dead(&d.props, &d.body, reason, &error).await;
             kept.map(|()| (AuditDecision::Dead, reason.to_string()))
         }
         Outcome::Quarantine(w) => {

@@ -183,7 +183,7 @@ async fn dead(hub: &Hub, d: Delivery, party: Option<&Party>, code: &str, reason:
     if let Some(p) = party {
         props.headers.insert(headers::SOURCE.into(), p.id.clone());
     }
-    match hub.dead(&props, &d.body, reason).await {
+    match hub.dead(&props, &d.body, code, reason).await {
         Ok(()) => {
             Metrics::inc(&hub.metrics.rejected);
             hub.audit(Hop::Ingress, "amqp", &envelope, |a| {

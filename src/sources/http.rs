@@ -17,6 +17,7 @@
 //! | `GET /fhir/metadata` | anyone | 200 (`CapabilityStatement`) |
 //! | `GET /health` | anyone | 200 · 503 (`{"status","bus"}`) |
 //! | `GET /metrics` | anyone | 200 (Prometheus text 0.0.4) |
+//! | `/console/…` | operators (loopback only over plain HTTP) | the web console (`console/`) |
 //!
 //! One answer design for every FHIR endpoint: the body is an `OperationOutcome`
 //! (`application/fhir+json`) whose `issue[0]` says what happened — `severity: information` on
@@ -77,6 +78,8 @@ pub struct HttpSourceConfig {
     pub body_limit: BodyLimit,
     /// The audit log `GET /fhir/AuditEvent` reads (`<data_dir>/audit.jsonl`).
     pub audit_path: PathBuf,
+    /// The web console mounted at `/console` (`console::configure`).
+    pub console: Arc<crate::console::Console>,
 }
 
 impl HttpSourceConfig {
@@ -116,6 +119,7 @@ pub async fn start(
         body_limit,
     });
     let limit = body_limit.bytes();
+    let console = web::Data::from(cfg.console);
     let (tls, identity, trust) = match cfg.tls {
         Some(files) => {
             let served = crate::sources::tls::server_config(&files)
@@ -130,6 +134,7 @@ pub async fn start(
             .app_data(state.clone())
             // For any extractor that buffers a body (ours read `Payload` with the same limit).
             .app_data(web::PayloadConfig::new(limit))
+            .configure(|c| crate::console::configure(c, console.clone()))
             .configure(routes)
     })
     // Records the verified client certificate of a TLS connection for `auth.rs`.

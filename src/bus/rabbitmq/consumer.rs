@@ -203,6 +203,18 @@ impl Drop for RabbitConsumer {
 }
 
 impl Consumer for RabbitConsumer {
+    fn close(self: Box<Self>) -> BoxFut<'static, ()> {
+        Box::pin(async move {
+            let ch = self.channel.clone();
+            if ch.status().connected()
+                && let Err(e) = ch.close(200, "OK".into()).await
+            {
+                tracing::debug!(error = %e, "closing a consumer's channel");
+            }
+            drop(self);
+        })
+    }
+
     fn next(&mut self) -> BoxFut<'_, Option<Result<Delivery, BusError>>> {
         Box::pin(async move {
             loop {
