@@ -228,8 +228,7 @@ impl<'a> Runner<'a> {
                 continue;
             };
             let what = match &c.src {
-                Src::Path(_, text) => format!("`{text}`"),
-                Src::Meta(text) => format!("`{text}`"),
+                Src::Path(_, text) | Src::Sum(_, text) | Src::Meta(text) => format!("`{text}`"),
                 Src::Group => "`@group`".into(),
             };
             let wanted = match &c.test {
