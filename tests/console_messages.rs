@@ -3,156 +3,27 @@
 //! (the person's numbers never in a URL nor shown back, the search audited with the keyed hash),
 //! the trace of a delivered message (each hop, each consent decision, each recipient), and the
 //! body view: refused to a viewer (no form, POST 403), shown to a privacy officer who states a
-//! reason, and audited naming the operator and the reason. A small cookie-keeping client is
-//! written here, as in `console_auth.rs`.
+//! reason, and audited naming the operator and the reason. The client is
+//! `common::console_http`.
 
 mod common;
 
+use common::console_http::{Client, Page};
 use common::*;
 use kaigo_hub::config::Config;
 use kaigo_hub::serve::{Running, StartOptions};
 use kaigo_hub::store::archive::ArchiveKey;
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-struct Page {
-    status: u16,
-    location: Option<String>,
-    body: String,
-}
-
-impl Page {
-    fn csrf(&self) -> String {
-        let at = self
-            .body
-            .find(r#"name="csrf" value=""#)
-            .unwrap_or_else(|| panic!("no csrf field in {}", self.body));
-        let rest = &self.body[at + r#"name="csrf" value=""#.len()..];
-        rest[..rest.find('"').expect("closing quote")].to_string()
-    }
-}
-
-struct Browser {
-    hub: SocketAddr,
-    cookies: BTreeMap<String, String>,
-}
-
-impl Browser {
-    fn new(hub: SocketAddr) -> Browser {
-        Browser {
-            hub,
-            cookies: BTreeMap::new(),
-        }
-    }
-
-    async fn request(&mut self, method: &str, path: &str, form: Option<String>) -> Page {
-        let mut s = tokio::net::TcpStream::connect(self.hub)
-            .await
-            .expect("connect to the hub");
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
-            self.hub
-        );
-        if !self.cookies.is_empty() {
-            let jar: Vec<String> = self
-                .cookies
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            head.push_str(&format!("Cookie: {}\r\n", jar.join("; ")));
-        }
-        let body = form.unwrap_or_default();
-        if method == "POST" {
-            head.push_str(&format!(
-                "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
-                body.len()
-            ));
-        }
-        head.push_str("\r\n");
-        s.write_all(head.as_bytes()).await.expect("write");
-        s.write_all(body.as_bytes()).await.expect("write");
-        let mut raw = Vec::new();
-        tokio::time::timeout(PATIENCE, s.read_to_end(&mut raw))
-            .await
-            .expect("an answer in time")
-            .expect("read");
-        let end = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .expect("a header end");
-        let head = String::from_utf8_lossy(&raw[..end]).into_owned();
-        let mut lines = head.split("\r\n");
-        let status = lines
-            .next()
-            .and_then(|l| l.split(' ').nth(1))
-            .and_then(|s| s.parse().ok())
-            .expect("a status line");
-        let mut location = None;
-        for (name, value) in lines.filter_map(|l| l.split_once(':')) {
-            let value = value.trim();
-            if name.eq_ignore_ascii_case("location") {
-                location = Some(value.to_string());
-            }
-            if name.eq_ignore_ascii_case("set-cookie") {
-                let (pair, attrs) = value.split_once(';').unwrap_or((value, ""));
-                let (k, v) = pair.split_once('=').expect("name=value");
-                if v.is_empty() || attrs.contains("Max-Age=0") {
-                    self.cookies.remove(k);
-                } else {
-                    self.cookies.insert(k.to_string(), v.to_string());
-                }
-            }
-        }
-        Page {
-            status,
-            location,
-            body: String::from_utf8_lossy(&raw[end + 4..]).into_owned(),
-        }
-    }
-
-    async fn get(&mut self, path: &str) -> Page {
-        self.request("GET", path, None).await
-    }
-
-    async fn post(&mut self, path: &str, pairs: &[(&str, &str)]) -> Page {
-        let form = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(pairs)
-            .finish();
-        self.request("POST", path, Some(form)).await
-    }
-
-    async fn sign_in(hub: SocketAddr, name: &str) -> Browser {
-        let mut b = Browser::new(hub);
-        let form = b.get("/console/login").await;
-        let csrf = form.csrf();
-        let password = format!("{name}-password");
-        let done = b
-            .post(
-                "/console/login",
-                &[("csrf", &csrf), ("username", name), ("password", &password)],
-            )
-            .await;
-        assert_eq!(
-            (done.status, done.location.as_deref()),
-            (303, Some("/console/flow")),
-            "{name} signs in: {}",
-            done.body
-        );
-        b
-    }
-
-    /// A search POSTed with the session's CSRF token (read from the Messages page).
-    async fn search(&mut self, q: &str) -> Page {
-        let page = self.get("/console/messages").await;
-        let csrf = page.csrf();
-        self.post(
-            "/console/messages",
-            &[("csrf", &csrf), ("q", q), ("from", ""), ("to", "")],
-        )
-        .await
-    }
+/// A search POSTed with the session's CSRF token (read from the Messages page).
+async fn search(c: &mut Client, q: &str) -> Page {
+    let page = c.get("/console/messages").await;
+    let csrf = page.csrf();
+    c.post(
+        "/console/messages",
+        &[("csrf", &csrf), ("q", q), ("from", ""), ("to", "")],
+    )
+    .await
 }
 
 fn audit_events(cfg: &Config) -> Vec<serde_json::Value> {
@@ -204,7 +75,7 @@ async fn messages_are_found_traced_and_their_bodies_shown_only_to_a_privacy_offi
     let row = format!(r#"<tr data-envelope="{envelope}">"#);
 
     // A viewer: the latest messages, and searches.
-    let mut viewer = Browser::sign_in(running.http_addr, "demo-viewer").await;
+    let mut viewer = Client::signed_in_demo(running.http_addr, "demo-viewer").await;
     let list = viewer.get("/console/messages").await;
     assert_eq!(list.status, 200, "{}", list.body);
     for id in [
@@ -224,18 +95,18 @@ async fn messages_are_found_traced_and_their_bodies_shown_only_to_a_privacy_offi
         &format!("sender:{HOSPITAL}"),
         "kind:InsuredPerson",
     ] {
-        let found = viewer.search(q).await;
+        let found = search(&mut viewer, q).await;
         assert_eq!(found.status, 200, "{q}: {}", found.body);
         assert!(found.body.contains(&row), "{q}: {}", found.body);
     }
-    let nobody = viewer.search("sender:nobody-such").await;
+    let nobody = search(&mut viewer, "sender:nobody-such").await;
     assert!(!nobody.body.contains(&row) && nobody.body.contains(r#"id="no-results""#));
-    let bad = viewer.search("who:what").await;
+    let bad = search(&mut viewer, "who:what").await;
     assert!(bad.body.contains(r#"id="search-error""#), "{}", bad.body);
 
     // By person: found, the numbers not shown back, the search audited with the keyed hash.
     let person = format!("{}:{}", PERSON_1.0, PERSON_1.1);
-    let by_person = viewer.search(&person).await;
+    let by_person = search(&mut viewer, &person).await;
     assert!(by_person.body.contains(&row), "{}", by_person.body);
     assert!(
         !by_person.body.contains(PERSON_1.1),
@@ -299,7 +170,7 @@ async fn messages_are_found_traced_and_their_bodies_shown_only_to_a_privacy_offi
     assert_eq!(refused.status, 403, "{}", refused.body);
 
     // A privacy officer: the form, a reason required, then the bodies, audited.
-    let mut privacy = Browser::sign_in(running.http_addr, "demo-privacy").await;
+    let mut privacy = Client::signed_in_demo(running.http_addr, "demo-privacy").await;
     let trace = privacy.get(&format!("/console/messages/{envelope}")).await;
     for id in [
         r#"<form id="body-form""#,
