@@ -438,3 +438,104 @@ async fn over_https_the_cookie_is_secure_and_any_client_may_sign_in() {
     running.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn an_administrator_sees_the_accounts_and_ends_an_accounts_sessions_everywhere() {
+    const ADMIN: (&str, &str) = ("admin-1", "admin password 1");
+    let s = Scratch::memory("console-accounts", |p| p);
+    let mut cfg = s.config();
+    cfg.console_accounts = Some(accounts_file(
+        &s,
+        &[
+            (OPS.0, "operator", OPS.1),
+            (VIEWER.0, "viewer", VIEWER.1),
+            (ADMIN.0, "admin", ADMIN.1),
+        ],
+    ));
+    let running = s.start_with(&cfg).await;
+    let at = running.http_addr;
+    // The operator signs in from two browsers; neither sees the Accounts page.
+    let (mut ops_a, mut ops_b) = (Client::new(at), Client::new(at));
+    for b in [&mut ops_a, &mut ops_b] {
+        assert_eq!(b.sign_in(OPS.0, OPS.1).await.status, 303);
+    }
+    let flow = ops_a.get("/console/flow").await;
+    assert!(!flow.body.contains("nav-accounts"), "{}", flow.body);
+    assert_eq!(ops_a.get("/console/accounts").await.status, 403);
+
+    let mut admin = Client::new(at);
+    assert_eq!(admin.sign_in(ADMIN.0, ADMIN.1).await.status, 303);
+    let list = admin.get("/console/accounts").await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert!(list.body.contains(r#"id="nav-accounts""#));
+    let row = |body: &str, name: &str| -> String {
+        let at = body
+            .find(&format!(r#"<tr data-account="{name}">"#))
+            .unwrap_or_else(|| panic!("no row of {name} in {body}"));
+        body[at..at + body[at..].find("</tr>").expect("row end")].to_string()
+    };
+    let ops_row = row(&list.body, OPS.0);
+    assert!(
+        ops_row.contains(r#"<td class="role">operator</td>"#),
+        "{ops_row}"
+    );
+    assert!(
+        ops_row.contains(r#"<td class="sessions">2</td>"#),
+        "{ops_row}"
+    );
+    assert!(ops_row.contains("replay") && !ops_row.contains("view-body"));
+    assert!(row(&list.body, VIEWER.0).contains(r#"<td class="sessions">0</td>"#));
+    assert!(!list.body.contains("argon2"), "no hash on the page");
+
+    // Without the session's CSRF token: refused, nothing ended.
+    let forged = admin
+        .post("/console/accounts/sign-out", &[("account", OPS.0)])
+        .await;
+    assert_eq!(forged.status, 403);
+    assert_eq!(ops_b.get("/console/flow").await.status, 200);
+    // The operator may not end anyone's sessions, even with its own token.
+    let own = ops_a.get("/console/flow").await.csrf();
+    let refused = ops_a
+        .post(
+            "/console/accounts/sign-out",
+            &[("csrf", own.as_str()), ("account", VIEWER.0)],
+        )
+        .await;
+    assert_eq!(refused.status, 403);
+
+    let csrf = list.csrf();
+    let ended = admin
+        .post(
+            "/console/accounts/sign-out",
+            &[("csrf", csrf.as_str()), ("account", OPS.0)],
+        )
+        .await;
+    assert_eq!(ended.status, 200, "{}", ended.body);
+    assert!(
+        ended.body.contains("Ended 2 session(s) of ops-1."),
+        "{}",
+        ended.body
+    );
+    assert!(row(&ended.body, OPS.0).contains(r#"<td class="sessions">0</td>"#));
+    for b in [&mut ops_a, &mut ops_b] {
+        let again = b.get("/console/flow").await;
+        assert_eq!(
+            (again.status, again.header("location")),
+            (303, Some("/console/login"))
+        );
+    }
+    assert_eq!(
+        admin.get("/console/flow").await.status,
+        200,
+        "the admin stays"
+    );
+
+    running.hub.audit.flush();
+    let events = common::audit_events(&s);
+    let ended: Vec<_> = events
+        .iter()
+        .filter(|e| e["reason"] == "console-sign-out-everywhere:ops-1")
+        .collect();
+    assert_eq!(ended.len(), 1, "{events:#?}");
+    assert_eq!(ended[0]["actor"], "console:admin-1");
+}

@@ -184,6 +184,11 @@ impl Accounts {
         self.all.iter().find(|a| a.name == name)
     }
 
+    /// Every account, in the file's order (the demo accounts last).
+    pub fn iter(&self) -> impl Iterator<Item = &Account> {
+        self.all.iter()
+    }
+
     /// How many accounts there are.
     pub fn len(&self) -> usize {
         self.all.len()

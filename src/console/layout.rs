@@ -54,12 +54,17 @@ pub fn page(title: &str, session: &Session, body_html: &str) -> HttpResponse {
 <a id="nav-flow" href="/console/flow">Flow</a>
 <a id="nav-messages" href="/console/messages">Messages</a>
 <a id="nav-parked" href="/console/parked">Dead and quarantine</a>
-<span class="spacer"></span>
+{accounts}<span class="spacer"></span>
 <span id="operator">{account} <span class="role">({role})</span></span>
 <form id="sign-out-form" method="post" action="/console/logout">{csrf}<button id="sign-out" type="submit">Sign out</button></form>
 </nav>"#,
         account = escape(&session.account),
         role = escape(session.role.as_str()),
+        accounts = if session.may(super::roles::Action::ManageAccounts) {
+            "<a id=\"nav-accounts\" href=\"/console/accounts\">Accounts</a>\n"
+        } else {
+            ""
+        },
         csrf = session.csrf_field(),
     );
     html(200, title, &format!("{nav}\n<main>\n{body_html}\n</main>"))

@@ -19,8 +19,10 @@
 //! | `GET /console/assets/*` | anyone | the stylesheet and the flow script |
 //! | `GET /console/parked` | signed in | dead letters and quarantine by reason ([`parked`]) |
 //! | `POST /console/parked/preview`, `POST /console/parked/replay` | `replay` | preview, replay |
+//! | `GET /console/accounts`, `POST /console/accounts/sign-out` | admin | accounts, end an account's sessions ([`accounts_page`]) |
 
 pub mod accounts;
+pub mod accounts_page;
 pub mod flow;
 pub mod layout;
 pub mod messages;
@@ -228,6 +230,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, console: web::Data<Console>) {
             .route("/parked", web::get().to(parked::page))
             .route("/parked/preview", web::post().to(parked::preview))
             .route("/parked/replay", web::post().to(parked::replay))
+            .route("/accounts", web::get().to(accounts_page::list))
+            .route(
+                "/accounts/sign-out",
+                web::post().to(accounts_page::sign_out_everywhere),
+            )
             .route("/assets/console.css", web::get().to(layout::css))
             .route("/assets/flow.js", web::get().to(layout::flow_js))
             .default_service(web::to(not_found)),

@@ -161,6 +161,23 @@ impl Sessions {
         self.lock().remove(&session.token);
     }
 
+    /// How many sessions of `account` are open now (used within the idle time).
+    pub fn open_of(&self, account: &str) -> usize {
+        let now = Instant::now();
+        self.lock()
+            .values()
+            .filter(|e| e.account == account && now.duration_since(e.last_seen) <= self.idle)
+            .count()
+    }
+
+    /// Ends every session of `account` (an administrator's "sign out everywhere"); returns how
+    /// many were open now.
+    pub fn close_all_of(&self, account: &str) -> usize {
+        let ended = self.open_of(account);
+        self.lock().retain(|_, e| e.account != account);
+        ended
+    }
+
     /// How many sessions are open (expired ones not yet dropped included).
     pub fn len(&self) -> usize {
         self.lock().len()
