@@ -11,6 +11,7 @@
 //! - [`audit`]: the hash-chained, append-only audit log, its verification and FHIR export
 //! - [`fhir`]: FHIR out: one transaction Bundle per document, keyed ids, Provenance
 //! - [`redact`]: errors that keep a message's values apart, for its sender only
+//! - [`trace`]: one message's journey from the audit log and the archive, and the search
 
 pub mod audit;
 pub mod bus;
@@ -33,4 +34,5 @@ pub mod serve;
 pub mod sinks;
 pub mod sources;
 pub mod store;
+pub mod trace;
 pub(crate) mod validated;

@@ -115,6 +115,7 @@ async fn assemble(cfg: &Config, preview: bool) -> Result<Arc<Hub>, String> {
         0
     };
     let metrics = Arc::new(Metrics::default());
+    let archive = archive(cfg, &store, &metrics)?;
     Ok(Arc::new(Hub {
         bus,
         topology,
@@ -139,7 +140,32 @@ async fn assemble(cfg: &Config, preview: bool) -> Result<Arc<Hub>, String> {
             cached_secs,
             std::time::Duration::from_secs(cfg.consent_ack_secs),
         ),
+        archive,
     }))
+}
+
+/// The archive writer `archive_key_file` asks for: `None` when it is unset. A key file that is
+/// set but cannot be read is an error naming it (the hub would otherwise run without the archive
+/// its operator asked for).
+fn archive(
+    cfg: &Config,
+    store: &Arc<dyn Store>,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<crate::pipeline::archiver::Archiver>, String> {
+    let Some(path) = &cfg.archive_key_file else {
+        return Ok(None);
+    };
+    let key = crate::store::archive::ArchiveKey::read(path).map_err(|e| e.to_string())?;
+    tracing::info!(
+        key = key.id(),
+        keep_days = cfg.archive_keep_days,
+        "message archive on"
+    );
+    Ok(crate::pipeline::archiver::Archiver::new(
+        key,
+        store.clone(),
+        metrics.clone(),
+    ))
 }
 
 /// How `serve` was asked to start, beyond the settings.
@@ -193,6 +219,10 @@ pub async fn start_with(cfg: &Config, options: StartOptions) -> Result<Running, 
             idle: std::time::Duration::from_secs(cfg.console_idle_secs.max(1)),
             tls: cfg.tls_cert.is_some(),
             mllp_tls: cfg.mllp_tls_cert.is_some(),
+            audit_logs: vec![
+                cfg.audit_path(),
+                crate::audit::chains::Writer::Cli.path_in(&cfg.data_dir),
+            ],
         },
     ));
     let sources = start_sources(&hub, cfg, console, &rx, &mut tasks).await?;
@@ -218,6 +248,15 @@ pub async fn start_with(cfg: &Config, options: StartOptions) -> Result<Running, 
             hub.metrics.clone(),
             std::time::Duration::from_secs(cfg.delivered_keep_days.saturating_mul(86_400)),
             crate::pipeline::keys::EXPIRE_EVERY,
+            rx.clone(),
+        )));
+    }
+    if hub.archive.is_some() && cfg.archive_keep_days > 0 {
+        tasks.push(tokio::spawn(crate::pipeline::archiver::expire(
+            hub.store.clone(),
+            hub.metrics.clone(),
+            cfg.archive_keep_days,
+            crate::pipeline::archiver::EXPIRE_EVERY,
             rx.clone(),
         )));
     }
@@ -485,6 +524,9 @@ impl Running {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
+        }
+        if let Some(archive) = &self.hub.archive {
+            archive.settled(std::time::Duration::from_secs(10)).await;
         }
         // Blocking (an fsync, then the checkpoint's store write), so off the runtime's threads.
         let audit = self.hub.audit.clone();

@@ -2,212 +2,25 @@
 //! with a right and a wrong password, the session cookie's flags, CSRF refusals, the loopback-only
 //! rule over plain HTTP, per-account sign-in throttling, idle expiry, demo accounts only under
 //! `--demo`, sign-in audit events without the password, the Flow page's counts after a sample
-//! was sent, and over HTTPS a `Secure` cookie and clients from anywhere. A tiny browser (cookie
-//! jar, forms, optionally TLS) is written here: requests go out as a browser's would, one
-//! connection each.
+//! was sent, and over HTTPS a `Secure` cookie and clients from anywhere. The client is
+//! `common::console_http` (cookie jar, forms, optionally TLS and an address of its own).
 
 mod common;
 
+use common::console_http::{Client, accounts_file};
 use common::pki;
 use common::{Scratch, post_sample_patient};
 use kaigo_hub::config::Config;
 use kaigo_hub::serve::{Running, StartOptions};
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::TlsConnector;
 
 const OPS: (&str, &str) = ("ops-1", "operator password 1");
 const VIEWER: (&str, &str) = ("view-1", "viewer password 1");
-
-/// An HTTP answer.
-#[derive(Debug)]
-struct Page {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Page {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn set_cookies(&self) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case("set-cookie"))
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-
-    /// The `value` of the first `name="csrf"` field.
-    fn csrf(&self) -> String {
-        let at = self
-            .body
-            .find(r#"name="csrf" value=""#)
-            .unwrap_or_else(|| panic!("no csrf field in {}", self.body));
-        let rest = &self.body[at + r#"name="csrf" value=""#.len()..];
-        rest[..rest.find('"').expect("closing quote")].to_string()
-    }
-}
-
-/// A browser: a cookie jar, connecting from `from` (loopback unless told otherwise), over TLS
-/// when it has a connector.
-struct Browser {
-    hub: SocketAddr,
-    from: Option<IpAddr>,
-    tls: Option<TlsConnector>,
-    cookies: BTreeMap<String, String>,
-}
-
-/// Writes `request` and reads the answer until the server closes (a TLS stream that ends
-/// without `close_notify` still counts, once something was read).
-async fn exchange(mut s: impl AsyncRead + AsyncWrite + Unpin, request: &[u8]) -> Vec<u8> {
-    s.write_all(request).await.expect("write");
-    s.flush().await.expect("flush");
-    let mut raw = Vec::new();
-    let read = tokio::time::timeout(common::PATIENCE, s.read_to_end(&mut raw))
-        .await
-        .expect("an answer in time");
-    if let Err(e) = read {
-        assert!(!raw.is_empty(), "read: {e}");
-    }
-    raw
-}
-
-fn encode(pairs: &[(&str, &str)]) -> String {
-    form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(pairs)
-        .finish()
-}
-
-impl Browser {
-    fn new(hub: SocketAddr) -> Browser {
-        Browser {
-            hub,
-            from: None,
-            tls: None,
-            cookies: BTreeMap::new(),
-        }
-    }
-
-    async fn request(&mut self, method: &str, path: &str, form: Option<&str>) -> Page {
-        let socket = if self.hub.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()
-        } else {
-            tokio::net::TcpSocket::new_v6()
-        }
-        .expect("socket");
-        if let Some(ip) = self.from {
-            socket
-                .bind(SocketAddr::new(ip, 0))
-                .expect("bind the client");
-        }
-        let tcp = socket.connect(self.hub).await.expect("connect to the hub");
-        let cookie = self
-            .cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
-            self.hub
-        );
-        if !cookie.is_empty() {
-            head.push_str(&format!("Cookie: {cookie}\r\n"));
-        }
-        let body = form.unwrap_or("");
-        if form.is_some() {
-            head.push_str(&format!(
-                "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
-                body.len()
-            ));
-        }
-        head.push_str("\r\n");
-        let request = [head.as_bytes(), body.as_bytes()].concat();
-        let raw = match &self.tls {
-            None => exchange(tcp, &request).await,
-            Some(tls) => {
-                let name = ServerName::IpAddress(self.hub.ip().into());
-                let stream = tls.connect(name, tcp).await.expect("TLS handshake");
-                exchange(stream, &request).await
-            }
-        };
-        let end = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .expect("a header end");
-        let head = String::from_utf8_lossy(&raw[..end]).into_owned();
-        let mut lines = head.split("\r\n");
-        let status = lines
-            .next()
-            .and_then(|l| l.split(' ').nth(1))
-            .and_then(|s| s.parse().ok())
-            .expect("a status line");
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
-            .collect();
-        let page = Page {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&raw[end + 4..]).into_owned(),
-        };
-        for c in page.set_cookies() {
-            let (pair, attrs) = c.split_once(';').unwrap_or((c, ""));
-            let (k, v) = pair.split_once('=').expect("name=value");
-            if v.is_empty() || attrs.contains("Max-Age=0") {
-                self.cookies.remove(k);
-            } else {
-                self.cookies.insert(k.to_string(), v.to_string());
-            }
-        }
-        page
-    }
-
-    async fn get(&mut self, path: &str) -> Page {
-        self.request("GET", path, None).await
-    }
-
-    async fn post(&mut self, path: &str, pairs: &[(&str, &str)]) -> Page {
-        self.request("POST", path, Some(&encode(pairs))).await
-    }
-
-    /// Opens the sign-in page and sends the form with `name` and `password`.
-    async fn sign_in(&mut self, name: &str, password: &str) -> Page {
-        let form = self.get("/console/login").await;
-        assert_eq!(form.status, 200, "{}", form.body);
-        let csrf = form.csrf();
-        self.post(
-            "/console/login",
-            &[("csrf", &csrf), ("username", name), ("password", password)],
-        )
-        .await
-    }
-}
-
-/// Writes an accounts file with `accounts` (name, role, password) into the scratch dir.
-fn accounts_file(s: &Scratch, accounts: &[(&str, &str, &str)]) -> std::path::PathBuf {
-    let mut text = String::from("accounts:\n");
-    for (name, role, password) in accounts {
-        let hash = kaigo_hub::console::accounts::hash_password(password).expect("hash");
-        text.push_str(&format!(
-            "  - name: {name}\n    role: {role}\n    password_hash: '{hash}'\n"
-        ));
-    }
-    let path = s.dir.join("console-accounts.yaml");
-    std::fs::write(&path, text).expect("write accounts");
-    path
-}
 
 /// A hub on the in-memory bus with the accounts ops-1 (operator) and view-1 (viewer).
 async fn hub(tag: &str, edit: impl FnOnce(&mut Config)) -> (Scratch, Config, Running) {
@@ -225,7 +38,7 @@ async fn hub(tag: &str, edit: impl FnOnce(&mut Config)) -> (Scratch, Config, Run
 #[tokio::test]
 async fn the_right_password_opens_the_flow_and_a_wrong_one_is_refused_and_both_are_audited() {
     let (s, _cfg, running) = hub("console-sign-in", |_| {}).await;
-    let mut b = Browser::new(running.http_addr);
+    let mut b = Client::new(running.http_addr);
 
     let home = b.get("/console").await;
     assert_eq!(home.status, 303);
@@ -342,7 +155,7 @@ async fn the_right_password_opens_the_flow_and_a_wrong_one_is_refused_and_both_a
 #[tokio::test]
 async fn a_post_without_the_sessions_csrf_token_is_refused() {
     let (_s, _cfg, running) = hub("console-csrf", |_| {}).await;
-    let mut b = Browser::new(running.http_addr);
+    let mut b = Client::new(running.http_addr);
 
     // The sign-in form without its token, or with a made-up one.
     b.get("/console/login").await;
@@ -386,7 +199,7 @@ async fn a_post_without_the_sessions_csrf_token_is_refused() {
 #[tokio::test]
 async fn a_session_ends_after_the_idle_time() {
     let (_s, _cfg, running) = hub("console-idle", |c| c.console_idle_secs = 1).await;
-    let mut b = Browser::new(running.http_addr);
+    let mut b = Client::new(running.http_addr);
     assert_eq!(b.sign_in(VIEWER.0, VIEWER.1).await.status, 303);
     assert_eq!(b.get("/console/flow").await.status, 200);
     tokio::time::sleep(Duration::from_millis(1600)).await;
@@ -402,7 +215,7 @@ async fn a_session_ends_after_the_idle_time() {
 #[tokio::test]
 async fn after_five_wrong_passwords_even_the_right_one_must_wait() {
     let (_s, _cfg, running) = hub("console-throttle", |_| {}).await;
-    let mut b = Browser::new(running.http_addr);
+    let mut b = Client::new(running.http_addr);
     for _ in 0..5 {
         assert_eq!(b.sign_in(OPS.0, "guess").await.status, 401);
     }
@@ -426,7 +239,7 @@ async fn after_five_wrong_passwords_even_the_right_one_must_wait() {
 #[tokio::test]
 async fn demo_accounts_exist_only_under_demo() {
     let (s, cfg, running) = hub("console-demo", |_| {}).await;
-    let mut b = Browser::new(running.http_addr);
+    let mut b = Client::new(running.http_addr);
     for (name, _) in kaigo_hub::console::accounts::DEMO_ACCOUNTS {
         let page = b.sign_in(name, &format!("{name}-password")).await;
         assert_eq!(page.status, 401, "{name} must not exist without --demo");
@@ -436,9 +249,9 @@ async fn demo_accounts_exist_only_under_demo() {
     let running = kaigo_hub::serve::start_with(&cfg, StartOptions { demo: true })
         .await
         .expect("a demo hub starts");
-    let mut b = Browser::new(running.http_addr);
+    let mut b = Client::new(running.http_addr);
     for (name, role) in kaigo_hub::console::accounts::DEMO_ACCOUNTS {
-        let mut b2 = Browser::new(running.http_addr);
+        let mut b2 = Client::new(running.http_addr);
         assert_eq!(
             b2.sign_in(name, &format!("{name}-password")).await.status,
             303,
@@ -479,7 +292,7 @@ async fn over_plain_http_only_loopback_clients_reach_the_console() {
     let (_s, _cfg, running) = hub("console-loopback", |c| c.http_addr = "0.0.0.0:0".into()).await;
     let port = running.http_addr.port();
     let ip = non_loopback_address();
-    let mut far = Browser::new(SocketAddr::new(ip, port));
+    let mut far = Client::new(SocketAddr::new(ip, port));
     far.from = Some(ip);
     for path in [
         "/console/login",
@@ -502,12 +315,12 @@ async fn over_plain_http_only_loopback_clients_reach_the_console() {
         .await;
     assert_eq!(posted.status, 403);
     // To 127.0.0.1 from the other address (as the HTTPS test connects): still not loopback.
-    let mut sideways = Browser::new(SocketAddr::new("127.0.0.1".parse().expect("ip"), port));
+    let mut sideways = Client::new(SocketAddr::new("127.0.0.1".parse().expect("ip"), port));
     sideways.from = Some(ip);
     assert_eq!(sideways.get("/console/login").await.status, 403);
     // The FHIR API on the same listener is not the console's business.
     assert_eq!(far.get("/health").await.status, 200);
-    let mut near = Browser::new(SocketAddr::new("127.0.0.1".parse().expect("ip"), port));
+    let mut near = Client::new(SocketAddr::new("127.0.0.1".parse().expect("ip"), port));
     assert_eq!(near.sign_in(OPS.0, OPS.1).await.status, 303);
     running.stop().await;
 }
@@ -516,7 +329,7 @@ async fn over_plain_http_only_loopback_clients_reach_the_console() {
 async fn flow_json_counts_what_the_hub_did_with_a_sample() {
     let (_s, _cfg, running) = hub("console-flow", |_| {}).await;
     kaigo_hub::demo::seed(&running.hub).expect("demo consents");
-    let mut b = Browser::new(running.http_addr);
+    let mut b = Client::new(running.http_addr);
     assert_eq!(b.sign_in(VIEWER.0, VIEWER.1).await.status, 303);
     let before = b.get("/console/flow.json").await;
     assert_eq!(before.status, 200, "{}", before.body);
@@ -605,7 +418,7 @@ async fn over_https_the_cookie_is_secure_and_any_client_may_sign_in() {
     let port = running.http_addr.port();
     // To 127.0.0.1 (what the certificate names) from this machine's other address: the hub sees
     // a client that is not loopback.
-    let mut b = Browser::new(SocketAddr::new("127.0.0.1".parse().expect("ip"), port));
+    let mut b = Client::new(SocketAddr::new("127.0.0.1".parse().expect("ip"), port));
     b.from = Some(non_loopback_address());
     b.tls = Some(connector(&ca.cert));
     let right = b.sign_in(OPS.0, OPS.1).await;

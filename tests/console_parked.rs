@@ -4,178 +4,18 @@
 //! it (deny), the people consent, the preview says permit with the consent ids, and a replay to
 //! the one chosen recipient delivers both care plans to it and nothing to the municipality,
 //! audited with the operator as actor; "replay all of a reason" keeps another insurer's person
-//! where it is. A tiny browser (cookie jar, forms) as in `console_auth`.
+//! where it is. The client is `common::console_http`.
 
 mod common;
 
+use common::console_http::{Client, accounts_file};
 use common::*;
 use kaigo_hub::consent::{Category, Grantee, PartyKind};
 use kaigo_hub::pipeline::Hub;
 use kaigo_hub::pipeline::ingress::{self, Submission};
-use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const OPS: (&str, &str) = ("ops-1", "operator password 1");
 const VIEWER: (&str, &str) = ("view-1", "viewer password 1");
-
-/// An HTTP answer.
-#[derive(Debug)]
-struct Page {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Page {
-    fn set_cookies(&self) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case("set-cookie"))
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-
-    /// The `value` of the first `name="csrf"` field.
-    fn csrf(&self) -> String {
-        let at = self
-            .body
-            .find(r#"name="csrf" value=""#)
-            .unwrap_or_else(|| panic!("no csrf field in {}", self.body));
-        let rest = &self.body[at + r#"name="csrf" value=""#.len()..];
-        rest[..rest.find('"').expect("closing quote")].to_string()
-    }
-}
-
-/// A browser: a cookie jar, connecting from `from` (loopback unless told otherwise).
-struct Browser {
-    hub: SocketAddr,
-    from: Option<IpAddr>,
-    cookies: BTreeMap<String, String>,
-}
-
-fn encode(pairs: &[(&str, &str)]) -> String {
-    form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(pairs)
-        .finish()
-}
-
-impl Browser {
-    fn new(hub: SocketAddr) -> Browser {
-        Browser {
-            hub,
-            from: None,
-            cookies: BTreeMap::new(),
-        }
-    }
-
-    async fn request(&mut self, method: &str, path: &str, form: Option<&str>) -> Page {
-        let socket = if self.hub.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()
-        } else {
-            tokio::net::TcpSocket::new_v6()
-        }
-        .expect("socket");
-        if let Some(ip) = self.from {
-            socket
-                .bind(SocketAddr::new(ip, 0))
-                .expect("bind the client");
-        }
-        let mut s = socket.connect(self.hub).await.expect("connect to the hub");
-        let cookie = self
-            .cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
-            self.hub
-        );
-        if !cookie.is_empty() {
-            head.push_str(&format!("Cookie: {cookie}\r\n"));
-        }
-        let body = form.unwrap_or("");
-        if form.is_some() {
-            head.push_str(&format!(
-                "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
-                body.len()
-            ));
-        }
-        head.push_str("\r\n");
-        s.write_all(head.as_bytes()).await.expect("write");
-        s.write_all(body.as_bytes()).await.expect("write");
-        let mut raw = Vec::new();
-        tokio::time::timeout(common::PATIENCE, s.read_to_end(&mut raw))
-            .await
-            .expect("an answer in time")
-            .expect("read");
-        let end = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .expect("a header end");
-        let head = String::from_utf8_lossy(&raw[..end]).into_owned();
-        let mut lines = head.split("\r\n");
-        let status = lines
-            .next()
-            .and_then(|l| l.split(' ').nth(1))
-            .and_then(|s| s.parse().ok())
-            .expect("a status line");
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
-            .collect();
-        let page = Page {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&raw[end + 4..]).into_owned(),
-        };
-        for c in page.set_cookies() {
-            let (pair, attrs) = c.split_once(';').unwrap_or((c, ""));
-            let (k, v) = pair.split_once('=').expect("name=value");
-            if v.is_empty() || attrs.contains("Max-Age=0") {
-                self.cookies.remove(k);
-            } else {
-                self.cookies.insert(k.to_string(), v.to_string());
-            }
-        }
-        page
-    }
-
-    async fn get(&mut self, path: &str) -> Page {
-        self.request("GET", path, None).await
-    }
-
-    async fn post(&mut self, path: &str, pairs: &[(&str, &str)]) -> Page {
-        self.request("POST", path, Some(&encode(pairs))).await
-    }
-
-    /// Opens the sign-in page and sends the form with `name` and `password`.
-    async fn sign_in(&mut self, name: &str, password: &str) -> Page {
-        let form = self.get("/console/login").await;
-        assert_eq!(form.status, 200, "{}", form.body);
-        let csrf = form.csrf();
-        self.post(
-            "/console/login",
-            &[("csrf", &csrf), ("username", name), ("password", password)],
-        )
-        .await
-    }
-}
-
-/// Writes an accounts file with `accounts` (name, role, password) into the scratch dir.
-fn accounts_file(s: &Scratch, accounts: &[(&str, &str, &str)]) -> std::path::PathBuf {
-    let mut text = String::from("accounts:\n");
-    for (name, role, password) in accounts {
-        let hash = kaigo_hub::console::accounts::hash_password(password).expect("hash");
-        text.push_str(&format!(
-            "  - name: {name}\n    role: {role}\n    password_hash: '{hash}'\n"
-        ));
-    }
-    let path = s.dir.join("console-accounts.yaml");
-    std::fs::write(&path, text).expect("write accounts");
-    path
-}
 
 async fn refused(hub: &Hub, from: &str, bytes: &[u8], file_name: Option<&str>) -> String {
     let party = hub.parties.current().get(from).expect("party").clone();
@@ -227,7 +67,7 @@ async fn an_operator_previews_and_replays_to_a_chosen_recipient_and_a_viewer_onl
     let tick = format!(r#"name="envelope" value="{envelope}""#);
 
     // A viewer sees the message by reason, with where and why, and nothing to press.
-    let mut viewer = Browser::new(running.http_addr);
+    let mut viewer = Client::new(running.http_addr);
     assert_eq!(viewer.sign_in(VIEWER.0, VIEWER.1).await.status, 303);
     let page = viewer.get("/console/parked").await;
     assert_eq!(page.status, 200, "{}", page.body);
@@ -257,7 +97,7 @@ async fn an_operator_previews_and_replays_to_a_chosen_recipient_and_a_viewer_onl
     }
 
     // An operator previews it: withheld again, for want of the platform's consent.
-    let mut ops = Browser::new(running.http_addr);
+    let mut ops = Client::new(running.http_addr);
     assert_eq!(ops.sign_in(OPS.0, OPS.1).await.status, 303);
     let page = ops.get("/console/parked").await;
     for part in [

@@ -19,6 +19,7 @@ pub mod common;
 pub mod insurance_card;
 pub mod insured_person;
 pub mod physician_opinion;
+pub mod plan_check;
 pub mod recipient_change;
 pub mod schema_walk;
 pub mod service_usage;

@@ -1,7 +1,8 @@
-//! `kaigo-hub audit verify|query|set-aside-torn-tail`: checks every audit chain of the data
-//! directory (the hub's and the CLI's) with the audit key and against the checkpoints in the store,
+//! `kaigo-hub audit verify|query|trace|search|set-aside-torn-tail`: checks every audit chain of
+//! the data directory (the hub's and the CLI's) with the audit key and against the checkpoints in the store,
 //! and prints the verdict as sentences (exit 0 intact, 1 tampered or not verifiable, 2 usage: no
-//! key, no store); prints events matching a filter as JSON lines; moves a last line a crash cut
+//! key, no store); prints events matching a filter as JSON lines; prints one message's trace or
+//! the messages a search finds (`kaigo_hub::trace`); moves a last line a crash cut
 //! short out of a log (`serve` does that itself when it starts).
 
 use super::Failure;
@@ -43,6 +44,33 @@ pub enum Action {
         /// Decision: permit, deny, indeterminate, accepted, rejected, delivered, dead, quarantined, retrying.
         #[arg(long)]
         decision: Option<String>,
+    },
+    /// The journey of one message: each hop's step and time, each consent decision (permit,
+    /// deny or indeterminate, with consent id, category, purpose, recipient and reason), what
+    /// each recipient received, and, with the archive on, its sender, format and mapping
+    /// id@version. Ids, codes and keyed hashes only: never a body.
+    Trace {
+        /// The envelope id (`x-kaigo` message id, as the sender's answer gave it).
+        envelope: String,
+    },
+    /// Find messages, newest first: an envelope id, `sender:PARTY`, `recipient:PARTY`,
+    /// `kind:KIND` (`InsuranceCard` or `InsuranceCard@1`), or a person as
+    /// `保険者番号:被保険者番号` — give `-` to read the search from stdin, so a person's numbers
+    /// stay out of the shell's history. A person is hashed with the subject key before any lookup,
+    /// and the search is audited (reason `search-person`, the keyed hash).
+    Search {
+        /// What to look for (`-`: read one line from stdin; empty: every message).
+        #[arg(default_value = "")]
+        q: String,
+        /// Kept at or after, UTC: `YYYY-MM-DDTHH:MM[:SS]`.
+        #[arg(long)]
+        from: Option<String>,
+        /// Kept before, UTC.
+        #[arg(long)]
+        to: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
     },
     /// Move a last line that a crash cut short (no newline) into `<log>.torn-<offset>`, so that
     /// verify and query read the log again; `serve` does this itself when it starts. Refused
@@ -127,6 +155,8 @@ pub fn run(config: Option<PathBuf>, action: Action) -> Result<u8, Failure> {
             }
             Ok(0)
         }
+        Action::Trace { envelope } => trace(&cfg, &envelope),
+        Action::Search { q, from, to, limit } => search(&cfg, &q, from, to, limit),
         Action::SetAsideTornTail { file } => {
             let path = file.unwrap_or_else(|| cfg.audit_path());
             match set_aside_torn_tail(&path).map_err(|e| Failure::input(e.to_string()))? {
@@ -145,4 +175,170 @@ pub fn run(config: Option<PathBuf>, action: Action) -> Result<u8, Failure> {
             Ok(0)
         }
     }
+}
+
+/// The logs a trace or search reads: the hub's and the CLI's.
+fn logs(cfg: &Config) -> Vec<PathBuf> {
+    vec![cfg.audit_path(), Writer::Cli.path_in(&cfg.data_dir)]
+}
+
+/// The store, and whether its archive tables are to be read (`archive_key_file` set).
+fn store(
+    cfg: &Config,
+    rt: &tokio::runtime::Runtime,
+) -> Result<std::sync::Arc<dyn kaigo_hub::store::Store>, Failure> {
+    rt.block_on(super::open_store(cfg)).map(|(s, _)| s)
+}
+
+fn trace(cfg: &Config, envelope: &str) -> Result<u8, Failure> {
+    let rt = super::serve::runtime()?;
+    let store = store(cfg, &rt)?;
+    let archive = cfg.archive_key_file.as_ref().and_then(|_| store.archive());
+    let mut events = Vec::new();
+    kaigo_hub::trace::read_events(&logs(cfg), |e| {
+        if e.envelope_id.as_deref() == Some(envelope) {
+            events.push(e);
+        }
+    })
+    .map_err(Failure::input)?;
+    let t = kaigo_hub::trace::trace(envelope, events, archive, cfg.purpose.as_deref())
+        .map_err(Failure::input)?;
+    if t.is_empty() {
+        return Err(Failure::input(format!(
+            "no event and no archived copy of envelope {envelope} (in {} and {})",
+            cfg.audit_path().display(),
+            Writer::Cli.path_in(&cfg.data_dir).display()
+        )));
+    }
+    super::out!("envelope {}", t.envelope);
+    if let Some(o) = &t.original {
+        super::out!(
+            "  original: {} from {} ({}), kept {}, {}",
+            o.at,
+            o.sender,
+            o.format,
+            o.outcome,
+            if o.kinds.is_empty() {
+                "no document".to_string()
+            } else {
+                o.kinds.join(", ")
+            }
+        );
+    }
+    let mappings = t.mappings();
+    if !mappings.is_empty() {
+        super::out!("  mapping: {}", mappings.join(", "));
+    }
+    for d in &t.documents {
+        super::out!(
+            "  document {}: {}{} ({})",
+            d.index,
+            d.kind,
+            d.subject
+                .as_deref()
+                .map(|s| format!(", subject {s}"))
+                .unwrap_or_default(),
+            d.mapping
+        );
+    }
+    super::out!("steps:");
+    for s in &t.steps {
+        let mut line = format!("  {} {:<9} {:<11} by {}", s.at, s.hop, s.outcome, s.actor);
+        for (name, v) in [
+            ("party", &s.party),
+            ("document", &s.document),
+            ("reason", &s.reason),
+        ] {
+            if let Some(v) = v {
+                line.push_str(&format!(" {name}={v}"));
+            }
+        }
+        super::out!("{line}");
+    }
+    super::out!("consent decisions:");
+    for d in &t.decisions {
+        let mut line = format!("  {} {:<9} {:<13}", d.at, d.point, d.decision);
+        for (name, v) in [
+            ("consent", &d.consent_id),
+            ("category", &d.category),
+            ("purpose", &d.purpose),
+            ("recipient", &d.recipient),
+            ("reason", &d.reason),
+        ] {
+            if let Some(v) = v {
+                line.push_str(&format!(" {name}={v}"));
+            }
+        }
+        super::out!("{line}");
+    }
+    super::out!("deliveries:");
+    for s in t.deliveries() {
+        super::out!(
+            "  {} {} {}{}",
+            s.at,
+            s.party.as_deref().unwrap_or(""),
+            s.outcome,
+            s.reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(0)
+}
+
+fn search(
+    cfg: &Config,
+    q: &str,
+    from: Option<String>,
+    to: Option<String>,
+    limit: usize,
+) -> Result<u8, Failure> {
+    let q = if q == "-" {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| Failure::input(format!("reading the search from stdin: {e}")))?;
+        line
+    } else {
+        q.to_string()
+    };
+    let search = kaigo_hub::trace::Search::parse(
+        &q,
+        from.as_deref().unwrap_or(""),
+        to.as_deref().unwrap_or(""),
+    )
+    .map_err(Failure::usage)?;
+    let rt = super::serve::runtime()?;
+    let store = store(cfg, &rt)?;
+    let hasher = kaigo_hub::audit::SubjectHasher::new(
+        &kaigo_hub::serve::subject_key(cfg).map_err(Failure::usage)?,
+    )
+    .map_err(|e| Failure::usage(e.to_string()))?;
+    if let kaigo_hub::trace::Term::Person(subject) = &search.term {
+        let mut trail = super::audit_trail::Trail::open(cfg, store.clone(), true)?;
+        trail.searched(subject)?;
+        trail.finish()?;
+    }
+    let archive = cfg.archive_key_file.as_ref().and_then(|_| store.archive());
+    let mut events = Vec::new();
+    kaigo_hub::trace::read_events(&logs(cfg), |e| events.push(e)).map_err(Failure::input)?;
+    let found = kaigo_hub::trace::search(&search, &hasher, archive, events, limit)
+        .map_err(Failure::input)?;
+    for f in &found {
+        let m = &f.meta;
+        super::out!(
+            "{} {} from {} {} {}{}",
+            m.envelope,
+            m.at,
+            m.sender,
+            m.outcome,
+            m.kinds.join(","),
+            if f.archived { "" } else { " (not archived)" }
+        );
+    }
+    if found.is_empty() {
+        eprintln!("kaigo-hub: no message found");
+    }
+    Ok(0)
 }

@@ -12,7 +12,8 @@
 //! knows a person by is not recorded. A replay's events have hop `replay`, the envelope id, the
 //! sender and the subject hashes the parked message carried: decision `accepted` with
 //! `to:<exchange>` for one put back, `rejected` with the code it was kept for. Never a name, a raw
-//! 保険者番号/被保険者番号 or an error text.
+//! 保険者番号/被保険者番号 or an error text. `audit search` by a person: one event (hop `admin`,
+//! reason `search-person`, the subject's keyed hash) before the search runs.
 
 use super::Failure;
 use kaigo_hub::audit::chains::{Appender, OpenOptions, Writer};
@@ -205,6 +206,20 @@ impl Trail {
             return Failure::input(format!("{}; {}", failure.message, f.message));
         }
         failure
+    }
+
+    /// `kaigo-hub audit search` looked for `subject`: recorded before the search runs, as the
+    /// subject's keyed hash (reason `search-person`), never the numbers.
+    pub fn searched(&mut self, subject: &Subject) -> Result<(), Failure> {
+        let Some((_, hasher)) = &self.open else {
+            return Ok(());
+        };
+        let hash = hasher.hash_subject(subject);
+        self.record(|d| {
+            d.subject(hash)
+                .decision(Decision::Accepted)
+                .reason("search-person")
+        })
     }
 
     /// Fsyncs the events and records the chain's checkpoint in the store.

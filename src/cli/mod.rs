@@ -12,6 +12,7 @@ pub(crate) use out;
 
 mod audit;
 mod audit_trail;
+mod claims;
 mod consent;
 mod console;
 mod inspect;
@@ -81,6 +82,11 @@ pub enum Command {
         #[command(subcommand)]
         action: mappings::Action,
     },
+    /// Checks over 国保連 claims files: `claims check` compares the 明細書 with the 給付管理票.
+    Claims {
+        #[command(subcommand)]
+        action: claims::Action,
+    },
     /// Print the JSON Schema of a canonical document (`InsuredPerson`, `CarePlan@1`, …), or list them.
     Schema(schema::Args),
     /// Run the hub: HTTP (FHIR), MLLP (HL7 v2), file drop and AMQP sources, the translate and
@@ -141,6 +147,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Translate(a) => translate::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Mappings { mappings, action } => mappings::run(&mappings.mappings, action),
+        Command::Claims { action } => claims::run(action),
         Command::Schema(a) => schema::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Settings(a) => settings::run(a),

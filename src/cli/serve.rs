@@ -33,7 +33,8 @@ pub struct Args {
     /// Demo: register synthetic consents for the shipped samples, feed every sample in as its
     /// sender would, and print what was delivered where (then keep serving). The web console
     /// gets four demo accounts, demo-viewer, demo-operator, demo-privacy and demo-admin, each
-    /// with the password `<name>-password` (only under --demo).
+    /// with the password `<name>-password` (only under --demo). Without archive_key_file, the
+    /// message archive is on with a key made in <data_dir>/archive.key.
     #[arg(long)]
     pub demo: bool,
     /// Reload the mapping directory whenever its files change, without a restart and without
@@ -74,6 +75,9 @@ pub fn run(a: Args) -> Result<u8, Failure> {
     let mut cfg = Config::load(a.config.config.as_deref()).map_err(Failure::usage)?;
     cfg.watch_mappings |= a.watch;
     init_logging(&cfg.log_format);
+    if a.demo {
+        demo_archive_key(&mut cfg)?;
+    }
     runtime()?.block_on(async move {
         let options = kaigo_hub::serve::StartOptions { demo: a.demo };
         let running = kaigo_hub::serve::start_with(&cfg, options)
@@ -100,6 +104,25 @@ pub fn run(a: Args) -> Result<u8, Failure> {
         eprintln!("kaigo-hub: stopped");
         Ok(0)
     })
+}
+
+/// `--demo` without `archive_key_file`: the archive's key in `<data_dir>/archive.key`, made
+/// (0600, fresh random bytes) when missing, so the demo's console shows traces and bodies.
+fn demo_archive_key(cfg: &mut Config) -> Result<(), Failure> {
+    if cfg.archive_key_file.is_some() {
+        return Ok(());
+    }
+    let path = cfg.data_dir.join("archive.key");
+    let (_, made) = kaigo_hub::store::archive::ArchiveKey::read_or_make(&path)
+        .map_err(|e| Failure::usage(format!("demo: {e}")))?;
+    if made {
+        eprintln!(
+            "kaigo-hub demo: made the message archive's key {} (archive_key_file)",
+            path.display()
+        );
+    }
+    cfg.archive_key_file = Some(path);
+    Ok(())
 }
 
 /// The signals `serve` answers: stop (SIGTERM, Ctrl-C) and reload (SIGHUP: the parties file and
@@ -218,6 +241,15 @@ async fn demo(
         "  audit log: {}; try `kaigo-hub audit verify` and `curl -s {scheme}://{}/metrics`",
         audit_path.display(),
         running.http_addr
+    );
+    let accounts: Vec<&str> = kaigo_hub::console::accounts::DEMO_ACCOUNTS
+        .iter()
+        .map(|(name, _)| *name)
+        .collect();
+    eprintln!(
+        "  console: {scheme}://{}/console — sign in as {} (password: the name followed by `-password`)",
+        running.http_addr,
+        accounts.join(", ")
     );
     Ok(())
 }

@@ -72,6 +72,16 @@ declare_settings! {
         /// dropped, with an audit event (`expired`): quarantine holds personal data no longer than
         /// it must. Checked once an hour. `0` keeps them until replayed.
         quarantine_keep_days: u64 = 30;
+        /// File holding the message archive's key as hex (64 hex digits: AES-256-GCM). Set, the hub
+        /// keeps each accepted message's original bytes and each canonical document in the store,
+        /// sealed with this key, for traces and body views in the console (docs/console.md).
+        /// Keep it apart from the store: whoever holds both reads every archived body. Unset: no
+        /// archive (the hub runs the same). `serve --demo` makes `<data_dir>/archive.key` when
+        /// unset. A key file that is set but missing or malformed stops `serve` at start.
+        archive_key_file: Option<PathBuf> = None;
+        /// Days an archived original or canonical document is kept; older rows are forgotten once
+        /// an hour (and soon after start). `0` keeps them until removed by hand.
+        archive_keep_days: u64 = 7;
         /// Days a delivery key (envelope, document, recipient: what keeps a recipient from getting a
         /// copy twice) is kept; older keys are forgotten once an hour. `0` keeps them forever. Set
         /// it longer than any message may wait in a queue or in `dead`/`quarantine` before a
@@ -527,6 +537,15 @@ mod tests {
         numeric_setting("delivered_keep_days", "KAIGO_DELIVERED_KEEP_DAYS", 0, |c| {
             c.delivered_keep_days
         });
+    }
+
+    #[test]
+    fn the_archive_keeps_a_week_unless_archive_keep_days_says_otherwise() {
+        numeric_setting("archive_keep_days", "KAIGO_ARCHIVE_KEEP_DAYS", 7, |c| {
+            c.archive_keep_days
+        });
+        assert!(declared("archive_key_file"));
+        assert_eq!(Config::default().archive_key_file, None, "off by default");
     }
 
     #[test]

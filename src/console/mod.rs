@@ -13,6 +13,9 @@
 //! | `GET /console/login`, `POST /console/login` | anyone | sign in (303 to `/console/flow`) |
 //! | `POST /console/logout` | signed in | sign out |
 //! | `GET /console/flow`, `GET /console/flow.json` | signed in | the flow picture and its counts |
+//! | `GET /console/messages`, `POST /console/messages` | signed in | recent messages, a search |
+//! | `GET /console/messages/{envelope}` | signed in | one message's trace |
+//! | `POST /console/messages/{envelope}/body` | privacy, admin | its bodies, with a reason (audited) |
 //! | `GET /console/assets/*` | anyone | the stylesheet and the flow script |
 //! | `GET /console/parked` | signed in | dead letters and quarantine by reason ([`parked`]) |
 //! | `POST /console/parked/preview`, `POST /console/parked/replay` | `replay` | preview, replay |
@@ -20,6 +23,7 @@
 pub mod accounts;
 pub mod flow;
 pub mod layout;
+pub mod messages;
 pub mod parked;
 pub mod roles;
 pub mod session;
@@ -52,6 +56,8 @@ pub struct ConsoleConfig {
     pub tls: bool,
     /// The MLLP source speaks TLS (shown on the Flow page).
     pub mllp_tls: bool,
+    /// The audit logs the Messages page reads traces from (the hub's and the CLI's).
+    pub audit_logs: Vec<std::path::PathBuf>,
 }
 
 /// The console's state, shared by every request.
@@ -68,6 +74,8 @@ pub struct Console {
     pub tls: bool,
     /// MLLP over TLS.
     pub mllp_tls: bool,
+    /// The audit logs traces are read from ([`ConsoleConfig::audit_logs`]).
+    pub audit_logs: Vec<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Console {
@@ -90,6 +98,7 @@ impl Console {
             throttle: Throttle::default(),
             tls: cfg.tls,
             mllp_tls: cfg.mllp_tls,
+            audit_logs: cfg.audit_logs,
         }
     }
 
@@ -212,6 +221,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, console: web::Data<Console>) {
             .route("/logout", web::post().to(sign_out))
             .route("/flow", web::get().to(flow::page))
             .route("/flow.json", web::get().to(flow::json))
+            .route("/messages", web::get().to(messages::page))
+            .route("/messages", web::post().to(messages::search))
+            .route("/messages/{envelope}", web::get().to(messages::trace))
+            .route("/messages/{envelope}/body", web::post().to(messages::body))
             .route("/parked", web::get().to(parked::page))
             .route("/parked/preview", web::post().to(parked::preview))
             .route("/parked/replay", web::post().to(parked::replay))

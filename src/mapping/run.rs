@@ -230,8 +230,8 @@ impl<'a> Runner<'a> {
             let what = match &c.src {
                 Src::Path(_, text) => format!("`{text}`"),
                 Src::Meta(text) => format!("`{text}`"),
-                Src::Group => "`@group`".into(),
                 Src::Sum(_, text) => format!("`sum: {text}`"),
+                Src::Group => "`@group`".into(),
             };
             let wanted = match &c.test {
                 CondTest::AnyOf(opts) => format!("one of `{}`", opts.join("`, `")),

@@ -12,7 +12,8 @@
 //! Read top to bottom: `accept` opens an [`Envelope`], runs the steps (`room`, `map`,
 //! `category`, `admit`), each of which labels the envelope and hands the next what it needs or
 //! ends the journey with an [`Outcome`]; `settle` alone publishes, dead-letters, quarantines,
-//! audits and answers the source.
+//! audits and answers the source, and hands each copy it kept to the encrypted archive (when on),
+//! which returns at once (`archiver`).
 
 use super::clock;
 use super::handoff::Mapped;
@@ -26,6 +27,7 @@ use crate::consent::Category;
 use crate::formats::Format;
 use crate::parties::Party;
 use crate::redact::ErrorText;
+use crate::store::archive::Original;
 
 /// One message as a source received it.
 pub struct Submission<'a> {
@@ -161,6 +163,11 @@ struct Envelope {
     props: Props,
     /// Its documents, each with why it may not go on, once admission withheld every one.
     refused: Vec<RefusedDocument>,
+    /// The distinct kinds of its documents, once mapped (for the archive).
+    kinds: Vec<String>,
+    /// The keyed hashes of the people its documents name, admitted or not, once judged (for the
+    /// archive's person search).
+    subjects: Vec<String>,
 }
 
 impl Envelope {
@@ -185,6 +192,8 @@ impl Envelope {
             format,
             props,
             refused: Vec::new(),
+            kinds: Vec::new(),
+            subjects: Vec::new(),
         }
     }
 
@@ -219,6 +228,12 @@ async fn ingress(hub: &Hub, sub: &Submission<'_>, envelope: &mut Envelope) -> St
     let mapped = map(hub, sub).await?;
     envelope.label(h::MAPPING, mapped.label.clone());
     envelope.label(h::DOCUMENT, mapped.documents[0].kind.name());
+    for doc in &mapped.documents {
+        let kind = doc.kind.name();
+        if !envelope.kinds.iter().any(|k| k == kind) {
+            envelope.kinds.push(kind.to_string());
+        }
+    }
     let category = category(&mapped)?;
     envelope.label(h::CATEGORY, category.code());
     let admitted = admit(hub, sub, envelope, &mapped, category).await?;
@@ -320,6 +335,12 @@ async fn admit(
             }
         }
     }
+    let known = admitted.subjects.iter().map(|(h, _)| h);
+    for hash in known.chain(admitted.withheld.iter().filter_map(|(_, h)| h.as_ref())) {
+        if !envelope.subjects.iter().any(|s| s == hash.as_str()) {
+            envelope.subjects.push(hash.as_str().to_string());
+        }
+    }
     let all = admitted.withheld.iter().map(|(w, _)| w);
     match admission::whole(all) {
         Some(w) if admitted.subjects.is_empty() && admitted.without_person.is_empty() => {
@@ -345,11 +366,17 @@ async fn settle(
 ) -> Result<Accepted, Refusal> {
     let Envelope { id, props, .. } = &envelope;
     match outcome {
-        Outcome::Forward(identified) => publish(hub, sub, envelope, identified).await,
+        Outcome::Forward(identified) => {
+            let kept = original(hub, sub, &envelope, AuditDecision::Accepted);
+            let accepted = publish(hub, sub, envelope, identified).await?;
+            archive(hub, sub, kept);
+            Ok(accepted)
+        }
         Outcome::Dead { error, reason } => {
             hub.dead(props, sub.bytes, reason, &error.to_string())
                 .await
                 .map_err(unavailable)?;
+            archive(hub, sub, original(hub, sub, &envelope, AuditDecision::Dead));
             refused(hub, sub, id, reason);
             Err(Refusal::Malformed {
                 envelope_id: envelope.id,
@@ -361,6 +388,8 @@ async fn settle(
             hub.quarantine("ingress", props, sub.bytes, &reason, &detail, None)
                 .await
                 .map_err(unavailable)?;
+            let kept = original(hub, sub, &envelope, AuditDecision::Quarantined);
+            archive(hub, sub, kept);
             refused(hub, sub, id, &reason);
             Err(Refusal::Forbidden {
                 envelope_id: envelope.id,
@@ -373,6 +402,34 @@ async fn settle(
         Outcome::Stop => Err(Refusal::Unavailable {
             message: "the hub is shutting down".into(),
         }),
+    }
+}
+
+/// What the archive keeps in clear of the message (ids, codes, hashes), when the hub archives.
+fn original(
+    hub: &Hub,
+    sub: &Submission<'_>,
+    envelope: &Envelope,
+    outcome: AuditDecision,
+) -> Option<Original> {
+    hub.archive.as_ref()?;
+    Some(Original {
+        envelope: envelope.id.clone(),
+        at: clock::now_rfc3339(),
+        sender: sub.party.id.clone(),
+        format: envelope.format.name().to_string(),
+        mapping: envelope.props.header(h::MAPPING).unwrap_or("").to_string(),
+        outcome: outcome.as_str().to_string(),
+        kinds: envelope.kinds.clone(),
+        subjects: envelope.subjects.clone(),
+    })
+}
+
+/// Hands the original bytes to the archive once the message was kept (published, dead-lettered
+/// or quarantined): returns at once, never fails the message (`archiver`).
+fn archive(hub: &Hub, sub: &Submission<'_>, meta: Option<Original>) {
+    if let (Some(archive), Some(meta)) = (&hub.archive, meta) {
+        archive.keep_original(meta, sub.bytes);
     }
 }
 

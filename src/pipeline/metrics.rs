@@ -47,6 +47,13 @@ pub struct Metrics {
     pub mappings_refused: AtomicU64,
     /// Hop consumers the broker ended (their queue deleted) that consume again.
     pub consumers_restarted: AtomicU64,
+    /// Rows (originals and canonical documents) kept in the message archive.
+    pub archive_kept: AtomicU64,
+    /// Rows the archive could not keep (store unreachable, or too much waiting): the messages
+    /// went on; only their archive copy is missing.
+    pub archive_failed: AtomicU64,
+    /// Archive rows forgotten because they were older than `archive_keep_days`.
+    pub archive_pruned: AtomicU64,
 }
 
 impl Metrics {
@@ -56,7 +63,7 @@ impl Metrics {
     }
 
     /// The counters with no labels: name, help, value.
-    fn counters(&self) -> [(&'static str, &'static str, &AtomicU64); 16] {
+    fn counters(&self) -> [(&'static str, &'static str, &AtomicU64); 19] {
         [
             (
                 "kaigo_messages_accepted_total",
@@ -138,6 +145,21 @@ impl Metrics {
                 "Delivery keys forgotten because they were older than delivered_keep_days.",
                 &self.delivery_keys_forgotten,
             ),
+            (
+                "kaigo_archive_kept_total",
+                "Rows (original messages and canonical documents) kept in the encrypted message archive.",
+                &self.archive_kept,
+            ),
+            (
+                "kaigo_archive_failed_total",
+                "Rows the message archive could not keep (the messages went on; only their archive copy is missing).",
+                &self.archive_failed,
+            ),
+            (
+                "kaigo_archive_pruned_total",
+                "Archive rows forgotten because they were older than archive_keep_days.",
+                &self.archive_pruned,
+            ),
         ]
     }
 
@@ -181,8 +203,8 @@ mod tests {
              kaigo_messages_accepted_total 1\n\
              # HELP kaigo_messages_rejected_total Messages refused at a source.\n"
         ));
-        assert_eq!(text.matches("# HELP ").count(), 17);
-        assert_eq!(text.matches(" counter\n").count(), 17);
+        assert_eq!(text.matches("# HELP ").count(), 20);
+        assert_eq!(text.matches(" counter\n").count(), 20);
         assert!(text.ends_with(
             "# HELP kaigo_consent_decisions_total Consent decisions by outcome.\n\
              # TYPE kaigo_consent_decisions_total counter\n\

@@ -6,6 +6,7 @@
 //! output it caused was confirmed.
 
 pub mod admission;
+pub mod archiver;
 pub mod audit_writer;
 pub mod backlog;
 pub mod body_limit;
@@ -132,6 +133,8 @@ pub struct Hub {
     /// `body_limit`: the doors refuse larger inputs, and translate holds every raw message it
     /// maps to it again (a replayed dead letter included).
     pub body_limit: body_limit::BodyLimit,
+    /// The encrypted message archive's writer (`archive_key_file`); `None`: nothing is archived.
+    pub archive: Option<archiver::Archiver>,
 }
 
 /// Bytes of canonical documents ingress keeps for the translate hop (beyond them the oldest are

@@ -11,6 +11,8 @@
 //! Read top to bottom: `handle` runs the steps (`within_body_limit`, `map`, `category`,
 //! `admit`, `documents`), each of which hands the next what it needs or ends the journey with an
 //! [`Outcome`]; `settle` alone publishes, dead-letters, quarantines, audits, and acks or requeues.
+//! Once every document is confirmed, each is handed to the encrypted archive (when on), which
+//! returns at once (`archiver`).
 
 use super::body_limit::TooLarge;
 use super::handoff::Mapped;
@@ -328,6 +330,20 @@ async fn publish(hub: &Hub, d: Delivery, envelope: &str, canonical: Canonical) {
         return requeue(d).await;
     }
     let source = d.props.header(h::SOURCE).unwrap_or("");
+    if let Some(archive) = &hub.archive {
+        let at = super::clock::now_rfc3339();
+        for (i, doc) in canonical.docs.iter().enumerate() {
+            let meta = crate::store::archive::Document {
+                envelope: envelope.to_string(),
+                index: u32::try_from(i).unwrap_or(u32::MAX),
+                at: at.clone(),
+                kind: doc.kind.to_string(),
+                subject: doc.subject.as_ref().map(|s| s.as_str().to_string()),
+                mapping: doc.props.header(h::MAPPING).unwrap_or("").to_string(),
+            };
+            archive.keep_document(meta, doc.json.as_bytes());
+        }
+    }
     for doc in canonical.docs {
         let (decision, reason) = match &doc.withheld {
             None => {

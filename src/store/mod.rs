@@ -12,8 +12,10 @@
 //! other command refuses it ([`open_existing`]), so a command run from the wrong directory cannot
 //! answer from an empty database. The registry of running hub processes is kept here too
 //! ([`processes`]), and the audit chains' checkpoints ([`AuditCheckpoints`]), apart from the log
-//! files they vouch for.
+//! files they vouch for. The message archive's tables are here too ([`archive`]): bodies sealed
+//! with a key kept apart from the store.
 
+pub mod archive;
 pub mod postgres;
 pub mod processes;
 pub mod sqlite;
@@ -382,6 +384,14 @@ pub trait Store: Send + Sync {
     /// The audit chains' checkpoints kept in this store; `None` (the default) for a store that
     /// keeps none (a test double): its hub's audit log then cannot show a cut tail.
     fn audit_checkpoints(&self) -> Option<&dyn AuditCheckpoints> {
+        None
+    }
+
+    // ----- the message archive (`archive.rs`) -----
+
+    /// The archive tables kept in this store; `None` (the default) for a store that keeps none
+    /// (a test double): its hub archives nothing, as without `archive_key_file`.
+    fn archive(&self) -> Option<&dyn archive::ArchiveStore> {
         None
     }
 }

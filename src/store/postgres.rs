@@ -8,6 +8,7 @@
 //! hops) and is re-established on the next call. Never a permit on doubt. The audit chains'
 //! checkpoints have a table of their own (`audit_checkpoints`, at the foot of this file).
 
+use super::archive::{self, ArchiveStore, Document, Original, Query, Sealed};
 use super::processes::{ListedProcess, ProcessRecord, ProcessRegistry};
 use super::{
     Advance, AuditCheckpoints, Existing, Store, StoreError, StoreFuture, StoredCheckpoint,
@@ -220,6 +221,7 @@ impl PostgresStore {
         within(client.batch_execute(SCHEMA)).await?;
         within(client.batch_execute(PROCESS_TABLES)).await?;
         within(client.batch_execute(AUDIT_CHECKPOINTS)).await?;
+        within(client.batch_execute(ARCHIVE_TABLES)).await?;
         Ok(PostgresStore {
             url: url.to_string(),
             client: Mutex::new(Some(Arc::new(Conn::new(client)))),
@@ -556,6 +558,10 @@ impl Store for PostgresStore {
         self
     }
 
+    fn archive(&self) -> Option<&dyn ArchiveStore> {
+        Some(self)
+    }
+
     fn audit_checkpoints(&self) -> Option<&dyn AuditCheckpoints> {
         Some(self)
     }
@@ -809,6 +815,226 @@ fn search_path(url: &str) -> Option<String> {
         .then_some(name)
 }
 
+// ---------------------------------------------------------------------------------------------
+// The message archive (`archive.rs`): metadata in clear, bodies sealed. Each write is one
+// statement per table (`unnest` of arrays): atomic without a transaction on the shared client.
+// ---------------------------------------------------------------------------------------------
+
+const ARCHIVE_TABLES: &str = "CREATE TABLE IF NOT EXISTS archive_originals (
+    envelope TEXT PRIMARY KEY, at TEXT NOT NULL, sender TEXT NOT NULL, format TEXT NOT NULL,
+    mapping TEXT NOT NULL, outcome TEXT NOT NULL, kinds TEXT NOT NULL, subjects TEXT NOT NULL,
+    key_id TEXT NOT NULL, body BYTEA NOT NULL);
+CREATE INDEX IF NOT EXISTS archive_originals_at ON archive_originals(at);
+CREATE INDEX IF NOT EXISTS archive_originals_sender ON archive_originals(sender, at);
+CREATE TABLE IF NOT EXISTS archive_documents (
+    envelope TEXT NOT NULL, idx INTEGER NOT NULL, at TEXT NOT NULL, kind TEXT NOT NULL,
+    subject TEXT, mapping TEXT NOT NULL, key_id TEXT NOT NULL, body BYTEA NOT NULL,
+    PRIMARY KEY (envelope, idx));
+CREATE INDEX IF NOT EXISTS archive_documents_subject ON archive_documents(subject);
+CREATE INDEX IF NOT EXISTS archive_documents_at ON archive_documents(at);";
+
+const ARCHIVE_PUT_ORIGINALS: &str = "INSERT INTO archive_originals(envelope, at, sender, format,
+    mapping, outcome, kinds, subjects, key_id, body)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                         $7::text[], $8::text[], $9::text[], $10::bytea[])
+    ON CONFLICT (envelope) DO UPDATE SET at = excluded.at, sender = excluded.sender,
+        format = excluded.format, mapping = excluded.mapping, outcome = excluded.outcome,
+        kinds = excluded.kinds, subjects = excluded.subjects, key_id = excluded.key_id,
+        body = excluded.body";
+
+const ARCHIVE_PUT_DOCUMENTS: &str = "INSERT INTO archive_documents(envelope, idx, at, kind,
+    subject, mapping, key_id, body)
+    SELECT * FROM unnest($1::text[], $2::int4[], $3::text[], $4::text[], $5::text[], $6::text[],
+                         $7::text[], $8::bytea[])
+    ON CONFLICT (envelope, idx) DO UPDATE SET at = excluded.at, kind = excluded.kind,
+        subject = excluded.subject, mapping = excluded.mapping, key_id = excluded.key_id,
+        body = excluded.body";
+
+const ARCHIVED_ORIGINAL: &str = "SELECT envelope, at, sender, format, mapping, outcome, kinds,
+    subjects, key_id, body FROM archive_originals WHERE envelope = $1";
+
+const ARCHIVED_DOCUMENTS: &str = "SELECT envelope, idx, at, kind, subject, mapping, key_id, body
+    FROM archive_documents WHERE envelope = $1 ORDER BY idx";
+
+const ARCHIVE_SEARCH: &str =
+    "SELECT envelope, at, sender, format, mapping, outcome, kinds, subjects
+    FROM archive_originals o
+    WHERE ($1::text IS NULL OR o.envelope = $1)
+      AND ($2::text IS NULL OR o.sender = $2)
+      AND ($3::text IS NULL OR o.kinds LIKE $3 OR EXISTS (SELECT 1 FROM archive_documents d
+           WHERE d.envelope = o.envelope AND (',' || d.kind || ',') LIKE $3))
+      AND ($4::text IS NULL OR o.subjects LIKE '%,' || $4 || ',%' OR EXISTS (SELECT 1
+           FROM archive_documents d WHERE d.envelope = o.envelope AND d.subject = $4))
+      AND ($5::text IS NULL OR o.at >= $5)
+      AND ($6::text IS NULL OR o.at < $6)
+      AND ($7::text[] IS NULL OR o.envelope = ANY($7))
+    ORDER BY o.at DESC, o.envelope DESC LIMIT $8";
+
+const ARCHIVE_PRUNE_ORIGINALS: &str = "DELETE FROM archive_originals WHERE envelope IN
+    (SELECT envelope FROM archive_originals WHERE at < $1 LIMIT $2)";
+
+const ARCHIVE_PRUNE_DOCUMENTS: &str = "DELETE FROM archive_documents WHERE (envelope, idx) IN
+    (SELECT envelope, idx FROM archive_documents WHERE at < $1 LIMIT $2)";
+
+fn archived_row(r: &Row) -> Original {
+    Original {
+        envelope: r.get(0),
+        at: r.get(1),
+        sender: r.get(2),
+        format: r.get(3),
+        mapping: r.get(4),
+        outcome: r.get(5),
+        kinds: archive::split(r.get(6)),
+        subjects: archive::split(r.get(7)),
+    }
+}
+
+impl ArchiveStore for PostgresStore {
+    fn archive_put(&self, rows: &[archive::Row]) -> Result<(), StoreError> {
+        type Originals = (
+            Vec<String>,
+            Vec<String>,
+            Vec<String>,
+            Vec<String>,
+            Vec<String>,
+            Vec<String>,
+            Vec<String>,
+            Vec<String>,
+            Vec<String>,
+            Vec<Vec<u8>>,
+        );
+        let mut o: Originals = Default::default();
+        type Documents = (
+            Vec<String>,
+            Vec<i32>,
+            Vec<String>,
+            Vec<String>,
+            Vec<Option<String>>,
+            Vec<String>,
+            Vec<String>,
+            Vec<Vec<u8>>,
+        );
+        let mut d: Documents = Default::default();
+        for row in rows {
+            match row {
+                archive::Row::Original(m, s) => {
+                    o.0.push(m.envelope.clone());
+                    o.1.push(m.at.clone());
+                    o.2.push(m.sender.clone());
+                    o.3.push(m.format.clone());
+                    o.4.push(m.mapping.clone());
+                    o.5.push(m.outcome.clone());
+                    o.6.push(archive::joined(&m.kinds));
+                    o.7.push(archive::joined(&m.subjects));
+                    o.8.push(s.key_id.clone());
+                    o.9.push(s.bytes.clone());
+                }
+                archive::Row::Document(m, s) => {
+                    d.0.push(m.envelope.clone());
+                    d.1.push(i32::try_from(m.index).map_err(err)?);
+                    d.2.push(m.at.clone());
+                    d.3.push(m.kind.clone());
+                    d.4.push(m.subject.clone());
+                    d.5.push(m.mapping.clone());
+                    d.6.push(s.key_id.clone());
+                    d.7.push(s.bytes.clone());
+                }
+            }
+        }
+        self.with(|c| async move {
+            if !o.0.is_empty() {
+                c.execute(
+                    ARCHIVE_PUT_ORIGINALS,
+                    &[&o.0, &o.1, &o.2, &o.3, &o.4, &o.5, &o.6, &o.7, &o.8, &o.9],
+                )
+                .await?;
+            }
+            if !d.0.is_empty() {
+                c.execute(
+                    ARCHIVE_PUT_DOCUMENTS,
+                    &[&d.0, &d.1, &d.2, &d.3, &d.4, &d.5, &d.6, &d.7],
+                )
+                .await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn archived_original(&self, envelope: &str) -> Result<Option<(Original, Sealed)>, StoreError> {
+        let envelope = envelope.to_string();
+        self.with(|c| async move {
+            Ok(c.query_opt(ARCHIVED_ORIGINAL, &[&envelope])
+                .await?
+                .map(|r| {
+                    (
+                        archived_row(&r),
+                        Sealed {
+                            key_id: r.get(8),
+                            bytes: r.get(9),
+                        },
+                    )
+                }))
+        })
+    }
+
+    fn archived_documents(&self, envelope: &str) -> Result<Vec<(Document, Sealed)>, StoreError> {
+        let envelope = envelope.to_string();
+        let rows = self.with(|c| async move { c.query(ARCHIVED_DOCUMENTS, &[&envelope]).await })?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    Document {
+                        envelope: r.get(0),
+                        index: u32::try_from(r.get::<_, i32>(1)).map_err(err)?,
+                        at: r.get(2),
+                        kind: r.get(3),
+                        subject: r.get(4),
+                        mapping: r.get(5),
+                    },
+                    Sealed {
+                        key_id: r.get(6),
+                        bytes: r.get(7),
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    fn archive_search(&self, q: &Query) -> Result<Vec<Original>, StoreError> {
+        let kind = q.kind.as_deref().map(Query::kind_pattern);
+        let limit = i64::try_from(q.limit()).unwrap_or(i64::MAX);
+        let q = q.clone();
+        let rows = self.with(|c| async move {
+            c.query(
+                ARCHIVE_SEARCH,
+                &[
+                    &q.envelope,
+                    &q.sender,
+                    &kind,
+                    &q.subject,
+                    &q.since,
+                    &q.until,
+                    &q.among,
+                    &limit,
+                ],
+            )
+            .await
+        })?;
+        Ok(rows.iter().map(archived_row).collect())
+    }
+
+    fn archive_prune(&self, before: &str, at_most: usize) -> Result<usize, StoreError> {
+        let before = before.to_string();
+        let n = i64::try_from(at_most).unwrap_or(i64::MAX);
+        let gone = self.with(|c| async move {
+            let a = c.execute(ARCHIVE_PRUNE_ORIGINALS, &[&before, &n]).await?;
+            let b = c.execute(ARCHIVE_PRUNE_DOCUMENTS, &[&before, &n]).await?;
+            Ok(a + b)
+        })?;
+        Ok(usize::try_from(gone).unwrap_or(usize::MAX))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{Conn, connect, search_path};
@@ -880,6 +1106,25 @@ mod tests {
             })
         };
         super::super::processes::contract::holds(&store, &age);
+        admin
+            .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+            .await
+            .expect("drop the schema");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_archive_holds_its_contract() {
+        let base = "postgres://postgres@127.0.0.1:5432/test";
+        let schema = format!(
+            "kaigo_test_archive_{}",
+            crate::pipeline::clock::envelope_id().to_ascii_lowercase()
+        );
+        let admin = connect(base)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {base} is required for this test: {e}"));
+        let url = format!("{base}?options=-csearch_path%3D{schema}");
+        let store = super::PostgresStore::connect(&url).await.expect("store");
+        tokio::task::block_in_place(|| super::super::archive::check_contract(&store, "pg"));
         admin
             .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
             .await

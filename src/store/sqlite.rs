@@ -5,6 +5,7 @@
 //! permit: `decide` answers `Indeterminate` and the hop retries. The audit chains' checkpoints
 //! have a table of their own (`audit_checkpoints`, at the foot of this file).
 
+use super::archive::{self, ArchiveStore, Document, Original, Query, Row, Sealed};
 use super::processes::{ListedProcess, ProcessRecord, ProcessRegistry};
 use super::{
     Advance, AuditCheckpoints, Existing, Store, StoreError, StoredCheckpoint, apply_change,
@@ -92,6 +93,7 @@ impl SqliteStore {
         .map_err(err)?;
         conn.execute_batch(PROCESS_TABLES).map_err(err)?;
         conn.execute_batch(AUDIT_CHECKPOINTS).map_err(err)?;
+        conn.execute_batch(ARCHIVE_TABLES).map_err(err)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
         })
@@ -289,6 +291,10 @@ impl Store for SqliteStore {
 
     fn processes(&self) -> &dyn ProcessRegistry {
         self
+    }
+
+    fn archive(&self) -> Option<&dyn ArchiveStore> {
+        Some(self)
     }
 
     fn audit_checkpoints(&self) -> Option<&dyn AuditCheckpoints> {
@@ -510,6 +516,190 @@ impl AuditCheckpoints for SqliteStore {
         } else {
             Ok(Advance::Moved(self.checkpoint_of(&new.chain)?))
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The message archive (`archive.rs`): metadata in clear, bodies sealed.
+// ---------------------------------------------------------------------------------------------
+
+const ARCHIVE_TABLES: &str = "CREATE TABLE IF NOT EXISTS archive_originals (
+    envelope TEXT PRIMARY KEY, at TEXT NOT NULL, sender TEXT NOT NULL, format TEXT NOT NULL,
+    mapping TEXT NOT NULL, outcome TEXT NOT NULL, kinds TEXT NOT NULL, subjects TEXT NOT NULL,
+    key_id TEXT NOT NULL, body BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS archive_originals_at ON archive_originals(at);
+CREATE INDEX IF NOT EXISTS archive_originals_sender ON archive_originals(sender, at);
+CREATE TABLE IF NOT EXISTS archive_documents (
+    envelope TEXT NOT NULL, idx INTEGER NOT NULL, at TEXT NOT NULL, kind TEXT NOT NULL,
+    subject TEXT, mapping TEXT NOT NULL, key_id TEXT NOT NULL, body BLOB NOT NULL,
+    PRIMARY KEY (envelope, idx));
+CREATE INDEX IF NOT EXISTS archive_documents_subject ON archive_documents(subject);
+CREATE INDEX IF NOT EXISTS archive_documents_at ON archive_documents(at);";
+
+const ARCHIVE_SEARCH: &str =
+    "SELECT envelope, at, sender, format, mapping, outcome, kinds, subjects
+    FROM archive_originals o
+    WHERE (?1 IS NULL OR o.envelope = ?1)
+      AND (?2 IS NULL OR o.sender = ?2)
+      AND (?3 IS NULL OR o.kinds LIKE ?3 OR EXISTS (SELECT 1 FROM archive_documents d
+           WHERE d.envelope = o.envelope AND (',' || d.kind || ',') LIKE ?3))
+      AND (?4 IS NULL OR o.subjects LIKE '%,' || ?4 || ',%' OR EXISTS (SELECT 1
+           FROM archive_documents d WHERE d.envelope = o.envelope AND d.subject = ?4))
+      AND (?5 IS NULL OR o.at >= ?5)
+      AND (?6 IS NULL OR o.at < ?6)
+      AND (?7 IS NULL OR o.envelope IN (SELECT value FROM json_each(?7)))
+    ORDER BY o.at DESC, o.envelope DESC LIMIT ?8";
+
+fn original_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Original> {
+    Ok(Original {
+        envelope: r.get(0)?,
+        at: r.get(1)?,
+        sender: r.get(2)?,
+        format: r.get(3)?,
+        mapping: r.get(4)?,
+        outcome: r.get(5)?,
+        kinds: archive::split(&r.get::<_, String>(6)?),
+        subjects: archive::split(&r.get::<_, String>(7)?),
+    })
+}
+
+impl ArchiveStore for SqliteStore {
+    fn archive_put(&self, rows: &[Row]) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction().map_err(err)?;
+        for row in rows {
+            match row {
+                Row::Original(o, sealed) => tx
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO archive_originals(envelope, at, sender, format,
+                         mapping, outcome, kinds, subjects, key_id, body)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    )
+                    .and_then(|mut st| {
+                        st.execute(params![
+                            o.envelope,
+                            o.at,
+                            o.sender,
+                            o.format,
+                            o.mapping,
+                            o.outcome,
+                            archive::joined(&o.kinds),
+                            archive::joined(&o.subjects),
+                            sealed.key_id,
+                            sealed.bytes
+                        ])
+                    }),
+                Row::Document(d, sealed) => tx
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO archive_documents(envelope, idx, at, kind,
+                         subject, mapping, key_id, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    )
+                    .and_then(|mut st| {
+                        st.execute(params![
+                            d.envelope,
+                            d.index,
+                            d.at,
+                            d.kind,
+                            d.subject,
+                            d.mapping,
+                            sealed.key_id,
+                            sealed.bytes
+                        ])
+                    }),
+            }
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
+    fn archived_original(&self, envelope: &str) -> Result<Option<(Original, Sealed)>, StoreError> {
+        let conn = self.conn()?;
+        conn.query_row(
+            "SELECT envelope, at, sender, format, mapping, outcome, kinds, subjects, key_id, body
+             FROM archive_originals WHERE envelope = ?1",
+            [envelope],
+            |r| {
+                Ok((
+                    original_row(r)?,
+                    Sealed {
+                        key_id: r.get(8)?,
+                        bytes: r.get(9)?,
+                    },
+                ))
+            },
+        )
+        .optional()
+        .map_err(err)
+    }
+
+    fn archived_documents(&self, envelope: &str) -> Result<Vec<(Document, Sealed)>, StoreError> {
+        let conn = self.conn()?;
+        let mut st = conn
+            .prepare_cached(
+                "SELECT envelope, idx, at, kind, subject, mapping, key_id, body
+                 FROM archive_documents WHERE envelope = ?1 ORDER BY idx",
+            )
+            .map_err(err)?;
+        st.query_map([envelope], |r| {
+            Ok((
+                Document {
+                    envelope: r.get(0)?,
+                    index: r.get(1)?,
+                    at: r.get(2)?,
+                    kind: r.get(3)?,
+                    subject: r.get(4)?,
+                    mapping: r.get(5)?,
+                },
+                Sealed {
+                    key_id: r.get(6)?,
+                    bytes: r.get(7)?,
+                },
+            ))
+        })
+        .map_err(err)?
+        .collect::<Result<_, _>>()
+        .map_err(err)
+    }
+
+    fn archive_search(&self, q: &Query) -> Result<Vec<Original>, StoreError> {
+        let among = q
+            .among
+            .as_ref()
+            .map(|a| serde_json::to_string(a).map_err(err))
+            .transpose()?;
+        let kind = q.kind.as_deref().map(Query::kind_pattern);
+        let limit = i64::try_from(q.limit()).unwrap_or(i64::MAX);
+        let conn = self.conn()?;
+        let mut st = conn.prepare_cached(ARCHIVE_SEARCH).map_err(err)?;
+        st.query_map(
+            params![
+                q.envelope, q.sender, kind, q.subject, q.since, q.until, among, limit
+            ],
+            original_row,
+        )
+        .map_err(err)?
+        .collect::<Result<_, _>>()
+        .map_err(err)
+    }
+
+    fn archive_prune(&self, before: &str, at_most: usize) -> Result<usize, StoreError> {
+        let n = i64::try_from(at_most).unwrap_or(i64::MAX);
+        let conn = self.conn()?;
+        let originals = conn
+            .execute(
+                "DELETE FROM archive_originals WHERE envelope IN (SELECT envelope
+                 FROM archive_originals WHERE at < ?1 LIMIT ?2)",
+                params![before, n],
+            )
+            .map_err(err)?;
+        let documents = conn
+            .execute(
+                "DELETE FROM archive_documents WHERE rowid IN (SELECT rowid
+                 FROM archive_documents WHERE at < ?1 LIMIT ?2)",
+                params![before, n],
+            )
+            .map_err(err)?;
+        Ok(originals + documents)
     }
 }
 

@@ -9,6 +9,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod browser;
+pub mod console_http;
 pub mod pki;
 
 use kaigo_hub::bus::{Bus, Consumer, Props};
