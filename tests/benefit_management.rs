@@ -68,6 +68,14 @@ async fn a_care_managers_file_delivers_each_consented_sheet(s: Scratch) {
             "claims-insurer",
             Grantee::Party(MUNICIPALITY.parse().expect("id")),
         ),
+        (
+            "claims-fhir",
+            Grantee::Party(FHIR_RECIPIENT.parse().expect("id")),
+        ),
+        (
+            "claims-csv",
+            Grantee::Party(CSV_RECIPIENT.parse().expect("id")),
+        ),
     ] {
         grant(&hub, id, CONSENTED, grantee, &[Category::Claims]).await;
     }
@@ -88,6 +96,20 @@ async fn a_care_managers_file_delivers_each_consented_sheet(s: Scratch) {
     let name = format!("{envelope}-0.json");
     let (_, body) = wait_for_file(&out, "the delivered sheet", |n| n == name).await;
     assert_eq!(json(&body), want[0]);
+    // The same sheet as FHIR and as a whole 821 file of its own, each exactly what
+    // `translate --to` makes of it.
+    let fhir = s.out_dir(FHIR_RECIPIENT);
+    let (_, body) = wait_for_file(&fhir, "the sheet as FHIR", |n| n == name).await;
+    assert_eq!(json(&body), json(&translated_alone(&s, &want[0], "fhir")));
+    let csv_name = format!("{envelope}-0.csv");
+    let csv = s.out_dir(CSV_RECIPIENT);
+    let (_, body) = wait_for_file(&csv, "the sheet as claims CSV", |n| n == csv_name).await;
+    assert_eq!(
+        body,
+        translated_alone(&s, &want[0], "csv"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
     let kept = quarantine
         .wait("the second person's sheet", |m| !m.is_empty())
         .await;
@@ -99,7 +121,9 @@ async fn a_care_managers_file_delivers_each_consented_sheet(s: Scratch) {
     let silent = hub.subject_hash(&subject(SILENT));
     assert_eq!(kept[0].header(h::SUBJECT), Some(silent.as_str()));
     tokio::time::sleep(QUIET).await;
-    assert_eq!(files(&out).len(), 1, "the held-back sheet is not delivered");
+    for dir in [&out, &s.out_dir(FHIR_RECIPIENT), &s.out_dir(CSV_RECIPIENT)] {
+        assert_eq!(files(dir).len(), 1, "the held-back sheet is not delivered");
+    }
     assert!(
         files(&s.out_dir(CARE_MANAGER)).is_empty(),
         "the sender does not subscribe"
@@ -120,7 +144,8 @@ async fn a_care_managers_file_delivers_each_consented_sheet(s: Scratch) {
     assert!(count("consent", "permit", &consented) >= 2, "{events:#?}");
     assert!(count("consent", "deny", &silent) >= 1, "{events:#?}");
     assert_eq!(count("consent", "permit", &silent), 0, "{events:#?}");
-    assert_eq!(count("deliver", "delivered", &consented), 1, "{events:#?}");
+    // One delivery per recipient: canonical, FHIR, CSV.
+    assert_eq!(count("deliver", "delivered", &consented), 3, "{events:#?}");
     let text = serde_json::to_string(&events).expect("JSON");
     for value in personal {
         assert!(!text.contains(value), "`{value}` in the audit trail");
@@ -130,13 +155,13 @@ async fn a_care_managers_file_delivers_each_consented_sheet(s: Scratch) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_care_managers_file_delivers_each_consented_sheet_in_memory() {
-    let s = Scratch::memory("benefit-mem", |p| p);
+    let s = Scratch::memory("benefit-mem", |p| also_receive(p, &[KIND]));
     a_care_managers_file_delivers_each_consented_sheet(s).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_care_managers_file_delivers_each_consented_sheet_on_rabbitmq() {
-    let s = Scratch::rabbit("benefit-rmq", |p| p);
+    let s = Scratch::rabbit("benefit-rmq", |p| also_receive(p, &[KIND]));
     a_care_managers_file_delivers_each_consented_sheet(s).await;
 }
 

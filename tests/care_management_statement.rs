@@ -96,6 +96,13 @@ fn the_goldens_add_up_as_the_spec_says() {
     assert_eq!(int(&services["public_claim"]), 0);
 }
 
+/// The shipped parties, with [`FHIR_RECIPIENT`] and [`CSV_RECIPIENT`] (two demo hospitals)
+/// receiving both kinds of the file in their format: with 131011's canonical JSON, the three
+/// formats of every document in one run.
+fn three_formats(parties: String) -> String {
+    also_receive(parties, &[KIND, "ClaimInvoice@1"])
+}
+
 async fn a_care_managers_claims_file_delivers_the_invoice_and_each_consented_statement(s: Scratch) {
     let running = s.start().await;
     let hub = running.hub.clone();
@@ -106,6 +113,14 @@ async fn a_care_managers_claims_file_delivers_the_invoice_and_each_consented_sta
         (
             "claims-insurer",
             Grantee::Party(MUNICIPALITY.parse().expect("id")),
+        ),
+        (
+            "claims-fhir",
+            Grantee::Party(FHIR_RECIPIENT.parse().expect("id")),
+        ),
+        (
+            "claims-csv",
+            Grantee::Party(CSV_RECIPIENT.parse().expect("id")),
         ),
     ] {
         grant(&hub, id, CONSENTED, grantee, &[Category::Claims]).await;
@@ -130,6 +145,24 @@ async fn a_care_managers_claims_file_delivers_the_invoice_and_each_consented_sta
         let name = format!("{envelope}-{i}.json");
         let (_, body) = wait_for_file(&out, "a delivered document", |n| n == name).await;
         assert_eq!(&json(&body), want, "document {i}");
+        // The same document as FHIR and as a whole claims file (its own control and end
+        // record), each exactly what `translate --to` makes of it.
+        let fhir = s.out_dir(FHIR_RECIPIENT);
+        let (_, body) = wait_for_file(&fhir, "a FHIR delivery", |n| n == name).await;
+        assert_eq!(
+            json(&body),
+            json(&translated_alone(&s, want, "fhir")),
+            "document {i} as FHIR"
+        );
+        let csv = s.out_dir(CSV_RECIPIENT);
+        let name = format!("{envelope}-{i}.csv");
+        let (_, body) = wait_for_file(&csv, "a claims CSV delivery", |n| n == name).await;
+        assert_eq!(
+            body,
+            translated_alone(&s, want, "csv"),
+            "document {i} as claims CSV:\n{}",
+            String::from_utf8_lossy(&body)
+        );
     }
     let kept = quarantine
         .wait("the second person's statement", |m| !m.is_empty())
@@ -142,11 +175,14 @@ async fn a_care_managers_claims_file_delivers_the_invoice_and_each_consented_sta
     let silent = hub.subject_hash(&subject(SILENT));
     assert_eq!(kept[0].header(h::SUBJECT), Some(silent.as_str()));
     tokio::time::sleep(QUIET).await;
-    assert_eq!(
-        files(&out).len(),
-        2,
-        "the held-back statement is not delivered"
-    );
+    for dir in [&out, &s.out_dir(FHIR_RECIPIENT), &s.out_dir(CSV_RECIPIENT)] {
+        assert_eq!(
+            files(dir).len(),
+            2,
+            "the held-back statement is not delivered ({})",
+            dir.display()
+        );
+    }
     assert!(
         files(&s.out_dir(CARE_MANAGER)).is_empty(),
         "the sender does not subscribe"
@@ -177,14 +213,15 @@ async fn a_care_managers_claims_file_delivers_the_invoice_and_each_consented_sta
         0,
         "{events:#?}"
     );
+    // One delivery per recipient: canonical, FHIR, CSV.
     assert_eq!(
         count("deliver", "delivered", KIND, Some(&consented)),
-        1,
+        3,
         "{events:#?}"
     );
     assert_eq!(
         count("deliver", "delivered", "ClaimInvoice@1", None),
-        1,
+        3,
         "{events:#?}"
     );
     let text = serde_json::to_string(&events).expect("JSON");
@@ -196,13 +233,13 @@ async fn a_care_managers_claims_file_delivers_the_invoice_and_each_consented_sta
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_care_managers_claims_file_delivers_each_consented_statement_in_memory() {
-    let s = Scratch::memory("care-mgmt-mem", |p| p);
+    let s = Scratch::memory("care-mgmt-mem", three_formats);
     a_care_managers_claims_file_delivers_the_invoice_and_each_consented_statement(s).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_care_managers_claims_file_delivers_each_consented_statement_on_rabbitmq() {
-    let s = Scratch::rabbit("care-mgmt-rmq", |p| p);
+    let s = Scratch::rabbit("care-mgmt-rmq", three_formats);
     a_care_managers_claims_file_delivers_the_invoice_and_each_consented_statement(s).await;
 }
 

@@ -153,6 +153,12 @@ fn add_up(stem: &str) -> Vec<(i64, i64)> {
     by_hand
 }
 
+/// The shipped parties, with [`FHIR_RECIPIENT`] and [`CSV_RECIPIENT`] receiving the 請求書 and
+/// the 明細書 in their format: with 131011's canonical JSON, every document in three formats.
+fn three_formats(parties: String) -> String {
+    also_receive(parties, &["ClaimInvoice@1", "ClaimStatement@1"])
+}
+
 async fn a_claims_file_delivers_the_invoice_and_each_consented_statement(s: Scratch) {
     let running = s.start().await;
     let hub = running.hub.clone();
@@ -163,6 +169,14 @@ async fn a_claims_file_delivers_the_invoice_and_each_consented_statement(s: Scra
         (
             "claims-insurer",
             Grantee::Party(MUNICIPALITY.parse().expect("id")),
+        ),
+        (
+            "claims-fhir",
+            Grantee::Party(FHIR_RECIPIENT.parse().expect("id")),
+        ),
+        (
+            "claims-csv",
+            Grantee::Party(CSV_RECIPIENT.parse().expect("id")),
         ),
     ] {
         grant(&hub, id, CONSENTED, grantee, &[Category::Claims]).await;
@@ -187,6 +201,24 @@ async fn a_claims_file_delivers_the_invoice_and_each_consented_statement(s: Scra
         let name = format!("{envelope}-{i}.json");
         let (_, body) = wait_for_file(&out, "a delivered document", |n| n == name).await;
         assert_eq!(&json(&body), want, "document {i}");
+        // The same document as FHIR and as a whole claims file of its own, each exactly what
+        // `translate --to` makes of it.
+        let fhir = s.out_dir(FHIR_RECIPIENT);
+        let (_, body) = wait_for_file(&fhir, "a FHIR delivery", |n| n == name).await;
+        assert_eq!(
+            json(&body),
+            json(&translated_alone(&s, want, "fhir")),
+            "document {i} as FHIR"
+        );
+        let csv = s.out_dir(CSV_RECIPIENT);
+        let name = format!("{envelope}-{i}.csv");
+        let (_, body) = wait_for_file(&csv, "a claims CSV delivery", |n| n == name).await;
+        assert_eq!(
+            body,
+            translated_alone(&s, want, "csv"),
+            "document {i} as claims CSV:\n{}",
+            String::from_utf8_lossy(&body)
+        );
     }
     let kept = quarantine
         .wait("the second person's statement", |m| !m.is_empty())
@@ -199,11 +231,14 @@ async fn a_claims_file_delivers_the_invoice_and_each_consented_statement(s: Scra
     let silent = hub.subject_hash(&subject(SILENT));
     assert_eq!(kept[0].header(h::SUBJECT), Some(silent.as_str()));
     tokio::time::sleep(QUIET).await;
-    assert_eq!(
-        files(&out).len(),
-        2,
-        "the held-back statement is not delivered"
-    );
+    for dir in [&out, &s.out_dir(FHIR_RECIPIENT), &s.out_dir(CSV_RECIPIENT)] {
+        assert_eq!(
+            files(dir).len(),
+            2,
+            "the held-back statement is not delivered ({})",
+            dir.display()
+        );
+    }
     assert!(
         files(&s.out_dir(CARE_MANAGER)).is_empty(),
         "nobody else subscribes"
@@ -235,14 +270,15 @@ async fn a_claims_file_delivers_the_invoice_and_each_consented_statement(s: Scra
         0,
         "{events:#?}"
     );
+    // One delivery per recipient: canonical, FHIR, CSV.
     assert_eq!(
         count("deliver", "delivered", statement, Some(&consented)),
-        1,
+        3,
         "{events:#?}"
     );
     assert_eq!(
         count("deliver", "delivered", "ClaimInvoice@1", None),
-        1,
+        3,
         "{events:#?}"
     );
     let invoice_events: Vec<&Value> = events
@@ -264,13 +300,13 @@ async fn a_claims_file_delivers_the_invoice_and_each_consented_statement(s: Scra
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_claims_file_delivers_the_invoice_and_each_consented_statement_in_memory() {
-    let s = Scratch::memory("statement-mem", |p| p);
+    let s = Scratch::memory("statement-mem", three_formats);
     a_claims_file_delivers_the_invoice_and_each_consented_statement(s).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_claims_file_delivers_the_invoice_and_each_consented_statement_on_rabbitmq() {
-    let s = Scratch::rabbit("statement-rmq", |p| p);
+    let s = Scratch::rabbit("statement-rmq", three_formats);
     a_claims_file_delivers_the_invoice_and_each_consented_statement(s).await;
 }
 

@@ -68,7 +68,7 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn the_shipped_claims_files_come_back_byte_for_byte() {
-    for name in ["d0711a.csv", "d0711c.csv", "d0821a.csv"] {
+    for name in ["d0711a.csv", "d0711c.csv", "d0812a.csv", "d0821a.csv"] {
         let bytes = sample(name);
         let docs = translate(&bytes, Some(name)).expect("the sample reads");
         let out = render_csv(&docs).unwrap_or_else(|e| panic!("{name}: {}", e.for_sender()));
@@ -213,6 +213,14 @@ fn control() -> Value {
     json!({ "medium": "1", "processing_month": "2025-11", "control_number": "0" })
 }
 
+/// The same, with the データ種別 the 請求書 and 明細書 readers keep (`711`, or `812` for QKAN's
+/// file of 様式第七 only).
+fn claims_control(data_type: &str) -> Value {
+    let mut c = control();
+    c["data_type"] = json!(data_type);
+    c
+}
+
 fn amount() -> impl Strategy<Value = i64> {
     0i64..5_000_000
 }
@@ -254,7 +262,7 @@ fn invoice() -> impl Strategy<Value = Value> {
                 "claim_class": class,
                 "services": { "count": s[0], "units": s[1], "total_cost": s[2],
                               "insurance_claim": s[3], "public_claim": s[4], "user_share": s[5] },
-                "file": control(), "source": { "sender": "0300000005" }
+                "file": claims_control("711"), "source": { "sender": "0300000005" }
             });
             if let Some(r) = resident {
                 d["specified_resident"] = json!({ "count": r[0], "days": r[1], "total_cost": r[2],
@@ -412,7 +420,7 @@ fn statement(insured: String) -> impl Strategy<Value = Value> {
                     "subject": { "insurer_number": "131011", "insured_number": insured },
                     "card_insurer_number": "00131011", "basic": basic,
                     "details": details, "totals": totals,
-                    "file": control(), "source": { "sender": "0300000005" }
+                    "file": claims_control("711"), "source": { "sender": "0300000005" }
                 });
                 if !specified.is_empty() {
                     d["specified_resident"] = Value::Array(specified);
@@ -423,6 +431,80 @@ fn statement(insured: String) -> impl Strategy<Value = Value> {
                     put(&mut r, "remarks", remarks.map(Value::from));
                     d["reductions"] = json!([r]);
                 }
+                d
+            },
+        )
+}
+
+/// A 様式第七 / 第七の二 明細書 (claims-csv §6): one to four lines, the last numbered `99` with
+/// the totals: サービス単位数合計 the sum of the lines, 請求金額 ⌊合計 × 単価⌋.
+fn care_management(insured: String, data_type: &'static str) -> impl Strategy<Value = Value> {
+    (
+        (
+            prop_oneof![Just("8124"), Just("8125")],
+            "[1-5]",
+            month(),
+            prop_oneof![Just("131011"), Just("00131011")],
+            prop_oneof![Just(1000i64), Just(1040), Just(1090), Just(1140)],
+            proptest::option::of(("[0-9]{8}", proptest::option::of("[0-9]{7}"))),
+        ),
+        (
+            day(),
+            prop_oneof![Just("male"), Just("female")],
+            prop_oneof![Just("12"), Just("13"), Just("21"), Just("22"), Just("25")],
+            proptest::option::of(day()),
+        ),
+        proptest::collection::vec(
+            (
+                "[0-9A-Z]{6}",
+                proptest::option::of(0i64..5000),
+                proptest::option::of(0i64..10),
+                0i64..5000,
+                proptest::option::of("[0-9]{8}"),
+                proptest::option::of(remark()),
+            ),
+            1..5,
+        ),
+    )
+        .prop_map(
+            move |((form, class, m, card, price, public), (birth, sex, level, notified), lines)| {
+                let n = lines.len();
+                let lines: Vec<Value> = lines
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (code, value, count, units, manager, remarks))| {
+                        let no = if i + 1 == n {
+                            "99".to_string()
+                        } else {
+                            format!("{:02}", i + 1)
+                        };
+                        let mut l = json!({ "line": no, "service_code": code, "units": units });
+                        put(&mut l, "unit_value", value.map(Value::from));
+                        put(&mut l, "count", count.map(Value::from));
+                        put(&mut l, "care_manager", manager.map(Value::from));
+                        put(&mut l, "remarks", remarks.map(Value::from));
+                        l
+                    })
+                    .collect();
+                let units: i64 = lines.iter().map(|l| l["units"].as_i64().unwrap_or(0)).sum();
+                let mut d = json!({
+                    "document": "CareManagementStatement@1", "form": form,
+                    "provider_number": "0300000100", "provider_class": class, "service_month": m,
+                    "subject": { "insurer_number": "131011", "insured_number": insured },
+                    "card_insurer_number": card,
+                    "unit_price": format!("{}.{:02}", price / 100, price % 100),
+                    "birth_date": birth, "sex": sex, "care_level": level,
+                    "certified_from": "2025-04-01", "certified_to": "2026-03-31",
+                    "lines": lines,
+                    "total": { "units": units, "claim": units * price / 100 },
+                    "file": claims_control(data_type), "source": { "sender": "0300000100" }
+                });
+                if let Some((payer, recipient)) = public {
+                    let mut p = json!({ "payer_number": payer });
+                    put(&mut p, "recipient_number", recipient.map(Value::from));
+                    d["public"] = p;
+                }
+                put(&mut d, "plan_notified_on", notified.map(Value::from));
                 d
             },
         )
@@ -501,6 +583,33 @@ fn claims_file() -> impl Strategy<Value = Vec<Value>> {
             invoices.extend(statements);
             invoices
         })
+}
+
+/// A care manager's file: its 請求書 (none to two) and one to three 様式第七 明細書, under
+/// データ種別 `812` (QKAN's file of 様式第七 only) or `711`.
+fn care_management_file() -> impl Strategy<Value = Vec<Value>> {
+    prop_oneof![Just("812"), Just("711")].prop_flat_map(|data_type| {
+        (
+            proptest::collection::vec(invoice(), 0..3),
+            (1usize..4).prop_flat_map(move |n| {
+                (0..n)
+                    .map(|i| care_management(insured(i), data_type))
+                    .collect::<Vec<_>>()
+            }),
+        )
+            .prop_map(move |(invoices, mut docs)| {
+                // translate gives the 明細書 (claims-care-management-statement.yaml) before the
+                // 請求書 (claims-invoice.yaml); the writer puts the 請求書 first (`file.order`).
+                // The care manager's 請求書: its office, its file's データ種別.
+                docs.extend(invoices.into_iter().map(|mut d| {
+                    d["provider_number"] = json!("0300000100");
+                    d["source"] = json!({ "sender": "0300000100" });
+                    d["file"] = claims_control(data_type);
+                    d
+                }));
+                docs
+            })
+    })
 }
 
 fn benefit_file() -> impl Strategy<Value = Vec<Value>> {
@@ -595,6 +704,11 @@ fn round_trips(what: &str, files: impl Strategy<Value = Vec<Value>>) {
 #[test]
 fn any_claims_file_the_writer_makes_reads_back_to_the_same_documents() {
     round_trips("711 files (請求書 and 明細書)", claims_file());
+}
+
+#[test]
+fn any_care_management_file_the_writer_makes_reads_back_to_the_same_documents() {
+    round_trips("812 files (様式第七 明細書)", care_management_file());
 }
 
 #[test]

@@ -50,6 +50,12 @@ fn insurer_parties(text: String) -> String {
     edited
 }
 
+/// [`insurer_parties`], with [`FHIR_RECIPIENT`] and [`CSV_RECIPIENT`] receiving the change in
+/// their format: with the care manager's canonical JSON, each change in three formats.
+fn three_formats(text: String) -> String {
+    also_receive(insurer_parties(text), &["RecipientChange@1"])
+}
+
 /// The sample's documents as the golden file holds them.
 fn golden() -> Vec<Value> {
     match json(&sample("claims/10_531131011202510.recipient-change.json")) {
@@ -67,6 +73,10 @@ async fn an_insurers_5311_file_delivers_the_consented_and_keeps_the_other(s: Scr
         grant(&hub, &format!("rc-p{i}"), who, platform, &cert).await;
         let provider = Grantee::Kind(PartyKind::Provider);
         grant(&hub, &format!("rc-c{i}"), who, provider, &cert).await;
+        for (tag, party) in [("f", FHIR_RECIPIENT), ("v", CSV_RECIPIENT)] {
+            let grantee = Grantee::Party(party.parse().expect("id"));
+            grant(&hub, &format!("rc-{tag}{i}"), who, grantee, &cert).await;
+        }
     }
     let quarantine = Tap::subscribed(hub.bus.as_ref(), &hub.topology.quarantine()).await;
     let dead = Tap::subscribed(hub.bus.as_ref(), &hub.topology.dead()).await;
@@ -88,7 +98,27 @@ async fn an_insurers_5311_file_delivers_the_consented_and_keeps_the_other(s: Scr
     for index in [0, 2] {
         let name = format!("{envelope}-{index}.json");
         let (_, body) = wait_for_file(&out, "a consented person's change", |n| n == name).await;
-        assert_eq!(json(&body), golden()[index], "document {}", index + 1);
+        let want = &golden()[index];
+        assert_eq!(&json(&body), want, "document {}", index + 1);
+        // The same change as FHIR and as a whole 531 file of its own, each exactly what
+        // `translate --to` makes of it.
+        let fhir = s.out_dir(FHIR_RECIPIENT);
+        let (_, body) = wait_for_file(&fhir, "a FHIR delivery", |n| n == name).await;
+        assert_eq!(
+            json(&body),
+            json(&translated_alone(&s, want, "fhir")),
+            "document {} as FHIR",
+            index + 1
+        );
+        let csv = s.out_dir(CSV_RECIPIENT);
+        let name = format!("{envelope}-{index}.csv");
+        let (_, body) = wait_for_file(&csv, "a 531 CSV delivery", |n| n == name).await;
+        assert_eq!(
+            body,
+            translated_alone(&s, want, "csv"),
+            "document {} as a 531 file",
+            index + 1
+        );
     }
     let kept = quarantine
         .wait("person 2's change", |m| !m.is_empty())
@@ -103,7 +133,9 @@ async fn an_insurers_5311_file_delivers_the_consented_and_keeps_the_other(s: Scr
     assert_eq!(kept[0].header(h::SUBJECT), Some(person_2.as_str()));
     assert_eq!(json(&kept[0].body), golden()[1], "kept as its document");
     tokio::time::sleep(QUIET).await;
-    assert_eq!(files(&out).len(), 2, "person 2's change is not delivered");
+    for dir in [&out, &s.out_dir(FHIR_RECIPIENT), &s.out_dir(CSV_RECIPIENT)] {
+        assert_eq!(files(dir).len(), 2, "person 2's change is not delivered");
+    }
     assert!(
         files(&s.out_dir(MUNICIPALITY)).is_empty(),
         "not to its sender"
@@ -128,8 +160,10 @@ async fn an_insurers_5311_file_delivers_the_consented_and_keeps_the_other(s: Scr
     for who in [PEOPLE[0], PEOPLE[2]].map(|p| hub.subject_hash(&subject(p))) {
         assert_eq!(count("ingress", "accepted", &who, None), 1, "{events:#?}");
         assert_eq!(count("translate", "accepted", &who, None), 1, "{events:#?}");
-        let cm = Some(CARE_MANAGER);
-        assert_eq!(count("deliver", "delivered", &who, cm), 1, "{events:#?}");
+        for party in [CARE_MANAGER, FHIR_RECIPIENT, CSV_RECIPIENT] {
+            let to = Some(party);
+            assert_eq!(count("deliver", "delivered", &who, to), 1, "{events:#?}");
+        }
     }
     assert_eq!(count("ingress", "rejected", &person_2, None), 1);
     assert_eq!(count("translate", "quarantined", &person_2, None), 1);
@@ -143,13 +177,13 @@ async fn an_insurers_5311_file_delivers_the_consented_and_keeps_the_other(s: Scr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_insurers_5311_file_delivers_the_consented_and_keeps_the_other_in_memory() {
-    let s = Scratch::memory("rc-mem", insurer_parties);
+    let s = Scratch::memory("rc-mem", three_formats);
     an_insurers_5311_file_delivers_the_consented_and_keeps_the_other(s).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_insurers_5311_file_delivers_the_consented_and_keeps_the_other_on_rabbitmq() {
-    let s = Scratch::rabbit("rc-rmq", insurer_parties);
+    let s = Scratch::rabbit("rc-rmq", three_formats);
     an_insurers_5311_file_delivers_the_consented_and_keeps_the_other(s).await;
 }
 

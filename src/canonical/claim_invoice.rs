@@ -121,6 +121,11 @@ pub struct ClaimFile {
     pub processing_month: String,
     /// ファイル管理番号 — as written (`0` from QKAN).
     pub control_number: String,
+    /// データ種別 — as written (`711` for a 請求書 and 明細書 file, `812` for QKAN's file of
+    /// 様式第七 only), so that the file is written back with the same control record; absent,
+    /// the writer of claims-711-csv uses `711`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_type: Option<String>,
 }
 
 code_list! {

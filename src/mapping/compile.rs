@@ -708,6 +708,7 @@ impl<'f> Compiler<'f> {
             tail_width: widest(&tail).max(ctx.record_number),
             head,
             tail,
+            order: f.value.order.clone(),
             loc: self.loc(f),
         })
     }

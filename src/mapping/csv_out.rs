@@ -32,9 +32,11 @@ struct File<'m> {
     /// `file.group_by` values; `None` for a mapping without a frame (all such documents share
     /// one file, as they always have).
     key: Option<Vec<Option<String>>>,
-    first: Option<Value>,
+    /// The first document in written order, and its place in `file.order`.
+    first: Option<(usize, Value)>,
     documents: usize,
-    records: Vec<Vec<String>>,
+    /// Each document's records, with its kind's place in `file.order` (the write order).
+    records: Vec<(usize, Vec<Vec<String>>)>,
 }
 
 impl<'m> Files<'m> {
@@ -48,6 +50,7 @@ impl<'m> Files<'m> {
     ) -> Result<(), TranslateError> {
         let tree = Tree::Json(doc);
         let key = m.file.as_ref().map(|f| group_key(f, &tree));
+        let rank = m.file.as_ref().map_or(0, |f| rank(f, &tree));
         let mut records = Vec::new();
         {
             let outs = run::run_out(m, &tree, meta)?;
@@ -76,12 +79,12 @@ impl<'m> Files<'m> {
             }
         };
         file.documents += 1;
-        file.records.append(&mut records);
-        if file.first.is_none()
+        file.records.push((rank, records));
+        if file.first.as_ref().is_none_or(|(r, _)| rank < *r)
             && m.file.is_some()
             && let Tree::Json(v) = tree
         {
-            file.first = Some(v);
+            file.first = Some((rank, v));
         }
         Ok(())
     }
@@ -107,11 +110,12 @@ impl File<'_> {
         let mut w = CsvWriter::new(b',', t.line_ending);
         let mut n = 0usize;
         let frame = match (&self.mapping.file, self.first) {
-            (Some(frame), Some(first)) => Some((frame, Tree::Json(first))),
+            (Some(frame), Some((_, first))) => Some((frame, Tree::Json(first))),
             _ => None,
         };
         let mut meta = metadata(self.mapping, None).unwrap_or_default();
-        meta.set("$file.records", self.records.len().to_string());
+        let count: usize = self.records.iter().map(|(_, r)| r.len()).sum();
+        meta.set("$file.records", count.to_string());
         meta.set("$file.documents", self.documents.to_string());
         let frame_record = |steps: &[plan::Step], width: usize, tree: &Tree| {
             let out = run::run_record(self.mapping, steps, tree, &meta)?;
@@ -123,7 +127,9 @@ impl File<'_> {
             let fields = frame_record(&head.head, head.head_width, tree)?;
             emit(&mut w, t, fields, false, &mut n)?;
         }
-        for fields in self.records {
+        let mut records = self.records;
+        records.sort_by_key(|(rank, _)| *rank); // stable: each kind in the order it came
+        for fields in records.into_iter().flat_map(|(_, r)| r) {
             emit(&mut w, t, fields, true, &mut n)?;
         }
         if let Some((f, tree)) = &frame {
@@ -136,6 +142,16 @@ impl File<'_> {
             Ok(charset::encode(&w.finish(), t.charset, "CSV output")?)
         }
     }
+}
+
+/// A document's place in `file.order`: the index of its kind, unlisted kinds after them all.
+fn rank(f: &FileFrame, tree: &Tree) -> usize {
+    let kind = match tree {
+        Tree::Json(doc) => doc.get("document").and_then(Value::as_str),
+        _ => None,
+    };
+    kind.and_then(|k| f.order.iter().position(|o| o == k))
+        .unwrap_or(f.order.len())
 }
 
 /// The values of `file.group_by` in a document.

@@ -173,6 +173,8 @@ pub struct FileFrame {
     pub tail: Vec<Step>,
     /// Width of the tail record.
     pub tail_width: usize,
+    /// `file.order`: document kinds in the order their records are written.
+    pub order: Vec<String>,
     /// Where `file:` was written.
     pub loc: Loc,
 }

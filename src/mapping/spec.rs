@@ -136,6 +136,11 @@ pub struct FileSpec {
     /// The record written after them, read like `head`.
     #[serde(default)]
     pub tail: Pairs<Spanned<RuleSpec>>,
+    /// Document kinds (`ClaimInvoice@1` …) in the order their records are written: a file's
+    /// documents of the first kind, then of the second …, each kind in the order it came; kinds
+    /// not listed after. Empty: the order the documents came.
+    #[serde(default)]
+    pub order: Vec<String>,
 }
 
 impl<'de> Deserialize<'de> for TargetSpec {

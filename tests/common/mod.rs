@@ -818,3 +818,57 @@ pub fn audit_events(s: &Scratch) -> Vec<serde_json::Value> {
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
 }
+
+/// The recipient (a demo hospital, given an out dir) that a test adds to take documents as FHIR.
+pub const FHIR_RECIPIENT: &str = "1311234567";
+/// The recipient (the other demo hospital) that a test adds to take documents as CSV.
+pub const CSV_RECIPIENT: &str = "2710000015";
+
+/// The derived parties text with [`FHIR_RECIPIENT`] receiving `kinds` as `fhir` and
+/// [`CSV_RECIPIENT`] as `csv`, each into an out dir beside 131011's (`Scratch::out_dir`): with a
+/// canonical subscriber, one run delivers each document in all three formats.
+pub fn also_receive(parties: String, kinds: &[&str]) -> String {
+    let marker = "/out/131011 }";
+    let at = parties.find(marker).expect("131011 delivers into a dir");
+    let start = parties[..at].rfind("dir: ").expect("dir") + "dir: ".len();
+    let out = parties[start..at].to_string();
+    let mut p = parties;
+    for (party, format) in [(FHIR_RECIPIENT, "fhir"), (CSV_RECIPIENT, "csv")] {
+        let peers = p
+            .find(&format!("id: \"{party}\""))
+            .and_then(|i| p[i..].find("mllp_peers:").map(|j| i + j))
+            .expect("the demo hospital");
+        let eol = peers + p[peers..].find('\n').expect("line");
+        let mut add = String::from("\n    receives:");
+        for kind in kinds {
+            add.push_str(&format!(
+                "\n      - {{ document: {kind}, format: {format} }}"
+            ));
+        }
+        add.push_str(&format!("\n    delivery: {{ dir: {out}/out/{party} }}"));
+        p.insert_str(eol, &add);
+    }
+    p
+}
+
+/// `kaigo-hub translate DOC.json --to FORMAT` of one canonical document alone, with the scratch
+/// world's configuration (so FHIR ids are keyed with the hub's subject key): what a recipient
+/// in that format must receive of it.
+pub fn translated_alone(s: &Scratch, doc: &serde_json::Value, to: &str) -> Vec<u8> {
+    let file = s.dir.join("document.json");
+    std::fs::write(&file, serde_json::to_vec(doc).expect("JSON")).expect("written");
+    let config = config_file(s, &s.config());
+    let path = file.display().to_string();
+    let mappings = repo().join("mappings").display().to_string();
+    let o = kaigo(
+        s,
+        &config,
+        &["translate", &path, "--to", to, "--mappings", &mappings],
+    );
+    assert!(
+        o.status.success(),
+        "translate --to {to}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o.stdout
+}
