@@ -150,39 +150,11 @@ impl Trail {
         decision: Decision,
         reason: &str,
     ) -> Result<(), Failure> {
-        use kaigo_hub::pipeline::headers as h;
-        let subjects: Vec<kaigo_hub::audit::SubjectHash> = props
-            .header(h::SUBJECT)
-            .unwrap_or("")
-            .split(',')
-            .filter_map(|x| kaigo_hub::audit::SubjectHash::from_hex(x).ok())
-            .collect();
-        let one = |subject: Option<kaigo_hub::audit::SubjectHash>| {
-            move |d: AuditDraft| {
-                let mut d = d
-                    .envelope_id(envelope)
-                    .decision(decision)
-                    .reason(reason.to_string());
-                if let Some(p) = props.header(h::SOURCE) {
-                    d = d.party(p);
-                }
-                if let Some(doc) = props.header(h::DOCUMENT) {
-                    d = d.document(doc);
-                }
-                if let Some(c) = props.header(h::CATEGORY) {
-                    d = d.category(c);
-                }
-                match subject {
-                    Some(s) => d.subject(s),
-                    None => d,
-                }
-            }
-        };
-        if subjects.is_empty() {
-            return self.record_at(Hop::Replay, one(None));
-        }
-        for s in subjects {
-            self.record_at(Hop::Replay, one(Some(s)))?;
+        use kaigo_hub::pipeline::replay::{audit_event, parked_subjects};
+        for subject in parked_subjects(props) {
+            self.record_at(Hop::Replay, |d| {
+                audit_event(d, props, envelope, decision, reason, subject)
+            })?;
         }
         Ok(())
     }

@@ -17,9 +17,8 @@ use super::layout::escape;
 use super::roles::Action;
 use super::session::{Posted, Session};
 use super::{Console, ConsoleError};
-use crate::audit::{Decision, Hop, SubjectHash};
+use crate::audit::{Decision, Hop};
 use crate::bus::Props;
-use crate::pipeline::headers as h;
 use crate::pipeline::preview::{Answer, Preview, Would};
 use crate::pipeline::replay::{self, Parked, ParkedMessage, Selection, Step, Summary};
 use actix_web::{HttpResponse, web};
@@ -454,37 +453,9 @@ fn audit(
     decision: Decision,
     reason: &str,
 ) {
-    let subjects: Vec<SubjectHash> = props
-        .header(h::SUBJECT)
-        .unwrap_or("")
-        .split(',')
-        .filter_map(|x| SubjectHash::from_hex(x).ok())
-        .collect();
-    let one = |subject: Option<SubjectHash>| {
+    for subject in crate::pipeline::replay::parked_subjects(props) {
         console.audit(Hop::Replay, session, |d| {
-            let mut d = d
-                .envelope_id(envelope)
-                .decision(decision)
-                .reason(reason.to_string());
-            if let Some(p) = props.header(h::SOURCE) {
-                d = d.party(p);
-            }
-            if let Some(doc) = props.header(h::DOCUMENT) {
-                d = d.document(doc);
-            }
-            if let Some(c) = props.header(h::CATEGORY) {
-                d = d.category(c);
-            }
-            match subject {
-                Some(s) => d.subject(s),
-                None => d,
-            }
-        })
-    };
-    if subjects.is_empty() {
-        one(None);
-    }
-    for s in subjects {
-        one(Some(s));
+            crate::pipeline::replay::audit_event(d, props, envelope, decision, reason, subject)
+        });
     }
 }

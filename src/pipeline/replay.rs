@@ -34,6 +34,7 @@
 
 use super::admission;
 use super::headers as h;
+use crate::audit::{AuditDraft, Decision, SubjectHash};
 use crate::bus::{Bus, BusError, Delivery, Props, Topology};
 use std::time::Duration;
 
@@ -459,6 +460,53 @@ fn fresh(t: &Topology, d: &Delivery, to: Option<&[String]>) -> (String, Props) {
         t.ingress()
     };
     (exchange, props)
+}
+
+/// The people a parked message carries (`x-kaigo-subject`), each as the subject of one replay
+/// audit event; `[None]` (one event without a subject) when it carries none.
+pub fn parked_subjects(props: &Props) -> Vec<Option<SubjectHash>> {
+    let subjects: Vec<Option<SubjectHash>> = props
+        .header(h::SUBJECT)
+        .unwrap_or("")
+        .split(',')
+        .filter_map(|x| SubjectHash::from_hex(x).ok())
+        .map(Some)
+        .collect();
+    if subjects.is_empty() {
+        vec![None]
+    } else {
+        subjects
+    }
+}
+
+/// One replay audit event about a parked message, as every replayer (the command line, the
+/// console) records it: `d` (the actor's draft) with the envelope, the decision, the reason,
+/// `subject`, and from the parked copy's headers the source party, document kind and category.
+pub fn audit_event(
+    d: AuditDraft,
+    props: &Props,
+    envelope: &str,
+    decision: Decision,
+    reason: &str,
+    subject: Option<SubjectHash>,
+) -> AuditDraft {
+    let mut d = d
+        .envelope_id(envelope)
+        .decision(decision)
+        .reason(reason.to_string());
+    if let Some(p) = props.header(h::SOURCE) {
+        d = d.party(p);
+    }
+    if let Some(doc) = props.header(h::DOCUMENT) {
+        d = d.document(doc);
+    }
+    if let Some(c) = props.header(h::CATEGORY) {
+        d = d.category(c);
+    }
+    match subject {
+        Some(s) => d.subject(s),
+        None => d,
+    }
 }
 
 #[cfg(test)]
