@@ -13,7 +13,6 @@
 mod common;
 
 use common::*;
-use kaigo_hub::consent::{Category, Grantee, PartyKind};
 use kaigo_hub::pipeline::headers as h;
 use serde_json::Value;
 
@@ -62,23 +61,7 @@ async fn a_care_managers_file_delivers_each_consented_sheet(s: Scratch) {
     let hub = running.hub.clone();
     let quarantine = Tap::subscribed(hub.bus.as_ref(), &hub.topology.quarantine()).await;
     let dead = Tap::subscribed(hub.bus.as_ref(), &hub.topology.dead()).await;
-    for (id, grantee) in [
-        ("claims-platform", Grantee::Kind(PartyKind::Platform)),
-        (
-            "claims-insurer",
-            Grantee::Party(MUNICIPALITY.parse().expect("id")),
-        ),
-        (
-            "claims-fhir",
-            Grantee::Party(FHIR_RECIPIENT.parse().expect("id")),
-        ),
-        (
-            "claims-csv",
-            Grantee::Party(CSV_RECIPIENT.parse().expect("id")),
-        ),
-    ] {
-        grant(&hub, id, CONSENTED, grantee, &[Category::Claims]).await;
-    }
+    grant_claims_to_every_recipient(&hub, CONSENTED).await;
 
     let parts = [
         "outcome: accepted-in-part",
@@ -98,18 +81,7 @@ async fn a_care_managers_file_delivers_each_consented_sheet(s: Scratch) {
     assert_eq!(json(&body), want[0]);
     // The same sheet as FHIR and as a whole 821 file of its own, each exactly what
     // `translate --to` makes of it.
-    let fhir = s.out_dir(FHIR_RECIPIENT);
-    let (_, body) = wait_for_file(&fhir, "the sheet as FHIR", |n| n == name).await;
-    assert_eq!(json(&body), json(&translated_alone(&s, &want[0], "fhir")));
-    let csv_name = format!("{envelope}-0.csv");
-    let csv = s.out_dir(CSV_RECIPIENT);
-    let (_, body) = wait_for_file(&csv, "the sheet as claims CSV", |n| n == csv_name).await;
-    assert_eq!(
-        body,
-        translated_alone(&s, &want[0], "csv"),
-        "{}",
-        String::from_utf8_lossy(&body)
-    );
+    delivered_as_fhir_and_csv(&s, &envelope, 0, &want[0]).await;
     let kept = quarantine
         .wait("the second person's sheet", |m| !m.is_empty())
         .await;

@@ -15,7 +15,6 @@
 mod common;
 
 use common::*;
-use kaigo_hub::consent::{Category, Grantee, PartyKind};
 use kaigo_hub::pipeline::headers as h;
 use serde_json::Value;
 
@@ -164,23 +163,7 @@ async fn a_claims_file_delivers_the_invoice_and_each_consented_statement(s: Scra
     let hub = running.hub.clone();
     let quarantine = Tap::subscribed(hub.bus.as_ref(), &hub.topology.quarantine()).await;
     let dead = Tap::subscribed(hub.bus.as_ref(), &hub.topology.dead()).await;
-    for (id, grantee) in [
-        ("claims-platform", Grantee::Kind(PartyKind::Platform)),
-        (
-            "claims-insurer",
-            Grantee::Party(MUNICIPALITY.parse().expect("id")),
-        ),
-        (
-            "claims-fhir",
-            Grantee::Party(FHIR_RECIPIENT.parse().expect("id")),
-        ),
-        (
-            "claims-csv",
-            Grantee::Party(CSV_RECIPIENT.parse().expect("id")),
-        ),
-    ] {
-        grant(&hub, id, CONSENTED, grantee, &[Category::Claims]).await;
-    }
+    grant_claims_to_every_recipient(&hub, CONSENTED).await;
 
     let parts = [
         "outcome: accepted-in-part",
@@ -201,24 +184,9 @@ async fn a_claims_file_delivers_the_invoice_and_each_consented_statement(s: Scra
         let name = format!("{envelope}-{i}.json");
         let (_, body) = wait_for_file(&out, "a delivered document", |n| n == name).await;
         assert_eq!(&json(&body), want, "document {i}");
-        // The same document as FHIR and as a whole claims file of its own, each exactly what
-        // `translate --to` makes of it.
-        let fhir = s.out_dir(FHIR_RECIPIENT);
-        let (_, body) = wait_for_file(&fhir, "a FHIR delivery", |n| n == name).await;
-        assert_eq!(
-            json(&body),
-            json(&translated_alone(&s, want, "fhir")),
-            "document {i} as FHIR"
-        );
-        let csv = s.out_dir(CSV_RECIPIENT);
-        let name = format!("{envelope}-{i}.csv");
-        let (_, body) = wait_for_file(&csv, "a claims CSV delivery", |n| n == name).await;
-        assert_eq!(
-            body,
-            translated_alone(&s, want, "csv"),
-            "document {i} as claims CSV:\n{}",
-            String::from_utf8_lossy(&body)
-        );
+        // The same document as FHIR and as a whole claims file of its own (its own control
+        // and end record), each exactly what `translate --to` makes of it.
+        delivered_as_fhir_and_csv(&s, &envelope, i, want).await;
     }
     let kept = quarantine
         .wait("the second person's statement", |m| !m.is_empty())
@@ -328,15 +296,7 @@ async fn a_csv_recipient_receives_each_document_as_a_whole_claims_file() {
     });
     let running = s.start().await;
     let hub = running.hub.clone();
-    for (id, grantee) in [
-        ("claims-platform", Grantee::Kind(PartyKind::Platform)),
-        (
-            "claims-insurer",
-            Grantee::Party(MUNICIPALITY.parse().expect("id")),
-        ),
-    ] {
-        grant(&hub, id, CONSENTED, grantee, &[Category::Claims]).await;
-    }
+    grant_claims_to_every_recipient(&hub, CONSENTED).await;
     let text = String::from_utf8(sample("claims/d0711b.csv")).expect("ASCII sample");
     let lines: Vec<&str> = text.split_terminator("\r\n").collect();
     let control = |count: usize| format!("1,1,0,{count},711,0,000000,0300000005,00,1,202511,0\r\n");

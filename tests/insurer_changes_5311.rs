@@ -102,23 +102,7 @@ async fn an_insurers_5311_file_delivers_the_consented_and_keeps_the_other(s: Scr
         assert_eq!(&json(&body), want, "document {}", index + 1);
         // The same change as FHIR and as a whole 531 file of its own, each exactly what
         // `translate --to` makes of it.
-        let fhir = s.out_dir(FHIR_RECIPIENT);
-        let (_, body) = wait_for_file(&fhir, "a FHIR delivery", |n| n == name).await;
-        assert_eq!(
-            json(&body),
-            json(&translated_alone(&s, want, "fhir")),
-            "document {} as FHIR",
-            index + 1
-        );
-        let csv = s.out_dir(CSV_RECIPIENT);
-        let name = format!("{envelope}-{index}.csv");
-        let (_, body) = wait_for_file(&csv, "a 531 CSV delivery", |n| n == name).await;
-        assert_eq!(
-            body,
-            translated_alone(&s, want, "csv"),
-            "document {} as a 531 file",
-            index + 1
-        );
+        delivered_as_fhir_and_csv(&s, &envelope, index, want).await;
     }
     let kept = quarantine
         .wait("person 2's change", |m| !m.is_empty())

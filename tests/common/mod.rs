@@ -15,7 +15,7 @@ pub mod pki;
 
 use kaigo_hub::bus::{Bus, Consumer, Props};
 use kaigo_hub::config::Config;
-use kaigo_hub::consent::{Category, Consent, Grantee, IsoDate, Subject};
+use kaigo_hub::consent::{Category, Consent, Grantee, IsoDate, PartyKind, Subject};
 use kaigo_hub::formats::mllp::{Event, MllpDecoder, MllpLimits, encode_frame};
 use kaigo_hub::parties::Parties;
 use kaigo_hub::pipeline::Hub;
@@ -871,4 +871,54 @@ pub fn translated_alone(s: &Scratch, doc: &serde_json::Value, to: &str) -> Vec<u
         String::from_utf8_lossy(&o.stderr)
     );
     o.stdout
+}
+
+/// Grants `who`'s consent to category claims to the platform, to 131011 and to the two recipients
+/// [`also_receive`] adds, each under its own consent id (`claims-platform`, `claims-insurer`,
+/// `claims-fhir`, `claims-csv`).
+pub async fn grant_claims_to_every_recipient(hub: &Hub, who: (&str, &str)) {
+    for (id, grantee) in [
+        ("claims-platform", Grantee::Kind(PartyKind::Platform)),
+        (
+            "claims-insurer",
+            Grantee::Party(MUNICIPALITY.parse().expect("id")),
+        ),
+        (
+            "claims-fhir",
+            Grantee::Party(FHIR_RECIPIENT.parse().expect("id")),
+        ),
+        (
+            "claims-csv",
+            Grantee::Party(CSV_RECIPIENT.parse().expect("id")),
+        ),
+    ] {
+        grant(hub, id, who, grantee, &[Category::Claims]).await;
+    }
+}
+
+/// Waits for document `index` of `envelope` at [`FHIR_RECIPIENT`] and [`CSV_RECIPIENT`] and checks
+/// each is exactly what `kaigo-hub translate --to fhir|csv` makes of `want` alone.
+pub async fn delivered_as_fhir_and_csv(
+    s: &Scratch,
+    envelope: &str,
+    index: usize,
+    want: &serde_json::Value,
+) {
+    let name = format!("{envelope}-{index}.json");
+    let fhir = s.out_dir(FHIR_RECIPIENT);
+    let (_, body) = wait_for_file(&fhir, "a FHIR delivery", |n| n == name).await;
+    assert_eq!(
+        json(&body),
+        json(&translated_alone(s, want, "fhir")),
+        "document {index} as FHIR"
+    );
+    let name = format!("{envelope}-{index}.csv");
+    let csv = s.out_dir(CSV_RECIPIENT);
+    let (_, body) = wait_for_file(&csv, "a CSV delivery", |n| n == name).await;
+    assert_eq!(
+        body,
+        translated_alone(s, want, "csv"),
+        "document {index} as CSV:\n{}",
+        String::from_utf8_lossy(&body)
+    );
 }
