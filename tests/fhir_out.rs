@@ -14,7 +14,7 @@ use std::process::Command;
 use hmac::{Hmac, Mac};
 use kaigo_hub::fhir::{self, FhirOutError, ResourceIds};
 use kaigo_hub::mapping::{MappingSet, TranslateError};
-use serde_json::Value;
+use serde_json::{Value, json};
 use sha2::Sha256;
 
 /// The key the goldens were made with (32 bytes 00 01 … 1f): a test key, never a deployment's.
@@ -467,13 +467,33 @@ fn the_invoice_is_issued_by_its_office_to_the_kokuhoren_with_its_totals_in_yen()
             None
         ]
     );
-    // No person, no subject: the Invoice is keyed by the whole document.
-    let doc = first_document("samples/claims/d0711a.claim-invoice.json");
-    let text = fhir::bundle::canonical_text(&doc);
+    // No person, no subject: the Invoice is keyed by its business key, 事業所番号, 請求年月,
+    // サービス提供年月, 交換情報識別番号, 保険・公費等区分, 法別番号 and 請求情報区分.
+    let key = "0300000005:2025-11:2025-10:7111:1:00:01";
     assert_eq!(
-        resource_ids(&bundle)[1],
-        expected_id(&["Invoice", "document", &text, "invoice"])
+        invoice["identifier"],
+        json!([{ "system": "urn:kaigo-hub:ltc-claim-invoice", "value": key }])
     );
+    let invoice_id = expected_id(&[
+        "Invoice",
+        "identifier",
+        "urn:kaigo-hub:ltc-claim-invoice",
+        key,
+    ]);
+    assert_eq!(resource_ids(&bundle)[1], invoice_id);
+    // The same line sent again corrected updates that Invoice; the 公費 line is another one.
+    let (set, ids) = (set(), ids());
+    let mut doc = first_document("samples/claims/d0711a.claim-invoice.json");
+    doc["services"]["user_share"] = json!(12001);
+    let corrected = fhir::bundle_of(&set, &doc, None, &ids).expect("renders");
+    assert_eq!(resource_ids(&corrected)[1], invoice_id);
+    assert_ne!(corrected, bundle, "its contents are the correction's");
+    let public = match read_json("samples/claims/d0711a.claim-invoice.json") {
+        Value::Array(docs) => docs[1].clone(),
+        one => panic!("two lines expected, got {one}"),
+    };
+    let other = fhir::bundle_of(&set, &public, None, &ids).expect("renders");
+    assert_ne!(resource_ids(&other)[1], invoice_id);
 }
 
 /// The 明細書 samples (file, which document of it, golden Bundle): a 様式第二 with a 12 軽減 and a
