@@ -213,6 +213,14 @@ async fn a_claims_file_delivers_the_invoice_and_each_consented_statement(s: Scra
     );
     assert_eq!(quarantine.all().len(), 1, "{:#?}", quarantine.all());
     assert_eq!(dead.all().len(), 0, "{:#?}", dead.all());
+    // Record 9's field after the 10 layout's last (a later revision's) is kept and reported once
+    // (logged with the envelope id, counted), never refused.
+    assert_eq!(
+        hub.metrics
+            .mapping_warnings
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
 
     let events = envelope_events(&s, &hub, &envelope);
     let consented = hub.subject_hash(&subject(CONSENTED));

@@ -68,7 +68,13 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn the_shipped_claims_files_come_back_byte_for_byte() {
-    for name in ["d0711a.csv", "d0711c.csv", "d0812a.csv", "d0821a.csv"] {
+    for name in [
+        "d0711a.csv",
+        "d0711b.csv",
+        "d0711c.csv",
+        "d0812a.csv",
+        "d0821a.csv",
+    ] {
         let bytes = sample(name);
         let docs = translate(&bytes, Some(name)).expect("the sample reads");
         let out = render_csv(&docs).unwrap_or_else(|e| panic!("{name}: {}", e.for_sender()));
@@ -77,18 +83,71 @@ fn the_shipped_claims_files_come_back_byte_for_byte() {
     }
 }
 
+/// Fields after a layout's last item (a later interface revision's) are kept verbatim in the
+/// record's `extra_fields`, empty ones and kanji included, written back where they were, and
+/// reported as warnings that name the record, the column and the rule, never the values.
 #[test]
-fn d0711b_comes_back_without_the_extra_trailing_field_the_reader_does_not_keep() {
-    // Record 9 of d0711b carries one field more than the 10 layout (a later IF revision's item,
-    // `"REV"`): claims-statement.yaml does not read it, so the file written back is the input
-    // without it — and nothing else differs.
-    let bytes = sample("d0711b.csv");
-    let docs = translate(&bytes, Some("d0711b.csv")).expect("the sample reads");
-    assert_eq!(docs.len(), 3, "one 請求書 and two 明細書");
+fn a_later_revisions_trailing_fields_are_kept_reported_and_written_back() {
+    // d0711b's record 9 (a 10 record) carries `"REV"` after its 38 items; d0711c's 7111 record
+    // (line 2) and 02 record (line 4) get two and one more here.
+    let sample_b = sample("d0711b.csv");
+    let docs = translate(&sample_b, Some("d0711b.csv")).expect("the sample reads");
+    assert_eq!(docs[2]["totals"][0]["extra_fields"], json!(["REV"]));
+    let mut lines: Vec<String> = text(&sample("d0711c.csv"))
+        .split_terminator("\r\n")
+        .map(String::from)
+        .collect();
+    assert!(lines[1].starts_with("2,2,\"7111\""), "{}", lines[1]);
+    assert!(lines[3].starts_with("2,4,\"7183\",\"02\""), "{}", lines[3]);
+    lines[1].push_str(",\"\",\"改定\"");
+    lines[3].push_str(",\"X1\"");
+    let later: String = lines.iter().map(|l| format!("{l}\r\n")).collect();
+    let (bytes, _, _) = encoding_rs::SHIFT_JIS.encode(&later);
+    let tr = mappings()
+        .translate(
+            Input {
+                bytes: &bytes,
+                file_name: Some("later.csv"),
+            },
+            None,
+        )
+        .expect("a later revision's file reads");
+    let docs: Vec<Value> = tr
+        .documents
+        .iter()
+        .map(|d| serde_json::from_str(&d.json).expect("JSON"))
+        .collect();
+    assert_eq!(
+        docs[0]["extra_fields"],
+        json!(["", "改定"]),
+        "empty kept in place"
+    );
+    let statement = docs
+        .iter()
+        .find(|d| d["document"] == "ClaimStatement@1")
+        .expect("a 明細書");
+    assert_eq!(statement["details"][0]["extra_fields"], json!(["X1"]));
+    let said: Vec<String> = tr
+        .warnings
+        .iter()
+        .map(|(id, w)| format!("{id}: {w}"))
+        .collect();
+    assert_eq!(said.len(), 2, "{said:#?}");
+    assert!(
+        said[0].starts_with("claims-invoice: record 2 (line 2), column 21: 2 values kept in `extra_fields`: after the last item of its layout"),
+        "{said:#?}"
+    );
+    assert!(
+        said[1].starts_with("claims-statement: record 4 (line 4), column 21: 1 value kept in `details[+].extra_fields`"),
+        "{said:#?}"
+    );
+    assert!(
+        said.iter()
+            .all(|w| !w.contains("改定") && !w.contains("X1"))
+    );
     let out = render_csv(&docs).expect("renders");
-    let expected = text(&bytes).replacen(",\"REV\"\r\n", "\r\n", 1);
-    assert_ne!(expected, text(&bytes), "the sample has its extra field");
-    assert_eq!(text(&out), expected);
+    assert_eq!(text(&out), later);
+    assert_eq!(out, bytes.into_owned(), "the same bytes");
 }
 
 /// A CSV file's records as lists of field texts (quotes removed).
@@ -239,6 +298,14 @@ fn day() -> impl Strategy<Value = String> {
     (1930u32..2030, 1u32..=12, 1u32..=28).prop_map(|(y, m, d)| format!("{y}-{m:02}-{d:02}"))
 }
 
+/// A later revision's trailing fields: none mostly, else a few texts, empty ones included.
+fn extra() -> impl Strategy<Value = Vec<String>> {
+    prop_oneof![
+        3 => Just(Vec::new()),
+        1 => proptest::collection::vec("[A-Z0-9改]{0,3}", 1..3),
+    ]
+}
+
 fn three() -> impl Strategy<Value = Option<Value>> {
     proptest::option::of(
         (0i64..99, 0i64..99, 0i64..99)
@@ -254,8 +321,9 @@ fn invoice() -> impl Strategy<Value = Value> {
         prop_oneof![Just("01"), Just("02")],
         proptest::collection::vec(amount(), 6),
         proptest::option::of(proptest::collection::vec(amount(), 6)),
+        extra(),
     )
-        .prop_map(|(m, payer, law, class, s, resident)| {
+        .prop_map(|(m, payer, law, class, s, resident, extra)| {
             let mut d = json!({
                 "document": "ClaimInvoice@1", "form": "7111", "service_month": m,
                 "provider_number": "0300000005", "payer": payer, "law_number": law,
@@ -267,6 +335,9 @@ fn invoice() -> impl Strategy<Value = Value> {
             if let Some(r) = resident {
                 d["specified_resident"] = json!({ "count": r[0], "days": r[1], "total_cost": r[2],
                     "user_share": r[3], "public_claim": r[4], "insurance_claim": r[5] });
+            }
+            if !extra.is_empty() {
+                d["extra_fields"] = json!(extra);
             }
             d
         })
@@ -282,14 +353,18 @@ fn detail() -> impl Strategy<Value = Value> {
         amount(),
         three(),
         proptest::option::of(remark()),
+        extra(),
     )
-        .prop_map(|(st, item, uv, count, pc, units, pu, remarks)| {
+        .prop_map(|(st, item, uv, count, pc, units, pu, remarks, extra)| {
             let mut d = json!({ "service_type": st, "service_item": item, "units": units });
             put(&mut d, "unit_value", uv.map(Value::from));
             put(&mut d, "count", count.map(Value::from));
             put(&mut d, "public_counts", pc);
             put(&mut d, "public_units", pu);
             put(&mut d, "remarks", remarks.map(Value::from));
+            if !extra.is_empty() {
+                d["extra_fields"] = json!(extra);
+            }
             d
         })
 }

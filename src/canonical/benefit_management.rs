@@ -110,6 +110,10 @@ pub struct BenefitLine {
     /// 基準該当サービス分小計 — item 23 (QKAN leaves it empty).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub standard_subtotal: Option<i64>,
+    /// 後続項目 — the fields after the last item of this record's layout (a later revision of
+    /// the interface), verbatim and in order: kept so that the record is written back as it came.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_fields: Vec<String>,
 }
 
 /// The `99` total line: 給付計画合計 and who is in charge.
@@ -127,6 +131,10 @@ pub struct BenefitTotal {
     /// 委託先の担当介護支援専門員番号 — item 27.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delegate_care_manager: Option<String>,
+    /// 後続項目 — the fields after the last item of this record's layout (a later revision of
+    /// the interface), verbatim and in order: kept so that the record is written back as it came.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_fields: Vec<String>,
 }
 
 #[cfg(test)]

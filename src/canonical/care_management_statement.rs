@@ -117,6 +117,10 @@ pub struct Line {
     /// 摘要 — item 24, when written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remarks: Option<String>,
+    /// 後続項目 — the fields after the last item of this record's layout (a later revision of
+    /// the interface), verbatim and in order: kept so that the record is written back as it came.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_fields: Vec<String>,
 }
 
 /// Items 21 and 22 of the `99` line.

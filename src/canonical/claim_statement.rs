@@ -134,6 +134,10 @@ pub struct Basic {
     /// 公費3 — items 11, 12, 32, 51–56.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_3: Option<BasicPublic>,
+    /// 後続項目 — the fields after the last item of this record's layout (a later revision of
+    /// the interface), verbatim and in order: kept so that the record is written back as it came.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_fields: Vec<String>,
 }
 
 /// 保険 on the 01 record: 給付率 and 請求額 (※S integers, 円 unless units).
@@ -208,6 +212,10 @@ pub struct Detail {
     /// 摘要 — item 18 (福祉用具貸与: TAIS code or 届出コード).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remarks: Option<String>,
+    /// 後続項目 — the fields after the last item of this record's layout (a later revision of
+    /// the interface), verbatim and in order: kept so that the record is written back as it came.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_fields: Vec<String>,
 }
 
 optional_record! {
@@ -269,6 +277,10 @@ pub struct Totals {
     /// 公費3分出来高医療費 — items 36–38.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_3_medical: Option<PublicTotals>,
+    /// 後続項目 — the fields after the last item of this record's layout (a later revision of
+    /// the interface), verbatim and in order: kept so that the record is written back as it came.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_fields: Vec<String>,
 }
 
 /// 保険 on a 10 record. 費用 = ⌊単位数合計 × 単位数単価⌋ 円; 請求額 = ⌊費用 × 保険給付率 / 100⌋.
@@ -331,6 +343,10 @@ pub struct SpecifiedResident {
     /// The 明細書's totals — items 22–33, on the `99` record only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub totals: Option<SpecifiedResidentSums>,
+    /// 後続項目 — the fields after the last item of this record's layout (a later revision of
+    /// the interface), verbatim and in order: kept so that the record is written back as it came.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_fields: Vec<String>,
 }
 
 /// Items 22–33 of the `99` 11 record.
@@ -383,6 +399,10 @@ pub struct Reduction {
     /// 備考 — item 12.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remarks: Option<String>,
+    /// 後続項目 — the fields after the last item of this record's layout (a later revision of
+    /// the interface), verbatim and in order: kept so that the record is written back as it came.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_fields: Vec<String>,
 }
 
 #[cfg(test)]

@@ -96,6 +96,10 @@ pub struct RecipientChange {
     /// 出所 — the insurer (the control record's 保険者番号) and the file name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<Provenance>,
+    /// 後続項目 — the fields after the last item of this record's layout (a later revision of
+    /// the interface), verbatim and in order: kept so that the record is written back as it came.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_fields: Vec<String>,
 }
 
 /// 異動 — items 4–6.

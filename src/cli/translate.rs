@@ -120,6 +120,9 @@ pub fn run(a: Args) -> Result<u8, Failure> {
             tr.ids(),
             tr.documents.len()
         );
+        for (id, w) in &tr.warnings {
+            eprintln!("kaigo-hub: {label}: warning: {w} [{id}]");
+        }
         tr.documents
             .iter()
             .map(|d| serde_json::from_str(&d.json).unwrap_or_default())

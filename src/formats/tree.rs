@@ -100,6 +100,9 @@ pub enum CsvPath {
     FirstRecord(usize),
     /// A header name.
     Named(String),
+    /// `59..` — every field of the record from this 1-based column (stored 0-based) to its
+    /// end: the trailing fields a later revision of a layout adds.
+    From(usize),
 }
 
 impl Path {
@@ -130,6 +133,15 @@ impl Path {
                         Err("CSV columns are numbered from 1".into())
                     } else {
                         Ok(Path::Csv(CsvPath::Column(n - 1)))
+                    }
+                } else if let Some(n) = s
+                    .strip_suffix("..")
+                    .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                {
+                    match n.parse::<usize>() {
+                        Ok(0) => Err("CSV columns are numbered from 1".into()),
+                        Ok(n) => Ok(Path::Csv(CsvPath::From(n - 1))),
+                        Err(_) => Err(format!("`{s}`: the column number is too large")),
                     }
                 } else if s.is_empty() {
                     Err("empty CSV path: write `*`, a column number or a header name".into())
@@ -365,6 +377,15 @@ fn select_csv<'a>(f: &csv::CsvFile, from: Node<'a>, p: &CsvPath, out: &mut Vec<N
             return;
         }
         CsvPath::Column(c) => *c,
+        CsvPath::From(c) => {
+            let row = match from {
+                Node::CsvRow(r) | Node::CsvCell(r, _) => r,
+                Node::CsvFile if f.record_count() > 0 => 0,
+                _ => return,
+            };
+            out.extend((*c..f.field_count(row)).map(|c| Node::CsvCell(row, c)));
+            return;
+        }
         CsvPath::FirstRecord(c) => {
             if f.record_count() > 0 && *c < f.field_count(0) {
                 out.push(Node::CsvCell(0, *c));
@@ -406,6 +427,27 @@ mod tests {
             .find_map(|n| tree.value(n))
             .map(|v| v.into_owned());
         (exists, first)
+    }
+
+    /// `N..` selects every field of the record from column N to its end, empty ones included;
+    /// none past the end.
+    #[test]
+    fn a_csv_rest_path_selects_the_fields_from_its_column_on() {
+        let csv = "2,1,\"a\",\"\",\"c\"\r\n2,2\r\n";
+        let tree = Tree::parse(Format::Csv, csv.as_bytes(), &ParseOptions::default()).unwrap();
+        let path = Path::compile(Format::Csv, "3..", &[]).unwrap();
+        let mut out = Vec::new();
+        tree.select(Node::CsvRow(0), &path, &mut out);
+        let at: Vec<Option<String>> = out.iter().map(|n| tree.location(*n)).collect();
+        let column = |c: usize| Some(format!("record 1 (line 1), column {c}"));
+        assert_eq!(at, [column(3), column(4), column(5)]);
+        out.clear();
+        tree.select(Node::CsvRow(1), &path, &mut out);
+        assert!(out.is_empty());
+        for bad in ["0..", "x.."] {
+            let p = Path::compile(Format::Csv, bad, &[]);
+            assert!(!matches!(p, Ok(Path::Csv(CsvPath::From(_)))), "{bad}");
+        }
     }
 
     #[test]

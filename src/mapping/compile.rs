@@ -11,7 +11,7 @@ use super::transform::Transform;
 use crate::canonical::{DocKind, schema_walk as sw};
 use crate::formats::charset::Charset;
 use crate::formats::csv::Quote;
-use crate::formats::tree::ParseOptions;
+use crate::formats::tree::{CsvPath, ParseOptions};
 use crate::formats::{Format, Path};
 use serde_json::Value;
 use serde_saphyr::Spanned;
@@ -188,6 +188,7 @@ impl<'f> Compiler<'f> {
             each_meta: false,
             frame_meta: false,
             record_number: 0,
+            inbound: false,
         };
         let mut matches = Vec::new();
         for (key, values) in &src.match_.0 {
@@ -352,6 +353,7 @@ impl<'f> Compiler<'f> {
                 Target::Csv(c) => c.record_number.map_or(0, |n| n + 1),
                 _ => 0,
             },
+            inbound: matches!(target, Target::Document(_)),
             ..ctx
         };
         let steps = self.steps(&ctx, &tables, &spec.fields, &top, "")?;
@@ -486,6 +488,10 @@ impl<'f> Compiler<'f> {
             if steps.iter().any(|s| s.name == full) {
                 return Err(self.err(key, format!("target `{}` is mapped twice", key.value)));
             }
+            if let (Slot::CsvRecord(_), Some(_)) = (slot, rest_column(&key.value)) {
+                steps.push(self.rest_step(ctx, tables, &full, key, rule)?);
+                continue;
+            }
             let target = parse_target(&key.value).map_err(|e| self.err(key, e))?;
             let resolved = self
                 .resolve_target(slot, &target, &key.value)
@@ -542,6 +548,12 @@ impl<'f> Compiler<'f> {
                 };
                 let mut steps =
                     self.steps(&inner, tables, fields, &item_slot, &format!("{full}."))?;
+                if let (Slot::CsvTop(cols, true), Some((at, _))) = (slot, rest_of(&steps)) {
+                    return Err(self.err(
+                        rule,
+                        format!("rule `{full}`: `\"{at}..\"` writes columns after the last, but every record of this target has `columns: {cols}`; drop `columns` from the target to let records grow"),
+                    ));
+                }
                 match (slot, r.columns) {
                     (Slot::CsvTop(cols, false), Some(n)) if n == 0 || n > *cols => {
                         return Err(self.err(
@@ -557,7 +569,14 @@ impl<'f> Compiler<'f> {
                                 format!("rule `{full}`: `columns: {n}`, but its rules write column {named}"),
                             ));
                         }
-                        steps.push(width_step(&full, self.loc(rule), n.unwrap_or(named)));
+                        let width = n.unwrap_or(named);
+                        if let Some((at, _)) = rest_of(&steps).filter(|(at, _)| *at != width + 1) {
+                            return Err(self.err(
+                                rule,
+                                format!("rule `{full}`: `\"{at}..\"` must follow the record's last column, {width}: write it as `\"{}..\"`", width + 1),
+                            ));
+                        }
+                        steps.push(width_step(&full, self.loc(rule), width));
                     }
                     (_, Some(_)) => {
                         return Err(self.err(
@@ -702,6 +721,12 @@ impl<'f> Compiler<'f> {
         let slot = Slot::CsvRecord(columns);
         let head = self.steps(&frame_ctx, tables, &f.value.head, &slot, "file.head.")?;
         let tail = self.steps(&frame_ctx, tables, &f.value.tail, &slot, "file.tail.")?;
+        if let Some((at, _)) = rest_of(&head).or(rest_of(&tail)) {
+            return Err(self.err(
+                f,
+                format!("file: `\"{at}..\"` is for the records of the documents (`records[+]`), not the frame's"),
+            ));
+        }
         Ok(FileFrame {
             group_by,
             head_width: widest(&head).max(ctx.record_number),
@@ -860,6 +885,14 @@ impl<'f> Compiler<'f> {
             None => None,
         };
         let when = self.conds(ctx, rule, r.when.as_ref())?;
+        if r.warn.is_some() && !ctx.inbound {
+            return Err(bad(
+                "`warn` reports what an inbound mapping finds in its input; an outbound mapping has only canonical documents".into(),
+            ));
+        }
+        let keep_empty = sources
+            .iter()
+            .any(|s| matches!(s, Src::Path(Path::Csv(CsvPath::From(_)), _)));
         Ok(ValueRule {
             sources,
             join,
@@ -874,6 +907,37 @@ impl<'f> Compiler<'f> {
             when,
             leaf,
             list: false,
+            keep_empty,
+            warn: r.warn.clone(),
+        })
+    }
+
+    /// `"59..": path` in a CSV record: the texts `path` selects, one column each from 59 on,
+    /// empty ones kept in their places (the fields of a later interface revision, written back
+    /// where they were read).
+    fn rest_step(
+        &self,
+        ctx: &Ctx,
+        tables: &[Table],
+        full: &str,
+        key: &Spanned<String>,
+        rule: &Spanned<RuleSpec>,
+    ) -> Result<Step, MappingError> {
+        let r = &rule.value;
+        if r.each.is_some() || r.constant.is_some() || r.join.is_some() || r.sum.is_some() {
+            return Err(self.err(
+                rule,
+                format!("rule `{full}`: a `\"N..\"` column takes `from` (a list of texts), not each/const/join/sum"),
+            ));
+        }
+        let mut value = self.value_rule(ctx, tables, full, rule, Leaf::String, false)?;
+        value.list = true;
+        value.keep_empty = true;
+        Ok(Step {
+            name: full.to_string(),
+            loc: self.loc(key),
+            target: vec![TSeg::Key(key.value.clone())],
+            kind: StepKind::Value(Box::new(value)),
         })
     }
 
@@ -980,6 +1044,24 @@ struct Ctx<'a> {
     /// Outbound CSV: the 1-based column that holds the record number (0: none), which makes a
     /// record at least that wide.
     record_number: usize,
+    /// The mapping makes canonical documents (`warn:` is for those).
+    inbound: bool,
+}
+
+/// `59` of a CSV record's `"59.."` key (the columns from 59 on).
+pub(crate) fn rest_column(key: &str) -> Option<usize> {
+    key.strip_suffix("..")
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n > 0)
+}
+
+/// The `"N.."` rule of a record's steps, with its N.
+fn rest_of(steps: &[Step]) -> Option<(usize, &Step)> {
+    steps.iter().find_map(|s| match s.target.as_slice() {
+        [TSeg::Key(k)] => rest_column(k).map(|n| (n, s)),
+        _ => None,
+    })
 }
 
 /// The highest CSV column (1-based) a record's rules name.
@@ -1014,6 +1096,8 @@ fn width_step(record: &str, loc: Loc, width: usize) -> Step {
             when: Vec::new(),
             leaf: Leaf::String,
             list: false,
+            keep_empty: false,
+            warn: None,
         })),
     }
 }
@@ -1263,6 +1347,57 @@ mod tests {
         );
         // Distinct columns compile.
         compile(&text.replace("\"01\": b", "\"2\": b")).expect("two columns");
+    }
+
+    /// `"N.."` writes a list after a record's last column: it must come right after it, on a
+    /// target whose records may grow, and never in the file's frame; `warn` is inbound only.
+    #[test]
+    fn a_rest_column_follows_the_last_and_warn_is_inbound_only() {
+        let out = |target: &str, fields: &str| {
+            format!(
+                "id: t\nversion: 1\nsource: {{ format: canonical }}\ntarget: {target}\nfields:\n  records[+]:\n    each: rows\n    fields:\n{fields}"
+            )
+        };
+        let grow = "{ format: csv }";
+        compile(&out(
+            grow,
+            "      \"1\": a\n      \"2\": b\n      \"3..\": rest\n",
+        ))
+        .expect("right after");
+        let e = compile(&out(
+            grow,
+            "      \"1\": a\n      \"2\": b\n      \"5..\": rest\n",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("`\"5..\"` must follow the record's last column, 2: write it as `\"3..\"`"),
+            "{e}"
+        );
+        let e = compile(&out(
+            "{ format: csv, columns: 2 }",
+            "      \"1\": a\n      \"3..\": rest\n",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("every record of this target has `columns: 2`"),
+            "{e}"
+        );
+        let e = compile(&out(grow, "      \"1\": a\n      \"2..\": { const: x }\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("takes `from` (a list of texts)"), "{e}");
+        let framed = "id: t\nversion: 1\nsource: { format: canonical }\ntarget: { format: csv }\nfile:\n  head: { \"1\": { const: \"1\" }, \"2..\": rest }\nfields: {}\n";
+        let e = compile(framed).unwrap_err().to_string();
+        assert!(e.contains("not the frame's"), "{e}");
+        let e = compile(&out(grow, "      \"1\": { from: a, warn: why }\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`warn` reports what an inbound mapping finds"),
+            "{e}"
+        );
     }
 
     #[test]

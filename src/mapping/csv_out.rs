@@ -9,6 +9,7 @@
 //! character the charset cannot hold (the error names the record and column), and never
 //! silently joins documents that belong in different files.
 
+use super::compile;
 use super::plan::{self, CsvTarget, FileFrame, Mapping, WIDTH_KEY};
 use super::run::{self, Meta, Out};
 use super::{TranslateError, metadata};
@@ -53,7 +54,7 @@ impl<'m> Files<'m> {
         let rank = m.file.as_ref().map_or(0, |f| rank(f, &tree));
         let mut records = Vec::new();
         {
-            let outs = run::run_out(m, &tree, meta)?;
+            let (outs, _) = run::run_out(m, &tree, meta)?;
             for (out, _) in &outs {
                 records_of(t, out, &mut records);
             }
@@ -185,13 +186,20 @@ fn records_of(t: &CsvTarget, out: &Out<'_>, into: &mut Vec<Vec<String>>) {
     }
 }
 
-/// A record's columns 1..=`width` as texts (empty where no rule wrote one).
+/// A record's columns 1..=`width` as texts (empty where no rule wrote one), then the texts of
+/// its `"N.."` rule (N is `width + 1`, as the compiler checked), one column each.
 fn fields_of(rec: &Out<'_>, width: usize) -> Vec<String> {
     let mut fields = vec![String::new(); width];
     if let Out::Obj(members) = rec {
         for (key, v) in members {
             if let Some(c) = column_of(key, width) {
                 fields[c - 1] = field_text(v).into_owned();
+            } else if let (Some(_), Out::Val(Value::Array(items))) = (compile::rest_column(key), v)
+            {
+                fields.extend(items.iter().map(|i| match i {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                }));
             }
         }
     }

@@ -52,6 +52,26 @@ pub struct MapError {
     pub reason: Reason,
 }
 
+/// Something an inbound mapping's `warn:` rule found in an input it translated; the input is
+/// read all the same. Value-free: where, which rule, how many values and the mapping's reason,
+/// never a value (the values are in the documents). `Display`: "record 9 (line 9), column 40:
+/// 1 value kept in `totals.extra_fields`: fields after the layout's last … (rule in
+/// mappings/claims-statement.yaml:150:7)".
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}{values} value{} kept in `{rule}`: {text} (rule in {loc})", at.as_ref().map(|a| format!("{a}: ")).unwrap_or_default(), if *values == 1 { "" } else { "s" })]
+pub struct Warning {
+    /// Where the first value is, e.g. "record 9 (line 9), column 40".
+    pub at: Option<String>,
+    /// The rule's target as written (`totals.extra_fields`).
+    pub rule: String,
+    /// Where the rule is written.
+    pub loc: Loc,
+    /// How many values it found.
+    pub values: usize,
+    /// The rule's `warn:` text.
+    pub text: String,
+}
+
 impl Disclose for MapError {
     fn fmt_for_sender(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(at) = &self.at {

@@ -18,7 +18,7 @@ pub mod spec;
 pub mod testing;
 pub mod transform;
 
-pub use error::{MapError, MappingError};
+pub use error::{MapError, MappingError, Warning};
 pub use plan::{Mapping, Target};
 pub use run::Meta;
 
@@ -73,6 +73,9 @@ pub struct Translation {
     pub mappings: Vec<Arc<Mapping>>,
     /// The documents made (possibly none, e.g. a Bundle without a Patient), mapping by mapping.
     pub documents: Vec<Document>,
+    /// What the mappings' `warn:` rules found (fields of a later interface revision, kept),
+    /// each with the mapping's id: value-free, for logs and the command line.
+    pub warnings: Vec<(String, Warning)>,
 }
 
 impl Translation {
@@ -375,6 +378,7 @@ impl MappingSet {
             return Err(TranslateError::Ambiguous(alike));
         }
         let mut documents = Vec::new();
+        let mut warnings = Vec::new();
         let mut mappings = Vec::with_capacity(parsed.len());
         for (m, tree, meta) in parsed {
             if let (Some(expected), Tree::Csv(f)) = (m.source.columns, tree) {
@@ -393,7 +397,9 @@ impl MappingSet {
                     )],
                 });
             };
-            for (v, origin) in run::run_with_origins(m, tree, &meta)? {
+            let (docs, found) = run::run_with_origins(m, tree, &meta)?;
+            warnings.extend(found.into_iter().map(|w| (m.id.clone(), w)));
+            for (v, origin) in docs {
                 let json = kind.validate(v).map_err(|error| TranslateError::Invalid {
                     id: m.id.clone(),
                     loc: m.loc.clone(),
@@ -413,6 +419,7 @@ impl MappingSet {
             mapping: mappings[0].clone(),
             mappings,
             documents,
+            warnings,
         })
     }
 
@@ -480,7 +487,7 @@ impl MappingSet {
             let meta = metadata(m, None).unwrap_or_default();
             match &m.target {
                 Target::Fhir => {
-                    for (out, _) in run::run_out(m, &tree, &meta)? {
+                    for (out, _) in run::run_out(m, &tree, &meta)?.0 {
                         let v = out.into_value();
                         json_out.push(serde_json::to_string(&v).unwrap_or_default());
                     }

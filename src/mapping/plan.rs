@@ -306,6 +306,11 @@ pub struct ValueRule {
     /// The target is a list of plain values: every value the first source that selects any
     /// gives becomes one item (each through `then` and `lookup`).
     pub list: bool,
+    /// A list that keeps empty values as empty texts, so that every position stays where it
+    /// was: the fields of a CSV `59..` path read, or written to a `"59.."` column.
+    pub keep_empty: bool,
+    /// `warn:` — a value found is reported ([`super::Warning`]) with this text.
+    pub warn: Option<String>,
 }
 
 /// `bits:` compiled: one character per option, leftmost first.

@@ -3,7 +3,7 @@
 //! failing value with its source location and the rule that failed. Never panics on any input;
 //! never touches the file system or a network.
 
-use super::error::{MapError, Reason, ValueError};
+use super::error::{MapError, Reason, ValueError, Warning};
 use super::plan::*;
 use crate::formats::{Node, Path, Tree};
 use serde_json::{Map, Value};
@@ -49,27 +49,37 @@ struct Runner<'a> {
     m: &'a Mapping,
     tree: &'a Tree,
     meta: &'a Meta,
+    /// What the `warn:` rules found, in the order they found it.
+    warnings: std::cell::RefCell<Vec<Warning>>,
 }
+
+/// The documents of one run, each with where in the input it comes from, and the warnings.
+pub(crate) type Run<'a> = (Vec<(Out<'a>, Option<String>)>, Vec<Warning>);
 
 /// Runs `m` over `tree`, returning one JSON object per document (not yet validated).
 pub fn run(m: &Mapping, tree: &Tree, meta: &Meta) -> Result<Vec<Value>, MapError> {
     Ok(run_out(m, tree, meta)?
+        .0
         .into_iter()
         .map(|(out, _)| out.into_value())
         .collect())
 }
 
 /// [`run`], with where in the input each document comes from ([`Tree::origin`] of its root:
-/// `record 3, line 4`, `entry 2`, …), value-free.
+/// `record 3, line 4`, `entry 2`, …), value-free, and what the `warn:` rules found.
+#[allow(clippy::type_complexity)]
 pub fn run_with_origins(
     m: &Mapping,
     tree: &Tree,
     meta: &Meta,
-) -> Result<Vec<(Value, Option<String>)>, MapError> {
-    Ok(run_out(m, tree, meta)?
-        .into_iter()
-        .map(|(out, origin)| (out.into_value(), origin))
-        .collect())
+) -> Result<(Vec<(Value, Option<String>)>, Vec<Warning>), MapError> {
+    let (docs, warnings) = run_out(m, tree, meta)?;
+    Ok((
+        docs.into_iter()
+            .map(|(out, origin)| (out.into_value(), origin))
+            .collect(),
+        warnings,
+    ))
 }
 
 /// [`run_with_origins`], leaving each document as the engine built it: a CSV render writes its
@@ -79,11 +89,16 @@ pub(crate) fn run_out<'a>(
     m: &'a Mapping,
     tree: &'a Tree,
     meta: &'a Meta,
-) -> Result<Vec<(Out<'a>, Option<String>)>, MapError> {
+) -> Result<Run<'a>, MapError> {
     if let Tree::Csv(f) = tree {
         super::columns::check(m, f)?;
     }
-    let r = Runner { m, tree, meta };
+    let r = Runner {
+        m,
+        tree,
+        meta,
+        warnings: Default::default(),
+    };
     let root = tree.root();
     let groups: Vec<Vec<Node>> = match &m.documents {
         None => vec![vec![root]],
@@ -152,7 +167,7 @@ pub(crate) fn run_out<'a>(
         r.exec(&m.steps, scope, &mut out)?;
         docs.push((out, tree.origin(*first)));
     }
-    Ok(docs)
+    Ok((docs, r.warnings.into_inner()))
 }
 
 /// One record of an outbound CSV file's frame (`file.head`, `file.tail`): `steps` read from the
@@ -163,7 +178,12 @@ pub(crate) fn run_record<'a>(
     tree: &'a Tree,
     meta: &'a Meta,
 ) -> Result<Out<'a>, MapError> {
-    let r = Runner { m, tree, meta };
+    let r = Runner {
+        m,
+        tree,
+        meta,
+        warnings: Default::default(),
+    };
     let root = tree.root();
     let one = [root];
     let scope = Scope {
@@ -485,7 +505,10 @@ impl<'a> Runner<'a> {
             }
         }
         match self.shape(step, rule, scope, text, node, from_label)? {
-            Some(v) => Ok(Some(v)),
+            Some(v) => {
+                self.warn(step, rule, node, 1);
+                Ok(Some(v))
+            }
             None => self.nothing(step, rule, scope),
         }
     }
@@ -502,17 +525,34 @@ impl<'a> Runner<'a> {
             let mut nodes = Vec::new();
             self.select(src, scope, &mut nodes);
             let mut items = Vec::new();
-            for n in nodes {
-                let text = self.tree.value(n);
+            for &n in &nodes {
+                let text = match self.tree.value(n) {
+                    None if rule.keep_empty => Some(Cow::Borrowed("")),
+                    text => text,
+                };
                 if let Some(v) = self.shape(step, rule, scope, text, Some(n), Some(src))? {
                     items.push(v);
                 }
             }
             if !items.is_empty() {
+                self.warn(step, rule, nodes.first().copied(), items.len());
                 return Ok(Some(Value::Array(items)));
             }
         }
         self.nothing(step, rule, scope)
+    }
+
+    /// Notes what a `warn:` rule found: `values` values, the first at `node`.
+    fn warn(&self, step: &Step, rule: &ValueRule, node: Option<Node<'a>>, values: usize) {
+        if let Some(text) = &rule.warn {
+            self.warnings.borrow_mut().push(Warning {
+                at: node.and_then(|n| self.tree.location(n)),
+                rule: step.name.clone(),
+                loc: step.loc.clone(),
+                values,
+                text: text.clone(),
+            });
+        }
     }
 
     /// A source's text through the rule's transforms, bits, lookup, check and pattern, as the

@@ -226,6 +226,9 @@ pub struct RuleSpec {
     /// Outbound CSV, on a `records[+]` rule of a target without `columns: N`: how many
     /// columns its records have (default: the highest column its rules name).
     pub columns: Option<usize>,
+    /// Inbound: a value this rule finds is reported as a warning (the input is still read),
+    /// with this text saying why: fields of a later interface revision, kept verbatim.
+    pub warn: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -265,6 +268,8 @@ struct RuleBody {
     sum: Option<String>,
     #[serde(default)]
     columns: Option<usize>,
+    #[serde(default)]
+    warn: Option<String>,
 }
 
 impl<'de> Deserialize<'de> for RuleSpec {
@@ -307,6 +312,7 @@ impl<'de> Deserialize<'de> for RuleSpec {
                     as_type: b.as_type,
                     sum: b.sum,
                     columns: b.columns,
+                    warn: b.warn,
                 })
             }
         }

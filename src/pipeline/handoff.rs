@@ -28,6 +28,8 @@ pub struct Mapped {
     pub category: Option<String>,
     /// The canonical documents.
     pub documents: Vec<Document>,
+    /// What the mappings' `warn:` rules found, with each mapping's id (value-free).
+    pub warnings: Vec<(String, crate::mapping::Warning)>,
 }
 
 impl Mapped {
@@ -48,6 +50,7 @@ impl Mapped {
                 label: t.label(),
                 category: one_category(&t)?,
                 documents: t.documents,
+                warnings: t.warnings,
             })
         };
         if bytes.len() <= INLINE_MAPPING_BYTES {
@@ -232,6 +235,7 @@ mod tests {
                 mapping: Arc::new(m),
                 origin: None,
             }],
+            warnings: Vec::new(),
         }
     }
 

@@ -226,6 +226,11 @@ struct Admitted {
 async fn ingress(hub: &Hub, sub: &Submission<'_>, envelope: &mut Envelope) -> Step<Identified> {
     room(hub)?;
     let mapped = map(hub, sub).await?;
+    for (mapping, w) in &mapped.warnings {
+        // Value-free: where, which rule, how many values and why.
+        tracing::warn!(envelope = %envelope.id, mapping = %mapping, warning = %w, "ingress: a mapping reports what it kept");
+        Metrics::inc(&hub.metrics.mapping_warnings);
+    }
     envelope.label(h::MAPPING, mapped.label.clone());
     envelope.label(h::DOCUMENT, mapped.documents[0].kind.name());
     for doc in &mapped.documents {

@@ -54,6 +54,9 @@ pub struct Metrics {
     pub archive_failed: AtomicU64,
     /// Archive rows forgotten because they were older than `archive_keep_days`.
     pub archive_pruned: AtomicU64,
+    /// What mappings' `warn:` rules found in accepted messages (fields of a later interface
+    /// revision, kept verbatim), each logged with the message's envelope id.
+    pub mapping_warnings: AtomicU64,
 }
 
 impl Metrics {
@@ -63,7 +66,7 @@ impl Metrics {
     }
 
     /// The counters with no labels: name, help, value.
-    fn counters(&self) -> [(&'static str, &'static str, &AtomicU64); 19] {
+    fn counters(&self) -> [(&'static str, &'static str, &AtomicU64); 20] {
         [
             (
                 "kaigo_messages_accepted_total",
@@ -160,6 +163,11 @@ impl Metrics {
                 "Archive rows forgotten because they were older than archive_keep_days.",
                 &self.archive_pruned,
             ),
+            (
+                "kaigo_mapping_warnings_total",
+                "What mappings' warn rules found in accepted messages (fields of a later interface revision, kept); each is logged with its envelope id.",
+                &self.mapping_warnings,
+            ),
         ]
     }
 
@@ -203,8 +211,8 @@ mod tests {
              kaigo_messages_accepted_total 1\n\
              # HELP kaigo_messages_rejected_total Messages refused at a source.\n"
         ));
-        assert_eq!(text.matches("# HELP ").count(), 20);
-        assert_eq!(text.matches(" counter\n").count(), 20);
+        assert_eq!(text.matches("# HELP ").count(), 21);
+        assert_eq!(text.matches(" counter\n").count(), 21);
         assert!(text.ends_with(
             "# HELP kaigo_consent_decisions_total Consent decisions by outcome.\n\
              # TYPE kaigo_consent_decisions_total counter\n\
