@@ -376,6 +376,42 @@ async fn a_statement_without_its_basic_record_is_refused_naming_the_line() {
     running.stop().await;
 }
 
+/// A record whose 交換情報識別番号 no claims mapping reads (here `7193`, in the place of the
+/// second person's 02 record) is never passed over: the whole file is refused, its report naming
+/// the record and what each mapping that reads the file takes, and nothing is delivered — not
+/// even the 請求書 and the 明細書 that read well.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_record_no_claims_mapping_reads_refuses_the_file_naming_it() {
+    let s = Scratch::memory("statement-unread", |p| p);
+    let running = s.start().await;
+    grant_claims_to_every_recipient(&running.hub, CONSENTED).await;
+    let text = String::from_utf8(sample("claims/d0711b.csv")).expect("ASCII sample");
+    let unknown = text.replacen("2,8,\"7131\",\"02\"", "2,8,\"7193\",\"02\"", 1);
+    assert_ne!(unknown, text, "record 8 is the second person's 02 record");
+    let parts = [
+        "outcome: malformed",
+        "record 8 (line 8): no mapping that reads this input takes this record",
+        "`claims-invoice` takes records where `1` is `2` and `3` is `7111`",
+        "`claims-statement` takes records where `1` is `2` and `3` is one of `7131`, `7132`, `7183`",
+        "rule `documents.frame` in ",
+    ];
+    let personal = [CONSENTED.1, SILENT.1, "00131011", "19400405", "19380212"];
+    drop_and_read_error(
+        &s.inbox(PROVIDER),
+        FILE,
+        unknown.as_bytes(),
+        &parts,
+        &personal,
+    )
+    .await;
+    tokio::time::sleep(QUIET).await;
+    assert!(
+        files(&s.out_dir(MUNICIPALITY)).is_empty(),
+        "nothing delivered"
+    );
+    running.stop().await;
+}
+
 /// `kaigo-hub translate --mapping claims-statement` of `text` as a file `d0711b.csv`.
 fn translate_statements(text: &str, tag: &str) -> std::process::Output {
     let dir = std::env::temp_dir().join(format!("kaigo-{tag}-{}", std::process::id()));

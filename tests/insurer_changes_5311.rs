@@ -336,13 +336,16 @@ fn every_quoting_style_and_extra_trailing_fields_read_the_same() {
     assert_eq!(translated(&write(&qkan, extra)), want, "extra fields");
 }
 
+/// The 5311 records in a file whose control record says データ種別 711 (請求書 and 明細書) are no
+/// 受給者異動連絡票: the 異動 mapping does not fit the file, and the claims mappings that do fit
+/// read no 5311 record, so the file is refused at its first data record (`documents.frame`)
+/// rather than taken as a file of nothing.
 #[test]
-fn a_claims_file_of_another_data_type_makes_no_change() {
+fn a_claims_file_of_another_data_type_is_refused_at_its_first_record() {
     let reams = encoding_free(&sample("claims/10_531131011202510.csv"));
-    // The 請求 file's データ種別 711 with the same records: not a 受給者異動連絡票 file.
     let other = reams.replacen("\"531\"", "\"711\"", 1);
     let set = MappingSet::load_dir(&repo().join("mappings")).expect("shipped mappings load");
-    let t = set
+    let e = set
         .translate(
             Input {
                 bytes: &to_ms932(&other),
@@ -350,12 +353,15 @@ fn a_claims_file_of_another_data_type_makes_no_change() {
             },
             None,
         )
-        .expect("the claims-file mappings still fit the control record");
+        .expect_err("no mapping that fits a 711 file reads a 5311 record")
+        .to_string();
     assert!(
-        t.documents
-            .iter()
-            .all(|d| d.kind.name() != "RecipientChange@1"),
-        "{}",
-        t.ids()
+        e.starts_with("record 2 (line 2): no mapping that reads this input takes this record"),
+        "{e}"
     );
+    assert!(
+        e.contains("`claims-invoice` takes records where `1` is `2` and `3` is `7111`"),
+        "{e}"
+    );
+    assert!(!e.contains("claims-5311-recipient-change"), "{e}");
 }

@@ -214,7 +214,7 @@ async fn a_claims_file_whose_control_record_names_another_office_is_refused_nami
     let error = String::from_utf8(error).expect("UTF-8");
     for part in [
         "outcome: refused",
-        "error: sender-mismatch: document 1 names party 0300000100 as its sender (record 2, line 2; rule `source.sender` from `/8` (claims-invoice.yaml:60:3)), but it came from 0300000005",
+        "error: sender-mismatch: document 1 names party 0300000100 as its sender (record 2, line 2; rule `source.sender` from `/8` (claims-invoice.yaml:61:3)), but it came from 0300000005",
     ] {
         assert!(error.contains(part), "`{part}` missing from: {error}");
     }
@@ -241,12 +241,15 @@ async fn a_claims_file_whose_control_record_names_another_office_is_refused_nami
 }
 
 /// A test mapping that reads a person from the same claims file: the 明細書 基本情報 record's
-/// 証記載保険者番号 (8 digits, `00` + the 6-digit 保険者番号) and 被保険者番号 (claims-csv §5.1).
+/// 証記載保険者番号 (8 digits, `00` + the 6-digit 保険者番号) and 被保険者番号 (claims-csv §5.1). It
+/// reads the file as the claims mappings do (MS932), so its records count as read when the
+/// claims mappings' `documents.frame` asks whether every record of the file is.
 const PERSON_FROM_STATEMENT: &str = r#"
 id: claims-statement-person-test
 version: 1
 source:
   format: csv
+  charset: ms932
   match: { "1": "1", "5": { pattern: "^[0-9A-Z]{3}$" } }
 target: InsuredPerson@1
 category: claims

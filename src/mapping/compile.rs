@@ -328,12 +328,20 @@ impl<'f> Compiler<'f> {
                     .iter()
                     .map(|(k, v)| self.cond(&ctx, k, v))
                     .collect::<Result<Vec<_>, _>>()?;
+                let frame = d
+                    .value
+                    .frame
+                    .0
+                    .iter()
+                    .map(|(k, v)| self.cond(&ctx, k, v))
+                    .collect::<Result<Vec<_>, _>>()?;
                 Some(Documents {
                     each,
                     group_by,
                     when,
                     head,
                     members,
+                    frame,
                     loc: self.loc(d),
                 })
             }

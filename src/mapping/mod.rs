@@ -377,6 +377,7 @@ impl MappingSet {
         if !alike.is_empty() {
             return Err(TranslateError::Ambiguous(alike));
         }
+        self.every_record_read(&parsed, input.file_name)?;
         let mut documents = Vec::new();
         let mut warnings = Vec::new();
         let mut mappings = Vec::with_capacity(parsed.len());
@@ -421,6 +422,50 @@ impl MappingSet {
             documents,
             warnings,
         })
+    }
+
+    /// For each CSV input a mapping with a `documents.frame` reads: every record is a frame
+    /// record or read by a mapping with `documents` that fits the same input, whether or not it
+    /// runs now (a golden test, `--mapping`, names one) — else the error names the first record
+    /// none reads.
+    fn every_record_read(
+        &self,
+        parsed: &[(&Arc<Mapping>, &Tree, Meta)],
+        file_name: Option<&str>,
+    ) -> Result<(), MapError> {
+        let framed = |m: &Mapping| m.documents.as_ref().is_some_and(|d| !d.frame.is_empty());
+        let mut checked: Vec<&Tree> = Vec::new();
+        for (m, tree, _) in parsed {
+            if !framed(m) || checked.iter().any(|t| std::ptr::eq(*t, *tree)) {
+                continue;
+            }
+            checked.push(tree);
+            let mut readers: Vec<(&Mapping, Meta)> = parsed
+                .iter()
+                .filter(|(p, t, _)| p.documents.is_some() && std::ptr::eq(*t, *tree))
+                .map(|(p, _, meta)| (p.as_ref(), meta.clone()))
+                .collect();
+            for other in &self.mappings {
+                let same_read =
+                    other.source.format == m.source.format && other.source.parse == m.source.parse;
+                if other.documents.is_none()
+                    || !same_read
+                    || !matches!(other.target, Target::Document(_))
+                    || readers.iter().any(|(r, _)| r.id == other.id)
+                {
+                    continue;
+                }
+                if let Ok(meta) = metadata(other, file_name)
+                    && why_not(other, tree, &meta).is_none()
+                {
+                    readers.push((other, meta));
+                }
+            }
+            let readers: Vec<(&Mapping, &Meta)> =
+                readers.iter().map(|(m, meta)| (*m, meta)).collect();
+            run::unread(&readers, tree)?;
+        }
+        Ok(())
     }
 
     /// Renders canonical documents (JSON values) as `to` (`fhir` or `csv`), each with the named

@@ -194,6 +194,9 @@ pub struct Documents {
     /// Every member of a group must meet all of these (relative to it); one that does not is an
     /// error naming it (a record kind the mapping does not read).
     pub members: Vec<Cond>,
+    /// The input's frame records (control, end) meet all of these; non-empty, it also says that
+    /// every other record must be read by some mapping with a frame (see [`super::run::unread`]).
+    pub frame: Vec<Cond>,
     /// Where `documents:` was written.
     pub loc: Loc,
 }

@@ -170,6 +170,115 @@ pub(crate) fn run_out<'a>(
     Ok((docs, r.warnings.into_inner()))
 }
 
+/// Checks that every record of a CSV `tree` is read by one of `readers` (the mappings with
+/// `documents` that fit this input, each with its metadata): it is one of a reader's
+/// `documents.frame` records, or its `documents.each` selects it and `documents.when` keeps it. The first record
+/// none reads is the error, naming it and what each reader takes, value-free: a record of a kind
+/// no mapping knows (an unknown 交換情報識別番号) stops the input rather than being passed over.
+pub(crate) fn unread(readers: &[(&Mapping, &Meta)], tree: &Tree) -> Result<(), MapError> {
+    let (Tree::Csv(f), Some(loc)) = (
+        tree,
+        readers.iter().find_map(|(m, _)| {
+            m.documents
+                .as_ref()
+                .filter(|d| !d.frame.is_empty())
+                .map(|d| d.loc.clone())
+        }),
+    ) else {
+        return Ok(());
+    };
+    let mut read = vec![false; f.record_count()];
+    for (m, meta) in readers {
+        let Some(d) = &m.documents else { continue };
+        let r = Runner {
+            m,
+            tree,
+            meta,
+            warnings: Default::default(),
+        };
+        let holds = |conds: &[Cond], n: Node<'_>| {
+            let one = [n];
+            r.conds_hold(
+                conds,
+                Scope {
+                    node: n,
+                    group: &one,
+                    bit: None,
+                    position: None,
+                },
+            )
+        };
+        let mut selected = Vec::new();
+        for p in &d.each {
+            tree.select(tree.root(), p, &mut selected);
+            if !selected.is_empty() {
+                break;
+            }
+        }
+        for n in selected {
+            if let Node::CsvRow(i) = n
+                && !read[i]
+                && holds(&d.when, n)
+            {
+                read[i] = true;
+            }
+        }
+        if !d.frame.is_empty() {
+            for (i, done) in read.iter_mut().enumerate() {
+                if !*done && holds(&d.frame, Node::CsvRow(i)) {
+                    *done = true;
+                }
+            }
+        }
+    }
+    let Some(i) = read.iter().position(|done| !done) else {
+        return Ok(());
+    };
+    let takes: Vec<String> = readers
+        .iter()
+        .filter_map(|(m, _)| {
+            let d = m.documents.as_ref()?;
+            Some(format!(
+                "`{}` takes records where {}",
+                m.id,
+                described(&d.when)
+            ))
+        })
+        .collect();
+    Err(MapError {
+        at: tree.location(Node::CsvRow(i)),
+        rule: "documents.frame".into(),
+        loc,
+        reason: Reason::Missing(format!(
+            "no mapping that reads this input takes this record ({}), and it is not the input's frame; the input is refused rather than the record passed over",
+            takes.join("; ")
+        )),
+    })
+}
+
+/// Conditions in words: "`1` is `2` and `3` is one of `7131`, `7132`".
+fn described(conds: &[Cond]) -> String {
+    if conds.is_empty() {
+        return "any".into();
+    }
+    let each: Vec<String> = conds
+        .iter()
+        .map(|c| {
+            let what = src_label(&c.src);
+            match &c.test {
+                CondTest::AnyOf(opts) if opts.len() == 1 => format!("`{what}` is `{}`", opts[0]),
+                CondTest::AnyOf(opts) => {
+                    format!("`{what}` is one of `{}`", opts.join("`, `"))
+                }
+                CondTest::Pattern(re) => format!("`{what}` matches `{}`", re.as_str()),
+                CondTest::Present(true) => format!("`{what}` has a value"),
+                CondTest::Present(false) => format!("`{what}` is empty"),
+            }
+        })
+        .collect();
+    each.join(" and ")
+}
+
 /// One record of an outbound CSV file's frame (`file.head`, `file.tail`): `steps` read from the
 /// root of `tree` (the file's first document), with `meta` (`$file.records`, …).
 pub(crate) fn run_record<'a>(

@@ -184,6 +184,12 @@ pub struct DocumentsSpec {
     /// a kind the mapping does not read is an error naming it, never passed over.
     #[serde(default)]
     pub members: Pairs<CondSpec>,
+    /// Conditions a record meets when it is the input's frame (a control or end record), part of
+    /// no document. Declaring them also says: every other record `each` selects must be read by
+    /// this mapping or another one with a `frame` that fits the same input; a record none reads
+    /// is an error naming it.
+    #[serde(default)]
+    pub frame: Pairs<CondSpec>,
 }
 
 /// One rule: a shorthand path string, or the full form.
