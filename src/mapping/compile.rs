@@ -307,34 +307,10 @@ impl<'f> Compiler<'f> {
                     .iter()
                     .map(|p| compile_path(&ctx, p).map_err(|e| self.err(d, e)))
                     .collect::<Result<Vec<_>, _>>()?;
-                let when = d
-                    .value
-                    .when
-                    .0
-                    .iter()
-                    .map(|(k, v)| self.cond(&ctx, k, v))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let head = d
-                    .value
-                    .head
-                    .0
-                    .iter()
-                    .map(|(k, v)| self.cond(&ctx, k, v))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let members = d
-                    .value
-                    .members
-                    .0
-                    .iter()
-                    .map(|(k, v)| self.cond(&ctx, k, v))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let frame = d
-                    .value
-                    .frame
-                    .0
-                    .iter()
-                    .map(|(k, v)| self.cond(&ctx, k, v))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let when = self.conds(&ctx, Some(&d.value.when))?;
+                let head = self.conds(&ctx, Some(&d.value.head))?;
+                let members = self.conds(&ctx, Some(&d.value.members))?;
+                let frame = self.conds(&ctx, Some(&d.value.frame))?;
                 Some(Documents {
                     each,
                     group_by,
@@ -538,7 +514,7 @@ impl<'f> Compiler<'f> {
                             .map_err(|e| self.err(rule, format!("rule `{}`: {e}", key.value)))
                     })
                     .collect::<Result<Vec<_>, _>>()?;
-                let when = self.conds(ctx, rule, r.when.as_ref())?;
+                let when = self.conds(ctx, r.when.as_ref())?;
                 let Some(fields) = &r.fields else {
                     return Err(self.err(rule, "a rule with `each` needs `fields:` for each item"));
                 };
@@ -746,13 +722,8 @@ impl<'f> Compiler<'f> {
         })
     }
 
-    fn conds(
-        &self,
-        ctx: &Ctx,
-        at: &Spanned<RuleSpec>,
-        when: Option<&Pairs<CondSpec>>,
-    ) -> Result<Vec<Cond>, MappingError> {
-        let _ = at;
+    /// A `when:`-style map of conditions compiled; none when it is absent.
+    fn conds(&self, ctx: &Ctx, when: Option<&Pairs<CondSpec>>) -> Result<Vec<Cond>, MappingError> {
         when.map(|w| w.0.iter().map(|(k, v)| self.cond(ctx, k, v)).collect())
             .unwrap_or_else(|| Ok(Vec::new()))
     }
@@ -892,7 +863,7 @@ impl<'f> Compiler<'f> {
             Some(c) => Some(IdRule::parse(c).map_err(bad)?),
             None => None,
         };
-        let when = self.conds(ctx, rule, r.when.as_ref())?;
+        let when = self.conds(ctx, r.when.as_ref())?;
         if r.warn.is_some() && !ctx.inbound {
             return Err(bad(
                 "`warn` reports what an inbound mapping finds in its input; an outbound mapping has only canonical documents".into(),
