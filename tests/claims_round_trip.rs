@@ -134,11 +134,11 @@ fn a_later_revisions_trailing_fields_are_kept_reported_and_written_back() {
         .collect();
     assert_eq!(said.len(), 2, "{said:#?}");
     assert!(
-        said[0].starts_with("claims-invoice: record 2 (line 2), column 21: 2 values kept in `extra_fields`: after the last item of its layout"),
+        said[0].starts_with("claims-invoice: record 2 (line 2), column 21: 2 values kept: after the last item of its layout: a later interface revision's fields (claims-csv.md §2.4) (rule `extra_fields` in "),
         "{said:#?}"
     );
     assert!(
-        said[1].starts_with("claims-statement: record 4 (line 4), column 21: 1 value kept in `details[+].extra_fields`"),
+        said[1].starts_with("claims-statement: record 4 (line 4), column 21: 1 value kept: after the last item of its layout") && said[1].contains("(rule `details[+].extra_fields` in "),
         "{said:#?}"
     );
     assert!(
@@ -195,6 +195,66 @@ fn the_reams_5311_file_comes_back_as_the_same_records_in_qkan_style() {
         "half-width kana as it came: {out}"
     );
     assert!(out.ends_with("\"\"\r\n3,5\r\n"), "{out}");
+}
+
+/// The warnings a file's translation gives, each as `mapping: Display`.
+fn warnings(bytes: &[u8], name: &str) -> Vec<String> {
+    mappings()
+        .translate(
+            Input {
+                bytes,
+                file_name: Some(name),
+            },
+            None,
+        )
+        .expect("reads")
+        .warnings
+        .iter()
+        .map(|(id, w)| format!("{id}: {w}"))
+        .collect()
+}
+
+/// A file's account of itself (claims-csv.md §2.4): REAMS's record numbers (`2` on every data
+/// record) and 件数 (`1`) are read all the same and reported once each; the same faults in a 711
+/// file, which three mappings read, are reported once, not once per mapping; a file whose last
+/// record is no end record is refused as cut short, at that record.
+#[test]
+fn record_numbers_and_counts_are_warned_of_and_a_file_cut_short_is_refused() {
+    let reams = warnings(&sample("10_531131011202510.csv"), "10_531131011202510.csv");
+    assert_eq!(reams.len(), 2, "{reams:#?}");
+    assert!(reams[0].starts_with("claims-5311-recipient-change: record 3 (line 3), column 2: 2 of the 5 records do not hold their number in the file (1, 2, 3 …) in column 2; read all the same (rule `source.record_number` in "), "{reams:#?}");
+    assert!(reams[1].starts_with("claims-5311-recipient-change: record 1 (line 1), column 4: the count `/4` states is not the input's 3 records where `1` is `2`; read all the same (rule `source.count` in "), "{reams:#?}");
+    assert!(warnings(&sample("d0711a.csv"), "d0711a.csv").is_empty());
+
+    let a = text(&sample("d0711a.csv"));
+    let off = a
+        .replacen("1,1,0,2,", "1,1,0,7,", 1)
+        .replacen("2,3,", "2,9,", 1);
+    let said = warnings(off.as_bytes(), "d0711a.csv");
+    assert_eq!(
+        said.len(),
+        2,
+        "once each, whichever mapping said it: {said:#?}"
+    );
+    assert!(
+        said[0].contains("record 3 (line 3), column 2: 1 of the 4 records"),
+        "{said:#?}"
+    );
+    assert!(
+        said[1].contains(
+            "record 1 (line 1), column 4: the count `/4` states is not the input's 2 records"
+        ),
+        "{said:#?}"
+    );
+
+    let cut = a.replacen("3,4\r\n", "", 1);
+    let e = translate(cut.as_bytes(), Some("d0711a.csv"))
+        .expect_err("no end record")
+        .to_string();
+    assert!(
+        e.starts_with("record 3 (line 3): the input's last record is not what `source.last` wants (`1` is `3`): the file may be cut short, so it is refused rather than read in part (rule `source.last` in "),
+        "{e}"
+    );
 }
 
 #[test]

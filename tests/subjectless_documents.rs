@@ -214,7 +214,8 @@ async fn a_claims_file_whose_control_record_names_another_office_is_refused_nami
     let error = String::from_utf8(error).expect("UTF-8");
     for part in [
         "outcome: refused",
-        "error: sender-mismatch: document 1 names party 0300000100 as its sender (record 2, line 2; rule `source.sender` from `/8` (claims-invoice.yaml:61:3)), but it came from 0300000005",
+        "error: sender-mismatch: document 1 names party 0300000100 as its sender (record 2, line 2; rule `source.sender` from `/8` (claims-invoice.yaml:",
+        "), but it came from 0300000005",
     ] {
         assert!(error.contains(part), "`{part}` missing from: {error}");
     }

@@ -6,7 +6,7 @@
 use super::check_digit::IdRule;
 use super::error::MappingError;
 use super::plan::*;
-use super::spec::{self, CondSpec, FileSpec, MappingSpec, Pairs, RuleSpec, TargetSpec};
+use super::spec::{self, CondSpec, FileSpec, MappingSpec, Pairs, RuleSpec, SourceSpec, TargetSpec};
 use super::transform::Transform;
 use crate::canonical::{DocKind, schema_walk as sw};
 use crate::formats::charset::Charset;
@@ -194,6 +194,7 @@ impl<'f> Compiler<'f> {
         for (key, values) in &src.match_.0 {
             matches.push(self.cond(&ctx, key, values)?);
         }
+        let file_checks = self.file_checks(&ctx, src)?;
 
         let target = match &spec.target.value {
             TargetSpec::Document(name) => {
@@ -377,6 +378,8 @@ impl<'f> Compiler<'f> {
                     file_name,
                     matches,
                     columns,
+                    file_checks,
+                    loc: source_loc.clone(),
                 },
                 category: spec.category.as_ref().map(|c| c.value.clone()).or_else(
                     || match &target {
@@ -393,6 +396,43 @@ impl<'f> Compiler<'f> {
             };
         super::columns::check_header_is_read(&m, &source_loc)?;
         Ok(m)
+    }
+
+    /// `source.record_number`, `source.count` and `source.last`: CSV only.
+    fn file_checks(&self, ctx: &Ctx, src: &SourceSpec) -> Result<FileChecks, MappingError> {
+        let csv_only = |what: &str| {
+            format!(
+                "`source.{what}` checks a CSV file's account of itself; this mapping reads {}",
+                ctx.format.name()
+            )
+        };
+        let mut checks = FileChecks::default();
+        if let Some(n) = &src.record_number {
+            if ctx.format != Format::Csv {
+                return Err(self.err(n, csv_only("record_number")));
+            }
+            if n.value == 0 {
+                return Err(self.err(n, "`source.record_number`: CSV columns are numbered from 1"));
+            }
+            checks.record_number = Some(n.value - 1);
+        }
+        if let Some(c) = &src.count {
+            if ctx.format != Format::Csv {
+                return Err(self.err(c, csv_only("count")));
+            }
+            let path = compile_path(ctx, &c.value.from)
+                .map_err(|e| self.err(c, format!("source.count: {e}")))?;
+            let of = self.conds(ctx, Some(&c.value.of))?;
+            checks.count = Some((path, c.value.from.clone(), of));
+        }
+        if !src.last.0.is_empty() {
+            if ctx.format != Format::Csv {
+                let (k, _) = &src.last.0[0];
+                return Err(self.err(k, csv_only("last")));
+            }
+            checks.last = self.conds(ctx, Some(&src.last))?;
+        }
+        Ok(checks)
     }
 
     /// `subject: none` says the documents carry no person. A mapping may say it only of a kind

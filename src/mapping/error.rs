@@ -52,23 +52,21 @@ pub struct MapError {
     pub reason: Reason,
 }
 
-/// Something an inbound mapping's `warn:` rule found in an input it translated; the input is
-/// read all the same. Value-free: where, which rule, how many values and the mapping's reason,
-/// never a value (the values are in the documents). `Display`: "record 9 (line 9), column 40:
-/// 1 value kept in `totals.extra_fields`: fields after the layout's last … (rule in
-/// mappings/claims-statement.yaml:150:7)".
+/// Something a mapping found in an input it translated that does not stop it: a `warn:` rule's
+/// values (fields of a later interface revision, kept), or a CSV file whose record numbers or
+/// stated count are off (`source.record_number`, `source.count`). Value-free: where, which rule
+/// and what, never a value of the input. `Display`: "record 9 (line 9), column 41: 1 value kept:
+/// after the last item … (rule `totals[+].extra_fields` in mappings/claims-statement.yaml:156:7)".
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{}{values} value{} kept in `{rule}`: {text} (rule in {loc})", at.as_ref().map(|a| format!("{a}: ")).unwrap_or_default(), if *values == 1 { "" } else { "s" })]
+#[error("{}{text} (rule `{rule}` in {loc})", at.as_ref().map(|a| format!("{a}: ")).unwrap_or_default())]
 pub struct Warning {
-    /// Where the first value is, e.g. "record 9 (line 9), column 40".
+    /// Where, e.g. "record 9 (line 9), column 41".
     pub at: Option<String>,
-    /// The rule's target as written (`totals.extra_fields`).
+    /// The rule as written (`totals[+].extra_fields`, `source.record_number`).
     pub rule: String,
     /// Where the rule is written.
     pub loc: Loc,
-    /// How many values it found.
-    pub values: usize,
-    /// The rule's `warn:` text.
+    /// What was found, value-free.
     pub text: String,
 }
 

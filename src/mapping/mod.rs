@@ -379,7 +379,18 @@ impl MappingSet {
         }
         self.every_record_read(&parsed, input.file_name)?;
         let mut documents = Vec::new();
-        let mut warnings = Vec::new();
+        let mut warnings: Vec<(String, Warning)> = Vec::new();
+        // Several mappings reading one file check its frame alike: each finding is said once.
+        for (m, tree, meta) in &parsed {
+            for w in run::check_file(m, tree, meta)? {
+                if !warnings
+                    .iter()
+                    .any(|(_, x)| x.at == w.at && x.rule == w.rule && x.text == w.text)
+                {
+                    warnings.push((m.id.clone(), w));
+                }
+            }
+        }
         let mut mappings = Vec::with_capacity(parsed.len());
         for (m, tree, meta) in parsed {
             if let (Some(expected), Tree::Csv(f)) = (m.source.columns, tree) {

@@ -105,6 +105,22 @@ pub struct Source {
     pub matches: Vec<Cond>,
     /// CSV: every data record has exactly this many fields (`source.columns`).
     pub columns: Option<usize>,
+    /// CSV: what the file says of itself, checked before it is read ([`super::run::check_file`]).
+    pub file_checks: FileChecks,
+    /// Where `source:` is written.
+    pub loc: Loc,
+}
+
+/// `source.record_number`, `source.count` and `source.last`: a CSV file's own account of itself
+/// (record numbers, a count, an end record), checked before it is read.
+#[derive(Debug, Default)]
+pub struct FileChecks {
+    /// The 0-based column that holds each record's number in the file, from 1.
+    pub record_number: Option<usize>,
+    /// The stated count (its path and text) and the conditions a counted record meets.
+    pub count: Option<(Path, String, Vec<Cond>)>,
+    /// The file's last record meets all of these.
+    pub last: Vec<Cond>,
 }
 
 /// Known file-name conventions.

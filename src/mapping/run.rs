@@ -256,6 +256,85 @@ pub(crate) fn unread(readers: &[(&Mapping, &Meta)], tree: &Tree) -> Result<(), M
     })
 }
 
+/// A CSV file's account of itself (`source.last`, `source.record_number`, `source.count`),
+/// checked before any record is read: a last record that is no end record is an error (the file
+/// may be cut short); record numbers other than 1, 2, 3 … and a stated count that differs from
+/// the records it counts are warnings (REAMS numbers every data record `2` and counts `1`:
+/// claims-csv.md §2.4 says warn, do not refuse). Value-free.
+pub(crate) fn check_file(m: &Mapping, tree: &Tree, meta: &Meta) -> Result<Vec<Warning>, MapError> {
+    let Tree::Csv(f) = tree else {
+        return Ok(Vec::new());
+    };
+    let checks = &m.source.file_checks;
+    let n = f.record_count();
+    let r = Runner {
+        m,
+        tree,
+        meta,
+        warnings: Default::default(),
+    };
+    let holds = |conds: &[Cond], row: usize| {
+        let node = Node::CsvRow(row);
+        let one = [node];
+        r.conds_hold(
+            conds,
+            Scope {
+                node,
+                group: &one,
+                bit: None,
+                position: None,
+            },
+        )
+    };
+    if n > 0 && !checks.last.is_empty() && !holds(&checks.last, n - 1) {
+        return Err(MapError {
+            at: tree.location(Node::CsvRow(n - 1)),
+            rule: "source.last".into(),
+            loc: m.source.loc.clone(),
+            reason: Reason::Missing(format!(
+                "the input's last record is not what `source.last` wants ({}): the file may be cut short, so it is refused rather than read in part",
+                described(&checks.last)
+            )),
+        });
+    }
+    let mut warnings = Vec::new();
+    if let Some(c) = checks.record_number {
+        let off: Vec<usize> = (0..n)
+            .filter(|&i| f.field(i, c).and_then(|v| v.trim().parse::<usize>().ok()) != Some(i + 1))
+            .collect();
+        if let Some(&first) = off.first() {
+            warnings.push(Warning {
+                at: tree.location(Node::CsvCell(first, c)),
+                rule: "source.record_number".into(),
+                loc: m.source.loc.clone(),
+                text: format!(
+                    "{} of the {n} records do not hold their number in the file (1, 2, 3 …) in column {}; read all the same",
+                    off.len(),
+                    c + 1
+                ),
+            });
+        }
+    }
+    if let Some((path, text, of)) = &checks.count {
+        let counted = (0..n).filter(|&i| holds(of, i)).count();
+        let stated = tree
+            .first_value(tree.root(), path)
+            .map(|(v, node)| (v.trim().parse::<usize>().ok(), node));
+        if stated.as_ref().and_then(|(v, _)| *v) != Some(counted) {
+            warnings.push(Warning {
+                at: stated.as_ref().and_then(|(_, node)| tree.location(*node)),
+                rule: "source.count".into(),
+                loc: m.source.loc.clone(),
+                text: format!(
+                    "the count `{text}` states is not the input's {counted} records where {}; read all the same",
+                    described(of)
+                ),
+            });
+        }
+    }
+    Ok(warnings)
+}
+
 /// Conditions in words: "`1` is `2` and `3` is one of `7131`, `7132`".
 fn described(conds: &[Cond]) -> String {
     if conds.is_empty() {
@@ -654,12 +733,12 @@ impl<'a> Runner<'a> {
     /// Notes what a `warn:` rule found: `values` values, the first at `node`.
     fn warn(&self, step: &Step, rule: &ValueRule, node: Option<Node<'a>>, values: usize) {
         if let Some(text) = &rule.warn {
+            let plural = if values == 1 { "" } else { "s" };
             self.warnings.borrow_mut().push(Warning {
                 at: node.and_then(|n| self.tree.location(n)),
                 rule: step.name.clone(),
                 loc: step.loc.clone(),
-                values,
-                text: text.clone(),
+                text: format!("{values} value{plural} kept: {text}"),
             });
         }
     }

@@ -75,12 +75,35 @@ pub struct SourceSpec {
     /// CSV: `"` (the default, RFC 4180 quoting) or `none` (`"` is ordinary data).
     #[serde(default)]
     pub quote: Option<Spanned<String>>,
+    /// CSV: this column of every record holds the record's number in the file, from 1; a file
+    /// numbered otherwise is read all the same, with a warning.
+    #[serde(default)]
+    pub record_number: Option<Spanned<usize>>,
+    /// CSV: where the file says how many of its records meet `of` (a control record's 件数); a
+    /// count that differs is a warning.
+    #[serde(default)]
+    pub count: Option<Spanned<CountSpec>>,
+    /// CSV: conditions the file's last record must meet (an end record); a file whose last record
+    /// does not is refused as cut short.
+    #[serde(default)]
+    pub last: Pairs<CondSpec>,
     /// XML: prefix → namespace URI used in this file's paths.
     #[serde(default)]
     pub namespaces: Pairs<String>,
     /// File-name convention to parse into `$file.*` metadata: `careplan`.
     #[serde(default)]
     pub file_name: Option<String>,
+}
+
+/// `source.count:` — a count the file states, and what it counts.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CountSpec {
+    /// The path of the stated count (`/4`: column 4 of the first record).
+    pub from: String,
+    /// Conditions a counted record meets (`{ "1": "2" }`: data records).
+    #[serde(default)]
+    pub of: Pairs<CondSpec>,
 }
 
 /// `target:` — either `Document@version` or an outbound format block.
