@@ -247,6 +247,17 @@ fn record_numbers_and_counts_are_warned_of_and_a_file_cut_short_is_refused() {
         "{said:#?}"
     );
 
+    // A record shorter than its layout (here the first 7111 line without its last field) is read,
+    // its missing items empty, and said.
+    let short = a.replacen(",\"\",\"\"\r\n2,3,", ",\"\"\r\n2,3,", 1);
+    assert_ne!(short, a);
+    let said = warnings(short.as_bytes(), "d0711a.csv");
+    assert_eq!(said.len(), 1, "{said:#?}");
+    assert!(
+        said[0].starts_with("claims-invoice: record 2 (line 2): the record has 19 fields, fewer than the 20 before `21..`: the missing ones are read as empty (rule `extra_fields` in "),
+        "{said:#?}"
+    );
+
     let cut = a.replacen("3,4\r\n", "", 1);
     let e = translate(cut.as_bytes(), Some("d0711a.csv"))
         .expect_err("no end record")

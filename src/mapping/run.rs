@@ -5,6 +5,7 @@
 
 use super::error::{MapError, Reason, ValueError, Warning};
 use super::plan::*;
+use crate::formats::tree::CsvPath;
 use crate::formats::{Node, Path, Tree};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -710,6 +711,7 @@ impl<'a> Runner<'a> {
         scope: Scope<'a, '_>,
     ) -> Result<Option<Value>, MapError> {
         for src in &rule.sources {
+            self.short_record(step, rule, src, scope);
             let mut nodes = Vec::new();
             self.select(src, scope, &mut nodes);
             let mut items = Vec::new();
@@ -728,6 +730,32 @@ impl<'a> Runner<'a> {
             }
         }
         self.nothing(step, rule, scope)
+    }
+
+    /// A `warn:` rule reading `N..` says where a record's layout ends: a record with fewer than
+    /// N − 1 fields lacks some of the layout's items (read as empty), which is noted too.
+    fn short_record(&self, step: &Step, rule: &ValueRule, src: &Src, scope: Scope<'a, '_>) {
+        let (Some(_), Src::Path(Path::Csv(CsvPath::From(c)), text), Tree::Csv(f)) =
+            (&rule.warn, src, self.tree)
+        else {
+            return;
+        };
+        let row = match scope.node {
+            Node::CsvRow(r) | Node::CsvCell(r, _) => r,
+            Node::CsvFile if f.record_count() > 0 => 0,
+            _ => return,
+        };
+        let fields = f.field_count(row);
+        if fields < *c {
+            self.warnings.borrow_mut().push(Warning {
+                at: self.tree.location(Node::CsvRow(row)),
+                rule: step.name.clone(),
+                loc: step.loc.clone(),
+                text: format!(
+                    "the record has {fields} fields, fewer than the {c} before `{text}`: the missing ones are read as empty"
+                ),
+            });
+        }
     }
 
     /// Notes what a `warn:` rule found: `values` values, the first at `node`.
