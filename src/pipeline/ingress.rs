@@ -228,7 +228,7 @@ async fn ingress(hub: &Hub, sub: &Submission<'_>, envelope: &mut Envelope) -> St
     let mapped = map(hub, sub).await?;
     for (mapping, w) in &mapped.warnings {
         // Value-free: where, which rule, how many values and why.
-        tracing::warn!(envelope = %envelope.id, mapping = %mapping, warning = %w, "ingress: a mapping reports what it kept");
+        tracing::warn!(envelope = %envelope.id, mapping = %mapping, warning = %w, "ingress: a mapping warns (the message is read all the same)");
         Metrics::inc(&hub.metrics.mapping_warnings);
     }
     envelope.label(h::MAPPING, mapped.label.clone());

@@ -54,8 +54,8 @@ pub struct Metrics {
     pub archive_failed: AtomicU64,
     /// Archive rows forgotten because they were older than `archive_keep_days`.
     pub archive_pruned: AtomicU64,
-    /// What mappings' `warn:` rules found in accepted messages (fields of a later interface
-    /// revision, kept verbatim), each logged with the message's envelope id.
+    /// Mappings' warnings on accepted messages (fields of a later interface revision kept
+    /// verbatim, a CSV file's record numbers or count off), each logged with the envelope id.
     pub mapping_warnings: AtomicU64,
 }
 
@@ -165,7 +165,7 @@ impl Metrics {
             ),
             (
                 "kaigo_mapping_warnings_total",
-                "What mappings' warn rules found in accepted messages (fields of a later interface revision, kept); each is logged with its envelope id.",
+                "Mappings' warnings on accepted messages (a later interface revision's fields kept, a file's record numbers or count off); each is logged with its envelope id.",
                 &self.mapping_warnings,
             ),
         ]
