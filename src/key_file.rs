@@ -24,6 +24,30 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Refuses a key file that other users of the machine may read or write (on Unix: any group or
+/// other permission bit), as OpenSSH does a private key: whoever reads the subject key can undo
+/// the hashes in headers, logs and audit events, whoever reads the archive key can open the
+/// archive. The reason says how to mend it. A file that cannot be looked at is left to the read
+/// that follows, which says why.
+pub fn check_private(path: &Path) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(format!(
+                    "other users of this machine may read or change the key file (mode {mode:03o}); make it the hub's user's alone: `chmod 600 {}`",
+                    path.display()
+                ));
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 /// What [`create`] found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Created {
@@ -61,6 +85,30 @@ pub fn create(path: &Path, key: &[u8]) -> Result<Created, (&'static str, std::io
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_file_others_may_read_is_refused_with_the_mend() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("kaigo-key-private-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("k.key");
+        create(&path, &random(32).expect("random")).expect("made");
+        check_private(&path).expect("0600 is private");
+        for mode in [0o644, 0o640, 0o606, 0o660] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            let e = check_private(&path).expect_err("not private");
+            assert!(e.contains(&format!("(mode {mode:03o})")), "{e}");
+            assert!(
+                e.contains(&format!("`chmod 600 {}`", path.display())),
+                "{e}"
+            );
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).expect("chmod");
+        check_private(&path).expect("read-only for its owner is private");
+        check_private(&dir.join("absent.key")).expect("the read says what is missing");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn a_key_file_is_made_0600_from_fresh_randomness_and_never_overwritten() {

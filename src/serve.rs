@@ -543,6 +543,8 @@ pub fn subject_key(cfg: &Config) -> Result<Vec<u8>, String> {
         None => {
             let path = cfg.data_dir.join("subject.key");
             let read = |path: &std::path::Path| {
+                crate::key_file::check_private(path)
+                    .map_err(|why| format!("{}: {why}", path.display()))?;
                 std::fs::read_to_string(path)
                     .map(|k| k.trim().to_string())
                     .map_err(|e| format!("{}: {e}", path.display()))

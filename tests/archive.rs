@@ -388,6 +388,39 @@ async fn a_key_file_that_is_set_but_missing_stops_the_hub_at_start_naming_it() {
     );
 }
 
+/// A key file other users of the machine may read (the archive key, the subject key, the audit
+/// key) stops the hub at start, naming the file and how to mend it; made private again, it starts.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_file_others_may_read_stops_the_hub_at_start_naming_the_mend() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Scratch::memory("archive-loose-key", |p| p);
+    let cfg = archiving(&s);
+    s.start_with(&cfg).await.stop().await; // makes the subject and audit keys, 0600
+    let keys = [
+        cfg.archive_key_file.clone().expect("on"),
+        cfg.data_dir.join("subject.key"),
+        cfg.audit_key_path(),
+    ];
+    let chmod = |p: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod")
+    };
+    for key in &keys {
+        assert!(key.exists(), "{}", key.display());
+        chmod(key, 0o644);
+        let e = match kaigo_hub::serve::start(&cfg).await {
+            Ok(_) => panic!("started with {} readable by others", key.display()),
+            Err(e) => e,
+        };
+        assert!(
+            e.contains(&format!("`chmod 600 {}`", key.display())) && e.contains("(mode 644)"),
+            "{e}"
+        );
+        chmod(key, 0o600);
+    }
+    s.start_with(&cfg).await.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_command_line_prints_the_trace_and_finds_the_message_and_audits_a_person_search() {
     let s = Scratch::memory("archive-cli", |p| p);

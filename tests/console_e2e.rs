@@ -43,6 +43,13 @@ impl Console {
         std::fs::create_dir_all(key.parent().expect("a folder")).expect("keys folder");
         // 32 bytes as hex; synthetic, for this test's archive only.
         std::fs::write(&key, "4b".repeat(32)).expect("write the archive key");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // A key others may read is refused (key_file::check_private).
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+                .expect("the key is the hub's alone");
+        }
         cfg.archive_key_file = Some(key);
         let running = match kaigo_hub::serve::start_with(&cfg, StartOptions { demo: true }).await {
             Ok(r) => r,

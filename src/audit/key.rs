@@ -96,6 +96,10 @@ impl AuditKey {
     /// Reads the key file at `path`. A missing file is [`AuditKeyError::Missing`]; never creates
     /// one (what `audit verify` uses).
     pub fn read(path: &Path) -> Result<AuditKey, AuditKeyError> {
+        crate::key_file::check_private(path).map_err(|why| AuditKeyError::NotPrivate {
+            path: path.to_path_buf(),
+            why,
+        })?;
         let text = std::fs::read_to_string(path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 AuditKeyError::Missing {
@@ -231,6 +235,14 @@ pub enum AuditKeyError {
     Missing {
         /// Where it was looked for.
         path: PathBuf,
+    },
+    /// Other users may read or change the key file.
+    #[error("{}: {why}", .path.display())]
+    NotPrivate {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and how to mend it.
+        why: String,
     },
     /// The operating system refused.
     #[error("{}: could not {action} the audit key file: {source}", .path.display())]

@@ -76,6 +76,10 @@ impl ArchiveKey {
 
     /// Reads the key file (64 hex digits, surrounding white space ignored).
     pub fn read(path: &Path) -> Result<ArchiveKey, KeyError> {
+        crate::key_file::check_private(path).map_err(|what| KeyError::File {
+            path: path.to_path_buf(),
+            what,
+        })?;
         let text = std::fs::read_to_string(path).map_err(|e| KeyError::File {
             path: path.to_path_buf(),
             what: format!("cannot read it: {e}"),
