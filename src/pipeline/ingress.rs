@@ -349,6 +349,12 @@ async fn admit(
     let all = admitted.withheld.iter().map(|(w, _)| w);
     match admission::whole(all) {
         Some(w) if admitted.subjects.is_empty() && admitted.without_person.is_empty() => {
+            // The quarantined copy names its people by keyed hash, as a forwarded one does: a
+            // replay or a preview of it is then audited about them.
+            if !envelope.subjects.is_empty() {
+                let named = envelope.subjects.join(",");
+                envelope.label(h::SUBJECT, named);
+            }
             envelope.refused = admitted
                 .withheld
                 .iter()
