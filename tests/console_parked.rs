@@ -192,6 +192,17 @@ async fn an_operator_previews_and_replays_to_a_chosen_recipient_and_a_viewer_onl
         let reason = e["reason"].as_str().unwrap_or("");
         assert!(reason.ends_with(";for:0300000005"), "{e}");
     }
+    // Each of the two previews asked both people's consent: audited with the operator, one
+    // event per person (their keyed hashes), hop `admin`, reason `replay-preview`.
+    let previews: Vec<serde_json::Value> = envelope_events(&s, &hub, &envelope)
+        .into_iter()
+        .filter(|e| e["hop"] == "admin" && e["reason"] == "replay-preview")
+        .collect();
+    assert_eq!(previews.len(), 4, "{previews:#?}");
+    for e in &previews {
+        assert_eq!(e["actor"], "console:ops-1", "{e}");
+        assert!(e["subject"].is_string(), "{e}");
+    }
 
     // All of a reason: another insurer's person stays, said so.
     let foreign = refused(&hub, MUNICIPALITY, &card_of_person_2(), None).await;

@@ -35,7 +35,7 @@ async fn preview_all(hub: &Hub, to: Option<&[String]>) -> Vec<Preview> {
         hub.bus.queue_len(&t.quarantine_queue()).await.expect("len") == before
     })
     .await;
-    previewed.into_iter().map(|(_, p)| p).collect()
+    previewed.into_iter().map(|(_, p, _)| p).collect()
 }
 
 fn documents(p: &Preview) -> &[DocumentPreview] {
@@ -357,10 +357,36 @@ async fn the_command_line_lists_previews_and_replays_to_a_chosen_recipient() {
         "platform permit (consent p2-platform)",
         "→ 0300000005: permit (consent p1-provider)",
         "→ 0300000005: permit (consent p2-provider)",
-        "1 previewed; nothing was published or moved",
+        "1 previewed (audited); nothing was published or moved",
     ] {
         assert!(previewed.contains(part), "`{part}` in {previewed}");
     }
+    // The preview asked both people's consent: one admin event each, with their keyed hashes.
+    let cli_events = |hop: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(s.config().data_dir.join("audit-cli.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter(|e: &serde_json::Value| e["hop"] == hop && e["envelope_id"] == envelope)
+            .collect()
+    };
+    let previews = cli_events("admin");
+    let mut who: Vec<&str> = previews
+        .iter()
+        .inspect(|e| assert_eq!(e["reason"], "replay-preview", "{e}"))
+        .filter_map(|e| e["subject"].as_str())
+        .collect();
+    who.sort_unstable();
+    let mut want = [
+        hub.subject_hash(&subject(PERSON_1)),
+        hub.subject_hash(&subject(PERSON_2)),
+    ];
+    want.sort_unstable();
+    assert_eq!(
+        who,
+        want.iter().map(String::as_str).collect::<Vec<_>>(),
+        "{previews:#?}"
+    );
     assert!(!previewed.contains("→ 131011"), "{previewed}");
     eventually("the preview kept the message", async || {
         hub.bus.queue_len(&t.quarantine_queue()).await.unwrap() == 1
@@ -384,13 +410,7 @@ async fn the_command_line_lists_previews_and_replays_to_a_chosen_recipient() {
         .await;
     tokio::time::sleep(QUIET).await;
     assert!(files(&s.out_dir(MUNICIPALITY)).is_empty(), "not chosen");
-    let events: Vec<serde_json::Value> =
-        std::fs::read_to_string(s.config().data_dir.join("audit-cli.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .filter(|e: &serde_json::Value| e["hop"] == "replay" && e["envelope_id"] == envelope)
-            .collect();
+    let events = cli_events("replay");
     assert!(!events.is_empty(), "the replay is audited");
     for e in &events {
         let reason = e["reason"].as_str().unwrap_or("");

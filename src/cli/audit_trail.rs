@@ -133,6 +133,29 @@ impl Trail {
         )
     }
 
+    /// `kaigo-hub replay --preview` asked what replaying the parked message `envelope` would do
+    /// (each person's consent for each recipient among it): hop `admin`, one event per person.
+    pub fn previewed(
+        &mut self,
+        envelope: &str,
+        props: &kaigo_hub::bus::Props,
+    ) -> Result<(), Failure> {
+        use kaigo_hub::pipeline::replay::{PREVIEW_REASON, audit_event, parked_subjects};
+        for subject in parked_subjects(props) {
+            self.record_at(Hop::Admin, |d| {
+                audit_event(
+                    d,
+                    props,
+                    envelope,
+                    Decision::Accepted,
+                    PREVIEW_REASON,
+                    subject,
+                )
+            })?;
+        }
+        Ok(())
+    }
+
     /// `kaigo-hub replay` kept the parked message `envelope` where it is, for `code`.
     pub fn kept(
         &mut self,

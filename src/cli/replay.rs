@@ -8,7 +8,8 @@
 //! the consent id, each recipient and its consent #3 — without publishing or moving anything
 //! ([`kaigo_hub::pipeline::preview`]); `--list` lists the parked messages grouped by reason with
 //! the error's location. Each message put back or kept is an audit event in the CLI's chain
-//! (`super::audit_trail`); a preview or a listing changes nothing and writes none. Needs RabbitMQ
+//! (`super::audit_trail`), and so is each message previewed (hop `admin`, reason `replay-preview`:
+//! a preview asks each person's consent); a listing changes nothing and writes none. Needs RabbitMQ
 //! (the embedded in-memory bus lives inside one `serve` process) and the hub's store.
 
 use super::Failure;
@@ -187,11 +188,19 @@ async fn preview(
     let hub = kaigo_hub::serve::build_for_preview(cfg)
         .await
         .map_err(Failure::usage)?;
+    let (store, place) = super::open_store(cfg).await?;
+    eprintln!("kaigo-hub: store: {place}");
+    let mut trail = Trail::open(cfg, store, true)?;
     let select = |p: &kaigo_hub::bus::Props| select.takes(p);
     let previewed = replay::preview_parked(&hub, parked, &select, to)
         .await
         .map_err(|e| Failure::usage(e.to_string()))?;
-    for (m, p) in &previewed {
+    // Audited before anything is shown: a preview asks each person's consent.
+    for (m, _, props) in &previewed {
+        trail.previewed(&m.envelope, props)?;
+    }
+    trail.finish()?;
+    for (m, p, _) in &previewed {
         super::out!("{} ({} at {}):", p.envelope, m.reason, m.hop);
         match &p.would {
             Would::Stay { why, .. } => super::out!("  stays: {why}"),
@@ -223,7 +232,7 @@ async fn preview(
         }
     }
     super::out!(
-        "{} previewed; nothing was published or moved",
+        "{} previewed (audited); nothing was published or moved",
         previewed.len()
     );
     Ok(0)

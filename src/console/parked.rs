@@ -270,8 +270,17 @@ pub async fn preview(
         let previewed = replay::preview_parked(hub, *parked, &select, chosen.to.as_deref())
             .await
             .map_err(|e| ConsoleError::Internal(format!("previewing {queue}: {e}")))?;
-        for (m, p) in previewed {
+        for (m, p, props) in previewed {
             n += 1;
+            audit(
+                &console,
+                Hop::Admin,
+                &post.session,
+                &m.envelope,
+                &props,
+                Decision::Accepted,
+                replay::PREVIEW_REASON,
+            );
             row(&mut rows, queue, &m, &p);
         }
     }
@@ -280,7 +289,7 @@ pub async fn preview(
         None => "to every recipient".to_string(),
     };
     let body = format!(
-        "<h1>Preview</h1>\n<p class=\"note\">What a replay {to} would do now ({n} message(s)), computed by the hops' own checks; nothing was published, moved or recorded. Rendering each recipient's format is not tried.</p>\n\
+        "<h1>Preview</h1>\n<p class=\"note\">What a replay {to} would do now ({n} message(s)), computed by the hops' own checks; nothing was published or moved, and the preview is audited (it asks each person's consent). Rendering each recipient's format is not tried.</p>\n\
          <table id=\"preview\">\n<thead><tr><th>Envelope</th><th>Queue</th><th>Parked for</th><th>Would</th></tr></thead>\n<tbody>\n{rows}</tbody>\n</table>\n\
          <form id=\"replay-form\" method=\"post\" action=\"/console/parked/replay\">{csrf}{again}<p><button id=\"replay\" type=\"submit\">Replay these now</button> <a href=\"/console/parked\">Back</a></p></form>\n",
         csrf = post.session.csrf_field(),
@@ -413,7 +422,15 @@ pub async fn replay(
                     format!("kept: {why}"),
                 ),
             };
-            audit(&console, session, envelope, props, decision, &reason);
+            audit(
+                &console,
+                Hop::Replay,
+                session,
+                envelope,
+                props,
+                decision,
+                &reason,
+            );
             let _ = writeln!(
                 lines,
                 "<li data-envelope=\"{}\">{} ({}): {}</li>",
@@ -443,10 +460,11 @@ pub async fn replay(
     Ok(super::layout::page("Replay", session, &body))
 }
 
-/// One audit event per subject hash the parked message carried (one without a subject when it
-/// carried none), as the command line's replay records them.
+/// One audit event at `hop` per subject hash the parked message carried (one without a subject
+/// when it carried none), as the command line records a replay or a preview.
 fn audit(
     console: &Console,
+    hop: Hop,
     session: &Session,
     envelope: &str,
     props: &Props,
@@ -454,7 +472,7 @@ fn audit(
     reason: &str,
 ) {
     for subject in crate::pipeline::replay::parked_subjects(props) {
-        console.audit(Hop::Replay, session, |d| {
+        console.audit(hop, session, |d| {
             crate::pipeline::replay::audit_event(d, props, envelope, decision, reason, subject)
         });
     }

@@ -393,21 +393,27 @@ pub async fn list(
 }
 
 /// What replaying the messages of `parked` that `select` takes would do now, to the recipients
-/// `to` only when given ([`super::preview`]); nothing is published, moved or audited.
+/// `to` only when given ([`super::preview`]), with each message's headers (the caller audits the
+/// preview: [`PREVIEW_REASON`]); nothing is published or moved.
 pub async fn preview_parked(
     hub: &super::Hub,
     parked: Parked,
     select: &(dyn Fn(&Props) -> bool + Sync),
     to: Option<&[String]>,
-) -> Result<Vec<(ParkedMessage, super::preview::Preview)>, BusError> {
+) -> Result<Vec<(ParkedMessage, super::preview::Preview, Props)>, BusError> {
     let seen = browse(hub.bus.as_ref(), &hub.topology, parked, select, true).await?;
     let mut out = Vec::with_capacity(seen.len());
     for (props, body) in seen {
         let p = super::preview::preview(hub, &props, &body, to).await;
-        out.push((ParkedMessage::of(&props), p));
+        out.push((ParkedMessage::of(&props), p, props));
     }
     Ok(out)
 }
+
+/// The reason of the audit events a preview records (hop `admin`, one per person the parked
+/// message names, as a replay records them): a preview asks each person's consent for each
+/// recipient, so who asked, and about whom, is on the record like any consent decision.
+pub const PREVIEW_REASON: &str = "replay-preview";
 
 /// Waits (at most 5 s) until `queue` counts at least the `kept` messages put back: RabbitMQ
 /// returns what a closed consumer had fetched again of them through its quorum log, a moment
