@@ -336,8 +336,8 @@ pub struct ConsentStep {
     pub consent_id: Option<String>,
     /// The category asked about.
     pub category: Option<String>,
-    /// The purpose asked about: the hub's `purpose` setting in force now (the audit event does
-    /// not record it); `None`: consents without a purpose only.
+    /// The purpose the question stated, as its audit event records it; `None`: none (only
+    /// consents without a purpose could permit).
     pub purpose: Option<String>,
     /// Who would receive it (the platform at ingress and translate).
     pub recipient: Option<String>,
@@ -400,13 +400,11 @@ impl Trace {
     }
 }
 
-/// The trace of `envelope` from the audit events and the archive (when on); `purpose` is the
-/// hub's `purpose` setting, shown with each consent decision.
+/// The trace of `envelope` from the audit events and the archive (when on).
 pub fn trace(
     envelope: &str,
     events: impl IntoIterator<Item = AuditEvent>,
     archive: Option<&dyn ArchiveStore>,
-    purpose: Option<&str>,
 ) -> Result<Trace, String> {
     let (original, documents) = match archive {
         Some(a) => (
@@ -442,7 +440,7 @@ pub fn trace(
                 reason: if permit { None } else { e.reason },
                 decision,
                 category: e.category,
-                purpose: purpose.map(String::from),
+                purpose: e.purpose,
                 recipient: e.party,
                 document: e.document,
                 subject: e.subject,
@@ -481,6 +479,7 @@ mod tests {
             decision: None,
             reason: None,
             envelope_id: Some(envelope.into()),
+            purpose: None,
             prev_hash: String::new(),
             hash: String::new(),
         }
@@ -498,6 +497,7 @@ mod tests {
                 e.decision = Some("permit".into());
                 e.reason = Some("c-1".into());
                 e.category = Some("certification".into());
+                e.purpose = Some("care".into());
                 e.subject = Some(h.clone());
             }),
             with(event(2, Hop::Ingress, "mllp", "e1"), &|e| {
@@ -575,7 +575,7 @@ mod tests {
 
     #[test]
     fn a_trace_gathers_each_step_each_decision_and_each_recipients_copy() {
-        let t = trace("e1", journey(&hasher()), None, Some("care")).unwrap();
+        let t = trace("e1", journey(&hasher()), None).unwrap();
         assert_eq!(t.steps.len(), 3);
         assert_eq!(t.decisions.len(), 2);
         let permit = &t.decisions[0];
@@ -587,7 +587,7 @@ mod tests {
             ),
             ("permit", Some("c-1"), None)
         );
-        assert_eq!(permit.purpose.as_deref(), Some("care"));
+        assert_eq!(permit.purpose.as_deref(), Some("care"), "as the event says");
         let deny = &t.decisions[1];
         assert_eq!(
             (
@@ -605,11 +605,7 @@ mod tests {
             copies,
             vec![("provider-1", "delivered"), ("city-131011", "quarantined")]
         );
-        assert!(
-            trace("none", journey(&hasher()), None, None)
-                .unwrap()
-                .is_empty()
-        );
+        assert!(trace("none", journey(&hasher()), None).unwrap().is_empty());
     }
 
     #[test]
@@ -662,7 +658,7 @@ mod tests {
         assert_eq!(run("131011:0000100001"), vec!["e1"]);
         assert_eq!(run("recipient:city-131011"), vec!["e1"]);
         assert!(run("recipient:nobody").is_empty());
-        let t = trace("e1", journey(&h), Some(archive), None).unwrap();
+        let t = trace("e1", journey(&h), Some(archive)).unwrap();
         assert_eq!(t.mappings(), vec!["ssmix2-adt@1"]);
         assert_eq!(t.original.unwrap().sender, "hospital-a");
     }

@@ -16,12 +16,14 @@ use std::time::Duration;
 
 const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
 
-/// `s`'s config with the archive on (a fresh key in the scratch dir).
+/// `s`'s config with the archive on (a fresh key in the scratch dir), asking consent for the
+/// purpose `care` (the demo consents name none, so they permit any).
 fn archiving(s: &Scratch) -> Config {
     let path = s.dir.join("keys/archive.key");
     ArchiveKey::read_or_make(&path).expect("archive key");
     Config {
         archive_key_file: Some(path),
+        purpose: Some("care".into()),
         ..s.config()
     }
 }
@@ -48,7 +50,6 @@ fn trace_of(running: &Running, cfg: &Config, envelope: &str) -> Trace {
             .store
             .archive()
             .filter(|_| running.hub.archive.is_some()),
-        cfg.purpose.as_deref(),
     )
     .expect("trace")
 }
@@ -121,6 +122,12 @@ async fn a_delivered_message_is_archived_and_traced(
         permits
             .iter()
             .all(|d| d.category.as_deref() == Some("certification"))
+    );
+    // Each decision shows the purpose its question stated, as its audit event records it.
+    assert!(
+        permits.iter().all(|d| d.purpose == cfg.purpose),
+        "{:?}",
+        t.decisions
     );
     let original = t.original.as_ref().expect("archived");
     assert_eq!(

@@ -68,6 +68,7 @@ impl Checkpoint {
             decision: draft.decision.map(|d| d.as_str().to_string()),
             reason: draft.reason,
             envelope_id: draft.envelope_id,
+            purpose: draft.purpose,
             prev_hash: self.hash.clone(),
             hash: String::new(),
         };

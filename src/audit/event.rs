@@ -210,6 +210,11 @@ pub struct AuditEvent {
     pub reason: Option<String>,
     /// The envelope id (AMQP `message_id`), stable across hops and retries.
     pub envelope_id: Option<String>,
+    /// The purpose a consent question stated (the hub's `purpose` setting when it was asked);
+    /// absent when it stated none, and then neither stored nor hashed (events before the field
+    /// existed hash as they did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
     /// The previous event's `hash` (hex), or [`GENESIS_HASH`](super::GENESIS_HASH).
     pub prev_hash: String,
     /// `hex(HMAC-SHA256(chain key, prev_hash || canonical))`, see the [`audit`](super) module documentation.
@@ -230,6 +235,8 @@ struct CanonicalEvent<'a> {
     decision: Option<&'a str>,
     reason: Option<&'a str>,
     envelope_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    purpose: Option<&'a str>,
     prev_hash: &'a str,
 }
 
@@ -248,6 +255,7 @@ impl AuditEvent {
             decision: self.decision.as_deref(),
             reason: self.reason.as_deref(),
             envelope_id: self.envelope_id.as_deref(),
+            purpose: self.purpose.as_deref(),
             prev_hash: &self.prev_hash,
         };
         serde_json::to_vec(&canonical)
@@ -286,6 +294,8 @@ pub struct AuditDraft {
     pub reason: Option<String>,
     /// The envelope id.
     pub envelope_id: Option<String>,
+    /// The purpose a consent question stated.
+    pub purpose: Option<String>,
 }
 
 impl AuditDraft {
@@ -302,6 +312,7 @@ impl AuditDraft {
             decision: None,
             reason: None,
             envelope_id: None,
+            purpose: None,
         }
     }
 
@@ -347,6 +358,12 @@ impl AuditDraft {
         self
     }
 
+    /// Set the purpose a consent question stated.
+    pub fn purpose(mut self, purpose: impl Into<String>) -> Self {
+        self.purpose = Some(purpose.into());
+        self
+    }
+
     pub(super) fn check(&self, seq: u64) -> Result<(), DraftError> {
         check_text(seq, "actor", Some(&self.actor), MAX_ID_BYTES)?;
         check_text(seq, "party", self.party.as_deref(), MAX_ID_BYTES)?;
@@ -359,6 +376,7 @@ impl AuditDraft {
             self.envelope_id.as_deref(),
             MAX_ID_BYTES,
         )?;
+        check_text(seq, "purpose", self.purpose.as_deref(), MAX_ID_BYTES)?;
         Ok(())
     }
 }
@@ -418,6 +436,39 @@ mod tests {
     use super::super::tests::{chain_key, sample_chain, sample_draft, ts};
     use super::super::{AuditChain, GENESIS_HASH, hex};
     use super::*;
+
+    /// `purpose` is hashed, between `envelope_id` and `prev_hash`, only when the event has one,
+    /// so an event without it (every event from before the field) hashes as it always did; and
+    /// the stored line leaves it out then too.
+    #[test]
+    fn a_purpose_is_hashed_and_stored_only_when_there_is_one() {
+        let draft = || AuditDraft::new(ts("2025-04-01T00:00:00Z"), Hop::Consent, "hub:deliver");
+        let with = AuditChain::new(chain_key())
+            .append(draft().purpose("care"))
+            .expect("valid");
+        let text = String::from_utf8(with.canonical_bytes()).expect("utf-8");
+        assert!(
+            text.ends_with(&format!(
+                r#""envelope_id":null,"purpose":"care","prev_hash":"{GENESIS_HASH}"}}"#
+            )),
+            "{text}"
+        );
+        let without = AuditChain::new(chain_key()).append(draft()).expect("valid");
+        assert!(
+            !String::from_utf8(without.canonical_bytes())
+                .expect("utf-8")
+                .contains("purpose")
+        );
+        let line = serde_json::to_string(&without).expect("serialises");
+        assert!(!line.contains("purpose"), "{line}");
+        let back: AuditEvent = serde_json::from_str(&line).expect("an old line reads");
+        assert_eq!(back, without);
+        assert_ne!(with.hash, without.hash, "the purpose is sealed");
+        let e = AuditChain::new(chain_key())
+            .append(draft().purpose("x".repeat(MAX_ID_BYTES + 1)))
+            .expect_err("a purpose is a code");
+        assert!(e.to_string().contains("purpose"), "{e}");
+    }
 
     #[test]
     fn canonical_bytes_have_the_documented_field_order_and_nulls() {

@@ -28,8 +28,12 @@
 //!
 //! `seq, at, hop, actor, party, subject, category, document, decision, reason, envelope_id, prev_hash`
 //!
-//! That order is part of the log format: changing it (or adding a field) makes a new chain format and
-//! needs a new genesis. `seq` starts at 1 and grows by one per event. A chain can also start from a
+//! with one exception: `purpose` (the purpose a consent question stated) is written between
+//! `envelope_id` and `prev_hash` only when the event has one, so every event without it (all
+//! events written before it existed) hashes exactly as before.
+//!
+//! That order is part of the log format: changing it (or adding a field that is always written)
+//! makes a new chain format and needs a new genesis. `seq` starts at 1 and grows by one per event. A chain can also start from a
 //! [`Checkpoint`] (the `seq` and `hash` of the last event of an earlier, rotated file).
 //!
 //! Logs written before the chain was keyed used `hash = hex(SHA-256(prev_hash || canonical))`

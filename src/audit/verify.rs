@@ -556,6 +556,7 @@ mod tests {
             document in arb_opt_text(),
             reason in arb_opt_text(),
             envelope_id in arb_opt_text(),
+            purpose in arb_opt_text(),
         ) -> AuditDraft {
             let at = ts(&format!(
                 "2025-04-01T{:02}:{:02}:{:02}Z",
@@ -574,6 +575,7 @@ mod tests {
                 decision: decision.map(|d| Decision::ALL[d]),
                 reason,
                 envelope_id,
+                purpose,
             }
         }
     }
@@ -610,6 +612,7 @@ mod tests {
             8 => event.decision = other(&event.decision, salt),
             9 => event.reason = other(&event.reason, salt),
             10 => event.envelope_id = other(&event.envelope_id, salt),
+            12 => event.purpose = other(&event.purpose, salt),
             11 => event.prev_hash = format!("{}{salt}", &event.prev_hash[1..]).replace('0', "1"),
             _ => {
                 event.hash = hex(&<Sha256 as sha2::Digest>::digest(format!(
@@ -636,7 +639,7 @@ mod tests {
         fn any_single_field_edit_is_detected_at_its_seq(
             drafts in proptest::collection::vec(arb_draft(), 1..16),
             row in any::<prop::sample::Index>(),
-            field in 0usize..13,
+            field in 0usize..14,
             salt in "[a-z]{0,3}",
         ) {
             let mut events = build(drafts);

@@ -201,8 +201,7 @@ fn trace(cfg: &Config, envelope: &str) -> Result<u8, Failure> {
         }
     })
     .map_err(Failure::input)?;
-    let t = kaigo_hub::trace::trace(envelope, events, archive, cfg.purpose.as_deref())
-        .map_err(Failure::input)?;
+    let t = kaigo_hub::trace::trace(envelope, events, archive).map_err(Failure::input)?;
     if t.is_empty() {
         return Err(Failure::input(format!(
             "no event and no archived copy of envelope {envelope} (in {} and {})",

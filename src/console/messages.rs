@@ -174,7 +174,7 @@ async fn trace_of(console: &Console, envelope: &str) -> Result<Trace, ConsoleErr
     let envelope = envelope.to_string();
     web::block(move || {
         let archive = hub.archive.as_ref().and_then(|a| a.store().archive());
-        trace::trace(&envelope, events, archive, hub.purpose.as_deref())
+        trace::trace(&envelope, events, archive)
     })
     .await
     .map_err(|e| ConsoleError::Internal(e.to_string()))?

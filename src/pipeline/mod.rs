@@ -391,12 +391,17 @@ impl Hub {
             subject.insured_number.as_str(),
         );
         self.audit(Hop::Consent, point, envelope, |d| {
-            d.party(recipient.id.as_str())
+            let d = d
+                .party(recipient.id.as_str())
                 .subject(hash)
                 .category(category.code())
                 .document(document)
                 .decision(audit_decision)
-                .reason(reason)
+                .reason(reason);
+            match self.purpose.as_deref() {
+                Some(p) => d.purpose(p),
+                None => d,
+            }
         });
         tracing::debug!(envelope, point, recipient = recipient.id.as_str(), category = category.code(), decision = %decision, "consent");
         verdict
