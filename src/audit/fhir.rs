@@ -16,6 +16,7 @@
 //! | `category`, `document` | `subtype` `{HUB_BASE}/CodeSystem/category#…`, `…/CodeSystem/document#…` |
 //! | `at` | `recorded` (an RFC 3339 UTC time is a valid `instant`) |
 //! | `reason` | `outcomeDesc` |
+//! | `purpose` | `purposeOfEvent` `{HUB_BASE}/CodeSystem/purpose#<purpose>` (the purpose a consent question stated) |
 //! | `actor` | `agent[0]` (`requestor: true`), `who.identifier` in `{HUB_BASE}/sid/party` |
 //! | `party` | `agent[1]` (`requestor: false`), same identifier system |
 //! | `envelope_id` | `entity` `what.identifier` in `{HUB_BASE}/sid/envelope-id`, type 2 System Object |
@@ -103,6 +104,12 @@ pub fn to_fhir(event: &AuditEvent) -> Result<Value, FhirError> {
     }
     if let Some(reason) = &event.reason {
         map.insert("outcomeDesc".into(), json!(reason));
+    }
+    if let Some(purpose) = &event.purpose {
+        map.insert(
+            "purposeOfEvent".into(),
+            json!([{ "coding": [coding("purpose", purpose)] }]),
+        );
     }
 
     let mut agents = vec![agent(&event.actor, "actor", true)];
@@ -210,7 +217,8 @@ mod tests {
                     .document("InsuranceCard@1")
                     .decision(decision)
                     .reason("no-consent-for-recipient")
-                    .envelope_id("env-7f3a"),
+                    .envelope_id("env-7f3a")
+                    .purpose("care"),
             )
             .expect("valid draft")
     }
@@ -227,6 +235,10 @@ mod tests {
         assert_eq!(parsed["recorded"], "2025-04-01T09:30:00.250Z");
         assert_eq!(parsed["outcome"], "4");
         assert_eq!(parsed["outcomeDesc"], "no-consent-for-recipient");
+        assert_eq!(
+            parsed["purposeOfEvent"][0]["coding"][0],
+            json!({ "system": format!("{HUB_BASE}/CodeSystem/purpose"), "code": "care" })
+        );
         assert_eq!(parsed["action"], "E");
         assert_eq!(parsed["source"]["observer"]["display"], "kaigo-hub");
         let agents = parsed["agent"].as_array().expect("agents");
