@@ -240,6 +240,7 @@ pub async fn start_with(cfg: &Config, options: StartOptions) -> Result<Running, 
     tasks.push(tokio::spawn(crate::pipeline::retention::run(
         hub.clone(),
         cfg.quarantine_keep_days,
+        cfg.dead_keep_days,
         rx.clone(),
     )));
     if cfg.delivered_keep_days > 0 {

@@ -2,14 +2,17 @@
 //! than `quarantine_keep_days` is dropped by the hub's retention pass with an audit event
 //! (`admin`, decision `expired`, the reason it was held for), counted in
 //! `kaigo_quarantine_expired_total`; younger copies stay, in order, unchanged; a copy an older
-//! hub quarantined without `x-kaigo-quarantined-at` is stamped and kept. On the real RabbitMQ,
-//! under a topology prefix of the test's own.
+//! hub quarantined without `x-kaigo-quarantined-at` is stamped and kept. Dead letters likewise,
+//! after `dead_keep_days`, from `x-kaigo-dead-at` (which the hub writes on every dead letter; one
+//! the broker dead-lettered itself is stamped at the first pass). On the real RabbitMQ, under a
+//! topology prefix of the test's own.
 
 mod common;
 
 use common::*;
 use kaigo_hub::bus::Props;
 use kaigo_hub::pipeline::clock;
+use kaigo_hub::pipeline::replay::Parked;
 use kaigo_hub::pipeline::retention::{self, Pruned};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -58,7 +61,9 @@ async fn a_copy_older_than_quarantine_keep_days_is_dropped_with_an_audit_event_a
             .expect("quarantined");
     }
 
-    let done = retention::prune(&hub, 30 * DAY).await.expect("prune");
+    let done = retention::prune(&hub, Parked::Quarantine, 30 * DAY)
+        .await
+        .expect("prune");
     assert_eq!(
         done,
         Pruned {
@@ -131,6 +136,102 @@ async fn a_copy_older_than_quarantine_keep_days_is_dropped_with_an_audit_event_a
     );
 
     // Nothing older than the retention is left: a second pass drops nothing.
-    let again = retention::prune(&hub, 30 * DAY).await.expect("prune");
+    let again = retention::prune(&hub, Parked::Quarantine, 30 * DAY)
+        .await
+        .expect("prune");
     assert_eq!(again.expired, 0);
+}
+
+/// Dead letters hold personal data too: one older than `dead_keep_days` is dropped with its
+/// audit event (actor `dead-retention`), a young one stays, one without `x-kaigo-dead-at` (as the
+/// broker dead-letters after too many deliveries) is stamped and kept; quarantine is not touched.
+/// The hub stamps every dead letter it makes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_letter_older_than_dead_keep_days_is_dropped_with_an_audit_event() {
+    let s = Scratch::rabbit("retention-dead", |p| p);
+    let hub = s.build().await;
+    let t = hub.topology.clone();
+    let hash = hub.subject_hash(&subject(PERSON_1));
+    let dead = |envelope: &str, at: Option<String>| {
+        let mut p = parked(envelope, None, &hash);
+        p.headers
+            .insert("x-kaigo-reason".into(), "mapping-failed".into());
+        if let Some(at) = at {
+            p.headers.insert("x-kaigo-dead-at".into(), at);
+        }
+        p
+    };
+    for (envelope, at) in [
+        ("old-dead", Some(clock::rfc3339_before(40 * DAY))),
+        ("young-dead", Some(clock::rfc3339_before(2 * DAY))),
+        ("broker-dead", None),
+    ] {
+        hub.bus
+            .publish(&t.dead(), "csv", &dead(envelope, at), b"x")
+            .await
+            .expect("dead-lettered");
+    }
+    hub.bus
+        .publish(
+            &t.quarantine(),
+            "CarePlan@1",
+            &parked("held", Some(clock::rfc3339_before(40 * DAY)), &hash),
+            b"{}",
+        )
+        .await
+        .expect("quarantined");
+
+    let done = retention::prune(&hub, Parked::Dead, 30 * DAY)
+        .await
+        .expect("prune");
+    assert_eq!(
+        done,
+        Pruned {
+            expired: 1,
+            kept: 1,
+            stamped: 1
+        }
+    );
+    assert_eq!(hub.metrics.dead_expired.load(Ordering::Relaxed), 1);
+    assert_eq!(hub.metrics.quarantine_expired.load(Ordering::Relaxed), 0);
+    assert_eq!(hub.bus.queue_len(&t.dead_queue()).await.unwrap(), 2);
+    assert_eq!(
+        hub.bus.queue_len(&t.quarantine_queue()).await.unwrap(),
+        1,
+        "quarantine has its own setting"
+    );
+    hub.audit.flush();
+    let log = std::fs::read_to_string(s.dir.join("state/audit.jsonl")).expect("audit log");
+    let expired: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["decision"] == "expired")
+        .collect();
+    assert_eq!(expired.len(), 1, "{log}");
+    assert_eq!(expired[0]["envelope_id"], "old-dead");
+    assert_eq!(expired[0]["actor"], "dead-retention");
+    assert_eq!(expired[0]["reason"], "mapping-failed");
+    assert_eq!(expired[0]["subject"], hash.as_str());
+
+    // Every dead letter the hub makes says when.
+    hub.dead(&Props::default(), b"y", "mapping-failed", "record 2: why")
+        .await
+        .expect("dead-lettered");
+    let mut c = hub.bus.consume(&t.dead_queue(), 10).await.expect("consume");
+    let mut stamps = Vec::new();
+    for _ in 0..3 {
+        let d = tokio::time::timeout(PATIENCE, c.next())
+            .await
+            .expect("in time")
+            .expect("a message")
+            .expect("ok");
+        stamps.push(d.props.header("x-kaigo-dead-at").map(String::from));
+        d.ack().await.expect("ack");
+    }
+    assert!(
+        stamps
+            .iter()
+            .all(|a| a.as_deref().is_some_and(clock::is_rfc3339)),
+        "{stamps:?}"
+    );
 }

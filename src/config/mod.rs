@@ -72,6 +72,10 @@ declare_settings! {
         /// dropped, with an audit event (`expired`): quarantine holds personal data no longer than
         /// it must. Checked once an hour. `0` keeps them until replayed.
         quarantine_keep_days: u64 = 30;
+        /// Days a dead letter is kept (counted from when it was dead-lettered) before it is
+        /// dropped, with an audit event (`expired`): a message that could not be read or
+        /// delivered holds personal data too. Checked once an hour. `0` keeps them until replayed.
+        dead_keep_days: u64 = 30;
         /// File holding the message archive's key as hex (64 hex digits: AES-256-GCM). Set, the hub
         /// keeps each accepted message's original bytes and each canonical document in the store,
         /// sealed with this key, for traces and body views in the console (docs/console.md).
@@ -546,6 +550,13 @@ mod tests {
         });
         assert!(declared("archive_key_file"));
         assert_eq!(Config::default().archive_key_file, None, "off by default");
+    }
+
+    #[test]
+    fn dead_letters_are_kept_thirty_days_unless_dead_keep_days_says_otherwise() {
+        numeric_setting("dead_keep_days", "KAIGO_DEAD_KEEP_DAYS", 30, |c| {
+            c.dead_keep_days
+        });
     }
 
     #[test]

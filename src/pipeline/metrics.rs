@@ -26,6 +26,8 @@ pub struct Metrics {
     pub dead: AtomicU64,
     /// Quarantined copies dropped after `quarantine_keep_days`.
     pub quarantine_expired: AtomicU64,
+    /// Dead letters dropped after `dead_keep_days`.
+    pub dead_expired: AtomicU64,
     /// Consent decisions: permit.
     pub permit: AtomicU64,
     /// Consent decisions: deny.
@@ -66,7 +68,7 @@ impl Metrics {
     }
 
     /// The counters with no labels: name, help, value.
-    fn counters(&self) -> [(&'static str, &'static str, &AtomicU64); 20] {
+    fn counters(&self) -> [(&'static str, &'static str, &AtomicU64); 21] {
         [
             (
                 "kaigo_messages_accepted_total",
@@ -112,6 +114,11 @@ impl Metrics {
                 "kaigo_quarantine_expired_total",
                 "Quarantined copies dropped after quarantine_keep_days (each audited).",
                 &self.quarantine_expired,
+            ),
+            (
+                "kaigo_dead_expired_total",
+                "Dead letters dropped after dead_keep_days (each audited).",
+                &self.dead_expired,
             ),
             (
                 "kaigo_mappings_reloaded_total",
@@ -211,8 +218,8 @@ mod tests {
              kaigo_messages_accepted_total 1\n\
              # HELP kaigo_messages_rejected_total Messages refused at a source.\n"
         ));
-        assert_eq!(text.matches("# HELP ").count(), 21);
-        assert_eq!(text.matches(" counter\n").count(), 21);
+        assert_eq!(text.matches("# HELP ").count(), 22);
+        assert_eq!(text.matches(" counter\n").count(), 22);
         assert!(text.ends_with(
             "# HELP kaigo_consent_decisions_total Consent decisions by outcome.\n\
              # TYPE kaigo_consent_decisions_total counter\n\

@@ -74,6 +74,8 @@ pub mod headers {
     pub const DETAIL: &str = "x-kaigo-detail";
     /// On a quarantined copy: when it was quarantined (RFC 3339), for `quarantine_keep_days`.
     pub const QUARANTINED_AT: &str = "x-kaigo-quarantined-at";
+    /// On a dead letter: when it was dead-lettered (RFC 3339), for `dead_keep_days`.
+    pub const DEAD_AT: &str = "x-kaigo-dead-at";
     /// The recipient a quarantined copy was meant for.
     pub const RECIPIENT: &str = "x-kaigo-recipient";
     /// On a copy back from a waiting room: the one recipient it is for (the others were served).
@@ -534,6 +536,8 @@ impl Hub {
         // Header values are bounded; the error names file, rule and location.
         let e: String = error.chars().take(2000).collect();
         p.headers.insert(headers::ERROR.into(), e);
+        p.headers
+            .insert(headers::DEAD_AT.into(), clock::now_rfc3339());
         let key = p.header(headers::FORMAT).unwrap_or("unknown").to_string();
         self.bus
             .publish(&self.topology.dead(), &key, &p, body)
