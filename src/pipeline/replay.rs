@@ -274,7 +274,7 @@ pub struct ParkedMessage {
     pub doc_index: Option<String>,
     /// The recipient a copy was meant for, when it names one.
     pub recipient: String,
-    /// When it was quarantined (RFC 3339), when said.
+    /// When it was quarantined or dead-lettered (RFC 3339), when said.
     pub parked_at: String,
     /// When it arrived at the hub ([`arrival_ms`]).
     pub arrived_ms: Option<u64>,
@@ -315,7 +315,10 @@ impl ParkedMessage {
             document: text(h::DOCUMENT),
             doc_index: p.header(h::DOC_INDEX).map(String::from),
             recipient: text(h::RECIPIENT),
-            parked_at: text(h::QUARANTINED_AT),
+            parked_at: match text(h::QUARANTINED_AT) {
+                at if at.is_empty() => text(h::DEAD_AT),
+                at => at,
+            },
             stays: must_stay(p),
         }
     }
@@ -447,6 +450,7 @@ fn fresh(t: &Topology, d: &Delivery, to: Option<&[String]>) -> (String, Props) {
         h::RECIPIENT,
         h::REFUSED_AT,
         h::QUARANTINED_AT,
+        h::DEAD_AT,
         h::RETRY_FOR,
         h::ATTEMPT,
     ] {
@@ -704,6 +708,8 @@ mod tests {
             (h::REASON, "consent-denied:no-consent"),
             (h::DETAIL, "what is missing"),
             (h::REFUSED_AT, "ingress"),
+            (h::QUARANTINED_AT, "2026-12-01T00:00:00Z"),
+            (h::DEAD_AT, "2026-11-30T00:00:00Z"),
         ]);
         let doc = props(&[
             (h::SOURCE, "0300000100"),
@@ -743,7 +749,13 @@ mod tests {
         let (mut translate, mut deliver) = (translate, deliver);
         let r = translate.next().await.expect("raw").expect("raw ok");
         assert_eq!(r.props.header(h::HOP), Some("replay"));
-        for k in [h::REASON, h::DETAIL, h::REFUSED_AT] {
+        for k in [
+            h::REASON,
+            h::DETAIL,
+            h::REFUSED_AT,
+            h::QUARANTINED_AT,
+            h::DEAD_AT,
+        ] {
             assert_eq!(r.props.header(k), None, "{k} is gone");
         }
         let c = deliver.next().await.expect("doc").expect("doc ok");
