@@ -197,18 +197,7 @@ pub(crate) fn unread(readers: &[(&Mapping, &Meta)], tree: &Tree) -> Result<(), M
             meta,
             warnings: Default::default(),
         };
-        let holds = |conds: &[Cond], n: Node<'_>| {
-            let one = [n];
-            r.conds_hold(
-                conds,
-                Scope {
-                    node: n,
-                    group: &one,
-                    bit: None,
-                    position: None,
-                },
-            )
-        };
+        let holds = |conds: &[Cond], n: Node<'_>| r.hold_alone(conds, n);
         let mut selected = Vec::new();
         for p in &d.each {
             tree.select(tree.root(), p, &mut selected);
@@ -274,19 +263,7 @@ pub(crate) fn check_file(m: &Mapping, tree: &Tree, meta: &Meta) -> Result<Vec<Wa
         meta,
         warnings: Default::default(),
     };
-    let holds = |conds: &[Cond], row: usize| {
-        let node = Node::CsvRow(row);
-        let one = [node];
-        r.conds_hold(
-            conds,
-            Scope {
-                node,
-                group: &one,
-                bit: None,
-                position: None,
-            },
-        )
-    };
+    let holds = |conds: &[Cond], row: usize| r.hold_alone(conds, Node::CsvRow(row));
     if n > 0 && !checks.last.is_empty() && !holds(&checks.last, n - 1) {
         return Err(MapError {
             at: tree.location(Node::CsvRow(n - 1)),
@@ -615,6 +592,21 @@ impl<'a> Runner<'a> {
             total = Some(total.unwrap_or(0).checked_add(v).ok_or(())?);
         }
         Ok(total)
+    }
+
+    /// [`Self::conds_hold`] at `node`, read as a group of its own (a record of the input, outside
+    /// any document).
+    fn hold_alone(&self, conds: &[Cond], node: Node<'a>) -> bool {
+        let one = [node];
+        self.conds_hold(
+            conds,
+            Scope {
+                node,
+                group: &one,
+                bit: None,
+                position: None,
+            },
+        )
     }
 
     fn conds_hold(&self, conds: &[Cond], scope: Scope<'a, '_>) -> bool {
