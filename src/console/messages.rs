@@ -181,6 +181,15 @@ async fn trace_of(console: &Console, envelope: &str) -> Result<Trace, ConsoleErr
     .map_err(ConsoleError::Internal)
 }
 
+/// `; person 3f2a9c01…`: the first eight hex digits of a step's keyed subject hash, so that the
+/// steps of a file of several people can be told apart (never a number of the person).
+fn person(subject: &Option<String>) -> String {
+    match subject.as_deref() {
+        Some(h) if h.len() >= 8 => format!("; person {}…", escape(&h[..8])),
+        _ => String::new(),
+    }
+}
+
 fn opt(v: &Option<String>) -> String {
     v.as_deref().map(escape).unwrap_or_else(|| "—".into())
 }
@@ -241,7 +250,8 @@ pub async fn trace(
             s.at.clone(),
             format!(
                 "<li class=\"step\" data-hop=\"{hop}\" data-outcome=\"{outcome}\"><time>{at}</time> \
-                 <b>{hop}</b> {outcome} <span class=\"note\">by {actor}; party {party}; document {doc}; reason {reason}</span>{mapping}</li>",
+                 <b>{hop}</b> {outcome} <span class=\"note\">by {actor}; party {party}; document {doc}; reason {reason}{person}</span>{mapping}</li>",
+                person = person(&s.subject),
                 hop = escape(&s.hop),
                 outcome = escape(&s.outcome),
                 at = escape(&s.at),
@@ -258,7 +268,8 @@ pub async fn trace(
             format!(
                 "<li class=\"step decision\" data-hop=\"consent\" data-point=\"{point}\" data-decision=\"{decision}\"><time>{at}</time> \
                  <b>consent at {point}</b>: {decision} <span class=\"note\">consent id <span class=\"consent-id\">{id}</span>; \
-                 category {category}; purpose {purpose}; recipient <span class=\"recipient\">{recipient}</span>; reason {reason}; document {doc}</span></li>",
+                 category {category}; purpose {purpose}; recipient <span class=\"recipient\">{recipient}</span>; reason {reason}; document {doc}{person}</span></li>",
+                person = person(&d.subject),
                 point = escape(&d.point),
                 decision = escape(&d.decision),
                 at = escape(&d.at),

@@ -142,7 +142,7 @@ fn sections(body: &mut String, queue: &str, listed: Vec<ParkedMessage>, may: boo
             };
             let _ = writeln!(
                 body,
-                "<tr data-envelope=\"{e}\"><td>{tick}</td><td><a href=\"/console/messages/{e}\">{e}</a></td><td class=\"code\">{reason}{stays}</td><td>{from}</td><td>{hop}</td><td>{document}</td><td>{recipient}</td><td class=\"location\">{location}</td></tr>",
+                "<tr data-envelope=\"{e}\"><td>{tick}</td><td><a href=\"/console/messages/{e}\">{e}</a></td><td class=\"code\">{reason}{stays}</td><td class=\"short\">{from}</td><td class=\"short\">{hop}</td><td>{document}</td><td>{recipient}</td><td class=\"location\">{location}</td></tr>",
                 e = escape(&m.envelope),
                 reason = escape(&m.reason),
                 from = escape(&m.source),
