@@ -94,7 +94,7 @@ async fn assemble(cfg: &Config, preview: bool) -> Result<Arc<Hub>, String> {
         Some(url) => Arc::new(
             crate::bus::rabbitmq::RabbitBus::connect(url, "kaigo-hub")
                 .await
-                .map_err(|e| format!("RabbitMQ at {}: {e}", redact(url)))?,
+                .map_err(|e| format!("RabbitMQ at {}: {e}", crate::store::without_password(url)))?,
         ),
         None => Arc::new(MemoryBus::new()),
     };
@@ -576,18 +576,6 @@ pub fn subject_key(cfg: &Config) -> Result<Vec<u8>, String> {
         .step_by(2)
         .filter_map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
         .collect())
-}
-
-/// A URL without its password, for messages.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let userinfo = &url[s + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{user}:***{}", &url[..s + 3], &url[at..])
-        }
-        _ => url.to_string(),
-    }
 }
 
 #[cfg(test)]

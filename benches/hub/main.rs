@@ -55,7 +55,6 @@ use crate::stats::{median, meets};
 use crate::steps::step_costs;
 use kaigo_hub::bus::rabbitmq::RabbitBus;
 use kaigo_hub::config::Config;
-use kaigo_hub::serve;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -153,7 +152,7 @@ async fn run() -> Result<(), String> {
     let samples = samples()?;
     println!(
         "kaigo-hub end-to-end benchmark: RabbitMQ at {}, producers {} and {SATURATING}, prefetch {}, {} cores",
-        serve::redact(&set.url),
+        kaigo_hub::store::without_password(&set.url),
         set.few,
         prefetch(),
         std::thread::available_parallelism().map_or(0, |n| n.get())
@@ -189,7 +188,7 @@ async fn probe(url: &str) -> Result<(), String> {
         }
         Err(e) => Err(format!(
             "RabbitMQ is not reachable at {}: {e}\nStart the broker or point KAIGO_BENCH_AMQP_URL at one.",
-            serve::redact(url)
+            kaigo_hub::store::without_password(url)
         )),
     }
 }

@@ -10,7 +10,7 @@ use kaigo_hub::audit::chains::{Writer, verify_dir, verify_file};
 use kaigo_hub::audit::jsonl::{StoreError, read_path, set_aside_torn_tail};
 use kaigo_hub::audit::{AuditFilter, Decision, Hop, SubjectHash, key};
 use kaigo_hub::config::Config;
-use kaigo_hub::serve::redact;
+use kaigo_hub::store::without_password as redact;
 use std::path::PathBuf;
 
 #[derive(clap::Subcommand, Debug)]
