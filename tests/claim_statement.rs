@@ -170,8 +170,17 @@ async fn a_claims_file_delivers_the_invoice_and_each_consented_statement(s: Scra
         "documents: 3",
         "refused: 1",
         "document 3 (ClaimStatement@1): consent-denied:no-consent",
+        // Record 9's field after the 10 layout's last, told to the sender too (no value).
+        "warning: record 9 (line 9), column 41: 1 value kept: after the last item of its layout",
     ];
-    let personal = [CONSENTED.1, SILENT.1, "00131011", "19400405", "19380212"];
+    let personal = [
+        CONSENTED.1,
+        SILENT.1,
+        "00131011",
+        "19400405",
+        "19380212",
+        "REV",
+    ];
     let inbox = s.inbox(PROVIDER);
     let bytes = sample("claims/d0711b.csv");
     let (_, envelope) = drop_and_read_report(&inbox, FILE, &bytes, &parts, &personal).await;

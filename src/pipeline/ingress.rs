@@ -56,6 +56,9 @@ pub struct Accepted {
     /// message is published whole; the translate hop judges every document again and keeps
     /// each one still refused then in quarantine, as its canonical document.
     pub refused: Vec<RefusedDocument>,
+    /// What the mappings warned of (`Display`: where, what, the rule; never a value), for the
+    /// sender's report: the message went on all the same.
+    pub warnings: Vec<String>,
 }
 
 /// One document of an accepted message that may not go on: ids and codes only, for the
@@ -469,6 +472,7 @@ async fn publish(
     let key = format!("{}.{}", format.name(), key_word(document));
     let (mapping, documents) = (mapped.ids(), mapped.documents.len());
     let origins = origins(&mapped);
+    let warnings: Vec<String> = mapped.warnings.iter().map(|(_, w)| w.to_string()).collect();
     // Kept before publishing, so the translate hop cannot look before it is there.
     hub.handoff.put(&id, mapped);
     let published = hub
@@ -506,6 +510,7 @@ async fn publish(
         mapping,
         documents,
         refused,
+        warnings,
     })
 }
 

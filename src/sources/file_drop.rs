@@ -222,7 +222,7 @@ async fn ingest(hub: &Hub, party: &Party, inbox: &Path, name: &str, limit: BodyL
         Ok(accepted) => {
             match settle(inbox, name, DONE).await {
                 Ok(to) => {
-                    if !accepted.refused.is_empty() {
+                    if !accepted.refused.is_empty() || !accepted.warnings.is_empty() {
                         report_refused(party, &to, name, &accepted).await;
                     }
                     tracing::info!(envelope = %accepted.envelope_id, party = %party.id, file = name, to = %to.display(), refused = accepted.refused.len(), "file drop: accepted")
@@ -320,9 +320,10 @@ async fn fail(
     tracing::info!(envelope = envelope.unwrap_or("-"), party = %party.id, file = name, outcome, "file drop: failed");
 }
 
-/// Writes `<name>.report.txt` beside a file in `done/` some of whose documents were refused: the
-/// file, party, envelope, and one line per refused document (number, kind, reason code, what
-/// clears it): ids and codes only, like an error file.
+/// Writes `<name>.report.txt` beside a file in `done/` some of whose documents were refused, or
+/// that a mapping warned of: the file, party, envelope, one line per refused document (number,
+/// kind, reason code, what clears it) and one per warning (where, what, the rule): ids, codes
+/// and locations only, like an error file.
 async fn report_refused(party: &Party, to: &Path, name: &str, accepted: &ingress::Accepted) {
     let path = to.with_file_name(format!("{}.report.txt", file_name_of(to, name)));
     if let Err(e) = tokio::fs::write(&path, refused_report(party, name, accepted)).await {
@@ -331,16 +332,26 @@ async fn report_refused(party: &Party, to: &Path, name: &str, accepted: &ingress
 }
 
 fn refused_report(party: &Party, name: &str, a: &ingress::Accepted) -> String {
-    let mut report = format!(
-        "file: {name}\nparty: {}\nenvelope: {}\noutcome: accepted-in-part\ndocuments: {}\nrefused: {} (kept in quarantine; the others go on)\n",
-        party.id,
-        a.envelope_id,
-        a.documents,
-        a.refused.len()
-    );
+    let mut report = if a.refused.is_empty() {
+        format!(
+            "file: {name}\nparty: {}\nenvelope: {}\noutcome: accepted\ndocuments: {}\n",
+            party.id, a.envelope_id, a.documents
+        )
+    } else {
+        format!(
+            "file: {name}\nparty: {}\nenvelope: {}\noutcome: accepted-in-part\ndocuments: {}\nrefused: {} (kept in quarantine; the others go on)\n",
+            party.id,
+            a.envelope_id,
+            a.documents,
+            a.refused.len()
+        )
+    };
     for r in &a.refused {
         report.push_str(&document_line(r));
         report.push('\n');
+    }
+    for w in &a.warnings {
+        report.push_str(&format!("warning: {w}\n"));
     }
     report
 }
@@ -417,6 +428,7 @@ mod tests {
                 detail: "document 7 (InsuredPerson@1) carries no 保険者番号 + 被保険者番号".into(),
                 origin: Some("record 7, line 8".into()),
             }],
+            warnings: Vec::new(),
         };
         let report = refused_report(&party, "roster.csv", &a);
         for line in [
@@ -438,6 +450,19 @@ mod tests {
             );
         }
         assert_eq!(report.lines().count(), 7, "{report}");
+
+        // A file no document of which was refused, but that a mapping warned of, gets a report
+        // too: accepted, with one line per warning.
+        let warned = ingress::Accepted {
+            refused: Vec::new(),
+            warnings: vec!["record 9 (line 9), column 41: 1 value kept: a later revision's fields (rule `totals[+].extra_fields` in claims-statement.yaml:162:7)".into()],
+            ..a
+        };
+        let report = refused_report(&party, "d0711b.csv", &warned);
+        assert_eq!(
+            report,
+            "file: d0711b.csv\nparty: 0300000005\nenvelope: k42\noutcome: accepted\ndocuments: 100\nwarning: record 9 (line 9), column 41: 1 value kept: a later revision's fields (rule `totals[+].extra_fields` in claims-statement.yaml:162:7)\n"
+        );
     }
 
     #[tokio::test]

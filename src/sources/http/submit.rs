@@ -339,6 +339,7 @@ mod tests {
                 detail: "document 2 (InsuredPerson@1): no consent".into(),
                 origin: None,
             }],
+            warnings: Vec::new(),
         };
         let issues = accepted_issues(&a);
         assert_eq!(issues.len(), 2);
