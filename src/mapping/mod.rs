@@ -377,7 +377,7 @@ impl MappingSet {
         if !alike.is_empty() {
             return Err(TranslateError::Ambiguous(alike));
         }
-        self.every_record_read(&parsed, input.file_name)?;
+        self.every_record_read(&parsed, input.file_name, mapping.is_some())?;
         let mut documents = Vec::new();
         let mut warnings: Vec<(String, Warning)> = Vec::new();
         // Several mappings reading one file check its frame alike: each finding is said once.
@@ -443,6 +443,7 @@ impl MappingSet {
         &self,
         parsed: &[(&Arc<Mapping>, &Tree, Meta)],
         file_name: Option<&str>,
+        named: bool,
     ) -> Result<(), MapError> {
         let framed = |m: &Mapping| m.documents.as_ref().is_some_and(|d| !d.frame.is_empty());
         let mut checked: Vec<&Tree> = Vec::new();
@@ -451,29 +452,36 @@ impl MappingSet {
                 continue;
             }
             checked.push(tree);
-            let mut readers: Vec<(&Mapping, Meta)> = parsed
-                .iter()
-                .filter(|(p, t, _)| p.documents.is_some() && std::ptr::eq(*t, *tree))
-                .map(|(p, _, meta)| (p.as_ref(), meta.clone()))
-                .collect();
-            for other in &self.mappings {
-                let same_read =
-                    other.source.format == m.source.format && other.source.parse == m.source.parse;
-                if other.documents.is_none()
-                    || !same_read
-                    || !matches!(other.target, Target::Document(_))
-                    || readers.iter().any(|(r, _)| r.id == other.id)
-                {
-                    continue;
-                }
-                if let Ok(meta) = metadata(other, file_name)
-                    && why_not(other, tree, &meta).is_none()
-                {
-                    readers.push((other, meta));
+            let on_this = |(p, t, _): &&(&Arc<Mapping>, &Tree, Meta)| {
+                p.documents.is_some() && std::ptr::eq(*t, *tree)
+            };
+            // Chosen by match, every inbound mapping's match rule was asked already and `parsed`
+            // holds each that fits; named by the caller, the others that fit are found here.
+            let mut others: Vec<(&Mapping, Meta)> = Vec::new();
+            if named {
+                for other in &self.mappings {
+                    let same_read = other.source.format == m.source.format
+                        && other.source.parse == m.source.parse;
+                    if other.documents.is_none()
+                        || !same_read
+                        || !matches!(other.target, Target::Document(_))
+                        || parsed.iter().any(|(p, _, _)| p.id == other.id)
+                    {
+                        continue;
+                    }
+                    if let Ok(meta) = metadata(other, file_name)
+                        && why_not(other, tree, &meta).is_none()
+                    {
+                        others.push((other, meta));
+                    }
                 }
             }
-            let readers: Vec<(&Mapping, &Meta)> =
-                readers.iter().map(|(m, meta)| (*m, meta)).collect();
+            let readers: Vec<(&Mapping, &Meta)> = parsed
+                .iter()
+                .filter(on_this)
+                .map(|(p, _, meta)| (p.as_ref(), meta))
+                .chain(others.iter().map(|(o, meta)| (*o, meta)))
+                .collect();
             run::unread(&readers, tree)?;
         }
         Ok(())
