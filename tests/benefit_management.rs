@@ -23,14 +23,7 @@ const CONSENTED: (&str, &str) = ("131011", "0000012345");
 const SILENT: (&str, &str) = ("131011", "0000012399");
 
 fn golden() -> Vec<Value> {
-    match json(&sample("claims/d0821a.benefit-management.json")) {
-        Value::Array(docs) => docs,
-        one => vec![one],
-    }
-}
-
-fn int(v: &Value) -> i64 {
-    v.as_i64().unwrap_or_else(|| panic!("an integer: {v}"))
+    sample_docs("claims/d0821a.benefit-management.json")
 }
 
 /// Per 給付管理票: 給付計画合計 (99 #24) = Σ 給付計画単位数 (#20) of its lines, within the

@@ -24,32 +24,13 @@ const KIND: &str = "CareManagementStatement@1";
 const CONSENTED: (&str, &str) = ("131011", "0000012345");
 const SILENT: (&str, &str) = ("131011", "0000012399");
 
-fn docs(rel: &str) -> Vec<Value> {
-    match json(&sample(rel)) {
-        Value::Array(docs) => docs,
-        one => vec![one],
-    }
-}
-
-fn int(v: &Value) -> i64 {
-    v.as_i64().unwrap_or_else(|| panic!("an integer: {v}"))
-}
-
-/// `"11.40"` → 1140 (hundredths of a yen), exactly.
-fn hundredths(price: &Value) -> i64 {
-    let text = price.as_str().expect("a decimal text");
-    let (yen, sen) = text.split_once('.').expect("a point");
-    assert_eq!(sen.len(), 2, "{text}");
-    yen.parse::<i64>().expect("yen") * 100 + sen.parse::<i64>().expect("sen")
-}
-
 /// By hand (claims-csv §6, 単位数単価 11.40): 0000012345: 431111 1,086 × 1 + 434001 300 × 1 =
 /// 1,386 単位 × 11.40 = 15,800.4 → 15,800 円; 0000012399: 431111 1,086 × 1 = 1,086 × 11.40 =
 /// 12,380.4 → 12,380 円. 居宅介護支援 is 10割給付: the 7111 line (1, 00, 02) has 件数 2, 単位数
 /// 2,472, 費用合計 = 保険請求額 = 28,180, 公費 0, 利用者負担 0.
 #[test]
 fn the_goldens_add_up_as_the_spec_says() {
-    let statements = docs("claims/d0812a.care-management-statement.json");
+    let statements = sample_docs("claims/d0812a.care-management-statement.json");
     let mut by_hand = Vec::new();
     for s in &statements {
         assert_eq!(s["document"], KIND);
@@ -74,7 +55,7 @@ fn the_goldens_add_up_as_the_spec_says() {
     }
     assert_eq!(by_hand, [(1_386, 15_800), (1_086, 12_380)]);
 
-    let invoices = docs("claims/d0812a.claim-invoice.json");
+    let invoices = sample_docs("claims/d0812a.claim-invoice.json");
     assert_eq!(invoices.len(), 1);
     let line = &invoices[0];
     assert_eq!(
@@ -122,8 +103,8 @@ async fn a_care_managers_claims_file_delivers_the_invoice_and_each_consented_sta
     let (_, envelope) = drop_and_read_report(&inbox, FILE, &bytes, &parts, &personal).await;
 
     let out = s.out_dir(MUNICIPALITY);
-    let statements = docs("claims/d0812a.care-management-statement.json");
-    let invoice = docs("claims/d0812a.claim-invoice.json");
+    let statements = sample_docs("claims/d0812a.care-management-statement.json");
+    let invoice = sample_docs("claims/d0812a.claim-invoice.json");
     for (i, want) in [(0, &statements[0]), (2, &invoice[0])] {
         let name = format!("{envelope}-{i}.json");
         let (_, body) = wait_for_file(&out, "a delivered document", |n| n == name).await;
@@ -211,22 +192,6 @@ async fn a_care_managers_claims_file_delivers_each_consented_statement_on_rabbit
     a_care_managers_claims_file_delivers_the_invoice_and_each_consented_statement(s).await;
 }
 
-/// `kaigo-hub translate --mapping claims-care-management-statement` of `text` as `d0812a.csv`.
-fn translate(text: &str, tag: &str) -> std::process::Output {
-    let dir = std::env::temp_dir().join(format!("kaigo-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let file = dir.join(FILE);
-    std::fs::write(&file, text).expect("written");
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_kaigo-hub"))
-        .current_dir(repo())
-        .args(["translate", "--mapping", "claims-care-management-statement"])
-        .arg(&file)
-        .output()
-        .expect("kaigo-hub runs");
-    let _ = std::fs::remove_dir_all(&dir);
-    o
-}
-
 /// The 証記載保険者番号 as the IF writes it (8 digits, `00` + 保険者番号) gives the same person
 /// as QKAN's 6 digits, keeping what was written; a 8125 (介護予防支援) reads the same layout;
 /// a 明細書 without its `99` line is refused naming its record.
@@ -246,7 +211,7 @@ fn the_insurer_number_may_be_padded_and_8125_reads_the_same_layout() {
         Value::Array(d) => d,
         one => vec![one],
     };
-    let mut want = docs("claims/d0812a.care-management-statement.json");
+    let mut want = sample_docs("claims/d0812a.care-management-statement.json");
     for d in &mut want {
         d["card_insurer_number"] = "00131011".into();
     }
@@ -264,7 +229,7 @@ fn the_insurer_number_may_be_padded_and_8125_reads_the_same_layout() {
         Value::Array(d) => d,
         one => vec![one],
     };
-    let mut want = docs("claims/d0812a.care-management-statement.json");
+    let mut want = sample_docs("claims/d0812a.care-management-statement.json");
     for d in &mut want {
         d["form"] = "8125".into();
     }
@@ -280,4 +245,9 @@ fn the_insurer_number_may_be_padded_and_8125_reads_the_same_layout() {
         "{err}"
     );
     assert!(!err.contains("0000012345"), "{err}");
+}
+
+/// `kaigo-hub translate --mapping claims-care-management-statement` of `text` as `d0812a.csv`.
+fn translate(text: &str, tag: &str) -> std::process::Output {
+    translate_as_file(text, FILE, "claims-care-management-statement", tag)
 }

@@ -23,25 +23,6 @@ const FILE: &str = "d0711b.csv";
 const CONSENTED: (&str, &str) = ("131011", "0000012345");
 const SILENT: (&str, &str) = ("131011", "0000012399");
 
-fn docs(rel: &str) -> Vec<Value> {
-    match json(&sample(rel)) {
-        Value::Array(docs) => docs,
-        one => vec![one],
-    }
-}
-
-fn int(v: &Value) -> i64 {
-    v.as_i64().unwrap_or_else(|| panic!("an integer: {v}"))
-}
-
-/// `"11.40"` → 1140 (hundredths of a yen), exactly.
-fn hundredths(price: &Value) -> i64 {
-    let text = price.as_str().expect("a decimal text");
-    let (yen, sen) = text.split_once('.').expect("a point");
-    assert_eq!(sen.len(), 2, "{text}");
-    yen.parse::<i64>().expect("yen") * 100 + sen.parse::<i64>().expect("sen")
-}
-
 /// Per 10 集計: 費用 = ⌊単位数合計 × 単価⌋, 保険請求額 = ⌊費用 × 保険給付率 / 100⌋, 利用者負担額 =
 /// 費用 − 保険請求額 (no 公費 here); 02 lines: サービス単位数 = 単位数 × 回数, summing to the 10's
 /// 単位数合計 and the 01's 保険 サービス単位数; 12 軽減: 軽減後 = 総額 − 軽減額. The 7111 保険
@@ -65,8 +46,8 @@ fn the_goldens_add_up_as_the_spec_says() {
 
 /// Checks the arithmetic of a sample's goldens; gives each 明細書's (費用, 保険請求額).
 fn add_up(stem: &str) -> Vec<(i64, i64)> {
-    let statements = docs(&format!("claims/{stem}.claim-statement.json"));
-    let invoices = docs(&format!("claims/{stem}.claim-invoice.json"));
+    let statements = sample_docs(&format!("claims/{stem}.claim-statement.json"));
+    let invoices = sample_docs(&format!("claims/{stem}.claim-invoice.json"));
     let (mut units, mut claim, mut user, mut cost) = (0, 0, 0, 0);
     let (mut resident_cost, mut resident_claim, mut resident_user, mut residents) = (0, 0, 0, 0);
     let mut by_hand = Vec::new();
@@ -187,8 +168,8 @@ async fn a_claims_file_delivers_the_invoice_and_each_consented_statement(s: Scra
 
     // The invoice and the consented person's statement reach the insurer as the goldens are.
     let out = s.out_dir(MUNICIPALITY);
-    let invoice = docs("claims/d0711b.claim-invoice.json");
-    let statements = docs("claims/d0711b.claim-statement.json");
+    let invoice = sample_docs("claims/d0711b.claim-invoice.json");
+    let statements = sample_docs("claims/d0711b.claim-statement.json");
     for (i, want) in [(0, &invoice[0]), (1, &statements[0])] {
         let name = format!("{envelope}-{i}.json");
         let (_, body) = wait_for_file(&out, "a delivered document", |n| n == name).await;
@@ -421,22 +402,6 @@ async fn a_record_no_claims_mapping_reads_refuses_the_file_naming_it() {
     running.stop().await;
 }
 
-/// `kaigo-hub translate --mapping claims-statement` of `text` as a file `d0711b.csv`.
-fn translate_statements(text: &str, tag: &str) -> std::process::Output {
-    let dir = std::env::temp_dir().join(format!("kaigo-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let file = dir.join(FILE);
-    std::fs::write(&file, text).expect("written");
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_kaigo-hub"))
-        .current_dir(repo())
-        .args(["translate", "--mapping", "claims-statement"])
-        .arg(&file)
-        .output()
-        .expect("kaigo-hub runs");
-    let _ = std::fs::remove_dir_all(&dir);
-    o
-}
-
 /// 様式第二の二 (7132, 介護予防) has the 7131 layout: the same records read as a 7132 明細書 give
 /// the golden with only `form` changed; and the 様式 is part of what makes one 明細書.
 #[test]
@@ -463,7 +428,7 @@ fn a_7132_statement_reads_as_the_7131_layout() {
         Value::Array(d) => d,
         one => vec![one],
     };
-    let mut want = docs("claims/d0711b.claim-statement.json");
+    let mut want = sample_docs("claims/d0711b.claim-statement.json");
     want[0]["form"] = "7132".into();
     assert_eq!(made, want);
 
@@ -555,4 +520,9 @@ fn each_claims_mapping_fits_only_its_data_kind() {
         ids.sort();
         assert_eq!(ids, want, "{file}");
     }
+}
+
+/// `kaigo-hub translate --mapping claims-statement` of `text` as a file `d0711b.csv`.
+fn translate_statements(text: &str, tag: &str) -> std::process::Output {
+    translate_as_file(text, FILE, "claims-statement", tag)
 }

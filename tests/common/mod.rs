@@ -549,6 +549,44 @@ pub fn json(bytes: &[u8]) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
 }
 
+/// The documents of a JSON sample (`samples/<rel>`): an array's items, or the one document.
+pub fn sample_docs(rel: &str) -> Vec<serde_json::Value> {
+    match json(&sample(rel)) {
+        serde_json::Value::Array(docs) => docs,
+        one => vec![one],
+    }
+}
+
+/// A JSON integer, or a panic naming what was there.
+pub fn int(v: &serde_json::Value) -> i64 {
+    v.as_i64().unwrap_or_else(|| panic!("an integer: {v}"))
+}
+
+/// `"11.40"` → 1140 (hundredths of a yen), exactly: a 単位数単価 as the claims documents write it.
+pub fn hundredths(price: &serde_json::Value) -> i64 {
+    let text = price.as_str().expect("a decimal text");
+    let (yen, sen) = text.split_once('.').expect("a point");
+    assert_eq!(sen.len(), 2, "{text}");
+    yen.parse::<i64>().expect("yen") * 100 + sen.parse::<i64>().expect("sen")
+}
+
+/// `kaigo-hub translate --mapping MAPPING` of `text`, written to a file named `file` in a temp
+/// directory of `tag`'s own, run from the repository (its `mappings/`).
+pub fn translate_as_file(text: &str, file: &str, mapping: &str, tag: &str) -> std::process::Output {
+    let dir = std::env::temp_dir().join(format!("kaigo-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(file);
+    std::fs::write(&path, text).expect("written");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_kaigo-hub"))
+        .current_dir(repo())
+        .args(["translate", "--mapping", mapping])
+        .arg(&path)
+        .output()
+        .expect("kaigo-hub runs");
+    let _ = std::fs::remove_dir_all(&dir);
+    o
+}
+
 // ------------------------------------------------------------------------------------------------
 // Talking to the hub
 // ------------------------------------------------------------------------------------------------
