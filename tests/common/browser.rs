@@ -215,26 +215,9 @@ fn read_answer(s: &mut TcpStream) -> Result<Vec<u8>, String> {
         while !raw[start..].ends_with(b"0\r\n\r\n") {
             more(&mut raw)?;
         }
-        return Ok(dechunk(&raw[start..]));
+        return Ok(super::dechunk(&raw[start..]));
     }
     Err(format!("an answer without a length: {head}"))
-}
-
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(eol) = data.windows(2).position(|w| w == b"\r\n") {
-        let size = std::str::from_utf8(&data[..eol])
-            .ok()
-            .and_then(|s| usize::from_str_radix(s.split(';').next().unwrap_or("").trim(), 16).ok())
-            .unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        let start = eol + 2;
-        out.extend_from_slice(&data[start..(start + size).min(data.len())]);
-        data = &data[(start + size + 2).min(data.len())..];
-    }
-    out
 }
 
 /// A WebDriver command off the async runtime (the hub under test runs on it).

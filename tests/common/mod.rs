@@ -678,6 +678,8 @@ pub async fn post_fhir(addr: SocketAddr, path: &str, key: &str, body: &[u8]) -> 
     }
 }
 
+/// A chunked HTTP body (`Transfer-Encoding: chunked`) joined (the HTTP and WebDriver clients
+/// of the tests both read one).
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(eol) = data.windows(2).position(|w| w == b"\r\n") {
